@@ -1,0 +1,1 @@
+//! Tar layers to a root filesystem (unpack) and back (generate).

@@ -1,0 +1,15 @@
+//! rumoci: umoci, the OCI image tool, rebuilt in Rust.
+//!
+//! The crate is both the `rumoci` command-line tool and a library whose
+//! pieces can be used on their own:
+//!
+//! * [`oci`]: image-spec types (lossless serde structs) and [`oci::Digest`].
+//! * [`cas`]: the content-addressable store trait, the built-in OCI layout
+//!   directory driver, verified reads, references, and garbage collection.
+//! * [`layer`]: tar layers to a root filesystem and back.
+//! * [`mtree`]: go-mtree compatible manifests of a root filesystem.
+
+pub mod cas;
+pub mod layer;
+pub mod mtree;
+pub mod oci;

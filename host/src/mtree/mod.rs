@@ -1,0 +1,1 @@
+//! go-mtree compatible manifests: writer, parser and diff.
