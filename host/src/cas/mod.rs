@@ -1,1 +1,153 @@
-//! Content-addressable storage.
+//! Content-addressable storage: the [`Cas`] trait every command is written
+//! against, the built-in OCI image-layout directory driver ([`DirCas`]),
+//! verified reads, references (tags) and garbage collection.
+//!
+//! The trait is deliberately small (like umoci's `cas.Engine` and
+//! containerd's content store); everything else — JSON blobs, tags, walks,
+//! gc — is derived from it in [`ext`], [`refs`] and [`gc`], so a storage
+//! driver only implements storage.
+
+mod dir;
+pub mod ext;
+pub mod gc;
+pub mod refs;
+mod verify;
+
+use std::io::{Read, Write};
+
+use crate::oci::{Digest, DigestError, OciError};
+
+pub use dir::DirCas;
+pub use verify::VerifiedReader;
+
+/// Errors of the content store.
+#[derive(Debug, thiserror::Error)]
+pub enum CasError {
+    /// The blob, index or layout does not exist.
+    #[error("{0}: not found")]
+    NotFound(String),
+    /// An I/O error on a named object.
+    #[error("{what}: {source}")]
+    Io {
+        /// The object (a path or digest) the error happened on.
+        what: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Content did not hash to its digest.
+    #[error("blob {expected}: digest mismatch (content hashes to {actual})")]
+    DigestMismatch {
+        /// The digest the descriptor promised.
+        expected: Digest,
+        /// What the content hashes to.
+        actual: Digest,
+    },
+    /// Content is longer or shorter than its descriptor says.
+    #[error("blob {digest}: size mismatch (descriptor says {expected} bytes, content has {actual}{more})", more = if *.longer { " or more" } else { "" })]
+    SizeMismatch {
+        /// The blob.
+        digest: Digest,
+        /// Size from the descriptor.
+        expected: u64,
+        /// Bytes seen.
+        actual: u64,
+        /// Whether reading stopped early because the content was too long.
+        longer: bool,
+    },
+    /// The layout itself is not a valid OCI image layout.
+    #[error("invalid image layout {path}: {reason}")]
+    InvalidLayout {
+        /// The layout path.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// A document in the store is invalid.
+    #[error("{what}: {source}")]
+    Document {
+        /// Which document (e.g. `index.json`, `manifest sha256:…`).
+        what: String,
+        /// The parse error.
+        #[source]
+        source: OciError,
+    },
+    /// A digest string is invalid.
+    #[error(transparent)]
+    Digest(#[from] DigestError),
+    /// `index.json` changed between read and write (compare-and-swap lost).
+    #[error("index.json was changed concurrently")]
+    Conflict,
+    /// Something else the caller asked for is invalid.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl CasError {
+    /// Wrap an I/O error on `what`; errors raised by verified readers (which
+    /// travel inside `io::Error`) come back out as themselves.
+    pub(crate) fn io(what: impl Into<String>, source: std::io::Error) -> CasError {
+        match source.downcast::<CasError>() {
+            Ok(inner) => inner,
+            Err(source) => CasError::Io {
+                what: what.into(),
+                source,
+            },
+        }
+    }
+}
+
+/// A blob being written: bytes go in through [`Write`], and
+/// [`BlobWriter::commit`] makes the blob visible under its digest.
+/// Dropping a writer without committing leaves nothing behind.
+pub trait BlobWriter: Write + Send {
+    /// Finish the blob and publish it. If `expected` is given and the content
+    /// hashes differently, nothing is published and an error is returned.
+    fn commit(self: Box<Self>, expected: Option<&Digest>) -> Result<(Digest, u64), CasError>;
+}
+
+/// A content-addressable store holding blobs and one `index.json`.
+///
+/// Implementations do storage only; verification of what they return is
+/// done by the callers in [`ext`] (a driver never vouches for content).
+pub trait Cas: Send + Sync {
+    /// Open a blob for reading, unverified. Missing blobs give
+    /// [`CasError::NotFound`].
+    fn open_blob(&self, digest: &Digest) -> Result<Box<dyn Read + Send>, CasError>;
+
+    /// The stored size of a blob, or `None` if absent.
+    fn stat_blob(&self, digest: &Digest) -> Result<Option<u64>, CasError>;
+
+    /// Start writing a new blob.
+    fn begin_blob(&self) -> Result<Box<dyn BlobWriter>, CasError>;
+
+    /// Delete a blob; deleting a missing blob is not an error.
+    fn delete_blob(&self, digest: &Digest) -> Result<(), CasError>;
+
+    /// Every blob digest in the store.
+    fn list_blobs(&self) -> Result<Vec<Digest>, CasError>;
+
+    /// The raw bytes of `index.json`.
+    fn read_index_raw(&self) -> Result<Vec<u8>, CasError>;
+
+    /// Replace `index.json` with `new` if and only if it still holds `old`
+    /// (compare-and-swap); otherwise fail with [`CasError::Conflict`]. The
+    /// replacement is atomic: readers see the old or the new document.
+    fn swap_index_raw(&self, old: &[u8], new: &[u8]) -> Result<(), CasError>;
+
+    /// Remove temporaries left behind by killed writers.
+    fn clean(&self) -> Result<(), CasError>;
+
+    /// Hold off garbage collection: while the returned guard lives, a
+    /// concurrent gc will not sweep (blobs written but not yet referenced
+    /// stay safe). The default does nothing.
+    fn writer_guard(&self) -> Result<Box<dyn std::any::Any>, CasError> {
+        Ok(Box::new(()))
+    }
+
+    /// Run `f` while excluding every writer holding a [`Cas::writer_guard`].
+    /// The default runs `f` directly.
+    fn exclusive(&self, f: &mut dyn FnMut() -> Result<(), CasError>) -> Result<(), CasError> {
+        f()
+    }
+}

@@ -1,0 +1,343 @@
+//! References: `--image PATH[:TAG]`, tag names, and resolving a tag through
+//! nested indexes to exactly one manifest (choosing a platform when an index
+//! offers several).
+
+use std::fmt;
+use std::path::PathBuf;
+
+use super::ext::{fetch, read_index, update_index};
+use super::{Cas, CasError};
+use crate::oci::{Blob, Descriptor, Platform, media};
+
+/// How deep nested indexes may go before resolution gives up.
+const MAX_DEPTH: usize = 32;
+
+/// Whether `name` matches the OCI ref-name grammar:
+/// `component(/component)*` where a component is alphanumeric runs joined
+/// by one of `-._:@+` or `--`.
+pub fn is_valid_tag(name: &str) -> bool {
+    !name.is_empty() && name.split('/').all(valid_component)
+}
+
+fn valid_component(c: &str) -> bool {
+    let b = c.as_bytes();
+    let mut i = 0;
+    loop {
+        let start = i;
+        while i < b.len() && b[i].is_ascii_alphanumeric() {
+            i += 1;
+        }
+        if i == start {
+            return false;
+        }
+        if i == b.len() {
+            return true;
+        }
+        if b[i] == b'-' && b.get(i + 1) == Some(&b'-') {
+            i += 2;
+        } else if b"-._:@+".contains(&b[i]) {
+            i += 1;
+        } else {
+            return false;
+        }
+    }
+}
+
+/// A parsed `--image PATH[:TAG]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageRef {
+    /// The layout directory.
+    pub layout: PathBuf,
+    /// The tag (`latest` when none was given).
+    pub tag: String,
+}
+
+impl ImageRef {
+    /// Parse `PATH[:TAG]`, split at the first `:` as umoci does.
+    pub fn parse(s: &str) -> Result<ImageRef, CasError> {
+        let (path, tag) = match s.split_once(':') {
+            Some((p, t)) => (p, t),
+            None => (s, "latest"),
+        };
+        if path.is_empty() {
+            return Err(CasError::Invalid(format!("image {s:?}: path is empty")));
+        }
+        if tag.is_empty() {
+            return Err(CasError::Invalid(format!("image {s:?}: tag is empty")));
+        }
+        check_tag(tag)?;
+        Ok(ImageRef {
+            layout: PathBuf::from(path),
+            tag: tag.to_string(),
+        })
+    }
+}
+
+/// Fail with a clear error unless `tag` is a valid ref name.
+pub fn check_tag(tag: &str) -> Result<(), CasError> {
+    if is_valid_tag(tag) {
+        Ok(())
+    } else {
+        Err(CasError::Invalid(format!(
+            "tag {tag:?}: not a valid OCI reference name"
+        )))
+    }
+}
+
+/// `os/arch[/variant]` as given to `--platform`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlatformSpec {
+    /// Operating system.
+    pub os: String,
+    /// Architecture.
+    pub architecture: String,
+    /// Variant (empty: any).
+    pub variant: String,
+}
+
+impl PlatformSpec {
+    /// Parse `os/arch[/variant]`.
+    pub fn parse(s: &str) -> Result<PlatformSpec, CasError> {
+        let parts: Vec<&str> = s.split('/').collect();
+        let bad = || CasError::Invalid(format!("platform {s:?}: expected os/arch[/variant]"));
+        match parts.as_slice() {
+            [os, arch] if !os.is_empty() && !arch.is_empty() => Ok(PlatformSpec {
+                os: os.to_string(),
+                architecture: arch.to_string(),
+                variant: String::new(),
+            }),
+            [os, arch, variant] if !os.is_empty() && !arch.is_empty() && !variant.is_empty() => {
+                Ok(PlatformSpec {
+                    os: os.to_string(),
+                    architecture: arch.to_string(),
+                    variant: variant.to_string(),
+                })
+            }
+            _ => Err(bad()),
+        }
+    }
+
+    /// The platform this binary runs on, in OCI (GOARCH) terms.
+    pub fn host() -> PlatformSpec {
+        let arch = match std::env::consts::ARCH {
+            "x86_64" => "amd64",
+            "x86" => "386",
+            "aarch64" => "arm64",
+            "powerpc64" if cfg!(target_endian = "little") => "ppc64le",
+            "loongarch64" => "loong64",
+            other => other,
+        };
+        PlatformSpec {
+            os: std::env::consts::OS.to_string(),
+            architecture: arch.to_string(),
+            variant: String::new(),
+        }
+    }
+
+    fn matches(&self, p: &Platform) -> bool {
+        p.os == self.os
+            && p.architecture == self.architecture
+            && (self.variant.is_empty() || p.variant == self.variant)
+    }
+}
+
+impl fmt::Display for PlatformSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.os, self.architecture)?;
+        if !self.variant.is_empty() {
+            write!(f, "/{}", self.variant)?;
+        }
+        Ok(())
+    }
+}
+
+/// The chain of descriptors from an `index.json` entry down to a manifest.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DescriptorPath(pub Vec<Descriptor>);
+
+impl DescriptorPath {
+    /// The `index.json` entry.
+    pub fn root(&self) -> &Descriptor {
+        &self.0[0]
+    }
+
+    /// The manifest at the end of the path.
+    pub fn target(&self) -> &Descriptor {
+        &self.0[self.0.len() - 1]
+    }
+
+    /// The platform recorded by the nearest index entry on the path.
+    pub fn platform(&self) -> Option<&Platform> {
+        self.0.iter().rev().find_map(|d| d.platform.as_ref())
+    }
+}
+
+fn collect(
+    cas: &dyn Cas,
+    path: &mut Vec<Descriptor>,
+    out: &mut Vec<DescriptorPath>,
+) -> Result<(), CasError> {
+    let Some(desc) = path.last().cloned() else {
+        return Ok(());
+    };
+    if path.len() > MAX_DEPTH {
+        return Err(CasError::Invalid(format!(
+            "index {}: nested more than {MAX_DEPTH} levels deep",
+            desc.digest
+        )));
+    }
+    if path[..path.len() - 1].iter().any(|d| d.digest == desc.digest) {
+        return Err(CasError::Invalid(format!("index {}: refers to itself", desc.digest)));
+    }
+    let children = match fetch(cas, &desc)? {
+        Blob::Index(i) => i.manifests,
+        Blob::Descriptor(d) => vec![d],
+        _ => {
+            out.push(DescriptorPath(path.clone()));
+            return Ok(());
+        }
+    };
+    for child in children {
+        path.push(child);
+        collect(cas, path, out)?;
+        path.pop();
+    }
+    Ok(())
+}
+
+/// Every descriptor path a tag leads to (one per manifest reachable through
+/// nested indexes).
+pub fn resolve_all(cas: &dyn Cas, tag: &str) -> Result<Vec<DescriptorPath>, CasError> {
+    let index = read_index(cas)?;
+    let mut out = Vec::new();
+    for root in index.manifests.iter().filter(|d| d.ref_name() == Some(tag)) {
+        let mut path = vec![root.clone()];
+        collect(cas, &mut path, &mut out)?;
+    }
+    Ok(out)
+}
+
+/// Resolve a tag to exactly one image manifest. When the tag leads to
+/// several, the one for `platform` (default: the host's) is chosen.
+pub fn resolve(
+    cas: &dyn Cas,
+    tag: &str,
+    platform: Option<&PlatformSpec>,
+) -> Result<DescriptorPath, CasError> {
+    let mut paths = resolve_all(cas, tag)?;
+    if paths.is_empty() {
+        return Err(CasError::NotFound(format!("tag {tag}")));
+    }
+    if paths.len() > 1 || platform.is_some() {
+        let want = platform.cloned().unwrap_or_else(PlatformSpec::host);
+        let available: Vec<String> = paths
+            .iter()
+            .map(|p| match p.platform() {
+                Some(pl) => PlatformSpec {
+                    os: pl.os.clone(),
+                    architecture: pl.architecture.clone(),
+                    variant: pl.variant.clone(),
+                }
+                .to_string(),
+                None => "(unknown)".to_string(),
+            })
+            .collect();
+        let multiple = paths.len() > 1;
+        paths.retain(|p| p.platform().is_some_and(|pl| want.matches(pl)) || !multiple);
+        match paths.len() {
+            0 => {
+                return Err(CasError::NotFound(format!(
+                    "tag {tag}: no manifest for platform {want} (available: {})",
+                    available.join(", ")
+                )));
+            }
+            1 => {}
+            _ => {
+                return Err(CasError::Invalid(format!(
+                    "tag {tag} is ambiguous: {} manifests match platform {want}",
+                    paths.len()
+                )));
+            }
+        }
+    }
+    let path = paths.remove(0);
+    let target = path.target();
+    if target.media_type != media::MANIFEST {
+        return Err(CasError::Invalid(format!(
+            "tag {tag}: {} has media type {}, not an OCI image manifest",
+            target.digest, target.media_type
+        )));
+    }
+    Ok(path)
+}
+
+/// Point `tag` at `desc` (an `index.json` entry): entries with the same name
+/// are removed and the new one is appended, atomically.
+pub fn set_tag(cas: &dyn Cas, tag: &str, desc: &Descriptor) -> Result<(), CasError> {
+    check_tag(tag)?;
+    let mut entry = desc.clone();
+    entry
+        .annotations
+        .insert(media::ANNOTATION_REF_NAME.to_string(), tag.to_string());
+    update_index(cas, &mut |index| {
+        index.manifests.retain(|d| d.ref_name() != Some(tag));
+        index.manifests.push(entry.clone());
+        Ok(())
+    })?;
+    Ok(())
+}
+
+/// Remove every `index.json` entry named `tag`; returns how many went.
+pub fn remove_tag(cas: &dyn Cas, tag: &str) -> Result<usize, CasError> {
+    let mut removed = 0;
+    update_index(cas, &mut |index| {
+        let before = index.manifests.len();
+        index.manifests.retain(|d| d.ref_name() != Some(tag));
+        removed = before - index.manifests.len();
+        Ok(())
+    })?;
+    Ok(removed)
+}
+
+/// The tag names in `index.json`, in order (duplicates possible).
+pub fn list_tags(cas: &dyn Cas) -> Result<Vec<String>, CasError> {
+    Ok(read_index(cas)?
+        .manifests
+        .iter()
+        .filter_map(|d| d.ref_name().map(str::to_string))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tag_grammar() {
+        for ok in ["latest", "v1.0", "a--b", "a:b@c+d", "x/y/z", "A9", "1.2_3-rc1"] {
+            assert!(is_valid_tag(ok), "{ok} rejected");
+        }
+        for bad in [".AZ94n18s", "", "a/", "/a", "a..b", "a---b", "a b", "-a", "a-", "ä"] {
+            assert!(!is_valid_tag(bad), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn image_ref_splits_at_first_colon() {
+        let r = ImageRef::parse("dir:tag:with:colons").expect("valid");
+        assert_eq!(r.layout, PathBuf::from("dir"));
+        assert_eq!(r.tag, "tag:with:colons");
+        assert_eq!(ImageRef::parse("dir").expect("valid").tag, "latest");
+        assert!(ImageRef::parse(":t").is_err());
+        assert!(ImageRef::parse("d:").is_err());
+        assert!(ImageRef::parse("d:.bad").is_err());
+    }
+
+    #[test]
+    fn platform_spec() {
+        let p = PlatformSpec::parse("linux/arm/v7").expect("valid");
+        assert_eq!(p.variant, "v7");
+        assert!(PlatformSpec::parse("linux").is_err());
+        assert!(PlatformSpec::parse("linux//v7").is_err());
+    }
+}

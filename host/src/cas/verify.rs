@@ -1,0 +1,132 @@
+//! A reader that checks size and digest of what it passes through.
+
+use std::io::{self, Read};
+
+use super::CasError;
+use crate::oci::{Digest, Hasher};
+
+/// Wraps a blob stream and fails the read that reaches the end if the content
+/// is longer, shorter or different than its descriptor says. Never reads more
+/// than `size + 1` bytes from the inner stream, so an endless blob cannot
+/// exhaust anything.
+pub struct VerifiedReader<R> {
+    inner: R,
+    expected: Digest,
+    size: u64,
+    seen: u64,
+    hasher: Option<Hasher>,
+}
+
+impl<R: Read> VerifiedReader<R> {
+    /// Verify `inner` against `expected` and `size`.
+    pub fn new(inner: R, expected: Digest, size: u64) -> Self {
+        let hasher = Some(expected.algorithm().hasher());
+        VerifiedReader {
+            inner,
+            expected,
+            size,
+            seen: 0,
+            hasher,
+        }
+    }
+
+    fn fail(e: CasError) -> io::Error {
+        io::Error::new(io::ErrorKind::InvalidData, e)
+    }
+
+    fn finish(&mut self) -> io::Result<()> {
+        let Some(hasher) = self.hasher.take() else {
+            return Ok(());
+        };
+        // The content must end exactly at `size`: probe for one more byte.
+        let mut probe = [0u8; 1];
+        let extra = loop {
+            match self.inner.read(&mut probe) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        };
+        if self.seen != self.size || extra != 0 {
+            return Err(Self::fail(CasError::SizeMismatch {
+                digest: self.expected.clone(),
+                expected: self.size,
+                actual: self.seen + extra as u64,
+                longer: extra != 0,
+            }));
+        }
+        let actual = hasher.finish();
+        if actual != self.expected {
+            return Err(Self::fail(CasError::DigestMismatch {
+                expected: self.expected.clone(),
+                actual,
+            }));
+        }
+        Ok(())
+    }
+
+    /// Read (and verify) whatever is left. Call this when the consumer may
+    /// stop before EOF, to still check the blob.
+    pub fn drain(&mut self) -> io::Result<()> {
+        io::copy(self, &mut io::sink()).map(|_| ())
+    }
+}
+
+impl<R: Read> Read for VerifiedReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let left = self.size - self.seen;
+        if left == 0 {
+            self.finish()?;
+            return Ok(0);
+        }
+        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..want])?;
+        if n == 0 {
+            self.finish()?;
+            return Ok(0);
+        }
+        if let Some(h) = self.hasher.as_mut() {
+            h.update(&buf[..n]);
+        }
+        self.seen += n as u64;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read_all(data: &[u8], digest: &Digest, size: u64) -> Result<Vec<u8>, CasError> {
+        let mut out = Vec::new();
+        VerifiedReader::new(data, digest.clone(), size)
+            .read_to_end(&mut out)
+            .map_err(|e| CasError::io("test", e))?;
+        Ok(out)
+    }
+
+    #[test]
+    fn accepts_exact_and_refuses_lies() {
+        let d = Digest::sha256_of(b"hello");
+        assert_eq!(read_all(b"hello", &d, 5).expect("ok"), b"hello");
+        assert!(matches!(
+            read_all(b"hell", &d, 5),
+            Err(CasError::SizeMismatch { actual: 4, .. })
+        ));
+        assert!(matches!(
+            read_all(b"hello!", &d, 5),
+            Err(CasError::SizeMismatch { longer: true, .. })
+        ));
+        assert!(matches!(
+            read_all(b"jello", &d, 5),
+            Err(CasError::DigestMismatch { .. })
+        ));
+        assert!(matches!(
+            read_all(b"hello", &d, 4),
+            Err(CasError::SizeMismatch { .. })
+        ));
+    }
+}

@@ -1,0 +1,21 @@
+//! `rumoci init --layout PATH`
+
+use anyhow::{Context, Result};
+use rumoci::cas::DirCas;
+
+use super::util::LayoutArgs;
+
+/// Arguments of `init`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    layout: LayoutArgs,
+}
+
+/// Create a new, empty OCI layout (the path must not exist).
+pub fn run(a: Args) -> Result<()> {
+    let path = a.layout.path()?;
+    DirCas::create(path).with_context(|| format!("create layout {}", path.display()))?;
+    tracing::info!("created new OCI image layout {}", path.display());
+    Ok(())
+}

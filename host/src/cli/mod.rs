@@ -1,0 +1,144 @@
+//! Command-line interface: parse, call the library, print. One file per
+//! command; every error becomes one line on stderr and exit status 1.
+
+mod gc;
+mod init;
+mod list;
+mod new;
+mod remove;
+mod stat;
+mod tag;
+mod util;
+
+use std::io::IsTerminal;
+
+use clap::{CommandFactory, Parser, Subcommand};
+
+/// rumoci modifies Open Container images.
+#[derive(Parser, Debug)]
+#[command(
+    name = "rumoci",
+    version = version_string(),
+    about = "rumoci modifies Open Container images (umoci-compatible)",
+    propagate_version = true,
+    disable_help_subcommand = false
+)]
+pub struct Cli {
+    /// Log level: debug, info, warn, error or fatal.
+    #[arg(long, global = true, value_name = "LEVEL")]
+    log: Option<String>,
+
+    /// Alias for --log=info.
+    #[arg(long, global = true)]
+    verbose: bool,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Create a new OCI layout.
+    Init(init::Args),
+    /// Create a blank tagged OCI image.
+    New(new::Args),
+    /// List the set of tags in an OCI layout.
+    #[command(visible_alias = "ls")]
+    List(list::Args),
+    /// Create a new tag in an OCI image.
+    Tag(tag::Args),
+    /// Remove a tag from an OCI image.
+    #[command(visible_alias = "rm")]
+    Remove(remove::Args),
+    /// Display status information about an image tag.
+    Stat(stat::Args),
+    /// Garbage-collect an OCI layout.
+    Gc(gc::Args),
+    /// Print shell completions for rumoci.
+    Completion {
+        /// The shell: bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+}
+
+fn version_string() -> &'static str {
+    concat!(
+        env!("CARGO_PKG_VERSION"),
+        "\nimage spec: 1.1.1\nruntime spec: 1.3.0"
+    )
+}
+
+fn init_logging(cli: &Cli) -> anyhow::Result<()> {
+    let level = match (&cli.log, cli.verbose) {
+        (Some(_), true) => anyhow::bail!("--verbose and --log are mutually exclusive"),
+        (None, true) => "info".to_string(),
+        (Some(l), false) => l.clone(),
+        (None, false) => "warn".to_string(),
+    };
+    let filter = match level.as_str() {
+        "debug" | "info" | "warn" | "error" => level,
+        "fatal" => "error".to_string(),
+        other => anyhow::bail!("--log {other:?}: expected debug, info, warn, error or fatal"),
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(format!("rumoci={filter}")))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .without_time()
+        .with_target(false)
+        .init();
+    Ok(())
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    init_logging(&cli)?;
+    match cli.command {
+        Command::Init(a) => init::run(a),
+        Command::New(a) => new::run(a),
+        Command::List(a) => list::run(a),
+        Command::Tag(a) => tag::run(a),
+        Command::Remove(a) => remove::run(a),
+        Command::Stat(a) => stat::run(a),
+        Command::Gc(a) => gc::run(a),
+        Command::Completion { shell } => {
+            let mut cmd = Cli::command();
+            clap_complete::generate(shell, &mut cmd, "rumoci", &mut std::io::stdout());
+            Ok(())
+        }
+    }
+}
+
+/// Entry point: returns the process exit status.
+pub fn main() -> i32 {
+    let args = util::normalise_args(std::env::args_os());
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { 1 } else { 0 };
+            let _ = e.print();
+            return code;
+        }
+    };
+    match run(cli) {
+        Ok(()) => 0,
+        Err(e) => {
+            let mut msg = format!("{e}");
+            for cause in e.chain().skip(1) {
+                let c = cause.to_string();
+                if !msg.contains(&c) {
+                    msg.push_str(": ");
+                    msg.push_str(&c);
+                }
+            }
+            eprintln!("rumoci: {}", msg.replace('\n', " "));
+            if e
+                .chain()
+                .filter_map(|c| c.downcast_ref::<std::io::Error>())
+                .any(|io| io.kind() == std::io::ErrorKind::PermissionDenied)
+            {
+                eprintln!("rumoci: maybe --rootless will help?");
+            }
+            1
+        }
+    }
+}

@@ -1,0 +1,50 @@
+//! `rumoci new --image PATH[:TAG]`
+
+use anyhow::{Context, Result};
+use rumoci::cas::{ext, refs};
+use rumoci::oci::{Image, Manifest, media};
+
+use super::util::{ImageArgs, default_created};
+
+/// Arguments of `new`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    image: ImageArgs,
+}
+
+/// Create a blank image (no layers) for the host platform and tag it.
+pub fn run(a: Args) -> Result<()> {
+    let (cas, r) = a.image.open()?;
+    let host = refs::PlatformSpec::host();
+    let config = Image {
+        created: Some(default_created()?),
+        author: String::new(),
+        architecture: host.architecture,
+        os: host.os,
+        os_version: String::new(),
+        os_features: Vec::new(),
+        variant: String::new(),
+        config: Default::default(),
+        rootfs: Default::default(),
+        history: Vec::new(),
+        extra: Default::default(),
+    };
+    let _guard = cas.writer_guard()?;
+    let config_desc = ext::put_json(cas.as_ref(), media::CONFIG, &config)?;
+    let manifest = Manifest {
+        schema_version: 2,
+        media_type: media::MANIFEST.to_string(),
+        artifact_type: String::new(),
+        config: config_desc,
+        layers: Vec::new(),
+        subject: None,
+        annotations: Default::default(),
+        extra: Default::default(),
+    };
+    let desc = ext::put_json(cas.as_ref(), media::MANIFEST, &manifest)?;
+    refs::set_tag(cas.as_ref(), &r.tag, &desc)
+        .with_context(|| format!("tag {}", r.tag))?;
+    tracing::info!("created new image {}:{}", r.layout.display(), r.tag);
+    Ok(())
+}

@@ -1,0 +1,22 @@
+//! `rumoci rm --image PATH[:TAG]`
+
+use anyhow::{Context, Result};
+use rumoci::cas::refs;
+
+use super::util::ImageArgs;
+
+/// Arguments of `remove`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    image: ImageArgs,
+}
+
+/// Remove every `index.json` entry with the tag (a missing tag is not an
+/// error, as in umoci).
+pub fn run(a: Args) -> Result<()> {
+    let (cas, r) = a.image.open()?;
+    let n = refs::remove_tag(cas.as_ref(), &r.tag).with_context(|| format!("remove tag {}", r.tag))?;
+    tracing::info!("removed {n} entries for tag {}", r.tag);
+    Ok(())
+}

@@ -1,0 +1,186 @@
+//! `rumoci stat --image PATH[:TAG] [--json]`
+
+use anyhow::{Context, Result};
+use rumoci::cas::{ext, refs};
+use rumoci::oci::{Descriptor, Image, Manifest};
+use serde::Serialize;
+
+use super::util::ImageArgs;
+
+/// Arguments of `stat`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    image: ImageArgs,
+    /// Print the information as JSON (stable; the text form is not).
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Serialize)]
+struct Blob<'a, T> {
+    descriptor: &'a Descriptor,
+    blob: &'a T,
+}
+
+#[derive(Serialize)]
+struct HistoryStat<'a> {
+    layer: Option<&'a Descriptor>,
+    diff_id: String,
+    created: &'a str,
+    created_by: &'a str,
+    author: &'a str,
+    comment: &'a str,
+    empty_layer: bool,
+}
+
+#[derive(Serialize)]
+struct Stat<'a> {
+    manifest: Blob<'a, Manifest>,
+    config: Blob<'a, Image>,
+    history: Vec<HistoryStat<'a>>,
+}
+
+fn history<'a>(m: &'a Manifest, c: &'a Image) -> Vec<HistoryStat<'a>> {
+    let mut layer = 0;
+    c.history
+        .iter()
+        .map(|h| {
+            let (desc, diff_id) = if h.empty_layer {
+                (None, String::new())
+            } else {
+                let i = layer;
+                layer += 1;
+                (
+                    m.layers.get(i),
+                    c.rootfs
+                        .diff_ids
+                        .get(i)
+                        .map(ToString::to_string)
+                        .unwrap_or_default(),
+                )
+            };
+            HistoryStat {
+                layer: desc,
+                diff_id,
+                created: h.created.as_deref().unwrap_or(""),
+                created_by: &h.created_by,
+                author: &h.author,
+                comment: &h.comment,
+                empty_layer: h.empty_layer,
+            }
+        })
+        .collect()
+}
+
+fn human_size(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1000.0 && u + 1 < UNITS.len() {
+        v /= 1000.0;
+        u += 1;
+    }
+    if u == 0 { format!("{n}B") } else { format!("{v:.3}{}", UNITS[u]) }
+}
+
+fn print_text(s: &Stat<'_>) {
+    let m = s.manifest.blob;
+    let c = s.config.blob;
+    println!("== MANIFEST ==");
+    println!("Digest: {}", s.manifest.descriptor.digest);
+    println!("Schema Version: {}", m.schema_version);
+    println!("Media Type: {}", m.media_type);
+    println!("Config: {} ({})", m.config.digest, human_size(m.config.size));
+    println!("Layers:");
+    for l in &m.layers {
+        println!("\t{} {} ({})", l.digest, l.media_type, human_size(l.size));
+    }
+    for (k, v) in &m.annotations {
+        println!("Annotation: {k}={v:?}");
+    }
+    println!();
+    println!("== CONFIG ==");
+    println!("Created: {}", c.created.as_deref().unwrap_or(""));
+    println!("Author: {:?}", c.author);
+    let mut platform = format!("{}/{}", c.os, c.architecture);
+    if !c.variant.is_empty() {
+        platform.push('/');
+        platform.push_str(&c.variant);
+    }
+    println!("Platform: {platform}");
+    let ic = &c.config;
+    println!("User: {:?}", ic.user);
+    println!("Entrypoint: {:?}", ic.entrypoint);
+    println!("Cmd: {:?}", ic.cmd);
+    println!("Working Dir: {:?}", ic.working_dir);
+    for e in &ic.env {
+        println!("Env: {e}");
+    }
+    for p in ic.exposed_ports.keys() {
+        println!("Exposed Port: {p}");
+    }
+    for v in ic.volumes.keys() {
+        println!("Volume: {v}");
+    }
+    for (k, v) in &ic.labels {
+        println!("Label: {k}={v:?}");
+    }
+    println!();
+    println!("== HISTORY ==");
+    let rows: Vec<[String; 5]> = s
+        .history
+        .iter()
+        .map(|h| {
+            [
+                h.layer.map(|l| l.digest.to_string()).unwrap_or_else(|| "<none>".into()),
+                h.created.to_string(),
+                h.created_by.to_string(),
+                h.layer.map(|l| human_size(l.size)).unwrap_or_else(|| "<none>".into()),
+                h.comment.to_string(),
+            ]
+        })
+        .collect();
+    let header = ["LAYER", "CREATED", "CREATED BY", "SIZE", "COMMENT"].map(String::from);
+    let mut widths = header.clone().map(|h| h.len());
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    for r in std::iter::once(&header).chain(rows.iter()) {
+        let line: Vec<String> = r
+            .iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        println!("{}", line.join("   ").trim_end());
+    }
+}
+
+/// Show the manifest, config and history of an image.
+pub fn run(a: Args) -> Result<()> {
+    let (cas, r) = a.image.open()?;
+    let path = refs::resolve(cas.as_ref(), &r.tag, a.image.platform()?.as_ref())
+        .with_context(|| format!("resolve {}:{}", r.layout.display(), r.tag))?;
+    let mdesc = path.target();
+    let manifest = ext::fetch_manifest(cas.as_ref(), mdesc)?;
+    let config = ext::fetch_config(cas.as_ref(), &manifest.config)?;
+    let stat = Stat {
+        manifest: Blob {
+            descriptor: mdesc,
+            blob: &manifest,
+        },
+        config: Blob {
+            descriptor: &manifest.config,
+            blob: &config,
+        },
+        history: history(&manifest, &config),
+    };
+    if a.json {
+        println!("{}", serde_json::to_string(&stat)?);
+    } else {
+        print_text(&stat);
+    }
+    Ok(())
+}

@@ -1,0 +1,149 @@
+//! Helpers shared by the commands: argument normalisation, opening layouts
+//! and images, times.
+
+use std::ffi::OsString;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use clap::CommandFactory;
+use rumoci::cas::refs::{ImageRef, PlatformSpec};
+use rumoci::cas::{Cas, DirCas};
+
+/// `--image PATH[:TAG]` (and `--platform`), shared by image commands.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ImageArgs {
+    /// The image: a layout path and a tag (default "latest").
+    #[arg(long, value_name = "PATH[:TAG]")]
+    pub image: String,
+    /// Pick this platform when the tag names a multi-platform index
+    /// (default: the host's).
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    pub platform: Option<String>,
+}
+
+/// `--layout PATH`, shared by layout commands.
+#[derive(clap::Args, Debug, Clone)]
+pub struct LayoutArgs {
+    /// The OCI layout directory.
+    #[arg(long, value_name = "PATH")]
+    pub layout: String,
+}
+
+impl LayoutArgs {
+    /// Validate like umoci: non-empty, no `:`.
+    pub fn path(&self) -> Result<&Path> {
+        if self.layout.is_empty() {
+            anyhow::bail!("--layout: path is empty");
+        }
+        if self.layout.contains(':') {
+            anyhow::bail!("--layout {:?}: path must not contain ':'", self.layout);
+        }
+        Ok(Path::new(&self.layout))
+    }
+}
+
+impl ImageArgs {
+    /// Parse `--image`.
+    pub fn reference(&self) -> Result<ImageRef> {
+        Ok(ImageRef::parse(&self.image)?)
+    }
+
+    /// Parse `--platform`, if given.
+    pub fn platform(&self) -> Result<Option<PlatformSpec>> {
+        self.platform
+            .as_deref()
+            .map(PlatformSpec::parse)
+            .transpose()
+            .map_err(Into::into)
+    }
+
+    /// Open the layout the image lives in.
+    pub fn open(&self) -> Result<(Box<dyn Cas>, ImageRef)> {
+        let r = self.reference()?;
+        let cas = open_layout(&r.layout)?;
+        Ok((cas, r))
+    }
+}
+
+/// Open an existing layout with the built-in driver.
+pub fn open_layout(path: &Path) -> Result<Box<dyn Cas>> {
+    let cas = DirCas::open(path).with_context(|| format!("open layout {}", path.display()))?;
+    Ok(Box::new(cas))
+}
+
+/// Accept umoci's single-dash long flags (`-image x`) by rewriting them to
+/// the double-dash form clap expects.
+pub fn normalise_args(args: impl Iterator<Item = OsString>) -> Vec<OsString> {
+    let mut longs = std::collections::BTreeSet::new();
+    fn gather(cmd: &clap::Command, out: &mut std::collections::BTreeSet<String>) {
+        for a in cmd.get_arguments() {
+            if let Some(l) = a.get_long() {
+                out.insert(l.to_string());
+            }
+        }
+        for s in cmd.get_subcommands() {
+            gather(s, out);
+        }
+    }
+    gather(&super::Cli::command(), &mut longs);
+    longs.insert("help".into());
+    longs.insert("version".into());
+    let mut out = Vec::new();
+    let mut after_dashdash = false;
+    for a in args {
+        if !after_dashdash {
+            if let Some(s) = a.to_str() {
+                if s == "--" {
+                    after_dashdash = true;
+                } else if s.len() > 2 && s.starts_with('-') && !s.starts_with("--") {
+                    let name = s[1..].split('=').next().unwrap_or("");
+                    if longs.contains(name) {
+                        out.push(OsString::from(format!("-{s}")));
+                        continue;
+                    }
+                }
+            }
+        }
+        out.push(a);
+    }
+    out
+}
+
+/// `SOURCE_DATE_EPOCH`, if set (a non-integer value is an error).
+pub fn source_date_epoch() -> Result<Option<i64>> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) => {
+            let secs = v
+                .trim()
+                .parse::<i64>()
+                .with_context(|| format!("SOURCE_DATE_EPOCH {v:?} is not an integer"))?;
+            Ok(Some(secs))
+        }
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(e) => Err(anyhow::anyhow!("SOURCE_DATE_EPOCH: {e}")),
+    }
+}
+
+/// Format a time as Go's RFC3339Nano does (trailing zeros of the fraction
+/// trimmed, `Z` for UTC).
+pub fn rfc3339_nano(t: chrono::DateTime<chrono::Utc>) -> String {
+    let mut s = t.format("%Y-%m-%dT%H:%M:%S").to_string();
+    let nanos = t.timestamp_subsec_nanos();
+    if nanos != 0 {
+        let frac = format!("{nanos:09}");
+        s.push('.');
+        s.push_str(frac.trim_end_matches('0'));
+    }
+    s.push('Z');
+    s
+}
+
+/// The default `created` time: SOURCE_DATE_EPOCH if set, else now.
+pub fn default_created() -> Result<String> {
+    let t = match source_date_epoch()? {
+        Some(secs) => chrono::DateTime::from_timestamp(secs, 0)
+            .with_context(|| format!("SOURCE_DATE_EPOCH {secs} is out of range"))?,
+        None => chrono::Utc::now(),
+    };
+    Ok(rfc3339_nano(t))
+}
