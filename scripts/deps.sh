@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Install everything rumoci's build, demo and tests need on Debian 12:
+# the real peers the tests compare against, and the wasm target.
+set -euo pipefail
+
+packages=(umoci skopeo runc jq attr golang-go
+          golang-github-opencontainers-image-spec-dev
+          golang-github-vbatts-go-mtree-dev)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+rustup target add wasm32-wasip2 >/dev/null 2>&1 || rustup target add wasm32-wasip2
