@@ -12,4 +12,5 @@
 pub mod cas;
 pub mod layer;
 pub mod mtree;
+pub mod mutate;
 pub mod oci;

@@ -36,7 +36,9 @@ fn schema_check(layout: &Path, tag: &str) {
         );
         assert_eq!(manifest["layers"], serde_json::json!([]));
     }
-    let cdigest = manifest["config"]["digest"].as_str().expect("config digest");
+    let cdigest = manifest["config"]["digest"]
+        .as_str()
+        .expect("config digest");
     run_ok(chk, &["config", s(&blob_path(layout, cdigest))]);
 }
 
@@ -142,14 +144,33 @@ fn rumoci_reads_layouts_from_umoci_and_skopeo() {
     );
     run_ok(
         "umoci",
-        &["config", "--image", &img, "--config.cmd", "/bin/true", "--author", "Go <go@example.org>"],
+        &[
+            "config",
+            "--image",
+            &img,
+            "--config.cmd",
+            "/bin/true",
+            "--author",
+            "Go <go@example.org>",
+        ],
     );
     let stat: serde_json::Value =
         serde_json::from_str(&rumoci_ok(&["stat", "--json", "--image", &img])).expect("json");
     assert_eq!(stat["config"]["blob"]["author"], "Go <go@example.org>");
-    assert_eq!(stat["manifest"]["blob"]["layers"].as_array().expect("layers").len(), 1);
+    assert_eq!(
+        stat["manifest"]["blob"]["layers"]
+            .as_array()
+            .expect("layers")
+            .len(),
+        1
+    );
     let hist = stat["history"].as_array().expect("history");
-    assert!(hist.iter().any(|h| h["created_by"].as_str().unwrap_or("").contains("umoci config")));
+    assert!(hist.iter().any(|h| {
+        h["created_by"]
+            .as_str()
+            .unwrap_or("")
+            .contains("umoci config")
+    }));
     rumoci_ok(&["tag", "--image", &img, "copy"]);
     assert_eq!(run_ok("umoci", &["ls", "--layout", s(&l)]), "base\ncopy\n");
     run_ok("umoci", &["stat", "--image", &format!("{}:copy", s(&l))]);
@@ -158,7 +179,11 @@ fn rumoci_reads_layouts_from_umoci_and_skopeo() {
     let sk = tmp.path().join("sk");
     run_ok(
         "skopeo",
-        &["copy", &format!("oci:{}", img), &format!("oci:{}:from-skopeo", s(&sk))],
+        &[
+            "copy",
+            &format!("oci:{}", img),
+            &format!("oci:{}:from-skopeo", s(&sk)),
+        ],
     );
     let stat2: serde_json::Value = serde_json::from_str(&rumoci_ok(&[
         "stat",
@@ -250,11 +275,21 @@ fn multi_platform_nested_index() {
     let out = rumoci(&["stat", "--image", &img, "--platform", "linux/s390x"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("no manifest for platform linux/s390x"), "{err}");
+    assert!(
+        err.contains("no manifest for platform linux/s390x"),
+        "{err}"
+    );
     assert_eq!(err.trim().lines().count(), 1, "{err}");
 
     // tag flattens to the chosen manifest, as umoci does
-    rumoci_ok(&["tag", "--image", &img, "--platform", "linux/arm/v7", "armv7"]);
+    rumoci_ok(&[
+        "tag",
+        "--image",
+        &img,
+        "--platform",
+        "linux/arm/v7",
+        "armv7",
+    ]);
     assert_eq!(index_entry(&l, "armv7")["digest"], armv7["digest"]);
     if have("umoci") {
         // the Go umoci can use the flattened tag (it cannot use "multi")
@@ -307,8 +342,15 @@ fn expect_clean_failure(layout: &Path, args: &[&str], needle: &str) {
     assert!(!out.status.success(), "{args:?} succeeded");
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(err.trim().lines().count(), 1, "{args:?}: not one line: {err}");
-    assert!(err.contains(needle), "{args:?}: {err:?} does not mention {needle:?}");
+    assert_eq!(
+        err.trim().lines().count(),
+        1,
+        "{args:?}: not one line: {err}"
+    );
+    assert!(
+        err.contains(needle),
+        "{args:?}: {err:?} does not mention {needle:?}"
+    );
     assert_eq!(before, snapshot(layout), "{args:?} changed the layout");
 }
 
@@ -322,7 +364,10 @@ fn bad_input_fails_cleanly() {
     let good = index_entry(&l, "good");
     let mdigest = good["digest"].as_str().expect("digest").to_string();
     let manifest = read_blob_json(&l, &mdigest);
-    let cdigest = manifest["config"]["digest"].as_str().expect("cfg").to_string();
+    let cdigest = manifest["config"]["digest"]
+        .as_str()
+        .expect("cfg")
+        .to_string();
     let index_path = l.join("index.json");
     let original_index = std::fs::read(&index_path).expect("index");
     let set_entry = |entry: serde_json::Value| {
@@ -343,7 +388,11 @@ fn bad_input_fails_cleanly() {
     expect_clean_failure(&l, &["tag", "--image", &img, ".AZ94n18s"], ".AZ94n18s");
     expect_clean_failure(&l, &["stat", "--image", &stat(".bad")], ".bad");
     expect_clean_failure(&l, &["stat", "--image", &stat("nope")], "tag nope");
-    expect_clean_failure(&l, &["new", "--image", &format!("{}/missing:x", s(&l))], "missing");
+    expect_clean_failure(
+        &l,
+        &["new", "--image", &format!("{}/missing:x", s(&l))],
+        "missing",
+    );
 
     // a path-traversal digest and an unknown algorithm in index.json
     set_entry(tagged("sha256:../../x", 10, "evil"));
@@ -359,7 +408,9 @@ fn bad_input_fails_cleanly() {
     expect_clean_failure(&l, &["gc", "--layout", s(&l)], &missing);
 
     // a descriptor that lies about size (truncated / oversized content)
-    let msize = std::fs::metadata(blob_path(&l, &mdigest)).expect("meta").len();
+    let msize = std::fs::metadata(blob_path(&l, &mdigest))
+        .expect("meta")
+        .len();
     set_entry(tagged(&mdigest, msize + 5, "short"));
     expect_clean_failure(&l, &["stat", "--image", &stat("short")], "size mismatch");
     set_entry(tagged(&mdigest, msize - 5, "long"));

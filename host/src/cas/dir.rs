@@ -74,7 +74,10 @@ impl DirCas {
             fs::create_dir(&tmp).map_err(io_err(&tmp))?;
             let blobs = tmp.join("blobs").join("sha256");
             fs::create_dir_all(&blobs).map_err(io_err(&blobs))?;
-            write_synced(&tmp.join(LAYOUT_FILE), b"{\"imageLayoutVersion\":\"1.0.0\"}\n")?;
+            write_synced(
+                &tmp.join(LAYOUT_FILE),
+                b"{\"imageLayoutVersion\":\"1.0.0\"}\n",
+            )?;
             let index = to_go_json(&Index::default())
                 .map_err(|e| CasError::Invalid(format!("serialising index.json: {e}")))?;
             write_synced(&tmp.join(INDEX_FILE), &index)?;
@@ -104,7 +107,9 @@ impl DirCas {
             reason,
         };
         let meta = fs::metadata(path).map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => CasError::NotFound(format!("image layout {}", path.display())),
+            io::ErrorKind::NotFound => {
+                CasError::NotFound(format!("image layout {}", path.display()))
+            }
             _ => CasError::io(path.display().to_string(), e),
         })?;
         if !meta.is_dir() {
@@ -295,10 +300,7 @@ impl Cas for DirCas {
                 let name = entry.file_name();
                 match name.to_str().map(|n| Digest::from_parts(alg, n)) {
                     Some(Ok(d)) => out.push(d),
-                    _ => tracing::warn!(
-                        "ignoring {}: not a blob name",
-                        dir.join(&name).display()
-                    ),
+                    _ => tracing::warn!("ignoring {}: not a blob name", dir.join(&name).display()),
                 }
             }
         }
@@ -382,4 +384,3 @@ impl Cas for DirCas {
         f()
     }
 }
-

@@ -186,8 +186,14 @@ fn collect(
             desc.digest
         )));
     }
-    if path[..path.len() - 1].iter().any(|d| d.digest == desc.digest) {
-        return Err(CasError::Invalid(format!("index {}: refers to itself", desc.digest)));
+    if path[..path.len() - 1]
+        .iter()
+        .any(|d| d.digest == desc.digest)
+    {
+        return Err(CasError::Invalid(format!(
+            "index {}: refers to itself",
+            desc.digest
+        )));
     }
     let children = match fetch(cas, &desc)? {
         Blob::Index(i) => i.manifests,
@@ -314,10 +320,29 @@ mod tests {
 
     #[test]
     fn tag_grammar() {
-        for ok in ["latest", "v1.0", "a--b", "a:b@c+d", "x/y/z", "A9", "1.2_3-rc1"] {
+        for ok in [
+            "latest",
+            "v1.0",
+            "a--b",
+            "a:b@c+d",
+            "x/y/z",
+            "A9",
+            "1.2_3-rc1",
+        ] {
             assert!(is_valid_tag(ok), "{ok} rejected");
         }
-        for bad in [".AZ94n18s", "", "a/", "/a", "a..b", "a---b", "a b", "-a", "a-", "ä"] {
+        for bad in [
+            ".AZ94n18s",
+            "",
+            "a/",
+            "/a",
+            "a..b",
+            "a---b",
+            "a b",
+            "-a",
+            "a-",
+            "ä",
+        ] {
             assert!(!is_valid_tag(bad), "{bad} accepted");
         }
     }

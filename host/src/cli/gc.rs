@@ -15,8 +15,12 @@ pub struct Args {
 pub fn run(a: Args) -> Result<()> {
     let path = a.layout.path()?;
     let cas = open_layout(path)?;
-    let stats = rumoci::cas::gc::gc(cas.as_ref())
-        .with_context(|| format!("gc {}", path.display()))?;
-    tracing::info!("gc: kept {} blobs, removed {}", stats.kept, stats.removed.len());
+    let stats =
+        rumoci::cas::gc::gc(cas.as_ref()).with_context(|| format!("gc {}", path.display()))?;
+    tracing::info!(
+        "gc: kept {} blobs, removed {}",
+        stats.kept,
+        stats.removed.len()
+    );
     Ok(())
 }

@@ -1,10 +1,12 @@
 //! Command-line interface: parse, call the library, print. One file per
 //! command; every error becomes one line on stderr and exit status 1.
 
+mod config;
 mod gc;
 mod init;
 mod list;
 mod new;
+mod raw;
 mod remove;
 mod stat;
 mod tag;
@@ -54,6 +56,13 @@ enum Command {
     Stat(stat::Args),
     /// Garbage-collect an OCI layout.
     Gc(gc::Args),
+    /// Modify the configuration of an image.
+    Config(config::Args),
+    /// Advanced internal image tooling.
+    Raw {
+        #[command(subcommand)]
+        cmd: raw::Command,
+    },
     /// Print shell completions for rumoci.
     Completion {
         /// The shell: bash, zsh, fish, elvish or powershell.
@@ -81,7 +90,9 @@ fn init_logging(cli: &Cli) -> anyhow::Result<()> {
         other => anyhow::bail!("--log {other:?}: expected debug, info, warn, error or fatal"),
     };
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(format!("rumoci={filter}")))
+        .with_env_filter(tracing_subscriber::EnvFilter::new(format!(
+            "rumoci={filter}"
+        )))
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .without_time()
@@ -100,6 +111,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Remove(a) => remove::run(a),
         Command::Stat(a) => stat::run(a),
         Command::Gc(a) => gc::run(a),
+        Command::Config(a) => config::run(a),
+        Command::Raw { cmd } => raw::run(cmd),
         Command::Completion { shell } => {
             let mut cmd = Cli::command();
             clap_complete::generate(shell, &mut cmd, "rumoci", &mut std::io::stdout());
@@ -131,8 +144,7 @@ pub fn main() -> i32 {
                 }
             }
             eprintln!("rumoci: {}", msg.replace('\n', " "));
-            if e
-                .chain()
+            if e.chain()
                 .filter_map(|c| c.downcast_ref::<std::io::Error>())
                 .any(|io| io.kind() == std::io::ErrorKind::PermissionDenied)
             {
@@ -140,5 +152,15 @@ pub fn main() -> i32 {
             }
             1
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
     }
 }

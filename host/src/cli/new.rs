@@ -43,8 +43,7 @@ pub fn run(a: Args) -> Result<()> {
         extra: Default::default(),
     };
     let desc = ext::put_json(cas.as_ref(), media::MANIFEST, &manifest)?;
-    refs::set_tag(cas.as_ref(), &r.tag, &desc)
-        .with_context(|| format!("tag {}", r.tag))?;
+    refs::set_tag(cas.as_ref(), &r.tag, &desc).with_context(|| format!("tag {}", r.tag))?;
     tracing::info!("created new image {}:{}", r.layout.display(), r.tag);
     Ok(())
 }

@@ -16,7 +16,8 @@ pub struct Args {
 /// error, as in umoci).
 pub fn run(a: Args) -> Result<()> {
     let (cas, r) = a.image.open()?;
-    let n = refs::remove_tag(cas.as_ref(), &r.tag).with_context(|| format!("remove tag {}", r.tag))?;
+    let n =
+        refs::remove_tag(cas.as_ref(), &r.tag).with_context(|| format!("remove tag {}", r.tag))?;
     tracing::info!("removed {n} entries for tag {}", r.tag);
     Ok(())
 }

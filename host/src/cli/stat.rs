@@ -81,7 +81,11 @@ fn human_size(n: u64) -> String {
         v /= 1000.0;
         u += 1;
     }
-    if u == 0 { format!("{n}B") } else { format!("{v:.3}{}", UNITS[u]) }
+    if u == 0 {
+        format!("{n}B")
+    } else {
+        format!("{v:.3}{}", UNITS[u])
+    }
 }
 
 fn print_text(s: &Stat<'_>) {
@@ -91,7 +95,11 @@ fn print_text(s: &Stat<'_>) {
     println!("Digest: {}", s.manifest.descriptor.digest);
     println!("Schema Version: {}", m.schema_version);
     println!("Media Type: {}", m.media_type);
-    println!("Config: {} ({})", m.config.digest, human_size(m.config.size));
+    println!(
+        "Config: {} ({})",
+        m.config.digest,
+        human_size(m.config.size)
+    );
     println!("Layers:");
     for l in &m.layers {
         println!("\t{} {} ({})", l.digest, l.media_type, human_size(l.size));
@@ -133,10 +141,14 @@ fn print_text(s: &Stat<'_>) {
         .iter()
         .map(|h| {
             [
-                h.layer.map(|l| l.digest.to_string()).unwrap_or_else(|| "<none>".into()),
+                h.layer
+                    .map(|l| l.digest.to_string())
+                    .unwrap_or_else(|| "<none>".into()),
                 h.created.to_string(),
                 h.created_by.to_string(),
-                h.layer.map(|l| human_size(l.size)).unwrap_or_else(|| "<none>".into()),
+                h.layer
+                    .map(|l| human_size(l.size))
+                    .unwrap_or_else(|| "<none>".into()),
                 h.comment.to_string(),
             ]
         })

@@ -147,3 +147,124 @@ pub fn default_created() -> Result<String> {
     };
     Ok(rfc3339_nano(t))
 }
+
+/// The `--no-history` / `--history.*` flags.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct HistoryArgs {
+    /// Do not add a history entry.
+    #[arg(long = "no-history", conflicts_with_all = ["history_author", "history_comment", "history_created", "history_created_by"])]
+    pub no_history: bool,
+    /// Author of the history entry.
+    #[arg(long = "history.author", id = "history_author", value_name = "AUTHOR")]
+    pub author: Option<String>,
+    /// Comment of the history entry.
+    #[arg(
+        long = "history.comment",
+        id = "history_comment",
+        value_name = "COMMENT"
+    )]
+    pub comment: Option<String>,
+    /// Creation time of the history entry (RFC 3339).
+    #[arg(long = "history.created", id = "history_created", value_name = "TIME")]
+    pub created: Option<String>,
+    /// The command recorded as having made the entry.
+    #[arg(
+        long = "history.created_by",
+        id = "history_created_by",
+        value_name = "COMMAND"
+    )]
+    pub created_by: Option<String>,
+}
+
+impl HistoryArgs {
+    /// Build the entry, or `None` with `--no-history`. `created`:
+    /// `--history.created`, else `SOURCE_DATE_EPOCH`, else now.
+    pub fn entry(
+        &self,
+        default_created_by: &str,
+        default_author: &str,
+        empty_layer: bool,
+    ) -> Result<Option<rumoci::oci::History>> {
+        if self.no_history {
+            return Ok(None);
+        }
+        let created = match &self.created {
+            Some(t) => parse_time("--history.created", t)?,
+            None => default_created()?,
+        };
+        Ok(Some(rumoci::oci::History {
+            created: Some(created),
+            created_by: self
+                .created_by
+                .clone()
+                .unwrap_or_else(|| default_created_by.to_string()),
+            author: self
+                .author
+                .clone()
+                .unwrap_or_else(|| default_author.to_string()),
+            comment: self.comment.clone().unwrap_or_default(),
+            empty_layer,
+            extra: Default::default(),
+        }))
+    }
+}
+
+/// Validate an RFC 3339 time given on the command line and normalise it as
+/// Go's RFC3339Nano formatting would (offset kept).
+pub fn parse_time(flag: &str, s: &str) -> Result<String> {
+    let t = chrono::DateTime::parse_from_rfc3339(s)
+        .with_context(|| format!("{flag} {s:?}: not an RFC 3339 time"))?;
+    if t.offset().local_minus_utc() == 0 {
+        return Ok(rfc3339_nano(t.with_timezone(&chrono::Utc)));
+    }
+    let mut out = t.format("%Y-%m-%dT%H:%M:%S").to_string();
+    let nanos = t.timestamp_subsec_nanos();
+    if nanos != 0 {
+        out.push('.');
+        out.push_str(format!("{nanos:09}").trim_end_matches('0'));
+    }
+    out.push_str(&t.format("%:z").to_string());
+    Ok(out)
+}
+
+/// `--tag NEW`: where the result goes (default: the source tag).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct TagArgs {
+    /// Tag the result as this instead of overwriting the source tag.
+    #[arg(long, value_name = "TAG")]
+    pub tag: Option<String>,
+}
+
+impl TagArgs {
+    /// The destination tag, validated.
+    pub fn destination<'a>(&'a self, source: &'a str) -> Result<&'a str> {
+        let t = self.tag.as_deref().unwrap_or(source);
+        rumoci::cas::refs::check_tag(t)?;
+        Ok(t)
+    }
+}
+
+/// `--compress auto|none|gzip|zstd`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct CompressArgs {
+    /// Layer compression: auto (follow the last layer, default gzip), none,
+    /// gzip or zstd.
+    #[arg(long, value_name = "ALGO", default_value = "auto")]
+    pub compress: String,
+}
+
+impl CompressArgs {
+    /// Decide the compression for a new layer on top of `layers`.
+    pub fn pick(&self, layers: &[rumoci::oci::Descriptor]) -> Result<rumoci::mutate::Compression> {
+        let c = rumoci::mutate::Compression::parse(&self.compress).map_err(anyhow::Error::msg)?;
+        Ok(c.unwrap_or_else(|| rumoci::mutate::Compression::auto(layers)))
+    }
+}
+
+/// Split `KEY=VALUE`; the key must be non-empty.
+pub fn parse_kv<'a>(flag: &str, s: &'a str) -> Result<(&'a str, &'a str)> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k, v)),
+        _ => anyhow::bail!("{flag} {s:?}: expected KEY=VALUE"),
+    }
+}

@@ -146,7 +146,9 @@ impl FromStr for Digest {
             _ => return Err(DigestError::UnsupportedAlgorithm(s.to_string())),
         };
         let ok = enc.len() == algorithm.hex_len()
-            && enc.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+            && enc
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
         if !ok {
             return Err(DigestError::BadEncoding(s.to_string(), algorithm.hex_len()));
         }

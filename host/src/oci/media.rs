@@ -38,5 +38,8 @@ pub fn split_suffix(media_type: &str) -> (&str, &str) {
 /// Whether blobs of this media type are JSON documents that may reference
 /// other blobs (and so are parsed when walking an image).
 pub fn is_parseable(media_type: &str) -> bool {
-    matches!(media_type, INDEX | MANIFEST | DESCRIPTOR | DOCKER_MANIFEST_LIST)
+    matches!(
+        media_type,
+        INDEX | MANIFEST | DESCRIPTOR | DOCKER_MANIFEST_LIST
+    )
 }

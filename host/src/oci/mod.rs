@@ -70,7 +70,10 @@ impl Blob {
     }
 }
 
-fn object<'a>(what: &'static str, v: &'a Value) -> Result<&'a serde_json::Map<String, Value>, OciError> {
+fn object<'a>(
+    what: &'static str,
+    v: &'a Value,
+) -> Result<&'a serde_json::Map<String, Value>, OciError> {
     v.as_object().ok_or_else(|| OciError::Invalid {
         what,
         reason: "not a JSON object".to_string(),
@@ -104,7 +107,8 @@ fn from_value<T: DeserializeOwned>(what: &'static str, v: Value) -> Result<T, Oc
 /// Parse a blob of the given media type, with umoci 0.5's hardening.
 pub fn parse_blob(media_type: &str, bytes: &[u8]) -> Result<Blob, OciError> {
     let parse_value = |what| {
-        serde_json::from_slice::<Value>(bytes).map_err(|source| OciError::Malformed { what, source })
+        serde_json::from_slice::<Value>(bytes)
+            .map_err(|source| OciError::Malformed { what, source })
     };
     match media_type {
         media::INDEX => {
@@ -240,7 +244,10 @@ mod tests {
         let text = String::from_utf8(out).expect("utf8");
         assert!(text.contains("\"x-future\":{\"z\":1,\"a\":true}"), "{text}");
         assert!(text.contains("\"x-desc\":[1,2]"), "{text}");
-        assert!(text.contains("\"annotations\":{\"a\":\"1\",\"b\":\"2\"}"), "{text}");
+        assert!(
+            text.contains("\"annotations\":{\"a\":\"1\",\"b\":\"2\"}"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -252,7 +259,10 @@ mod tests {
         let wrong_type = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","config":{"mediaType":"a","digest":"sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855","size":0},"layers":[]}"#;
         assert!(parse_manifest(wrong_type).is_err());
         assert!(parse_blob(media::EMPTY_JSON, b"{ }").is_err());
-        assert!(matches!(parse_blob(media::EMPTY_JSON, b"{}"), Ok(Blob::Empty)));
+        assert!(matches!(
+            parse_blob(media::EMPTY_JSON, b"{}"),
+            Ok(Blob::Empty)
+        ));
         let neg = br#"{"schemaVersion":2,"manifests":[{"mediaType":"a","digest":"sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855","size":-1}]}"#;
         assert!(parse_index(neg).is_err());
         let bad_digest = br#"{"schemaVersion":2,"manifests":[{"mediaType":"a","digest":"sha256:../../x","size":1}]}"#;

@@ -52,7 +52,11 @@ pub struct Platform {
     #[serde(default)]
     pub os: String,
     /// OS version.
-    #[serde(rename = "os.version", default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        rename = "os.version",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
     pub os_version: String,
     /// OS features.
     #[serde(rename = "os.features", default, skip_serializing_if = "Vec::is_empty")]
@@ -88,7 +92,11 @@ pub struct Descriptor {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub platform: Option<Platform>,
     /// Artifact type of the referenced manifest.
-    #[serde(rename = "artifactType", default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        rename = "artifactType",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
     pub artifact_type: String,
     /// Unknown fields, kept.
     #[serde(flatten)]
@@ -126,10 +134,18 @@ pub struct Manifest {
     #[serde(rename = "schemaVersion")]
     pub schema_version: i64,
     /// `application/vnd.oci.image.manifest.v1+json` (optional in old images).
-    #[serde(rename = "mediaType", default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        rename = "mediaType",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
     pub media_type: String,
     /// Artifact type.
-    #[serde(rename = "artifactType", default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        rename = "artifactType",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
     pub artifact_type: String,
     /// The image configuration.
     pub config: Descriptor,
@@ -154,10 +170,18 @@ pub struct Index {
     #[serde(rename = "schemaVersion")]
     pub schema_version: i64,
     /// `application/vnd.oci.image.index.v1+json`.
-    #[serde(rename = "mediaType", default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        rename = "mediaType",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
     pub media_type: String,
     /// Artifact type.
-    #[serde(rename = "artifactType", default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        rename = "artifactType",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
     pub artifact_type: String,
     /// The manifests (or nested indexes).
     #[serde(default, deserialize_with = "null_as_default")]
@@ -194,7 +218,11 @@ pub struct ImageConfig {
     #[serde(rename = "User", default, skip_serializing_if = "String::is_empty")]
     pub user: String,
     /// Exposed ports (`80/tcp` → `{}`).
-    #[serde(rename = "ExposedPorts", default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        rename = "ExposedPorts",
+        default,
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
     pub exposed_ports: BTreeMap<String, Value>,
     /// Environment, `KEY=value`.
     #[serde(
@@ -221,19 +249,35 @@ pub struct ImageConfig {
     )]
     pub cmd: Vec<String>,
     /// Volumes (`/data` → `{}`).
-    #[serde(rename = "Volumes", default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        rename = "Volumes",
+        default,
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
     pub volumes: BTreeMap<String, Value>,
     /// Working directory.
-    #[serde(rename = "WorkingDir", default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        rename = "WorkingDir",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
     pub working_dir: String,
     /// Labels.
     #[serde(rename = "Labels", default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
     /// Stop signal.
-    #[serde(rename = "StopSignal", default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        rename = "StopSignal",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
     pub stop_signal: String,
     /// Deprecated Windows flag.
-    #[serde(rename = "ArgsEscaped", default, skip_serializing_if = "std::ops::Not::not")]
+    #[serde(
+        rename = "ArgsEscaped",
+        default,
+        skip_serializing_if = "std::ops::Not::not"
+    )]
     pub args_escaped: bool,
     /// Unknown fields, kept.
     #[serde(flatten)]
@@ -303,7 +347,11 @@ pub struct Image {
     #[serde(default)]
     pub os: String,
     /// OS version.
-    #[serde(rename = "os.version", default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        rename = "os.version",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
     pub os_version: String,
     /// OS features.
     #[serde(rename = "os.features", default, skip_serializing_if = "Vec::is_empty")]
@@ -318,7 +366,11 @@ pub struct Image {
     #[serde(default)]
     pub rootfs: RootFs,
     /// History.
-    #[serde(default, deserialize_with = "null_as_default", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub history: Vec<History>,
     /// Unknown fields, kept.
     #[serde(flatten)]

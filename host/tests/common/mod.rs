@@ -86,7 +86,10 @@ pub fn go_tool(name: &str) -> Option<PathBuf> {
         .current_dir(&src)
         .env("GOPATH", "/usr/share/gocode")
         .env("GO111MODULE", "off")
-        .env("GOCACHE", Path::new(env!("CARGO_TARGET_TMPDIR")).join("gocache"))
+        .env(
+            "GOCACHE",
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join("gocache"),
+        )
         .status()
         .expect("spawn go build");
     assert!(status.success(), "go build of {name} failed");

@@ -1,0 +1,61 @@
+//! `rumoci raw …`: advanced tooling.
+
+use anyhow::{Context, Result};
+use rumoci::cas::refs;
+use rumoci::mutate::Mutator;
+
+use super::util::{CompressArgs, HistoryArgs, ImageArgs, TagArgs};
+
+/// The `raw` subcommands.
+#[derive(clap::Subcommand, Debug)]
+pub enum Command {
+    /// Add an uncompressed tar archive as a new layer.
+    AddLayer(AddLayerArgs),
+}
+
+/// Arguments of `raw add-layer`.
+#[derive(clap::Args, Debug)]
+pub struct AddLayerArgs {
+    #[command(flatten)]
+    image: ImageArgs,
+    #[command(flatten)]
+    tag: TagArgs,
+    #[command(flatten)]
+    history: HistoryArgs,
+    #[command(flatten)]
+    compress: CompressArgs,
+    /// The layer: an uncompressed tar archive.
+    layer: std::path::PathBuf,
+}
+
+/// Dispatch.
+pub fn run(c: Command) -> Result<()> {
+    match c {
+        Command::AddLayer(a) => add_layer(a),
+    }
+}
+
+fn add_layer(a: AddLayerArgs) -> Result<()> {
+    if a.layer.is_dir() {
+        anyhow::bail!(
+            "layer {}: is a directory, expected a tar archive",
+            a.layer.display()
+        );
+    }
+    let mut file = std::fs::File::open(&a.layer)
+        .with_context(|| format!("open layer {}", a.layer.display()))?;
+    let (cas, r) = a.image.open()?;
+    let dest = a.tag.destination(&r.tag)?.to_string();
+    let _guard = cas.writer_guard()?;
+    let path = refs::resolve(cas.as_ref(), &r.tag, a.image.platform()?.as_ref())
+        .with_context(|| format!("resolve {}:{}", r.layout.display(), r.tag))?;
+    let mut m = Mutator::new(cas.as_ref(), path)?;
+    let compression = a.compress.pick(&m.manifest().layers)?;
+    let author = m.config().author.clone();
+    let history = a.history.entry("umoci raw add-layer", &author, false)?;
+    m.add_layer(&mut file, compression, history)
+        .with_context(|| format!("add layer {}", a.layer.display()))?;
+    let new_path = m.commit()?;
+    refs::set_tag(cas.as_ref(), &dest, new_path.root())?;
+    Ok(())
+}

@@ -1,0 +1,197 @@
+//! Image mutation: new config and manifest blobs, new layers, history, and
+//! rewriting every parent index along the descriptor path (as umoci's
+//! `mutate.Mutator` does). The caller retags the returned root.
+
+mod compress;
+
+use std::io::Read;
+
+pub use compress::{Compression, Compressor};
+
+use crate::cas::refs::DescriptorPath;
+use crate::cas::{Cas, CasError, ext};
+use crate::oci::{Algorithm, Blob, Descriptor, Digest, History, Image, Manifest, media};
+
+/// Annotation umoci puts on a layer descriptor whose blob size differs from
+/// the uncompressed size.
+pub const UNCOMPRESSED_SIZE_ANNOTATION: &str = "ci.umo.uncompressed_blob_size";
+
+/// Errors of a mutation.
+#[derive(Debug, thiserror::Error)]
+pub enum MutateError {
+    /// The store failed.
+    #[error(transparent)]
+    Cas(#[from] CasError),
+    /// Reading the new layer failed.
+    #[error("reading layer: {0}")]
+    Read(#[source] std::io::Error),
+    /// The descriptor path does not end at a manifest.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Edits one image (the manifest at the end of a descriptor path).
+pub struct Mutator<'a> {
+    cas: &'a dyn Cas,
+    path: DescriptorPath,
+    manifest: Manifest,
+    config: Image,
+}
+
+impl<'a> Mutator<'a> {
+    /// Load the manifest and config at the end of `path`.
+    pub fn new(cas: &'a dyn Cas, path: DescriptorPath) -> Result<Mutator<'a>, MutateError> {
+        if path.target().media_type != media::MANIFEST {
+            return Err(MutateError::Invalid(format!(
+                "{}: media type {} is not an image manifest",
+                path.target().digest,
+                path.target().media_type
+            )));
+        }
+        let manifest = ext::fetch_manifest(cas, path.target())?;
+        if manifest.config.media_type != media::CONFIG {
+            return Err(MutateError::Invalid(format!(
+                "config {}: unsupported media type {}",
+                manifest.config.digest, manifest.config.media_type
+            )));
+        }
+        let config = ext::fetch_config(cas, &manifest.config)?;
+        Ok(Mutator {
+            cas,
+            path,
+            manifest,
+            config,
+        })
+    }
+
+    /// The image configuration (as edited so far).
+    pub fn config(&self) -> &Image {
+        &self.config
+    }
+
+    /// Edit the image configuration.
+    pub fn config_mut(&mut self) -> &mut Image {
+        &mut self.config
+    }
+
+    /// The manifest (as edited so far).
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// Edit the manifest (annotations and the like; layers go through
+    /// [`Mutator::add_layer`]).
+    pub fn manifest_mut(&mut self) -> &mut Manifest {
+        &mut self.manifest
+    }
+
+    /// The path this mutator started from.
+    pub fn source(&self) -> &DescriptorPath {
+        &self.path
+    }
+
+    /// Append a history entry.
+    pub fn add_history(&mut self, h: History) {
+        self.config.history.push(h);
+    }
+
+    /// Stream an uncompressed tar into a new layer blob, compressing and
+    /// hashing (blob digest and diff_id) in the same pass, and append it.
+    pub fn add_layer(
+        &mut self,
+        tar: &mut dyn Read,
+        compression: Compression,
+        history: Option<History>,
+    ) -> Result<Descriptor, MutateError> {
+        let blob = self.cas.begin_blob()?;
+        let mut enc = compression
+            .writer(blob)
+            .map_err(|e| CasError::io("new layer", e))?;
+        let mut diff = Algorithm::Sha256.hasher();
+        let mut plain = 0u64;
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = match tar.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(MutateError::Read(e)),
+            };
+            diff.update(&buf[..n]);
+            plain += n as u64;
+            std::io::Write::write_all(&mut enc, &buf[..n])
+                .map_err(|e| CasError::io("new layer", e))?;
+        }
+        let blob = enc.finish().map_err(|e| CasError::io("new layer", e))?;
+        let (digest, size) = blob.commit(None)?;
+        let mut desc = Descriptor::new(compression.media_type(), digest, size);
+        if plain != size {
+            desc.annotations
+                .insert(UNCOMPRESSED_SIZE_ANNOTATION.to_string(), plain.to_string());
+        }
+        self.push_layer(desc.clone(), diff.finish(), history);
+        Ok(desc)
+    }
+
+    /// Append an existing blob as a layer with its diff_id.
+    pub fn push_layer(&mut self, desc: Descriptor, diff_id: Digest, history: Option<History>) {
+        self.manifest.layers.push(desc);
+        self.config.rootfs.diff_ids.push(diff_id);
+        match history {
+            Some(h) => self.config.history.push(h),
+            None => tracing::warn!("new layer without a history entry will confuse many tools"),
+        }
+    }
+
+    /// Write the config and manifest, rewrite every parent index on the path,
+    /// and return the new path (its root is what the tag should point at).
+    pub fn commit(mut self) -> Result<DescriptorPath, MutateError> {
+        let config_desc = ext::put_json(self.cas, media::CONFIG, &self.config)?;
+        self.manifest.config = Descriptor::new(
+            self.manifest.config.media_type.clone(),
+            config_desc.digest,
+            config_desc.size,
+        );
+        self.manifest.media_type = media::MANIFEST.to_string();
+        let new_manifest = ext::put_json(self.cas, media::MANIFEST, &self.manifest)?;
+        let mut old = self.path.0;
+        let mut new_path: Vec<Descriptor> = Vec::with_capacity(old.len());
+        let mut child_old = old
+            .pop()
+            .ok_or_else(|| MutateError::Invalid("empty path".into()))?;
+        let mut child_new = rewrite(&child_old, &new_manifest);
+        new_path.push(child_new.clone());
+        while let Some(parent) = old.pop() {
+            let mut index = match ext::fetch(self.cas, &parent)? {
+                Blob::Index(i) => i,
+                _ => {
+                    return Err(MutateError::Invalid(format!(
+                        "{}: parent on the descriptor path is not an index",
+                        parent.digest
+                    )));
+                }
+            };
+            for d in index.manifests.iter_mut() {
+                if d.digest == child_old.digest {
+                    *d = rewrite(d, &child_new);
+                }
+            }
+            let stored = ext::put_json(self.cas, &parent.media_type, &index)?;
+            child_old = parent.clone();
+            child_new = rewrite(&parent, &stored);
+            new_path.push(child_new.clone());
+        }
+        new_path.reverse();
+        Ok(DescriptorPath(new_path))
+    }
+}
+
+/// `old` with the digest and size of `new` (other fields kept; embedded
+/// data dropped since it would be stale).
+fn rewrite(old: &Descriptor, new: &Descriptor) -> Descriptor {
+    let mut d = old.clone();
+    d.digest = new.digest.clone();
+    d.size = new.size;
+    d.data = None;
+    d
+}
