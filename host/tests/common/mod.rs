@@ -149,3 +149,117 @@ pub fn read_blob_json(layout: &Path, digest: &str) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(blob_path(layout, digest)).expect("read blob"))
         .expect("parse blob")
 }
+
+/// One file's metadata, as compared between two trees.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileFacts {
+    pub kind: &'static str,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub size: u64,
+    pub content: Option<String>,
+    pub link: Option<PathBuf>,
+    pub rdev: u64,
+    pub mtime: i64,
+    pub xattrs: BTreeMap<String, Vec<u8>>,
+    /// Other paths in the same tree sharing this inode (hardlink group).
+    pub links: Vec<PathBuf>,
+}
+
+/// Every entry under `root` (not following symlinks) with the facts that
+/// must match between two unpacks.
+pub fn tree_facts(root: &Path) -> BTreeMap<PathBuf, FileFacts> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let mut out = BTreeMap::new();
+    let mut inodes: BTreeMap<(u64, u64), Vec<PathBuf>> = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let md = std::fs::symlink_metadata(&p).expect("lstat");
+        let ft = md.file_type();
+        let rel = p.strip_prefix(root).expect("prefix").to_path_buf();
+        let kind = if ft.is_dir() {
+            "dir"
+        } else if ft.is_symlink() {
+            "symlink"
+        } else if ft.is_file() {
+            "file"
+        } else if ft.is_char_device() {
+            "char"
+        } else if ft.is_block_device() {
+            "block"
+        } else if ft.is_fifo() {
+            "fifo"
+        } else {
+            "socket"
+        };
+        let mut xattrs = BTreeMap::new();
+        if let Ok(names) = xattr::list(&p) {
+            for n in names {
+                let n = n.to_string_lossy().into_owned();
+                if n == "security.selinux" {
+                    continue;
+                }
+                if let Ok(Some(v)) = xattr::get_deref(&p, &n).or_else(|_| xattr::get(&p, &n)) {
+                    xattrs.insert(n, v);
+                }
+            }
+        }
+        let content = ft.is_file().then(|| {
+            rumoci::oci::Digest::sha256_of(&std::fs::read(&p).expect("read")).to_string()
+        });
+        if !ft.is_dir() && md.nlink() > 1 {
+            inodes.entry((md.dev(), md.ino())).or_default().push(rel.clone());
+        }
+        out.insert(
+            rel.clone(),
+            FileFacts {
+                kind,
+                mode: md.mode() & 0o7777,
+                uid: md.uid(),
+                gid: md.gid(),
+                size: if ft.is_dir() { 0 } else { md.size() },
+                content,
+                link: ft.is_symlink().then(|| std::fs::read_link(&p).expect("readlink")),
+                rdev: if ft.is_char_device() || ft.is_block_device() { md.rdev() } else { 0 },
+                mtime: md.mtime(),
+                xattrs,
+                links: Vec::new(),
+            },
+        );
+        if ft.is_dir() {
+            for e in std::fs::read_dir(&p).expect("readdir") {
+                stack.push(e.expect("entry").path());
+            }
+        }
+    }
+    for group in inodes.values() {
+        for p in group {
+            if let Some(f) = out.get_mut(p) {
+                f.links = group.iter().filter(|q| *q != p).cloned().collect();
+                f.links.sort();
+            }
+        }
+    }
+    out
+}
+
+/// Assert two trees are equal file by file; lists every difference.
+pub fn assert_same_tree(expected: &Path, actual: &Path) {
+    let a = tree_facts(expected);
+    let b = tree_facts(actual);
+    let mut diffs = Vec::new();
+    for (p, fa) in &a {
+        match b.get(p) {
+            None => diffs.push(format!("missing: {}", p.display())),
+            Some(fb) if fa != fb => diffs.push(format!("differs: {}\n  want {fa:?}\n  got  {fb:?}", p.display())),
+            _ => {}
+        }
+    }
+    for p in b.keys() {
+        if !a.contains_key(p) {
+            diffs.push(format!("extra: {}", p.display()));
+        }
+    }
+    assert!(diffs.is_empty(), "{} differences:\n{}", diffs.len(), diffs.join("\n"));
+}
