@@ -4,6 +4,7 @@
 mod config;
 mod gc;
 mod init;
+mod insert;
 mod list;
 mod new;
 mod raw;
@@ -58,6 +59,8 @@ enum Command {
     Gc(gc::Args),
     /// Modify the configuration of an image.
     Config(config::Args),
+    /// Insert a file or directory into an image as a new layer.
+    Insert(insert::Args),
     /// Advanced internal image tooling.
     Raw {
         #[command(subcommand)]
@@ -112,6 +115,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Stat(a) => stat::run(a),
         Command::Gc(a) => gc::run(a),
         Command::Config(a) => config::run(a),
+        Command::Insert(a) => insert::run(a),
         Command::Raw { cmd } => raw::run(cmd),
         Command::Completion { shell } => {
             let mut cmd = Cli::command();

@@ -1,1 +1,3 @@
 //! Tar layers to a root filesystem (unpack) and back (generate).
+
+pub mod generate;

@@ -30,6 +30,27 @@ pub enum MutateError {
     Invalid(String),
 }
 
+/// A new layer being written: uncompressed tar in, compressed blob out.
+pub struct LayerWriter {
+    enc: Compressor<'static, Box<dyn crate::cas::BlobWriter>>,
+    compression: Compression,
+    diff: crate::oci::Hasher,
+    plain: u64,
+}
+
+impl std::io::Write for LayerWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.enc.write(buf)?;
+        self.diff.update(&buf[..n]);
+        self.plain += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.enc.flush()
+    }
+}
+
 /// Edits one image (the manifest at the end of a descriptor path).
 pub struct Mutator<'a> {
     cas: &'a dyn Cas,
@@ -95,42 +116,54 @@ impl<'a> Mutator<'a> {
         self.config.history.push(h);
     }
 
-    /// Stream an uncompressed tar into a new layer blob, compressing and
-    /// hashing (blob digest and diff_id) in the same pass, and append it.
+    /// Start a new layer: write the uncompressed tar into the returned
+    /// writer (compressed and hashed — blob digest and diff_id — in the same
+    /// pass), then hand it to [`Mutator::finish_layer`].
+    pub fn begin_layer(&self, compression: Compression) -> Result<LayerWriter, MutateError> {
+        let blob = self.cas.begin_blob()?;
+        let enc = compression
+            .writer(blob)
+            .map_err(|e| CasError::io("new layer", e))?;
+        Ok(LayerWriter {
+            enc,
+            compression,
+            diff: Algorithm::Sha256.hasher(),
+            plain: 0,
+        })
+    }
+
+    /// Publish a layer written through [`Mutator::begin_layer`] and append it.
+    pub fn finish_layer(
+        &mut self,
+        layer: LayerWriter,
+        history: Option<History>,
+    ) -> Result<Descriptor, MutateError> {
+        let blob = layer
+            .enc
+            .finish()
+            .map_err(|e| CasError::io("new layer", e))?;
+        let (digest, size) = blob.commit(None)?;
+        let mut desc = Descriptor::new(layer.compression.media_type(), digest, size);
+        if layer.plain != size {
+            desc.annotations.insert(
+                UNCOMPRESSED_SIZE_ANNOTATION.to_string(),
+                layer.plain.to_string(),
+            );
+        }
+        self.push_layer(desc.clone(), layer.diff.finish(), history);
+        Ok(desc)
+    }
+
+    /// Stream an uncompressed tar into a new layer and append it.
     pub fn add_layer(
         &mut self,
         tar: &mut dyn Read,
         compression: Compression,
         history: Option<History>,
     ) -> Result<Descriptor, MutateError> {
-        let blob = self.cas.begin_blob()?;
-        let mut enc = compression
-            .writer(blob)
-            .map_err(|e| CasError::io("new layer", e))?;
-        let mut diff = Algorithm::Sha256.hasher();
-        let mut plain = 0u64;
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = match tar.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(MutateError::Read(e)),
-            };
-            diff.update(&buf[..n]);
-            plain += n as u64;
-            std::io::Write::write_all(&mut enc, &buf[..n])
-                .map_err(|e| CasError::io("new layer", e))?;
-        }
-        let blob = enc.finish().map_err(|e| CasError::io("new layer", e))?;
-        let (digest, size) = blob.commit(None)?;
-        let mut desc = Descriptor::new(compression.media_type(), digest, size);
-        if plain != size {
-            desc.annotations
-                .insert(UNCOMPRESSED_SIZE_ANNOTATION.to_string(), plain.to_string());
-        }
-        self.push_layer(desc.clone(), diff.finish(), history);
-        Ok(desc)
+        let mut w = self.begin_layer(compression)?;
+        std::io::copy(tar, &mut w).map_err(MutateError::Read)?;
+        self.finish_layer(w, history)
     }
 
     /// Append an existing blob as a layer with its diff_id.

@@ -205,11 +205,14 @@ pub fn tree_facts(root: &Path) -> BTreeMap<PathBuf, FileFacts> {
                 }
             }
         }
-        let content = ft.is_file().then(|| {
-            rumoci::oci::Digest::sha256_of(&std::fs::read(&p).expect("read")).to_string()
-        });
+        let content = ft
+            .is_file()
+            .then(|| rumoci::oci::Digest::sha256_of(&std::fs::read(&p).expect("read")).to_string());
         if !ft.is_dir() && md.nlink() > 1 {
-            inodes.entry((md.dev(), md.ino())).or_default().push(rel.clone());
+            inodes
+                .entry((md.dev(), md.ino()))
+                .or_default()
+                .push(rel.clone());
         }
         out.insert(
             rel.clone(),
@@ -220,8 +223,14 @@ pub fn tree_facts(root: &Path) -> BTreeMap<PathBuf, FileFacts> {
                 gid: md.gid(),
                 size: if ft.is_dir() { 0 } else { md.size() },
                 content,
-                link: ft.is_symlink().then(|| std::fs::read_link(&p).expect("readlink")),
-                rdev: if ft.is_char_device() || ft.is_block_device() { md.rdev() } else { 0 },
+                link: ft
+                    .is_symlink()
+                    .then(|| std::fs::read_link(&p).expect("readlink")),
+                rdev: if ft.is_char_device() || ft.is_block_device() {
+                    md.rdev()
+                } else {
+                    0
+                },
                 mtime: md.mtime(),
                 xattrs,
                 links: Vec::new(),
@@ -252,7 +261,10 @@ pub fn assert_same_tree(expected: &Path, actual: &Path) {
     for (p, fa) in &a {
         match b.get(p) {
             None => diffs.push(format!("missing: {}", p.display())),
-            Some(fb) if fa != fb => diffs.push(format!("differs: {}\n  want {fa:?}\n  got  {fb:?}", p.display())),
+            Some(fb) if fa != fb => diffs.push(format!(
+                "differs: {}\n  want {fa:?}\n  got  {fb:?}",
+                p.display()
+            )),
             _ => {}
         }
     }
@@ -261,5 +273,10 @@ pub fn assert_same_tree(expected: &Path, actual: &Path) {
             diffs.push(format!("extra: {}", p.display()));
         }
     }
-    assert!(diffs.is_empty(), "{} differences:\n{}", diffs.len(), diffs.join("\n"));
+    assert!(
+        diffs.is_empty(),
+        "{} differences:\n{}",
+        diffs.len(),
+        diffs.join("\n")
+    );
 }

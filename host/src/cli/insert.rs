@@ -1,0 +1,73 @@
+//! `rumoci insert --image PATH[:TAG] SOURCE TARGET` and
+//! `rumoci insert --whiteout --image PATH[:TAG] TARGET`
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use rumoci::cas::refs;
+use rumoci::layer::generate::{GenerateOptions, TarGenerator, add_tree};
+use rumoci::mutate::Mutator;
+
+use super::util::{CompressArgs, HistoryArgs, ImageArgs, TagArgs, source_date_epoch};
+
+/// Arguments of `insert`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    image: ImageArgs,
+    #[command(flatten)]
+    tag: TagArgs,
+    #[command(flatten)]
+    history: HistoryArgs,
+    #[command(flatten)]
+    compress: CompressArgs,
+    /// Make TARGET opaque first, so the inserted tree replaces it.
+    #[arg(long)]
+    opaque: bool,
+    /// Only delete TARGET (add a whiteout for it).
+    #[arg(long, conflicts_with = "opaque")]
+    whiteout: bool,
+    /// SOURCE TARGET, or just TARGET with --whiteout.
+    #[arg(required = true, num_args = 1..=2, value_name = "SOURCE TARGET")]
+    paths: Vec<String>,
+}
+
+/// Add one layer built from a host path (or a whiteout).
+pub fn run(a: Args) -> Result<()> {
+    let (source, target) = match (a.whiteout, a.paths.as_slice()) {
+        (true, [t]) => (None, t.clone()),
+        (false, [s, t]) => (Some(PathBuf::from(s)), t.clone()),
+        (true, _) => anyhow::bail!("insert --whiteout takes exactly one argument: TARGET"),
+        (false, _) => anyhow::bail!("insert takes exactly two arguments: SOURCE TARGET"),
+    };
+    if target.is_empty() || source.as_ref().is_some_and(|s| s.as_os_str().is_empty()) {
+        anyhow::bail!("insert: arguments must not be empty");
+    }
+    if let Some(s) = &source {
+        std::fs::symlink_metadata(s).with_context(|| format!("insert source {}", s.display()))?;
+    }
+    let (cas, r) = a.image.open()?;
+    let dest = a.tag.destination(&r.tag)?.to_string();
+    let _guard = cas.writer_guard()?;
+    let path = refs::resolve(cas.as_ref(), &r.tag, a.image.platform()?.as_ref())
+        .with_context(|| format!("resolve {}:{}", r.layout.display(), r.tag))?;
+    let mut m = Mutator::new(cas.as_ref(), path)?;
+    let compression = a.compress.pick(&m.manifest().layers)?;
+    let history = a.history.entry("umoci insert", "", false)?;
+    let layer = m.begin_layer(compression)?;
+    let opts = GenerateOptions {
+        owner: None,
+        clamp_mtime: source_date_epoch()?,
+    };
+    let mut tar = TarGenerator::new(layer, opts);
+    match &source {
+        Some(src) => add_tree(&mut tar, src, &target, a.opaque),
+        None => tar.add_whiteout(target.trim_matches('/')),
+    }
+    .with_context(|| format!("insert {target}"))?;
+    let layer = tar.finish()?;
+    m.finish_layer(layer, history)?;
+    let new_path = m.commit()?;
+    refs::set_tag(cas.as_ref(), &dest, new_path.root())?;
+    Ok(())
+}

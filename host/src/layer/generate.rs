@@ -1,0 +1,460 @@
+//! Filesystem → tar: the deterministic layer writer used by `repack` and
+//! `insert`.
+//!
+//! Output is reproducible: one header format (ustar, with PAX records only
+//! where ustar cannot say it — long names, xattrs, large ids or sizes),
+//! empty user and group names, mtimes truncated to whole seconds and clamped
+//! to `SOURCE_DATE_EPOCH` when set, xattrs in name order. The caller decides
+//! the entry order (sorted).
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{File, Metadata};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::path::Path;
+
+use tar::{EntryType, Header};
+
+/// Xattrs never written to layers (umoci's forbidden list).
+const FORBIDDEN_XATTRS: &[&str] = &["security.selinux", "system.nfs4_acl"];
+/// The xattr rootless unpack uses to remember the container owner.
+pub const ROOTLESS_XATTR: &str = "user.rootlesscontainers";
+
+/// Errors while generating a layer.
+#[derive(Debug, thiserror::Error)]
+pub enum GenerateError {
+    /// An I/O error on a path.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: String,
+        /// The error.
+        #[source]
+        source: io::Error,
+    },
+    /// A file in the tree cannot be represented in a layer.
+    #[error("{path}: {reason}")]
+    Invalid {
+        /// The archive path.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+fn io_at(path: &Path) -> impl FnOnce(io::Error) -> GenerateError + '_ {
+    move |source| GenerateError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// Maps a file's host owner (and its `user.rootlesscontainers` value, if
+/// any) to the owner recorded in the layer.
+pub type OwnerFn = dyn Fn(u32, u32, Option<&[u8]>) -> Result<(u32, u32), String> + Send + Sync;
+
+/// Options of the generator.
+#[derive(Default)]
+pub struct GenerateOptions {
+    /// Owner mapping; `None` records host ids unchanged.
+    pub owner: Option<Box<OwnerFn>>,
+    /// Clamp mtimes to this (`SOURCE_DATE_EPOCH`).
+    pub clamp_mtime: Option<i64>,
+}
+
+/// Writes a layer tar entry by entry.
+pub struct TarGenerator<W: Write> {
+    out: tar::Builder<W>,
+    opts: GenerateOptions,
+    /// First archive name seen for each (device, inode) with nlink > 1.
+    hardlinks: HashMap<(u64, u64), String>,
+}
+
+/// Whether a base name is a whiteout name (files with such names cannot be
+/// put in a layer: they would be read back as whiteouts).
+pub fn is_whiteout_name(name: &str) -> bool {
+    name.rsplit('/')
+        .next()
+        .is_some_and(|b| b.starts_with(".wh."))
+}
+
+/// A reader that fails unless it yields exactly `left` bytes (a file that
+/// shrinks while being archived would otherwise corrupt the tar).
+struct Exact<R> {
+    inner: R,
+    left: u64,
+    path: String,
+}
+
+impl<R: Read> Read for Exact<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.left == 0 {
+            return Ok(0);
+        }
+        let want = buf
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..want])?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("{}: file shrank while being archived", self.path),
+            ));
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
+fn read_xattrs(path: &Path) -> Result<BTreeMap<String, Vec<u8>>, GenerateError> {
+    let mut out = BTreeMap::new();
+    let names = match xattr_list(path) {
+        Ok(n) => n,
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NOTSUP.raw_os_error()) => {
+            return Ok(out);
+        }
+        Err(e) => return Err(io_at(path)(e)),
+    };
+    for name in names {
+        if FORBIDDEN_XATTRS.contains(&name.as_str()) {
+            continue;
+        }
+        match xattr_get(path, &name) {
+            Ok(Some(v)) => {
+                out.insert(name, v);
+            }
+            Ok(None) => {}
+            Err(e) => return Err(io_at(path)(e)),
+        }
+    }
+    Ok(out)
+}
+
+fn xattr_list(path: &Path) -> io::Result<Vec<String>> {
+    let mut buf = vec![0u8; 1024];
+    loop {
+        match rustix::fs::llistxattr(path, &mut buf) {
+            Ok(n) => {
+                return Ok(buf[..n]
+                    .split(|&b| b == 0)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| String::from_utf8_lossy(s).into_owned())
+                    .collect());
+            }
+            Err(rustix::io::Errno::RANGE) => buf.resize(buf.len() * 4, 0),
+            Err(e) => return Err(e.into()),
+        }
+        if buf.len() > 1 << 24 {
+            return Err(io::Error::other("xattr list too large"));
+        }
+    }
+}
+
+fn xattr_get(path: &Path, name: &str) -> io::Result<Option<Vec<u8>>> {
+    let mut buf = vec![0u8; 256];
+    loop {
+        match rustix::fs::lgetxattr(path, name, &mut buf) {
+            Ok(n) => {
+                buf.truncate(n);
+                return Ok(Some(buf));
+            }
+            Err(rustix::io::Errno::RANGE) => buf.resize(buf.len() * 4, 0),
+            Err(rustix::io::Errno::NODATA) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        }
+        if buf.len() > 1 << 24 {
+            return Err(io::Error::other("xattr value too large"));
+        }
+    }
+}
+
+/// Largest value an octal ustar numeric field of `width` bytes can hold.
+fn fits_octal(v: u64, width: u32) -> bool {
+    v < 8u64.pow(width - 1)
+}
+
+impl<W: Write> TarGenerator<W> {
+    /// A generator writing to `out`.
+    pub fn new(out: W, opts: GenerateOptions) -> Self {
+        let mut b = tar::Builder::new(out);
+        b.mode(tar::HeaderMode::Complete);
+        b.follow_symlinks(false);
+        TarGenerator {
+            out: b,
+            opts,
+            hardlinks: HashMap::new(),
+        }
+    }
+
+    fn clamp(&self, mtime: i64) -> u64 {
+        let t = match self.opts.clamp_mtime {
+            Some(max) if mtime > max => max,
+            _ => mtime,
+        };
+        u64::try_from(t).unwrap_or(0)
+    }
+
+    /// Write one header (+ PAX records where needed) and its content.
+    fn emit(
+        &mut self,
+        name: &str,
+        mut header: Header,
+        link: Option<&str>,
+        xattrs: &BTreeMap<String, Vec<u8>>,
+        data: &mut dyn Read,
+    ) -> Result<(), GenerateError> {
+        let mut pax: Vec<(String, Vec<u8>)> = Vec::new();
+        let nb = name.as_bytes();
+        {
+            let h = header
+                .as_ustar_mut()
+                .ok_or_else(|| GenerateError::Invalid {
+                    path: name.to_string(),
+                    reason: "internal: not a ustar header".into(),
+                })?;
+            let n = nb.len().min(100);
+            h.name = [0; 100];
+            h.name[..n].copy_from_slice(&nb[..n]);
+        }
+        if nb.len() > 100 {
+            pax.push(("path".into(), nb.to_vec()));
+        }
+        if let Some(l) = link {
+            let lb = l.as_bytes();
+            let h = header.as_old_mut();
+            let n = lb.len().min(100);
+            h.linkname = [0; 100];
+            h.linkname[..n].copy_from_slice(&lb[..n]);
+            if lb.len() > 100 {
+                pax.push(("linkpath".into(), lb.to_vec()));
+            }
+        }
+        for (k, v) in xattrs {
+            if v.is_empty() {
+                tracing::warn!("{name}: skipping empty xattr {k} (disallowed by PAX)");
+                continue;
+            }
+            pax.push((format!("SCHILY.xattr.{k}"), v.clone()));
+        }
+        if !pax.is_empty() {
+            self.out
+                .append_pax_extensions(pax.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
+                .map_err(|e| GenerateError::Io {
+                    path: name.to_string(),
+                    source: e,
+                })?;
+        }
+        header.set_cksum();
+        self.out
+            .append(&header, data)
+            .map_err(|e| GenerateError::Io {
+                path: name.to_string(),
+                source: e,
+            })
+    }
+
+    fn base_header(
+        &self,
+        name: &str,
+        md: &Metadata,
+        xattrs: &mut BTreeMap<String, Vec<u8>>,
+    ) -> Result<Header, GenerateError> {
+        let rootless = xattrs.remove(ROOTLESS_XATTR);
+        let (uid, gid) = match &self.opts.owner {
+            Some(f) => f(md.uid(), md.gid(), rootless.as_deref()).map_err(|reason| {
+                GenerateError::Invalid {
+                    path: name.to_string(),
+                    reason,
+                }
+            })?,
+            None => {
+                if rootless.is_some() {
+                    tracing::warn!("{name}: ignoring {ROOTLESS_XATTR} (not a rootless bundle)");
+                }
+                (md.uid(), md.gid())
+            }
+        };
+        if !fits_octal(u64::from(uid), 8) || !fits_octal(u64::from(gid), 8) {
+            return Err(GenerateError::Invalid {
+                path: name.to_string(),
+                reason: format!("owner {uid}:{gid} too large for a ustar header"),
+            });
+        }
+        let mut h = Header::new_ustar();
+        h.set_mode(md.mode() & 0o7777);
+        h.set_uid(u64::from(uid));
+        h.set_gid(u64::from(gid));
+        h.set_mtime(self.clamp(md.mtime()));
+        h.set_size(0);
+        let _ = h.set_username("");
+        let _ = h.set_groupname("");
+        Ok(h)
+    }
+
+    /// Add the file at `host` under the archive name `name` (relative,
+    /// `/`-separated). Directories are added as a header only.
+    pub fn add_path(&mut self, name: &str, host: &Path) -> Result<(), GenerateError> {
+        if is_whiteout_name(name) {
+            return Err(GenerateError::Invalid {
+                path: name.to_string(),
+                reason: "invalid path has whiteout prefix \".wh.\"".into(),
+            });
+        }
+        let md = std::fs::symlink_metadata(host).map_err(io_at(host))?;
+        let ft = md.file_type();
+        let mut xattrs = if ft.is_symlink() {
+            BTreeMap::new()
+        } else {
+            read_xattrs(host)?
+        };
+        let mut h = self.base_header(name, &md, &mut xattrs)?;
+        let key = (md.dev(), md.ino());
+        if !ft.is_dir() && md.nlink() > 1 {
+            if let Some(first) = self.hardlinks.get(&key).cloned() {
+                h.set_entry_type(EntryType::Link);
+                return self.emit(name, h, Some(&first), &BTreeMap::new(), &mut io::empty());
+            }
+            self.hardlinks.insert(key, name.to_string());
+        }
+        if ft.is_dir() {
+            h.set_entry_type(EntryType::Directory);
+            let dname = format!("{}/", name.trim_end_matches('/'));
+            self.emit(&dname, h, None, &xattrs, &mut io::empty())
+        } else if ft.is_symlink() {
+            h.set_entry_type(EntryType::Symlink);
+            let target = std::fs::read_link(host).map_err(io_at(host))?;
+            let target = target.to_str().ok_or_else(|| GenerateError::Invalid {
+                path: name.to_string(),
+                reason: "symlink target is not UTF-8".into(),
+            })?;
+            self.emit(name, h, Some(target), &xattrs, &mut io::empty())
+        } else if ft.is_file() {
+            h.set_entry_type(EntryType::Regular);
+            let size = md.size();
+            if !fits_octal(size, 12) {
+                return Err(GenerateError::Invalid {
+                    path: name.to_string(),
+                    reason: format!("{size} bytes is too large for a ustar header"),
+                });
+            }
+            h.set_size(size);
+            let f = std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+                .open(host)
+                .map_err(io_at(host))?;
+            let mut data = Exact {
+                inner: File::from(f),
+                left: size,
+                path: host.display().to_string(),
+            };
+            self.emit(name, h, None, &xattrs, &mut data)
+        } else if ft.is_char_device() || ft.is_block_device() || ft.is_fifo() {
+            h.set_entry_type(if ft.is_char_device() {
+                EntryType::Char
+            } else if ft.is_block_device() {
+                EntryType::Block
+            } else {
+                EntryType::Fifo
+            });
+            if !ft.is_fifo() {
+                let rdev = md.rdev();
+                let _ = h.set_device_major(rustix::fs::major(rdev));
+                let _ = h.set_device_minor(rustix::fs::minor(rdev));
+            }
+            self.emit(name, h, None, &xattrs, &mut io::empty())
+        } else {
+            tracing::warn!("{name}: skipping socket");
+            Ok(())
+        }
+    }
+
+    /// Add a whiteout for `name` (`dir/.wh.base`).
+    pub fn add_whiteout(&mut self, name: &str) -> Result<(), GenerateError> {
+        let name = name.trim_end_matches('/');
+        if is_whiteout_name(name) {
+            return Err(GenerateError::Invalid {
+                path: name.to_string(),
+                reason: "cannot white out a whiteout".into(),
+            });
+        }
+        let wh = match name.rsplit_once('/') {
+            Some((dir, base)) => format!("{dir}/.wh.{base}"),
+            None => format!(".wh.{name}"),
+        };
+        self.add_marker(&wh)
+    }
+
+    /// Add an opaque whiteout for the directory `dir` (`dir/.wh..wh..opq`).
+    pub fn add_opaque_whiteout(&mut self, dir: &str) -> Result<(), GenerateError> {
+        let dir = dir.trim_end_matches('/');
+        let name = if dir.is_empty() || dir == "." {
+            ".wh..wh..opq".to_string()
+        } else {
+            format!("{dir}/.wh..wh..opq")
+        };
+        self.add_marker(&name)
+    }
+
+    fn add_marker(&mut self, name: &str) -> Result<(), GenerateError> {
+        let mut h = Header::new_ustar();
+        h.set_entry_type(EntryType::Regular);
+        h.set_mode(0);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        h.set_size(0);
+        self.emit(name, h, None, &BTreeMap::new(), &mut io::empty())
+    }
+
+    /// Write the end-of-archive marker and return the writer.
+    pub fn finish(self) -> Result<W, GenerateError> {
+        self.out.into_inner().map_err(|e| GenerateError::Io {
+            path: "layer".into(),
+            source: e,
+        })
+    }
+}
+
+/// Add the tree at `src` under the archive path `target` (sorted, depth
+/// first), as `umoci insert` does. With `opaque`, the target directory is
+/// first made opaque so the inserted tree replaces what was there.
+pub fn add_tree<W: Write>(
+    tar: &mut TarGenerator<W>,
+    src: &Path,
+    target: &str,
+    opaque: bool,
+) -> Result<(), GenerateError> {
+    let target = target.trim_matches('/');
+    if opaque {
+        tar.add_opaque_whiteout(target)?;
+    }
+    let mut stack = vec![(src.to_path_buf(), target.to_string())];
+    while let Some((host, name)) = stack.pop() {
+        if !name.is_empty() {
+            tar.add_path(&name, &host)?;
+        }
+        let md = std::fs::symlink_metadata(&host).map_err(io_at(&host))?;
+        if md.is_dir() {
+            let mut children: Vec<_> = std::fs::read_dir(&host)
+                .map_err(io_at(&host))?
+                .map(|e| e.map(|e| e.file_name()))
+                .collect::<Result<_, _>>()
+                .map_err(io_at(&host))?;
+            children.sort();
+            for c in children.into_iter().rev() {
+                let c_str = c.to_str().ok_or_else(|| GenerateError::Invalid {
+                    path: host.join(&c).display().to_string(),
+                    reason: "file name is not UTF-8".into(),
+                })?;
+                let child_name = if name.is_empty() {
+                    c_str.to_string()
+                } else {
+                    format!("{name}/{c_str}")
+                };
+                stack.push((host.join(&c), child_name));
+            }
+        }
+    }
+    Ok(())
+}
