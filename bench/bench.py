@@ -1,0 +1,172 @@
+#!/usr/bin/env python3
+"""Benchmark rumoci against the Go umoci, side by side in the same run.
+
+Builds (once, cached) the benchmark image with shared/scripts/make-bench-image.sh,
+then runs each scenario interleaved — rumoci, umoci, rumoci, umoci, … — at
+least --runs times each, on /dev/shm (CPU-bound) and on a disk directory
+(real-world). Wall time and peak RSS are taken per process with wait4(2).
+Prints a table (median, min, max, ratio, peak RSS) and writes it to
+docs/benchmarks.md together with a description of the machine.
+
+    bench/bench.py [--runs N] [--only NAME,...] [--cache DIR] [--no-disk]
+"""
+import argparse
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RUMOCI = os.path.join(ROOT, "target", "release", "rumoci")
+UMOCI = "/usr/bin/umoci"
+
+
+def run(argv, cwd=None, env=None):
+    """Run argv; return (seconds, peak RSS KiB). Raises on failure."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(argv, cwd=cwd, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.perf_counter() - start
+    err = proc.stderr.read().decode(errors="replace")
+    proc.stderr.close()
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        raise RuntimeError(f"{argv} failed ({code}): {err.strip()}")
+    return elapsed, usage.ru_maxrss
+
+
+def sh(cmd):
+    subprocess.run(cmd, shell=True, check=True)
+
+
+class Scenario:
+    """A command measured for both tools. `prepare(tool, work)` runs before
+    each measured run (untimed) and returns the argv to time."""
+
+    def __init__(self, name, prepare, floor=None):
+        self.name = name
+        self.prepare = prepare
+        self.floor = floor
+
+
+def copy_layout(src, work):
+    dst = os.path.join(work, "layout")
+    if os.path.exists(dst):
+        shutil.rmtree(dst)
+    shutil.copytree(src, dst, symlinks=True)
+    return dst
+
+
+def scenarios(layout):
+    def unpack(tag):
+        def prep(tool, work):
+            b = os.path.join(work, "bundle")
+            if os.path.exists(b):
+                shutil.rmtree(b)
+            return [tool, "unpack", "--image", f"{layout}:{tag}", b]
+        return prep
+
+    def config(tool, work):
+        l = copy_layout(layout, work)
+        return [tool, "config", "--image", f"{l}:fat", "--config.env", "X=1"]
+
+    def gc(tool, work):
+        l = copy_layout(layout, work)
+        subprocess.run([RUMOCI, "rm", "--image", f"{l}:edit"], check=True)
+        return [tool, "gc", "--layout", l]
+
+    out = [Scenario(f"unpack {t}", unpack(t)) for t in ("base", "fat", "many", "big")]
+    out += [Scenario("config", config), Scenario("gc", gc)]
+    return out
+
+
+def tool_supports(tool, sub):
+    return subprocess.run([tool, sub, "--help"], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL).returncode == 0
+
+
+def measure(scn, runs, work):
+    res = {"rumoci": [], "umoci": []}
+    for _ in range(runs):
+        for name, tool in (("rumoci", RUMOCI), ("umoci", UMOCI)):
+            argv = scn.prepare(tool, work)
+            res[name].append(run(argv))
+    return res
+
+
+def fmt(xs):
+    ts = [t for t, _ in xs]
+    return statistics.median(ts), min(ts), max(ts), max(r for _, r in xs)
+
+
+def machine():
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    umoci_v = subprocess.run([UMOCI, "--version"], capture_output=True, text=True).stdout.strip()
+    return (f"{platform.node()}: {os.cpu_count()} cores ({cpu}), "
+            f"kernel {platform.release()}, {umoci_v.splitlines()[0] if umoci_v else 'umoci ?'}")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--only", default="")
+    ap.add_argument("--cache", default=os.path.join(ROOT, "target", "bench-image"))
+    ap.add_argument("--no-disk", action="store_true")
+    args = ap.parse_args()
+
+    sh(f"cd {ROOT} && cargo build --release -q")
+    src = os.path.join(args.cache, "layout")
+    if not os.path.exists(os.path.join(src, "index.json")):
+        sh(f"bash {ROOT}/../shared/scripts/make-bench-image.sh {args.cache}")
+
+    rows = []
+    places = [("/dev/shm", "tmpfs")] + ([] if args.no_disk else [(os.path.join(ROOT, "target"), "disk")])
+    for base, kind in places:
+        with tempfile.TemporaryDirectory(dir=base, prefix="rumoci-bench-") as work:
+            layout = copy_layout(src, work)
+            scratch = os.path.join(work, "scratch")
+            os.makedirs(scratch)
+            for scn in scenarios(layout):
+                if args.only and not any(o in scn.name for o in args.only.split(",")):
+                    continue
+                sub = scn.name.split()[0]
+                if not tool_supports(RUMOCI, sub):
+                    print(f"skip {scn.name}: rumoci has no '{sub}' yet", file=sys.stderr)
+                    continue
+                r = measure(scn, args.runs, scratch)
+                rm, um = fmt(r["rumoci"]), fmt(r["umoci"])
+                rows.append((kind, scn.name, rm, um))
+                print(f"{kind:5} {scn.name:14} rumoci {rm[0]:7.3f}s  umoci {um[0]:7.3f}s  "
+                      f"ratio {rm[0] / um[0]:5.2f}  rss {rm[3] // 1024}/{um[3] // 1024} MiB",
+                      flush=True)
+
+    lines = ["# Benchmarks", "", f"Machine: {machine()}.", "",
+             f"Each figure: median of {args.runs} interleaved runs (min–max in brackets); "
+             "peak RSS per process from wait4(2). Produced by `bench/bench.py`.", "",
+             "| where | scenario | rumoci s | umoci s | ratio | rumoci RSS MiB | umoci RSS MiB |",
+             "|---|---|---|---|---|---|---|"]
+    for kind, name, rm, um in rows:
+        lines.append(f"| {kind} | {name} | {rm[0]:.3f} ({rm[1]:.3f}–{rm[2]:.3f}) | "
+                     f"{um[0]:.3f} ({um[1]:.3f}–{um[2]:.3f}) | {rm[0] / um[0]:.2f} | "
+                     f"{rm[3] // 1024} | {um[3] // 1024} |")
+    os.makedirs(os.path.join(ROOT, "docs"), exist_ok=True)
+    with open(os.path.join(ROOT, "docs", "benchmarks.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
