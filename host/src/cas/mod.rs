@@ -7,6 +7,7 @@
 //! gc — is derived from it in [`ext`], [`refs`] and [`gc`], so a storage
 //! driver only implements storage.
 
+pub mod check;
 mod dir;
 pub mod ext;
 pub mod gc;

@@ -5,6 +5,7 @@ mod config;
 mod gc;
 mod init;
 mod insert;
+mod layers;
 mod list;
 mod new;
 mod raw;
@@ -12,6 +13,7 @@ mod remove;
 mod stat;
 mod tag;
 mod util;
+mod verify;
 
 use std::io::IsTerminal;
 
@@ -61,6 +63,8 @@ enum Command {
     Config(config::Args),
     /// Insert a file or directory into an image as a new layer.
     Insert(insert::Args),
+    /// Check a layout: every reachable blob, its size, digest and format.
+    Verify(verify::Args),
     /// Advanced internal image tooling.
     Raw {
         #[command(subcommand)]
@@ -116,6 +120,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Gc(a) => gc::run(a),
         Command::Config(a) => config::run(a),
         Command::Insert(a) => insert::run(a),
+        Command::Verify(a) => verify::run(a),
         Command::Raw { cmd } => raw::run(cmd),
         Command::Completion { shell } => {
             let mut cmd = Cli::command();

@@ -1,0 +1,30 @@
+//! `rumoci verify --layout PATH`
+
+use anyhow::Result;
+use rumoci::cas::check::verify_layout;
+
+use super::util::{LayoutArgs, open_layout};
+
+/// Arguments of `verify`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    layout: LayoutArgs,
+}
+
+/// Check every reachable object; print each problem; fail if any.
+pub fn run(a: Args) -> Result<()> {
+    let cas = open_layout(a.layout.path()?)?;
+    let problems = verify_layout(cas.as_ref(), &mut super::layers::check_layer);
+    for p in &problems {
+        println!("{p}");
+    }
+    if !problems.is_empty() {
+        anyhow::bail!(
+            "verify {}: {} problems found",
+            a.layout.layout,
+            problems.len()
+        );
+    }
+    Ok(())
+}
