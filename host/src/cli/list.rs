@@ -3,7 +3,7 @@
 use anyhow::Result;
 use rumoci::cas::refs;
 
-use super::util::{LayoutArgs, open_layout};
+use super::util::{LayoutArgs, open_layout, print_out};
 
 /// Arguments of `list`.
 #[derive(clap::Args, Debug)]
@@ -15,8 +15,10 @@ pub struct Args {
 /// Print the tags in `index.json` order, one per line.
 pub fn run(a: Args) -> Result<()> {
     let cas = open_layout(a.layout.path()?)?;
+    let mut text = String::new();
     for tag in refs::list_tags(cas.as_ref())? {
-        println!("{tag}");
+        text.push_str(&tag);
+        text.push('\n');
     }
-    Ok(())
+    print_out(&text)
 }

@@ -5,7 +5,7 @@ use rumoci::cas::{ext, refs};
 use rumoci::oci::{Descriptor, Image, Manifest};
 use serde::Serialize;
 
-use super::util::ImageArgs;
+use super::util::{ImageArgs, print_out};
 
 /// Arguments of `stat`.
 #[derive(clap::Args, Debug)]
@@ -88,54 +88,63 @@ fn human_size(n: u64) -> String {
     }
 }
 
-fn print_text(s: &Stat<'_>) {
+fn render_text(s: &Stat<'_>) -> String {
+    use std::fmt::Write as _;
+    let mut o = String::new();
     let m = s.manifest.blob;
     let c = s.config.blob;
-    println!("== MANIFEST ==");
-    println!("Digest: {}", s.manifest.descriptor.digest);
-    println!("Schema Version: {}", m.schema_version);
-    println!("Media Type: {}", m.media_type);
-    println!(
+    let _ = writeln!(o, "== MANIFEST ==");
+    let _ = writeln!(o, "Digest: {}", s.manifest.descriptor.digest);
+    let _ = writeln!(o, "Schema Version: {}", m.schema_version);
+    let _ = writeln!(o, "Media Type: {}", m.media_type);
+    let _ = writeln!(
+        o,
         "Config: {} ({})",
         m.config.digest,
         human_size(m.config.size)
     );
-    println!("Layers:");
+    let _ = writeln!(o, "Layers:");
     for l in &m.layers {
-        println!("\t{} {} ({})", l.digest, l.media_type, human_size(l.size));
+        let _ = writeln!(
+            o,
+            "\t{} {} ({})",
+            l.digest,
+            l.media_type,
+            human_size(l.size)
+        );
     }
     for (k, v) in &m.annotations {
-        println!("Annotation: {k}={v:?}");
+        let _ = writeln!(o, "Annotation: {k}={v:?}");
     }
-    println!();
-    println!("== CONFIG ==");
-    println!("Created: {}", c.created.as_deref().unwrap_or(""));
-    println!("Author: {:?}", c.author);
+    let _ = writeln!(o);
+    let _ = writeln!(o, "== CONFIG ==");
+    let _ = writeln!(o, "Created: {}", c.created.as_deref().unwrap_or(""));
+    let _ = writeln!(o, "Author: {:?}", c.author);
     let mut platform = format!("{}/{}", c.os, c.architecture);
     if !c.variant.is_empty() {
         platform.push('/');
         platform.push_str(&c.variant);
     }
-    println!("Platform: {platform}");
+    let _ = writeln!(o, "Platform: {platform}");
     let ic = &c.config;
-    println!("User: {:?}", ic.user);
-    println!("Entrypoint: {:?}", ic.entrypoint);
-    println!("Cmd: {:?}", ic.cmd);
-    println!("Working Dir: {:?}", ic.working_dir);
+    let _ = writeln!(o, "User: {:?}", ic.user);
+    let _ = writeln!(o, "Entrypoint: {:?}", ic.entrypoint);
+    let _ = writeln!(o, "Cmd: {:?}", ic.cmd);
+    let _ = writeln!(o, "Working Dir: {:?}", ic.working_dir);
     for e in &ic.env {
-        println!("Env: {e}");
+        let _ = writeln!(o, "Env: {e}");
     }
     for p in ic.exposed_ports.keys() {
-        println!("Exposed Port: {p}");
+        let _ = writeln!(o, "Exposed Port: {p}");
     }
     for v in ic.volumes.keys() {
-        println!("Volume: {v}");
+        let _ = writeln!(o, "Volume: {v}");
     }
     for (k, v) in &ic.labels {
-        println!("Label: {k}={v:?}");
+        let _ = writeln!(o, "Label: {k}={v:?}");
     }
-    println!();
-    println!("== HISTORY ==");
+    let _ = writeln!(o);
+    let _ = writeln!(o, "== HISTORY ==");
     let rows: Vec<[String; 5]> = s
         .history
         .iter()
@@ -166,8 +175,9 @@ fn print_text(s: &Stat<'_>) {
             .zip(widths)
             .map(|(c, w)| format!("{c:<w$}"))
             .collect();
-        println!("{}", line.join("   ").trim_end());
+        let _ = writeln!(o, "{}", line.join("   ").trim_end());
     }
+    o
 }
 
 /// Show the manifest, config and history of an image.
@@ -189,10 +199,10 @@ pub fn run(a: Args) -> Result<()> {
         },
         history: history(&manifest, &config),
     };
-    if a.json {
-        println!("{}", serde_json::to_string(&stat)?);
+    let text = if a.json {
+        serde_json::to_string(&stat)? + "\n"
     } else {
-        print_text(&stat);
-    }
-    Ok(())
+        render_text(&stat)
+    };
+    print_out(&text)
 }

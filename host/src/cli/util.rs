@@ -268,3 +268,13 @@ pub fn parse_kv<'a>(flag: &str, s: &'a str) -> Result<(&'a str, &'a str)> {
         _ => anyhow::bail!("{flag} {s:?}: expected KEY=VALUE"),
     }
 }
+
+/// Write `text` to stdout; a closed pipe (`rumoci ls | head`) is not an error.
+pub fn print_out(text: &str) -> Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.context("write to stdout"),
+    }
+}

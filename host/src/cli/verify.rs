@@ -3,7 +3,7 @@
 use anyhow::Result;
 use rumoci::cas::check::verify_layout;
 
-use super::util::{LayoutArgs, open_layout};
+use super::util::{LayoutArgs, open_layout, print_out};
 
 /// Arguments of `verify`.
 #[derive(clap::Args, Debug)]
@@ -16,9 +16,8 @@ pub struct Args {
 pub fn run(a: Args) -> Result<()> {
     let cas = open_layout(a.layout.path()?)?;
     let problems = verify_layout(cas.as_ref(), &mut super::layers::check_layer);
-    for p in &problems {
-        println!("{p}");
-    }
+    let text: String = problems.iter().map(|p| format!("{p}\n")).collect();
+    print_out(&text)?;
     if !problems.is_empty() {
         anyhow::bail!(
             "verify {}: {} problems found",
