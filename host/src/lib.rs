@@ -14,3 +14,4 @@ pub mod layer;
 pub mod mtree;
 pub mod mutate;
 pub mod oci;
+pub mod unpack;

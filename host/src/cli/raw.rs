@@ -4,13 +4,30 @@ use anyhow::{Context, Result};
 use rumoci::cas::refs;
 use rumoci::mutate::Mutator;
 
-use super::util::{CompressArgs, HistoryArgs, ImageArgs, TagArgs};
+use super::util::{CompressArgs, HistoryArgs, ImageArgs, MapArgs, TagArgs};
 
 /// The `raw` subcommands.
 #[derive(clap::Subcommand, Debug)]
 pub enum Command {
     /// Add an uncompressed tar archive as a new layer.
     AddLayer(AddLayerArgs),
+    /// Unpack an image's layers into a root filesystem (no bundle).
+    Unpack(UnpackArgs),
+}
+
+/// Arguments of `raw unpack`.
+#[derive(clap::Args, Debug)]
+pub struct UnpackArgs {
+    #[command(flatten)]
+    image: ImageArgs,
+    #[command(flatten)]
+    map: MapArgs,
+    /// Keep existing symlinks to directories instead of replacing them.
+    #[arg(long = "keep-dirlinks")]
+    keep_dirlinks: bool,
+    /// The root filesystem directory (created if missing; an existing one is
+    /// extracted over).
+    rootfs: std::path::PathBuf,
 }
 
 /// Arguments of `raw add-layer`.
@@ -32,6 +49,7 @@ pub struct AddLayerArgs {
 pub fn run(c: Command) -> Result<()> {
     match c {
         Command::AddLayer(a) => add_layer(a),
+        Command::Unpack(a) => raw_unpack(a),
     }
 }
 
@@ -57,5 +75,22 @@ fn add_layer(a: AddLayerArgs) -> Result<()> {
         .with_context(|| format!("add layer {}", a.layer.display()))?;
     let new_path = m.commit()?;
     refs::set_tag(cas.as_ref(), &dest, new_path.root())?;
+    Ok(())
+}
+
+fn raw_unpack(a: UnpackArgs) -> Result<()> {
+    let opts = a.map.options(a.keep_dirlinks)?;
+    let (cas, r) = a.image.open()?;
+    let path = refs::resolve(cas.as_ref(), &r.tag, a.image.platform()?.as_ref())
+        .with_context(|| format!("resolve {}:{}", r.layout.display(), r.tag))?;
+    let manifest = rumoci::cas::ext::fetch_manifest(cas.as_ref(), path.target())?;
+    let config = rumoci::cas::ext::fetch_config(cas.as_ref(), &manifest.config)?;
+    match std::fs::create_dir_all(&a.rootfs) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e).with_context(|| format!("create {}", a.rootfs.display())),
+    }
+    rumoci::unpack::unpack_rootfs(cas.as_ref(), &manifest, &config, &a.rootfs, opts)
+        .with_context(|| format!("unpack {}:{}", r.layout.display(), r.tag))?;
     Ok(())
 }

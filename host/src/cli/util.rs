@@ -278,3 +278,55 @@ pub fn print_out(text: &str) -> Result<()> {
         other => other.context("write to stdout"),
     }
 }
+
+/// `--uid-map`, `--gid-map`, `--rootless`.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct MapArgs {
+    /// Map container uids to host uids: CONTAINER:HOST[:SIZE] (repeatable).
+    #[arg(long = "uid-map", value_name = "C:H[:S]")]
+    pub uid_map: Vec<String>,
+    /// Map container gids to host gids: CONTAINER:HOST[:SIZE] (repeatable).
+    #[arg(long = "gid-map", value_name = "C:H[:S]")]
+    pub gid_map: Vec<String>,
+    /// Unpack without privileges: no chown (owners kept in the
+    /// user.rootlesscontainers xattr), devices become empty files.
+    #[arg(long)]
+    pub rootless: bool,
+}
+
+impl MapArgs {
+    /// Parse into extractor options (rootless with no maps maps 0 to the
+    /// invoking user, as umoci does).
+    pub fn options(&self, keep_dirlinks: bool) -> Result<rumoci::layer::extract::ExtractOptions> {
+        use rumoci::layer::idmap::IdMapping;
+        let parse = |v: &[String]| {
+            v.iter()
+                .map(|m| IdMapping::parse(m).map_err(anyhow::Error::msg))
+                .collect::<Result<Vec<_>>>()
+        };
+        let mut uid_map = parse(&self.uid_map)?;
+        let mut gid_map = parse(&self.gid_map)?;
+        if self.rootless {
+            if uid_map.is_empty() {
+                uid_map.push(IdMapping {
+                    container_id: 0,
+                    host_id: rustix::process::geteuid().as_raw(),
+                    size: 1,
+                });
+            }
+            if gid_map.is_empty() {
+                gid_map.push(IdMapping {
+                    container_id: 0,
+                    host_id: rustix::process::getegid().as_raw(),
+                    size: 1,
+                });
+            }
+        }
+        Ok(rumoci::layer::extract::ExtractOptions {
+            uid_map,
+            gid_map,
+            rootless: self.rootless,
+            keep_dirlinks,
+        })
+    }
+}

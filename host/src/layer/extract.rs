@@ -1,0 +1,713 @@
+//! Tar → filesystem: apply one layer to a root filesystem with umoci's
+//! semantics, every path resolved inside the root (see [`super::root`]).
+
+use std::collections::{BTreeMap, HashSet};
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+
+use rustix::fs::{AtFlags, Dev, FileType, Mode, OFlags, Timespec, Timestamps, XattrFlags};
+use rustix::io::Errno;
+use sha2::Digest as _;
+use tar::EntryType;
+
+use super::idmap::{IdMapping, ROOTLESS_XATTR, encode_rootless, to_host};
+use super::root::{Root, clean_path, empty_dir_at, remove_all_at, split_parent};
+
+/// Xattrs never applied from layers.
+const FORBIDDEN_XATTRS: &[&str] = &["security.selinux", "system.nfs4_acl"];
+
+/// Errors while extracting a layer; each names the entry.
+#[derive(Debug, thiserror::Error)]
+pub enum ExtractError {
+    /// The tar stream itself is broken.
+    #[error("corrupt layer: {0}")]
+    Tar(#[source] std::io::Error),
+    /// An entry could not be applied.
+    #[error("entry {path:?}: {reason}")]
+    Entry {
+        /// The entry's (cleaned) path.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+fn entry_err(path: &str, reason: impl std::fmt::Display) -> ExtractError {
+    ExtractError::Entry {
+        path: path.to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+/// Options of the extractor.
+#[derive(Debug, Clone, Default)]
+pub struct ExtractOptions {
+    /// uid mappings (container → host).
+    pub uid_map: Vec<IdMapping>,
+    /// gid mappings.
+    pub gid_map: Vec<IdMapping>,
+    /// No chown; the owner goes into `user.rootlesscontainers`; devices
+    /// become empty files.
+    pub rootless: bool,
+    /// A directory entry landing on a symlink to a directory keeps the link.
+    pub keep_dirlinks: bool,
+}
+
+/// State kept across the layers of one unpack.
+#[derive(Debug, Default)]
+pub struct Extractor {
+    opts: ExtractOptions,
+    /// sha256 of every regular file written (path → digest), kept current
+    /// through whiteouts and overwrites, so a manifest of the tree can be
+    /// made without re-reading the files.
+    pub digests: BTreeMap<String, [u8; 32]>,
+    warned_enotsup: bool,
+}
+
+/// Per-layer bookkeeping.
+struct LayerState {
+    /// Paths this layer wrote, and all their ancestors.
+    upper: HashSet<String>,
+    /// Directories whose content changed: their times before the change.
+    dir_times: BTreeMap<String, Timestamps>,
+    /// Directories this layer has a header for: the header's times.
+    dir_headers: BTreeMap<String, Timestamps>,
+}
+
+fn ts(secs: i64, nanos: u32) -> Timespec {
+    Timespec {
+        tv_sec: secs,
+        tv_nsec: i64::from(nanos).into(),
+    }
+}
+
+fn stat_times(st: &rustix::fs::Stat) -> Timestamps {
+    Timestamps {
+        last_access: ts(st.st_atime, st.st_atime_nsec as u32),
+        last_modification: ts(st.st_mtime, st.st_mtime_nsec as u32),
+    }
+}
+
+/// Parse a PAX time (`123.456`) into seconds and nanoseconds.
+fn pax_time(v: &[u8]) -> Option<(i64, u32)> {
+    let s = std::str::from_utf8(v).ok()?;
+    let (secs, frac) = s.split_once('.').unwrap_or((s, ""));
+    let secs: i64 = secs.parse().ok()?;
+    let mut nanos = 0u32;
+    for (i, c) in frac.bytes().take(9).enumerate() {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        nanos += u32::from(c - b'0') * 10u32.pow(8 - i as u32);
+    }
+    Some((secs, nanos))
+}
+
+fn add_upper(upper: &mut HashSet<String>, path: &str) {
+    let mut p = path;
+    loop {
+        if !upper.insert(p.to_string()) {
+            break;
+        }
+        match p.rsplit_once('/') {
+            Some((d, _)) => p = d,
+            None => {
+                upper.insert(String::new());
+                break;
+            }
+        }
+    }
+}
+
+impl Extractor {
+    /// A new extractor.
+    pub fn new(opts: ExtractOptions) -> Extractor {
+        Extractor {
+            opts,
+            ..Default::default()
+        }
+    }
+
+    /// The options.
+    pub fn options(&self) -> &ExtractOptions {
+        &self.opts
+    }
+
+    /// Apply one uncompressed layer (a tar stream) to `root`.
+    pub fn apply_layer(&mut self, root: &Root, layer: impl Read) -> Result<(), ExtractError> {
+        let mut archive = tar::Archive::new(layer);
+        let mut st = LayerState {
+            upper: HashSet::new(),
+            dir_times: BTreeMap::new(),
+            dir_headers: BTreeMap::new(),
+        };
+        let entries = archive.entries().map_err(ExtractError::Tar)?;
+        for entry in entries {
+            let mut entry = entry.map_err(ExtractError::Tar)?;
+            self.apply_entry(root, &mut entry, &mut st)?;
+        }
+        // restore directory times, deepest first
+        let mut dirs: Vec<(&String, Timestamps)> = st
+            .dir_times
+            .iter()
+            .map(|(p, t)| {
+                (
+                    p,
+                    st.dir_headers.get(p).map_or_else(|| clone_ts(t), clone_ts),
+                )
+            })
+            .collect();
+        for (p, t) in st.dir_headers.iter() {
+            if !st.dir_times.contains_key(p) {
+                dirs.push((p, clone_ts(t)));
+            }
+        }
+        dirs.sort_by_key(|(p, _)| {
+            std::cmp::Reverse(p.matches('/').count() + usize::from(!p.is_empty()))
+        });
+        for (p, t) in dirs {
+            if let Ok(fd) = root.open_at(p, OFlags::RDONLY | OFlags::DIRECTORY) {
+                let _ = rustix::fs::futimens(&fd, &t);
+            }
+        }
+        Ok(())
+    }
+
+    /// Drop the digests recorded for `path` and everything beneath it.
+    fn forget(&mut self, path: &str) {
+        if path.is_empty() {
+            self.digests.clear();
+            return;
+        }
+        self.digests.remove(path);
+        let prefix = format!("{path}/");
+        let doomed: Vec<String> = self
+            .digests
+            .range(prefix.clone()..)
+            .take_while(|(p, _)| p.starts_with(&prefix))
+            .map(|(p, _)| p.clone())
+            .collect();
+        for p in doomed {
+            self.digests.remove(&p);
+        }
+    }
+
+    fn apply_entry<R: Read>(
+        &mut self,
+        root: &Root,
+        entry: &mut tar::Entry<'_, R>,
+        st: &mut LayerState,
+    ) -> Result<(), ExtractError> {
+        let raw_path = entry.path_bytes().into_owned();
+        let raw_path =
+            String::from_utf8(raw_path).map_err(|_| entry_err("?", "path is not UTF-8"))?;
+        let path = clean_path(&raw_path);
+        let hdr = entry.header().clone();
+        let kind = hdr.entry_type();
+        let (dir, name) = split_parent(&path);
+
+        // whiteouts
+        if let Some(target) = name.strip_prefix(".wh.") {
+            return self.whiteout(root, dir, target, &path, st);
+        }
+
+        // PAX records: xattrs and precise times
+        let mut xattrs: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+        let mut mtime = (hdr.mtime().map_err(|e| entry_err(&path, e))? as i64, 0u32);
+        let mut atime = None;
+        if let Some(exts) = entry.pax_extensions().map_err(ExtractError::Tar)? {
+            for ext in exts {
+                let ext = ext.map_err(ExtractError::Tar)?;
+                let Ok(key) = ext.key() else { continue };
+                if let Some(x) = key.strip_prefix("SCHILY.xattr.") {
+                    xattrs.insert(x.to_string(), ext.value_bytes().to_vec());
+                } else if key == "mtime" {
+                    if let Some(t) = pax_time(ext.value_bytes()) {
+                        mtime = t;
+                    }
+                } else if key == "atime" {
+                    atime = pax_time(ext.value_bytes());
+                }
+            }
+        }
+        let atime = atime.unwrap_or(mtime);
+        let times = Timestamps {
+            last_access: ts(atime.0, atime.1),
+            last_modification: ts(mtime.0, mtime.1),
+        };
+
+        if path.is_empty() {
+            if kind != EntryType::Directory {
+                return Err(entry_err(
+                    &raw_path,
+                    "malicious tar entry -- refusing to change type of root directory",
+                ));
+            }
+            let fd = root
+                .open_at("", OFlags::RDONLY | OFlags::DIRECTORY)
+                .map_err(|e| entry_err("/", e))?;
+            self.apply_meta(&fd, None, "/", &hdr, &xattrs, true)?;
+            st.dir_headers.insert(String::new(), times);
+            add_upper(&mut st.upper, "");
+            return Ok(());
+        }
+
+        let dir_times = &mut st.dir_times;
+        let parent = root
+            .mkdir_all(dir, &mut |p, fd| {
+                if !dir_times.contains_key(p) {
+                    if let Ok(s) = rustix::fs::fstat(fd) {
+                        dir_times.insert(p.to_string(), stat_times(&s));
+                    }
+                }
+            })
+            .map_err(|e| entry_err(&path, format!("cannot create parent directory: {e}")))?;
+        if !st.dir_times.contains_key(dir) {
+            if let Ok(s) = rustix::fs::fstat(&parent) {
+                st.dir_times.insert(dir.to_string(), stat_times(&s));
+            }
+        }
+
+        // clobber whatever is in the way (unless both are directories)
+        let existing = rustix::fs::statat(&parent, name, AtFlags::SYMLINK_NOFOLLOW);
+        if let Ok(ex) = &existing {
+            let ex_type = FileType::from_raw_mode(ex.st_mode);
+            let keep = match kind {
+                EntryType::Directory if ex_type == FileType::Directory => true,
+                EntryType::Directory if self.opts.keep_dirlinks && ex_type == FileType::Symlink => {
+                    // keep a symlink that resolves (inside the root) to a directory
+                    if root.open_dir(&path).is_ok() {
+                        add_upper(&mut st.upper, &path);
+                        return Ok(());
+                    }
+                    false
+                }
+                _ => false,
+            };
+            if !keep {
+                remove_all_at(&parent, name).map_err(|e| entry_err(&path, e))?;
+                if ex_type == FileType::Directory {
+                    self.forget(&path);
+                } else {
+                    self.digests.remove(&path);
+                }
+            }
+        }
+
+        match kind {
+            EntryType::Directory => {
+                match rustix::fs::mkdirat(&parent, name, Mode::from_raw_mode(0o755)) {
+                    Ok(()) | Err(Errno::EXIST) => {}
+                    Err(e) => return Err(entry_err(&path, e)),
+                }
+                let fd = rustix::fs::openat(
+                    &parent,
+                    name,
+                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(|e| entry_err(&path, e))?;
+                self.apply_meta(&fd, None, &path, &hdr, &xattrs, true)?;
+                st.dir_headers.insert(path.clone(), times);
+            }
+            EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
+                if kind == EntryType::GNUSparse {
+                    return Err(entry_err(&path, "GNU sparse files are not supported"));
+                }
+                let fd = rustix::fs::openat(
+                    &parent,
+                    name,
+                    OFlags::WRONLY
+                        | OFlags::CREATE
+                        | OFlags::EXCL
+                        | OFlags::NOFOLLOW
+                        | OFlags::CLOEXEC,
+                    Mode::from_raw_mode(0o600),
+                )
+                .map_err(|e| entry_err(&path, e))?;
+                let mut file = File::from(fd);
+                let size = entry.size();
+                let mut hasher = sha2::Sha256::new();
+                let mut buf = vec![0u8; (size.min(1 << 20) as usize).max(1)];
+                let mut copied = 0u64;
+                loop {
+                    let n = match entry.read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => n,
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                        Err(e) => return Err(ExtractError::Tar(e)),
+                    };
+                    hasher.update(&buf[..n]);
+                    file.write_all(&buf[..n]).map_err(|e| entry_err(&path, e))?;
+                    copied += n as u64;
+                }
+                if copied != size {
+                    return Err(entry_err(
+                        &path,
+                        format!("short content: {copied} of {size} bytes (truncated layer?)"),
+                    ));
+                }
+                let fd = OwnedFd::from(file);
+                self.apply_meta(&fd, None, &path, &hdr, &xattrs, false)?;
+                rustix::fs::futimens(&fd, &times).map_err(|e| entry_err(&path, e))?;
+                self.digests.insert(path.clone(), hasher.finalize().into());
+            }
+            EntryType::Symlink => {
+                let target = entry
+                    .link_name_bytes()
+                    .ok_or_else(|| entry_err(&path, "symlink without a target"))?
+                    .into_owned();
+                let target = String::from_utf8(target)
+                    .map_err(|_| entry_err(&path, "symlink target is not UTF-8"))?;
+                rustix::fs::symlinkat(target.as_str(), &parent, name)
+                    .map_err(|e| entry_err(&path, e))?;
+                self.apply_meta(&parent, Some(name), &path, &hdr, &BTreeMap::new(), false)?;
+                rustix::fs::utimensat(&parent, name, &times, AtFlags::SYMLINK_NOFOLLOW)
+                    .map_err(|e| entry_err(&path, e))?;
+            }
+            EntryType::Link => {
+                let target = entry
+                    .link_name_bytes()
+                    .ok_or_else(|| entry_err(&path, "hardlink without a target"))?
+                    .into_owned();
+                let target = String::from_utf8(target)
+                    .map_err(|_| entry_err(&path, "hardlink target is not UTF-8"))?;
+                let target = clean_path(&target);
+                if target.is_empty() {
+                    return Err(entry_err(&path, "hardlink to the root directory"));
+                }
+                let (tdir, tname) = split_parent(&target);
+                let tparent = root
+                    .open_dir(tdir)
+                    .map_err(|e| entry_err(&path, format!("hardlink target {target}: {e}")))?;
+                rustix::fs::linkat(&tparent, tname, &parent, name, AtFlags::empty())
+                    .map_err(|e| entry_err(&path, format!("hardlink to {target}: {e}")))?;
+                if let Some(d) = self.digests.get(&target).copied() {
+                    self.digests.insert(path.clone(), d);
+                }
+            }
+            EntryType::Char | EntryType::Block | EntryType::Fifo => {
+                let perm =
+                    Mode::from_raw_mode(hdr.mode().map_err(|e| entry_err(&path, e))? & 0o7777);
+                if kind != EntryType::Fifo && self.opts.rootless {
+                    tracing::warn!(
+                        "{path}: rootless unpack cannot create devices; creating an empty file"
+                    );
+                    let fd = rustix::fs::openat(
+                        &parent,
+                        name,
+                        OFlags::WRONLY
+                            | OFlags::CREATE
+                            | OFlags::EXCL
+                            | OFlags::NOFOLLOW
+                            | OFlags::CLOEXEC,
+                        Mode::empty(),
+                    )
+                    .map_err(|e| entry_err(&path, e))?;
+                    self.apply_rootless_owner(&fd, &path, &hdr)?;
+                    rustix::fs::futimens(&fd, &times).map_err(|e| entry_err(&path, e))?;
+                    self.digests
+                        .insert(path.clone(), sha2::Sha256::digest([]).into());
+                } else {
+                    let (ft, dev) = match kind {
+                        EntryType::Char => (FileType::CharacterDevice, self.dev(&hdr, &path)?),
+                        EntryType::Block => (FileType::BlockDevice, self.dev(&hdr, &path)?),
+                        _ => (FileType::Fifo, 0),
+                    };
+                    rustix::fs::mknodat(&parent, name, ft, perm, dev)
+                        .map_err(|e| entry_err(&path, e))?;
+                    let fd = rustix::fs::openat(
+                        &parent,
+                        name,
+                        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                        Mode::empty(),
+                    )
+                    .map_err(|e| entry_err(&path, e))?;
+                    self.apply_meta_path(&parent, name, &fd, &path, &hdr, &xattrs)?;
+                    rustix::fs::utimensat(&parent, name, &times, AtFlags::SYMLINK_NOFOLLOW)
+                        .map_err(|e| entry_err(&path, e))?;
+                }
+            }
+            EntryType::XGlobalHeader => return Ok(()),
+            other => {
+                return Err(entry_err(
+                    &path,
+                    format!("unknown typeflag {:?}", other.as_byte() as char),
+                ));
+            }
+        }
+        add_upper(&mut st.upper, &path);
+        Ok(())
+    }
+
+    fn dev(&self, hdr: &tar::Header, path: &str) -> Result<Dev, ExtractError> {
+        let major = hdr
+            .device_major()
+            .map_err(|e| entry_err(path, e))?
+            .unwrap_or(0);
+        let minor = hdr
+            .device_minor()
+            .map_err(|e| entry_err(path, e))?
+            .unwrap_or(0);
+        Ok(rustix::fs::makedev(major, minor))
+    }
+
+    fn owner(&self, hdr: &tar::Header, path: &str) -> Result<(u32, u32), ExtractError> {
+        let uid = u32::try_from(hdr.uid().map_err(|e| entry_err(path, e))?)
+            .map_err(|_| entry_err(path, "uid out of range"))?;
+        let gid = u32::try_from(hdr.gid().map_err(|e| entry_err(path, e))?)
+            .map_err(|_| entry_err(path, "gid out of range"))?;
+        Ok((uid, gid))
+    }
+
+    fn apply_rootless_owner(
+        &mut self,
+        fd: &OwnedFd,
+        path: &str,
+        hdr: &tar::Header,
+    ) -> Result<(), ExtractError> {
+        let (uid, gid) = self.owner(hdr, path)?;
+        if let Some(v) = encode_rootless(uid, gid) {
+            self.set_xattr_fd(fd, path, ROOTLESS_XATTR, &v)?;
+        }
+        Ok(())
+    }
+
+    fn set_xattr_fd(
+        &mut self,
+        fd: &OwnedFd,
+        path: &str,
+        k: &str,
+        v: &[u8],
+    ) -> Result<(), ExtractError> {
+        match rustix::fs::fsetxattr(fd, k, v, XattrFlags::empty()) {
+            Ok(()) => Ok(()),
+            Err(Errno::NOTSUP) => {
+                if !self.warned_enotsup {
+                    tracing::warn!("{path}: xattrs not supported here; ignoring {k}");
+                    self.warned_enotsup = true;
+                }
+                Ok(())
+            }
+            Err(Errno::PERM) if self.opts.rootless => Ok(()),
+            Err(e) => Err(entry_err(path, format!("setxattr {k}: {e}"))),
+        }
+    }
+
+    /// chown, chmod and xattrs on an open file or directory (`name` is set
+    /// for symlinks, handled through the parent).
+    fn apply_meta(
+        &mut self,
+        fd: &OwnedFd,
+        symlink_name: Option<&str>,
+        path: &str,
+        hdr: &tar::Header,
+        xattrs: &BTreeMap<String, Vec<u8>>,
+        is_dir: bool,
+    ) -> Result<(), ExtractError> {
+        let (uid, gid) = self.owner(hdr, path)?;
+        if let Some(name) = symlink_name {
+            if !self.opts.rootless {
+                let (hu, hg) = self.map_owner(uid, gid, path)?;
+                rustix::fs::chownat(
+                    fd,
+                    name,
+                    Some(rustix::fs::Uid::from_raw(hu)),
+                    Some(rustix::fs::Gid::from_raw(hg)),
+                    AtFlags::SYMLINK_NOFOLLOW,
+                )
+                .map_err(|e| entry_err(path, e))?;
+            }
+            return Ok(());
+        }
+        if self.opts.rootless {
+            // drop a stale owner record, then write ours
+            let _ = rustix::fs::fremovexattr(fd, ROOTLESS_XATTR);
+            if let Some(v) = encode_rootless(uid, gid) {
+                self.set_xattr_fd(fd, path, ROOTLESS_XATTR, &v)?;
+            }
+        } else {
+            let (hu, hg) = self.map_owner(uid, gid, path)?;
+            rustix::fs::fchown(
+                fd,
+                Some(rustix::fs::Uid::from_raw(hu)),
+                Some(rustix::fs::Gid::from_raw(hg)),
+            )
+            .map_err(|e| entry_err(path, e))?;
+        }
+        let mode = hdr.mode().map_err(|e| entry_err(path, e))? & 0o7777;
+        rustix::fs::fchmod(fd, Mode::from_raw_mode(mode)).map_err(|e| entry_err(path, e))?;
+        if is_dir {
+            // a directory that already existed: replace its xattrs
+            let mut buf = vec![0u8; 64 << 10];
+            if let Ok(n) = rustix::fs::flistxattr(fd, &mut buf[..]) {
+                for name in buf[..n].split(|&b| b == 0).filter(|s| !s.is_empty()) {
+                    let name = String::from_utf8_lossy(name).into_owned();
+                    if FORBIDDEN_XATTRS.contains(&name.as_str())
+                        || (self.opts.rootless && name == ROOTLESS_XATTR)
+                        || xattrs.contains_key(&name)
+                    {
+                        continue;
+                    }
+                    let _ = rustix::fs::fremovexattr(fd, name.as_str());
+                }
+            }
+        }
+        for (k, v) in xattrs {
+            if FORBIDDEN_XATTRS.contains(&k.as_str()) {
+                tracing::warn!("{path}: ignoring forbidden xattr {k}");
+                continue;
+            }
+            if k == ROOTLESS_XATTR {
+                tracing::warn!("{path}: ignoring {k} found in the layer");
+                continue;
+            }
+            self.set_xattr_fd(fd, path, k, v)?;
+        }
+        Ok(())
+    }
+
+    /// Metadata for devices and fifos (which cannot be opened for writing
+    /// safely): through the parent descriptor and the `O_PATH` descriptor.
+    fn apply_meta_path(
+        &mut self,
+        parent: &OwnedFd,
+        name: &str,
+        fd: &OwnedFd,
+        path: &str,
+        hdr: &tar::Header,
+        xattrs: &BTreeMap<String, Vec<u8>>,
+    ) -> Result<(), ExtractError> {
+        let (uid, gid) = self.owner(hdr, path)?;
+        if !self.opts.rootless {
+            let (hu, hg) = self.map_owner(uid, gid, path)?;
+            rustix::fs::chownat(
+                parent,
+                name,
+                Some(rustix::fs::Uid::from_raw(hu)),
+                Some(rustix::fs::Gid::from_raw(hg)),
+                AtFlags::SYMLINK_NOFOLLOW,
+            )
+            .map_err(|e| entry_err(path, e))?;
+        }
+        let mode = hdr.mode().map_err(|e| entry_err(path, e))? & 0o7777;
+        rustix::fs::chmodat(parent, name, Mode::from_raw_mode(mode), AtFlags::empty())
+            .map_err(|e| entry_err(path, e))?;
+        let proc_path = format!("/proc/self/fd/{}", fd_num(fd));
+        let mut all: Vec<(String, Vec<u8>)> = xattrs
+            .iter()
+            .filter(|(k, _)| {
+                !FORBIDDEN_XATTRS.contains(&k.as_str()) && k.as_str() != ROOTLESS_XATTR
+            })
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        if self.opts.rootless {
+            if let Some(v) = encode_rootless(uid, gid) {
+                all.push((ROOTLESS_XATTR.to_string(), v));
+            }
+        }
+        for (k, v) in all {
+            match rustix::fs::lsetxattr(proc_path.as_str(), k.as_str(), &v, XattrFlags::empty()) {
+                Ok(()) | Err(Errno::NOTSUP) => {}
+                Err(Errno::PERM) if self.opts.rootless => {}
+                Err(e) => return Err(entry_err(path, format!("setxattr {k}: {e}"))),
+            }
+        }
+        Ok(())
+    }
+
+    fn map_owner(&self, uid: u32, gid: u32, path: &str) -> Result<(u32, u32), ExtractError> {
+        let hu = to_host(uid, &self.opts.uid_map)
+            .ok_or_else(|| entry_err(path, format!("uid {uid} is not mapped")))?;
+        let hg = to_host(gid, &self.opts.gid_map)
+            .ok_or_else(|| entry_err(path, format!("gid {gid} is not mapped")))?;
+        Ok((hu, hg))
+    }
+
+    fn whiteout(
+        &mut self,
+        root: &Root,
+        dir: &str,
+        target: &str,
+        path: &str,
+        st: &mut LayerState,
+    ) -> Result<(), ExtractError> {
+        let parent = match root.open_dir(dir) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT) | Err(Errno::NOTDIR) => return Ok(()),
+            Err(e) => return Err(entry_err(path, e)),
+        };
+        if !st.dir_times.contains_key(dir) {
+            if let Ok(s) = rustix::fs::fstat(&parent) {
+                st.dir_times.insert(dir.to_string(), stat_times(&s));
+            }
+        }
+        if target == ".wh..opq" {
+            // opaque: keep the directory, drop what lower layers put in it
+            let upper = &st.upper;
+            let prefix = if dir.is_empty() {
+                String::new()
+            } else {
+                format!("{dir}/")
+            };
+            let mut removed = Vec::new();
+            empty_dir_at(&parent, ".", &mut |child| {
+                let keep = upper.contains(&format!("{prefix}{child}"));
+                if !keep {
+                    removed.push(format!("{prefix}{child}"));
+                }
+                keep
+            })
+            .map_err(|e| entry_err(path, e))?;
+            for r in removed {
+                self.forget(&r);
+            }
+            return Ok(());
+        }
+        if target.is_empty() || target == "." || target == ".." || target.contains('/') {
+            return Err(entry_err(
+                path,
+                format!("invalid whiteout target {target:?}"),
+            ));
+        }
+        let full = if dir.is_empty() {
+            target.to_string()
+        } else {
+            format!("{dir}/{target}")
+        };
+        if st.upper.contains(&full) {
+            // this layer wrote (beneath) it: only remove what lower layers had
+            let upper = &st.upper;
+            let prefix = format!("{full}/");
+            let mut removed = Vec::new();
+            empty_dir_at(&parent, target, &mut |child| {
+                let keep = upper.contains(&format!("{prefix}{child}"));
+                if !keep {
+                    removed.push(format!("{prefix}{child}"));
+                }
+                keep
+            })
+            .map_err(|e| entry_err(path, e))?;
+            for r in removed {
+                self.forget(&r);
+            }
+            return Ok(());
+        }
+        remove_all_at(&parent, target).map_err(|e| entry_err(path, e))?;
+        self.forget(&full);
+        Ok(())
+    }
+}
+
+fn clone_ts(t: &Timestamps) -> Timestamps {
+    Timestamps {
+        last_access: t.last_access,
+        last_modification: t.last_modification,
+    }
+}
+
+fn fd_num(fd: &OwnedFd) -> i32 {
+    use std::os::fd::AsRawFd;
+    fd.as_fd().as_raw_fd()
+}

@@ -1,0 +1,139 @@
+//! Image → root filesystem: resolve the manifest's layers, verify each blob
+//! (size, digest), decompress by media type, check the uncompressed stream
+//! against the config's diff_id, and apply it with the extractor.
+
+use std::io::Read;
+use std::path::Path;
+
+use crate::cas::{Cas, CasError, ext};
+use crate::layer::compress::decompressor;
+use crate::layer::extract::{ExtractError, ExtractOptions, Extractor};
+use crate::layer::root::Root;
+use crate::oci::{Digest, Hasher, Image, Manifest, media};
+
+/// Errors of an unpack.
+#[derive(Debug, thiserror::Error)]
+pub enum UnpackError {
+    /// Reading the image failed.
+    #[error(transparent)]
+    Cas(#[from] CasError),
+    /// A layer could not be applied.
+    #[error("layer {digest}: {source}")]
+    Layer {
+        /// The layer blob.
+        digest: Digest,
+        /// Why.
+        #[source]
+        source: ExtractError,
+    },
+    /// The image is not something rumoci can unpack.
+    #[error("{0}")]
+    Invalid(String),
+    /// Filesystem error on the target.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: String,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Hashes and counts what passes through.
+struct DiffIdReader<R> {
+    inner: R,
+    hasher: Hasher,
+    size: u64,
+}
+
+impl<R: Read> Read for DiffIdReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.size += n as u64;
+        Ok(n)
+    }
+}
+
+/// Check that `manifest`/`config` describe an unpackable image.
+pub fn check_image(manifest: &Manifest, config: &Image) -> Result<(), UnpackError> {
+    if manifest.config.media_type != media::CONFIG {
+        return Err(UnpackError::Invalid(format!(
+            "config {}: unsupported media type {}",
+            manifest.config.digest, manifest.config.media_type
+        )));
+    }
+    if config.rootfs.kind != "layers" {
+        return Err(UnpackError::Invalid(format!(
+            "config {}: rootfs.type is {:?}, not \"layers\"",
+            manifest.config.digest, config.rootfs.kind
+        )));
+    }
+    if config.rootfs.diff_ids.len() != manifest.layers.len() {
+        return Err(UnpackError::Invalid(format!(
+            "config {}: {} diff_ids for {} layers",
+            manifest.config.digest,
+            config.rootfs.diff_ids.len(),
+            manifest.layers.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Extract every layer of the image into the existing directory `rootfs`.
+/// Returns the extractor, whose `digests` describe the regular files.
+pub fn unpack_rootfs(
+    cas: &dyn Cas,
+    manifest: &Manifest,
+    config: &Image,
+    rootfs: &Path,
+    opts: ExtractOptions,
+) -> Result<Extractor, UnpackError> {
+    check_image(manifest, config)?;
+    let root = Root::open(rootfs).map_err(|source| UnpackError::Io {
+        path: rootfs.display().to_string(),
+        source,
+    })?;
+    let mut ex = Extractor::new(opts);
+    for (i, layer) in manifest.layers.iter().enumerate() {
+        let diff_id = &config.rootfs.diff_ids[i];
+        tracing::info!(
+            "unpacking layer {} ({}/{})",
+            layer.digest,
+            i + 1,
+            manifest.layers.len()
+        );
+        let blob = ext::open_verified(cas, layer)?;
+        let plain = decompressor(&layer.media_type, blob)
+            .map_err(|e| UnpackError::Invalid(format!("layer {}: {e}", layer.digest)))?;
+        let mut reader = DiffIdReader {
+            inner: plain,
+            hasher: diff_id.algorithm().hasher(),
+            size: 0,
+        };
+        ex.apply_layer(&root, &mut reader)
+            .map_err(|source| UnpackError::Layer {
+                digest: layer.digest.clone(),
+                source,
+            })?;
+        // trailing bytes after the end of the archive count for the diff_id,
+        // and reading to the end verifies the blob's digest
+        let trailing = std::io::copy(&mut reader, &mut std::io::sink())
+            .map_err(|e| CasError::io(format!("layer {}", layer.digest), e))?;
+        if trailing > 0 {
+            tracing::debug!(
+                "layer {}: {trailing} bytes after the end of the archive",
+                layer.digest
+            );
+        }
+        let got = reader.hasher.finish();
+        if &got != diff_id {
+            return Err(UnpackError::Invalid(format!(
+                "layer {}: diff_id mismatch: config says {diff_id}, content is {got}",
+                layer.digest
+            )));
+        }
+    }
+    Ok(ex)
+}
