@@ -9,6 +9,7 @@
 //! * [`layer`]: tar layers to a root filesystem and back.
 //! * [`mtree`]: go-mtree compatible manifests of a root filesystem.
 
+pub mod bundle;
 pub mod cas;
 pub mod layer;
 pub mod mtree;

@@ -12,6 +12,7 @@ mod raw;
 mod remove;
 mod stat;
 mod tag;
+mod unpack;
 mod util;
 mod verify;
 
@@ -65,6 +66,8 @@ enum Command {
     Insert(insert::Args),
     /// Check a layout: every reachable blob, its size, digest and format.
     Verify(verify::Args),
+    /// Unpack an image into a runtime bundle.
+    Unpack(unpack::Args),
     /// Advanced internal image tooling.
     Raw {
         #[command(subcommand)]
@@ -121,6 +124,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Config(a) => config::run(a),
         Command::Insert(a) => insert::run(a),
         Command::Verify(a) => verify::run(a),
+        Command::Unpack(a) => unpack::run(a),
         Command::Raw { cmd } => raw::run(cmd),
         Command::Completion { shell } => {
             let mut cmd = Cli::command();

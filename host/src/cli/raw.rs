@@ -13,6 +13,23 @@ pub enum Command {
     AddLayer(AddLayerArgs),
     /// Unpack an image's layers into a root filesystem (no bundle).
     Unpack(UnpackArgs),
+    /// Generate only the runtime config.json of an image.
+    #[command(visible_alias = "config")]
+    RuntimeConfig(RuntimeConfigArgs),
+}
+
+/// Arguments of `raw runtime-config`.
+#[derive(clap::Args, Debug)]
+pub struct RuntimeConfigArgs {
+    #[command(flatten)]
+    image: ImageArgs,
+    #[command(flatten)]
+    map: MapArgs,
+    /// A root filesystem to resolve user and group names in.
+    #[arg(long)]
+    rootfs: Option<std::path::PathBuf>,
+    /// Where to write config.json.
+    config: std::path::PathBuf,
 }
 
 /// Arguments of `raw unpack`.
@@ -50,6 +67,7 @@ pub fn run(c: Command) -> Result<()> {
     match c {
         Command::AddLayer(a) => add_layer(a),
         Command::Unpack(a) => raw_unpack(a),
+        Command::RuntimeConfig(a) => runtime_config(a),
     }
 }
 
@@ -92,5 +110,44 @@ fn raw_unpack(a: UnpackArgs) -> Result<()> {
     }
     rumoci::unpack::unpack_rootfs(cas.as_ref(), &manifest, &config, &a.rootfs, opts)
         .with_context(|| format!("unpack {}:{}", r.layout.display(), r.tag))?;
+    Ok(())
+}
+
+fn runtime_config(a: RuntimeConfigArgs) -> Result<()> {
+    use rumoci::bundle::runtime::{RuntimeMapping, runtime_config, to_json};
+    let opts = a.map.options(false)?;
+    let (cas, r) = a.image.open()?;
+    let path = refs::resolve(cas.as_ref(), &r.tag, a.image.platform()?.as_ref())
+        .with_context(|| format!("resolve {}:{}", r.layout.display(), r.tag))?;
+    let manifest = rumoci::cas::ext::fetch_manifest(cas.as_ref(), path.target())?;
+    let config = rumoci::cas::ext::fetch_config(cas.as_ref(), &manifest.config)?;
+    let root = a
+        .rootfs
+        .as_ref()
+        .map(|p| {
+            rumoci::layer::root::Root::open(p)
+                .with_context(|| format!("open rootfs {}", p.display()))
+        })
+        .transpose()?;
+    let name = a
+        .rootfs
+        .as_ref()
+        .and_then(|p| p.file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "rootfs".into());
+    let spec = runtime_config(
+        &config,
+        root.as_ref(),
+        &name,
+        &RuntimeMapping {
+            uid_map: opts.uid_map,
+            gid_map: opts.gid_map,
+            rootless: opts.rootless,
+        },
+    )
+    .map_err(anyhow::Error::msg)
+    .with_context(|| format!("runtime config of {}:{}", r.layout.display(), r.tag))?;
+    let data = to_json(&spec).map_err(anyhow::Error::msg)?;
+    rumoci::bundle::write_atomic(&a.config, &data).map_err(anyhow::Error::msg)?;
     Ok(())
 }

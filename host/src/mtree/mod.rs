@@ -1,1 +1,272 @@
-//! go-mtree compatible manifests: writer, parser and diff.
+//! go-mtree compatible manifests of a root filesystem, as umoci writes them
+//! into bundles (`sha256_<hex>.mtree`) with its keyword set
+//! `size,type,uid,gid,mode,link,nlink,tar_time,sha256digest,xattr`.
+//!
+//! The layout follows go-mtree's walk: per directory, its non-directory
+//! children sorted by name (indented), then each subdirectory as a block
+//! opened by a `# path` comment and closed by `..`. rumoci writes every
+//! keyword explicitly on every entry (no `/set` lines), which go-mtree
+//! parses and checks the same way. File digests computed while extracting
+//! are reused instead of re-reading the files.
+
+mod vis;
+
+use std::collections::BTreeMap;
+use std::io::{self, Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::Path;
+
+use base64::Engine as _;
+use sha2::Digest as _;
+
+pub use vis::{unvis, vis};
+
+/// umoci's mtree keywords, in go-mtree's order.
+pub const UMOCI_KEYWORDS: &str = "size,type,uid,gid,mode,link,nlink,tar_time,sha256digest,xattr";
+
+/// Xattrs umoci never records.
+const FORBIDDEN_XATTRS: &[&str] = &["security.selinux", "system.nfs4_acl"];
+
+/// Errors while writing a manifest.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {source}")]
+pub struct MtreeError {
+    /// Where.
+    pub path: String,
+    /// What.
+    #[source]
+    pub source: io::Error,
+}
+
+fn err(path: &Path) -> impl FnOnce(io::Error) -> MtreeError + '_ {
+    move |source| MtreeError {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// The informational header of a manifest.
+#[derive(Debug, Clone)]
+pub struct Header {
+    /// `user:` line.
+    pub user: String,
+    /// `machine:` line.
+    pub machine: String,
+    /// `tree:` line (the rootfs path).
+    pub tree: String,
+    /// `date:` line.
+    pub date: String,
+}
+
+fn mode_str(m: u32) -> String {
+    if m == 0 {
+        "0".into()
+    } else {
+        format!("0{m:o}")
+    }
+}
+
+fn list_xattrs(path: &Path) -> io::Result<BTreeMap<String, Vec<u8>>> {
+    let mut out = BTreeMap::new();
+    let mut buf = vec![0u8; 4096];
+    let n = loop {
+        match rustix::fs::llistxattr(path, &mut buf[..]) {
+            Ok(n) => break n,
+            Err(rustix::io::Errno::RANGE) if buf.len() < 1 << 20 => buf.resize(buf.len() * 4, 0),
+            Err(rustix::io::Errno::NOTSUP) => return Ok(out),
+            Err(e) => return Err(e.into()),
+        }
+    };
+    for name in buf[..n].split(|&b| b == 0).filter(|s| !s.is_empty()) {
+        let name = String::from_utf8_lossy(name).into_owned();
+        if FORBIDDEN_XATTRS.contains(&name.as_str()) {
+            continue;
+        }
+        let mut val = vec![0u8; 256];
+        loop {
+            match rustix::fs::lgetxattr(path, name.as_str(), &mut val[..]) {
+                Ok(n) => {
+                    val.truncate(n);
+                    out.insert(name, val);
+                    break;
+                }
+                Err(rustix::io::Errno::RANGE) if val.len() < 1 << 20 => {
+                    val.resize(val.len() * 4, 0)
+                }
+                Err(rustix::io::Errno::NODATA) => break,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn sha256_file(path: &Path) -> io::Result<[u8; 32]> {
+    let mut f = std::fs::File::open(path)?;
+    let mut h = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finalize().into())
+}
+
+/// Writes the manifest of one tree.
+struct Writer<'a, W: Write> {
+    out: W,
+    root: &'a Path,
+    digests: &'a BTreeMap<String, [u8; 32]>,
+    rehashed: usize,
+}
+
+impl<W: Write> Writer<'_, W> {
+    fn keywords(
+        &mut self,
+        path: &Path,
+        rel: &str,
+        md: &std::fs::Metadata,
+    ) -> Result<String, MtreeError> {
+        let ft = md.file_type();
+        let kind = if ft.is_dir() {
+            "dir"
+        } else if ft.is_symlink() {
+            "link"
+        } else if ft.is_file() {
+            "file"
+        } else if ft.is_char_device() {
+            "char"
+        } else if ft.is_block_device() {
+            "block"
+        } else if ft.is_fifo() {
+            "fifo"
+        } else {
+            "socket"
+        };
+        let mut s = format!(
+            "size={} type={kind} uid={} gid={} mode={}",
+            md.size(),
+            md.uid(),
+            md.gid(),
+            mode_str(md.mode() & 0o7777)
+        );
+        if ft.is_symlink() {
+            let target = std::fs::read_link(path).map_err(err(path))?;
+            s.push_str(" link=");
+            s.push_str(&vis(target.as_os_str().as_bytes()));
+        }
+        s.push_str(&format!(
+            " nlink={} tar_time={}.000000000",
+            md.nlink(),
+            md.mtime()
+        ));
+        if ft.is_file() {
+            let d = match self.digests.get(rel) {
+                Some(d) => *d,
+                None => {
+                    self.rehashed += 1;
+                    sha256_file(path).map_err(err(path))?
+                }
+            };
+            s.push_str(" sha256digest=");
+            s.push_str(&hex::encode(d));
+        }
+        if ft.is_file() || ft.is_dir() {
+            for (k, v) in list_xattrs(path).map_err(err(path))? {
+                s.push_str(" xattr.");
+                s.push_str(&vis(k.as_bytes()));
+                s.push('=');
+                s.push_str(&base64::engine::general_purpose::STANDARD.encode(v));
+            }
+        }
+        Ok(s)
+    }
+
+    fn dir(&mut self, path: &Path, rel: &str) -> Result<(), MtreeError> {
+        let md = std::fs::symlink_metadata(path).map_err(err(path))?;
+        let kw = self.keywords(path, rel, &md)?;
+        let io = |e| MtreeError {
+            path: path.display().to_string(),
+            source: e,
+        };
+        if rel.is_empty() {
+            write!(self.out, "# .\n. {kw}\n").map_err(io)?;
+        } else {
+            let base = rel.rsplit('/').next().unwrap_or(rel);
+            write!(
+                self.out,
+                "\n# {}\n{} {kw}\n",
+                vis(rel.as_bytes()),
+                vis(base.as_bytes())
+            )
+            .map_err(io)?;
+        }
+        let mut files = Vec::new();
+        let mut dirs = Vec::new();
+        for e in std::fs::read_dir(path).map_err(err(path))? {
+            let e = e.map_err(err(path))?;
+            let is_dir = e.file_type().map_err(err(path))?.is_dir();
+            let name = e.file_name();
+            if is_dir {
+                dirs.push(name)
+            } else {
+                files.push(name)
+            }
+        }
+        files.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        dirs.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        for name in files {
+            let p = path.join(&name);
+            let child_rel = join_rel(rel, &name);
+            let md = std::fs::symlink_metadata(&p).map_err(err(&p))?;
+            let kw = self.keywords(&p, &child_rel, &md)?;
+            writeln!(self.out, "    {} {kw}", vis(name.as_bytes())).map_err(io)?;
+        }
+        for name in dirs {
+            let child_rel = join_rel(rel, &name);
+            self.dir(&path.join(&name), &child_rel)?;
+        }
+        writeln!(self.out, "..").map_err(io)
+    }
+}
+
+fn join_rel(rel: &str, name: &std::ffi::OsStr) -> String {
+    let n = name.to_string_lossy();
+    if rel.is_empty() {
+        n.into_owned()
+    } else {
+        format!("{rel}/{n}")
+    }
+}
+
+/// Write the manifest of the tree at `root` to `out`. `digests` maps
+/// relative paths of regular files to their sha256 (as recorded while
+/// extracting); files missing from it are hashed. Returns how many files
+/// had to be re-read.
+pub fn write_manifest(
+    root: &Path,
+    header: &Header,
+    digests: &BTreeMap<String, [u8; 32]>,
+    out: impl Write,
+) -> Result<usize, MtreeError> {
+    let mut w = Writer {
+        out: io::BufWriter::with_capacity(1 << 20, out),
+        root,
+        digests,
+        rehashed: 0,
+    };
+    write!(
+        w.out,
+        "#          user: {}\n#       machine: {}\n#          tree: {}\n#          date: {}\n#      keywords: {UMOCI_KEYWORDS}\n\n",
+        header.user, header.machine, header.tree, header.date
+    )
+    .map_err(err(root))?;
+    let root_path = w.root.to_path_buf();
+    w.dir(&root_path, "")?;
+    w.out.flush().map_err(err(root))?;
+    Ok(w.rehashed)
+}

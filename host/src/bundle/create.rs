@@ -1,0 +1,137 @@
+//! `unpack`: an image into a runtime bundle (`rootfs/`, `config.json`,
+//! `sha256_<manifest hex>.mtree`, `umoci.json`). A failed unpack removes
+//! what it created.
+
+use std::path::Path;
+
+use super::meta::{MapOptions, Meta};
+use super::runtime::{RuntimeMapping, runtime_config, to_json};
+use crate::cas::refs::DescriptorPath;
+use crate::cas::{Cas, ext};
+use crate::layer::extract::ExtractOptions;
+use crate::layer::root::Root;
+use crate::mtree;
+use crate::unpack::{UnpackError, unpack_rootfs};
+
+/// The rootfs directory name inside a bundle.
+pub const ROOTFS: &str = "rootfs";
+
+/// Errors of bundle creation.
+#[derive(Debug, thiserror::Error)]
+pub enum BundleError {
+    /// Extracting the layers failed.
+    #[error(transparent)]
+    Unpack(#[from] UnpackError),
+    /// Reading the image failed.
+    #[error(transparent)]
+    Cas(#[from] crate::cas::CasError),
+    /// Anything else, with the object named.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// The mtree file name for a manifest: `sha256_<hex>.mtree`.
+pub fn mtree_name(path: &DescriptorPath) -> String {
+    format!("{}.mtree", path.target().digest.file_stem())
+}
+
+fn io(what: &Path) -> impl FnOnce(std::io::Error) -> BundleError + '_ {
+    move |e| BundleError::Other(format!("{}: {e}", what.display()))
+}
+
+/// Unpack the image at `path` into `bundle`.
+pub fn unpack_bundle(
+    cas: &dyn Cas,
+    path: &DescriptorPath,
+    bundle: &Path,
+    opts: ExtractOptions,
+) -> Result<(), BundleError> {
+    let manifest = ext::fetch_manifest(cas, path.target())?;
+    let config = ext::fetch_config(cas, &manifest.config)?;
+    crate::unpack::check_image(&manifest, &config)?;
+    if config.os != "linux" {
+        return Err(BundleError::Other(format!(
+            "config {}: unsupported OS {:?}: only linux images can be unpacked into bundles",
+            manifest.config.digest, config.os
+        )));
+    }
+    std::fs::create_dir_all(bundle).map_err(io(bundle))?;
+    // keep unprivileged users away from setuid files inside
+    std::fs::set_permissions(bundle, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .map_err(io(bundle))?;
+    let rootfs = bundle.join(ROOTFS);
+    let config_path = bundle.join("config.json");
+    let mtree_path = bundle.join(mtree_name(path));
+    let meta_path = bundle.join(super::meta::META_NAME);
+    for p in [&rootfs, &config_path] {
+        if std::fs::symlink_metadata(p).is_ok() {
+            return Err(BundleError::Other(format!(
+                "{}: already exists",
+                p.display()
+            )));
+        }
+    }
+    std::fs::create_dir(&rootfs).map_err(io(&rootfs))?;
+    let mut created_files: Vec<&Path> = Vec::new();
+    let res = (|| -> Result<(), BundleError> {
+        let ex = unpack_rootfs(cas, &manifest, &config, &rootfs, opts.clone())?;
+        let root = Root::open(&rootfs).map_err(io(&rootfs))?;
+        let spec = runtime_config(
+            &config,
+            Some(&root),
+            ROOTFS,
+            &RuntimeMapping {
+                uid_map: opts.uid_map.clone(),
+                gid_map: opts.gid_map.clone(),
+                rootless: opts.rootless,
+            },
+        )
+        .map_err(|e| BundleError::Other(format!("config.json: {e}")))?;
+        let data = to_json(&spec).map_err(|e| BundleError::Other(format!("config.json: {e}")))?;
+        created_files.push(&config_path);
+        super::write_atomic(&config_path, &data).map_err(BundleError::Other)?;
+
+        let header = mtree::Header {
+            user: std::env::var("USER").unwrap_or_else(|_| "root".into()),
+            machine: rustix::system::uname()
+                .nodename()
+                .to_string_lossy()
+                .into_owned(),
+            tree: rootfs.display().to_string(),
+            date: chrono::Utc::now()
+                .format("%a %b %e %H:%M:%S %Y")
+                .to_string(),
+        };
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&mtree_path)
+            .map_err(io(&mtree_path))?;
+        created_files.push(&mtree_path);
+        let rehashed = mtree::write_manifest(&rootfs, &header, &ex.digests, f)
+            .map_err(|e| BundleError::Other(format!("{}: {e}", mtree_path.display())))?;
+        if rehashed > 0 {
+            tracing::debug!("mtree: {rehashed} files re-hashed");
+        }
+
+        let meta = Meta::new(
+            path,
+            MapOptions {
+                uid_mappings: (!opts.uid_map.is_empty()).then(|| opts.uid_map.clone()),
+                gid_mappings: (!opts.gid_map.is_empty()).then(|| opts.gid_map.clone()),
+                rootless: opts.rootless,
+            },
+        );
+        created_files.push(&meta_path);
+        meta.write(bundle).map_err(BundleError::Other)
+    })();
+    if res.is_err() {
+        if let Err(e) = std::fs::remove_dir_all(&rootfs) {
+            tracing::warn!("cannot remove partial {}: {e}", rootfs.display());
+        }
+        for f in created_files {
+            let _ = std::fs::remove_file(f);
+        }
+    }
+    res
+}

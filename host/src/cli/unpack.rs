@@ -1,0 +1,46 @@
+//! `rumoci unpack --image PATH[:TAG] BUNDLE`
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use rumoci::bundle::create::unpack_bundle;
+use rumoci::cas::refs;
+
+use super::util::{ImageArgs, MapArgs};
+
+/// Arguments of `unpack`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    image: ImageArgs,
+    #[command(flatten)]
+    map: MapArgs,
+    /// Keep existing symlinks to directories instead of replacing them.
+    #[arg(long = "keep-dirlinks")]
+    keep_dirlinks: bool,
+    /// The bundle directory to create.
+    bundle: PathBuf,
+}
+
+/// Unpack an image into a runtime bundle.
+pub fn run(a: Args) -> Result<()> {
+    let opts = a.map.options(a.keep_dirlinks)?;
+    let (cas, r) = a.image.open()?;
+    let path = refs::resolve(cas.as_ref(), &r.tag, a.image.platform()?.as_ref())
+        .with_context(|| format!("resolve {}:{}", r.layout.display(), r.tag))?;
+    unpack_bundle(cas.as_ref(), &path, &a.bundle, opts).with_context(|| {
+        format!(
+            "unpack {}:{} into {}",
+            r.layout.display(),
+            r.tag,
+            a.bundle.display()
+        )
+    })?;
+    tracing::info!(
+        "unpacked {}:{} into {}",
+        r.layout.display(),
+        r.tag,
+        a.bundle.display()
+    );
+    Ok(())
+}
