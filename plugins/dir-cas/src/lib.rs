@@ -13,9 +13,12 @@ use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
+#[cfg(feature = "export")]
+use rumoci_driver_sdk::register_driver;
+
 use rumoci_driver_sdk::{
     BlobInfo, BlobPage, BlobRead, BlobWrite, Cas, Digest, Driver, DriverInfo, Error, IndexDoc,
-    IndexPrecondition, LayerStore, Result, register_driver, store_dir,
+    IndexPrecondition, LayerStore, Result, store_dir,
 };
 
 const TMP_PREFIX: &str = ".rumoci-tmp-";
@@ -23,7 +26,8 @@ const LAYOUT_FILE: &str = "oci-layout";
 const INDEX_FILE: &str = "index.json";
 const MAX_INDEX: u64 = 64 << 20;
 
-struct DirCasDriver;
+/// The driver (usable as a library by other plugins).
+pub struct DirCasDriver;
 
 fn random_suffix() -> String {
     // RandomState is seeded from wasi:random.
@@ -349,4 +353,5 @@ impl Cas for DirCasDriver {
 
 impl LayerStore for DirCasDriver {}
 
+#[cfg(feature = "export")]
 register_driver!(DirCasDriver);
