@@ -1,7 +1,11 @@
 //! Test plugin: the dir-cas driver, except that blob reads return corrupted
 //! bytes (the host's verification must refuse them).
-use dir_cas::DirCasDriver;
+#[allow(dead_code)]
+#[path = "../../dir-cas/src/store.rs"]
+mod store;
+
 use rumoci_driver_sdk::*;
+use store::DirCasDriver;
 
 struct Evil;
 impl Driver for Evil {
