@@ -536,6 +536,7 @@ macro_rules! register_driver {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
