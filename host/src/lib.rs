@@ -7,10 +7,12 @@
 //! * [`cas`]: the content-addressable store trait, the built-in OCI layout
 //!   directory driver, verified reads, references, and garbage collection.
 //! * [`layer`]: tar layers to a root filesystem and back.
+//! * [`driver`]: sandboxed WebAssembly storage drivers ([`driver::WasmCas`]).
 //! * [`mtree`]: go-mtree compatible manifests of a root filesystem.
 
 pub mod bundle;
 pub mod cas;
+pub mod driver;
 pub mod layer;
 pub mod mtree;
 pub mod mutate;

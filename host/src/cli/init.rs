@@ -1,7 +1,6 @@
 //! `rumoci init --layout PATH`
 
-use anyhow::{Context, Result};
-use rumoci::cas::DirCas;
+use anyhow::Result;
 
 use super::util::LayoutArgs;
 
@@ -15,7 +14,7 @@ pub struct Args {
 /// Create a new, empty OCI layout (the path must not exist).
 pub fn run(a: Args) -> Result<()> {
     let path = a.layout.path()?;
-    DirCas::create(path).with_context(|| format!("create layout {}", path.display()))?;
+    super::driver::create_layout(path)?;
     tracing::info!("created new OCI image layout {}", path.display());
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! command; every error becomes one line on stderr and exit status 1.
 
 mod config;
+mod driver;
 mod gc;
 mod init;
 mod insert;
@@ -38,6 +39,13 @@ pub struct Cli {
     #[arg(long, global = true)]
     verbose: bool,
 
+    /// Storage driver: a built-in name (`dir`) or a plugin
+    /// `PATH.wasm[,dir=PATH][,timeout=SECS][,memory=SIZE][,opt.KEY=VALUE…]`.
+    /// Repeatable (one content-store driver at most); default: the built-in
+    /// directory driver.
+    #[arg(long = "driver", global = true, value_name = "SPEC")]
+    drivers: Vec<String>,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -72,6 +80,11 @@ enum Command {
     Raw {
         #[command(subcommand)]
         cmd: raw::Command,
+    },
+    /// Inspect storage-driver plugins.
+    Driver {
+        #[command(subcommand)]
+        cmd: driver::Command,
     },
     /// Print shell completions for rumoci.
     Completion {
@@ -113,6 +126,7 @@ fn init_logging(cli: &Cli) -> anyhow::Result<()> {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     init_logging(&cli)?;
+    driver::set_specs(&cli.drivers)?;
     match cli.command {
         Command::Init(a) => init::run(a),
         Command::New(a) => new::run(a),
@@ -126,6 +140,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Verify(a) => verify::run(a),
         Command::Unpack(a) => unpack::run(a),
         Command::Raw { cmd } => raw::run(cmd),
+        Command::Driver { cmd } => driver::run(cmd),
         Command::Completion { shell } => {
             let mut cmd = Cli::command();
             clap_complete::generate(shell, &mut cmd, "rumoci", &mut std::io::stdout());

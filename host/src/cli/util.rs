@@ -6,8 +6,8 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use clap::CommandFactory;
+use rumoci::cas::Cas;
 use rumoci::cas::refs::{ImageRef, PlatformSpec};
-use rumoci::cas::{Cas, DirCas};
 
 /// `--image PATH[:TAG]` (and `--platform`), shared by image commands.
 #[derive(clap::Args, Debug, Clone)]
@@ -65,10 +65,10 @@ impl ImageArgs {
     }
 }
 
-/// Open an existing layout with the built-in driver.
+/// Open an existing layout with the driver chosen by `--driver` (default:
+/// the built-in directory driver).
 pub fn open_layout(path: &Path) -> Result<Box<dyn Cas>> {
-    let cas = DirCas::open(path).with_context(|| format!("open layout {}", path.display()))?;
-    Ok(Box::new(cas))
+    super::driver::open_layout(path)
 }
 
 /// Accept umoci's single-dash long flags (`-image x`) by rewriting them to

@@ -1,0 +1,536 @@
+//! [`WasmCas`]: the host [`Cas`] trait over a plugin's `cas` export.
+
+use std::io::{self, Read, Write};
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use wasmtime::component::{Resource, ResourceAny};
+use wasmtime_wasi::p2::{DynInputStream, StreamError};
+
+use super::bindings::exports::rumoci::driver::cas::IndexPrecondition;
+use super::bindings::rumoci::driver::types::Error as WitError;
+use super::runtime::{Plugin, PluginInfo};
+use super::{DriverError, DriverSpec};
+use crate::cas::{BlobWriter, Cas, CasError};
+use crate::oci::{Algorithm, Digest, Hasher};
+
+/// Bytes pulled per `read-at` call and pushed per `write` call.
+const CHUNK: usize = 1 << 20;
+/// Items asked for per `list-blobs` page.
+const PAGE: u32 = 1024;
+/// Largest `index.json` accepted from a plugin.
+const MAX_INDEX: usize = 64 << 20;
+
+type Shared = Arc<Mutex<Plugin>>;
+
+fn lock(p: &Shared) -> MutexGuard<'_, Plugin> {
+    // A panic while holding the lock cannot leave the plugin inconsistent
+    // in a way later calls rely on (a trap re-creates the instance anyway).
+    p.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Wrap a driver error for the [`Cas`] API, keeping it in the source chain.
+fn cas_err(e: DriverError) -> CasError {
+    CasError::Io {
+        what: "storage driver".into(),
+        source: io::Error::other(e),
+    }
+}
+
+fn is_not_found(e: &DriverError) -> bool {
+    matches!(
+        e,
+        DriverError::Plugin {
+            error: WitError::NotFound(_),
+            ..
+        }
+    )
+}
+
+/// A content store provided by a WebAssembly plugin.
+///
+/// Reads use the plugin's `open-stream` fast path when it declares
+/// `cas.open-stream` (the host reads the plugin's file stream directly),
+/// else chunked `read-at` calls. Writes are hashed on the host while they
+/// pass through in chunks of [`CHUNK`] bytes; the plugin is told the digest
+/// the host computed. Callers verify reads ([`crate::cas::ext`]).
+#[derive(Clone, Debug)]
+pub struct WasmCas {
+    plugin: Shared,
+}
+
+impl WasmCas {
+    /// Open the existing store in `dir` with the plugin `wasm`.
+    pub fn open(wasm: &Path, spec: &DriverSpec, dir: &Path) -> Result<WasmCas, DriverError> {
+        let cas = WasmCas::load(wasm, spec, dir)?;
+        lock(&cas.plugin).call("cas.check", |s, b| b.rumoci_driver_cas().call_check(s))?;
+        Ok(cas)
+    }
+
+    /// Create a new store in `dir` (created if missing) whose `index.json`
+    /// is `initial_index`. Needs the `cas.init` capability.
+    pub fn create(
+        wasm: &Path,
+        spec: &DriverSpec,
+        dir: &Path,
+        initial_index: &[u8],
+    ) -> Result<WasmCas, DriverError> {
+        std::fs::create_dir_all(dir).map_err(|e| DriverError::Load {
+            plugin: wasm.display().to_string(),
+            reason: format!("create store directory {}: {e}", dir.display()),
+        })?;
+        let cas = WasmCas::load(wasm, spec, dir)?;
+        {
+            let mut p = lock(&cas.plugin);
+            require(&p, "cas.init")?;
+            p.call("cas.init", |s, b| {
+                b.rumoci_driver_cas().call_init(s, initial_index)
+            })?;
+        }
+        Ok(cas)
+    }
+
+    fn load(wasm: &Path, spec: &DriverSpec, dir: &Path) -> Result<WasmCas, DriverError> {
+        let p = Plugin::load(wasm, spec, Some(dir))?;
+        require(&p, "cas")?;
+        Ok(WasmCas {
+            plugin: Arc::new(Mutex::new(p)),
+        })
+    }
+
+    /// What the plugin says about itself.
+    pub fn info(&self) -> PluginInfo {
+        lock(&self.plugin).info().clone()
+    }
+
+    fn open_stream(&self, digest: &Digest) -> Result<Option<Box<dyn Read + Send>>, CasError> {
+        let mut p = lock(&self.plugin);
+        if !p.has("cas.open-stream") {
+            return Ok(None);
+        }
+        let d = digest.to_string();
+        match p.call("cas.open-stream", |s, b| {
+            b.rumoci_driver_cas().call_open_stream(s, &d, 0)
+        }) {
+            Ok(res) => Ok(Some(Box::new(StreamReader {
+                plugin: self.plugin.clone(),
+                generation: p.generation(),
+                stream: Some(res),
+            }))),
+            Err(DriverError::Plugin {
+                error: WitError::Unsupported(_),
+                ..
+            }) => Ok(None),
+            Err(e) if is_not_found(&e) => Err(CasError::NotFound(format!("blob {digest}"))),
+            Err(e) => Err(cas_err(e)),
+        }
+    }
+}
+
+fn require(p: &Plugin, capability: &str) -> Result<(), DriverError> {
+    if p.has(capability) {
+        Ok(())
+    } else {
+        Err(DriverError::Capability {
+            plugin: p.label().to_string(),
+            capability: capability.to_string(),
+            provided: p.info().capabilities.clone(),
+        })
+    }
+}
+
+impl Cas for WasmCas {
+    fn open_blob(&self, digest: &Digest) -> Result<Box<dyn Read + Send>, CasError> {
+        if let Some(r) = self.open_stream(digest)? {
+            return Ok(r);
+        }
+        let mut p = lock(&self.plugin);
+        let d = digest.to_string();
+        let handle = p
+            .call("cas.open", |s, b| b.rumoci_driver_cas().call_open(s, &d))
+            .map_err(|e| {
+                if is_not_found(&e) {
+                    CasError::NotFound(format!("blob {digest}"))
+                } else {
+                    cas_err(e)
+                }
+            })?;
+        Ok(Box::new(ChunkReader {
+            plugin: self.plugin.clone(),
+            generation: p.generation(),
+            handle: Some(handle),
+            offset: 0,
+            buf: Vec::new(),
+            pos: 0,
+        }))
+    }
+
+    fn stat_blob(&self, digest: &Digest) -> Result<Option<u64>, CasError> {
+        let d = digest.to_string();
+        let mut p = lock(&self.plugin);
+        let info = p
+            .call("cas.stat", |s, b| b.rumoci_driver_cas().call_stat(s, &d))
+            .map_err(cas_err)?;
+        match info {
+            None => Ok(None),
+            Some(i) if i.digest == d => Ok(Some(i.size)),
+            Some(i) => Err(cas_err(p.protocol(
+                "cas.stat",
+                format!("asked for {d}, answered for {:?}", i.digest),
+            ))),
+        }
+    }
+
+    fn begin_blob(&self) -> Result<Box<dyn BlobWriter>, CasError> {
+        let mut p = lock(&self.plugin);
+        let handle = p
+            .call("cas.create", |s, b| {
+                b.rumoci_driver_cas().call_create(s, None, None)
+            })
+            .map_err(cas_err)?;
+        Ok(Box::new(WasmBlobWriter {
+            plugin: self.plugin.clone(),
+            generation: p.generation(),
+            handle: Some(handle),
+            hasher: Some(Algorithm::Sha256.hasher()),
+            size: 0,
+            sent: 0,
+            buf: Vec::with_capacity(CHUNK),
+        }))
+    }
+
+    fn delete_blob(&self, digest: &Digest) -> Result<(), CasError> {
+        let d = digest.to_string();
+        match lock(&self.plugin).call("cas.delete", |s, b| {
+            b.rumoci_driver_cas().call_delete(s, &d)
+        }) {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(cas_err(e)),
+        }
+    }
+
+    fn list_blobs(&self) -> Result<Vec<Digest>, CasError> {
+        let mut p = lock(&self.plugin);
+        let mut out = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let c = cursor.clone();
+            let page = p
+                .call("cas.list-blobs", |s, b| {
+                    b.rumoci_driver_cas().call_list_blobs(s, c.as_deref(), PAGE)
+                })
+                .map_err(cas_err)?;
+            if page.items.len() > PAGE as usize {
+                return Err(cas_err(
+                    p.protocol("cas.list-blobs", "page larger than asked for"),
+                ));
+            }
+            for item in &page.items {
+                let d = Digest::from_str(&item.digest).map_err(|e| {
+                    cas_err(p.protocol("cas.list-blobs", format!("bad digest: {e}")))
+                })?;
+                out.push(d);
+            }
+            match page.next {
+                None => break,
+                Some(n) if Some(&n) == cursor.as_ref() || page.items.is_empty() => {
+                    return Err(cas_err(
+                        p.protocol("cas.list-blobs", "paging does not advance"),
+                    ));
+                }
+                Some(n) => cursor = Some(n),
+            }
+        }
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
+    fn read_index_raw(&self) -> Result<Vec<u8>, CasError> {
+        let mut p = lock(&self.plugin);
+        match p.call("cas.read-index", |s, b| {
+            b.rumoci_driver_cas().call_read_index(s)
+        }) {
+            Ok(doc) if doc.bytes.len() > MAX_INDEX => Err(cas_err(p.protocol(
+                "cas.read-index",
+                format!("index larger than {MAX_INDEX} bytes"),
+            ))),
+            Ok(doc) => Ok(doc.bytes),
+            Err(e) if is_not_found(&e) => Err(CasError::NotFound("index.json".into())),
+            Err(e) => Err(cas_err(e)),
+        }
+    }
+
+    fn swap_index_raw(&self, old: &[u8], new: &[u8]) -> Result<(), CasError> {
+        let pre = IndexPrecondition::Bytes(old.to_vec());
+        match lock(&self.plugin).call("cas.write-index", |s, b| {
+            b.rumoci_driver_cas().call_write_index(s, new, &pre)
+        }) {
+            Ok(_) => Ok(()),
+            Err(DriverError::Plugin {
+                error: WitError::FailedPrecondition(_),
+                ..
+            }) => Err(CasError::Conflict),
+            Err(e) => Err(cas_err(e)),
+        }
+    }
+
+    fn clean(&self) -> Result<(), CasError> {
+        lock(&self.plugin)
+            .call("cas.clean", |s, b| b.rumoci_driver_cas().call_clean(s))
+            .map_err(cas_err)
+    }
+}
+
+fn stale(p: &Plugin) -> io::Error {
+    io::Error::other(p.protocol("", "the plugin instance was restarted after a trap"))
+}
+
+/// Chunked reads through `blob-reader.read-at`.
+struct ChunkReader {
+    plugin: Shared,
+    generation: u64,
+    handle: Option<ResourceAny>,
+    offset: u64,
+    buf: Vec<u8>,
+    pos: usize,
+}
+
+impl Read for ChunkReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if self.pos >= self.buf.len() {
+            let Some(handle) = self.handle else {
+                return Ok(0);
+            };
+            let mut p = lock(&self.plugin);
+            if p.generation() != self.generation {
+                return Err(stale(&p));
+            }
+            let off = self.offset;
+            let chunk = p
+                .call("cas.blob-reader.read-at", |s, b| {
+                    b.rumoci_driver_cas()
+                        .blob_reader()
+                        .call_read_at(s, handle, off, CHUNK as u32)
+                })
+                .map_err(io::Error::other)?;
+            if chunk.len() > CHUNK {
+                return Err(io::Error::other(p.protocol(
+                    "cas.blob-reader.read-at",
+                    "returned more than asked for",
+                )));
+            }
+            if chunk.is_empty() {
+                return Ok(0);
+            }
+            self.offset += chunk.len() as u64;
+            self.buf = chunk;
+            self.pos = 0;
+        }
+        let n = out.len().min(self.buf.len() - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+impl Drop for ChunkReader {
+    fn drop(&mut self) {
+        if let Some(h) = self.handle.take() {
+            let mut p = lock(&self.plugin);
+            if p.generation() == self.generation
+                && let Ok(inst) = p.instance()
+            {
+                let _ = h.resource_drop(&mut inst.store);
+            }
+        }
+    }
+}
+
+/// The stream fast path: the host reads the plugin's WASI input-stream
+/// itself (no copies through guest memory).
+struct StreamReader {
+    plugin: Shared,
+    generation: u64,
+    stream: Option<Resource<DynInputStream>>,
+}
+
+impl Read for StreamReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let Some(res) = &self.stream else {
+            return Ok(0);
+        };
+        if out.is_empty() {
+            return Ok(0);
+        }
+        let mut p = lock(&self.plugin);
+        if p.generation() != self.generation {
+            return Err(stale(&p));
+        }
+        let inst = p.instance().map_err(io::Error::other)?;
+        let stream = inst
+            .store
+            .data_mut()
+            .table
+            .get_mut(res)
+            .map_err(io::Error::other)?;
+        let want = out.len().min(CHUNK);
+        match wasmtime_wasi::runtime::in_tokio(stream.blocking_read(want)) {
+            Ok(bytes) => {
+                let n = bytes.len().min(out.len());
+                out[..n].copy_from_slice(&bytes[..n]);
+                Ok(n)
+            }
+            Err(StreamError::Closed) => Ok(0),
+            Err(e) => Err(io::Error::other(format!("{}: read stream: {e}", p.label()))),
+        }
+    }
+}
+
+impl Drop for StreamReader {
+    fn drop(&mut self) {
+        if let Some(res) = self.stream.take() {
+            let mut p = lock(&self.plugin);
+            if p.generation() == self.generation
+                && let Ok(inst) = p.instance()
+            {
+                let _ = inst.store.data_mut().table.delete(res);
+            }
+        }
+    }
+}
+
+/// Writes pushed in chunks, hashed on the host.
+struct WasmBlobWriter {
+    plugin: Shared,
+    generation: u64,
+    handle: Option<ResourceAny>,
+    hasher: Option<Hasher>,
+    size: u64,
+    sent: u64,
+    buf: Vec<u8>,
+}
+
+impl WasmBlobWriter {
+    fn flush_chunk(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let handle = self
+            .handle
+            .ok_or_else(|| io::Error::other("blob writer already finished"))?;
+        let mut p = lock(&self.plugin);
+        if p.generation() != self.generation {
+            return Err(stale(&p));
+        }
+        let data = &self.buf;
+        let accepted = p
+            .call("cas.blob-writer.write", |s, b| {
+                b.rumoci_driver_cas()
+                    .blob_writer()
+                    .call_write(s, handle, data)
+            })
+            .map_err(io::Error::other)?;
+        self.sent += self.buf.len() as u64;
+        if accepted != self.sent {
+            return Err(io::Error::other(p.protocol(
+                "cas.blob-writer.write",
+                format!("accepted {accepted} bytes, {} were sent", self.sent),
+            )));
+        }
+        self.buf.clear();
+        Ok(())
+    }
+}
+
+impl Write for WasmBlobWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let h = self
+            .hasher
+            .as_mut()
+            .ok_or_else(|| io::Error::other("blob writer already finished"))?;
+        let n = data.len().min(CHUNK - self.buf.len());
+        h.update(&data[..n]);
+        self.buf.extend_from_slice(&data[..n]);
+        self.size += n as u64;
+        if self.buf.len() >= CHUNK {
+            self.flush_chunk()?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl BlobWriter for WasmBlobWriter {
+    fn commit(mut self: Box<Self>, expected: Option<&Digest>) -> Result<(Digest, u64), CasError> {
+        let hasher = self
+            .hasher
+            .take()
+            .ok_or_else(|| CasError::Invalid("blob writer already finished".into()))?;
+        let digest = hasher.finish();
+        if let Some(exp) = expected
+            && *exp != digest
+        {
+            return Err(CasError::DigestMismatch {
+                expected: exp.clone(),
+                actual: digest,
+            });
+        }
+        self.flush_chunk()
+            .map_err(|e| CasError::io(format!("blob {digest}"), e))?;
+        let handle = self
+            .handle
+            .take()
+            .ok_or_else(|| CasError::Invalid("blob writer already finished".into()))?;
+        let d = digest.to_string();
+        let size = self.size;
+        let mut p = lock(&self.plugin);
+        if p.generation() != self.generation {
+            return Err(cas_err(p.protocol(
+                "cas.blob-writer.commit",
+                "the plugin instance was restarted after a trap",
+            )));
+        }
+        let res = p.call("cas.blob-writer.commit", |s, b| {
+            b.rumoci_driver_cas()
+                .blob_writer()
+                .call_commit(s, handle, &d, size)
+        });
+        if let Ok(inst) = p.instance() {
+            let _ = handle.resource_drop(&mut inst.store);
+        }
+        res.map_err(cas_err)?;
+        // Trust, but verify: the plugin must now hold exactly `size` bytes.
+        let stored = p
+            .call("cas.stat", |s, b| b.rumoci_driver_cas().call_stat(s, &d))
+            .map_err(cas_err)?;
+        match stored {
+            Some(i) if i.size == size => Ok((digest, size)),
+            other => Err(cas_err(p.protocol(
+                "cas.blob-writer.commit",
+                format!(
+                    "after commit of {d} ({size} bytes) stat says {:?}",
+                    other.map(|i| i.size)
+                ),
+            ))),
+        }
+    }
+}
+
+impl Drop for WasmBlobWriter {
+    fn drop(&mut self) {
+        if let Some(h) = self.handle.take() {
+            let mut p = lock(&self.plugin);
+            if p.generation() == self.generation
+                && let Ok(inst) = p.instance()
+            {
+                let _ = h.resource_drop(&mut inst.store);
+            }
+        }
+    }
+}

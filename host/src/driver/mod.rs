@@ -1,0 +1,122 @@
+//! Sandboxed WebAssembly storage drivers.
+//!
+//! A driver is a WebAssembly component implementing the
+//! `rumoci:driver@0.1.0` contract (the repository's `wit/` directory; write
+//! one with the `rumoci-driver-sdk` crate). This module runs them:
+//!
+//! * one wasmtime [`Engine`](wasmtime::Engine) per process, with epoch
+//!   interruption driven by a background ticker thread;
+//! * compiled components cached on disk (`$XDG_CACHE_HOME/rumoci/wasm` or
+//!   `~/.cache/rumoci/wasm`), keyed by the wasm file's sha256 and the
+//!   engine's precompile-compatibility hash;
+//! * per instance: a deadline per call, a memory limit, a WASI context with
+//!   exactly one preopened directory (the store directory), no environment,
+//!   no network, no stdio; an instance that trapped is dropped and
+//!   re-created on the next call;
+//! * [`WasmCas`]: the [`Cas`](crate::cas::Cas) trait over a plugin. The
+//!   host computes and checks every digest: bytes written pass through a
+//!   hasher on the host side, reads are verified by the callers
+//!   ([`crate::cas::ext::open_verified`]).
+
+mod cas;
+mod engine;
+mod runtime;
+mod spec;
+
+pub use cas::WasmCas;
+pub use engine::cache_dir;
+pub use runtime::{Plugin, PluginInfo};
+pub use spec::{BUILTIN_DRIVERS, DEFAULT_MEMORY, DEFAULT_TIMEOUT, DriverSource, DriverSpec};
+
+/// Generated host bindings of the `rumoci:driver/cas-driver` world.
+#[allow(missing_docs, clippy::all)]
+pub mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "cas-driver",
+        with: {
+            "wasi:io": wasmtime_wasi::p2::bindings::sync::io,
+            "wasi:filesystem": wasmtime_wasi::p2::bindings::sync::filesystem,
+            "wasi:clocks": wasmtime_wasi::p2::bindings::clocks,
+        },
+        require_store_data_send: true,
+    });
+}
+
+/// Errors of the driver machinery. Every variant names the plugin.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    /// A `--driver` specification is malformed.
+    #[error("--driver {spec:?}: {reason}")]
+    Spec {
+        /// The specification as given.
+        spec: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The plugin could not be loaded, compiled or instantiated.
+    #[error("driver {plugin}: {reason}")]
+    Load {
+        /// The plugin (file name or driver name).
+        plugin: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The plugin trapped (deadline, memory limit, panic, bug).
+    #[error("driver {plugin}: {op}: plugin trapped: {reason}")]
+    Trap {
+        /// The plugin.
+        plugin: String,
+        /// The operation that was running.
+        op: String,
+        /// Why it stopped.
+        reason: String,
+    },
+    /// The plugin returned an error.
+    #[error("driver {plugin}: {op}: {}", describe(error))]
+    Plugin {
+        /// The plugin.
+        plugin: String,
+        /// The operation.
+        op: String,
+        /// The plugin's error.
+        error: bindings::rumoci::driver::types::Error,
+    },
+    /// The plugin returned something that breaks the contract.
+    #[error("driver {plugin}: {op}: protocol violation: {reason}")]
+    Protocol {
+        /// The plugin.
+        plugin: String,
+        /// The operation.
+        op: String,
+        /// What was wrong.
+        reason: String,
+    },
+    /// The plugin does not provide a capability that is needed.
+    #[error("driver {plugin}: does not provide {capability:?} (it provides {provided:?})")]
+    Capability {
+        /// The plugin.
+        plugin: String,
+        /// The capability needed.
+        capability: String,
+        /// What it declares.
+        provided: Vec<String>,
+    },
+}
+
+/// One line for a plugin's error: class and message.
+fn describe(e: &bindings::rumoci::driver::types::Error) -> String {
+    use bindings::rumoci::driver::types::Error as E;
+    let (k, m) = match e {
+        E::NotFound(m) => ("not found", m),
+        E::AlreadyExists(m) => ("already exists", m),
+        E::InvalidArgument(m) => ("invalid argument", m),
+        E::FailedPrecondition(m) => ("failed precondition", m),
+        E::Unsupported(m) => ("unsupported", m),
+        E::Integrity(m) => ("integrity", m),
+        E::Io(m) => ("i/o error", m),
+        E::Other(m) => ("error", m),
+    };
+    let m: String = m.chars().take(1024).filter(|c| !c.is_control()).collect();
+    format!("{k}: {m}")
+}

@@ -1,0 +1,321 @@
+//! One loaded plugin: its component, store, limits and instance.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use wasmtime::component::{HasSelf, Linker, ResourceTable};
+use wasmtime::{Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use super::bindings::rumoci::driver::host::Level;
+use super::bindings::rumoci::driver::types::Error as WitError;
+use super::bindings::{CasDriver, CasDriverPre};
+use super::engine::{TICK, engine, load_component};
+use super::{DriverError, DriverSpec};
+
+/// The guest path of the store directory inside the sandbox.
+const GUEST_STORE: &str = "/store";
+/// Longest log message accepted from a plugin.
+const MAX_LOG: usize = 4096;
+
+/// What a driver says about itself (`meta.info`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginInfo {
+    /// The driver's name.
+    pub name: String,
+    /// Its version.
+    pub version: String,
+    /// Its capabilities, e.g. `cas`, `cas.init`, `cas.open-stream`.
+    pub capabilities: Vec<String>,
+}
+
+/// Per-store host state.
+pub(crate) struct HostState {
+    wasi: WasiCtx,
+    pub(crate) table: ResourceTable,
+    limits: StoreLimits,
+    plugin: String,
+    options: Vec<(String, String)>,
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl super::bindings::rumoci::driver::host::Host for HostState {
+    fn log(&mut self, level: Level, message: String) {
+        let mut m = message;
+        if m.len() > MAX_LOG {
+            let mut cut = MAX_LOG;
+            while !m.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            m.truncate(cut);
+            m.push('…');
+        }
+        let p = &self.plugin;
+        match level {
+            Level::Trace => tracing::trace!("driver {p}: {m}"),
+            Level::Debug => tracing::debug!("driver {p}: {m}"),
+            Level::Info => tracing::info!("driver {p}: {m}"),
+            Level::Warn => tracing::warn!("driver {p}: {m}"),
+            Level::Error => tracing::error!("driver {p}: {m}"),
+        }
+    }
+
+    fn config(&mut self) -> Vec<(String, String)> {
+        self.options.clone()
+    }
+}
+
+impl super::bindings::rumoci::driver::types::Host for HostState {}
+
+pub(crate) struct Instance {
+    pub(crate) store: Store<HostState>,
+    pub(crate) bindings: CasDriver,
+}
+
+/// A loaded plugin: compiled component, limits, and a live instance that is
+/// re-created after a trap.
+pub struct Plugin {
+    label: String,
+    pre: CasDriverPre<HostState>,
+    dir: Option<PathBuf>,
+    timeout: Duration,
+    memory: u64,
+    options: Vec<(String, String)>,
+    instance: Option<Instance>,
+    generation: u64,
+    info: PluginInfo,
+}
+
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin")
+            .field("label", &self.label)
+            .field("dir", &self.dir)
+            .field("info", &self.info)
+            .finish_non_exhaustive()
+    }
+}
+
+fn load_err(plugin: &str, reason: impl std::fmt::Display) -> DriverError {
+    DriverError::Load {
+        plugin: plugin.to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+impl Plugin {
+    /// Load the plugin file `wasm` with the settings of `spec`, preopening
+    /// `dir` (if any) as its store directory, and read its `meta.info`.
+    pub fn load(wasm: &Path, spec: &DriverSpec, dir: Option<&Path>) -> Result<Plugin, DriverError> {
+        let label = wasm
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| wasm.display().to_string());
+        let bytes = std::fs::read(wasm)
+            .map_err(|e| load_err(&label, format!("{}: {e}", wasm.display())))?;
+        let engine = engine()?;
+        let component = load_component(engine, &label, &bytes)?;
+        let mut linker: Linker<HostState> = Linker::new(engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .map_err(|e| load_err(&label, format!("{e:#}")))?;
+        super::bindings::rumoci::driver::host::add_to_linker::<HostState, HasSelf<HostState>>(
+            &mut linker,
+            |s| s,
+        )
+        .map_err(|e| load_err(&label, format!("{e:#}")))?;
+        let pre = linker
+            .instantiate_pre(&component)
+            .map_err(|e| load_err(&label, format!("cannot link: {e:#}")))?;
+        let pre = CasDriverPre::new(pre).map_err(|e| {
+            load_err(
+                &label,
+                format!("does not export the cas-driver world: {e:#}"),
+            )
+        })?;
+        if let Some(d) = dir
+            && !d.is_dir()
+        {
+            return Err(load_err(
+                &label,
+                format!("store directory {}: not a directory", d.display()),
+            ));
+        }
+        let mut p = Plugin {
+            label: label.clone(),
+            pre,
+            dir: dir.map(Path::to_path_buf),
+            timeout: spec.timeout,
+            memory: spec.memory,
+            options: spec.options.clone(),
+            instance: None,
+            generation: 0,
+            info: PluginInfo {
+                name: label.clone(),
+                version: String::new(),
+                capabilities: Vec::new(),
+            },
+        };
+        let info = p.call_raw("meta.info", |store, b| {
+            b.rumoci_driver_meta().call_info(store)
+        })?;
+        let valid = |s: &str| !s.is_empty() && s.len() <= 128 && !s.chars().any(char::is_control);
+        if !valid(&info.name) || !valid(&info.version) || info.capabilities.len() > 256 {
+            return Err(DriverError::Protocol {
+                plugin: label,
+                op: "meta.info".into(),
+                reason: "invalid name, version or capabilities".into(),
+            });
+        }
+        p.label = format!("{} ({label})", info.name);
+        p.info = PluginInfo {
+            name: info.name,
+            version: info.version,
+            capabilities: info.capabilities,
+        };
+        Ok(p)
+    }
+
+    /// What the plugin says about itself.
+    pub fn info(&self) -> &PluginInfo {
+        &self.info
+    }
+
+    /// How errors name this plugin: `NAME (FILE)`.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// Whether the plugin declares `capability`.
+    pub fn has(&self, capability: &str) -> bool {
+        self.info.capabilities.iter().any(|c| c == capability)
+    }
+
+    /// Incremented each time the instance is dropped after a trap; resources
+    /// of an older generation are dead.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    fn instantiate(&self) -> Result<Instance, DriverError> {
+        let mut b = WasiCtxBuilder::new();
+        b.allow_blocking_current_thread(true);
+        if let Some(d) = &self.dir {
+            b.preopened_dir(d, GUEST_STORE, FsPerms::ReadWrite)
+                .map_err(|e| load_err(&self.label, format!("preopen {}: {e:#}", d.display())))?;
+        }
+        let limits = StoreLimitsBuilder::new()
+            .memory_size(usize::try_from(self.memory).unwrap_or(usize::MAX))
+            .table_elements(1 << 20)
+            .instances(64)
+            .tables(64)
+            .memories(16)
+            .trap_on_grow_failure(true)
+            .build();
+        let state = HostState {
+            wasi: b.build(),
+            table: ResourceTable::new(),
+            limits,
+            plugin: self.label.clone(),
+            options: self.options.clone(),
+        };
+        let mut store = Store::new(self.pre.engine(), state);
+        store.limiter(|s| &mut s.limits);
+        store.epoch_deadline_trap();
+        store.set_epoch_deadline(self.ticks());
+        let bindings = self.pre.instantiate(&mut store).map_err(|e| {
+            load_err(
+                &self.label,
+                format!("instantiation failed: {}", trap_reason(&e, self)),
+            )
+        })?;
+        Ok(Instance { store, bindings })
+    }
+
+    fn ticks(&self) -> u64 {
+        (self.timeout.as_millis() / TICK.as_millis()).max(1) as u64 + 1
+    }
+
+    /// The live instance (instantiated if needed).
+    pub(crate) fn instance(&mut self) -> Result<&mut Instance, DriverError> {
+        if self.instance.is_none() {
+            self.instance = Some(self.instantiate()?);
+        }
+        self.instance
+            .as_mut()
+            .ok_or_else(|| load_err("(internal)", "no instance"))
+    }
+
+    /// Run one guest call with a fresh deadline; a trap drops the instance.
+    pub(crate) fn call_raw<R>(
+        &mut self,
+        op: &str,
+        f: impl FnOnce(&mut Store<HostState>, &CasDriver) -> wasmtime::Result<R>,
+    ) -> Result<R, DriverError> {
+        let ticks = self.ticks();
+        let inst = self.instance()?;
+        inst.store.set_epoch_deadline(ticks);
+        let res = f(&mut inst.store, &inst.bindings);
+        match res {
+            Ok(r) => Ok(r),
+            Err(e) => {
+                let reason = trap_reason(&e, self);
+                self.instance = None;
+                self.generation += 1;
+                Err(DriverError::Trap {
+                    plugin: self.label.clone(),
+                    op: op.to_string(),
+                    reason,
+                })
+            }
+        }
+    }
+
+    /// [`Plugin::call_raw`] for calls returning `result<_, error>`.
+    pub(crate) fn call<R>(
+        &mut self,
+        op: &str,
+        f: impl FnOnce(&mut Store<HostState>, &CasDriver) -> wasmtime::Result<Result<R, WitError>>,
+    ) -> Result<R, DriverError> {
+        match self.call_raw(op, f)? {
+            Ok(r) => Ok(r),
+            Err(error) => Err(DriverError::Plugin {
+                plugin: self.label.clone(),
+                op: op.to_string(),
+                error,
+            }),
+        }
+    }
+
+    /// A protocol-violation error for `op`.
+    pub(crate) fn protocol(&self, op: &str, reason: impl Into<String>) -> DriverError {
+        DriverError::Protocol {
+            plugin: self.label.clone(),
+            op: op.to_string(),
+            reason: reason.into(),
+        }
+    }
+}
+
+fn trap_reason(e: &wasmtime::Error, p: &Plugin) -> String {
+    if let Some(t) = e.downcast_ref::<wasmtime::Trap>() {
+        if *t == wasmtime::Trap::Interrupt {
+            return format!("deadline of {:?} per call exceeded", p.timeout);
+        }
+        return t.to_string();
+    }
+    let text = format!("{e:#}");
+    if text.contains("forcing trap when growing memory")
+        || text.contains("memory") && text.contains("limit")
+    {
+        return format!("memory limit of {} bytes exceeded", p.memory);
+    }
+    text.lines().next().unwrap_or_default().to_string()
+}

@@ -1,0 +1,313 @@
+//! WebAssembly storage drivers end to end: the dir-cas plugin gives the same
+//! layouts as the built-in driver (and the Go umoci reads them); hostile
+//! plugins are stopped by the deadline, the memory limit, the sandbox and
+//! the host's digest verification.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const PLUGINS: &[&str] = &[
+    "dir-cas",
+    "evil-loop",
+    "evil-alloc",
+    "evil-escape",
+    "evil-bytes",
+];
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+/// Build every test plugin once per test binary (cargo caches across runs)
+/// into `$CARGO_TARGET_TMPDIR/plugins`; returns the wasm directory.
+fn plugin_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("plugins");
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("workspace root");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.current_dir(root)
+            .args(["build", "--release", "--target", "wasm32-wasip2"])
+            // Smaller components compile faster; no debug info needed here.
+            .args(["--config", "profile.release.debug=false"])
+            .args(["--config", "profile.release.strip=true"])
+            .env("CARGO_TARGET_DIR", &target);
+        for p in PLUGINS {
+            cmd.args(["-p", p]);
+        }
+        let status = cmd.status().expect("run cargo build for the plugins");
+        assert!(status.success(), "building the test plugins failed");
+        target.join("wasm32-wasip2").join("release")
+    })
+}
+
+fn plugin(name: &str) -> String {
+    let p = plugin_dir().join(format!("{}.wasm", name.replace('-', "_")));
+    assert!(p.is_file(), "{} missing", p.display());
+    p.to_str().expect("utf-8").to_string()
+}
+
+fn cache_home() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("xdg-cache")
+}
+
+/// Run rumoci with a test-local compiled-plugin cache and a fixed time.
+fn rd(args: &[&str]) -> Output {
+    Command::new(rumoci_bin())
+        .args(args)
+        .env("XDG_CACHE_HOME", cache_home())
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .output()
+        .expect("spawn rumoci")
+}
+
+fn rd_ok(args: &[&str]) -> String {
+    let out = rd(args);
+    assert!(
+        out.status.success(),
+        "rumoci {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn rd_err(args: &[&str]) -> String {
+    let out = rd(args);
+    assert!(!out.status.success(), "rumoci {args:?} should have failed");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The scenario run once per driver; returns the outputs of ls and stat.
+fn scenario(layout: &Path, driver: &[&str]) -> Vec<String> {
+    let l = s(layout);
+    let img = format!("{l}:v1");
+    let with = |args: &[&str]| -> String {
+        let mut a: Vec<&str> = args.to_vec();
+        a.extend_from_slice(driver);
+        rd_ok(&a)
+    };
+    with(&["init", "--layout", l]);
+    with(&["new", "--image", &img]);
+    with(&["tag", "--image", &img, "v2"]);
+    with(&["tag", "--image", &img, "gone"]);
+    with(&["rm", "--image", &format!("{l}:gone")]);
+    with(&[
+        "config",
+        "--image",
+        &img,
+        "--config.env",
+        "K=1",
+        "--config.user",
+        "1000",
+        "--tag",
+        "v3",
+    ]);
+    // v1 is replaced: its old config/manifest become garbage.
+    with(&["config", "--image", &img, "--config.env", "A=2"]);
+    let ls = with(&["ls", "--layout", l]);
+    let stat = with(&["stat", "--image", &format!("{l}:v3")]);
+    with(&["gc", "--layout", l]);
+    let ls2 = with(&["ls", "--layout", l]);
+    vec![ls, stat, ls2]
+}
+
+#[test]
+fn dir_cas_plugin_writes_the_same_layout_as_the_builtin_driver() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let a = tmp.path().join("builtin");
+    let b = tmp.path().join("plugin");
+    let wasm = plugin("dir-cas");
+    let spec = wasm.clone();
+    let out_a = scenario(&a, &[]);
+    let out_b = scenario(&b, &["--driver", &spec]);
+    assert_eq!(out_a, out_b);
+    assert_eq!(out_a[0], "v2\nv3\nv1\n");
+    let snap_a = snapshot(&a);
+    let snap_b = snapshot(&b);
+    assert_eq!(snap_a, snap_b, "layouts differ");
+    assert!(snap_b.keys().any(|k| k.starts_with("blobs/sha256")));
+
+    // Reading through the plugin, e.g. the `dir=` key with any layout path.
+    let other = format!("{},dir={}", wasm, s(&a));
+    assert_eq!(
+        rd_ok(&["ls", "--layout", "/nonexistent", "--driver", &other]),
+        "v2\nv3\nv1\n"
+    );
+    // The built-in driver named explicitly.
+    assert_eq!(
+        rd_ok(&["ls", "--layout", s(&b), "--driver", "dir"]),
+        "v2\nv3\nv1\n"
+    );
+
+    if have("umoci") {
+        assert_eq!(run_ok("umoci", &["ls", "--layout", s(&b)]), "v2\nv3\nv1\n");
+        run_ok("umoci", &["stat", "--image", &format!("{}:v3", s(&b))]);
+        let bundle = tmp.path().join("bundle");
+        run_ok(
+            "umoci",
+            &[
+                "unpack",
+                "--rootless",
+                "--image",
+                &format!("{}:v3", s(&b)),
+                s(&bundle),
+            ],
+        );
+        let cfg = std::fs::read_to_string(bundle.join("config.json")).expect("config.json");
+        assert!(cfg.contains("K=1"), "{cfg}");
+    }
+}
+
+#[test]
+fn driver_info_and_spec_errors() {
+    let wasm = plugin("dir-cas");
+    let out = rd_ok(&["driver", "info", &wasm]);
+    assert!(out.contains("name: dir-cas\n"), "{out}");
+    assert!(out.contains("version: 0.1.0\n"), "{out}");
+    assert!(
+        out.contains("capabilities: cas, cas.init, cas.open-stream\n"),
+        "{out}"
+    );
+
+    let e = rd_err(&[
+        "ls",
+        "--layout",
+        "/x",
+        "--driver",
+        &format!("{wasm},colour=red"),
+    ]);
+    assert!(e.contains("unknown key \"colour\""), "{e}");
+    let e = rd_err(&["ls", "--layout", "/x", "--driver", "nosuch"]);
+    assert!(e.contains("unknown driver \"nosuch\""), "{e}");
+    let e = rd_err(&["driver", "info", "/nonexistent/x.wasm"]);
+    assert!(e.contains("x.wasm"), "{e}");
+    // Not a component.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let junk = tmp.path().join("junk.wasm");
+    std::fs::write(&junk, b"\0asm junk").expect("write");
+    let e = rd_err(&["driver", "info", s(&junk)]);
+    assert!(
+        e.contains("junk.wasm") && e.contains("not a valid component"),
+        "{e}"
+    );
+    // A plugin without `cas.init` cannot create layouts.
+    let e = rd_err(&[
+        "init",
+        "--layout",
+        s(&tmp.path().join("l")),
+        "--driver",
+        &plugin("evil-bytes"),
+    ]);
+    assert!(e.contains("evil-bytes") && e.contains("cas.init"), "{e}");
+}
+
+fn builtin_layout(dir: &Path) -> PathBuf {
+    let l = dir.join("layout");
+    rd_ok(&["init", "--layout", s(&l)]);
+    rd_ok(&["new", "--image", &format!("{}:v1", s(&l))]);
+    l
+}
+
+#[test]
+fn endless_loop_is_stopped_by_the_deadline() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let l = builtin_layout(tmp.path());
+    let t = Instant::now();
+    let e = rd_err(&[
+        "ls",
+        "--layout",
+        s(&l),
+        "--driver",
+        &format!("{},timeout=0.3", plugin("evil-loop")),
+    ]);
+    assert!(
+        t.elapsed() < Duration::from_secs(20),
+        "took {:?}",
+        t.elapsed()
+    );
+    assert!(e.contains("driver evil-loop (evil_loop.wasm)"), "{e}");
+    assert!(e.contains("deadline of 300ms per call exceeded"), "{e}");
+}
+
+#[test]
+fn unbounded_allocation_is_stopped_by_the_memory_limit() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let l = builtin_layout(tmp.path());
+    let e = rd_err(&[
+        "ls",
+        "--layout",
+        s(&l),
+        "--driver",
+        &format!("{},memory=32M", plugin("evil-alloc")),
+    ]);
+    assert!(e.contains("driver evil-alloc (evil_alloc.wasm)"), "{e}");
+    assert!(e.contains("memory limit of 33554432 bytes exceeded"), "{e}");
+}
+
+#[test]
+fn plugin_cannot_leave_its_directory() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let l = builtin_layout(tmp.path());
+    let outside = tmp.path().join("outside");
+    std::fs::create_dir(&outside).expect("mkdir");
+    std::fs::write(outside.join("secret"), b"secret").expect("write");
+    std::os::unix::fs::symlink(&outside, l.join("link")).expect("symlink");
+    let before = snapshot(tmp.path());
+    let e = rd_err(&["ls", "--layout", s(&l), "--driver", &plugin("evil-escape")]);
+    assert!(e.contains("driver evil-escape"), "{e}");
+    assert!(e.contains("all escapes refused"), "{e}");
+    assert!(!e.contains("ESCAPED"), "{e}");
+    assert_eq!(before, snapshot(tmp.path()), "something outside changed");
+    assert!(!Path::new("/tmp/pwned").exists());
+}
+
+#[test]
+fn wrong_bytes_are_refused_by_host_verification() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let l = builtin_layout(tmp.path());
+    let evil = plugin("evil-bytes");
+    // The index is fine, so listing works ...
+    assert_eq!(rd_ok(&["ls", "--layout", s(&l), "--driver", &evil]), "v1\n");
+    // ... but every blob read is corrupted and refused.
+    let e = rd_err(&[
+        "stat",
+        "--image",
+        &format!("{}:v1", s(&l)),
+        "--driver",
+        &evil,
+    ]);
+    assert!(e.contains("digest mismatch"), "{e}");
+}
+
+/// Plugin start from the compiled cache: load (read + hash + deserialize),
+/// instantiate, `meta.info`. Run with `cargo test --test driver -- --ignored
+/// --nocapture start_time`.
+#[test]
+#[ignore = "benchmark; prints the figure"]
+fn start_time_from_cache() {
+    use rumoci::driver::{DriverSpec, Plugin};
+    let wasm = PathBuf::from(plugin("dir-cas"));
+    let spec = DriverSpec::wasm(&wasm);
+    let t = Instant::now();
+    Plugin::load(&wasm, &spec, None).expect("first load");
+    let first = t.elapsed();
+    let n = 20;
+    let t = Instant::now();
+    for _ in 0..n {
+        Plugin::load(&wasm, &spec, None).expect("load");
+    }
+    let per = t.elapsed() / n;
+    println!(
+        "plugin start: first (engine + cache fill or hit) {first:?}, from cache {per:?} per start"
+    );
+    assert!(per < Duration::from_millis(50), "{per:?}");
+}

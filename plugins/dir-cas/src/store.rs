@@ -1,0 +1,344 @@
+//! The directory store (also included by the evil-bytes test plugin).
+
+use std::fs::{self, File, OpenOptions};
+use std::hash::{BuildHasher, Hasher};
+use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::time::UNIX_EPOCH;
+
+use rumoci_driver_sdk::{
+    BlobInfo, BlobPage, BlobRead, BlobWrite, Cas, Digest, Driver, DriverInfo, Error, IndexDoc,
+    IndexPrecondition, LayerStore, Result, store_dir,
+};
+
+const TMP_PREFIX: &str = ".rumoci-tmp-";
+const LAYOUT_FILE: &str = "oci-layout";
+const INDEX_FILE: &str = "index.json";
+const MAX_INDEX: u64 = 64 << 20;
+
+/// The driver (usable as a library by other plugins).
+pub struct DirCasDriver;
+
+fn random_suffix() -> String {
+    // RandomState is seeded from wasi:random.
+    let h = std::collections::hash_map::RandomState::new().build_hasher();
+    format!("{:016x}", h.finish())
+}
+
+fn root() -> Result<PathBuf> {
+    store_dir()
+}
+
+fn tmp_path(root: &Path) -> PathBuf {
+    root.join(format!("{TMP_PREFIX}{}", random_suffix()))
+}
+
+fn write_atomic(root: &Path, dest: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = tmp_path(root);
+    let res = (|| -> std::io::Result<()> {
+        let mut f = File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        fs::rename(&tmp, dest)
+    })();
+    if res.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    res.map_err(|e| Error::io(dest.display(), e))
+}
+
+/// A cheap version token: FNV-1a 64 of the document plus its length.
+fn version_of(bytes: &[u8]) -> String {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    format!("{:016x}-{}", h, bytes.len())
+}
+
+fn read_index_bytes(root: &Path) -> Result<Option<Vec<u8>>> {
+    let p = root.join(INDEX_FILE);
+    match File::open(&p) {
+        Ok(f) => {
+            let mut buf = Vec::new();
+            f.take(MAX_INDEX + 1)
+                .read_to_end(&mut buf)
+                .map_err(|e| Error::io(INDEX_FILE, e))?;
+            if buf.len() as u64 > MAX_INDEX {
+                return Err(Error::InvalidArgument(format!(
+                    "{INDEX_FILE} is larger than {MAX_INDEX} bytes"
+                )));
+            }
+            Ok(Some(buf))
+        }
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io(INDEX_FILE, e)),
+    }
+}
+
+impl Driver for DirCasDriver {
+    fn info() -> DriverInfo {
+        DriverInfo::new(
+            "dir-cas",
+            env!("CARGO_PKG_VERSION"),
+            &["cas", "cas.init", "cas.open-stream"],
+        )
+    }
+}
+
+struct Reader {
+    file: File,
+    size: u64,
+}
+
+impl BlobRead for Reader {
+    fn size(&self) -> u64 {
+        self.size
+    }
+    fn read_at(&mut self, offset: u64, len: u32) -> Result<Vec<u8>> {
+        self.file.seek(SeekFrom::Start(offset))?;
+        let mut buf = Vec::with_capacity(len as usize);
+        (&mut self.file)
+            .take(u64::from(len))
+            .read_to_end(&mut buf)?;
+        Ok(buf)
+    }
+}
+
+struct Writer {
+    root: PathBuf,
+    tmp: PathBuf,
+    file: Option<File>,
+    written: u64,
+}
+
+impl BlobWrite for Writer {
+    fn write(&mut self, data: &[u8]) -> Result<u64> {
+        let f = self
+            .file
+            .as_mut()
+            .ok_or_else(|| Error::FailedPrecondition("writer is closed".into()))?;
+        f.write_all(data).map_err(|e| Error::io("blob", e))?;
+        self.written += data.len() as u64;
+        Ok(self.written)
+    }
+
+    fn commit(&mut self, digest: &Digest, size: u64) -> Result<()> {
+        let f = self
+            .file
+            .take()
+            .ok_or_else(|| Error::FailedPrecondition("writer is closed".into()))?;
+        if size != self.written {
+            return Err(Error::FailedPrecondition(format!(
+                "commit of {digest}: host wrote {size} bytes, plugin received {}",
+                self.written
+            )));
+        }
+        f.sync_all().map_err(|e| Error::io("blob", e))?;
+        drop(f);
+        let dest = self.root.join(digest.blob_path());
+        if let Some(parent) = dest.parent() {
+            fs::create_dir_all(parent).map_err(|e| Error::io(parent.display(), e))?;
+        }
+        fs::rename(&self.tmp, &dest).map_err(|e| Error::io(dest.display(), e))?;
+        Ok(())
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        // Aborted (or committed: then the temporary is gone already).
+        let _ = fs::remove_file(&self.tmp);
+    }
+}
+
+impl Cas for DirCasDriver {
+    fn init(initial_index: Vec<u8>) -> Result<()> {
+        let root = root()?;
+        if root.join(LAYOUT_FILE).exists() || root.join(INDEX_FILE).exists() {
+            return Err(Error::AlreadyExists(
+                "the store directory already holds an image layout".into(),
+            ));
+        }
+        let blobs = root.join("blobs").join("sha256");
+        fs::create_dir_all(&blobs).map_err(|e| Error::io("blobs/sha256", e))?;
+        write_atomic(
+            &root,
+            &root.join(LAYOUT_FILE),
+            b"{\"imageLayoutVersion\":\"1.0.0\"}\n",
+        )?;
+        write_atomic(&root, &root.join(INDEX_FILE), &initial_index)
+    }
+
+    fn check() -> Result<()> {
+        let root = root()?;
+        let layout = fs::read(root.join(LAYOUT_FILE))
+            .map_err(|e| Error::io(format!("cannot read {LAYOUT_FILE}"), e))?;
+        let text = String::from_utf8_lossy(&layout);
+        let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+        if !compact.contains("\"imageLayoutVersion\":\"1.0.0\"") {
+            return Err(Error::InvalidArgument(format!(
+                "{LAYOUT_FILE}: unsupported imageLayoutVersion"
+            )));
+        }
+        if !root.join("blobs").is_dir() {
+            return Err(Error::NotFound("blobs/ is missing".into()));
+        }
+        if !root.join(INDEX_FILE).is_file() {
+            return Err(Error::NotFound("index.json is missing".into()));
+        }
+        Ok(())
+    }
+
+    fn stat(digest: &Digest) -> Result<Option<BlobInfo>> {
+        let p = root()?.join(digest.blob_path());
+        match fs::metadata(&p) {
+            Ok(m) if m.is_file() => Ok(Some(BlobInfo {
+                digest: digest.to_string(),
+                size: m.len(),
+                committed_at: m
+                    .modified()
+                    .ok()
+                    .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                    .map(|d| d.as_secs()),
+                labels: Vec::new(),
+            })),
+            Ok(_) => Err(Error::Integrity(format!("{digest}: not a regular file"))),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io(digest, e)),
+        }
+    }
+
+    fn open(digest: &Digest) -> Result<Box<dyn BlobRead>> {
+        let p = root()?.join(digest.blob_path());
+        let file = File::open(&p).map_err(|e| Error::io(digest, e))?;
+        let size = file.metadata().map_err(|e| Error::io(digest, e))?.len();
+        Ok(Box::new(Reader { file, size }))
+    }
+
+    fn open_stream(digest: &Digest, offset: u64) -> Result<rumoci_driver_sdk::InputStream> {
+        let rel = digest.blob_path();
+        let rel = rel
+            .to_str()
+            .ok_or_else(|| Error::InvalidArgument(format!("{digest}: path")))?;
+        rumoci_driver_sdk::open_file_stream(rel, offset)
+    }
+
+    fn create(_expected: Option<&Digest>, _size_hint: Option<u64>) -> Result<Box<dyn BlobWrite>> {
+        let root = root()?;
+        let tmp = tmp_path(&root);
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .map_err(|e| Error::io(tmp.display(), e))?;
+        Ok(Box::new(Writer {
+            root,
+            tmp,
+            file: Some(file),
+            written: 0,
+        }))
+    }
+
+    fn delete(digest: &Digest) -> Result<()> {
+        let p = root()?.join(digest.blob_path());
+        match fs::remove_file(&p) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io(digest, e)),
+        }
+    }
+
+    fn list_blobs(cursor: Option<String>, limit: u32) -> Result<BlobPage> {
+        let blobs = root()?.join("blobs");
+        let mut all = Vec::new();
+        let algs = fs::read_dir(&blobs).map_err(|e| Error::io("blobs", e))?;
+        for alg in algs {
+            let alg = alg.map_err(|e| Error::io("blobs", e))?;
+            if !alg.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                continue;
+            }
+            let alg_name = alg.file_name().to_string_lossy().into_owned();
+            for ent in fs::read_dir(alg.path()).map_err(|e| Error::io(&alg_name, e))? {
+                let ent = ent.map_err(|e| Error::io(&alg_name, e))?;
+                let name = format!("{alg_name}:{}", ent.file_name().to_string_lossy());
+                // Skip anything that is not a valid digest name.
+                if Digest::parse(&name).is_err() {
+                    continue;
+                }
+                if cursor.as_deref().is_some_and(|c| name.as_str() <= c) {
+                    continue;
+                }
+                let size = ent.metadata().map(|m| m.len()).unwrap_or(0);
+                all.push((name, size));
+            }
+        }
+        all.sort();
+        let limit = limit.max(1) as usize;
+        let more = all.len() > limit;
+        all.truncate(limit);
+        let next = if more {
+            all.last().map(|(n, _)| n.clone())
+        } else {
+            None
+        };
+        Ok(BlobPage {
+            items: all
+                .into_iter()
+                .map(|(digest, size)| BlobInfo {
+                    digest,
+                    size,
+                    committed_at: None,
+                    labels: Vec::new(),
+                })
+                .collect(),
+            next,
+        })
+    }
+
+    fn read_index() -> Result<IndexDoc> {
+        let bytes =
+            read_index_bytes(&root()?)?.ok_or_else(|| Error::NotFound(INDEX_FILE.to_string()))?;
+        let version = version_of(&bytes);
+        Ok(IndexDoc { bytes, version })
+    }
+
+    fn write_index(doc: Vec<u8>, precondition: IndexPrecondition) -> Result<String> {
+        let root = root()?;
+        let current = read_index_bytes(&root)?;
+        let ok = match (&precondition, &current) {
+            (IndexPrecondition::Any, _) => true,
+            (IndexPrecondition::Absent, cur) => cur.is_none(),
+            (IndexPrecondition::Bytes(old), Some(cur)) => old == cur,
+            (IndexPrecondition::Version(v), Some(cur)) => *v == version_of(cur),
+            (_, None) => false,
+        };
+        if !ok {
+            return Err(Error::FailedPrecondition(
+                "index.json was changed concurrently".into(),
+            ));
+        }
+        write_atomic(&root, &root.join(INDEX_FILE), &doc)?;
+        Ok(version_of(&doc))
+    }
+
+    fn clean() -> Result<()> {
+        let root = root()?;
+        for ent in fs::read_dir(&root).map_err(|e| Error::io("store directory", e))? {
+            let ent = ent.map_err(|e| Error::io("store directory", e))?;
+            let name = ent.file_name().to_string_lossy().into_owned();
+            if name.starts_with(TMP_PREFIX) || name.starts_with(".umoci-") {
+                let p = ent.path();
+                let _ = if ent.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                    fs::remove_dir_all(&p)
+                } else {
+                    fs::remove_file(&p)
+                };
+            }
+        }
+        Ok(())
+    }
+}
+
+impl LayerStore for DirCasDriver {}
