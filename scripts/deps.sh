@@ -3,7 +3,7 @@
 # the real peers the tests compare against, and the wasm target.
 set -euo pipefail
 
-packages=(umoci skopeo runc jq attr golang-go
+packages=(umoci skopeo runc jq attr golang-go busybox-static
           golang-github-opencontainers-image-spec-dev
           golang-github-vbatts-go-mtree-dev)
 missing=()
