@@ -137,3 +137,31 @@ pub fn unpack_rootfs(
     }
     Ok(ex)
 }
+
+/// Check one layer blob stream (already size/digest verified as it is
+/// read): it must decompress by its media type to content whose hash is
+/// `diff_id`. Used by `verify`.
+pub fn check_layer(
+    desc: &crate::oci::Descriptor,
+    diff_id: Option<&Digest>,
+    blob: &mut dyn Read,
+) -> Result<(), String> {
+    let plain = decompressor(&desc.media_type, Box::new(blob))?;
+    let alg = diff_id.map_or(crate::oci::Algorithm::Sha256, Digest::algorithm);
+    let mut reader = DiffIdReader {
+        inner: plain,
+        hasher: alg.hasher(),
+        size: 0,
+    };
+    std::io::copy(&mut reader, &mut std::io::sink())
+        .map_err(|e| format!("layer {}: {e}", desc.digest))?;
+    let got = reader.hasher.finish();
+    match diff_id {
+        Some(d) if *d != got => Err(format!(
+            "layer {}: diff_id mismatch: config says {d}, content is {got}",
+            desc.digest
+        )),
+        Some(_) => Ok(()),
+        None => Err(format!("layer {}: no diff_id in the config", desc.digest)),
+    }
+}

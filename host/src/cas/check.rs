@@ -75,11 +75,12 @@ fn visit(
     desc: &Descriptor,
     path: &str,
     diff_id: Option<&Digest>,
-    seen: &mut BTreeSet<Digest>,
+    seen: &mut BTreeSet<(Digest, Option<Digest>)>,
     problems: &mut Vec<Problem>,
     layer_check: &mut LayerCheck<'_>,
 ) {
-    if !seen.insert(desc.digest.clone()) {
+    // a layer is checked once per diff_id it is claimed to have
+    if !seen.insert((desc.digest.clone(), diff_id.cloned())) {
         return;
     }
     let mut report = |reason: String| {

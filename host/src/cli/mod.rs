@@ -6,7 +6,6 @@ mod driver;
 mod gc;
 mod init;
 mod insert;
-mod layers;
 mod list;
 mod new;
 mod raw;

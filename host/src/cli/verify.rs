@@ -15,7 +15,7 @@ pub struct Args {
 /// Check every reachable object; print each problem; fail if any.
 pub fn run(a: Args) -> Result<()> {
     let cas = open_layout(a.layout.path()?)?;
-    let problems = verify_layout(cas.as_ref(), &mut super::layers::check_layer);
+    let problems = verify_layout(cas.as_ref(), &mut rumoci::unpack::check_layer);
     let text: String = problems.iter().map(|p| format!("{p}\n")).collect();
     print_out(&text)?;
     if !problems.is_empty() {

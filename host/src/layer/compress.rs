@@ -7,8 +7,8 @@ use crate::oci::media;
 /// Open a decompressing reader for a layer of `media_type`.
 pub fn decompressor<'a>(
     media_type: &str,
-    blob: Box<dyn Read + Send + 'a>,
-) -> Result<Box<dyn Read + Send + 'a>, String> {
+    blob: Box<dyn Read + 'a>,
+) -> Result<Box<dyn Read + 'a>, String> {
     let (base, suffix) = media::split_suffix(media_type);
     if base != media::LAYER && base != media::LAYER_NONDISTRIBUTABLE {
         return Err(format!("unsupported layer media type {media_type}"));

@@ -471,11 +471,21 @@ impl Extractor {
     }
 
     fn owner(&self, hdr: &tar::Header, path: &str) -> Result<(u32, u32), ExtractError> {
-        let uid = u32::try_from(hdr.uid().map_err(|e| entry_err(path, e))?)
-            .map_err(|_| entry_err(path, "uid out of range"))?;
-        let gid = u32::try_from(hdr.gid().map_err(|e| entry_err(path, e))?)
-            .map_err(|_| entry_err(path, "gid out of range"))?;
-        Ok((uid, gid))
+        // An all-NUL numeric field reads as 0, as in Go's archive/tar.
+        let old = hdr.as_old();
+        let num = |v: std::io::Result<u64>, raw: &[u8], what: &str| -> Result<u32, ExtractError> {
+            match v {
+                Ok(n) => {
+                    u32::try_from(n).map_err(|_| entry_err(path, format!("{what} out of range")))
+                }
+                Err(_) if raw.iter().all(|&b| b == 0 || b == b' ') => Ok(0),
+                Err(e) => Err(entry_err(path, e)),
+            }
+        };
+        Ok((
+            num(hdr.uid(), &old.uid, "uid")?,
+            num(hdr.gid(), &old.gid, "gid")?,
+        ))
     }
 
     fn apply_rootless_owner(
