@@ -8,7 +8,10 @@
 //!   directory driver, verified reads, references, and garbage collection.
 //! * [`layer`]: tar layers to a root filesystem and back.
 //! * [`driver`]: sandboxed WebAssembly storage drivers ([`driver::WasmCas`]).
-//! * [`mtree`]: go-mtree compatible manifests of a root filesystem.
+//! * [`mtree`]: go-mtree compatible manifests of a root filesystem: writing,
+//!   parsing, and comparing a tree with one.
+//! * [`unpack`], [`bundle`], [`repack`]: images to runtime bundles and back.
+//! * [`mutate`]: new layers, configs and manifests, retagged atomically.
 
 pub mod bundle;
 pub mod cas;
@@ -17,4 +20,5 @@ pub mod layer;
 pub mod mtree;
 pub mod mutate;
 pub mod oci;
+pub mod repack;
 pub mod unpack;

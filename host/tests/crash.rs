@@ -43,6 +43,10 @@ fn kill_9_at_any_moment_leaves_a_valid_layout() {
     rumoci_ok(&["new", "--image", &img]);
     rumoci_ok(&["insert", "--image", &img, s(&src), "/base"]);
     let base_stat = rumoci_ok(&["stat", "--json", "--image", &img]);
+    // a bundle with a big change, repacked (and killed) again and again
+    let bundle = tmp.path().join("bundle");
+    rumoci_ok(&["unpack", "--image", &img, s(&bundle)]);
+    big_source(&bundle.join("rootfs/changed"));
 
     let commands: Vec<Vec<String>> = vec![
         vec![
@@ -61,8 +65,14 @@ fn kill_9_at_any_moment_leaves_a_valid_layout() {
         ],
         vec!["tag".into(), "--image".into(), img.clone(), "other".into()],
         vec!["gc".into(), "--layout".into(), s(&l).into()],
+        vec![
+            "repack".into(),
+            "--image".into(),
+            img.clone(),
+            s(&bundle).into(),
+        ],
     ];
-    for round in 0..24u64 {
+    for round in 0..30u64 {
         let cmd = &commands[(round % commands.len() as u64) as usize];
         let mut child = Command::new(rumoci_bin())
             .args(cmd)
@@ -115,6 +125,11 @@ fn kill_9_at_any_moment_leaves_a_valid_layout() {
         "temporaries left after gc: {leftovers:?}"
     );
     rumoci_ok(&["verify", "--layout", s(&l)]);
+    // the next repack succeeds, and the tag unpacks
+    rumoci_ok(&["repack", "--image", &img, s(&bundle)]);
+    let out = tmp.path().join("after");
+    rumoci_ok(&["unpack", "--image", &img, s(&out)]);
+    assert!(out.join("rootfs/changed/d19/f49").is_file());
     // the original content is still there
     let v0: serde_json::Value = serde_json::from_str(&base_stat).expect("json");
     let first_layer = &v0["manifest"]["blob"]["layers"][0]["digest"];

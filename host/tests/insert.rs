@@ -226,3 +226,69 @@ fn insert_layer_is_reproducible() {
     assert_eq!(diff_ids[0], diff_ids[2], "diff_id changed between runs");
     assert_eq!(diff_ids[1], diff_ids[3], "manifest changed between runs");
 }
+
+#[test]
+fn insert_maps_owners_back_into_the_container() {
+    if !have("umoci") {
+        eprintln!("skipped: umoci missing");
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let src = tmp.path().join("src");
+    std::fs::create_dir_all(&src).expect("mkdir");
+    std::fs::write(src.join("mapped"), b"m").expect("write");
+    run_ok("chown", &["100033:200044", s(&src.join("mapped"))]);
+    std::fs::write(src.join("rootless"), b"r").expect("write");
+    // umoci's encoding of 992:123
+    run_ok(
+        "setfattr",
+        &["-n", "user.rootlesscontainers", "-v", "0x08e007107b", s(&src.join("rootless"))],
+    );
+    let l = tmp.path().join("l");
+    rumoci_ok(&["init", "--layout", s(&l)]);
+    let img = format!("{}:t", s(&l));
+    rumoci_ok(&["new", "--image", &img]);
+    rumoci_ok(&[
+        "insert",
+        "--uid-map",
+        "0:100000:65536",
+        "--gid-map",
+        "0:200000:65536",
+        "--image",
+        &img,
+        s(&src.join("mapped")),
+        "/mapped",
+    ]);
+    rumoci_ok(&[
+        "insert",
+        "--rootless",
+        "--image",
+        &img,
+        s(&src.join("rootless")),
+        "/rootless",
+    ]);
+    // a host owner outside the map is refused
+    let out = rumoci(&[
+        "insert",
+        "--uid-map",
+        "0:5:1",
+        "--image",
+        &img,
+        s(&src.join("mapped")),
+        "/bad",
+    ]);
+    assert!(!out.status.success());
+    let b = tmp.path().join("b");
+    run_ok("umoci", &["unpack", "--image", &img, s(&b)]);
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::symlink_metadata(b.join("rootfs/mapped")).expect("stat");
+    assert_eq!((m.uid(), m.gid()), (33, 44));
+    let r = std::fs::symlink_metadata(b.join("rootfs/rootless")).expect("stat");
+    assert_eq!((r.uid(), r.gid()), (992, 123));
+    assert!(
+        xattr::get(b.join("rootfs/rootless"), "user.rootlesscontainers")
+            .expect("xattr")
+            .is_none(),
+        "the rootless xattr never reaches a layer"
+    );
+}

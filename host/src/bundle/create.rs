@@ -2,6 +2,7 @@
 //! `sha256_<manifest hex>.mtree`, `umoci.json`). A failed unpack removes
 //! what it created.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::meta::{MapOptions, Meta};
@@ -39,6 +40,40 @@ fn io(what: &Path) -> impl FnOnce(std::io::Error) -> BundleError + '_ {
     move |e| BundleError::Other(format!("{}: {e}", what.display()))
 }
 
+/// Write `bundle/sha256_<manifest hex>.mtree` for the tree at `rootfs`
+/// (files in `digests` are not re-read) and its stat cache
+/// (`.statcache`), both atomically. Returns how many files were hashed.
+pub fn write_bundle_manifest(
+    rootfs: &Path,
+    bundle: &Path,
+    path: &DescriptorPath,
+    digests: &BTreeMap<String, [u8; 32]>,
+) -> Result<usize, BundleError> {
+    let header = mtree::Header {
+        user: std::env::var("USER").unwrap_or_else(|_| "root".into()),
+        machine: rustix::system::uname()
+            .nodename()
+            .to_string_lossy()
+            .into_owned(),
+        tree: rootfs.display().to_string(),
+        date: chrono::Utc::now()
+            .format("%a %b %e %H:%M:%S %Y")
+            .to_string(),
+    };
+    let mtree_path = bundle.join(mtree_name(path));
+    let cache_path = bundle.join(crate::repack::statcache_name(path));
+    let mut manifest = Vec::new();
+    let mut cache = Vec::new();
+    let rehashed = mtree::write_manifest(rootfs, &header, digests, &mut manifest, Some(&mut cache))
+        .map_err(|e| BundleError::Other(format!("{}: {e}", mtree_path.display())))?;
+    super::write_atomic(&mtree_path, &manifest).map_err(BundleError::Other)?;
+    super::write_atomic(&cache_path, &cache).map_err(BundleError::Other)?;
+    if rehashed > 0 {
+        tracing::debug!("mtree: {rehashed} files re-hashed");
+    }
+    Ok(rehashed)
+}
+
 /// Unpack the image at `path` into `bundle`.
 pub fn unpack_bundle(
     cas: &dyn Cas,
@@ -63,6 +98,7 @@ pub fn unpack_bundle(
     let config_path = bundle.join("config.json");
     let mtree_path = bundle.join(mtree_name(path));
     let meta_path = bundle.join(super::meta::META_NAME);
+    let cache_path = bundle.join(crate::repack::statcache_name(path));
     for p in [&rootfs, &config_path] {
         if std::fs::symlink_metadata(p).is_ok() {
             return Err(BundleError::Other(format!(
@@ -91,28 +127,9 @@ pub fn unpack_bundle(
         created_files.push(&config_path);
         super::write_atomic(&config_path, &data).map_err(BundleError::Other)?;
 
-        let header = mtree::Header {
-            user: std::env::var("USER").unwrap_or_else(|_| "root".into()),
-            machine: rustix::system::uname()
-                .nodename()
-                .to_string_lossy()
-                .into_owned(),
-            tree: rootfs.display().to_string(),
-            date: chrono::Utc::now()
-                .format("%a %b %e %H:%M:%S %Y")
-                .to_string(),
-        };
-        let f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&mtree_path)
-            .map_err(io(&mtree_path))?;
         created_files.push(&mtree_path);
-        let rehashed = mtree::write_manifest(&rootfs, &header, &ex.digests, f)
-            .map_err(|e| BundleError::Other(format!("{}: {e}", mtree_path.display())))?;
-        if rehashed > 0 {
-            tracing::debug!("mtree: {rehashed} files re-hashed");
-        }
+        created_files.push(&cache_path);
+        write_bundle_manifest(&rootfs, bundle, path, &ex.digests)?;
 
         let meta = Meta::new(
             path,

@@ -8,7 +8,7 @@ use rumoci::cas::refs;
 use rumoci::layer::generate::{GenerateOptions, TarGenerator, add_tree};
 use rumoci::mutate::Mutator;
 
-use super::util::{CompressArgs, HistoryArgs, ImageArgs, TagArgs, source_date_epoch};
+use super::util::{CompressArgs, HistoryArgs, ImageArgs, MapArgs, TagArgs, source_date_epoch};
 
 /// Arguments of `insert`.
 #[derive(clap::Args, Debug)]
@@ -21,6 +21,10 @@ pub struct Args {
     history: HistoryArgs,
     #[command(flatten)]
     compress: CompressArgs,
+    /// Owners in the layer: host ids mapped back through these maps, or
+    /// (--rootless) taken from the user.rootlesscontainers xattr.
+    #[command(flatten)]
+    map: MapArgs,
     /// Make TARGET opaque first, so the inserted tree replaces it.
     #[arg(long)]
     opaque: bool,
@@ -55,8 +59,9 @@ pub fn run(a: Args) -> Result<()> {
     let compression = a.compress.pick(&m.manifest().layers)?;
     let history = a.history.entry("umoci insert", "", false)?;
     let layer = m.begin_layer(compression)?;
+    let map = a.map.options(false)?;
     let opts = GenerateOptions {
-        owner: None,
+        owner: rumoci::layer::idmap::owner_mapper(map.uid_map, map.gid_map, map.rootless),
         clamp_mtime: source_date_epoch()?,
     };
     let mut tar = TarGenerator::new(layer, opts);

@@ -10,6 +10,7 @@ mod list;
 mod new;
 mod raw;
 mod remove;
+mod repack;
 mod stat;
 mod tag;
 mod unpack;
@@ -75,6 +76,8 @@ enum Command {
     Verify(verify::Args),
     /// Unpack an image into a runtime bundle.
     Unpack(unpack::Args),
+    /// Add the changes made in a bundle's rootfs to the image as a new layer.
+    Repack(repack::Args),
     /// Advanced internal image tooling.
     Raw {
         #[command(subcommand)]
@@ -138,6 +141,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Insert(a) => insert::run(a),
         Command::Verify(a) => verify::run(a),
         Command::Unpack(a) => unpack::run(a),
+        Command::Repack(a) => repack::run(a),
         Command::Raw { cmd } => raw::run(cmd),
         Command::Driver { cmd } => driver::run(cmd),
         Command::Completion { shell } => {

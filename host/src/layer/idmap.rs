@@ -69,6 +69,35 @@ pub fn to_container(id: u32, maps: &[IdMapping]) -> Option<u32> {
     })
 }
 
+/// The owner function of a layer generator (see
+/// [`crate::layer::generate::OwnerFn`]) that reverses an unpack's mapping:
+/// rootless bundles take the owner from the `user.rootlesscontainers` xattr
+/// (0:0 without it, as umoci does); mapped bundles map host ids back into
+/// the container, and an id outside every range is an error. `None` when
+/// there is nothing to reverse.
+pub fn owner_mapper(
+    uid_map: Vec<IdMapping>,
+    gid_map: Vec<IdMapping>,
+    rootless: bool,
+) -> Option<Box<crate::layer::generate::OwnerFn>> {
+    if rootless {
+        return Some(Box::new(|_, _, xattr: Option<&[u8]>| match xattr {
+            Some(x) => decode_rootless(x),
+            None => Ok((0, 0)),
+        }));
+    }
+    if uid_map.is_empty() && gid_map.is_empty() {
+        return None;
+    }
+    Some(Box::new(move |uid, gid, _| {
+        let u = to_container(uid, &uid_map)
+            .ok_or_else(|| format!("host uid {uid} is outside every --uid-map range"))?;
+        let g = to_container(gid, &gid_map)
+            .ok_or_else(|| format!("host gid {gid} is outside every --gid-map range"))?;
+        Ok((u, g))
+    }))
+}
+
 /// The xattr rootless unpack stores the container owner in.
 pub const ROOTLESS_XATTR: &str = "user.rootlesscontainers";
 /// "Unchanged" in the rootless protobuf (treated as 0).

@@ -9,6 +9,9 @@
 //! parses and checks the same way. File digests computed while extracting
 //! are reused instead of re-reading the files.
 
+pub mod diff;
+pub mod parse;
+pub mod statcache;
 mod vis;
 
 use std::collections::BTreeMap;
@@ -21,6 +24,8 @@ use base64::Engine as _;
 use sha2::Digest as _;
 
 pub use vis::{unvis, vis};
+
+use statcache::StatCacheWriter;
 
 /// umoci's mtree keywords, in go-mtree's order.
 pub const UMOCI_KEYWORDS: &str = "size,type,uid,gid,mode,link,nlink,tar_time,sha256digest,xattr";
@@ -67,7 +72,7 @@ fn mode_str(m: u32) -> String {
     }
 }
 
-fn list_xattrs(path: &Path) -> io::Result<BTreeMap<String, Vec<u8>>> {
+pub(crate) fn list_xattrs(path: &Path) -> io::Result<BTreeMap<String, Vec<u8>>> {
     let mut out = BTreeMap::new();
     let mut buf = vec![0u8; 4096];
     let n = loop {
@@ -102,7 +107,7 @@ fn list_xattrs(path: &Path) -> io::Result<BTreeMap<String, Vec<u8>>> {
     Ok(out)
 }
 
-fn sha256_file(path: &Path) -> io::Result<[u8; 32]> {
+pub(crate) fn sha256_file(path: &Path) -> io::Result<[u8; 32]> {
     let mut f = std::fs::File::open(path)?;
     let mut h = sha2::Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
@@ -122,6 +127,7 @@ struct Writer<'a, W: Write> {
     root: &'a Path,
     digests: &'a BTreeMap<String, [u8; 32]>,
     rehashed: usize,
+    cache: Option<StatCacheWriter<&'a mut dyn Write>>,
 }
 
 impl<W: Write> Writer<'_, W> {
@@ -131,6 +137,9 @@ impl<W: Write> Writer<'_, W> {
         rel: &str,
         md: &std::fs::Metadata,
     ) -> Result<String, MtreeError> {
+        if let Some(c) = &mut self.cache {
+            c.add(rel.as_bytes(), md).map_err(err(path))?;
+        }
         let ft = md.file_type();
         let kind = if ft.is_dir() {
             "dir"
@@ -245,19 +254,26 @@ fn join_rel(rel: &str, name: &std::ffi::OsStr) -> String {
 
 /// Write the manifest of the tree at `root` to `out`. `digests` maps
 /// relative paths of regular files to their sha256 (as recorded while
-/// extracting); files missing from it are hashed. Returns how many files
+/// extracting); files missing from it are hashed. With `cache`, the
+/// [`statcache`] of the same walk is written there. Returns how many files
 /// had to be re-read.
-pub fn write_manifest(
-    root: &Path,
+pub fn write_manifest<'a>(
+    root: &'a Path,
     header: &Header,
-    digests: &BTreeMap<String, [u8; 32]>,
+    digests: &'a BTreeMap<String, [u8; 32]>,
     out: impl Write,
+    cache: Option<&'a mut dyn Write>,
 ) -> Result<usize, MtreeError> {
+    let cache = match cache {
+        Some(c) => Some(StatCacheWriter::new(c).map_err(err(root))?),
+        None => None,
+    };
     let mut w = Writer {
         out: io::BufWriter::with_capacity(1 << 20, out),
         root,
         digests,
         rehashed: 0,
+        cache,
     };
     write!(
         w.out,
@@ -268,5 +284,11 @@ pub fn write_manifest(
     let root_path = w.root.to_path_buf();
     w.dir(&root_path, "")?;
     w.out.flush().map_err(err(root))?;
+    if let Some(c) = w.cache.take() {
+        let (_, racy) = c.finish().map_err(err(root))?;
+        if racy > 0 {
+            tracing::debug!("stat cache: {racy} entries changed too recently to be trusted");
+        }
+    }
     Ok(w.rehashed)
 }

@@ -280,3 +280,123 @@ pub fn assert_same_tree(expected: &Path, actual: &Path) {
         diffs.join("\n")
     );
 }
+
+fn sp(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+/// A tree with every kind of entry: files, empty file, long names, a big
+/// file, absolute/relative symlinks, hardlinks (also to a symlink), a fifo,
+/// devices, setuid/sticky, xattrs, odd owners.
+pub fn make_tree(root: &Path) {
+    std::fs::create_dir_all(root.join("etc")).expect("mkdir");
+    std::fs::create_dir_all(root.join("usr/share/deep/er/still")).expect("mkdir");
+    std::fs::create_dir_all(root.join("bin")).expect("mkdir");
+    std::fs::write(
+        root.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nalice:x:1000:1000:Alice:/home/alice:/bin/sh\n",
+    )
+    .expect("w");
+    std::fs::write(
+        root.join("etc/group"),
+        "root:x:0:\nstaff:x:50:alice\nalice:x:1000:\n",
+    )
+    .expect("w");
+    std::fs::write(root.join("usr/share/file"), b"hello\n").expect("w");
+    std::fs::write(root.join("usr/share/empty"), b"").expect("w");
+    std::fs::write(
+        root.join(format!("usr/share/{}", "x".repeat(150))),
+        b"long\n",
+    )
+    .expect("w");
+    std::fs::write(
+        root.join("usr/share/deep/er/still/big"),
+        vec![42u8; 3_000_000],
+    )
+    .expect("w");
+    std::os::unix::fs::symlink("/etc/passwd", root.join("usr/abs")).expect("symlink");
+    std::os::unix::fs::symlink("../share/file", root.join("usr/share/deep/rel")).expect("symlink");
+    std::fs::hard_link(root.join("usr/share/file"), root.join("usr/hard")).expect("link");
+    run_ok("mkfifo", &[sp(&root.join("usr/fifo"))]);
+    run_ok("mknod", &[sp(&root.join("usr/null")), "c", "1", "3"]);
+    run_ok("mknod", &[sp(&root.join("usr/blk")), "b", "7", "0"]);
+    run_ok("chmod", &["4755", sp(&root.join("usr/share/file"))]);
+    run_ok("chmod", &["1777", sp(&root.join("usr/share/deep"))]);
+    run_ok("chown", &["1000:50", sp(&root.join("usr/share/empty"))]);
+    run_ok("chown", &["-h", "123:456", sp(&root.join("usr/abs"))]);
+    run_ok(
+        "setfattr",
+        &[
+            "-n",
+            "user.note",
+            "-v",
+            "hi there",
+            sp(&root.join("usr/share/file")),
+        ],
+    );
+    run_ok(
+        "setfattr",
+        &["-n", "user.dir", "-v", "d", sp(&root.join("usr/share"))],
+    );
+    if Path::new("/bin/busybox").exists() {
+        std::fs::copy("/bin/busybox", root.join("bin/busybox")).expect("copy busybox");
+        std::os::unix::fs::symlink("busybox", root.join("bin/sh")).expect("symlink");
+    }
+    run_ok(
+        "find",
+        &[
+            sp(root),
+            "-exec",
+            "touch",
+            "-h",
+            "-d",
+            "2020-05-06 07:08:09",
+            "{}",
+            "+",
+        ],
+    );
+}
+
+/// Build an image with the Go umoci: layer 1 = the tree, layer 2 = changes
+/// (deletions → whiteouts, a replaced directory, new files).
+pub fn go_image(tmp: &Path) -> (String, std::path::PathBuf) {
+    let l = tmp.join("layout");
+    run_ok("umoci", &["init", "--layout", sp(&l)]);
+    let img = format!("{}:t", sp(&l));
+    run_ok("umoci", &["new", "--image", &img]);
+    let b = tmp.join("gobundle");
+    run_ok("umoci", &["unpack", "--image", &img, sp(&b)]);
+    let r = b.join("rootfs");
+    make_tree(&r);
+    run_ok("umoci", &["repack", "--image", &img, sp(&b)]);
+    // second layer
+    std::fs::remove_dir_all(r.join("usr/share/deep")).expect("rm");
+    std::fs::remove_file(r.join("usr/null")).expect("rm");
+    std::fs::remove_dir_all(r.join("etc")).expect("rm");
+    std::fs::write(r.join("etc"), b"now a file\n").expect("w");
+    std::fs::write(r.join("usr/new"), b"new\n").expect("w");
+    run_ok(
+        "touch",
+        &[
+            "-d",
+            "2021-01-01 00:00:00",
+            sp(&r.join("usr/new")),
+            sp(&r.join("etc")),
+        ],
+    );
+    run_ok("umoci", &["repack", "--image", &img, sp(&b)]);
+    run_ok(
+        "umoci",
+        &[
+            "config",
+            "--image",
+            &img,
+            "--config.user",
+            "1000:50",
+            "--config.cmd",
+            "/bin/sh",
+        ],
+    );
+    (img, l)
+}
+

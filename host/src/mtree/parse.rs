@@ -1,0 +1,236 @@
+//! Reading go-mtree manifests: the format rumoci writes (every keyword on
+//! every entry) and the one the Go umoci writes through go-mtree (`/set`
+//! and `/unset` defaults, relative entries, `..` to climb, full paths).
+
+use std::collections::BTreeMap;
+use std::io::BufRead;
+
+use super::vis::unvis;
+
+/// Errors while parsing a manifest.
+#[derive(Debug, thiserror::Error)]
+pub enum ParseError {
+    /// Reading failed.
+    #[error("reading mtree manifest: {0}")]
+    Io(#[from] std::io::Error),
+    /// A line is malformed.
+    #[error("mtree manifest line {line}: {reason}")]
+    Syntax {
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// The keywords of one entry (`size`, `type`, `sha256digest`, `xattr.NAME`, …),
+/// with `/set` defaults merged in. Values are as written (still vis-encoded
+/// where the format encodes them, e.g. `link`).
+pub type Keywords = BTreeMap<String, String>;
+
+/// A parsed manifest: entries by path relative to the root (`""` is the root
+/// itself, children are `a/b`), in the byte order of their paths.
+#[derive(Debug, Default, Clone)]
+pub struct Spec {
+    /// The entries.
+    pub entries: BTreeMap<Vec<u8>, Keywords>,
+}
+
+fn syntax(line: usize, reason: impl Into<String>) -> ParseError {
+    ParseError::Syntax {
+        line,
+        reason: reason.into(),
+    }
+}
+
+/// Normalise a manifest path (`./a/b`, `a/b/`, `.`) to the relative form
+/// used as key (`a/b`, `""`). `..` components are refused.
+fn normalise(raw: &[u8], line: usize) -> Result<Vec<u8>, ParseError> {
+    let mut out: Vec<u8> = Vec::with_capacity(raw.len());
+    for comp in raw.split(|&b| b == b'/') {
+        match comp {
+            b"" | b"." => {}
+            b".." => return Err(syntax(line, "path climbs with \"..\"")),
+            c => {
+                if !out.is_empty() {
+                    out.push(b'/');
+                }
+                out.extend_from_slice(c);
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn join(dir: &[u8], name: &[u8]) -> Vec<u8> {
+    if dir.is_empty() {
+        name.to_vec()
+    } else {
+        let mut p = dir.to_vec();
+        p.push(b'/');
+        p.extend_from_slice(name);
+        p
+    }
+}
+
+fn parse_keywords<'a>(
+    words: impl Iterator<Item = &'a str>,
+    into: &mut Keywords,
+) -> Result<(), String> {
+    for w in words {
+        match w.split_once('=') {
+            Some((k, v)) if !k.is_empty() => {
+                into.insert(k.to_string(), v.to_string());
+            }
+            Some(_) => return Err(format!("keyword without a name: {w:?}")),
+            // flag keywords such as `optional` or `ignore`
+            None => {
+                into.insert(w.to_string(), String::new());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Parse a manifest.
+pub fn parse(input: impl BufRead) -> Result<Spec, ParseError> {
+    let mut spec = Spec::default();
+    let mut defaults = Keywords::new();
+    // The directory relative entries are in; `None` before the root entry
+    // and after the root has been closed.
+    let mut cwd: Vec<Vec<u8>> = Vec::new();
+    let mut pending = String::new();
+    let mut start_line = 0;
+    for (i, line) in input.lines().enumerate() {
+        let line = line?;
+        let no = i + 1;
+        if pending.is_empty() {
+            start_line = no;
+        }
+        // a trailing backslash continues the entry on the next line
+        if let Some(head) = line.strip_suffix('\\') {
+            pending.push_str(head);
+            pending.push(' ');
+            continue;
+        }
+        pending.push_str(&line);
+        let full = std::mem::take(&mut pending);
+        let text = full.trim();
+        if text.is_empty() || text.starts_with('#') {
+            continue;
+        }
+        let mut words = text.split_ascii_whitespace();
+        let first = words.next().unwrap_or_default();
+        match first {
+            "/set" => {
+                parse_keywords(words, &mut defaults).map_err(|r| syntax(start_line, r))?;
+                continue;
+            }
+            "/unset" => {
+                for w in words {
+                    if w == "all" {
+                        defaults.clear();
+                    } else {
+                        defaults.remove(w.split('=').next().unwrap_or(w));
+                    }
+                }
+                continue;
+            }
+            ".." => {
+                if cwd.pop().is_none() {
+                    return Err(syntax(start_line, "\"..\" above the root"));
+                }
+                continue;
+            }
+            _ => {}
+        }
+        if first.starts_with('/') {
+            return Err(syntax(start_line, format!("unknown command {first:?}")));
+        }
+        let name = unvis(first)
+            .ok_or_else(|| syntax(start_line, format!("bad escape in name {first:?}")))?;
+        let mut kw = defaults.clone();
+        parse_keywords(words, &mut kw).map_err(|r| syntax(start_line, r))?;
+        let is_dir = kw.get("type").map(String::as_str) == Some("dir");
+        let path = if name.contains(&b'/') {
+            // a full path: never changes the current directory
+            normalise(&name, start_line)?
+        } else if name == b"." && cwd.is_empty() {
+            Vec::new()
+        } else {
+            if name == b"." || name == b".." {
+                return Err(syntax(start_line, "\".\" or \"..\" as an entry name"));
+            }
+            let Some(dir) = cwd.last() else {
+                return Err(syntax(
+                    start_line,
+                    "relative entry outside of the root directory",
+                ));
+            };
+            join(dir, &name)
+        };
+        if is_dir && !name.contains(&b'/') {
+            cwd.push(path.clone());
+        }
+        spec.entries.insert(path, kw);
+    }
+    if !pending.is_empty() {
+        return Err(syntax(start_line, "manifest ends in a line continuation"));
+    }
+    Ok(spec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_mtree_style_with_set_lines() {
+        let text = "#          user: root\n\
+                    /set type=file nlink=1 mode=0664 uid=0 gid=0\n\
+                    . size=4096 type=dir mode=0755 nlink=3 tar_time=1.000000000\n\
+                    \x20   hello size=5 mode=0644 tar_time=2.000000000 sha256digest=ab\n\
+                    \x20   sp\\040ace size=0 tar_time=3.000000000\n\
+                    \n# etc\n\
+                    etc size=4096 type=dir nlink=2 tar_time=4.000000000\n\
+                    \x20   passwd size=9 \\\n\
+                    \x20       tar_time=5.000000000\n\
+                    /unset mode\n\
+                    \x20   group size=1 tar_time=6.000000000\n\
+                    ..\n\
+                    ..\n";
+        let s = parse(text.as_bytes()).expect("parse");
+        let keys: Vec<_> = s
+            .entries
+            .keys()
+            .map(|k| String::from_utf8_lossy(k).into_owned())
+            .collect();
+        assert_eq!(
+            keys,
+            ["", "etc", "etc/group", "etc/passwd", "hello", "sp ace"]
+        );
+        let p = &s.entries[&b"etc/passwd"[..]];
+        assert_eq!(p["type"], "file");
+        assert_eq!(p["mode"], "0664");
+        assert_eq!(p["tar_time"], "5.000000000");
+        assert!(!s.entries[&b"etc/group"[..]].contains_key("mode"));
+        assert_eq!(s.entries[&b"hello"[..]]["mode"], "0644");
+    }
+
+    #[test]
+    fn full_paths_and_errors() {
+        let s = parse(". type=dir\n./a/b type=file\n..\n".as_bytes()).expect("parse");
+        assert!(s.entries.contains_key(&b"a/b"[..]));
+        for bad in [
+            "..\n",
+            "x type=file\n",
+            ". type=dir\n./../x type=file\n",
+            ". type=dir\n/bogus\n",
+            ". type=dir\nbad\\9 type=file\n",
+            ". type=dir\nx =1\n",
+            ". type=dir \\",
+        ] {
+            assert!(parse(bad.as_bytes()).is_err(), "{bad:?}");
+        }
+    }
+}
