@@ -47,6 +47,8 @@ fn kill_9_at_any_moment_leaves_a_valid_layout() {
     let bundle = tmp.path().join("bundle");
     rumoci_ok(&["unpack", "--image", &img, s(&bundle)]);
     big_source(&bundle.join("rootfs/changed"));
+    // keep the bundle's source image reachable while `t` moves on
+    rumoci_ok(&["tag", "--image", &img, "bundle-source"]);
 
     let commands: Vec<Vec<String>> = vec![
         vec![
