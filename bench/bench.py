@@ -62,7 +62,7 @@ def copy_layout(src, work):
     return dst
 
 
-def scenarios(layout):
+def scenarios(layout, rootfs_base):
     def unpack(tag):
         def prep(tool, work):
             b = os.path.join(work, "bundle")
@@ -80,7 +80,35 @@ def scenarios(layout):
         subprocess.run([RUMOCI, "rm", "--image", f"{l}:edit"], check=True)
         return [tool, "gc", "--layout", l]
 
+    def repack_one_file(tool, work):
+        # each tool repacks a bundle it unpacked itself (untimed), after a
+        # one-file change
+        l = copy_layout(layout, work)
+        b = os.path.join(work, "bundle")
+        if os.path.exists(b):
+            shutil.rmtree(b)
+        subprocess.run([tool, "unpack", "--image", f"{l}:fat", b], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        with open(os.path.join(b, "rootfs", "etc", "hostname"), "a") as f:
+            f.write("changed\n")
+        return [tool, "repack", "--image", f"{l}:fat", b]
+
+    def repack_tree(tool, work):
+        # a whole debootstrap tree into one layer on an empty image
+        l = copy_layout(layout, work)
+        subprocess.run([RUMOCI, "new", "--image", f"{l}:empty"], check=True)
+        b = os.path.join(work, "bundle")
+        if os.path.exists(b):
+            shutil.rmtree(b)
+        subprocess.run([tool, "unpack", "--image", f"{l}:empty", b], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        sh(f"cp -a {rootfs_base}/. {b}/rootfs/")
+        return [tool, "repack", "--image", f"{l}:empty", b]
+
     out = [Scenario(f"unpack {t}", unpack(t)) for t in ("base", "fat", "many", "big")]
+    out += [Scenario("repack 1-file fat", repack_one_file)]
+    if os.path.isdir(rootfs_base):
+        out += [Scenario("repack full tree", repack_tree)]
     out += [Scenario("config", config), Scenario("gc", gc)]
     return out
 
@@ -139,7 +167,7 @@ def main():
             layout = copy_layout(src, work)
             scratch = os.path.join(work, "scratch")
             os.makedirs(scratch)
-            for scn in scenarios(layout):
+            for scn in scenarios(layout, os.path.join(args.cache, "rootfs-base")):
                 if args.only and not any(o in scn.name for o in args.only.split(",")):
                     continue
                 sub = scn.name.split()[0]

@@ -167,6 +167,82 @@ fn dir_cas_plugin_writes_the_same_layout_as_the_builtin_driver() {
     }
 }
 
+/// unpack → change → repack → gc on one layout through `driver`; returns the
+/// bundle and the unpack of the repacked image.
+fn bundle_scenario(layout: &Path, work: &Path, driver: &[&str]) -> (PathBuf, PathBuf) {
+    let img = format!("{}:t", s(layout));
+    let with = |args: &[&str]| -> String {
+        let mut a: Vec<&str> = driver.to_vec();
+        a.extend_from_slice(args);
+        rd_ok(&a)
+    };
+    let bundle = work.join("bundle");
+    with(&["unpack", "--image", &img, s(&bundle)]);
+    let r = bundle.join("rootfs");
+    std::fs::create_dir_all(r.join("added/dir")).expect("mkdir");
+    std::fs::write(r.join("added/dir/file"), b"through a driver\n").expect("w");
+    std::fs::remove_dir_all(r.join("usr/share")).expect("rm");
+    run_ok("chmod", &["0700", s(&r.join("usr"))]);
+    run_ok(
+        "touch",
+        &[
+            "-d",
+            "@1600000000",
+            s(&r.join("added/dir/file")),
+            s(&r.join("added/dir")),
+            s(&r.join("added")),
+            s(&r.join("usr")),
+            s(r.as_path()),
+        ],
+    );
+    with(&["repack", "--image", &img, s(&bundle)]);
+    with(&["gc", "--layout", s(layout)]);
+    let again = work.join("again");
+    with(&["unpack", "--image", &img, s(&again)]);
+    (bundle, again)
+}
+
+#[test]
+fn unpack_repack_gc_through_the_plugin_match_the_builtin_driver() {
+    if !have("umoci") || !have("setfattr") {
+        eprintln!("skipped: umoci or setfattr missing");
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (_, base) = go_image(tmp.path());
+    let mut results = Vec::new();
+    for (name, driver) in [("builtin", None), ("plugin", Some(plugin("dir-cas")))] {
+        let work = tmp.path().join(name);
+        std::fs::create_dir_all(&work).expect("mkdir");
+        let layout = work.join("layout");
+        run_ok("cp", &["-a", s(&base), s(&layout)]);
+        let flags: Vec<&str> = match &driver {
+            Some(w) => vec!["--driver", w.as_str()],
+            None => vec![],
+        };
+        let (bundle, again) = bundle_scenario(&layout, &work, &flags);
+        assert_same_tree(&bundle.join("rootfs"), &again.join("rootfs"));
+        results.push((layout, bundle, again));
+    }
+    let (la, ba, ua) = &results[0];
+    let (lb, bb, ub) = &results[1];
+    // identical layouts (same blobs, same index.json), bundles and trees
+    assert_eq!(snapshot(la), snapshot(lb), "layouts differ");
+    assert_same_tree(&ba.join("rootfs"), &bb.join("rootfs"));
+    assert_same_tree(&ua.join("rootfs"), &ub.join("rootfs"));
+    for f in ["config.json", "umoci.json"] {
+        assert_eq!(
+            std::fs::read(ua.join(f)).expect("read"),
+            std::fs::read(ub.join(f)).expect("read"),
+            "{f} differs"
+        );
+    }
+    // and the Go umoci reads what the plugin wrote
+    let go = tmp.path().join("go");
+    run_ok("umoci", &["unpack", "--image", &format!("{}:t", s(lb)), s(&go)]);
+    assert_same_tree(&bb.join("rootfs"), &go.join("rootfs"));
+}
+
 #[test]
 fn driver_info_and_spec_errors() {
     let wasm = plugin("dir-cas");

@@ -371,3 +371,59 @@ fn same_change_same_layer_and_skopeo_round_trips() {
         assert_same_tree(&orig.join("rootfs"), &ub.join("rootfs"));
     }
 }
+
+fn mtree_file(bundle: &Path) -> std::path::PathBuf {
+    std::fs::read_dir(bundle)
+        .expect("bundle")
+        .map(|e| e.expect("entry").path())
+        .find(|p| p.extension().is_some_and(|e| e == "mtree"))
+        .expect("an mtree file")
+}
+
+#[test]
+fn mtree_validate_reads_both_umocis_manifests() {
+    if !have("umoci") || !have("setfattr") {
+        eprintln!("skipped: umoci or setfattr missing");
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (img, _) = go_image(tmp.path());
+    let go = tmp.path().join("go");
+    let ours = tmp.path().join("ours");
+    run_ok("umoci", &["unpack", "--image", &img, s(&go)]);
+    rumoci_ok(&["unpack", "--image", &img, s(&ours)]);
+    // the Go umoci's manifest (go-mtree's own writer, /set lines) and ours
+    // both describe their tree with zero differences
+    for b in [&go, &ours] {
+        let m = mtree_file(b);
+        rumoci_ok(&["raw", "mtree-validate", "-f", s(&m), "-p", s(&b.join("rootfs"))]);
+    }
+    // and each describes the other's tree too (identical unpacks)
+    rumoci_ok(&[
+        "raw",
+        "mtree-validate",
+        "-f",
+        s(&mtree_file(&go)),
+        "-p",
+        s(&ours.join("rootfs")),
+    ]);
+    // a change is reported, with the path, and fails
+    std::fs::write(ours.join("rootfs/usr/new"), b"changed\n").expect("w");
+    run_ok("touch", &["-d", "@1000", s(&ours.join("rootfs/usr/new"))]);
+    let m = mtree_file(&ours);
+    let out = rumoci(&["raw", "mtree-validate", "-f", s(&m), "-p", s(&ours.join("rootfs"))]);
+    assert!(!out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "usr/new: modified\n");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("validation failed: 1 differences found"));
+    // restricted to keywords that did not change, it passes
+    rumoci_ok(&[
+        "raw",
+        "mtree-validate",
+        "-k",
+        "type,uid,gid,mode",
+        "-f",
+        s(&m),
+        "-p",
+        s(&ours.join("rootfs")),
+    ]);
+}

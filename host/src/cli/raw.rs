@@ -16,6 +16,32 @@ pub enum Command {
     /// Generate only the runtime config.json of an image.
     #[command(visible_alias = "config")]
     RuntimeConfig(RuntimeConfigArgs),
+    /// Check a tree against an mtree manifest (like `gomtree validate`).
+    #[command(hide = true)]
+    MtreeValidate(MtreeValidateArgs),
+}
+
+/// Arguments of `raw mtree-validate`.
+#[derive(clap::Args, Debug)]
+pub struct MtreeValidateArgs {
+    /// The mtree manifest.
+    #[arg(short = 'f', long = "manifest", visible_alias = "file")]
+    manifest: std::path::PathBuf,
+    /// The tree to check.
+    #[arg(short = 'p', long)]
+    path: std::path::PathBuf,
+    /// Keywords to add to the set (comma or space separated).
+    #[arg(short = 'K', long = "add-keywords")]
+    add_keywords: Vec<String>,
+    /// Use only these keywords (comma or space separated).
+    #[arg(short = 'k', long = "use-keywords")]
+    use_keywords: Vec<String>,
+    /// Use umoci's keyword set.
+    #[arg(long = "umoci-keywords")]
+    umoci_keywords: bool,
+    /// Accepted for compatibility (ownership is compared as recorded).
+    #[arg(long)]
+    rootless: bool,
 }
 
 /// Arguments of `raw runtime-config`.
@@ -68,7 +94,58 @@ pub fn run(c: Command) -> Result<()> {
         Command::AddLayer(a) => add_layer(a),
         Command::Unpack(a) => raw_unpack(a),
         Command::RuntimeConfig(a) => runtime_config(a),
+        Command::MtreeValidate(a) => mtree_validate(a),
     }
+}
+
+fn split_keywords(v: &[String]) -> Vec<String> {
+    v.iter()
+        .flat_map(|s| s.split([',', ' ']))
+        .filter(|k| !k.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+fn mtree_validate(a: MtreeValidateArgs) -> Result<()> {
+    use rumoci::mtree::{UMOCI_KEYWORDS, diff, parse};
+    let f = std::fs::File::open(&a.manifest)
+        .with_context(|| format!("open {}", a.manifest.display()))?;
+    let mut spec = parse::parse(std::io::BufReader::new(f))
+        .with_context(|| format!("parse {}", a.manifest.display()))?;
+    let _ = a.rootless;
+    // -k, else --umoci-keywords, else what the manifest uses; plus -K; type always
+    let mut keys = split_keywords(&a.use_keywords);
+    if keys.is_empty() && a.umoci_keywords {
+        keys = UMOCI_KEYWORDS.split(',').map(str::to_string).collect();
+    }
+    if !keys.is_empty() {
+        keys.extend(split_keywords(&a.add_keywords));
+        keys.push("type".into());
+        let keep = |k: &str| {
+            keys.iter()
+                .any(|w| w == k || (w == "xattr" && k.starts_with("xattr.")))
+        };
+        for kw in spec.entries.values_mut() {
+            kw.retain(|k, _| keep(k));
+        }
+        spec.keywords = Some(keys.clone());
+    }
+    let (deltas, _) = diff::compare(&a.path, &spec, None)
+        .with_context(|| format!("walk {}", a.path.display()))?;
+    for d in &deltas {
+        let kind = match d.kind {
+            diff::DeltaKind::Missing => "missing",
+            diff::DeltaKind::Extra => "extra",
+            diff::DeltaKind::Modified => "modified",
+        };
+        let p = String::from_utf8_lossy(&d.path);
+        let p = if p.is_empty() { ".".into() } else { p };
+        super::util::print_out(&format!("{p}: {kind}\n"))?;
+    }
+    if !deltas.is_empty() {
+        anyhow::bail!("validation failed: {} differences found", deltas.len());
+    }
+    Ok(())
 }
 
 fn add_layer(a: AddLayerArgs) -> Result<()> {

@@ -158,7 +158,7 @@ impl<'a> Walker<'a> {
                 return Ok(true);
             }
         }
-        if ty == "file" || ty == "dir" {
+        if (ty == "file" || ty == "dir") && self.spec.uses("xattr") {
             let want: BTreeMap<Vec<u8>, &str> = kw
                 .iter()
                 .filter_map(|(k, v)| {

@@ -34,6 +34,17 @@ pub type Keywords = BTreeMap<String, String>;
 pub struct Spec {
     /// The entries.
     pub entries: BTreeMap<Vec<u8>, Keywords>,
+    /// The keyword set from the `# keywords:` header comment, if any.
+    pub keywords: Option<Vec<String>>,
+}
+
+impl Spec {
+    /// Whether `keyword` is compared: named in the header, or no header.
+    pub fn uses(&self, keyword: &str) -> bool {
+        self.keywords
+            .as_ref()
+            .is_none_or(|k| k.iter().any(|w| w == keyword))
+    }
 }
 
 fn syntax(line: usize, reason: impl Into<String>) -> ParseError {
@@ -116,7 +127,20 @@ pub fn parse(input: impl BufRead) -> Result<Spec, ParseError> {
         pending.push_str(&line);
         let full = std::mem::take(&mut pending);
         let text = full.trim();
-        if text.is_empty() || text.starts_with('#') {
+        if let Some(c) = text.strip_prefix('#') {
+            if let Some(k) = c.trim().strip_prefix("keywords:")
+                && spec.keywords.is_none()
+            {
+                spec.keywords = Some(
+                    k.split([',', ' '])
+                        .filter(|w| !w.is_empty())
+                        .map(str::to_string)
+                        .collect(),
+                );
+            }
+            continue;
+        }
+        if text.is_empty() {
             continue;
         }
         let mut words = text.split_ascii_whitespace();
@@ -215,6 +239,9 @@ mod tests {
         assert_eq!(p["tar_time"], "5.000000000");
         assert!(!s.entries[&b"etc/group"[..]].contains_key("mode"));
         assert_eq!(s.entries[&b"hello"[..]]["mode"], "0644");
+        assert!(s.keywords.is_none() && s.uses("xattr"));
+        let k = parse("#      keywords: size,type,uid\n. type=dir\n..\n".as_bytes()).expect("parse");
+        assert!(k.uses("size") && !k.uses("xattr"));
     }
 
     #[test]
