@@ -20,5 +20,6 @@ pub mod layer;
 pub mod mtree;
 pub mod mutate;
 pub mod oci;
+pub mod progress;
 pub mod repack;
 pub mod unpack;

@@ -105,28 +105,20 @@ pub fn unpack_rootfs(
             manifest.layers.len()
         );
         let blob = ext::open_verified(cas, layer)?;
-        let plain = decompressor(&layer.media_type, blob)
+        let progress = crate::progress::LayerProgress::new(
+            format!("layer {}/{}", i + 1, manifest.layers.len()),
+            u64::try_from(layer.size).unwrap_or(0),
+        );
+        let counted = progress.reader(blob);
+        let plain = decompressor(&layer.media_type, Box::new(counted))
             .map_err(|e| UnpackError::Invalid(format!("layer {}: {e}", layer.digest)))?;
         let mut reader = DiffIdReader {
             inner: plain,
             hasher: diff_id.algorithm().hasher(),
             size: 0,
         };
-        ex.apply_layer(&root, &mut reader)
-            .map_err(|source| UnpackError::Layer {
-                digest: layer.digest.clone(),
-                source,
-            })?;
-        // trailing bytes after the end of the archive count for the diff_id,
-        // and reading to the end verifies the blob's digest
-        let trailing = std::io::copy(&mut reader, &mut std::io::sink())
-            .map_err(|e| CasError::io(format!("layer {}", layer.digest), e))?;
-        if trailing > 0 {
-            tracing::debug!(
-                "layer {}: {trailing} bytes after the end of the archive",
-                layer.digest
-            );
-        }
+        pipelined_apply(&mut ex, &root, &mut reader, &layer.digest)?;
+        progress.finish();
         let got = reader.hasher.finish();
         if &got != diff_id {
             return Err(UnpackError::Invalid(format!(
@@ -136,6 +128,107 @@ pub fn unpack_rootfs(
         }
     }
     Ok(ex)
+}
+
+/// Chunks handed from the reading thread to the extracting thread.
+const CHUNK: usize = 1 << 20;
+/// Chunks in flight (bounds memory to a few MiB).
+const IN_FLIGHT: usize = 4;
+
+/// Reads chunks from the channel as one stream.
+struct ChannelReader {
+    rx: std::sync::mpsc::Receiver<Vec<u8>>,
+    buf: Vec<u8>,
+    pos: usize,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        while self.pos == self.buf.len() {
+            match self.rx.recv() {
+                Ok(b) => {
+                    self.buf = b;
+                    self.pos = 0;
+                }
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = out.len().min(self.buf.len() - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+/// Apply one layer with reading, verifying, decompressing and diff_id
+/// hashing on this thread and tar parsing, file writing and file hashing on
+/// another, so the two halves overlap on two cores. The stream is read to
+/// its very end (trailing bytes count for the diff_id, and the end is where
+/// the blob digest is checked), whatever the extractor does.
+fn pipelined_apply(
+    ex: &mut Extractor,
+    root: &Root,
+    reader: &mut dyn Read,
+    digest: &Digest,
+) -> Result<(), UnpackError> {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(IN_FLIGHT);
+    std::thread::scope(|s| {
+        let worker = s.spawn(move || {
+            let mut r = ChannelReader {
+                rx,
+                buf: Vec::new(),
+                pos: 0,
+            };
+            let res = ex.apply_layer(root, &mut r);
+            // keep the reader going to the end, whatever happened
+            let trailing = std::io::copy(&mut r, &mut std::io::sink()).unwrap_or(0);
+            (res, trailing)
+        });
+        let mut read_err = None;
+        loop {
+            let mut chunk = vec![0u8; CHUNK];
+            let mut filled = 0;
+            while filled < CHUNK {
+                match reader.read(&mut chunk[filled..]) {
+                    Ok(0) => break,
+                    Ok(n) => filled += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        read_err = Some(e);
+                        break;
+                    }
+                }
+            }
+            if filled == 0 || read_err.is_some() {
+                break;
+            }
+            chunk.truncate(filled);
+            if tx.send(chunk).is_err() {
+                // the extractor stopped early (an error): finish reading so
+                // that a corrupt blob is reported as such
+                if let Err(e) = std::io::copy(reader, &mut std::io::sink()) {
+                    read_err = Some(e);
+                }
+                break;
+            }
+        }
+        drop(tx);
+        let (res, trailing) = worker
+            .join()
+            .map_err(|_| UnpackError::Invalid(format!("layer {digest}: extractor panicked")))?;
+        // a bad blob (digest, size, compression) explains any extraction error
+        if let Some(e) = read_err {
+            return Err(UnpackError::Cas(CasError::io(format!("layer {digest}"), e)));
+        }
+        res.map_err(|source| UnpackError::Layer {
+            digest: digest.clone(),
+            source,
+        })?;
+        if trailing > 0 {
+            tracing::debug!("layer {digest}: {trailing} bytes after the end of the archive");
+        }
+        Ok(())
+    })
 }
 
 /// Check one layer blob stream (already size/digest verified as it is
