@@ -293,6 +293,40 @@ pub fn set_tag(cas: &dyn Cas, tag: &str, desc: &Descriptor) -> Result<(), CasErr
     Ok(())
 }
 
+/// Point `tag` at `desc` only if it still points at `expected` (its current
+/// `index.json` entry has that digest; `None`: only if `tag` is absent).
+/// Returns whether the tag was changed. Read-modify-write commands use this
+/// to notice a concurrent update of the same tag and redo their change on
+/// top of it instead of overwriting it.
+pub fn set_tag_if(
+    cas: &dyn Cas,
+    tag: &str,
+    expected: Option<&Descriptor>,
+    desc: &Descriptor,
+) -> Result<bool, CasError> {
+    check_tag(tag)?;
+    let mut entry = desc.clone();
+    entry
+        .annotations
+        .insert(media::ANNOTATION_REF_NAME.to_string(), tag.to_string());
+    let mut changed = false;
+    update_index(cas, &mut |index| {
+        let current = index
+            .manifests
+            .iter()
+            .rev()
+            .find(|d| d.ref_name() == Some(tag))
+            .map(|d| &d.digest);
+        changed = current == expected.map(|d| &d.digest);
+        if changed {
+            index.manifests.retain(|d| d.ref_name() != Some(tag));
+            index.manifests.push(entry.clone());
+        }
+        Ok(())
+    })?;
+    Ok(changed)
+}
+
 /// Remove every `index.json` entry named `tag`; returns how many went.
 pub fn remove_tag(cas: &dyn Cas, tag: &str) -> Result<usize, CasError> {
     let mut removed = 0;

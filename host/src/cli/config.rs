@@ -1,7 +1,6 @@
 //! `rumoci config --image PATH[:TAG] [--config.* …]`
 
-use anyhow::{Context, Result};
-use rumoci::cas::refs;
+use anyhow::Result;
 use rumoci::mutate::Mutator;
 use serde_json::Value;
 
@@ -175,12 +174,7 @@ pub fn run(a: Args) -> Result<()> {
     let (cas, r) = a.image.open()?;
     let dest = a.tag.destination(&r.tag)?.to_string();
     let _guard = cas.writer_guard()?;
-    let path = refs::resolve(cas.as_ref(), &r.tag, a.image.platform()?.as_ref())
-        .with_context(|| format!("resolve {}:{}", r.layout.display(), r.tag))?;
-    let mut m = Mutator::new(cas.as_ref(), path)?;
-    apply(&a, &mut m)?;
-    let new_path = m.commit()?;
-    refs::set_tag(cas.as_ref(), &dest, new_path.root())?;
+    super::util::mutate_tag(cas.as_ref(), &a.image, &dest, &mut |m| apply(&a, m))?;
     tracing::info!("updated {}:{dest}", r.layout.display());
     Ok(())
 }

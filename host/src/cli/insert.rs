@@ -4,9 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use rumoci::cas::refs;
 use rumoci::layer::generate::{GenerateOptions, TarGenerator, add_tree};
-use rumoci::mutate::Mutator;
 
 use super::util::{CompressArgs, HistoryArgs, ImageArgs, MapArgs, TagArgs, source_date_epoch};
 
@@ -53,26 +51,29 @@ pub fn run(a: Args) -> Result<()> {
     let (cas, r) = a.image.open()?;
     let dest = a.tag.destination(&r.tag)?.to_string();
     let _guard = cas.writer_guard()?;
-    let path = refs::resolve(cas.as_ref(), &r.tag, a.image.platform()?.as_ref())
-        .with_context(|| format!("resolve {}:{}", r.layout.display(), r.tag))?;
-    let mut m = Mutator::new(cas.as_ref(), path)?;
-    let compression = a.compress.pick(&m.manifest().layers)?;
-    let history = a.history.entry("umoci insert", "", false)?;
-    let layer = m.begin_layer(compression)?;
     let map = a.map.options(false)?;
-    let opts = GenerateOptions {
-        owner: rumoci::layer::idmap::owner_mapper(map.uid_map, map.gid_map, map.rootless),
-        clamp_mtime: source_date_epoch()?,
-    };
-    let mut tar = TarGenerator::new(layer, opts);
-    match &source {
-        Some(src) => add_tree(&mut tar, src, &target, a.opaque),
-        None => tar.add_whiteout(target.trim_matches('/')),
-    }
-    .with_context(|| format!("insert {target}"))?;
-    let layer = tar.finish()?;
-    m.finish_layer(layer, history)?;
-    let new_path = m.commit()?;
-    refs::set_tag(cas.as_ref(), &dest, new_path.root())?;
+    let clamp = source_date_epoch()?;
+    super::util::mutate_tag(cas.as_ref(), &a.image, &dest, &mut |m| {
+        let compression = a.compress.pick(&m.manifest().layers)?;
+        let history = a.history.entry("umoci insert", "", false)?;
+        let layer = m.begin_layer(compression)?;
+        let opts = GenerateOptions {
+            owner: rumoci::layer::idmap::owner_mapper(
+                map.uid_map.clone(),
+                map.gid_map.clone(),
+                map.rootless,
+            ),
+            clamp_mtime: clamp,
+        };
+        let mut tar = TarGenerator::new(layer, opts);
+        match &source {
+            Some(src) => add_tree(&mut tar, src, &target, a.opaque),
+            None => tar.add_whiteout(target.trim_matches('/')),
+        }
+        .with_context(|| format!("insert {target}"))?;
+        let layer = tar.finish()?;
+        m.finish_layer(layer, history)?;
+        Ok(())
+    })?;
     Ok(())
 }

@@ -2,7 +2,6 @@
 
 use anyhow::{Context, Result};
 use rumoci::cas::refs;
-use rumoci::mutate::Mutator;
 
 use super::util::{CompressArgs, HistoryArgs, ImageArgs, MapArgs, TagArgs};
 
@@ -155,21 +154,19 @@ fn add_layer(a: AddLayerArgs) -> Result<()> {
             a.layer.display()
         );
     }
-    let mut file = std::fs::File::open(&a.layer)
-        .with_context(|| format!("open layer {}", a.layer.display()))?;
     let (cas, r) = a.image.open()?;
     let dest = a.tag.destination(&r.tag)?.to_string();
     let _guard = cas.writer_guard()?;
-    let path = refs::resolve(cas.as_ref(), &r.tag, a.image.platform()?.as_ref())
-        .with_context(|| format!("resolve {}:{}", r.layout.display(), r.tag))?;
-    let mut m = Mutator::new(cas.as_ref(), path)?;
-    let compression = a.compress.pick(&m.manifest().layers)?;
-    let author = m.config().author.clone();
-    let history = a.history.entry("umoci raw add-layer", &author, false)?;
-    m.add_layer(&mut file, compression, history)
-        .with_context(|| format!("add layer {}", a.layer.display()))?;
-    let new_path = m.commit()?;
-    refs::set_tag(cas.as_ref(), &dest, new_path.root())?;
+    super::util::mutate_tag(cas.as_ref(), &a.image, &dest, &mut |m| {
+        let mut file = std::fs::File::open(&a.layer)
+            .with_context(|| format!("open layer {}", a.layer.display()))?;
+        let compression = a.compress.pick(&m.manifest().layers)?;
+        let author = m.config().author.clone();
+        let history = a.history.entry("umoci raw add-layer", &author, false)?;
+        m.add_layer(&mut file, compression, history)
+            .with_context(|| format!("add layer {}", a.layer.display()))?;
+        Ok(())
+    })?;
     Ok(())
 }
 

@@ -330,3 +330,47 @@ impl MapArgs {
         })
     }
 }
+
+/// Read-modify-write of an image without lost updates: resolve the source
+/// tag, let `f` change the image, commit, and point `dest` at the result —
+/// when `dest` is the source tag, only if it still points where it did;
+/// otherwise another writer got there first and the change is redone on top
+/// of theirs. (The Go umoci overwrites, losing the other update.)
+pub fn mutate_tag(
+    cas: &dyn rumoci::cas::Cas,
+    image: &ImageArgs,
+    dest: &str,
+    f: &mut dyn FnMut(&mut rumoci::mutate::Mutator) -> Result<()>,
+) -> Result<rumoci::cas::refs::DescriptorPath> {
+    use anyhow::Context as _;
+    use rumoci::cas::refs;
+    let r = image.reference()?;
+    let platform = image.platform()?;
+    for attempt in 0..64 {
+        let path = refs::resolve(cas, &r.tag, platform.as_ref())
+            .with_context(|| format!("resolve {}:{}", r.layout.display(), r.tag))?;
+        let old_root = path.root().clone();
+        let mut m = rumoci::mutate::Mutator::new(cas, path)?;
+        f(&mut m)?;
+        let new_path = m.commit()?;
+        let done = if dest == r.tag {
+            refs::set_tag_if(cas, dest, Some(&old_root), new_path.root())?
+        } else {
+            refs::set_tag(cas, dest, new_path.root())?;
+            true
+        };
+        if done {
+            return Ok(new_path);
+        }
+        tracing::debug!(
+            "{}:{} changed while this command ran (attempt {attempt}); redoing the change on top",
+            r.layout.display(),
+            r.tag
+        );
+    }
+    anyhow::bail!(
+        "{}:{}: gave up after too many concurrent updates",
+        r.layout.display(),
+        r.tag
+    )
+}

@@ -2,9 +2,7 @@
 
 use std::io::{self, Write};
 
-use flate2::Compression as GzLevel;
-use flate2::write::GzEncoder;
-
+use super::pgzip::ParGzEncoder;
 use crate::oci::{Descriptor, media};
 
 /// How a new layer blob is compressed.
@@ -59,7 +57,7 @@ impl Compression {
     pub fn writer<'a, W: Write + Send + 'a>(self, out: W) -> io::Result<Compressor<'a, W>> {
         Ok(match self {
             Compression::None => Compressor::None(out),
-            Compression::Gzip => Compressor::Gzip(GzEncoder::new(out, GzLevel::default())),
+            Compression::Gzip => Compressor::Gzip(ParGzEncoder::new(out)),
             Compression::Zstd => {
                 let mut enc = zstd::stream::write::Encoder::new(out, 3)?;
                 let threads = std::thread::available_parallelism()
@@ -79,8 +77,8 @@ impl Compression {
 pub enum Compressor<'a, W: Write> {
     /// Pass-through.
     None(W),
-    /// gzip.
-    Gzip(GzEncoder<W>),
+    /// gzip, compressed in parallel (one deterministic gzip member).
+    Gzip(ParGzEncoder<W>),
     /// zstd.
     Zstd(zstd::stream::write::Encoder<'a, W>),
 }

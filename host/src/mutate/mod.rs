@@ -3,6 +3,7 @@
 //! `mutate.Mutator` does). The caller retags the returned root.
 
 mod compress;
+mod pgzip;
 
 use std::io::Read;
 
