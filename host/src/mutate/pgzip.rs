@@ -1,7 +1,7 @@
 //! A pigz-style parallel gzip encoder for layer blobs.
 //!
 //! The input is cut into fixed [`BLOCK`]-sized blocks. Each block is
-//! compressed independently on a worker thread as raw deflate (level 6),
+//! compressed independently on a worker thread as raw deflate (level 3),
 //! primed with the last 32 KiB of the previous block's input as a preset
 //! dictionary, and ended with a sync flush (the final block with a finish).
 //! The compressed blocks are concatenated in order inside one gzip member
@@ -29,8 +29,10 @@ pub const BLOCK: usize = 128 * 1024;
 /// window).
 const DICT: usize = 32 * 1024;
 
-/// Deflate level (zlib's default).
-const LEVEL: u32 = 6;
+/// Deflate level. Level 3 makes layers the size the Go umoci's pgzip makes
+/// (95.01 vs 95.09 MB for a debootstrap tree) with ~20% less CPU than
+/// zlib's default 6 (93.4 MB); level 1 would cost 19% in size.
+const LEVEL: u32 = 3;
 
 /// Most worker threads an encoder starts.
 const MAX_THREADS: usize = 4;
@@ -582,7 +584,7 @@ mod tests {
     fn ratio_close_to_single_threaded() {
         let data = text(4 * 1024 * 1024, 9, 200);
         let ours = encode(&data, 4, 65536);
-        let mut single = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
+        let mut single = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(LEVEL));
         single.write_all(&data).expect("write");
         let single = single.finish().expect("finish");
         let ratio = ours.len() as f64 / single.len() as f64;
@@ -710,7 +712,7 @@ mod tests {
         };
 
         let (t, c) = (std::time::Instant::now(), cpu());
-        let mut single = flate2::write::GzEncoder::new(Count(0), flate2::Compression::new(6));
+        let mut single = flate2::write::GzEncoder::new(Count(0), flate2::Compression::new(LEVEL));
         for c in data.chunks(64 * 1024) {
             single.write_all(c).expect("write");
         }
