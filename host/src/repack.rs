@@ -117,10 +117,9 @@ pub fn read_meta(bundle: &Path) -> Result<(Meta, DescriptorPath), RepackError> {
 
 fn load_spec(bundle: &Path, path: &DescriptorPath) -> Result<Spec, RepackError> {
     let p = bundle.join(mtree_name(path));
-    let f = std::fs::File::open(&p)
-        .map_err(|e| bundle_err(bundle, format!("{}: {e}", p.display())))?;
-    parse::parse(BufReader::new(f))
-        .map_err(|e| bundle_err(bundle, format!("{}: {e}", p.display())))
+    let f =
+        std::fs::File::open(&p).map_err(|e| bundle_err(bundle, format!("{}: {e}", p.display())))?;
+    parse::parse(BufReader::new(f)).map_err(|e| bundle_err(bundle, format!("{}: {e}", p.display())))
 }
 
 fn load_cache(bundle: &Path, path: &DescriptorPath) -> Option<StatCache> {
@@ -277,7 +276,7 @@ pub fn refresh_bundle(bundle: &Path, outcome: &RepackOutcome) -> Result<(), Repa
         new_path,
         &outcome.unchanged_digests,
     )
-        .map_err(|e| bundle_err(bundle, e.to_string()))?;
+    .map_err(|e| bundle_err(bundle, e.to_string()))?;
     tracing::debug!("refresh: {written} files re-hashed");
     let new_meta = Meta::new(new_path, meta.map_options);
     new_meta.write(bundle).map_err(|e| bundle_err(bundle, e))?;

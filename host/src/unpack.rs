@@ -107,7 +107,7 @@ pub fn unpack_rootfs(
         let blob = ext::open_verified(cas, layer)?;
         let progress = crate::progress::LayerProgress::new(
             format!("layer {}/{}", i + 1, manifest.layers.len()),
-            u64::try_from(layer.size).unwrap_or(0),
+            layer.size,
         );
         let counted = progress.reader(blob);
         let plain = decompressor(&layer.media_type, Box::new(counted))

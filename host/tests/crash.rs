@@ -96,11 +96,10 @@ fn kill_9_at_any_moment_leaves_a_valid_layout() {
         let st = rumoci_ok(&["stat", "--json", "--image", &img]);
         let v: serde_json::Value = serde_json::from_str(&st).expect("json");
         assert!(
-            v["manifest"]["blob"]["layers"]
+            !v["manifest"]["blob"]["layers"]
                 .as_array()
                 .expect("layers")
-                .len()
-                >= 1
+                .is_empty()
         );
         // no temporary is visible as a blob
         for e in std::fs::read_dir(l.join("blobs/sha256")).expect("blobs") {

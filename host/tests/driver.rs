@@ -239,7 +239,10 @@ fn unpack_repack_gc_through_the_plugin_match_the_builtin_driver() {
     }
     // and the Go umoci reads what the plugin wrote
     let go = tmp.path().join("go");
-    run_ok("umoci", &["unpack", "--image", &format!("{}:t", s(lb)), s(&go)]);
+    run_ok(
+        "umoci",
+        &["unpack", "--image", &format!("{}:t", s(lb)), s(&go)],
+    );
     assert_same_tree(&bb.join("rootfs"), &go.join("rootfs"));
 }
 

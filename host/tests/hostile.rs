@@ -272,7 +272,7 @@ fn escapes_stay_inside_the_rootfs() {
 fn corrupt_input_fails_cleanly() {
     let w = World::new();
     let good = build_tar(&[E::Dir("d"), E::File("d/f", &[7u8; 5000])]);
-    let img = w.image("good", &[good.clone()]);
+    let img = w.image("good", std::slice::from_ref(&good));
     rumoci_ok(&["unpack", "--image", &img, s(&w.dir.join("ok"))]);
 
     // a truncated tar (its diff_id is its own, so only the tar is wrong)

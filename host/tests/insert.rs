@@ -242,7 +242,13 @@ fn insert_maps_owners_back_into_the_container() {
     // umoci's encoding of 992:123
     run_ok(
         "setfattr",
-        &["-n", "user.rootlesscontainers", "-v", "0x08e007107b", s(&src.join("rootless"))],
+        &[
+            "-n",
+            "user.rootlesscontainers",
+            "-v",
+            "0x08e007107b",
+            s(&src.join("rootless")),
+        ],
     );
     let l = tmp.path().join("l");
     rumoci_ok(&["init", "--layout", s(&l)]);

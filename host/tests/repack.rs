@@ -30,7 +30,13 @@ fn change_tree(r: &Path) {
     run_ok("chown", &["1234:5678", s(&r.join("new/dir"))]);
     run_ok(
         "setfattr",
-        &["-n", "user.added", "-v", "yes", s(&r.join("new/dir/file.txt"))],
+        &[
+            "-n",
+            "user.added",
+            "-v",
+            "yes",
+            s(&r.join("new/dir/file.txt")),
+        ],
     );
     run_ok("setfattr", &["-n", "user.d", "-v", "1", s(&r.join("new"))]);
     // a deleted tree (one whiteout); usr/hard loses its other link
@@ -53,19 +59,22 @@ fn change_tree(r: &Path) {
     // mtree compares mtimes in whole seconds, as umoci does: a directory
     // changed within the second the image was made would look unchanged,
     // so give the changed directories a distinct time
-    run_ok(
-        "touch",
-        &["-d", "@1600000000", s(&r.join("usr")), s(r)],
-    );
+    run_ok("touch", &["-d", "@1600000000", s(&r.join("usr")), s(r)]);
 }
 
 fn layers(layout: &Path, tag: &str) -> Vec<serde_json::Value> {
-    let m = read_blob_json(layout, index_entry(layout, tag)["digest"].as_str().expect("d"));
+    let m = read_blob_json(
+        layout,
+        index_entry(layout, tag)["digest"].as_str().expect("d"),
+    );
     m["layers"].as_array().expect("layers").clone()
 }
 
 fn config_of(layout: &Path, tag: &str) -> serde_json::Value {
-    let m = read_blob_json(layout, index_entry(layout, tag)["digest"].as_str().expect("d"));
+    let m = read_blob_json(
+        layout,
+        index_entry(layout, tag)["digest"].as_str().expect("d"),
+    );
     read_blob_json(layout, m["config"]["digest"].as_str().expect("d"))
 }
 
@@ -122,7 +131,10 @@ fn repack_round_trips_through_the_go_umoci() {
     let names = layer_names(&l, &after[before]);
     // one whiteout for the deleted tree, none for its children
     assert!(names.contains(&"usr/.wh.share".to_string()), "{names:?}");
-    assert!(!names.iter().any(|n| n.starts_with("usr/share/")), "{names:?}");
+    assert!(
+        !names.iter().any(|n| n.starts_with("usr/share/")),
+        "{names:?}"
+    );
     // only what changed: untouched files are not in the layer
     assert!(!names.iter().any(|n| n.contains("passwd")), "{names:?}");
     let cfg = config_of(&l, "t");
@@ -180,13 +192,19 @@ fn empty_diff_adds_history_only_and_refresh_moves_the_bundle() {
     assert_eq!(hist[h]["empty_layer"], true);
     // --no-history: nothing added at all, same layers
     rumoci_ok(&["repack", "--no-history", "--image", &img, s(&b)]);
-    assert_eq!(config_of(&l, "t")["history"].as_array().expect("h").len(), h);
+    assert_eq!(
+        config_of(&l, "t")["history"].as_array().expect("h").len(),
+        h
+    );
 
     // --refresh-bundle: the next repack diffs against the new image
     std::fs::write(b.join("rootfs/one"), b"1\n").expect("w");
     rumoci_ok(&["repack", "--refresh-bundle", "--image", &img, s(&b)]);
     assert_eq!(layers(&l, "t").len(), n + 1);
-    let manifest = index_entry(&l, "t")["digest"].as_str().expect("d").to_string();
+    let manifest = index_entry(&l, "t")["digest"]
+        .as_str()
+        .expect("d")
+        .to_string();
     let hex = manifest.trim_start_matches("sha256:");
     assert!(b.join(format!("sha256_{hex}.mtree")).exists());
     let mtrees: Vec<_> = std::fs::read_dir(&b)
@@ -214,7 +232,12 @@ fn empty_diff_adds_history_only_and_refresh_moves_the_bundle() {
     // writer) where umoci 0.6 truncates: use whole seconds here
     run_ok(
         "touch",
-        &["-d", "@1700000000", s(&b.join("rootfs/two")), s(&b.join("rootfs/three"))],
+        &[
+            "-d",
+            "@1700000000",
+            s(&b.join("rootfs/two")),
+            s(&b.join("rootfs/three")),
+        ],
     );
     run_ok("umoci", &["repack", "--image", &img, s(&b)]);
     let go = tmp.path().join("go");
@@ -252,8 +275,14 @@ fn masks_whiteout_names_and_mapped_owners() {
     let out = rumoci(&["repack", "--image", &img, s(&b)]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains(".wh.evil") && err.lines().count() <= 2, "{err}");
-    assert_eq!(std::fs::read(l.join("index.json")).expect("index"), index_before);
+    assert!(
+        err.contains(".wh.evil") && err.lines().count() <= 2,
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(l.join("index.json")).expect("index"),
+        index_before
+    );
     std::fs::remove_file(r.join(".wh.evil")).expect("rm");
 
     std::fs::create_dir_all(r.join("data")).expect("mkdir");
@@ -266,12 +295,22 @@ fn masks_whiteout_names_and_mapped_owners() {
     for p in ["data", "tmp"] {
         run_ok("chown", &["-R", "100000:200000", s(&r.join(p))]);
     }
-    rumoci_ok(&["repack", "--mask-path", "/tmp/cache", "--image", &img, s(&b)]);
+    rumoci_ok(&[
+        "repack",
+        "--mask-path",
+        "/tmp/cache",
+        "--image",
+        &img,
+        s(&b),
+    ]);
     let ls = layers(&l, "t");
     let names = layer_names(&l, ls.last().expect("layer"));
     assert!(names.iter().any(|n| n == "owned"), "{names:?}");
     assert!(!names.iter().any(|n| n.starts_with("data/")), "{names:?}");
-    assert!(!names.iter().any(|n| n.starts_with("tmp/cache")), "{names:?}");
+    assert!(
+        !names.iter().any(|n| n.starts_with("tmp/cache")),
+        "{names:?}"
+    );
     // host ids are mapped back into the container
     let go = tmp.path().join("go");
     run_ok("umoci", &["unpack", "--image", &img, s(&go)]);
@@ -310,9 +349,19 @@ fn same_change_same_layer_and_skopeo_round_trips() {
             .env("SOURCE_DATE_EPOCH", "1700000000")
             .output()
             .expect("run");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let cfg = config_of(&l, &format!("r{i}"));
-        diff_ids.push(cfg["rootfs"]["diff_ids"].as_array().expect("d").last().cloned());
+        diff_ids.push(
+            cfg["rootfs"]["diff_ids"]
+                .as_array()
+                .expect("d")
+                .last()
+                .cloned(),
+        );
         manifests.push(index_entry(&l, &format!("r{i}"))["digest"].clone());
     }
     // the same change gives the same diff_id whatever the compression, and
@@ -396,7 +445,14 @@ fn mtree_validate_reads_both_umocis_manifests() {
     // both describe their tree with zero differences
     for b in [&go, &ours] {
         let m = mtree_file(b);
-        rumoci_ok(&["raw", "mtree-validate", "-f", s(&m), "-p", s(&b.join("rootfs"))]);
+        rumoci_ok(&[
+            "raw",
+            "mtree-validate",
+            "-f",
+            s(&m),
+            "-p",
+            s(&b.join("rootfs")),
+        ]);
     }
     // and each describes the other's tree too (identical unpacks)
     rumoci_ok(&[
@@ -411,10 +467,19 @@ fn mtree_validate_reads_both_umocis_manifests() {
     std::fs::write(ours.join("rootfs/usr/new"), b"changed\n").expect("w");
     run_ok("touch", &["-d", "@1000", s(&ours.join("rootfs/usr/new"))]);
     let m = mtree_file(&ours);
-    let out = rumoci(&["raw", "mtree-validate", "-f", s(&m), "-p", s(&ours.join("rootfs"))]);
+    let out = rumoci(&[
+        "raw",
+        "mtree-validate",
+        "-f",
+        s(&m),
+        "-p",
+        s(&ours.join("rootfs")),
+    ]);
     assert!(!out.status.success());
     assert_eq!(String::from_utf8_lossy(&out.stdout), "usr/new: modified\n");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("validation failed: 1 differences found"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("validation failed: 1 differences found")
+    );
     // restricted to keywords that did not change, it passes
     rumoci_ok(&[
         "raw",

@@ -138,10 +138,10 @@ pub fn runtime_config(
     if !user.additional_gids.is_empty() {
         spec["process"]["user"]["additionalGids"] = json!(user.additional_gids);
     }
-    if let Some(home) = user.home.filter(|h| !h.is_empty()) {
-        if !env.iter().any(|e| e.starts_with("HOME=")) {
-            env.push(format!("HOME={home}"));
-        }
+    if let Some(home) = user.home.filter(|h| !h.is_empty())
+        && !env.iter().any(|e| e.starts_with("HOME="))
+    {
+        env.push(format!("HOME={home}"));
     }
     spec["process"]["env"] = json!(env);
 
@@ -176,10 +176,10 @@ pub fn runtime_config(
 
     let mapped = !map.uid_map.is_empty() || !map.gid_map.is_empty() || map.rootless;
     if mapped {
-        if let Some(ns) = spec["linux"]["namespaces"].as_array_mut() {
-            if !ns.iter().any(|n| n["type"] == "user") {
-                ns.push(json!({"type": "user"}));
-            }
+        if let Some(ns) = spec["linux"]["namespaces"].as_array_mut()
+            && !ns.iter().any(|n| n["type"] == "user")
+        {
+            ns.push(json!({"type": "user"}));
         }
         spec["linux"]["uidMappings"] = json!(map.uid_map);
         spec["linux"]["gidMappings"] = json!(map.gid_map);

@@ -153,7 +153,7 @@ pub fn resolve_user(spec: &str, root: Option<&Root>) -> Result<ExecUser, String>
             if let Some(p) = user_entry {
                 out.additional_gids = group
                     .iter()
-                    .filter(|e| e.members.iter().any(|m| *m == p.name))
+                    .filter(|e| e.members.contains(&p.name))
                     .map(|e| e.gid)
                     .collect();
             }

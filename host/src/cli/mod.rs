@@ -51,6 +51,7 @@ pub struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
+#[allow(clippy::large_enum_variant)]
 enum Command {
     /// Create a new OCI layout.
     Init(init::Args),

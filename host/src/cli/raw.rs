@@ -120,12 +120,11 @@ fn mtree_validate(a: MtreeValidateArgs) -> Result<()> {
     if !keys.is_empty() {
         keys.extend(split_keywords(&a.add_keywords));
         keys.push("type".into());
-        let keep = |k: &str| {
-            keys.iter()
-                .any(|w| w == k || (w == "xattr" && k.starts_with("xattr.")))
-        };
         for kw in spec.entries.values_mut() {
-            kw.retain(|k, _| keep(k));
+            kw.retain(|k, _| {
+                keys.iter()
+                    .any(|w| w == k || (w == "xattr" && k.starts_with("xattr.")))
+            });
         }
         spec.keywords = Some(keys.clone());
     }

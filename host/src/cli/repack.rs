@@ -33,8 +33,8 @@ pub struct Args {
 
 /// Add the changes made in a bundle's rootfs as a new layer, and tag it.
 pub fn run(a: Args) -> Result<()> {
-    let compression = rumoci::mutate::Compression::parse(&a.compress.compress)
-        .map_err(anyhow::Error::msg)?;
+    let compression =
+        rumoci::mutate::Compression::parse(&a.compress.compress).map_err(anyhow::Error::msg)?;
     let opts = RepackOptions {
         compression,
         mask_paths: a.mask_path.clone(),
@@ -55,7 +55,8 @@ pub fn run(a: Args) -> Result<()> {
     let out = repack_bundle(cas.as_ref(), &a.bundle, &opts).with_context(what)?;
     refs::set_tag(cas.as_ref(), &r.tag, out.path.root()).with_context(what)?;
     if a.refresh_bundle {
-        refresh_bundle(&a.bundle, &out).with_context(|| format!("refresh {}", a.bundle.display()))?;
+        refresh_bundle(&a.bundle, &out)
+            .with_context(|| format!("refresh {}", a.bundle.display()))?;
     }
     tracing::info!(
         "repacked {} into {}:{} ({} entries; {} walked, {} unchanged by the stat cache, {} hashed)",

@@ -91,16 +91,14 @@ pub fn normalise_args(args: impl Iterator<Item = OsString>) -> Vec<OsString> {
     let mut out = Vec::new();
     let mut after_dashdash = false;
     for a in args {
-        if !after_dashdash {
-            if let Some(s) = a.to_str() {
-                if s == "--" {
-                    after_dashdash = true;
-                } else if s.len() > 2 && s.starts_with('-') && !s.starts_with("--") {
-                    let name = s[1..].split('=').next().unwrap_or("");
-                    if longs.contains(name) {
-                        out.push(OsString::from(format!("-{s}")));
-                        continue;
-                    }
+        if !after_dashdash && let Some(s) = a.to_str() {
+            if s == "--" {
+                after_dashdash = true;
+            } else if s.len() > 2 && s.starts_with('-') && !s.starts_with("--") {
+                let name = s[1..].split('=').next().unwrap_or("");
+                if longs.contains(name) {
+                    out.push(OsString::from(format!("-{s}")));
+                    continue;
                 }
             }
         }

@@ -78,7 +78,7 @@ struct LayerState {
 fn ts(secs: i64, nanos: u32) -> Timespec {
     Timespec {
         tv_sec: secs,
-        tv_nsec: i64::from(nanos).into(),
+        tv_nsec: i64::from(nanos),
     }
 }
 
@@ -143,8 +143,7 @@ impl Extractor {
             dir_headers: BTreeMap::new(),
         };
         let entries = archive.entries().map_err(ExtractError::Tar)?;
-        let mut complete_entries = 0usize;
-        for entry in entries {
+        for (complete_entries, entry) in entries.enumerate() {
             let mut entry = match entry {
                 Ok(e) => e,
                 // Debian's umoci 0.4.7 writes `insert` layers without the
@@ -161,7 +160,6 @@ impl Extractor {
                 Err(e) => return Err(ExtractError::Tar(e)),
             };
             self.apply_entry(root, &mut entry, &mut st)?;
-            complete_entries += 1;
         }
         // restore directory times, deepest first
         let mut dirs: Vec<(&String, Timestamps)> = st
@@ -272,17 +270,17 @@ impl Extractor {
         let dir_times = &mut st.dir_times;
         let parent = root
             .mkdir_all(dir, &mut |p, fd| {
-                if !dir_times.contains_key(p) {
-                    if let Ok(s) = rustix::fs::fstat(fd) {
-                        dir_times.insert(p.to_string(), stat_times(&s));
-                    }
+                if !dir_times.contains_key(p)
+                    && let Ok(s) = rustix::fs::fstat(fd)
+                {
+                    dir_times.insert(p.to_string(), stat_times(&s));
                 }
             })
             .map_err(|e| entry_err(&path, format!("cannot create parent directory: {e}")))?;
-        if !st.dir_times.contains_key(dir) {
-            if let Ok(s) = rustix::fs::fstat(&parent) {
-                st.dir_times.insert(dir.to_string(), stat_times(&s));
-            }
+        if !st.dir_times.contains_key(dir)
+            && let Ok(s) = rustix::fs::fstat(&parent)
+        {
+            st.dir_times.insert(dir.to_string(), stat_times(&s));
         }
 
         // clobber whatever is in the way (unless both are directories)
@@ -629,10 +627,10 @@ impl Extractor {
             })
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        if self.opts.rootless {
-            if let Some(v) = encode_rootless(uid, gid) {
-                all.push((ROOTLESS_XATTR.to_string(), v));
-            }
+        if self.opts.rootless
+            && let Some(v) = encode_rootless(uid, gid)
+        {
+            all.push((ROOTLESS_XATTR.to_string(), v));
         }
         for (k, v) in all {
             match rustix::fs::lsetxattr(proc_path.as_str(), k.as_str(), &v, XattrFlags::empty()) {
@@ -665,10 +663,10 @@ impl Extractor {
             Err(Errno::NOENT) | Err(Errno::NOTDIR) => return Ok(()),
             Err(e) => return Err(entry_err(path, e)),
         };
-        if !st.dir_times.contains_key(dir) {
-            if let Ok(s) = rustix::fs::fstat(&parent) {
-                st.dir_times.insert(dir.to_string(), stat_times(&s));
-            }
+        if !st.dir_times.contains_key(dir)
+            && let Ok(s) = rustix::fs::fstat(&parent)
+        {
+            st.dir_times.insert(dir.to_string(), stat_times(&s));
         }
         if target == ".wh..opq" {
             // opaque: keep the directory, drop what lower layers put in it

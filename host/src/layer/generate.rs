@@ -8,7 +8,7 @@
 //! the entry order (sorted).
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::{File, Metadata};
+use std::fs::Metadata;
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
@@ -344,7 +344,7 @@ impl<W: Write> TarGenerator<W> {
                 .open(host)
                 .map_err(io_at(host))?;
             let mut data = Exact {
-                inner: File::from(f),
+                inner: f,
                 left: size,
                 path: host.display().to_string(),
             };

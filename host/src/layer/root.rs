@@ -167,7 +167,7 @@ pub fn empty_dir_at<Fd: AsFd, P: rustix::path::Arg>(
     }
     for n in names {
         // a name that is not UTF-8 cannot be one of the kept paths
-        let kept = n.to_str().map(|s| keep(s)).unwrap_or(false);
+        let kept = n.to_str().is_ok_and(&mut *keep);
         if !kept {
             remove_all_at(&fd, n.as_c_str())?;
         }

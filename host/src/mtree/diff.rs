@@ -170,11 +170,7 @@ impl<'a> Walker<'a> {
             if have.len() != want.len()
                 || have.iter().any(|(k, v)| {
                     want.get(k.as_bytes()).copied()
-                        != Some(
-                            base64::engine::general_purpose::STANDARD
-                                .encode(v)
-                                .as_str(),
-                        )
+                        != Some(base64::engine::general_purpose::STANDARD.encode(v).as_str())
                 })
             {
                 return Ok(true);
@@ -297,8 +293,7 @@ pub fn compare(
 }
 
 fn is_under(path: &[u8], dir: &[u8]) -> bool {
-    dir.is_empty()
-        || (path.len() > dir.len() && path.starts_with(dir) && path[dir.len()] == b'/')
+    dir.is_empty() || (path.len() > dir.len() && path.starts_with(dir) && path[dir.len()] == b'/')
 }
 
 /// Drop `Missing` entries that are already gone with an ancestor: beneath a

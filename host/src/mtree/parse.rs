@@ -240,7 +240,8 @@ mod tests {
         assert!(!s.entries[&b"etc/group"[..]].contains_key("mode"));
         assert_eq!(s.entries[&b"hello"[..]]["mode"], "0644");
         assert!(s.keywords.is_none() && s.uses("xattr"));
-        let k = parse("#      keywords: size,type,uid\n. type=dir\n..\n".as_bytes()).expect("parse");
+        let k =
+            parse("#      keywords: size,type,uid\n. type=dir\n..\n".as_bytes()).expect("parse");
         assert!(k.uses("size") && !k.uses("xattr"));
     }
 

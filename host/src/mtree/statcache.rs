@@ -170,7 +170,10 @@ mod tests {
         w.add(b"a b", &md).expect("add");
         let (data, skipped) = w.finish().expect("finish");
         assert_eq!(skipped, 1);
-        assert_eq!(StatCache::read(&data[..]).expect("read").expect("ok").len(), 0);
+        assert_eq!(
+            StatCache::read(&data[..]).expect("read").expect("ok").len(),
+            0
+        );
         std::thread::sleep(RACY_MARGIN * 2);
         let mut w = StatCacheWriter::new(Vec::new()).expect("new");
         w.add(b"a b", &md).expect("add");

@@ -40,6 +40,7 @@ pub enum OciError {
 
 /// A parsed blob, by media type.
 #[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)]
 pub enum Blob {
     /// An image index.
     Index(Index),

@@ -399,4 +399,3 @@ pub fn go_image(tmp: &Path) -> (String, std::path::PathBuf) {
     );
     (img, l)
 }
-
