@@ -7,7 +7,8 @@
 //! * [`cas`]: the content-addressable store trait, the built-in OCI layout
 //!   directory driver, verified reads, references, and garbage collection.
 //! * [`layer`]: tar layers to a root filesystem and back.
-//! * [`driver`]: sandboxed WebAssembly storage drivers ([`driver::WasmCas`]).
+//! * `driver` (feature `wasm`, on by default): sandboxed WebAssembly storage
+//!   drivers (`driver::WasmCas`).
 //! * [`mtree`]: go-mtree compatible manifests of a root filesystem: writing,
 //!   parsing, and comparing a tree with one.
 //! * [`unpack`], [`bundle`], [`repack`]: images to runtime bundles and back.
@@ -15,6 +16,7 @@
 
 pub mod bundle;
 pub mod cas;
+#[cfg(feature = "wasm")]
 pub mod driver;
 pub mod layer;
 pub mod mtree;
