@@ -9,3 +9,5 @@ cd "$(dirname "$0")/.."
 scripts/deps.sh
 cargo build --all-targets
 cargo test "$@"
+# every fuzz target for a short bounded time (20 s each)
+scripts/fuzz.sh --ci
