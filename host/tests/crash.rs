@@ -73,9 +73,15 @@ fn kill_9_at_any_moment_leaves_a_valid_layout() {
             img.clone(),
             s(&bundle).into(),
         ],
+        // a killed unpack only leaves its own partial bundle behind
+        vec!["unpack".into(), "--image".into(), img.clone()],
     ];
-    for round in 0..30u64 {
-        let cmd = &commands[(round % commands.len() as u64) as usize];
+    for round in 0..36u64 {
+        let mut cmd = commands[(round % commands.len() as u64) as usize].clone();
+        if cmd[0] == "unpack" {
+            cmd.push(s(&tmp.path().join(format!("killed-unpack-{round}"))).into());
+        }
+        let cmd = &cmd;
         let mut child = Command::new(rumoci_bin())
             .args(cmd)
             .stdout(Stdio::null())
