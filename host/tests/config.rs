@@ -90,6 +90,29 @@ fn same_config_change_gives_same_blob_as_go_umoci() {
     );
     let rt: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&rt).expect("read")).expect("json");
+    // rumoci's own runtime config carries the same process
+    let ours_rt = tmp.path().join("ours-config.json");
+    rumoci_ok(&[
+        "raw",
+        "runtime-config",
+        "--image",
+        &format!("{}:ours", s(&l)),
+        s(&ours_rt),
+    ]);
+    let ours_rt: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&ours_rt).expect("read")).expect("json");
+    for k in ["args", "cwd", "user", "env"] {
+        assert_eq!(rt["process"][k], ours_rt["process"][k], "process.{k}");
+    }
+    // Debian's umoci 0.4.7 also writes an empty stopSignal annotation
+    let mut go_ann = rt["annotations"].clone();
+    if go_ann["org.opencontainers.image.stopSignal"] == "" {
+        go_ann
+            .as_object_mut()
+            .expect("annotations")
+            .remove("org.opencontainers.image.stopSignal");
+    }
+    assert_eq!(go_ann, ours_rt["annotations"]);
     assert_eq!(
         rt["process"]["args"],
         serde_json::json!(["/bin/sh", "-c", "echo hi"])
