@@ -17,6 +17,7 @@ use crate::cas::Cas;
 use crate::cas::refs::DescriptorPath;
 use crate::layer::generate::{GenerateOptions, TarGenerator, is_whiteout_name};
 use crate::layer::idmap::owner_mapper;
+use crate::layer::root::clean_path;
 use crate::mtree::diff::{self, DeltaKind, DiffStats};
 use crate::mtree::parse::{self, Spec};
 use crate::mtree::statcache::StatCache;
@@ -134,14 +135,6 @@ fn load_cache(bundle: &Path, path: &DescriptorPath) -> Option<StatCache> {
     }
 }
 
-fn rel_path(p: &str) -> Vec<u8> {
-    p.split('/')
-        .filter(|c| !c.is_empty() && *c != ".")
-        .collect::<Vec<_>>()
-        .join("/")
-        .into_bytes()
-}
-
 fn unchanged_digests(spec: &Spec, deltas: &[diff::Delta]) -> BTreeMap<String, [u8; 32]> {
     let changed: HashSet<&[u8]> = deltas.iter().map(|d| d.path.as_slice()).collect();
     spec.entries
@@ -174,9 +167,19 @@ pub fn repack_bundle(
 
     let (deltas, stats) = diff::compare(&rootfs, &spec, cache.as_ref())?;
     let unchanged_digests = unchanged_digests(&spec, &deltas);
-    let mut masks: Vec<Vec<u8>> = opts.mask_paths.iter().map(|p| rel_path(p)).collect();
+    let mut masks: Vec<Vec<u8>> = opts
+        .mask_paths
+        .iter()
+        .map(|p| clean_path(p).into_bytes())
+        .collect();
     if !opts.no_mask_volumes {
-        masks.extend(m.config().config.volumes.keys().map(|v| rel_path(v)));
+        masks.extend(
+            m.config()
+                .config
+                .volumes
+                .keys()
+                .map(|v| clean_path(v).into_bytes()),
+        );
     }
     let deltas = diff::simplify(diff::mask(deltas, &masks));
     tracing::debug!(

@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
@@ -18,7 +18,7 @@ use base64::Engine as _;
 use super::parse::{Keywords, Spec};
 use super::statcache::StatCache;
 use super::vis::unvis;
-use super::{list_xattrs, sha256_file};
+use super::{list_xattrs, sha256_file, type_name};
 
 /// What happened to a path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,26 +70,6 @@ pub struct DiffStats {
     pub cache_hits: usize,
     /// Files hashed.
     pub hashed: usize,
-}
-
-/// The mtree `type` of a file.
-pub fn type_name(md: &std::fs::Metadata) -> &'static str {
-    let ft = md.file_type();
-    if ft.is_dir() {
-        "dir"
-    } else if ft.is_symlink() {
-        "link"
-    } else if ft.is_file() {
-        "file"
-    } else if ft.is_char_device() {
-        "char"
-    } else if ft.is_block_device() {
-        "block"
-    } else if ft.is_fifo() {
-        "fifo"
-    } else {
-        "socket"
-    }
 }
 
 struct Walker<'a> {

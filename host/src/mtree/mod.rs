@@ -64,6 +64,26 @@ pub struct Header {
     pub date: String,
 }
 
+/// The mtree `type` of a file.
+pub fn type_name(md: &std::fs::Metadata) -> &'static str {
+    let ft = md.file_type();
+    if ft.is_dir() {
+        "dir"
+    } else if ft.is_symlink() {
+        "link"
+    } else if ft.is_file() {
+        "file"
+    } else if ft.is_char_device() {
+        "char"
+    } else if ft.is_block_device() {
+        "block"
+    } else if ft.is_fifo() {
+        "fifo"
+    } else {
+        "socket"
+    }
+}
+
 fn mode_str(m: u32) -> String {
     if m == 0 {
         "0".into()
@@ -141,21 +161,7 @@ impl<W: Write> Writer<'_, W> {
             c.add(rel.as_bytes(), md).map_err(err(path))?;
         }
         let ft = md.file_type();
-        let kind = if ft.is_dir() {
-            "dir"
-        } else if ft.is_symlink() {
-            "link"
-        } else if ft.is_file() {
-            "file"
-        } else if ft.is_char_device() {
-            "char"
-        } else if ft.is_block_device() {
-            "block"
-        } else if ft.is_fifo() {
-            "fifo"
-        } else {
-            "socket"
-        };
+        let kind = type_name(md);
         let mut s = format!(
             "size={} type={kind} uid={} gid={} mode={}",
             md.size(),
