@@ -12,7 +12,7 @@ use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
 use crate::bundle::create::{ROOTFS, mtree_name};
-use crate::bundle::meta::{MapOptions, Meta};
+use crate::bundle::meta::Meta;
 use crate::cas::Cas;
 use crate::cas::refs::DescriptorPath;
 use crate::layer::generate::{GenerateOptions, TarGenerator, is_whiteout_name};
@@ -82,9 +82,12 @@ pub struct RepackOutcome {
     pub entries: usize,
     /// What the comparison did.
     pub stats: DiffStats,
-    /// sha256 of the regular files the comparison found unchanged (keyed
-    /// by relative path), reused by [`refresh_bundle`].
-    pub unchanged_digests: BTreeMap<String, [u8; 32]>,
+    /// The bundle's metadata and manifest as read, and every path the
+    /// comparison found changed (before masking): what [`refresh_bundle`]
+    /// needs to reuse the digests of unchanged files.
+    meta: Meta,
+    spec: Spec,
+    changed: HashSet<Vec<u8>>,
 }
 
 fn bundle_err(bundle: &Path, reason: impl Into<String>) -> RepackError {
@@ -135,8 +138,7 @@ fn load_cache(bundle: &Path, path: &DescriptorPath) -> Option<StatCache> {
     }
 }
 
-fn unchanged_digests(spec: &Spec, deltas: &[diff::Delta]) -> BTreeMap<String, [u8; 32]> {
-    let changed: HashSet<&[u8]> = deltas.iter().map(|d| d.path.as_slice()).collect();
+fn unchanged_digests(spec: &Spec, changed: &HashSet<Vec<u8>>) -> BTreeMap<String, [u8; 32]> {
     spec.entries
         .iter()
         .filter(|(k, _)| !changed.contains(k.as_slice()))
@@ -166,7 +168,7 @@ pub fn repack_bundle(
     let mut m = Mutator::new(cas, path)?;
 
     let (deltas, stats) = diff::compare(&rootfs, &spec, cache.as_ref())?;
-    let unchanged_digests = unchanged_digests(&spec, &deltas);
+    let changed: HashSet<Vec<u8>> = deltas.iter().map(|d| d.path.clone()).collect();
     let mut masks: Vec<Vec<u8>> = opts
         .mask_paths
         .iter()
@@ -222,7 +224,9 @@ pub fn repack_bundle(
             path: new,
             entries: 0,
             stats,
-            unchanged_digests,
+            meta,
+            spec,
+            changed,
         });
     }
 
@@ -230,7 +234,7 @@ pub fn repack_bundle(
         .compression
         .unwrap_or_else(|| Compression::auto(&m.manifest().layers));
     let layer = m.begin_layer(compression)?;
-    let map: &MapOptions = &meta.map_options;
+    let map = &meta.map_options;
     let gen_opts = GenerateOptions {
         owner: owner_mapper(
             map.uid_mappings.clone().unwrap_or_default(),
@@ -261,27 +265,29 @@ pub fn repack_bundle(
         path: new,
         entries: deltas.len(),
         stats,
-        unchanged_digests,
+        meta,
+        spec,
+        changed,
     })
 }
 
 /// `--refresh-bundle`: point the bundle at the new image — a fresh mtree
 /// and stat cache named after the new manifest, and `umoci.json` — then
 /// drop the old manifest files. Digests of files the repack found
-/// unchanged are reused ([`RepackOutcome::unchanged_digests`]).
+/// unchanged are reused from the old manifest.
 pub fn refresh_bundle(bundle: &Path, outcome: &RepackOutcome) -> Result<(), RepackError> {
-    let (meta, old_path) = read_meta(bundle)?;
+    let old_path = DescriptorPath(outcome.meta.from_descriptor_path.descriptor_walk.clone());
     let new_path = &outcome.path;
     let rootfs = bundle.join(ROOTFS);
     let written = crate::bundle::create::write_bundle_manifest(
         &rootfs,
         bundle,
         new_path,
-        &outcome.unchanged_digests,
+        &unchanged_digests(&outcome.spec, &outcome.changed),
     )
     .map_err(|e| bundle_err(bundle, e.to_string()))?;
     tracing::debug!("refresh: {written} files re-hashed");
-    let new_meta = Meta::new(new_path, meta.map_options);
+    let new_meta = Meta::new(new_path, outcome.meta.map_options.clone());
     new_meta.write(bundle).map_err(|e| bundle_err(bundle, e))?;
     if mtree_name(&old_path) != mtree_name(new_path) {
         for n in [mtree_name(&old_path), statcache_name(&old_path)] {
