@@ -277,14 +277,20 @@ pub fn resolve(
     Ok(path)
 }
 
-/// Point `tag` at `desc` (an `index.json` entry): entries with the same name
-/// are removed and the new one is appended, atomically.
-pub fn set_tag(cas: &dyn Cas, tag: &str, desc: &Descriptor) -> Result<(), CasError> {
+/// The `index.json` entry naming `desc` as `tag` (the tag is checked).
+fn tag_entry(tag: &str, desc: &Descriptor) -> Result<Descriptor, CasError> {
     check_tag(tag)?;
     let mut entry = desc.clone();
     entry
         .annotations
         .insert(media::ANNOTATION_REF_NAME.to_string(), tag.to_string());
+    Ok(entry)
+}
+
+/// Point `tag` at `desc` (an `index.json` entry): entries with the same name
+/// are removed and the new one is appended, atomically.
+pub fn set_tag(cas: &dyn Cas, tag: &str, desc: &Descriptor) -> Result<(), CasError> {
+    let entry = tag_entry(tag, desc)?;
     update_index(cas, &mut |index| {
         index.manifests.retain(|d| d.ref_name() != Some(tag));
         index.manifests.push(entry.clone());
@@ -304,11 +310,7 @@ pub fn set_tag_if(
     expected: Option<&Descriptor>,
     desc: &Descriptor,
 ) -> Result<bool, CasError> {
-    check_tag(tag)?;
-    let mut entry = desc.clone();
-    entry
-        .annotations
-        .insert(media::ANNOTATION_REF_NAME.to_string(), tag.to_string());
+    let entry = tag_entry(tag, desc)?;
     let mut changed = false;
     update_index(cas, &mut |index| {
         let current = index
