@@ -268,8 +268,16 @@ pub fn compare(
             });
         }
     }
-    out.sort_by(|a, b| a.path.cmp(&b.path));
+    out.sort_by(|a, b| tree_order(&a.path, &b.path));
     Ok((out, stats))
+}
+
+/// Depth-first tree order: bytes compared with `/` below every other byte,
+/// so a directory's whole subtree follows it without a gap (`a`, `a/x`,
+/// `a-b`; plain byte order would put `a-b` between `a` and `a/x`).
+pub fn tree_order(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+    let key = |&c: &u8| if c == b'/' { 0 } else { c };
+    a.iter().map(key).cmp(b.iter().map(key))
 }
 
 fn is_under(path: &[u8], dir: &[u8]) -> bool {
@@ -278,10 +286,11 @@ fn is_under(path: &[u8], dir: &[u8]) -> bool {
 
 /// Drop `Missing` entries that are already gone with an ancestor: beneath a
 /// missing directory, or beneath a directory replaced by something else.
-/// A deleted tree then costs one whiteout.
+/// A deleted tree then costs one whiteout. `deltas` must be in
+/// [`tree_order`], as [`compare`] returns them.
 pub fn simplify(deltas: Vec<Delta>) -> Vec<Delta> {
     let mut out: Vec<Delta> = Vec::with_capacity(deltas.len());
-    // deltas are sorted, so an ancestor is always seen before its children
+    // deltas are in tree order, so a subtree follows its root without a gap
     let mut gone: Option<Vec<u8>> = None;
     for d in deltas {
         if let Some(g) = &gone {
@@ -345,6 +354,22 @@ mod tests {
         ]);
         let got: Vec<_> = v.iter().map(|d| String::from_utf8_lossy(&d.path)).collect();
         assert_eq!(got, ["a", "a-b", "f", "g", "g/x", "g/y"]);
+    }
+
+    #[test]
+    fn a_sibling_sorting_between_bytes_does_not_split_a_deleted_tree() {
+        use DeltaKind::*;
+        let mut v = vec![
+            d("a", Missing, false),
+            d("a/x", Missing, false),
+            d("a-b", Modified, false),
+        ];
+        v.sort_by(|x, y| tree_order(&x.path, &y.path));
+        let got: Vec<_> = simplify(v)
+            .iter()
+            .map(|d| String::from_utf8_lossy(&d.path).into_owned())
+            .collect();
+        assert_eq!(got, ["a", "a-b"]);
     }
 
     #[test]
