@@ -204,12 +204,9 @@ fn bundle_scenario(layout: &Path, work: &Path, driver: &[&str]) -> (PathBuf, Pat
 
 #[test]
 fn unpack_repack_gc_through_the_plugin_match_the_builtin_driver() {
-    if !have("umoci") || !have("setfattr") {
-        eprintln!("skipped: umoci or setfattr missing");
+    let Some((tmp, _, base)) = go_fixture() else {
         return;
-    }
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let (_, base) = go_image(tmp.path());
+    };
     let mut results = Vec::new();
     for (name, driver) in [("builtin", None), ("plugin", Some(plugin("dir-cas")))] {
         let work = tmp.path().join(name);

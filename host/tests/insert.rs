@@ -286,11 +286,8 @@ fn insert_maps_owners_back_into_the_container() {
     assert!(!out.status.success());
     let b = tmp.path().join("b");
     run_ok("umoci", &["unpack", "--image", &img, s(&b)]);
-    use std::os::unix::fs::MetadataExt;
-    let m = std::fs::symlink_metadata(b.join("rootfs/mapped")).expect("stat");
-    assert_eq!((m.uid(), m.gid()), (33, 44));
-    let r = std::fs::symlink_metadata(b.join("rootfs/rootless")).expect("stat");
-    assert_eq!((r.uid(), r.gid()), (992, 123));
+    assert_eq!(owner(&b.join("rootfs/mapped")), (33, 44));
+    assert_eq!(owner(&b.join("rootfs/rootless")), (992, 123));
     assert!(
         xattr::get(b.join("rootfs/rootless"), "user.rootlesscontainers")
             .expect("xattr")

@@ -7,7 +7,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
 use common::*;
 
@@ -114,12 +113,9 @@ fn schema_check(layout: &Path, tag: &str) {
 
 #[test]
 fn repack_round_trips_through_the_go_umoci() {
-    if !have("umoci") || !have("setfattr") {
-        eprintln!("skipped: umoci or setfattr missing");
+    let Some((tmp, img, l)) = go_fixture() else {
         return;
-    }
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let (img, l) = go_image(tmp.path());
+    };
     let b = tmp.path().join("bundle");
     rumoci_ok(&["unpack", "--image", &img, s(&b)]);
     let before = layers(&l, "t").len();
@@ -174,12 +170,9 @@ fn repack_round_trips_through_the_go_umoci() {
 
 #[test]
 fn empty_diff_adds_history_only_and_refresh_moves_the_bundle() {
-    if !have("umoci") || !have("setfattr") {
-        eprintln!("skipped: umoci or setfattr missing");
+    let Some((tmp, img, l)) = go_fixture() else {
         return;
-    }
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let (img, l) = go_image(tmp.path());
+    };
     let b = tmp.path().join("bundle");
     rumoci_ok(&["unpack", "--image", &img, s(&b)]);
     let n = layers(&l, "t").len();
@@ -247,12 +240,9 @@ fn empty_diff_adds_history_only_and_refresh_moves_the_bundle() {
 
 #[test]
 fn masks_whiteout_names_and_mapped_owners() {
-    if !have("umoci") || !have("setfattr") {
-        eprintln!("skipped: umoci or setfattr missing");
+    let Some((tmp, img, l)) = go_fixture() else {
         return;
-    }
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let (img, l) = go_image(tmp.path());
+    };
     run_ok(
         "umoci",
         &["config", "--image", &img, "--config.volume", "/data"],
@@ -314,9 +304,7 @@ fn masks_whiteout_names_and_mapped_owners() {
     // host ids are mapped back into the container
     let go = tmp.path().join("go");
     run_ok("umoci", &["unpack", "--image", &img, s(&go)]);
-    let md = std::fs::symlink_metadata(go.join("rootfs/owned")).expect("stat");
-    use std::os::unix::fs::MetadataExt;
-    assert_eq!((md.uid(), md.gid()), (1000, 50));
+    assert_eq!(owner(&go.join("rootfs/owned")), (1000, 50));
     // an owner outside the map is an error naming the file
     run_ok("chown", &["7:7", s(&r.join("owned"))]);
     let out = rumoci(&["repack", "--image", &img, s(&b)]);
@@ -331,12 +319,9 @@ fn masks_whiteout_names_and_mapped_owners() {
 
 #[test]
 fn same_change_same_layer_and_skopeo_round_trips() {
-    if !have("umoci") || !have("setfattr") {
-        eprintln!("skipped: umoci or setfattr missing");
+    let Some((tmp, img, l)) = go_fixture() else {
         return;
-    }
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let (img, l) = go_image(tmp.path());
+    };
     let mut diff_ids = Vec::new();
     let mut manifests = Vec::new();
     for (i, compress) in ["gzip", "gzip", "zstd"].iter().enumerate() {
@@ -344,15 +329,9 @@ fn same_change_same_layer_and_skopeo_round_trips() {
         rumoci_ok(&["unpack", "--image", &img, s(&b)]);
         change_tree(&b.join("rootfs"));
         let tag = format!("{}:r{i}", s(&l));
-        let out = Command::new(rumoci_bin())
-            .args(["repack", "--compress", compress, "--image", &tag, s(&b)])
-            .env("SOURCE_DATE_EPOCH", "1700000000")
-            .output()
-            .expect("run");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        rumoci_env_ok(
+            &["repack", "--compress", compress, "--image", &tag, s(&b)],
+            &[("SOURCE_DATE_EPOCH", "1700000000")],
         );
         let cfg = config_of(&l, &format!("r{i}"));
         diff_ids.push(
@@ -431,12 +410,9 @@ fn mtree_file(bundle: &Path) -> std::path::PathBuf {
 
 #[test]
 fn mtree_validate_reads_both_umocis_manifests() {
-    if !have("umoci") || !have("setfattr") {
-        eprintln!("skipped: umoci or setfattr missing");
+    let Some((tmp, img, _)) = go_fixture() else {
         return;
-    }
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let (img, _) = go_image(tmp.path());
+    };
     let go = tmp.path().join("go");
     let ours = tmp.path().join("ours");
     run_ok("umoci", &["unpack", "--image", &img, s(&go)]);

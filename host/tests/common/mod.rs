@@ -31,6 +31,29 @@ pub fn rumoci_ok(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Run rumoci with extra environment variables and require success;
+/// returns stdout.
+pub fn rumoci_env_ok(args: &[&str], env: &[(&str, &str)]) -> String {
+    let out = Command::new(rumoci_bin())
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .expect("spawn rumoci");
+    assert!(
+        out.status.success(),
+        "rumoci {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The owner of `p` (not following a symlink).
+pub fn owner(p: &Path) -> (u32, u32) {
+    use std::os::unix::fs::MetadataExt;
+    let md = std::fs::symlink_metadata(p).expect("lstat");
+    (md.uid(), md.gid())
+}
+
 /// Run any program and require success; returns stdout.
 pub fn run_ok(prog: &str, args: &[&str]) -> String {
     let out = Command::new(prog)
@@ -398,4 +421,16 @@ pub fn go_image(tmp: &Path) -> (String, std::path::PathBuf) {
         ],
     );
     (img, l)
+}
+
+/// A temporary directory holding [`go_image`]'s layout, or `None` (the test
+/// is skipped, with a message) where the Go umoci or setfattr is missing.
+pub fn go_fixture() -> Option<(tempfile::TempDir, String, PathBuf)> {
+    if !have("umoci") || !have("setfattr") {
+        eprintln!("skipped: umoci or setfattr missing");
+        return None;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (img, layout) = go_image(tmp.path());
+    Some((tmp, img, layout))
 }
