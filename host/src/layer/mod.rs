@@ -1,6 +1,7 @@
 //! Tar layers to a root filesystem (unpack) and back (generate).
 
 pub mod compress;
+pub mod copy;
 pub mod extract;
 pub mod generate;
 pub mod idmap;
