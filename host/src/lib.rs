@@ -19,6 +19,7 @@ pub mod cas;
 #[cfg(feature = "wasm")]
 pub mod driver;
 pub mod layer;
+pub mod layer_store;
 pub mod mtree;
 pub mod mutate;
 pub mod oci;

@@ -18,6 +18,7 @@ const PLUGINS: &[&str] = &[
     "evil-alloc",
     "evil-escape",
     "evil-bytes",
+    "layer-cache",
 ];
 
 fn s(p: &Path) -> &str {
@@ -370,20 +371,194 @@ fn wrong_bytes_are_refused_by_host_verification() {
 #[test]
 #[ignore = "benchmark; prints the figure"]
 fn start_time_from_cache() {
+    use rumoci::driver::bindings::CasDriver;
     use rumoci::driver::{DriverSpec, Plugin};
+    type P = Plugin<CasDriver>;
     let wasm = PathBuf::from(plugin("dir-cas"));
     let spec = DriverSpec::wasm(&wasm);
     let t = Instant::now();
-    Plugin::load(&wasm, &spec, None).expect("first load");
+    P::load(&wasm, &spec, None).expect("first load");
     let first = t.elapsed();
     let n = 20;
     let t = Instant::now();
     for _ in 0..n {
-        Plugin::load(&wasm, &spec, None).expect("load");
+        P::load(&wasm, &spec, None).expect("load");
     }
     let per = t.elapsed() / n;
     println!(
         "plugin start: first (engine + cache fill or hit) {first:?}, from cache {per:?} per start"
     );
-    assert!(per < Duration::from_millis(50), "{per:?}");
+}
+
+/// The mtree manifest without its header comments (user, host, date,
+/// tree path differ between bundles).
+fn mtree_body(bundle: &Path) -> String {
+    let f = std::fs::read_dir(bundle)
+        .expect("read bundle")
+        .map(|e| e.expect("entry").path())
+        .find(|p| p.extension().is_some_and(|e| e == "mtree"))
+        .expect("mtree in bundle");
+    let text = std::fs::read_to_string(f).expect("read mtree");
+    // the header (user, machine, tree, date) ends where the root entry starts
+    let at = text.find("\n# .\n").expect("root entry in the mtree");
+    text[at..].to_string()
+}
+
+/// Every (device, inode) under `root`.
+fn inodes(root: &Path) -> std::collections::BTreeSet<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = std::collections::BTreeSet::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let md = std::fs::symlink_metadata(&p).expect("lstat");
+        out.insert((md.dev(), md.ino()));
+        if md.is_dir() {
+            for e in std::fs::read_dir(&p).expect("readdir") {
+                stack.push(e.expect("entry").path());
+            }
+        }
+    }
+    out
+}
+
+/// Regular files under `root` that are `name`.
+fn find_file(root: &Path, name: &str) -> Option<PathBuf> {
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let md = std::fs::symlink_metadata(&p).ok()?;
+        if md.is_file() && p.file_name().is_some_and(|n| n == name) {
+            return Some(p);
+        }
+        if md.is_dir() {
+            for e in std::fs::read_dir(&p).ok()? {
+                stack.push(e.ok()?.path());
+            }
+        }
+    }
+    None
+}
+
+#[test]
+fn layer_cache_unpacks_what_a_plain_unpack_does_and_reuses_it() {
+    let Some((tmp, img, layout)) = go_fixture() else {
+        return;
+    };
+    // a second and a third layer, so that chains build on cached parents
+    let extra = tmp.path().join("extra");
+    std::fs::write(&extra, b"inserted\n").expect("w");
+    run_ok("umoci", &["insert", "--image", &img, s(&extra), "/usr/inserted"]);
+    run_ok("umoci", &["insert", "--image", &img, "--whiteout", "/usr/new"]);
+    let store = tmp.path().join("store");
+    let driver = format!("{},dir={}", plugin("layer-cache"), s(&store));
+    let plain = tmp.path().join("plain");
+    rd_ok(&["unpack", "--image", &img, s(&plain)]);
+    assert!(plain.join("rootfs/usr/inserted").is_file());
+    assert!(!plain.join("rootfs/usr/new").exists());
+
+    // cold: layers extracted into the store, then copied out
+    let cold = tmp.path().join("cold");
+    rd_ok(&["--driver", &driver, "unpack", "--image", &img, s(&cold)]);
+    assert_same_tree(&plain.join("rootfs"), &cold.join("rootfs"));
+    assert_eq!(mtree_body(&plain), mtree_body(&cold));
+    for f in ["config.json", "umoci.json"] {
+        assert_eq!(
+            std::fs::read(plain.join(f)).expect("read"),
+            std::fs::read(cold.join(f)).expect("read"),
+            "{f} differs"
+        );
+    }
+    // one snapshot per layer chain
+    let manifest = read_blob_json(&layout, index_entry(&layout, "t")["digest"].as_str().expect("digest"));
+    let layers = manifest["layers"].as_array().expect("layers").len();
+    assert_eq!(layers, 3);
+    let snaps = std::fs::read_dir(store.join("snapshots")).expect("snapshots").count();
+    assert_eq!(snaps, layers, "one committed snapshot per layer");
+
+    // keep a complete copy for the repack below
+    let full = tmp.path().join("full");
+    run_ok("cp", &["-a", s(&layout), s(&full)]);
+    // warm: the layer blobs are not even read any more
+    for l in manifest["layers"].as_array().expect("layers") {
+        std::fs::remove_file(blob_path(&layout, l["digest"].as_str().expect("digest"))).expect("rm blob");
+    }
+    let warm = tmp.path().join("warm");
+    rd_ok(&["--driver", &driver, "unpack", "--image", &img, s(&warm)]);
+    assert_same_tree(&plain.join("rootfs"), &warm.join("rootfs"));
+    assert_eq!(mtree_body(&plain), mtree_body(&warm));
+    // without the cache the blobs are missed: the warm unpack really used it
+    let e = rd_err(&["unpack", "--image", &img, s(&tmp.path().join("nocache"))]);
+    assert!(e.contains("blob") || e.contains("No such file"), "{e}");
+
+    // the bundle shares no inode with the cache, so writing in it cannot
+    // corrupt the cache
+    let bundle_inodes = inodes(&warm.join("rootfs"));
+    let store_inodes = inodes(&store);
+    assert!(bundle_inodes.is_disjoint(&store_inodes), "bundle shares inodes with the cache");
+    let passwd = warm.join("rootfs/usr/inserted");
+    std::fs::write(&passwd, b"scribbled\n").expect("write in bundle");
+    let again = tmp.path().join("again");
+    rd_ok(&["--driver", &driver, "unpack", "--image", &img, s(&again)]);
+    assert_same_tree(&plain.join("rootfs"), &again.join("rootfs"));
+
+    // a bundle from the cache repacks like any other (its mtree is right):
+    // the new layer holds just the change, and the Go umoci unpacks it
+    std::fs::write(again.join("rootfs/added"), b"after a cached unpack\n").expect("w");
+    run_ok(
+        "touch",
+        &["-d", "@1600000000", s(&again.join("rootfs/added")), s(&again.join("rootfs"))],
+    );
+    let full_img = format!("{}:t", s(&full));
+    rd_ok(&["repack", "--image", &full_img, s(&again)]);
+    let m = read_blob_json(&full, index_entry(&full, "t")["digest"].as_str().expect("digest"));
+    let top = m["layers"].as_array().expect("layers").last().expect("a layer").clone();
+    let listing = run_ok(
+        "tar",
+        &["-tzf", s(&blob_path(&full, top["digest"].as_str().expect("digest")))],
+    );
+    let names: Vec<&str> = listing.lines().map(|l| l.trim_start_matches("./")).collect();
+    assert!(
+        names.iter().all(|n| n.is_empty() || *n == "added"),
+        "new layer holds more than the change: {names:?}"
+    );
+    let go = tmp.path().join("go");
+    run_ok("umoci", &["unpack", "--image", &full_img, s(&go)]);
+    assert_same_tree(&again.join("rootfs"), &go.join("rootfs"));
+}
+
+#[test]
+fn layer_cache_refuses_a_tree_changed_behind_its_back() {
+    let Some((tmp, img, _layout)) = go_fixture() else {
+        return;
+    };
+    let store = tmp.path().join("store");
+    let driver = format!("{},dir={}", plugin("layer-cache"), s(&store));
+    rd_ok(&["--driver", &driver, "unpack", "--image", &img, s(&tmp.path().join("first"))]);
+    // change a cached file without touching rumoci's record of it
+    let victim = find_file(&store.join("snapshots"), "new").expect("usr/new in a snapshot");
+    std::fs::write(&victim, b"evil\n").expect("tamper");
+    let b = tmp.path().join("second");
+    let e = rd_err(&["--driver", &driver, "unpack", "--image", &img, s(&b)]);
+    assert!(e.contains("changed after the tree was recorded"), "{e}");
+    assert!(e.contains("layer-cache"), "error names the driver: {e}");
+    assert!(!b.join("rootfs").exists(), "partial rootfs left behind");
+}
+
+#[test]
+fn layer_cache_evicts_by_size() {
+    let Some((tmp, img, _layout)) = go_fixture() else {
+        return;
+    };
+    let store = tmp.path().join("store");
+    let driver = format!("{},dir={},opt.max-size=1", plugin("layer-cache"), s(&store));
+    let plain = tmp.path().join("plain");
+    rd_ok(&["unpack", "--image", &img, s(&plain)]);
+    let b = tmp.path().join("b");
+    rd_ok(&["--driver", &driver, "unpack", "--image", &img, s(&b)]);
+    assert_same_tree(&plain.join("rootfs"), &b.join("rootfs"));
+    // only the snapshot committed last survives a 1-byte budget
+    let snaps = std::fs::read_dir(store.join("snapshots")).expect("snapshots").count();
+    assert_eq!(snaps, 1, "older snapshots evicted");
+    let bad = format!("{},dir={},opt.colour=blue", plugin("layer-cache"), s(&store));
+    let e = rd_err(&["--driver", &bad, "unpack", "--image", &img, s(&tmp.path().join("c"))]);
+    assert!(e.contains("colour"), "unknown option named: {e}");
 }

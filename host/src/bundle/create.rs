@@ -12,7 +12,8 @@ use crate::cas::{Cas, ext};
 use crate::layer::extract::ExtractOptions;
 use crate::layer::root::Root;
 use crate::mtree;
-use crate::unpack::{UnpackError, unpack_rootfs};
+use crate::layer_store::{InPlace, LayerStore};
+use crate::unpack::{UnpackError, unpack_with_store};
 
 /// The rootfs directory name inside a bundle.
 pub const ROOTFS: &str = "rootfs";
@@ -74,12 +75,14 @@ pub fn write_bundle_manifest(
     Ok(rehashed)
 }
 
-/// Unpack the image at `path` into `bundle`.
+/// Unpack the image at `path` into `bundle`, through the layer store
+/// `layers` (`None`: extract in place, [`crate::layer_store::InPlace`]).
 pub fn unpack_bundle(
     cas: &dyn Cas,
     path: &DescriptorPath,
     bundle: &Path,
     opts: ExtractOptions,
+    layers: Option<&dyn LayerStore>,
 ) -> Result<(), BundleError> {
     let manifest = ext::fetch_manifest(cas, path.target())?;
     let config = ext::fetch_config(cas, &manifest.config)?;
@@ -110,7 +113,10 @@ pub fn unpack_bundle(
     std::fs::create_dir(&rootfs).map_err(io(&rootfs))?;
     let mut created_files: Vec<&Path> = Vec::new();
     let res = (|| -> Result<(), BundleError> {
-        let ex = unpack_rootfs(cas, &manifest, &config, &rootfs, opts.clone())?;
+        let in_place = InPlace::new(&rootfs);
+        let store = layers.unwrap_or(&in_place);
+        let digests =
+            unpack_with_store(cas, store, &manifest, &config, &rootfs, opts.clone())?;
         let root = Root::open(&rootfs).map_err(io(&rootfs))?;
         let spec = runtime_config(
             &config,
@@ -129,7 +135,7 @@ pub fn unpack_bundle(
 
         created_files.push(&mtree_path);
         created_files.push(&cache_path);
-        write_bundle_manifest(&rootfs, bundle, path, &ex.digests)?;
+        write_bundle_manifest(&rootfs, bundle, path, &digests)?;
 
         let meta = Meta::new(
             path,

@@ -9,7 +9,10 @@ use std::sync::OnceLock;
 
 use anyhow::{Context, Result};
 use rumoci::cas::{Cas, DirCas};
-use rumoci::driver::{DriverSource, DriverSpec, Plugin, WasmCas};
+use rumoci::driver::bindings::CasDriver;
+use rumoci::driver::layer_bindings::LayerDriver;
+use rumoci::driver::{DriverSource, DriverSpec, Plugin, WasmCas, WasmLayerStore};
+use rumoci::layer_store::LayerStore;
 
 static SPECS: OnceLock<Vec<DriverSpec>> = OnceLock::new();
 
@@ -23,32 +26,93 @@ pub fn set_specs(raw: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// The content-store driver to use: `None` = the built-in directory driver.
-fn cas_spec() -> Result<Option<(PathBuf, DriverSpec)>> {
-    let specs = SPECS.get().map(Vec::as_slice).unwrap_or_default();
-    if let [spec] = specs {
-        // One driver: it must be the content store (WasmCas checks `cas`).
-        return Ok(match &spec.source {
-            DriverSource::Builtin(_) => None,
-            DriverSource::Wasm(path) => Some((path.clone(), spec.clone())),
-        });
+/// What a plugin offers, read from its `meta.info` (loaded as the content
+/// store world, else as the layer store world).
+fn capabilities(path: &Path, spec: &DriverSpec) -> Result<Vec<String>> {
+    match Plugin::<CasDriver>::load(path, spec, None) {
+        Ok(p) => Ok(p.info().capabilities.clone()),
+        Err(cas_err) => match Plugin::<LayerDriver>::load(path, spec, None) {
+            Ok(p) => Ok(p.info().capabilities.clone()),
+            Err(_) => Err(cas_err.into()),
+        },
     }
-    let mut candidates = Vec::new();
+}
+
+/// The drivers given, sorted by role: the content store (`None` = the
+/// built-in directory driver) and the layer store (`None` = extract in
+/// place).
+type Roles = (Option<(PathBuf, DriverSpec)>, Option<(PathBuf, DriverSpec)>);
+
+fn roles() -> Result<Roles> {
+    let specs = SPECS.get().map(Vec::as_slice).unwrap_or_default();
+    let mut cas = Vec::new();
+    let mut layers = Vec::new();
     for spec in specs {
         match &spec.source {
-            DriverSource::Builtin(_) => candidates.push(None),
+            DriverSource::Builtin(_) => cas.push(None),
             DriverSource::Wasm(path) => {
-                // Plugins without `cas` serve other roles (layer-store).
-                if Plugin::load(path, spec, None)?.has("cas") {
-                    candidates.push(Some((path.clone(), spec.clone())));
+                let caps = capabilities(path, spec)?;
+                let has = |c: &str| caps.iter().any(|x| x == c);
+                if !has("cas") && !has("layer-store") {
+                    anyhow::bail!(
+                        "--driver {}: provides neither \"cas\" nor \"layer-store\" (it provides {caps:?})",
+                        path.display()
+                    );
+                }
+                if has("cas") {
+                    cas.push(Some((path.clone(), spec.clone())));
+                }
+                if has("layer-store") {
+                    layers.push((path.clone(), spec.clone()));
                 }
             }
         }
     }
-    if candidates.len() > 1 {
+    if cas.len() > 1 {
         anyhow::bail!("--driver: more than one content-store (cas) driver given");
     }
-    Ok(candidates.pop().flatten())
+    if layers.len() > 1 {
+        anyhow::bail!("--driver: more than one layer-store driver given");
+    }
+    Ok((cas.pop().flatten(), layers.pop()))
+}
+
+/// The content-store driver to use: `None` = the built-in directory driver.
+fn cas_spec() -> Result<Option<(PathBuf, DriverSpec)>> {
+    Ok(roles()?.0)
+}
+
+/// The default store directory of a layer-store plugin:
+/// `$XDG_DATA_HOME/rumoci/drivers/NAME` (`~/.local/share/…`), NAME being the
+/// plugin file's stem.
+fn default_store_dir(wasm: &Path) -> Result<PathBuf> {
+    let data = match std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        Some(d) => PathBuf::from(d),
+        None => {
+            let home = std::env::var_os("HOME")
+                .filter(|v| !v.is_empty())
+                .context("neither XDG_DATA_HOME nor HOME is set: give the driver a dir=")?;
+            PathBuf::from(home).join(".local/share")
+        }
+    };
+    let name = wasm
+        .file_stem()
+        .with_context(|| format!("--driver {}: no file name", wasm.display()))?;
+    Ok(data.join("rumoci/drivers").join(name))
+}
+
+/// The layer store selected with `--driver` (`None`: extract in place).
+pub fn open_layer_store() -> Result<Option<Box<dyn LayerStore>>> {
+    let Some((wasm, spec)) = roles()?.1 else {
+        return Ok(None);
+    };
+    let dir = match &spec.dir {
+        Some(d) => d.clone(),
+        None => default_store_dir(&wasm)?,
+    };
+    let store = WasmLayerStore::open(&wasm, &spec, &dir)
+        .with_context(|| format!("open layer store {}", dir.display()))?;
+    Ok(Some(Box::new(store)))
 }
 
 /// Open an existing layout through the selected driver (default: built-in).
@@ -103,8 +167,14 @@ pub enum Command {
 pub fn run(cmd: Command) -> Result<()> {
     match cmd {
         Command::Info { path } => {
-            let p = Plugin::load(&path, &DriverSpec::wasm(&path), None)?;
-            let i = p.info();
+            let spec = DriverSpec::wasm(&path);
+            let i = match Plugin::<CasDriver>::load(&path, &spec, None) {
+                Ok(p) => p.info().clone(),
+                Err(e) => match Plugin::<LayerDriver>::load(&path, &spec, None) {
+                    Ok(p) => p.info().clone(),
+                    Err(_) => return Err(e.into()),
+                },
+            };
             println!("name: {}", i.name);
             println!("version: {}", i.version);
             println!("capabilities: {}", i.capabilities.join(", "));

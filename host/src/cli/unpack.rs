@@ -26,9 +26,10 @@ pub struct Args {
 pub fn run(a: Args) -> Result<()> {
     let opts = a.map.options(a.keep_dirlinks)?;
     let (cas, r) = a.image.open()?;
+    let layers = super::driver::open_layer_store()?;
     let path = refs::resolve(cas.as_ref(), &r.tag, a.image.platform()?.as_ref())
         .with_context(|| format!("resolve {}:{}", r.layout.display(), r.tag))?;
-    unpack_bundle(cas.as_ref(), &path, &a.bundle, opts).with_context(|| {
+    unpack_bundle(cas.as_ref(), &path, &a.bundle, opts, layers.as_deref()).with_context(|| {
         format!(
             "unpack {}:{} into {}",
             r.layout.display(),

@@ -128,7 +128,8 @@ impl WasmCas {
     }
 }
 
-fn require(p: &Plugin, capability: &str) -> Result<(), DriverError> {
+/// Fail unless the plugin declares `capability`.
+pub(crate) fn require<W: super::World>(p: &Plugin<W>, capability: &str) -> Result<(), DriverError> {
     if p.has(capability) {
         Ok(())
     } else {

@@ -20,12 +20,14 @@
 
 mod cas;
 mod engine;
+mod layer;
 mod runtime;
 mod spec;
 
 pub use cas::WasmCas;
+pub use layer::WasmLayerStore;
 pub use engine::cache_dir;
-pub use runtime::{Plugin, PluginInfo};
+pub use runtime::{HostState, Plugin, PluginInfo, World};
 pub use spec::{BUILTIN_DRIVERS, DEFAULT_MEMORY, DEFAULT_TIMEOUT, DriverSource, DriverSpec};
 
 /// Generated host bindings of the `rumoci:driver/cas-driver` world.
@@ -38,6 +40,24 @@ pub mod bindings {
             "wasi:io": wasmtime_wasi::p2::bindings::sync::io,
             "wasi:filesystem": wasmtime_wasi::p2::bindings::sync::filesystem,
             "wasi:clocks": wasmtime_wasi::p2::bindings::clocks,
+        },
+        require_store_data_send: true,
+    });
+}
+
+/// Generated host bindings of the `rumoci:driver/layer-driver` world. The
+/// imports and shared types are those of [`bindings`].
+#[allow(missing_docs, clippy::all)]
+pub mod layer_bindings {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "layer-driver",
+        with: {
+            "wasi:io": wasmtime_wasi::p2::bindings::sync::io,
+            "wasi:filesystem": wasmtime_wasi::p2::bindings::sync::filesystem,
+            "wasi:clocks": wasmtime_wasi::p2::bindings::clocks,
+            "rumoci:driver/types": super::bindings::rumoci::driver::types,
+            "rumoci:driver/host": super::bindings::rumoci::driver::host,
         },
         require_store_data_send: true,
     });
@@ -105,7 +125,7 @@ pub enum DriverError {
 }
 
 /// One line for a plugin's error: class and message.
-fn describe(e: &bindings::rumoci::driver::types::Error) -> String {
+pub(crate) fn describe(e: &bindings::rumoci::driver::types::Error) -> String {
     use bindings::rumoci::driver::types::Error as E;
     let (k, m) = match e {
         E::NotFound(m) => ("not found", m),

@@ -10,6 +10,7 @@ use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use super::bindings::rumoci::driver::host::Level;
 use super::bindings::rumoci::driver::types::Error as WitError;
 use super::bindings::{CasDriver, CasDriverPre};
+use super::layer_bindings::{LayerDriver, LayerDriverPre};
 use super::engine::{TICK, engine, load_component};
 use super::{DriverError, DriverSpec};
 
@@ -29,8 +30,9 @@ pub struct PluginInfo {
     pub capabilities: Vec<String>,
 }
 
-/// Per-store host state.
-pub(crate) struct HostState {
+/// Per-store host state (opaque outside the driver module).
+#[doc(hidden)]
+pub struct HostState {
     wasi: WasiCtx,
     pub(crate) table: ResourceTable,
     limits: StoreLimits,
@@ -75,26 +77,94 @@ impl super::bindings::rumoci::driver::host::Host for HostState {
 
 impl super::bindings::rumoci::driver::types::Host for HostState {}
 
-pub(crate) struct Instance {
+/// A world of the contract the host can instantiate a plugin as: the
+/// generated bindings of `cas-driver` or `layer-driver`.
+pub trait World: Sized + Send + 'static {
+    /// The pre-instantiated component for this world.
+    #[doc(hidden)]
+    type Pre: Send + Sync;
+    /// The world's name, for errors.
+    #[doc(hidden)]
+    const NAME: &'static str;
+    /// Check that the component exports this world.
+    #[doc(hidden)]
+    fn pre(p: wasmtime::component::InstancePre<HostState>) -> wasmtime::Result<Self::Pre>;
+    /// Instantiate.
+    #[doc(hidden)]
+    fn instantiate(pre: &Self::Pre, store: &mut Store<HostState>) -> wasmtime::Result<Self>;
+    /// The engine of a pre-instantiated component.
+    #[doc(hidden)]
+    fn engine(pre: &Self::Pre) -> &wasmtime::Engine;
+    /// Call `meta.info`.
+    #[doc(hidden)]
+    fn info(&self, store: &mut Store<HostState>) -> wasmtime::Result<PluginInfo>;
+}
+
+impl World for CasDriver {
+    type Pre = CasDriverPre<HostState>;
+    const NAME: &'static str = "cas-driver";
+    fn pre(p: wasmtime::component::InstancePre<HostState>) -> wasmtime::Result<Self::Pre> {
+        CasDriverPre::new(p)
+    }
+    fn instantiate(pre: &Self::Pre, store: &mut Store<HostState>) -> wasmtime::Result<Self> {
+        pre.instantiate(store)
+    }
+    fn engine(pre: &Self::Pre) -> &wasmtime::Engine {
+        pre.engine()
+    }
+    fn info(&self, store: &mut Store<HostState>) -> wasmtime::Result<PluginInfo> {
+        let i = self.rumoci_driver_meta().call_info(store)?;
+        Ok(PluginInfo {
+            name: i.name,
+            version: i.version,
+            capabilities: i.capabilities,
+        })
+    }
+}
+
+impl World for LayerDriver {
+    type Pre = LayerDriverPre<HostState>;
+    const NAME: &'static str = "layer-driver";
+    fn pre(p: wasmtime::component::InstancePre<HostState>) -> wasmtime::Result<Self::Pre> {
+        LayerDriverPre::new(p)
+    }
+    fn instantiate(pre: &Self::Pre, store: &mut Store<HostState>) -> wasmtime::Result<Self> {
+        pre.instantiate(store)
+    }
+    fn engine(pre: &Self::Pre) -> &wasmtime::Engine {
+        pre.engine()
+    }
+    fn info(&self, store: &mut Store<HostState>) -> wasmtime::Result<PluginInfo> {
+        let i = self.rumoci_driver_meta().call_info(store)?;
+        Ok(PluginInfo {
+            name: i.name,
+            version: i.version,
+            capabilities: i.capabilities,
+        })
+    }
+}
+
+pub(crate) struct Instance<W> {
     pub(crate) store: Store<HostState>,
-    pub(crate) bindings: CasDriver,
+    pub(crate) bindings: W,
 }
 
 /// A loaded plugin: compiled component, limits, and a live instance that is
-/// re-created after a trap.
-pub struct Plugin {
+/// re-created after a trap. `W` is the world it is used as (the content
+/// store by default).
+pub struct Plugin<W: World = CasDriver> {
     label: String,
-    pre: CasDriverPre<HostState>,
+    pre: W::Pre,
     dir: Option<PathBuf>,
     timeout: Duration,
     memory: u64,
     options: Vec<(String, String)>,
-    instance: Option<Instance>,
+    instance: Option<Instance<W>>,
     generation: u64,
     info: PluginInfo,
 }
 
-impl std::fmt::Debug for Plugin {
+impl<W: World> std::fmt::Debug for Plugin<W> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Plugin")
             .field("label", &self.label)
@@ -111,10 +181,14 @@ fn load_err(plugin: &str, reason: impl std::fmt::Display) -> DriverError {
     }
 }
 
-impl Plugin {
+impl<W: World> Plugin<W> {
     /// Load the plugin file `wasm` with the settings of `spec`, preopening
     /// `dir` (if any) as its store directory, and read its `meta.info`.
-    pub fn load(wasm: &Path, spec: &DriverSpec, dir: Option<&Path>) -> Result<Plugin, DriverError> {
+    pub fn load(
+        wasm: &Path,
+        spec: &DriverSpec,
+        dir: Option<&Path>,
+    ) -> Result<Plugin<W>, DriverError> {
         let label = wasm
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -134,10 +208,10 @@ impl Plugin {
         let pre = linker
             .instantiate_pre(&component)
             .map_err(|e| load_err(&label, format!("cannot link: {e:#}")))?;
-        let pre = CasDriverPre::new(pre).map_err(|e| {
+        let pre = W::pre(pre).map_err(|e| {
             load_err(
                 &label,
-                format!("does not export the cas-driver world: {e:#}"),
+                format!("does not export the {} world: {e:#}", W::NAME),
             )
         })?;
         if let Some(d) = dir
@@ -163,9 +237,7 @@ impl Plugin {
                 capabilities: Vec::new(),
             },
         };
-        let info = p.call_raw("meta.info", |store, b| {
-            b.rumoci_driver_meta().call_info(store)
-        })?;
+        let info = p.call_raw("meta.info", |store, b: &W| b.info(store))?;
         let valid = |s: &str| !s.is_empty() && s.len() <= 128 && !s.chars().any(char::is_control);
         if !valid(&info.name) || !valid(&info.version) || info.capabilities.len() > 256 {
             return Err(DriverError::Protocol {
@@ -175,11 +247,7 @@ impl Plugin {
             });
         }
         p.label = format!("{} ({label})", info.name);
-        p.info = PluginInfo {
-            name: info.name,
-            version: info.version,
-            capabilities: info.capabilities,
-        };
+        p.info = info;
         Ok(p)
     }
 
@@ -204,7 +272,7 @@ impl Plugin {
         self.generation
     }
 
-    fn instantiate(&self) -> Result<Instance, DriverError> {
+    fn instantiate(&self) -> Result<Instance<W>, DriverError> {
         let mut b = WasiCtxBuilder::new();
         b.allow_blocking_current_thread(true);
         if let Some(d) = &self.dir {
@@ -226,11 +294,11 @@ impl Plugin {
             plugin: self.label.clone(),
             options: self.options.clone(),
         };
-        let mut store = Store::new(self.pre.engine(), state);
+        let mut store = Store::new(W::engine(&self.pre), state);
         store.limiter(|s| &mut s.limits);
         store.epoch_deadline_trap();
         store.set_epoch_deadline(self.ticks());
-        let bindings = self.pre.instantiate(&mut store).map_err(|e| {
+        let bindings = W::instantiate(&self.pre, &mut store).map_err(|e| {
             load_err(
                 &self.label,
                 format!("instantiation failed: {}", trap_reason(&e, self)),
@@ -244,7 +312,7 @@ impl Plugin {
     }
 
     /// The live instance (instantiated if needed).
-    pub(crate) fn instance(&mut self) -> Result<&mut Instance, DriverError> {
+    pub(crate) fn instance(&mut self) -> Result<&mut Instance<W>, DriverError> {
         if self.instance.is_none() {
             self.instance = Some(self.instantiate()?);
         }
@@ -257,7 +325,7 @@ impl Plugin {
     pub(crate) fn call_raw<R>(
         &mut self,
         op: &str,
-        f: impl FnOnce(&mut Store<HostState>, &CasDriver) -> wasmtime::Result<R>,
+        f: impl FnOnce(&mut Store<HostState>, &W) -> wasmtime::Result<R>,
     ) -> Result<R, DriverError> {
         let ticks = self.ticks();
         let inst = self.instance()?;
@@ -282,7 +350,7 @@ impl Plugin {
     pub(crate) fn call<R>(
         &mut self,
         op: &str,
-        f: impl FnOnce(&mut Store<HostState>, &CasDriver) -> wasmtime::Result<Result<R, WitError>>,
+        f: impl FnOnce(&mut Store<HostState>, &W) -> wasmtime::Result<Result<R, WitError>>,
     ) -> Result<R, DriverError> {
         match self.call_raw(op, f)? {
             Ok(r) => Ok(r),
@@ -304,7 +372,7 @@ impl Plugin {
     }
 }
 
-fn trap_reason(e: &wasmtime::Error, p: &Plugin) -> String {
+fn trap_reason<W: World>(e: &wasmtime::Error, p: &Plugin<W>) -> String {
     if let Some(t) = e.downcast_ref::<wasmtime::Trap>() {
         if *t == wasmtime::Trap::Interrupt {
             return format!("deadline of {:?} per call exceeded", p.timeout);

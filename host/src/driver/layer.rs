@@ -1,0 +1,250 @@
+//! [`WasmLayerStore`]: the host [`LayerStore`] trait over a plugin's
+//! `layer-store` export.
+//!
+//! The plugin only answers; everything it returns is checked here: names
+//! and digests parsed, paths resolved beneath the store directory by the
+//! callers ([`crate::layer_store::resolve`]), mounts of kinds the host does
+//! not perform refused by the callers.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+use super::bindings::rumoci::driver::types::Error as WitError;
+use super::cas::require;
+use super::layer_bindings::LayerDriver;
+use super::layer_bindings::exports::rumoci::driver::layer_store as wit;
+use super::runtime::{Plugin, PluginInfo};
+use super::{DriverError, DriverSpec};
+use crate::layer_store::{
+    LayerStore, LayerStoreError, MountSpec, Prepared, SnapshotInfo, SnapshotKind, UnpackTarget,
+};
+use crate::oci::Digest;
+
+/// Longest snapshot name or path accepted from a plugin.
+const MAX_NAME: usize = 4096;
+/// Most mounts accepted for one snapshot.
+const MAX_MOUNTS: usize = 512;
+/// Name of the lock file the host keeps in the store directory.
+pub const LOCK_FILE: &str = ".rumoci-lock";
+
+/// A layer store provided by a WebAssembly plugin.
+#[derive(Debug)]
+pub struct WasmLayerStore {
+    plugin: Mutex<Plugin<LayerDriver>>,
+    dir: PathBuf,
+    label: String,
+}
+
+impl WasmLayerStore {
+    /// Load the plugin `wasm` with its store in `dir` (created if missing).
+    pub fn open(wasm: &Path, spec: &DriverSpec, dir: &Path) -> Result<WasmLayerStore, DriverError> {
+        std::fs::create_dir_all(dir).map_err(|e| DriverError::Load {
+            plugin: wasm.display().to_string(),
+            reason: format!("create store directory {}: {e}", dir.display()),
+        })?;
+        let p: Plugin<LayerDriver> = Plugin::load(wasm, spec, Some(dir))?;
+        require(&p, "layer-store")?;
+        Ok(WasmLayerStore {
+            label: p.label().to_string(),
+            plugin: Mutex::new(p),
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// What the plugin says about itself.
+    pub fn info(&self) -> PluginInfo {
+        self.lock_plugin().info().clone()
+    }
+
+    fn lock_plugin(&self) -> MutexGuard<'_, Plugin<LayerDriver>> {
+        self.plugin.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn err(&self, op: &str, e: DriverError) -> LayerStoreError {
+        if let DriverError::Plugin {
+            error: WitError::AlreadyExists(m),
+            ..
+        } = &e
+        {
+            return LayerStoreError::AlreadyExists {
+                store: self.label.clone(),
+                op: op.into(),
+                name: m.chars().take(512).collect(),
+            };
+        }
+        LayerStoreError::Store {
+            store: self.label.clone(),
+            op: op.into(),
+            reason: match e {
+                // the message names the plugin already; keep only the rest
+                DriverError::Plugin { error, .. } => super::describe(&error),
+                other => other.to_string(),
+            },
+        }
+    }
+
+    fn protocol(&self, op: &str, reason: impl Into<String>) -> LayerStoreError {
+        LayerStoreError::Protocol {
+            store: self.label.clone(),
+            op: op.into(),
+            reason: reason.into(),
+        }
+    }
+
+    fn text(&self, op: &str, what: &str, s: String) -> Result<String, LayerStoreError> {
+        if s.len() > MAX_NAME || s.chars().any(char::is_control) {
+            return Err(self.protocol(op, format!("invalid {what}")));
+        }
+        Ok(s)
+    }
+
+    fn info_from(&self, op: &str, i: wit::SnapshotInfo) -> Result<SnapshotInfo, LayerStoreError> {
+        let diff_id = match i.diff_id {
+            None => None,
+            Some(d) => Some(
+                d.parse::<Digest>()
+                    .map_err(|e| self.protocol(op, format!("diff-id: {e}")))?,
+            ),
+        };
+        Ok(SnapshotInfo {
+            name: self.text(op, "name", i.name)?,
+            parent: i.parent.map(|p| self.text(op, "parent", p)).transpose()?,
+            kind: match i.kind {
+                wit::SnapshotKind::Active => SnapshotKind::Active,
+                wit::SnapshotKind::View => SnapshotKind::View,
+                wit::SnapshotKind::Committed => SnapshotKind::Committed,
+            },
+            diff_id,
+            meta: i.meta.map(|m| self.text(op, "meta", m)).transpose()?,
+        })
+    }
+
+    fn mounts_from(
+        &self,
+        op: &str,
+        ms: Vec<wit::MountSpec>,
+    ) -> Result<Vec<MountSpec>, LayerStoreError> {
+        if ms.len() > MAX_MOUNTS {
+            return Err(self.protocol(op, format!("{} mounts", ms.len())));
+        }
+        ms.into_iter()
+            .map(|m| {
+                Ok(MountSpec {
+                    kind: self.text(op, "mount kind", m.kind)?,
+                    source: self.text(op, "mount source", m.source)?,
+                    options: m
+                        .options
+                        .into_iter()
+                        .take(64)
+                        .map(|o| self.text(op, "mount option", o))
+                        .collect::<Result<_, _>>()?,
+                })
+            })
+            .collect()
+    }
+}
+
+impl LayerStore for WasmLayerStore {
+    fn name(&self) -> String {
+        self.label.clone()
+    }
+
+    fn root(&self) -> &Path {
+        &self.dir
+    }
+
+    fn stat(&self, name: &str) -> Result<Option<SnapshotInfo>, LayerStoreError> {
+        const OP: &str = "layer-store.stat";
+        let r = self
+            .lock_plugin()
+            .call(OP, |s, b| b.rumoci_driver_layer_store().call_stat(s, name))
+            .map_err(|e| self.err(OP, e))?;
+        r.map(|i| self.info_from(OP, i)).transpose()
+    }
+
+    fn prepare(
+        &self,
+        key: &str,
+        parent: Option<&str>,
+        target: Option<&str>,
+    ) -> Result<Prepared, LayerStoreError> {
+        const OP: &str = "layer-store.prepare";
+        let r = self
+            .lock_plugin()
+            .call(OP, |s, b| {
+                b.rumoci_driver_layer_store()
+                    .call_prepare(s, key, parent, target, &Vec::new())
+            })
+            .map_err(|e| self.err(OP, e))?;
+        Ok(match r {
+            wit::Prepared::Cached(i) => {
+                let i = self.info_from(OP, i)?;
+                if Some(i.name.as_str()) != target || i.kind != SnapshotKind::Committed {
+                    return Err(self.protocol(OP, "cached snapshot is not the committed target"));
+                }
+                Prepared::Cached(i)
+            }
+            wit::Prepared::Fresh(t) => Prepared::Fresh(UnpackTarget {
+                dir: self.text(OP, "dir", t.dir)?,
+                mounts: self.mounts_from(OP, t.mounts)?,
+                meta: Some(self.text(OP, "meta", t.meta)?),
+            }),
+        })
+    }
+
+    fn view(&self, key: &str, parent: &str) -> Result<Vec<MountSpec>, LayerStoreError> {
+        const OP: &str = "layer-store.view";
+        let r = self
+            .lock_plugin()
+            .call(OP, |s, b| b.rumoci_driver_layer_store().call_view(s, key, parent))
+            .map_err(|e| self.err(OP, e))?;
+        self.mounts_from(OP, r)
+    }
+
+    fn commit(
+        &self,
+        name: &str,
+        key: &str,
+        diff_id: &Digest,
+    ) -> Result<SnapshotInfo, LayerStoreError> {
+        const OP: &str = "layer-store.commit";
+        let d = diff_id.to_string();
+        let r = self
+            .lock_plugin()
+            .call(OP, |s, b| {
+                b.rumoci_driver_layer_store()
+                    .call_commit(s, name, key, &d, &Vec::new())
+            })
+            .map_err(|e| self.err(OP, e))?;
+        self.info_from(OP, r)
+    }
+
+    fn remove(&self, name: &str) -> Result<(), LayerStoreError> {
+        const OP: &str = "layer-store.remove";
+        self.lock_plugin()
+            .call(OP, |s, b| b.rumoci_driver_layer_store().call_remove(s, name))
+            .map_err(|e| self.err(OP, e))
+    }
+
+    fn lock(&self) -> Result<Option<std::fs::File>, LayerStoreError> {
+        let path = self.dir.join(LOCK_FILE);
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| LayerStoreError::Store {
+                store: self.label.clone(),
+                op: "lock".into(),
+                reason: format!("{}: {e}", path.display()),
+            })?;
+        rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive).map_err(|e| {
+            LayerStoreError::Store {
+                store: self.label.clone(),
+                op: "lock".into(),
+                reason: format!("{}: {e}", path.display()),
+            }
+        })?;
+        Ok(Some(f))
+    }
+}

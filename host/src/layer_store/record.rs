@@ -1,0 +1,248 @@
+//! rumoci's own record of a tree kept in a layer store.
+//!
+//! Written right after a layer is extracted into a store's snapshot, kept in
+//! the file the store names (`unpack-target.meta`), and read back when the
+//! snapshot is reused. It holds:
+//!
+//! * the sha256 of every regular file, so that the bundle's mtree manifest
+//!   is written without reading the files again;
+//! * the inode and change time (ctime) of every entry, so that a tree
+//!   changed after it was recorded — by anyone, including the store's
+//!   plugin, which can write to its directory — is refused instead of
+//!   becoming a bundle. Nothing can set a ctime back, and replacing an entry
+//!   changes its inode.
+//!
+//! Paths are relative, `/`-separated, `""` for the root, non-UTF-8 bytes
+//! replaced (as in the extractor's digests).
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+/// Largest record accepted (a tree of several million entries).
+const MAX_RECORD: u64 = 1 << 30;
+
+/// Errors of records.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    /// Reading or writing the record or walking the tree failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or tree.
+        path: String,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The record file is not a record.
+    #[error("{path}: not a rumoci tree record: {reason}")]
+    Invalid {
+        /// The record file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// One entry: inode, ctime seconds and nanoseconds, sha256 (regular files).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Entry(u64, i64, i64, Option<String>);
+
+#[derive(Debug, Serialize, Deserialize)]
+struct File {
+    version: u32,
+    entries: BTreeMap<String, Entry>,
+}
+
+/// What rumoci recorded about a tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    entries: BTreeMap<String, Entry>,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RecordError + '_ {
+    move |source| RecordError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+impl Record {
+    /// Record the tree at `root` as it is now; `digests` are the sha256 of
+    /// its regular files (files missing there are hashed).
+    pub fn capture(
+        root: &Path,
+        digests: &BTreeMap<String, [u8; 32]>,
+    ) -> Result<Record, RecordError> {
+        let mut entries = BTreeMap::new();
+        let mut stack = vec![(root.to_path_buf(), String::new())];
+        while let Some((path, rel)) = stack.pop() {
+            let md = std::fs::symlink_metadata(&path).map_err(io(&path))?;
+            let sum = if md.is_file() {
+                Some(match digests.get(&rel) {
+                    Some(d) => hex::encode(d),
+                    None => hex::encode(crate::mtree::sha256_file(&path).map_err(io(&path))?),
+                })
+            } else {
+                None
+            };
+            if md.is_dir() {
+                for e in std::fs::read_dir(&path).map_err(io(&path))? {
+                    let e = e.map_err(io(&path))?;
+                    let name = e.file_name();
+                    let n = name.to_string_lossy();
+                    let child = if rel.is_empty() {
+                        n.into_owned()
+                    } else {
+                        format!("{rel}/{n}")
+                    };
+                    stack.push((e.path(), child));
+                }
+            }
+            entries.insert(rel, Entry(md.ino(), md.ctime(), md.ctime_nsec(), sum));
+        }
+        Ok(Record { entries })
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether the record is empty (never true for a captured tree: the
+    /// root is an entry).
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The sha256 of every regular file.
+    pub fn digests(&self) -> BTreeMap<String, [u8; 32]> {
+        let mut out = BTreeMap::new();
+        for (p, e) in &self.entries {
+            if let Some(h) = &e.3 {
+                let mut d = [0u8; 32];
+                if hex::decode_to_slice(h, &mut d).is_ok() {
+                    out.insert(p.clone(), d);
+                }
+            }
+        }
+        out
+    }
+
+    /// Check one entry of the tree against the record: same inode, same
+    /// ctime. `Err` says what differs.
+    pub fn check(&self, rel: &str, st: &rustix::fs::Stat) -> Result<(), String> {
+        match self.entries.get(rel) {
+            None => Err("not in the recorded tree (added after it was recorded)".into()),
+            Some(Entry(ino, cs, cn, _)) => {
+                if *ino != st.st_ino as u64
+                    || *cs != st.st_ctime as i64
+                    || *cn != st.st_ctime_nsec as i64
+                {
+                    Err("changed after the tree was recorded".into())
+                } else {
+                    Ok(())
+                }
+            }
+        }
+    }
+
+    /// Write the record to `path` atomically (temporary file, fsync,
+    /// rename).
+    pub fn write(&self, path: &Path) -> Result<(), RecordError> {
+        let data = serde_json::to_vec(&File {
+            version: 1,
+            entries: self.entries.clone(),
+        })
+        .map_err(|e| RecordError::Invalid {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        crate::bundle::write_atomic(path, &data).map_err(|reason| RecordError::Invalid {
+            path: path.display().to_string(),
+            reason,
+        })
+    }
+
+    /// Read the record at `path`.
+    pub fn read(path: &Path) -> Result<Record, RecordError> {
+        use std::io::Read;
+        let f = std::fs::File::open(path).map_err(io(path))?;
+        let mut data = Vec::new();
+        f.take(MAX_RECORD + 1)
+            .read_to_end(&mut data)
+            .map_err(io(path))?;
+        let invalid = |reason: String| RecordError::Invalid {
+            path: path.display().to_string(),
+            reason,
+        };
+        if data.len() as u64 > MAX_RECORD {
+            return Err(invalid(format!("larger than {MAX_RECORD} bytes")));
+        }
+        let f: File = serde_json::from_slice(&data).map_err(|e| invalid(e.to_string()))?;
+        if f.version != 1 {
+            return Err(invalid(format!("unknown version {}", f.version)));
+        }
+        if !f.entries.contains_key("") {
+            return Err(invalid("no root entry".into()));
+        }
+        Ok(Record { entries: f.entries })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stat(p: &Path) -> rustix::fs::Stat {
+        rustix::fs::lstat(p).expect("lstat")
+    }
+
+    #[test]
+    fn detects_changes_and_round_trips() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let root = t.path();
+        std::fs::create_dir(root.join("d")).expect("mkdir");
+        std::fs::write(root.join("d/f"), "hello").expect("write");
+        std::fs::write(root.join("g"), "x").expect("write");
+        let rec = Record::capture(root, &BTreeMap::new()).expect("capture");
+        assert_eq!(rec.len(), 4);
+        // digests were computed for files missing from the map
+        let d = rec.digests();
+        assert_eq!(
+            hex::encode(d["d/f"]),
+            "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+        );
+        let path = root.join("rec");
+        rec.write(&path).expect("write");
+        let back = Record::read(&path).expect("read");
+        assert_eq!(back, rec);
+        assert!(back.check("d/f", &stat(&root.join("d/f"))).is_ok());
+        // a content change moves ctime
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(root.join("d/f"), "HELLO").expect("write");
+        assert!(back.check("d/f", &stat(&root.join("d/f"))).is_err());
+        // so does chmod
+        std::fs::set_permissions(
+            root.join("g"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o4755),
+        )
+        .expect("chmod");
+        assert!(back.check("g", &stat(&root.join("g"))).is_err());
+        // an added entry is not in the record
+        assert!(back.check("new", &stat(&root.join("g"))).is_err());
+    }
+
+    #[test]
+    fn refuses_garbage() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let p = t.path().join("rec");
+        std::fs::write(&p, "{\"version\":1,\"entries\":{}}").expect("write");
+        assert!(Record::read(&p).is_err());
+        std::fs::write(&p, "not json").expect("write");
+        let e = Record::read(&p).expect_err("garbage");
+        assert!(e.to_string().contains("not a rumoci tree record"), "{e}");
+    }
+}
