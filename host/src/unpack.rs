@@ -158,8 +158,7 @@ fn apply_one(
 /// empty for the defaults, else `+` and a short hash of them (an id-mapped
 /// or rootless tree differs from a plain one).
 fn options_suffix(opts: &ExtractOptions) -> String {
-    if opts.uid_map.is_empty() && opts.gid_map.is_empty() && !opts.rootless && !opts.keep_dirlinks
-    {
+    if opts.uid_map.is_empty() && opts.gid_map.is_empty() && !opts.rootless && !opts.keep_dirlinks {
         return String::new();
     }
     let mut h = crate::oci::Algorithm::Sha256.hasher();
@@ -188,12 +187,14 @@ impl Top {
     fn record(&mut self, store: &dyn LayerStore) -> Result<&Record, UnpackError> {
         if self.record.is_none() {
             let meta = self.info.meta.as_deref().ok_or_else(|| {
-                store_err(store, format!("snapshot {}: no record of its tree", self.info.name))
+                store_err(
+                    store,
+                    format!("snapshot {}: no record of its tree", self.info.name),
+                )
             })?;
             let path = resolve(store.root(), meta).map_err(|e| store_err(store, e))?;
-            let rec = Record::read(&path).map_err(|e| {
-                store_err(store, format!("snapshot {}: {e}", self.info.name))
-            })?;
+            let rec = Record::read(&path)
+                .map_err(|e| store_err(store, format!("snapshot {}: {e}", self.info.name)))?;
             self.record = Some(rec);
         }
         self.record
@@ -228,13 +229,19 @@ fn perform_mounts(
     let [m] = mounts else {
         return Err(store_err(
             store,
-            format!("{} mounts for {name}: only one copy mount is supported", mounts.len()),
+            format!(
+                "{} mounts for {name}: only one copy mount is supported",
+                mounts.len()
+            ),
         ));
     };
     if m.kind != "copy" {
         return Err(store_err(
             store,
-            format!("mount kind {:?} for {name}: rumoci performs only \"copy\"", m.kind),
+            format!(
+                "mount kind {:?} for {name}: rumoci performs only \"copy\"",
+                m.kind
+            ),
         ));
     }
     let src = resolve(store.root(), &m.source).map_err(|e| store_err(store, e))?;
@@ -295,7 +302,12 @@ pub fn unpack_with_store(
         if let Some(info) = store.stat(&names[i])?
             && info.kind == SnapshotKind::Committed
         {
-            tracing::info!("layers 1-{} cached in {} as {}", i + 1, store.name(), info.name);
+            tracing::info!(
+                "layers 1-{} cached in {} as {}",
+                i + 1,
+                store.name(),
+                info.name
+            );
             top = Some(Top { info, record: None });
             start = i + 1;
             break;
@@ -332,10 +344,11 @@ pub fn unpack_with_store(
             let Some(meta) = &target.meta else {
                 return Ok(None);
             };
-            let rec = Record::capture(&dir, &ex.digests)
-                .map_err(|e| store_err(store, e.to_string()))?;
+            let rec =
+                Record::capture(&dir, &ex.digests).map_err(|e| store_err(store, e.to_string()))?;
             let path = resolve(store.root(), meta).map_err(|e| store_err(store, e))?;
-            rec.write(&path).map_err(|e| store_err(store, e.to_string()))?;
+            rec.write(&path)
+                .map_err(|e| store_err(store, e.to_string()))?;
             Ok(Some(rec))
         })();
         let record = match res {
@@ -356,9 +369,9 @@ pub fn unpack_with_store(
             Err(LayerStoreError::AlreadyExists { .. }) => {
                 // committed meanwhile by someone else: use theirs
                 store.remove(&key)?;
-                let info = store.stat(&names[i])?.ok_or_else(|| {
-                    store_err(store, format!("snapshot {} vanished", names[i]))
-                })?;
+                let info = store
+                    .stat(&names[i])?
+                    .ok_or_else(|| store_err(store, format!("snapshot {} vanished", names[i])))?;
                 top = Some(Top { info, record: None });
                 fresh = false;
             }

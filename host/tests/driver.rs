@@ -446,8 +446,14 @@ fn layer_cache_unpacks_what_a_plain_unpack_does_and_reuses_it() {
     // a second and a third layer, so that chains build on cached parents
     let extra = tmp.path().join("extra");
     std::fs::write(&extra, b"inserted\n").expect("w");
-    run_ok("umoci", &["insert", "--image", &img, s(&extra), "/usr/inserted"]);
-    run_ok("umoci", &["insert", "--image", &img, "--whiteout", "/usr/new"]);
+    run_ok(
+        "umoci",
+        &["insert", "--image", &img, s(&extra), "/usr/inserted"],
+    );
+    run_ok(
+        "umoci",
+        &["insert", "--image", &img, "--whiteout", "/usr/new"],
+    );
     let store = tmp.path().join("store");
     let driver = format!("{},dir={}", plugin("layer-cache"), s(&store));
     let plain = tmp.path().join("plain");
@@ -468,10 +474,17 @@ fn layer_cache_unpacks_what_a_plain_unpack_does_and_reuses_it() {
         );
     }
     // one snapshot per layer chain
-    let manifest = read_blob_json(&layout, index_entry(&layout, "t")["digest"].as_str().expect("digest"));
+    let manifest = read_blob_json(
+        &layout,
+        index_entry(&layout, "t")["digest"]
+            .as_str()
+            .expect("digest"),
+    );
     let layers = manifest["layers"].as_array().expect("layers").len();
     assert_eq!(layers, 3);
-    let snaps = std::fs::read_dir(store.join("snapshots")).expect("snapshots").count();
+    let snaps = std::fs::read_dir(store.join("snapshots"))
+        .expect("snapshots")
+        .count();
     assert_eq!(snaps, layers, "one committed snapshot per layer");
 
     // keep a complete copy for the repack below
@@ -479,7 +492,8 @@ fn layer_cache_unpacks_what_a_plain_unpack_does_and_reuses_it() {
     run_ok("cp", &["-a", s(&layout), s(&full)]);
     // warm: the layer blobs are not even read any more
     for l in manifest["layers"].as_array().expect("layers") {
-        std::fs::remove_file(blob_path(&layout, l["digest"].as_str().expect("digest"))).expect("rm blob");
+        std::fs::remove_file(blob_path(&layout, l["digest"].as_str().expect("digest")))
+            .expect("rm blob");
     }
     let warm = tmp.path().join("warm");
     rd_ok(&["--driver", &driver, "unpack", "--image", &img, s(&warm)]);
@@ -493,7 +507,10 @@ fn layer_cache_unpacks_what_a_plain_unpack_does_and_reuses_it() {
     // corrupt the cache
     let bundle_inodes = inodes(&warm.join("rootfs"));
     let store_inodes = inodes(&store);
-    assert!(bundle_inodes.is_disjoint(&store_inodes), "bundle shares inodes with the cache");
+    assert!(
+        bundle_inodes.is_disjoint(&store_inodes),
+        "bundle shares inodes with the cache"
+    );
     let passwd = warm.join("rootfs/usr/inserted");
     std::fs::write(&passwd, b"scribbled\n").expect("write in bundle");
     let again = tmp.path().join("again");
@@ -505,17 +522,36 @@ fn layer_cache_unpacks_what_a_plain_unpack_does_and_reuses_it() {
     std::fs::write(again.join("rootfs/added"), b"after a cached unpack\n").expect("w");
     run_ok(
         "touch",
-        &["-d", "@1600000000", s(&again.join("rootfs/added")), s(&again.join("rootfs"))],
+        &[
+            "-d",
+            "@1600000000",
+            s(&again.join("rootfs/added")),
+            s(&again.join("rootfs")),
+        ],
     );
     let full_img = format!("{}:t", s(&full));
     rd_ok(&["repack", "--image", &full_img, s(&again)]);
-    let m = read_blob_json(&full, index_entry(&full, "t")["digest"].as_str().expect("digest"));
-    let top = m["layers"].as_array().expect("layers").last().expect("a layer").clone();
+    let m = read_blob_json(
+        &full,
+        index_entry(&full, "t")["digest"].as_str().expect("digest"),
+    );
+    let top = m["layers"]
+        .as_array()
+        .expect("layers")
+        .last()
+        .expect("a layer")
+        .clone();
     let listing = run_ok(
         "tar",
-        &["-tzf", s(&blob_path(&full, top["digest"].as_str().expect("digest")))],
+        &[
+            "-tzf",
+            s(&blob_path(&full, top["digest"].as_str().expect("digest"))),
+        ],
     );
-    let names: Vec<&str> = listing.lines().map(|l| l.trim_start_matches("./")).collect();
+    let names: Vec<&str> = listing
+        .lines()
+        .map(|l| l.trim_start_matches("./"))
+        .collect();
     assert!(
         names.iter().all(|n| n.is_empty() || *n == "added"),
         "new layer holds more than the change: {names:?}"
@@ -532,7 +568,14 @@ fn layer_cache_refuses_a_tree_changed_behind_its_back() {
     };
     let store = tmp.path().join("store");
     let driver = format!("{},dir={}", plugin("layer-cache"), s(&store));
-    rd_ok(&["--driver", &driver, "unpack", "--image", &img, s(&tmp.path().join("first"))]);
+    rd_ok(&[
+        "--driver",
+        &driver,
+        "unpack",
+        "--image",
+        &img,
+        s(&tmp.path().join("first")),
+    ]);
     // change a cached file without touching rumoci's record of it
     let victim = find_file(&store.join("snapshots"), "new").expect("usr/new in a snapshot");
     std::fs::write(&victim, b"evil\n").expect("tamper");
@@ -556,9 +599,22 @@ fn layer_cache_evicts_by_size() {
     rd_ok(&["--driver", &driver, "unpack", "--image", &img, s(&b)]);
     assert_same_tree(&plain.join("rootfs"), &b.join("rootfs"));
     // only the snapshot committed last survives a 1-byte budget
-    let snaps = std::fs::read_dir(store.join("snapshots")).expect("snapshots").count();
+    let snaps = std::fs::read_dir(store.join("snapshots"))
+        .expect("snapshots")
+        .count();
     assert_eq!(snaps, 1, "older snapshots evicted");
-    let bad = format!("{},dir={},opt.colour=blue", plugin("layer-cache"), s(&store));
-    let e = rd_err(&["--driver", &bad, "unpack", "--image", &img, s(&tmp.path().join("c"))]);
+    let bad = format!(
+        "{},dir={},opt.colour=blue",
+        plugin("layer-cache"),
+        s(&store)
+    );
+    let e = rd_err(&[
+        "--driver",
+        &bad,
+        "unpack",
+        "--image",
+        &img,
+        s(&tmp.path().join("c")),
+    ]);
     assert!(e.contains("colour"), "unknown option named: {e}");
 }

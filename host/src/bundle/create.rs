@@ -11,8 +11,8 @@ use crate::cas::refs::DescriptorPath;
 use crate::cas::{Cas, ext};
 use crate::layer::extract::ExtractOptions;
 use crate::layer::root::Root;
-use crate::mtree;
 use crate::layer_store::{InPlace, LayerStore};
+use crate::mtree;
 use crate::unpack::{UnpackError, unpack_with_store};
 
 /// The rootfs directory name inside a bundle.
@@ -115,8 +115,7 @@ pub fn unpack_bundle(
     let res = (|| -> Result<(), BundleError> {
         let in_place = InPlace::new(&rootfs);
         let store = layers.unwrap_or(&in_place);
-        let digests =
-            unpack_with_store(cas, store, &manifest, &config, &rootfs, opts.clone())?;
+        let digests = unpack_with_store(cas, store, &manifest, &config, &rootfs, opts.clone())?;
         let root = Root::open(&rootfs).map_err(io(&rootfs))?;
         let spec = runtime_config(
             &config,

@@ -196,7 +196,9 @@ impl LayerStore for WasmLayerStore {
         const OP: &str = "layer-store.view";
         let r = self
             .lock_plugin()
-            .call(OP, |s, b| b.rumoci_driver_layer_store().call_view(s, key, parent))
+            .call(OP, |s, b| {
+                b.rumoci_driver_layer_store().call_view(s, key, parent)
+            })
             .map_err(|e| self.err(OP, e))?;
         self.mounts_from(OP, r)
     }
@@ -222,7 +224,9 @@ impl LayerStore for WasmLayerStore {
     fn remove(&self, name: &str) -> Result<(), LayerStoreError> {
         const OP: &str = "layer-store.remove";
         self.lock_plugin()
-            .call(OP, |s, b| b.rumoci_driver_layer_store().call_remove(s, name))
+            .call(OP, |s, b| {
+                b.rumoci_driver_layer_store().call_remove(s, name)
+            })
             .map_err(|e| self.err(OP, e))
     }
 

@@ -25,8 +25,8 @@ mod runtime;
 mod spec;
 
 pub use cas::WasmCas;
-pub use layer::WasmLayerStore;
 pub use engine::cache_dir;
+pub use layer::WasmLayerStore;
 pub use runtime::{HostState, Plugin, PluginInfo, World};
 pub use spec::{BUILTIN_DRIVERS, DEFAULT_MEMORY, DEFAULT_TIMEOUT, DriverSource, DriverSpec};
 

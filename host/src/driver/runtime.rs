@@ -10,8 +10,8 @@ use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use super::bindings::rumoci::driver::host::Level;
 use super::bindings::rumoci::driver::types::Error as WitError;
 use super::bindings::{CasDriver, CasDriverPre};
-use super::layer_bindings::{LayerDriver, LayerDriverPre};
 use super::engine::{TICK, engine, load_component};
+use super::layer_bindings::{LayerDriver, LayerDriverPre};
 use super::{DriverError, DriverSpec};
 
 /// The guest path of the store directory inside the sandbox.

@@ -143,8 +143,12 @@ pub trait LayerStore {
     /// that make it a root filesystem.
     fn view(&self, key: &str, parent: &str) -> Result<Vec<MountSpec>, LayerStoreError>;
     /// Commit active `key` as `name`.
-    fn commit(&self, name: &str, key: &str, diff_id: &Digest)
-    -> Result<SnapshotInfo, LayerStoreError>;
+    fn commit(
+        &self,
+        name: &str,
+        key: &str,
+        diff_id: &Digest,
+    ) -> Result<SnapshotInfo, LayerStoreError>;
     /// Remove a snapshot.
     fn remove(&self, name: &str) -> Result<(), LayerStoreError>;
     /// Hold the store for the caller's exclusive use until the guard is
@@ -259,8 +263,12 @@ mod tests {
 
     #[test]
     fn chain_ids_follow_the_image_spec() {
-        let d1: Digest = format!("sha256:{}", "1".repeat(64)).parse().expect("digest");
-        let d2: Digest = format!("sha256:{}", "2".repeat(64)).parse().expect("digest");
+        let d1: Digest = format!("sha256:{}", "1".repeat(64))
+            .parse()
+            .expect("digest");
+        let d2: Digest = format!("sha256:{}", "2".repeat(64))
+            .parse()
+            .expect("digest");
         let c = chain_ids(&[d1.clone(), d2.clone()]);
         assert_eq!(c[0], d1);
         // known answer: printf 'sha256:1…1 sha256:2…2' | sha256sum
