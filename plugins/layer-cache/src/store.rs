@@ -1,0 +1,1165 @@
+//! The layer cache proper: records in `db.json` and one directory per
+//! snapshot, over a plain root path so it can be tested natively.
+//!
+//! Layout beneath the root (the plugin's store directory):
+//!
+//! * `db.json`: every record, written atomically (`db.json.tmp-*` + rename);
+//! * `snapshots/<id>/fs/`: the snapshot's complete tree (filled by the host);
+//! * `snapshots/<id>/meta`: the host's own record of the snapshot; never read
+//!   here, only handed out and deleted with the snapshot.
+//!
+//! Paths are built only from numeric ids, never from names.
+
+use std::collections::BTreeMap;
+use std::collections::hash_map::RandomState;
+use std::fs::{self, File};
+use std::hash::{BuildHasher, Hasher};
+use std::io::{ErrorKind, Write};
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+
+use rumoci_driver_sdk::{
+    Digest, DiskUsage, Error, Labels, Level, MountSpec, Prepared, Result, SnapshotInfo,
+    SnapshotKind, SnapshotPage, UnpackTarget,
+};
+use serde::{Deserialize, Serialize};
+
+/// The record file.
+pub const DB_FILE: &str = "db.json";
+const DB_TMP_PREFIX: &str = "db.json.tmp-";
+const SNAPSHOTS: &str = "snapshots";
+const DB_VERSION: u32 = 1;
+/// Longest accepted name/key, in bytes.
+pub const MAX_NAME: usize = 512;
+/// Largest accepted label set (keys plus values), in bytes.
+const MAX_LABEL_BYTES: usize = 64 << 10;
+/// Page size when the caller asks for `limit = 0`, and the largest page.
+const DEFAULT_PAGE: usize = 256;
+const MAX_PAGE: usize = 4096;
+
+// ---------------------------------------------------------------------------
+// Options
+
+/// Driver options (`--driver layer-cache.wasm,opt.max-size=2G` arrives as
+/// `max-size=2G`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Options {
+    /// Evict least-recently-used committed snapshots beyond this many bytes.
+    pub max_size: Option<u64>,
+}
+
+impl Options {
+    /// Parse the `key=value` pairs from the host; unknown keys and malformed
+    /// values are `invalid-argument` naming the key.
+    pub fn parse(pairs: &[(String, String)]) -> Result<Options> {
+        let mut o = Options::default();
+        for (k, v) in pairs {
+            match k.as_str() {
+                "max-size" => {
+                    o.max_size = Some(parse_size(v).ok_or_else(|| {
+                        Error::InvalidArgument(format!(
+                            "option max-size={v:?}: expected bytes with an optional K, M, G or T suffix (powers of 1024), e.g. 2G"
+                        ))
+                    })?)
+                }
+                _ => {
+                    return Err(Error::InvalidArgument(format!(
+                        "unknown option {k:?} (known: max-size)"
+                    )));
+                }
+            }
+        }
+        Ok(o)
+    }
+}
+
+/// `N`, `NK`, `NM`, `NG`, `NT` (case-insensitive suffix, powers of 1024).
+pub fn parse_size(v: &str) -> Option<u64> {
+    let (num, shift) = match v.as_bytes().last()? {
+        b'K' | b'k' => (&v[..v.len() - 1], 10),
+        b'M' | b'm' => (&v[..v.len() - 1], 20),
+        b'G' | b'g' => (&v[..v.len() - 1], 30),
+        b'T' | b't' => (&v[..v.len() - 1], 40),
+        _ => (v, 0),
+    };
+    if num.is_empty() || !num.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    num.parse::<u64>().ok()?.checked_mul(1u64 << shift)
+}
+
+// ---------------------------------------------------------------------------
+// Records
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Kind {
+    Active,
+    View,
+    Committed,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Record {
+    /// Directory number: `snapshots/<id>`. Views have none.
+    id: Option<u64>,
+    kind: Kind,
+    parent: Option<String>,
+    diff_id: Option<String>,
+    labels: Labels,
+    /// Bytes of regular files in `fs/`, computed at commit.
+    size: u64,
+    /// Entries in `fs/` (itself included), computed at commit.
+    inodes: u64,
+    /// Logical clock of the last use (higher = more recent).
+    last_used: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Db {
+    version: u32,
+    next_id: u64,
+    clock: u64,
+    /// Keyed by name (committed) or key (active, view): one namespace.
+    snapshots: BTreeMap<String, Record>,
+}
+
+impl Default for Db {
+    fn default() -> Db {
+        Db {
+            version: DB_VERSION,
+            next_id: 1,
+            clock: 0,
+            snapshots: BTreeMap::new(),
+        }
+    }
+}
+
+fn io_err(what: impl std::fmt::Display, e: std::io::Error) -> Error {
+    Error::Io(format!("{what}: {e}"))
+}
+
+fn check_name(what: &str, s: &str) -> Result<()> {
+    if s.is_empty() {
+        return Err(Error::InvalidArgument(format!("{what} is empty")));
+    }
+    if s.len() > MAX_NAME {
+        return Err(Error::InvalidArgument(format!(
+            "{what} is {} bytes long (at most {MAX_NAME})",
+            s.len()
+        )));
+    }
+    if s.chars().any(char::is_control) {
+        return Err(Error::InvalidArgument(format!(
+            "{what} {s:?} contains a control character"
+        )));
+    }
+    Ok(())
+}
+
+fn check_labels(labels: &Labels) -> Result<()> {
+    let total: usize = labels.iter().map(|(k, v)| k.len() + v.len()).sum();
+    if total > MAX_LABEL_BYTES {
+        return Err(Error::InvalidArgument(format!(
+            "labels total {total} bytes (at most {MAX_LABEL_BYTES})"
+        )));
+    }
+    Ok(())
+}
+
+/// `base` with `extra` applied on top (same key: the later value wins, at
+/// the earlier position).
+fn merge_labels(base: &mut Labels, extra: Labels) {
+    for (k, v) in extra {
+        match base.iter_mut().find(|(bk, _)| *bk == k) {
+            Some(slot) => slot.1 = v,
+            None => base.push((k, v)),
+        }
+    }
+}
+
+fn fs_rel(id: u64) -> String {
+    format!("{SNAPSHOTS}/{id}/fs")
+}
+
+fn meta_rel(id: u64) -> String {
+    format!("{SNAPSHOTS}/{id}/meta")
+}
+
+fn copy_mount(id: u64) -> MountSpec {
+    MountSpec {
+        kind: "copy".into(),
+        source: fs_rel(id),
+        options: vec!["ro".into()],
+    }
+}
+
+fn random_suffix() -> String {
+    // RandomState is seeded from the OS (wasi:random inside the sandbox).
+    format!("{:016x}", RandomState::new().build_hasher().finish())
+}
+
+/// Bytes of regular files and number of entries (the root included) of the
+/// tree at `dir`, without following symlinks. Iterative: trees can be deep
+/// and the wasm stack is small. Hard links are counted once per name.
+fn walk_usage(dir: &Path) -> std::io::Result<DiskUsage> {
+    let mut u = DiskUsage { size: 0, inodes: 1 };
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in fs::read_dir(&d)? {
+            let entry = entry?;
+            let p = entry.path();
+            let m = fs::symlink_metadata(&p)?;
+            u.inodes += 1;
+            if m.is_dir() {
+                stack.push(p);
+            } else if m.is_file() {
+                u.size += m.len();
+            }
+        }
+    }
+    Ok(u)
+}
+
+/// Remove a path whatever it is; a missing path is fine.
+fn remove_any(p: &Path) -> std::io::Result<()> {
+    let res = match fs::symlink_metadata(p) {
+        Ok(m) if m.is_dir() => fs::remove_dir_all(p),
+        Ok(_) => fs::remove_file(p),
+        Err(e) => Err(e),
+    };
+    match res {
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+        r => r,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The store
+
+/// The cache, loaded from `db.json` beneath `root`. Every mutating call
+/// saves the records before it returns.
+pub struct Store {
+    root: PathBuf,
+    opts: Options,
+    db: Db,
+    notes: Vec<(Level, String)>,
+}
+
+impl Store {
+    /// Load the records (an absent `db.json` is an empty cache), then remove
+    /// garbage: `snapshots/<id>` directories without a record (left by a
+    /// crash, or by a removal whose directory deletion failed) and stray
+    /// `db.json.tmp-*` files. Garbage removal is best-effort (failures
+    /// become warnings). A corrupt `db.json` is an `integrity` error naming
+    /// the file; nothing is deleted then.
+    pub fn open(root: &Path, opts: Options) -> Result<Store> {
+        let db_path = root.join(DB_FILE);
+        let db = match fs::read(&db_path) {
+            Ok(bytes) => {
+                let db: Db = serde_json::from_slice(&bytes).map_err(|e| {
+                    Error::Integrity(format!(
+                        "{DB_FILE} in the layer cache is corrupt ({e}); move it away to start an empty cache"
+                    ))
+                })?;
+                if db.version != DB_VERSION {
+                    return Err(Error::Integrity(format!(
+                        "{DB_FILE} has version {} (this driver reads version {DB_VERSION})",
+                        db.version
+                    )));
+                }
+                db
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => Db::default(),
+            Err(e) => return Err(io_err(DB_FILE, e)),
+        };
+        let mut s = Store {
+            root: root.to_path_buf(),
+            opts,
+            db,
+            notes: Vec::new(),
+        };
+        s.collect_garbage();
+        Ok(s)
+    }
+
+    /// Log messages gathered so far (the wasm glue forwards them to the host).
+    pub fn take_notes(&mut self) -> Vec<(Level, String)> {
+        std::mem::take(&mut self.notes)
+    }
+
+    fn collect_garbage(&mut self) {
+        let live: std::collections::HashSet<String> = self
+            .db
+            .snapshots
+            .values()
+            .filter_map(|r| r.id.map(|i| i.to_string()))
+            .collect();
+        let snaps = self.root.join(SNAPSHOTS);
+        if let Ok(rd) = fs::read_dir(&snaps) {
+            for entry in rd.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if live.contains(&name) {
+                    continue;
+                }
+                match remove_any(&entry.path()) {
+                    Ok(()) => self.notes.push((
+                        Level::Info,
+                        format!("removed {SNAPSHOTS}/{name}: no record in {DB_FILE} (left by an interrupted operation)"),
+                    )),
+                    Err(e) => self.notes.push((
+                        Level::Warn,
+                        format!("cannot remove unrecorded {SNAPSHOTS}/{name}: {e}"),
+                    )),
+                }
+            }
+        }
+        if let Ok(rd) = fs::read_dir(&self.root) {
+            for entry in rd.flatten() {
+                if entry
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with(DB_TMP_PREFIX)
+                {
+                    let _ = fs::remove_file(entry.path());
+                }
+            }
+        }
+    }
+
+    fn save(&self) -> Result<()> {
+        let bytes = serde_json::to_vec_pretty(&self.db)
+            .map_err(|e| Error::Other(format!("cannot encode {DB_FILE}: {e}")))?;
+        let tmp = self
+            .root
+            .join(format!("{DB_TMP_PREFIX}{}", random_suffix()));
+        let dest = self.root.join(DB_FILE);
+        let res = (|| -> std::io::Result<()> {
+            let mut f = File::create(&tmp)?;
+            f.write_all(&bytes)?;
+            f.sync_all()?;
+            fs::rename(&tmp, &dest)
+        })();
+        if res.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        res.map_err(|e| io_err(DB_FILE, e))
+    }
+
+    fn tick(&mut self) -> u64 {
+        self.db.clock += 1;
+        self.db.clock
+    }
+
+    fn touch(&mut self, name: &str) {
+        let now = self.tick();
+        if let Some(r) = self.db.snapshots.get_mut(name) {
+            r.last_used = now;
+        }
+    }
+
+    fn info(name: &str, r: &Record) -> SnapshotInfo {
+        SnapshotInfo {
+            name: name.to_string(),
+            parent: r.parent.clone(),
+            kind: match r.kind {
+                Kind::Active => SnapshotKind::Active,
+                Kind::View => SnapshotKind::View,
+                Kind::Committed => SnapshotKind::Committed,
+            },
+            diff_id: r.diff_id.clone(),
+            labels: r.labels.clone(),
+            meta: match (r.kind, r.id) {
+                (Kind::Committed, Some(id)) => Some(meta_rel(id)),
+                _ => None,
+            },
+        }
+    }
+
+    /// The id of committed snapshot `name`, else `not-found`.
+    fn committed_id(&self, what: &str, name: &str) -> Result<u64> {
+        match self.db.snapshots.get(name) {
+            Some(Record {
+                kind: Kind::Committed,
+                id: Some(id),
+                ..
+            }) => Ok(*id),
+            Some(r) => Err(Error::NotFound(format!(
+                "{what} {name:?} is not a committed snapshot (it is {:?})",
+                r.kind
+            ))),
+            None => Err(Error::NotFound(format!("{what} {name:?} does not exist"))),
+        }
+    }
+
+    /// Whether an active snapshot or a view has `name` as its parent.
+    fn has_open_child(&self, name: &str) -> bool {
+        self.db
+            .snapshots
+            .values()
+            .any(|r| r.kind != Kind::Committed && r.parent.as_deref() == Some(name))
+    }
+
+    /// Delete the directories of removed records (records already saved
+    /// without them). A failure leaves garbage for the next load to retry.
+    fn delete_dirs(&mut self, ids: &[u64]) {
+        for id in ids {
+            let p = self.root.join(SNAPSHOTS).join(id.to_string());
+            if let Err(e) = remove_any(&p) {
+                self.notes.push((
+                    Level::Warn,
+                    format!("cannot delete {SNAPSHOTS}/{id} (retried on next use): {e}"),
+                ));
+            }
+        }
+    }
+
+    /// `layer-store.stat`.
+    pub fn stat(&self, name: &str) -> Result<Option<SnapshotInfo>> {
+        check_name("name", name)?;
+        Ok(self.db.snapshots.get(name).map(|r| Store::info(name, r)))
+    }
+
+    /// `layer-store.prepare`.
+    pub fn prepare(
+        &mut self,
+        key: &str,
+        parent: Option<&str>,
+        target: Option<&str>,
+        labels: Labels,
+    ) -> Result<Prepared> {
+        check_name("key", key)?;
+        if let Some(p) = parent {
+            check_name("parent", p)?;
+        }
+        if let Some(t) = target {
+            check_name("target", t)?;
+        }
+        check_labels(&labels)?;
+        if let Some(t) = target
+            && self.committed_id("target", t).is_ok()
+        {
+            self.touch(t);
+            self.save()?;
+            let r = &self.db.snapshots[t];
+            return Ok(Prepared::Cached(Store::info(t, r)));
+        }
+        if self.db.snapshots.contains_key(key) {
+            return Err(Error::AlreadyExists(format!("snapshot {key:?} exists")));
+        }
+        let parent_id = match parent {
+            Some(p) => Some(self.committed_id("parent", p)?),
+            None => None,
+        };
+        let snaps = self.root.join(SNAPSHOTS);
+        fs::create_dir_all(&snaps).map_err(|e| io_err(SNAPSHOTS, e))?;
+        // Skip ids in use, and ids whose directory survived (undeletable
+        // garbage, or a db that was reset).
+        let used: std::collections::HashSet<u64> =
+            self.db.snapshots.values().filter_map(|r| r.id).collect();
+        let mut id = self.db.next_id;
+        while used.contains(&id) || fs::symlink_metadata(snaps.join(id.to_string())).is_ok() {
+            id += 1;
+        }
+        self.db.next_id = id + 1;
+        if let Some(p) = parent {
+            self.touch(p);
+        }
+        let now = self.tick();
+        self.db.snapshots.insert(
+            key.to_string(),
+            Record {
+                id: Some(id),
+                kind: Kind::Active,
+                parent: parent.map(str::to_string),
+                diff_id: None,
+                labels,
+                size: 0,
+                inodes: 0,
+                last_used: now,
+            },
+        );
+        // Record first, directory second: a crash in between leaves a
+        // harmless record (removable), never a directory that a concurrent
+        // load would take for garbage.
+        self.save()?;
+        let dir = snaps.join(id.to_string());
+        let made = fs::create_dir(&dir).and_then(|()| fs::create_dir(dir.join("fs")));
+        if let Err(e) = made {
+            self.db.snapshots.remove(key);
+            let _ = remove_any(&dir);
+            self.save()?;
+            return Err(io_err(fs_rel(id), e));
+        }
+        Ok(Prepared::Fresh(UnpackTarget {
+            dir: fs_rel(id),
+            mounts: parent_id.map(copy_mount).into_iter().collect(),
+            meta: meta_rel(id),
+        }))
+    }
+
+    /// `layer-store.view`.
+    pub fn view(&mut self, key: &str, parent: &str) -> Result<Vec<MountSpec>> {
+        check_name("key", key)?;
+        check_name("parent", parent)?;
+        let pid = self.committed_id("parent", parent)?;
+        if self.db.snapshots.contains_key(key) {
+            return Err(Error::AlreadyExists(format!("snapshot {key:?} exists")));
+        }
+        self.touch(parent);
+        let now = self.tick();
+        self.db.snapshots.insert(
+            key.to_string(),
+            Record {
+                id: None,
+                kind: Kind::View,
+                parent: Some(parent.to_string()),
+                diff_id: None,
+                labels: Vec::new(),
+                size: 0,
+                inodes: 0,
+                last_used: now,
+            },
+        );
+        self.save()?;
+        Ok(vec![copy_mount(pid)])
+    }
+
+    /// `layer-store.mounts`.
+    pub fn mounts(&self, key: &str) -> Result<Vec<MountSpec>> {
+        check_name("key", key)?;
+        let r = self
+            .db
+            .snapshots
+            .get(key)
+            .ok_or_else(|| Error::NotFound(format!("snapshot {key:?} does not exist")))?;
+        if r.kind == Kind::Committed {
+            return Err(Error::FailedPrecondition(format!(
+                "snapshot {key:?} is committed; mounts exist for active snapshots and views"
+            )));
+        }
+        match r.parent.as_deref() {
+            Some(p) => Ok(vec![copy_mount(self.committed_id("parent", p)?)]),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// `layer-store.commit`; then evicts beyond `max-size`.
+    pub fn commit(
+        &mut self,
+        name: &str,
+        key: &str,
+        diff_id: &Digest,
+        labels: Labels,
+    ) -> Result<SnapshotInfo> {
+        check_name("name", name)?;
+        check_name("key", key)?;
+        check_labels(&labels)?;
+        let id = match self.db.snapshots.get(key) {
+            Some(Record {
+                kind: Kind::Active,
+                id: Some(id),
+                ..
+            }) => *id,
+            Some(r) => {
+                return Err(Error::FailedPrecondition(format!(
+                    "snapshot {key:?} is not active (it is {:?})",
+                    r.kind
+                )));
+            }
+            None => {
+                return Err(Error::NotFound(format!(
+                    "active snapshot {key:?} does not exist"
+                )));
+            }
+        };
+        if name != key
+            && let Some(r) = self.db.snapshots.get(name)
+        {
+            return Err(Error::AlreadyExists(match r.kind {
+                Kind::Committed => format!("committed snapshot {name:?} exists"),
+                k => format!("name {name:?} is taken by a snapshot that is {k:?}"),
+            }));
+        }
+        let usage = walk_usage(&self.root.join(fs_rel(id))).map_err(|e| io_err(fs_rel(id), e))?;
+        let now = self.tick();
+        let Some(mut r) = self.db.snapshots.remove(key) else {
+            return Err(Error::Other(format!("snapshot {key:?} vanished")));
+        };
+        r.kind = Kind::Committed;
+        r.diff_id = Some(diff_id.to_string());
+        merge_labels(&mut r.labels, labels);
+        r.size = usage.size;
+        r.inodes = usage.inodes;
+        r.last_used = now;
+        let info = Store::info(name, &r);
+        self.db.snapshots.insert(name.to_string(), r);
+        let evicted = self.select_evictions(name);
+        let mut ids = Vec::new();
+        for (victim, size) in &evicted {
+            if let Some(v) = self.db.snapshots.remove(victim) {
+                ids.extend(v.id);
+            }
+            self.notes.push((
+                Level::Info,
+                format!(
+                    "evicted {victim:?} ({size} bytes, least recently used) to stay within max-size={}",
+                    self.opts.max_size.unwrap_or(0)
+                ),
+            ));
+        }
+        self.save()?;
+        self.delete_dirs(&ids);
+        Ok(info)
+    }
+
+    /// Committed snapshots to evict, least recently used first, until the
+    /// committed total fits `max-size`. Never `keep` (just committed) nor a
+    /// parent of an active snapshot or view.
+    fn select_evictions(&mut self, keep: &str) -> Vec<(String, u64)> {
+        let Some(max) = self.opts.max_size else {
+            return Vec::new();
+        };
+        let committed = || {
+            self.db
+                .snapshots
+                .iter()
+                .filter(|(_, r)| r.kind == Kind::Committed)
+        };
+        let mut total: u64 = committed().map(|(_, r)| r.size).sum();
+        if total <= max {
+            return Vec::new();
+        }
+        let mut candidates: Vec<(u64, &String, u64)> = committed()
+            .filter(|(n, _)| n.as_str() != keep && !self.has_open_child(n))
+            .map(|(n, r)| (r.last_used, n, r.size))
+            .collect();
+        candidates.sort();
+        let mut out = Vec::new();
+        for (_, n, size) in candidates {
+            if total <= max {
+                break;
+            }
+            total -= size;
+            out.push((n.clone(), size));
+        }
+        if total > max {
+            self.notes.push((
+                Level::Warn,
+                format!(
+                    "committed snapshots use {total} bytes, above max-size={max}, but the rest are in use or just committed"
+                ),
+            ));
+        }
+        out
+    }
+
+    /// `layer-store.remove`.
+    pub fn remove(&mut self, name: &str) -> Result<()> {
+        check_name("name", name)?;
+        let r = self
+            .db
+            .snapshots
+            .get(name)
+            .ok_or_else(|| Error::NotFound(format!("snapshot {name:?} does not exist")))?;
+        if r.kind == Kind::Committed && self.has_open_child(name) {
+            return Err(Error::FailedPrecondition(format!(
+                "snapshot {name:?} is the parent of an active snapshot or view"
+            )));
+        }
+        let id = r.id;
+        self.db.snapshots.remove(name);
+        self.save()?;
+        self.delete_dirs(&id.into_iter().collect::<Vec<_>>());
+        Ok(())
+    }
+
+    /// `layer-store.usage`: walks the tree now (0 for a view).
+    pub fn usage(&self, name: &str) -> Result<DiskUsage> {
+        check_name("name", name)?;
+        let r = self
+            .db
+            .snapshots
+            .get(name)
+            .ok_or_else(|| Error::NotFound(format!("snapshot {name:?} does not exist")))?;
+        match r.id {
+            Some(id) => walk_usage(&self.root.join(fs_rel(id))).map_err(|e| io_err(fs_rel(id), e)),
+            None => Ok(DiskUsage { size: 0, inodes: 0 }),
+        }
+    }
+
+    /// `layer-store.list-snapshots`: sorted by name; the cursor is the last
+    /// name of the previous page.
+    pub fn list(&self, cursor: Option<&str>, limit: u32) -> Result<SnapshotPage> {
+        let limit = match limit as usize {
+            0 => DEFAULT_PAGE,
+            n => n.min(MAX_PAGE),
+        };
+        let lower = match cursor {
+            Some(c) => {
+                check_name("cursor", c)?;
+                Bound::Excluded(c)
+            }
+            None => Bound::Unbounded,
+        };
+        let mut it = self
+            .db
+            .snapshots
+            .range::<str, _>((lower, Bound::Unbounded))
+            .peekable();
+        let items: Vec<SnapshotInfo> = it
+            .by_ref()
+            .take(limit)
+            .map(|(n, r)| Store::info(n, r))
+            .collect();
+        let next = match (it.peek(), items.last()) {
+            (Some(_), Some(last)) => Some(last.name.clone()),
+            _ => None,
+        };
+        Ok(SnapshotPage { items, next })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn digest(n: u8) -> Digest {
+        Digest::parse(&format!("sha256:{}", format!("{n:02x}").repeat(32))).unwrap()
+    }
+
+    fn open(root: &Path) -> Store {
+        Store::open(root, Options::default()).unwrap()
+    }
+
+    fn open_max(root: &Path, max: u64) -> Store {
+        Store::open(
+            root,
+            Options {
+                max_size: Some(max),
+            },
+        )
+        .unwrap()
+    }
+
+    fn fresh(p: Prepared) -> UnpackTarget {
+        match p {
+            Prepared::Fresh(t) => t,
+            Prepared::Cached(i) => panic!("expected fresh, got cached {}", i.name),
+        }
+    }
+
+    /// Prepare `key` on `parent`, write `bytes` bytes into the tree (as the
+    /// host would), commit as `name`.
+    fn layer(s: &mut Store, root: &Path, name: &str, parent: Option<&str>, bytes: usize) {
+        let key = format!("extract-{name}");
+        let t = fresh(s.prepare(&key, parent, Some(name), vec![]).unwrap());
+        fs::write(root.join(&t.dir).join("f"), vec![0u8; bytes]).unwrap();
+        fs::write(root.join(&t.meta), b"host record").unwrap();
+        s.commit(name, &key, &digest(1), vec![]).unwrap();
+    }
+
+    fn ms(m: &[MountSpec]) -> Vec<(String, String, Vec<String>)> {
+        m.iter()
+            .map(|m| (m.kind.clone(), m.source.clone(), m.options.clone()))
+            .collect()
+    }
+
+    fn is_err<T: std::fmt::Debug>(r: Result<T>, want: &str) -> String {
+        match r {
+            Err(e) => {
+                let s = format!("{e:?}").trim_start_matches("Error::").to_string();
+                assert!(s.starts_with(want), "expected {want}, got {s}");
+                s
+            }
+            Ok(v) => panic!("expected {want}, got Ok({v:?})"),
+        }
+    }
+
+    #[test]
+    fn options() {
+        let kv = |k: &str, v: &str| vec![(k.to_string(), v.to_string())];
+        assert_eq!(Options::parse(&[]).unwrap(), Options::default());
+        assert_eq!(
+            Options::parse(&kv("max-size", "2G")).unwrap().max_size,
+            Some(2 << 30)
+        );
+        assert_eq!(
+            Options::parse(&kv("max-size", "1t")).unwrap().max_size,
+            Some(1 << 40)
+        );
+        assert_eq!(
+            Options::parse(&kv("max-size", "123")).unwrap().max_size,
+            Some(123)
+        );
+        for bad in ["", "G", "-1", "1.5G", "2GB", "99999999999T", " 1"] {
+            let e = is_err(Options::parse(&kv("max-size", bad)), "InvalidArgument");
+            assert!(e.contains("max-size"), "{e}");
+        }
+        let e = is_err(Options::parse(&kv("maxsize", "1")), "InvalidArgument");
+        assert!(e.contains("maxsize"), "{e}");
+    }
+
+    #[test]
+    fn prepare_commit_cached() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        let mut s = open(root);
+        let t = fresh(
+            s.prepare("k1", None, Some("c1"), vec![("a".into(), "1".into())])
+                .unwrap(),
+        );
+        assert_eq!(t.dir, "snapshots/1/fs");
+        assert_eq!(t.meta, "snapshots/1/meta");
+        assert!(t.mounts.is_empty());
+        assert!(root.join(&t.dir).is_dir());
+        let st = s.stat("k1").unwrap().unwrap();
+        assert_eq!(st.kind, SnapshotKind::Active);
+        assert_eq!(st.meta, None);
+
+        fs::write(root.join(&t.dir).join("x"), b"12345").unwrap();
+        fs::create_dir(root.join(&t.dir).join("d")).unwrap();
+        fs::write(root.join(&t.dir).join("d/y"), b"123").unwrap();
+        let info = s
+            .commit(
+                "c1",
+                "k1",
+                &digest(7),
+                vec![("a".into(), "2".into()), ("b".into(), "3".into())],
+            )
+            .unwrap();
+        assert_eq!(info.kind, SnapshotKind::Committed);
+        assert_eq!(info.diff_id, Some(digest(7).to_string()));
+        assert_eq!(
+            info.labels,
+            vec![("a".into(), "2".into()), ("b".into(), "3".into())]
+        );
+        assert_eq!(info.meta.as_deref(), Some("snapshots/1/meta"));
+        assert!(s.stat("k1").unwrap().is_none());
+        let u = s.usage("c1").unwrap();
+        assert_eq!((u.size, u.inodes), (8, 4));
+
+        // A fresh load sees the same; the target is now cached.
+        drop(s);
+        let mut s = open(root);
+        match s.prepare("k2", None, Some("c1"), vec![]).unwrap() {
+            Prepared::Cached(i) => {
+                assert_eq!(i.name, "c1");
+                assert_eq!(i.meta.as_deref(), Some("snapshots/1/meta"));
+            }
+            Prepared::Fresh(_) => panic!("expected cached"),
+        }
+        assert!(s.stat("k2").unwrap().is_none(), "cached creates no record");
+
+        // A child: copy mount of the parent's tree.
+        let t = fresh(s.prepare("k3", Some("c1"), Some("c2"), vec![]).unwrap());
+        assert_eq!(t.dir, "snapshots/2/fs");
+        assert_eq!(t.mounts.len(), 1);
+        assert_eq!(t.mounts[0].kind, "copy");
+        assert_eq!(t.mounts[0].source, "snapshots/1/fs");
+        assert_eq!(t.mounts[0].options, vec!["ro".to_string()]);
+        assert_eq!(ms(&s.mounts("k3").unwrap()), ms(&t.mounts));
+        let info = s.commit("c2", "k3", &digest(8), vec![]).unwrap();
+        assert_eq!(info.parent.as_deref(), Some("c1"));
+
+        // Parent must be committed and exist; key must be new.
+        is_err(s.prepare("k4", Some("nope"), None, vec![]), "NotFound");
+        s.prepare("k4", None, None, vec![]).unwrap();
+        is_err(s.prepare("k5", Some("k4"), None, vec![]), "NotFound");
+        is_err(s.prepare("k4", None, None, vec![]), "AlreadyExists");
+        is_err(s.prepare("c1", None, None, vec![]), "AlreadyExists");
+        // Committing something that is not active.
+        is_err(
+            s.commit("c9", "c1", &digest(1), vec![]),
+            "FailedPrecondition",
+        );
+        is_err(s.commit("c9", "nope", &digest(1), vec![]), "NotFound");
+        // Committing under its own key is fine.
+        s.commit("k4", "k4", &digest(1), vec![]).unwrap();
+    }
+
+    #[test]
+    fn double_commit_already_exists() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        let mut s = open(root);
+        // Two unpacks race for the same chain id (both prepared before either
+        // committed).
+        let a = fresh(s.prepare("ka", None, Some("c"), vec![]).unwrap());
+        let b = fresh(s.prepare("kb", None, Some("c"), vec![]).unwrap());
+        assert_ne!(a.dir, b.dir);
+        s.commit("c", "ka", &digest(1), vec![]).unwrap();
+        is_err(s.commit("c", "kb", &digest(1), vec![]), "AlreadyExists");
+        // The host then removes its active snapshot.
+        s.remove("kb").unwrap();
+        assert!(!root.join("snapshots/2").exists());
+        assert!(root.join("snapshots/1/fs").is_dir());
+        // A name taken by an active snapshot is also taken.
+        s.prepare("kc", None, None, vec![]).unwrap();
+        s.prepare("kd", None, None, vec![]).unwrap();
+        is_err(s.commit("kc", "kd", &digest(1), vec![]), "AlreadyExists");
+    }
+
+    #[test]
+    fn views_and_mounts() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        let mut s = open(root);
+        layer(&mut s, root, "base", None, 10);
+        let m = s.view("v", "base").unwrap();
+        assert_eq!(m.len(), 1);
+        assert_eq!(m[0].source, "snapshots/1/fs");
+        assert_eq!(ms(&s.mounts("v").unwrap()), ms(&m));
+        assert_eq!(s.stat("v").unwrap().unwrap().kind, SnapshotKind::View);
+        let u = s.usage("v").unwrap();
+        assert_eq!((u.size, u.inodes), (0, 0));
+        is_err(s.view("v", "base"), "AlreadyExists");
+        is_err(s.view("w", "nope"), "NotFound");
+        is_err(s.view("w", "v"), "NotFound");
+        is_err(s.mounts("base"), "FailedPrecondition");
+        is_err(s.mounts("nope"), "NotFound");
+        s.prepare("a", None, None, vec![]).unwrap();
+        assert!(s.mounts("a").unwrap().is_empty());
+        // Views have no directory.
+        assert_eq!(fs::read_dir(root.join("snapshots")).unwrap().count(), 2);
+    }
+
+    #[test]
+    fn remove_rules() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        let mut s = open(root);
+        layer(&mut s, root, "c1", None, 1);
+        layer(&mut s, root, "c2", Some("c1"), 1);
+        s.view("v", "c2").unwrap();
+        s.prepare("a", Some("c1"), None, vec![]).unwrap();
+        is_err(s.remove("c1"), "FailedPrecondition");
+        is_err(s.remove("c2"), "FailedPrecondition");
+        s.remove("v").unwrap();
+        // c2 has a committed parent only: complete trees, removable.
+        s.remove("c2").unwrap();
+        assert!(!root.join("snapshots/2").exists());
+        s.remove("a").unwrap();
+        assert!(!root.join("snapshots/3").exists());
+        s.remove("c1").unwrap();
+        assert!(!root.join("snapshots/1").exists(), "meta goes too");
+        is_err(s.remove("c1"), "NotFound");
+        assert!(s.list(None, 0).unwrap().items.is_empty());
+    }
+
+    #[test]
+    fn removing_a_parent_with_committed_children() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        let mut s = open(root);
+        layer(&mut s, root, "c1", None, 1);
+        layer(&mut s, root, "c2", Some("c1"), 1);
+        s.remove("c1").unwrap();
+        assert_eq!(s.stat("c2").unwrap().unwrap().parent.as_deref(), Some("c1"));
+        assert!(root.join("snapshots/2/fs/f").is_file());
+        // The dangling informational parent does not stop new children.
+        let t = fresh(s.prepare("k", Some("c2"), None, vec![]).unwrap());
+        assert_eq!(t.mounts[0].source, "snapshots/2/fs");
+        // Nor a view of c2's mounts.
+        s.view("v", "c2").unwrap();
+        assert_eq!(s.mounts("v").unwrap()[0].source, "snapshots/2/fs");
+    }
+
+    #[test]
+    fn eviction_by_last_use() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        let mut s = open_max(root, 250);
+        layer(&mut s, root, "a", None, 100);
+        layer(&mut s, root, "b", None, 100);
+        // Use a (cached hit) so that b is the least recently used.
+        assert!(matches!(
+            s.prepare("x", None, Some("a"), vec![]).unwrap(),
+            Prepared::Cached(_)
+        ));
+        layer(&mut s, root, "c", None, 100);
+        assert!(s.stat("b").unwrap().is_none(), "b evicted");
+        assert!(s.stat("a").unwrap().is_some());
+        assert!(s.stat("c").unwrap().is_some());
+        assert!(!root.join("snapshots/2").exists());
+        let notes = s.take_notes();
+        assert!(
+            notes.iter().any(|(_, m)| m.contains("evicted \"b\"")),
+            "{notes:?}"
+        );
+
+        // A parent of an active snapshot or a view is kept, as is the one
+        // just committed (even when alone it exceeds max-size).
+        s.view("va", "a").unwrap();
+        s.prepare("kc", Some("c"), None, vec![]).unwrap();
+        layer(&mut s, root, "big", None, 1000);
+        assert!(s.stat("a").unwrap().is_some());
+        assert!(s.stat("c").unwrap().is_some());
+        assert!(s.stat("big").unwrap().is_some());
+        let notes = s.take_notes();
+        assert!(notes.iter().any(|(l, _)| *l == Level::Warn), "{notes:?}");
+        s.remove("va").unwrap();
+        s.remove("kc").unwrap();
+        // Next commit: evicts a then c then big (oldest first) until it fits.
+        layer(&mut s, root, "d", None, 100);
+        let left: Vec<String> = s
+            .list(None, 0)
+            .unwrap()
+            .items
+            .into_iter()
+            .map(|i| i.name)
+            .collect();
+        assert_eq!(left, vec!["d".to_string()]);
+    }
+
+    #[test]
+    fn eviction_stops_when_it_fits() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        let mut s = open_max(root, 300);
+        for n in ["a", "b", "c"] {
+            layer(&mut s, root, n, None, 100);
+        }
+        s.prepare("y", None, Some("a"), vec![]).unwrap(); // use a
+        layer(&mut s, root, "d", None, 100);
+        let left: Vec<String> = s
+            .list(None, 0)
+            .unwrap()
+            .items
+            .into_iter()
+            .map(|i| i.name)
+            .collect();
+        assert_eq!(left, vec!["a", "c", "d"]);
+        // Without max-size nothing is evicted.
+        drop(s);
+        let mut s = open(root);
+        layer(&mut s, root, "e", None, 1000);
+        assert_eq!(s.list(None, 0).unwrap().items.len(), 4);
+    }
+
+    #[test]
+    fn garbage_and_crash_leftovers() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        let mut s = open(root);
+        layer(&mut s, root, "c", None, 1);
+        // A killed unpack: an active record with a half-filled tree.
+        let t = fresh(s.prepare("dead", Some("c"), Some("c2"), vec![]).unwrap());
+        fs::write(root.join(&t.dir).join("half"), b"x").unwrap();
+        drop(s);
+        // Garbage: a directory without a record, a stray temporary.
+        fs::create_dir_all(root.join("snapshots/77/fs/sub")).unwrap();
+        fs::write(root.join("snapshots/77/fs/sub/f"), b"x").unwrap();
+        fs::write(root.join("db.json.tmp-123"), b"{").unwrap();
+        let mut s = open(root);
+        assert!(!root.join("snapshots/77").exists());
+        assert!(!root.join("db.json.tmp-123").exists());
+        assert!(root.join("snapshots/2/fs/half").exists(), "recorded: kept");
+        assert!(!s.take_notes().is_empty());
+        // A new key works regardless of the dead one; the dead one is removable.
+        let t2 = fresh(s.prepare("retry", Some("c"), Some("c2"), vec![]).unwrap());
+        assert_ne!(t.dir, t2.dir);
+        s.commit("c2", "retry", &digest(2), vec![]).unwrap();
+        s.remove("dead").unwrap();
+        assert!(!root.join(&t.dir).exists());
+        // A leftover directory never has its id reused.
+        let mut db: serde_json::Value =
+            serde_json::from_slice(&fs::read(root.join(DB_FILE)).unwrap()).unwrap();
+        db["next_id"] = 1.into();
+        fs::write(root.join(DB_FILE), serde_json::to_vec(&db).unwrap()).unwrap();
+        let mut s = open(root);
+        let t3 = fresh(s.prepare("k", None, None, vec![]).unwrap());
+        assert_eq!(t3.dir, "snapshots/2/fs", "1 and 3 are taken, 2 is free");
+        let t4 = fresh(s.prepare("k2", None, None, vec![]).unwrap());
+        assert_eq!(t4.dir, "snapshots/4/fs");
+    }
+
+    #[test]
+    fn corrupt_db_is_reported_not_wiped() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        let mut s = open(root);
+        layer(&mut s, root, "c", None, 1);
+        drop(s);
+        fs::write(root.join(DB_FILE), b"{\"version\":1,\"next").unwrap();
+        let e = is_err(
+            Store::open(root, Options::default()).map(|_| ()),
+            "Integrity",
+        );
+        assert!(e.contains("db.json"), "{e}");
+        assert!(root.join("snapshots/1/fs/f").exists());
+        fs::write(
+            root.join(DB_FILE),
+            b"{\"version\":9,\"next_id\":1,\"clock\":0,\"snapshots\":{}}",
+        )
+        .unwrap();
+        is_err(
+            Store::open(root, Options::default()).map(|_| ()),
+            "Integrity",
+        );
+        assert!(root.join("snapshots/1/fs/f").exists());
+    }
+
+    #[test]
+    fn paging() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        let mut s = open(root);
+        let mut names: Vec<String> = (0..25).map(|i| format!("n{i:02}")).collect();
+        names.reverse();
+        for n in &names {
+            s.prepare(n, None, None, vec![]).unwrap();
+        }
+        names.sort();
+        let mut got = Vec::new();
+        let mut cursor = None;
+        loop {
+            let p = s.list(cursor.as_deref(), 10).unwrap();
+            assert!(p.items.len() <= 10);
+            got.extend(p.items.into_iter().map(|i| i.name));
+            match p.next {
+                Some(n) => cursor = Some(n),
+                None => break,
+            }
+        }
+        assert_eq!(got, names);
+        // An exact multiple ends with next = None on the last full page.
+        let p = s.list(Some("n14"), 10).unwrap();
+        assert_eq!(p.items.len(), 10);
+        assert_eq!(p.next, None);
+        let p = s.list(None, 0).unwrap();
+        assert_eq!(p.items.len(), 25);
+        assert_eq!(p.next, None);
+        // A cursor that no longer exists still works.
+        s.remove("n05").unwrap();
+        let p = s.list(Some("n05"), 2).unwrap();
+        assert_eq!(p.items[0].name, "n06");
+        assert_eq!(p.next.as_deref(), Some("n07"));
+    }
+
+    #[test]
+    fn names_are_checked_and_never_paths() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        let mut s = open(root);
+        is_err(s.prepare("", None, None, vec![]), "InvalidArgument");
+        is_err(s.prepare("a\nb", None, None, vec![]), "InvalidArgument");
+        is_err(
+            s.prepare(&"x".repeat(513), None, None, vec![]),
+            "InvalidArgument",
+        );
+        is_err(s.prepare("k", Some("a\0"), None, vec![]), "InvalidArgument");
+        is_err(s.stat("\u{7f}"), "InvalidArgument");
+        let t = fresh(s.prepare("../../etc", None, None, vec![]).unwrap());
+        assert_eq!(t.dir, "snapshots/1/fs");
+        s.prepare(&"x".repeat(512), None, None, vec![]).unwrap();
+        let names: Vec<String> = fs::read_dir(root)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        let mut names = names;
+        names.sort();
+        assert_eq!(names, vec!["db.json", "snapshots"]);
+    }
+}
