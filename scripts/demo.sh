@@ -6,9 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
 cargo build --release -q
-cargo build --release -q --target wasm32-wasip2 -p dir-cas
+cargo build --release -q --target wasm32-wasip2 -p dir-cas -p layer-cache
 R=$PWD/target/release/rumoci
 PLUGIN=$PWD/target/wasm32-wasip2/release/dir_cas.wasm
+CACHE=$PWD/target/wasm32-wasip2/release/layer_cache.wasm
 work=$(mktemp -d /tmp/rumoci-demo.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 say() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
@@ -38,7 +39,12 @@ rm "$work/bundle-wasm/rootfs/etc/motd"
 say "$R" --driver "$PLUGIN" repack --image "$work/layout:v3" "$work/bundle-wasm"
 say "$R" --driver "$PLUGIN" ls --layout "$work/layout"
 
-echo; echo "# 4. the Go umoci and skopeo read what rumoci wrote"
+echo; echo "# 4. a layer cache: the second unpack reads no layer at all"
+say "$R" --driver "$CACHE,dir=$work/cache" unpack --image "$work/layout:v3" "$work/cold"
+say "$R" --log info --driver "$CACHE,dir=$work/cache" unpack --image "$work/layout:v3" "$work/warm"
+say diff -r "$work/cold/rootfs" "$work/warm/rootfs" && echo "cold and warm unpacks are identical"
+
+echo; echo "# 5. the Go umoci and skopeo read what rumoci wrote"
 say umoci unpack --image "$work/layout:v3" "$work/go-bundle"
 say cat "$work/go-bundle/rootfs/opt/app/bin/hello"
 test ! -e "$work/go-bundle/rootfs/etc/motd" && echo "etc/motd is gone, as repacked"
