@@ -432,14 +432,7 @@ impl Extractor {
                     };
                     rustix::fs::mknodat(&parent, name, ft, perm, dev)
                         .map_err(|e| entry_err(&path, e))?;
-                    let fd = rustix::fs::openat(
-                        &parent,
-                        name,
-                        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                        Mode::empty(),
-                    )
-                    .map_err(|e| entry_err(&path, e))?;
-                    self.apply_meta_path(&parent, name, &fd, &path, &hdr, &xattrs)?;
+                    self.apply_meta_path(&parent, name, &path, &hdr, &xattrs)?;
                     rustix::fs::utimensat(&parent, name, &times, AtFlags::SYMLINK_NOFOLLOW)
                         .map_err(|e| entry_err(&path, e))?;
                 }
@@ -593,13 +586,12 @@ impl Extractor {
         Ok(())
     }
 
-    /// Metadata for devices and fifos (which cannot be opened for writing
-    /// safely): through the parent descriptor and the `O_PATH` descriptor.
+    /// Metadata for devices and fifos (which cannot be opened safely):
+    /// through the parent descriptor, never following `name`.
     fn apply_meta_path(
         &mut self,
         parent: &OwnedFd,
         name: &str,
-        fd: &OwnedFd,
         path: &str,
         hdr: &tar::Header,
         xattrs: &BTreeMap<String, Vec<u8>>,
@@ -619,7 +611,9 @@ impl Extractor {
         let mode = hdr.mode().map_err(|e| entry_err(path, e))? & 0o7777;
         rustix::fs::chmodat(parent, name, Mode::from_raw_mode(mode), AtFlags::empty())
             .map_err(|e| entry_err(path, e))?;
-        let proc_path = format!("/proc/self/fd/{}", fd_num(fd));
+        // through the parent: l*xattr on /proc/self/fd/<O_PATH fd of the
+        // entry> acts on that magic link itself (ENOTSUP), not on the entry
+        let proc_path = format!("/proc/self/fd/{}/{name}", fd_num(parent));
         let mut all: Vec<(String, Vec<u8>)> = xattrs
             .iter()
             .filter(|(k, _)| {
