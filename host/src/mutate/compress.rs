@@ -77,7 +77,8 @@ impl Compression {
 pub enum Compressor<'a, W: Write> {
     /// Pass-through.
     None(W),
-    /// gzip, compressed in parallel (one deterministic gzip member).
+    /// gzip, compressed in parallel (deterministic, one gzip member per
+    /// 1 MiB block).
     Gzip(ParGzEncoder<W>),
     /// zstd.
     Zstd(zstd::stream::write::Encoder<'a, W>),
