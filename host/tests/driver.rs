@@ -19,6 +19,7 @@ const PLUGINS: &[&str] = &[
     "evil-escape",
     "evil-bytes",
     "layer-cache",
+    "evil-mount",
 ];
 
 fn s(p: &Path) -> &str {
@@ -617,4 +618,65 @@ fn layer_cache_evicts_by_size() {
         s(&tmp.path().join("c")),
     ]);
     assert!(e.contains("colour"), "unknown option named: {e}");
+}
+
+#[test]
+fn layer_plugin_cannot_make_rumoci_read_or_write_outside_its_store() {
+    let Some((tmp, img, _layout)) = go_fixture() else {
+        return;
+    };
+    let wasm = plugin("evil-mount");
+    // what lies around the store, to check nothing outside changes
+    let around = tmp.path().join("around");
+    std::fs::create_dir_all(around.join("etc")).expect("mkdir");
+    std::fs::write(around.join("etc/secret"), b"secret\n").expect("w");
+    let store = around.join("a/store");
+    for (mode, why) in [
+        ("dir", "leaves the store directory"),
+        ("meta", "leaves the store directory"),
+        ("copy-abs", "leaves the store directory"),
+        ("copy-up", "leaves the store directory"),
+        ("copy-link", "is a symlink"),
+        ("bind", "performs only \"copy\""),
+    ] {
+        let _ = std::fs::remove_dir_all(&store);
+        std::fs::create_dir_all(store.join("fs")).expect("mkdir");
+        if mode == "copy-link" {
+            std::os::unix::fs::symlink(around.join("etc"), store.join("esc")).expect("symlink");
+            std::fs::write(
+                store.join("record"),
+                br#"{"version":1,"entries":{"":[1,0,0,null],"secret":[2,0,0,null]}}"#,
+            )
+            .expect("forged record");
+        }
+        let names = |d: &Path| {
+            let mut v: Vec<String> = std::fs::read_dir(d)
+                .expect("readdir")
+                .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+                .collect();
+            v.sort();
+            v
+        };
+        let before = snapshot(&around.join("etc"));
+        let bundle = tmp.path().join(format!("b-{mode}"));
+        let spec = format!("{wasm},dir={},opt.mode={mode}", s(&store));
+        let e = rd_err(&["--driver", &spec, "unpack", "--image", &img, s(&bundle)]);
+        assert!(
+            e.contains("evil-mount"),
+            "{mode}: error names the plugin: {e}"
+        );
+        assert!(e.contains(why), "{mode}: {e}");
+        assert!(
+            !bundle.join("rootfs").exists(),
+            "{mode}: partial rootfs left"
+        );
+        // nothing appeared beside the store, nothing changed in etc/
+        assert_eq!(names(&around), ["a", "etc"], "{mode}");
+        assert_eq!(names(&around.join("a")), ["store"], "{mode}");
+        assert_eq!(
+            before,
+            snapshot(&around.join("etc")),
+            "{mode}: etc/ changed"
+        );
+    }
 }
