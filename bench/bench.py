@@ -52,10 +52,13 @@ class Scenario:
     """A command measured for both tools. `prepare(tool, work)` runs before
     each measured run (untimed) and returns the argv to time."""
 
-    def __init__(self, name, prepare, floor=None):
+    def __init__(self, name, prepare, floor=None, against=("umoci", None)):
         self.name = name
         self.prepare = prepare
         self.floor = floor
+        # what rumoci is compared with: ("umoci", None) = the Go umoci, or
+        # (label, path) e.g. rumoci's own built-in driver
+        self.against = against
 
 
 def copy_layout(src, work):
@@ -141,7 +144,29 @@ def scenarios(layout, rootfs_base):
         sh(f"cp -a {rootfs_base}/. {b}/rootfs/")
         return [tool, "repack", "--image", f"{l}:empty", b]
 
+    def unpack_with_plugin(tag, wasm, warm):
+        # rumoci through a plugin; the other side is given by the scenario
+        def prep(tool, work):
+            b = os.path.join(work, "bundle")
+            if os.path.exists(b):
+                shutil.rmtree(b)
+            if tool != RUMOCI:
+                return [tool, "unpack", "--image", f"{layout}:{tag}", b]
+            store = os.path.join(work, "store-" + os.path.basename(wasm))
+            spec = f"{wasm},dir={store}" if warm else f"{wasm},dir={layout}"
+            argv = [RUMOCI, "--driver", spec, "unpack", "--image", f"{layout}:{tag}", b]
+            if warm and not os.path.exists(store):
+                subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
+                shutil.rmtree(b)
+            return argv
+        return prep
+
     out = [Scenario(f"unpack {t}", unpack(t), unpack_floor(t)) for t in ("base", "fat", "many", "big")]
+    out += [Scenario("unpack fat via dir-cas plugin (vs built-in)",
+                     unpack_with_plugin("fat", plugin("dir_cas"), False),
+                     against=("rumoci built-in", RUMOCI + "#builtin")),
+            Scenario("unpack fat warm layer-cache",
+                     unpack_with_plugin("fat", plugin("layer_cache"), True))]
     out += [Scenario("repack 1-file fat", repack_one_file)]
     if os.path.isdir(rootfs_base):
         out += [Scenario("repack full tree", repack_tree)]
@@ -154,11 +179,18 @@ def tool_supports(tool, sub):
                           stderr=subprocess.DEVNULL).returncode == 0
 
 
+def plugin(name):
+    return os.path.join(ROOT, "target", "wasm32-wasip2", "release", f"{name}.wasm")
+
+
 def measure(scn, runs, work):
     res = {"rumoci": [], "umoci": []}
+    other = scn.against[1] or UMOCI
     for _ in range(runs):
-        for name, tool in (("rumoci", RUMOCI), ("umoci", UMOCI)):
+        for name, tool in (("rumoci", RUMOCI), ("umoci", other)):
             argv = scn.prepare(tool, work)
+            if argv[0].endswith("#builtin"):
+                argv[0] = RUMOCI
             res[name].append(run(argv))
     return res
 
@@ -193,6 +225,7 @@ def main():
     args = ap.parse_args()
 
     sh(f"cd {ROOT} && cargo build --release -q")
+    sh(f"cd {ROOT} && cargo build --release -q --target wasm32-wasip2 -p dir-cas -p layer-cache")
     src = os.path.join(args.cache, "layout")
     if not os.path.exists(os.path.join(src, "index.json")):
         sh(f"bash {ROOT}/../shared/scripts/make-bench-image.sh {args.cache}")
@@ -214,8 +247,9 @@ def main():
                 r = measure(scn, args.runs, scratch)
                 rm, um = fmt(r["rumoci"]), fmt(r["umoci"])
                 floor = scn.floor(scratch) if scn.floor else ""
-                rows.append((kind, scn.name, rm, um, floor))
-                print(f"{kind:5} {scn.name:14} rumoci {rm[0]:7.3f}s  umoci {um[0]:7.3f}s  "
+                name = scn.name if scn.against[1] is None else f"{scn.name} [other = {scn.against[0]}]"
+                rows.append((kind, name, rm, um, floor))
+                print(f"{kind:5} {scn.name:14} rumoci {rm[0]:7.3f}s  {scn.against[0]} {um[0]:7.3f}s  "
                       f"ratio {rm[0] / um[0]:5.2f}  rss {rm[3] // 1024}/{um[3] // 1024} MiB  {floor}",
                       flush=True)
 
