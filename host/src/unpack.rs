@@ -409,6 +409,9 @@ const IN_FLIGHT: usize = 4;
 /// Reads chunks from the channel as one stream.
 struct ChannelReader {
     rx: std::sync::mpsc::Receiver<Vec<u8>>,
+    /// Emptied chunks go back to the reading thread for reuse (no fresh,
+    /// zero-filled allocation per chunk).
+    spent: std::sync::mpsc::Sender<Vec<u8>>,
     buf: Vec<u8>,
     pos: usize,
 }
@@ -418,7 +421,10 @@ impl Read for ChannelReader {
         while self.pos == self.buf.len() {
             match self.rx.recv() {
                 Ok(b) => {
-                    self.buf = b;
+                    let old = std::mem::replace(&mut self.buf, b);
+                    if old.capacity() >= CHUNK {
+                        let _ = self.spent.send(old);
+                    }
                     self.pos = 0;
                 }
                 Err(_) => return Ok(0),
@@ -443,10 +449,12 @@ fn pipelined_apply(
     digest: &Digest,
 ) -> Result<(), UnpackError> {
     let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(IN_FLIGHT);
+    let (spent_tx, spent_rx) = std::sync::mpsc::channel::<Vec<u8>>();
     std::thread::scope(|s| {
         let worker = s.spawn(move || {
             let mut r = ChannelReader {
                 rx,
+                spent: spent_tx,
                 buf: Vec::new(),
                 pos: 0,
             };
@@ -457,7 +465,9 @@ fn pipelined_apply(
         });
         let mut read_err = None;
         loop {
-            let mut chunk = vec![0u8; CHUNK];
+            // a recycled chunk was full (len CHUNK): resizing costs nothing
+            let mut chunk = spent_rx.try_recv().unwrap_or_default();
+            chunk.resize(CHUNK, 0);
             let mut filled = 0;
             while filled < CHUNK {
                 match reader.read(&mut chunk[filled..]) {
