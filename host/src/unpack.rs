@@ -316,10 +316,10 @@ pub fn unpack_with_store(
     let mut ex = Extractor::new(opts.clone());
     // whether `ex.digests` describes the tree of `top`
     let mut fresh = false;
-    for i in start..n {
+    for (i, name) in names.iter().enumerate().skip(start) {
         let key = snapshot_key("layer");
         let parent = top.as_ref().map(|t| t.info.name.clone());
-        let target = match store.prepare(&key, parent.as_deref(), Some(&names[i]))? {
+        let target = match store.prepare(&key, parent.as_deref(), Some(name))? {
             Prepared::Cached(info) => {
                 tracing::info!("layer {}/{n} cached in {}", i + 1, store.name());
                 top = Some(Top { info, record: None });
@@ -361,7 +361,7 @@ pub fn unpack_with_store(
             }
         };
         let diff_id = &config.rootfs.diff_ids[i];
-        match store.commit(&names[i], &key, diff_id) {
+        match store.commit(name, &key, diff_id) {
             Ok(info) => {
                 top = Some(Top { info, record });
                 fresh = true;
@@ -370,8 +370,8 @@ pub fn unpack_with_store(
                 // committed meanwhile by someone else: use theirs
                 store.remove(&key)?;
                 let info = store
-                    .stat(&names[i])?
-                    .ok_or_else(|| store_err(store, format!("snapshot {} vanished", names[i])))?;
+                    .stat(name)?
+                    .ok_or_else(|| store_err(store, format!("snapshot {} vanished", name)))?;
                 top = Some(Top { info, record: None });
                 fresh = false;
             }

@@ -100,49 +100,38 @@ pub trait World: Sized + Send + 'static {
     fn info(&self, store: &mut Store<HostState>) -> wasmtime::Result<PluginInfo>;
 }
 
-impl World for CasDriver {
-    type Pre = CasDriverPre<HostState>;
-    const NAME: &'static str = "cas-driver";
-    fn pre(p: wasmtime::component::InstancePre<HostState>) -> wasmtime::Result<Self::Pre> {
-        CasDriverPre::new(p)
-    }
-    fn instantiate(pre: &Self::Pre, store: &mut Store<HostState>) -> wasmtime::Result<Self> {
-        pre.instantiate(store)
-    }
-    fn engine(pre: &Self::Pre) -> &wasmtime::Engine {
-        pre.engine()
-    }
-    fn info(&self, store: &mut Store<HostState>) -> wasmtime::Result<PluginInfo> {
-        let i = self.rumoci_driver_meta().call_info(store)?;
-        Ok(PluginInfo {
-            name: i.name,
-            version: i.version,
-            capabilities: i.capabilities,
-        })
-    }
+/// `World` for a generated world type: the two differ only in names.
+macro_rules! world {
+    ($ty:ty, $pre:ident, $name:literal) => {
+        impl World for $ty {
+            type Pre = $pre<HostState>;
+            const NAME: &'static str = $name;
+            fn pre(p: wasmtime::component::InstancePre<HostState>) -> wasmtime::Result<Self::Pre> {
+                $pre::new(p)
+            }
+            fn instantiate(
+                pre: &Self::Pre,
+                store: &mut Store<HostState>,
+            ) -> wasmtime::Result<Self> {
+                pre.instantiate(store)
+            }
+            fn engine(pre: &Self::Pre) -> &wasmtime::Engine {
+                pre.engine()
+            }
+            fn info(&self, store: &mut Store<HostState>) -> wasmtime::Result<PluginInfo> {
+                let i = self.rumoci_driver_meta().call_info(store)?;
+                Ok(PluginInfo {
+                    name: i.name,
+                    version: i.version,
+                    capabilities: i.capabilities,
+                })
+            }
+        }
+    };
 }
 
-impl World for LayerDriver {
-    type Pre = LayerDriverPre<HostState>;
-    const NAME: &'static str = "layer-driver";
-    fn pre(p: wasmtime::component::InstancePre<HostState>) -> wasmtime::Result<Self::Pre> {
-        LayerDriverPre::new(p)
-    }
-    fn instantiate(pre: &Self::Pre, store: &mut Store<HostState>) -> wasmtime::Result<Self> {
-        pre.instantiate(store)
-    }
-    fn engine(pre: &Self::Pre) -> &wasmtime::Engine {
-        pre.engine()
-    }
-    fn info(&self, store: &mut Store<HostState>) -> wasmtime::Result<PluginInfo> {
-        let i = self.rumoci_driver_meta().call_info(store)?;
-        Ok(PluginInfo {
-            name: i.name,
-            version: i.version,
-            capabilities: i.capabilities,
-        })
-    }
-}
+world!(CasDriver, CasDriverPre, "cas-driver");
+world!(LayerDriver, LayerDriverPre, "layer-driver");
 
 pub(crate) struct Instance<W> {
     pub(crate) store: Store<HostState>,

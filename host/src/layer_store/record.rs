@@ -137,10 +137,7 @@ impl Record {
         match self.entries.get(rel) {
             None => Err("not in the recorded tree (added after it was recorded)".into()),
             Some(Entry(ino, cs, cn, _)) => {
-                if *ino != st.st_ino as u64
-                    || *cs != st.st_ctime as i64
-                    || *cn != st.st_ctime_nsec as i64
-                {
+                if *ino != st.st_ino || *cs != st.st_ctime || *cn != st.st_ctime_nsec as i64 {
                     Err("changed after the tree was recorded".into())
                 } else {
                     Ok(())
