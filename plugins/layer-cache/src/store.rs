@@ -760,6 +760,29 @@ mod tests {
         s.commit(name, &key, &digest(1), vec![]).unwrap();
     }
 
+    /// A store in a fresh temporary directory.
+    fn setup() -> (tempfile::TempDir, Store) {
+        let tmp = tempfile::tempdir().unwrap();
+        let s = open(tmp.path());
+        (tmp, s)
+    }
+
+    /// Committed `c1` and its child `c2`, one byte each.
+    fn chain(s: &mut Store, root: &Path) {
+        layer(s, root, "c1", None, 1);
+        layer(s, root, "c2", Some("c1"), 1);
+    }
+
+    /// Names of every snapshot, in list order.
+    fn names(s: &Store) -> Vec<String> {
+        s.list(None, 0)
+            .unwrap()
+            .items
+            .into_iter()
+            .map(|i| i.name)
+            .collect()
+    }
+
     fn ms(m: &[MountSpec]) -> Vec<(String, String, Vec<String>)> {
         m.iter()
             .map(|m| (m.kind.clone(), m.source.clone(), m.options.clone()))
@@ -803,9 +826,8 @@ mod tests {
 
     #[test]
     fn prepare_commit_cached() {
-        let tmp = tempfile::tempdir().unwrap();
+        let (tmp, mut s) = setup();
         let root = tmp.path();
-        let mut s = open(root);
         let t = fresh(
             s.prepare("k1", None, Some("c1"), vec![("a".into(), "1".into())])
                 .unwrap(),
@@ -881,9 +903,8 @@ mod tests {
 
     #[test]
     fn double_commit_already_exists() {
-        let tmp = tempfile::tempdir().unwrap();
+        let (tmp, mut s) = setup();
         let root = tmp.path();
-        let mut s = open(root);
         // Two unpacks race for the same chain id (both prepared before either
         // committed).
         let a = fresh(s.prepare("ka", None, Some("c"), vec![]).unwrap());
@@ -903,9 +924,8 @@ mod tests {
 
     #[test]
     fn views_and_mounts() {
-        let tmp = tempfile::tempdir().unwrap();
+        let (tmp, mut s) = setup();
         let root = tmp.path();
-        let mut s = open(root);
         layer(&mut s, root, "base", None, 10);
         let m = s.view("v", "base").unwrap();
         assert_eq!(m.len(), 1);
@@ -927,11 +947,9 @@ mod tests {
 
     #[test]
     fn remove_rules() {
-        let tmp = tempfile::tempdir().unwrap();
+        let (tmp, mut s) = setup();
         let root = tmp.path();
-        let mut s = open(root);
-        layer(&mut s, root, "c1", None, 1);
-        layer(&mut s, root, "c2", Some("c1"), 1);
+        chain(&mut s, root);
         s.view("v", "c2").unwrap();
         s.prepare("a", Some("c1"), None, vec![]).unwrap();
         is_err(s.remove("c1"), "FailedPrecondition");
@@ -950,11 +968,9 @@ mod tests {
 
     #[test]
     fn removing_a_parent_with_committed_children() {
-        let tmp = tempfile::tempdir().unwrap();
+        let (tmp, mut s) = setup();
         let root = tmp.path();
-        let mut s = open(root);
-        layer(&mut s, root, "c1", None, 1);
-        layer(&mut s, root, "c2", Some("c1"), 1);
+        chain(&mut s, root);
         s.remove("c1").unwrap();
         assert_eq!(s.stat("c2").unwrap().unwrap().parent.as_deref(), Some("c1"));
         assert!(root.join("snapshots/2/fs/f").is_file());
@@ -1003,13 +1019,7 @@ mod tests {
         s.remove("kc").unwrap();
         // Next commit: evicts a then c then big (oldest first) until it fits.
         layer(&mut s, root, "d", None, 100);
-        let left: Vec<String> = s
-            .list(None, 0)
-            .unwrap()
-            .items
-            .into_iter()
-            .map(|i| i.name)
-            .collect();
+        let left = names(&s);
         assert_eq!(left, vec!["d".to_string()]);
     }
 
@@ -1023,13 +1033,7 @@ mod tests {
         }
         s.prepare("y", None, Some("a"), vec![]).unwrap(); // use a
         layer(&mut s, root, "d", None, 100);
-        let left: Vec<String> = s
-            .list(None, 0)
-            .unwrap()
-            .items
-            .into_iter()
-            .map(|i| i.name)
-            .collect();
+        let left = names(&s);
         assert_eq!(left, vec!["a", "c", "d"]);
         // Without max-size nothing is evicted.
         drop(s);
@@ -1040,9 +1044,8 @@ mod tests {
 
     #[test]
     fn garbage_and_crash_leftovers() {
-        let tmp = tempfile::tempdir().unwrap();
+        let (tmp, mut s) = setup();
         let root = tmp.path();
-        let mut s = open(root);
         layer(&mut s, root, "c", None, 1);
         // A killed unpack: an active record with a half-filled tree.
         let t = fresh(s.prepare("dead", Some("c"), Some("c2"), vec![]).unwrap());
@@ -1077,9 +1080,8 @@ mod tests {
 
     #[test]
     fn corrupt_db_is_reported_not_wiped() {
-        let tmp = tempfile::tempdir().unwrap();
+        let (tmp, mut s) = setup();
         let root = tmp.path();
-        let mut s = open(root);
         layer(&mut s, root, "c", None, 1);
         drop(s);
         fs::write(root.join(DB_FILE), b"{\"version\":1,\"next").unwrap();
@@ -1103,9 +1105,7 @@ mod tests {
 
     #[test]
     fn paging() {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path();
-        let mut s = open(root);
+        let (_tmp, mut s) = setup();
         let mut names: Vec<String> = (0..25).map(|i| format!("n{i:02}")).collect();
         names.reverse();
         for n in &names {
@@ -1140,9 +1140,8 @@ mod tests {
 
     #[test]
     fn names_are_checked_and_never_paths() {
-        let tmp = tempfile::tempdir().unwrap();
+        let (tmp, mut s) = setup();
         let root = tmp.path();
-        let mut s = open(root);
         is_err(s.prepare("", None, None, vec![]), "InvalidArgument");
         is_err(s.prepare("a\nb", None, None, vec![]), "InvalidArgument");
         is_err(
