@@ -137,9 +137,12 @@ pub fn snapshot(root: &Path) -> BTreeMap<PathBuf, String> {
                 walk(root, &p, out);
             } else if ft.is_symlink() {
                 out.insert(rel, format!("link:{:?}", std::fs::read_link(&p).ok()));
-            } else {
+            } else if ft.is_file() {
                 let data = std::fs::read(&p).unwrap_or_default();
                 out.insert(rel, rumoci::oci::Digest::sha256_of(&data).to_string());
+            } else {
+                // never open a fifo or a device: it could block
+                out.insert(rel, format!("special:{ft:?}"));
             }
         }
     }
