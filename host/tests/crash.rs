@@ -258,3 +258,37 @@ fn concurrent_writers_never_lose_an_update() {
         assert!(b.join(format!("f{i}")).is_file(), "f{i} lost");
     }
 }
+
+/// `tag` reads the source tag and writes the new one as a writer: while gc
+/// holds the layout (here: the test holds gc's exclusive lock), it waits,
+/// so gc can never sweep the manifest it is about to tag. (CI once caught
+/// the race: a tag copied from a moving tag dangled after a concurrent gc.)
+#[test]
+fn tag_waits_for_a_running_gc() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let l = tmp.path().join("l");
+    rumoci_ok(&["init", "--layout", s(&l)]);
+    let img = format!("{}:t", s(&l));
+    rumoci_ok(&["new", "--image", &img]);
+    let dir = std::fs::File::open(&l).expect("open layout");
+    rustix::fs::flock(&dir, rustix::fs::FlockOperation::LockExclusive).expect("flock");
+    let mut child = Command::new(rumoci_bin())
+        .args(["tag", "--image", &img, "copy"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        child.try_wait().expect("try_wait").is_none(),
+        "tag finished while gc held the layout"
+    );
+    assert!(!rumoci_ok(&["ls", "--layout", s(&l)]).contains("copy"));
+    drop(dir);
+    let out = child.wait_with_output().expect("wait");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(rumoci_ok(&["ls", "--layout", s(&l)]).contains("copy"));
+}

@@ -18,6 +18,10 @@ pub struct Args {
 pub fn run(a: Args) -> Result<()> {
     refs::check_tag(&a.new_tag)?;
     let (cas, r) = a.image.open()?;
+    // From reading the source tag until the new tag is written, gc must not
+    // run: the source tag may move meanwhile and its old manifest would be
+    // swept, leaving the new tag dangling.
+    let _guard = cas.writer_guard()?;
     let path = refs::resolve(cas.as_ref(), &r.tag, a.image.platform()?.as_ref())
         .with_context(|| format!("resolve {}:{}", r.layout.display(), r.tag))?;
     refs::set_tag(cas.as_ref(), &a.new_tag, path.target())
