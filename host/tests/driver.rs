@@ -680,3 +680,35 @@ fn layer_plugin_cannot_make_rumoci_read_or_write_outside_its_store() {
         );
     }
 }
+
+/// Through a plugin too, writers and gc exclude each other: rumoci locks
+/// the plugin's store directory as it locks a layout, so `tag` waits while
+/// gc's lock is held (here by the test).
+#[test]
+fn writers_through_a_plugin_wait_for_gc() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let l = builtin_layout(tmp.path());
+    let wasm = plugin("dir-cas");
+    let img = format!("{}:v1", s(&l));
+    let dir = std::fs::File::open(&l).expect("open layout");
+    rustix::fs::flock(&dir, rustix::fs::FlockOperation::LockExclusive).expect("flock");
+    let mut child = Command::new(rumoci_bin())
+        .args(["--driver", &wasm, "tag", "--image", &img, "copy"])
+        .env("XDG_CACHE_HOME", cache_home())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    std::thread::sleep(Duration::from_millis(800));
+    assert!(
+        child.try_wait().expect("try_wait").is_none(),
+        "tag finished while gc held the store"
+    );
+    drop(dir);
+    let out = child.wait_with_output().expect("wait");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(rd_ok(&["--driver", &wasm, "ls", "--layout", s(&l)]).contains("copy"));
+}

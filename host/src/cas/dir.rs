@@ -42,7 +42,8 @@ fn random_suffix() -> String {
     format!("{:016x}", rand::random::<u64>())
 }
 
-fn lock(path: &Path, op: FlockOperation) -> Result<File, CasError> {
+/// `flock` the directory (or file) at `path`; released when the file drops.
+pub(crate) fn lock(path: &Path, op: FlockOperation) -> Result<File, CasError> {
     let f = File::open(path).map_err(io_err(path))?;
     flock(&f, op).map_err(|e| CasError::io(path.display().to_string(), e.into()))?;
     Ok(f)
@@ -244,7 +245,7 @@ impl Drop for DirBlobWriter {
 
 /// The guard returned by [`DirCas::writer_guard`]: a shared lock on the
 /// layout directory, released on drop.
-struct WriterGuard(#[allow(dead_code)] File);
+pub(crate) struct WriterGuard(#[allow(dead_code)] pub(crate) File);
 
 impl Cas for DirCas {
     fn open_blob(&self, digest: &Digest) -> Result<Box<dyn Read + Send>, CasError> {

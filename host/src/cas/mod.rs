@@ -8,7 +8,7 @@
 //! driver only implements storage.
 
 pub mod check;
-mod dir;
+pub(crate) mod dir;
 pub mod ext;
 pub mod gc;
 pub mod refs;

@@ -58,6 +58,9 @@ fn is_not_found(e: &DriverError) -> bool {
 #[derive(Clone, Debug)]
 pub struct WasmCas {
     plugin: Shared,
+    /// The store directory: rumoci locks it as it locks a layout, so that
+    /// gc through a plugin excludes writers too.
+    dir: std::path::PathBuf,
 }
 
 impl WasmCas {
@@ -96,6 +99,7 @@ impl WasmCas {
         require(&p, "cas")?;
         Ok(WasmCas {
             plugin: Arc::new(Mutex::new(p)),
+            dir: dir.to_path_buf(),
         })
     }
 
@@ -142,6 +146,17 @@ pub(crate) fn require<W: super::World>(p: &Plugin<W>, capability: &str) -> Resul
 }
 
 impl Cas for WasmCas {
+    fn writer_guard(&self) -> Result<Box<dyn std::any::Any>, CasError> {
+        Ok(Box::new(crate::cas::dir::WriterGuard(
+            crate::cas::dir::lock(&self.dir, rustix::fs::FlockOperation::LockShared)?,
+        )))
+    }
+
+    fn exclusive(&self, f: &mut dyn FnMut() -> Result<(), CasError>) -> Result<(), CasError> {
+        let _lock = crate::cas::dir::lock(&self.dir, rustix::fs::FlockOperation::LockExclusive)?;
+        f()
+    }
+
     fn open_blob(&self, digest: &Digest) -> Result<Box<dyn Read + Send>, CasError> {
         if let Some(r) = self.open_stream(digest)? {
             return Ok(r);
