@@ -276,7 +276,9 @@ pub fn compare(
 /// so a directory's whole subtree follows it without a gap (`a`, `a/x`,
 /// `a-b`; plain byte order would put `a-b` between `a` and `a/x`).
 pub fn tree_order(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
-    let key = |&c: &u8| if c == b'/' { 0 } else { c };
+    // '/' below every other byte, NUL included (so distinct paths never
+    // compare equal, whatever bytes a manifest holds)
+    let key = |&c: &u8| if c == b'/' { 0u16 } else { u16::from(c) + 1 };
     a.iter().map(key).cmp(b.iter().map(key))
 }
 
@@ -329,6 +331,17 @@ pub fn mask(deltas: Vec<Delta>, masks: &[Vec<u8>]) -> Vec<Delta> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tree_order_keeps_subtrees_together_and_never_ties() {
+        use std::cmp::Ordering::*;
+        assert_eq!(tree_order(b"a", b"a/x"), Less);
+        assert_eq!(tree_order(b"a/x", b"a-b"), Less);
+        assert_eq!(tree_order(b"a/x", b"a.b"), Less);
+        // NUL is not '/': distinct paths never compare equal (found by fuzzing)
+        assert_eq!(tree_order(b"\0\0\0\0\0", b"\0\0\0\0/"), Greater);
+        assert_eq!(tree_order(b"ab", b"ab"), Equal);
+    }
 
     fn d(p: &str, kind: DeltaKind, was_dir_now_not: bool) -> Delta {
         Delta {
