@@ -592,6 +592,18 @@ fn layer_cache_evicts_by_size() {
     let Some((tmp, img, _layout)) = go_fixture() else {
         return;
     };
+    // three layers, the first with a fifo (evicting a tree with a fifo must
+    // not open it: that would block forever)
+    let extra = tmp.path().join("extra");
+    std::fs::write(&extra, b"inserted\n").expect("w");
+    run_ok(
+        "umoci",
+        &["insert", "--image", &img, s(&extra), "/usr/inserted"],
+    );
+    run_ok(
+        "umoci",
+        &["insert", "--image", &img, "--whiteout", "/usr/new"],
+    );
     let store = tmp.path().join("store");
     let driver = format!("{},dir={},opt.max-size=1", plugin("layer-cache"), s(&store));
     let plain = tmp.path().join("plain");

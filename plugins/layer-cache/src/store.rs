@@ -221,10 +221,36 @@ fn walk_usage(dir: &Path) -> std::io::Result<DiskUsage> {
     Ok(u)
 }
 
+/// Remove the directory tree at `p` without opening anything but
+/// directories: std's `remove_dir_all` over WASI opens entries, and opening
+/// a fifo of a cached tree blocks the host forever (no deadline can
+/// interrupt a host call).
+fn remove_tree(p: &Path) -> std::io::Result<()> {
+    // directories in the order found; removed deepest first
+    let mut dirs = vec![p.to_path_buf()];
+    let mut i = 0;
+    while i < dirs.len() {
+        let d = dirs[i].clone();
+        for e in fs::read_dir(&d)? {
+            let e = e?;
+            if e.file_type()?.is_dir() {
+                dirs.push(e.path());
+            } else {
+                fs::remove_file(e.path())?;
+            }
+        }
+        i += 1;
+    }
+    for d in dirs.iter().rev() {
+        fs::remove_dir(d)?;
+    }
+    Ok(())
+}
+
 /// Remove a path whatever it is; a missing path is fine.
 fn remove_any(p: &Path) -> std::io::Result<()> {
     let res = match fs::symlink_metadata(p) {
-        Ok(m) if m.is_dir() => fs::remove_dir_all(p),
+        Ok(m) if m.is_dir() => remove_tree(p),
         Ok(_) => fs::remove_file(p),
         Err(e) => Err(e),
     };
