@@ -12,8 +12,8 @@ use crate::layer::extract::{ExtractError, ExtractOptions, Extractor};
 use crate::layer::root::Root;
 use crate::layer_store::record::Record;
 use crate::layer_store::{
-    LayerStore, LayerStoreError, MountSpec, Prepared, SnapshotInfo, SnapshotKind, chain_ids,
-    resolve,
+    InPlace, LayerStore, LayerStoreError, MountSpec, Prepared, SnapshotInfo, SnapshotKind,
+    chain_ids, resolve,
 };
 use crate::oci::{Digest, Hasher, Image, Manifest, media};
 
@@ -90,25 +90,17 @@ pub fn check_image(manifest: &Manifest, config: &Image) -> Result<(), UnpackErro
     Ok(())
 }
 
-/// Extract every layer of the image into the existing directory `rootfs`.
-/// Returns the extractor, whose `digests` describe the regular files.
+/// Extract every layer of the image into the existing directory `rootfs`
+/// (the built-in [`InPlace`] store). Returns the sha256 of every regular
+/// file.
 pub fn unpack_rootfs(
     cas: &dyn Cas,
     manifest: &Manifest,
     config: &Image,
     rootfs: &Path,
     opts: ExtractOptions,
-) -> Result<Extractor, UnpackError> {
-    check_image(manifest, config)?;
-    let root = Root::open(rootfs).map_err(|source| UnpackError::Io {
-        path: rootfs.display().to_string(),
-        source,
-    })?;
-    let mut ex = Extractor::new(opts);
-    for i in 0..manifest.layers.len() {
-        apply_one(cas, &mut ex, &root, manifest, config, i)?;
-    }
-    Ok(ex)
+) -> Result<BTreeMap<String, [u8; 32]>, UnpackError> {
+    unpack_with_store(cas, &InPlace::new(rootfs), manifest, config, rootfs, opts)
 }
 
 /// Apply layer `i` of the image on top of the tree at `root`: read and

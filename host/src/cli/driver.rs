@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use rumoci::cas::{Cas, DirCas};
 use rumoci::driver::bindings::CasDriver;
 use rumoci::driver::layer_bindings::LayerDriver;
-use rumoci::driver::{DriverSource, DriverSpec, Plugin, WasmCas, WasmLayerStore};
+use rumoci::driver::{DriverSource, DriverSpec, Plugin, PluginInfo, WasmCas, WasmLayerStore};
 use rumoci::layer_store::LayerStore;
 
 static SPECS: OnceLock<Vec<DriverSpec>> = OnceLock::new();
@@ -26,13 +26,13 @@ pub fn set_specs(raw: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// What a plugin offers, read from its `meta.info` (loaded as the content
-/// store world, else as the layer store world).
-fn capabilities(path: &Path, spec: &DriverSpec) -> Result<Vec<String>> {
+/// What a plugin says about itself (`meta.info`), loaded as the content
+/// store world, else as the layer store world.
+fn plugin_info(path: &Path, spec: &DriverSpec) -> Result<PluginInfo> {
     match Plugin::<CasDriver>::load(path, spec, None) {
-        Ok(p) => Ok(p.info().capabilities.clone()),
+        Ok(p) => Ok(p.info().clone()),
         Err(cas_err) => match Plugin::<LayerDriver>::load(path, spec, None) {
-            Ok(p) => Ok(p.info().capabilities.clone()),
+            Ok(p) => Ok(p.info().clone()),
             Err(_) => Err(cas_err.into()),
         },
     }
@@ -51,7 +51,7 @@ fn roles() -> Result<Roles> {
         match &spec.source {
             DriverSource::Builtin(_) => cas.push(None),
             DriverSource::Wasm(path) => {
-                let caps = capabilities(path, spec)?;
+                let caps = plugin_info(path, spec)?.capabilities;
                 let has = |c: &str| caps.iter().any(|x| x == c);
                 if !has("cas") && !has("layer-store") {
                     anyhow::bail!(
@@ -167,14 +167,7 @@ pub enum Command {
 pub fn run(cmd: Command) -> Result<()> {
     match cmd {
         Command::Info { path } => {
-            let spec = DriverSpec::wasm(&path);
-            let i = match Plugin::<CasDriver>::load(&path, &spec, None) {
-                Ok(p) => p.info().clone(),
-                Err(e) => match Plugin::<LayerDriver>::load(&path, &spec, None) {
-                    Ok(p) => p.info().clone(),
-                    Err(_) => return Err(e.into()),
-                },
-            };
+            let i = plugin_info(&path, &DriverSpec::wasm(&path))?;
             println!("name: {}", i.name);
             println!("version: {}", i.version);
             println!("capabilities: {}", i.capabilities.join(", "));

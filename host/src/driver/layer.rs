@@ -24,8 +24,6 @@ use crate::oci::Digest;
 const MAX_NAME: usize = 4096;
 /// Most mounts accepted for one snapshot.
 const MAX_MOUNTS: usize = 512;
-/// Name of the lock file the host keeps in the store directory.
-pub const LOCK_FILE: &str = ".rumoci-lock";
 
 /// A layer store provided by a WebAssembly plugin.
 #[derive(Debug)]
@@ -231,24 +229,13 @@ impl LayerStore for WasmLayerStore {
     }
 
     fn lock(&self) -> Result<Option<std::fs::File>, LayerStoreError> {
-        let path = self.dir.join(LOCK_FILE);
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
+        // the store directory itself, as a layout is locked
+        crate::cas::dir::lock(&self.dir, rustix::fs::FlockOperation::LockExclusive)
+            .map(Some)
             .map_err(|e| LayerStoreError::Store {
                 store: self.label.clone(),
                 op: "lock".into(),
-                reason: format!("{}: {e}", path.display()),
-            })?;
-        rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive).map_err(|e| {
-            LayerStoreError::Store {
-                store: self.label.clone(),
-                op: "lock".into(),
-                reason: format!("{}: {e}", path.display()),
-            }
-        })?;
-        Ok(Some(f))
+                reason: e.to_string(),
+            })
     }
 }
