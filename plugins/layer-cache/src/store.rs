@@ -402,6 +402,16 @@ impl Store {
         }
     }
 
+    /// The record of snapshot `name` (after checking the name), else
+    /// `not-found`.
+    fn existing(&self, what: &str, name: &str) -> Result<&Record> {
+        check_name(what, name)?;
+        self.db
+            .snapshots
+            .get(name)
+            .ok_or_else(|| Error::NotFound(format!("snapshot {name:?} does not exist")))
+    }
+
     /// The id of committed snapshot `name`, else `not-found`.
     fn committed_id(&self, what: &str, name: &str) -> Result<u64> {
         match self.db.snapshots.get(name) {
@@ -553,12 +563,7 @@ impl Store {
 
     /// `layer-store.mounts`.
     pub fn mounts(&self, key: &str) -> Result<Vec<MountSpec>> {
-        check_name("key", key)?;
-        let r = self
-            .db
-            .snapshots
-            .get(key)
-            .ok_or_else(|| Error::NotFound(format!("snapshot {key:?} does not exist")))?;
+        let r = self.existing("key", key)?;
         if r.kind == Kind::Committed {
             return Err(Error::FailedPrecondition(format!(
                 "snapshot {key:?} is committed; mounts exist for active snapshots and views"
@@ -682,12 +687,7 @@ impl Store {
 
     /// `layer-store.remove`.
     pub fn remove(&mut self, name: &str) -> Result<()> {
-        check_name("name", name)?;
-        let r = self
-            .db
-            .snapshots
-            .get(name)
-            .ok_or_else(|| Error::NotFound(format!("snapshot {name:?} does not exist")))?;
+        let r = self.existing("name", name)?;
         if r.kind == Kind::Committed && self.has_open_child(name) {
             return Err(Error::FailedPrecondition(format!(
                 "snapshot {name:?} is the parent of an active snapshot or view"
@@ -702,12 +702,7 @@ impl Store {
 
     /// `layer-store.usage`: walks the tree now (0 for a view).
     pub fn usage(&self, name: &str) -> Result<DiskUsage> {
-        check_name("name", name)?;
-        let r = self
-            .db
-            .snapshots
-            .get(name)
-            .ok_or_else(|| Error::NotFound(format!("snapshot {name:?} does not exist")))?;
+        let r = self.existing("name", name)?;
         match r.id {
             Some(id) => walk_usage(&self.root.join(fs_rel(id))).map_err(|e| io_err(fs_rel(id), e)),
             None => Ok(DiskUsage { size: 0, inodes: 0 }),
