@@ -270,25 +270,11 @@ fn tag_waits_for_a_running_gc() {
     rumoci_ok(&["init", "--layout", s(&l)]);
     let img = format!("{}:t", s(&l));
     rumoci_ok(&["new", "--image", &img]);
-    let dir = std::fs::File::open(&l).expect("open layout");
-    rustix::fs::flock(&dir, rustix::fs::FlockOperation::LockExclusive).expect("flock");
-    let mut child = Command::new(rumoci_bin())
-        .args(["tag", "--image", &img, "copy"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    std::thread::sleep(Duration::from_millis(500));
-    assert!(
-        child.try_wait().expect("try_wait").is_none(),
-        "tag finished while gc held the layout"
-    );
-    assert!(!rumoci_ok(&["ls", "--layout", s(&l)]).contains("copy"));
-    drop(dir);
-    let out = child.wait_with_output().expect("wait");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    waits_for_gc_lock(
+        &l,
+        Command::new(rumoci_bin()).args(["tag", "--image", &img, "copy"]),
+        "layout",
+        || assert!(!rumoci_ok(&["ls", "--layout", s(&l)]).contains("copy")),
     );
     assert!(rumoci_ok(&["ls", "--layout", s(&l)]).contains("copy"));
 }

@@ -439,22 +439,28 @@ fn find_file(root: &Path, name: &str) -> Option<PathBuf> {
     None
 }
 
+/// Two more layers on [`go_fixture`]'s one-layer image, made by the Go
+/// umoci: `/usr/inserted` added, then `/usr/new` whited out.
+fn add_two_layers(tmp: &Path, img: &str) {
+    let extra = tmp.join("extra");
+    std::fs::write(&extra, b"inserted\n").expect("w");
+    run_ok(
+        "umoci",
+        &["insert", "--image", img, s(&extra), "/usr/inserted"],
+    );
+    run_ok(
+        "umoci",
+        &["insert", "--image", img, "--whiteout", "/usr/new"],
+    );
+}
+
 #[test]
 fn layer_cache_unpacks_what_a_plain_unpack_does_and_reuses_it() {
     let Some((tmp, img, layout)) = go_fixture() else {
         return;
     };
     // a second and a third layer, so that chains build on cached parents
-    let extra = tmp.path().join("extra");
-    std::fs::write(&extra, b"inserted\n").expect("w");
-    run_ok(
-        "umoci",
-        &["insert", "--image", &img, s(&extra), "/usr/inserted"],
-    );
-    run_ok(
-        "umoci",
-        &["insert", "--image", &img, "--whiteout", "/usr/new"],
-    );
+    add_two_layers(tmp.path(), &img);
     let store = tmp.path().join("store");
     let driver = format!("{},dir={}", plugin("layer-cache"), s(&store));
     let plain = tmp.path().join("plain");
@@ -594,16 +600,7 @@ fn layer_cache_evicts_by_size() {
     };
     // three layers, the first with a fifo (evicting a tree with a fifo must
     // not open it: that would block forever)
-    let extra = tmp.path().join("extra");
-    std::fs::write(&extra, b"inserted\n").expect("w");
-    run_ok(
-        "umoci",
-        &["insert", "--image", &img, s(&extra), "/usr/inserted"],
-    );
-    run_ok(
-        "umoci",
-        &["insert", "--image", &img, "--whiteout", "/usr/new"],
-    );
+    add_two_layers(tmp.path(), &img);
     let store = tmp.path().join("store");
     let driver = format!("{},dir={},opt.max-size=1", plugin("layer-cache"), s(&store));
     let plain = tmp.path().join("plain");
@@ -702,25 +699,13 @@ fn writers_through_a_plugin_wait_for_gc() {
     let l = builtin_layout(tmp.path());
     let wasm = plugin("dir-cas");
     let img = format!("{}:v1", s(&l));
-    let dir = std::fs::File::open(&l).expect("open layout");
-    rustix::fs::flock(&dir, rustix::fs::FlockOperation::LockExclusive).expect("flock");
-    let mut child = Command::new(rumoci_bin())
-        .args(["--driver", &wasm, "tag", "--image", &img, "copy"])
-        .env("XDG_CACHE_HOME", cache_home())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    std::thread::sleep(Duration::from_millis(800));
-    assert!(
-        child.try_wait().expect("try_wait").is_none(),
-        "tag finished while gc held the store"
-    );
-    drop(dir);
-    let out = child.wait_with_output().expect("wait");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    waits_for_gc_lock(
+        &l,
+        Command::new(rumoci_bin())
+            .args(["--driver", &wasm, "tag", "--image", &img, "copy"])
+            .env("XDG_CACHE_HOME", cache_home()),
+        "store",
+        || {},
     );
     assert!(rd_ok(&["--driver", &wasm, "ls", "--layout", s(&l)]).contains("copy"));
 }

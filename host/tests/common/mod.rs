@@ -441,3 +441,33 @@ pub fn go_fixture() -> Option<(tempfile::TempDir, String, PathBuf)> {
     let (img, layout) = go_image(tmp.path());
     Some((tmp, img, layout))
 }
+
+/// Hold gc's exclusive lock on `dir` (a layout or a plugin's store), start
+/// `cmd`, check it is still waiting after a while (`while_held` runs then),
+/// release the lock, and check it succeeds.
+pub fn waits_for_gc_lock(
+    dir: &Path,
+    cmd: &mut std::process::Command,
+    held_by: &str,
+    while_held: impl FnOnce(),
+) {
+    let lock = std::fs::File::open(dir).expect("open directory");
+    rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive).expect("flock");
+    let mut child = cmd
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    assert!(
+        child.try_wait().expect("try_wait").is_none(),
+        "tag finished while gc held the {held_by}"
+    );
+    while_held();
+    drop(lock);
+    let out = child.wait_with_output().expect("wait");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
