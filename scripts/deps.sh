@@ -3,7 +3,9 @@
 # the real peers the tests compare against, and the wasm target.
 set -euo pipefail
 
-packages=(umoci skopeo runc jq attr golang-go busybox-static
+# docker-registry: CNCF distribution 2.8 for the registry plugin's tests
+# (they run their own instance on a free port, never the system service).
+packages=(umoci skopeo runc jq attr golang-go busybox-static docker-registry
           golang-github-opencontainers-image-spec-dev
           golang-github-vbatts-go-mtree-dev)
 missing=()
