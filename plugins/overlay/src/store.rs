@@ -1,0 +1,806 @@
+//! The overlay layer store proper: records in `db.json` and one directory
+//! per layer, over a plain root path so it can be tested natively.
+//!
+//! Layout beneath the root (the plugin's store directory):
+//!
+//! * `db.json`: every record, written atomically (`db.json.tmp-*` + rename);
+//! * `layers/<dir>/fs/`: one layer's own entries, in overlayfs form (filled
+//!   by the host; never a copy of the parent);
+//! * `layers/<dir>/meta`: the host's own record of that directory; never
+//!   read here, only handed out and deleted with the layer.
+//!
+//! `<dir>` is `active-<n>` while a layer is being extracted; `commit`
+//! renames it after the chain id it is committed as (`sha256:<hex>[+<x>]`
+//! becomes `sha256-<hex>[-<x>]`), or `c-<n>` for a name of another form.
+//! Directory names are built only from those two forms, never from
+//! arbitrary names. The rename moves `layers/<dir>` only: the `fs` tree the
+//! host recorded keeps its inode and ctime.
+
+use std::collections::BTreeMap;
+use std::collections::hash_map::RandomState;
+use std::fs::{self, File};
+use std::hash::{BuildHasher, Hasher};
+use std::io::{ErrorKind, Write};
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+
+use rumoci_driver_sdk::{
+    Digest, DiskUsage, Error, Labels, Level, MountSpec, Prepared, Result, SnapshotInfo,
+    SnapshotKind, SnapshotPage, UnpackTarget,
+};
+use serde::{Deserialize, Serialize};
+
+/// The record file.
+pub const DB_FILE: &str = "db.json";
+const DB_TMP_PREFIX: &str = "db.json.tmp-";
+/// The directory holding one directory per layer.
+pub const LAYERS: &str = "layers";
+const DB_VERSION: u32 = 1;
+/// Longest accepted name/key, in bytes.
+pub const MAX_NAME: usize = 512;
+/// Largest accepted label set (keys plus values), in bytes.
+const MAX_LABEL_BYTES: usize = 64 << 10;
+/// Longest chain of layers a view may have (overlayfs stacks at most 500).
+pub const MAX_DEPTH: usize = 500;
+const DEFAULT_PAGE: usize = 256;
+const MAX_PAGE: usize = 4096;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Kind {
+    Active,
+    View,
+    Committed,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Record {
+    /// Directory name beneath `layers/` (views have none).
+    dir: Option<String>,
+    kind: Kind,
+    parent: Option<String>,
+    diff_id: Option<String>,
+    labels: Labels,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Db {
+    version: u32,
+    next_id: u64,
+    /// Keyed by name (committed) or key (active, view): one namespace.
+    snapshots: BTreeMap<String, Record>,
+}
+
+impl Default for Db {
+    fn default() -> Db {
+        Db {
+            version: DB_VERSION,
+            next_id: 1,
+            snapshots: BTreeMap::new(),
+        }
+    }
+}
+
+fn io_err(what: impl std::fmt::Display, e: std::io::Error) -> Error {
+    Error::Io(format!("{what}: {e}"))
+}
+
+fn check_name(what: &str, s: &str) -> Result<()> {
+    if s.is_empty() {
+        return Err(Error::InvalidArgument(format!("{what} is empty")));
+    }
+    if s.len() > MAX_NAME {
+        return Err(Error::InvalidArgument(format!(
+            "{what} is {} bytes long (at most {MAX_NAME})",
+            s.len()
+        )));
+    }
+    if s.chars().any(char::is_control) {
+        return Err(Error::InvalidArgument(format!(
+            "{what} {s:?} contains a control character"
+        )));
+    }
+    Ok(())
+}
+
+fn check_labels(labels: &Labels) -> Result<()> {
+    let total: usize = labels.iter().map(|(k, v)| k.len() + v.len()).sum();
+    if total > MAX_LABEL_BYTES {
+        return Err(Error::InvalidArgument(format!(
+            "labels total {total} bytes (at most {MAX_LABEL_BYTES})"
+        )));
+    }
+    Ok(())
+}
+
+fn merge_labels(base: &mut Labels, extra: Labels) {
+    for (k, v) in extra {
+        match base.iter_mut().find(|(bk, _)| *bk == k) {
+            Some(slot) => slot.1 = v,
+            None => base.push((k, v)),
+        }
+    }
+}
+
+/// The directory name for a committed chain id `alg:hex[+suffix]`
+/// (lowercase alphanumeric algorithm, lowercase hex), else `None`.
+pub fn chain_dir_name(name: &str) -> Option<String> {
+    let (alg, rest) = name.split_once(':')?;
+    let (hex, suffix) = match rest.split_once('+') {
+        Some((h, s)) => (h, Some(s)),
+        None => (rest, None),
+    };
+    let lower_alnum = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 16
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    };
+    let lower_hex = |s: &str, max: usize| {
+        !s.is_empty() && s.len() <= max && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    };
+    if !lower_alnum(alg) || !lower_hex(hex, 128) || hex.len() < 32 {
+        return None;
+    }
+    match suffix {
+        None => Some(format!("{alg}-{hex}")),
+        Some(s) if lower_hex(s, 64) => Some(format!("{alg}-{hex}-{s}")),
+        Some(_) => None,
+    }
+}
+
+fn fs_rel(dir: &str) -> String {
+    format!("{LAYERS}/{dir}/fs")
+}
+
+fn meta_rel(dir: &str) -> String {
+    format!("{LAYERS}/{dir}/meta")
+}
+
+fn random_suffix() -> String {
+    format!("{:016x}", RandomState::new().build_hasher().finish())
+}
+
+/// Bytes of regular files and number of entries (the root included),
+/// without following symlinks; iterative (the wasm stack is small).
+fn walk_usage(dir: &Path) -> std::io::Result<DiskUsage> {
+    let mut u = DiskUsage { size: 0, inodes: 1 };
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in fs::read_dir(&d)? {
+            let entry = entry?;
+            let p = entry.path();
+            let m = fs::symlink_metadata(&p)?;
+            u.inodes += 1;
+            if m.is_dir() {
+                stack.push(p);
+            } else if m.is_file() {
+                u.size += m.len();
+            }
+        }
+    }
+    Ok(u)
+}
+
+/// Remove a tree without opening anything but directories (opening a fifo
+/// or a device of a layer over WASI could block the host).
+fn remove_tree(p: &Path) -> std::io::Result<()> {
+    let mut dirs = vec![p.to_path_buf()];
+    let mut i = 0;
+    while i < dirs.len() {
+        let d = dirs[i].clone();
+        for e in fs::read_dir(&d)? {
+            let e = e?;
+            if e.file_type()?.is_dir() {
+                dirs.push(e.path());
+            } else {
+                fs::remove_file(e.path())?;
+            }
+        }
+        i += 1;
+    }
+    for d in dirs.iter().rev() {
+        fs::remove_dir(d)?;
+    }
+    Ok(())
+}
+
+fn remove_any(p: &Path) -> std::io::Result<()> {
+    let res = match fs::symlink_metadata(p) {
+        Ok(m) if m.is_dir() => remove_tree(p),
+        Ok(_) => fs::remove_file(p),
+        Err(e) => Err(e),
+    };
+    match res {
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+        r => r,
+    }
+}
+
+/// The store, loaded from `db.json` beneath `root`. Every mutating call
+/// saves the records before it returns.
+pub struct Store {
+    root: PathBuf,
+    db: Db,
+    notes: Vec<(Level, String)>,
+}
+
+impl Store {
+    /// Load the records (an absent `db.json` is an empty store), then remove
+    /// garbage: `layers/*` directories without a record and stray
+    /// `db.json.tmp-*` files (best effort). A corrupt `db.json` is an
+    /// `integrity` error naming the file; nothing is deleted then.
+    pub fn open(root: &Path) -> Result<Store> {
+        let db_path = root.join(DB_FILE);
+        let db = match fs::read(&db_path) {
+            Ok(bytes) => {
+                let db: Db = serde_json::from_slice(&bytes).map_err(|e| {
+                    Error::Integrity(format!(
+                        "{DB_FILE} in the overlay store is corrupt ({e}); move it away to start an empty store"
+                    ))
+                })?;
+                if db.version != DB_VERSION {
+                    return Err(Error::Integrity(format!(
+                        "{DB_FILE} has version {} (this driver reads version {DB_VERSION})",
+                        db.version
+                    )));
+                }
+                db
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => Db::default(),
+            Err(e) => return Err(io_err(DB_FILE, e)),
+        };
+        let mut s = Store {
+            root: root.to_path_buf(),
+            db,
+            notes: Vec::new(),
+        };
+        s.collect_garbage();
+        Ok(s)
+    }
+
+    /// Log messages gathered so far.
+    pub fn take_notes(&mut self) -> Vec<(Level, String)> {
+        std::mem::take(&mut self.notes)
+    }
+
+    fn collect_garbage(&mut self) {
+        let live: std::collections::HashSet<String> = self
+            .db
+            .snapshots
+            .values()
+            .filter_map(|r| r.dir.clone())
+            .collect();
+        if let Ok(rd) = fs::read_dir(self.root.join(LAYERS)) {
+            for entry in rd.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if live.contains(&name) {
+                    continue;
+                }
+                match remove_any(&entry.path()) {
+                    Ok(()) => self.notes.push((
+                        Level::Info,
+                        format!("removed {LAYERS}/{name}: no record in {DB_FILE} (left by an interrupted operation)"),
+                    )),
+                    Err(e) => self.notes.push((
+                        Level::Warn,
+                        format!("cannot remove unrecorded {LAYERS}/{name}: {e}"),
+                    )),
+                }
+            }
+        }
+        if let Ok(rd) = fs::read_dir(&self.root) {
+            for entry in rd.flatten() {
+                if entry
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with(DB_TMP_PREFIX)
+                {
+                    let _ = fs::remove_file(entry.path());
+                }
+            }
+        }
+    }
+
+    fn save(&self) -> Result<()> {
+        let bytes = serde_json::to_vec_pretty(&self.db)
+            .map_err(|e| Error::Other(format!("cannot encode {DB_FILE}: {e}")))?;
+        let tmp = format!("{DB_TMP_PREFIX}{}", random_suffix());
+        let tmp_path = self.root.join(&tmp);
+        let res = (|| {
+            let mut f = File::create(&tmp_path)?;
+            f.write_all(&bytes)?;
+            f.sync_all()?;
+            fs::rename(&tmp_path, self.root.join(DB_FILE))
+        })();
+        if let Err(e) = res {
+            let _ = fs::remove_file(&tmp_path);
+            return Err(io_err(DB_FILE, e));
+        }
+        Ok(())
+    }
+
+    fn info(name: &str, r: &Record) -> SnapshotInfo {
+        SnapshotInfo {
+            name: name.to_string(),
+            parent: r.parent.clone(),
+            kind: match r.kind {
+                Kind::Active => SnapshotKind::Active,
+                Kind::View => SnapshotKind::View,
+                Kind::Committed => SnapshotKind::Committed,
+            },
+            diff_id: r.diff_id.clone(),
+            labels: r.labels.clone(),
+            meta: match (r.kind, &r.dir) {
+                (Kind::Committed, Some(d)) => Some(meta_rel(d)),
+                _ => None,
+            },
+        }
+    }
+
+    fn existing(&self, what: &str, name: &str) -> Result<&Record> {
+        check_name(what, name)?;
+        self.db
+            .snapshots
+            .get(name)
+            .ok_or_else(|| Error::NotFound(format!("snapshot {name:?} does not exist")))
+    }
+
+    /// The directory of committed snapshot `name`, else `not-found`.
+    fn committed_dir(&self, what: &str, name: &str) -> Result<&str> {
+        match self.db.snapshots.get(name) {
+            Some(Record {
+                kind: Kind::Committed,
+                dir: Some(d),
+                ..
+            }) => Ok(d),
+            Some(r) => Err(Error::NotFound(format!(
+                "{what} {name:?} is not a committed snapshot (it is {:?})",
+                r.kind
+            ))),
+            None => Err(Error::NotFound(format!("{what} {name:?} does not exist"))),
+        }
+    }
+
+    /// Whether any snapshot (committed ones too: each layer directory holds
+    /// only its own layer, so children need their parents) has `name` as
+    /// its parent.
+    fn has_child(&self, name: &str) -> bool {
+        self.db
+            .snapshots
+            .values()
+            .any(|r| r.parent.as_deref() == Some(name))
+    }
+
+    /// The overlay mount of the committed chain ending at `top`: one
+    /// `lowerdir=` option listing the layer directories topmost first.
+    fn chain_mount(&self, top: &str) -> Result<MountSpec> {
+        let mut dirs = Vec::new();
+        let mut cur = Some(top.to_string());
+        while let Some(name) = cur {
+            if dirs.len() >= MAX_DEPTH {
+                return Err(Error::FailedPrecondition(format!(
+                    "chain of {top:?} is longer than {MAX_DEPTH} layers (the most overlayfs stacks)"
+                )));
+            }
+            let what = if dirs.is_empty() {
+                "parent"
+            } else {
+                "ancestor"
+            };
+            dirs.push(fs_rel(self.committed_dir(what, &name)?));
+            cur = self.db.snapshots.get(&name).and_then(|r| r.parent.clone());
+        }
+        Ok(MountSpec {
+            kind: "overlay".into(),
+            source: String::new(),
+            options: vec![format!("lowerdir={}", dirs.join(":"))],
+        })
+    }
+
+    /// `layer-store.stat`.
+    pub fn stat(&self, name: &str) -> Result<Option<SnapshotInfo>> {
+        check_name("name", name)?;
+        Ok(self.db.snapshots.get(name).map(|r| Store::info(name, r)))
+    }
+
+    /// `layer-store.prepare`: `cached` for a committed `target`, else a
+    /// fresh, empty `layers/active-<n>/fs` (no mounts: the host extracts the
+    /// layer alone, looking up lower layers itself through the chain's
+    /// records only for copy-ups).
+    pub fn prepare(
+        &mut self,
+        key: &str,
+        parent: Option<&str>,
+        target: Option<&str>,
+        labels: Labels,
+    ) -> Result<Prepared> {
+        check_name("key", key)?;
+        if let Some(p) = parent {
+            check_name("parent", p)?;
+        }
+        if let Some(t) = target {
+            check_name("target", t)?;
+        }
+        check_labels(&labels)?;
+        if let Some(t) = target
+            && self.committed_dir("target", t).is_ok()
+        {
+            let r = &self.db.snapshots[t];
+            return Ok(Prepared::Cached(Store::info(t, r)));
+        }
+        if self.db.snapshots.contains_key(key) {
+            return Err(Error::AlreadyExists(format!("snapshot {key:?} exists")));
+        }
+        if let Some(p) = parent {
+            self.committed_dir("parent", p)?;
+        }
+        let layers = self.root.join(LAYERS);
+        fs::create_dir_all(&layers).map_err(|e| io_err(LAYERS, e))?;
+        let mut id = self.db.next_id;
+        let taken = |s: &Store, d: &str| {
+            s.db.snapshots.values().any(|r| r.dir.as_deref() == Some(d))
+                || fs::symlink_metadata(layers.join(d)).is_ok()
+        };
+        while taken(self, &format!("active-{id}")) {
+            id += 1;
+        }
+        self.db.next_id = id + 1;
+        let dir = format!("active-{id}");
+        self.db.snapshots.insert(
+            key.to_string(),
+            Record {
+                dir: Some(dir.clone()),
+                kind: Kind::Active,
+                parent: parent.map(str::to_string),
+                diff_id: None,
+                labels,
+            },
+        );
+        // record first, directory second (see layer-cache)
+        self.save()?;
+        let path = layers.join(&dir);
+        let made = fs::create_dir(&path).and_then(|()| fs::create_dir(path.join("fs")));
+        if let Err(e) = made {
+            self.db.snapshots.remove(key);
+            let _ = remove_any(&path);
+            self.save()?;
+            return Err(io_err(fs_rel(&dir), e));
+        }
+        Ok(Prepared::Fresh(UnpackTarget {
+            dir: fs_rel(&dir),
+            mounts: Vec::new(),
+            meta: meta_rel(&dir),
+        }))
+    }
+
+    /// `layer-store.view`: the overlay mount of the chain `parent`.
+    pub fn view(&mut self, key: &str, parent: &str) -> Result<Vec<MountSpec>> {
+        check_name("key", key)?;
+        check_name("parent", parent)?;
+        let m = self.chain_mount(parent)?;
+        if self.db.snapshots.contains_key(key) {
+            return Err(Error::AlreadyExists(format!("snapshot {key:?} exists")));
+        }
+        self.db.snapshots.insert(
+            key.to_string(),
+            Record {
+                dir: None,
+                kind: Kind::View,
+                parent: Some(parent.to_string()),
+                diff_id: None,
+                labels: Vec::new(),
+            },
+        );
+        self.save()?;
+        Ok(vec![m])
+    }
+
+    /// `layer-store.mounts`: a view's overlay mount; none for an active
+    /// snapshot (it is extracted alone).
+    pub fn mounts(&self, key: &str) -> Result<Vec<MountSpec>> {
+        let r = self.existing("key", key)?;
+        match (r.kind, r.parent.as_deref()) {
+            (Kind::Committed, _) => Err(Error::FailedPrecondition(format!(
+                "snapshot {key:?} is committed; mounts exist for active snapshots and views"
+            ))),
+            (Kind::View, Some(p)) => Ok(vec![self.chain_mount(p)?]),
+            _ => Ok(Vec::new()),
+        }
+    }
+
+    /// `layer-store.commit`: the active `key` becomes `name`; its directory
+    /// is renamed after the chain id.
+    pub fn commit(
+        &mut self,
+        name: &str,
+        key: &str,
+        diff_id: &Digest,
+        labels: Labels,
+    ) -> Result<SnapshotInfo> {
+        check_name("name", name)?;
+        check_name("key", key)?;
+        check_labels(&labels)?;
+        let old_dir = match self.db.snapshots.get(key) {
+            Some(Record {
+                kind: Kind::Active,
+                dir: Some(d),
+                ..
+            }) => d.clone(),
+            Some(r) => {
+                return Err(Error::FailedPrecondition(format!(
+                    "snapshot {key:?} is not active (it is {:?})",
+                    r.kind
+                )));
+            }
+            None => {
+                return Err(Error::NotFound(format!(
+                    "active snapshot {key:?} does not exist"
+                )));
+            }
+        };
+        if name != key
+            && let Some(r) = self.db.snapshots.get(name)
+        {
+            return Err(Error::AlreadyExists(match r.kind {
+                Kind::Committed => format!("committed snapshot {name:?} exists"),
+                k => format!("name {name:?} is taken by a snapshot that is {k:?}"),
+            }));
+        }
+        let layers = self.root.join(LAYERS);
+        let id = old_dir.trim_start_matches("active-");
+        let new_dir = match chain_dir_name(name) {
+            Some(d) if fs::symlink_metadata(layers.join(&d)).is_err() => d,
+            _ => format!("c-{id}"),
+        };
+        if new_dir != old_dir {
+            fs::rename(layers.join(&old_dir), layers.join(&new_dir))
+                .map_err(|e| io_err(format!("{LAYERS}/{old_dir}"), e))?;
+        }
+        let Some(mut r) = self.db.snapshots.remove(key) else {
+            return Err(Error::Other(format!("snapshot {key:?} vanished")));
+        };
+        r.kind = Kind::Committed;
+        r.dir = Some(new_dir.clone());
+        r.diff_id = Some(diff_id.to_string());
+        merge_labels(&mut r.labels, labels);
+        let info = Store::info(name, &r);
+        self.db.snapshots.insert(name.to_string(), r);
+        if let Err(e) = self.save() {
+            // put the directory back where the saved records say it is
+            let _ = fs::rename(layers.join(&new_dir), layers.join(&old_dir));
+            return Err(e);
+        }
+        Ok(info)
+    }
+
+    /// `layer-store.remove`: a committed layer is refused while any
+    /// snapshot (committed children included) has it as parent.
+    pub fn remove(&mut self, name: &str) -> Result<()> {
+        let r = self.existing("name", name)?;
+        if r.kind == Kind::Committed && self.has_child(name) {
+            return Err(Error::FailedPrecondition(format!(
+                "snapshot {name:?} is the parent of another snapshot (its layer directory is a lower layer of theirs)"
+            )));
+        }
+        let dir = r.dir.clone();
+        self.db.snapshots.remove(name);
+        self.save()?;
+        if let Some(d) = dir
+            && let Err(e) = remove_any(&self.root.join(LAYERS).join(&d))
+        {
+            self.notes.push((
+                Level::Warn,
+                format!("cannot delete {LAYERS}/{d} (retried on next use): {e}"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// `layer-store.usage`: this layer's own directory (0 for a view).
+    pub fn usage(&self, name: &str) -> Result<DiskUsage> {
+        let r = self.existing("name", name)?;
+        match &r.dir {
+            Some(d) => walk_usage(&self.root.join(fs_rel(d))).map_err(|e| io_err(fs_rel(d), e)),
+            None => Ok(DiskUsage { size: 0, inodes: 0 }),
+        }
+    }
+
+    /// `layer-store.list-snapshots`: sorted by name; the cursor is the last
+    /// name of the previous page.
+    pub fn list(&self, cursor: Option<&str>, limit: u32) -> Result<SnapshotPage> {
+        let limit = match limit as usize {
+            0 => DEFAULT_PAGE,
+            n => n.min(MAX_PAGE),
+        };
+        let lower = match cursor {
+            Some(c) => {
+                check_name("cursor", c)?;
+                Bound::Excluded(c)
+            }
+            None => Bound::Unbounded,
+        };
+        let mut it = self
+            .db
+            .snapshots
+            .range::<str, _>((lower, Bound::Unbounded))
+            .peekable();
+        let items: Vec<SnapshotInfo> = it
+            .by_ref()
+            .take(limit)
+            .map(|(n, r)| Store::info(n, r))
+            .collect();
+        let next = match (it.peek(), items.last()) {
+            (Some(_), Some(last)) => Some(last.name.clone()),
+            _ => None,
+        };
+        Ok(SnapshotPage { items, next })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn digest(n: u8) -> Digest {
+        Digest::parse(&format!("sha256:{}", format!("{n:02x}").repeat(32))).unwrap()
+    }
+
+    fn chain(n: u8) -> String {
+        format!("sha256:{}", format!("{n:02x}").repeat(32))
+    }
+
+    fn fresh(p: Prepared) -> UnpackTarget {
+        match p {
+            Prepared::Fresh(t) => t,
+            Prepared::Cached(i) => panic!("expected fresh, got cached {}", i.name),
+        }
+    }
+
+    fn is_err<T: std::fmt::Debug>(r: Result<T>, want: &str) -> String {
+        match r {
+            Err(e) => {
+                let s = format!("{e:?}").trim_start_matches("Error::").to_string();
+                assert!(s.starts_with(want), "expected {want}, got {s}");
+                s
+            }
+            Ok(v) => panic!("expected {want}, got Ok({v:?})"),
+        }
+    }
+
+    /// Prepare and commit `name` on `parent` with one file in its tree.
+    fn layer(s: &mut Store, root: &Path, name: &str, parent: Option<&str>) -> UnpackTarget {
+        let key = format!("k-{name}");
+        let t = fresh(s.prepare(&key, parent, Some(name), vec![]).unwrap());
+        fs::write(root.join(&t.dir).join("f"), b"12345").unwrap();
+        fs::write(root.join(&t.meta), b"host record").unwrap();
+        s.commit(name, &key, &digest(1), vec![]).unwrap();
+        t
+    }
+
+    #[test]
+    fn dir_names() {
+        let c = chain(0xab);
+        assert_eq!(
+            chain_dir_name(&c).unwrap(),
+            format!("sha256-{}", "ab".repeat(32))
+        );
+        assert_eq!(
+            chain_dir_name(&format!("{c}+0123456789abcdef")).unwrap(),
+            format!("sha256-{}-0123456789abcdef", "ab".repeat(32))
+        );
+        for bad in [
+            "x",
+            "sha256:",
+            "sha256:ABCD",
+            "../x:aa",
+            "sha256:ab/cd",
+            &format!("{c}+x/y"),
+        ] {
+            assert_eq!(chain_dir_name(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn layers_alone_views_are_overlay_chains() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        let mut s = Store::open(root).unwrap();
+        let (c1, c2, c3) = (chain(1), chain(2), chain(3));
+        let t = layer(&mut s, root, &c1, None);
+        assert_eq!(t.dir, "layers/active-1/fs");
+        assert!(t.mounts.is_empty());
+        let d1 = format!("layers/sha256-{}/fs", "01".repeat(32));
+        assert!(
+            root.join(&d1).join("f").is_file(),
+            "renamed after the chain id"
+        );
+        let info = s.stat(&c1).unwrap().unwrap();
+        assert_eq!(
+            info.meta.unwrap(),
+            format!("layers/sha256-{}/meta", "01".repeat(32))
+        );
+        // a child is extracted alone: no copy of its parent
+        let t = fresh(s.prepare("k2", Some(&c1), Some(&c2), vec![]).unwrap());
+        assert!(t.mounts.is_empty());
+        assert_eq!(fs::read_dir(root.join(&t.dir)).unwrap().count(), 0);
+        s.commit(&c2, "k2", &digest(2), vec![]).unwrap();
+        layer(&mut s, root, &c3, Some(&c2));
+        // cached
+        assert!(matches!(
+            s.prepare("k", Some(&c1), Some(&c2), vec![]).unwrap(),
+            Prepared::Cached(_)
+        ));
+        let m = s.view("v", &c3).unwrap();
+        assert_eq!(m.len(), 1);
+        assert_eq!(m[0].kind, "overlay");
+        let want = [3u8, 2, 1]
+            .iter()
+            .map(|n| format!("layers/sha256-{}/fs", format!("{n:02x}").repeat(32)))
+            .collect::<Vec<_>>()
+            .join(":");
+        assert_eq!(m[0].options, vec![format!("lowerdir={want}")]);
+        assert_eq!(s.mounts("v").unwrap()[0].options, m[0].options);
+        // parents with children cannot go; the view goes, then leaves first
+        is_err(s.remove(&c1), "FailedPrecondition");
+        is_err(s.remove(&c3), "FailedPrecondition");
+        s.remove("v").unwrap();
+        s.remove(&c3).unwrap();
+        s.remove(&c2).unwrap();
+        s.remove(&c1).unwrap();
+        assert_eq!(fs::read_dir(root.join(LAYERS)).unwrap().count(), 0);
+        // a fresh load sees the same
+        drop(s);
+        let s = Store::open(root).unwrap();
+        assert!(s.list(None, 0).unwrap().items.is_empty());
+    }
+
+    #[test]
+    fn races_garbage_and_odd_names() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        let mut s = Store::open(root).unwrap();
+        let c = chain(9);
+        let a = fresh(s.prepare("ka", None, Some(&c), vec![]).unwrap());
+        let b = fresh(s.prepare("kb", None, Some(&c), vec![]).unwrap());
+        assert_ne!(a.dir, b.dir);
+        s.commit(&c, "ka", &digest(1), vec![]).unwrap();
+        is_err(s.commit(&c, "kb", &digest(1), vec![]), "AlreadyExists");
+        s.remove("kb").unwrap();
+        assert!(!root.join(&b.dir).exists());
+        // a name that is no chain id gets a numbered directory
+        let t = fresh(s.prepare("k", None, Some("../../x"), vec![]).unwrap());
+        let info = s.commit("../../x", "k", &digest(1), vec![]).unwrap();
+        assert_eq!(info.meta.unwrap(), "layers/c-3/meta");
+        assert!(!root.join(&t.dir).exists());
+        // garbage goes at the next load
+        fs::create_dir_all(root.join("layers/stray/fs")).unwrap();
+        drop(s);
+        let mut s = Store::open(root).unwrap();
+        assert!(!root.join("layers/stray").exists());
+        assert!(!s.take_notes().is_empty());
+        // views of missing chains, unknown keys
+        is_err(s.view("v", "nope"), "NotFound");
+        is_err(s.prepare("k9", Some("nope"), None, vec![]), "NotFound");
+        is_err(s.prepare("", None, None, vec![]), "InvalidArgument");
+        fs::write(root.join(DB_FILE), b"{").unwrap();
+        assert!(matches!(Store::open(root), Err(Error::Integrity(_))));
+    }
+
+    #[test]
+    fn paging() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut s = Store::open(tmp.path()).unwrap();
+        for i in 0..5 {
+            s.prepare(&format!("n{i}"), None, None, vec![]).unwrap();
+        }
+        let p = s.list(None, 2).unwrap();
+        assert_eq!(p.items.len(), 2);
+        assert_eq!(p.next.as_deref(), Some("n1"));
+        let p = s.list(Some("n3"), 2).unwrap();
+        assert_eq!(p.items.len(), 1);
+        assert_eq!(p.next, None);
+        assert_eq!(s.usage("n0").unwrap().inodes, 1);
+    }
+}
