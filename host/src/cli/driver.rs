@@ -82,7 +82,8 @@ fn cas_spec() -> Result<Option<(PathBuf, DriverSpec)>> {
     Ok(roles()?.0)
 }
 
-/// The default store directory of a layer-store plugin:
+/// The default store directory of a layer-store plugin (and of a
+/// content-store plugin given `url=`):
 /// `$XDG_DATA_HOME/rumoci/drivers/NAME` (`~/.local/share/…`), NAME being the
 /// plugin file's stem.
 fn default_store_dir(wasm: &Path) -> Result<PathBuf> {
@@ -115,6 +116,38 @@ pub fn open_layer_store() -> Result<Option<Box<dyn LayerStore>>> {
     Ok(Some(Box::new(store)))
 }
 
+/// The store directory of a content-store plugin used on layout `path`,
+/// and the spec to load it with. Normally `dir=` or `path` itself; with
+/// `url=` the path names a repository (passed as `repo` unless `repo=` is
+/// given) and the store directory is `dir=` or the default one, created if
+/// missing.
+fn cas_store(wasm: &Path, spec: &DriverSpec, path: &Path) -> Result<(PathBuf, DriverSpec)> {
+    if spec.url.is_none() {
+        let dir = spec.dir.clone().unwrap_or_else(|| path.to_path_buf());
+        return Ok((dir, spec.clone()));
+    }
+    let mut spec = spec.clone();
+    if spec.repo.is_none() {
+        spec.repo = Some(path.to_string_lossy().into_owned());
+    }
+    let dir = match &spec.dir {
+        Some(d) => d.clone(),
+        None => default_store_dir(wasm)?,
+    };
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("create store directory {}", dir.display()))?;
+    Ok((dir, spec))
+}
+
+/// How errors name a plugin's store: the directory, or the repository and
+/// URL with `url=`.
+fn describe(spec: &DriverSpec, dir: &Path) -> String {
+    match (&spec.url, &spec.repo) {
+        (Some(u), Some(r)) => format!("{r} at {u}"),
+        _ => dir.display().to_string(),
+    }
+}
+
 /// Open an existing layout through the selected driver (default: built-in).
 pub fn open_layout(path: &Path) -> Result<Box<dyn Cas>> {
     match cas_spec()? {
@@ -124,9 +157,9 @@ pub fn open_layout(path: &Path) -> Result<Box<dyn Cas>> {
             Ok(Box::new(cas))
         }
         Some((wasm, spec)) => {
-            let dir = spec.dir.clone().unwrap_or_else(|| path.to_path_buf());
+            let (dir, spec) = cas_store(&wasm, &spec, path)?;
             let cas = WasmCas::open(&wasm, &spec, &dir)
-                .with_context(|| format!("open layout {}", dir.display()))?;
+                .with_context(|| format!("open layout {}", describe(&spec, &dir)))?;
             Ok(Box::new(cas))
         }
     }
@@ -139,14 +172,16 @@ pub fn create_layout(path: &Path) -> Result<()> {
             DirCas::create(path).with_context(|| format!("create layout {}", path.display()))?;
         }
         Some((wasm, spec)) => {
-            let dir = spec.dir.clone().unwrap_or_else(|| path.to_path_buf());
-            if std::fs::symlink_metadata(&dir).is_ok() {
+            let (dir, spec) = cas_store(&wasm, &spec, path)?;
+            // With url= the store directory is only for spooling: the
+            // plugin's `init` decides whether the repository exists.
+            if spec.url.is_none() && std::fs::symlink_metadata(&dir).is_ok() {
                 anyhow::bail!("create layout {}: already exists", dir.display());
             }
             let index = rumoci::oci::to_go_json(&rumoci::oci::Index::default())
                 .context("serialising index.json")?;
             WasmCas::create(&wasm, &spec, &dir, &index)
-                .with_context(|| format!("create layout {}", dir.display()))?;
+                .with_context(|| format!("create layout {}", describe(&spec, &dir)))?;
         }
     }
     Ok(())

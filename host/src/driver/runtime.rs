@@ -148,6 +148,8 @@ pub struct Plugin<W: World = CasDriver> {
     timeout: Duration,
     memory: u64,
     options: Vec<(String, String)>,
+    /// `url=`: the only addresses the plugin may connect to.
+    connect: Vec<std::net::SocketAddr>,
     instance: Option<Instance<W>>,
     generation: u64,
     info: PluginInfo,
@@ -217,7 +219,8 @@ impl<W: World> Plugin<W> {
             dir: dir.map(Path::to_path_buf),
             timeout: spec.timeout,
             memory: spec.memory,
-            options: spec.options.clone(),
+            options: spec.plugin_options(),
+            connect: spec.connect.clone(),
             instance: None,
             generation: 0,
             info: PluginInfo {
@@ -264,6 +267,23 @@ impl<W: World> Plugin<W> {
     fn instantiate(&self) -> Result<Instance<W>, DriverError> {
         let mut b = WasiCtxBuilder::new();
         b.allow_blocking_current_thread(true);
+        if !self.connect.is_empty() {
+            // `url=`: TCP connect to the granted addresses only (plus the
+            // implicit bind to the wildcard address a connect performs).
+            let granted = std::sync::Arc::new(self.connect.clone());
+            b.allow_tcp(true)
+                .allow_udp(false)
+                .allow_ip_name_lookup(false)
+                .socket_addr_check(move |addr, usage| {
+                    use wasmtime_wasi::sockets::SocketAddrUse;
+                    let ok = match usage {
+                        SocketAddrUse::TcpConnect => granted.contains(&addr),
+                        SocketAddrUse::TcpBind => addr.ip().is_unspecified() && addr.port() == 0,
+                        _ => false,
+                    };
+                    Box::pin(async move { ok })
+                });
+        }
         if let Some(d) = &self.dir {
             b.preopened_dir(d, GUEST_STORE, FsPerms::ReadWrite)
                 .map_err(|e| load_err(&self.label, format!("preopen {}: {e:#}", d.display())))?;

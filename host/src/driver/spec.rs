@@ -1,5 +1,6 @@
 //! `--driver NAME|PATH.wasm[,key=value…]` parsing.
 
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -24,9 +25,17 @@ pub enum DriverSource {
 /// Keys understood by the host: `dir=PATH` (the directory to preopen as the
 /// plugin's store directory; default: the layout path of the command),
 /// `timeout=SECONDS` (deadline per call, fractions allowed), `memory=SIZE`
-/// (bytes, with an optional `K`/`M`/`G` suffix). Keys starting with `opt.`
-/// are handed to the plugin (without the prefix) through its `config`
-/// import. Any other key is an error.
+/// (bytes, with an optional `K`/`M`/`G` suffix), `url=http://HOST:PORT`
+/// (network grant: the plugin may open TCP connections to exactly that
+/// address and nothing else — HOST is an IP literal or `localhost`,
+/// resolved here; no name lookup, no UDP, no listening in the sandbox; the
+/// URL is passed to the plugin as its `url` option, and the command's
+/// layout path becomes a repository name rather than a directory: the
+/// store directory is then `dir=` or `$XDG_DATA_HOME/rumoci/drivers/NAME`),
+/// `repo=NAME` (passed to the plugin as `repo`; with `url=` and no `repo=`
+/// the command's layout path is passed). Keys starting with `opt.` are
+/// handed to the plugin (without the prefix) through its `config` import.
+/// Any other key is an error.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DriverSpec {
     /// The driver.
@@ -39,6 +48,12 @@ pub struct DriverSpec {
     pub memory: u64,
     /// `opt.KEY=VALUE` options for the plugin, in order.
     pub options: Vec<(String, String)>,
+    /// `url=`: the URL the plugin may connect to (passed as option `url`).
+    pub url: Option<String>,
+    /// The socket addresses `url=` grants TCP connections to.
+    pub connect: Vec<SocketAddr>,
+    /// `repo=`: passed to the plugin as option `repo`.
+    pub repo: Option<String>,
 }
 
 /// Names of the built-in drivers.
@@ -53,7 +68,23 @@ impl DriverSpec {
             timeout: DEFAULT_TIMEOUT,
             memory: DEFAULT_MEMORY,
             options: Vec::new(),
+            url: None,
+            connect: Vec::new(),
+            repo: None,
         }
+    }
+
+    /// The options the plugin's `config` import returns: the `opt.*` ones,
+    /// then `url` and `repo` when given.
+    pub fn plugin_options(&self) -> Vec<(String, String)> {
+        let mut out = self.options.clone();
+        if let Some(u) = &self.url {
+            out.push(("url".into(), u.clone()));
+        }
+        if let Some(r) = &self.repo {
+            out.push(("repo".into(), r.clone()));
+        }
+        out
     }
 
     /// Parse `NAME|PATH.wasm[,key=value…]`.
@@ -104,25 +135,87 @@ impl DriverSpec {
                     spec.memory = parse_size(v)
                         .ok_or_else(|| bad(format!("memory={v}: expected a size like 64M")))?
                 }
+                "url" => {
+                    spec.connect = grant(v).map_err(|why| bad(format!("url={v}: {why}")))?;
+                    spec.url = Some(v.to_string());
+                }
+                "repo" => {
+                    if v.is_empty() {
+                        return Err(bad("repo= is empty".into()));
+                    }
+                    spec.repo = Some(v.to_string());
+                }
                 _ => match k.strip_prefix("opt.") {
                     Some(name) if !name.is_empty() => {
                         spec.options.push((name.to_string(), v.to_string()))
                     }
                     _ => {
                         return Err(bad(format!(
-                            "unknown key {k:?} (known: dir, timeout, memory; plugin options are opt.NAME=VALUE)"
+                            "unknown key {k:?} (known: dir, timeout, memory, url, repo; plugin options are opt.NAME=VALUE)"
                         )));
                     }
                 },
             }
         }
         if matches!(spec.source, DriverSource::Builtin(_))
-            && (spec.dir.is_some() || !spec.options.is_empty())
+            && (spec.dir.is_some()
+                || !spec.options.is_empty()
+                || spec.url.is_some()
+                || spec.repo.is_some())
         {
-            return Err(bad("built-in drivers take no dir= or opt.* keys".into()));
+            return Err(bad(
+                "built-in drivers take no dir=, url=, repo= or opt.* keys".into(),
+            ));
         }
         Ok(spec)
     }
+}
+
+/// The addresses `url=http://HOST[:PORT][/]` grants: HOST is an IP
+/// literal (`[…]` for IPv6) or `localhost` (resolved here).
+fn grant(url: &str) -> Result<Vec<SocketAddr>, String> {
+    let rest = match url.strip_prefix("http://") {
+        Some(r) => r,
+        None if url.starts_with("https://") => {
+            return Err("https is not supported (plain http:// to a trusted registry)".into());
+        }
+        None => return Err("expected http://HOST:PORT".into()),
+    };
+    let authority = rest.strip_suffix('/').unwrap_or(rest);
+    if authority.is_empty() || authority.contains(['/', '?', '#', '@']) {
+        return Err("expected http://HOST:PORT (no path, query or user)".into());
+    }
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let (h, rest) = v6.split_once(']').ok_or("unterminated IPv6 address")?;
+        (h, rest.strip_prefix(':').unwrap_or(rest))
+    } else {
+        authority.rsplit_once(':').unwrap_or((authority, ""))
+    };
+    let port: u16 = if port.is_empty() && !authority.ends_with(':') {
+        80
+    } else {
+        port.parse()
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(|| format!("bad port {port:?}"))?
+    };
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(vec![SocketAddr::new(ip, port)]);
+    }
+    if !host.eq_ignore_ascii_case("localhost") {
+        return Err(format!(
+            "host {host:?}: give an IP address or localhost (plugins get no name lookup)"
+        ));
+    }
+    let addrs: Vec<SocketAddr> = ("localhost", port)
+        .to_socket_addrs()
+        .map_err(|e| format!("resolving localhost: {e}"))?
+        .filter(|a| a.ip().is_loopback())
+        .collect();
+    if addrs.is_empty() {
+        return Err("localhost does not resolve to a loopback address".into());
+    }
+    Ok(addrs)
 }
 
 fn parse_size(v: &str) -> Option<u64> {
@@ -163,6 +256,29 @@ mod tests {
             "p.wasm,memory=1",
             "p.wasm,x",
             "dir,dir=/x",
+        ] {
+            let e = DriverSpec::parse(bad).unwrap_err().to_string();
+            assert!(e.contains("--driver"), "{bad}: {e}");
+        }
+        let s = DriverSpec::parse("p.wasm,url=http://127.0.0.1:5000,repo=a/b,opt.k=v").unwrap();
+        assert_eq!(s.connect, vec!["127.0.0.1:5000".parse().unwrap()]);
+        assert_eq!(
+            s.plugin_options(),
+            [("k", "v"), ("url", "http://127.0.0.1:5000"), ("repo", "a/b")]
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        );
+        let s = DriverSpec::parse("p.wasm,url=http://[::1]:7/").unwrap();
+        assert_eq!(s.connect, vec!["[::1]:7".parse().unwrap()]);
+        let s = DriverSpec::parse("p.wasm,url=http://localhost:7").unwrap();
+        assert!(s.connect.iter().all(|a| a.ip().is_loopback() && a.port() == 7));
+        for bad in [
+            "p.wasm,url=https://127.0.0.1:5000",
+            "p.wasm,url=http://example.com:80",
+            "p.wasm,url=http://127.0.0.1:0",
+            "p.wasm,url=http://127.0.0.1:5/v2",
+            "p.wasm,url=ftp://x",
+            "p.wasm,repo=",
+            "dir,url=http://127.0.0.1:1",
         ] {
             let e = DriverSpec::parse(bad).unwrap_err().to_string();
             assert!(e.contains("--driver"), "{bad}: {e}");
