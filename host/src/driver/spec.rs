@@ -264,13 +264,21 @@ mod tests {
         assert_eq!(s.connect, vec!["127.0.0.1:5000".parse().unwrap()]);
         assert_eq!(
             s.plugin_options(),
-            [("k", "v"), ("url", "http://127.0.0.1:5000"), ("repo", "a/b")]
-                .map(|(k, v)| (k.to_string(), v.to_string()))
+            [
+                ("k", "v"),
+                ("url", "http://127.0.0.1:5000"),
+                ("repo", "a/b")
+            ]
+            .map(|(k, v)| (k.to_string(), v.to_string()))
         );
         let s = DriverSpec::parse("p.wasm,url=http://[::1]:7/").unwrap();
         assert_eq!(s.connect, vec!["[::1]:7".parse().unwrap()]);
         let s = DriverSpec::parse("p.wasm,url=http://localhost:7").unwrap();
-        assert!(s.connect.iter().all(|a| a.ip().is_loopback() && a.port() == 7));
+        assert!(
+            s.connect
+                .iter()
+                .all(|a| a.ip().is_loopback() && a.port() == 7)
+        );
         for bad in [
             "p.wasm,url=https://127.0.0.1:5000",
             "p.wasm,url=http://example.com:80",
