@@ -159,6 +159,9 @@ pub fn repack_bundle(
     opts: &RepackOptions,
 ) -> Result<RepackOutcome, RepackError> {
     let (meta, path) = read_meta(bundle)?;
+    if meta.overlay.is_some() {
+        return repack_overlay(cas, bundle, meta, path, opts);
+    }
     let spec = load_spec(bundle, &path)?;
     let cache = load_cache(bundle, &path);
     let rootfs = bundle.join(ROOTFS);
@@ -276,6 +279,9 @@ pub fn repack_bundle(
 /// drop the old manifest files. Digests of files the repack found
 /// unchanged are reused from the old manifest.
 pub fn refresh_bundle(bundle: &Path, outcome: &RepackOutcome) -> Result<(), RepackError> {
+    if outcome.meta.overlay.is_some() {
+        return refresh_overlay(bundle, outcome);
+    }
     let old_path = DescriptorPath(outcome.meta.from_descriptor_path.descriptor_walk.clone());
     let new_path = &outcome.path;
     let rootfs = bundle.join(ROOTFS);
@@ -297,6 +303,336 @@ pub fn refresh_bundle(bundle: &Path, outcome: &RepackOutcome) -> Result<(), Repa
                 Err(e) => tracing::warn!("{}: {e}", bundle.join(n).display()),
             }
         }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Overlay bundles
+
+/// What an entry of an overlay bundle's upper directory stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Upper {
+    /// A character device 0:0: the entry was deleted.
+    Whiteout,
+    /// A directory; opaque ones hide everything lower layers have beneath.
+    Dir { opaque: bool },
+    /// Anything else: added or changed.
+    Entry,
+}
+
+fn has_xattr(path: &Path, name: &str) -> Result<bool, RepackError> {
+    let mut buf = [0u8; 8];
+    match rustix::fs::lgetxattr(path, name, &mut buf) {
+        Ok(_) | Err(rustix::io::Errno::RANGE) => Ok(true),
+        Err(rustix::io::Errno::NODATA) | Err(rustix::io::Errno::NOTSUP) => Ok(false),
+        Err(e) => Err(RepackError::Rootfs {
+            path: path.display().to_string(),
+            reason: format!("getxattr {name}: {e}"),
+        }),
+    }
+}
+
+fn is_opaque_dir(path: &Path, prefix: &str) -> Result<bool, RepackError> {
+    let mut buf = [0u8; 8];
+    match rustix::fs::lgetxattr(path, format!("{prefix}opaque").as_str(), &mut buf) {
+        Ok(n) => Ok(&buf[..n] == b"y"),
+        Err(rustix::io::Errno::NODATA)
+        | Err(rustix::io::Errno::NOTSUP)
+        | Err(rustix::io::Errno::RANGE) => Ok(false),
+        Err(e) => Err(RepackError::Rootfs {
+            path: path.display().to_string(),
+            reason: format!("getxattr {prefix}opaque: {e}"),
+        }),
+    }
+}
+
+/// Every entry of the upper directory in tree order (depth first, names
+/// sorted by bytes), masked paths and what lies beneath them left out.
+fn walk_upper(
+    upper: &Path,
+    prefix: &str,
+    masks: &[Vec<u8>],
+) -> Result<Vec<(String, Upper)>, RepackError> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let io = |p: &Path, e: std::io::Error| RepackError::Rootfs {
+        path: p.display().to_string(),
+        reason: e.to_string(),
+    };
+    let masked = |rel: &str| {
+        masks.iter().any(|m| {
+            rel.as_bytes() == m.as_slice()
+                || m.is_empty()
+                || (rel.len() > m.len()
+                    && rel.as_bytes().starts_with(m)
+                    && rel.as_bytes()[m.len()] == b'/')
+        })
+    };
+    let mut out = Vec::new();
+    let mut stack: Vec<(PathBuf, String)> = vec![(upper.to_path_buf(), String::new())];
+    while let Some((host, rel)) = stack.pop() {
+        let md = std::fs::symlink_metadata(&host).map_err(|e| io(&host, e))?;
+        let ft = md.file_type();
+        let kind = if ft.is_char_device() && md.rdev() == 0 {
+            Upper::Whiteout
+        } else if ft.is_dir() {
+            if has_xattr(&host, &format!("{prefix}redirect"))? {
+                return Err(RepackError::Rootfs {
+                    path: rel,
+                    reason: format!(
+                        "{prefix}redirect: a renamed directory that still points into the lower layers (mounted without redirect_dir=nofollow?)"
+                    ),
+                });
+            }
+            Upper::Dir {
+                opaque: !rel.is_empty() && is_opaque_dir(&host, prefix)?,
+            }
+        } else {
+            if ft.is_file() && has_xattr(&host, &format!("{prefix}metacopy"))? {
+                return Err(RepackError::Rootfs {
+                    path: rel,
+                    reason: format!(
+                        "{prefix}metacopy: the data is still in a lower layer (mounted with metacopy=on?)"
+                    ),
+                });
+            }
+            Upper::Entry
+        };
+        if !rel.is_empty() && is_whiteout_name(&rel) {
+            return Err(RepackError::Rootfs {
+                path: rel,
+                reason: "a file name starting with \".wh.\" would be read as a whiteout".into(),
+            });
+        }
+        if kind != Upper::Whiteout && ft.is_dir() {
+            let mut names: Vec<std::ffi::OsString> = std::fs::read_dir(&host)
+                .map_err(|e| io(&host, e))?
+                .map(|e| e.map(|e| e.file_name()))
+                .collect::<Result<_, _>>()
+                .map_err(|e| io(&host, e))?;
+            names.sort_by(|a, b| a.as_encoded_bytes().cmp(b.as_encoded_bytes()));
+            for n in names.into_iter().rev() {
+                let name = n.to_str().ok_or_else(|| RepackError::Rootfs {
+                    path: host.join(&n).display().to_string(),
+                    reason: "file name is not UTF-8".into(),
+                })?;
+                let child = if rel.is_empty() {
+                    name.to_string()
+                } else {
+                    format!("{rel}/{name}")
+                };
+                if !masked(&child) {
+                    stack.push((host.join(&n), child));
+                }
+            }
+        }
+        out.push((rel, kind));
+    }
+    Ok(out)
+}
+
+/// `repack` of an overlay bundle: the new layer is the upper directory
+/// (every entry in it is an addition or a change; character devices 0:0
+/// become whiteouts, opaque directories opaque whiteouts), so its cost
+/// grows with the change, not with the image. Works mounted or not.
+fn repack_overlay(
+    cas: &dyn Cas,
+    bundle: &Path,
+    meta: Meta,
+    path: DescriptorPath,
+    opts: &RepackOptions,
+) -> Result<RepackOutcome, RepackError> {
+    let Some(ov) = meta.overlay.clone() else {
+        return Err(bundle_err(bundle, "not an overlay bundle"));
+    };
+    let upper = ov
+        .upper(bundle)
+        .map_err(|e| bundle_err(bundle, e.to_string()))?;
+    if !std::fs::symlink_metadata(&upper).is_ok_and(|m| m.is_dir()) {
+        return Err(bundle_err(
+            bundle,
+            format!("{} is missing or not a directory", ov.upperdir),
+        ));
+    }
+    let mut m = Mutator::new(cas, path)?;
+    let mut masks: Vec<Vec<u8>> = opts
+        .mask_paths
+        .iter()
+        .map(|p| clean_path(p).into_bytes())
+        .collect();
+    if !opts.no_mask_volumes {
+        masks.extend(
+            m.config()
+                .config
+                .volumes
+                .keys()
+                .map(|v| clean_path(v).into_bytes()),
+        );
+    }
+    let mut entries = walk_upper(&upper, ov.xattr_prefix(), &masks)?;
+    let stats = DiffStats {
+        walked: entries.len(),
+        ..DiffStats::default()
+    };
+    // an upper directory with nothing in it: no change
+    if entries.len() == 1 {
+        entries.clear();
+    }
+    let changed: HashSet<Vec<u8>> = entries
+        .iter()
+        .map(|(p, _)| p.clone().into_bytes())
+        .collect();
+    tracing::debug!(
+        "repack (overlay): {} entries in the upper directory",
+        entries.len()
+    );
+    let mut history = opts.history.clone();
+    if let Some(h) = &mut history
+        && h.author.is_empty()
+    {
+        h.author = m.config().author.clone();
+    }
+    if entries.is_empty() {
+        if let Some(mut h) = history {
+            h.empty_layer = true;
+            m.add_history(h);
+        }
+        let new = m.commit()?;
+        return Ok(RepackOutcome {
+            path: new,
+            entries: 0,
+            stats,
+            meta,
+            spec: Spec::default(),
+            changed,
+        });
+    }
+    let compression = opts
+        .compression
+        .unwrap_or_else(|| Compression::auto(&m.manifest().layers));
+    let layer = m.begin_layer(compression)?;
+    let map = &meta.map_options;
+    let gen_opts = GenerateOptions {
+        owner: owner_mapper(
+            map.uid_mappings.clone().unwrap_or_default(),
+            map.gid_mappings.clone().unwrap_or_default(),
+            map.rootless,
+        ),
+        clamp_mtime: opts.clamp_mtime,
+    };
+    let mut tar = TarGenerator::new(layer, gen_opts);
+    for (name, kind) in &entries {
+        let host = if name.is_empty() {
+            upper.clone()
+        } else {
+            upper.join(name)
+        };
+        let arch = if name.is_empty() { "." } else { name.as_str() };
+        match kind {
+            Upper::Whiteout => tar.add_whiteout(name)?,
+            Upper::Dir { opaque } => {
+                tar.add_path(arch, &host)?;
+                if *opaque {
+                    tar.add_opaque_whiteout(name)?;
+                }
+            }
+            Upper::Entry => tar.add_path(arch, &host)?,
+        }
+    }
+    let layer = tar.finish()?;
+    m.finish_layer(layer, history)?;
+    let new = m.commit()?;
+    Ok(RepackOutcome {
+        path: new,
+        entries: entries.len(),
+        stats,
+        meta,
+        spec: Spec::default(),
+        changed,
+    })
+}
+
+/// `--refresh-bundle` of an overlay bundle: the upper directory holds
+/// exactly the layer just added, so it becomes the bundle's own topmost
+/// lower layer (`overlay/layer-<n>`), a new empty upper directory takes its
+/// place, and the bundle is remounted on the new image: the next repack
+/// again holds only what changed since. The new mtree is written from the
+/// mounted tree (digests of unchanged files reused from the old mtree), so
+/// the Go umoci can still repack the bundle. Not crash-safe: a crash in the
+/// middle can leave `umoci.json` describing the old layers.
+fn refresh_overlay(bundle: &Path, outcome: &RepackOutcome) -> Result<(), RepackError> {
+    use crate::bundle::overlay as bo;
+    let err = |e: bo::OverlayError| bundle_err(bundle, e.to_string());
+    let Some(mut ov) = outcome.meta.overlay.clone() else {
+        return Err(bundle_err(bundle, "not an overlay bundle"));
+    };
+    let old_path = DescriptorPath(outcome.meta.from_descriptor_path.descriptor_walk.clone());
+    let new_path = &outcome.path;
+    let rootfs = bundle.join(ROOTFS);
+    let was_mounted = bo::is_mounted(&rootfs);
+    if outcome.entries > 0 {
+        bo::umount(bundle).map_err(err)?;
+        let upper = ov.upper(bundle).map_err(err)?;
+        let mut k = 1;
+        let layer = loop {
+            let p = bundle.join(bo::OVERLAY_DIR).join(format!("layer-{k}"));
+            if std::fs::symlink_metadata(&p).is_err() {
+                break p;
+            }
+            k += 1;
+        };
+        let io = |p: &Path, e: std::io::Error| bundle_err(bundle, format!("{}: {e}", p.display()));
+        std::fs::rename(&upper, &layer).map_err(|e| io(&upper, e))?;
+        let layer_abs = std::fs::canonicalize(&layer).map_err(|e| io(&layer, e))?;
+        let layer_str = layer_abs
+            .to_str()
+            .ok_or_else(|| bundle_err(bundle, "bundle path is not UTF-8"))?
+            .to_string();
+        let work = ov.work(bundle).map_err(err)?;
+        std::fs::remove_dir_all(&work).map_err(|e| io(&work, e))?;
+        std::fs::create_dir(&work).map_err(|e| io(&work, e))?;
+        std::fs::create_dir(&upper).map_err(|e| io(&upper, e))?;
+        // the new upper root shows the root as it is now
+        let flags = rustix::fs::OFlags::RDONLY
+            | rustix::fs::OFlags::DIRECTORY
+            | rustix::fs::OFlags::CLOEXEC;
+        let open = |p: &Path| {
+            rustix::fs::open(p, flags, rustix::fs::Mode::empty())
+                .map_err(|e| bundle_err(bundle, format!("{}: {e}", p.display())))
+        };
+        let src = open(&layer)?;
+        let st = rustix::fs::fstat(&src)
+            .map_err(|e| bundle_err(bundle, format!("{}: {e}", layer.display())))?;
+        crate::layer::overlay::copy_meta(&src, &st, &open(&upper)?, ov.rootless)
+            .map_err(|e| bundle_err(bundle, format!("{}: {e}", upper.display())))?;
+        ov.lowerdirs.insert(0, layer_str);
+    }
+    if !bo::is_mounted(&rootfs) {
+        bo::mount(bundle, &ov).map_err(err)?;
+    }
+    let old_spec = load_spec(bundle, &old_path)?;
+    let written = crate::bundle::create::write_bundle_manifest(
+        &rootfs,
+        bundle,
+        new_path,
+        &unchanged_digests(&old_spec, &outcome.changed),
+    )
+    .map_err(|e| bundle_err(bundle, e.to_string()))?;
+    tracing::debug!("refresh: {written} files re-hashed");
+    let mut new_meta = Meta::new(new_path, outcome.meta.map_options.clone());
+    new_meta.overlay = Some(ov);
+    new_meta.write(bundle).map_err(|e| bundle_err(bundle, e))?;
+    if mtree_name(&old_path) != mtree_name(new_path) {
+        for n in [mtree_name(&old_path), statcache_name(&old_path)] {
+            match std::fs::remove_file(bundle.join(&n)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => tracing::warn!("{}: {e}", bundle.join(n).display()),
+            }
+        }
+    }
+    if !was_mounted {
+        bo::umount(bundle).map_err(err)?;
     }
     Ok(())
 }

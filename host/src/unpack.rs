@@ -2,13 +2,14 @@
 //! (size, digest), decompress by media type, check the uncompressed stream
 //! against the config's diff_id, and apply it with the extractor.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::cas::{Cas, CasError, ext};
 use crate::layer::compress::decompressor;
-use crate::layer::extract::{ExtractError, ExtractOptions, Extractor};
+use crate::layer::extract::{ExtractError, ExtractOptions, Extractor, WhiteoutMode};
+use crate::layer::overlay::{Lower, TRUSTED_PREFIX, USER_PREFIX};
 use crate::layer::root::Root;
 use crate::layer_store::record::Record;
 use crate::layer_store::{
@@ -150,7 +151,12 @@ fn apply_one(
 /// empty for the defaults, else `+` and a short hash of them (an id-mapped
 /// or rootless tree differs from a plain one).
 fn options_suffix(opts: &ExtractOptions) -> String {
-    if opts.uid_map.is_empty() && opts.gid_map.is_empty() && !opts.rootless && !opts.keep_dirlinks {
+    if opts.uid_map.is_empty()
+        && opts.gid_map.is_empty()
+        && !opts.rootless
+        && !opts.keep_dirlinks
+        && opts.whiteout == WhiteoutMode::Apply
+    {
         return String::new();
     }
     let mut h = crate::oci::Algorithm::Sha256.hasher();
@@ -270,7 +276,9 @@ fn perform_mounts(
 /// layer store (see [`crate::layer_store`]): layers the store has already
 /// are not read at all, new ones are extracted into the store and committed
 /// under their chain id, and the chain is then made the root filesystem.
-/// Returns the sha256 of every regular file of the result.
+/// Returns the sha256 of every regular file of the result. A store keeping
+/// layers in overlayfs form is refused: its chains can only be mounted
+/// (see [`unpack_chain`]).
 pub fn unpack_with_store(
     cas: &dyn Cas,
     store: &dyn LayerStore,
@@ -279,7 +287,206 @@ pub fn unpack_with_store(
     rootfs: &Path,
     opts: ExtractOptions,
 ) -> Result<BTreeMap<String, [u8; 32]>, UnpackError> {
+    if store.overlay() {
+        return Err(store_err(
+            store,
+            "keeps layers in overlayfs form: they can only be mounted as a bundle's rootfs (rumoci unpack)".into(),
+        ));
+    }
+    Ok(unpack_chain(cas, store, manifest, config, rootfs, opts)?.digests)
+}
+
+/// What [`unpack_chain`] made.
+#[derive(Debug, Default)]
+pub struct Unpacked {
+    /// The sha256 of every regular file of the result.
+    pub digests: BTreeMap<String, [u8; 32]>,
+    /// A store in overlayfs form: the layer directories (absolute, topmost
+    /// first, each checked against rumoci's record of it) to mount as the
+    /// root filesystem; `None`: the tree is in `rootfs`.
+    pub lowerdirs: Option<Vec<PathBuf>>,
+}
+
+/// The layer directories of one overlay mount a store returned: exactly
+/// one `overlay` mount with one `lowerdir=` option, every directory
+/// relative to the store, without `..`, never through a symlink.
+fn overlay_lowerdirs(
+    store: &dyn LayerStore,
+    root_abs: &Path,
+    mounts: &[MountSpec],
+) -> Result<Vec<PathBuf>, UnpackError> {
+    let [m] = mounts else {
+        return Err(store_err(
+            store,
+            format!(
+                "{} mounts for a view: an overlay store gives one overlay mount",
+                mounts.len()
+            ),
+        ));
+    };
+    if m.kind != "overlay" {
+        return Err(store_err(
+            store,
+            format!(
+                "mount kind {:?}: an overlay store's views are \"overlay\" mounts",
+                m.kind
+            ),
+        ));
+    }
+    let mut lower = None;
+    for o in &m.options {
+        match o.strip_prefix("lowerdir=") {
+            Some(v) if lower.is_none() => lower = Some(v),
+            _ => {
+                return Err(store_err(
+                    store,
+                    format!(
+                        "mount option {o:?}: only one lowerdir= is accepted (rumoci chooses the upper and work directories)"
+                    ),
+                ));
+            }
+        }
+    }
+    let lower = lower.ok_or_else(|| store_err(store, "overlay mount without lowerdir=".into()))?;
+    let mut out = Vec::new();
+    for rel in lower.split(':') {
+        let p = resolve(root_abs, rel).map_err(|e| store_err(store, e))?;
+        if rel.is_empty() {
+            return Err(store_err(store, "empty lower directory".into()));
+        }
+        // every component a real directory: the mount would follow symlinks
+        let mut at = root_abs.to_path_buf();
+        for c in Path::new(rel).components() {
+            at.push(c);
+            match std::fs::symlink_metadata(&at) {
+                Ok(md) if md.file_type().is_symlink() => {
+                    return Err(store_err(
+                        store,
+                        format!("lower directory {rel:?} is a symlink or lies beneath one"),
+                    ));
+                }
+                Ok(md) if md.is_dir() => {}
+                Ok(_) => {
+                    return Err(store_err(
+                        store,
+                        format!("lower directory {rel:?} is not a directory"),
+                    ));
+                }
+                Err(e) => {
+                    return Err(store_err(store, format!("lower directory {rel:?}: {e}")));
+                }
+            }
+        }
+        out.push(p);
+    }
+    Ok(out)
+}
+
+/// rumoci's record of committed layer `idx` (cached in `records`).
+fn layer_record<'a>(
+    store: &dyn LayerStore,
+    names: &[String],
+    idx: usize,
+    records: &'a mut HashMap<usize, Record>,
+) -> Result<&'a Record, UnpackError> {
+    if let std::collections::hash_map::Entry::Vacant(v) = records.entry(idx) {
+        let info = store
+            .stat(&names[idx])?
+            .ok_or_else(|| store_err(store, format!("snapshot {} vanished", names[idx])))?;
+        let mut top = Top { info, record: None };
+        let rec = top.record(store)?.clone();
+        v.insert(rec);
+    }
+    records
+        .get(&idx)
+        .ok_or_else(|| store_err(store, "record vanished".into()))
+}
+
+/// The layer directories of the committed chain ending at layer `top`
+/// (topmost first), each checked once per unpack against rumoci's record
+/// of that layer (every entry: inode, ctime; nothing added or missing).
+fn overlay_chain(
+    store: &dyn LayerStore,
+    root_abs: &Path,
+    names: &[String],
+    top: usize,
+    verified: &mut HashSet<PathBuf>,
+    records: &mut HashMap<usize, Record>,
+) -> Result<Vec<PathBuf>, UnpackError> {
+    let key = snapshot_key("view");
+    let mounts = store.view(&key, &names[top])?;
+    if let Err(e) = store.remove(&key) {
+        tracing::warn!("{e}");
+    }
+    let dirs = overlay_lowerdirs(store, root_abs, &mounts)?;
+    if dirs.len() != top + 1 {
+        return Err(store_err(
+            store,
+            format!(
+                "view of {}: {} lower directories for a chain of {} layers",
+                names[top],
+                dirs.len(),
+                top + 1
+            ),
+        ));
+    }
+    for (k, d) in dirs.iter().enumerate() {
+        let idx = top - k;
+        if verified.contains(d) {
+            continue;
+        }
+        let rec = layer_record(store, names, idx, records)?;
+        rec.verify(d).map_err(|e| {
+            store_err(
+                store,
+                format!("snapshot {} ({}): {e}", names[idx], d.display()),
+            )
+        })?;
+        verified.insert(d.clone());
+    }
+    Ok(dirs)
+}
+
+/// [`unpack_with_store`] for any store: with a store in overlayfs form
+/// (see [`LayerStore::overlay`]) each new layer is extracted alone, in
+/// overlayfs form, and the result names the layer directories to mount.
+pub fn unpack_chain(
+    cas: &dyn Cas,
+    store: &dyn LayerStore,
+    manifest: &Manifest,
+    config: &Image,
+    rootfs: &Path,
+    mut opts: ExtractOptions,
+) -> Result<Unpacked, UnpackError> {
     check_image(manifest, config)?;
+    let overlay_prefix = if store.overlay() {
+        if opts.keep_dirlinks {
+            return Err(UnpackError::Invalid(
+                "--keep-dirlinks cannot be used with an overlay layer store".into(),
+            ));
+        }
+        let p = if opts.rootless {
+            USER_PREFIX
+        } else {
+            TRUSTED_PREFIX
+        };
+        opts.whiteout = WhiteoutMode::Overlay {
+            xattr_prefix: p.into(),
+        };
+        Some(p)
+    } else {
+        None
+    };
+    let root_abs = if overlay_prefix.is_some() {
+        std::fs::canonicalize(store.root()).map_err(|source| UnpackError::Io {
+            path: store.root().display().to_string(),
+            source,
+        })?
+    } else {
+        store.root().to_path_buf()
+    };
+    let mut verified: HashSet<PathBuf> = HashSet::new();
+    let mut records: HashMap<usize, Record> = HashMap::new();
     let _lock = store.lock()?;
     let n = manifest.layers.len();
     let suffix = options_suffix(&opts);
@@ -322,6 +529,32 @@ pub fn unpack_with_store(
         };
         let res = (|| -> Result<Option<Record>, UnpackError> {
             let dir = resolve(store.root(), &target.dir).map_err(|e| store_err(store, e))?;
+            if let Some(prefix) = overlay_prefix {
+                if !target.mounts.is_empty() {
+                    return Err(store_err(
+                        store,
+                        "an overlay store extracts each layer alone: prepare must return no mounts"
+                            .into(),
+                    ));
+                }
+                let lowers = match i {
+                    0 => Vec::new(),
+                    _ => {
+                        overlay_chain(store, &root_abs, &names, i - 1, &mut verified, &mut records)?
+                    }
+                };
+                ex.digests.clear();
+                let refs: Vec<&Path> = lowers.iter().map(PathBuf::as_path).collect();
+                ex.set_lower(
+                    Lower::open(&refs, prefix).map_err(|source| UnpackError::Io {
+                        path: store.root().display().to_string(),
+                        source,
+                    })?,
+                );
+                if let Some(top) = lowers.first() {
+                    inherit_root(top, &dir, opts.rootless)?;
+                }
+            }
             if !target.mounts.is_empty() {
                 perform_mounts(store, &target.mounts, top.as_mut(), &dir, &opts)?;
                 if !fresh && let Some(t) = top.as_mut() {
@@ -344,7 +577,12 @@ pub fn unpack_with_store(
             Ok(Some(rec))
         })();
         let record = match res {
-            Ok(r) => r,
+            Ok(r) => {
+                if let Some(rec) = &r {
+                    records.insert(i, rec.clone());
+                }
+                r
+            }
             Err(e) => {
                 if let Err(re) = store.remove(&key) {
                     tracing::warn!("{re}");
@@ -377,8 +615,20 @@ pub fn unpack_with_store(
     }
     let Some(mut top) = top else {
         // no layers: an empty root filesystem
-        return Ok(BTreeMap::new());
+        return Ok(Unpacked::default());
     };
+    if overlay_prefix.is_some() {
+        let dirs = overlay_chain(store, &root_abs, &names, n - 1, &mut verified, &mut records)?;
+        // a visible regular file comes from the topmost layer holding it
+        let mut digests = BTreeMap::new();
+        for idx in 0..n {
+            digests.extend(layer_record(store, &names, idx, &mut records)?.digests());
+        }
+        return Ok(Unpacked {
+            digests,
+            lowerdirs: Some(dirs),
+        });
+    }
     let key = snapshot_key("view");
     let mounts = store.view(&key, &top.info.name)?;
     let res = perform_mounts(store, &mounts, Some(&mut top), rootfs, &opts);
@@ -386,11 +636,34 @@ pub fn unpack_with_store(
         tracing::warn!("{e}");
     }
     res?;
-    if fresh || mounts.is_empty() {
-        Ok(ex.digests)
+    let digests = if fresh || mounts.is_empty() {
+        ex.digests
     } else {
-        Ok(top.record(store)?.digests())
-    }
+        top.record(store)?.digests()
+    };
+    Ok(Unpacked {
+        digests,
+        lowerdirs: None,
+    })
+}
+
+/// Give a new layer's root directory the metadata of the root beneath it
+/// (overlayfs shows the topmost root's metadata; a layer without a `./`
+/// entry must not change it).
+fn inherit_root(lower_top: &Path, dir: &Path, rootless: bool) -> Result<(), UnpackError> {
+    use rustix::fs::{Mode, OFlags};
+    let io = |p: &Path| {
+        let path = p.display().to_string();
+        move |e: rustix::io::Errno| UnpackError::Io {
+            path,
+            source: e.into(),
+        }
+    };
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let src = rustix::fs::open(lower_top, flags, Mode::empty()).map_err(io(lower_top))?;
+    let st = rustix::fs::fstat(&src).map_err(io(lower_top))?;
+    let dst = rustix::fs::open(dir, flags, Mode::empty()).map_err(io(dir))?;
+    crate::layer::overlay::copy_meta(&src, &st, &dst, rootless).map_err(io(dir))
 }
 
 /// Chunks handed from the reading thread to the extracting thread.

@@ -13,7 +13,7 @@ use crate::layer::extract::ExtractOptions;
 use crate::layer::root::Root;
 use crate::layer_store::{InPlace, LayerStore};
 use crate::mtree;
-use crate::unpack::{UnpackError, unpack_with_store};
+use crate::unpack::{UnpackError, unpack_chain};
 
 /// The rootfs directory name inside a bundle.
 pub const ROOTFS: &str = "rootfs";
@@ -110,12 +110,36 @@ pub fn unpack_bundle(
             )));
         }
     }
+    if layers.is_some_and(|l| l.overlay())
+        && std::fs::symlink_metadata(bundle.join(super::overlay::OVERLAY_DIR)).is_ok()
+    {
+        return Err(BundleError::Other(format!(
+            "{}: already exists",
+            bundle.join(super::overlay::OVERLAY_DIR).display()
+        )));
+    }
     std::fs::create_dir(&rootfs).map_err(io(&rootfs))?;
     let mut created_files: Vec<&Path> = Vec::new();
+    let mut overlay_made = false;
     let res = (|| -> Result<(), BundleError> {
         let in_place = InPlace::new(&rootfs);
         let store = layers.unwrap_or(&in_place);
-        let digests = unpack_with_store(cas, store, &manifest, &config, &rootfs, opts.clone())?;
+        let unpacked = unpack_chain(cas, store, &manifest, &config, &rootfs, opts.clone())?;
+        let digests = unpacked.digests;
+        let mut overlay = None;
+        if let Some(dirs) = unpacked.lowerdirs {
+            overlay_made = true;
+            let mut ov = super::overlay::make_dirs(bundle, &dirs[0], opts.rootless)
+                .map_err(|e| BundleError::Other(e.to_string()))?;
+            for d in &dirs {
+                let d = d.to_str().ok_or_else(|| {
+                    BundleError::Other(format!("{}: path is not UTF-8", d.display()))
+                })?;
+                ov.lowerdirs.push(d.to_string());
+            }
+            super::overlay::mount(bundle, &ov).map_err(|e| BundleError::Other(e.to_string()))?;
+            overlay = Some(ov);
+        }
         let root = Root::open(&rootfs).map_err(io(&rootfs))?;
         let spec = runtime_config(
             &config,
@@ -136,7 +160,7 @@ pub fn unpack_bundle(
         created_files.push(&cache_path);
         write_bundle_manifest(&rootfs, bundle, path, &digests)?;
 
-        let meta = Meta::new(
+        let mut meta = Meta::new(
             path,
             MapOptions {
                 uid_mappings: (!opts.uid_map.is_empty()).then(|| opts.uid_map.clone()),
@@ -144,11 +168,28 @@ pub fn unpack_bundle(
                 rootless: opts.rootless,
             },
         );
+        meta.overlay = overlay;
         created_files.push(&meta_path);
         meta.write(bundle).map_err(BundleError::Other)
     })();
     if res.is_err() {
-        if let Err(e) = std::fs::remove_dir_all(&rootfs) {
+        if overlay_made {
+            // never delete through a mount: detach it, then remove our dirs
+            if super::overlay::is_mounted(&rootfs)
+                && let Err(e) = rustix::mount::unmount(&rootfs, rustix::mount::UnmountFlags::DETACH)
+            {
+                tracing::warn!("cannot unmount {}: {e}", rootfs.display());
+            }
+            let ov = bundle.join(super::overlay::OVERLAY_DIR);
+            if !super::overlay::is_mounted(&rootfs)
+                && let Err(e) = std::fs::remove_dir_all(&ov)
+            {
+                tracing::warn!("cannot remove partial {}: {e}", ov.display());
+            }
+        }
+        if super::overlay::is_mounted(&rootfs) {
+            tracing::warn!("{} is still mounted: left in place", rootfs.display());
+        } else if let Err(e) = std::fs::remove_dir_all(&rootfs) {
             tracing::warn!("cannot remove partial {}: {e}", rootfs.display());
         }
         for f in created_files {

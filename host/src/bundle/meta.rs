@@ -43,6 +43,10 @@ pub struct Meta {
     /// Deprecated; must be 0 or absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub whiteout_mode: Option<i64>,
+    /// rumoci only: the rootfs is an overlay mount (see
+    /// [`super::overlay`]); the Go umoci ignores the field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overlay: Option<super::overlay::OverlayMeta>,
 }
 
 impl Meta {
@@ -55,6 +59,7 @@ impl Meta {
             },
             map_options: map,
             whiteout_mode: None,
+            overlay: None,
         }
     }
 

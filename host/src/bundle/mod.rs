@@ -3,6 +3,7 @@
 
 pub mod create;
 pub mod meta;
+pub mod overlay;
 pub mod runtime;
 pub mod user;
 

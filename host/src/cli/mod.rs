@@ -7,6 +7,7 @@ mod gc;
 mod init;
 mod insert;
 mod list;
+mod mount;
 mod new;
 mod raw;
 mod remove;
@@ -79,6 +80,10 @@ enum Command {
     Unpack(unpack::Args),
     /// Add the changes made in a bundle's rootfs to the image as a new layer.
     Repack(repack::Args),
+    /// Unmount the rootfs overlay of a bundle unpacked through an overlay layer store.
+    Umount(mount::Args),
+    /// Mount the rootfs overlay of such a bundle again (after umount).
+    Mount(mount::Args),
     /// Advanced internal image tooling.
     Raw {
         #[command(subcommand)]
@@ -143,6 +148,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Verify(a) => verify::run(a),
         Command::Unpack(a) => unpack::run(a),
         Command::Repack(a) => repack::run(a),
+        Command::Umount(a) => mount::umount(a),
+        Command::Mount(a) => mount::mount(a),
         Command::Raw { cmd } => raw::run(cmd),
         Command::Driver { cmd } => driver::run(cmd),
         Command::Completion { shell } => {

@@ -325,6 +325,7 @@ impl MapArgs {
             gid_map,
             rootless: self.rootless,
             keep_dirlinks,
+            whiteout: Default::default(),
         })
     }
 }

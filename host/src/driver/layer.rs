@@ -228,6 +228,13 @@ impl LayerStore for WasmLayerStore {
             .map_err(|e| self.err(OP, e))
     }
 
+    fn overlay(&self) -> bool {
+        self.info()
+            .capabilities
+            .iter()
+            .any(|c| c == "layer-store.overlay")
+    }
+
     fn lock(&self) -> Result<Option<std::fs::File>, LayerStoreError> {
         // the store directory itself, as a layout is locked
         crate::cas::dir::lock(&self.dir, rustix::fs::FlockOperation::LockExclusive)

@@ -12,6 +12,7 @@ use sha2::Digest as _;
 use tar::EntryType;
 
 use super::idmap::{IdMapping, ROOTLESS_XATTR, encode_rootless, to_host};
+use super::overlay::{self as ov, Found, Lower};
 use super::root::{Root, clean_path, empty_dir_at, remove_all_at, split_parent};
 
 /// Xattrs never applied from layers.
@@ -52,6 +53,27 @@ pub struct ExtractOptions {
     pub rootless: bool,
     /// A directory entry landing on a symlink to a directory keeps the link.
     pub keep_dirlinks: bool,
+    /// How whiteouts are written.
+    pub whiteout: WhiteoutMode,
+}
+
+/// How the extractor writes whiteouts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum WhiteoutMode {
+    /// OCI: the layers share one tree; a whiteout removes what lower layers
+    /// put there.
+    #[default]
+    Apply,
+    /// overlayfs form: each layer is extracted alone into an empty
+    /// directory (the lower layers given with [`Extractor::set_lower`]); a
+    /// whiteout becomes a character device 0:0, an opaque whiteout the
+    /// xattr `<xattr_prefix>opaque=y` on its directory; parent directories
+    /// and hardlink targets the layer does not carry are copied up from the
+    /// lower layers.
+    Overlay {
+        /// `trusted.overlay.` (root) or `user.overlay.` (rootless).
+        xattr_prefix: String,
+    },
 }
 
 /// State kept across the layers of one unpack.
@@ -63,6 +85,8 @@ pub struct Extractor {
     /// made without re-reading the files.
     pub digests: BTreeMap<String, [u8; 32]>,
     warned_enotsup: bool,
+    /// overlayfs form: the lower layers of the layer being extracted.
+    lower: Option<Lower>,
 }
 
 /// Per-layer bookkeeping.
@@ -132,6 +156,20 @@ impl Extractor {
     /// The options.
     pub fn options(&self) -> &ExtractOptions {
         &self.opts
+    }
+
+    /// overlayfs form: the lower layers (topmost first) of the next layer
+    /// to extract, looked up for copy-ups.
+    pub fn set_lower(&mut self, lower: Lower) {
+        self.lower = Some(lower);
+    }
+
+    /// The overlay xattr prefix in overlayfs form, else `None`.
+    fn overlay_prefix(&self) -> Option<String> {
+        match &self.opts.whiteout {
+            WhiteoutMode::Overlay { xattr_prefix } => Some(xattr_prefix.clone()),
+            WhiteoutMode::Apply => None,
+        }
     }
 
     /// Apply one uncompressed layer (a tar stream) to `root`.
@@ -223,8 +261,12 @@ impl Extractor {
 
         // whiteouts
         if let Some(target) = name.strip_prefix(".wh.") {
+            if let Some(prefix) = self.overlay_prefix() {
+                return self.overlay_whiteout(root, dir, target, &path, st, &prefix);
+            }
             return self.whiteout(root, dir, target, &path, st);
         }
+        let overlay = self.overlay_prefix();
 
         // PAX records: xattrs and precise times
         let mut xattrs: BTreeMap<String, Vec<u8>> = BTreeMap::new();
@@ -235,6 +277,10 @@ impl Extractor {
                 let ext = ext.map_err(ExtractError::Tar)?;
                 let Ok(key) = ext.key() else { continue };
                 if let Some(x) = key.strip_prefix("SCHILY.xattr.") {
+                    if overlay.is_some() && ov::is_overlay_xattr(x) {
+                        tracing::warn!("{path}: ignoring overlayfs xattr {x} found in the layer");
+                        continue;
+                    }
                     xattrs.insert(x.to_string(), ext.value_bytes().to_vec());
                 } else if key == "mtime" {
                     if let Some(t) = pax_time(ext.value_bytes()) {
@@ -267,6 +313,9 @@ impl Extractor {
             return Ok(());
         }
 
+        if overlay.is_some() {
+            self.copy_up_parents(root, dir, st)?;
+        }
         let dir_times = &mut st.dir_times;
         let parent = root
             .mkdir_all(dir, &mut |p, fd| {
@@ -285,6 +334,9 @@ impl Extractor {
 
         // clobber whatever is in the way (unless both are directories)
         let existing = rustix::fs::statat(&parent, name, AtFlags::SYMLINK_NOFOLLOW);
+        // overlayfs form: a directory replacing this layer's own whiteout
+        // hides what lower layers have beneath it, as in one shared tree
+        let make_opaque = overlay.is_some() && existing.as_ref().is_ok_and(ov::is_whiteout);
         if let Ok(ex) = &existing {
             let ex_type = FileType::from_raw_mode(ex.st_mode);
             let keep = match kind {
@@ -323,6 +375,10 @@ impl Extractor {
                 )
                 .map_err(|e| entry_err(&path, e))?;
                 self.apply_meta(&fd, None, &path, &hdr, &xattrs, true)?;
+                if make_opaque && let Some(prefix) = &overlay {
+                    ov::set_opaque(&fd, prefix)
+                        .map_err(|e| entry_err(&path, format!("set {prefix}opaque: {e}")))?;
+                }
                 st.dir_headers.insert(path.clone(), times);
             }
             EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
@@ -392,6 +448,9 @@ impl Extractor {
                     return Err(entry_err(&path, "hardlink to the root directory"));
                 }
                 let (tdir, tname) = split_parent(&target);
+                if overlay.is_some() {
+                    self.copy_up_link_target(root, &target, st)?;
+                }
                 let tparent = root
                     .open_dir(tdir)
                     .map_err(|e| entry_err(&path, format!("hardlink target {target}: {e}")))?;
@@ -425,6 +484,12 @@ impl Extractor {
                     self.digests
                         .insert(path.clone(), sha2::Sha256::digest([]).into());
                 } else {
+                    if overlay.is_some() && kind == EntryType::Char && self.dev(&hdr, &path)? == 0 {
+                        return Err(entry_err(
+                            &path,
+                            "a character device 0:0 cannot be kept in overlayfs form (it would read as a whiteout)",
+                        ));
+                    }
                     let (ft, dev) = match kind {
                         EntryType::Char => (FileType::CharacterDevice, self.dev(&hdr, &path)?),
                         EntryType::Block => (FileType::BlockDevice, self.dev(&hdr, &path)?),
@@ -564,6 +629,7 @@ impl Extractor {
                     let name = String::from_utf8_lossy(name).into_owned();
                     if FORBIDDEN_XATTRS.contains(&name.as_str())
                         || (self.opts.rootless && name == ROOTLESS_XATTR)
+                        || (self.overlay_prefix().is_some() && ov::is_overlay_xattr(&name))
                         || xattrs.contains_key(&name)
                     {
                         continue;
@@ -717,6 +783,352 @@ impl Extractor {
         self.forget(&full);
         Ok(())
     }
+}
+
+/// overlayfs form: what a layer takes from the layers beneath it.
+impl Extractor {
+    /// Make every component of `dir` exist in this layer before an entry
+    /// is put beneath it: a directory the layer does not carry is copied up
+    /// (owner, mode, xattrs, times) from the topmost lower layer that shows
+    /// it, so the merged view keeps its metadata; where no lower layer
+    /// shows a directory, [`Root::mkdir_all`] creates it as usual. A
+    /// whiteout of this layer in the way becomes an opaque directory.
+    fn copy_up_parents(
+        &mut self,
+        root: &Root,
+        dir: &str,
+        st: &mut LayerState,
+    ) -> Result<(), ExtractError> {
+        let Some(prefix) = self.overlay_prefix() else {
+            return Ok(());
+        };
+        if dir.is_empty() {
+            return Ok(());
+        }
+        let rootless = self.opts.rootless;
+        let mut cur = root
+            .open_at("", OFlags::RDONLY | OFlags::DIRECTORY)
+            .map_err(|e| entry_err(dir, e))?;
+        let mut at = String::new();
+        for comp in dir.split('/').filter(|c| !c.is_empty()) {
+            let parent_path = at.clone();
+            if !at.is_empty() {
+                at.push('/');
+            }
+            at.push_str(comp);
+            let open = |fd: &OwnedFd| {
+                rustix::fs::openat(
+                    fd,
+                    comp,
+                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(|e| entry_err(&at, e))
+            };
+            let remember = |st: &mut LayerState, fd: &OwnedFd| {
+                if !st.dir_times.contains_key(&parent_path)
+                    && let Ok(s) = rustix::fs::fstat(fd)
+                {
+                    st.dir_times.insert(parent_path.clone(), stat_times(&s));
+                }
+            };
+            match rustix::fs::statat(&cur, comp, AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(s) if FileType::from_raw_mode(s.st_mode) == FileType::Directory => {
+                    cur = open(&cur)?;
+                    continue;
+                }
+                Ok(s) if ov::is_whiteout(&s) => {
+                    remember(st, &cur);
+                    rustix::fs::unlinkat(&cur, comp, AtFlags::empty())
+                        .map_err(|e| entry_err(&at, e))?;
+                    rustix::fs::mkdirat(&cur, comp, Mode::from_raw_mode(0o755))
+                        .map_err(|e| entry_err(&at, e))?;
+                    let d = open(&cur)?;
+                    ov::set_opaque(&d, &prefix)
+                        .map_err(|e| entry_err(&at, format!("set {prefix}opaque: {e}")))?;
+                    cur = d;
+                    continue;
+                }
+                // another non-directory of this layer: replaced as usual
+                Ok(_) => return Ok(()),
+                Err(Errno::NOENT) => {}
+                Err(e) => return Err(entry_err(&at, e)),
+            }
+            let found = match &self.lower {
+                Some(l) => l.lookup(&at).map_err(|e| entry_err(&at, e))?,
+                None => Found::Absent,
+            };
+            match found {
+                Found::Entry {
+                    parent, name, stat, ..
+                } if FileType::from_raw_mode(stat.st_mode) == FileType::Directory => {
+                    remember(st, &cur);
+                    rustix::fs::mkdirat(&cur, comp, Mode::from_raw_mode(0o700))
+                        .map_err(|e| entry_err(&at, e))?;
+                    let d = open(&cur)?;
+                    let src = rustix::fs::openat(
+                        &parent,
+                        name.as_str(),
+                        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                        Mode::empty(),
+                    )
+                    .map_err(|e| entry_err(&at, e))?;
+                    ov::copy_meta(&src, &stat, &d, rootless)
+                        .map_err(|e| entry_err(&at, format!("copy-up from a lower layer: {e}")))?;
+                    // restored after this layer's entries are in
+                    st.dir_times.insert(at.clone(), ov::stat_times(&stat));
+                    cur = d;
+                }
+                Found::Entry { stat, .. }
+                    if FileType::from_raw_mode(stat.st_mode) == FileType::Symlink =>
+                {
+                    return Err(behind_symlink(dir, &at));
+                }
+                Found::BehindSymlink(p) => return Err(behind_symlink(dir, &p)),
+                _ => return Ok(()),
+            }
+        }
+        Ok(())
+    }
+
+    /// A hardlink to `target`, which this layer does not carry: copy the
+    /// target up from the lower layers first (data, owner, mode, xattrs,
+    /// times), so the link and the target share an inode as in one tree.
+    fn copy_up_link_target(
+        &mut self,
+        root: &Root,
+        target: &str,
+        st: &mut LayerState,
+    ) -> Result<(), ExtractError> {
+        let (tdir, tname) = split_parent(target);
+        if let Ok(fd) = root.open_dir(tdir)
+            && rustix::fs::statat(&fd, tname, AtFlags::SYMLINK_NOFOLLOW).is_ok()
+        {
+            return Ok(());
+        }
+        let found = match &self.lower {
+            Some(l) => l.lookup(target).map_err(|e| entry_err(target, e))?,
+            None => return Ok(()),
+        };
+        let (sparent, sname, sst) = match found {
+            Found::Entry {
+                parent, name, stat, ..
+            } if FileType::from_raw_mode(stat.st_mode) != FileType::Directory => {
+                (parent, name, stat)
+            }
+            Found::BehindSymlink(p) => return Err(behind_symlink(target, &p)),
+            // the link fails below with a clear error
+            _ => return Ok(()),
+        };
+        self.copy_up_parents(root, tdir, st)?;
+        let dir_times = &mut st.dir_times;
+        let tparent = root
+            .mkdir_all(tdir, &mut |p, fd| {
+                if !dir_times.contains_key(p)
+                    && let Ok(s) = rustix::fs::fstat(fd)
+                {
+                    dir_times.insert(p.to_string(), stat_times(&s));
+                }
+            })
+            .map_err(|e| entry_err(target, e))?;
+        if !st.dir_times.contains_key(tdir)
+            && let Ok(s) = rustix::fs::fstat(&tparent)
+        {
+            st.dir_times.insert(tdir.to_string(), stat_times(&s));
+        }
+        let copy_err = |e: Errno| entry_err(target, format!("copy-up from a lower layer: {e}"));
+        let uid = Some(rustix::fs::Uid::from_raw(sst.st_uid));
+        let gid = Some(rustix::fs::Gid::from_raw(sst.st_gid));
+        match FileType::from_raw_mode(sst.st_mode) {
+            FileType::RegularFile => {
+                let src = rustix::fs::openat(
+                    &sparent,
+                    sname.as_str(),
+                    OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(copy_err)?;
+                let dst = rustix::fs::openat(
+                    &tparent,
+                    tname,
+                    OFlags::WRONLY
+                        | OFlags::CREATE
+                        | OFlags::EXCL
+                        | OFlags::NOFOLLOW
+                        | OFlags::CLOEXEC,
+                    Mode::from_raw_mode(0o600),
+                )
+                .map_err(copy_err)?;
+                let mut from = File::from(src);
+                let mut to = File::from(dst);
+                let mut hasher = sha2::Sha256::new();
+                let mut buf = vec![0u8; 1 << 20];
+                loop {
+                    let n = match from.read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => n,
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                        Err(e) => return Err(entry_err(target, e)),
+                    };
+                    hasher.update(&buf[..n]);
+                    to.write_all(&buf[..n]).map_err(|e| entry_err(target, e))?;
+                }
+                ov::copy_meta(&from, &sst, &to, self.opts.rootless).map_err(copy_err)?;
+                self.digests
+                    .insert(target.to_string(), hasher.finalize().into());
+            }
+            FileType::Symlink => {
+                let link = rustix::fs::readlinkat(&sparent, sname.as_str(), Vec::new())
+                    .map_err(copy_err)?;
+                rustix::fs::symlinkat(link.as_c_str(), &tparent, tname).map_err(copy_err)?;
+                if !self.opts.rootless {
+                    rustix::fs::chownat(&tparent, tname, uid, gid, AtFlags::SYMLINK_NOFOLLOW)
+                        .map_err(copy_err)?;
+                }
+                rustix::fs::utimensat(
+                    &tparent,
+                    tname,
+                    &ov::stat_times(&sst),
+                    AtFlags::SYMLINK_NOFOLLOW,
+                )
+                .map_err(copy_err)?;
+            }
+            ft => {
+                rustix::fs::mknodat(
+                    &tparent,
+                    tname,
+                    ft,
+                    Mode::from_raw_mode(sst.st_mode & 0o7777),
+                    sst.st_rdev,
+                )
+                .map_err(copy_err)?;
+                if !self.opts.rootless {
+                    rustix::fs::chownat(&tparent, tname, uid, gid, AtFlags::SYMLINK_NOFOLLOW)
+                        .map_err(copy_err)?;
+                }
+                rustix::fs::chmodat(
+                    &tparent,
+                    tname,
+                    Mode::from_raw_mode(sst.st_mode & 0o7777),
+                    AtFlags::empty(),
+                )
+                .map_err(copy_err)?;
+                rustix::fs::utimensat(
+                    &tparent,
+                    tname,
+                    &ov::stat_times(&sst),
+                    AtFlags::SYMLINK_NOFOLLOW,
+                )
+                .map_err(copy_err)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A whiteout in overlayfs form.
+    fn overlay_whiteout(
+        &mut self,
+        root: &Root,
+        dir: &str,
+        target: &str,
+        path: &str,
+        st: &mut LayerState,
+        prefix: &str,
+    ) -> Result<(), ExtractError> {
+        let opaque_err = |e: Errno| entry_err(path, format!("set {prefix}opaque: {e}"));
+        if target == ".wh..opq" {
+            self.copy_up_parents(root, dir, st)?;
+            let dir_times = &mut st.dir_times;
+            root.mkdir_all(dir, &mut |p, fd| {
+                if !dir_times.contains_key(p)
+                    && let Ok(s) = rustix::fs::fstat(fd)
+                {
+                    dir_times.insert(p.to_string(), stat_times(&s));
+                }
+            })
+            .map_err(|e| entry_err(path, e))?;
+            let fd = root
+                .open_at(dir, OFlags::RDONLY | OFlags::DIRECTORY)
+                .map_err(|e| entry_err(path, e))?;
+            return ov::set_opaque(&fd, prefix).map_err(opaque_err);
+        }
+        if target.is_empty() || target == "." || target == ".." || target.contains('/') {
+            return Err(entry_err(
+                path,
+                format!("invalid whiteout target {target:?}"),
+            ));
+        }
+        let full = if dir.is_empty() {
+            target.to_string()
+        } else {
+            format!("{dir}/{target}")
+        };
+        if st.upper.contains(&full) {
+            // this layer wrote it: only what lower layers had beneath it goes
+            if let Ok(parent) = root.open_dir(dir)
+                && let Ok(fd) = rustix::fs::openat(
+                    &parent,
+                    target,
+                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+            {
+                ov::set_opaque(&fd, prefix).map_err(opaque_err)?;
+            }
+            return Ok(());
+        }
+        let found = match &self.lower {
+            Some(l) => l.lookup(&full).map_err(|e| entry_err(path, e))?,
+            None => Found::Absent,
+        };
+        match found {
+            Found::Entry { .. } => {}
+            Found::BehindSymlink(p) => return Err(behind_symlink(path, &p)),
+            // nothing beneath to hide
+            Found::Absent => return Ok(()),
+        }
+        self.copy_up_parents(root, dir, st)?;
+        let dir_times = &mut st.dir_times;
+        let parent = root
+            .mkdir_all(dir, &mut |p, fd| {
+                if !dir_times.contains_key(p)
+                    && let Ok(s) = rustix::fs::fstat(fd)
+                {
+                    dir_times.insert(p.to_string(), stat_times(&s));
+                }
+            })
+            .map_err(|e| entry_err(path, e))?;
+        if !st.dir_times.contains_key(dir)
+            && let Ok(s) = rustix::fs::fstat(&parent)
+        {
+            st.dir_times.insert(dir.to_string(), stat_times(&s));
+        }
+        remove_all_at(&parent, target).map_err(|e| entry_err(path, e))?;
+        rustix::fs::mknodat(
+            &parent,
+            target,
+            FileType::CharacterDevice,
+            Mode::empty(),
+            rustix::fs::makedev(0, 0),
+        )
+        .map_err(|e| {
+            entry_err(
+                path,
+                format!("create the whiteout (character device 0:0): {e}"),
+            )
+        })?;
+        self.forget(&full);
+        Ok(())
+    }
+}
+
+fn behind_symlink(path: &str, link: &str) -> ExtractError {
+    entry_err(
+        path,
+        format!(
+            "lies beneath {link:?}, a symlink in a lower layer: not representable in overlayfs form (overlayfs does not follow symlinks between layers)"
+        ),
+    )
 }
 
 fn clone_ts(t: &Timestamps) -> Timestamps {

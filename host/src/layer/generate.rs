@@ -116,7 +116,9 @@ fn read_xattrs(path: &Path) -> Result<BTreeMap<String, Vec<u8>>, GenerateError> 
         Err(e) => return Err(io_at(path)(e)),
     };
     for name in names {
-        if FORBIDDEN_XATTRS.contains(&name.as_str()) {
+        // overlayfs' own bookkeeping (origin, impure, opaque, …) is never
+        // image content
+        if FORBIDDEN_XATTRS.contains(&name.as_str()) || super::overlay::is_overlay_xattr(&name) {
             continue;
         }
         match xattr_get(path, &name) {

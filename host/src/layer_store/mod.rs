@@ -156,6 +156,12 @@ pub trait LayerStore {
     fn lock(&self) -> Result<Option<std::fs::File>, LayerStoreError> {
         Ok(None)
     }
+    /// Whether the store keeps each layer alone, in overlayfs form
+    /// (capability `layer-store.overlay`): rumoci then extracts layers in
+    /// that form and mounts the chain as the bundle's rootfs.
+    fn overlay(&self) -> bool {
+        false
+    }
 }
 
 /// The built-in store: extract every layer in place into the bundle's

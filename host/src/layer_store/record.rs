@@ -146,6 +146,40 @@ impl Record {
         }
     }
 
+    /// Check the whole tree at `root` against the record: every entry
+    /// recorded (same inode, same ctime), none added, none missing.
+    pub fn verify(&self, root: &Path) -> Result<(), String> {
+        let mut seen = 0usize;
+        let mut stack = vec![(root.to_path_buf(), String::new())];
+        while let Some((path, rel)) = stack.pop() {
+            let st = rustix::fs::lstat(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            self.check(&rel, &st)
+                .map_err(|e| format!("{}: {e}", if rel.is_empty() { "/" } else { &rel }))?;
+            seen += 1;
+            if rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory {
+                for e in std::fs::read_dir(&path).map_err(|e| format!("{}: {e}", path.display()))? {
+                    let e = e.map_err(|e| format!("{}: {e}", path.display()))?;
+                    let name = e.file_name();
+                    let n = name.to_string_lossy();
+                    let child = if rel.is_empty() {
+                        n.into_owned()
+                    } else {
+                        format!("{rel}/{n}")
+                    };
+                    stack.push((e.path(), child));
+                }
+            }
+        }
+        if seen != self.entries.len() {
+            return Err(format!(
+                "{} of its {} recorded entries are missing",
+                self.entries.len().saturating_sub(seen),
+                self.entries.len()
+            ));
+        }
+        Ok(())
+    }
+
     /// Write the record to `path` atomically (temporary file, fsync,
     /// rename).
     pub fn write(&self, path: &Path) -> Result<(), RecordError> {

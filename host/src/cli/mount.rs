@@ -1,0 +1,46 @@
+//! `rumoci umount BUNDLE` and `rumoci mount BUNDLE`: undo and redo the
+//! overlay mount of a bundle unpacked through an overlay layer store.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use rumoci::bundle::meta::Meta;
+use rumoci::bundle::overlay::{self, OverlayError};
+
+/// Arguments of `umount` and `mount`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The bundle made by `unpack` through an overlay layer store.
+    bundle: PathBuf,
+}
+
+fn overlay_meta(a: &Args) -> Result<overlay::OverlayMeta> {
+    let meta = Meta::read(&a.bundle).map_err(anyhow::Error::msg)?;
+    meta.overlay
+        .ok_or_else(|| OverlayError::NotOverlay(a.bundle.display().to_string()).into())
+}
+
+/// Unmount the bundle's rootfs overlay (nothing to do if not mounted).
+pub fn umount(a: Args) -> Result<()> {
+    overlay_meta(&a)?;
+    let was =
+        overlay::umount(&a.bundle).with_context(|| format!("umount {}", a.bundle.display()))?;
+    if was {
+        tracing::info!("unmounted {}/rootfs", a.bundle.display());
+    } else {
+        tracing::info!("{}/rootfs was not mounted", a.bundle.display());
+    }
+    Ok(())
+}
+
+/// Mount the bundle's rootfs overlay again from `umoci.json` (nothing to
+/// do if mounted).
+pub fn mount(a: Args) -> Result<()> {
+    let ov = overlay_meta(&a)?;
+    let rootfs = a.bundle.join(rumoci::bundle::create::ROOTFS);
+    if overlay::is_mounted(&rootfs) {
+        tracing::info!("{} is mounted already", rootfs.display());
+        return Ok(());
+    }
+    overlay::mount(&a.bundle, &ov).with_context(|| format!("mount {}", a.bundle.display()))
+}

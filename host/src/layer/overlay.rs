@@ -1,0 +1,249 @@
+//! overlayfs form: layers extracted alone, each into its own directory,
+//! with whiteouts as overlayfs reads them (a character device 0:0 for a
+//! deleted entry, the `opaque` xattr on a directory that hides what lower
+//! layers have beneath it).
+//!
+//! [`Lower`] looks entries up through the lower layers of a chain as
+//! overlayfs would (topmost first, stopping at whiteouts, non-directories
+//! and opaque directories), for what a layer needs from beneath it: the
+//! metadata of parent directories it does not carry itself, and the data of
+//! hardlink targets (copy-up).
+
+use std::collections::BTreeMap;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::Path;
+
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat, Timespec, Timestamps, XattrFlags};
+use rustix::io::Errno;
+
+/// The xattr prefix overlayfs uses when mounted by root.
+pub const TRUSTED_PREFIX: &str = "trusted.overlay.";
+/// The xattr prefix overlayfs uses with `userxattr` (rootless mounts).
+pub const USER_PREFIX: &str = "user.overlay.";
+
+/// Whether an xattr belongs to overlayfs (either prefix): such xattrs are
+/// never taken from a layer nor written into one.
+pub fn is_overlay_xattr(name: &str) -> bool {
+    name.starts_with(TRUSTED_PREFIX) || name.starts_with(USER_PREFIX)
+}
+
+/// Whether `st` is an overlayfs whiteout (a character device 0:0).
+pub fn is_whiteout(st: &Stat) -> bool {
+    FileType::from_raw_mode(st.st_mode) == FileType::CharacterDevice && st.st_rdev == 0
+}
+
+/// Whether the directory `fd` (opened for reading) carries
+/// `<prefix>opaque=y`.
+pub fn is_opaque<Fd: AsFd>(fd: Fd, prefix: &str) -> Result<bool, Errno> {
+    let mut buf = [0u8; 8];
+    match rustix::fs::fgetxattr(fd, format!("{prefix}opaque").as_str(), &mut buf) {
+        Ok(n) => Ok(&buf[..n] == b"y"),
+        Err(Errno::NODATA) | Err(Errno::NOTSUP) | Err(Errno::RANGE) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Mark the directory `fd` (opened for reading) opaque.
+pub fn set_opaque<Fd: AsFd>(fd: Fd, prefix: &str) -> Result<(), Errno> {
+    rustix::fs::fsetxattr(
+        fd,
+        format!("{prefix}opaque").as_str(),
+        b"y",
+        XattrFlags::empty(),
+    )
+}
+
+/// What a lookup through the lower layers found.
+#[derive(Debug)]
+pub enum Found {
+    /// The entry: its parent directory (opened for reading), its name, its
+    /// status, and the index of the layer it is in (0 = topmost).
+    Entry {
+        /// The parent directory.
+        parent: OwnedFd,
+        /// The entry's name.
+        name: String,
+        /// Its status (not following symlinks).
+        stat: Stat,
+        /// Index of the layer holding it.
+        layer: usize,
+    },
+    /// No lower layer shows an entry at this path.
+    Absent,
+    /// A lower layer has a symlink at this ancestor of the path: an entry
+    /// beneath it cannot be put in overlayfs form (overlayfs does not
+    /// resolve symlinks between layers).
+    BehindSymlink(String),
+}
+
+/// The lower layers of a chain, topmost first.
+#[derive(Debug)]
+pub struct Lower {
+    dirs: Vec<OwnedFd>,
+    prefix: String,
+}
+
+fn open_dir_at<Fd: AsFd>(dir: Fd, name: &str) -> Result<OwnedFd, Errno> {
+    rustix::fs::openat(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+}
+
+impl Lower {
+    /// Open the layer directories `dirs` (topmost first); `prefix` is the
+    /// overlay xattr prefix they were written with.
+    pub fn open(dirs: &[&Path], prefix: &str) -> std::io::Result<Lower> {
+        let mut fds = Vec::with_capacity(dirs.len());
+        for d in dirs {
+            fds.push(rustix::fs::open(
+                *d,
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )?);
+        }
+        Ok(Lower {
+            dirs: fds,
+            prefix: prefix.to_string(),
+        })
+    }
+
+    /// No lower layers.
+    pub fn is_empty(&self) -> bool {
+        self.dirs.is_empty()
+    }
+
+    /// The topmost layer's root directory.
+    pub fn top(&self) -> Option<&OwnedFd> {
+        self.dirs.first()
+    }
+
+    /// Look `path` (cleaned, relative, not `""`) up as overlayfs would.
+    pub fn lookup(&self, path: &str) -> Result<Found, Errno> {
+        let comps: Vec<&str> = path.split('/').filter(|c| !c.is_empty()).collect();
+        if comps.is_empty() {
+            return Ok(Found::Absent);
+        }
+        'layers: for (i, top) in self.dirs.iter().enumerate() {
+            let mut cur = open_dir_at(top, ".")?;
+            // an opaque ancestor in this layer hides the layers below
+            let mut blocked = false;
+            for (k, c) in comps.iter().enumerate() {
+                let st = match rustix::fs::statat(&cur, *c, AtFlags::SYMLINK_NOFOLLOW) {
+                    Ok(s) => s,
+                    Err(Errno::NOENT) => {
+                        if blocked {
+                            return Ok(Found::Absent);
+                        }
+                        continue 'layers;
+                    }
+                    Err(e) => return Err(e),
+                };
+                if is_whiteout(&st) {
+                    return Ok(Found::Absent);
+                }
+                if k + 1 == comps.len() {
+                    return Ok(Found::Entry {
+                        parent: cur,
+                        name: (*c).to_string(),
+                        stat: st,
+                        layer: i,
+                    });
+                }
+                match FileType::from_raw_mode(st.st_mode) {
+                    FileType::Directory => {
+                        let d = open_dir_at(&cur, c)?;
+                        if is_opaque(&d, &self.prefix)? {
+                            blocked = true;
+                        }
+                        cur = d;
+                    }
+                    FileType::Symlink => {
+                        return Ok(Found::BehindSymlink(comps[..=k].join("/")));
+                    }
+                    _ => return Ok(Found::Absent),
+                }
+            }
+        }
+        Ok(Found::Absent)
+    }
+}
+
+/// The xattrs of an open file or directory, overlayfs' own left out.
+pub fn list_xattrs<Fd: AsFd>(fd: Fd) -> Result<BTreeMap<String, Vec<u8>>, Errno> {
+    let fd = fd.as_fd();
+    let mut out = BTreeMap::new();
+    let mut buf = vec![0u8; 4096];
+    let n = loop {
+        match rustix::fs::flistxattr(fd, &mut buf) {
+            Ok(n) => break n,
+            Err(Errno::RANGE) if buf.len() < 1 << 24 => buf.resize(buf.len() * 4, 0),
+            Err(Errno::NOTSUP) => return Ok(out),
+            Err(e) => return Err(e),
+        }
+    };
+    for name in buf[..n].split(|&b| b == 0).filter(|s| !s.is_empty()) {
+        let name = String::from_utf8_lossy(name).into_owned();
+        if is_overlay_xattr(&name) {
+            continue;
+        }
+        let mut v = vec![0u8; 256];
+        loop {
+            match rustix::fs::fgetxattr(fd, name.as_str(), &mut v) {
+                Ok(n) => {
+                    v.truncate(n);
+                    out.insert(name, v);
+                    break;
+                }
+                Err(Errno::RANGE) if v.len() < 1 << 24 => v.resize(v.len() * 4, 0),
+                Err(Errno::NODATA) => break,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn times_of(st: &Stat) -> Timestamps {
+    Timestamps {
+        last_access: Timespec {
+            tv_sec: st.st_atime,
+            tv_nsec: st.st_atime_nsec as _,
+        },
+        last_modification: Timespec {
+            tv_sec: st.st_mtime,
+            tv_nsec: st.st_mtime_nsec as _,
+        },
+    }
+}
+
+/// Give the open `dst` the owner (unless `rootless`: the owner record is an
+/// xattr then, copied with the others), mode, xattrs and times of `src`
+/// (whose status is `st`). Times are the caller's to set for directories
+/// it is about to fill; they are set here too.
+pub fn copy_meta<S: AsFd, D: AsFd>(src: S, st: &Stat, dst: D, rootless: bool) -> Result<(), Errno> {
+    let dst = dst.as_fd();
+    if !rootless {
+        rustix::fs::fchown(
+            dst,
+            Some(rustix::fs::Uid::from_raw(st.st_uid)),
+            Some(rustix::fs::Gid::from_raw(st.st_gid)),
+        )?;
+    }
+    rustix::fs::fchmod(dst, Mode::from_raw_mode(st.st_mode & 0o7777))?;
+    for (k, v) in list_xattrs(src)? {
+        match rustix::fs::fsetxattr(dst, k.as_str(), &v, XattrFlags::empty()) {
+            Ok(()) | Err(Errno::NOTSUP) => {}
+            Err(Errno::PERM) if rootless => {}
+            Err(e) => return Err(e),
+        }
+    }
+    rustix::fs::futimens(dst, &times_of(st))
+}
+
+/// The access and modification times of `st`.
+pub fn stat_times(st: &Stat) -> Timestamps {
+    times_of(st)
+}
