@@ -471,3 +471,34 @@ pub fn waits_for_gc_lock(
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Build the workspace plugins `names` for `wasm32-wasip2` (once per test
+/// binary; cargo caches across runs) into `$CARGO_TARGET_TMPDIR/plugins`,
+/// their own target directory so the outer cargo's lock is not contended.
+/// Returns the directory holding the `.wasm` files.
+pub fn build_plugins(names: &[&str]) -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("plugins");
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("workspace root");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.current_dir(root)
+            .args(["build", "--release", "--target", "wasm32-wasip2"])
+            // Smaller components compile faster; no debug info needed here.
+            .args(["--config", "profile.release.debug=false"])
+            .args(["--config", "profile.release.strip=true"])
+            .env("CARGO_TARGET_DIR", &target);
+        for p in names {
+            cmd.args(["-p", p]);
+        }
+        let status = cmd.status().expect("run cargo build for the plugins");
+        assert!(
+            status.success(),
+            "building the test plugins {names:?} failed"
+        );
+        target.join("wasm32-wasip2").join("release")
+    })
+}

@@ -1,0 +1,613 @@
+//! The `registry` content-store plugin against a real OCI distribution
+//! registry (Debian's `docker-registry`, CNCF distribution 2.8), one
+//! instance per test on a free loopback port: images pushed with skopeo
+//! unpack as the Go umoci unpacks them, repacks / config / tag push back
+//! what skopeo pulls, what the distribution API cannot do fails clearly,
+//! and a plugin reaches only the host:port it is granted.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn sp(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+const REGISTRY: &str = "/usr/bin/docker-registry";
+
+fn plugin(name: &str) -> String {
+    let p =
+        build_plugins(&["registry", "evil-net"]).join(format!("{}.wasm", name.replace('-', "_")));
+    assert!(p.is_file(), "{} missing", p.display());
+    sp(&p).to_string()
+}
+
+/// A free TCP port on 127.0.0.1 (nothing listens on it afterwards).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind a free port")
+        .port()
+}
+
+/// A private `docker-registry` on 127.0.0.1, killed on drop.
+struct Registry {
+    child: Child,
+    port: u16,
+    /// Config, storage and log; removed with the guard.
+    _dir: tempfile::TempDir,
+}
+
+impl Registry {
+    fn start() -> Registry {
+        assert!(
+            Path::new(REGISTRY).is_file(),
+            "{REGISTRY} is missing: install Debian's docker-registry package (scripts/deps.sh) \
+             to run the registry plugin tests"
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        for _ in 0..5 {
+            let port = free_port();
+            let config = dir.path().join("config.yml");
+            std::fs::write(
+                &config,
+                format!(
+                    "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                    sp(&dir.path().join("root"))
+                ),
+            )
+            .expect("write config.yml");
+            let log = std::fs::File::create(dir.path().join("registry.log")).expect("log");
+            let mut child = Command::new(REGISTRY)
+                .args(["serve", sp(&config)])
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("start docker-registry");
+            if wait_ready(&mut child, port) {
+                return Registry {
+                    child,
+                    port,
+                    _dir: dir,
+                };
+            }
+            // lost the port to someone else, or the registry died: retry
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!(
+            "docker-registry did not come up: {}",
+            std::fs::read_to_string(dir.path().join("registry.log")).unwrap_or_default()
+        );
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// `docker://127.0.0.1:PORT/NAME:TAG` for skopeo.
+    fn docker(&self, name_tag: &str) -> String {
+        format!("docker://127.0.0.1:{}/{name_tag}", self.port)
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Wait until `GET /v2/` answers 200; `false` if the registry exits or
+/// does not answer within 20 s.
+fn wait_ready(child: &mut Child, port: u16) -> bool {
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(20) {
+        if child.try_wait().ok().flatten().is_some() {
+            return false;
+        }
+        if http_status(port, "GET", "/v2/") == Some(200) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+/// The status code of a plain HTTP/1.0 request, `None` on any failure.
+fn http_status(port: u16, method: &str, path: &str) -> Option<u16> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).ok()?;
+    std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
+}
+
+/// rumoci with the test's own plugin cache and data directory (the
+/// registry plugin's store directory lives beneath it).
+fn rd(data: &Path, args: &[&str]) -> Output {
+    Command::new(rumoci_bin())
+        .args(args)
+        .env(
+            "XDG_CACHE_HOME",
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join("xdg-cache"),
+        )
+        .env("XDG_DATA_HOME", data)
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .output()
+        .expect("spawn rumoci")
+}
+
+fn rd_ok(data: &Path, args: &[&str]) -> String {
+    let out = rd(data, args);
+    assert!(
+        out.status.success(),
+        "rumoci {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn rd_err(data: &Path, args: &[&str]) -> String {
+    let out = rd(data, args);
+    assert!(!out.status.success(), "rumoci {args:?} should have failed");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// `rumoci --driver registry.wasm,url=…,repo=NAME ARGS…`.
+fn through(reg: &Registry, data: &Path, repo: &str, args: &[&str]) -> String {
+    let spec = format!("{},url={},repo={repo}", plugin("registry"), reg.url());
+    let mut a = vec!["--driver", spec.as_str()];
+    a.extend_from_slice(args);
+    rd_ok(data, &a)
+}
+
+fn skopeo(args: &[&str]) -> String {
+    run_ok("skopeo", args)
+}
+
+/// The Go umoci's fixture image pushed to a fresh registry as `NAME:t`.
+struct Pushed {
+    reg: Registry,
+    tmp: tempfile::TempDir,
+    /// The local layout holding the same image (`LAYOUT:t`).
+    layout: PathBuf,
+}
+
+fn pushed(name: &str) -> Option<Pushed> {
+    if !have("skopeo") {
+        return None;
+    }
+    let reg = Registry::start();
+    let (tmp, _img, layout) = go_fixture()?;
+    skopeo(&[
+        "copy",
+        "--quiet",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:t", sp(&layout)),
+        &reg.docker(&format!("{name}:t")),
+    ]);
+    Some(Pushed { reg, tmp, layout })
+}
+
+/// The spool directory is left empty (no temporaries behind).
+fn assert_no_spool(data: &Path) {
+    let store = data.join("rumoci/drivers/registry");
+    let left: Vec<_> = std::fs::read_dir(&store)
+        .map(|d| d.map(|e| e.expect("entry").file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "left in {}: {left:?}", store.display());
+}
+
+#[test]
+fn registry_unpack_matches_umoci_and_repack_pulls_back() {
+    let Some(Pushed { reg, tmp, layout }) = pushed("fixture/image") else {
+        return;
+    };
+    let data = tmp.path().join("data");
+    let work = tmp.path();
+    // the layout path is the repository (no repo=)
+    let spec = format!("{},url={}", plugin("registry"), reg.url());
+    assert_eq!(
+        rd_ok(
+            &data,
+            &["--driver", &spec, "ls", "--layout", "fixture/image"]
+        ),
+        "t\n"
+    );
+    let bundle = work.join("bundle");
+    rd_ok(
+        &data,
+        &[
+            "--driver",
+            &spec,
+            "unpack",
+            "--image",
+            "fixture/image:t",
+            sp(&bundle),
+        ],
+    );
+    let go = work.join("go");
+    run_ok(
+        "umoci",
+        &["unpack", "--image", &format!("{}:t", sp(&layout)), sp(&go)],
+    );
+    assert_same_tree(&go.join("rootfs"), &bundle.join("rootfs"));
+    // the same bundle files as rumoci's unpack of the local layout
+    let local = work.join("local");
+    rd_ok(
+        &data,
+        &[
+            "unpack",
+            "--image",
+            &format!("{}:t", sp(&layout)),
+            sp(&local),
+        ],
+    );
+    assert_same_tree(&local.join("rootfs"), &bundle.join("rootfs"));
+    assert_eq!(
+        std::fs::read(local.join("config.json")).expect("read"),
+        std::fs::read(bundle.join("config.json")).expect("read"),
+        "config.json differs from a local unpack"
+    );
+
+    // change the bundle, repack to a new tag in the registry
+    let r = bundle.join("rootfs");
+    std::fs::create_dir_all(r.join("added/dir")).expect("mkdir");
+    std::fs::write(r.join("added/dir/file"), b"through a registry\n").expect("w");
+    std::fs::write(r.join("added/big"), vec![7u8; 5 << 20]).expect("w");
+    std::fs::remove_dir_all(r.join("usr/share")).expect("rm");
+    run_ok(
+        "touch",
+        &[
+            "-d",
+            "@1600000000",
+            sp(&r.join("added/dir/file")),
+            sp(&r.join("added/big")),
+            sp(&r.join("added/dir")),
+            sp(&r.join("added")),
+            sp(&r.join("usr")),
+            sp(&r),
+        ],
+    );
+    rd_ok(
+        &data,
+        &[
+            "--driver",
+            &spec,
+            "repack",
+            "--image",
+            "fixture/image:new",
+            sp(&bundle),
+        ],
+    );
+    assert_no_spool(&data);
+    let tags = rd_ok(
+        &data,
+        &["--driver", &spec, "ls", "--layout", "fixture/image"],
+    );
+    assert_eq!(tags, "new\nt\n");
+
+    // pull it back with skopeo; the Go umoci unpacks the changed tree
+    let out = work.join("out");
+    skopeo(&[
+        "copy",
+        "--quiet",
+        "--src-tls-verify=false",
+        &reg.docker("fixture/image:new"),
+        &format!("oci:{}:new", sp(&out)),
+    ]);
+    let back = work.join("back");
+    run_ok(
+        "umoci",
+        &["unpack", "--image", &format!("{}:new", sp(&out)), sp(&back)],
+    );
+    assert_same_tree(&bundle.join("rootfs"), &back.join("rootfs"));
+    // and rumoci unpacks the pushed image straight from the registry again
+    let again = work.join("again");
+    rd_ok(
+        &data,
+        &[
+            "--driver",
+            &spec,
+            "unpack",
+            "--image",
+            "fixture/image:new",
+            sp(&again),
+        ],
+    );
+    assert_same_tree(&bundle.join("rootfs"), &again.join("rootfs"));
+}
+
+#[test]
+fn registry_config_and_tag_push_manifests() {
+    let Some(Pushed { reg, tmp, .. }) = pushed("cfg") else {
+        return;
+    };
+    let data = tmp.path().join("data");
+    through(
+        &reg,
+        &data,
+        "cfg",
+        &[
+            "config",
+            "--image",
+            "cfg:t",
+            "--config.env",
+            "K=registry",
+            "--config.user",
+            "1234",
+            "--tag",
+            "t2",
+        ],
+    );
+    through(&reg, &data, "cfg", &["tag", "--image", "cfg:t2", "t3"]);
+    assert_eq!(
+        through(&reg, &data, "cfg", &["ls", "--layout", "cfg"]),
+        "t\nt2\nt3\n"
+    );
+    let config = skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        "--config",
+        &reg.docker("cfg:t3"),
+    ]);
+    let config: serde_json::Value = serde_json::from_str(&config).expect("config JSON");
+    assert_eq!(config["config"]["User"], "1234", "{config}");
+    assert!(
+        config["config"]["Env"]
+            .as_array()
+            .expect("Env")
+            .iter()
+            .any(|e| e == "K=registry"),
+        "{config}"
+    );
+    // t2 and t3 are the same manifest; t is untouched
+    let raw = |tag: &str| {
+        skopeo(&[
+            "inspect",
+            "--tls-verify=false",
+            "--raw",
+            &reg.docker(&format!("cfg:{tag}")),
+        ])
+    };
+    assert_eq!(raw("t2"), raw("t3"));
+    assert_ne!(raw("t"), raw("t2"));
+    let old: serde_json::Value = serde_json::from_str(&skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        "--config",
+        &reg.docker("cfg:t"),
+    ]))
+    .expect("JSON");
+    assert_ne!(old["config"]["User"], "1234");
+    // stat through the registry agrees
+    let stat = through(&reg, &data, "cfg", &["stat", "--image", "cfg:t3"]);
+    assert!(stat.contains("== MANIFEST =="), "{stat}");
+
+    // a repository created from scratch through the driver
+    through(&reg, &data, "fresh", &["init", "--layout", "fresh"]);
+    through(&reg, &data, "fresh", &["new", "--image", "fresh:v1"]);
+    assert_eq!(
+        through(&reg, &data, "fresh", &["ls", "--layout", "fresh"]),
+        "v1\n"
+    );
+    let raw = skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        "--raw",
+        &reg.docker("fresh:v1"),
+    ]);
+    assert!(
+        raw.contains("application/vnd.oci.image.manifest.v1+json"),
+        "{raw}"
+    );
+    let spec = format!("{},url={},repo=fresh", plugin("registry"), reg.url());
+    let e = rd_err(&data, &["--driver", &spec, "init", "--layout", "fresh"]);
+    assert!(e.contains("has tags already"), "{e}");
+    assert_no_spool(&data);
+}
+
+#[test]
+fn registry_gc_and_rm_fail_clearly() {
+    let Some(Pushed { reg, tmp, .. }) = pushed("keep") else {
+        return;
+    };
+    let data = tmp.path().join("data");
+    let spec = format!("{},url={},repo=keep", plugin("registry"), reg.url());
+    let e = rd_err(&data, &["--driver", &spec, "gc", "--layout", "keep"]);
+    assert!(e.contains("driver registry (registry.wasm)"), "{e}");
+    assert!(
+        e.contains("unsupported") && e.contains("cannot list blobs"),
+        "{e}"
+    );
+    let e = rd_err(&data, &["--driver", &spec, "rm", "--image", "keep:t"]);
+    assert!(e.contains("the registry API cannot remove a tag"), "{e}");
+    // nothing was removed
+    assert_eq!(
+        through(&reg, &data, "keep", &["ls", "--layout", "keep"]),
+        "t\n"
+    );
+    skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        "--raw",
+        &reg.docker("keep:t"),
+    ]);
+}
+
+#[test]
+fn registry_plugin_reaches_only_its_url() {
+    let reg = Registry::start();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    let store = tmp.path().join("store");
+    std::fs::create_dir(&store).expect("mkdir");
+    let bait = TcpListener::bind("127.0.0.1:0").expect("bind");
+    bait.set_nonblocking(true).expect("nonblocking");
+    let bait_addr = bait.local_addr().expect("addr").to_string();
+    let reg_addr = format!("127.0.0.1:{}", reg.port);
+    let evil = plugin("evil-net");
+    let targets = format!("opt.connect1={bait_addr},opt.connect2={reg_addr}");
+
+    // no url=: no network at all
+    let spec = format!("{evil},dir={},{targets}", sp(&store));
+    let e = rd_err(&data, &["--driver", &spec, "ls", "--layout", "x"]);
+    assert!(e.contains("net report"), "{e}");
+    assert!(e.contains(&format!("connect {bait_addr}: refused")), "{e}");
+    assert!(e.contains(&format!("connect {reg_addr}: refused")), "{e}");
+
+    // url= grants exactly the registry's address
+    let spec = format!(
+        "{evil},url={},{targets},opt.connect3=[::1]:{}",
+        reg.url(),
+        reg.port
+    );
+    let e = rd_err(&data, &["--driver", &spec, "ls", "--layout", "x"]);
+    assert!(e.contains(&format!("connect {reg_addr}: ok")), "{e}");
+    assert!(e.contains(&format!("connect {bait_addr}: refused")), "{e}");
+    assert!(
+        e.contains(&format!("connect [::1]:{}: refused", reg.port)),
+        "{e}"
+    );
+    assert!(e.contains("lookup localhost: refused"), "{e}");
+    assert!(e.contains("udp: refused"), "{e}");
+    assert!(e.contains("listen: refused"), "{e}");
+    assert!(!e.contains("ESCAPED"), "{e}");
+
+    // the bait never saw a connection
+    match bait.accept() {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        other => panic!("the sandbox let a connection through: {other:?}"),
+    }
+}
+
+#[test]
+fn registry_bad_url_or_repo_fails_in_one_line() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    let wasm = plugin("registry");
+    // nothing listens there
+    let url = format!("http://127.0.0.1:{}", free_port());
+    let spec = format!("{wasm},url={url}");
+    let e = rd_err(&data, &["--driver", &spec, "ls", "--layout", "demo"]);
+    assert_eq!(e.trim().lines().count(), 1, "one line: {e}");
+    assert!(e.contains("driver registry (registry.wasm)"), "{e}");
+    assert!(e.contains(&url) && e.contains("not reachable"), "{e}");
+    let e = rd_err(
+        &data,
+        &[
+            "--driver",
+            &spec,
+            "unpack",
+            "--image",
+            "demo:t",
+            sp(&tmp.path().join("b")),
+        ],
+    );
+    assert_eq!(e.trim().lines().count(), 1, "one line: {e}");
+    assert!(e.contains(&url), "{e}");
+
+    // https and host names are refused by the host when parsing the spec
+    for (bad, why) in [
+        ("https://127.0.0.1:5000", "https is not supported"),
+        (
+            "http://registry.example:5000",
+            "give an IP address or localhost",
+        ),
+    ] {
+        let e = rd_err(
+            &data,
+            &[
+                "--driver",
+                &format!("{wasm},url={bad}"),
+                "ls",
+                "--layout",
+                "demo",
+            ],
+        );
+        assert!(e.contains(why), "{bad}: {e}");
+    }
+
+    // a repository name outside the distribution grammar
+    let reg = Registry::start();
+    let spec = format!("{wasm},url={}", reg.url());
+    let e = rd_err(
+        &data,
+        &["--driver", &spec, "ls", "--layout", "/tmp/Not_A_Repo"],
+    );
+    assert!(
+        e.contains("invalid-argument") || e.contains("repository name"),
+        "{e}"
+    );
+    assert!(e.contains("/tmp/Not_A_Repo"), "{e}");
+    // an empty repository lists nothing
+    assert_eq!(
+        rd_ok(
+            &data,
+            &[
+                "--driver",
+                &format!("{spec},repo=empty"),
+                "ls",
+                "--layout",
+                "x"
+            ]
+        ),
+        ""
+    );
+
+    // servers that are not registries, or answer garbage
+    for (answer, why) in [
+        (
+            b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_vec(),
+            "does not answer 200",
+        ),
+        (b"HELLO\r\n\r\n".to_vec(), "malformed status line"),
+        (
+            [
+                b"HTTP/1.1 200 OK\r\nX: ".to_vec(),
+                vec![b'a'; 100_000],
+                b"\r\n\r\n".to_vec(),
+            ]
+            .concat(),
+            "larger than",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n".to_vec(),
+            "malformed header",
+        ),
+    ] {
+        let (url, server) = fake_server(answer);
+        let spec = format!("{wasm},url={url},repo=x");
+        let e = rd_err(&data, &["--driver", &spec, "ls", "--layout", "x"]);
+        assert_eq!(e.trim().lines().count(), 1, "one line: {e}");
+        assert!(e.contains(why) && e.contains(&url), "{why}: {e}");
+        server.join().expect("fake server");
+    }
+}
+
+/// A one-shot HTTP server on 127.0.0.1 that reads a request head and
+/// writes `answer`; returns its URL.
+fn fake_server(answer: Vec<u8>) -> (String, std::thread::JoinHandle<()>) {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", l.local_addr().expect("addr"));
+    let h = std::thread::spawn(move || {
+        if let Ok((mut c, _)) = l.accept() {
+            let _ = c.set_read_timeout(Some(Duration::from_secs(10)));
+            let mut head = Vec::new();
+            let mut b = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && c.read(&mut b).unwrap_or(0) == 1 {
+                head.push(b[0]);
+            }
+            let _ = c.write_all(&answer);
+        }
+    });
+    (url, h)
+}
