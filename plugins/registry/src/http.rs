@@ -20,8 +20,9 @@ const MAX_HEADER_COUNT: usize = 256;
 /// Longest chunk-size line accepted.
 const MAX_CHUNK_LINE: usize = 1024;
 /// Socket read/write timeout: a registry that stops answering fails the
-/// call instead of blocking rumoci forever.
-const IO_TIMEOUT: Duration = Duration::from_secs(60);
+/// call instead of blocking rumoci forever (the host's per-call deadline
+/// cannot interrupt a blocking socket call; 25 s fits its default of 30 s).
+const IO_TIMEOUT: Duration = Duration::from_secs(25);
 
 /// A transport or protocol failure (the status code is not an error here).
 #[derive(Debug)]
@@ -35,7 +36,12 @@ impl fmt::Display for HttpError {
 
 impl From<io::Error> for HttpError {
     fn from(e: io::Error) -> HttpError {
-        HttpError(e.to_string())
+        match e.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
+                HttpError(format!("no answer within {} s", IO_TIMEOUT.as_secs()))
+            }
+            _ => HttpError(e.to_string()),
+        }
     }
 }
 
@@ -172,7 +178,10 @@ impl Endpoint {
 }
 
 /// Read the status line and headers (bounded).
-fn read_head(r: &mut impl BufRead) -> Result<(u16, String, Vec<(String, String)>), HttpError> {
+/// Status, reason phrase and headers of a response.
+type Head = (u16, String, Vec<(String, String)>);
+
+fn read_head(r: &mut impl BufRead) -> Result<Head, HttpError> {
     let mut budget = MAX_HEADERS;
     let status_line = read_line(r, &mut budget)?
         .ok_or_else(|| HttpError("connection closed before a response".into()))?;
@@ -180,7 +189,9 @@ fn read_head(r: &mut impl BufRead) -> Result<(u16, String, Vec<(String, String)>
     let version = parts.next().unwrap_or_default();
     let code = parts.next().unwrap_or_default();
     let reason = parts.next().unwrap_or_default();
-    if !version.starts_with("HTTP/1.") || code.len() != 3 || !code.bytes().all(|b| b.is_ascii_digit())
+    if !version.starts_with("HTTP/1.")
+        || code.len() != 3
+        || !code.bytes().all(|b| b.is_ascii_digit())
     {
         return Err(HttpError(format!(
             "malformed status line {:?}",
@@ -395,8 +406,8 @@ impl Read for Response {
                 if left == 0 {
                     // Last chunk: skip trailers up to the empty line.
                     let mut budget = MAX_HEADERS;
-                    while let Some(l) =
-                        read_line(&mut self.stream, &mut budget).map_err(|e| io::Error::other(e.0))?
+                    while let Some(l) = read_line(&mut self.stream, &mut budget)
+                        .map_err(|e| io::Error::other(e.0))?
                     {
                         if l.is_empty() {
                             break;
@@ -431,7 +442,13 @@ pub fn sanitize(s: &str, max: usize) -> String {
     let mut out: String = s
         .chars()
         .take(max)
-        .map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' })
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
         .collect();
     if s.chars().count() > max {
         out.push('…');
@@ -464,7 +481,10 @@ mod tests {
         let big = format!("HTTP/1.1 200 OK\r\nX: {}\r\n\r\n", "a".repeat(MAX_HEADERS));
         let mut r = big.as_bytes();
         assert!(read_head(&mut r).is_err());
-        let h = vec![("content-length".to_string(), "99999999999999999999".to_string())];
+        let h = vec![(
+            "content-length".to_string(),
+            "99999999999999999999".to_string(),
+        )];
         assert!(content_length(&h).is_err());
     }
 }

@@ -193,9 +193,8 @@ fn registry_errors(body: &[u8]) -> (Vec<String>, String) {
     if body.is_empty() {
         return (Vec::new(), String::new());
     }
-    let parsed: Option<Vec<(String, String)>> = serde_json::from_slice::<Value>(body)
-        .ok()
-        .and_then(|v| {
+    let parsed: Option<Vec<(String, String)>> =
+        serde_json::from_slice::<Value>(body).ok().and_then(|v| {
             v.get("errors")?.as_array().map(|a| {
                 a.iter()
                     .take(8)
@@ -377,7 +376,7 @@ impl BlobReader {
         } else if offset > 0 {
             // The registry ignored Range: skip to the offset.
             let skipped = std::io::copy(&mut (&mut r).take(offset), &mut std::io::sink())
-                .map_err(|e| Error::Io(format!("{}: {e}", call.what())))?;
+                .map_err(|e| call.transport(e.into()))?;
             if skipped != offset {
                 return Err(Error::Io(format!(
                     "{}: body ended before offset {offset}",
@@ -417,20 +416,21 @@ impl BlobRead for BlobReader {
         }
         match self.read_from_stream(len) {
             Ok(b) => Ok(b),
-            Err(e) if !fresh => {
+            Err(_) if !fresh => {
                 // The kept-open connection failed (e.g. the registry closed
                 // it while idle): retry once on a new request.
-                let _ = e;
                 self.stream = None;
                 self.start(offset)?;
-                self.read_from_stream(len)
-                    .map_err(|e| Error::Io(format!("GET {}: {e}", blob_path(&self.c, &self.digest))))
+                self.read_from_stream(len).map_err(|e| self.read_err(e))
             }
-            Err(e) => Err(Error::Io(format!(
-                "GET {}: {e}",
-                blob_path(&self.c, &self.digest)
-            ))),
+            Err(e) => Err(self.read_err(e)),
         }
+    }
+}
+
+impl BlobReader {
+    fn read_err(&self, e: std::io::Error) -> Error {
+        call(&self.c, "GET", blob_path(&self.c, &self.digest)).transport(e.into())
     }
 }
 
@@ -442,7 +442,9 @@ impl BlobRead for MemReader {
         self.0.len() as u64
     }
     fn read_at(&mut self, offset: u64, len: u32) -> Result<Vec<u8>> {
-        let start = usize::try_from(offset).unwrap_or(usize::MAX).min(self.0.len());
+        let start = usize::try_from(offset)
+            .unwrap_or(usize::MAX)
+            .min(self.0.len());
         let end = start.saturating_add(len as usize).min(self.0.len());
         Ok(self.0[start..end].to_vec())
     }
@@ -497,7 +499,8 @@ impl BlobWrite for Writer {
             .ok_or_else(|| Error::FailedPrecondition("writer already finished".into()))?;
         let what = self.path.display().to_string();
         f.flush().map_err(|e| Error::io(&what, e))?;
-        f.seek(SeekFrom::Start(0)).map_err(|e| Error::io(&what, e))?;
+        f.seek(SeekFrom::Start(0))
+            .map_err(|e| Error::io(&what, e))?;
         let manifest = if size <= MAX_MANIFEST as u64 {
             let mut bytes = Vec::new();
             (&mut f)
@@ -517,7 +520,8 @@ impl BlobWrite for Writer {
                 put_manifest(&self.c, &d, &bytes, &mt)
             }
             None => {
-                f.seek(SeekFrom::Start(0)).map_err(|e| Error::io(&what, e))?;
+                f.seek(SeekFrom::Start(0))
+                    .map_err(|e| Error::io(&what, e))?;
                 upload_blob(&self.c, digest, &mut f, size)
             }
         }
@@ -660,9 +664,10 @@ fn list_tags(c: &Conf) -> Result<Vec<String>> {
             }
         }
         match r.header("link").and_then(next_link) {
-            Some(next) => path = resolve_location(c, &next).map_err(|why| {
-                Error::Io(format!("{}: Link: {why}", call.what()))
-            })?,
+            Some(next) => {
+                path = resolve_location(c, &next)
+                    .map_err(|why| Error::Io(format!("{}: Link: {why}", call.what())))?
+            }
             None => {
                 out.sort();
                 out.dedup();
@@ -965,13 +970,19 @@ mod tests {
     fn classifies_manifests() {
         let m = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{},"layers":[]}"#;
         assert_eq!(manifest_type(m).as_deref(), Some(OCI_MANIFEST));
-        assert_eq!(manifest_type(br#"{"manifests":[]}"#).as_deref(), Some(OCI_INDEX));
+        assert_eq!(
+            manifest_type(br#"{"manifests":[]}"#).as_deref(),
+            Some(OCI_INDEX)
+        );
         assert_eq!(
             manifest_type(br#" {"config":{},"layers":[]}"#).as_deref(),
             Some(OCI_MANIFEST)
         );
         assert_eq!(manifest_type(br#"{"config":{},"rootfs":{}}"#), None);
-        assert_eq!(manifest_type(br#"{"mediaType":"x/y","manifests":[]}"#), None);
+        assert_eq!(
+            manifest_type(br#"{"mediaType":"x/y","manifests":[]}"#),
+            None
+        );
         assert_eq!(manifest_type(b"\x1f\x8b"), None);
         assert_eq!(manifest_type(b"{not json"), None);
     }
@@ -1016,7 +1027,10 @@ mod tests {
         let want = wanted_tags(&doc.bytes).unwrap();
         assert_eq!(want.len(), 1);
         assert!(wanted_tags(br#"{"manifests":[{"digest":"sha256:x"}]}"#).is_err());
-        let untagged = format!(r#"{{"manifests":[{{"digest":"sha256:{}"}}]}}"#, "a".repeat(64));
+        let untagged = format!(
+            r#"{{"manifests":[{{"digest":"sha256:{}"}}]}}"#,
+            "a".repeat(64)
+        );
         let e = wanted_tags(untagged.as_bytes()).unwrap_err();
         assert!(matches!(e, Error::InvalidArgument(m) if m.contains("untagged")));
     }

@@ -121,7 +121,10 @@ mod tests {
         assert_eq!(e.connect, ["127.0.0.1:5000"]);
         assert_eq!(parse_url("http://localhost:5/").unwrap().connect.len(), 2);
         assert_eq!(parse_url("http://[::1]:7").unwrap().connect, ["[::1]:7"]);
-        assert_eq!(parse_url("http://10.0.0.1").unwrap().connect, ["10.0.0.1:80"]);
+        assert_eq!(
+            parse_url("http://10.0.0.1").unwrap().connect,
+            ["10.0.0.1:80"]
+        );
         for bad in [
             "https://127.0.0.1:5000",
             "127.0.0.1:5000",
@@ -141,7 +144,9 @@ mod tests {
         for ok in ["a", "library/busybox", "a.b_c__d---e/f0", "x/y/z"] {
             assert!(check_repo(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "A", "/a", "a/", "a//b", "a..b", "a___b", "-a", "a-", "/tmp/x", "a:b"] {
+        for bad in [
+            "", "A", "/a", "a/", "a//b", "a..b", "a___b", "-a", "a-", "/tmp/x", "a:b",
+        ] {
             assert!(check_repo(bad).is_err(), "{bad}");
         }
         assert!(valid_tag("v1.0-rc_2"));
