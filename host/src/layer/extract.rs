@@ -910,11 +910,14 @@ impl Extractor {
             Some(l) => l.lookup(target).map_err(|e| entry_err(target, e))?,
             None => return Ok(()),
         };
-        let (sparent, sname, sst) = match found {
+        let (sparent, sname, sst, slayer) = match found {
             Found::Entry {
-                parent, name, stat, ..
+                parent,
+                name,
+                stat,
+                layer,
             } if FileType::from_raw_mode(stat.st_mode) != FileType::Directory => {
-                (parent, name, stat)
+                (parent, name, stat, layer)
             }
             Found::BehindSymlink(p) => return Err(behind_symlink(target, &p)),
             // the link fails below with a clear error
@@ -1020,6 +1023,69 @@ impl Extractor {
                     AtFlags::SYMLINK_NOFOLLOW,
                 )
                 .map_err(copy_err)?;
+            }
+        }
+        if sst.st_nlink > 1 {
+            self.copy_up_link_group(root, target, slayer, &sst, st)?;
+        }
+        Ok(())
+    }
+
+    /// After `target` was copied up from lower layer `layer`: the other
+    /// names of its inode there that the merged view still shows become
+    /// hardlinks to the copy, so the whole group keeps sharing one inode
+    /// (as it does when the layers share one tree).
+    fn copy_up_link_group(
+        &mut self,
+        root: &Root,
+        target: &str,
+        layer: usize,
+        sst: &rustix::fs::Stat,
+        st: &mut LayerState,
+    ) -> Result<(), ExtractError> {
+        let names = match &self.lower {
+            Some(l) => l
+                .names_of(layer, sst.st_ino)
+                .map_err(|e| entry_err(target, e))?,
+            None => return Ok(()),
+        };
+        let (tdir, tname) = split_parent(target);
+        for other in names.into_iter().filter(|n| n != target) {
+            let visible = match &self.lower {
+                Some(l) => matches!(
+                    l.lookup(&other).map_err(|e| entry_err(&other, e))?,
+                    Found::Entry { layer: ly, stat, .. } if ly == layer && stat.st_ino == sst.st_ino
+                ),
+                None => false,
+            };
+            let (odir, oname) = split_parent(&other);
+            let present = root.open_dir(odir).ok().is_some_and(|fd| {
+                rustix::fs::statat(&fd, oname, AtFlags::SYMLINK_NOFOLLOW).is_ok()
+            });
+            if !visible || present {
+                continue;
+            }
+            self.copy_up_parents(root, odir, st)?;
+            let dir_times = &mut st.dir_times;
+            let oparent = root
+                .mkdir_all(odir, &mut |p, fd| {
+                    if !dir_times.contains_key(p)
+                        && let Ok(s) = rustix::fs::fstat(fd)
+                    {
+                        dir_times.insert(p.to_string(), stat_times(&s));
+                    }
+                })
+                .map_err(|e| entry_err(&other, e))?;
+            if !st.dir_times.contains_key(odir)
+                && let Ok(s) = rustix::fs::fstat(&oparent)
+            {
+                st.dir_times.insert(odir.to_string(), stat_times(&s));
+            }
+            let tparent = root.open_dir(tdir).map_err(|e| entry_err(target, e))?;
+            rustix::fs::linkat(&tparent, tname, &oparent, oname, AtFlags::empty())
+                .map_err(|e| entry_err(&other, format!("copy-up of a hardlink: {e}")))?;
+            if let Some(d) = self.digests.get(target).copied() {
+                self.digests.insert(other, d);
             }
         }
         Ok(())

@@ -81,6 +81,9 @@ pub enum Found {
 pub struct Lower {
     dirs: Vec<OwnedFd>,
     prefix: String,
+    /// Per layer, built on first use: the names of every inode with more
+    /// than one link.
+    links: std::cell::RefCell<BTreeMap<usize, BTreeMap<u64, Vec<String>>>>,
 }
 
 fn open_dir_at<Fd: AsFd>(dir: Fd, name: &str) -> Result<OwnedFd, Errno> {
@@ -107,6 +110,7 @@ impl Lower {
         Ok(Lower {
             dirs: fds,
             prefix: prefix.to_string(),
+            links: Default::default(),
         })
     }
 
@@ -118,6 +122,49 @@ impl Lower {
     /// The topmost layer's root directory.
     pub fn top(&self) -> Option<&OwnedFd> {
         self.dirs.first()
+    }
+
+    /// Every name (relative to the layer root) of inode `ino` in layer
+    /// `layer`, for a hardlink group that must be copied up whole.
+    pub fn names_of(&self, layer: usize, ino: u64) -> Result<Vec<String>, Errno> {
+        let mut cache = self.links.borrow_mut();
+        if !cache.contains_key(&layer) {
+            let Some(top) = self.dirs.get(layer) else {
+                return Ok(Vec::new());
+            };
+            let mut map: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+            let mut stack = vec![(open_dir_at(top, ".")?, String::new())];
+            while let Some((fd, rel)) = stack.pop() {
+                let mut d = rustix::fs::Dir::read_from(&fd)?;
+                let mut names = Vec::new();
+                while let Some(e) = d.read() {
+                    let e = e?;
+                    let n = e.file_name().to_bytes();
+                    if n != b"." && n != b".." {
+                        names.push(String::from_utf8_lossy(n).into_owned());
+                    }
+                }
+                for n in names {
+                    let st = rustix::fs::statat(&fd, n.as_str(), AtFlags::SYMLINK_NOFOLLOW)?;
+                    let child = if rel.is_empty() {
+                        n.clone()
+                    } else {
+                        format!("{rel}/{n}")
+                    };
+                    if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
+                        stack.push((open_dir_at(&fd, &n)?, child));
+                    } else if st.st_nlink > 1 {
+                        map.entry(st.st_ino).or_default().push(child);
+                    }
+                }
+            }
+            cache.insert(layer, map);
+        }
+        Ok(cache
+            .get(&layer)
+            .and_then(|m| m.get(&ino))
+            .cloned()
+            .unwrap_or_default())
     }
 
     /// Look `path` (cleaned, relative, not `""`) up as overlayfs would.
