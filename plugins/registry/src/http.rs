@@ -90,6 +90,15 @@ pub struct Response {
     framing: Framing,
 }
 
+impl fmt::Debug for Response {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Response")
+            .field("status", &self.status)
+            .field("headers", &self.headers)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Endpoint {
     /// Send one request and read the response head.
     pub fn request(
@@ -458,7 +467,7 @@ pub fn sanitize(s: &str, max: usize) -> String {
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -486,5 +495,62 @@ mod tests {
             "99999999999999999999".to_string(),
         )];
         assert!(content_length(&h).is_err());
+    }
+
+    /// A server on 127.0.0.1 answering each connection with the next of
+    /// `answers` (after reading the request head); returns the endpoint.
+    pub(crate) fn serve(answers: Vec<Vec<u8>>) -> Endpoint {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        std::thread::spawn(move || {
+            for a in answers {
+                let Ok((mut c, _)) = l.accept() else { return };
+                let mut head = Vec::new();
+                let mut b = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && c.read(&mut b).unwrap_or(0) == 1 {
+                    head.push(b[0]);
+                }
+                let _ = c.write_all(&a);
+            }
+        });
+        Endpoint {
+            authority: addr.clone(),
+            connect: vec![addr],
+        }
+    }
+
+    fn get(ep: &Endpoint) -> Result<Response, HttpError> {
+        ep.request("GET", "/", &[], Body::Empty)
+    }
+
+    #[test]
+    fn bodies() {
+        let ep = serve(vec![
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhelloEXTRA".to_vec(),
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n2\r\nde\r\n0\r\nT: 1\r\n\r\n".to_vec(),
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.0 200 OK\r\n\r\nuntil eof".to_vec(),
+            b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999\r\n\r\nshort".to_vec(),
+            b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort".to_vec(),
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n".to_vec(),
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nfffffffffffffff\r\nab".to_vec(),
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n".to_vec(),
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n".to_vec(),
+        ]);
+        assert_eq!(get(&ep).unwrap().read_body(100).unwrap(), b"hello");
+        assert_eq!(get(&ep).unwrap().read_body(100).unwrap(), b"abcde");
+        assert_eq!(get(&ep).unwrap().read_body(100).unwrap(), b"until eof");
+        let e = get(&ep).unwrap().read_body(1 << 20).unwrap_err();
+        assert!(e.0.contains("larger than"), "{e}");
+        let e = get(&ep).unwrap().read_body(100).unwrap_err();
+        assert!(e.0.contains("missing"), "{e}");
+        let e = get(&ep).unwrap().read_body(100).unwrap_err();
+        assert!(e.0.contains("chunk size"), "{e}");
+        // a huge chunk is bounded by read_body, then the body ends early
+        assert!(get(&ep).unwrap().read_body(100).is_err());
+        assert!(get(&ep).is_err());
+        assert!(get(&ep).is_err());
+        // nothing listens any more
+        let e = get(&ep).unwrap_err();
+        assert!(e.0.contains("connect"), "{e}");
     }
 }

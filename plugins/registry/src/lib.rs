@@ -1034,4 +1034,87 @@ mod tests {
         let e = wanted_tags(untagged.as_bytes()).unwrap_err();
         assert!(matches!(e, Error::InvalidArgument(m) if m.contains("untagged")));
     }
+
+    #[test]
+    fn sequential_reads_keep_the_response_and_seeks_start_a_new_range() {
+        let blob: Vec<u8> = (0..=255u8).cycle().take(1000).collect();
+        let part = |from: usize| {
+            let mut a = format!(
+                "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {from}-999/1000\r\nContent-Length: {}\r\n\r\n",
+                1000 - from
+            )
+            .into_bytes();
+            a.extend_from_slice(&blob[from..]);
+            a
+        };
+        // exactly two requests may arrive: from 0, then from 5 (the seek)
+        let ep = http::tests::serve(vec![part(0), part(5)]);
+        let c = Conf {
+            url: format!("http://{}", ep.authority),
+            ep,
+            repo: "r".into(),
+        };
+        let mut r = BlobReader {
+            c,
+            digest: Digest::parse(&format!("sha256:{}", "0".repeat(64))).unwrap(),
+            size: 1000,
+            stream: None,
+        };
+        assert_eq!(r.read_at(0, 10).unwrap(), &blob[..10]);
+        assert_eq!(r.read_at(10, 500).unwrap(), &blob[10..510]);
+        assert_eq!(r.read_at(5, 3).unwrap(), &blob[5..8]);
+        assert_eq!(r.read_at(8, 2000).unwrap(), &blob[8..]);
+        assert!(r.read_at(1000, 10).unwrap().is_empty());
+        // a third request finds nobody listening
+        let e = r.read_at(0, 1).unwrap_err();
+        assert!(matches!(&e, Error::Io(m) if m.contains("connect")), "{e:?}");
+    }
+
+    #[test]
+    fn registry_error_bodies_become_variants() {
+        let body = br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}"#;
+        let ans = |status: &str, body: &[u8]| {
+            let mut a = format!(
+                "HTTP/1.1 {status}\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            )
+            .into_bytes();
+            a.extend_from_slice(body);
+            a
+        };
+        let ep = http::tests::serve(vec![
+            ans("404 Not Found", body),
+            ans(
+                "400 Bad Request",
+                br#"{"errors":[{"code":"DIGEST_INVALID","message":"x"}]}"#,
+            ),
+            ans("503 Service Unavailable", b"<html>down</html>"),
+            ans("500 Internal Server Error", &vec![b'{'; 1 << 20]),
+        ]);
+        let c = Conf {
+            url: format!("http://{}", ep.authority),
+            ep,
+            repo: "r".into(),
+        };
+        let e = get_manifest(&c, "v1").unwrap_err();
+        assert!(
+            matches!(&e, Error::NotFound(m) if m.contains("GET /v2/r/manifests/v1: HTTP 404 Not Found: MANIFEST_UNKNOWN: manifest unknown")),
+            "{e:?}"
+        );
+        let e = get_manifest(&c, "v1").unwrap_err();
+        assert!(
+            matches!(&e, Error::Integrity(m) if m.contains("DIGEST_INVALID")),
+            "{e:?}"
+        );
+        let e = get_manifest(&c, "v1").unwrap_err();
+        assert!(
+            matches!(&e, Error::Io(m) if m.contains("<html>down</html>")),
+            "{e:?}"
+        );
+        let e = get_manifest(&c, "v1").unwrap_err();
+        assert!(
+            matches!(&e, Error::Io(m) if m.contains("HTTP 500") && m.len() < 1000),
+            "{e:?}"
+        );
+    }
 }
