@@ -545,11 +545,12 @@ fn a_failed_unpack_leaves_no_mount_and_no_bundle() {
     assert!(e.contains("--keep-dirlinks"), "{e}");
 }
 
+/// Path, kind, mode, content digest, symlink target.
+type Facts = Vec<(PathBuf, &'static str, u32, Option<String>, Option<PathBuf>)>;
+
 /// Facts of a rootless tree that must match the Go umoci's rootless unpack
 /// (owners differ: nobody's user namespace against root).
-fn rootless_facts(
-    root: &Path,
-) -> Vec<(PathBuf, &'static str, u32, Option<String>, Option<PathBuf>)> {
+fn rootless_facts(root: &Path) -> Facts {
     tree_facts(root)
         .into_iter()
         .map(|(p, f)| (p, f.kind, f.mode, f.content, f.link))

@@ -105,7 +105,10 @@ pub fn is_mounted(rootfs: &Path) -> bool {
         return false;
     };
     here.dev() != up.dev()
-        && rustix::fs::statfs(rootfs).is_ok_and(|s| s.f_type as i64 == OVERLAYFS_SUPER_MAGIC)
+        && rustix::fs::statfs(rootfs).is_ok_and(|s| {
+            let t: i64 = s.f_type;
+            t == OVERLAYFS_SUPER_MAGIC
+        })
 }
 
 fn mount_err(target: &Path, reason: impl Into<String>) -> OverlayError {

@@ -128,7 +128,7 @@ impl Lower {
     /// `layer`, for a hardlink group that must be copied up whole.
     pub fn names_of(&self, layer: usize, ino: u64) -> Result<Vec<String>, Errno> {
         let mut cache = self.links.borrow_mut();
-        if !cache.contains_key(&layer) {
+        if let std::collections::btree_map::Entry::Vacant(slot) = cache.entry(layer) {
             let Some(top) = self.dirs.get(layer) else {
                 return Ok(Vec::new());
             };
@@ -158,7 +158,7 @@ impl Lower {
                     }
                 }
             }
-            cache.insert(layer, map);
+            slot.insert(map);
         }
         Ok(cache
             .get(&layer)
