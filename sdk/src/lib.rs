@@ -4,7 +4,9 @@
 //! a WebAssembly component (target `wasm32-wasip2`) implementing the
 //! `rumoci:driver@0.1.0` contract in the repository's `wit/` directory. The
 //! host runs it sandboxed: one preopened directory (the *store directory*),
-//! no environment, no network, a memory limit and a deadline per call.
+//! no environment, no network (unless the user grants TCP to one host:port
+//! with `url=`; `std::net::TcpStream` works then), a memory limit and a
+//! deadline per call.
 //!
 //! A driver implements three traits, each with defaults that answer
 //! `unsupported` (so a content-store driver only writes [`Cas`], and a layer
