@@ -20,6 +20,7 @@ const PLUGINS: &[&str] = &[
     "evil-bytes",
     "layer-cache",
     "evil-mount",
+    "evil-open",
 ];
 
 fn s(p: &Path) -> &str {
@@ -346,6 +347,57 @@ fn plugin_cannot_leave_its_directory() {
     assert!(!e.contains("ESCAPED"), "{e}");
     assert_eq!(before, snapshot(tmp.path()), "something outside changed");
     assert!(!Path::new("/tmp/pwned").exists());
+}
+
+/// A plugin opening a fifo, a device or a socket in its store is refused:
+/// a fifo would block the host thread where no deadline reaches (this test
+/// hung without the guard), a device node is the host's real device.
+#[test]
+fn plugin_cannot_open_special_files() {
+    use std::os::unix::fs::FileTypeExt;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let l = builtin_layout(tmp.path());
+    run_ok("mkfifo", &[s(&l.join("fifo"))]);
+    run_ok("mknod", &[s(&l.join("null")), "c", "1", "3"]);
+    run_ok("mknod", &[s(&l.join("zero")), "c", "1", "5"]);
+    run_ok("mknod", &[s(&l.join("disk")), "b", "7", "0"]);
+    let _sock = std::os::unix::net::UnixListener::bind(l.join("sock")).expect("bind");
+    std::os::unix::fs::symlink("fifo", l.join("via-link")).expect("symlink");
+    std::fs::write(l.join("plain"), b"plain").expect("write");
+    let before = snapshot(tmp.path());
+    let mut child = Command::new(rumoci_bin())
+        .args(["ls", "--layout", s(&l), "--driver"])
+        .arg(format!("{},timeout=5", plugin("evil-open")))
+        .env("XDG_CACHE_HOME", cache_home())
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn rumoci");
+    let t = Instant::now();
+    while child.try_wait().expect("wait").is_none() {
+        if t.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("rumoci hung on the plugin's open of a fifo");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().expect("output");
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(e.contains("driver evil-open"), "{e}");
+    // six special files, each opened for reading and for writing
+    assert!(e.contains("special files refused: 12"), "{e}");
+    assert!(!e.contains("OPENED") && !e.contains("REGULAR"), "{e}");
+    assert!(
+        e.contains("refused to open \"fifo\" in its store: a fifo"),
+        "the refusal is logged: {e}"
+    );
+    assert_eq!(before, snapshot(tmp.path()), "something changed");
+    let ft = std::fs::symlink_metadata(l.join("fifo"))
+        .expect("stat")
+        .file_type();
+    assert!(ft.is_fifo());
 }
 
 #[test]

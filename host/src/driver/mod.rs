@@ -11,8 +11,9 @@
 //!   engine's precompile-compatibility hash;
 //! * per instance: a deadline per call, a memory limit, a WASI context with
 //!   exactly one preopened directory (the store directory), no environment,
-//!   no network, no stdio; an instance that trapped is dropped and
-//!   re-created on the next call;
+//!   no stdio, no network unless `url=` grants TCP to one host:port, and no
+//!   opening of fifos or devices in the store (`fsguard`); an instance that
+//!   trapped is dropped and re-created on the next call;
 //! * [`WasmCas`]: the [`Cas`](crate::cas::Cas) trait over a plugin. The
 //!   host computes and checks every digest: bytes written pass through a
 //!   hasher on the host side, reads are verified by the callers
@@ -20,6 +21,7 @@
 
 mod cas;
 mod engine;
+mod fsguard;
 mod layer;
 mod runtime;
 mod spec;

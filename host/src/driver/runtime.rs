@@ -36,7 +36,7 @@ pub struct HostState {
     wasi: WasiCtx,
     pub(crate) table: ResourceTable,
     limits: StoreLimits,
-    plugin: String,
+    pub(crate) plugin: String,
     options: Vec<(String, String)>,
 }
 
@@ -191,6 +191,8 @@ impl<W: World> Plugin<W> {
         let mut linker: Linker<HostState> = Linker::new(engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
             .map_err(|e| load_err(&label, format!("{e:#}")))?;
+        super::fsguard::add_to_linker(&mut linker)
+            .map_err(|e| load_err(&label, format!("filesystem guard: {e:#}")))?;
         super::bindings::rumoci::driver::host::add_to_linker::<HostState, HasSelf<HostState>>(
             &mut linker,
             |s| s,
