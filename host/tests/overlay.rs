@@ -532,6 +532,32 @@ fn a_failed_unpack_leaves_no_mount_and_no_bundle() {
     assert!(!b2.join("rootfs").exists() && !b2.join("overlay").exists());
     // the layers before it were committed; the broken one left nothing
     assert_eq!(layer_dirs(&store2).len(), 4);
+    // a layer directory changed behind rumoci's back is refused by name
+    let good = tmp.path().join("good");
+    rd_ok(&[
+        "--driver",
+        &driver,
+        "unpack",
+        "--image",
+        &format!("{}:base", s(&layout)),
+        s(&good),
+    ]);
+    rd_ok(&["umount", s(&good)]);
+    let base_dir = lowerdirs(&good).remove(0);
+    std::fs::write(base_dir.join("usr/new"), b"tampered\n").expect("tamper");
+    let b4 = tmp.path().join("b4");
+    let e = rd_err(&[
+        "--driver",
+        &driver,
+        "unpack",
+        "--image",
+        &format!("{}:base", s(&layout)),
+        s(&b4),
+    ]);
+    assert!(e.contains("changed after the tree was recorded"), "{e}");
+    assert!(e.contains("overlay"), "names the driver: {e}");
+    assert!(mountinfo_beneath(&b4).is_empty());
+    assert!(!b4.join("rootfs").exists() && !b4.join("overlay").exists());
     // --keep-dirlinks cannot be honoured in overlayfs form
     let e = rd_err(&[
         "--driver",

@@ -294,3 +294,72 @@ pub fn copy_meta<S: AsFd, D: AsFd>(src: S, st: &Stat, dst: D, rootless: bool) ->
 pub fn stat_times(st: &Stat) -> Timestamps {
     times_of(st)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn found(l: &Lower, p: &str) -> Option<(usize, String)> {
+        match l.lookup(p).expect("lookup") {
+            Found::Entry { layer, name, .. } => Some((layer, name)),
+            Found::Absent => None,
+            Found::BehindSymlink(s) => Some((99, s)),
+        }
+    }
+
+    /// Lookups as overlayfs resolves them: whiteouts and opaque directories
+    /// hide lower layers, a symlink is never followed between layers.
+    #[test]
+    fn lookup_follows_overlay_rules() {
+        if !rustix::process::geteuid().is_root() {
+            eprintln!("skipped: mknod and trusted xattrs need root");
+            return;
+        }
+        let t = tempfile::tempdir().expect("tempdir");
+        let (top, mid, base) = (t.path().join("3"), t.path().join("2"), t.path().join("1"));
+        for d in [&top, &mid, &base] {
+            std::fs::create_dir(d).expect("mkdir");
+        }
+        std::fs::create_dir_all(base.join("d/sub")).expect("mkdir");
+        std::fs::write(base.join("d/sub/f"), "f").expect("w");
+        std::fs::write(base.join("d/g"), "g").expect("w");
+        std::fs::write(base.join("gone"), "x").expect("w");
+        std::os::unix::fs::symlink("d", base.join("link")).expect("symlink");
+        // mid: d opaque with its own h; gone whited out
+        std::fs::create_dir(mid.join("d")).expect("mkdir");
+        std::fs::write(mid.join("d/h"), "h").expect("w");
+        set_opaque(
+            rustix::fs::open(
+                mid.join("d"),
+                OFlags::RDONLY | OFlags::DIRECTORY,
+                Mode::empty(),
+            )
+            .expect("open"),
+            TRUSTED_PREFIX,
+        )
+        .expect("opaque");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &mid.join("gone"),
+            FileType::CharacterDevice,
+            Mode::empty(),
+            0,
+        )
+        .expect("whiteout");
+        std::fs::write(top.join("new"), "n").expect("w");
+        let l = Lower::open(&[&top, &mid, &base], TRUSTED_PREFIX).expect("open");
+        assert_eq!(found(&l, "new"), Some((0, "new".into())));
+        assert_eq!(found(&l, "d/h"), Some((1, "h".into())));
+        assert_eq!(found(&l, "d"), Some((1, "d".into())));
+        assert_eq!(found(&l, "d/g"), None, "hidden by the opaque directory");
+        assert_eq!(found(&l, "d/sub/f"), None);
+        assert_eq!(found(&l, "gone"), None, "whited out");
+        assert_eq!(found(&l, "link"), Some((2, "link".into())));
+        assert_eq!(found(&l, "link/g"), Some((99, "link".into())));
+        assert_eq!(found(&l, "nothing/here"), None);
+        // without the opaque layer the base shows through
+        let l = Lower::open(&[&top, &base], TRUSTED_PREFIX).expect("open");
+        assert_eq!(found(&l, "d/sub/f"), Some((1, "f".into())));
+        assert_eq!(found(&l, "gone"), Some((1, "gone".into())));
+    }
+}
