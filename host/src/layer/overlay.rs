@@ -340,7 +340,7 @@ mod tests {
         .expect("opaque");
         rustix::fs::mknodat(
             rustix::fs::CWD,
-            &mid.join("gone"),
+            mid.join("gone"),
             FileType::CharacterDevice,
             Mode::empty(),
             0,
