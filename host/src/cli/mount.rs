@@ -22,7 +22,18 @@ fn overlay_meta(a: &Args) -> Result<overlay::OverlayMeta> {
 
 /// Unmount the bundle's rootfs overlay (nothing to do if not mounted).
 pub fn umount(a: Args) -> Result<()> {
-    overlay_meta(&a)?;
+    if let Err(e) = overlay_meta(&a) {
+        // umoci.json rewritten by a tool that drops the field (the Go
+        // umoci's `repack --refresh-bundle`): still end the mount
+        let rootfs = a.bundle.join(rumoci::bundle::create::ROOTFS);
+        if !overlay::is_mounted(&rootfs) {
+            return Err(e);
+        }
+        tracing::warn!(
+            "{e}; {} is an overlay mount all the same: unmounting it",
+            rootfs.display()
+        );
+    }
     let was =
         overlay::umount(&a.bundle).with_context(|| format!("umount {}", a.bundle.display()))?;
     if was {
