@@ -93,6 +93,7 @@ pub fn unpack_bundle(
             manifest.config.digest, config.os
         )));
     }
+    let bundle_existed = std::fs::symlink_metadata(bundle).is_ok();
     std::fs::create_dir_all(bundle).map_err(io(bundle))?;
     // keep unprivileged users away from setuid files inside
     std::fs::set_permissions(bundle, std::os::unix::fs::PermissionsExt::from_mode(0o700))
@@ -194,6 +195,11 @@ pub fn unpack_bundle(
         }
         for f in created_files {
             let _ = std::fs::remove_file(f);
+        }
+        // a bundle directory this unpack made goes too (only if empty:
+        // remove_dir never deletes anything else)
+        if !bundle_existed {
+            let _ = std::fs::remove_dir(bundle);
         }
     }
     res

@@ -7,7 +7,12 @@
 //!   view a copy of `/etc` / `../../etc`;
 //! * `copy-link`: the same through `esc`, a symlink in the store pointing
 //!   out (made by the test), with a forged record beside it;
-//! * `bind`: ask for a bind mount of the store.
+//! * `bind`: ask for a bind mount of the store;
+//! * `overlay-abs` / `overlay-up` / `overlay-link` (declaring
+//!   `layer-store.overlay`): a view whose lower directories are `/etc`,
+//!   `../../etc` (after a good one), or `esc` (the symlink pointing out);
+//! * `overlay-opts`: an overlay view that also asks for its own
+//!   `upperdir=` outside the store.
 //!
 //! The host must refuse each one, naming the plugin, and touch nothing
 //! outside the store.
@@ -42,9 +47,25 @@ fn mount(kind: &str, source: &str) -> MountSpec {
     }
 }
 
+fn overlay(options: &[&str]) -> MountSpec {
+    MountSpec {
+        kind: "overlay".into(),
+        source: String::new(),
+        options: options.iter().map(|o| o.to_string()).collect(),
+    }
+}
+
 impl Driver for Evil {
     fn info() -> DriverInfo {
-        DriverInfo::new("evil-mount", "0.0.0", &["layer-store"])
+        if mode().starts_with("overlay") {
+            DriverInfo::new(
+                "evil-mount",
+                "0.0.0",
+                &["layer-store", "layer-store.overlay"],
+            )
+        } else {
+            DriverInfo::new("evil-mount", "0.0.0", &["layer-store"])
+        }
     }
 }
 impl Cas for Evil {}
@@ -52,6 +73,7 @@ impl LayerStore for Evil {
     fn stat(name: String) -> Result<Option<SnapshotInfo>> {
         Ok(match mode().as_str() {
             "copy-abs" | "copy-up" | "copy-link" | "bind" => Some(committed(name)),
+            m if m.starts_with("overlay") => Some(committed(name)),
             _ => None,
         })
     }
@@ -78,6 +100,10 @@ impl LayerStore for Evil {
             "copy-up" => vec![mount("copy", "../../etc")],
             "copy-link" => vec![mount("copy", "esc")],
             "bind" => vec![mount("bind", ".")],
+            "overlay-abs" => vec![overlay(&["lowerdir=/etc"])],
+            "overlay-up" => vec![overlay(&["lowerdir=fs:../../etc"])],
+            "overlay-link" => vec![overlay(&["lowerdir=esc"])],
+            "overlay-opts" => vec![overlay(&["lowerdir=fs", "upperdir=../../etc"])],
             m => return Err(Error::Other(format!("view not expected in mode {m}"))),
         })
     }
