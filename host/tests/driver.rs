@@ -6,11 +6,14 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::sync::OnceLock;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
+
+fn plugin(name: &str) -> String {
+    plugin_wasm(PLUGINS, name)
+}
 
 const PLUGINS: &[&str] = &[
     "dir-cas",
@@ -25,68 +28,6 @@ const PLUGINS: &[&str] = &[
 
 fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
-}
-
-/// Build every test plugin once per test binary (cargo caches across runs)
-/// into `$CARGO_TARGET_TMPDIR/plugins`; returns the wasm directory.
-fn plugin_dir() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("plugins");
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .expect("workspace root");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.current_dir(root)
-            .args(["build", "--release", "--target", "wasm32-wasip2"])
-            // Smaller components compile faster; no debug info needed here.
-            .args(["--config", "profile.release.debug=false"])
-            .args(["--config", "profile.release.strip=true"])
-            .env("CARGO_TARGET_DIR", &target);
-        for p in PLUGINS {
-            cmd.args(["-p", p]);
-        }
-        let status = cmd.status().expect("run cargo build for the plugins");
-        assert!(status.success(), "building the test plugins failed");
-        target.join("wasm32-wasip2").join("release")
-    })
-}
-
-fn plugin(name: &str) -> String {
-    let p = plugin_dir().join(format!("{}.wasm", name.replace('-', "_")));
-    assert!(p.is_file(), "{} missing", p.display());
-    p.to_str().expect("utf-8").to_string()
-}
-
-fn cache_home() -> PathBuf {
-    Path::new(env!("CARGO_TARGET_TMPDIR")).join("xdg-cache")
-}
-
-/// Run rumoci with a test-local compiled-plugin cache and a fixed time.
-fn rd(args: &[&str]) -> Output {
-    Command::new(rumoci_bin())
-        .args(args)
-        .env("XDG_CACHE_HOME", cache_home())
-        .env("SOURCE_DATE_EPOCH", "1700000000")
-        .output()
-        .expect("spawn rumoci")
-}
-
-fn rd_ok(args: &[&str]) -> String {
-    let out = rd(args);
-    assert!(
-        out.status.success(),
-        "rumoci {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn rd_err(args: &[&str]) -> String {
-    let out = rd(args);
-    assert!(!out.status.success(), "rumoci {args:?} should have failed");
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// The scenario run once per driver; returns the outputs of ls and stat.

@@ -4,8 +4,6 @@
 //! a user namespace. Every tree is compared with the Go umoci's.
 
 mod common;
-#[path = "common/plugins.rs"]
-mod plugins;
 
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
@@ -20,36 +18,7 @@ fn s(p: &Path) -> &str {
 }
 
 fn overlay_wasm() -> String {
-    plugins::plugin(PLUGINS, "overlay")
-}
-
-fn cache_home() -> PathBuf {
-    Path::new(env!("CARGO_TARGET_TMPDIR")).join("xdg-cache")
-}
-
-fn rd(args: &[&str]) -> Output {
-    Command::new(rumoci_bin())
-        .args(args)
-        .env("XDG_CACHE_HOME", cache_home())
-        .env("SOURCE_DATE_EPOCH", "1700000000")
-        .output()
-        .expect("spawn rumoci")
-}
-
-fn rd_ok(args: &[&str]) -> String {
-    let out = rd(args);
-    assert!(
-        out.status.success(),
-        "rumoci {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn rd_err(args: &[&str]) -> String {
-    let out = rd(args);
-    assert!(!out.status.success(), "rumoci {args:?} should have failed");
-    String::from_utf8_lossy(&out.stderr).into_owned()
+    plugin_wasm(PLUGINS, "overlay")
 }
 
 /// Lazily unmounts every overlay beneath its directory when dropped, so a

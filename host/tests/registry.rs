@@ -22,10 +22,7 @@ fn sp(p: &Path) -> &str {
 const REGISTRY: &str = "/usr/bin/docker-registry";
 
 fn plugin(name: &str) -> String {
-    let p =
-        build_plugins(&["registry", "evil-net"]).join(format!("{}.wasm", name.replace('-', "_")));
-    assert!(p.is_file(), "{} missing", p.display());
-    sp(&p).to_string()
+    plugin_wasm(&["registry", "evil-net"], name)
 }
 
 /// A free TCP port on 127.0.0.1 (nothing listens on it afterwards).

@@ -502,3 +502,44 @@ pub fn build_plugins(names: &[&str]) -> &'static Path {
         target.join("wasm32-wasip2").join("release")
     })
 }
+
+/// The `.wasm` file of plugin `name`, one of `names` (built by
+/// [`build_plugins`]).
+pub fn plugin_wasm(names: &[&str], name: &str) -> String {
+    let p = build_plugins(names).join(format!("{}.wasm", name.replace('-', "_")));
+    assert!(p.is_file(), "{} missing", p.display());
+    p.to_str().expect("utf-8").to_string()
+}
+
+/// The test-local cache of compiled plugins (`XDG_CACHE_HOME`).
+pub fn cache_home() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("xdg-cache")
+}
+
+/// Run rumoci with the test-local compiled-plugin cache and a fixed time.
+pub fn rd(args: &[&str]) -> Output {
+    Command::new(rumoci_bin())
+        .args(args)
+        .env("XDG_CACHE_HOME", cache_home())
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .output()
+        .expect("spawn rumoci")
+}
+
+/// [`rd`], requiring success; returns stdout.
+pub fn rd_ok(args: &[&str]) -> String {
+    let out = rd(args);
+    assert!(
+        out.status.success(),
+        "rumoci {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// [`rd`], requiring failure; returns stderr.
+pub fn rd_err(args: &[&str]) -> String {
+    let out = rd(args);
+    assert!(!out.status.success(), "rumoci {args:?} should have failed");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
