@@ -37,6 +37,12 @@
 //! [`store_dir`] (discovers the single preopened directory), [`log`] and
 //! [`config`] (host imports), and [`open_file_stream`] for the stream fast
 //! path.
+//!
+//! For layer stores: [`SnapshotStore`] and [`SnapshotDriver`] (a store
+//! value with the `layer-store` operations, made a driver), and
+//! [`store_util`] (name and label checks, an atomically replaced record
+//! file, tree walks and removals that open only directories, garbage
+//! collection, paging).
 
 use std::cell::RefCell;
 use std::path::{Component, Path, PathBuf};
@@ -55,6 +61,11 @@ pub mod bindings {
         default_bindings_module: "rumoci_driver_sdk::bindings",
     });
 }
+
+pub mod snapshot_store;
+pub mod store_util;
+
+pub use snapshot_store::{SnapshotDriver, SnapshotStore};
 
 use bindings::exports::rumoci::driver::{cas as gcas, layer_store as gls, meta as gmeta};
 use bindings::rumoci::driver::host;

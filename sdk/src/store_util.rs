@@ -1,0 +1,412 @@
+//! Building blocks for layer stores that keep their records in one file
+//! (e.g. `db.json`) and their trees in directories beneath the store
+//! directory: name and label checks, option values, an atomically replaced
+//! record file, tree walks and removals, garbage collection and paging.
+//!
+//! Everything works on plain paths, so a store built on it can be tested
+//! natively (outside the sandbox).
+//!
+//! Trees in a layer store hold fifos and device nodes from images, and the
+//! host refuses to let a plugin open one. std's `fs::remove_dir_all` opens
+//! every entry over WASI, so the walks here ([`walk_usage`],
+//! [`remove_tree`], [`remove_any`]) open directories only, and only `stat`,
+//! unlink or rename anything else.
+
+use std::collections::hash_map::RandomState;
+use std::collections::{BTreeMap, HashSet};
+use std::fs::{self, File};
+use std::hash::{BuildHasher, Hasher};
+use std::io::{ErrorKind, Write};
+use std::ops::Bound;
+use std::path::Path;
+
+use crate::{DiskUsage, Error, Labels, Level, Result, SnapshotInfo, SnapshotPage};
+
+/// Longest accepted snapshot name or key, in bytes.
+pub const MAX_NAME: usize = 512;
+/// Largest accepted label set (keys plus values), in bytes.
+pub const MAX_LABEL_BYTES: usize = 64 << 10;
+/// Page size of [`page`] when the caller asks for `limit = 0`.
+pub const DEFAULT_PAGE: usize = 256;
+/// Largest page [`page`] answers.
+pub const MAX_PAGE: usize = 4096;
+
+/// Log messages a store gathers during a call, forwarded to the host
+/// afterwards (see [`crate::SnapshotStore::take_notes`]).
+pub type Notes = Vec<(Level, String)>;
+
+/// An `io` error with context, whatever the error's kind (unlike
+/// [`Error::io`], a missing file is not `not-found`).
+pub fn io_err(what: impl std::fmt::Display, e: std::io::Error) -> Error {
+    Error::Io(format!("{what}: {e}"))
+}
+
+/// Check a snapshot name, key, parent or cursor (`what` names it in the
+/// error): not empty, at most [`MAX_NAME`] bytes, no control characters.
+/// Errors are `invalid-argument`. Such names are never used as paths.
+pub fn check_name(what: &str, s: &str) -> Result<()> {
+    if s.is_empty() {
+        return Err(Error::InvalidArgument(format!("{what} is empty")));
+    }
+    if s.len() > MAX_NAME {
+        return Err(Error::InvalidArgument(format!(
+            "{what} is {} bytes long (at most {MAX_NAME})",
+            s.len()
+        )));
+    }
+    if s.chars().any(char::is_control) {
+        return Err(Error::InvalidArgument(format!(
+            "{what} {s:?} contains a control character"
+        )));
+    }
+    Ok(())
+}
+
+/// Check that a label set is at most [`MAX_LABEL_BYTES`] (keys plus
+/// values); else `invalid-argument`.
+pub fn check_labels(labels: &Labels) -> Result<()> {
+    let total: usize = labels.iter().map(|(k, v)| k.len() + v.len()).sum();
+    if total > MAX_LABEL_BYTES {
+        return Err(Error::InvalidArgument(format!(
+            "labels total {total} bytes (at most {MAX_LABEL_BYTES})"
+        )));
+    }
+    Ok(())
+}
+
+/// Apply `extra` on top of `base`: a key already in `base` takes the later
+/// value at its earlier position, new keys are appended in order.
+pub fn merge_labels(base: &mut Labels, extra: Labels) {
+    for (k, v) in extra {
+        match base.iter_mut().find(|(bk, _)| *bk == k) {
+            Some(slot) => slot.1 = v,
+            None => base.push((k, v)),
+        }
+    }
+}
+
+/// Parse a size option: `N`, `NK`, `NM`, `NG` or `NT` (case-insensitive
+/// suffix, powers of 1024). `None` if malformed or too large for a `u64`.
+pub fn parse_size(v: &str) -> Option<u64> {
+    let (num, shift) = match v.as_bytes().last()? {
+        b'K' | b'k' => (&v[..v.len() - 1], 10),
+        b'M' | b'm' => (&v[..v.len() - 1], 20),
+        b'G' | b'g' => (&v[..v.len() - 1], 30),
+        b'T' | b't' => (&v[..v.len() - 1], 40),
+        _ => (v, 0),
+    };
+    if num.is_empty() || !num.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    num.parse::<u64>().ok()?.checked_mul(1u64 << shift)
+}
+
+/// Sixteen random hex digits, for temporary file names. `RandomState` is
+/// seeded from the OS (`wasi:random` inside the sandbox).
+pub fn random_suffix() -> String {
+    format!("{:016x}", RandomState::new().build_hasher().finish())
+}
+
+/// A record file directly beneath a store root, replaced atomically: the
+/// new contents go to `<tmp_prefix><random>` (synced), which is then
+/// renamed over `name`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordFile {
+    /// The file's name, e.g. `db.json`; also the context of its errors.
+    pub name: &'static str,
+    /// Prefix of its temporaries, e.g. `db.json.tmp-`.
+    pub tmp_prefix: &'static str,
+}
+
+impl RecordFile {
+    /// The file's contents, `None` if it does not exist; any other failure
+    /// is an `io` error naming the file.
+    pub fn read(&self, root: &Path) -> Result<Option<Vec<u8>>> {
+        match fs::read(root.join(self.name)) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err(self.name, e)),
+        }
+    }
+
+    /// Replace the file with `bytes` atomically (a failure removes the
+    /// temporary and is an `io` error naming the file).
+    pub fn write(&self, root: &Path, bytes: &[u8]) -> Result<()> {
+        let tmp = root.join(format!("{}{}", self.tmp_prefix, random_suffix()));
+        let dest = root.join(self.name);
+        let res = (|| -> std::io::Result<()> {
+            let mut f = File::create(&tmp)?;
+            f.write_all(bytes)?;
+            f.sync_all()?;
+            fs::rename(&tmp, &dest)
+        })();
+        if res.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        res.map_err(|e| io_err(self.name, e))
+    }
+
+    /// Remove stray temporaries (left by a crash) beneath `root`; best
+    /// effort.
+    pub fn remove_temporaries(&self, root: &Path) {
+        if let Ok(rd) = fs::read_dir(root) {
+            for entry in rd.flatten() {
+                if entry
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with(self.tmp_prefix)
+                {
+                    let _ = fs::remove_file(entry.path());
+                }
+            }
+        }
+    }
+}
+
+/// Bytes of regular files and number of entries (the root included) of the
+/// tree at `dir`, without following symlinks and opening only directories.
+/// Iterative: trees can be deep and the wasm stack is small. Hard links are
+/// counted once per name.
+pub fn walk_usage(dir: &Path) -> std::io::Result<DiskUsage> {
+    let mut u = DiskUsage { size: 0, inodes: 1 };
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in fs::read_dir(&d)? {
+            let entry = entry?;
+            let p = entry.path();
+            let m = fs::symlink_metadata(&p)?;
+            u.inodes += 1;
+            if m.is_dir() {
+                stack.push(p);
+            } else if m.is_file() {
+                u.size += m.len();
+            }
+        }
+    }
+    Ok(u)
+}
+
+/// Remove the directory tree at `p` without opening anything but
+/// directories. std's `remove_dir_all` opens entries over WASI, and the host
+/// refuses to let a plugin open a fifo or a device node (opening a fifo
+/// could also block the host, and no deadline interrupts a host call).
+/// Iterative, like [`walk_usage`].
+pub fn remove_tree(p: &Path) -> std::io::Result<()> {
+    // directories in the order found; removed deepest first
+    let mut dirs = vec![p.to_path_buf()];
+    let mut i = 0;
+    while i < dirs.len() {
+        let d = dirs[i].clone();
+        for e in fs::read_dir(&d)? {
+            let e = e?;
+            if e.file_type()?.is_dir() {
+                dirs.push(e.path());
+            } else {
+                fs::remove_file(e.path())?;
+            }
+        }
+        i += 1;
+    }
+    for d in dirs.iter().rev() {
+        fs::remove_dir(d)?;
+    }
+    Ok(())
+}
+
+/// Remove a path whatever it is (a directory with [`remove_tree`]); a
+/// missing path is fine.
+pub fn remove_any(p: &Path) -> std::io::Result<()> {
+    let res = match fs::symlink_metadata(p) {
+        Ok(m) if m.is_dir() => remove_tree(p),
+        Ok(_) => fs::remove_file(p),
+        Err(e) => Err(e),
+    };
+    match res {
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+        r => r,
+    }
+}
+
+/// Remove every entry of `root/<dir>` whose name is not in `live` (left by
+/// a crash, or by a removal whose deletion failed), best effort: each
+/// removal or failure becomes a note (`info` or `warn`) naming
+/// `<dir>/<name>` and the record file `db_file`. A missing `root/<dir>` is
+/// fine.
+pub fn remove_unrecorded(
+    root: &Path,
+    dir: &str,
+    live: &HashSet<String>,
+    db_file: &str,
+    notes: &mut Notes,
+) {
+    if let Ok(rd) = fs::read_dir(root.join(dir)) {
+        for entry in rd.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if live.contains(&name) {
+                continue;
+            }
+            match remove_any(&entry.path()) {
+                Ok(()) => notes.push((
+                    Level::Info,
+                    format!("removed {dir}/{name}: no record in {db_file} (left by an interrupted operation)"),
+                )),
+                Err(e) => notes.push((
+                    Level::Warn,
+                    format!("cannot remove unrecorded {dir}/{name}: {e}"),
+                )),
+            }
+        }
+    }
+}
+
+/// Delete `root/<dir>/<name>` of a record already removed (and saved); a
+/// failure becomes a `warn` note and leaves garbage for
+/// [`remove_unrecorded`] to retry on the next load.
+pub fn delete_unrecorded(root: &Path, dir: &str, name: &str, notes: &mut Notes) {
+    if let Err(e) = remove_any(&root.join(dir).join(name)) {
+        notes.push((
+            Level::Warn,
+            format!("cannot delete {dir}/{name} (retried on next use): {e}"),
+        ));
+    }
+}
+
+/// One page of `records` (sorted by name) for `layer-store.list-snapshots`:
+/// at most `limit` items ([`DEFAULT_PAGE`] for 0, at most [`MAX_PAGE`])
+/// after the name `cursor` (which need not exist any more), each made by
+/// `info`; `next` is the last name of the page when more follow.
+pub fn page<R>(
+    records: &BTreeMap<String, R>,
+    cursor: Option<&str>,
+    limit: u32,
+    info: impl Fn(&str, &R) -> SnapshotInfo,
+) -> Result<SnapshotPage> {
+    let limit = match limit as usize {
+        0 => DEFAULT_PAGE,
+        n => n.min(MAX_PAGE),
+    };
+    let lower = match cursor {
+        Some(c) => {
+            check_name("cursor", c)?;
+            Bound::Excluded(c)
+        }
+        None => Bound::Unbounded,
+    };
+    let mut it = records
+        .range::<str, _>((lower, Bound::Unbounded))
+        .peekable();
+    let items: Vec<SnapshotInfo> = it.by_ref().take(limit).map(|(n, r)| info(n, r)).collect();
+    let next = match (it.peek(), items.last()) {
+        (Some(_), Some(last)) => Some(last.name.clone()),
+        _ => None,
+    };
+    Ok(SnapshotPage { items, next })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    /// A fresh directory beneath the system's temporary directory, removed
+    /// on drop.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new() -> TempDir {
+            let p = std::env::temp_dir().join(format!("rumoci-sdk-test-{}", random_suffix()));
+            fs::create_dir(&p).unwrap();
+            TempDir(p)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = remove_any(&self.0);
+        }
+    }
+
+    #[test]
+    fn names_labels_sizes() {
+        assert!(check_name("key", "a").is_ok());
+        assert!(check_name("key", "").is_err());
+        assert!(check_name("key", "a\nb").is_err());
+        assert!(check_name("key", &"x".repeat(MAX_NAME)).is_ok());
+        assert!(check_name("key", &"x".repeat(MAX_NAME + 1)).is_err());
+        assert!(check_labels(&vec![("k".into(), "x".repeat(MAX_LABEL_BYTES))]).is_err());
+        let mut l: Labels = vec![("a".into(), "1".into()), ("b".into(), "2".into())];
+        merge_labels(
+            &mut l,
+            vec![("c".into(), "3".into()), ("a".into(), "4".into())],
+        );
+        assert_eq!(
+            l,
+            vec![
+                ("a".to_string(), "4".to_string()),
+                ("b".into(), "2".into()),
+                ("c".into(), "3".into())
+            ]
+        );
+        assert_eq!(parse_size("2G"), Some(2 << 30));
+        assert_eq!(parse_size("7"), Some(7));
+        for bad in ["", "G", "-1", "1.5G", "2GB", "99999999999T", " 1"] {
+            assert_eq!(parse_size(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn record_file_and_trees() {
+        let tmp = TempDir::new();
+        let root = &tmp.0;
+        let db = RecordFile {
+            name: "db.json",
+            tmp_prefix: "db.json.tmp-",
+        };
+        assert_eq!(db.read(root).unwrap(), None);
+        db.write(root, b"one").unwrap();
+        db.write(root, b"two").unwrap();
+        assert_eq!(db.read(root).unwrap().as_deref(), Some(&b"two"[..]));
+        fs::write(root.join("db.json.tmp-x"), b"").unwrap();
+        db.remove_temporaries(root);
+        assert!(!root.join("db.json.tmp-x").exists());
+
+        fs::create_dir_all(root.join("d/1/fs/sub")).unwrap();
+        fs::write(root.join("d/1/fs/a"), b"123").unwrap();
+        fs::write(root.join("d/1/fs/sub/b"), b"45").unwrap();
+        let u = walk_usage(&root.join("d/1/fs")).unwrap();
+        assert_eq!((u.size, u.inodes), (5, 4));
+        fs::create_dir_all(root.join("d/2/x")).unwrap();
+        fs::write(root.join("d/3"), b"").unwrap();
+        let live: HashSet<String> = ["1".to_string()].into();
+        let mut notes = Notes::new();
+        remove_unrecorded(root, "d", &live, "db.json", &mut notes);
+        assert_eq!(notes.len(), 2, "{notes:?}");
+        assert!(root.join("d/1/fs/a").exists());
+        assert!(!root.join("d/2").exists() && !root.join("d/3").exists());
+        delete_unrecorded(root, "d", "1", &mut notes);
+        assert!(!root.join("d/1").exists());
+        assert_eq!(notes.len(), 2, "{notes:?}");
+        remove_any(&root.join("d/missing")).unwrap();
+    }
+
+    #[test]
+    fn pages() {
+        let info = |n: &str, _: &()| SnapshotInfo {
+            name: n.to_string(),
+            parent: None,
+            kind: crate::SnapshotKind::Committed,
+            diff_id: None,
+            labels: Vec::new(),
+            meta: None,
+        };
+        let m: BTreeMap<String, ()> = (0..5).map(|i| (format!("n{i}"), ())).collect();
+        let p = page(&m, None, 2, info).unwrap();
+        assert_eq!(p.items.len(), 2);
+        assert_eq!(p.next.as_deref(), Some("n1"));
+        let p = page(&m, Some("n2x"), 0, info).unwrap();
+        assert_eq!(p.items.len(), 2);
+        assert_eq!(p.next, None);
+        assert!(page(&m, Some(""), 0, info).is_err());
+    }
+}
