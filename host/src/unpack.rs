@@ -259,17 +259,9 @@ fn perform_mounts(
         &mut check,
     )
     .map_err(|e| store_err(store, format!("snapshot {name}: {e}")))?;
-    if seen != record.len() {
-        return Err(store_err(
-            store,
-            format!(
-                "snapshot {name}: {} of its {} recorded entries are missing",
-                record.len().saturating_sub(seen),
-                record.len()
-            ),
-        ));
-    }
-    Ok(())
+    record
+        .check_count(seen)
+        .map_err(|e| store_err(store, format!("snapshot {name}: {e}")))
 }
 
 /// Unpack the image into the existing, empty directory `rootfs` through a

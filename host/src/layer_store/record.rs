@@ -69,6 +69,35 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RecordError + '_ {
     }
 }
 
+/// Walk the tree at `root` depth first: `visit(path, rel)` sees every entry
+/// (`rel` relative, `/`-separated, `""` for the root, non-UTF-8 bytes
+/// replaced) and says whether it is a directory to descend into; errors
+/// listing a directory go through `io_err`.
+fn walk<E>(
+    root: &Path,
+    io_err: impl Fn(&Path, std::io::Error) -> E,
+    mut visit: impl FnMut(&Path, &str) -> Result<bool, E>,
+) -> Result<(), E> {
+    let mut stack = vec![(root.to_path_buf(), String::new())];
+    while let Some((path, rel)) = stack.pop() {
+        if !visit(&path, &rel)? {
+            continue;
+        }
+        for e in std::fs::read_dir(&path).map_err(|e| io_err(&path, e))? {
+            let e = e.map_err(|e| io_err(&path, e))?;
+            let name = e.file_name();
+            let n = name.to_string_lossy();
+            let child = if rel.is_empty() {
+                n.into_owned()
+            } else {
+                format!("{rel}/{n}")
+            };
+            stack.push((e.path(), child));
+        }
+    }
+    Ok(())
+}
+
 impl Record {
     /// Record the tree at `root` as it is now; `digests` are the sha256 of
     /// its regular files (files missing there are hashed).
@@ -77,32 +106,26 @@ impl Record {
         digests: &BTreeMap<String, [u8; 32]>,
     ) -> Result<Record, RecordError> {
         let mut entries = BTreeMap::new();
-        let mut stack = vec![(root.to_path_buf(), String::new())];
-        while let Some((path, rel)) = stack.pop() {
-            let md = std::fs::symlink_metadata(&path).map_err(io(&path))?;
-            let sum = if md.is_file() {
-                Some(match digests.get(&rel) {
-                    Some(d) => hex::encode(d),
-                    None => hex::encode(crate::mtree::sha256_file(&path).map_err(io(&path))?),
-                })
-            } else {
-                None
-            };
-            if md.is_dir() {
-                for e in std::fs::read_dir(&path).map_err(io(&path))? {
-                    let e = e.map_err(io(&path))?;
-                    let name = e.file_name();
-                    let n = name.to_string_lossy();
-                    let child = if rel.is_empty() {
-                        n.into_owned()
-                    } else {
-                        format!("{rel}/{n}")
-                    };
-                    stack.push((e.path(), child));
-                }
-            }
-            entries.insert(rel, Entry(md.ino(), md.ctime(), md.ctime_nsec(), sum));
-        }
+        walk(
+            root,
+            |p, e| io(p)(e),
+            |path, rel| {
+                let md = std::fs::symlink_metadata(path).map_err(io(path))?;
+                let sum = if md.is_file() {
+                    Some(match digests.get(rel) {
+                        Some(d) => hex::encode(d),
+                        None => hex::encode(crate::mtree::sha256_file(path).map_err(io(path))?),
+                    })
+                } else {
+                    None
+                };
+                entries.insert(
+                    rel.to_string(),
+                    Entry(md.ino(), md.ctime(), md.ctime_nsec(), sum),
+                );
+                Ok(md.is_dir())
+            },
+        )?;
         Ok(Record { entries })
     }
 
@@ -150,26 +173,25 @@ impl Record {
     /// recorded (same inode, same ctime), none added, none missing.
     pub fn verify(&self, root: &Path) -> Result<(), String> {
         let mut seen = 0usize;
-        let mut stack = vec![(root.to_path_buf(), String::new())];
-        while let Some((path, rel)) = stack.pop() {
-            let st = rustix::fs::lstat(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-            self.check(&rel, &st)
-                .map_err(|e| format!("{}: {e}", if rel.is_empty() { "/" } else { &rel }))?;
-            seen += 1;
-            if rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory {
-                for e in std::fs::read_dir(&path).map_err(|e| format!("{}: {e}", path.display()))? {
-                    let e = e.map_err(|e| format!("{}: {e}", path.display()))?;
-                    let name = e.file_name();
-                    let n = name.to_string_lossy();
-                    let child = if rel.is_empty() {
-                        n.into_owned()
-                    } else {
-                        format!("{rel}/{n}")
-                    };
-                    stack.push((e.path(), child));
-                }
-            }
-        }
+        let io = |p: &Path, e: &dyn std::fmt::Display| format!("{}: {e}", p.display());
+        walk(
+            root,
+            |p, e| io(p, &e),
+            |path, rel| {
+                let st = rustix::fs::lstat(path).map_err(|e| io(path, &e))?;
+                self.check(rel, &st)
+                    .map_err(|e| format!("{}: {e}", if rel.is_empty() { "/" } else { rel }))?;
+                seen += 1;
+                Ok(rustix::fs::FileType::from_raw_mode(st.st_mode)
+                    == rustix::fs::FileType::Directory)
+            },
+        )?;
+        self.check_count(seen)
+    }
+
+    /// After a walk of the tree that found every one of its `seen` entries
+    /// in the record: `Err` unless that is all of the record.
+    pub fn check_count(&self, seen: usize) -> Result<(), String> {
         if seen != self.entries.len() {
             return Err(format!(
                 "{} of its {} recorded entries are missing",
