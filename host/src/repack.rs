@@ -15,13 +15,15 @@ use crate::bundle::create::{ROOTFS, mtree_name};
 use crate::bundle::meta::Meta;
 use crate::cas::Cas;
 use crate::cas::refs::DescriptorPath;
-use crate::layer::generate::{GenerateOptions, TarGenerator, is_whiteout_name};
+use crate::layer::generate::{
+    GenerateError, GenerateOptions, TarGenerator, children_rev, is_whiteout_name,
+};
 use crate::layer::idmap::owner_mapper;
 use crate::layer::root::clean_path;
 use crate::mtree::diff::{self, DeltaKind, DiffStats};
 use crate::mtree::parse::{self, Spec};
 use crate::mtree::statcache::StatCache;
-use crate::mutate::{Compression, MutateError, Mutator};
+use crate::mutate::{Compression, LayerWriter, MutateError, Mutator};
 use crate::oci::{History, media};
 
 /// Errors of a repack.
@@ -48,7 +50,7 @@ pub enum RepackError {
     Diff(#[from] diff::DiffError),
     /// Writing the layer failed.
     #[error(transparent)]
-    Generate(#[from] crate::layer::generate::GenerateError),
+    Generate(#[from] GenerateError),
     /// Writing blobs or the image failed.
     #[error(transparent)]
     Mutate(#[from] MutateError),
@@ -168,24 +170,11 @@ pub fn repack_bundle(
     if !std::fs::symlink_metadata(&rootfs).is_ok_and(|m| m.is_dir()) {
         return Err(bundle_err(bundle, "rootfs/ is missing or not a directory"));
     }
-    let mut m = Mutator::new(cas, path)?;
+    let m = Mutator::new(cas, path)?;
 
     let (deltas, stats) = diff::compare(&rootfs, &spec, cache.as_ref())?;
     let changed: HashSet<Vec<u8>> = deltas.iter().map(|d| d.path.clone()).collect();
-    let mut masks: Vec<Vec<u8>> = opts
-        .mask_paths
-        .iter()
-        .map(|p| clean_path(p).into_bytes())
-        .collect();
-    if !opts.no_mask_volumes {
-        masks.extend(
-            m.config()
-                .config
-                .volumes
-                .keys()
-                .map(|v| clean_path(v).into_bytes()),
-        );
-    }
+    let masks = masks(opts, &m);
     let deltas = diff::simplify(diff::mask(deltas, &masks));
     tracing::debug!(
         "repack: {} changes; walked {}, {} unchanged by the stat cache, {} hashed",
@@ -211,28 +200,82 @@ pub fn repack_bundle(
         names.push(name);
     }
 
+    let new = add_layer(m, opts, &meta, deltas.len(), |tar| {
+        for (d, name) in deltas.iter().zip(&names) {
+            match d.kind {
+                DeltaKind::Missing => tar.add_whiteout(name)?,
+                DeltaKind::Extra | DeltaKind::Modified => {
+                    let (host, arch) = member(&rootfs, name);
+                    tar.add_path(arch, &host)?;
+                }
+            }
+        }
+        Ok(())
+    })?;
+    Ok(RepackOutcome {
+        path: new,
+        entries: deltas.len(),
+        stats,
+        meta,
+        spec,
+        changed,
+    })
+}
+
+/// The paths whose changes are left out: `--mask-path`s and, unless
+/// `--no-mask-volumes`, the image's volumes.
+fn masks(opts: &RepackOptions, m: &Mutator<'_>) -> Vec<Vec<u8>> {
+    let mut masks: Vec<Vec<u8>> = opts
+        .mask_paths
+        .iter()
+        .map(|p| clean_path(p).into_bytes())
+        .collect();
+    if !opts.no_mask_volumes {
+        masks.extend(
+            m.config()
+                .config
+                .volumes
+                .keys()
+                .map(|v| clean_path(v).into_bytes()),
+        );
+    }
+    masks
+}
+
+/// The host path and the archive name of the entry `name` (relative,
+/// `""` for the root) of the tree at `root`.
+fn member<'a>(root: &Path, name: &'a str) -> (PathBuf, &'a str) {
+    if name.is_empty() {
+        (root.to_path_buf(), ".")
+    } else {
+        (root.join(name), name)
+    }
+}
+
+/// Commit the image with one new layer of `entries` entries, which `write`
+/// puts into the tar (owners mapped as at unpack, mtimes clamped as asked);
+/// with no entries, no layer is added, only an `empty_layer` history entry.
+/// An empty history author is the image's.
+fn add_layer(
+    mut m: Mutator<'_>,
+    opts: &RepackOptions,
+    meta: &Meta,
+    entries: usize,
+    write: impl FnOnce(&mut TarGenerator<LayerWriter>) -> Result<(), RepackError>,
+) -> Result<DescriptorPath, RepackError> {
     let mut history = opts.history.clone();
     if let Some(h) = &mut history
         && h.author.is_empty()
     {
         h.author = m.config().author.clone();
     }
-    if deltas.is_empty() {
+    if entries == 0 {
         if let Some(mut h) = history {
             h.empty_layer = true;
             m.add_history(h);
         }
-        let new = m.commit()?;
-        return Ok(RepackOutcome {
-            path: new,
-            entries: 0,
-            stats,
-            meta,
-            spec,
-            changed,
-        });
+        return Ok(m.commit()?);
     }
-
     let compression = opts
         .compression
         .unwrap_or_else(|| Compression::auto(&m.manifest().layers));
@@ -247,31 +290,10 @@ pub fn repack_bundle(
         clamp_mtime: opts.clamp_mtime,
     };
     let mut tar = TarGenerator::new(layer, gen_opts);
-    for (d, name) in deltas.iter().zip(&names) {
-        match d.kind {
-            DeltaKind::Missing => tar.add_whiteout(name)?,
-            DeltaKind::Extra | DeltaKind::Modified => {
-                let host: PathBuf = if name.is_empty() {
-                    rootfs.clone()
-                } else {
-                    rootfs.join(name)
-                };
-                let arch = if name.is_empty() { "." } else { name.as_str() };
-                tar.add_path(arch, &host)?;
-            }
-        }
-    }
+    write(&mut tar)?;
     let layer = tar.finish()?;
     m.finish_layer(layer, history)?;
-    let new = m.commit()?;
-    Ok(RepackOutcome {
-        path: new,
-        entries: deltas.len(),
-        stats,
-        meta,
-        spec,
-        changed,
-    })
+    Ok(m.commit()?)
 }
 
 /// `--refresh-bundle`: point the bundle at the new image — a fresh mtree
@@ -282,6 +304,19 @@ pub fn refresh_bundle(bundle: &Path, outcome: &RepackOutcome) -> Result<(), Repa
     if outcome.meta.overlay.is_some() {
         return refresh_overlay(bundle, outcome);
     }
+    rewrite_bundle(bundle, outcome, &outcome.spec, None)
+}
+
+/// The end of every refresh: a new mtree and stat cache for the new image
+/// from the bundle's rootfs as it is now (digests of files unchanged since
+/// `old_spec` reused), the new `umoci.json` (with `overlay`), and the old
+/// image's mtree and stat cache removed.
+fn rewrite_bundle(
+    bundle: &Path,
+    outcome: &RepackOutcome,
+    old_spec: &Spec,
+    overlay: Option<crate::bundle::overlay::OverlayMeta>,
+) -> Result<(), RepackError> {
     let old_path = DescriptorPath(outcome.meta.from_descriptor_path.descriptor_walk.clone());
     let new_path = &outcome.path;
     let rootfs = bundle.join(ROOTFS);
@@ -289,11 +324,12 @@ pub fn refresh_bundle(bundle: &Path, outcome: &RepackOutcome) -> Result<(), Repa
         &rootfs,
         bundle,
         new_path,
-        &unchanged_digests(&outcome.spec, &outcome.changed),
+        &unchanged_digests(old_spec, &outcome.changed),
     )
     .map_err(|e| bundle_err(bundle, e.to_string()))?;
     tracing::debug!("refresh: {written} files re-hashed");
-    let new_meta = Meta::new(new_path, outcome.meta.map_options.clone());
+    let mut new_meta = Meta::new(new_path, outcome.meta.map_options.clone());
+    new_meta.overlay = overlay;
     new_meta.write(bundle).map_err(|e| bundle_err(bundle, e))?;
     if mtree_name(&old_path) != mtree_name(new_path) {
         for n in [mtree_name(&old_path), statcache_name(&old_path)] {
@@ -405,26 +441,15 @@ fn walk_upper(
             });
         }
         if kind != Upper::Whiteout && ft.is_dir() {
-            let mut names: Vec<std::ffi::OsString> = std::fs::read_dir(&host)
-                .map_err(|e| io(&host, e))?
-                .map(|e| e.map(|e| e.file_name()))
-                .collect::<Result<_, _>>()
-                .map_err(|e| io(&host, e))?;
-            names.sort_by(|a, b| a.as_encoded_bytes().cmp(b.as_encoded_bytes()));
-            for n in names.into_iter().rev() {
-                let name = n.to_str().ok_or_else(|| RepackError::Rootfs {
-                    path: host.join(&n).display().to_string(),
-                    reason: "file name is not UTF-8".into(),
-                })?;
-                let child = if rel.is_empty() {
-                    name.to_string()
-                } else {
-                    format!("{rel}/{name}")
-                };
-                if !masked(&child) {
-                    stack.push((host.join(&n), child));
-                }
-            }
+            // the same errors as the rest of the walk
+            let children = children_rev(&host, &rel).map_err(|e| match e {
+                GenerateError::Io { path, source } => RepackError::Rootfs {
+                    path,
+                    reason: source.to_string(),
+                },
+                GenerateError::Invalid { path, reason } => RepackError::Rootfs { path, reason },
+            })?;
+            stack.extend(children.into_iter().filter(|(_, child)| !masked(child)));
         }
         out.push((rel, kind));
     }
@@ -454,21 +479,8 @@ fn repack_overlay(
             format!("{} is missing or not a directory", ov.upperdir),
         ));
     }
-    let mut m = Mutator::new(cas, path)?;
-    let mut masks: Vec<Vec<u8>> = opts
-        .mask_paths
-        .iter()
-        .map(|p| clean_path(p).into_bytes())
-        .collect();
-    if !opts.no_mask_volumes {
-        masks.extend(
-            m.config()
-                .config
-                .volumes
-                .keys()
-                .map(|v| clean_path(v).into_bytes()),
-        );
-    }
+    let m = Mutator::new(cas, path)?;
+    let masks = masks(opts, &m);
     let mut entries = walk_upper(&upper, ov.xattr_prefix(), &masks)?;
     let stats = DiffStats {
         walked: entries.len(),
@@ -486,62 +498,22 @@ fn repack_overlay(
         "repack (overlay): {} entries in the upper directory",
         entries.len()
     );
-    let mut history = opts.history.clone();
-    if let Some(h) = &mut history
-        && h.author.is_empty()
-    {
-        h.author = m.config().author.clone();
-    }
-    if entries.is_empty() {
-        if let Some(mut h) = history {
-            h.empty_layer = true;
-            m.add_history(h);
-        }
-        let new = m.commit()?;
-        return Ok(RepackOutcome {
-            path: new,
-            entries: 0,
-            stats,
-            meta,
-            spec: Spec::default(),
-            changed,
-        });
-    }
-    let compression = opts
-        .compression
-        .unwrap_or_else(|| Compression::auto(&m.manifest().layers));
-    let layer = m.begin_layer(compression)?;
-    let map = &meta.map_options;
-    let gen_opts = GenerateOptions {
-        owner: owner_mapper(
-            map.uid_mappings.clone().unwrap_or_default(),
-            map.gid_mappings.clone().unwrap_or_default(),
-            map.rootless,
-        ),
-        clamp_mtime: opts.clamp_mtime,
-    };
-    let mut tar = TarGenerator::new(layer, gen_opts);
-    for (name, kind) in &entries {
-        let host = if name.is_empty() {
-            upper.clone()
-        } else {
-            upper.join(name)
-        };
-        let arch = if name.is_empty() { "." } else { name.as_str() };
-        match kind {
-            Upper::Whiteout => tar.add_whiteout(name)?,
-            Upper::Dir { opaque } => {
-                tar.add_path(arch, &host)?;
-                if *opaque {
-                    tar.add_opaque_whiteout(name)?;
+    let new = add_layer(m, opts, &meta, entries.len(), |tar| {
+        for (name, kind) in &entries {
+            let (host, arch) = member(&upper, name);
+            match kind {
+                Upper::Whiteout => tar.add_whiteout(name)?,
+                Upper::Dir { opaque } => {
+                    tar.add_path(arch, &host)?;
+                    if *opaque {
+                        tar.add_opaque_whiteout(name)?;
+                    }
                 }
+                Upper::Entry => tar.add_path(arch, &host)?,
             }
-            Upper::Entry => tar.add_path(arch, &host)?,
         }
-    }
-    let layer = tar.finish()?;
-    m.finish_layer(layer, history)?;
-    let new = m.commit()?;
+        Ok(())
+    })?;
     Ok(RepackOutcome {
         path: new,
         entries: entries.len(),
@@ -567,7 +539,6 @@ fn refresh_overlay(bundle: &Path, outcome: &RepackOutcome) -> Result<(), RepackE
         return Err(bundle_err(bundle, "not an overlay bundle"));
     };
     let old_path = DescriptorPath(outcome.meta.from_descriptor_path.descriptor_walk.clone());
-    let new_path = &outcome.path;
     let rootfs = bundle.join(ROOTFS);
     let was_mounted = bo::is_mounted(&rootfs);
     if outcome.entries > 0 {
@@ -611,26 +582,7 @@ fn refresh_overlay(bundle: &Path, outcome: &RepackOutcome) -> Result<(), RepackE
         bo::mount(bundle, &ov).map_err(err)?;
     }
     let old_spec = load_spec(bundle, &old_path)?;
-    let written = crate::bundle::create::write_bundle_manifest(
-        &rootfs,
-        bundle,
-        new_path,
-        &unchanged_digests(&old_spec, &outcome.changed),
-    )
-    .map_err(|e| bundle_err(bundle, e.to_string()))?;
-    tracing::debug!("refresh: {written} files re-hashed");
-    let mut new_meta = Meta::new(new_path, outcome.meta.map_options.clone());
-    new_meta.overlay = Some(ov);
-    new_meta.write(bundle).map_err(|e| bundle_err(bundle, e))?;
-    if mtree_name(&old_path) != mtree_name(new_path) {
-        for n in [mtree_name(&old_path), statcache_name(&old_path)] {
-            match std::fs::remove_file(bundle.join(&n)) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => tracing::warn!("{}: {e}", bundle.join(n).display()),
-            }
-        }
-    }
+    rewrite_bundle(bundle, outcome, &old_spec, Some(ov))?;
     if !was_mounted {
         bo::umount(bundle).map_err(err)?;
     }

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs::Metadata;
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use tar::{EntryType, Header};
 
@@ -438,25 +438,37 @@ pub fn add_tree<W: Write>(
         }
         let md = std::fs::symlink_metadata(&host).map_err(io_at(&host))?;
         if md.is_dir() {
-            let mut children: Vec<_> = std::fs::read_dir(&host)
-                .map_err(io_at(&host))?
-                .map(|e| e.map(|e| e.file_name()))
-                .collect::<Result<_, _>>()
-                .map_err(io_at(&host))?;
-            children.sort();
-            for c in children.into_iter().rev() {
-                let c_str = c.to_str().ok_or_else(|| GenerateError::Invalid {
-                    path: host.join(&c).display().to_string(),
-                    reason: "file name is not UTF-8".into(),
-                })?;
-                let child_name = if name.is_empty() {
-                    c_str.to_string()
-                } else {
-                    format!("{name}/{c_str}")
-                };
-                stack.push((host.join(&c), child_name));
-            }
+            stack.extend(children_rev(&host, &name)?);
         }
     }
     Ok(())
+}
+
+/// The entries of the directory `host`, whose archive name is `name` (`""`
+/// for the root), as (host path, archive name) in reverse byte order of
+/// their names: pushed onto a stack they come off sorted. A name that is
+/// not UTF-8 cannot be put in a layer and is an error.
+pub fn children_rev(host: &Path, name: &str) -> Result<Vec<(PathBuf, String)>, GenerateError> {
+    let mut children: Vec<_> = std::fs::read_dir(host)
+        .map_err(io_at(host))?
+        .map(|e| e.map(|e| e.file_name()))
+        .collect::<Result<_, _>>()
+        .map_err(io_at(host))?;
+    children.sort();
+    children
+        .into_iter()
+        .rev()
+        .map(|c| {
+            let c_str = c.to_str().ok_or_else(|| GenerateError::Invalid {
+                path: host.join(&c).display().to_string(),
+                reason: "file name is not UTF-8".into(),
+            })?;
+            let child_name = if name.is_empty() {
+                c_str.to_string()
+            } else {
+                format!("{name}/{c_str}")
+            };
+            Ok((host.join(&c), child_name))
+        })
+        .collect()
 }
