@@ -11,31 +11,28 @@
 //! Paths are built only from numeric ids, never from names.
 
 use std::collections::BTreeMap;
-use std::collections::hash_map::RandomState;
-use std::fs::{self, File};
-use std::hash::{BuildHasher, Hasher};
-use std::io::{ErrorKind, Write};
-use std::ops::Bound;
+use std::fs;
 use std::path::{Path, PathBuf};
 
+use rumoci_driver_sdk::store_util::{
+    Notes, RecordFile, check_labels, check_name, delete_unrecorded, io_err, merge_labels, page,
+    remove_any, remove_unrecorded, walk_usage,
+};
 use rumoci_driver_sdk::{
-    Digest, DiskUsage, Error, Labels, Level, MountSpec, Prepared, Result, SnapshotInfo,
-    SnapshotKind, SnapshotPage, UnpackTarget,
+    Digest, DiskUsage, DriverInfo, Error, Labels, Level, MountSpec, Prepared, Result, SnapshotInfo,
+    SnapshotKind, SnapshotPage, SnapshotStore, UnpackTarget, config, store_dir,
 };
 use serde::{Deserialize, Serialize};
 
 /// The record file.
 pub const DB_FILE: &str = "db.json";
-const DB_TMP_PREFIX: &str = "db.json.tmp-";
+const DB: RecordFile = RecordFile {
+    name: DB_FILE,
+    tmp_prefix: "db.json.tmp-",
+};
 const SNAPSHOTS: &str = "snapshots";
 const DB_VERSION: u32 = 1;
-/// Longest accepted name/key, in bytes.
-pub const MAX_NAME: usize = 512;
-/// Largest accepted label set (keys plus values), in bytes.
-const MAX_LABEL_BYTES: usize = 64 << 10;
-/// Page size when the caller asks for `limit = 0`, and the largest page.
-const DEFAULT_PAGE: usize = 256;
-const MAX_PAGE: usize = 4096;
+pub use rumoci_driver_sdk::store_util::{MAX_NAME, parse_size};
 
 // ---------------------------------------------------------------------------
 // Options
@@ -71,21 +68,6 @@ impl Options {
         }
         Ok(o)
     }
-}
-
-/// `N`, `NK`, `NM`, `NG`, `NT` (case-insensitive suffix, powers of 1024).
-pub fn parse_size(v: &str) -> Option<u64> {
-    let (num, shift) = match v.as_bytes().last()? {
-        b'K' | b'k' => (&v[..v.len() - 1], 10),
-        b'M' | b'm' => (&v[..v.len() - 1], 20),
-        b'G' | b'g' => (&v[..v.len() - 1], 30),
-        b'T' | b't' => (&v[..v.len() - 1], 40),
-        _ => (v, 0),
-    };
-    if num.is_empty() || !num.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    num.parse::<u64>().ok()?.checked_mul(1u64 << shift)
 }
 
 // ---------------------------------------------------------------------------
@@ -135,49 +117,6 @@ impl Default for Db {
     }
 }
 
-fn io_err(what: impl std::fmt::Display, e: std::io::Error) -> Error {
-    Error::Io(format!("{what}: {e}"))
-}
-
-fn check_name(what: &str, s: &str) -> Result<()> {
-    if s.is_empty() {
-        return Err(Error::InvalidArgument(format!("{what} is empty")));
-    }
-    if s.len() > MAX_NAME {
-        return Err(Error::InvalidArgument(format!(
-            "{what} is {} bytes long (at most {MAX_NAME})",
-            s.len()
-        )));
-    }
-    if s.chars().any(char::is_control) {
-        return Err(Error::InvalidArgument(format!(
-            "{what} {s:?} contains a control character"
-        )));
-    }
-    Ok(())
-}
-
-fn check_labels(labels: &Labels) -> Result<()> {
-    let total: usize = labels.iter().map(|(k, v)| k.len() + v.len()).sum();
-    if total > MAX_LABEL_BYTES {
-        return Err(Error::InvalidArgument(format!(
-            "labels total {total} bytes (at most {MAX_LABEL_BYTES})"
-        )));
-    }
-    Ok(())
-}
-
-/// `base` with `extra` applied on top (same key: the later value wins, at
-/// the earlier position).
-fn merge_labels(base: &mut Labels, extra: Labels) {
-    for (k, v) in extra {
-        match base.iter_mut().find(|(bk, _)| *bk == k) {
-            Some(slot) => slot.1 = v,
-            None => base.push((k, v)),
-        }
-    }
-}
-
 fn fs_rel(id: u64) -> String {
     format!("{SNAPSHOTS}/{id}/fs")
 }
@@ -194,72 +133,6 @@ fn copy_mount(id: u64) -> MountSpec {
     }
 }
 
-fn random_suffix() -> String {
-    // RandomState is seeded from the OS (wasi:random inside the sandbox).
-    format!("{:016x}", RandomState::new().build_hasher().finish())
-}
-
-/// Bytes of regular files and number of entries (the root included) of the
-/// tree at `dir`, without following symlinks. Iterative: trees can be deep
-/// and the wasm stack is small. Hard links are counted once per name.
-fn walk_usage(dir: &Path) -> std::io::Result<DiskUsage> {
-    let mut u = DiskUsage { size: 0, inodes: 1 };
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in fs::read_dir(&d)? {
-            let entry = entry?;
-            let p = entry.path();
-            let m = fs::symlink_metadata(&p)?;
-            u.inodes += 1;
-            if m.is_dir() {
-                stack.push(p);
-            } else if m.is_file() {
-                u.size += m.len();
-            }
-        }
-    }
-    Ok(u)
-}
-
-/// Remove the directory tree at `p` without opening anything but
-/// directories: std's `remove_dir_all` over WASI opens entries, and opening
-/// a fifo of a cached tree blocks the host forever (no deadline can
-/// interrupt a host call).
-fn remove_tree(p: &Path) -> std::io::Result<()> {
-    // directories in the order found; removed deepest first
-    let mut dirs = vec![p.to_path_buf()];
-    let mut i = 0;
-    while i < dirs.len() {
-        let d = dirs[i].clone();
-        for e in fs::read_dir(&d)? {
-            let e = e?;
-            if e.file_type()?.is_dir() {
-                dirs.push(e.path());
-            } else {
-                fs::remove_file(e.path())?;
-            }
-        }
-        i += 1;
-    }
-    for d in dirs.iter().rev() {
-        fs::remove_dir(d)?;
-    }
-    Ok(())
-}
-
-/// Remove a path whatever it is; a missing path is fine.
-fn remove_any(p: &Path) -> std::io::Result<()> {
-    let res = match fs::symlink_metadata(p) {
-        Ok(m) if m.is_dir() => remove_tree(p),
-        Ok(_) => fs::remove_file(p),
-        Err(e) => Err(e),
-    };
-    match res {
-        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
-        r => r,
-    }
-}
-
 // ---------------------------------------------------------------------------
 // The store
 
@@ -269,7 +142,7 @@ pub struct Store {
     root: PathBuf,
     opts: Options,
     db: Db,
-    notes: Vec<(Level, String)>,
+    notes: Notes,
 }
 
 impl Store {
@@ -280,9 +153,8 @@ impl Store {
     /// become warnings). A corrupt `db.json` is an `integrity` error naming
     /// the file; nothing is deleted then.
     pub fn open(root: &Path, opts: Options) -> Result<Store> {
-        let db_path = root.join(DB_FILE);
-        let db = match fs::read(&db_path) {
-            Ok(bytes) => {
+        let db = match DB.read(root)? {
+            Some(bytes) => {
                 let db: Db = serde_json::from_slice(&bytes).map_err(|e| {
                     Error::Integrity(format!(
                         "{DB_FILE} in the layer cache is corrupt ({e}); move it away to start an empty cache"
@@ -296,8 +168,7 @@ impl Store {
                 }
                 db
             }
-            Err(e) if e.kind() == ErrorKind::NotFound => Db::default(),
-            Err(e) => return Err(io_err(DB_FILE, e)),
+            None => Db::default(),
         };
         let mut s = Store {
             root: root.to_path_buf(),
@@ -309,11 +180,6 @@ impl Store {
         Ok(s)
     }
 
-    /// Log messages gathered so far (the wasm glue forwards them to the host).
-    pub fn take_notes(&mut self) -> Vec<(Level, String)> {
-        std::mem::take(&mut self.notes)
-    }
-
     fn collect_garbage(&mut self) {
         let live: std::collections::HashSet<String> = self
             .db
@@ -321,55 +187,14 @@ impl Store {
             .values()
             .filter_map(|r| r.id.map(|i| i.to_string()))
             .collect();
-        let snaps = self.root.join(SNAPSHOTS);
-        if let Ok(rd) = fs::read_dir(&snaps) {
-            for entry in rd.flatten() {
-                let name = entry.file_name().to_string_lossy().into_owned();
-                if live.contains(&name) {
-                    continue;
-                }
-                match remove_any(&entry.path()) {
-                    Ok(()) => self.notes.push((
-                        Level::Info,
-                        format!("removed {SNAPSHOTS}/{name}: no record in {DB_FILE} (left by an interrupted operation)"),
-                    )),
-                    Err(e) => self.notes.push((
-                        Level::Warn,
-                        format!("cannot remove unrecorded {SNAPSHOTS}/{name}: {e}"),
-                    )),
-                }
-            }
-        }
-        if let Ok(rd) = fs::read_dir(&self.root) {
-            for entry in rd.flatten() {
-                if entry
-                    .file_name()
-                    .to_string_lossy()
-                    .starts_with(DB_TMP_PREFIX)
-                {
-                    let _ = fs::remove_file(entry.path());
-                }
-            }
-        }
+        remove_unrecorded(&self.root, SNAPSHOTS, &live, DB_FILE, &mut self.notes);
+        DB.remove_temporaries(&self.root);
     }
 
     fn save(&self) -> Result<()> {
         let bytes = serde_json::to_vec_pretty(&self.db)
             .map_err(|e| Error::Other(format!("cannot encode {DB_FILE}: {e}")))?;
-        let tmp = self
-            .root
-            .join(format!("{DB_TMP_PREFIX}{}", random_suffix()));
-        let dest = self.root.join(DB_FILE);
-        let res = (|| -> std::io::Result<()> {
-            let mut f = File::create(&tmp)?;
-            f.write_all(&bytes)?;
-            f.sync_all()?;
-            fs::rename(&tmp, &dest)
-        })();
-        if res.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
-        res.map_err(|e| io_err(DB_FILE, e))
+        DB.write(&self.root, &bytes)
     }
 
     fn tick(&mut self) -> u64 {
@@ -384,7 +209,7 @@ impl Store {
         }
     }
 
-    fn info(name: &str, r: &Record) -> SnapshotInfo {
+    fn record_info(name: &str, r: &Record) -> SnapshotInfo {
         SnapshotInfo {
             name: name.to_string(),
             parent: r.parent.clone(),
@@ -440,24 +265,84 @@ impl Store {
     /// without them). A failure leaves garbage for the next load to retry.
     fn delete_dirs(&mut self, ids: &[u64]) {
         for id in ids {
-            let p = self.root.join(SNAPSHOTS).join(id.to_string());
-            if let Err(e) = remove_any(&p) {
-                self.notes.push((
-                    Level::Warn,
-                    format!("cannot delete {SNAPSHOTS}/{id} (retried on next use): {e}"),
-                ));
-            }
+            delete_unrecorded(&self.root, SNAPSHOTS, &id.to_string(), &mut self.notes);
         }
     }
 
+    /// Committed snapshots to evict, least recently used first, until the
+    /// committed total fits `max-size`. Never `keep` (just committed) nor a
+    /// parent of an active snapshot or view.
+    fn select_evictions(&mut self, keep: &str) -> Vec<(String, u64)> {
+        let Some(max) = self.opts.max_size else {
+            return Vec::new();
+        };
+        let committed = || {
+            self.db
+                .snapshots
+                .iter()
+                .filter(|(_, r)| r.kind == Kind::Committed)
+        };
+        let mut total: u64 = committed().map(|(_, r)| r.size).sum();
+        if total <= max {
+            return Vec::new();
+        }
+        let mut candidates: Vec<(u64, &String, u64)> = committed()
+            .filter(|(n, _)| n.as_str() != keep && !self.has_open_child(n))
+            .map(|(n, r)| (r.last_used, n, r.size))
+            .collect();
+        candidates.sort();
+        let mut out = Vec::new();
+        for (_, n, size) in candidates {
+            if total <= max {
+                break;
+            }
+            total -= size;
+            out.push((n.clone(), size));
+        }
+        if total > max {
+            self.notes.push((
+                Level::Warn,
+                format!(
+                    "committed snapshots use {total} bytes, above max-size={max}, but the rest are in use or just committed"
+                ),
+            ));
+        }
+        out
+    }
+}
+
+impl SnapshotStore for Store {
+    fn info() -> DriverInfo {
+        DriverInfo::new(
+            "layer-cache",
+            env!("CARGO_PKG_VERSION"),
+            &["layer-store", "layer-store.copy"],
+        )
+    }
+
+    /// Parse the options, then [`Store::open`] the store directory.
+    fn open_from_host() -> Result<Store> {
+        let opts = Options::parse(&config())?;
+        Store::open(&store_dir()?, opts)
+    }
+
+    /// Log messages gathered so far (the wasm glue forwards them to the host).
+    fn take_notes(&mut self) -> Notes {
+        std::mem::take(&mut self.notes)
+    }
+
     /// `layer-store.stat`.
-    pub fn stat(&self, name: &str) -> Result<Option<SnapshotInfo>> {
+    fn stat(&self, name: &str) -> Result<Option<SnapshotInfo>> {
         check_name("name", name)?;
-        Ok(self.db.snapshots.get(name).map(|r| Store::info(name, r)))
+        Ok(self
+            .db
+            .snapshots
+            .get(name)
+            .map(|r| Store::record_info(name, r)))
     }
 
     /// `layer-store.prepare`.
-    pub fn prepare(
+    fn prepare(
         &mut self,
         key: &str,
         parent: Option<&str>,
@@ -478,7 +363,7 @@ impl Store {
             self.touch(t);
             self.save()?;
             let r = &self.db.snapshots[t];
-            return Ok(Prepared::Cached(Store::info(t, r)));
+            return Ok(Prepared::Cached(Store::record_info(t, r)));
         }
         if self.db.snapshots.contains_key(key) {
             return Err(Error::AlreadyExists(format!("snapshot {key:?} exists")));
@@ -535,7 +420,7 @@ impl Store {
     }
 
     /// `layer-store.view`.
-    pub fn view(&mut self, key: &str, parent: &str) -> Result<Vec<MountSpec>> {
+    fn view(&mut self, key: &str, parent: &str) -> Result<Vec<MountSpec>> {
         check_name("key", key)?;
         check_name("parent", parent)?;
         let pid = self.committed_id("parent", parent)?;
@@ -562,7 +447,7 @@ impl Store {
     }
 
     /// `layer-store.mounts`.
-    pub fn mounts(&self, key: &str) -> Result<Vec<MountSpec>> {
+    fn mounts(&self, key: &str) -> Result<Vec<MountSpec>> {
         let r = self.existing("key", key)?;
         if r.kind == Kind::Committed {
             return Err(Error::FailedPrecondition(format!(
@@ -576,7 +461,7 @@ impl Store {
     }
 
     /// `layer-store.commit`; then evicts beyond `max-size`.
-    pub fn commit(
+    fn commit(
         &mut self,
         name: &str,
         key: &str,
@@ -623,7 +508,7 @@ impl Store {
         r.size = usage.size;
         r.inodes = usage.inodes;
         r.last_used = now;
-        let info = Store::info(name, &r);
+        let info = Store::record_info(name, &r);
         self.db.snapshots.insert(name.to_string(), r);
         let evicted = self.select_evictions(name);
         let mut ids = Vec::new();
@@ -644,49 +529,8 @@ impl Store {
         Ok(info)
     }
 
-    /// Committed snapshots to evict, least recently used first, until the
-    /// committed total fits `max-size`. Never `keep` (just committed) nor a
-    /// parent of an active snapshot or view.
-    fn select_evictions(&mut self, keep: &str) -> Vec<(String, u64)> {
-        let Some(max) = self.opts.max_size else {
-            return Vec::new();
-        };
-        let committed = || {
-            self.db
-                .snapshots
-                .iter()
-                .filter(|(_, r)| r.kind == Kind::Committed)
-        };
-        let mut total: u64 = committed().map(|(_, r)| r.size).sum();
-        if total <= max {
-            return Vec::new();
-        }
-        let mut candidates: Vec<(u64, &String, u64)> = committed()
-            .filter(|(n, _)| n.as_str() != keep && !self.has_open_child(n))
-            .map(|(n, r)| (r.last_used, n, r.size))
-            .collect();
-        candidates.sort();
-        let mut out = Vec::new();
-        for (_, n, size) in candidates {
-            if total <= max {
-                break;
-            }
-            total -= size;
-            out.push((n.clone(), size));
-        }
-        if total > max {
-            self.notes.push((
-                Level::Warn,
-                format!(
-                    "committed snapshots use {total} bytes, above max-size={max}, but the rest are in use or just committed"
-                ),
-            ));
-        }
-        out
-    }
-
     /// `layer-store.remove`.
-    pub fn remove(&mut self, name: &str) -> Result<()> {
+    fn remove(&mut self, name: &str) -> Result<()> {
         let r = self.existing("name", name)?;
         if r.kind == Kind::Committed && self.has_open_child(name) {
             return Err(Error::FailedPrecondition(format!(
@@ -701,7 +545,7 @@ impl Store {
     }
 
     /// `layer-store.usage`: walks the tree now (0 for a view).
-    pub fn usage(&self, name: &str) -> Result<DiskUsage> {
+    fn usage(&self, name: &str) -> Result<DiskUsage> {
         let r = self.existing("name", name)?;
         match r.id {
             Some(id) => walk_usage(&self.root.join(fs_rel(id))).map_err(|e| io_err(fs_rel(id), e)),
@@ -711,33 +555,8 @@ impl Store {
 
     /// `layer-store.list-snapshots`: sorted by name; the cursor is the last
     /// name of the previous page.
-    pub fn list(&self, cursor: Option<&str>, limit: u32) -> Result<SnapshotPage> {
-        let limit = match limit as usize {
-            0 => DEFAULT_PAGE,
-            n => n.min(MAX_PAGE),
-        };
-        let lower = match cursor {
-            Some(c) => {
-                check_name("cursor", c)?;
-                Bound::Excluded(c)
-            }
-            None => Bound::Unbounded,
-        };
-        let mut it = self
-            .db
-            .snapshots
-            .range::<str, _>((lower, Bound::Unbounded))
-            .peekable();
-        let items: Vec<SnapshotInfo> = it
-            .by_ref()
-            .take(limit)
-            .map(|(n, r)| Store::info(n, r))
-            .collect();
-        let next = match (it.peek(), items.last()) {
-            (Some(_), Some(last)) => Some(last.name.clone()),
-            _ => None,
-        };
-        Ok(SnapshotPage { items, next })
+    fn list(&self, cursor: Option<&str>, limit: u32) -> Result<SnapshotPage> {
+        page(&self.db.snapshots, cursor, limit, Store::record_info)
     }
 }
 
