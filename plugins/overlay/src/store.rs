@@ -17,33 +17,31 @@
 //! host recorded keeps its inode and ctime.
 
 use std::collections::BTreeMap;
-use std::collections::hash_map::RandomState;
-use std::fs::{self, File};
-use std::hash::{BuildHasher, Hasher};
-use std::io::{ErrorKind, Write};
-use std::ops::Bound;
+use std::fs;
 use std::path::{Path, PathBuf};
 
+use rumoci_driver_sdk::store_util::{
+    Notes, RecordFile, check_labels, check_name, delete_unrecorded, io_err, merge_labels, page,
+    remove_any, remove_unrecorded, walk_usage,
+};
 use rumoci_driver_sdk::{
-    Digest, DiskUsage, Error, Labels, Level, MountSpec, Prepared, Result, SnapshotInfo,
-    SnapshotKind, SnapshotPage, UnpackTarget,
+    Digest, DiskUsage, DriverInfo, Error, Labels, MountSpec, Prepared, Result, SnapshotInfo,
+    SnapshotKind, SnapshotPage, SnapshotStore, UnpackTarget, config, store_dir,
 };
 use serde::{Deserialize, Serialize};
 
 /// The record file.
 pub const DB_FILE: &str = "db.json";
-const DB_TMP_PREFIX: &str = "db.json.tmp-";
+const DB: RecordFile = RecordFile {
+    name: DB_FILE,
+    tmp_prefix: "db.json.tmp-",
+};
 /// The directory holding one directory per layer.
 pub const LAYERS: &str = "layers";
 const DB_VERSION: u32 = 1;
-/// Longest accepted name/key, in bytes.
-pub const MAX_NAME: usize = 512;
-/// Largest accepted label set (keys plus values), in bytes.
-const MAX_LABEL_BYTES: usize = 64 << 10;
+pub use rumoci_driver_sdk::store_util::MAX_NAME;
 /// Longest chain of layers a view may have (overlayfs stacks at most 500).
 pub const MAX_DEPTH: usize = 500;
-const DEFAULT_PAGE: usize = 256;
-const MAX_PAGE: usize = 4096;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -77,47 +75,6 @@ impl Default for Db {
             version: DB_VERSION,
             next_id: 1,
             snapshots: BTreeMap::new(),
-        }
-    }
-}
-
-fn io_err(what: impl std::fmt::Display, e: std::io::Error) -> Error {
-    Error::Io(format!("{what}: {e}"))
-}
-
-fn check_name(what: &str, s: &str) -> Result<()> {
-    if s.is_empty() {
-        return Err(Error::InvalidArgument(format!("{what} is empty")));
-    }
-    if s.len() > MAX_NAME {
-        return Err(Error::InvalidArgument(format!(
-            "{what} is {} bytes long (at most {MAX_NAME})",
-            s.len()
-        )));
-    }
-    if s.chars().any(char::is_control) {
-        return Err(Error::InvalidArgument(format!(
-            "{what} {s:?} contains a control character"
-        )));
-    }
-    Ok(())
-}
-
-fn check_labels(labels: &Labels) -> Result<()> {
-    let total: usize = labels.iter().map(|(k, v)| k.len() + v.len()).sum();
-    if total > MAX_LABEL_BYTES {
-        return Err(Error::InvalidArgument(format!(
-            "labels total {total} bytes (at most {MAX_LABEL_BYTES})"
-        )));
-    }
-    Ok(())
-}
-
-fn merge_labels(base: &mut Labels, extra: Labels) {
-    for (k, v) in extra {
-        match base.iter_mut().find(|(bk, _)| *bk == k) {
-            Some(slot) => slot.1 = v,
-            None => base.push((k, v)),
         }
     }
 }
@@ -157,72 +114,12 @@ fn meta_rel(dir: &str) -> String {
     format!("{LAYERS}/{dir}/meta")
 }
 
-fn random_suffix() -> String {
-    format!("{:016x}", RandomState::new().build_hasher().finish())
-}
-
-/// Bytes of regular files and number of entries (the root included),
-/// without following symlinks; iterative (the wasm stack is small).
-fn walk_usage(dir: &Path) -> std::io::Result<DiskUsage> {
-    let mut u = DiskUsage { size: 0, inodes: 1 };
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in fs::read_dir(&d)? {
-            let entry = entry?;
-            let p = entry.path();
-            let m = fs::symlink_metadata(&p)?;
-            u.inodes += 1;
-            if m.is_dir() {
-                stack.push(p);
-            } else if m.is_file() {
-                u.size += m.len();
-            }
-        }
-    }
-    Ok(u)
-}
-
-/// Remove a tree without opening anything but directories (opening a fifo
-/// or a device of a layer over WASI could block the host).
-fn remove_tree(p: &Path) -> std::io::Result<()> {
-    let mut dirs = vec![p.to_path_buf()];
-    let mut i = 0;
-    while i < dirs.len() {
-        let d = dirs[i].clone();
-        for e in fs::read_dir(&d)? {
-            let e = e?;
-            if e.file_type()?.is_dir() {
-                dirs.push(e.path());
-            } else {
-                fs::remove_file(e.path())?;
-            }
-        }
-        i += 1;
-    }
-    for d in dirs.iter().rev() {
-        fs::remove_dir(d)?;
-    }
-    Ok(())
-}
-
-fn remove_any(p: &Path) -> std::io::Result<()> {
-    let res = match fs::symlink_metadata(p) {
-        Ok(m) if m.is_dir() => remove_tree(p),
-        Ok(_) => fs::remove_file(p),
-        Err(e) => Err(e),
-    };
-    match res {
-        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
-        r => r,
-    }
-}
-
 /// The store, loaded from `db.json` beneath `root`. Every mutating call
 /// saves the records before it returns.
 pub struct Store {
     root: PathBuf,
     db: Db,
-    notes: Vec<(Level, String)>,
+    notes: Notes,
 }
 
 impl Store {
@@ -231,9 +128,8 @@ impl Store {
     /// `db.json.tmp-*` files (best effort). A corrupt `db.json` is an
     /// `integrity` error naming the file; nothing is deleted then.
     pub fn open(root: &Path) -> Result<Store> {
-        let db_path = root.join(DB_FILE);
-        let db = match fs::read(&db_path) {
-            Ok(bytes) => {
+        let db = match DB.read(root)? {
+            Some(bytes) => {
                 let db: Db = serde_json::from_slice(&bytes).map_err(|e| {
                     Error::Integrity(format!(
                         "{DB_FILE} in the overlay store is corrupt ({e}); move it away to start an empty store"
@@ -247,8 +143,7 @@ impl Store {
                 }
                 db
             }
-            Err(e) if e.kind() == ErrorKind::NotFound => Db::default(),
-            Err(e) => return Err(io_err(DB_FILE, e)),
+            None => Db::default(),
         };
         let mut s = Store {
             root: root.to_path_buf(),
@@ -259,11 +154,6 @@ impl Store {
         Ok(s)
     }
 
-    /// Log messages gathered so far.
-    pub fn take_notes(&mut self) -> Vec<(Level, String)> {
-        std::mem::take(&mut self.notes)
-    }
-
     fn collect_garbage(&mut self) {
         let live: std::collections::HashSet<String> = self
             .db
@@ -271,56 +161,17 @@ impl Store {
             .values()
             .filter_map(|r| r.dir.clone())
             .collect();
-        if let Ok(rd) = fs::read_dir(self.root.join(LAYERS)) {
-            for entry in rd.flatten() {
-                let name = entry.file_name().to_string_lossy().into_owned();
-                if live.contains(&name) {
-                    continue;
-                }
-                match remove_any(&entry.path()) {
-                    Ok(()) => self.notes.push((
-                        Level::Info,
-                        format!("removed {LAYERS}/{name}: no record in {DB_FILE} (left by an interrupted operation)"),
-                    )),
-                    Err(e) => self.notes.push((
-                        Level::Warn,
-                        format!("cannot remove unrecorded {LAYERS}/{name}: {e}"),
-                    )),
-                }
-            }
-        }
-        if let Ok(rd) = fs::read_dir(&self.root) {
-            for entry in rd.flatten() {
-                if entry
-                    .file_name()
-                    .to_string_lossy()
-                    .starts_with(DB_TMP_PREFIX)
-                {
-                    let _ = fs::remove_file(entry.path());
-                }
-            }
-        }
+        remove_unrecorded(&self.root, LAYERS, &live, DB_FILE, &mut self.notes);
+        DB.remove_temporaries(&self.root);
     }
 
     fn save(&self) -> Result<()> {
         let bytes = serde_json::to_vec_pretty(&self.db)
             .map_err(|e| Error::Other(format!("cannot encode {DB_FILE}: {e}")))?;
-        let tmp = format!("{DB_TMP_PREFIX}{}", random_suffix());
-        let tmp_path = self.root.join(&tmp);
-        let res = (|| {
-            let mut f = File::create(&tmp_path)?;
-            f.write_all(&bytes)?;
-            f.sync_all()?;
-            fs::rename(&tmp_path, self.root.join(DB_FILE))
-        })();
-        if let Err(e) = res {
-            let _ = fs::remove_file(&tmp_path);
-            return Err(io_err(DB_FILE, e));
-        }
-        Ok(())
+        DB.write(&self.root, &bytes)
     }
 
-    fn info(name: &str, r: &Record) -> SnapshotInfo {
+    fn record_info(name: &str, r: &Record) -> SnapshotInfo {
         SnapshotInfo {
             name: name.to_string(),
             parent: r.parent.clone(),
@@ -397,18 +248,48 @@ impl Store {
             options: vec![format!("lowerdir={}", dirs.join(":"))],
         })
     }
+}
+
+impl SnapshotStore for Store {
+    fn info() -> DriverInfo {
+        DriverInfo::new(
+            "overlay",
+            env!("CARGO_PKG_VERSION"),
+            &["layer-store", "layer-store.overlay"],
+        )
+    }
+
+    /// Refuse options (there are none), then [`Store::open`] the store
+    /// directory.
+    fn open_from_host() -> Result<Store> {
+        if let Some((k, _)) = config().first() {
+            return Err(Error::InvalidArgument(format!(
+                "unknown option {k:?} (the overlay driver has none)"
+            )));
+        }
+        Store::open(&store_dir()?)
+    }
+
+    /// Log messages gathered so far.
+    fn take_notes(&mut self) -> Notes {
+        std::mem::take(&mut self.notes)
+    }
 
     /// `layer-store.stat`.
-    pub fn stat(&self, name: &str) -> Result<Option<SnapshotInfo>> {
+    fn stat(&self, name: &str) -> Result<Option<SnapshotInfo>> {
         check_name("name", name)?;
-        Ok(self.db.snapshots.get(name).map(|r| Store::info(name, r)))
+        Ok(self
+            .db
+            .snapshots
+            .get(name)
+            .map(|r| Store::record_info(name, r)))
     }
 
     /// `layer-store.prepare`: `cached` for a committed `target`, else a
     /// fresh, empty `layers/active-<n>/fs` (no mounts: the host extracts the
     /// layer alone, looking up lower layers itself through the chain's
     /// records only for copy-ups).
-    pub fn prepare(
+    fn prepare(
         &mut self,
         key: &str,
         parent: Option<&str>,
@@ -427,7 +308,7 @@ impl Store {
             && self.committed_dir("target", t).is_ok()
         {
             let r = &self.db.snapshots[t];
-            return Ok(Prepared::Cached(Store::info(t, r)));
+            return Ok(Prepared::Cached(Store::record_info(t, r)));
         }
         if self.db.snapshots.contains_key(key) {
             return Err(Error::AlreadyExists(format!("snapshot {key:?} exists")));
@@ -475,7 +356,7 @@ impl Store {
     }
 
     /// `layer-store.view`: the overlay mount of the chain `parent`.
-    pub fn view(&mut self, key: &str, parent: &str) -> Result<Vec<MountSpec>> {
+    fn view(&mut self, key: &str, parent: &str) -> Result<Vec<MountSpec>> {
         check_name("key", key)?;
         check_name("parent", parent)?;
         let m = self.chain_mount(parent)?;
@@ -498,7 +379,7 @@ impl Store {
 
     /// `layer-store.mounts`: a view's overlay mount; none for an active
     /// snapshot (it is extracted alone).
-    pub fn mounts(&self, key: &str) -> Result<Vec<MountSpec>> {
+    fn mounts(&self, key: &str) -> Result<Vec<MountSpec>> {
         let r = self.existing("key", key)?;
         match (r.kind, r.parent.as_deref()) {
             (Kind::Committed, _) => Err(Error::FailedPrecondition(format!(
@@ -511,7 +392,7 @@ impl Store {
 
     /// `layer-store.commit`: the active `key` becomes `name`; its directory
     /// is renamed after the chain id.
-    pub fn commit(
+    fn commit(
         &mut self,
         name: &str,
         key: &str,
@@ -564,7 +445,7 @@ impl Store {
         r.dir = Some(new_dir.clone());
         r.diff_id = Some(diff_id.to_string());
         merge_labels(&mut r.labels, labels);
-        let info = Store::info(name, &r);
+        let info = Store::record_info(name, &r);
         self.db.snapshots.insert(name.to_string(), r);
         if let Err(e) = self.save() {
             // put the directory back where the saved records say it is
@@ -576,7 +457,7 @@ impl Store {
 
     /// `layer-store.remove`: a committed layer is refused while any
     /// snapshot (committed children included) has it as parent.
-    pub fn remove(&mut self, name: &str) -> Result<()> {
+    fn remove(&mut self, name: &str) -> Result<()> {
         let r = self.existing("name", name)?;
         if r.kind == Kind::Committed && self.has_child(name) {
             return Err(Error::FailedPrecondition(format!(
@@ -586,19 +467,14 @@ impl Store {
         let dir = r.dir.clone();
         self.db.snapshots.remove(name);
         self.save()?;
-        if let Some(d) = dir
-            && let Err(e) = remove_any(&self.root.join(LAYERS).join(&d))
-        {
-            self.notes.push((
-                Level::Warn,
-                format!("cannot delete {LAYERS}/{d} (retried on next use): {e}"),
-            ));
+        if let Some(d) = dir {
+            delete_unrecorded(&self.root, LAYERS, &d, &mut self.notes);
         }
         Ok(())
     }
 
     /// `layer-store.usage`: this layer's own directory (0 for a view).
-    pub fn usage(&self, name: &str) -> Result<DiskUsage> {
+    fn usage(&self, name: &str) -> Result<DiskUsage> {
         let r = self.existing("name", name)?;
         match &r.dir {
             Some(d) => walk_usage(&self.root.join(fs_rel(d))).map_err(|e| io_err(fs_rel(d), e)),
@@ -608,33 +484,8 @@ impl Store {
 
     /// `layer-store.list-snapshots`: sorted by name; the cursor is the last
     /// name of the previous page.
-    pub fn list(&self, cursor: Option<&str>, limit: u32) -> Result<SnapshotPage> {
-        let limit = match limit as usize {
-            0 => DEFAULT_PAGE,
-            n => n.min(MAX_PAGE),
-        };
-        let lower = match cursor {
-            Some(c) => {
-                check_name("cursor", c)?;
-                Bound::Excluded(c)
-            }
-            None => Bound::Unbounded,
-        };
-        let mut it = self
-            .db
-            .snapshots
-            .range::<str, _>((lower, Bound::Unbounded))
-            .peekable();
-        let items: Vec<SnapshotInfo> = it
-            .by_ref()
-            .take(limit)
-            .map(|(n, r)| Store::info(n, r))
-            .collect();
-        let next = match (it.peek(), items.last()) {
-            (Some(_), Some(last)) => Some(last.name.clone()),
-            _ => None,
-        };
-        Ok(SnapshotPage { items, next })
+    fn list(&self, cursor: Option<&str>, limit: u32) -> Result<SnapshotPage> {
+        page(&self.db.snapshots, cursor, limit, Store::record_info)
     }
 }
 
