@@ -106,13 +106,6 @@ fn ts(secs: i64, nanos: u32) -> Timespec {
     }
 }
 
-fn stat_times(st: &rustix::fs::Stat) -> Timestamps {
-    Timestamps {
-        last_access: ts(st.st_atime, st.st_atime_nsec as u32),
-        last_modification: ts(st.st_mtime, st.st_mtime_nsec as u32),
-    }
-}
-
 /// Parse a PAX time (`123.456`) into seconds and nanoseconds.
 fn pax_time(v: &[u8]) -> Option<(i64, u32)> {
     let s = std::str::from_utf8(v).ok()?;
@@ -142,6 +135,84 @@ fn add_upper(upper: &mut HashSet<String>, path: &str) {
             }
         }
     }
+}
+
+impl LayerState {
+    /// Remember the times of the directory `path` (open as `fd`) before
+    /// this layer first changes its content, to restore them at the end.
+    fn remember(&mut self, path: &str, fd: &OwnedFd) {
+        if !self.dir_times.contains_key(path)
+            && let Ok(s) = rustix::fs::fstat(fd)
+        {
+            self.dir_times.insert(path.to_string(), ov::stat_times(&s));
+        }
+    }
+}
+
+/// [`Root::mkdir_all`], remembering the times of every directory it adds
+/// an entry to.
+fn mkdir_all(root: &Root, dir: &str, st: &mut LayerState) -> Result<OwnedFd, Errno> {
+    root.mkdir_all(dir, &mut |p, fd| st.remember(p, fd))
+}
+
+/// The directory `dir` an entry is about to be put in: created as needed
+/// ([`mkdir_all`]), its own times remembered too.
+fn entry_parent(root: &Root, dir: &str, st: &mut LayerState) -> Result<OwnedFd, Errno> {
+    let parent = mkdir_all(root, dir, st)?;
+    st.remember(dir, &parent);
+    Ok(parent)
+}
+
+/// Create the regular file `name` in `parent` (it must not exist; never
+/// through a symlink), open for writing.
+fn create_file(parent: &OwnedFd, name: &str, mode: Mode) -> Result<OwnedFd, Errno> {
+    rustix::fs::openat(
+        parent,
+        name,
+        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        mode,
+    )
+}
+
+/// Copy `from` to `to` to the end, hashing what passes; returns the bytes
+/// copied and their sha256. Errors go through `read_err` and `write_err`.
+fn copy_hashed(
+    from: &mut impl Read,
+    to: &mut impl Write,
+    buf_len: usize,
+    read_err: impl Fn(std::io::Error) -> ExtractError,
+    write_err: impl Fn(std::io::Error) -> ExtractError,
+) -> Result<(u64, [u8; 32]), ExtractError> {
+    let mut hasher = sha2::Sha256::new();
+    let mut buf = vec![0u8; buf_len];
+    let mut copied = 0u64;
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(read_err(e)),
+        };
+        hasher.update(&buf[..n]);
+        to.write_all(&buf[..n]).map_err(&write_err)?;
+        copied += n as u64;
+    }
+    Ok((copied, hasher.finalize().into()))
+}
+
+/// The path a whiteout `<dir>/.wh.<target>` (entry `path`) removes.
+fn whiteout_path(dir: &str, target: &str, path: &str) -> Result<String, ExtractError> {
+    if target.is_empty() || target == "." || target == ".." || target.contains('/') {
+        return Err(entry_err(
+            path,
+            format!("invalid whiteout target {target:?}"),
+        ));
+    }
+    Ok(if dir.is_empty() {
+        target.to_string()
+    } else {
+        format!("{dir}/{target}")
+    })
 }
 
 impl Extractor {
@@ -316,21 +387,8 @@ impl Extractor {
         if overlay.is_some() {
             self.copy_up_parents(root, dir, st)?;
         }
-        let dir_times = &mut st.dir_times;
-        let parent = root
-            .mkdir_all(dir, &mut |p, fd| {
-                if !dir_times.contains_key(p)
-                    && let Ok(s) = rustix::fs::fstat(fd)
-                {
-                    dir_times.insert(p.to_string(), stat_times(&s));
-                }
-            })
+        let parent = entry_parent(root, dir, st)
             .map_err(|e| entry_err(&path, format!("cannot create parent directory: {e}")))?;
-        if !st.dir_times.contains_key(dir)
-            && let Ok(s) = rustix::fs::fstat(&parent)
-        {
-            st.dir_times.insert(dir.to_string(), stat_times(&s));
-        }
 
         // clobber whatever is in the way (unless both are directories)
         let existing = rustix::fs::statat(&parent, name, AtFlags::SYMLINK_NOFOLLOW);
@@ -367,13 +425,7 @@ impl Extractor {
                     Ok(()) | Err(Errno::EXIST) => {}
                     Err(e) => return Err(entry_err(&path, e)),
                 }
-                let fd = rustix::fs::openat(
-                    &parent,
-                    name,
-                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                    Mode::empty(),
-                )
-                .map_err(|e| entry_err(&path, e))?;
+                let fd = ov::open_dir_at(&parent, name).map_err(|e| entry_err(&path, e))?;
                 self.apply_meta(&fd, None, &path, &hdr, &xattrs, true)?;
                 if make_opaque && let Some(prefix) = &overlay {
                     ov::set_opaque(&fd, prefix)
@@ -385,33 +437,17 @@ impl Extractor {
                 if kind == EntryType::GNUSparse {
                     return Err(entry_err(&path, "GNU sparse files are not supported"));
                 }
-                let fd = rustix::fs::openat(
-                    &parent,
-                    name,
-                    OFlags::WRONLY
-                        | OFlags::CREATE
-                        | OFlags::EXCL
-                        | OFlags::NOFOLLOW
-                        | OFlags::CLOEXEC,
-                    Mode::from_raw_mode(0o600),
-                )
-                .map_err(|e| entry_err(&path, e))?;
+                let fd = create_file(&parent, name, Mode::from_raw_mode(0o600))
+                    .map_err(|e| entry_err(&path, e))?;
                 let mut file = File::from(fd);
                 let size = entry.size();
-                let mut hasher = sha2::Sha256::new();
-                let mut buf = vec![0u8; (size.min(1 << 20) as usize).max(1)];
-                let mut copied = 0u64;
-                loop {
-                    let n = match entry.read(&mut buf) {
-                        Ok(0) => break,
-                        Ok(n) => n,
-                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                        Err(e) => return Err(ExtractError::Tar(e)),
-                    };
-                    hasher.update(&buf[..n]);
-                    file.write_all(&buf[..n]).map_err(|e| entry_err(&path, e))?;
-                    copied += n as u64;
-                }
+                let (copied, digest) = copy_hashed(
+                    entry,
+                    &mut file,
+                    (size.min(1 << 20) as usize).max(1),
+                    ExtractError::Tar,
+                    |e| entry_err(&path, e),
+                )?;
                 if copied != size {
                     return Err(entry_err(
                         &path,
@@ -421,7 +457,7 @@ impl Extractor {
                 let fd = OwnedFd::from(file);
                 self.apply_meta(&fd, None, &path, &hdr, &xattrs, false)?;
                 rustix::fs::futimens(&fd, &times).map_err(|e| entry_err(&path, e))?;
-                self.digests.insert(path.clone(), hasher.finalize().into());
+                self.digests.insert(path.clone(), digest);
             }
             EntryType::Symlink => {
                 let target = entry
@@ -467,17 +503,8 @@ impl Extractor {
                     tracing::warn!(
                         "{path}: rootless unpack cannot create devices; creating an empty file"
                     );
-                    let fd = rustix::fs::openat(
-                        &parent,
-                        name,
-                        OFlags::WRONLY
-                            | OFlags::CREATE
-                            | OFlags::EXCL
-                            | OFlags::NOFOLLOW
-                            | OFlags::CLOEXEC,
-                        Mode::empty(),
-                    )
-                    .map_err(|e| entry_err(&path, e))?;
+                    let fd = create_file(&parent, name, Mode::empty())
+                        .map_err(|e| entry_err(&path, e))?;
                     self.apply_rootless_owner(&fd, &path, &hdr)?;
                     rustix::fs::fchmod(&fd, perm).map_err(|e| entry_err(&path, e))?;
                     rustix::fs::futimens(&fd, &times).map_err(|e| entry_err(&path, e))?;
@@ -723,11 +750,7 @@ impl Extractor {
             Err(Errno::NOENT) | Err(Errno::NOTDIR) => return Ok(()),
             Err(e) => return Err(entry_err(path, e)),
         };
-        if !st.dir_times.contains_key(dir)
-            && let Ok(s) = rustix::fs::fstat(&parent)
-        {
-            st.dir_times.insert(dir.to_string(), stat_times(&s));
-        }
+        st.remember(dir, &parent);
         if target == ".wh..opq" {
             // opaque: keep the directory, drop what lower layers put in it
             let upper = &st.upper;
@@ -750,17 +773,7 @@ impl Extractor {
             }
             return Ok(());
         }
-        if target.is_empty() || target == "." || target == ".." || target.contains('/') {
-            return Err(entry_err(
-                path,
-                format!("invalid whiteout target {target:?}"),
-            ));
-        }
-        let full = if dir.is_empty() {
-            target.to_string()
-        } else {
-            format!("{dir}/{target}")
-        };
+        let full = whiteout_path(dir, target, path)?;
         if st.upper.contains(&full) {
             // this layer wrote (beneath) it: only remove what lower layers had
             let upper = &st.upper;
@@ -816,29 +829,14 @@ impl Extractor {
                 at.push('/');
             }
             at.push_str(comp);
-            let open = |fd: &OwnedFd| {
-                rustix::fs::openat(
-                    fd,
-                    comp,
-                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                    Mode::empty(),
-                )
-                .map_err(|e| entry_err(&at, e))
-            };
-            let remember = |st: &mut LayerState, fd: &OwnedFd| {
-                if !st.dir_times.contains_key(&parent_path)
-                    && let Ok(s) = rustix::fs::fstat(fd)
-                {
-                    st.dir_times.insert(parent_path.clone(), stat_times(&s));
-                }
-            };
+            let open = |fd: &OwnedFd| ov::open_dir_at(fd, comp).map_err(|e| entry_err(&at, e));
             match rustix::fs::statat(&cur, comp, AtFlags::SYMLINK_NOFOLLOW) {
                 Ok(s) if FileType::from_raw_mode(s.st_mode) == FileType::Directory => {
                     cur = open(&cur)?;
                     continue;
                 }
                 Ok(s) if ov::is_whiteout(&s) => {
-                    remember(st, &cur);
+                    st.remember(&parent_path, &cur);
                     rustix::fs::unlinkat(&cur, comp, AtFlags::empty())
                         .map_err(|e| entry_err(&at, e))?;
                     rustix::fs::mkdirat(&cur, comp, Mode::from_raw_mode(0o755))
@@ -862,17 +860,12 @@ impl Extractor {
                 Found::Entry {
                     parent, name, stat, ..
                 } if FileType::from_raw_mode(stat.st_mode) == FileType::Directory => {
-                    remember(st, &cur);
+                    st.remember(&parent_path, &cur);
                     rustix::fs::mkdirat(&cur, comp, Mode::from_raw_mode(0o700))
                         .map_err(|e| entry_err(&at, e))?;
                     let d = open(&cur)?;
-                    let src = rustix::fs::openat(
-                        &parent,
-                        name.as_str(),
-                        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                        Mode::empty(),
-                    )
-                    .map_err(|e| entry_err(&at, e))?;
+                    let src =
+                        ov::open_dir_at(&parent, name.as_str()).map_err(|e| entry_err(&at, e))?;
                     ov::copy_meta(&src, &stat, &d, rootless)
                         .map_err(|e| entry_err(&at, format!("copy-up from a lower layer: {e}")))?;
                     // restored after this layer's entries are in
@@ -924,21 +917,7 @@ impl Extractor {
             _ => return Ok(()),
         };
         self.copy_up_parents(root, tdir, st)?;
-        let dir_times = &mut st.dir_times;
-        let tparent = root
-            .mkdir_all(tdir, &mut |p, fd| {
-                if !dir_times.contains_key(p)
-                    && let Ok(s) = rustix::fs::fstat(fd)
-                {
-                    dir_times.insert(p.to_string(), stat_times(&s));
-                }
-            })
-            .map_err(|e| entry_err(target, e))?;
-        if !st.dir_times.contains_key(tdir)
-            && let Ok(s) = rustix::fs::fstat(&tparent)
-        {
-            st.dir_times.insert(tdir.to_string(), stat_times(&s));
-        }
+        let tparent = entry_parent(root, tdir, st).map_err(|e| entry_err(target, e))?;
         let copy_err = |e: Errno| entry_err(target, format!("copy-up from a lower layer: {e}"));
         let uid = Some(rustix::fs::Uid::from_raw(sst.st_uid));
         let gid = Some(rustix::fs::Gid::from_raw(sst.st_gid));
@@ -951,71 +930,38 @@ impl Extractor {
                     Mode::empty(),
                 )
                 .map_err(copy_err)?;
-                let dst = rustix::fs::openat(
-                    &tparent,
-                    tname,
-                    OFlags::WRONLY
-                        | OFlags::CREATE
-                        | OFlags::EXCL
-                        | OFlags::NOFOLLOW
-                        | OFlags::CLOEXEC,
-                    Mode::from_raw_mode(0o600),
-                )
-                .map_err(copy_err)?;
+                let dst =
+                    create_file(&tparent, tname, Mode::from_raw_mode(0o600)).map_err(copy_err)?;
                 let mut from = File::from(src);
                 let mut to = File::from(dst);
-                let mut hasher = sha2::Sha256::new();
-                let mut buf = vec![0u8; 1 << 20];
-                loop {
-                    let n = match from.read(&mut buf) {
-                        Ok(0) => break,
-                        Ok(n) => n,
-                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                        Err(e) => return Err(entry_err(target, e)),
-                    };
-                    hasher.update(&buf[..n]);
-                    to.write_all(&buf[..n]).map_err(|e| entry_err(target, e))?;
-                }
+                let (_, digest) = copy_hashed(
+                    &mut from,
+                    &mut to,
+                    1 << 20,
+                    |e| entry_err(target, e),
+                    |e| entry_err(target, e),
+                )?;
                 ov::copy_meta(&from, &sst, &to, self.opts.rootless).map_err(copy_err)?;
-                self.digests
-                    .insert(target.to_string(), hasher.finalize().into());
-            }
-            FileType::Symlink => {
-                let link = rustix::fs::readlinkat(&sparent, sname.as_str(), Vec::new())
-                    .map_err(copy_err)?;
-                rustix::fs::symlinkat(link.as_c_str(), &tparent, tname).map_err(copy_err)?;
-                if !self.opts.rootless {
-                    rustix::fs::chownat(&tparent, tname, uid, gid, AtFlags::SYMLINK_NOFOLLOW)
-                        .map_err(copy_err)?;
-                }
-                rustix::fs::utimensat(
-                    &tparent,
-                    tname,
-                    &ov::stat_times(&sst),
-                    AtFlags::SYMLINK_NOFOLLOW,
-                )
-                .map_err(copy_err)?;
+                self.digests.insert(target.to_string(), digest);
             }
             ft => {
-                rustix::fs::mknodat(
-                    &tparent,
-                    tname,
-                    ft,
-                    Mode::from_raw_mode(sst.st_mode & 0o7777),
-                    sst.st_rdev,
-                )
-                .map_err(copy_err)?;
+                let mode = Mode::from_raw_mode(sst.st_mode & 0o7777);
+                if ft == FileType::Symlink {
+                    let link = rustix::fs::readlinkat(&sparent, sname.as_str(), Vec::new())
+                        .map_err(copy_err)?;
+                    rustix::fs::symlinkat(link.as_c_str(), &tparent, tname).map_err(copy_err)?;
+                } else {
+                    rustix::fs::mknodat(&tparent, tname, ft, mode, sst.st_rdev)
+                        .map_err(copy_err)?;
+                }
                 if !self.opts.rootless {
                     rustix::fs::chownat(&tparent, tname, uid, gid, AtFlags::SYMLINK_NOFOLLOW)
                         .map_err(copy_err)?;
                 }
-                rustix::fs::chmodat(
-                    &tparent,
-                    tname,
-                    Mode::from_raw_mode(sst.st_mode & 0o7777),
-                    AtFlags::empty(),
-                )
-                .map_err(copy_err)?;
+                if ft != FileType::Symlink {
+                    rustix::fs::chmodat(&tparent, tname, mode, AtFlags::empty())
+                        .map_err(copy_err)?;
+                }
                 rustix::fs::utimensat(
                     &tparent,
                     tname,
@@ -1066,21 +1012,7 @@ impl Extractor {
                 continue;
             }
             self.copy_up_parents(root, odir, st)?;
-            let dir_times = &mut st.dir_times;
-            let oparent = root
-                .mkdir_all(odir, &mut |p, fd| {
-                    if !dir_times.contains_key(p)
-                        && let Ok(s) = rustix::fs::fstat(fd)
-                    {
-                        dir_times.insert(p.to_string(), stat_times(&s));
-                    }
-                })
-                .map_err(|e| entry_err(&other, e))?;
-            if !st.dir_times.contains_key(odir)
-                && let Ok(s) = rustix::fs::fstat(&oparent)
-            {
-                st.dir_times.insert(odir.to_string(), stat_times(&s));
-            }
+            let oparent = entry_parent(root, odir, st).map_err(|e| entry_err(&other, e))?;
             let tparent = root.open_dir(tdir).map_err(|e| entry_err(target, e))?;
             rustix::fs::linkat(&tparent, tname, &oparent, oname, AtFlags::empty())
                 .map_err(|e| entry_err(&other, format!("copy-up of a hardlink: {e}")))?;
@@ -1104,40 +1036,17 @@ impl Extractor {
         let opaque_err = |e: Errno| entry_err(path, format!("set {prefix}opaque: {e}"));
         if target == ".wh..opq" {
             self.copy_up_parents(root, dir, st)?;
-            let dir_times = &mut st.dir_times;
-            root.mkdir_all(dir, &mut |p, fd| {
-                if !dir_times.contains_key(p)
-                    && let Ok(s) = rustix::fs::fstat(fd)
-                {
-                    dir_times.insert(p.to_string(), stat_times(&s));
-                }
-            })
-            .map_err(|e| entry_err(path, e))?;
+            mkdir_all(root, dir, st).map_err(|e| entry_err(path, e))?;
             let fd = root
                 .open_at(dir, OFlags::RDONLY | OFlags::DIRECTORY)
                 .map_err(|e| entry_err(path, e))?;
             return ov::set_opaque(&fd, prefix).map_err(opaque_err);
         }
-        if target.is_empty() || target == "." || target == ".." || target.contains('/') {
-            return Err(entry_err(
-                path,
-                format!("invalid whiteout target {target:?}"),
-            ));
-        }
-        let full = if dir.is_empty() {
-            target.to_string()
-        } else {
-            format!("{dir}/{target}")
-        };
+        let full = whiteout_path(dir, target, path)?;
         if st.upper.contains(&full) {
             // this layer wrote it: only what lower layers had beneath it goes
             if let Ok(parent) = root.open_dir(dir)
-                && let Ok(fd) = rustix::fs::openat(
-                    &parent,
-                    target,
-                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                    Mode::empty(),
-                )
+                && let Ok(fd) = ov::open_dir_at(&parent, target)
             {
                 ov::set_opaque(&fd, prefix).map_err(opaque_err)?;
             }
@@ -1154,21 +1063,7 @@ impl Extractor {
             Found::Absent => return Ok(()),
         }
         self.copy_up_parents(root, dir, st)?;
-        let dir_times = &mut st.dir_times;
-        let parent = root
-            .mkdir_all(dir, &mut |p, fd| {
-                if !dir_times.contains_key(p)
-                    && let Ok(s) = rustix::fs::fstat(fd)
-                {
-                    dir_times.insert(p.to_string(), stat_times(&s));
-                }
-            })
-            .map_err(|e| entry_err(path, e))?;
-        if !st.dir_times.contains_key(dir)
-            && let Ok(s) = rustix::fs::fstat(&parent)
-        {
-            st.dir_times.insert(dir.to_string(), stat_times(&s));
-        }
+        let parent = entry_parent(root, dir, st).map_err(|e| entry_err(path, e))?;
         remove_all_at(&parent, target).map_err(|e| entry_err(path, e))?;
         rustix::fs::mknodat(
             &parent,

@@ -86,7 +86,8 @@ pub struct Lower {
     links: std::cell::RefCell<BTreeMap<usize, BTreeMap<u64, Vec<String>>>>,
 }
 
-fn open_dir_at<Fd: AsFd>(dir: Fd, name: &str) -> Result<OwnedFd, Errno> {
+/// Open the directory `name` in `dir` for reading, never through a symlink.
+pub fn open_dir_at<Fd: AsFd>(dir: Fd, name: &str) -> Result<OwnedFd, Errno> {
     rustix::fs::openat(
         dir,
         name,
@@ -253,19 +254,6 @@ pub fn list_xattrs<Fd: AsFd>(fd: Fd) -> Result<BTreeMap<String, Vec<u8>>, Errno>
     Ok(out)
 }
 
-fn times_of(st: &Stat) -> Timestamps {
-    Timestamps {
-        last_access: Timespec {
-            tv_sec: st.st_atime,
-            tv_nsec: st.st_atime_nsec as _,
-        },
-        last_modification: Timespec {
-            tv_sec: st.st_mtime,
-            tv_nsec: st.st_mtime_nsec as _,
-        },
-    }
-}
-
 /// Give the open `dst` the owner (unless `rootless`: the owner record is an
 /// xattr then, copied with the others), mode, xattrs and times of `src`
 /// (whose status is `st`). Times are the caller's to set for directories
@@ -287,12 +275,21 @@ pub fn copy_meta<S: AsFd, D: AsFd>(src: S, st: &Stat, dst: D, rootless: bool) ->
             Err(e) => return Err(e),
         }
     }
-    rustix::fs::futimens(dst, &times_of(st))
+    rustix::fs::futimens(dst, &stat_times(st))
 }
 
 /// The access and modification times of `st`.
 pub fn stat_times(st: &Stat) -> Timestamps {
-    times_of(st)
+    Timestamps {
+        last_access: Timespec {
+            tv_sec: st.st_atime,
+            tv_nsec: st.st_atime_nsec as _,
+        },
+        last_modification: Timespec {
+            tv_sec: st.st_mtime,
+            tv_nsec: st.st_mtime_nsec as _,
+        },
+    }
 }
 
 #[cfg(test)]
