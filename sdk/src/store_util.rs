@@ -1,7 +1,9 @@
 //! Building blocks for layer stores that keep their records in one file
 //! (e.g. `db.json`) and their trees in directories beneath the store
 //! directory: name and label checks, option values, an atomically replaced
-//! record file, tree walks and removals, garbage collection and paging.
+//! record file, tree walks and removals, garbage collection, the checks of
+//! the `layer-store` operations on a name-keyed record map
+//! ([`SnapshotRecord`]) and paging.
 //!
 //! Everything works on plain paths, so a store built on it can be tested
 //! natively (outside the sandbox).
@@ -20,7 +22,7 @@ use std::io::{ErrorKind, Write};
 use std::ops::Bound;
 use std::path::Path;
 
-use crate::{DiskUsage, Error, Labels, Level, Result, SnapshotInfo, SnapshotPage};
+use crate::{DiskUsage, Error, Labels, Level, Result, SnapshotInfo, SnapshotKind, SnapshotPage};
 
 /// Longest accepted snapshot name or key, in bytes.
 pub const MAX_NAME: usize = 512;
@@ -271,6 +273,153 @@ pub fn delete_unrecorded(root: &Path, dir: &str, name: &str, notes: &mut Notes) 
     }
 }
 
+/// A store's record of one snapshot, as the checks below see it. Records
+/// are kept in a `BTreeMap` keyed by name (committed snapshots) or key
+/// (active snapshots and views): one namespace.
+pub trait SnapshotRecord {
+    /// What names the record's directory in the store (an id, a directory
+    /// name).
+    type Dir;
+    /// The snapshot's kind.
+    fn kind(&self) -> SnapshotKind;
+    /// The record's directory; views have none.
+    fn dir(&self) -> Option<&Self::Dir>;
+}
+
+/// A kind as the error messages name it: `Active`, `View` or `Committed`.
+pub fn kind_name(kind: SnapshotKind) -> &'static str {
+    match kind {
+        SnapshotKind::Active => "Active",
+        SnapshotKind::View => "View",
+        SnapshotKind::Committed => "Committed",
+    }
+}
+
+/// The record of snapshot `name` (checked with [`check_name`] as `what`),
+/// else `not-found`.
+pub fn existing<'a, R>(records: &'a BTreeMap<String, R>, what: &str, name: &str) -> Result<&'a R> {
+    check_name(what, name)?;
+    records
+        .get(name)
+        .ok_or_else(|| Error::NotFound(format!("snapshot {name:?} does not exist")))
+}
+
+/// The directory of committed snapshot `name` (`what` names it in the
+/// error, e.g. `parent`), else `not-found`.
+pub fn committed_dir<'a, R: SnapshotRecord>(
+    records: &'a BTreeMap<String, R>,
+    what: &str,
+    name: &str,
+) -> Result<&'a R::Dir> {
+    match records.get(name) {
+        Some(r) => match (r.kind(), r.dir()) {
+            (SnapshotKind::Committed, Some(d)) => Ok(d),
+            (k, _) => Err(Error::NotFound(format!(
+                "{what} {name:?} is not a committed snapshot (it is {})",
+                kind_name(k)
+            ))),
+        },
+        None => Err(Error::NotFound(format!("{what} {name:?} does not exist"))),
+    }
+}
+
+/// `already-exists` if a snapshot has the name or key `key`.
+pub fn check_key_free<R>(records: &BTreeMap<String, R>, key: &str) -> Result<()> {
+    if records.contains_key(key) {
+        return Err(Error::AlreadyExists(format!("snapshot {key:?} exists")));
+    }
+    Ok(())
+}
+
+/// The checks of `layer-store.prepare`: the names and labels; then
+/// `Some(target)` when `target` is committed already (answer `cached`);
+/// else `None` once `key` is known to be free and `parent` (if any) to be
+/// committed.
+pub fn check_prepare<'a, R: SnapshotRecord>(
+    records: &BTreeMap<String, R>,
+    key: &str,
+    parent: Option<&str>,
+    target: Option<&'a str>,
+    labels: &Labels,
+) -> Result<Option<&'a str>> {
+    check_name("key", key)?;
+    if let Some(p) = parent {
+        check_name("parent", p)?;
+    }
+    if let Some(t) = target {
+        check_name("target", t)?;
+    }
+    check_labels(labels)?;
+    if let Some(t) = target
+        && committed_dir(records, "target", t).is_ok()
+    {
+        return Ok(Some(t));
+    }
+    check_key_free(records, key)?;
+    if let Some(p) = parent {
+        committed_dir(records, "parent", p)?;
+    }
+    Ok(None)
+}
+
+/// The record of active snapshot or view `key`, for `layer-store.mounts`:
+/// `not-found` if absent, `failed-precondition` if committed.
+pub fn uncommitted<'a, R: SnapshotRecord>(
+    records: &'a BTreeMap<String, R>,
+    key: &str,
+) -> Result<&'a R> {
+    let r = existing(records, "key", key)?;
+    if r.kind() == SnapshotKind::Committed {
+        return Err(Error::FailedPrecondition(format!(
+            "snapshot {key:?} is committed; mounts exist for active snapshots and views"
+        )));
+    }
+    Ok(r)
+}
+
+/// The checks of `layer-store.commit`: the names and labels, `key` is an
+/// active snapshot (`not-found`, `failed-precondition`), and `name` is free
+/// unless it is `key` itself (`already-exists`). Answers the directory of
+/// `key`.
+pub fn check_commit<'a, R: SnapshotRecord>(
+    records: &'a BTreeMap<String, R>,
+    name: &str,
+    key: &str,
+    labels: &Labels,
+) -> Result<&'a R::Dir> {
+    check_name("name", name)?;
+    check_name("key", key)?;
+    check_labels(labels)?;
+    let dir = match records.get(key) {
+        Some(r) => match (r.kind(), r.dir()) {
+            (SnapshotKind::Active, Some(d)) => d,
+            (k, _) => {
+                return Err(Error::FailedPrecondition(format!(
+                    "snapshot {key:?} is not active (it is {})",
+                    kind_name(k)
+                )));
+            }
+        },
+        None => {
+            return Err(Error::NotFound(format!(
+                "active snapshot {key:?} does not exist"
+            )));
+        }
+    };
+    if name != key
+        && let Some(r) = records.get(name)
+    {
+        return Err(Error::AlreadyExists(match r.kind() {
+            SnapshotKind::Committed => format!("committed snapshot {name:?} exists"),
+            k => format!(
+                "name {name:?} is taken by a snapshot that is {}",
+                kind_name(k)
+            ),
+        }));
+    }
+    Ok(dir)
+}
+
 /// One page of `records` (sorted by name) for `layer-store.list-snapshots`:
 /// at most `limit` items ([`DEFAULT_PAGE`] for 0, at most [`MAX_PAGE`])
 /// after the name `cursor` (which need not exist any more), each made by
@@ -388,6 +537,69 @@ mod tests {
         assert!(!root.join("d/1").exists());
         assert_eq!(notes.len(), 2, "{notes:?}");
         remove_any(&root.join("d/missing")).unwrap();
+    }
+
+    #[derive(Debug)]
+    struct Rec(SnapshotKind, Option<u64>);
+
+    impl SnapshotRecord for Rec {
+        type Dir = u64;
+        fn kind(&self) -> SnapshotKind {
+            self.0
+        }
+        fn dir(&self) -> Option<&u64> {
+            self.1.as_ref()
+        }
+    }
+
+    fn msg<T: std::fmt::Debug>(r: Result<T>) -> String {
+        format!("{:?}", r.unwrap_err())
+    }
+
+    #[test]
+    fn record_checks() {
+        let m: BTreeMap<String, Rec> = [
+            ("c".to_string(), Rec(SnapshotKind::Committed, Some(1))),
+            ("a".to_string(), Rec(SnapshotKind::Active, Some(2))),
+            ("v".to_string(), Rec(SnapshotKind::View, None)),
+        ]
+        .into();
+        assert_eq!(*committed_dir(&m, "parent", "c").unwrap(), 1);
+        let e = msg(committed_dir(&m, "parent", "a"));
+        assert!(
+            e.contains("is not a committed snapshot (it is Active)"),
+            "{e}"
+        );
+        assert!(msg(committed_dir(&m, "parent", "x")).contains("does not exist"));
+        assert!(existing(&m, "name", "v").is_ok());
+        assert!(msg(existing(&m, "name", "x")).contains("NotFound"));
+        assert!(msg(existing(&m, "name", "")).contains("InvalidArgument"));
+        // prepare: a committed target is cached, whatever the key
+        assert_eq!(
+            check_prepare(&m, "a", None, Some("c"), &vec![]).unwrap(),
+            Some("c")
+        );
+        assert_eq!(
+            check_prepare(&m, "k", Some("c"), Some("n"), &vec![]).unwrap(),
+            None
+        );
+        assert!(msg(check_prepare(&m, "a", None, None, &vec![])).contains("AlreadyExists"));
+        assert!(msg(check_prepare(&m, "k", Some("v"), None, &vec![])).contains("NotFound"));
+        assert!(uncommitted(&m, "v").is_ok());
+        assert!(msg(uncommitted(&m, "c")).contains("FailedPrecondition"));
+        // commit
+        assert_eq!(*check_commit(&m, "n", "a", &vec![]).unwrap(), 2);
+        assert_eq!(*check_commit(&m, "a", "a", &vec![]).unwrap(), 2);
+        let e = msg(check_commit(&m, "n", "v", &vec![]));
+        assert!(
+            e.contains("FailedPrecondition") && e.contains("(it is View)"),
+            "{e}"
+        );
+        assert!(msg(check_commit(&m, "n", "x", &vec![])).contains("NotFound"));
+        let e = msg(check_commit(&m, "c", "a", &vec![]));
+        assert!(e.contains("AlreadyExists(\"committed snapshot"), "{e}");
+        let e = msg(check_commit(&m, "v", "a", &vec![]));
+        assert!(e.contains("taken by a snapshot that is View"), "{e}");
     }
 
     #[test]

@@ -15,8 +15,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use rumoci_driver_sdk::store_util::{
-    Notes, RecordFile, check_labels, check_name, delete_unrecorded, io_err, merge_labels, page,
-    remove_any, remove_unrecorded, walk_usage,
+    Notes, RecordFile, SnapshotRecord, check_commit, check_key_free, check_name, check_prepare,
+    committed_dir, delete_unrecorded, existing, io_err, merge_labels, page, remove_any,
+    remove_unrecorded, uncommitted, walk_usage,
 };
 use rumoci_driver_sdk::{
     Digest, DiskUsage, DriverInfo, Error, Labels, Level, MountSpec, Prepared, Result, SnapshotInfo,
@@ -95,6 +96,26 @@ struct Record {
     inodes: u64,
     /// Logical clock of the last use (higher = more recent).
     last_used: u64,
+}
+
+impl From<Kind> for SnapshotKind {
+    fn from(k: Kind) -> SnapshotKind {
+        match k {
+            Kind::Active => SnapshotKind::Active,
+            Kind::View => SnapshotKind::View,
+            Kind::Committed => SnapshotKind::Committed,
+        }
+    }
+}
+
+impl SnapshotRecord for Record {
+    type Dir = u64;
+    fn kind(&self) -> SnapshotKind {
+        self.kind.into()
+    }
+    fn dir(&self) -> Option<&u64> {
+        self.id.as_ref()
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -213,11 +234,7 @@ impl Store {
         SnapshotInfo {
             name: name.to_string(),
             parent: r.parent.clone(),
-            kind: match r.kind {
-                Kind::Active => SnapshotKind::Active,
-                Kind::View => SnapshotKind::View,
-                Kind::Committed => SnapshotKind::Committed,
-            },
+            kind: r.kind.into(),
             diff_id: r.diff_id.clone(),
             labels: r.labels.clone(),
             meta: match (r.kind, r.id) {
@@ -227,30 +244,9 @@ impl Store {
         }
     }
 
-    /// The record of snapshot `name` (after checking the name), else
-    /// `not-found`.
-    fn existing(&self, what: &str, name: &str) -> Result<&Record> {
-        check_name(what, name)?;
-        self.db
-            .snapshots
-            .get(name)
-            .ok_or_else(|| Error::NotFound(format!("snapshot {name:?} does not exist")))
-    }
-
     /// The id of committed snapshot `name`, else `not-found`.
     fn committed_id(&self, what: &str, name: &str) -> Result<u64> {
-        match self.db.snapshots.get(name) {
-            Some(Record {
-                kind: Kind::Committed,
-                id: Some(id),
-                ..
-            }) => Ok(*id),
-            Some(r) => Err(Error::NotFound(format!(
-                "{what} {name:?} is not a committed snapshot (it is {:?})",
-                r.kind
-            ))),
-            None => Err(Error::NotFound(format!("{what} {name:?} does not exist"))),
-        }
+        committed_dir(&self.db.snapshots, what, name).copied()
     }
 
     /// Whether an active snapshot or a view has `name` as its parent.
@@ -349,24 +345,11 @@ impl SnapshotStore for Store {
         target: Option<&str>,
         labels: Labels,
     ) -> Result<Prepared> {
-        check_name("key", key)?;
-        if let Some(p) = parent {
-            check_name("parent", p)?;
-        }
-        if let Some(t) = target {
-            check_name("target", t)?;
-        }
-        check_labels(&labels)?;
-        if let Some(t) = target
-            && self.committed_id("target", t).is_ok()
-        {
+        if let Some(t) = check_prepare(&self.db.snapshots, key, parent, target, &labels)? {
             self.touch(t);
             self.save()?;
             let r = &self.db.snapshots[t];
             return Ok(Prepared::Cached(Store::record_info(t, r)));
-        }
-        if self.db.snapshots.contains_key(key) {
-            return Err(Error::AlreadyExists(format!("snapshot {key:?} exists")));
         }
         let parent_id = match parent {
             Some(p) => Some(self.committed_id("parent", p)?),
@@ -424,9 +407,7 @@ impl SnapshotStore for Store {
         check_name("key", key)?;
         check_name("parent", parent)?;
         let pid = self.committed_id("parent", parent)?;
-        if self.db.snapshots.contains_key(key) {
-            return Err(Error::AlreadyExists(format!("snapshot {key:?} exists")));
-        }
+        check_key_free(&self.db.snapshots, key)?;
         self.touch(parent);
         let now = self.tick();
         self.db.snapshots.insert(
@@ -448,12 +429,7 @@ impl SnapshotStore for Store {
 
     /// `layer-store.mounts`.
     fn mounts(&self, key: &str) -> Result<Vec<MountSpec>> {
-        let r = self.existing("key", key)?;
-        if r.kind == Kind::Committed {
-            return Err(Error::FailedPrecondition(format!(
-                "snapshot {key:?} is committed; mounts exist for active snapshots and views"
-            )));
-        }
+        let r = uncommitted(&self.db.snapshots, key)?;
         match r.parent.as_deref() {
             Some(p) => Ok(vec![copy_mount(self.committed_id("parent", p)?)]),
             None => Ok(Vec::new()),
@@ -468,35 +444,7 @@ impl SnapshotStore for Store {
         diff_id: &Digest,
         labels: Labels,
     ) -> Result<SnapshotInfo> {
-        check_name("name", name)?;
-        check_name("key", key)?;
-        check_labels(&labels)?;
-        let id = match self.db.snapshots.get(key) {
-            Some(Record {
-                kind: Kind::Active,
-                id: Some(id),
-                ..
-            }) => *id,
-            Some(r) => {
-                return Err(Error::FailedPrecondition(format!(
-                    "snapshot {key:?} is not active (it is {:?})",
-                    r.kind
-                )));
-            }
-            None => {
-                return Err(Error::NotFound(format!(
-                    "active snapshot {key:?} does not exist"
-                )));
-            }
-        };
-        if name != key
-            && let Some(r) = self.db.snapshots.get(name)
-        {
-            return Err(Error::AlreadyExists(match r.kind {
-                Kind::Committed => format!("committed snapshot {name:?} exists"),
-                k => format!("name {name:?} is taken by a snapshot that is {k:?}"),
-            }));
-        }
+        let id = *check_commit(&self.db.snapshots, name, key, &labels)?;
         let usage = walk_usage(&self.root.join(fs_rel(id))).map_err(|e| io_err(fs_rel(id), e))?;
         let now = self.tick();
         let Some(mut r) = self.db.snapshots.remove(key) else {
@@ -531,7 +479,7 @@ impl SnapshotStore for Store {
 
     /// `layer-store.remove`.
     fn remove(&mut self, name: &str) -> Result<()> {
-        let r = self.existing("name", name)?;
+        let r = existing(&self.db.snapshots, "name", name)?;
         if r.kind == Kind::Committed && self.has_open_child(name) {
             return Err(Error::FailedPrecondition(format!(
                 "snapshot {name:?} is the parent of an active snapshot or view"
@@ -546,7 +494,7 @@ impl SnapshotStore for Store {
 
     /// `layer-store.usage`: walks the tree now (0 for a view).
     fn usage(&self, name: &str) -> Result<DiskUsage> {
-        let r = self.existing("name", name)?;
+        let r = existing(&self.db.snapshots, "name", name)?;
         match r.id {
             Some(id) => walk_usage(&self.root.join(fs_rel(id))).map_err(|e| io_err(fs_rel(id), e)),
             None => Ok(DiskUsage { size: 0, inodes: 0 }),

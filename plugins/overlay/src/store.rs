@@ -21,8 +21,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use rumoci_driver_sdk::store_util::{
-    Notes, RecordFile, check_labels, check_name, delete_unrecorded, io_err, merge_labels, page,
-    remove_any, remove_unrecorded, walk_usage,
+    Notes, RecordFile, SnapshotRecord, check_commit, check_key_free, check_name, check_prepare,
+    delete_unrecorded, existing, io_err, merge_labels, page, remove_any, remove_unrecorded,
+    uncommitted, walk_usage,
 };
 use rumoci_driver_sdk::{
     Digest, DiskUsage, DriverInfo, Error, Labels, MountSpec, Prepared, Result, SnapshotInfo,
@@ -59,6 +60,26 @@ struct Record {
     parent: Option<String>,
     diff_id: Option<String>,
     labels: Labels,
+}
+
+impl From<Kind> for SnapshotKind {
+    fn from(k: Kind) -> SnapshotKind {
+        match k {
+            Kind::Active => SnapshotKind::Active,
+            Kind::View => SnapshotKind::View,
+            Kind::Committed => SnapshotKind::Committed,
+        }
+    }
+}
+
+impl SnapshotRecord for Record {
+    type Dir = String;
+    fn kind(&self) -> SnapshotKind {
+        self.kind.into()
+    }
+    fn dir(&self) -> Option<&String> {
+        self.dir.as_ref()
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -175,11 +196,7 @@ impl Store {
         SnapshotInfo {
             name: name.to_string(),
             parent: r.parent.clone(),
-            kind: match r.kind {
-                Kind::Active => SnapshotKind::Active,
-                Kind::View => SnapshotKind::View,
-                Kind::Committed => SnapshotKind::Committed,
-            },
+            kind: r.kind.into(),
             diff_id: r.diff_id.clone(),
             labels: r.labels.clone(),
             meta: match (r.kind, &r.dir) {
@@ -189,28 +206,10 @@ impl Store {
         }
     }
 
-    fn existing(&self, what: &str, name: &str) -> Result<&Record> {
-        check_name(what, name)?;
-        self.db
-            .snapshots
-            .get(name)
-            .ok_or_else(|| Error::NotFound(format!("snapshot {name:?} does not exist")))
-    }
-
     /// The directory of committed snapshot `name`, else `not-found`.
     fn committed_dir(&self, what: &str, name: &str) -> Result<&str> {
-        match self.db.snapshots.get(name) {
-            Some(Record {
-                kind: Kind::Committed,
-                dir: Some(d),
-                ..
-            }) => Ok(d),
-            Some(r) => Err(Error::NotFound(format!(
-                "{what} {name:?} is not a committed snapshot (it is {:?})",
-                r.kind
-            ))),
-            None => Err(Error::NotFound(format!("{what} {name:?} does not exist"))),
-        }
+        rumoci_driver_sdk::store_util::committed_dir(&self.db.snapshots, what, name)
+            .map(String::as_str)
     }
 
     /// Whether any snapshot (committed ones too: each layer directory holds
@@ -296,25 +295,9 @@ impl SnapshotStore for Store {
         target: Option<&str>,
         labels: Labels,
     ) -> Result<Prepared> {
-        check_name("key", key)?;
-        if let Some(p) = parent {
-            check_name("parent", p)?;
-        }
-        if let Some(t) = target {
-            check_name("target", t)?;
-        }
-        check_labels(&labels)?;
-        if let Some(t) = target
-            && self.committed_dir("target", t).is_ok()
-        {
+        if let Some(t) = check_prepare(&self.db.snapshots, key, parent, target, &labels)? {
             let r = &self.db.snapshots[t];
             return Ok(Prepared::Cached(Store::record_info(t, r)));
-        }
-        if self.db.snapshots.contains_key(key) {
-            return Err(Error::AlreadyExists(format!("snapshot {key:?} exists")));
-        }
-        if let Some(p) = parent {
-            self.committed_dir("parent", p)?;
         }
         let layers = self.root.join(LAYERS);
         fs::create_dir_all(&layers).map_err(|e| io_err(LAYERS, e))?;
@@ -360,9 +343,7 @@ impl SnapshotStore for Store {
         check_name("key", key)?;
         check_name("parent", parent)?;
         let m = self.chain_mount(parent)?;
-        if self.db.snapshots.contains_key(key) {
-            return Err(Error::AlreadyExists(format!("snapshot {key:?} exists")));
-        }
+        check_key_free(&self.db.snapshots, key)?;
         self.db.snapshots.insert(
             key.to_string(),
             Record {
@@ -380,11 +361,8 @@ impl SnapshotStore for Store {
     /// `layer-store.mounts`: a view's overlay mount; none for an active
     /// snapshot (it is extracted alone).
     fn mounts(&self, key: &str) -> Result<Vec<MountSpec>> {
-        let r = self.existing("key", key)?;
+        let r = uncommitted(&self.db.snapshots, key)?;
         match (r.kind, r.parent.as_deref()) {
-            (Kind::Committed, _) => Err(Error::FailedPrecondition(format!(
-                "snapshot {key:?} is committed; mounts exist for active snapshots and views"
-            ))),
             (Kind::View, Some(p)) => Ok(vec![self.chain_mount(p)?]),
             _ => Ok(Vec::new()),
         }
@@ -399,35 +377,7 @@ impl SnapshotStore for Store {
         diff_id: &Digest,
         labels: Labels,
     ) -> Result<SnapshotInfo> {
-        check_name("name", name)?;
-        check_name("key", key)?;
-        check_labels(&labels)?;
-        let old_dir = match self.db.snapshots.get(key) {
-            Some(Record {
-                kind: Kind::Active,
-                dir: Some(d),
-                ..
-            }) => d.clone(),
-            Some(r) => {
-                return Err(Error::FailedPrecondition(format!(
-                    "snapshot {key:?} is not active (it is {:?})",
-                    r.kind
-                )));
-            }
-            None => {
-                return Err(Error::NotFound(format!(
-                    "active snapshot {key:?} does not exist"
-                )));
-            }
-        };
-        if name != key
-            && let Some(r) = self.db.snapshots.get(name)
-        {
-            return Err(Error::AlreadyExists(match r.kind {
-                Kind::Committed => format!("committed snapshot {name:?} exists"),
-                k => format!("name {name:?} is taken by a snapshot that is {k:?}"),
-            }));
-        }
+        let old_dir = check_commit(&self.db.snapshots, name, key, &labels)?.clone();
         let layers = self.root.join(LAYERS);
         let id = old_dir.trim_start_matches("active-");
         let new_dir = match chain_dir_name(name) {
@@ -458,7 +408,7 @@ impl SnapshotStore for Store {
     /// `layer-store.remove`: a committed layer is refused while any
     /// snapshot (committed children included) has it as parent.
     fn remove(&mut self, name: &str) -> Result<()> {
-        let r = self.existing("name", name)?;
+        let r = existing(&self.db.snapshots, "name", name)?;
         if r.kind == Kind::Committed && self.has_child(name) {
             return Err(Error::FailedPrecondition(format!(
                 "snapshot {name:?} is the parent of another snapshot (its layer directory is a lower layer of theirs)"
@@ -475,7 +425,7 @@ impl SnapshotStore for Store {
 
     /// `layer-store.usage`: this layer's own directory (0 for a view).
     fn usage(&self, name: &str) -> Result<DiskUsage> {
-        let r = self.existing("name", name)?;
+        let r = existing(&self.db.snapshots, "name", name)?;
         match &r.dir {
             Some(d) => walk_usage(&self.root.join(fs_rel(d))).map_err(|e| io_err(fs_rel(d), e)),
             None => Ok(DiskUsage { size: 0, inodes: 0 }),
