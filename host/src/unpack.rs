@@ -209,6 +209,24 @@ fn store_err(store: &dyn LayerStore, reason: String) -> UnpackError {
     })
 }
 
+/// The one mount in `mounts`, which must be of kind `kind`; else the
+/// store's error `count_err(number of mounts)` or `kind_err(its kind)`.
+fn only_mount<'a>(
+    store: &dyn LayerStore,
+    mounts: &'a [MountSpec],
+    kind: &str,
+    count_err: impl FnOnce(usize) -> String,
+    kind_err: impl FnOnce(&str) -> String,
+) -> Result<&'a MountSpec, UnpackError> {
+    let [m] = mounts else {
+        return Err(store_err(store, count_err(mounts.len())));
+    };
+    if m.kind != kind {
+        return Err(store_err(store, kind_err(&m.kind)));
+    }
+    Ok(m)
+}
+
 /// Perform `mounts` (paths relative to the store) so that the tree of
 /// `top` appears in the empty directory `dst`. Every entry copied is checked
 /// against `top`'s record first.
@@ -224,24 +242,13 @@ fn perform_mounts(
     }
     let top = top.ok_or_else(|| store_err(store, "mounts for a snapshot without parent".into()))?;
     let name = top.info.name.clone();
-    let [m] = mounts else {
-        return Err(store_err(
-            store,
-            format!(
-                "{} mounts for {name}: only one copy mount is supported",
-                mounts.len()
-            ),
-        ));
-    };
-    if m.kind != "copy" {
-        return Err(store_err(
-            store,
-            format!(
-                "mount kind {:?} for {name}: rumoci performs only \"copy\"",
-                m.kind
-            ),
-        ));
-    }
+    let m = only_mount(
+        store,
+        mounts,
+        "copy",
+        |n| format!("{n} mounts for {name}: only one copy mount is supported"),
+        |k| format!("mount kind {k:?} for {name}: rumoci performs only \"copy\""),
+    )?;
     let src = resolve(store.root(), &m.source).map_err(|e| store_err(store, e))?;
     let record = top.record(store)?;
     let mut seen = 0usize;
@@ -307,24 +314,13 @@ fn overlay_lowerdirs(
     root_abs: &Path,
     mounts: &[MountSpec],
 ) -> Result<Vec<PathBuf>, UnpackError> {
-    let [m] = mounts else {
-        return Err(store_err(
-            store,
-            format!(
-                "{} mounts for a view: an overlay store gives one overlay mount",
-                mounts.len()
-            ),
-        ));
-    };
-    if m.kind != "overlay" {
-        return Err(store_err(
-            store,
-            format!(
-                "mount kind {:?}: an overlay store's views are \"overlay\" mounts",
-                m.kind
-            ),
-        ));
-    }
+    let m = only_mount(
+        store,
+        mounts,
+        "overlay",
+        |n| format!("{n} mounts for a view: an overlay store gives one overlay mount"),
+        |k| format!("mount kind {k:?}: an overlay store's views are \"overlay\" mounts"),
+    )?;
     let mut lower = None;
     for o in &m.options {
         match o.strip_prefix("lowerdir=") {

@@ -13,7 +13,7 @@ use tar::EntryType;
 
 use super::idmap::{IdMapping, ROOTLESS_XATTR, encode_rootless, to_host};
 use super::overlay::{self as ov, Found, Lower};
-use super::root::{Root, clean_path, empty_dir_at, remove_all_at, split_parent};
+use super::root::{Root, clean_path, components, empty_dir_at, remove_all_at, split_parent};
 
 /// Xattrs never applied from layers.
 const FORBIDDEN_XATTRS: &[&str] = &["security.selinux", "system.nfs4_acl"];
@@ -822,13 +822,7 @@ impl Extractor {
         let mut cur = root
             .open_at("", OFlags::RDONLY | OFlags::DIRECTORY)
             .map_err(|e| entry_err(dir, e))?;
-        let mut at = String::new();
-        for comp in dir.split('/').filter(|c| !c.is_empty()) {
-            let parent_path = at.clone();
-            if !at.is_empty() {
-                at.push('/');
-            }
-            at.push_str(comp);
+        for (parent_path, comp, at) in components(dir) {
             let open = |fd: &OwnedFd| ov::open_dir_at(fd, comp).map_err(|e| entry_err(&at, e));
             match rustix::fs::statat(&cur, comp, AtFlags::SYMLINK_NOFOLLOW) {
                 Ok(s) if FileType::from_raw_mode(s.st_mode) == FileType::Directory => {

@@ -92,13 +92,7 @@ impl Root {
             Err(e) => return Err(e),
         }
         let mut cur = self.open_dir("")?;
-        let mut prefix = String::new();
-        for comp in dir.split('/').filter(|c| !c.is_empty()) {
-            let parent_path = prefix.clone();
-            if !prefix.is_empty() {
-                prefix.push('/');
-            }
-            prefix.push_str(comp);
+        for (parent_path, comp, prefix) in components(dir) {
             let next = match self.open_dir(&prefix) {
                 Ok(fd) => fd,
                 Err(Errno::NOENT) | Err(Errno::NOTDIR) => {
@@ -121,6 +115,21 @@ impl Root {
         }
         Ok(cur)
     }
+}
+
+/// The components of the relative path `dir` (empty ones skipped), each
+/// with the path of its parent and its own path: `"a/b"` gives
+/// `("", "a", "a")` and `("a", "b", "a/b")`.
+pub fn components(dir: &str) -> impl Iterator<Item = (String, &str, String)> {
+    let mut at = String::new();
+    dir.split('/').filter(|c| !c.is_empty()).map(move |comp| {
+        let parent = at.clone();
+        if !at.is_empty() {
+            at.push('/');
+        }
+        at.push_str(comp);
+        (parent, comp, at.clone())
+    })
 }
 
 /// Remove `name` in `dir` and everything beneath it, never following
