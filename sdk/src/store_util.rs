@@ -131,6 +131,18 @@ impl RecordFile {
         }
     }
 
+    /// `integrity` (naming the file) unless the version `found` in the
+    /// decoded file is the one this driver reads, `supported`.
+    pub fn check_version(&self, found: u32, supported: u32) -> Result<()> {
+        if found != supported {
+            return Err(Error::Integrity(format!(
+                "{} has version {found} (this driver reads version {supported})",
+                self.name
+            )));
+        }
+        Ok(())
+    }
+
     /// Replace the file with `bytes` atomically (a failure removes the
     /// temporary and is an `io` error naming the file).
     pub fn write(&self, root: &Path, bytes: &[u8]) -> Result<()> {
@@ -321,6 +333,17 @@ pub fn committed_dir<'a, R: SnapshotRecord>(
         },
         None => Err(Error::NotFound(format!("{what} {name:?} does not exist"))),
     }
+}
+
+/// `layer-store.stat`: the information on snapshot `name` (checked with
+/// [`check_name`]), made by `info`; `None` if absent.
+pub fn lookup<R>(
+    records: &BTreeMap<String, R>,
+    name: &str,
+    info: impl Fn(&str, &R) -> SnapshotInfo,
+) -> Result<Option<SnapshotInfo>> {
+    check_name("name", name)?;
+    Ok(records.get(name).map(|r| info(name, r)))
 }
 
 /// `already-exists` if a snapshot has the name or key `key`.
@@ -515,6 +538,12 @@ mod tests {
         assert_eq!(db.read(root).unwrap(), None);
         db.write(root, b"one").unwrap();
         db.write(root, b"two").unwrap();
+        db.check_version(1, 1).unwrap();
+        let e = format!("{:?}", db.check_version(2, 1).unwrap_err());
+        assert!(
+            e.contains("Integrity") && e.contains("has version 2"),
+            "{e}"
+        );
         assert_eq!(db.read(root).unwrap().as_deref(), Some(&b"two"[..]));
         fs::write(root.join("db.json.tmp-x"), b"").unwrap();
         db.remove_temporaries(root);

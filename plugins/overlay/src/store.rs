@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 
 use rumoci_driver_sdk::store_util::{
     Notes, RecordFile, SnapshotRecord, check_commit, check_key_free, check_name, check_prepare,
-    delete_unrecorded, existing, io_err, merge_labels, page, remove_any, remove_unrecorded,
+    delete_unrecorded, existing, io_err, lookup, merge_labels, page, remove_any, remove_unrecorded,
     uncommitted, walk_usage,
 };
 use rumoci_driver_sdk::{
@@ -156,12 +156,7 @@ impl Store {
                         "{DB_FILE} in the overlay store is corrupt ({e}); move it away to start an empty store"
                     ))
                 })?;
-                if db.version != DB_VERSION {
-                    return Err(Error::Integrity(format!(
-                        "{DB_FILE} has version {} (this driver reads version {DB_VERSION})",
-                        db.version
-                    )));
-                }
+                DB.check_version(db.version, DB_VERSION)?;
                 db
             }
             None => Db::default(),
@@ -276,12 +271,7 @@ impl SnapshotStore for Store {
 
     /// `layer-store.stat`.
     fn stat(&self, name: &str) -> Result<Option<SnapshotInfo>> {
-        check_name("name", name)?;
-        Ok(self
-            .db
-            .snapshots
-            .get(name)
-            .map(|r| Store::record_info(name, r)))
+        lookup(&self.db.snapshots, name, Store::record_info)
     }
 
     /// `layer-store.prepare`: `cached` for a committed `target`, else a
