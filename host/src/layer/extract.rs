@@ -753,47 +753,45 @@ impl Extractor {
         st.remember(dir, &parent);
         if target == ".wh..opq" {
             // opaque: keep the directory, drop what lower layers put in it
-            let upper = &st.upper;
             let prefix = if dir.is_empty() {
                 String::new()
             } else {
                 format!("{dir}/")
             };
-            let mut removed = Vec::new();
-            empty_dir_at(&parent, ".", &mut |child| {
-                let keep = upper.contains(&format!("{prefix}{child}"));
-                if !keep {
-                    removed.push(format!("{prefix}{child}"));
-                }
-                keep
-            })
-            .map_err(|e| entry_err(path, e))?;
-            for r in removed {
-                self.forget(&r);
-            }
-            return Ok(());
+            return self.drop_lower(&parent, ".", &prefix, path, st);
         }
         let full = whiteout_path(dir, target, path)?;
         if st.upper.contains(&full) {
             // this layer wrote (beneath) it: only remove what lower layers had
-            let upper = &st.upper;
-            let prefix = format!("{full}/");
-            let mut removed = Vec::new();
-            empty_dir_at(&parent, target, &mut |child| {
-                let keep = upper.contains(&format!("{prefix}{child}"));
-                if !keep {
-                    removed.push(format!("{prefix}{child}"));
-                }
-                keep
-            })
-            .map_err(|e| entry_err(path, e))?;
-            for r in removed {
-                self.forget(&r);
-            }
-            return Ok(());
+            return self.drop_lower(&parent, target, &format!("{full}/"), path, st);
         }
         remove_all_at(&parent, target).map_err(|e| entry_err(path, e))?;
         self.forget(&full);
+        Ok(())
+    }
+
+    /// Empty the directory `name` in `parent` (its children's paths start
+    /// with `prefix`) of everything this layer did not write (entry `path`).
+    fn drop_lower(
+        &mut self,
+        parent: &OwnedFd,
+        name: &str,
+        prefix: &str,
+        path: &str,
+        st: &LayerState,
+    ) -> Result<(), ExtractError> {
+        let mut removed = Vec::new();
+        empty_dir_at(parent, name, &mut |child| {
+            let keep = st.upper.contains(&format!("{prefix}{child}"));
+            if !keep {
+                removed.push(format!("{prefix}{child}"));
+            }
+            keep
+        })
+        .map_err(|e| entry_err(path, e))?;
+        for r in removed {
+            self.forget(&r);
+        }
         Ok(())
     }
 }
