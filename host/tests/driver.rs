@@ -384,20 +384,6 @@ fn start_time_from_cache() {
     );
 }
 
-/// The mtree manifest without its header comments (user, host, date,
-/// tree path differ between bundles).
-fn mtree_body(bundle: &Path) -> String {
-    let f = std::fs::read_dir(bundle)
-        .expect("read bundle")
-        .map(|e| e.expect("entry").path())
-        .find(|p| p.extension().is_some_and(|e| e == "mtree"))
-        .expect("mtree in bundle");
-    let text = std::fs::read_to_string(f).expect("read mtree");
-    // the header (user, machine, tree, date) ends where the root entry starts
-    let at = text.find("\n# .\n").expect("root entry in the mtree");
-    text[at..].to_string()
-}
-
 /// Every (device, inode) under `root`.
 fn inodes(root: &Path) -> std::collections::BTreeSet<(u64, u64)> {
     use std::os::unix::fs::MetadataExt;

@@ -61,6 +61,13 @@ fn mounts_beneath(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// Whether overlayfs can be mounted here at all (root, module present).
+/// The overlay store directory beneath `dir` and the `--driver` for it.
+fn store_and_driver(dir: &Path) -> (PathBuf, String) {
+    let store = dir.join("store");
+    let driver = format!("{},dir={}", overlay_wasm(), s(&store));
+    (store, driver)
+}
+
 fn overlay_works() -> bool {
     if !rustix::process::geteuid().is_root() {
         eprintln!("skipped: not root");
@@ -186,18 +193,6 @@ fn lowerdirs(bundle: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
-/// The mtree manifest without its header comments.
-fn mtree_body(bundle: &Path) -> String {
-    let f = std::fs::read_dir(bundle)
-        .expect("read bundle")
-        .map(|e| e.expect("entry").path())
-        .find(|p| p.extension().is_some_and(|e| e == "mtree"))
-        .expect("mtree in bundle");
-    let text = std::fs::read_to_string(f).expect("read mtree");
-    let at = text.find("\n# .\n").expect("root entry in the mtree");
-    text[at..].to_string()
-}
-
 fn is_whiteout(p: &Path) -> bool {
     std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_char_device() && m.rdev() == 0)
 }
@@ -208,8 +203,7 @@ fn unpack_mounts_layers_extracted_alone_and_matches_the_go_umoci() {
         return;
     };
     let _guard = Unmount(tmp.path().to_path_buf());
-    let store = tmp.path().join("store");
-    let driver = format!("{},dir={}", overlay_wasm(), s(&store));
+    let (store, driver) = store_and_driver(tmp.path());
     let out = rd_ok(&["driver", "info", &overlay_wasm()]);
     assert!(
         out.contains("capabilities: layer-store, layer-store.overlay"),
@@ -352,8 +346,7 @@ fn repack_reads_only_the_upper_directory() {
         return;
     };
     let _guard = Unmount(tmp.path().to_path_buf());
-    let store = tmp.path().join("store");
-    let driver = format!("{},dir={}", overlay_wasm(), s(&store));
+    let (_, driver) = store_and_driver(tmp.path());
     let b = tmp.path().join("bundle");
     rd_ok(&["--driver", &driver, "unpack", "--image", &img, s(&b)]);
     let r = b.join("rootfs");
@@ -477,8 +470,7 @@ fn a_failed_unpack_leaves_no_mount_and_no_bundle() {
         return;
     };
     let _guard = Unmount(tmp.path().to_path_buf());
-    let store = tmp.path().join("store");
-    let driver = format!("{},dir={}", overlay_wasm(), s(&store));
+    let (_, driver) = store_and_driver(tmp.path());
     // a failure after the mount: umoci.json cannot be written
     let b = tmp.path().join("b1");
     std::fs::create_dir_all(b.join("umoci.json/blocker")).expect("mkdir");

@@ -543,3 +543,17 @@ pub fn rd_err(args: &[&str]) -> String {
     assert!(!out.status.success(), "rumoci {args:?} should have failed");
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
+
+/// A bundle's mtree manifest without its header comments (user, host,
+/// date and tree path differ between bundles).
+pub fn mtree_body(bundle: &Path) -> String {
+    let f = std::fs::read_dir(bundle)
+        .expect("read bundle")
+        .map(|e| e.expect("entry").path())
+        .find(|p| p.extension().is_some_and(|e| e == "mtree"))
+        .expect("mtree in bundle");
+    let text = std::fs::read_to_string(f).expect("read mtree");
+    // the header ends where the root entry starts
+    let at = text.find("\n# .\n").expect("root entry in the mtree");
+    text[at..].to_string()
+}
