@@ -39,10 +39,12 @@
 //! path.
 //!
 //! For layer stores: [`SnapshotStore`] and [`SnapshotDriver`] (a store
-//! value with the `layer-store` operations, made a driver), and
+//! value with the `layer-store` operations, made a driver),
 //! [`store_util`] (name and label checks, an atomically replaced record
 //! file, tree walks and removals that open only directories, garbage
-//! collection, paging).
+//! collection, paging), [`store_db`] (the serde records of a `db.json`:
+//! the stored snapshot kind and the file's envelope) and [`testing`]
+//! (helpers for a store's native unit tests).
 
 use std::cell::RefCell;
 use std::path::{Component, Path, PathBuf};
@@ -63,7 +65,9 @@ pub mod bindings {
 }
 
 pub mod snapshot_store;
+pub mod store_db;
 pub mod store_util;
+pub mod testing;
 
 pub use snapshot_store::{SnapshotDriver, SnapshotStore};
 

@@ -10,10 +10,10 @@
 //!
 //! Paths are built only from numeric ids, never from names.
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use rumoci_driver_sdk::store_db::{self, Kind};
 use rumoci_driver_sdk::store_util::{
     Notes, RecordFile, SnapshotRecord, check_commit, check_key_free, check_name, check_prepare,
     committed_dir, delete_unrecorded, existing, io_err, lookup, merge_labels, page, remove_any,
@@ -74,14 +74,6 @@ impl Options {
 // ---------------------------------------------------------------------------
 // Records
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-enum Kind {
-    Active,
-    View,
-    Committed,
-}
-
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Record {
     /// Directory number: `snapshots/<id>`. Views have none.
@@ -98,16 +90,6 @@ struct Record {
     last_used: u64,
 }
 
-impl From<Kind> for SnapshotKind {
-    fn from(k: Kind) -> SnapshotKind {
-        match k {
-            Kind::Active => SnapshotKind::Active,
-            Kind::View => SnapshotKind::View,
-            Kind::Committed => SnapshotKind::Committed,
-        }
-    }
-}
-
 impl SnapshotRecord for Record {
     type Dir = u64;
     fn kind(&self) -> SnapshotKind {
@@ -118,25 +100,14 @@ impl SnapshotRecord for Record {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Db {
-    version: u32,
-    next_id: u64,
+/// The fields of `db.json` beside the SDK's envelope.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Counters {
+    /// Logical clock: the last `last_used` handed out.
     clock: u64,
-    /// Keyed by name (committed) or key (active, view): one namespace.
-    snapshots: BTreeMap<String, Record>,
 }
 
-impl Default for Db {
-    fn default() -> Db {
-        Db {
-            version: DB_VERSION,
-            next_id: 1,
-            clock: 0,
-            snapshots: BTreeMap::new(),
-        }
-    }
-}
+type Db = store_db::Db<Record, Counters>;
 
 fn fs_rel(id: u64) -> String {
     format!("{SNAPSHOTS}/{id}/fs")
@@ -174,18 +145,7 @@ impl Store {
     /// become warnings). A corrupt `db.json` is an `integrity` error naming
     /// the file; nothing is deleted then.
     pub fn open(root: &Path, opts: Options) -> Result<Store> {
-        let db = match DB.read(root)? {
-            Some(bytes) => {
-                let db: Db = serde_json::from_slice(&bytes).map_err(|e| {
-                    Error::Integrity(format!(
-                        "{DB_FILE} in the layer cache is corrupt ({e}); move it away to start an empty cache"
-                    ))
-                })?;
-                DB.check_version(db.version, DB_VERSION)?;
-                db
-            }
-            None => Db::default(),
-        };
+        let db = Db::load(&DB, root, DB_VERSION, "the layer cache", "cache")?;
         let mut s = Store {
             root: root.to_path_buf(),
             opts,
@@ -208,14 +168,12 @@ impl Store {
     }
 
     fn save(&self) -> Result<()> {
-        let bytes = serde_json::to_vec_pretty(&self.db)
-            .map_err(|e| Error::Other(format!("cannot encode {DB_FILE}: {e}")))?;
-        DB.write(&self.root, &bytes)
+        self.db.save(&DB, &self.root)
     }
 
     fn tick(&mut self) -> u64 {
-        self.db.clock += 1;
-        self.db.clock
+        self.db.extra.clock += 1;
+        self.db.extra.clock
     }
 
     fn touch(&mut self, name: &str) {
@@ -502,10 +460,7 @@ impl SnapshotStore for Store {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-
-    fn digest(n: u8) -> Digest {
-        Digest::parse(&format!("sha256:{}", format!("{n:02x}").repeat(32))).unwrap()
-    }
+    use rumoci_driver_sdk::testing::{digest, fresh, is_err};
 
     fn open(root: &Path) -> Store {
         Store::open(root, Options::default()).unwrap()
@@ -519,13 +474,6 @@ mod tests {
             },
         )
         .unwrap()
-    }
-
-    fn fresh(p: Prepared) -> UnpackTarget {
-        match p {
-            Prepared::Fresh(t) => t,
-            Prepared::Cached(i) => panic!("expected fresh, got cached {}", i.name),
-        }
     }
 
     /// Prepare `key` on `parent`, write `bytes` bytes into the tree (as the
@@ -565,17 +513,6 @@ mod tests {
         m.iter()
             .map(|m| (m.kind.clone(), m.source.clone(), m.options.clone()))
             .collect()
-    }
-
-    fn is_err<T: std::fmt::Debug>(r: Result<T>, want: &str) -> String {
-        match r {
-            Err(e) => {
-                let s = format!("{e:?}").trim_start_matches("Error::").to_string();
-                assert!(s.starts_with(want), "expected {want}, got {s}");
-                s
-            }
-            Ok(v) => panic!("expected {want}, got Ok({v:?})"),
-        }
     }
 
     #[test]

@@ -16,10 +16,10 @@
 //! arbitrary names. The rename moves `layers/<dir>` only: the `fs` tree the
 //! host recorded keeps its inode and ctime.
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use rumoci_driver_sdk::store_db::{self, Kind};
 use rumoci_driver_sdk::store_util::{
     Notes, RecordFile, SnapshotRecord, check_commit, check_key_free, check_name, check_prepare,
     delete_unrecorded, existing, io_err, lookup, merge_labels, page, remove_any, remove_unrecorded,
@@ -44,14 +44,6 @@ pub use rumoci_driver_sdk::store_util::MAX_NAME;
 /// Longest chain of layers a view may have (overlayfs stacks at most 500).
 pub const MAX_DEPTH: usize = 500;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-enum Kind {
-    Active,
-    View,
-    Committed,
-}
-
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Record {
     /// Directory name beneath `layers/` (views have none).
@@ -60,16 +52,6 @@ struct Record {
     parent: Option<String>,
     diff_id: Option<String>,
     labels: Labels,
-}
-
-impl From<Kind> for SnapshotKind {
-    fn from(k: Kind) -> SnapshotKind {
-        match k {
-            Kind::Active => SnapshotKind::Active,
-            Kind::View => SnapshotKind::View,
-            Kind::Committed => SnapshotKind::Committed,
-        }
-    }
 }
 
 impl SnapshotRecord for Record {
@@ -82,23 +64,7 @@ impl SnapshotRecord for Record {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Db {
-    version: u32,
-    next_id: u64,
-    /// Keyed by name (committed) or key (active, view): one namespace.
-    snapshots: BTreeMap<String, Record>,
-}
-
-impl Default for Db {
-    fn default() -> Db {
-        Db {
-            version: DB_VERSION,
-            next_id: 1,
-            snapshots: BTreeMap::new(),
-        }
-    }
-}
+type Db = store_db::Db<Record>;
 
 /// The directory name for a committed chain id `alg:hex[+suffix]`
 /// (lowercase alphanumeric algorithm, lowercase hex), else `None`.
@@ -149,18 +115,7 @@ impl Store {
     /// `db.json.tmp-*` files (best effort). A corrupt `db.json` is an
     /// `integrity` error naming the file; nothing is deleted then.
     pub fn open(root: &Path) -> Result<Store> {
-        let db = match DB.read(root)? {
-            Some(bytes) => {
-                let db: Db = serde_json::from_slice(&bytes).map_err(|e| {
-                    Error::Integrity(format!(
-                        "{DB_FILE} in the overlay store is corrupt ({e}); move it away to start an empty store"
-                    ))
-                })?;
-                DB.check_version(db.version, DB_VERSION)?;
-                db
-            }
-            None => Db::default(),
-        };
+        let db = Db::load(&DB, root, DB_VERSION, "the overlay store", "store")?;
         let mut s = Store {
             root: root.to_path_buf(),
             db,
@@ -182,9 +137,7 @@ impl Store {
     }
 
     fn save(&self) -> Result<()> {
-        let bytes = serde_json::to_vec_pretty(&self.db)
-            .map_err(|e| Error::Other(format!("cannot encode {DB_FILE}: {e}")))?;
-        DB.write(&self.root, &bytes)
+        self.db.save(&DB, &self.root)
     }
 
     fn record_info(name: &str, r: &Record) -> SnapshotInfo {
@@ -433,31 +386,10 @@ impl SnapshotStore for Store {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-
-    fn digest(n: u8) -> Digest {
-        Digest::parse(&format!("sha256:{}", format!("{n:02x}").repeat(32))).unwrap()
-    }
+    use rumoci_driver_sdk::testing::{digest, fresh, is_err};
 
     fn chain(n: u8) -> String {
         format!("sha256:{}", format!("{n:02x}").repeat(32))
-    }
-
-    fn fresh(p: Prepared) -> UnpackTarget {
-        match p {
-            Prepared::Fresh(t) => t,
-            Prepared::Cached(i) => panic!("expected fresh, got cached {}", i.name),
-        }
-    }
-
-    fn is_err<T: std::fmt::Debug>(r: Result<T>, want: &str) -> String {
-        match r {
-            Err(e) => {
-                let s = format!("{e:?}").trim_start_matches("Error::").to_string();
-                assert!(s.starts_with(want), "expected {want}, got {s}");
-                s
-            }
-            Ok(v) => panic!("expected {want}, got Ok({v:?})"),
-        }
     }
 
     /// Prepare and commit `name` on `parent` with one file in its tree.

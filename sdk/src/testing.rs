@@ -1,0 +1,33 @@
+//! Small helpers for the native unit tests of a layer store (they panic on
+//! anything unexpected).
+
+use crate::{Digest, Prepared, Result, UnpackTarget};
+
+/// `sha256:` followed by the byte `n` in hex, 32 times.
+pub fn digest(n: u8) -> Digest {
+    match Digest::parse(&format!("sha256:{}", format!("{n:02x}").repeat(32))) {
+        Ok(d) => d,
+        Err(e) => panic!("digest({n}): {e:?}"),
+    }
+}
+
+/// The target of a fresh `prepare`; panics on `cached`.
+pub fn fresh(p: Prepared) -> UnpackTarget {
+    match p {
+        Prepared::Fresh(t) => t,
+        Prepared::Cached(i) => panic!("expected fresh, got cached {}", i.name),
+    }
+}
+
+/// The error of `r` as debug-printed (without `Error::`), checked to start
+/// with `want` (a variant name, e.g. `NotFound`); panics otherwise.
+pub fn is_err<T: std::fmt::Debug>(r: Result<T>, want: &str) -> String {
+    match r {
+        Err(e) => {
+            let s = format!("{e:?}").trim_start_matches("Error::").to_string();
+            assert!(s.starts_with(want), "expected {want}, got {s}");
+            s
+        }
+        Ok(v) => panic!("expected {want}, got Ok({v:?})"),
+    }
+}
