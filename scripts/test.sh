@@ -9,5 +9,7 @@ cd "$(dirname "$0")/.."
 scripts/deps.sh
 cargo build --all-targets
 cargo test "$@"
+# the plugins' own unit tests (they build for the host target in test mode)
+cargo test -p layer-cache -p overlay -p registry
 # every fuzz target for a short bounded time (20 s each)
 scripts/fuzz.sh --ci

@@ -498,13 +498,23 @@ pub(crate) mod tests {
     }
 
     /// A server on 127.0.0.1 answering each connection with the next of
-    /// `answers` (after reading the request head); returns the endpoint.
+    /// `answers` (after reading the request head), then refusing
+    /// connections; returns the endpoint.
     pub(crate) fn serve(answers: Vec<Vec<u8>>) -> Endpoint {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap().to_string();
         std::thread::spawn(move || {
-            for a in answers {
-                let Ok((mut c, _)) = l.accept() else { return };
+            let last = answers.len();
+            let mut l = Some(l);
+            for (i, a) in answers.into_iter().enumerate() {
+                let Some(Ok((mut c, _))) = l.as_ref().map(|l| l.accept()) else {
+                    return;
+                };
+                if i + 1 == last {
+                    // close before the last answer: once the client has it,
+                    // a further request is refused, never reset
+                    l = None;
+                }
                 let mut head = Vec::new();
                 let mut b = [0u8; 1];
                 while !head.ends_with(b"\r\n\r\n") && c.read(&mut b).unwrap_or(0) == 1 {
