@@ -689,3 +689,241 @@ fn writers_through_a_plugin_wait_for_gc() {
     );
     assert!(rd_ok(&["--driver", &wasm, "ls", "--layout", s(&l)]).contains("copy"));
 }
+
+/// [`rd`] that must finish within `secs` seconds (killed and failed if
+/// not); returns the exit status's success, stdout and stderr.
+fn rd_within(args: &[&str], secs: u64) -> (bool, String, String) {
+    use std::io::Read;
+    use std::process::Stdio;
+    let mut child = Command::new(rumoci_bin())
+        .args(args)
+        .env("XDG_CACHE_HOME", cache_home())
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn rumoci");
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("wait") {
+            break st;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("rumoci {args:?} still running after {secs}s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut out = String::new();
+    let mut err = String::new();
+    if let Some(mut o) = child.stdout.take() {
+        o.read_to_string(&mut out).expect("stdout");
+    }
+    if let Some(mut e) = child.stderr.take() {
+        e.read_to_string(&mut err).expect("stderr");
+    }
+    (status.success(), out, err)
+}
+
+/// The OCI chain ids of `diff_ids`, computed with `sha256sum`.
+fn chain_ids_by_sha256sum(diff_ids: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for d in diff_ids {
+        let next = match out.last() {
+            None => d.clone(),
+            Some(prev) => {
+                let line = run_ok(
+                    "sh",
+                    &[
+                        "-c",
+                        "printf '%s %s' \"$1\" \"$2\" | sha256sum",
+                        "-",
+                        prev,
+                        d,
+                    ],
+                );
+                let hex = line.split_whitespace().next().expect("sha256sum output");
+                format!("sha256:{hex}")
+            }
+        };
+        out.push(next);
+    }
+    out
+}
+
+/// `driver snapshots` output: the header, then (name, kind, parent, size,
+/// inodes) per line.
+fn snapshot_rows(driver: &str) -> Vec<[String; 5]> {
+    let out = rd_ok(&["--driver", driver, "driver", "snapshots"]);
+    let mut lines = out.lines();
+    let header: Vec<&str> = lines.next().expect("header").split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["NAME", "KIND", "PARENT", "SIZE", "INODES"],
+        "{out}"
+    );
+    lines
+        .map(|l| {
+            let c: Vec<String> = l.split_whitespace().map(String::from).collect();
+            c.try_into()
+                .unwrap_or_else(|c| panic!("not 5 columns: {c:?}"))
+        })
+        .collect()
+}
+
+#[test]
+fn layer_cache_snapshots_are_listed_and_removed() {
+    let Some((tmp, img, layout)) = go_fixture() else {
+        return;
+    };
+    add_two_layers(tmp.path(), &img);
+    let store = tmp.path().join("store");
+    let driver = format!("{},dir={}", plugin("layer-cache"), s(&store));
+    let plain = tmp.path().join("plain");
+    rd_ok(&["unpack", "--image", &img, s(&plain)]);
+    let cold = tmp.path().join("cold");
+    rd_ok(&["--driver", &driver, "unpack", "--image", &img, s(&cold)]);
+    assert_same_tree(&plain.join("rootfs"), &cold.join("rootfs"));
+    // the store holds the image's fifo (removing it must not open it)
+    let fifo = {
+        use std::os::unix::fs::FileTypeExt;
+        let mut stack = vec![store.join("snapshots")];
+        let mut found = false;
+        while let Some(p) = stack.pop() {
+            let md = std::fs::symlink_metadata(&p).expect("lstat");
+            found |= md.file_type().is_fifo();
+            if md.is_dir() {
+                for e in std::fs::read_dir(&p).expect("readdir") {
+                    stack.push(e.expect("entry").path());
+                }
+            }
+        }
+        found
+    };
+    assert!(fifo, "the fixture's fifo is in the store");
+
+    // one committed snapshot per layer, named by chain id, parent below
+    let manifest = read_blob_json(
+        &layout,
+        index_entry(&layout, "t")["digest"]
+            .as_str()
+            .expect("digest"),
+    );
+    let config = read_blob_json(
+        &layout,
+        manifest["config"]["digest"].as_str().expect("digest"),
+    );
+    let diff_ids: Vec<String> = config["rootfs"]["diff_ids"]
+        .as_array()
+        .expect("diff_ids")
+        .iter()
+        .map(|d| d.as_str().expect("diff id").to_string())
+        .collect();
+    assert_eq!(diff_ids.len(), 3);
+    let chain = chain_ids_by_sha256sum(&diff_ids);
+    let rows = snapshot_rows(&driver);
+    let mut names: Vec<&str> = rows.iter().map(|r| r[0].as_str()).collect();
+    names.sort();
+    let mut want: Vec<&str> = chain.iter().map(String::as_str).collect();
+    want.sort();
+    assert_eq!(names, want, "{rows:?}");
+    for r in &rows {
+        let i = chain.iter().position(|c| *c == r[0]).expect("a chain id");
+        assert_eq!(r[1], "committed", "{r:?}");
+        let parent = if i == 0 { "-" } else { chain[i - 1].as_str() };
+        assert_eq!(r[2], parent, "{r:?}");
+        let size: u64 = r[3].parse().expect("size");
+        let inodes: u64 = r[4].parse().expect("inodes");
+        assert!(size > 0 && inodes > 0, "{r:?}");
+    }
+    // the same names as the store's own records
+    let db: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(store.join("db.json")).expect("db.json"))
+            .expect("json");
+    let mut db_names: Vec<String> = db["snapshots"]
+        .as_object()
+        .expect("snapshots")
+        .keys()
+        .cloned()
+        .collect();
+    db_names.sort();
+    assert_eq!(db_names, want);
+
+    // a snapshot with children is refused, and nothing changes
+    let before = std::fs::read(store.join("db.json")).expect("db.json");
+    let e = rd_err(&["--driver", &driver, "driver", "rm", &chain[1]]);
+    assert!(
+        e.contains("layer-cache") && e.contains(&chain[1]) && e.contains(&chain[2]),
+        "{e}"
+    );
+    assert!(e.contains("remove those first"), "{e}");
+    assert_eq!(
+        std::fs::read(store.join("db.json")).expect("db.json"),
+        before
+    );
+    assert_eq!(snapshot_rows(&driver).len(), 3);
+    // an unknown name fails like rm without -f, and removes nothing
+    let e = rd_err(&[
+        "--driver",
+        &driver,
+        "driver",
+        "rm",
+        &chain[2],
+        "sha256:nosuch",
+    ]);
+    assert!(e.contains("no snapshot \"sha256:nosuch\""), "{e}");
+    assert_eq!(snapshot_rows(&driver).len(), 3);
+
+    // the top one goes (quickly, though its tree holds a fifo)
+    let (ok, _, err) = rd_within(&["--driver", &driver, "driver", "rm", &chain[2]], 120);
+    assert!(ok, "driver rm failed: {err}");
+    let rows = snapshot_rows(&driver);
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert!(rows.iter().all(|r| r[0] != chain[2]), "{rows:?}");
+
+    // the next unpack extracts that layer again, to the same tree
+    let again = tmp.path().join("again");
+    rd_ok(&["--driver", &driver, "unpack", "--image", &img, s(&again)]);
+    assert_same_tree(&plain.join("rootfs"), &again.join("rootfs"));
+    let rows = snapshot_rows(&driver);
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    assert!(rows.iter().any(|r| r[0] == chain[2] && r[1] == "committed"));
+
+    // rm waits for the store lock an unpack holds, removing nothing meanwhile
+    waits_for_gc_lock(
+        &store,
+        Command::new(rumoci_bin())
+            .args(["--driver", &driver, "driver", "rm", &chain[2]])
+            .env("XDG_CACHE_HOME", cache_home()),
+        "store",
+        || {
+            let db = std::fs::read_to_string(store.join("db.json")).expect("db.json");
+            assert!(db.contains(&chain[2]), "removed while the lock was held");
+        },
+    );
+    assert_eq!(snapshot_rows(&driver).len(), 2);
+
+    // a parent and its child go together, in any order given
+    let (ok, _, err) = rd_within(
+        &["--driver", &driver, "driver", "rm", &chain[0], &chain[1]],
+        120,
+    );
+    assert!(ok, "driver rm failed: {err}");
+    assert!(snapshot_rows(&driver).is_empty());
+}
+
+#[test]
+fn driver_snapshots_and_rm_need_a_layer_store_driver() {
+    for args in [&["driver", "snapshots"][..], &["driver", "rm", "x"][..]] {
+        let e = rd_err(args);
+        assert!(e.contains("no layer-store driver given"), "{e}");
+        let mut a = args.to_vec();
+        let wasm = plugin("dir-cas");
+        a.extend_from_slice(&["--driver", &wasm]);
+        let e = rd_err(&a);
+        assert!(e.contains("no layer-store driver given"), "{e}");
+    }
+    let e = rd_err(&["driver", "rm"]);
+    assert!(e.contains("NAME"), "{e}");
+}

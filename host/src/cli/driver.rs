@@ -1,4 +1,5 @@
-//! `--driver SPEC` (global, repeatable) and `rumoci driver info PATH.wasm`.
+//! `--driver SPEC` (global, repeatable) and `rumoci driver info PATH.wasm`,
+//! `driver snapshots`, `driver rm NAME…`.
 //!
 //! The parsed specs live in a process-wide slot set once by `run`, so that
 //! [`open_layout`] and [`create_layout`] (which every command uses) pick the
@@ -196,6 +197,67 @@ pub enum Command {
         #[arg(value_name = "PATH.wasm")]
         path: PathBuf,
     },
+    /// List the snapshots of the layer store given with `--driver`:
+    /// name, kind, parent, and the size and inodes of committed ones.
+    Snapshots,
+    /// Remove snapshots from the layer store given with `--driver`
+    /// (children before parents; a snapshot with children left is refused).
+    Rm {
+        /// Snapshot names (chain ids) or keys, as `driver snapshots` lists them.
+        #[arg(value_name = "NAME", required = true)]
+        names: Vec<String>,
+    },
+}
+
+/// The layer store given with `--driver`, or an error saying there is none.
+fn required_layer_store(cmd: &str) -> Result<Box<dyn LayerStore>> {
+    open_layer_store()?.with_context(|| {
+        format!("driver {cmd}: no layer-store driver given (use --driver LAYER.wasm[,dir=STORE])")
+    })
+}
+
+/// `driver snapshots`: a header line, then one line per snapshot.
+fn print_snapshots(store: &dyn LayerStore) -> Result<()> {
+    use rumoci::layer_store::SnapshotKind;
+    let rows: Vec<[String; 5]> = rumoci::layer_store::snapshots(store)?
+        .into_iter()
+        .map(|(i, u)| {
+            let kind = match i.kind {
+                SnapshotKind::Active => "active",
+                SnapshotKind::View => "view",
+                SnapshotKind::Committed => "committed",
+            };
+            let (size, inodes) = match u {
+                Some(u) => (u.size.to_string(), u.inodes.to_string()),
+                None => ("-".into(), "-".into()),
+            };
+            [
+                i.name,
+                kind.into(),
+                i.parent.unwrap_or_else(|| "-".into()),
+                size,
+                inodes,
+            ]
+        })
+        .collect();
+    let header = ["NAME", "KIND", "PARENT", "SIZE", "INODES"].map(String::from);
+    let mut width = [0usize; 5];
+    for r in std::iter::once(&header).chain(&rows) {
+        for (w, c) in width.iter_mut().zip(r) {
+            *w = (*w).max(c.len());
+        }
+    }
+    let mut text = String::new();
+    for r in std::iter::once(&header).chain(&rows) {
+        let line: Vec<String> = r
+            .iter()
+            .zip(width)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        text.push_str(line.join("  ").trim_end());
+        text.push('\n');
+    }
+    super::util::print_out(&text)
 }
 
 /// Run a `driver` subcommand.
@@ -206,6 +268,12 @@ pub fn run(cmd: Command) -> Result<()> {
             println!("name: {}", i.name);
             println!("version: {}", i.version);
             println!("capabilities: {}", i.capabilities.join(", "));
+            Ok(())
+        }
+        Command::Snapshots => print_snapshots(required_layer_store("snapshots")?.as_ref()),
+        Command::Rm { names } => {
+            let store = required_layer_store("rm")?;
+            rumoci::layer_store::remove_snapshots(store.as_ref(), &names)?;
             Ok(())
         }
     }

@@ -89,7 +89,7 @@ enum Command {
         #[command(subcommand)]
         cmd: raw::Command,
     },
-    /// Inspect storage-driver plugins.
+    /// Inspect storage-driver plugins; list and remove layer-store snapshots.
     Driver {
         #[command(subcommand)]
         cmd: driver::Command,

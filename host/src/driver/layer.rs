@@ -16,12 +16,17 @@ use super::layer_bindings::exports::rumoci::driver::layer_store as wit;
 use super::runtime::{Plugin, PluginInfo};
 use super::{DriverError, DriverSpec};
 use crate::layer_store::{
-    LayerStore, LayerStoreError, MountSpec, Prepared, SnapshotInfo, SnapshotKind, UnpackTarget,
+    DiskUsage, LayerStore, LayerStoreError, MountSpec, Prepared, SnapshotInfo, SnapshotKind,
+    UnpackTarget,
 };
 use crate::oci::Digest;
 
 /// Longest snapshot name or path accepted from a plugin.
 const MAX_NAME: usize = 4096;
+/// Snapshots asked for per `list-snapshots` page.
+const PAGE: u32 = 256;
+/// Most snapshots accepted from a plugin in all.
+const MAX_SNAPSHOTS: usize = 1 << 20;
 /// Most mounts accepted for one snapshot.
 const MAX_MOUNTS: usize = 512;
 
@@ -226,6 +231,54 @@ impl LayerStore for WasmLayerStore {
                 b.rumoci_driver_layer_store().call_remove(s, name)
             })
             .map_err(|e| self.err(OP, e))
+    }
+
+    fn list(&self) -> Result<Vec<SnapshotInfo>, LayerStoreError> {
+        const OP: &str = "layer-store.list-snapshots";
+        let mut out = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let c = cursor.clone();
+            let page = self
+                .lock_plugin()
+                .call(OP, |s, b| {
+                    b.rumoci_driver_layer_store()
+                        .call_list_snapshots(s, c.as_deref(), PAGE)
+                })
+                .map_err(|e| self.err(OP, e))?;
+            if page.items.len() > PAGE as usize {
+                return Err(self.protocol(OP, "page larger than asked for"));
+            }
+            let empty = page.items.is_empty();
+            for i in page.items {
+                out.push(self.info_from(OP, i)?);
+            }
+            if out.len() > MAX_SNAPSHOTS {
+                return Err(self.protocol(OP, format!("more than {MAX_SNAPSHOTS} snapshots")));
+            }
+            match page.next {
+                None => break,
+                Some(n) if Some(&n) == cursor.as_ref() || empty => {
+                    return Err(self.protocol(OP, "paging does not advance"));
+                }
+                Some(n) => cursor = Some(n),
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out.dedup_by(|a, b| a.name == b.name);
+        Ok(out)
+    }
+
+    fn usage(&self, name: &str) -> Result<Option<DiskUsage>, LayerStoreError> {
+        const OP: &str = "layer-store.usage";
+        let u = self
+            .lock_plugin()
+            .call(OP, |s, b| b.rumoci_driver_layer_store().call_usage(s, name))
+            .map_err(|e| self.err(OP, e))?;
+        Ok(Some(DiskUsage {
+            size: u.size,
+            inodes: u.inodes,
+        }))
     }
 
     fn overlay(&self) -> bool {

@@ -53,6 +53,26 @@ pub enum LayerStoreError {
         /// The snapshot.
         name: String,
     },
+    /// No snapshot of that name or key.
+    #[error("layer store {store}: no snapshot {name:?}")]
+    NotFound {
+        /// The store.
+        store: String,
+        /// The snapshot asked for.
+        name: String,
+    },
+    /// The snapshot is the parent of others (remove those first).
+    #[error(
+        "layer store {store}: snapshot {name:?} is the parent of {children:?}: remove those first"
+    )]
+    HasChildren {
+        /// The store.
+        store: String,
+        /// The snapshot asked for.
+        name: String,
+        /// Its children.
+        children: Vec<String>,
+    },
     /// The store returned something that breaks the contract.
     #[error("layer store {store}: {op}: protocol violation: {reason}")]
     Protocol {
@@ -89,6 +109,15 @@ pub struct SnapshotInfo {
     pub diff_id: Option<Digest>,
     /// rumoci's record of the tree (relative to the store directory).
     pub meta: Option<String>,
+}
+
+/// Space used by a snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DiskUsage {
+    /// Bytes.
+    pub size: u64,
+    /// Inodes.
+    pub inodes: u64,
 }
 
 /// A mount for rumoci to perform (paths relative to the store directory).
@@ -151,6 +180,15 @@ pub trait LayerStore {
     ) -> Result<SnapshotInfo, LayerStoreError>;
     /// Remove a snapshot.
     fn remove(&self, name: &str) -> Result<(), LayerStoreError>;
+    /// Every snapshot the store holds, sorted by name (the built-in store
+    /// keeps none).
+    fn list(&self) -> Result<Vec<SnapshotInfo>, LayerStoreError> {
+        Ok(Vec::new())
+    }
+    /// Space used by a snapshot (`None`: the store does not say).
+    fn usage(&self, _name: &str) -> Result<Option<DiskUsage>, LayerStoreError> {
+        Ok(None)
+    }
     /// Hold the store for the caller's exclusive use until the guard is
     /// dropped (other rumoci processes wait).
     fn lock(&self) -> Result<Option<std::fs::File>, LayerStoreError> {
@@ -224,6 +262,81 @@ impl LayerStore for InPlace {
     fn remove(&self, _name: &str) -> Result<(), LayerStoreError> {
         Ok(())
     }
+}
+
+/// Every snapshot of `store` with the space used by the committed ones,
+/// under the store's lock (so that no unpack changes it meanwhile).
+pub fn snapshots(
+    store: &dyn LayerStore,
+) -> Result<Vec<(SnapshotInfo, Option<DiskUsage>)>, LayerStoreError> {
+    let _lock = store.lock()?;
+    let mut out = Vec::new();
+    for info in store.list()? {
+        let usage = match info.kind {
+            SnapshotKind::Committed => store.usage(&info.name)?,
+            SnapshotKind::Active | SnapshotKind::View => None,
+        };
+        out.push((info, usage));
+    }
+    Ok(out)
+}
+
+/// Remove the snapshots `names` from `store`, under the store's lock (the
+/// one unpack holds). Everything is checked before anything is removed:
+/// each name must exist ([`LayerStoreError::NotFound`]) and every child of
+/// it must be removed too ([`LayerStoreError::HasChildren`]); children go
+/// before their parents. The store may still refuse (e.g. a snapshot in
+/// use); snapshots removed before that stay removed.
+pub fn remove_snapshots(store: &dyn LayerStore, names: &[String]) -> Result<(), LayerStoreError> {
+    let _lock = store.lock()?;
+    let all = store.list()?;
+    let mut todo: Vec<&str> = Vec::new();
+    for name in names {
+        if !all.iter().any(|i| &i.name == name) {
+            return Err(LayerStoreError::NotFound {
+                store: store.name(),
+                name: name.clone(),
+            });
+        }
+        if !todo.contains(&name.as_str()) {
+            todo.push(name);
+        }
+    }
+    let children = |n: &str| -> Vec<String> {
+        all.iter()
+            .filter(|i| i.parent.as_deref() == Some(n))
+            .map(|i| i.name.clone())
+            .collect()
+    };
+    for n in &todo {
+        let left: Vec<String> = children(n)
+            .into_iter()
+            .filter(|c| !todo.contains(&c.as_str()))
+            .collect();
+        if !left.is_empty() {
+            return Err(LayerStoreError::HasChildren {
+                store: store.name(),
+                name: (*n).to_string(),
+                children: left,
+            });
+        }
+    }
+    // children first: take a name none of whose children is still to go
+    while !todo.is_empty() {
+        let Some(pos) = todo
+            .iter()
+            .position(|n| children(n).iter().all(|c| !todo.contains(&c.as_str())))
+        else {
+            return Err(LayerStoreError::Protocol {
+                store: store.name(),
+                op: "layer-store.list-snapshots".into(),
+                reason: "snapshot parents form a cycle".into(),
+            });
+        };
+        let n = todo.remove(pos);
+        store.remove(n)?;
+    }
+    Ok(())
 }
 
 /// The OCI chain ids of a layer list: `C1 = D1`, `Ci = sha256(C(i-1) + " "
