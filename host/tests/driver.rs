@@ -572,21 +572,48 @@ fn layer_cache_refuses_a_tree_changed_behind_its_back() {
     assert!(!b.join("rootfs").exists(), "partial rootfs left behind");
 }
 
-#[test]
-fn layer_cache_evicts_by_size() {
-    let Some((tmp, img, _layout)) = go_fixture() else {
-        return;
-    };
-    // three layers, the first with a fifo (evicting a tree with a fifo must
-    // not open it: that would block forever)
+/// The Go-umoci fixture with two more layers (the first with a fifo),
+/// unpacked once plainly (`plain`) and once, cold, through layer-cache
+/// with `extra` options (`cold`); the trees are the same.
+struct ColdCache {
+    tmp: tempfile::TempDir,
+    img: String,
+    layout: PathBuf,
+    store: PathBuf,
+    driver: String,
+    plain: PathBuf,
+}
+
+fn cold_three_layers(extra: &str) -> Option<ColdCache> {
+    let (tmp, img, layout) = go_fixture()?;
     add_two_layers(tmp.path(), &img);
     let store = tmp.path().join("store");
-    let driver = format!("{},dir={},opt.max-size=1", plugin("layer-cache"), s(&store));
+    let driver = format!("{},dir={}{extra}", plugin("layer-cache"), s(&store));
     let plain = tmp.path().join("plain");
     rd_ok(&["unpack", "--image", &img, s(&plain)]);
-    let b = tmp.path().join("b");
-    rd_ok(&["--driver", &driver, "unpack", "--image", &img, s(&b)]);
-    assert_same_tree(&plain.join("rootfs"), &b.join("rootfs"));
+    let cold = tmp.path().join("cold");
+    rd_ok(&["--driver", &driver, "unpack", "--image", &img, s(&cold)]);
+    assert_same_tree(&plain.join("rootfs"), &cold.join("rootfs"));
+    Some(ColdCache {
+        tmp,
+        img,
+        layout,
+        store,
+        driver,
+        plain,
+    })
+}
+
+#[test]
+fn layer_cache_evicts_by_size() {
+    // three layers, the first with a fifo (evicting a tree with a fifo must
+    // not open it: that would block forever)
+    let Some(c) = cold_three_layers(",opt.max-size=1") else {
+        return;
+    };
+    let ColdCache {
+        tmp, img, store, ..
+    } = c;
     // only the snapshot committed last survives a 1-byte budget
     let snaps = std::fs::read_dir(store.join("snapshots"))
         .expect("snapshots")
@@ -774,17 +801,17 @@ fn snapshot_rows(driver: &str) -> Vec<[String; 5]> {
 
 #[test]
 fn layer_cache_snapshots_are_listed_and_removed() {
-    let Some((tmp, img, layout)) = go_fixture() else {
+    let Some(c) = cold_three_layers("") else {
         return;
     };
-    add_two_layers(tmp.path(), &img);
-    let store = tmp.path().join("store");
-    let driver = format!("{},dir={}", plugin("layer-cache"), s(&store));
-    let plain = tmp.path().join("plain");
-    rd_ok(&["unpack", "--image", &img, s(&plain)]);
-    let cold = tmp.path().join("cold");
-    rd_ok(&["--driver", &driver, "unpack", "--image", &img, s(&cold)]);
-    assert_same_tree(&plain.join("rootfs"), &cold.join("rootfs"));
+    let ColdCache {
+        tmp,
+        img,
+        layout,
+        store,
+        driver,
+        plain,
+    } = c;
     // the store holds the image's fifo (removing it must not open it)
     let fifo = {
         use std::os::unix::fs::FileTypeExt;
