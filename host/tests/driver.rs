@@ -779,26 +779,6 @@ fn chain_ids_by_sha256sum(diff_ids: &[String]) -> Vec<String> {
     out
 }
 
-/// `driver snapshots` output: the header, then (name, kind, parent, size,
-/// inodes) per line.
-fn snapshot_rows(driver: &str) -> Vec<[String; 5]> {
-    let out = rd_ok(&["--driver", driver, "driver", "snapshots"]);
-    let mut lines = out.lines();
-    let header: Vec<&str> = lines.next().expect("header").split_whitespace().collect();
-    assert_eq!(
-        header,
-        ["NAME", "KIND", "PARENT", "SIZE", "INODES"],
-        "{out}"
-    );
-    lines
-        .map(|l| {
-            let c: Vec<String> = l.split_whitespace().map(String::from).collect();
-            c.try_into()
-                .unwrap_or_else(|c| panic!("not 5 columns: {c:?}"))
-        })
-        .collect()
-}
-
 #[test]
 fn layer_cache_snapshots_are_listed_and_removed() {
     let Some(c) = cold_three_layers("") else {

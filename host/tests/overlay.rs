@@ -665,3 +665,49 @@ fn rootless_inside_a_user_namespace() {
     rd_ok(&["umount", s(&b)]);
     assert_eq!(want, got, "rootless tree differs from the Go umoci's");
 }
+
+/// `driver snapshots` lists the layers; `driver rm` refuses a layer a
+/// mounted bundle reads, and removes it once the bundle is unmounted.
+#[test]
+fn driver_rm_refuses_a_layer_of_a_mounted_bundle() {
+    let Some((tmp, img, _layout)) = fixture() else {
+        return;
+    };
+    let _guard = Unmount(tmp.path().to_path_buf());
+    let (store, driver) = store_and_driver(tmp.path());
+    let b = tmp.path().join("bundle");
+    rd_ok(&["--driver", &driver, "unpack", "--image", &img, s(&b)]);
+    let rows = snapshot_rows(&driver);
+    assert!(rows.len() >= 2, "{rows:?}");
+    assert!(rows.iter().all(|r| r[1] == "committed"), "{rows:?}");
+    // the top layer: the one that is nobody's parent
+    let top = rows
+        .iter()
+        .find(|r| !rows.iter().any(|c| c[2] == r[0]))
+        .expect("a top layer")[0]
+        .clone();
+    let layers = || {
+        std::fs::read_dir(store.join("layers"))
+            .expect("layers")
+            .count()
+    };
+    let before = layers();
+    let e = rd_err(&["--driver", &driver, "driver", "rm", &top]);
+    assert!(
+        e.contains("is a lower layer of the overlay mounted at") && e.contains("bundle/rootfs"),
+        "{e}"
+    );
+    assert_eq!(layers(), before, "nothing removed");
+    assert_eq!(snapshot_rows(&driver).len(), rows.len());
+    rd_ok(&["umount", s(&b)]);
+    rd_ok(&["--driver", &driver, "driver", "rm", &top]);
+    assert_eq!(layers(), before - 1);
+    assert_eq!(snapshot_rows(&driver).len(), rows.len() - 1);
+    // remounting the bundle now fails clearly, and unpacking again works
+    let e = rd_err(&["mount", s(&b)]);
+    assert!(e.contains("is missing or not a directory"), "{e}");
+    let b2 = tmp.path().join("again");
+    rd_ok(&["--driver", &driver, "unpack", "--image", &img, s(&b2)]);
+    assert_eq!(snapshot_rows(&driver).len(), rows.len());
+    rd_ok(&["umount", s(&b2)]);
+}

@@ -24,6 +24,7 @@
 //! `rootfs` and keeps nothing: it is what `unpack` uses without a layer
 //! driver, through the same steps.
 
+pub mod mounted;
 pub mod record;
 
 use std::path::{Component, Path, PathBuf};
@@ -72,6 +73,18 @@ pub enum LayerStoreError {
         name: String,
         /// Its children.
         children: Vec<String>,
+    },
+    /// The snapshot is a lower layer of a mounted overlay (a bundle).
+    #[error(
+        "layer store {store}: snapshot {name:?} is a lower layer of the overlay mounted at {mount}: `rumoci umount` that bundle first"
+    )]
+    InUse {
+        /// The store.
+        store: String,
+        /// The snapshot asked for.
+        name: String,
+        /// Where the overlay using it is mounted.
+        mount: String,
     },
     /// The store returned something that breaks the contract.
     #[error("layer store {store}: {op}: protocol violation: {reason}")]
@@ -321,6 +334,9 @@ pub fn remove_snapshots(store: &dyn LayerStore, names: &[String]) -> Result<(), 
             });
         }
     }
+    if store.overlay() {
+        refuse_mounted(store, &todo)?;
+    }
     // children first: take a name none of whose children is still to go
     while !todo.is_empty() {
         let Some(pos) = todo
@@ -335,6 +351,55 @@ pub fn remove_snapshots(store: &dyn LayerStore, names: &[String]) -> Result<(), 
         };
         let n = todo.remove(pos);
         store.remove(n)?;
+    }
+    Ok(())
+}
+
+/// With an overlay store: fail if any of `names` is a lower layer of an
+/// overlay this process can see mounted (a bundle unpacked through the
+/// store and not unmounted). A snapshot's own directory is the topmost
+/// lower directory of its view.
+fn refuse_mounted(store: &dyn LayerStore, names: &[&str]) -> Result<(), LayerStoreError> {
+    let mounts = mounted::overlay_mounts();
+    if mounts.is_empty() {
+        return Ok(());
+    }
+    let bad = |reason: String| LayerStoreError::Protocol {
+        store: store.name(),
+        op: "layer-store.view".into(),
+        reason,
+    };
+    let root = std::fs::canonicalize(store.root()).map_err(|e| LayerStoreError::Store {
+        store: store.name(),
+        op: "remove".into(),
+        reason: format!("{}: {e}", store.root().display()),
+    })?;
+    for name in names {
+        let key = format!(
+            "rumoci-rm-{}-{:016x}",
+            std::process::id(),
+            rand::random::<u64>()
+        );
+        let view = store.view(&key, name);
+        if let Err(e) = store.remove(&key) {
+            tracing::warn!("{e}");
+        }
+        let top = view?
+            .iter()
+            .filter(|m| m.kind == "overlay")
+            .flat_map(|m| m.options.iter())
+            .find_map(|o| o.strip_prefix("lowerdir="))
+            .and_then(|l| l.split(':').next())
+            .map(str::to_string)
+            .ok_or_else(|| bad(format!("view of {name}: no overlay lowerdir=")))?;
+        let dir = resolve(&root, &top).map_err(bad)?;
+        if let Some(m) = mounted::user_of(&mounts, &dir) {
+            return Err(LayerStoreError::InUse {
+                store: store.name(),
+                name: (*name).to_string(),
+                mount: m.display().to_string(),
+            });
+        }
     }
     Ok(())
 }

@@ -557,3 +557,23 @@ pub fn mtree_body(bundle: &Path) -> String {
     let at = text.find("\n# .\n").expect("root entry in the mtree");
     text[at..].to_string()
 }
+
+/// `driver snapshots` output: the header, then (name, kind, parent, size,
+/// inodes) per line.
+pub fn snapshot_rows(driver: &str) -> Vec<[String; 5]> {
+    let out = rd_ok(&["--driver", driver, "driver", "snapshots"]);
+    let mut lines = out.lines();
+    let header: Vec<&str> = lines.next().expect("header").split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["NAME", "KIND", "PARENT", "SIZE", "INODES"],
+        "{out}"
+    );
+    lines
+        .map(|l| {
+            let c: Vec<String> = l.split_whitespace().map(String::from).collect();
+            c.try_into()
+                .unwrap_or_else(|c| panic!("not 5 columns: {c:?}"))
+        })
+        .collect()
+}
