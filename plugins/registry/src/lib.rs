@@ -20,14 +20,13 @@ mod names;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
-use std::hash::{BuildHasher, Hasher};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
 
 use http::{Body, Endpoint, HttpError, Response, sanitize};
 use rumoci_driver_sdk::{
     BlobInfo, BlobRead, BlobWrite, Cas, Digest, Driver, DriverInfo, Error, IndexDoc,
-    IndexPrecondition, LayerStore, Result, config, store_dir,
+    IndexPrecondition, LayerStore, Result, config, store_dir, store_util::random_suffix,
 };
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
@@ -452,12 +451,6 @@ impl BlobRead for MemReader {
 
 // ---------------------------------------------------------------------------
 // Writing
-
-fn random_suffix() -> String {
-    // RandomState is seeded from wasi:random.
-    let h = std::collections::hash_map::RandomState::new().build_hasher();
-    format!("{:016x}", h.finish())
-}
 
 /// Bytes spooled in the store directory until commit.
 struct Writer {
