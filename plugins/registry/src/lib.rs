@@ -162,7 +162,6 @@ impl Call<'_> {
             404 => Error::NotFound(msg),
             400 if has("DIGEST_INVALID") || has("SIZE_INVALID") => Error::Integrity(msg),
             400 | 416 => Error::InvalidArgument(msg),
-            405 if has("UNSUPPORTED") => Error::Unsupported(msg),
             405 => Error::Unsupported(msg),
             409 | 412 => Error::FailedPrecondition(msg),
             500..=599 => Error::Io(msg),
