@@ -302,7 +302,7 @@ fn head_manifest(c: &Conf, reference: &str) -> Result<Option<ManifestHead>> {
                 ))
             })
         })?;
-    let media_type = media_type_of(&r).unwrap_or_else(|| OCI_MANIFEST.to_string());
+    let media_type = media_type_of(&r);
     Ok(Some(ManifestHead {
         digest,
         media_type,
@@ -310,16 +310,20 @@ fn head_manifest(c: &Conf, reference: &str) -> Result<Option<ManifestHead>> {
     }))
 }
 
-/// The response's Content-Type without parameters, if it is a sane token.
-fn media_type_of(r: &Response) -> Option<String> {
-    let ct = r.header("content-type")?;
-    let mt = ct.split(';').next().unwrap_or_default().trim();
+/// The response's Content-Type without parameters if it is a sane token,
+/// else the OCI manifest type.
+fn media_type_of(r: &Response) -> String {
+    let mt = r
+        .header("content-type")
+        .and_then(|ct| ct.split(';').next())
+        .unwrap_or_default()
+        .trim();
     let ok = !mt.is_empty()
         && mt.len() <= 255
         && mt
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"/+.-_".contains(&b));
-    ok.then(|| mt.to_string())
+    if ok { mt } else { OCI_MANIFEST }.to_string()
 }
 
 /// `GET /manifests/<reference>`: the bytes and their media type.
@@ -327,7 +331,7 @@ fn get_manifest(c: &Conf, reference: &str) -> Result<(Vec<u8>, String)> {
     let call = call(c, "GET", manifest_path(c, reference));
     let acc = accept();
     let mut r = call.expect(&[("Accept", &acc)], Body::Empty, &[200])?;
-    let mt = media_type_of(&r).unwrap_or_else(|| OCI_MANIFEST.to_string());
+    let mt = media_type_of(&r);
     let bytes = r.read_body(MAX_MANIFEST).map_err(|e| call.transport(e))?;
     Ok((bytes, mt))
 }
