@@ -886,14 +886,14 @@ impl Cas for Registry {
                 stream: None,
             }));
         }
-        if head_manifest(&c, &digest.to_string())?.is_some() {
-            let (bytes, _) = get_manifest(&c, &digest.to_string())?;
-            return Ok(Box::new(MemReader(bytes)));
+        match get_manifest(&c, &digest.to_string()) {
+            Ok((bytes, _)) => Ok(Box::new(MemReader(bytes))),
+            Err(Error::NotFound(_)) => Err(Error::NotFound(format!(
+                "{digest} is neither a blob nor a manifest of {} on {}",
+                c.repo, c.url
+            ))),
+            Err(e) => Err(e),
         }
-        Err(Error::NotFound(format!(
-            "{digest} is neither a blob nor a manifest of {} on {}",
-            c.repo, c.url
-        )))
     }
 
     fn create(expected: Option<&Digest>, size_hint: Option<u64>) -> Result<Box<dyn BlobWrite>> {
