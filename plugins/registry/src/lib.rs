@@ -773,7 +773,7 @@ fn wanted_tags(doc: &[u8]) -> Result<BTreeMap<String, Digest>> {
 }
 
 fn write_index(c: &Conf, doc: &[u8], pre: IndexPrecondition) -> Result<String> {
-    let tags = current_tags(c)?;
+    let mut tags = current_tags(c)?;
     let cur = index_doc(&tags);
     let holds = match &pre {
         IndexPrecondition::Any => true,
@@ -812,8 +812,18 @@ fn write_index(c: &Conf, doc: &[u8], pre: IndexPrecondition) -> Result<String> {
             )));
         }
         put_manifest(c, tag, &bytes, &mt)?;
+        // What a HEAD of the tag now answers: the manifest just put.
+        tags.insert(
+            tag.clone(),
+            Tagged {
+                digest: d.to_string(),
+                size: bytes.len() as u64,
+                media_type: mt,
+            },
+        );
     }
-    Ok(index_doc(&current_tags(c)?).version)
+    // No tag is removed (refused above): the tags now are `tags`.
+    Ok(index_doc(&tags).version)
 }
 
 // ---------------------------------------------------------------------------
