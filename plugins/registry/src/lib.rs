@@ -972,6 +972,15 @@ mod tests {
         }
     }
 
+    /// The configuration for repository `r` on a test server.
+    fn served(ep: Endpoint) -> Conf {
+        Conf {
+            url: format!("http://{}", ep.authority),
+            ep,
+            repo: "r".into(),
+        }
+    }
+
     #[test]
     fn classifies_manifests() {
         let m = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{},"layers":[]}"#;
@@ -1055,11 +1064,7 @@ mod tests {
         };
         // exactly two requests may arrive: from 0, then from 5 (the seek)
         let ep = http::tests::serve(vec![part(0), part(5)]);
-        let c = Conf {
-            url: format!("http://{}", ep.authority),
-            ep,
-            repo: "r".into(),
-        };
+        let c = served(ep);
         let mut r = BlobReader {
             c,
             digest: Digest::parse(&format!("sha256:{}", "0".repeat(64))).unwrap(),
@@ -1097,11 +1102,7 @@ mod tests {
             ans("503 Service Unavailable", b"<html>down</html>"),
             ans("500 Internal Server Error", &vec![b'{'; 1 << 20]),
         ]);
-        let c = Conf {
-            url: format!("http://{}", ep.authority),
-            ep,
-            repo: "r".into(),
-        };
+        let c = served(ep);
         let e = get_manifest(&c, "v1").unwrap_err();
         assert!(
             matches!(&e, Error::NotFound(m) if m.contains("GET /v2/r/manifests/v1: HTTP 404 Not Found: MANIFEST_UNKNOWN: manifest unknown")),
