@@ -564,18 +564,8 @@ fn refresh_overlay(bundle: &Path, outcome: &RepackOutcome) -> Result<(), RepackE
         std::fs::create_dir(&work).map_err(|e| io(&work, e))?;
         std::fs::create_dir(&upper).map_err(|e| io(&upper, e))?;
         // the new upper root shows the root as it is now
-        let flags = rustix::fs::OFlags::RDONLY
-            | rustix::fs::OFlags::DIRECTORY
-            | rustix::fs::OFlags::CLOEXEC;
-        let open = |p: &Path| {
-            rustix::fs::open(p, flags, rustix::fs::Mode::empty())
-                .map_err(|e| bundle_err(bundle, format!("{}: {e}", p.display())))
-        };
-        let src = open(&layer)?;
-        let st = rustix::fs::fstat(&src)
-            .map_err(|e| bundle_err(bundle, format!("{}: {e}", layer.display())))?;
-        crate::layer::overlay::copy_meta(&src, &st, &open(&upper)?, ov.rootless)
-            .map_err(|e| bundle_err(bundle, format!("{}: {e}", upper.display())))?;
+        crate::layer::overlay::copy_dir_meta(&layer, &upper, ov.rootless)
+            .map_err(|(p, e)| bundle_err(bundle, format!("{}: {e}", p.display())))?;
         ov.lowerdirs.insert(0, layer_str);
     }
     if !bo::is_mounted(&rootfs) {

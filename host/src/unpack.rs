@@ -639,19 +639,12 @@ pub fn unpack_chain(
 /// (overlayfs shows the topmost root's metadata; a layer without a `./`
 /// entry must not change it).
 fn inherit_root(lower_top: &Path, dir: &Path, rootless: bool) -> Result<(), UnpackError> {
-    use rustix::fs::{Mode, OFlags};
-    let io = |p: &Path| {
-        let path = p.display().to_string();
-        move |e: rustix::io::Errno| UnpackError::Io {
-            path,
+    crate::layer::overlay::copy_dir_meta(lower_top, dir, rootless).map_err(|(p, e)| {
+        UnpackError::Io {
+            path: p.display().to_string(),
             source: e.into(),
         }
-    };
-    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    let src = rustix::fs::open(lower_top, flags, Mode::empty()).map_err(io(lower_top))?;
-    let st = rustix::fs::fstat(&src).map_err(io(lower_top))?;
-    let dst = rustix::fs::open(dir, flags, Mode::empty()).map_err(io(dir))?;
-    crate::layer::overlay::copy_meta(&src, &st, &dst, rootless).map_err(io(dir))
+    })
 }
 
 /// Chunks handed from the reading thread to the extracting thread.

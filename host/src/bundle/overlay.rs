@@ -255,22 +255,8 @@ pub fn make_dirs(
     let work = bundle.join(WORK);
     std::fs::create_dir(&upper).map_err(io(&upper))?;
     std::fs::create_dir(&work).map_err(io(&work))?;
-    let open = |p: &Path| {
-        rustix::fs::open(
-            p,
-            rustix::fs::OFlags::RDONLY
-                | rustix::fs::OFlags::DIRECTORY
-                | rustix::fs::OFlags::CLOEXEC,
-            rustix::fs::Mode::empty(),
-        )
-        .map_err(|e| OverlayError::Other(format!("{}: {e}", p.display())))
-    };
-    let src = open(top_layer)?;
-    let st = rustix::fs::fstat(&src)
-        .map_err(|e| OverlayError::Other(format!("{}: {e}", top_layer.display())))?;
-    let dst = open(&upper)?;
-    crate::layer::overlay::copy_meta(&src, &st, &dst, rootless)
-        .map_err(|e| OverlayError::Other(format!("{}: {e}", upper.display())))?;
+    crate::layer::overlay::copy_dir_meta(top_layer, &upper, rootless)
+        .map_err(|(p, e)| OverlayError::Other(format!("{}: {e}", p.display())))?;
     Ok(OverlayMeta {
         lowerdirs: Vec::new(),
         upperdir: UPPER.into(),

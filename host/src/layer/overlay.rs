@@ -278,6 +278,20 @@ pub fn copy_meta<S: AsFd, D: AsFd>(src: S, st: &Stat, dst: D, rootless: bool) ->
     rustix::fs::futimens(dst, &stat_times(st))
 }
 
+/// [`copy_meta`] from the directory `src` to the directory `dst` (neither
+/// followed if a symlink); on failure, the path it concerns.
+pub fn copy_dir_meta<'a>(
+    src: &'a Path,
+    dst: &'a Path,
+    rootless: bool,
+) -> Result<(), (&'a Path, Errno)> {
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let s = rustix::fs::open(src, flags, Mode::empty()).map_err(|e| (src, e))?;
+    let st = rustix::fs::fstat(&s).map_err(|e| (src, e))?;
+    let d = rustix::fs::open(dst, flags, Mode::empty()).map_err(|e| (dst, e))?;
+    copy_meta(&s, &st, &d, rootless).map_err(|e| (dst, e))
+}
+
 /// The access and modification times of `st`.
 pub fn stat_times(st: &Stat) -> Timestamps {
     Timestamps {
