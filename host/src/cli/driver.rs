@@ -103,15 +103,20 @@ fn default_store_dir(wasm: &Path) -> Result<PathBuf> {
     Ok(data.join("rumoci/drivers").join(name))
 }
 
+/// A plugin's store directory: `dir=`, else [`default_store_dir`].
+fn store_dir(wasm: &Path, spec: &DriverSpec) -> Result<PathBuf> {
+    match &spec.dir {
+        Some(d) => Ok(d.clone()),
+        None => default_store_dir(wasm),
+    }
+}
+
 /// The layer store selected with `--driver` (`None`: extract in place).
 pub fn open_layer_store() -> Result<Option<Box<dyn LayerStore>>> {
     let Some((wasm, spec)) = roles()?.1 else {
         return Ok(None);
     };
-    let dir = match &spec.dir {
-        Some(d) => d.clone(),
-        None => default_store_dir(&wasm)?,
-    };
+    let dir = store_dir(&wasm, &spec)?;
     let store = WasmLayerStore::open(&wasm, &spec, &dir)
         .with_context(|| format!("open layer store {}", dir.display()))?;
     Ok(Some(Box::new(store)))
@@ -131,10 +136,7 @@ fn cas_store(wasm: &Path, spec: &DriverSpec, path: &Path) -> Result<(PathBuf, Dr
     if spec.repo.is_none() {
         spec.repo = Some(path.to_string_lossy().into_owned());
     }
-    let dir = match &spec.dir {
-        Some(d) => d.clone(),
-        None => default_store_dir(wasm)?,
-    };
+    let dir = store_dir(wasm, &spec)?;
     std::fs::create_dir_all(&dir)
         .with_context(|| format!("create store directory {}", dir.display()))?;
     Ok((dir, spec))

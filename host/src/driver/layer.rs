@@ -282,10 +282,7 @@ impl LayerStore for WasmLayerStore {
     }
 
     fn overlay(&self) -> bool {
-        self.info()
-            .capabilities
-            .iter()
-            .any(|c| c == "layer-store.overlay")
+        self.lock_plugin().has("layer-store.overlay")
     }
 
     fn lock(&self) -> Result<Option<std::fs::File>, LayerStoreError> {

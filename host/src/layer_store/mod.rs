@@ -277,6 +277,15 @@ impl LayerStore for InPlace {
     }
 }
 
+/// A key for an active snapshot or view, unique to this process and call.
+pub fn snapshot_key(what: &str) -> String {
+    format!(
+        "rumoci-{what}-{}-{:016x}",
+        std::process::id(),
+        rand::random::<u64>()
+    )
+}
+
 /// Every snapshot of `store` with the space used by the committed ones,
 /// under the store's lock (so that no unpack changes it meanwhile).
 pub fn snapshots(
@@ -375,11 +384,7 @@ fn refuse_mounted(store: &dyn LayerStore, names: &[&str]) -> Result<(), LayerSto
         reason: format!("{}: {e}", store.root().display()),
     })?;
     for name in names {
-        let key = format!(
-            "rumoci-rm-{}-{:016x}",
-            std::process::id(),
-            rand::random::<u64>()
-        );
+        let key = snapshot_key("rm");
         let view = store.view(&key, name);
         if let Err(e) = store.remove(&key) {
             tracing::warn!("{e}");
