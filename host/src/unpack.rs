@@ -459,7 +459,7 @@ pub fn unpack_chain(
             TRUSTED_PREFIX
         };
         opts.whiteout = WhiteoutMode::Overlay {
-            xattr_prefix: p.into(),
+            xattr_prefix: p,
         };
         Some(p)
     } else {

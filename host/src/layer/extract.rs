@@ -72,7 +72,7 @@ pub enum WhiteoutMode {
     /// lower layers.
     Overlay {
         /// `trusted.overlay.` (root) or `user.overlay.` (rootless).
-        xattr_prefix: String,
+        xattr_prefix: &'static str,
     },
 }
 
@@ -236,9 +236,9 @@ impl Extractor {
     }
 
     /// The overlay xattr prefix in overlayfs form, else `None`.
-    fn overlay_prefix(&self) -> Option<String> {
-        match &self.opts.whiteout {
-            WhiteoutMode::Overlay { xattr_prefix } => Some(xattr_prefix.clone()),
+    fn overlay_prefix(&self) -> Option<&'static str> {
+        match self.opts.whiteout {
+            WhiteoutMode::Overlay { xattr_prefix } => Some(xattr_prefix),
             WhiteoutMode::Apply => None,
         }
     }
@@ -333,7 +333,7 @@ impl Extractor {
         // whiteouts
         if let Some(target) = name.strip_prefix(".wh.") {
             if let Some(prefix) = self.overlay_prefix() {
-                return self.overlay_whiteout(root, dir, target, &path, st, &prefix);
+                return self.overlay_whiteout(root, dir, target, &path, st, prefix);
             }
             return self.whiteout(root, dir, target, &path, st);
         }
@@ -427,7 +427,7 @@ impl Extractor {
                 }
                 let fd = ov::open_dir_at(&parent, name).map_err(|e| entry_err(&path, e))?;
                 self.apply_meta(&fd, None, &path, &hdr, &xattrs, true)?;
-                if make_opaque && let Some(prefix) = &overlay {
+                if make_opaque && let Some(prefix) = overlay {
                     ov::set_opaque(&fd, prefix)
                         .map_err(|e| entry_err(&path, format!("set {prefix}opaque: {e}")))?;
                 }
@@ -834,7 +834,7 @@ impl Extractor {
                     rustix::fs::mkdirat(&cur, comp, Mode::from_raw_mode(0o755))
                         .map_err(|e| entry_err(&at, e))?;
                     let d = open(&cur)?;
-                    ov::set_opaque(&d, &prefix)
+                    ov::set_opaque(&d, prefix)
                         .map_err(|e| entry_err(&at, format!("set {prefix}opaque: {e}")))?;
                     cur = d;
                     continue;
