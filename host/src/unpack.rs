@@ -458,9 +458,7 @@ pub fn unpack_chain(
         } else {
             TRUSTED_PREFIX
         };
-        opts.whiteout = WhiteoutMode::Overlay {
-            xattr_prefix: p,
-        };
+        opts.whiteout = WhiteoutMode::Overlay { xattr_prefix: p };
         Some(p)
     } else {
         None
