@@ -161,8 +161,8 @@ pub fn repack_bundle(
     opts: &RepackOptions,
 ) -> Result<RepackOutcome, RepackError> {
     let (meta, path) = read_meta(bundle)?;
-    if meta.overlay.is_some() {
-        return repack_overlay(cas, bundle, meta, path, opts);
+    if let Some(ov) = meta.overlay.clone() {
+        return repack_overlay(cas, bundle, meta, ov, path, opts);
     }
     let spec = load_spec(bundle, &path)?;
     let cache = load_cache(bundle, &path);
@@ -301,8 +301,8 @@ fn add_layer(
 /// drop the old manifest files. Digests of files the repack found
 /// unchanged are reused from the old manifest.
 pub fn refresh_bundle(bundle: &Path, outcome: &RepackOutcome) -> Result<(), RepackError> {
-    if outcome.meta.overlay.is_some() {
-        return refresh_overlay(bundle, outcome);
+    if let Some(ov) = outcome.meta.overlay.clone() {
+        return refresh_overlay(bundle, outcome, ov);
     }
     rewrite_bundle(bundle, outcome, &outcome.spec, None)
 }
@@ -464,12 +464,10 @@ fn repack_overlay(
     cas: &dyn Cas,
     bundle: &Path,
     meta: Meta,
+    ov: crate::bundle::overlay::OverlayMeta,
     path: DescriptorPath,
     opts: &RepackOptions,
 ) -> Result<RepackOutcome, RepackError> {
-    let Some(ov) = meta.overlay.clone() else {
-        return Err(bundle_err(bundle, "not an overlay bundle"));
-    };
     let upper = ov
         .upper(bundle)
         .map_err(|e| bundle_err(bundle, e.to_string()))?;
@@ -532,12 +530,13 @@ fn repack_overlay(
 /// mounted tree (digests of unchanged files reused from the old mtree), so
 /// the Go umoci can still repack the bundle. Not crash-safe: a crash in the
 /// middle can leave `umoci.json` describing the old layers.
-fn refresh_overlay(bundle: &Path, outcome: &RepackOutcome) -> Result<(), RepackError> {
+fn refresh_overlay(
+    bundle: &Path,
+    outcome: &RepackOutcome,
+    mut ov: crate::bundle::overlay::OverlayMeta,
+) -> Result<(), RepackError> {
     use crate::bundle::overlay as bo;
     let err = |e: bo::OverlayError| bundle_err(bundle, e.to_string());
-    let Some(mut ov) = outcome.meta.overlay.clone() else {
-        return Err(bundle_err(bundle, "not an overlay bundle"));
-    };
     let old_path = DescriptorPath(outcome.meta.from_descriptor_path.descriptor_walk.clone());
     let rootfs = bundle.join(ROOTFS);
     let was_mounted = bo::is_mounted(&rootfs);
