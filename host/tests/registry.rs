@@ -194,6 +194,19 @@ fn pushed(name: &str) -> Option<Pushed> {
     Some(Pushed { reg, tmp, layout })
 }
 
+/// rumoci (`pre` before the command, e.g. `--driver SPEC`) unpacks `image`
+/// into the bundle `dest`.
+fn rd_unpack(data: &Path, pre: &[&str], image: &str, dest: &Path) {
+    let mut args = pre.to_vec();
+    args.extend(["unpack", "--image", image, sp(dest)]);
+    rd_ok(data, &args);
+}
+
+/// The Go umoci unpacks `image` (`LAYOUT:TAG`) into the bundle `dest`.
+fn umoci_unpack(image: &str, dest: &Path) {
+    run_ok("umoci", &["unpack", "--image", image, sp(dest)]);
+}
+
 /// The spool directory is left empty (no temporaries behind).
 fn assert_no_spool(data: &Path) {
     let store = data.join("rumoci/drivers/registry");
@@ -219,35 +232,15 @@ fn registry_unpack_matches_umoci_and_repack_pulls_back() {
         ),
         "t\n"
     );
+    let via = ["--driver", spec.as_str()];
     let bundle = work.join("bundle");
-    rd_ok(
-        &data,
-        &[
-            "--driver",
-            &spec,
-            "unpack",
-            "--image",
-            "fixture/image:t",
-            sp(&bundle),
-        ],
-    );
+    rd_unpack(&data, &via, "fixture/image:t", &bundle);
     let go = work.join("go");
-    run_ok(
-        "umoci",
-        &["unpack", "--image", &format!("{}:t", sp(&layout)), sp(&go)],
-    );
+    umoci_unpack(&format!("{}:t", sp(&layout)), &go);
     assert_same_tree(&go.join("rootfs"), &bundle.join("rootfs"));
     // the same bundle files as rumoci's unpack of the local layout
     let local = work.join("local");
-    rd_ok(
-        &data,
-        &[
-            "unpack",
-            "--image",
-            &format!("{}:t", sp(&layout)),
-            sp(&local),
-        ],
-    );
+    rd_unpack(&data, &[], &format!("{}:t", sp(&layout)), &local);
     assert_same_tree(&local.join("rootfs"), &bundle.join("rootfs"));
     assert_eq!(
         std::fs::read(local.join("config.json")).expect("read"),
@@ -302,24 +295,11 @@ fn registry_unpack_matches_umoci_and_repack_pulls_back() {
         &format!("oci:{}:new", sp(&out)),
     ]);
     let back = work.join("back");
-    run_ok(
-        "umoci",
-        &["unpack", "--image", &format!("{}:new", sp(&out)), sp(&back)],
-    );
+    umoci_unpack(&format!("{}:new", sp(&out)), &back);
     assert_same_tree(&bundle.join("rootfs"), &back.join("rootfs"));
     // and rumoci unpacks the pushed image straight from the registry again
     let again = work.join("again");
-    rd_ok(
-        &data,
-        &[
-            "--driver",
-            &spec,
-            "unpack",
-            "--image",
-            "fixture/image:new",
-            sp(&again),
-        ],
-    );
+    rd_unpack(&data, &via, "fixture/image:new", &again);
     assert_same_tree(&bundle.join("rootfs"), &again.join("rootfs"));
 }
 
