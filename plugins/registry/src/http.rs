@@ -186,10 +186,10 @@ impl Endpoint {
     }
 }
 
-/// Read the status line and headers (bounded).
 /// Status, reason phrase and headers of a response.
 type Head = (u16, String, Vec<(String, String)>);
 
+/// Read the status line and headers (bounded).
 fn read_head(r: &mut impl BufRead) -> Result<Head, HttpError> {
     let mut budget = MAX_HEADERS;
     let status_line = read_line(r, &mut budget)?
