@@ -371,6 +371,22 @@ impl Response {
         u64::from_str_radix(hex, 16).map_err(|_| io::Error::other("malformed chunk size"))
     }
 
+    /// Read at most `left` bytes into `out`; the stream ending first is an
+    /// error (`eof` says where).
+    fn read_upto(
+        &mut self,
+        out: &mut [u8],
+        left: u64,
+        eof: impl FnOnce() -> String,
+    ) -> io::Result<usize> {
+        let want = out.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        let n = self.stream.read(&mut out[..want])?;
+        if n == 0 {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, eof()));
+        }
+        Ok(n)
+    }
+
     fn end_of_chunk(&mut self) -> io::Result<()> {
         let mut crlf = [0u8; 2];
         self.stream.read_exact(&mut crlf)?;
@@ -391,14 +407,9 @@ impl Read for Response {
             Framing::Eof => self.stream.read(out),
             Framing::Length(0) => Ok(0),
             Framing::Length(left) => {
-                let want = out.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-                let n = self.stream.read(&mut out[..want])?;
-                if n == 0 {
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        format!("connection closed with {left} body bytes missing"),
-                    ));
-                }
+                let n = self.read_upto(out, left, || {
+                    format!("connection closed with {left} body bytes missing")
+                })?;
                 self.framing = Framing::Length(left - n as u64);
                 Ok(n)
             }
@@ -428,14 +439,7 @@ impl Read for Response {
                     };
                     return Ok(0);
                 }
-                let want = out.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-                let n = self.stream.read(&mut out[..want])?;
-                if n == 0 {
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "connection closed inside a chunk",
-                    ));
-                }
+                let n = self.read_upto(out, left, || "connection closed inside a chunk".into())?;
                 self.framing = Framing::Chunked {
                     left: Some(left - n as u64),
                     done: false,
