@@ -796,8 +796,25 @@ impl Extractor {
     }
 }
 
+/// Whether this layer has an entry at `path` already (never following a
+/// symlink).
+fn exists(root: &Root, path: &str) -> bool {
+    let (dir, name) = split_parent(path);
+    root.open_dir(dir)
+        .is_ok_and(|fd| rustix::fs::statat(&fd, name, AtFlags::SYMLINK_NOFOLLOW).is_ok())
+}
+
 /// overlayfs form: what a layer takes from the layers beneath it.
 impl Extractor {
+    /// `at` looked up through the lower layers ([`Found::Absent`] with
+    /// none); errors name `path`.
+    fn lower_lookup(&self, at: &str, path: &str) -> Result<Found, ExtractError> {
+        match &self.lower {
+            Some(l) => l.lookup(at).map_err(|e| entry_err(path, e)),
+            None => Ok(Found::Absent),
+        }
+    }
+
     /// Make every component of `dir` exist in this layer before an entry
     /// is put beneath it: a directory the layer does not carry is copied up
     /// (owner, mode, xattrs, times) from the topmost lower layer that shows
@@ -844,11 +861,7 @@ impl Extractor {
                 Err(Errno::NOENT) => {}
                 Err(e) => return Err(entry_err(&at, e)),
             }
-            let found = match &self.lower {
-                Some(l) => l.lookup(&at).map_err(|e| entry_err(&at, e))?,
-                None => Found::Absent,
-            };
-            match found {
+            match self.lower_lookup(&at, &at)? {
                 Found::Entry {
                     parent, name, stat, ..
                 } if FileType::from_raw_mode(stat.st_mode) == FileType::Directory => {
@@ -885,17 +898,11 @@ impl Extractor {
         target: &str,
         st: &mut LayerState,
     ) -> Result<(), ExtractError> {
-        let (tdir, tname) = split_parent(target);
-        if let Ok(fd) = root.open_dir(tdir)
-            && rustix::fs::statat(&fd, tname, AtFlags::SYMLINK_NOFOLLOW).is_ok()
-        {
+        if exists(root, target) {
             return Ok(());
         }
-        let found = match &self.lower {
-            Some(l) => l.lookup(target).map_err(|e| entry_err(target, e))?,
-            None => return Ok(()),
-        };
-        let (sparent, sname, sst, slayer) = match found {
+        let (tdir, tname) = split_parent(target);
+        let (sparent, sname, sst, slayer) = match self.lower_lookup(target, target)? {
             Found::Entry {
                 parent,
                 name,
@@ -988,24 +995,18 @@ impl Extractor {
             None => return Ok(()),
         };
         let (tdir, tname) = split_parent(target);
+        let tparent = root.open_dir(tdir).map_err(|e| entry_err(target, e))?;
         for other in names.into_iter().filter(|n| n != target) {
-            let visible = match &self.lower {
-                Some(l) => matches!(
-                    l.lookup(&other).map_err(|e| entry_err(&other, e))?,
-                    Found::Entry { layer: ly, stat, .. } if ly == layer && stat.st_ino == sst.st_ino
-                ),
-                None => false,
-            };
-            let (odir, oname) = split_parent(&other);
-            let present = root.open_dir(odir).ok().is_some_and(|fd| {
-                rustix::fs::statat(&fd, oname, AtFlags::SYMLINK_NOFOLLOW).is_ok()
-            });
-            if !visible || present {
+            let visible = matches!(
+                self.lower_lookup(&other, &other)?,
+                Found::Entry { layer: ly, stat, .. } if ly == layer && stat.st_ino == sst.st_ino
+            );
+            if !visible || exists(root, &other) {
                 continue;
             }
+            let (odir, oname) = split_parent(&other);
             self.copy_up_parents(root, odir, st)?;
             let oparent = entry_parent(root, odir, st).map_err(|e| entry_err(&other, e))?;
-            let tparent = root.open_dir(tdir).map_err(|e| entry_err(target, e))?;
             rustix::fs::linkat(&tparent, tname, &oparent, oname, AtFlags::empty())
                 .map_err(|e| entry_err(&other, format!("copy-up of a hardlink: {e}")))?;
             if let Some(d) = self.digests.get(target).copied() {
@@ -1044,11 +1045,7 @@ impl Extractor {
             }
             return Ok(());
         }
-        let found = match &self.lower {
-            Some(l) => l.lookup(&full).map_err(|e| entry_err(path, e))?,
-            None => Found::Absent,
-        };
-        match found {
+        match self.lower_lookup(&full, path)? {
             Found::Entry { .. } => {}
             Found::BehindSymlink(p) => return Err(behind_symlink(path, &p)),
             // nothing beneath to hide
