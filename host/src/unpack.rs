@@ -563,12 +563,7 @@ pub fn unpack_chain(
             Ok(Some(rec))
         })();
         let record = match res {
-            Ok(r) => {
-                if let Some(rec) = &r {
-                    records.insert(i, rec.clone());
-                }
-                r
-            }
+            Ok(r) => r,
             Err(e) => {
                 if let Err(re) = store.remove(&key) {
                     tracing::warn!("{re}");
@@ -579,6 +574,11 @@ pub fn unpack_chain(
         let diff_id = &config.rootfs.diff_ids[i];
         match store.commit(name, &key, diff_id) {
             Ok(info) => {
+                // ours only once committed: a snapshot committed meanwhile
+                // by someone else has its own record
+                if let Some(rec) = &record {
+                    records.insert(i, rec.clone());
+                }
                 top = Some(Top { info, record });
                 fresh = true;
             }
