@@ -369,16 +369,18 @@ fn has_xattr(path: &Path, name: &str) -> Result<bool, RepackError> {
     }
 }
 
-fn is_opaque_dir(path: &Path, prefix: &str) -> Result<bool, RepackError> {
+/// Whether the directory `path` has the xattr `opaque` (`<prefix>opaque`)
+/// set to `y`.
+fn is_opaque_dir(path: &Path, opaque: &str) -> Result<bool, RepackError> {
     let mut buf = [0u8; 8];
-    match rustix::fs::lgetxattr(path, format!("{prefix}opaque").as_str(), &mut buf) {
+    match rustix::fs::lgetxattr(path, opaque, &mut buf) {
         Ok(n) => Ok(&buf[..n] == b"y"),
         Err(rustix::io::Errno::NODATA)
         | Err(rustix::io::Errno::NOTSUP)
         | Err(rustix::io::Errno::RANGE) => Ok(false),
         Err(e) => Err(RepackError::Rootfs {
             path: path.display().to_string(),
-            reason: format!("getxattr {prefix}opaque: {e}"),
+            reason: format!("getxattr {opaque}: {e}"),
         }),
     }
 }
@@ -404,6 +406,11 @@ fn walk_upper(
                     && rel.as_bytes()[m.len()] == b'/')
         })
     };
+    let (redirect, metacopy, opaque) = (
+        format!("{prefix}redirect"),
+        format!("{prefix}metacopy"),
+        format!("{prefix}opaque"),
+    );
     let mut out = Vec::new();
     let mut stack: Vec<(PathBuf, String)> = vec![(upper.to_path_buf(), String::new())];
     while let Some((host, rel)) = stack.pop() {
@@ -412,7 +419,7 @@ fn walk_upper(
         let kind = if ft.is_char_device() && md.rdev() == 0 {
             Upper::Whiteout
         } else if ft.is_dir() {
-            if has_xattr(&host, &format!("{prefix}redirect"))? {
+            if has_xattr(&host, &redirect)? {
                 return Err(RepackError::Rootfs {
                     path: rel,
                     reason: format!(
@@ -421,10 +428,10 @@ fn walk_upper(
                 });
             }
             Upper::Dir {
-                opaque: !rel.is_empty() && is_opaque_dir(&host, prefix)?,
+                opaque: !rel.is_empty() && is_opaque_dir(&host, &opaque)?,
             }
         } else {
-            if ft.is_file() && has_xattr(&host, &format!("{prefix}metacopy"))? {
+            if ft.is_file() && has_xattr(&host, &metacopy)? {
                 return Err(RepackError::Rootfs {
                     path: rel,
                     reason: format!(
