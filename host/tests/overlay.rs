@@ -172,6 +172,35 @@ fn fixture() -> Option<(tempfile::TempDir, String, PathBuf)> {
     Some((tmp, img, layout))
 }
 
+/// [`fixture`] unpacked with the overlay driver into `bundle`. Fields drop
+/// in order: the guard unmounts before the directory goes.
+struct Unpacked {
+    _guard: Unmount,
+    tmp: tempfile::TempDir,
+    img: String,
+    layout: PathBuf,
+    store: PathBuf,
+    driver: String,
+    bundle: PathBuf,
+}
+
+fn unpacked() -> Option<Unpacked> {
+    let (tmp, img, layout) = fixture()?;
+    let _guard = Unmount(tmp.path().to_path_buf());
+    let (store, driver) = store_and_driver(tmp.path());
+    let bundle = tmp.path().join("bundle");
+    rd_ok(&["--driver", &driver, "unpack", "--image", &img, s(&bundle)]);
+    Some(Unpacked {
+        _guard,
+        tmp,
+        img,
+        layout,
+        store,
+        driver,
+        bundle,
+    })
+}
+
 fn layer_dirs(store: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(store.join("layers"))
         .expect("layers")
@@ -342,13 +371,17 @@ fn unpack_mounts_layers_extracted_alone_and_matches_the_go_umoci() {
 
 #[test]
 fn repack_reads_only_the_upper_directory() {
-    let Some((tmp, img, layout)) = fixture() else {
+    let Some(u) = unpacked() else {
         return;
     };
-    let _guard = Unmount(tmp.path().to_path_buf());
-    let (_, driver) = store_and_driver(tmp.path());
-    let b = tmp.path().join("bundle");
-    rd_ok(&["--driver", &driver, "unpack", "--image", &img, s(&b)]);
+    let Unpacked {
+        tmp,
+        img,
+        layout,
+        driver,
+        bundle: b,
+        ..
+    } = &u;
     let r = b.join("rootfs");
     // change a file, delete a file, delete a directory, replace a directory
     std::fs::write(r.join("etc"), b"changed through the overlay\n").expect("w");
@@ -670,13 +703,17 @@ fn rootless_inside_a_user_namespace() {
 /// mounted bundle reads, and removes it once the bundle is unmounted.
 #[test]
 fn driver_rm_refuses_a_layer_of_a_mounted_bundle() {
-    let Some((tmp, img, _layout)) = fixture() else {
+    let Some(u) = unpacked() else {
         return;
     };
-    let _guard = Unmount(tmp.path().to_path_buf());
-    let (store, driver) = store_and_driver(tmp.path());
-    let b = tmp.path().join("bundle");
-    rd_ok(&["--driver", &driver, "unpack", "--image", &img, s(&b)]);
+    let Unpacked {
+        tmp,
+        img,
+        store,
+        driver,
+        bundle: b,
+        ..
+    } = &u;
     let rows = snapshot_rows(&driver);
     assert!(rows.len() >= 2, "{rows:?}");
     assert!(rows.iter().all(|r| r[1] == "committed"), "{rows:?}");
