@@ -374,14 +374,13 @@ fn repack_reads_only_the_upper_directory() {
     let Some(u) = unpacked() else {
         return;
     };
-    let Unpacked {
-        tmp,
-        img,
-        layout,
-        driver,
-        bundle: b,
-        ..
-    } = &u;
+    let tmp = &u.tmp;
+    let (img, layout, driver, b) = (
+        u.img.clone(),
+        u.layout.clone(),
+        u.driver.clone(),
+        u.bundle.clone(),
+    );
     let r = b.join("rootfs");
     // change a file, delete a file, delete a directory, replace a directory
     std::fs::write(r.join("etc"), b"changed through the overlay\n").expect("w");
@@ -706,14 +705,13 @@ fn driver_rm_refuses_a_layer_of_a_mounted_bundle() {
     let Some(u) = unpacked() else {
         return;
     };
-    let Unpacked {
-        tmp,
-        img,
-        store,
-        driver,
-        bundle: b,
-        ..
-    } = &u;
+    let tmp = &u.tmp;
+    let (img, store, driver, b) = (
+        u.img.clone(),
+        u.store.clone(),
+        u.driver.clone(),
+        u.bundle.clone(),
+    );
     let rows = snapshot_rows(&driver);
     assert!(rows.len() >= 2, "{rows:?}");
     assert!(rows.iter().all(|r| r[1] == "committed"), "{rows:?}");
