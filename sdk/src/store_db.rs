@@ -9,7 +9,7 @@ use std::path::Path;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::store_util::RecordFile;
+use crate::store_util::{RecordFile, io_err, remove_any};
 use crate::{Error, Result, SnapshotKind};
 
 /// A snapshot's kind as stored: `"active"`, `"view"` or `"committed"`.
@@ -90,6 +90,44 @@ impl<R: Serialize + DeserializeOwned, X: Serialize + DeserializeOwned + Default>
         }
     }
 
+    /// The first number from `next_id` on that is not `taken` (in use, or
+    /// a directory that survived); `next_id` moves past it.
+    pub fn allocate_id(&mut self, taken: impl Fn(u64) -> bool) -> u64 {
+        let mut id = self.next_id;
+        while taken(id) {
+            id += 1;
+        }
+        self.next_id = id + 1;
+        id
+    }
+
+    /// Record `key` as `record` and save, then create the directory `rel`
+    /// beneath `root` with its `fs/`. Record first, directory second: a
+    /// crash in between leaves a harmless record (removable), never a
+    /// directory that a concurrent load would take for garbage. If the
+    /// directory cannot be made, the record is dropped and saved again and
+    /// the error names `<rel>/fs`.
+    pub fn insert_with_dir(
+        &mut self,
+        file: &RecordFile,
+        root: &Path,
+        key: &str,
+        record: R,
+        rel: &str,
+    ) -> Result<()> {
+        self.snapshots.insert(key.to_string(), record);
+        self.save(file, root)?;
+        let path = root.join(rel);
+        let made = std::fs::create_dir(&path).and_then(|()| std::fs::create_dir(path.join("fs")));
+        if let Err(e) = made {
+            self.snapshots.remove(key);
+            let _ = remove_any(&path);
+            self.save(file, root)?;
+            return Err(io_err(format!("{rel}/fs"), e));
+        }
+        Ok(())
+    }
+
     /// Replace `file` beneath `root` with these records (pretty-printed
     /// JSON), atomically ([`RecordFile::write`]).
     pub fn save(&self, file: &RecordFile, root: &Path) -> Result<()> {
@@ -103,7 +141,7 @@ impl<R: Serialize + DeserializeOwned, X: Serialize + DeserializeOwned + Default>
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::store_util::{random_suffix, remove_any};
+    use crate::store_util::random_suffix;
 
     #[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
     struct Clock {

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use rumoci_driver_sdk::store_db::{self, Kind};
 use rumoci_driver_sdk::store_util::{
     Notes, RecordFile, SnapshotRecord, check_commit, check_key_free, check_name, check_prepare,
-    committed_dir, delete_unrecorded, existing, io_err, lookup, merge_labels, page, remove_any,
+    committed_dir, delete_unrecorded, existing, io_err, lookup, merge_labels, page,
     remove_unrecorded, uncommitted, walk_usage,
 };
 use rumoci_driver_sdk::{
@@ -309,40 +309,25 @@ impl SnapshotStore for Store {
         // garbage, or a db that was reset).
         let used: std::collections::HashSet<u64> =
             self.db.snapshots.values().filter_map(|r| r.id).collect();
-        let mut id = self.db.next_id;
-        while used.contains(&id) || fs::symlink_metadata(snaps.join(id.to_string())).is_ok() {
-            id += 1;
-        }
-        self.db.next_id = id + 1;
+        let id = self.db.allocate_id(|id| {
+            used.contains(&id) || fs::symlink_metadata(snaps.join(id.to_string())).is_ok()
+        });
         if let Some(p) = parent {
             self.touch(p);
         }
         let now = self.tick();
-        self.db.snapshots.insert(
-            key.to_string(),
-            Record {
-                id: Some(id),
-                kind: Kind::Active,
-                parent: parent.map(str::to_string),
-                diff_id: None,
-                labels,
-                size: 0,
-                inodes: 0,
-                last_used: now,
-            },
-        );
-        // Record first, directory second: a crash in between leaves a
-        // harmless record (removable), never a directory that a concurrent
-        // load would take for garbage.
-        self.save()?;
-        let dir = snaps.join(id.to_string());
-        let made = fs::create_dir(&dir).and_then(|()| fs::create_dir(dir.join("fs")));
-        if let Err(e) = made {
-            self.db.snapshots.remove(key);
-            let _ = remove_any(&dir);
-            self.save()?;
-            return Err(io_err(fs_rel(id), e));
-        }
+        let record = Record {
+            id: Some(id),
+            kind: Kind::Active,
+            parent: parent.map(str::to_string),
+            diff_id: None,
+            labels,
+            size: 0,
+            inodes: 0,
+            last_used: now,
+        };
+        self.db
+            .insert_with_dir(&DB, &self.root, key, record, &format!("{SNAPSHOTS}/{id}"))?;
         Ok(Prepared::Fresh(UnpackTarget {
             dir: fs_rel(id),
             mounts: parent_id.map(copy_mount).into_iter().collect(),
@@ -436,7 +421,7 @@ impl SnapshotStore for Store {
         let id = r.id;
         self.db.snapshots.remove(name);
         self.save()?;
-        self.delete_dirs(&id.into_iter().collect::<Vec<_>>());
+        self.delete_dirs(id.as_slice());
         Ok(())
     }
 

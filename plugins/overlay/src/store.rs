@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use rumoci_driver_sdk::store_db::{self, Kind};
 use rumoci_driver_sdk::store_util::{
     Notes, RecordFile, SnapshotRecord, check_commit, check_key_free, check_name, check_prepare,
-    delete_unrecorded, existing, io_err, lookup, merge_labels, page, remove_any, remove_unrecorded,
+    delete_unrecorded, existing, io_err, lookup, merge_labels, page, remove_unrecorded,
     uncommitted, walk_usage,
 };
 use rumoci_driver_sdk::{
@@ -244,36 +244,26 @@ impl SnapshotStore for Store {
         }
         let layers = self.root.join(LAYERS);
         fs::create_dir_all(&layers).map_err(|e| io_err(LAYERS, e))?;
-        let mut id = self.db.next_id;
-        let taken = |s: &Store, d: &str| {
-            s.db.snapshots.values().any(|r| r.dir.as_deref() == Some(d))
-                || fs::symlink_metadata(layers.join(d)).is_ok()
-        };
-        while taken(self, &format!("active-{id}")) {
-            id += 1;
-        }
-        self.db.next_id = id + 1;
+        let used: std::collections::HashSet<String> = self
+            .db
+            .snapshots
+            .values()
+            .filter_map(|r| r.dir.clone())
+            .collect();
+        let id = self.db.allocate_id(|id| {
+            let d = format!("active-{id}");
+            used.contains(&d) || fs::symlink_metadata(layers.join(&d)).is_ok()
+        });
         let dir = format!("active-{id}");
-        self.db.snapshots.insert(
-            key.to_string(),
-            Record {
-                dir: Some(dir.clone()),
-                kind: Kind::Active,
-                parent: parent.map(str::to_string),
-                diff_id: None,
-                labels,
-            },
-        );
-        // record first, directory second (see layer-cache)
-        self.save()?;
-        let path = layers.join(&dir);
-        let made = fs::create_dir(&path).and_then(|()| fs::create_dir(path.join("fs")));
-        if let Err(e) = made {
-            self.db.snapshots.remove(key);
-            let _ = remove_any(&path);
-            self.save()?;
-            return Err(io_err(fs_rel(&dir), e));
-        }
+        let record = Record {
+            dir: Some(dir.clone()),
+            kind: Kind::Active,
+            parent: parent.map(str::to_string),
+            diff_id: None,
+            labels,
+        };
+        self.db
+            .insert_with_dir(&DB, &self.root, key, record, &format!("{LAYERS}/{dir}"))?;
         Ok(Prepared::Fresh(UnpackTarget {
             dir: fs_rel(&dir),
             mounts: Vec::new(),
