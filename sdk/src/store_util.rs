@@ -299,7 +299,7 @@ pub trait SnapshotRecord {
 }
 
 /// A kind as the error messages name it: `Active`, `View` or `Committed`.
-pub fn kind_name(kind: SnapshotKind) -> &'static str {
+fn kind_name(kind: SnapshotKind) -> &'static str {
     match kind {
         SnapshotKind::Active => "Active",
         SnapshotKind::View => "View",
