@@ -14,7 +14,7 @@ use crate::layer::root::Root;
 use crate::layer_store::record::Record;
 use crate::layer_store::{
     InPlace, LayerStore, LayerStoreError, MountSpec, Prepared, SnapshotInfo, SnapshotKind,
-    chain_ids, resolve,
+    chain_ids, resolve, snapshot_key,
 };
 use crate::oci::{Digest, Hasher, Image, Manifest, media};
 
@@ -163,15 +163,6 @@ fn options_suffix(opts: &ExtractOptions) -> String {
     h.update(format!("{opts:?}").as_bytes());
     let d = h.finish().to_string();
     format!("+{}", &d[d.len() - 16..])
-}
-
-/// A key for an active snapshot or view, unique to this process and call.
-fn snapshot_key(what: &str) -> String {
-    format!(
-        "rumoci-{what}-{}-{:016x}",
-        std::process::id(),
-        rand::random::<u64>()
-    )
 }
 
 /// The newest committed snapshot of the chain being built.
