@@ -23,6 +23,7 @@ pub mod layer_store;
 pub mod mtree;
 pub mod mutate;
 pub mod oci;
+pub mod path;
 pub mod progress;
 pub mod repack;
 pub mod unpack;

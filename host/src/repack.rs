@@ -19,12 +19,12 @@ use crate::layer::generate::{
     GenerateError, GenerateOptions, TarGenerator, children_rev, is_whiteout_name,
 };
 use crate::layer::idmap::owner_mapper;
-use crate::layer::root::clean_path;
 use crate::mtree::diff::{self, DeltaKind, DiffStats};
 use crate::mtree::parse::{self, Spec};
 use crate::mtree::statcache::StatCache;
 use crate::mutate::{Compression, LayerWriter, MutateError, Mutator};
 use crate::oci::{History, media};
+use crate::path::{self, BStr, BString, ByteSlice};
 
 /// Errors of a repack.
 #[derive(Debug, thiserror::Error)]
@@ -140,7 +140,7 @@ fn load_cache(bundle: &Path, path: &DescriptorPath) -> Option<StatCache> {
     }
 }
 
-fn unchanged_digests(spec: &Spec, changed: &HashSet<Vec<u8>>) -> BTreeMap<String, [u8; 32]> {
+fn unchanged_digests(spec: &Spec, changed: &HashSet<Vec<u8>>) -> BTreeMap<BString, [u8; 32]> {
     spec.entries
         .iter()
         .filter(|(k, _)| !changed.contains(k.as_slice()))
@@ -148,7 +148,7 @@ fn unchanged_digests(spec: &Spec, changed: &HashSet<Vec<u8>>) -> BTreeMap<String
             let d = kw.get("sha256digest")?;
             let mut b = [0u8; 32];
             hex::decode_to_slice(d, &mut b).ok()?;
-            Some((String::from_utf8(k.clone()).ok()?, b))
+            Some((BString::from(k.as_slice()), b))
         })
         .collect()
 }
@@ -187,13 +187,10 @@ pub fn repack_bundle(
     // names a layer cannot carry are refused before anything is written
     let mut names = Vec::with_capacity(deltas.len());
     for d in &deltas {
-        let name = String::from_utf8(d.path.clone()).map_err(|_| RepackError::Rootfs {
-            path: String::from_utf8_lossy(&d.path).into_owned(),
-            reason: "file name is not UTF-8".into(),
-        })?;
+        let name = BString::from(d.path.as_slice());
         if d.kind != DeltaKind::Missing && is_whiteout_name(&name) {
             return Err(RepackError::Rootfs {
-                path: name,
+                path: format!("{name:?}"),
                 reason: "a file name starting with \".wh.\" would be read as a whiteout".into(),
             });
         }
@@ -203,9 +200,9 @@ pub fn repack_bundle(
     let new = add_layer(m, opts, &meta, deltas.len(), |tar| {
         for (d, name) in deltas.iter().zip(&names) {
             match d.kind {
-                DeltaKind::Missing => tar.add_whiteout(name)?,
+                DeltaKind::Missing => tar.add_whiteout(name.as_ref())?,
                 DeltaKind::Extra | DeltaKind::Modified => {
-                    let (host, arch) = member(&rootfs, name);
+                    let (host, arch) = member(&rootfs, name.as_ref());
                     tar.add_path(arch, &host)?;
                 }
             }
@@ -228,7 +225,7 @@ fn masks(opts: &RepackOptions, m: &Mutator<'_>) -> Vec<Vec<u8>> {
     let mut masks: Vec<Vec<u8>> = opts
         .mask_paths
         .iter()
-        .map(|p| clean_path(p).into_bytes())
+        .map(|p| path::clean(p.as_bytes()).into())
         .collect();
     if !opts.no_mask_volumes {
         masks.extend(
@@ -236,7 +233,7 @@ fn masks(opts: &RepackOptions, m: &Mutator<'_>) -> Vec<Vec<u8>> {
                 .config
                 .volumes
                 .keys()
-                .map(|v| clean_path(v).into_bytes()),
+                .map(|v| path::clean(v.as_bytes()).into()),
         );
     }
     masks
@@ -244,11 +241,11 @@ fn masks(opts: &RepackOptions, m: &Mutator<'_>) -> Vec<Vec<u8>> {
 
 /// The host path and the archive name of the entry `name` (relative,
 /// `""` for the root) of the tree at `root`.
-fn member<'a>(root: &Path, name: &'a str) -> (PathBuf, &'a str) {
+fn member<'a>(root: &Path, name: &'a BStr) -> (PathBuf, &'a BStr) {
     if name.is_empty() {
-        (root.to_path_buf(), ".")
+        (root.to_path_buf(), b".".as_bstr())
     } else {
-        (root.join(name), name)
+        (root.join(path::os(name)), name)
     }
 }
 
@@ -391,28 +388,20 @@ fn walk_upper(
     upper: &Path,
     prefix: &str,
     masks: &[Vec<u8>],
-) -> Result<Vec<(String, Upper)>, RepackError> {
+) -> Result<Vec<(BString, Upper)>, RepackError> {
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
     let io = |p: &Path, e: std::io::Error| RepackError::Rootfs {
         path: p.display().to_string(),
         reason: e.to_string(),
     };
-    let masked = |rel: &str| {
-        masks.iter().any(|m| {
-            rel.as_bytes() == m.as_slice()
-                || m.is_empty()
-                || (rel.len() > m.len()
-                    && rel.as_bytes().starts_with(m)
-                    && rel.as_bytes()[m.len()] == b'/')
-        })
-    };
+    let masked = |rel: &[u8]| masks.iter().any(|m| path::is_within(rel, m));
     let (redirect, metacopy, opaque) = (
         format!("{prefix}redirect"),
         format!("{prefix}metacopy"),
         format!("{prefix}opaque"),
     );
     let mut out = Vec::new();
-    let mut stack: Vec<(PathBuf, String)> = vec![(upper.to_path_buf(), String::new())];
+    let mut stack: Vec<(PathBuf, BString)> = vec![(upper.to_path_buf(), BString::from(""))];
     while let Some((host, rel)) = stack.pop() {
         let md = std::fs::symlink_metadata(&host).map_err(|e| io(&host, e))?;
         let ft = md.file_type();
@@ -421,7 +410,7 @@ fn walk_upper(
         } else if ft.is_dir() {
             if has_xattr(&host, &redirect)? {
                 return Err(RepackError::Rootfs {
-                    path: rel,
+                    path: format!("{rel:?}"),
                     reason: format!(
                         "{prefix}redirect: a renamed directory that still points into the lower layers (mounted without redirect_dir=nofollow?)"
                     ),
@@ -433,7 +422,7 @@ fn walk_upper(
         } else {
             if ft.is_file() && has_xattr(&host, &metacopy)? {
                 return Err(RepackError::Rootfs {
-                    path: rel,
+                    path: format!("{rel:?}"),
                     reason: format!(
                         "{prefix}metacopy: the data is still in a lower layer (mounted with metacopy=on?)"
                     ),
@@ -443,18 +432,21 @@ fn walk_upper(
         };
         if !rel.is_empty() && is_whiteout_name(&rel) {
             return Err(RepackError::Rootfs {
-                path: rel,
+                path: format!("{rel:?}"),
                 reason: "a file name starting with \".wh.\" would be read as a whiteout".into(),
             });
         }
         if kind != Upper::Whiteout && ft.is_dir() {
             // the same errors as the rest of the walk
-            let children = children_rev(&host, &rel).map_err(|e| match e {
+            let children = children_rev(&host, rel.as_ref()).map_err(|e| match e {
                 GenerateError::Io { path, source } => RepackError::Rootfs {
                     path,
                     reason: source.to_string(),
                 },
-                GenerateError::Invalid { path, reason } => RepackError::Rootfs { path, reason },
+                GenerateError::Invalid { path, reason } => RepackError::Rootfs {
+                    path: format!("{path:?}"),
+                    reason,
+                },
             })?;
             stack.extend(children.into_iter().filter(|(_, child)| !masked(child)));
         }
@@ -497,7 +489,7 @@ fn repack_overlay(
     }
     let changed: HashSet<Vec<u8>> = entries
         .iter()
-        .map(|(p, _)| p.clone().into_bytes())
+        .map(|(p, _)| Vec::from(p.as_slice()))
         .collect();
     tracing::debug!(
         "repack (overlay): {} entries in the upper directory",
@@ -505,13 +497,13 @@ fn repack_overlay(
     );
     let new = add_layer(m, opts, &meta, entries.len(), |tar| {
         for (name, kind) in &entries {
-            let (host, arch) = member(&upper, name);
+            let (host, arch) = member(&upper, name.as_ref());
             match kind {
-                Upper::Whiteout => tar.add_whiteout(name)?,
+                Upper::Whiteout => tar.add_whiteout(name.as_ref())?,
                 Upper::Dir { opaque } => {
                     tar.add_path(arch, &host)?;
                     if *opaque {
-                        tar.add_opaque_whiteout(name)?;
+                        tar.add_opaque_whiteout(name.as_ref())?;
                     }
                 }
                 Upper::Entry => tar.add_path(arch, &host)?,

@@ -17,6 +17,7 @@ use crate::layer_store::{
     chain_ids, resolve, snapshot_key,
 };
 use crate::oci::{Digest, Hasher, Image, Manifest, media};
+use crate::path::{BStr, BString};
 
 /// Errors of an unpack.
 #[derive(Debug, thiserror::Error)]
@@ -100,7 +101,7 @@ pub fn unpack_rootfs(
     config: &Image,
     rootfs: &Path,
     opts: ExtractOptions,
-) -> Result<BTreeMap<String, [u8; 32]>, UnpackError> {
+) -> Result<BTreeMap<BString, [u8; 32]>, UnpackError> {
     unpack_with_store(cas, &InPlace::new(rootfs), manifest, config, rootfs, opts)
 }
 
@@ -243,7 +244,7 @@ fn perform_mounts(
     let src = resolve(store.root(), &m.source).map_err(|e| store_err(store, e))?;
     let record = top.record(store)?;
     let mut seen = 0usize;
-    let mut check = |rel: &str, st: &rustix::fs::Stat| {
+    let mut check = |rel: &BStr, st: &rustix::fs::Stat| {
         seen += 1;
         record.check(rel, st)
     };
@@ -276,7 +277,7 @@ pub fn unpack_with_store(
     config: &Image,
     rootfs: &Path,
     opts: ExtractOptions,
-) -> Result<BTreeMap<String, [u8; 32]>, UnpackError> {
+) -> Result<BTreeMap<BString, [u8; 32]>, UnpackError> {
     if store.overlay() {
         return Err(store_err(
             store,
@@ -290,7 +291,7 @@ pub fn unpack_with_store(
 #[derive(Debug, Default)]
 pub struct Unpacked {
     /// The sha256 of every regular file of the result.
-    pub digests: BTreeMap<String, [u8; 32]>,
+    pub digests: BTreeMap<BString, [u8; 32]>,
     /// A store in overlayfs form: the layer directories (absolute, topmost
     /// first, each checked against rumoci's record of it) to mount as the
     /// root filesystem; `None`: the tree is in `rootfs`.

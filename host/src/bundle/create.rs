@@ -13,6 +13,7 @@ use crate::layer::extract::ExtractOptions;
 use crate::layer::root::Root;
 use crate::layer_store::{InPlace, LayerStore};
 use crate::mtree;
+use crate::path::BString;
 use crate::unpack::{UnpackError, unpack_chain};
 
 /// The rootfs directory name inside a bundle.
@@ -48,7 +49,7 @@ pub fn write_bundle_manifest(
     rootfs: &Path,
     bundle: &Path,
     path: &DescriptorPath,
-    digests: &BTreeMap<String, [u8; 32]>,
+    digests: &BTreeMap<BString, [u8; 32]>,
 ) -> Result<usize, BundleError> {
     let header = mtree::Header {
         user: std::env::var("USER").unwrap_or_else(|_| "root".into()),

@@ -38,7 +38,7 @@ struct GroupEntry {
 }
 
 fn read_db(root: &Root, path: &str) -> Result<Option<String>, String> {
-    match root.open_at(path, OFlags::RDONLY) {
+    match root.open_at(path.into(), OFlags::RDONLY) {
         Ok(fd) => {
             let mut s = Vec::new();
             std::fs::File::from(fd)

@@ -1,10 +1,12 @@
 //! `rumoci insert --image PATH[:TAG] SOURCE TARGET` and
 //! `rumoci insert --whiteout --image PATH[:TAG] TARGET`
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use rumoci::layer::generate::{GenerateOptions, TarGenerator, add_tree};
+use rumoci::path::{self, ByteSlice};
 
 use super::util::{CompressArgs, HistoryArgs, ImageArgs, MapArgs, TagArgs, source_date_epoch};
 
@@ -29,16 +31,17 @@ pub struct Args {
     /// Only delete TARGET (add a whiteout for it).
     #[arg(long, conflicts_with = "opaque")]
     whiteout: bool,
-    /// SOURCE TARGET, or just TARGET with --whiteout.
+    /// SOURCE TARGET, or just TARGET with --whiteout (any bytes: file
+    /// names need not be UTF-8).
     #[arg(required = true, num_args = 1..=2, value_name = "SOURCE TARGET")]
-    paths: Vec<String>,
+    paths: Vec<OsString>,
 }
 
 /// Add one layer built from a host path (or a whiteout).
 pub fn run(a: Args) -> Result<()> {
     let (source, target) = match (a.whiteout, a.paths.as_slice()) {
-        (true, [t]) => (None, t.clone()),
-        (false, [s, t]) => (Some(PathBuf::from(s)), t.clone()),
+        (true, [t]) => (None, path::bytes(t).to_owned()),
+        (false, [s, t]) => (Some(PathBuf::from(s)), path::bytes(t).to_owned()),
         (true, _) => anyhow::bail!("insert --whiteout takes exactly one argument: TARGET"),
         (false, _) => anyhow::bail!("insert takes exactly two arguments: SOURCE TARGET"),
     };
@@ -67,10 +70,10 @@ pub fn run(a: Args) -> Result<()> {
         };
         let mut tar = TarGenerator::new(layer, opts);
         match &source {
-            Some(src) => add_tree(&mut tar, src, &target, a.opaque),
-            None => tar.add_whiteout(target.trim_matches('/')),
+            Some(src) => add_tree(&mut tar, src, target.as_ref(), a.opaque),
+            None => tar.add_whiteout(target.trim_with(|c| c == '/').as_bstr()),
         }
-        .with_context(|| format!("insert {target}"))?;
+        .with_context(|| format!("insert {target:?}"))?;
         let layer = tar.finish()?;
         m.finish_layer(layer, history)?;
         Ok(())

@@ -25,6 +25,8 @@
 
 use std::collections::HashMap;
 use std::ffi::{CStr, CString};
+
+use crate::path::{BStr, ByteSlice};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
@@ -307,7 +309,7 @@ const XATTR_MAX: usize = 1 << 16;
 
 struct Copier<'a> {
     opts: &'a CopyOptions,
-    check: &'a mut dyn FnMut(&str, &Stat) -> Result<(), String>,
+    check: &'a mut dyn FnMut(&BStr, &Stat) -> Result<(), String>,
     stats: CopyStats,
     dst_root: OwnedFd,
     dst_id: (u64, u64),
@@ -342,7 +344,7 @@ pub fn copy_tree(
     src: &Path,
     dst: &Path,
     opts: &CopyOptions,
-    check: &mut dyn FnMut(&str, &Stat) -> Result<(), String>,
+    check: &mut dyn FnMut(&BStr, &Stat) -> Result<(), String>,
 ) -> Result<CopyStats, CopyError> {
     let dir_flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     // O_DIRECTORY | O_NOFOLLOW on a symlink fails with ENOTDIR or ELOOP.
@@ -383,7 +385,7 @@ pub fn copy_tree(
     if ident(&st) == ident(&dst_st) {
         return Err(dst_err("is the source".to_string()));
     }
-    check("", &st).map_err(|reason| CopyError::Rejected {
+    check(b"".as_bstr(), &st).map_err(|reason| CopyError::Rejected {
         path: String::new(),
         reason,
     })?;
@@ -461,7 +463,7 @@ impl Copier<'_> {
         let path = lossy(&rel);
         let st = rustix::fs::statat(&dir.src, name, AtFlags::SYMLINK_NOFOLLOW)
             .map_err(io_err(&path, "lstat"))?;
-        (self.check)(&path, &st).map_err(|reason| CopyError::Rejected {
+        (self.check)(rel.as_bstr(), &st).map_err(|reason| CopyError::Rejected {
             path: path.clone(),
             reason,
         })?;
@@ -1068,7 +1070,7 @@ mod tests {
         rustix::process::geteuid().is_root()
     }
 
-    fn no_check(_: &str, _: &Stat) -> Result<(), String> {
+    fn no_check(_: &BStr, _: &Stat) -> Result<(), String> {
         Ok(())
     }
 
@@ -1090,7 +1092,10 @@ mod tests {
         let mut atimes = BTreeMap::new();
         let stats = copy_tree(&src, &dst, &CopyOptions::default(), &mut |p, st| {
             seen.push((p.to_string(), ident(st)));
-            atimes.insert(PathBuf::from(p), (st.st_atime, st.st_atime_nsec as i64));
+            atimes.insert(
+                PathBuf::from(crate::path::os(p)),
+                (st.st_atime, st.st_atime_nsec as i64),
+            );
             Ok(())
         })
         .unwrap();

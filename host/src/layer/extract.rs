@@ -13,7 +13,8 @@ use tar::EntryType;
 
 use super::idmap::{IdMapping, ROOTLESS_XATTR, encode_rootless, to_host};
 use super::overlay::{self as ov, Found, Lower};
-use super::root::{Root, clean_path, components, empty_dir_at, remove_all_at, split_parent};
+use super::root::{Root, empty_dir_at, remove_all_at};
+use crate::path::{self, BStr, BString, ByteSlice, ByteVec, components, split_parent};
 
 /// Xattrs never applied from layers.
 const FORBIDDEN_XATTRS: &[&str] = &["security.selinux", "system.nfs4_acl"];
@@ -28,15 +29,15 @@ pub enum ExtractError {
     #[error("entry {path:?}: {reason}")]
     Entry {
         /// The entry's (cleaned) path.
-        path: String,
+        path: BString,
         /// Why.
         reason: String,
     },
 }
 
-fn entry_err(path: &str, reason: impl std::fmt::Display) -> ExtractError {
+fn entry_err(path: impl AsRef<[u8]>, reason: impl std::fmt::Display) -> ExtractError {
     ExtractError::Entry {
-        path: path.to_string(),
+        path: BString::from(path.as_ref()),
         reason: reason.to_string(),
     }
 }
@@ -83,7 +84,7 @@ pub struct Extractor {
     /// sha256 of every regular file written (path → digest), kept current
     /// through whiteouts and overwrites, so a manifest of the tree can be
     /// made without re-reading the files.
-    pub digests: BTreeMap<String, [u8; 32]>,
+    pub digests: BTreeMap<BString, [u8; 32]>,
     warned_enotsup: bool,
     /// overlayfs form: the lower layers of the layer being extracted.
     lower: Option<Lower>,
@@ -92,11 +93,11 @@ pub struct Extractor {
 /// Per-layer bookkeeping.
 struct LayerState {
     /// Paths this layer wrote, and all their ancestors.
-    upper: HashSet<String>,
+    upper: HashSet<BString>,
     /// Directories whose content changed: their times before the change.
-    dir_times: BTreeMap<String, Timestamps>,
+    dir_times: BTreeMap<BString, Timestamps>,
     /// Directories this layer has a header for: the header's times.
-    dir_headers: BTreeMap<String, Timestamps>,
+    dir_headers: BTreeMap<BString, Timestamps>,
 }
 
 fn ts(secs: i64, nanos: u32) -> Timespec {
@@ -121,16 +122,16 @@ fn pax_time(v: &[u8]) -> Option<(i64, u32)> {
     Some((secs, nanos))
 }
 
-fn add_upper(upper: &mut HashSet<String>, path: &str) {
+fn add_upper(upper: &mut HashSet<BString>, path: &BStr) {
     let mut p = path;
     loop {
-        if !upper.insert(p.to_string()) {
+        if !upper.insert(p.to_owned()) {
             break;
         }
-        match p.rsplit_once('/') {
-            Some((d, _)) => p = d,
+        match p.rfind_byte(b'/') {
+            Some(i) => p = p[..i].as_bstr(),
             None => {
-                upper.insert(String::new());
+                upper.insert(BString::from(""));
                 break;
             }
         }
@@ -140,24 +141,24 @@ fn add_upper(upper: &mut HashSet<String>, path: &str) {
 impl LayerState {
     /// Remember the times of the directory `path` (open as `fd`) before
     /// this layer first changes its content, to restore them at the end.
-    fn remember(&mut self, path: &str, fd: &OwnedFd) {
+    fn remember(&mut self, path: &BStr, fd: &OwnedFd) {
         if !self.dir_times.contains_key(path)
             && let Ok(s) = rustix::fs::fstat(fd)
         {
-            self.dir_times.insert(path.to_string(), ov::stat_times(&s));
+            self.dir_times.insert(path.to_owned(), ov::stat_times(&s));
         }
     }
 }
 
 /// [`Root::mkdir_all`], remembering the times of every directory it adds
 /// an entry to.
-fn mkdir_all(root: &Root, dir: &str, st: &mut LayerState) -> Result<OwnedFd, Errno> {
+fn mkdir_all(root: &Root, dir: &BStr, st: &mut LayerState) -> Result<OwnedFd, Errno> {
     root.mkdir_all(dir, &mut |p, fd| st.remember(p, fd))
 }
 
 /// The directory `dir` an entry is about to be put in: created as needed
 /// ([`mkdir_all`]), its own times remembered too.
-fn entry_parent(root: &Root, dir: &str, st: &mut LayerState) -> Result<OwnedFd, Errno> {
+fn entry_parent(root: &Root, dir: &BStr, st: &mut LayerState) -> Result<OwnedFd, Errno> {
     let parent = mkdir_all(root, dir, st)?;
     st.remember(dir, &parent);
     Ok(parent)
@@ -165,10 +166,10 @@ fn entry_parent(root: &Root, dir: &str, st: &mut LayerState) -> Result<OwnedFd, 
 
 /// Create the regular file `name` in `parent` (it must not exist; never
 /// through a symlink), open for writing.
-fn create_file(parent: &OwnedFd, name: &str, mode: Mode) -> Result<OwnedFd, Errno> {
+fn create_file(parent: &OwnedFd, name: &BStr, mode: Mode) -> Result<OwnedFd, Errno> {
     rustix::fs::openat(
         parent,
-        name,
+        name.as_bytes(),
         OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
         mode,
     )
@@ -201,18 +202,14 @@ fn copy_hashed(
 }
 
 /// The path a whiteout `<dir>/.wh.<target>` (entry `path`) removes.
-fn whiteout_path(dir: &str, target: &str, path: &str) -> Result<String, ExtractError> {
-    if target.is_empty() || target == "." || target == ".." || target.contains('/') {
+fn whiteout_path(dir: &BStr, target: &BStr, path: &BStr) -> Result<BString, ExtractError> {
+    if target.is_empty() || target == "." || target == ".." || target.contains(&b'/') {
         return Err(entry_err(
             path,
             format!("invalid whiteout target {target:?}"),
         ));
     }
-    Ok(if dir.is_empty() {
-        target.to_string()
-    } else {
-        format!("{dir}/{target}")
-    })
+    Ok(path::join(dir, target))
 }
 
 impl Extractor {
@@ -271,7 +268,7 @@ impl Extractor {
             self.apply_entry(root, &mut entry, &mut st)?;
         }
         // restore directory times, deepest first
-        let mut dirs: Vec<(&String, Timestamps)> = st
+        let mut dirs: Vec<(&BString, Timestamps)> = st
             .dir_times
             .iter()
             .map(|(p, t)| {
@@ -286,11 +283,9 @@ impl Extractor {
                 dirs.push((p, clone_ts(t)));
             }
         }
-        dirs.sort_by_key(|(p, _)| {
-            std::cmp::Reverse(p.matches('/').count() + usize::from(!p.is_empty()))
-        });
+        dirs.sort_by_key(|(p, _)| std::cmp::Reverse(path::depth(p)));
         for (p, t) in dirs {
-            if let Ok(fd) = root.open_at(p, OFlags::RDONLY | OFlags::DIRECTORY) {
+            if let Ok(fd) = root.open_at(p.as_ref(), OFlags::RDONLY | OFlags::DIRECTORY) {
                 let _ = rustix::fs::futimens(&fd, &t);
             }
         }
@@ -298,17 +293,17 @@ impl Extractor {
     }
 
     /// Drop the digests recorded for `path` and everything beneath it.
-    fn forget(&mut self, path: &str) {
+    fn forget(&mut self, path: &BStr) {
         if path.is_empty() {
             self.digests.clear();
             return;
         }
         self.digests.remove(path);
-        let prefix = format!("{path}/");
-        let doomed: Vec<String> = self
+        let prefix = path::join(path, b"");
+        let doomed: Vec<BString> = self
             .digests
             .range(prefix.clone()..)
-            .take_while(|(p, _)| p.starts_with(&prefix))
+            .take_while(|(p, _)| p.starts_with(prefix.as_slice()))
             .map(|(p, _)| p.clone())
             .collect();
         for p in doomed {
@@ -322,20 +317,19 @@ impl Extractor {
         entry: &mut tar::Entry<'_, R>,
         st: &mut LayerState,
     ) -> Result<(), ExtractError> {
-        let raw_path = entry.path_bytes().into_owned();
-        let raw_path =
-            String::from_utf8(raw_path).map_err(|_| entry_err("?", "path is not UTF-8"))?;
-        let path = clean_path(&raw_path);
+        let raw_path = BString::from(entry.path_bytes().into_owned());
+        let path = path::clean(&raw_path);
         let hdr = entry.header().clone();
         let kind = hdr.entry_type();
-        let (dir, name) = split_parent(&path);
+        let (dir, name) = split_parent(path.as_ref());
 
         // whiteouts
-        if let Some(target) = name.strip_prefix(".wh.") {
+        if let Some(target) = name.strip_prefix(b".wh.") {
+            let target = target.as_bstr();
             if let Some(prefix) = self.overlay_prefix() {
-                return self.overlay_whiteout(root, dir, target, &path, st, prefix);
+                return self.overlay_whiteout(root, dir, target, path.as_ref(), st, prefix);
             }
-            return self.whiteout(root, dir, target, &path, st);
+            return self.whiteout(root, dir, target, path.as_ref(), st);
         }
         let overlay = self.overlay_prefix();
 
@@ -376,11 +370,11 @@ impl Extractor {
                 ));
             }
             let fd = root
-                .open_at("", OFlags::RDONLY | OFlags::DIRECTORY)
+                .open_at(b"".into(), OFlags::RDONLY | OFlags::DIRECTORY)
                 .map_err(|e| entry_err("/", e))?;
-            self.apply_meta(&fd, None, "/", &hdr, &xattrs, true)?;
-            st.dir_headers.insert(String::new(), times);
-            add_upper(&mut st.upper, "");
+            self.apply_meta(&fd, None, b"/".into(), &hdr, &xattrs, true)?;
+            st.dir_headers.insert(BString::from(""), times);
+            add_upper(&mut st.upper, b"".into());
             return Ok(());
         }
 
@@ -391,7 +385,7 @@ impl Extractor {
             .map_err(|e| entry_err(&path, format!("cannot create parent directory: {e}")))?;
 
         // clobber whatever is in the way (unless both are directories)
-        let existing = rustix::fs::statat(&parent, name, AtFlags::SYMLINK_NOFOLLOW);
+        let existing = rustix::fs::statat(&parent, name.as_bytes(), AtFlags::SYMLINK_NOFOLLOW);
         // overlayfs form: a directory replacing this layer's own whiteout
         // hides what lower layers have beneath it, as in one shared tree
         let make_opaque = overlay.is_some() && existing.as_ref().is_ok_and(ov::is_whiteout);
@@ -401,8 +395,8 @@ impl Extractor {
                 EntryType::Directory if ex_type == FileType::Directory => true,
                 EntryType::Directory if self.opts.keep_dirlinks && ex_type == FileType::Symlink => {
                     // keep a symlink that resolves (inside the root) to a directory
-                    if root.open_dir(&path).is_ok() {
-                        add_upper(&mut st.upper, &path);
+                    if root.open_dir(path.as_ref()).is_ok() {
+                        add_upper(&mut st.upper, path.as_ref());
                         return Ok(());
                     }
                     false
@@ -410,9 +404,9 @@ impl Extractor {
                 _ => false,
             };
             if !keep {
-                remove_all_at(&parent, name).map_err(|e| entry_err(&path, e))?;
+                remove_all_at(&parent, name.as_bytes()).map_err(|e| entry_err(&path, e))?;
                 if ex_type == FileType::Directory {
-                    self.forget(&path);
+                    self.forget(path.as_ref());
                 } else {
                     self.digests.remove(&path);
                 }
@@ -421,12 +415,13 @@ impl Extractor {
 
         match kind {
             EntryType::Directory => {
-                match rustix::fs::mkdirat(&parent, name, Mode::from_raw_mode(0o755)) {
+                match rustix::fs::mkdirat(&parent, name.as_bytes(), Mode::from_raw_mode(0o755)) {
                     Ok(()) | Err(Errno::EXIST) => {}
                     Err(e) => return Err(entry_err(&path, e)),
                 }
-                let fd = ov::open_dir_at(&parent, name).map_err(|e| entry_err(&path, e))?;
-                self.apply_meta(&fd, None, &path, &hdr, &xattrs, true)?;
+                let fd =
+                    ov::open_dir_at(&parent, name.as_bytes()).map_err(|e| entry_err(&path, e))?;
+                self.apply_meta(&fd, None, path.as_ref(), &hdr, &xattrs, true)?;
                 if make_opaque && let Some(prefix) = overlay {
                     ov::set_opaque(&fd, prefix)
                         .map_err(|e| entry_err(&path, format!("set {prefix}opaque: {e}")))?;
@@ -455,7 +450,7 @@ impl Extractor {
                     ));
                 }
                 let fd = OwnedFd::from(file);
-                self.apply_meta(&fd, None, &path, &hdr, &xattrs, false)?;
+                self.apply_meta(&fd, None, path.as_ref(), &hdr, &xattrs, false)?;
                 rustix::fs::futimens(&fd, &times).map_err(|e| entry_err(&path, e))?;
                 self.digests.insert(path.clone(), digest);
             }
@@ -464,12 +459,17 @@ impl Extractor {
                     .link_name_bytes()
                     .ok_or_else(|| entry_err(&path, "symlink without a target"))?
                     .into_owned();
-                let target = String::from_utf8(target)
-                    .map_err(|_| entry_err(&path, "symlink target is not UTF-8"))?;
-                rustix::fs::symlinkat(target.as_str(), &parent, name)
+                rustix::fs::symlinkat(target.as_slice(), &parent, name.as_bytes())
                     .map_err(|e| entry_err(&path, e))?;
-                self.apply_meta(&parent, Some(name), &path, &hdr, &BTreeMap::new(), false)?;
-                rustix::fs::utimensat(&parent, name, &times, AtFlags::SYMLINK_NOFOLLOW)
+                self.apply_meta(
+                    &parent,
+                    Some(name),
+                    path.as_ref(),
+                    &hdr,
+                    &BTreeMap::new(),
+                    false,
+                )?;
+                rustix::fs::utimensat(&parent, name.as_bytes(), &times, AtFlags::SYMLINK_NOFOLLOW)
                     .map_err(|e| entry_err(&path, e))?;
             }
             EntryType::Link => {
@@ -477,21 +477,25 @@ impl Extractor {
                     .link_name_bytes()
                     .ok_or_else(|| entry_err(&path, "hardlink without a target"))?
                     .into_owned();
-                let target = String::from_utf8(target)
-                    .map_err(|_| entry_err(&path, "hardlink target is not UTF-8"))?;
-                let target = clean_path(&target);
+                let target = path::clean(&target);
                 if target.is_empty() {
                     return Err(entry_err(&path, "hardlink to the root directory"));
                 }
-                let (tdir, tname) = split_parent(&target);
+                let (tdir, tname) = split_parent(target.as_ref());
                 if overlay.is_some() {
-                    self.copy_up_link_target(root, &target, st)?;
+                    self.copy_up_link_target(root, target.as_ref(), st)?;
                 }
                 let tparent = root
                     .open_dir(tdir)
                     .map_err(|e| entry_err(&path, format!("hardlink target {target}: {e}")))?;
-                rustix::fs::linkat(&tparent, tname, &parent, name, AtFlags::empty())
-                    .map_err(|e| entry_err(&path, format!("hardlink to {target}: {e}")))?;
+                rustix::fs::linkat(
+                    &tparent,
+                    tname.as_bytes(),
+                    &parent,
+                    name.as_bytes(),
+                    AtFlags::empty(),
+                )
+                .map_err(|e| entry_err(&path, format!("hardlink to {target}: {e}")))?;
                 if let Some(d) = self.digests.get(&target).copied() {
                     self.digests.insert(path.clone(), d);
                 }
@@ -505,28 +509,38 @@ impl Extractor {
                     );
                     let fd = create_file(&parent, name, Mode::empty())
                         .map_err(|e| entry_err(&path, e))?;
-                    self.apply_rootless_owner(&fd, &path, &hdr)?;
+                    self.apply_rootless_owner(&fd, path.as_ref(), &hdr)?;
                     rustix::fs::fchmod(&fd, perm).map_err(|e| entry_err(&path, e))?;
                     rustix::fs::futimens(&fd, &times).map_err(|e| entry_err(&path, e))?;
                     self.digests
                         .insert(path.clone(), sha2::Sha256::digest([]).into());
                 } else {
-                    if overlay.is_some() && kind == EntryType::Char && self.dev(&hdr, &path)? == 0 {
+                    if overlay.is_some()
+                        && kind == EntryType::Char
+                        && self.dev(&hdr, path.as_ref())? == 0
+                    {
                         return Err(entry_err(
                             &path,
                             "a character device 0:0 cannot be kept in overlayfs form (it would read as a whiteout)",
                         ));
                     }
                     let (ft, dev) = match kind {
-                        EntryType::Char => (FileType::CharacterDevice, self.dev(&hdr, &path)?),
-                        EntryType::Block => (FileType::BlockDevice, self.dev(&hdr, &path)?),
+                        EntryType::Char => {
+                            (FileType::CharacterDevice, self.dev(&hdr, path.as_ref())?)
+                        }
+                        EntryType::Block => (FileType::BlockDevice, self.dev(&hdr, path.as_ref())?),
                         _ => (FileType::Fifo, 0),
                     };
-                    rustix::fs::mknodat(&parent, name, ft, perm, dev)
+                    rustix::fs::mknodat(&parent, name.as_bytes(), ft, perm, dev)
                         .map_err(|e| entry_err(&path, e))?;
-                    self.apply_meta_path(&parent, name, &path, &hdr, &xattrs)?;
-                    rustix::fs::utimensat(&parent, name, &times, AtFlags::SYMLINK_NOFOLLOW)
-                        .map_err(|e| entry_err(&path, e))?;
+                    self.apply_meta_path(&parent, name, path.as_ref(), &hdr, &xattrs)?;
+                    rustix::fs::utimensat(
+                        &parent,
+                        name.as_bytes(),
+                        &times,
+                        AtFlags::SYMLINK_NOFOLLOW,
+                    )
+                    .map_err(|e| entry_err(&path, e))?;
                 }
             }
             EntryType::XGlobalHeader => return Ok(()),
@@ -537,11 +551,11 @@ impl Extractor {
                 ));
             }
         }
-        add_upper(&mut st.upper, &path);
+        add_upper(&mut st.upper, path.as_ref());
         Ok(())
     }
 
-    fn dev(&self, hdr: &tar::Header, path: &str) -> Result<Dev, ExtractError> {
+    fn dev(&self, hdr: &tar::Header, path: &BStr) -> Result<Dev, ExtractError> {
         let major = hdr
             .device_major()
             .map_err(|e| entry_err(path, e))?
@@ -553,7 +567,7 @@ impl Extractor {
         Ok(rustix::fs::makedev(major, minor))
     }
 
-    fn owner(&self, hdr: &tar::Header, path: &str) -> Result<(u32, u32), ExtractError> {
+    fn owner(&self, hdr: &tar::Header, path: &BStr) -> Result<(u32, u32), ExtractError> {
         // An all-NUL numeric field reads as 0, as in Go's archive/tar.
         let old = hdr.as_old();
         let num = |v: std::io::Result<u64>, raw: &[u8], what: &str| -> Result<u32, ExtractError> {
@@ -574,7 +588,7 @@ impl Extractor {
     fn apply_rootless_owner(
         &mut self,
         fd: &OwnedFd,
-        path: &str,
+        path: &BStr,
         hdr: &tar::Header,
     ) -> Result<(), ExtractError> {
         let (uid, gid) = self.owner(hdr, path)?;
@@ -587,7 +601,7 @@ impl Extractor {
     fn set_xattr_fd(
         &mut self,
         fd: &OwnedFd,
-        path: &str,
+        path: &BStr,
         k: &str,
         v: &[u8],
     ) -> Result<(), ExtractError> {
@@ -610,8 +624,8 @@ impl Extractor {
     fn apply_meta(
         &mut self,
         fd: &OwnedFd,
-        symlink_name: Option<&str>,
-        path: &str,
+        symlink_name: Option<&BStr>,
+        path: &BStr,
         hdr: &tar::Header,
         xattrs: &BTreeMap<String, Vec<u8>>,
         is_dir: bool,
@@ -622,7 +636,7 @@ impl Extractor {
                 let (hu, hg) = self.map_owner(uid, gid, path)?;
                 rustix::fs::chownat(
                     fd,
-                    name,
+                    name.as_bytes(),
                     Some(rustix::fs::Uid::from_raw(hu)),
                     Some(rustix::fs::Gid::from_raw(hg)),
                     AtFlags::SYMLINK_NOFOLLOW,
@@ -684,8 +698,8 @@ impl Extractor {
     fn apply_meta_path(
         &mut self,
         parent: &OwnedFd,
-        name: &str,
-        path: &str,
+        name: &BStr,
+        path: &BStr,
         hdr: &tar::Header,
         xattrs: &BTreeMap<String, Vec<u8>>,
     ) -> Result<(), ExtractError> {
@@ -694,7 +708,7 @@ impl Extractor {
             let (hu, hg) = self.map_owner(uid, gid, path)?;
             rustix::fs::chownat(
                 parent,
-                name,
+                name.as_bytes(),
                 Some(rustix::fs::Uid::from_raw(hu)),
                 Some(rustix::fs::Gid::from_raw(hg)),
                 AtFlags::SYMLINK_NOFOLLOW,
@@ -702,11 +716,17 @@ impl Extractor {
             .map_err(|e| entry_err(path, e))?;
         }
         let mode = hdr.mode().map_err(|e| entry_err(path, e))? & 0o7777;
-        rustix::fs::chmodat(parent, name, Mode::from_raw_mode(mode), AtFlags::empty())
-            .map_err(|e| entry_err(path, e))?;
+        rustix::fs::chmodat(
+            parent,
+            name.as_bytes(),
+            Mode::from_raw_mode(mode),
+            AtFlags::empty(),
+        )
+        .map_err(|e| entry_err(path, e))?;
         // through the parent: l*xattr on /proc/self/fd/<O_PATH fd of the
         // entry> acts on that magic link itself (ENOTSUP), not on the entry
-        let proc_path = format!("/proc/self/fd/{}/{name}", fd_num(parent));
+        let mut proc_path = format!("/proc/self/fd/{}/", fd_num(parent)).into_bytes();
+        proc_path.extend_from_slice(name);
         let mut all: Vec<(String, Vec<u8>)> = xattrs
             .iter()
             .filter(|(k, _)| {
@@ -720,7 +740,7 @@ impl Extractor {
             all.push((ROOTLESS_XATTR.to_string(), v));
         }
         for (k, v) in all {
-            match rustix::fs::lsetxattr(proc_path.as_str(), k.as_str(), &v, XattrFlags::empty()) {
+            match rustix::fs::lsetxattr(proc_path.as_slice(), k.as_str(), &v, XattrFlags::empty()) {
                 Ok(()) | Err(Errno::NOTSUP) => {}
                 Err(Errno::PERM) if self.opts.rootless => {}
                 Err(e) => return Err(entry_err(path, format!("setxattr {k}: {e}"))),
@@ -729,7 +749,7 @@ impl Extractor {
         Ok(())
     }
 
-    fn map_owner(&self, uid: u32, gid: u32, path: &str) -> Result<(u32, u32), ExtractError> {
+    fn map_owner(&self, uid: u32, gid: u32, path: &BStr) -> Result<(u32, u32), ExtractError> {
         let hu = to_host(uid, &self.opts.uid_map)
             .ok_or_else(|| entry_err(path, format!("uid {uid} is not mapped")))?;
         let hg = to_host(gid, &self.opts.gid_map)
@@ -740,9 +760,9 @@ impl Extractor {
     fn whiteout(
         &mut self,
         root: &Root,
-        dir: &str,
-        target: &str,
-        path: &str,
+        dir: &BStr,
+        target: &BStr,
+        path: &BStr,
         st: &mut LayerState,
     ) -> Result<(), ExtractError> {
         let parent = match root.open_dir(dir) {
@@ -754,19 +774,19 @@ impl Extractor {
         if target == ".wh..opq" {
             // opaque: keep the directory, drop what lower layers put in it
             let prefix = if dir.is_empty() {
-                String::new()
+                BString::from("")
             } else {
-                format!("{dir}/")
+                path::join(dir, b"")
             };
-            return self.drop_lower(&parent, ".", &prefix, path, st);
+            return self.drop_lower(&parent, b".".as_bstr(), prefix.as_ref(), path, st);
         }
         let full = whiteout_path(dir, target, path)?;
         if st.upper.contains(&full) {
             // this layer wrote (beneath) it: only remove what lower layers had
-            return self.drop_lower(&parent, target, &format!("{full}/"), path, st);
+            return self.drop_lower(&parent, target, path::join(&full, b"").as_ref(), path, st);
         }
-        remove_all_at(&parent, target).map_err(|e| entry_err(path, e))?;
-        self.forget(&full);
+        remove_all_at(&parent, target.as_bytes()).map_err(|e| entry_err(path, e))?;
+        self.forget(full.as_ref());
         Ok(())
     }
 
@@ -775,22 +795,24 @@ impl Extractor {
     fn drop_lower(
         &mut self,
         parent: &OwnedFd,
-        name: &str,
-        prefix: &str,
-        path: &str,
+        name: &BStr,
+        prefix: &BStr,
+        path: &BStr,
         st: &LayerState,
     ) -> Result<(), ExtractError> {
         let mut removed = Vec::new();
-        empty_dir_at(parent, name, &mut |child| {
-            let keep = st.upper.contains(&format!("{prefix}{child}"));
+        empty_dir_at(parent, name.as_bytes(), &mut |child| {
+            let mut full = prefix.to_owned();
+            full.push_str(child);
+            let keep = st.upper.contains(&full);
             if !keep {
-                removed.push(format!("{prefix}{child}"));
+                removed.push(full);
             }
             keep
         })
         .map_err(|e| entry_err(path, e))?;
         for r in removed {
-            self.forget(&r);
+            self.forget(r.as_ref());
         }
         Ok(())
     }
@@ -798,17 +820,17 @@ impl Extractor {
 
 /// Whether this layer has an entry at `path` already (never following a
 /// symlink).
-fn exists(root: &Root, path: &str) -> bool {
+fn exists(root: &Root, path: &BStr) -> bool {
     let (dir, name) = split_parent(path);
     root.open_dir(dir)
-        .is_ok_and(|fd| rustix::fs::statat(&fd, name, AtFlags::SYMLINK_NOFOLLOW).is_ok())
+        .is_ok_and(|fd| rustix::fs::statat(&fd, name.as_bytes(), AtFlags::SYMLINK_NOFOLLOW).is_ok())
 }
 
 /// overlayfs form: what a layer takes from the layers beneath it.
 impl Extractor {
     /// `at` looked up through the lower layers ([`Found::Absent`] with
     /// none); errors name `path`.
-    fn lower_lookup(&self, at: &str, path: &str) -> Result<Found, ExtractError> {
+    fn lower_lookup(&self, at: &BStr, path: &BStr) -> Result<Found, ExtractError> {
         match &self.lower {
             Some(l) => l.lookup(at).map_err(|e| entry_err(path, e)),
             None => Ok(Found::Absent),
@@ -824,7 +846,7 @@ impl Extractor {
     fn copy_up_parents(
         &mut self,
         root: &Root,
-        dir: &str,
+        dir: &BStr,
         st: &mut LayerState,
     ) -> Result<(), ExtractError> {
         let Some(prefix) = self.overlay_prefix() else {
@@ -835,9 +857,10 @@ impl Extractor {
         }
         let rootless = self.opts.rootless;
         let mut cur = root
-            .open_at("", OFlags::RDONLY | OFlags::DIRECTORY)
+            .open_at(b"".into(), OFlags::RDONLY | OFlags::DIRECTORY)
             .map_err(|e| entry_err(dir, e))?;
         for (parent_path, comp, at) in components(dir) {
+            let comp: &[u8] = comp;
             let open = |fd: &OwnedFd| ov::open_dir_at(fd, comp).map_err(|e| entry_err(&at, e));
             match rustix::fs::statat(&cur, comp, AtFlags::SYMLINK_NOFOLLOW) {
                 Ok(s) if FileType::from_raw_mode(s.st_mode) == FileType::Directory => {
@@ -845,7 +868,7 @@ impl Extractor {
                     continue;
                 }
                 Ok(s) if ov::is_whiteout(&s) => {
-                    st.remember(&parent_path, &cur);
+                    st.remember(parent_path.as_ref(), &cur);
                     rustix::fs::unlinkat(&cur, comp, AtFlags::empty())
                         .map_err(|e| entry_err(&at, e))?;
                     rustix::fs::mkdirat(&cur, comp, Mode::from_raw_mode(0o755))
@@ -861,16 +884,16 @@ impl Extractor {
                 Err(Errno::NOENT) => {}
                 Err(e) => return Err(entry_err(&at, e)),
             }
-            match self.lower_lookup(&at, &at)? {
+            match self.lower_lookup(at.as_ref(), at.as_ref())? {
                 Found::Entry {
                     parent, name, stat, ..
                 } if FileType::from_raw_mode(stat.st_mode) == FileType::Directory => {
-                    st.remember(&parent_path, &cur);
+                    st.remember(parent_path.as_ref(), &cur);
                     rustix::fs::mkdirat(&cur, comp, Mode::from_raw_mode(0o700))
                         .map_err(|e| entry_err(&at, e))?;
                     let d = open(&cur)?;
                     let src =
-                        ov::open_dir_at(&parent, name.as_str()).map_err(|e| entry_err(&at, e))?;
+                        ov::open_dir_at(&parent, name.as_bytes()).map_err(|e| entry_err(&at, e))?;
                     ov::copy_meta(&src, &stat, &d, rootless)
                         .map_err(|e| entry_err(&at, format!("copy-up from a lower layer: {e}")))?;
                     // restored after this layer's entries are in
@@ -880,9 +903,9 @@ impl Extractor {
                 Found::Entry { stat, .. }
                     if FileType::from_raw_mode(stat.st_mode) == FileType::Symlink =>
                 {
-                    return Err(behind_symlink(dir, &at));
+                    return Err(behind_symlink(dir, at.as_ref()));
                 }
-                Found::BehindSymlink(p) => return Err(behind_symlink(dir, &p)),
+                Found::BehindSymlink(p) => return Err(behind_symlink(dir, p.as_ref())),
                 _ => return Ok(()),
             }
         }
@@ -895,7 +918,7 @@ impl Extractor {
     fn copy_up_link_target(
         &mut self,
         root: &Root,
-        target: &str,
+        target: &BStr,
         st: &mut LayerState,
     ) -> Result<(), ExtractError> {
         if exists(root, target) {
@@ -911,7 +934,7 @@ impl Extractor {
             } if FileType::from_raw_mode(stat.st_mode) != FileType::Directory => {
                 (parent, name, stat, layer)
             }
-            Found::BehindSymlink(p) => return Err(behind_symlink(target, &p)),
+            Found::BehindSymlink(p) => return Err(behind_symlink(target, p.as_ref())),
             // the link fails below with a clear error
             _ => return Ok(()),
         };
@@ -924,7 +947,7 @@ impl Extractor {
             FileType::RegularFile => {
                 let src = rustix::fs::openat(
                     &sparent,
-                    sname.as_str(),
+                    sname.as_bytes(),
                     OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
                     Mode::empty(),
                 )
@@ -941,29 +964,36 @@ impl Extractor {
                     |e| entry_err(target, e),
                 )?;
                 ov::copy_meta(&from, &sst, &to, self.opts.rootless).map_err(copy_err)?;
-                self.digests.insert(target.to_string(), digest);
+                self.digests.insert(target.to_owned(), digest);
             }
             ft => {
                 let mode = Mode::from_raw_mode(sst.st_mode & 0o7777);
                 if ft == FileType::Symlink {
-                    let link = rustix::fs::readlinkat(&sparent, sname.as_str(), Vec::new())
+                    let link = rustix::fs::readlinkat(&sparent, sname.as_bytes(), Vec::new())
                         .map_err(copy_err)?;
-                    rustix::fs::symlinkat(link.as_c_str(), &tparent, tname).map_err(copy_err)?;
+                    rustix::fs::symlinkat(link.as_c_str(), &tparent, tname.as_bytes())
+                        .map_err(copy_err)?;
                 } else {
-                    rustix::fs::mknodat(&tparent, tname, ft, mode, sst.st_rdev)
+                    rustix::fs::mknodat(&tparent, tname.as_bytes(), ft, mode, sst.st_rdev)
                         .map_err(copy_err)?;
                 }
                 if !self.opts.rootless {
-                    rustix::fs::chownat(&tparent, tname, uid, gid, AtFlags::SYMLINK_NOFOLLOW)
-                        .map_err(copy_err)?;
+                    rustix::fs::chownat(
+                        &tparent,
+                        tname.as_bytes(),
+                        uid,
+                        gid,
+                        AtFlags::SYMLINK_NOFOLLOW,
+                    )
+                    .map_err(copy_err)?;
                 }
                 if ft != FileType::Symlink {
-                    rustix::fs::chmodat(&tparent, tname, mode, AtFlags::empty())
+                    rustix::fs::chmodat(&tparent, tname.as_bytes(), mode, AtFlags::empty())
                         .map_err(copy_err)?;
                 }
                 rustix::fs::utimensat(
                     &tparent,
-                    tname,
+                    tname.as_bytes(),
                     &ov::stat_times(&sst),
                     AtFlags::SYMLINK_NOFOLLOW,
                 )
@@ -983,7 +1013,7 @@ impl Extractor {
     fn copy_up_link_group(
         &mut self,
         root: &Root,
-        target: &str,
+        target: &BStr,
         layer: usize,
         sst: &rustix::fs::Stat,
         st: &mut LayerState,
@@ -998,19 +1028,25 @@ impl Extractor {
         let tparent = root.open_dir(tdir).map_err(|e| entry_err(target, e))?;
         for other in names.into_iter().filter(|n| n != target) {
             let visible = matches!(
-                self.lower_lookup(&other, &other)?,
+                self.lower_lookup(other.as_ref(), other.as_ref())?,
                 Found::Entry { layer: ly, stat, .. } if ly == layer && stat.st_ino == sst.st_ino
             );
-            if !visible || exists(root, &other) {
+            if !visible || exists(root, other.as_ref()) {
                 continue;
             }
-            let (odir, oname) = split_parent(&other);
+            let (odir, oname) = split_parent(other.as_ref());
             self.copy_up_parents(root, odir, st)?;
             let oparent = entry_parent(root, odir, st).map_err(|e| entry_err(&other, e))?;
-            rustix::fs::linkat(&tparent, tname, &oparent, oname, AtFlags::empty())
-                .map_err(|e| entry_err(&other, format!("copy-up of a hardlink: {e}")))?;
+            rustix::fs::linkat(
+                &tparent,
+                tname.as_bytes(),
+                &oparent,
+                oname.as_bytes(),
+                AtFlags::empty(),
+            )
+            .map_err(|e| entry_err(&other, format!("copy-up of a hardlink: {e}")))?;
             if let Some(d) = self.digests.get(target).copied() {
-                self.digests.insert(other, d);
+                self.digests.insert(other.clone(), d);
             }
         }
         Ok(())
@@ -1020,9 +1056,9 @@ impl Extractor {
     fn overlay_whiteout(
         &mut self,
         root: &Root,
-        dir: &str,
-        target: &str,
-        path: &str,
+        dir: &BStr,
+        target: &BStr,
+        path: &BStr,
         st: &mut LayerState,
         prefix: &str,
     ) -> Result<(), ExtractError> {
@@ -1039,24 +1075,24 @@ impl Extractor {
         if st.upper.contains(&full) {
             // this layer wrote it: only what lower layers had beneath it goes
             if let Ok(parent) = root.open_dir(dir)
-                && let Ok(fd) = ov::open_dir_at(&parent, target)
+                && let Ok(fd) = ov::open_dir_at(&parent, target.as_bytes())
             {
                 ov::set_opaque(&fd, prefix).map_err(opaque_err)?;
             }
             return Ok(());
         }
-        match self.lower_lookup(&full, path)? {
+        match self.lower_lookup(full.as_ref(), path)? {
             Found::Entry { .. } => {}
-            Found::BehindSymlink(p) => return Err(behind_symlink(path, &p)),
+            Found::BehindSymlink(p) => return Err(behind_symlink(path, p.as_ref())),
             // nothing beneath to hide
             Found::Absent => return Ok(()),
         }
         self.copy_up_parents(root, dir, st)?;
         let parent = entry_parent(root, dir, st).map_err(|e| entry_err(path, e))?;
-        remove_all_at(&parent, target).map_err(|e| entry_err(path, e))?;
+        remove_all_at(&parent, target.as_bytes()).map_err(|e| entry_err(path, e))?;
         rustix::fs::mknodat(
             &parent,
-            target,
+            target.as_bytes(),
             FileType::CharacterDevice,
             Mode::empty(),
             rustix::fs::makedev(0, 0),
@@ -1067,12 +1103,12 @@ impl Extractor {
                 format!("create the whiteout (character device 0:0): {e}"),
             )
         })?;
-        self.forget(&full);
+        self.forget(full.as_ref());
         Ok(())
     }
 }
 
-fn behind_symlink(path: &str, link: &str) -> ExtractError {
+fn behind_symlink(path: &BStr, link: &BStr) -> ExtractError {
     entry_err(
         path,
         format!(

@@ -15,6 +15,8 @@ use std::path::{Path, PathBuf};
 
 use tar::{EntryType, Header};
 
+use crate::path::{self, BStr, BString, ByteSlice, ByteVec};
+
 /// Xattrs never written to layers (umoci's forbidden list).
 const FORBIDDEN_XATTRS: &[&str] = &["security.selinux", "system.nfs4_acl"];
 /// The xattr rootless unpack uses to remember the container owner.
@@ -33,10 +35,10 @@ pub enum GenerateError {
         source: io::Error,
     },
     /// A file in the tree cannot be represented in a layer.
-    #[error("{path}: {reason}")]
+    #[error("{path:?}: {reason}")]
     Invalid {
         /// The archive path.
-        path: String,
+        path: BString,
         /// Why.
         reason: String,
     },
@@ -67,15 +69,13 @@ pub struct TarGenerator<W: Write> {
     out: tar::Builder<W>,
     opts: GenerateOptions,
     /// First archive name seen for each (device, inode) with nlink > 1.
-    hardlinks: HashMap<(u64, u64), String>,
+    hardlinks: HashMap<(u64, u64), BString>,
 }
 
 /// Whether a base name is a whiteout name (files with such names cannot be
 /// put in a layer: they would be read back as whiteouts).
-pub fn is_whiteout_name(name: &str) -> bool {
-    name.rsplit('/')
-        .next()
-        .is_some_and(|b| b.starts_with(".wh."))
+pub fn is_whiteout_name(name: &[u8]) -> bool {
+    path::base_name(name.as_bstr()).starts_with(b".wh.")
 }
 
 /// A reader that fails unless it yields exactly `left` bytes (a file that
@@ -199,35 +199,37 @@ impl<W: Write> TarGenerator<W> {
     /// Write one header (+ PAX records where needed) and its content.
     fn emit(
         &mut self,
-        name: &str,
+        name: &BStr,
         mut header: Header,
-        link: Option<&str>,
+        link: Option<&[u8]>,
         xattrs: &BTreeMap<String, Vec<u8>>,
         data: &mut dyn Read,
     ) -> Result<(), GenerateError> {
         let mut pax: Vec<(String, Vec<u8>)> = Vec::new();
-        let nb = name.as_bytes();
+        let nb: &[u8] = name;
         {
             let h = header
                 .as_ustar_mut()
                 .ok_or_else(|| GenerateError::Invalid {
-                    path: name.to_string(),
+                    path: name.to_owned(),
                     reason: "internal: not a ustar header".into(),
                 })?;
             let n = nb.len().min(100);
             h.name = [0; 100];
             h.name[..n].copy_from_slice(&nb[..n]);
         }
-        if nb.len() > 100 {
+        // as Go's archive/tar (the Go umoci's writer): a name that is
+        // longer than the ustar field or not ASCII goes in a PAX record too,
+        // raw bytes and all
+        if nb.len() > 100 || !nb.is_ascii() {
             pax.push(("path".into(), nb.to_vec()));
         }
-        if let Some(l) = link {
-            let lb = l.as_bytes();
+        if let Some(lb) = link {
             let h = header.as_old_mut();
             let n = lb.len().min(100);
             h.linkname = [0; 100];
             h.linkname[..n].copy_from_slice(&lb[..n]);
-            if lb.len() > 100 {
+            if lb.len() > 100 || !lb.is_ascii() {
                 pax.push(("linkpath".into(), lb.to_vec()));
             }
         }
@@ -257,7 +259,7 @@ impl<W: Write> TarGenerator<W> {
 
     fn base_header(
         &self,
-        name: &str,
+        name: &BStr,
         md: &Metadata,
         xattrs: &mut BTreeMap<String, Vec<u8>>,
     ) -> Result<Header, GenerateError> {
@@ -265,7 +267,7 @@ impl<W: Write> TarGenerator<W> {
         let (uid, gid) = match &self.opts.owner {
             Some(f) => f(md.uid(), md.gid(), rootless.as_deref()).map_err(|reason| {
                 GenerateError::Invalid {
-                    path: name.to_string(),
+                    path: name.to_owned(),
                     reason,
                 }
             })?,
@@ -278,7 +280,7 @@ impl<W: Write> TarGenerator<W> {
         };
         if !fits_octal(u64::from(uid), 8) || !fits_octal(u64::from(gid), 8) {
             return Err(GenerateError::Invalid {
-                path: name.to_string(),
+                path: name.to_owned(),
                 reason: format!("owner {uid}:{gid} too large for a ustar header"),
             });
         }
@@ -295,10 +297,10 @@ impl<W: Write> TarGenerator<W> {
 
     /// Add the file at `host` under the archive name `name` (relative,
     /// `/`-separated). Directories are added as a header only.
-    pub fn add_path(&mut self, name: &str, host: &Path) -> Result<(), GenerateError> {
+    pub fn add_path(&mut self, name: &BStr, host: &Path) -> Result<(), GenerateError> {
         if is_whiteout_name(name) {
             return Err(GenerateError::Invalid {
-                path: name.to_string(),
+                path: name.to_owned(),
                 reason: "invalid path has whiteout prefix \".wh.\"".into(),
             });
         }
@@ -316,26 +318,24 @@ impl<W: Write> TarGenerator<W> {
                 h.set_entry_type(EntryType::Link);
                 return self.emit(name, h, Some(&first), &BTreeMap::new(), &mut io::empty());
             }
-            self.hardlinks.insert(key, name.to_string());
+            self.hardlinks.insert(key, name.to_owned());
         }
         if ft.is_dir() {
             h.set_entry_type(EntryType::Directory);
-            let dname = format!("{}/", name.trim_end_matches('/'));
-            self.emit(&dname, h, None, &xattrs, &mut io::empty())
+            let mut dname = BString::from(name.trim_end_with(|c| c == '/'));
+            dname.push_byte(b'/');
+            self.emit(dname.as_ref(), h, None, &xattrs, &mut io::empty())
         } else if ft.is_symlink() {
             h.set_entry_type(EntryType::Symlink);
             let target = std::fs::read_link(host).map_err(io_at(host))?;
-            let target = target.to_str().ok_or_else(|| GenerateError::Invalid {
-                path: name.to_string(),
-                reason: "symlink target is not UTF-8".into(),
-            })?;
+            let target = path::bytes(target.as_os_str());
             self.emit(name, h, Some(target), &xattrs, &mut io::empty())
         } else if ft.is_file() {
             h.set_entry_type(EntryType::Regular);
             let size = md.size();
             if !fits_octal(size, 12) {
                 return Err(GenerateError::Invalid {
-                    path: name.to_string(),
+                    path: name.to_owned(),
                     reason: format!("{size} bytes is too large for a ustar header"),
                 });
             }
@@ -372,33 +372,28 @@ impl<W: Write> TarGenerator<W> {
     }
 
     /// Add a whiteout for `name` (`dir/.wh.base`).
-    pub fn add_whiteout(&mut self, name: &str) -> Result<(), GenerateError> {
-        let name = name.trim_end_matches('/');
+    pub fn add_whiteout(&mut self, name: &BStr) -> Result<(), GenerateError> {
+        let name = name.trim_end_with(|c| c == '/').as_bstr();
         if is_whiteout_name(name) {
             return Err(GenerateError::Invalid {
-                path: name.to_string(),
+                path: name.to_owned(),
                 reason: "cannot white out a whiteout".into(),
             });
         }
-        let wh = match name.rsplit_once('/') {
-            Some((dir, base)) => format!("{dir}/.wh.{base}"),
-            None => format!(".wh.{name}"),
-        };
-        self.add_marker(&wh)
+        let (dir, base) = path::split_parent(name);
+        let mut wh = BString::from(".wh.");
+        wh.push_str(base);
+        self.add_marker(path::join(dir, &wh).as_ref())
     }
 
     /// Add an opaque whiteout for the directory `dir` (`dir/.wh..wh..opq`).
-    pub fn add_opaque_whiteout(&mut self, dir: &str) -> Result<(), GenerateError> {
-        let dir = dir.trim_end_matches('/');
-        let name = if dir.is_empty() || dir == "." {
-            ".wh..wh..opq".to_string()
-        } else {
-            format!("{dir}/.wh..wh..opq")
-        };
-        self.add_marker(&name)
+    pub fn add_opaque_whiteout(&mut self, dir: &BStr) -> Result<(), GenerateError> {
+        let dir = dir.trim_end_with(|c| c == '/');
+        let dir: &[u8] = if dir == b"." { b"" } else { dir };
+        self.add_marker(path::join(dir, b".wh..wh..opq").as_ref())
     }
 
-    fn add_marker(&mut self, name: &str) -> Result<(), GenerateError> {
+    fn add_marker(&mut self, name: &BStr) -> Result<(), GenerateError> {
         let mut h = Header::new_ustar();
         h.set_entry_type(EntryType::Regular);
         h.set_mode(0);
@@ -424,21 +419,21 @@ impl<W: Write> TarGenerator<W> {
 pub fn add_tree<W: Write>(
     tar: &mut TarGenerator<W>,
     src: &Path,
-    target: &str,
+    target: &BStr,
     opaque: bool,
 ) -> Result<(), GenerateError> {
-    let target = target.trim_matches('/');
+    let target = target.trim_with(|c| c == '/').as_bstr();
     if opaque {
         tar.add_opaque_whiteout(target)?;
     }
-    let mut stack = vec![(src.to_path_buf(), target.to_string())];
+    let mut stack = vec![(src.to_path_buf(), target.to_owned())];
     while let Some((host, name)) = stack.pop() {
         if !name.is_empty() {
-            tar.add_path(&name, &host)?;
+            tar.add_path(name.as_ref(), &host)?;
         }
         let md = std::fs::symlink_metadata(&host).map_err(io_at(&host))?;
         if md.is_dir() {
-            stack.extend(children_rev(&host, &name)?);
+            stack.extend(children_rev(&host, name.as_ref())?);
         }
     }
     Ok(())
@@ -446,9 +441,8 @@ pub fn add_tree<W: Write>(
 
 /// The entries of the directory `host`, whose archive name is `name` (`""`
 /// for the root), as (host path, archive name) in reverse byte order of
-/// their names: pushed onto a stack they come off sorted. A name that is
-/// not UTF-8 cannot be put in a layer and is an error.
-pub fn children_rev(host: &Path, name: &str) -> Result<Vec<(PathBuf, String)>, GenerateError> {
+/// their names: pushed onto a stack they come off sorted.
+pub fn children_rev(host: &Path, name: &BStr) -> Result<Vec<(PathBuf, BString)>, GenerateError> {
     let mut children: Vec<_> = std::fs::read_dir(host)
         .map_err(io_at(host))?
         .map(|e| e.map(|e| e.file_name()))
@@ -459,15 +453,7 @@ pub fn children_rev(host: &Path, name: &str) -> Result<Vec<(PathBuf, String)>, G
         .into_iter()
         .rev()
         .map(|c| {
-            let c_str = c.to_str().ok_or_else(|| GenerateError::Invalid {
-                path: host.join(&c).display().to_string(),
-                reason: "file name is not UTF-8".into(),
-            })?;
-            let child_name = if name.is_empty() {
-                c_str.to_string()
-            } else {
-                format!("{name}/{c_str}")
-            };
+            let child_name = path::join(name, path::bytes(&c));
             Ok((host.join(&c), child_name))
         })
         .collect()

@@ -16,6 +16,8 @@ use std::path::Path;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat, Timespec, Timestamps, XattrFlags};
 use rustix::io::Errno;
 
+use crate::path::{self, BStr, BString, ByteSlice};
+
 /// The xattr prefix overlayfs uses when mounted by root.
 pub const TRUSTED_PREFIX: &str = "trusted.overlay.";
 /// The xattr prefix overlayfs uses with `userxattr` (rootless mounts).
@@ -62,7 +64,7 @@ pub enum Found {
         /// The parent directory.
         parent: OwnedFd,
         /// The entry's name.
-        name: String,
+        name: BString,
         /// Its status (not following symlinks).
         stat: Stat,
         /// Index of the layer holding it.
@@ -73,7 +75,7 @@ pub enum Found {
     /// A lower layer has a symlink at this ancestor of the path: an entry
     /// beneath it cannot be put in overlayfs form (overlayfs does not
     /// resolve symlinks between layers).
-    BehindSymlink(String),
+    BehindSymlink(BString),
 }
 
 /// The lower layers of a chain, topmost first.
@@ -83,11 +85,11 @@ pub struct Lower {
     prefix: String,
     /// Per layer, built on first use: the names of every inode with more
     /// than one link.
-    links: std::cell::RefCell<BTreeMap<usize, BTreeMap<u64, Vec<String>>>>,
+    links: std::cell::RefCell<BTreeMap<usize, BTreeMap<u64, Vec<BString>>>>,
 }
 
 /// Open the directory `name` in `dir` for reading, never through a symlink.
-pub fn open_dir_at<Fd: AsFd>(dir: Fd, name: &str) -> Result<OwnedFd, Errno> {
+pub fn open_dir_at<Fd: AsFd, P: rustix::path::Arg>(dir: Fd, name: P) -> Result<OwnedFd, Errno> {
     rustix::fs::openat(
         dir,
         name,
@@ -127,14 +129,14 @@ impl Lower {
 
     /// Every name (relative to the layer root) of inode `ino` in layer
     /// `layer`, for a hardlink group that must be copied up whole.
-    pub fn names_of(&self, layer: usize, ino: u64) -> Result<Vec<String>, Errno> {
+    pub fn names_of(&self, layer: usize, ino: u64) -> Result<Vec<BString>, Errno> {
         let mut cache = self.links.borrow_mut();
         if let std::collections::btree_map::Entry::Vacant(slot) = cache.entry(layer) {
             let Some(top) = self.dirs.get(layer) else {
                 return Ok(Vec::new());
             };
-            let mut map: BTreeMap<u64, Vec<String>> = BTreeMap::new();
-            let mut stack = vec![(open_dir_at(top, ".")?, String::new())];
+            let mut map: BTreeMap<u64, Vec<BString>> = BTreeMap::new();
+            let mut stack = vec![(open_dir_at(top, ".")?, BString::from(""))];
             while let Some((fd, rel)) = stack.pop() {
                 let mut d = rustix::fs::Dir::read_from(&fd)?;
                 let mut names = Vec::new();
@@ -142,18 +144,14 @@ impl Lower {
                     let e = e?;
                     let n = e.file_name().to_bytes();
                     if n != b"." && n != b".." {
-                        names.push(String::from_utf8_lossy(n).into_owned());
+                        names.push(BString::from(n));
                     }
                 }
                 for n in names {
-                    let st = rustix::fs::statat(&fd, n.as_str(), AtFlags::SYMLINK_NOFOLLOW)?;
-                    let child = if rel.is_empty() {
-                        n.clone()
-                    } else {
-                        format!("{rel}/{n}")
-                    };
+                    let st = rustix::fs::statat(&fd, n.as_bytes(), AtFlags::SYMLINK_NOFOLLOW)?;
+                    let child = path::join(&rel, &n);
                     if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
-                        stack.push((open_dir_at(&fd, &n)?, child));
+                        stack.push((open_dir_at(&fd, n.as_bytes())?, child));
                     } else if st.st_nlink > 1 {
                         map.entry(st.st_ino).or_default().push(child);
                     }
@@ -169,8 +167,11 @@ impl Lower {
     }
 
     /// Look `path` (cleaned, relative, not `""`) up as overlayfs would.
-    pub fn lookup(&self, path: &str) -> Result<Found, Errno> {
-        let comps: Vec<&str> = path.split('/').filter(|c| !c.is_empty()).collect();
+    pub fn lookup(&self, path: &BStr) -> Result<Found, Errno> {
+        let comps: Vec<&[u8]> = path
+            .split(|&b| b == b'/')
+            .filter(|c| !c.is_empty())
+            .collect();
         if comps.is_empty() {
             return Ok(Found::Absent);
         }
@@ -195,21 +196,21 @@ impl Lower {
                 if k + 1 == comps.len() {
                     return Ok(Found::Entry {
                         parent: cur,
-                        name: (*c).to_string(),
+                        name: BString::from(*c),
                         stat: st,
                         layer: i,
                     });
                 }
                 match FileType::from_raw_mode(st.st_mode) {
                     FileType::Directory => {
-                        let d = open_dir_at(&cur, c)?;
+                        let d = open_dir_at(&cur, *c)?;
                         if is_opaque(&d, &self.prefix)? {
                             blocked = true;
                         }
                         cur = d;
                     }
                     FileType::Symlink => {
-                        return Ok(Found::BehindSymlink(comps[..=k].join("/")));
+                        return Ok(Found::BehindSymlink(BString::from(comps[..=k].join(&b'/'))));
                     }
                     _ => return Ok(Found::Absent),
                 }
@@ -311,10 +312,10 @@ mod tests {
     use super::*;
 
     fn found(l: &Lower, p: &str) -> Option<(usize, String)> {
-        match l.lookup(p).expect("lookup") {
-            Found::Entry { layer, name, .. } => Some((layer, name)),
+        match l.lookup(p.into()).expect("lookup") {
+            Found::Entry { layer, name, .. } => Some((layer, name.to_string())),
             Found::Absent => None,
-            Found::BehindSymlink(s) => Some((99, s)),
+            Found::BehindSymlink(s) => Some((99, s.to_string())),
         }
     }
 

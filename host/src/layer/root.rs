@@ -9,36 +9,14 @@ use std::path::Path;
 use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
 
+use crate::path::{BStr, components};
+
 const RESOLVE: ResolveFlags = ResolveFlags::IN_ROOT.union(ResolveFlags::NO_MAGICLINKS);
 
 /// An open root filesystem.
 #[derive(Debug)]
 pub struct Root {
     fd: OwnedFd,
-}
-
-/// Lexically clean an archive path: rooted, `.` and `..` resolved (never
-/// above the root), made relative. The root itself is `""`.
-pub fn clean_path(p: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for c in p.split('/') {
-        match c {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            c => parts.push(c),
-        }
-    }
-    parts.join("/")
-}
-
-/// Split a cleaned path into (parent, name); the root has no name.
-pub fn split_parent(p: &str) -> (&str, &str) {
-    match p.rsplit_once('/') {
-        Some((d, n)) => (d, n),
-        None => ("", p),
-    }
 }
 
 impl Root {
@@ -59,8 +37,8 @@ impl Root {
 
     /// Open the directory at the cleaned path `dir` (resolved inside the
     /// root) as an `O_PATH` descriptor.
-    pub fn open_dir(&self, dir: &str) -> Result<OwnedFd, Errno> {
-        let p = if dir.is_empty() { "." } else { dir };
+    pub fn open_dir(&self, dir: &BStr) -> Result<OwnedFd, Errno> {
+        let p: &[u8] = if dir.is_empty() { b"." } else { dir };
         rustix::fs::openat2(
             &self.fd,
             p,
@@ -72,8 +50,8 @@ impl Root {
 
     /// Open any object at `path` (resolved inside the root, the last
     /// component followed if it is a symlink) with `flags`.
-    pub fn open_at(&self, path: &str, flags: OFlags) -> Result<OwnedFd, Errno> {
-        let p = if path.is_empty() { "." } else { path };
+    pub fn open_at(&self, path: &BStr, flags: OFlags) -> Result<OwnedFd, Errno> {
+        let p: &[u8] = if path.is_empty() { b"." } else { path };
         rustix::fs::openat2(&self.fd, p, flags | OFlags::CLOEXEC, Mode::empty(), RESOLVE)
     }
 
@@ -83,21 +61,22 @@ impl Root {
     /// added to `parent_path`, so callers can remember its times.
     pub fn mkdir_all(
         &self,
-        dir: &str,
-        on_change: &mut dyn FnMut(&str, &OwnedFd),
+        dir: &BStr,
+        on_change: &mut dyn FnMut(&BStr, &OwnedFd),
     ) -> Result<OwnedFd, Errno> {
         match self.open_dir(dir) {
             Ok(fd) => return Ok(fd),
             Err(Errno::NOENT) | Err(Errno::NOTDIR) => {}
             Err(e) => return Err(e),
         }
-        let mut cur = self.open_dir("")?;
+        let mut cur = self.open_dir(b"".into())?;
         for (parent_path, comp, prefix) in components(dir) {
-            let next = match self.open_dir(&prefix) {
+            let next = match self.open_dir(prefix.as_ref()) {
                 Ok(fd) => fd,
                 Err(Errno::NOENT) | Err(Errno::NOTDIR) => {
-                    on_change(&parent_path, &cur);
+                    on_change(parent_path.as_ref(), &cur);
                     // a non-directory (or dangling symlink) is in the way
+                    let comp: &[u8] = comp;
                     match rustix::fs::statat(&cur, comp, AtFlags::SYMLINK_NOFOLLOW) {
                         Ok(_) => remove_all_at(&cur, comp)?,
                         Err(Errno::NOENT) => {}
@@ -107,7 +86,7 @@ impl Root {
                         Ok(()) | Err(Errno::EXIST) => {}
                         Err(e) => return Err(e),
                     }
-                    self.open_dir(&prefix)?
+                    self.open_dir(prefix.as_ref())?
                 }
                 Err(e) => return Err(e),
             };
@@ -115,21 +94,6 @@ impl Root {
         }
         Ok(cur)
     }
-}
-
-/// The components of the relative path `dir` (empty ones skipped), each
-/// with the path of its parent and its own path: `"a/b"` gives
-/// `("", "a", "a")` and `("a", "b", "a/b")`.
-pub fn components(dir: &str) -> impl Iterator<Item = (String, &str, String)> {
-    let mut at = String::new();
-    dir.split('/').filter(|c| !c.is_empty()).map(move |comp| {
-        let parent = at.clone();
-        if !at.is_empty() {
-            at.push('/');
-        }
-        at.push_str(comp);
-        (parent, comp, at.clone())
-    })
 }
 
 /// Remove `name` in `dir` and everything beneath it, never following
@@ -153,7 +117,7 @@ pub fn remove_all_at<Fd: AsFd, P: rustix::path::Arg + Copy>(dir: Fd, name: P) ->
 pub fn empty_dir_at<Fd: AsFd, P: rustix::path::Arg>(
     dir: Fd,
     name: P,
-    keep: &mut dyn FnMut(&str) -> bool,
+    keep: &mut dyn FnMut(&BStr) -> bool,
 ) -> Result<(), Errno> {
     let fd = match rustix::fs::openat(
         dir,
@@ -175,26 +139,10 @@ pub fn empty_dir_at<Fd: AsFd, P: rustix::path::Arg>(
         }
     }
     for n in names {
-        // a name that is not UTF-8 cannot be one of the kept paths
-        let kept = n.to_str().is_ok_and(&mut *keep);
+        let kept = keep(n.to_bytes().into());
         if !kept {
             remove_all_at(&fd, n.as_c_str())?;
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn clean_never_climbs() {
-        assert_eq!(clean_path("/../../etc/passwd"), "etc/passwd");
-        assert_eq!(clean_path("./a/./b/../c/"), "a/c");
-        assert_eq!(clean_path("../"), "");
-        assert_eq!(clean_path("."), "");
-        assert_eq!(split_parent("a/b/c"), ("a/b", "c"));
-        assert_eq!(split_parent("c"), ("", "c"));
-    }
 }

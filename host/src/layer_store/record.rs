@@ -12,14 +12,18 @@
 //!   becoming a bundle. Nothing can set a ctime back, and replacing an entry
 //!   changes its inode.
 //!
-//! Paths are relative, `/`-separated, `""` for the root, non-UTF-8 bytes
-//! replaced (as in the extractor's digests).
+//! Paths are relative, `/`-separated, `""` for the root, as bytes (see
+//! [`crate::path`]); in the file (version 2) they are keys in go-mtree's
+//! `vis` encoding, so names that are not UTF-8 survive. Version 1 records
+//! (plain UTF-8 keys) are still read.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
+
+use crate::path::{self, BStr, BString};
 
 /// Largest record accepted (a tree of several million entries).
 const MAX_RECORD: u64 = 1 << 30;
@@ -56,10 +60,13 @@ struct File {
     entries: BTreeMap<String, Entry>,
 }
 
+/// The version of the record file written.
+const VERSION: u32 = 2;
+
 /// What rumoci recorded about a tree.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
-    entries: BTreeMap<String, Entry>,
+    entries: BTreeMap<BString, Entry>,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RecordError + '_ {
@@ -70,29 +77,23 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RecordError + '_ {
 }
 
 /// Walk the tree at `root` depth first: `visit(path, rel)` sees every entry
-/// (`rel` relative, `/`-separated, `""` for the root, non-UTF-8 bytes
-/// replaced) and says whether it is a directory to descend into; errors
-/// listing a directory go through `io_err`.
+/// (`rel` relative, `/`-separated, `""` for the root) and says whether it
+/// is a directory to descend into; errors listing a directory go through
+/// `io_err`.
 fn walk<E>(
     root: &Path,
     io_err: impl Fn(&Path, std::io::Error) -> E,
-    mut visit: impl FnMut(&Path, &str) -> Result<bool, E>,
+    mut visit: impl FnMut(&Path, &BStr) -> Result<bool, E>,
 ) -> Result<(), E> {
-    let mut stack = vec![(root.to_path_buf(), String::new())];
+    let mut stack = vec![(root.to_path_buf(), BString::from(""))];
     while let Some((path, rel)) = stack.pop() {
-        if !visit(&path, &rel)? {
+        if !visit(&path, rel.as_ref())? {
             continue;
         }
         for e in std::fs::read_dir(&path).map_err(|e| io_err(&path, e))? {
             let e = e.map_err(|e| io_err(&path, e))?;
             let name = e.file_name();
-            let n = name.to_string_lossy();
-            let child = if rel.is_empty() {
-                n.into_owned()
-            } else {
-                format!("{rel}/{n}")
-            };
-            stack.push((e.path(), child));
+            stack.push((e.path(), path::join(&rel, path::bytes(&name))));
         }
     }
     Ok(())
@@ -103,7 +104,7 @@ impl Record {
     /// its regular files (files missing there are hashed).
     pub fn capture(
         root: &Path,
-        digests: &BTreeMap<String, [u8; 32]>,
+        digests: &BTreeMap<BString, [u8; 32]>,
     ) -> Result<Record, RecordError> {
         let mut entries = BTreeMap::new();
         walk(
@@ -120,7 +121,7 @@ impl Record {
                     None
                 };
                 entries.insert(
-                    rel.to_string(),
+                    rel.to_owned(),
                     Entry(md.ino(), md.ctime(), md.ctime_nsec(), sum),
                 );
                 Ok(md.is_dir())
@@ -141,7 +142,7 @@ impl Record {
     }
 
     /// The sha256 of every regular file.
-    pub fn digests(&self) -> BTreeMap<String, [u8; 32]> {
+    pub fn digests(&self) -> BTreeMap<BString, [u8; 32]> {
         let mut out = BTreeMap::new();
         for (p, e) in &self.entries {
             if let Some(h) = &e.3 {
@@ -156,7 +157,7 @@ impl Record {
 
     /// Check one entry of the tree against the record: same inode, same
     /// ctime. `Err` says what differs.
-    pub fn check(&self, rel: &str, st: &rustix::fs::Stat) -> Result<(), String> {
+    pub fn check(&self, rel: &BStr, st: &rustix::fs::Stat) -> Result<(), String> {
         match self.entries.get(rel) {
             None => Err("not in the recorded tree (added after it was recorded)".into()),
             Some(Entry(ino, cs, cn, _)) => {
@@ -179,8 +180,13 @@ impl Record {
             |p, e| io(p, &e),
             |path, rel| {
                 let st = rustix::fs::lstat(path).map_err(|e| io(path, &e))?;
-                self.check(rel, &st)
-                    .map_err(|e| format!("{}: {e}", if rel.is_empty() { "/" } else { rel }))?;
+                self.check(rel, &st).map_err(|e| {
+                    if rel.is_empty() {
+                        format!("/: {e}")
+                    } else {
+                        format!("{rel:?}: {e}")
+                    }
+                })?;
                 seen += 1;
                 Ok(rustix::fs::FileType::from_raw_mode(st.st_mode)
                     == rustix::fs::FileType::Directory)
@@ -205,9 +211,14 @@ impl Record {
     /// Write the record to `path` atomically (temporary file, fsync,
     /// rename).
     pub fn write(&self, path: &Path) -> Result<(), RecordError> {
+        let entries = self
+            .entries
+            .iter()
+            .map(|(k, v)| (crate::mtree::vis(k), v.clone()))
+            .collect();
         let data = serde_json::to_vec(&File {
-            version: 1,
-            entries: self.entries.clone(),
+            version: VERSION,
+            entries,
         })
         .map_err(|e| RecordError::Invalid {
             path: path.display().to_string(),
@@ -235,13 +246,27 @@ impl Record {
             return Err(invalid(format!("larger than {MAX_RECORD} bytes")));
         }
         let f: File = serde_json::from_slice(&data).map_err(|e| invalid(e.to_string()))?;
-        if f.version != 1 {
-            return Err(invalid(format!("unknown version {}", f.version)));
-        }
-        if !f.entries.contains_key("") {
+        let entries: BTreeMap<BString, Entry> = match f.version {
+            1 => f
+                .entries
+                .into_iter()
+                .map(|(k, v)| (BString::from(k), v))
+                .collect(),
+            VERSION => f
+                .entries
+                .into_iter()
+                .map(|(k, v)| {
+                    crate::mtree::unvis(&k)
+                        .map(|k| (BString::from(k), v))
+                        .ok_or_else(|| invalid(format!("bad path encoding {k:?}")))
+                })
+                .collect::<Result<_, _>>()?,
+            v => return Err(invalid(format!("unknown version {v}"))),
+        };
+        if !entries.contains_key(b"".as_slice()) {
             return Err(invalid("no root entry".into()));
         }
-        Ok(Record { entries: f.entries })
+        Ok(Record { entries })
     }
 }
 
@@ -265,27 +290,27 @@ mod tests {
         // digests were computed for files missing from the map
         let d = rec.digests();
         assert_eq!(
-            hex::encode(d["d/f"]),
+            hex::encode(d[b"d/f".as_slice()]),
             "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
         );
         let path = root.join("rec");
         rec.write(&path).expect("write");
         let back = Record::read(&path).expect("read");
         assert_eq!(back, rec);
-        assert!(back.check("d/f", &stat(&root.join("d/f"))).is_ok());
+        assert!(back.check("d/f".into(), &stat(&root.join("d/f"))).is_ok());
         // a content change moves ctime
         std::thread::sleep(std::time::Duration::from_millis(20));
         std::fs::write(root.join("d/f"), "HELLO").expect("write");
-        assert!(back.check("d/f", &stat(&root.join("d/f"))).is_err());
+        assert!(back.check("d/f".into(), &stat(&root.join("d/f"))).is_err());
         // so does chmod
         std::fs::set_permissions(
             root.join("g"),
             std::os::unix::fs::PermissionsExt::from_mode(0o4755),
         )
         .expect("chmod");
-        assert!(back.check("g", &stat(&root.join("g"))).is_err());
+        assert!(back.check("g".into(), &stat(&root.join("g"))).is_err());
         // an added entry is not in the record
-        assert!(back.check("new", &stat(&root.join("g"))).is_err());
+        assert!(back.check("new".into(), &stat(&root.join("g"))).is_err());
     }
 
     #[test]

@@ -27,6 +27,8 @@ pub use vis::{unvis, vis};
 
 use statcache::StatCacheWriter;
 
+use crate::path::{self, BStr, BString};
+
 /// umoci's mtree keywords, in go-mtree's order.
 pub const UMOCI_KEYWORDS: &str = "size,type,uid,gid,mode,link,nlink,tar_time,sha256digest,xattr";
 
@@ -145,7 +147,7 @@ pub(crate) fn sha256_file(path: &Path) -> io::Result<[u8; 32]> {
 struct Writer<'a, W: Write> {
     out: W,
     root: &'a Path,
-    digests: &'a BTreeMap<String, [u8; 32]>,
+    digests: &'a BTreeMap<BString, [u8; 32]>,
     rehashed: usize,
     cache: Option<StatCacheWriter<&'a mut dyn Write>>,
 }
@@ -154,11 +156,11 @@ impl<W: Write> Writer<'_, W> {
     fn keywords(
         &mut self,
         path: &Path,
-        rel: &str,
+        rel: &BStr,
         md: &std::fs::Metadata,
     ) -> Result<String, MtreeError> {
         if let Some(c) = &mut self.cache {
-            c.add(rel.as_bytes(), md).map_err(err(path))?;
+            c.add(rel, md).map_err(err(path))?;
         }
         let ft = md.file_type();
         let kind = type_name(md);
@@ -201,7 +203,7 @@ impl<W: Write> Writer<'_, W> {
         Ok(s)
     }
 
-    fn dir(&mut self, path: &Path, rel: &str) -> Result<(), MtreeError> {
+    fn dir(&mut self, path: &Path, rel: &BStr) -> Result<(), MtreeError> {
         let md = std::fs::symlink_metadata(path).map_err(err(path))?;
         let kw = self.keywords(path, rel, &md)?;
         let io = |e| MtreeError {
@@ -211,12 +213,11 @@ impl<W: Write> Writer<'_, W> {
         if rel.is_empty() {
             write!(self.out, "# .\n. {kw}\n").map_err(io)?;
         } else {
-            let base = rel.rsplit('/').next().unwrap_or(rel);
             write!(
                 self.out,
                 "\n# {}\n{} {kw}\n",
-                vis(rel.as_bytes()),
-                vis(base.as_bytes())
+                vis(rel),
+                vis(path::base_name(rel))
             )
             .map_err(io)?;
         }
@@ -236,25 +237,16 @@ impl<W: Write> Writer<'_, W> {
         dirs.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
         for name in files {
             let p = path.join(&name);
-            let child_rel = join_rel(rel, &name);
+            let child_rel = path::join(rel, path::bytes(&name));
             let md = std::fs::symlink_metadata(&p).map_err(err(&p))?;
-            let kw = self.keywords(&p, &child_rel, &md)?;
+            let kw = self.keywords(&p, child_rel.as_ref(), &md)?;
             writeln!(self.out, "    {} {kw}", vis(name.as_bytes())).map_err(io)?;
         }
         for name in dirs {
-            let child_rel = join_rel(rel, &name);
-            self.dir(&path.join(&name), &child_rel)?;
+            let child_rel = path::join(rel, path::bytes(&name));
+            self.dir(&path.join(&name), child_rel.as_ref())?;
         }
         writeln!(self.out, "..").map_err(io)
-    }
-}
-
-fn join_rel(rel: &str, name: &std::ffi::OsStr) -> String {
-    let n = name.to_string_lossy();
-    if rel.is_empty() {
-        n.into_owned()
-    } else {
-        format!("{rel}/{n}")
     }
 }
 
@@ -266,7 +258,7 @@ fn join_rel(rel: &str, name: &std::ffi::OsStr) -> String {
 pub fn write_manifest<'a>(
     root: &'a Path,
     header: &Header,
-    digests: &'a BTreeMap<String, [u8; 32]>,
+    digests: &'a BTreeMap<BString, [u8; 32]>,
     out: impl Write,
     cache: Option<&'a mut dyn Write>,
 ) -> Result<usize, MtreeError> {
@@ -288,7 +280,7 @@ pub fn write_manifest<'a>(
     )
     .map_err(err(root))?;
     let root_path = w.root.to_path_buf();
-    w.dir(&root_path, "")?;
+    w.dir(&root_path, b"".into())?;
     w.out.flush().map_err(err(root))?;
     if let Some(c) = w.cache.take() {
         let (_, racy) = c.finish().map_err(err(root))?;
