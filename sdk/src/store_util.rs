@@ -177,11 +177,42 @@ impl RecordFile {
     }
 }
 
+/// `p` relative to the store directory, for the host's tree operations.
+#[cfg(target_family = "wasm")]
+fn store_relative(p: &Path) -> std::io::Result<String> {
+    let root = crate::store_dir().map_err(|e| std::io::Error::other(e.to_string()))?;
+    let rel = p.strip_prefix(&root).map_err(|_| {
+        std::io::Error::other(format!("{} is outside the store directory", p.display()))
+    })?;
+    rel.to_str()
+        .map(str::to_string)
+        .ok_or_else(|| std::io::Error::other(format!("{} is not UTF-8", p.display())))
+}
+
 /// Bytes of regular files and number of entries (the root included) of the
-/// tree at `dir`, without following symlinks and opening only directories.
-/// Iterative: trees can be deep and the wasm stack is small. Hard links are
-/// counted once per name.
+/// tree at `dir`, without following symlinks. Hard links are counted once
+/// per name.
+///
+/// In the sandbox the host measures the tree (`host.measure-tree`): trees
+/// the host extracted hold names that are not UTF-8 and directories
+/// without search permission, which WASI cannot list. Natively (a store's
+/// own tests) it is an iterative walk opening only directories.
 pub fn walk_usage(dir: &Path) -> std::io::Result<DiskUsage> {
+    #[cfg(target_family = "wasm")]
+    {
+        let t = crate::bindings::rumoci::driver::host::measure_tree(&store_relative(dir)?)
+            .map_err(std::io::Error::other)?;
+        Ok(DiskUsage {
+            size: t.size,
+            inodes: t.inodes,
+        })
+    }
+    #[cfg(not(target_family = "wasm"))]
+    walk_usage_native(dir)
+}
+
+#[cfg(not(target_family = "wasm"))]
+fn walk_usage_native(dir: &Path) -> std::io::Result<DiskUsage> {
     let mut u = DiskUsage { size: 0, inodes: 1 };
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -200,12 +231,25 @@ pub fn walk_usage(dir: &Path) -> std::io::Result<DiskUsage> {
     Ok(u)
 }
 
-/// Remove the directory tree at `p` without opening anything but
-/// directories. std's `remove_dir_all` opens entries over WASI, and the host
-/// refuses to let a plugin open a fifo or a device node (opening a fifo
-/// could also block the host, and no deadline interrupts a host call).
-/// Iterative, like [`walk_usage`].
+/// Remove the directory tree at `p`.
+///
+/// In the sandbox the host removes it (`host.remove-tree`), whatever names
+/// (not UTF-8), modes (mode-000 directories of rootless trees) or special
+/// files it holds. Natively it is an iterative walk that opens nothing but
+/// directories (std's `remove_dir_all` opens entries, and the host refuses
+/// to let a plugin open a fifo or a device node).
 pub fn remove_tree(p: &Path) -> std::io::Result<()> {
+    #[cfg(target_family = "wasm")]
+    {
+        crate::bindings::rumoci::driver::host::remove_tree(&store_relative(p)?)
+            .map_err(std::io::Error::other)
+    }
+    #[cfg(not(target_family = "wasm"))]
+    remove_tree_native(p)
+}
+
+#[cfg(not(target_family = "wasm"))]
+fn remove_tree_native(p: &Path) -> std::io::Result<()> {
     // directories in the order found; removed deepest first
     let mut dirs = vec![p.to_path_buf()];
     let mut i = 0;

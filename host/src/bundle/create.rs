@@ -184,14 +184,14 @@ pub fn unpack_bundle(
             }
             let ov = bundle.join(super::overlay::OVERLAY_DIR);
             if !super::overlay::is_mounted(&rootfs)
-                && let Err(e) = std::fs::remove_dir_all(&ov)
+                && let Err(e) = crate::layer::root::remove_tree(&ov)
             {
                 tracing::warn!("cannot remove partial {}: {e}", ov.display());
             }
         }
         if super::overlay::is_mounted(&rootfs) {
             tracing::warn!("{} is still mounted: left in place", rootfs.display());
-        } else if let Err(e) = std::fs::remove_dir_all(&rootfs) {
+        } else if let Err(e) = crate::layer::root::remove_tree(&rootfs) {
             tracing::warn!("cannot remove partial {}: {e}", rootfs.display());
         }
         for f in created_files {

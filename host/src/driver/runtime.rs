@@ -38,6 +38,54 @@ pub struct HostState {
     limits: StoreLimits,
     pub(crate) plugin: String,
     options: Vec<(String, String)>,
+    /// The store directory (`O_PATH`), for the tree operations the host
+    /// does on the plugin's behalf (`host.measure-tree`, `host.remove-tree`).
+    store: Option<std::os::fd::OwnedFd>,
+}
+
+impl HostState {
+    /// The parent directory of `path` (relative to the store directory,
+    /// resolved beneath it without following any symlink) and the last
+    /// component's name.
+    fn store_entry(&self, path: &str) -> Result<(std::os::fd::OwnedFd, String), String> {
+        use rustix::fs::{Mode, OFlags, ResolveFlags};
+        let store = self
+            .store
+            .as_ref()
+            .ok_or_else(|| "the driver has no store directory".to_string())?;
+        let clean: Vec<&str> = path
+            .split('/')
+            .filter(|c| !c.is_empty() && *c != ".")
+            .collect();
+        if clean.contains(&"..") {
+            return Err(format!("{path:?}: \"..\" is not allowed"));
+        }
+        let Some((name, dirs)) = clean.split_last() else {
+            return Err(format!("{path:?}: names the store directory itself"));
+        };
+        let parent = if dirs.is_empty() {
+            ".".to_string()
+        } else {
+            dirs.join("/")
+        };
+        let fd = rustix::fs::openat2(
+            store,
+            parent.as_str(),
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
+        )
+        .map_err(|e| format!("{parent}: {e}"))?;
+        // O_PATH descriptors cannot be listed or written through: reopen
+        let fd = rustix::fs::openat(
+            &fd,
+            ".",
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| format!("{parent}: {e}"))?;
+        Ok((fd, (*name).to_string()))
+    }
 }
 
 impl WasiView for HostState {
@@ -72,6 +120,21 @@ impl super::bindings::rumoci::driver::host::Host for HostState {
 
     fn config(&mut self) -> Vec<(String, String)> {
         self.options.clone()
+    }
+
+    fn measure_tree(
+        &mut self,
+        path: String,
+    ) -> Result<super::bindings::rumoci::driver::host::TreeSize, String> {
+        let (dir, name) = self.store_entry(&path)?;
+        let (size, inodes) = crate::layer::root::measure_at(&dir, name.as_str())
+            .map_err(|e| format!("{path}: {e}"))?;
+        Ok(super::bindings::rumoci::driver::host::TreeSize { size, inodes })
+    }
+
+    fn remove_tree(&mut self, path: String) -> Result<(), String> {
+        let (dir, name) = self.store_entry(&path)?;
+        crate::layer::root::remove_all_at(&dir, name.as_str()).map_err(|e| format!("{path}: {e}"))
     }
 }
 
@@ -304,6 +367,19 @@ impl<W: World> Plugin<W> {
             limits,
             plugin: self.label.clone(),
             options: self.options.clone(),
+            store: match &self.dir {
+                Some(d) => Some(
+                    rustix::fs::open(
+                        d,
+                        rustix::fs::OFlags::PATH
+                            | rustix::fs::OFlags::DIRECTORY
+                            | rustix::fs::OFlags::CLOEXEC,
+                        rustix::fs::Mode::empty(),
+                    )
+                    .map_err(|e| load_err(&self.label, format!("open {}: {e}", d.display())))?,
+                ),
+                None => None,
+            },
         };
         let mut store = Store::new(W::engine(&self.pre), state);
         store.limiter(|s| &mut s.limits);

@@ -3,6 +3,7 @@
 //! the last component of an entry is only ever touched with `*at` calls
 //! relative to its parent's descriptor, never followed.
 
+use std::ffi::CString;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 
@@ -96,8 +97,58 @@ impl Root {
     }
 }
 
+/// Open the directory `name` in `dir` for reading and removing entries,
+/// never through a symlink. A directory the caller owns but cannot list,
+/// search or write (mode 000 in a rootless tree, say) is given the owner
+/// `rwx` first: it is about to be emptied anyway. `None`: nothing there,
+/// or not a directory.
+fn open_for_removal<Fd: AsFd, P: rustix::path::Arg + Copy>(
+    dir: Fd,
+    name: P,
+) -> Result<Option<OwnedFd>, Errno> {
+    let dir = dir.as_fd();
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let fd = match rustix::fs::openat(dir, name, flags, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(Errno::NOENT) | Err(Errno::NOTDIR) | Err(Errno::LOOP) => return Ok(None),
+        Err(Errno::ACCESS) => {
+            rustix::fs::chmodat(dir, name, Mode::from_raw_mode(0o700), AtFlags::empty())?;
+            rustix::fs::openat(dir, name, flags, Mode::empty())?
+        }
+        Err(e) => return Err(e),
+    };
+    // unlinking needs write and search permission on the directory
+    if rustix::fs::accessat(
+        &fd,
+        ".",
+        rustix::fs::Access::WRITE_OK | rustix::fs::Access::EXEC_OK,
+        AtFlags::EACCESS,
+    )
+    .is_err()
+    {
+        rustix::fs::fchmod(&fd, Mode::from_raw_mode(0o700))?;
+    }
+    Ok(Some(fd))
+}
+
+/// The names in the open directory `fd`, `.` and `..` left out.
+fn dir_names(fd: &OwnedFd) -> Result<Vec<CString>, Errno> {
+    let mut names = Vec::new();
+    let mut d = rustix::fs::Dir::read_from(fd)?;
+    while let Some(entry) = d.read() {
+        let entry = entry?;
+        let n = entry.file_name();
+        if n.to_bytes() != b"." && n.to_bytes() != b".." {
+            names.push(n.to_owned());
+        }
+    }
+    Ok(names)
+}
+
 /// Remove `name` in `dir` and everything beneath it, never following
-/// symlinks. A missing name is not an error.
+/// symlinks, at any depth (iterative), whatever the modes of the
+/// directories in it (see [`open_for_removal`]). A missing name is not an
+/// error.
 pub fn remove_all_at<Fd: AsFd, P: rustix::path::Arg + Copy>(dir: Fd, name: P) -> Result<(), Errno> {
     let dir = dir.as_fd();
     match rustix::fs::unlinkat(dir, name, AtFlags::empty()) {
@@ -112,37 +163,122 @@ pub fn remove_all_at<Fd: AsFd, P: rustix::path::Arg + Copy>(dir: Fd, name: P) ->
     }
 }
 
+/// One directory being emptied by [`empty_dir_at`].
+struct Frame {
+    fd: OwnedFd,
+    /// Entries still to remove.
+    names: Vec<CString>,
+    /// Its name in the frame below (`None` for the directory being emptied).
+    name: Option<CString>,
+}
+
 /// Remove the children of directory `name` in `dir` for which `keep`
-/// (given the child's name) is false. Recursion never follows symlinks.
-pub fn empty_dir_at<Fd: AsFd, P: rustix::path::Arg>(
+/// (given the child's name) is false, at any depth (iterative), never
+/// following symlinks; unlistable directories are handled as in
+/// [`remove_all_at`].
+pub fn empty_dir_at<Fd: AsFd, P: rustix::path::Arg + Copy>(
     dir: Fd,
     name: P,
     keep: &mut dyn FnMut(&BStr) -> bool,
 ) -> Result<(), Errno> {
-    let fd = match rustix::fs::openat(
-        dir,
-        name,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    ) {
-        Ok(fd) => fd,
-        Err(Errno::NOENT) | Err(Errno::NOTDIR) | Err(Errno::LOOP) => return Ok(()),
-        Err(e) => return Err(e),
+    let Some(fd) = open_for_removal(dir, name)? else {
+        return Ok(());
     };
-    let mut names = Vec::new();
-    let mut d = rustix::fs::Dir::read_from(&fd)?;
-    while let Some(entry) = d.read() {
-        let entry = entry?;
-        let n = entry.file_name();
-        if n.to_bytes() != b"." && n.to_bytes() != b".." {
-            names.push(n.to_owned());
+    let mut names = dir_names(&fd)?;
+    names.retain(|n| !keep(n.to_bytes().into()));
+    names.reverse();
+    let mut stack = vec![Frame {
+        fd,
+        names,
+        name: None,
+    }];
+    while let Some(top) = stack.last_mut() {
+        let Some(n) = top.names.pop() else {
+            let done = stack.pop();
+            if let (Some(parent), Some(Frame { name: Some(n), .. })) = (stack.last(), done) {
+                match rustix::fs::unlinkat(&parent.fd, n.as_c_str(), AtFlags::REMOVEDIR) {
+                    Ok(()) | Err(Errno::NOENT) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            continue;
+        };
+        match rustix::fs::unlinkat(&top.fd, n.as_c_str(), AtFlags::empty()) {
+            Ok(()) | Err(Errno::NOENT) => continue,
+            Err(Errno::ISDIR) | Err(Errno::PERM) => {}
+            Err(e) => return Err(e),
         }
-    }
-    for n in names {
-        let kept = keep(n.to_bytes().into());
-        if !kept {
-            remove_all_at(&fd, n.as_c_str())?;
-        }
+        let Some(child) = open_for_removal(&top.fd, n.as_c_str())? else {
+            continue;
+        };
+        let mut names = dir_names(&child)?;
+        names.reverse();
+        stack.push(Frame {
+            fd: child,
+            names,
+            name: Some(n),
+        });
     }
     Ok(())
+}
+
+/// Bytes of regular files and number of entries (the root included) of
+/// the tree `name` in `dir`, never following symlinks, at any depth. A
+/// directory that cannot be listed counts as one entry (nothing here
+/// changes a mode: layer stores check their trees' change times).
+pub fn measure_at<Fd: AsFd, P: rustix::path::Arg + Copy>(
+    dir: Fd,
+    name: P,
+) -> Result<(u64, u64), Errno> {
+    let dir = dir.as_fd();
+    let st = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)?;
+    let ft = rustix::fs::FileType::from_raw_mode(st.st_mode);
+    if ft != rustix::fs::FileType::Directory {
+        let size = if ft == rustix::fs::FileType::RegularFile {
+            st.st_size as u64
+        } else {
+            0
+        };
+        return Ok((size, 1));
+    }
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let (mut size, mut inodes) = (0u64, 1u64);
+    let mut stack = vec![rustix::fs::openat(dir, name, flags, Mode::empty())?];
+    while let Some(fd) = stack.pop() {
+        for n in dir_names(&fd)? {
+            let st = rustix::fs::statat(&fd, n.as_c_str(), AtFlags::SYMLINK_NOFOLLOW)?;
+            inodes += 1;
+            match rustix::fs::FileType::from_raw_mode(st.st_mode) {
+                rustix::fs::FileType::Directory => {
+                    match rustix::fs::openat(&fd, n.as_c_str(), flags, Mode::empty()) {
+                        Ok(child) => stack.push(child),
+                        Err(Errno::ACCESS) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                rustix::fs::FileType::RegularFile => size += st.st_size as u64,
+                _ => {}
+            }
+        }
+    }
+    Ok((size, inodes))
+}
+
+/// [`remove_all_at`] for a host path: remove the tree at `path` whatever
+/// its depth and modes (a partial rootfs of a failed rootless unpack holds
+/// mode-000 directories that `std::fs::remove_dir_all` cannot empty).
+pub fn remove_tree(path: &std::path::Path) -> std::io::Result<()> {
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => std::path::Path::new("."),
+    };
+    let name = path.file_name().ok_or_else(|| {
+        std::io::Error::other(format!("{}: not a removable path", path.display()))
+    })?;
+    let dir = rustix::fs::open(
+        parent,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    Ok(remove_all_at(&dir, name)?)
 }
