@@ -197,7 +197,7 @@ pub fn repack_bundle(
         names.push(name);
     }
 
-    let new = add_layer(m, opts, &meta, deltas.len(), |tar| {
+    let new = add_layer(m, opts, &meta, &rootfs, deltas.len(), |tar| {
         for (d, name) in deltas.iter().zip(&names) {
             match d.kind {
                 DeltaKind::Missing => tar.add_whiteout(name.as_ref())?,
@@ -252,11 +252,13 @@ fn member<'a>(root: &Path, name: &'a BStr) -> (PathBuf, &'a BStr) {
 /// Commit the image with one new layer of `entries` entries, which `write`
 /// puts into the tar (owners mapped as at unpack, mtimes clamped as asked);
 /// with no entries, no layer is added, only an `empty_layer` history entry.
-/// An empty history author is the image's.
+/// An empty history author is the image's. `tree` is where the entries
+/// are read from.
 fn add_layer(
     mut m: Mutator<'_>,
     opts: &RepackOptions,
     meta: &Meta,
+    tree: &Path,
     entries: usize,
     write: impl FnOnce(&mut TarGenerator<LayerWriter>) -> Result<(), RepackError>,
 ) -> Result<DescriptorPath, RepackError> {
@@ -285,6 +287,12 @@ fn add_layer(
             map.rootless,
         ),
         clamp_mtime: opts.clamp_mtime,
+        grant: Some(crate::layer::unpriv::TreeGrant::new(tree).map_err(|e| {
+            RepackError::Rootfs {
+                path: tree.display().to_string(),
+                reason: e.to_string(),
+            }
+        })?),
     };
     let mut tar = TarGenerator::new(layer, gen_opts);
     write(&mut tar)?;
@@ -495,7 +503,7 @@ fn repack_overlay(
         "repack (overlay): {} entries in the upper directory",
         entries.len()
     );
-    let new = add_layer(m, opts, &meta, entries.len(), |tar| {
+    let new = add_layer(m, opts, &meta, &upper, entries.len(), |tar| {
         for (name, kind) in &entries {
             let (host, arch) = member(&upper, name.as_ref());
             match kind {

@@ -67,6 +67,14 @@ pub fn run(a: Args) -> Result<()> {
                 map.rootless,
             ),
             clamp_mtime: clamp,
+            // a source tree with directories its owner cannot read
+            grant: match &source {
+                Some(src) => Some(
+                    rumoci::layer::unpriv::TreeGrant::new(src)
+                        .with_context(|| format!("insert source {}", src.display()))?,
+                ),
+                None => None,
+            },
         };
         let mut tar = TarGenerator::new(layer, opts);
         match &source {

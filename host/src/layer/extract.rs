@@ -88,6 +88,13 @@ pub struct Extractor {
     warned_enotsup: bool,
     /// overlayfs form: the lower layers of the layer being extracted.
     lower: Option<Lower>,
+    /// Unprivileged (see [`super::unpriv`]): directories whose mode keeps
+    /// their owner out (`0o000`, `0o500`, …) with that mode. While a layer
+    /// is applied they are kept open (`u+rwx`), so entries can still be put
+    /// beneath them; each layer ends with their real modes.
+    restricted: BTreeMap<BString, u32>,
+    /// Whether [`Self::restricted`] is kept (not root).
+    unpriv: bool,
 }
 
 /// Per-layer bookkeeping.
@@ -217,7 +224,24 @@ impl Extractor {
     pub fn new(opts: ExtractOptions) -> Extractor {
         Extractor {
             opts,
+            unpriv: super::unpriv::needed(),
             ..Default::default()
+        }
+    }
+
+    /// Unprivileged: open up the restricted directories of earlier layers
+    /// again (parents first) before this layer puts entries beneath them.
+    fn open_restricted(&self, root: &Root) {
+        for (p, mode) in &self.restricted {
+            set_dir_mode(root, p.as_ref(), mode | 0o700);
+        }
+    }
+
+    /// Unprivileged: give the restricted directories their real modes
+    /// (deepest first), at the end of a layer.
+    fn close_restricted(&self, root: &Root) {
+        for (p, mode) in self.restricted.iter().rev() {
+            set_dir_mode(root, p.as_ref(), *mode);
         }
     }
 
@@ -248,6 +272,23 @@ impl Extractor {
             dir_times: BTreeMap::new(),
             dir_headers: BTreeMap::new(),
         };
+        self.open_restricted(root);
+        let res = self.apply_entries(root, &mut archive, &mut st);
+        if res.is_ok() {
+            self.restore_dir_times(root, &st);
+        }
+        // the real modes (a chmod keeps the times), also when the layer
+        // failed: a partial tree keeps them, its removal grants what it needs
+        self.close_restricted(root);
+        res
+    }
+
+    fn apply_entries<R: Read>(
+        &mut self,
+        root: &Root,
+        archive: &mut tar::Archive<R>,
+        st: &mut LayerState,
+    ) -> Result<(), ExtractError> {
         let entries = archive.entries().map_err(ExtractError::Tar)?;
         for (complete_entries, entry) in entries.enumerate() {
             let mut entry = match entry {
@@ -265,9 +306,13 @@ impl Extractor {
                 }
                 Err(e) => return Err(ExtractError::Tar(e)),
             };
-            self.apply_entry(root, &mut entry, &mut st)?;
+            self.apply_entry(root, &mut entry, st)?;
         }
-        // restore directory times, deepest first
+        Ok(())
+    }
+
+    /// Restore directory times, deepest first.
+    fn restore_dir_times(&self, root: &Root, st: &LayerState) {
         let mut dirs: Vec<(&BString, Timestamps)> = st
             .dir_times
             .iter()
@@ -289,11 +334,13 @@ impl Extractor {
                 let _ = rustix::fs::futimens(&fd, &t);
             }
         }
-        Ok(())
     }
 
     /// Drop the digests recorded for `path` and everything beneath it.
     fn forget(&mut self, path: &BStr) {
+        if !self.restricted.is_empty() {
+            self.restricted.retain(|p, _| !path::is_within(p, path));
+        }
         if path.is_empty() {
             self.digests.clear();
             return;
@@ -661,7 +708,6 @@ impl Extractor {
             .map_err(|e| entry_err(path, e))?;
         }
         let mode = hdr.mode().map_err(|e| entry_err(path, e))? & 0o7777;
-        rustix::fs::fchmod(fd, Mode::from_raw_mode(mode)).map_err(|e| entry_err(path, e))?;
         if is_dir {
             // a directory that already existed: replace its xattrs
             let mut buf = vec![0u8; 64 << 10];
@@ -690,6 +736,18 @@ impl Extractor {
             }
             self.set_xattr_fd(fd, path, k, v)?;
         }
+        // last: an unprivileged owner can no longer set xattrs once the
+        // mode keeps it out
+        let mut applied = mode;
+        if is_dir && self.unpriv {
+            if mode & 0o700 != 0o700 {
+                self.restricted.insert(path.to_owned(), mode);
+                applied |= 0o700;
+            } else {
+                self.restricted.remove(path);
+            }
+        }
+        rustix::fs::fchmod(fd, Mode::from_raw_mode(applied)).map_err(|e| entry_err(path, e))?;
         Ok(())
     }
 
@@ -1115,6 +1173,25 @@ fn behind_symlink(path: &BStr, link: &BStr) -> ExtractError {
             "lies beneath {link:?}, a symlink in a lower layer: not representable in overlayfs form (overlayfs does not follow symlinks between layers)"
         ),
     )
+}
+
+/// Set the mode of the directory `path` of `root` (never through a
+/// symlink); best effort: a directory that went away has nothing to fix.
+fn set_dir_mode(root: &Root, path: &BStr, mode: u32) {
+    let (dir, name) = split_parent(path);
+    let Ok(parent) = root.open_dir(dir) else {
+        return;
+    };
+    if rustix::fs::statat(&parent, name.as_bytes(), AtFlags::SYMLINK_NOFOLLOW)
+        .is_ok_and(|s| FileType::from_raw_mode(s.st_mode) == FileType::Directory)
+    {
+        let _ = rustix::fs::chmodat(
+            &parent,
+            name.as_bytes(),
+            Mode::from_raw_mode(mode),
+            AtFlags::empty(),
+        );
+    }
 }
 
 fn clone_ts(t: &Timestamps) -> Timestamps {

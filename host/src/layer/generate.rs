@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fs::Metadata;
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use tar::{EntryType, Header};
@@ -62,6 +62,10 @@ pub struct GenerateOptions {
     pub owner: Option<Box<OwnerFn>>,
     /// Clamp mtimes to this (`SOURCE_DATE_EPOCH`).
     pub clamp_mtime: Option<i64>,
+    /// Unprivileged: the tree's directories opened up for their owner
+    /// while the layer is written ([`super::unpriv::TreeGrant`]); headers
+    /// carry their original modes.
+    pub grant: Option<super::unpriv::TreeGrant>,
 }
 
 /// Writes a layer tar entry by entry.
@@ -260,6 +264,7 @@ impl<W: Write> TarGenerator<W> {
     fn base_header(
         &self,
         name: &BStr,
+        host: &Path,
         md: &Metadata,
         xattrs: &mut BTreeMap<String, Vec<u8>>,
     ) -> Result<Header, GenerateError> {
@@ -285,7 +290,11 @@ impl<W: Write> TarGenerator<W> {
             });
         }
         let mut h = Header::new_ustar();
-        h.set_mode(md.mode() & 0o7777);
+        h.set_mode(super::unpriv::mode_of(
+            self.opts.grant.as_ref().map(|g| g.modes()),
+            host,
+            md,
+        ));
         h.set_uid(u64::from(uid));
         h.set_gid(u64::from(gid));
         h.set_mtime(self.clamp(md.mtime()));
@@ -309,9 +318,9 @@ impl<W: Write> TarGenerator<W> {
         let mut xattrs = if ft.is_symlink() {
             BTreeMap::new()
         } else {
-            read_xattrs(host)?
+            super::unpriv::with_read(host, &md, || Ok(read_xattrs(host))).map_err(io_at(host))??
         };
-        let mut h = self.base_header(name, &md, &mut xattrs)?;
+        let mut h = self.base_header(name, host, &md, &mut xattrs)?;
         let key = (md.dev(), md.ino());
         if !ft.is_dir() && md.nlink() > 1 {
             if let Some(first) = self.hardlinks.get(&key).cloned() {
@@ -340,11 +349,7 @@ impl<W: Write> TarGenerator<W> {
                 });
             }
             h.set_size(size);
-            let f = std::fs::OpenOptions::new()
-                .read(true)
-                .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-                .open(host)
-                .map_err(io_at(host))?;
+            let f = super::unpriv::read_file(host).map_err(io_at(host))?;
             let mut data = Exact {
                 inner: f,
                 left: size,

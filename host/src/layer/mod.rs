@@ -7,3 +7,4 @@ pub mod generate;
 pub mod idmap;
 pub mod overlay;
 pub mod root;
+pub mod unpriv;

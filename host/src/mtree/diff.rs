@@ -73,6 +73,8 @@ pub struct DiffStats {
 }
 
 struct Walker<'a> {
+    /// Directories opened up for an unprivileged owner during the walk.
+    grant: crate::layer::unpriv::TreeGrant,
     spec: &'a Spec,
     cache: Option<&'a StatCache>,
     seen: HashSet<&'a [u8]>,
@@ -106,7 +108,7 @@ impl<'a> Walker<'a> {
             return Ok(true);
         }
         if let Some(m) = kw.get("mode")
-            && u32::from_str_radix(m, 8).ok() != Some(md.mode() & 0o7777)
+            && u32::from_str_radix(m, 8).ok() != Some(self.grant.modes().mode(host, md))
         {
             return Ok(true);
         }
@@ -146,7 +148,8 @@ impl<'a> Walker<'a> {
                     Some((unvis(name).unwrap_or_else(|| name.into()), v.as_str()))
                 })
                 .collect();
-            let have = list_xattrs(host).map_err(err(host))?;
+            let have = crate::layer::unpriv::with_read(host, md, || list_xattrs(host))
+                .map_err(err(host))?;
             if have.len() != want.len()
                 || have.iter().any(|(k, v)| {
                     want.get(k.as_bytes()).copied()
@@ -229,7 +232,9 @@ pub fn compare(
     spec: &Spec,
     cache: Option<&StatCache>,
 ) -> Result<(Vec<Delta>, DiffStats), DiffError> {
+    let grant = crate::layer::unpriv::TreeGrant::new(root).map_err(err(root))?;
     let mut w = Walker {
+        grant,
         spec,
         cache,
         seen: HashSet::with_capacity(spec.entries.len()),

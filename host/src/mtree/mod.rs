@@ -130,7 +130,7 @@ pub(crate) fn list_xattrs(path: &Path) -> io::Result<BTreeMap<String, Vec<u8>>> 
 }
 
 pub(crate) fn sha256_file(path: &Path) -> io::Result<[u8; 32]> {
-    let mut f = std::fs::File::open(path)?;
+    let mut f = crate::layer::unpriv::read_file(path)?;
     let mut h = sha2::Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
@@ -150,6 +150,9 @@ struct Writer<'a, W: Write> {
     digests: &'a BTreeMap<BString, [u8; 32]>,
     rehashed: usize,
     cache: Option<StatCacheWriter<&'a mut dyn Write>>,
+    /// Directories opened up for an unprivileged owner while the writer
+    /// lives (their original modes are written).
+    grant: crate::layer::unpriv::TreeGrant,
 }
 
 impl<W: Write> Writer<'_, W> {
@@ -169,7 +172,7 @@ impl<W: Write> Writer<'_, W> {
             md.size(),
             md.uid(),
             md.gid(),
-            mode_str(md.mode() & 0o7777)
+            mode_str(self.grant.modes().mode(path, md))
         );
         if ft.is_symlink() {
             let target = std::fs::read_link(path).map_err(err(path))?;
@@ -193,7 +196,8 @@ impl<W: Write> Writer<'_, W> {
             s.push_str(&hex::encode(d));
         }
         if ft.is_file() || ft.is_dir() {
-            for (k, v) in list_xattrs(path).map_err(err(path))? {
+            let xattrs = crate::layer::unpriv::with_read(path, md, || list_xattrs(path));
+            for (k, v) in xattrs.map_err(err(path))? {
                 s.push_str(" xattr.");
                 s.push_str(&vis(k.as_bytes()));
                 s.push('=');
@@ -266,12 +270,14 @@ pub fn write_manifest<'a>(
         Some(c) => Some(StatCacheWriter::new(c).map_err(err(root))?),
         None => None,
     };
+    let grant = crate::layer::unpriv::TreeGrant::new(root).map_err(err(root))?;
     let mut w = Writer {
         out: io::BufWriter::with_capacity(1 << 20, out),
         root,
         digests,
         rehashed: 0,
         cache,
+        grant,
     };
     write!(
         w.out,
