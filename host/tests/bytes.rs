@@ -279,3 +279,52 @@ fn walk_names(root: &Path) -> Vec<Vec<u8>> {
     }
     out
 }
+
+/// A tree 1,900 directories deep (a 3,800-byte path, within `PATH_MAX`;
+/// layers from GNU tar): every walk is iterative, and the layer-store
+/// record descriptor based, so unpack (built-in and layer-cache), mtree
+/// and repack all handle it (the recursive walks overflowed the stack at
+/// this depth). The Go umoci handles it too, but takes about a minute per
+/// unpack, so it is left out here.
+#[test]
+fn trees_thousands_of_directories_deep() {
+    if !have("tar") {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let deep = "a/".repeat(1900);
+    let src = tmp.path().join("src");
+    std::fs::create_dir(&src).expect("mkdir");
+    // relative paths: the absolute ones are too long for one syscall
+    let sh = |dir: &Path, cmd: &str| run_ok("sh", &["-c", &format!("cd {} && {cmd}", s(dir))]);
+    sh(&src, &format!("mkdir -p {deep} && echo deep > {deep}f"));
+    let layer = tmp.path().join("layer.tar");
+    run_ok("tar", &["-C", s(&src), "-cf", s(&layer), "a"]);
+    let l = tmp.path().join("layout");
+    let img = format!("{}:t", s(&l));
+    rumoci_ok(&["init", "--layout", s(&l)]);
+    rumoci_ok(&["new", "--image", &img]);
+    rumoci_ok(&["raw", "add-layer", "--image", &img, s(&layer)]);
+    let ours = tmp.path().join("ours");
+    rumoci_ok(&["unpack", "--image", &img, s(&ours)]);
+    let count = |b: &Path| sh(&b.join("rootfs"), "find . | wc -l").trim().to_string();
+    assert_eq!(count(&ours), "1902");
+    assert_eq!(sh(&ours.join("rootfs"), &format!("cat {deep}f")), "deep\n");
+    // the mtree lists every level
+    assert_eq!(mtree_body(&ours).matches("\n..").count(), 1901);
+    // a change at the bottom repacks, and reads back
+    sh(&ours.join("rootfs"), &format!("echo new > {deep}g"));
+    rumoci_ok(&["repack", "--image", &img, s(&ours)]);
+    let again = tmp.path().join("again");
+    rumoci_ok(&["unpack", "--image", &img, s(&again)]);
+    assert_eq!(sh(&again.join("rootfs"), &format!("cat {deep}g")), "new\n");
+    assert_eq!(count(&again), "1903");
+    // through the layer-cache plugin, cold and warm
+    let store = tmp.path().join("store");
+    let driver = format!("{},dir={}", plugin_wasm(PLUGINS, "layer-cache"), s(&store));
+    for run in ["cold", "warm"] {
+        let b = tmp.path().join(format!("lc-{run}"));
+        rd_ok(&["--driver", &driver, "unpack", "--image", &img, s(&b)]);
+        assert_eq!(count(&b), "1903", "{run}");
+    }
+}

@@ -18,12 +18,16 @@
 //! (plain UTF-8 keys) are still read.
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::path::{self, BStr, BString};
+use std::ffi::CStr;
+use std::os::fd::OwnedFd;
+
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat};
+
+use crate::path::{self, BStr, BString, ByteSlice};
 
 /// Largest record accepted (a tree of several million entries).
 const MAX_RECORD: u64 = 1 << 30;
@@ -76,27 +80,72 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RecordError + '_ {
     }
 }
 
-/// Walk the tree at `root` depth first: `visit(path, rel)` sees every entry
-/// (`rel` relative, `/`-separated, `""` for the root) and says whether it
-/// is a directory to descend into; errors listing a directory go through
-/// `io_err`.
+/// Walk the tree at `root` depth first, descriptor by descriptor (trees
+/// from images can be deeper than `PATH_MAX` allows a path to reach):
+/// `visit(dir, name, rel, stat)` sees every entry (`dir` its parent
+/// directory, `None` for the root; `rel` relative, `/`-separated, `""` for
+/// the root; `stat` not following symlinks). Directories are descended
+/// into. Errors name the entry (relative path) or the root.
 fn walk<E>(
     root: &Path,
-    io_err: impl Fn(&Path, std::io::Error) -> E,
-    mut visit: impl FnMut(&Path, &BStr) -> Result<bool, E>,
+    io_err: impl Fn(&str, std::io::Error) -> E,
+    mut visit: impl FnMut(Option<&OwnedFd>, &CStr, &BStr, &Stat) -> Result<(), E>,
 ) -> Result<(), E> {
-    let mut stack = vec![(root.to_path_buf(), BString::from(""))];
-    while let Some((path, rel)) = stack.pop() {
-        if !visit(&path, rel.as_ref())? {
-            continue;
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let at = |rel: &BStr| format!("{}/{rel}", root.display());
+    let top = rustix::fs::open(root, flags, Mode::empty())
+        .map_err(|e| io_err(&root.display().to_string(), e.into()))?;
+    let st = rustix::fs::fstat(&top).map_err(|e| io_err(&root.display().to_string(), e.into()))?;
+    visit(None, c".", b"".as_bstr(), &st)?;
+    let mut stack = vec![(top, BString::from(""))];
+    while let Some((dir, rel)) = stack.pop() {
+        let mut names = Vec::new();
+        let mut d =
+            rustix::fs::Dir::read_from(&dir).map_err(|e| io_err(&at(rel.as_ref()), e.into()))?;
+        while let Some(e) = d.read() {
+            let e = e.map_err(|e| io_err(&at(rel.as_ref()), e.into()))?;
+            let n = e.file_name();
+            if n != c"." && n != c".." {
+                names.push(n.to_owned());
+            }
         }
-        for e in std::fs::read_dir(&path).map_err(|e| io_err(&path, e))? {
-            let e = e.map_err(|e| io_err(&path, e))?;
-            let name = e.file_name();
-            stack.push((e.path(), path::join(&rel, path::bytes(&name))));
+        for n in names {
+            let child = path::join(&rel, n.to_bytes());
+            let st = rustix::fs::statat(&dir, n.as_c_str(), AtFlags::SYMLINK_NOFOLLOW)
+                .map_err(|e| io_err(&at(child.as_ref()), e.into()))?;
+            visit(Some(&dir), n.as_c_str(), child.as_ref(), &st)?;
+            if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
+                let fd = rustix::fs::openat(&dir, n.as_c_str(), flags, Mode::empty())
+                    .map_err(|e| io_err(&at(child.as_ref()), e.into()))?;
+                stack.push((fd, child));
+            }
         }
     }
     Ok(())
+}
+
+/// The sha256 of the regular file `name` in `dir` (never through a
+/// symlink).
+fn hash_at(dir: &OwnedFd, name: &CStr) -> std::io::Result<[u8; 32]> {
+    use sha2::Digest as _;
+    use std::io::Read;
+    let fd = rustix::fs::openat(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let mut f = std::fs::File::from(fd);
+    let mut h = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finalize().into())
 }
 
 impl Record {
@@ -107,26 +156,26 @@ impl Record {
         digests: &BTreeMap<BString, [u8; 32]>,
     ) -> Result<Record, RecordError> {
         let mut entries = BTreeMap::new();
-        walk(
-            root,
-            |p, e| io(p)(e),
-            |path, rel| {
-                let md = std::fs::symlink_metadata(path).map_err(io(path))?;
-                let sum = if md.is_file() {
-                    Some(match digests.get(rel) {
-                        Some(d) => hex::encode(d),
-                        None => hex::encode(crate::mtree::sha256_file(path).map_err(io(path))?),
-                    })
-                } else {
-                    None
-                };
-                entries.insert(
-                    rel.to_owned(),
-                    Entry(md.ino(), md.ctime(), md.ctime_nsec(), sum),
-                );
-                Ok(md.is_dir())
-            },
-        )?;
+        let err = |p: &str, source| RecordError::Io {
+            path: p.to_string(),
+            source,
+        };
+        walk(root, err, |dir, name, rel, st| {
+            let sum = match (FileType::from_raw_mode(st.st_mode), dir) {
+                (FileType::RegularFile, Some(dir)) => Some(match digests.get(rel) {
+                    Some(d) => hex::encode(d),
+                    None => {
+                        hex::encode(hash_at(dir, name).map_err(|e| err(&format!("{rel:?}"), e))?)
+                    }
+                }),
+                _ => None,
+            };
+            entries.insert(
+                rel.to_owned(),
+                Entry(st.st_ino, st.st_ctime, st.st_ctime_nsec as i64, sum),
+            );
+            Ok(())
+        })?;
         Ok(Record { entries })
     }
 
@@ -174,13 +223,11 @@ impl Record {
     /// recorded (same inode, same ctime), none added, none missing.
     pub fn verify(&self, root: &Path) -> Result<(), String> {
         let mut seen = 0usize;
-        let io = |p: &Path, e: &dyn std::fmt::Display| format!("{}: {e}", p.display());
         walk(
             root,
-            |p, e| io(p, &e),
-            |path, rel| {
-                let st = rustix::fs::lstat(path).map_err(|e| io(path, &e))?;
-                self.check(rel, &st).map_err(|e| {
+            |p, e| format!("{p}: {e}"),
+            |_, _, rel, st| {
+                self.check(rel, st).map_err(|e| {
                     if rel.is_empty() {
                         format!("/: {e}")
                     } else {
@@ -188,8 +235,7 @@ impl Record {
                     }
                 })?;
                 seen += 1;
-                Ok(rustix::fs::FileType::from_raw_mode(st.st_mode)
-                    == rustix::fs::FileType::Directory)
+                Ok(())
             },
         )?;
         self.check_count(seen)

@@ -171,7 +171,33 @@ impl<'a> Walker<'a> {
         Ok(false)
     }
 
-    fn walk(&mut self, host: &Path, rel: &[u8]) -> Result<(), DiffError> {
+    /// Visit the tree at `root` in path order (a parent before its
+    /// children, names sorted by bytes), iteratively: trees can be
+    /// thousands of directories deep.
+    fn walk(&mut self, root: &Path) -> Result<(), DiffError> {
+        let mut stack: Vec<(PathBuf, Vec<u8>)> = vec![(root.to_path_buf(), Vec::new())];
+        while let Some((host, rel)) = stack.pop() {
+            if let Some(mut names) = self.visit(&host, &rel)? {
+                names.sort_by(|a, b| b.as_bytes().cmp(a.as_bytes()));
+                for n in names {
+                    let mut child = rel.clone();
+                    if !child.is_empty() {
+                        child.push(b'/');
+                    }
+                    child.extend_from_slice(n.as_bytes());
+                    stack.push((host.join(&n), child));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Compare one entry; a directory's names are returned for the walk.
+    fn visit(
+        &mut self,
+        host: &Path,
+        rel: &[u8],
+    ) -> Result<Option<Vec<std::ffi::OsString>>, DiffError> {
         let md = std::fs::symlink_metadata(host).map_err(err(host))?;
         self.stats.walked += 1;
         if !md.is_dir() && md.nlink() > 1 {
@@ -201,23 +227,15 @@ impl<'a> Walker<'a> {
                 }
             }
         }
-        if md.is_dir() {
-            let mut names: Vec<_> = std::fs::read_dir(host)
-                .map_err(err(host))?
-                .map(|e| e.map(|e| e.file_name()))
-                .collect::<Result<_, _>>()
-                .map_err(err(host))?;
-            names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-            for n in names {
-                let mut child = rel.to_vec();
-                if !child.is_empty() {
-                    child.push(b'/');
-                }
-                child.extend_from_slice(n.as_bytes());
-                self.walk(&host.join(&n), &child)?;
-            }
+        if !md.is_dir() {
+            return Ok(None);
         }
-        Ok(())
+        let names = std::fs::read_dir(host)
+            .map_err(err(host))?
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<Result<_, _>>()
+            .map_err(err(host))?;
+        Ok(Some(names))
     }
 }
 
@@ -242,7 +260,7 @@ pub fn compare(
         stats: DiffStats::default(),
         links: HashMap::new(),
     };
-    w.walk(&PathBuf::from(root), b"")?;
+    w.walk(root)?;
     let Walker {
         seen,
         mut out,

@@ -15,10 +15,11 @@ pub mod statcache;
 mod vis;
 
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use sha2::Digest as _;
@@ -207,7 +208,10 @@ impl<W: Write> Writer<'_, W> {
         Ok(s)
     }
 
-    fn dir(&mut self, path: &Path, rel: &BStr) -> Result<(), MtreeError> {
+    /// Write the entry of the directory `path` and its non-directory
+    /// children; returns its subdirectories, sorted, for the caller to
+    /// visit (then close the block with `..`).
+    fn open_dir(&mut self, path: &Path, rel: &BStr) -> Result<Vec<OsString>, MtreeError> {
         let md = std::fs::symlink_metadata(path).map_err(err(path))?;
         let kw = self.keywords(path, rel, &md)?;
         let io = |e| MtreeError {
@@ -246,11 +250,41 @@ impl<W: Write> Writer<'_, W> {
             let kw = self.keywords(&p, child_rel.as_ref(), &md)?;
             writeln!(self.out, "    {} {kw}", vis(name.as_bytes())).map_err(io)?;
         }
-        for name in dirs {
-            let child_rel = path::join(rel, path::bytes(&name));
-            self.dir(&path.join(&name), child_rel.as_ref())?;
+        Ok(dirs)
+    }
+
+    /// The whole tree, in go-mtree's order, iteratively: trees from images
+    /// can be thousands of directories deep.
+    fn tree(&mut self, root: &Path) -> Result<(), MtreeError> {
+        struct Frame {
+            path: PathBuf,
+            rel: BString,
+            /// Subdirectories still to visit, last first.
+            dirs: Vec<OsString>,
         }
-        writeln!(self.out, "..").map_err(io)
+        let mut dirs = self.open_dir(root, b"".into())?;
+        dirs.reverse();
+        let mut stack = vec![Frame {
+            path: root.to_path_buf(),
+            rel: BString::from(""),
+            dirs,
+        }];
+        while let Some(top) = stack.last_mut() {
+            match top.dirs.pop() {
+                Some(name) => {
+                    let path = top.path.join(&name);
+                    let rel = path::join(&top.rel, path::bytes(&name));
+                    let mut dirs = self.open_dir(&path, rel.as_ref())?;
+                    dirs.reverse();
+                    stack.push(Frame { path, rel, dirs });
+                }
+                None => {
+                    writeln!(self.out, "..").map_err(err(&top.path))?;
+                    stack.pop();
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -286,7 +320,7 @@ pub fn write_manifest<'a>(
     )
     .map_err(err(root))?;
     let root_path = w.root.to_path_buf();
-    w.dir(&root_path, b"".into())?;
+    w.tree(&root_path)?;
     w.out.flush().map_err(err(root))?;
     if let Some(c) = w.cache.take() {
         let (_, racy) = c.finish().map_err(err(root))?;
