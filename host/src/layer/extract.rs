@@ -266,7 +266,7 @@ impl Extractor {
 
     /// Apply one uncompressed layer (a tar stream) to `root`.
     pub fn apply_layer(&mut self, root: &Root, layer: impl Read) -> Result<(), ExtractError> {
-        let mut archive = tar::Archive::new(layer);
+        let mut archive = tar::Archive::new(super::targuard::Guard::new(layer));
         let mut st = LayerState {
             upper: HashSet::new(),
             dir_times: BTreeMap::new(),

@@ -7,4 +7,5 @@ pub mod generate;
 pub mod idmap;
 pub mod overlay;
 pub mod root;
+pub mod targuard;
 pub mod unpriv;
