@@ -137,7 +137,17 @@ fn mode_000_trees_unpack_change_and_repack_as_nobody() {
         meta("etc/shadow").expect("lstat").permissions().mode() & 0o7777,
         0
     );
-    // the Go umoci (root) sees nothing to repack in it: the mtree is right
+    // raw unpack extracts over an existing rootfs whose restricted
+    // directories this run did not make
+    ok(as_nobody(
+        &work,
+        &format!(
+            r#""$R" raw unpack --rootless --image "{img}" raw
+            "$R" raw unpack --rootless --image "{img}" raw"#
+        ),
+    ));
+    assert_same_but_owners(&go.join("rootfs"), &work.join("raw"));
+    // the mtree records the real modes
     let mtree = std::fs::read_to_string(
         std::fs::read_dir(work.join("bundle"))
             .expect("bundle")

@@ -237,6 +237,55 @@ impl Extractor {
         }
     }
 
+    /// Unprivileged: open up (and record) every directory on the way to
+    /// `dir` (itself included) that its owner cannot search or write, when
+    /// it was not this extractor that made it so: a rootfs extracted over
+    /// (`raw unpack`), a tree a layer store copied. Cheap when nothing is in
+    /// the way: one lookup.
+    fn open_up(&mut self, root: &Root, dir: &BStr) {
+        if !self.unpriv {
+            return;
+        }
+        let usable = root
+            .open_at(dir, OFlags::RDONLY | OFlags::DIRECTORY)
+            .is_ok_and(|fd| {
+                rustix::fs::accessat(
+                    &fd,
+                    ".",
+                    rustix::fs::Access::WRITE_OK | rustix::fs::Access::EXEC_OK,
+                    AtFlags::EACCESS,
+                )
+                .is_ok()
+            });
+        if usable || matches!(root.open_dir(dir), Err(Errno::NOENT) | Err(Errno::NOTDIR)) {
+            return;
+        }
+        let uid = rustix::process::geteuid().as_raw();
+        for (parent_path, comp, at) in components(dir) {
+            let Ok(parent) = root.open_dir(parent_path.as_ref()) else {
+                return;
+            };
+            let comp: &[u8] = comp;
+            let Ok(st) = rustix::fs::statat(&parent, comp, AtFlags::SYMLINK_NOFOLLOW) else {
+                return;
+            };
+            let mode = st.st_mode & 0o7777;
+            if FileType::from_raw_mode(st.st_mode) == FileType::Directory
+                && st.st_uid == uid
+                && mode & 0o700 != 0o700
+                && rustix::fs::chmodat(
+                    &parent,
+                    comp,
+                    Mode::from_raw_mode(mode | 0o700),
+                    AtFlags::empty(),
+                )
+                .is_ok()
+            {
+                self.restricted.entry(at).or_insert(mode);
+            }
+        }
+    }
+
     /// Unprivileged: give the restricted directories their real modes
     /// (deepest first), at the end of a layer.
     fn close_restricted(&self, root: &Root) {
@@ -428,6 +477,7 @@ impl Extractor {
         if overlay.is_some() {
             self.copy_up_parents(root, dir, st)?;
         }
+        self.open_up(root, dir);
         let parent = entry_parent(root, dir, st)
             .map_err(|e| entry_err(&path, format!("cannot create parent directory: {e}")))?;
 
@@ -466,6 +516,7 @@ impl Extractor {
                     Ok(()) | Err(Errno::EXIST) => {}
                     Err(e) => return Err(entry_err(&path, e)),
                 }
+                self.open_up(root, path.as_ref());
                 let fd =
                     ov::open_dir_at(&parent, name.as_bytes()).map_err(|e| entry_err(&path, e))?;
                 self.apply_meta(&fd, None, path.as_ref(), &hdr, &xattrs, true)?;
@@ -532,6 +583,7 @@ impl Extractor {
                 if overlay.is_some() {
                     self.copy_up_link_target(root, target.as_ref(), st)?;
                 }
+                self.open_up(root, tdir);
                 let tparent = root
                     .open_dir(tdir)
                     .map_err(|e| entry_err(&path, format!("hardlink target {target}: {e}")))?;
@@ -823,6 +875,7 @@ impl Extractor {
         path: &BStr,
         st: &mut LayerState,
     ) -> Result<(), ExtractError> {
+        self.open_up(root, dir);
         let parent = match root.open_dir(dir) {
             Ok(fd) => fd,
             Err(Errno::NOENT) | Err(Errno::NOTDIR) => return Ok(()),
