@@ -60,12 +60,16 @@ impl Compression {
             Compression::Gzip => Compressor::Gzip(ParGzEncoder::new(out)),
             Compression::Zstd => {
                 let mut enc = zstd::stream::write::Encoder::new(out, 3)?;
+                // Always zstd's multi-threaded mode (at least one worker):
+                // its output depends on the job size, not on the number of
+                // workers, while the single-threaded mode (0 workers)
+                // writes other bytes. So the blob digest is the same on
+                // one CPU as on many.
                 let threads = std::thread::available_parallelism()
                     .map(|n| n.get() as u32)
-                    .unwrap_or(1);
-                if threads > 1 {
-                    enc.multithread(threads)?;
-                }
+                    .unwrap_or(1)
+                    .max(1);
+                enc.multithread(threads)?;
                 Compressor::Zstd(enc)
             }
         })
