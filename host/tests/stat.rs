@@ -197,6 +197,8 @@ fn stat_text_matches_umoci_minimal_image_snapshot() {
     let msize = index_entry(&l, "latest")["size"].as_u64().expect("size");
     let hs = rumoci::stat::gofmt::human_size;
     let (d0, d1) = (digest(0), digest(1));
+    // the SIZE column is as wide as "<none>" plus the padding
+    let pad6 = |n: u64| format!("{:<6}", n.to_string() + "B");
     let want = format!(
         "\
 == MANIFEST ==
@@ -268,8 +270,8 @@ LAYER                                                                   CREATED 
         s1 = size(1),
         u0 = usize_of(0),
         u1 = usize_of(1),
-        s0p = format!("{:<6}", format!("{}B", size(0))),
-        s1p = format!("{:<6}", format!("{}B", size(1))),
+        s0p = pad6(size(0)),
+        s1p = pad6(size(1)),
     );
     assert!(size(0) < 1000 && size(1) < 1000, "sizes as in the snapshot");
     let got = rumoci_ok(&["stat", "--image", &img]);
