@@ -765,3 +765,76 @@ fn mtree_validate_keywords() {
     // time and tar_time compare with each other
     assert!(!v(&["-k", "time"]).status.success());
 }
+
+/// `raw mtree-validate --rootless` reads what the user owns but cannot
+/// search (a `chmod 000` directory) as umoci's fseval.Rootless does, and
+/// leaves the modes as they were.
+#[test]
+fn mtree_validate_rootless_reads_unsearchable_directories() {
+    use std::os::unix::fs::PermissionsExt;
+    if !rustix::process::geteuid().is_root() || !have("setpriv") {
+        eprintln!("skipped: needs root (to run as nobody) and setpriv");
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let root = tmp.path().join("root");
+    std::fs::create_dir_all(root.join("d")).expect("mkdir");
+    std::fs::write(root.join("d/f"), "hello").expect("write");
+    let spec = tmp.path().join("spec.mtree");
+    std::fs::write(
+        &spec,
+        "#mtree\n\
+         . type=dir mode=0755\n\
+         d type=dir mode=0\n\
+         d/f type=file mode=0644 size=5 sha256digest=2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824\n",
+    )
+    .expect("write spec");
+    std::fs::set_permissions(root.join("d/f"), std::fs::Permissions::from_mode(0o644))
+        .expect("chmod");
+    std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    for p in ["", "d", "d/f"] {
+        rustix::fs::chown(
+            root.join(p),
+            Some(rustix::process::Uid::from_raw(65534)),
+            Some(rustix::process::Gid::from_raw(65534)),
+        )
+        .expect("chown");
+    }
+    std::fs::set_permissions(root.join("d"), std::fs::Permissions::from_mode(0o000))
+        .expect("chmod");
+    let as_nobody = |extra: &[&str]| {
+        let mut c = Command::new("setpriv");
+        c.args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            rumoci_bin(),
+        ])
+        .args(["raw", "mtree-validate", "-f", s(&spec), "-p", s(&root)])
+        .args(extra);
+        c.output().expect("setpriv")
+    };
+    let plain = as_nobody(&[]);
+    assert!(
+        !plain.status.success(),
+        "nobody cannot search d without --rootless"
+    );
+    let out = as_nobody(&["--rootless"]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mode = std::fs::symlink_metadata(root.join("d"))
+        .expect("lstat")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o7777, 0, "mode restored");
+    // a change under it is still found
+    std::fs::write(root.join("d/f"), "HELLO").expect("write");
+    let out = as_nobody(&["--rootless"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"d/f\": modified"));
+}

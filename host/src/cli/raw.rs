@@ -38,7 +38,8 @@ pub struct MtreeValidateArgs {
     /// Use umoci's keyword set.
     #[arg(long = "umoci-keywords")]
     umoci_keywords: bool,
-    /// Accepted for compatibility (ownership is compared as recorded).
+    /// Walk as umoci's rootless mode does: paths the user owns but cannot
+    /// read or search are made readable for the check, then restored.
     #[arg(long)]
     rootless: bool,
 }
@@ -197,6 +198,74 @@ fn unrecorded_keywords(
     Ok(out)
 }
 
+/// Paths `--rootless` opened up, with their original modes; restored
+/// (deepest first) when dropped.
+struct OpenedUp(Vec<(std::path::PathBuf, u32)>);
+
+impl Drop for OpenedUp {
+    fn drop(&mut self) {
+        use std::os::unix::fs::PermissionsExt;
+        for (p, mode) in self.0.iter().rev() {
+            if let Err(e) = std::fs::set_permissions(p, std::fs::Permissions::from_mode(*mode)) {
+                tracing::warn!("restore mode {mode:o} of {}: {e}", p.display());
+            }
+        }
+    }
+}
+
+/// umoci's `fseval.Rootless` for a check: directories the user owns but
+/// cannot read or search get `u+rx`, such files `u+r`, for the duration of
+/// the check. The manifest's `mode` of such a path is compared with its
+/// original mode (the manifest is adjusted to the temporary one when they
+/// agree).
+fn open_up(root: &std::path::Path, spec: &mut rumoci::mtree::parse::Spec) -> Result<OpenedUp> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let euid = rustix::process::geteuid().as_raw();
+    let mut opened = OpenedUp(Vec::new());
+    let mut stack = vec![(root.to_path_buf(), Vec::<u8>::new())];
+    while let Some((host, rel)) = stack.pop() {
+        let Ok(md) = std::fs::symlink_metadata(&host) else {
+            continue;
+        };
+        let mode = md.mode() & 0o7777;
+        let need = if md.is_dir() {
+            0o500
+        } else if md.is_file() {
+            0o400
+        } else {
+            0
+        };
+        if need != 0 && md.uid() == euid && mode & need != need {
+            let new = mode | need;
+            std::fs::set_permissions(&host, std::fs::Permissions::from_mode(new))
+                .with_context(|| format!("chmod {}", host.display()))?;
+            opened.0.push((host.clone(), mode));
+            if let Some(m) = spec.entries.get_mut(&rel).and_then(|kw| kw.get_mut("mode"))
+                && u32::from_str_radix(m, 8).ok() == Some(mode)
+            {
+                *m = format!("{new:o}");
+            }
+        }
+        if md.is_dir() {
+            let entries =
+                std::fs::read_dir(&host).with_context(|| format!("read {}", host.display()))?;
+            for e in entries {
+                let name = e
+                    .with_context(|| format!("read {}", host.display()))?
+                    .file_name();
+                let mut child = rel.clone();
+                if !child.is_empty() {
+                    child.push(b'/');
+                }
+                child.extend_from_slice(name.as_bytes());
+                stack.push((host.join(&name), child));
+            }
+        }
+    }
+    Ok(opened)
+}
+
 fn mtree_validate(a: MtreeValidateArgs) -> Result<()> {
     use rumoci::mtree::{UMOCI_KEYWORDS, diff, parse};
     use rumoci::stat::gofmt::quote;
@@ -204,9 +273,13 @@ fn mtree_validate(a: MtreeValidateArgs) -> Result<()> {
         .with_context(|| format!("open {}", a.manifest.display()))?;
     let mut spec = parse::parse(std::io::BufReader::new(f))
         .with_context(|| format!("parse {}", a.manifest.display()))?;
-    // umoci's --rootless walks through fseval.Rootless (read access to
-    // chmod 000 directories the user owns); rumoci compares what it can read
-    let _ = a.rootless;
+    // umoci's --rootless walks through fseval.Rootless: what the user owns
+    // but cannot read or search is opened up for the walk, then restored
+    let _restore = if a.rootless {
+        Some(open_up(&a.path, &mut spec)?)
+    } else {
+        None
+    };
     let used: std::collections::BTreeSet<String> = spec
         .entries
         .values()
