@@ -838,3 +838,67 @@ fn mtree_validate_rootless_reads_unsearchable_directories() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("\"d/f\": modified"));
 }
+
+/// `--history.*` on `raw add-layer`, `insert` and `repack`: the layer's
+/// history entry has no `empty_layer` key (Go's omitempty), in the stored
+/// config and in `stat --json`; an empty repack records `empty_layer: true`.
+#[test]
+fn layer_history_entries_have_no_empty_layer_key() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let l = tmp.path().join("image");
+    let img = format!("{}:latest", s(&l));
+    rumoci_ok(&["init", "--layout", s(&l)]);
+    rumoci_ok(&["new", "--image", &img]);
+    let tar = tmp.path().join("layer.tar");
+    let src = tmp.path().join("src");
+    std::fs::create_dir(&src).expect("mkdir");
+    std::fs::write(src.join("a"), "a").expect("write");
+    run_ok("tar", &["-C", s(&src), "-cf", s(&tar), "a"]);
+    let hist = [
+        "--history.author=A",
+        "--history.comment=C",
+        "--history.created=2020-01-01T00:00:00Z",
+    ];
+    let mut args = vec!["raw", "add-layer", "--image", &img];
+    args.extend(hist);
+    args.push(s(&tar));
+    rumoci_ok(&args);
+    let mut args = vec!["insert", "--image", &img];
+    args.extend(hist);
+    let a_file = src.join("a");
+    args.extend([s(&a_file), "/b"]);
+    rumoci_ok(&args);
+    let bundle = tmp.path().join("bundle");
+    rumoci_ok(&["unpack", "--image", &img, s(&bundle)]);
+    std::fs::write(bundle.join("rootfs/c"), "c").expect("write");
+    let mut args = vec!["repack", "--refresh-bundle", "--image", &img];
+    args.extend(hist);
+    args.push(s(&bundle));
+    rumoci_ok(&args);
+    // nothing changed since the refresh: an empty diff
+    let mut args = vec!["repack", "--image", &img];
+    args.extend(hist);
+    args.push(s(&bundle));
+    rumoci_ok(&args);
+    let m = read_blob_json(&l, &manifest_digest(&l, "latest"));
+    let c = read_blob_json(&l, m["config"]["digest"].as_str().expect("d"));
+    let stored = c["history"].as_array().expect("history");
+    assert_eq!(stored.len(), 4, "{c}");
+    let st: serde_json::Value =
+        serde_json::from_str(&rumoci_ok(&["stat", "--json", "--image", &img])).expect("json");
+    let shown = st["history"].as_array().expect("history");
+    for (i, by) in ["umoci raw add-layer", "umoci insert", "umoci repack"]
+        .iter()
+        .enumerate()
+    {
+        for h in [&stored[i], &shown[i]] {
+            let h = h.as_object().expect("obj");
+            assert_eq!(h["created_by"], *by);
+            assert_eq!(h["author"], "A");
+            assert!(!h.contains_key("empty_layer"), "{h:?}");
+        }
+    }
+    assert_eq!(stored[3]["empty_layer"], true, "empty repack");
+    assert_eq!(shown[3]["empty_layer"], true);
+    assert!(shown[3]["layer"].is_null());
+}
