@@ -13,6 +13,8 @@
 //!   parsing, and comparing a tree with one.
 //! * [`unpack`], [`bundle`], [`repack`]: images to runtime bundles and back.
 //! * [`mutate`]: new layers, configs and manifests, retagged atomically.
+//! * [`stat`]: what a manifest, its config and history hold, in umoci's
+//!   text and JSON forms.
 
 pub mod bundle;
 pub mod cas;
@@ -26,4 +28,5 @@ pub mod oci;
 pub mod path;
 pub mod progress;
 pub mod repack;
+pub mod stat;
 pub mod unpack;

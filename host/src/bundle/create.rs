@@ -86,7 +86,7 @@ pub fn unpack_bundle(
     layers: Option<&dyn LayerStore>,
 ) -> Result<(), BundleError> {
     let manifest = ext::fetch_manifest(cas, path.target())?;
-    let config = ext::fetch_config(cas, &manifest.config)?;
+    let config = ext::fetch_image_config(cas, path.target(), &manifest)?;
     crate::unpack::check_image(&manifest, &config)?;
     if config.os != "linux" {
         return Err(BundleError::Other(format!(

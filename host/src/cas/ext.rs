@@ -99,6 +99,29 @@ pub fn fetch_config(cas: &dyn Cas, desc: &Descriptor) -> Result<oci::Image, CasE
     }
 }
 
+/// Fetch the image config of `manifest` (found through `manifest_desc`),
+/// refusing an OCI artifact (a config that is not an image config, e.g.
+/// the empty descriptor) with [`CasError::NotAnImage`].
+pub fn fetch_image_config(
+    cas: &dyn Cas,
+    manifest_desc: &Descriptor,
+    manifest: &oci::Manifest,
+) -> Result<oci::Image, CasError> {
+    if manifest.config.media_type != media::CONFIG {
+        let artifact_type = if manifest.artifact_type.is_empty() {
+            manifest_desc.artifact_type.clone()
+        } else {
+            manifest.artifact_type.clone()
+        };
+        return Err(CasError::NotAnImage {
+            manifest: manifest_desc.digest.clone(),
+            config_media_type: manifest.config.media_type.clone(),
+            artifact_type,
+        });
+    }
+    fetch_config(cas, &manifest.config)
+}
+
 /// Store `bytes` as a blob.
 pub fn put_bytes(cas: &dyn Cas, bytes: &[u8]) -> Result<(Digest, u64), CasError> {
     let mut w = cas.begin_blob()?;

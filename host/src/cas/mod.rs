@@ -82,6 +82,21 @@ pub enum CasError {
     /// Something else the caller asked for is invalid.
     #[error("{0}")]
     Invalid(String),
+    /// The manifest is an OCI artifact (its config is not an image config),
+    /// so it has no root filesystem or runtime configuration.
+    #[error(
+        "manifest {manifest} is an artifact, not an image: its config has media type {config_media_type}{}; only {} configs can be unpacked or changed",
+        if artifact_type.is_empty() { String::new() } else { format!(" (artifactType {artifact_type})") },
+        crate::oci::media::CONFIG
+    )]
+    NotAnImage {
+        /// The manifest's digest.
+        manifest: Digest,
+        /// The media type of its config descriptor.
+        config_media_type: String,
+        /// Its `artifactType`, if any.
+        artifact_type: String,
+    },
 }
 
 impl CasError {

@@ -134,11 +134,75 @@ impl PlatformSpec {
         }
     }
 
+    /// The platform `umoci new` records for this host: [`PlatformSpec::host`]
+    /// plus, on ARM (`arm`, `arm64`), the CPU variant as containerd's
+    /// `platforms.DefaultSpec()` finds it (`v8` on arm64, `v7`, `v6`, …).
+    pub fn host_for_new_image() -> PlatformSpec {
+        let mut p = PlatformSpec::host();
+        if cfg!(any(target_arch = "arm", target_arch = "aarch64")) {
+            let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+            let machine = rustix::system::uname()
+                .machine()
+                .to_string_lossy()
+                .into_owned();
+            p.variant = arm_variant(&cpuinfo, &machine, cfg!(target_arch = "arm"));
+        }
+        p
+    }
+
     fn matches(&self, p: &Platform) -> bool {
         p.os == self.os
             && p.architecture == self.architecture
             && (self.variant.is_empty() || p.variant == self.variant)
     }
+}
+
+fn cpuinfo_field<'a>(cpuinfo: &'a str, name: &str) -> Option<&'a str> {
+    cpuinfo.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+/// The ARM variant containerd derives from `/proc/cpuinfo`'s
+/// `CPU architecture` (or else the machine name, `aarch64`/`armvN…`),
+/// normalised to `vN` (`unknown` when unrecognised).
+pub fn arm_variant(cpuinfo: &str, machine: &str, is_arm32: bool) -> String {
+    let mut raw = match cpuinfo_field(cpuinfo, "Cpu architecture") {
+        Some(v) => v.to_string(),
+        None => {
+            let m = machine.to_ascii_lowercase();
+            if m == "aarch64" {
+                "8".to_string()
+            } else if let Some(v) = m.strip_prefix("armv").and_then(|r| r.get(..1)) {
+                if ('3'..='8').any(|c| v.starts_with(c)) {
+                    v.to_string()
+                } else {
+                    "unknown".to_string()
+                }
+            } else {
+                return String::new();
+            }
+        }
+    };
+    // Raspberry Pi ARMv6 boards report architecture 7
+    if is_arm32
+        && raw == "7"
+        && cpuinfo_field(cpuinfo, "model name")
+            .is_some_and(|m| m.to_ascii_lowercase().starts_with("armv6-compatible"))
+    {
+        raw = "6".to_string();
+    }
+    match raw.to_ascii_lowercase().as_str() {
+        "8" | "aarch64" => "v8",
+        "7" | "7m" | "?(12)" | "?(13)" | "?(14)" | "?(15)" | "?(16)" | "?(17)" => "v7",
+        "6" | "6tej" => "v6",
+        "5" | "5t" | "5te" | "5tej" => "v5",
+        "4" | "4t" => "v4",
+        "3" => "v3",
+        _ => "unknown",
+    }
+    .to_string()
 }
 
 impl fmt::Display for PlatformSpec {
@@ -353,6 +417,21 @@ pub fn list_tags(cas: &dyn Cas) -> Result<Vec<String>, CasError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn arm_variant_like_containerd() {
+        assert_eq!(arm_variant("CPU architecture: 8\n", "aarch64", false), "v8");
+        assert_eq!(
+            arm_variant("processor : 0\nCPU architecture: 7\n", "armv7l", true),
+            "v7"
+        );
+        let pi = "model name\t: ARMv6-compatible processor rev 7 (v6l)\nCPU architecture: 7\n";
+        assert_eq!(arm_variant(pi, "armv6l", true), "v6");
+        assert_eq!(arm_variant("", "aarch64", false), "v8");
+        assert_eq!(arm_variant("", "armv5tel", true), "v5");
+        assert_eq!(arm_variant("", "armv9", true), "unknown");
+        assert_eq!(arm_variant("", "x86_64", false), "");
+    }
 
     #[test]
     fn tag_grammar() {

@@ -20,25 +20,33 @@ mod verify;
 
 use std::io::IsTerminal;
 
-use clap::{CommandFactory, Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// rumoci modifies Open Container images.
 #[derive(Parser, Debug)]
 #[command(
     name = "rumoci",
-    version = version_string(),
     about = "rumoci modifies Open Container images (umoci-compatible)",
-    propagate_version = true,
+    disable_version_flag = true,
     disable_help_subcommand = false
 )]
 pub struct Cli {
-    /// Log level: debug, info, warn, error or fatal.
+    /// Print the version.
+    #[arg(short = 'v', long = "version")]
+    version: bool,
+
+    /// Log level: debug, info, warn (or warning), error or fatal.
     #[arg(long, global = true, value_name = "LEVEL")]
     log: Option<String>,
 
     /// Alias for --log=info.
     #[arg(long, global = true)]
     verbose: bool,
+
+    /// Accepted for compatibility with umoci (whose Go CPU profile has no
+    /// equivalent here); ignored with a warning.
+    #[arg(long = "cpu-profile", global = true, hide = true, value_name = "FILE")]
+    cpu_profile: Option<std::path::PathBuf>,
 
     /// Storage driver: a built-in name (`dir`) or a plugin
     /// `PATH.wasm[,dir=PATH][,timeout=SECS][,memory=SIZE][,opt.KEY=VALUE…]`.
@@ -48,7 +56,7 @@ pub struct Cli {
     drivers: Vec<String>,
 
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -101,10 +109,41 @@ enum Command {
     },
 }
 
-fn version_string() -> &'static str {
-    concat!(
+/// The version of umoci's command line and formats rumoci follows.
+pub const UMOCI_COMPAT_VERSION: &str = "0.6.0";
+
+/// `--version` / `-v`, shaped like umoci's: `NAME version X`, then the
+/// specs (the runtime spec is the `ociVersion` rumoci writes to
+/// `config.json`).
+fn version_text(bin: &str) -> String {
+    format!(
+        "{bin} version {}\numoci compatibility: {UMOCI_COMPAT_VERSION}\nimage spec: 1.1.1\nruntime spec: {}\n",
         env!("CARGO_PKG_VERSION"),
-        "\nimage spec: 1.1.1\nruntime spec: 1.3.0"
+        rumoci::bundle::runtime::OCI_VERSION,
+    )
+}
+
+/// umoci's (urfave/cli's) help layout: `NAME:` then `   PATH - ABOUT`
+/// (`PATH` is `umoci config` for a command), so that tools reading the
+/// first lines of `umoci --help` see the same shape.
+fn umoci_help_style(cmd: clap::Command, path: &str) -> clap::Command {
+    // `{` would start a template placeholder
+    let shown = path.replace(['{', '}'], "");
+    cmd.help_template(format!(
+        "NAME:\n   {shown} - {{about}}\n\nUSAGE:\n   {{usage}}\n\n{{all-args}}{{after-help}}"
+    ))
+    .mut_subcommands(|sub| {
+        let p = format!("{path} {}", sub.get_name());
+        umoci_help_style(sub, &p)
+    })
+}
+
+/// The clap command with rumoci's help layout; `bin` is the name rumoci
+/// was invoked as (`umoci` through a symlink).
+fn command(bin: &str) -> clap::Command {
+    umoci_help_style(
+        Cli::command().about(format!("{bin} modifies Open Container images")),
+        bin,
     )
 }
 
@@ -117,6 +156,7 @@ fn init_logging(cli: &Cli) -> anyhow::Result<()> {
     };
     let filter = match level.as_str() {
         "debug" | "info" | "warn" | "error" => level,
+        "warning" => "warn".to_string(),
         "fatal" => "error".to_string(),
         other => anyhow::bail!("--log {other:?}: expected debug, info, warn, error or fatal"),
     };
@@ -132,10 +172,23 @@ fn init_logging(cli: &Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+fn run(cli: Cli, bin: &str) -> anyhow::Result<()> {
+    if cli.version {
+        return util::print_out(&version_text(bin));
+    }
     init_logging(&cli)?;
+    if let Some(p) = &cli.cpu_profile {
+        tracing::warn!(
+            "--cpu-profile {}: CPU profiles are not supported, ignored",
+            p.display()
+        );
+    }
     driver::set_specs(&cli.drivers)?;
-    match cli.command {
+    let Some(sub) = cli.command else {
+        // like umoci: no command prints the help
+        return util::print_out(&command(bin).render_help().to_string());
+    };
+    match sub {
         Command::Init(a) => init::run(a),
         Command::New(a) => new::run(a),
         Command::List(a) => list::run(a),
@@ -163,7 +216,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 /// Entry point: returns the process exit status.
 pub fn main() -> i32 {
     let args = util::normalise_args(std::env::args_os());
-    let cli = match Cli::try_parse_from(args) {
+    let bin = args
+        .first()
+        .map(std::path::Path::new)
+        .and_then(|p| p.file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "rumoci".into());
+    let parsed = command(&bin)
+        .try_get_matches_from(args)
+        .and_then(|m| Cli::from_arg_matches(&m));
+    let cli = match parsed {
         Ok(cli) => cli,
         Err(e) => {
             let code = if e.use_stderr() { 1 } else { 0 };
@@ -171,7 +233,7 @@ pub fn main() -> i32 {
             return code;
         }
     };
-    match run(cli) {
+    match run(cli, &bin) {
         Ok(()) => 0,
         Err(e) => {
             let mut msg = format!("{e}");

@@ -13,18 +13,22 @@ pub struct Args {
     image: ImageArgs,
 }
 
-/// Create a blank image (no layers) for the host platform and tag it.
+/// Create a blank image (no layers) for `--platform` (default: the host's,
+/// with its ARM variant as umoci records it) and tag it.
 pub fn run(a: Args) -> Result<()> {
+    let platform = a
+        .image
+        .platform()?
+        .unwrap_or_else(refs::PlatformSpec::host_for_new_image);
     let (cas, r) = a.image.open()?;
-    let host = refs::PlatformSpec::host();
     let config = Image {
         created: Some(default_created()?),
         author: String::new(),
-        architecture: host.architecture,
-        os: host.os,
+        architecture: platform.architecture,
+        os: platform.os,
         os_version: String::new(),
         os_features: Vec::new(),
-        variant: String::new(),
+        variant: platform.variant,
         config: Default::default(),
         rootfs: Default::default(),
         history: Vec::new(),

@@ -38,7 +38,8 @@ pub struct MtreeValidateArgs {
     /// Use umoci's keyword set.
     #[arg(long = "umoci-keywords")]
     umoci_keywords: bool,
-    /// Accepted for compatibility (ownership is compared as recorded).
+    /// Walk as umoci's rootless mode does: paths the user owns but cannot
+    /// read or search are made readable for the check, then restored.
     #[arg(long)]
     rootless: bool,
 }
@@ -101,47 +102,263 @@ fn split_keywords(v: &[String]) -> Vec<String> {
     v.iter()
         .flat_map(|s| s.split([',', ' ']))
         .filter(|k| !k.is_empty())
-        .map(str::to_string)
+        .map(|k| keyword_synonym(k).to_string())
         .collect()
+}
+
+/// go-mtree's canonical spelling of a keyword (`KeywordSynonym`).
+fn keyword_synonym(k: &str) -> &str {
+    match k {
+        "md5" => "md5digest",
+        "rmd160" | "rmd160digest" => "ripemd160digest",
+        "sha1" => "sha1digest",
+        "sha256" => "sha256digest",
+        "sha384" => "sha384digest",
+        "sha512" => "sha512digest",
+        "sha512256" => "sha512256digest",
+        "xattrs" => "xattr",
+        other => other,
+    }
+}
+
+/// The keywords go-mtree's walk knows, and which entries it gives each a
+/// value for on Linux (`flags` never).
+fn keyword_applies(kw: &str, md: &std::fs::Metadata, path: &std::path::Path) -> Option<bool> {
+    use std::os::unix::fs::FileTypeExt;
+    let ft = md.file_type();
+    Some(match kw {
+        "size" | "type" | "uid" | "gid" | "uname" | "gname" | "mode" | "nlink" | "time"
+        | "tar_time" | "inode" => true,
+        "link" => ft.is_symlink(),
+        "device" => ft.is_block_device() || ft.is_char_device(),
+        "flags" => false,
+        "cksum" | "md5digest" | "ripemd160digest" | "sha1digest" | "sha256digest"
+        | "sha384digest" | "sha512digest" | "sha512256digest" => ft.is_file(),
+        "xattr" => {
+            (ft.is_file() || ft.is_dir())
+                && rustix::fs::llistxattr(path, &mut [0u8; 0][..]).is_ok_and(|n| n > 0)
+        }
+        _ => return None,
+    })
+}
+
+/// Requested keywords the manifest records for no entry still get a value
+/// from go-mtree's walk, so every entry they apply to differs (`keyword
+/// "NAME"` in the message, as go-mtree reports the key). Returns one line
+/// per such difference.
+fn unrecorded_keywords(
+    root: &std::path::Path,
+    keys: &[String],
+    used: &std::collections::BTreeSet<String>,
+) -> Result<Vec<String>> {
+    use rumoci::stat::gofmt::quote;
+    let lacking: Vec<&str> = keys
+        .iter()
+        .map(String::as_str)
+        .filter(|k| *k != "type" && !used.contains(*k))
+        // go-mtree compares time and tar_time with each other
+        .filter(|k| !(*k == "time" && used.contains("tar_time")))
+        .filter(|k| !(*k == "tar_time" && used.contains("time")))
+        .collect();
+    let mut out = Vec::new();
+    if lacking.is_empty() {
+        return Ok(out);
+    }
+    let mut stack = vec![(root.to_path_buf(), String::from("."))];
+    while let Some((host, rel)) = stack.pop() {
+        let md = std::fs::symlink_metadata(&host)
+            .with_context(|| format!("lstat {}", host.display()))?;
+        for k in &lacking {
+            if keyword_applies(k, &md, &host) == Some(true) {
+                out.push(format!(
+                    "{}: keyword {}: not recorded in the manifest",
+                    quote(&rel),
+                    quote(k)
+                ));
+            }
+        }
+        if md.is_dir() {
+            let mut names: Vec<_> = std::fs::read_dir(&host)
+                .with_context(|| format!("read {}", host.display()))?
+                .map(|e| e.map(|e| e.file_name()))
+                .collect::<std::io::Result<_>>()
+                .with_context(|| format!("read {}", host.display()))?;
+            names.sort();
+            for n in names.into_iter().rev() {
+                let name = n.to_string_lossy();
+                let child = if rel == "." {
+                    name.into_owned()
+                } else {
+                    format!("{rel}/{name}")
+                };
+                stack.push((host.join(&n), child));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Paths `--rootless` opened up, with their original modes; restored
+/// (deepest first) when dropped.
+struct OpenedUp(Vec<(std::path::PathBuf, u32)>);
+
+impl Drop for OpenedUp {
+    fn drop(&mut self) {
+        use std::os::unix::fs::PermissionsExt;
+        for (p, mode) in self.0.iter().rev() {
+            if let Err(e) = std::fs::set_permissions(p, std::fs::Permissions::from_mode(*mode)) {
+                tracing::warn!("restore mode {mode:o} of {}: {e}", p.display());
+            }
+        }
+    }
+}
+
+/// umoci's `fseval.Rootless` for a check: directories the user owns but
+/// cannot read or search get `u+rx`, such files `u+r`, for the duration of
+/// the check. The manifest's `mode` of such a path is compared with its
+/// original mode (the manifest is adjusted to the temporary one when they
+/// agree).
+fn open_up(root: &std::path::Path, spec: &mut rumoci::mtree::parse::Spec) -> Result<OpenedUp> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let euid = rustix::process::geteuid().as_raw();
+    let mut opened = OpenedUp(Vec::new());
+    let mut stack = vec![(root.to_path_buf(), Vec::<u8>::new())];
+    while let Some((host, rel)) = stack.pop() {
+        let Ok(md) = std::fs::symlink_metadata(&host) else {
+            continue;
+        };
+        let mode = md.mode() & 0o7777;
+        let need = if md.is_dir() {
+            0o500
+        } else if md.is_file() {
+            0o400
+        } else {
+            0
+        };
+        if need != 0 && md.uid() == euid && mode & need != need {
+            let new = mode | need;
+            std::fs::set_permissions(&host, std::fs::Permissions::from_mode(new))
+                .with_context(|| format!("chmod {}", host.display()))?;
+            opened.0.push((host.clone(), mode));
+            if let Some(m) = spec.entries.get_mut(&rel).and_then(|kw| kw.get_mut("mode"))
+                && u32::from_str_radix(m, 8).ok() == Some(mode)
+            {
+                *m = format!("{new:o}");
+            }
+        }
+        if md.is_dir() {
+            let entries =
+                std::fs::read_dir(&host).with_context(|| format!("read {}", host.display()))?;
+            for e in entries {
+                let name = e
+                    .with_context(|| format!("read {}", host.display()))?
+                    .file_name();
+                let mut child = rel.clone();
+                if !child.is_empty() {
+                    child.push(b'/');
+                }
+                child.extend_from_slice(name.as_bytes());
+                stack.push((host.join(&name), child));
+            }
+        }
+    }
+    Ok(opened)
 }
 
 fn mtree_validate(a: MtreeValidateArgs) -> Result<()> {
     use rumoci::mtree::{UMOCI_KEYWORDS, diff, parse};
+    use rumoci::stat::gofmt::quote;
     let f = std::fs::File::open(&a.manifest)
         .with_context(|| format!("open {}", a.manifest.display()))?;
     let mut spec = parse::parse(std::io::BufReader::new(f))
         .with_context(|| format!("parse {}", a.manifest.display()))?;
-    let _ = a.rootless;
-    // -k, else --umoci-keywords, else what the manifest uses; plus -K; type always
+    // umoci's --rootless walks through fseval.Rootless: what the user owns
+    // but cannot read or search is opened up for the walk, then restored
+    let _restore = if a.rootless {
+        Some(open_up(&a.path, &mut spec)?)
+    } else {
+        None
+    };
+    let used: std::collections::BTreeSet<String> = spec
+        .entries
+        .values()
+        .flat_map(|kw| kw.keys())
+        .map(|k| {
+            if k.starts_with("xattr.") {
+                "xattr".to_string()
+            } else {
+                k.clone()
+            }
+        })
+        .collect();
+    // -k, else --umoci-keywords, else what the manifest uses; plus -K;
+    // type always
     let mut keys = split_keywords(&a.use_keywords);
     if keys.is_empty() && a.umoci_keywords {
         keys = UMOCI_KEYWORDS.split(',').map(str::to_string).collect();
     }
+    let add = split_keywords(&a.add_keywords);
+    if keys.is_empty() && !add.is_empty() {
+        keys = used.iter().cloned().collect();
+    }
+    let mut unrecorded = Vec::new();
     if !keys.is_empty() {
-        keys.extend(split_keywords(&a.add_keywords));
+        keys.extend(add);
         keys.push("type".into());
+        keys.sort();
+        keys.dedup();
+        if let Some(k) = keys.iter().find(|k| {
+            !k.starts_with("xattr.") && !used.contains(*k) && {
+                let md = std::fs::symlink_metadata(&a.path);
+                md.is_ok_and(|md| keyword_applies(k, &md, &a.path).is_none())
+            }
+        }) {
+            anyhow::bail!("unknown keyword {}", quote(k));
+        }
+        let want_tar_time = keys.iter().any(|k| k == "tar_time");
         for kw in spec.entries.values_mut() {
+            // go-mtree compares time and tar_time with each other (a time
+            // truncated to whole seconds) when one side has each
+            if want_tar_time
+                && !kw.contains_key("tar_time")
+                && let Some(t) = kw.remove("time")
+            {
+                let secs = t.split('.').next().unwrap_or_default();
+                kw.insert("tar_time".into(), format!("{secs}.000000000"));
+            }
             kw.retain(|k, _| {
-                keys.iter()
-                    .any(|w| w == k || (w == "xattr" && k.starts_with("xattr.")))
+                keys.iter().any(|w| {
+                    w == k
+                        || (w == "xattr" && k.starts_with("xattr."))
+                        || (w == "time" && k == "tar_time")
+                })
             });
         }
         spec.keywords = Some(keys.clone());
+        unrecorded = unrecorded_keywords(&a.path, &keys, &used)?;
     }
     let (deltas, _) = diff::compare(&a.path, &spec, None)
         .with_context(|| format!("walk {}", a.path.display()))?;
+    let mut lines = Vec::with_capacity(deltas.len() + unrecorded.len());
     for d in &deltas {
-        let kind = match d.kind {
-            diff::DeltaKind::Missing => "missing",
-            diff::DeltaKind::Extra => "extra",
-            diff::DeltaKind::Modified => "modified",
-        };
         let p = String::from_utf8_lossy(&d.path);
         let p = if p.is_empty() { ".".into() } else { p };
-        super::util::print_out(&format!("{p}: {kind}\n"))?;
+        // go-mtree's wording (it names the first differing key of a
+        // modified entry; rumoci's comparison stops at the first one)
+        let what = match d.kind {
+            diff::DeltaKind::Missing => "missing path",
+            diff::DeltaKind::Extra => "unexpected path",
+            diff::DeltaKind::Modified => "modified",
+        };
+        lines.push(format!("{}: {what}", quote(&p)));
     }
-    if !deltas.is_empty() {
-        anyhow::bail!("validation failed: {} differences found", deltas.len());
+    lines.extend(unrecorded);
+    let n = lines.len();
+    if n > 0 {
+        lines.push(String::new());
+        super::util::print_out(&lines.join("\n"))?;
+        anyhow::bail!("validation failed: {n} differences found");
     }
     Ok(())
 }
@@ -175,7 +392,7 @@ fn raw_unpack(a: UnpackArgs) -> Result<()> {
     let path = refs::resolve(cas.as_ref(), &r.tag, a.image.platform()?.as_ref())
         .with_context(|| format!("resolve {}:{}", r.layout.display(), r.tag))?;
     let manifest = rumoci::cas::ext::fetch_manifest(cas.as_ref(), path.target())?;
-    let config = rumoci::cas::ext::fetch_config(cas.as_ref(), &manifest.config)?;
+    let config = rumoci::cas::ext::fetch_image_config(cas.as_ref(), path.target(), &manifest)?;
     match std::fs::create_dir_all(&a.rootfs) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
@@ -193,7 +410,7 @@ fn runtime_config(a: RuntimeConfigArgs) -> Result<()> {
     let path = refs::resolve(cas.as_ref(), &r.tag, a.image.platform()?.as_ref())
         .with_context(|| format!("resolve {}:{}", r.layout.display(), r.tag))?;
     let manifest = rumoci::cas::ext::fetch_manifest(cas.as_ref(), path.target())?;
-    let config = rumoci::cas::ext::fetch_config(cas.as_ref(), &manifest.config)?;
+    let config = rumoci::cas::ext::fetch_image_config(cas.as_ref(), path.target(), &manifest)?;
     let root = a
         .rootfs
         .as_ref()

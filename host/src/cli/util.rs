@@ -71,38 +71,106 @@ pub fn open_layout(path: &Path) -> Result<Box<dyn Cas>> {
     super::driver::open_layout(path)
 }
 
-/// Accept umoci's single-dash long flags (`-image x`) by rewriting them to
-/// the double-dash form clap expects.
+/// Go's `strconv.ParseBool`, which urfave/cli uses for `--flag=VALUE` on a
+/// boolean flag.
+fn go_bool(v: &str) -> Option<bool> {
+    match v {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
+        _ => None,
+    }
+}
+
+/// Rewrite umoci habits into what clap expects:
+/// * single-dash long flags (`-image x`) become `--image x`;
+/// * a boolean flag with a value (`--json=true`, `--no-history=false`,
+///   any value Go's `strconv.ParseBool` takes) becomes the bare flag, or
+///   is dropped when false;
+/// * the command `h` (urfave/cli's alias of `help`) becomes `help`.
 pub fn normalise_args(args: impl Iterator<Item = OsString>) -> Vec<OsString> {
-    let mut longs = std::collections::BTreeSet::new();
-    fn gather(cmd: &clap::Command, out: &mut std::collections::BTreeSet<String>) {
+    use std::collections::BTreeSet;
+    #[derive(Default)]
+    struct Flags {
+        longs: BTreeSet<String>,
+        bools: BTreeSet<String>,
+        valued: BTreeSet<String>,
+    }
+    fn gather(cmd: &clap::Command, out: &mut Flags) {
         for a in cmd.get_arguments() {
             if let Some(l) = a.get_long() {
-                out.insert(l.to_string());
+                let names = std::iter::once(l).chain(a.get_all_aliases().unwrap_or_default());
+                for n in names {
+                    out.longs.insert(n.to_string());
+                    if matches!(a.get_action(), clap::ArgAction::SetTrue) {
+                        out.bools.insert(n.to_string());
+                    } else {
+                        out.valued.insert(n.to_string());
+                    }
+                }
             }
         }
         for s in cmd.get_subcommands() {
             gather(s, out);
         }
     }
-    gather(&super::Cli::command(), &mut longs);
-    longs.insert("help".into());
-    longs.insert("version".into());
+    let root = super::Cli::command();
+    let mut flags = Flags::default();
+    gather(&root, &mut flags);
+    flags.longs.insert("help".into());
+    flags.longs.insert("version".into());
+    // global flags that take a value (before the command name)
+    let global_valued: BTreeSet<String> = root
+        .get_arguments()
+        .filter(|a| !matches!(a.get_action(), clap::ArgAction::SetTrue))
+        .filter_map(|a| a.get_long().map(str::to_string))
+        .collect();
     let mut out = Vec::new();
     let mut after_dashdash = false;
-    for a in args {
-        if !after_dashdash && let Some(s) = a.to_str() {
-            if s == "--" {
-                after_dashdash = true;
-            } else if s.len() > 2 && s.starts_with('-') && !s.starts_with("--") {
-                let name = s[1..].split('=').next().unwrap_or("");
-                if longs.contains(name) {
-                    out.push(OsString::from(format!("-{s}")));
-                    continue;
+    // where the command name may still come: after argv[0] and the global
+    // flags
+    let mut expect_command = true;
+    let mut skip_value = false;
+    for (i, a) in args.enumerate() {
+        let Some(s) = a.to_str().filter(|_| !after_dashdash && i > 0) else {
+            out.push(a);
+            continue;
+        };
+        if s == "--" {
+            after_dashdash = true;
+            out.push(a);
+            continue;
+        }
+        let mut arg = s.to_string();
+        if arg.len() > 2 && arg.starts_with('-') && !arg.starts_with("--") {
+            let name = arg[1..].split('=').next().unwrap_or("");
+            if flags.longs.contains(name) {
+                arg.insert(0, '-');
+            }
+        }
+        if let Some(rest) = arg.strip_prefix("--")
+            && let Some((name, value)) = rest.split_once('=')
+            && flags.bools.contains(name)
+            && !flags.valued.contains(name)
+            && let Some(b) = go_bool(value)
+        {
+            if b {
+                out.push(OsString::from(format!("--{name}")));
+            }
+            continue;
+        }
+        if expect_command {
+            if skip_value {
+                skip_value = false;
+            } else if let Some(rest) = arg.strip_prefix("--") {
+                skip_value = !rest.contains('=') && global_valued.contains(rest);
+            } else if !arg.starts_with('-') {
+                expect_command = false;
+                if arg == "h" {
+                    arg = "help".into();
                 }
             }
         }
-        out.push(a);
+        out.push(OsString::from(arg));
     }
     out
 }
@@ -208,21 +276,10 @@ impl HistoryArgs {
 }
 
 /// Validate an RFC 3339 time given on the command line and normalise it as
-/// Go's RFC3339Nano formatting would (offset kept).
+/// Go's RFC3339Nano formatting would: the offset and the significant digits
+/// of the fraction are kept as written (`+00:00` becomes `Z`).
 pub fn parse_time(flag: &str, s: &str) -> Result<String> {
-    let t = chrono::DateTime::parse_from_rfc3339(s)
-        .with_context(|| format!("{flag} {s:?}: not an RFC 3339 time"))?;
-    if t.offset().local_minus_utc() == 0 {
-        return Ok(rfc3339_nano(t.with_timezone(&chrono::Utc)));
-    }
-    let mut out = t.format("%Y-%m-%dT%H:%M:%S").to_string();
-    let nanos = t.timestamp_subsec_nanos();
-    if nanos != 0 {
-        out.push('.');
-        out.push_str(format!("{nanos:09}").trim_end_matches('0'));
-    }
-    out.push_str(&t.format("%:z").to_string());
-    Ok(out)
+    rumoci::oci::gotime::normalize_rfc3339(s).with_context(|| format!("{flag} {s:?}"))
 }
 
 /// `--tag NEW`: where the result goes (default: the source tag).
@@ -269,9 +326,14 @@ pub fn parse_kv<'a>(flag: &str, s: &'a str) -> Result<(&'a str, &'a str)> {
 
 /// Write `text` to stdout; a closed pipe (`rumoci ls | head`) is not an error.
 pub fn print_out(text: &str) -> Result<()> {
+    print_bytes(text.as_bytes())
+}
+
+/// Write `bytes` to stdout; a closed pipe is not an error.
+pub fn print_bytes(bytes: &[u8]) -> Result<()> {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
-    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+    match out.write_all(bytes).and_then(|()| out.flush()) {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         other => other.context("write to stdout"),
     }

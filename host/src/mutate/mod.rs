@@ -71,13 +71,7 @@ impl<'a> Mutator<'a> {
             )));
         }
         let manifest = ext::fetch_manifest(cas, path.target())?;
-        if manifest.config.media_type != media::CONFIG {
-            return Err(MutateError::Invalid(format!(
-                "config {}: unsupported media type {}",
-                manifest.config.digest, manifest.config.media_type
-            )));
-        }
-        let config = ext::fetch_config(cas, &manifest.config)?;
+        let config = ext::fetch_image_config(cas, path.target(), &manifest)?;
         Ok(Mutator {
             cas,
             path,

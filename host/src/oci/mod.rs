@@ -6,6 +6,7 @@
 //! all refused.
 
 mod digest;
+pub mod gotime;
 mod json;
 pub mod media;
 mod types;
