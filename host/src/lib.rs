@@ -13,6 +13,8 @@
 //!   parsing, and comparing a tree with one.
 //! * [`unpack`], [`bundle`], [`repack`]: images to runtime bundles and back.
 //! * [`mutate`]: new layers, configs and manifests, retagged atomically.
+//! * [`limits`]: the bounds every walk over outside data obeys, and
+//!   [`show`]: paths and names shortened for error messages.
 
 pub mod bundle;
 pub mod cas;
@@ -20,9 +22,11 @@ pub mod cas;
 pub mod driver;
 pub mod layer;
 pub mod layer_store;
+pub mod limits;
 pub mod mtree;
 pub mod mutate;
 pub mod oci;
 pub mod progress;
 pub mod repack;
+pub mod show;
 pub mod unpack;

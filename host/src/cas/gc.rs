@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 
 use super::ext::{fetch, read_index};
 use super::{Cas, CasError};
+use crate::limits::{self, Limit, LimitError};
 use crate::oci::{Descriptor, Digest, media};
 
 /// What a gc run did.
@@ -19,10 +20,20 @@ pub struct GcStats {
 /// Every digest reachable from `roots`: indexes, manifests and descriptor
 /// blobs are opened (verified) and followed, including `subject`; configs,
 /// layers and unknown blobs are marked without being read.
+///
+/// Iterative; each digest is read once. Refuses (so nothing is swept) a
+/// descriptor path longer than [`limits::MAX_INDEX_DEPTH`] and more than
+/// [`limits::MAX_WALK_DESCRIPTORS`] descriptors in all, the limits every
+/// other walk obeys.
 pub fn mark(cas: &dyn Cas, roots: &[Descriptor]) -> Result<BTreeSet<Digest>, CasError> {
     let mut marked = BTreeSet::new();
-    let mut stack: Vec<Descriptor> = roots.to_vec();
-    while let Some(desc) = stack.pop() {
+    let too_many = || CasError::from(LimitError::new("gc", Limit::WalkDescriptors));
+    if roots.len() > limits::MAX_WALK_DESCRIPTORS {
+        return Err(too_many());
+    }
+    let mut stack: Vec<(Descriptor, usize)> = roots.iter().map(|d| (d.clone(), 1)).collect();
+    let mut pushed = stack.len();
+    while let Some((desc, depth)) = stack.pop() {
         if !marked.insert(desc.digest.clone()) {
             continue;
         }
@@ -30,7 +41,20 @@ pub fn mark(cas: &dyn Cas, roots: &[Descriptor]) -> Result<BTreeSet<Digest>, Cas
         // them without reading them.
         if media::is_parseable(&desc.media_type) {
             let blob = fetch(cas, &desc)?;
-            stack.extend(blob.children().into_iter().cloned());
+            let children = blob.children();
+            if children.is_empty() {
+                continue;
+            }
+            if depth >= limits::MAX_INDEX_DEPTH {
+                return Err(
+                    LimitError::new(format!("gc: {}", desc.digest), Limit::IndexDepth).into(),
+                );
+            }
+            pushed += children.len();
+            if pushed > limits::MAX_WALK_DESCRIPTORS {
+                return Err(too_many());
+            }
+            stack.extend(children.into_iter().map(|c| (c.clone(), depth + 1)));
         }
     }
     Ok(marked)

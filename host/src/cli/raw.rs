@@ -108,9 +108,9 @@ fn split_keywords(v: &[String]) -> Vec<String> {
 fn mtree_validate(a: MtreeValidateArgs) -> Result<()> {
     use rumoci::mtree::{UMOCI_KEYWORDS, diff, parse};
     let f = std::fs::File::open(&a.manifest)
-        .with_context(|| format!("open {}", a.manifest.display()))?;
+        .with_context(|| format!("open {}", rumoci::show::name(&a.manifest)))?;
     let mut spec = parse::parse(std::io::BufReader::new(f))
-        .with_context(|| format!("parse {}", a.manifest.display()))?;
+        .with_context(|| format!("parse {}", rumoci::show::name(&a.manifest)))?;
     let _ = a.rootless;
     // -k, else --umoci-keywords, else what the manifest uses; plus -K; type always
     let mut keys = split_keywords(&a.use_keywords);
@@ -129,7 +129,7 @@ fn mtree_validate(a: MtreeValidateArgs) -> Result<()> {
         spec.keywords = Some(keys.clone());
     }
     let (deltas, _) = diff::compare(&a.path, &spec, None)
-        .with_context(|| format!("walk {}", a.path.display()))?;
+        .with_context(|| format!("walk {}", rumoci::show::name(&a.path)))?;
     for d in &deltas {
         let kind = match d.kind {
             diff::DeltaKind::Missing => "missing",
@@ -150,7 +150,7 @@ fn add_layer(a: AddLayerArgs) -> Result<()> {
     if a.layer.is_dir() {
         anyhow::bail!(
             "layer {}: is a directory, expected a tar archive",
-            a.layer.display()
+            rumoci::show::name(&a.layer)
         );
     }
     let (cas, r) = a.image.open()?;
@@ -158,12 +158,12 @@ fn add_layer(a: AddLayerArgs) -> Result<()> {
     let _guard = cas.writer_guard()?;
     super::util::mutate_tag(cas.as_ref(), &a.image, &dest, &mut |m| {
         let mut file = std::fs::File::open(&a.layer)
-            .with_context(|| format!("open layer {}", a.layer.display()))?;
+            .with_context(|| format!("open layer {}", rumoci::show::name(&a.layer)))?;
         let compression = a.compress.pick(&m.manifest().layers)?;
         let author = m.config().author.clone();
         let history = a.history.entry("umoci raw add-layer", &author, false)?;
         m.add_layer(&mut file, compression, history)
-            .with_context(|| format!("add layer {}", a.layer.display()))?;
+            .with_context(|| format!("add layer {}", rumoci::show::name(&a.layer)))?;
         Ok(())
     })?;
     Ok(())
@@ -173,16 +173,18 @@ fn raw_unpack(a: UnpackArgs) -> Result<()> {
     let opts = a.map.options(a.keep_dirlinks)?;
     let (cas, r) = a.image.open()?;
     let path = refs::resolve(cas.as_ref(), &r.tag, a.image.platform()?.as_ref())
-        .with_context(|| format!("resolve {}:{}", r.layout.display(), r.tag))?;
+        .with_context(|| format!("resolve {}:{}", rumoci::show::name(&r.layout), r.tag))?;
     let manifest = rumoci::cas::ext::fetch_manifest(cas.as_ref(), path.target())?;
     let config = rumoci::cas::ext::fetch_config(cas.as_ref(), &manifest.config)?;
     match std::fs::create_dir_all(&a.rootfs) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(e).with_context(|| format!("create {}", a.rootfs.display())),
+        Err(e) => {
+            return Err(e).with_context(|| format!("create {}", rumoci::show::name(&a.rootfs)));
+        }
     }
     rumoci::unpack::unpack_rootfs(cas.as_ref(), &manifest, &config, &a.rootfs, opts)
-        .with_context(|| format!("unpack {}:{}", r.layout.display(), r.tag))?;
+        .with_context(|| format!("unpack {}:{}", rumoci::show::name(&r.layout), r.tag))?;
     Ok(())
 }
 
@@ -191,7 +193,7 @@ fn runtime_config(a: RuntimeConfigArgs) -> Result<()> {
     let opts = a.map.options(false)?;
     let (cas, r) = a.image.open()?;
     let path = refs::resolve(cas.as_ref(), &r.tag, a.image.platform()?.as_ref())
-        .with_context(|| format!("resolve {}:{}", r.layout.display(), r.tag))?;
+        .with_context(|| format!("resolve {}:{}", rumoci::show::name(&r.layout), r.tag))?;
     let manifest = rumoci::cas::ext::fetch_manifest(cas.as_ref(), path.target())?;
     let config = rumoci::cas::ext::fetch_config(cas.as_ref(), &manifest.config)?;
     let root = a
@@ -199,7 +201,7 @@ fn runtime_config(a: RuntimeConfigArgs) -> Result<()> {
         .as_ref()
         .map(|p| {
             rumoci::layer::root::Root::open(p)
-                .with_context(|| format!("open rootfs {}", p.display()))
+                .with_context(|| format!("open rootfs {}", rumoci::show::name(&p)))
         })
         .transpose()?;
     let name = a
@@ -219,7 +221,13 @@ fn runtime_config(a: RuntimeConfigArgs) -> Result<()> {
         },
     )
     .map_err(anyhow::Error::msg)
-    .with_context(|| format!("runtime config of {}:{}", r.layout.display(), r.tag))?;
+    .with_context(|| {
+        format!(
+            "runtime config of {}:{}",
+            rumoci::show::name(&r.layout),
+            r.tag
+        )
+    })?;
     let data = to_json(&spec).map_err(anyhow::Error::msg)?;
     rumoci::bundle::write_atomic(&a.config, &data).map_err(anyhow::Error::msg)?;
     Ok(())

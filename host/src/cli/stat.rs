@@ -184,7 +184,7 @@ fn render_text(s: &Stat<'_>) -> String {
 pub fn run(a: Args) -> Result<()> {
     let (cas, r) = a.image.open()?;
     let path = refs::resolve(cas.as_ref(), &r.tag, a.image.platform()?.as_ref())
-        .with_context(|| format!("resolve {}:{}", r.layout.display(), r.tag))?;
+        .with_context(|| format!("resolve {}:{}", rumoci::show::name(&r.layout), r.tag))?;
     let mdesc = path.target();
     let manifest = ext::fetch_manifest(cas.as_ref(), mdesc)?;
     let config = ext::fetch_config(cas.as_ref(), &manifest.config)?;
