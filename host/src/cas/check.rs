@@ -3,7 +3,7 @@
 //! parse under the hardened rules, and (through a caller-supplied hook)
 //! layers decompress to their diff_id.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::io::Read;
 
 use super::ext::{fetch, open_verified, read_index};
@@ -123,9 +123,26 @@ pub fn verify_layout(cas: &dyn Cas, layer_check: &mut LayerCheck<'_>) -> Vec<Pro
     }
     let mut stack: Vec<usize> = (0..nodes.len()).rev().collect();
     let mut seen = BTreeSet::new();
+    // A document is checked once, but walked again when reached by a longer
+    // path, so that the depth limit holds for every path, as when resolving
+    // a tag (its children are kept from the first visit).
+    let mut walked: HashMap<Digest, (usize, Children)> = HashMap::new();
     while let Some(at) = stack.pop() {
-        let Some(children) = visit(cas, &nodes, at, &mut seen, &mut problems, layer_check) else {
-            continue;
+        let depth = nodes[at].depth;
+        let children = match walked.get_mut(&nodes[at].desc.digest) {
+            Some((deepest, _)) if *deepest >= depth => continue,
+            Some((deepest, children)) => {
+                *deepest = depth;
+                children.clone()
+            }
+            None => {
+                let Some(children) = visit(cas, &nodes, at, &mut seen, &mut problems, layer_check)
+                else {
+                    continue;
+                };
+                walked.insert(nodes[at].desc.digest.clone(), (depth, children.clone()));
+                children
+            }
         };
         if children.is_empty() {
             continue;
@@ -161,6 +178,9 @@ pub fn verify_layout(cas: &dyn Cas, layer_check: &mut LayerCheck<'_>) -> Vec<Pro
     problems
 }
 
+/// The children of a document, with the diff_ids claimed for them.
+type Children = Vec<(Descriptor, Option<Digest>)>;
+
 /// Check the node `at`; its children (with the diff_ids claimed for them)
 /// when it is a document to descend into.
 fn visit(
@@ -170,7 +190,7 @@ fn visit(
     seen: &mut BTreeSet<(Digest, Option<Digest>)>,
     problems: &mut Vec<Problem>,
     layer_check: &mut LayerCheck<'_>,
-) -> Option<Vec<(Descriptor, Option<Digest>)>> {
+) -> Option<Children> {
     let desc = &nodes[at].desc;
     let diff_id = nodes[at].diff_id.as_ref();
     // a layer is checked once per diff_id it is claimed to have
