@@ -155,7 +155,8 @@ mod tests {
             "tag t: index sha256:ab: nested more than 4096 levels deep (limit MAX_INDEX_DEPTH)"
         );
         assert!(check_document_size("x", MAX_DOCUMENT_SIZE).is_ok());
-        let e = check_document_size("manifest sha256:cd", MAX_DOCUMENT_SIZE + 1).unwrap_err();
+        let e = check_document_size("manifest sha256:cd", MAX_DOCUMENT_SIZE + 1)
+            .expect_err("too large");
         assert!(
             e.to_string()
                 .starts_with("manifest sha256:cd: 67108865 bytes")

@@ -322,8 +322,24 @@ fn exactly_at_the_limit() {
     let tmp = scratch();
     // MAX_INDEX_DEPTH - 1 indexes and the manifest: the longest path
     let l = deep_layout(tmp.path(), MAX_INDEX_DEPTH - 1);
+    // the manifest is reached first through `base`, at depth 1, and again
+    // at the end of the longest path
     rd_ok(&["stat", "--image", &format!("{}:deep", s(&l))]);
     rd_ok(&["verify", "--layout", s(&l)]);
+    rd_ok(&["gc", "--layout", s(&l)]);
+    // one more index is one too many for all three
+    nest(&l, "deep", "over", 1);
+    for args in [
+        vec!["stat", "--image", &format!("{}:over", s(&l))],
+        vec!["verify", "--layout", s(&l)],
+        vec!["gc", "--layout", s(&l)],
+    ] {
+        let out = rd(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        let text = format!("{}{err}", String::from_utf8_lossy(&out.stdout));
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(text.contains("MAX_INDEX_DEPTH"), "{args:?}: {text}");
+    }
 }
 
 /// A bundle whose `umoci.json` claims a descriptor path longer than the

@@ -154,7 +154,11 @@ pub fn verify_layout(cas: &dyn Cas, layer_check: &mut LayerCheck<'_>) -> Vec<Pro
                 reason: limit.to_string(),
             })
         };
-        if nodes[at].depth >= limits::MAX_INDEX_DEPTH {
+        // a manifest ends the descriptor path: its config and layers do
+        // not nest it deeper
+        if nodes[at].depth >= limits::MAX_INDEX_DEPTH
+            && nodes[at].desc.media_type != media::MANIFEST
+        {
             report(Limit::IndexDepth);
             continue;
         }

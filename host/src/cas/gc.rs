@@ -60,7 +60,9 @@ pub fn mark(cas: &dyn Cas, roots: &[Descriptor]) -> Result<BTreeSet<Digest>, Cas
         if children.is_empty() {
             continue;
         }
-        if depth >= limits::MAX_INDEX_DEPTH {
+        // a manifest ends the descriptor path: its config and layers do
+        // not nest it deeper
+        if depth >= limits::MAX_INDEX_DEPTH && desc.media_type != media::MANIFEST {
             return Err(LimitError::new(format!("gc: {}", desc.digest), Limit::IndexDepth).into());
         }
         pushed += children.len();

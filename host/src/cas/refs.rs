@@ -2,10 +2,9 @@
 //! nested indexes to exactly one manifest (choosing a platform when an index
 //! offers several).
 
+use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
-
-use std::collections::HashMap;
 
 use super::ext::{fetch, read_index, update_index};
 use super::{Cas, CasError};
@@ -199,8 +198,10 @@ impl Walk {
         let mut nodes: Vec<Node> = Vec::new();
         let mut leaves = Vec::new();
         // children of the documents already read (a digest may be reached
-        // by many paths)
-        let mut read: HashMap<Digest, Option<Vec<Descriptor>>> = HashMap::new();
+        // by many paths); keyed by what the descriptor claims, since
+        // `fetch` verifies and parses by it
+        let mut read: HashMap<(Digest, String, u64), Option<Vec<Descriptor>>> = HashMap::new();
+        let key = |d: &Descriptor| (d.digest.clone(), d.media_type.clone(), d.size);
         let too_many = || {
             CasError::from(LimitError::new(
                 format!("tag {}", show::name(tag)),
@@ -225,15 +226,16 @@ impl Walk {
         stack.reverse();
         while let Some(at) = stack.pop() {
             let (desc, depth) = (&nodes[at].desc, nodes[at].depth);
-            if !read.contains_key(&desc.digest) {
+            let k = key(desc);
+            if !read.contains_key(&k) {
                 let children = match fetch(cas, desc)? {
                     Blob::Index(i) => Some(i.manifests),
                     Blob::Descriptor(d) => Some(vec![d]),
                     _ => None,
                 };
-                read.insert(desc.digest.clone(), children);
+                read.insert(k.clone(), children);
             }
-            let Some(children) = read.get(&nodes[at].desc.digest).and_then(|c| c.as_ref()) else {
+            let Some(children) = read.get(&k).and_then(|c| c.as_ref()) else {
                 leaves.push(at);
                 continue;
             };

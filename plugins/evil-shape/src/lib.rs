@@ -99,18 +99,24 @@ fn snapshot(i: u64, parent: Option<u64>) -> SnapshotInfo {
 impl LayerStore for Evil {
     fn list_snapshots(cursor: Option<String>, limit: u32) -> Result<SnapshotPage> {
         let start: u64 = cursor.as_deref().unwrap_or("0").parse().unwrap_or(0);
-        let (count, parent): (u64, fn(u64, u64) -> Option<u64>) = match mode().as_str() {
+        let looped = match mode().as_str() {
             // s0 ← s1 ← s2 ← s0
-            "loop" => (3, |i, _| Some((i + 2) % 3)),
+            "loop" => true,
             // s0 ← s1 ← … ← s(n-1)
-            "deep" => (depth(), |i, _| i.checked_sub(1)),
+            "deep" => false,
             m => return Err(Error::Other(format!("list-snapshots in mode {m}"))),
+        };
+        let count = if looped { 3 } else { depth() };
+        let parent = |i: u64| {
+            if looped {
+                Some((i + 2) % 3)
+            } else {
+                i.checked_sub(1)
+            }
         };
         let end = count.min(start + u64::from(limit));
         Ok(SnapshotPage {
-            items: (start..end)
-                .map(|i| snapshot(i, parent(i, count)))
-                .collect(),
+            items: (start..end).map(|i| snapshot(i, parent(i))).collect(),
             next: (end < count).then(|| end.to_string()),
         })
     }
