@@ -516,3 +516,87 @@ fn a_longer_path_through_a_shared_chain_is_found() {
         std::fs::write(&path, serde_json::to_vec(&index).expect("json")).expect("write");
     }
 }
+
+/// Add `manifests` to `index.json` as tag `tag` in an index blob; returns
+/// nothing (the tag is appended to `index.json`).
+fn tag_index(l: &Path, tag: &str, manifests: Vec<serde_json::Value>) {
+    let doc = serde_json::json!({"schemaVersion": 2, "mediaType": INDEX, "manifests": manifests});
+    let (digest, size) = put_blob(l, &serde_json::to_vec(&doc).expect("json"));
+    let entry = serde_json::json!({
+        "mediaType": INDEX, "digest": digest, "size": size,
+        "annotations": {"org.opencontainers.image.ref.name": tag},
+    });
+    let path = l.join("index.json");
+    let mut index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).expect("read index")).expect("parse index");
+    index["manifests"]
+        .as_array_mut()
+        .expect("manifests")
+        .push(entry);
+    std::fs::write(&path, serde_json::to_vec(&index).expect("json")).expect("write index");
+}
+
+/// 30 levels of indexes each naming the level below twice: 2^30 paths
+/// from 31 small blobs. Resolving is cut off at MAX_WALK_DESCRIPTORS
+/// (reading each blob once); verify and gc, which visit each document once,
+/// finish quickly.
+#[test]
+fn exponentially_many_paths_are_cut_off() {
+    let tmp = scratch();
+    let l = deep_layout(tmp.path(), 1);
+    let entry = index_entry(&l, "base");
+    let mut child = serde_json::json!({
+        "mediaType": entry["mediaType"], "digest": entry["digest"], "size": entry["size"],
+    });
+    for _ in 0..29 {
+        let doc = serde_json::json!({
+            "schemaVersion": 2, "mediaType": INDEX, "manifests": [child, child],
+        });
+        let (digest, size) = put_blob(&l, &serde_json::to_vec(&doc).expect("json"));
+        child = serde_json::json!({"mediaType": INDEX, "digest": digest, "size": size});
+    }
+    tag_index(&l, "laughs", vec![child.clone(), child]);
+    let started = std::time::Instant::now();
+    let e = rd_err(&["stat", "--image", &format!("{}:laughs", s(&l))]);
+    assert!(
+        e.contains("tag laughs") && e.contains("MAX_WALK_DESCRIPTORS"),
+        "{e}"
+    );
+    assert_eq!(e.trim().lines().count(), 1, "{e}");
+    rd_ok(&["verify", "--layout", s(&l)]);
+    rd_ok(&["gc", "--layout", s(&l)]);
+    assert!(started.elapsed().as_secs() < 120, "{:?}", started.elapsed());
+}
+
+/// An index holding more than MAX_DOCUMENT_DESCRIPTORS descriptors is
+/// refused by name, by every walk.
+#[test]
+fn too_many_descriptors_in_one_document() {
+    let tmp = scratch();
+    let l = deep_layout(tmp.path(), 1);
+    let entry = index_entry(&l, "base");
+    let one = serde_json::json!({
+        "mediaType": entry["mediaType"], "digest": entry["digest"], "size": entry["size"],
+    });
+    tag_index(
+        &l,
+        "wide",
+        vec![one; rumoci::limits::MAX_DOCUMENT_DESCRIPTORS + 1],
+    );
+    let before = snapshot(&l);
+    for args in [
+        vec!["stat", "--image", &format!("{}:wide", s(&l))],
+        vec!["gc", "--layout", s(&l)],
+        vec!["verify", "--layout", s(&l)],
+    ] {
+        let out = rd(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        let text = format!("{}{err}", String::from_utf8_lossy(&out.stdout));
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            text.contains("MAX_DOCUMENT_DESCRIPTORS") && text.contains("index sha256:"),
+            "{args:?}: {text}"
+        );
+    }
+    assert_eq!(before, snapshot(&l));
+}
