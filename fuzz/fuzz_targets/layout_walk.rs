@@ -170,8 +170,11 @@ impl<'a> Arbitrary<'a> for Layout {
                     store(bytes, media::INDEX, &mut blobs)
                 }
                 4 => {
-                    // a chain of nested indexes, sometimes around the limit
-                    let depth = if u.ratio(1, 8)? {
+                    // a chain of nested indexes, sometimes around the limit,
+                    // rarely far past it (a recursive walk overflows there)
+                    let depth = if u.ratio(1, 32)? {
+                        5 * MAX_INDEX_DEPTH
+                    } else if u.ratio(1, 8)? {
                         u.int_in_range(MAX_INDEX_DEPTH - 2..=MAX_INDEX_DEPTH + 2)?
                     } else {
                         u.int_in_range(1..=16)?
