@@ -600,3 +600,71 @@ fn too_many_descriptors_in_one_document() {
     }
     assert_eq!(before, snapshot(&l));
 }
+
+/// A fifo where `index.json` or a blob should be: refused at once (an open
+/// would block for good), and `/dev/zero` as a blob is cut at its size.
+#[test]
+fn special_files_in_a_layout_are_refused_without_blocking() {
+    let tmp = scratch();
+    let l = deep_layout(tmp.path(), 1);
+    let img = format!("{}:deep", s(&l));
+    let mdigest = index_entry(&l, "base")["digest"]
+        .as_str()
+        .expect("digest")
+        .to_string();
+    let manifest = blob_path(&l, &mdigest);
+    let saved = std::fs::read(&manifest).expect("read manifest");
+    std::fs::remove_file(&manifest).expect("rm");
+    run_ok("mkfifo", &[s(&manifest)]);
+    let (done, _, err) = rd_within(&["stat", "--image", &img], 20);
+    assert!(done, "stat blocked on a fifo blob");
+    assert!(err.contains("not a regular file"), "{err}");
+    std::fs::remove_file(&manifest).expect("rm");
+    std::os::unix::fs::symlink("/dev/zero", &manifest).expect("symlink");
+    let (done, _, err) = rd_within(&["stat", "--image", &img], 20);
+    assert!(done, "stat read /dev/zero for ever");
+    assert!(err.contains("not a regular file"), "{err}");
+    std::fs::remove_file(&manifest).expect("rm");
+    std::fs::write(&manifest, saved).expect("restore");
+
+    let index = l.join("index.json");
+    std::fs::rename(&index, tmp.path().join("index.json.saved")).expect("mv");
+    run_ok("mkfifo", &[s(&index)]);
+    for args in [
+        vec!["stat", "--image", img.as_str()],
+        vec!["ls", "--layout", s(&l)],
+        vec!["gc", "--layout", s(&l)],
+    ] {
+        let (done, code, err) = rd_within(&args, 20);
+        assert!(done, "{args:?} blocked on a fifo index.json");
+        assert_eq!(code, Some(1), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
+
+/// Run rumoci, killing it after `secs`: whether it ended by itself, its
+/// exit code and its stderr.
+fn rd_within(args: &[&str], secs: u64) -> (bool, Option<i32>, String) {
+    let mut child = std::process::Command::new(rumoci_bin())
+        .args(args)
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn rumoci");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                std::io::Read::read_to_string(&mut e, &mut err).expect("read stderr");
+            }
+            return (true, status.code(), err);
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().expect("kill");
+            child.wait().expect("wait");
+            return (false, None, String::new());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

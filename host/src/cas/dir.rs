@@ -35,6 +35,37 @@ pub struct DirCas {
     chown_to: Option<(u32, u32)>,
 }
 
+/// Open a file for reading, refusing anything but a regular file (a fifo
+/// would block the open for good, a device could be endless). The open
+/// itself does not block (`O_NONBLOCK`, which means nothing for a regular
+/// file).
+fn open_regular(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)?;
+    if !f.metadata()?.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "not a regular file",
+        ));
+    }
+    Ok(f)
+}
+
+/// Read a whole JSON document (`index.json`, `oci-layout`) of at most
+/// [`MAX_INDEX`] bytes.
+fn read_document(path: &Path) -> Result<Vec<u8>, CasError> {
+    let f = open_regular(path).map_err(io_err(path))?;
+    let mut buf = Vec::new();
+    f.take(MAX_INDEX + 1)
+        .read_to_end(&mut buf)
+        .map_err(io_err(path))?;
+    crate::limits::check_document_size(show::name(path), buf.len() as u64)?;
+    Ok(buf)
+}
+
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> CasError + '_ {
     move |e| CasError::io(show::name(path), e)
 }
@@ -117,7 +148,7 @@ impl DirCas {
         if !meta.is_dir() {
             return Err(invalid("not a directory".into()));
         }
-        let layout = fs::read(path.join(LAYOUT_FILE))
+        let layout = read_document(&path.join(LAYOUT_FILE))
             .map_err(|e| invalid(format!("cannot read {LAYOUT_FILE}: {e}")))?;
         let v: serde_json::Value = serde_json::from_slice(&layout)
             .map_err(|e| invalid(format!("{LAYOUT_FILE} is not JSON: {e}")))?;
@@ -251,7 +282,7 @@ pub(crate) struct WriterGuard(#[allow(dead_code)] pub(crate) File);
 impl Cas for DirCas {
     fn open_blob(&self, digest: &Digest) -> Result<Box<dyn Read + Send>, CasError> {
         let path = self.blob_path(digest);
-        match File::open(&path) {
+        match open_regular(&path) {
             Ok(f) => Ok(Box::new(f)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 Err(CasError::NotFound(format!("blob {digest}")))
@@ -320,14 +351,7 @@ impl Cas for DirCas {
     }
 
     fn read_index_raw(&self) -> Result<Vec<u8>, CasError> {
-        let path = self.root.join(INDEX_FILE);
-        let f = File::open(&path).map_err(io_err(&path))?;
-        let mut buf = Vec::new();
-        f.take(MAX_INDEX + 1)
-            .read_to_end(&mut buf)
-            .map_err(io_err(&path))?;
-        crate::limits::check_document_size(show::name(&path), buf.len() as u64)?;
-        Ok(buf)
+        read_document(&self.root.join(INDEX_FILE))
     }
 
     fn swap_index_raw(&self, old: &[u8], new: &[u8]) -> Result<(), CasError> {
