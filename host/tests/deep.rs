@@ -276,6 +276,10 @@ fn beyond_the_limit(driver: &[String]) {
                 if args[0] != "gc" {
                     assert!(err.contains("tag deep"), "{args:?}: {err}");
                 }
+                // through a plugin, the error names it
+                if !driver.is_empty() {
+                    assert!(err.contains("driver dir-cas"), "{args:?}: {err}");
+                }
             }
         }
         assert_eq!(before, snapshot(&l), "{args:?} changed the layout");
@@ -314,6 +318,7 @@ fn plugin_answering_ten_thousand_nested_indexes() {
             !out.status.success() && err.contains("MAX_INDEX_DEPTH"),
             "{err}"
         );
+        assert!(err.contains("driver dir-cas (dir_cas.wasm)"), "{err}");
     }
 }
 

@@ -151,6 +151,18 @@ fn describe(spec: &DriverSpec, dir: &Path) -> String {
     }
 }
 
+/// How errors name the content-store plugin given with `--driver`
+/// (`driver NAME (FILE)`), `None` with the built-in driver.
+pub fn cas_label() -> Option<String> {
+    let (wasm, spec) = cas_spec().ok()??;
+    let name = plugin_info(&wasm, &spec).ok()?.name;
+    let file = wasm
+        .file_name()
+        .map(|f| rumoci::show::name(f))
+        .unwrap_or_default();
+    Some(format!("driver {} ({file})", rumoci::show::name(&name)))
+}
+
 /// Open an existing layout through the selected driver (default: built-in).
 pub fn open_layout(path: &Path) -> Result<Box<dyn Cas>> {
     match cas_spec()? {
