@@ -156,10 +156,7 @@ fn describe(spec: &DriverSpec, dir: &Path) -> String {
 pub fn cas_label() -> Option<String> {
     let (wasm, spec) = cas_spec().ok()??;
     let name = plugin_info(&wasm, &spec).ok()?.name;
-    let file = wasm
-        .file_name()
-        .map(|f| rumoci::show::name(f))
-        .unwrap_or_default();
+    let file = wasm.file_name().map(rumoci::show::name).unwrap_or_default();
     Some(format!("driver {} ({file})", rumoci::show::name(&name)))
 }
 
