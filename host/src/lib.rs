@@ -15,6 +15,8 @@
 //! * [`mutate`]: new layers, configs and manifests, retagged atomically.
 //! * [`stat`]: what a manifest, its config and history hold, in umoci's
 //!   text and JSON forms.
+//! * [`limits`]: the bounds every walk over outside data obeys, and
+//!   [`show`]: paths and names shortened for error messages.
 
 pub mod bundle;
 pub mod cas;
@@ -22,6 +24,7 @@ pub mod cas;
 pub mod driver;
 pub mod layer;
 pub mod layer_store;
+pub mod limits;
 pub mod mtree;
 pub mod mutate;
 pub mod oci;
@@ -29,4 +32,5 @@ pub mod path;
 pub mod progress;
 pub mod repack;
 pub mod stat;
+pub mod show;
 pub mod unpack;

@@ -3,12 +3,14 @@
 //! parse under the hardened rules, and (through a caller-supplied hook)
 //! layers decompress to their diff_id.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::io::Read;
 
 use super::ext::{fetch, open_verified, read_index};
 use super::{Cas, CasError};
+use crate::limits::{self, Limit};
 use crate::oci::{Blob, Descriptor, Digest, media};
+use crate::show;
 
 /// One problem found, with where it was found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,7 +39,61 @@ impl std::fmt::Display for Problem {
 pub type LayerCheck<'a> =
     dyn FnMut(&Descriptor, Option<&Digest>, &mut dyn Read) -> Result<(), String> + 'a;
 
-/// Verify everything reachable from `index.json`.
+/// One descriptor waiting to be checked: a node of the walk. Nodes keep a
+/// link to their parent instead of the whole path, so deep nesting costs
+/// memory linear in the number of descriptors.
+struct Node {
+    desc: Descriptor,
+    /// The diff_id the manifest above claims for this layer.
+    diff_id: Option<Digest>,
+    /// `index.json[i] (tag t)` for a root, else `None`.
+    label: Option<String>,
+    parent: Option<usize>,
+    /// The length of the descriptor path ending here (a root is 1).
+    depth: usize,
+}
+
+/// How many digests of a long path are shown at each end.
+const PATH_ENDS: usize = 3;
+
+/// `index.json[i] (tag t) → d1 → … → dn` for the node `at`, the middle of a
+/// long path left out.
+fn path_of(nodes: &[Node], at: usize) -> String {
+    let mut chain = Vec::new();
+    let mut i = Some(at);
+    while let Some(n) = i {
+        chain.push(n);
+        i = nodes[n].parent;
+    }
+    chain.reverse();
+    let show = |n: usize| match &nodes[n].label {
+        Some(l) => l.clone(),
+        None => nodes[n].desc.digest.to_string(),
+    };
+    if chain.len() <= 2 * PATH_ENDS + 1 {
+        return chain
+            .iter()
+            .map(|&n| show(n))
+            .collect::<Vec<_>>()
+            .join(" → ");
+    }
+    let head: Vec<String> = chain[..PATH_ENDS].iter().map(|&n| show(n)).collect();
+    let tail: Vec<String> = chain[chain.len() - PATH_ENDS..]
+        .iter()
+        .map(|&n| show(n))
+        .collect();
+    format!(
+        "{} → …({} more)… → {}",
+        head.join(" → "),
+        chain.len() - 2 * PATH_ENDS,
+        tail.join(" → ")
+    )
+}
+
+/// Verify everything reachable from `index.json`. The walk is iterative and
+/// bounded by [`limits::MAX_INDEX_DEPTH`] (deeper indexes are a problem and
+/// not followed) and [`limits::MAX_WALK_DESCRIPTORS`] (the walk stops with a
+/// problem).
 pub fn verify_layout(cas: &dyn Cas, layer_check: &mut LayerCheck<'_>) -> Vec<Problem> {
     let mut problems = Vec::new();
     let index = match read_index(cas) {
@@ -51,41 +107,103 @@ pub fn verify_layout(cas: &dyn Cas, layer_check: &mut LayerCheck<'_>) -> Vec<Pro
             return problems;
         }
     };
-    let mut seen = BTreeSet::new();
-    for (i, root) in index.manifests.iter().enumerate() {
-        let name = match root.ref_name() {
-            Some(t) => format!("index.json[{i}] (tag {t})"),
+    let mut nodes: Vec<Node> = Vec::new();
+    for (i, root) in index.manifests.into_iter().enumerate() {
+        let label = match root.ref_name() {
+            Some(t) => format!("index.json[{i}] (tag {})", show::name(t)),
             None => format!("index.json[{i}]"),
         };
-        visit(
-            cas,
-            root,
-            &name,
-            None,
-            &mut seen,
-            &mut problems,
-            layer_check,
-        );
+        nodes.push(Node {
+            desc: root,
+            diff_id: None,
+            label: Some(label),
+            parent: None,
+            depth: 1,
+        });
+    }
+    let mut stack: Vec<usize> = (0..nodes.len()).rev().collect();
+    let mut seen = BTreeSet::new();
+    // A document is checked once, but walked again when reached by a longer
+    // path, so that the depth limit holds for every path, as when resolving
+    // a tag (its children are kept from the first visit).
+    let mut walked: HashMap<Digest, (usize, Children)> = HashMap::new();
+    while let Some(at) = stack.pop() {
+        let depth = nodes[at].depth;
+        let children = match walked.get_mut(&nodes[at].desc.digest) {
+            Some((deepest, _)) if *deepest >= depth => continue,
+            Some((deepest, children)) => {
+                *deepest = depth;
+                children.clone()
+            }
+            None => {
+                let Some(children) = visit(cas, &nodes, at, &mut seen, &mut problems, layer_check)
+                else {
+                    continue;
+                };
+                walked.insert(nodes[at].desc.digest.clone(), (depth, children.clone()));
+                children
+            }
+        };
+        if children.is_empty() {
+            continue;
+        }
+        let mut report = |limit: Limit| {
+            problems.push(Problem {
+                path: path_of(&nodes, at),
+                digest: Some(nodes[at].desc.digest.clone()),
+                reason: limit.to_string(),
+            })
+        };
+        // a manifest ends the descriptor path: its config and layers do
+        // not nest it deeper
+        if nodes[at].depth >= limits::MAX_INDEX_DEPTH
+            && nodes[at].desc.media_type != media::MANIFEST
+        {
+            report(Limit::IndexDepth);
+            continue;
+        }
+        if nodes.len() + children.len() > limits::MAX_WALK_DESCRIPTORS {
+            report(Limit::WalkDescriptors);
+            break;
+        }
+        let first = nodes.len();
+        let depth = nodes[at].depth + 1;
+        for (desc, diff_id) in children {
+            nodes.push(Node {
+                desc,
+                diff_id,
+                label: None,
+                parent: Some(at),
+                depth,
+            });
+        }
+        stack.extend((first..nodes.len()).rev());
     }
     problems
 }
 
+/// The children of a document, with the diff_ids claimed for them.
+type Children = Vec<(Descriptor, Option<Digest>)>;
+
+/// Check the node `at`; its children (with the diff_ids claimed for them)
+/// when it is a document to descend into.
 fn visit(
     cas: &dyn Cas,
-    desc: &Descriptor,
-    path: &str,
-    diff_id: Option<&Digest>,
+    nodes: &[Node],
+    at: usize,
     seen: &mut BTreeSet<(Digest, Option<Digest>)>,
     problems: &mut Vec<Problem>,
     layer_check: &mut LayerCheck<'_>,
-) {
+) -> Option<Children> {
+    let desc = &nodes[at].desc;
+    let diff_id = nodes[at].diff_id.as_ref();
     // a layer is checked once per diff_id it is claimed to have
     if !seen.insert((desc.digest.clone(), diff_id.cloned())) {
-        return;
+        return None;
     }
     let mut report = |reason: String| {
         problems.push(Problem {
-            path: path.to_string(),
+            path: path_of(nodes, at),
             digest: Some(desc.digest.clone()),
             reason,
         })
@@ -95,11 +213,11 @@ fn visit(
             Ok(Some(_)) => {}
             Ok(None) => {
                 report("blob is missing".into());
-                return;
+                return None;
             }
             Err(e) => {
                 report(e.to_string());
-                return;
+                return None;
             }
         }
     }
@@ -112,13 +230,13 @@ fn visit(
         if let Err(e) = res {
             report(e);
         }
-        return;
+        return None;
     }
     let blob = match fetch(cas, desc) {
         Ok(b) => b,
         Err(e) => {
             report(e.to_string());
-            return;
+            return None;
         }
     };
     if let Blob::Other = blob {
@@ -130,7 +248,7 @@ fn visit(
         if let Err(e) = res {
             report(e.to_string());
         }
-        return;
+        return None;
     }
     let diff_ids: Vec<Digest> = match &blob {
         Blob::Manifest(m) => match fetch(cas, &m.config) {
@@ -153,6 +271,7 @@ fn visit(
         _ => BTreeSet::new(),
     };
     let mut layer_no = 0;
+    let mut children = Vec::new();
     for child in blob.children() {
         let child_diff = if layers.contains(&child.digest) {
             let d = diff_ids.get(layer_no);
@@ -161,15 +280,7 @@ fn visit(
         } else {
             None
         };
-        let child_path = format!("{path} → {}", child.digest);
-        visit(
-            cas,
-            child,
-            &child_path,
-            child_diff,
-            seen,
-            problems,
-            layer_check,
-        );
+        children.push((child.clone(), child_diff.cloned()));
     }
+    Some(children)
 }

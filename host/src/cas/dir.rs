@@ -19,12 +19,13 @@ use rustix::fs::{FlockOperation, flock};
 
 use super::{BlobWriter, Cas, CasError};
 use crate::oci::{Algorithm, Digest, Hasher, Index, to_go_json};
+use crate::show;
 
 const TMP_PREFIX: &str = ".rumoci-tmp-";
 const LAYOUT_FILE: &str = "oci-layout";
 const INDEX_FILE: &str = "index.json";
 /// Largest `index.json` rumoci will read.
-const MAX_INDEX: u64 = 64 << 20;
+const MAX_INDEX: u64 = crate::limits::MAX_DOCUMENT_SIZE;
 
 /// An OCI image layout on the local filesystem.
 #[derive(Debug)]
@@ -34,8 +35,39 @@ pub struct DirCas {
     chown_to: Option<(u32, u32)>,
 }
 
+/// Open a file for reading, refusing anything but a regular file (a fifo
+/// would block the open for good, a device could be endless). The open
+/// itself does not block (`O_NONBLOCK`, which means nothing for a regular
+/// file).
+fn open_regular(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)?;
+    if !f.metadata()?.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "not a regular file",
+        ));
+    }
+    Ok(f)
+}
+
+/// Read a whole JSON document (`index.json`, `oci-layout`) of at most
+/// [`MAX_INDEX`] bytes.
+fn read_document(path: &Path) -> Result<Vec<u8>, CasError> {
+    let f = open_regular(path).map_err(io_err(path))?;
+    let mut buf = Vec::new();
+    f.take(MAX_INDEX + 1)
+        .read_to_end(&mut buf)
+        .map_err(io_err(path))?;
+    crate::limits::check_document_size(show::name(path), buf.len() as u64)?;
+    Ok(buf)
+}
+
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> CasError + '_ {
-    move |e| CasError::io(path.display().to_string(), e)
+    move |e| CasError::io(show::name(path), e)
 }
 
 fn random_suffix() -> String {
@@ -45,7 +77,7 @@ fn random_suffix() -> String {
 /// `flock` the directory (or file) at `path`; released when the file drops.
 pub(crate) fn lock(path: &Path, op: FlockOperation) -> Result<File, CasError> {
     let f = File::open(path).map_err(io_err(path))?;
-    flock(&f, op).map_err(|e| CasError::io(path.display().to_string(), e.into()))?;
+    flock(&f, op).map_err(|e| CasError::io(show::name(path), e.into()))?;
     Ok(f)
 }
 
@@ -62,7 +94,7 @@ impl DirCas {
         if fs::symlink_metadata(path).is_ok() {
             return Err(CasError::Invalid(format!(
                 "image layout {}: already exists",
-                path.display()
+                show::name(path)
             )));
         }
         let parent = match path.parent() {
@@ -89,7 +121,7 @@ impl DirCas {
                 path,
                 rustix::fs::RenameFlags::NOREPLACE,
             )
-            .map_err(|e| CasError::io(path.display().to_string(), e.into()))?;
+            .map_err(|e| CasError::io(show::name(path), e.into()))?;
             fsync_dir(&parent)
         };
         let res = build();
@@ -104,19 +136,19 @@ impl DirCas {
     /// `index.json`.
     pub fn open(path: &Path) -> Result<DirCas, CasError> {
         let invalid = |reason: String| CasError::InvalidLayout {
-            path: path.display().to_string(),
+            path: show::name(path),
             reason,
         };
         let meta = fs::metadata(path).map_err(|e| match e.kind() {
             io::ErrorKind::NotFound => {
-                CasError::NotFound(format!("image layout {}", path.display()))
+                CasError::NotFound(format!("image layout {}", show::name(path)))
             }
-            _ => CasError::io(path.display().to_string(), e),
+            _ => CasError::io(show::name(path), e),
         })?;
         if !meta.is_dir() {
             return Err(invalid("not a directory".into()));
         }
-        let layout = fs::read(path.join(LAYOUT_FILE))
+        let layout = read_document(&path.join(LAYOUT_FILE))
             .map_err(|e| invalid(format!("cannot read {LAYOUT_FILE}: {e}")))?;
         let v: serde_json::Value = serde_json::from_slice(&layout)
             .map_err(|e| invalid(format!("{LAYOUT_FILE} is not JSON: {e}")))?;
@@ -161,14 +193,14 @@ impl DirCas {
             .open(&path)
             .map_err(io_err(&path))?;
         flock(&f, FlockOperation::LockExclusive)
-            .map_err(|e| CasError::io(path.display().to_string(), e.into()))?;
+            .map_err(|e| CasError::io(show::name(&path), e.into()))?;
         if let Some((uid, gid)) = self.chown_to {
             rustix::fs::fchown(
                 &f,
                 Some(rustix::fs::Uid::from_raw(uid)),
                 Some(rustix::fs::Gid::from_raw(gid)),
             )
-            .map_err(|e| CasError::io(path.display().to_string(), e.into()))?;
+            .map_err(|e| CasError::io(show::name(&path), e.into()))?;
         }
         Ok((f, path))
     }
@@ -250,7 +282,7 @@ pub(crate) struct WriterGuard(#[allow(dead_code)] pub(crate) File);
 impl Cas for DirCas {
     fn open_blob(&self, digest: &Digest) -> Result<Box<dyn Read + Send>, CasError> {
         let path = self.blob_path(digest);
-        match File::open(&path) {
+        match open_regular(&path) {
             Ok(f) => Ok(Box::new(f)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 Err(CasError::NotFound(format!("blob {digest}")))
@@ -294,14 +326,23 @@ impl Cas for DirCas {
             let entries = match fs::read_dir(&dir) {
                 Ok(e) => e,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(CasError::io(dir.display().to_string(), e)),
+                Err(e) => return Err(CasError::io(show::name(&dir), e)),
             };
             for entry in entries {
                 let entry = entry.map_err(io_err(&dir))?;
                 let name = entry.file_name();
                 match name.to_str().map(|n| Digest::from_parts(alg, n)) {
                     Some(Ok(d)) => out.push(d),
-                    _ => tracing::warn!("ignoring {}: not a blob name", dir.join(&name).display()),
+                    _ => {
+                        tracing::warn!("ignoring {}: not a blob name", show::name(&dir.join(&name)))
+                    }
+                }
+                if out.len() > crate::limits::MAX_LISTED_BLOBS {
+                    return Err(crate::limits::LimitError::new(
+                        format!("image layout {}", show::name(&self.root)),
+                        crate::limits::Limit::ListedBlobs,
+                    )
+                    .into());
                 }
             }
         }
@@ -310,19 +351,7 @@ impl Cas for DirCas {
     }
 
     fn read_index_raw(&self) -> Result<Vec<u8>, CasError> {
-        let path = self.root.join(INDEX_FILE);
-        let f = File::open(&path).map_err(io_err(&path))?;
-        let mut buf = Vec::new();
-        f.take(MAX_INDEX + 1)
-            .read_to_end(&mut buf)
-            .map_err(io_err(&path))?;
-        if buf.len() as u64 > MAX_INDEX {
-            return Err(CasError::Invalid(format!(
-                "{}: larger than {MAX_INDEX} bytes",
-                path.display()
-            )));
-        }
-        Ok(buf)
+        read_document(&self.root.join(INDEX_FILE))
     }
 
     fn swap_index_raw(&self, old: &[u8], new: &[u8]) -> Result<(), CasError> {
@@ -365,9 +394,9 @@ impl Cas for DirCas {
                 fs::remove_file(&path)
             };
             match res {
-                Ok(()) => tracing::info!("removed stale temporary {}", path.display()),
+                Ok(()) => tracing::info!("removed stale temporary {}", show::name(&path)),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(CasError::io(path.display().to_string(), e)),
+                Err(e) => return Err(CasError::io(show::name(&path), e)),
             }
         }
         Ok(())

@@ -6,10 +6,11 @@ use std::io::{Cursor, Read, Write};
 use serde::Serialize;
 
 use super::{Cas, CasError, VerifiedReader};
+use crate::limits;
 use crate::oci::{self, Blob, Descriptor, Digest, Index, media};
 
 /// Largest JSON document (manifest, index, config) rumoci will load.
-pub const MAX_JSON_BLOB: u64 = 64 << 20;
+pub const MAX_JSON_BLOB: u64 = limits::MAX_DOCUMENT_SIZE;
 
 /// Open the content a descriptor points to, verified against its size and
 /// digest. Embedded `data` is checked and used instead of the stored blob.
@@ -38,12 +39,7 @@ pub fn open_verified(cas: &dyn Cas, desc: &Descriptor) -> Result<Box<dyn Read + 
 
 /// Read a whole (small) blob into memory, verified.
 pub fn read_bytes(cas: &dyn Cas, desc: &Descriptor) -> Result<Vec<u8>, CasError> {
-    if desc.size > MAX_JSON_BLOB {
-        return Err(CasError::Invalid(format!(
-            "blob {}: {} bytes is too large for a {} document (limit {MAX_JSON_BLOB})",
-            desc.digest, desc.size, desc.media_type
-        )));
-    }
+    limits::check_document_size(describe(desc), desc.size)?;
     let mut buf = Vec::with_capacity(usize::try_from(desc.size).unwrap_or(0));
     open_verified(cas, desc)?
         .read_to_end(&mut buf)
@@ -63,6 +59,8 @@ fn describe(desc: &Descriptor) -> String {
 
 /// Read and parse the blob a descriptor points to, by its media type.
 /// Layers and unknown types are not read and come back as [`Blob::Other`].
+/// Documents are bounded by [`limits::MAX_DOCUMENT_SIZE`] and
+/// [`limits::MAX_DOCUMENT_DESCRIPTORS`].
 pub fn fetch(cas: &dyn Cas, desc: &Descriptor) -> Result<Blob, CasError> {
     if !matches!(
         desc.media_type.as_str(),
@@ -71,10 +69,12 @@ pub fn fetch(cas: &dyn Cas, desc: &Descriptor) -> Result<Blob, CasError> {
         return Ok(Blob::Other);
     }
     let bytes = read_bytes(cas, desc)?;
-    oci::parse_blob(&desc.media_type, &bytes).map_err(|source| CasError::Document {
+    let blob = oci::parse_blob(&desc.media_type, &bytes).map_err(|source| CasError::Document {
         what: describe(desc),
         source,
-    })
+    })?;
+    limits::check_document_descriptors(describe(desc), blob.children().len())?;
+    Ok(blob)
 }
 
 /// Fetch a manifest.
@@ -148,10 +148,13 @@ pub fn read_index(cas: &dyn Cas) -> Result<Index, CasError> {
 }
 
 fn parse_index_json(raw: &[u8]) -> Result<Index, CasError> {
-    oci::parse_index(raw).map_err(|source| CasError::Document {
+    limits::check_document_size("index.json", raw.len() as u64)?;
+    let index = oci::parse_index(raw).map_err(|source| CasError::Document {
         what: "index.json".into(),
         source,
-    })
+    })?;
+    limits::check_document_descriptors("index.json", index.manifests.len())?;
+    Ok(index)
 }
 
 /// Read-modify-write `index.json`: `f` edits the index, which is written back

@@ -36,16 +36,18 @@ pub enum CasError {
         #[source]
         source: std::io::Error,
     },
-    /// Content did not hash to its digest.
-    #[error("blob {expected}: digest mismatch (content hashes to {actual})")]
+    /// Content did not hash to its digest. The message contains umoci's
+    /// `verified reader digest mismatch` (scripts look for it).
+    #[error("blob {expected}: verified reader digest mismatch (content hashes to {actual})")]
     DigestMismatch {
         /// The digest the descriptor promised.
         expected: Digest,
         /// What the content hashes to.
         actual: Digest,
     },
-    /// Content is longer or shorter than its descriptor says.
-    #[error("blob {digest}: size mismatch (descriptor says {expected} bytes, content has {actual}{more})", more = if *.longer { " or more" } else { "" })]
+    /// Content is longer or shorter than its descriptor says. The message
+    /// contains umoci's `verified reader size mismatch`.
+    #[error("blob {digest}: verified reader size mismatch (descriptor says {expected} bytes, content has {actual}{more})", more = if *.longer { " or more" } else { "" })]
     SizeMismatch {
         /// The blob.
         digest: Digest,
@@ -79,6 +81,9 @@ pub enum CasError {
     /// `index.json` changed between read and write (compare-and-swap lost).
     #[error("index.json was changed concurrently")]
     Conflict,
+    /// A limit of [`crate::limits`] was hit.
+    #[error(transparent)]
+    Limit(#[from] crate::limits::LimitError),
     /// Something else the caller asked for is invalid.
     #[error("{0}")]
     Invalid(String),

@@ -2,15 +2,15 @@
 //! nested indexes to exactly one manifest (choosing a platform when an index
 //! offers several).
 
+use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
 
 use super::ext::{fetch, read_index, update_index};
 use super::{Cas, CasError};
-use crate::oci::{Blob, Descriptor, Platform, media};
-
-/// How deep nested indexes may go before resolution gives up.
-const MAX_DEPTH: usize = 32;
+use crate::limits::{self, Limit, LimitError};
+use crate::oci::{Blob, Descriptor, Digest, Platform, media};
+use crate::show;
 
 /// Whether `name` matches the OCI ref-name grammar:
 /// `component(/component)*` where a component is alphanumeric runs joined
@@ -236,55 +236,143 @@ impl DescriptorPath {
     }
 }
 
-fn collect(
-    cas: &dyn Cas,
-    path: &mut Vec<Descriptor>,
-    out: &mut Vec<DescriptorPath>,
-) -> Result<(), CasError> {
-    let Some(desc) = path.last().cloned() else {
-        return Ok(());
-    };
-    if path.len() > MAX_DEPTH {
-        return Err(CasError::Invalid(format!(
-            "index {}: nested more than {MAX_DEPTH} levels deep",
-            desc.digest
-        )));
-    }
-    if path[..path.len() - 1]
-        .iter()
-        .any(|d| d.digest == desc.digest)
-    {
-        return Err(CasError::Invalid(format!(
-            "index {}: refers to itself",
-            desc.digest
-        )));
-    }
-    let children = match fetch(cas, &desc)? {
-        Blob::Index(i) => i.manifests,
-        Blob::Descriptor(d) => vec![d],
-        _ => {
-            out.push(DescriptorPath(path.clone()));
-            return Ok(());
+/// One descriptor reached while resolving a tag: the walk keeps parent
+/// links instead of whole paths, so deep nesting costs memory linear in the
+/// number of descriptors visited.
+struct Node {
+    desc: Descriptor,
+    parent: Option<usize>,
+    /// The nearest node on the path (itself included) that has a platform.
+    platform: Option<usize>,
+    /// The length of the descriptor path ending here (the root is 1).
+    depth: usize,
+}
+
+/// Every descriptor reachable from `tag`'s roots, depth first (children in
+/// document order), and the nodes where the paths end (not an index).
+/// Iterative, and bounded by [`limits::MAX_INDEX_DEPTH`] and
+/// [`limits::MAX_WALK_DESCRIPTORS`].
+struct Walk {
+    nodes: Vec<Node>,
+    leaves: Vec<usize>,
+}
+
+impl Walk {
+    fn new(cas: &dyn Cas, tag: &str, roots: Vec<Descriptor>) -> Result<Walk, CasError> {
+        let mut nodes: Vec<Node> = Vec::new();
+        let mut leaves = Vec::new();
+        // children of the documents already read (a digest may be reached
+        // by many paths); keyed by what the descriptor claims, since
+        // `fetch` verifies and parses by it
+        let mut read: HashMap<(Digest, String, u64), Option<Vec<Descriptor>>> = HashMap::new();
+        let key = |d: &Descriptor| (d.digest.clone(), d.media_type.clone(), d.size);
+        let too_many = || {
+            CasError::from(LimitError::new(
+                format!("tag {}", show::name(tag)),
+                Limit::WalkDescriptors,
+            ))
+        };
+        if roots.len() > limits::MAX_WALK_DESCRIPTORS {
+            return Err(too_many());
         }
-    };
-    for child in children {
-        path.push(child);
-        collect(cas, path, out)?;
-        path.pop();
+        let mut stack: Vec<usize> = Vec::new();
+        for desc in roots {
+            stack.push(nodes.len());
+            let platform = desc.platform.is_some().then_some(nodes.len());
+            nodes.push(Node {
+                desc,
+                parent: None,
+                platform,
+                depth: 1,
+            });
+        }
+        // visit the roots in index order
+        stack.reverse();
+        while let Some(at) = stack.pop() {
+            let (desc, depth) = (&nodes[at].desc, nodes[at].depth);
+            let k = key(desc);
+            if !read.contains_key(&k) {
+                let children = match fetch(cas, desc)? {
+                    Blob::Index(i) => Some(i.manifests),
+                    Blob::Descriptor(d) => Some(vec![d]),
+                    _ => None,
+                };
+                read.insert(k.clone(), children);
+            }
+            let Some(children) = read.get(&k).and_then(|c| c.as_ref()) else {
+                leaves.push(at);
+                continue;
+            };
+            if depth >= limits::MAX_INDEX_DEPTH && !children.is_empty() {
+                return Err(LimitError::new(
+                    format!("tag {}: index {}", show::name(tag), nodes[at].desc.digest),
+                    Limit::IndexDepth,
+                )
+                .into());
+            }
+            if nodes.len() + children.len() > limits::MAX_WALK_DESCRIPTORS {
+                return Err(too_many());
+            }
+            let first = nodes.len();
+            for child in children {
+                let me = nodes.len();
+                let platform = if child.platform.is_some() {
+                    Some(me)
+                } else {
+                    nodes[at].platform
+                };
+                nodes.push(Node {
+                    desc: child.clone(),
+                    parent: Some(at),
+                    platform,
+                    depth: depth + 1,
+                });
+            }
+            stack.extend((first..nodes.len()).rev());
+        }
+        Ok(Walk { nodes, leaves })
     }
-    Ok(())
+
+    /// The platform recorded nearest to `leaf` on its path.
+    fn platform(&self, leaf: usize) -> Option<&Platform> {
+        self.nodes[leaf]
+            .platform
+            .and_then(|p| self.nodes[p].desc.platform.as_ref())
+    }
+
+    /// The whole descriptor path ending at `leaf`.
+    fn path(&self, leaf: usize) -> DescriptorPath {
+        let mut out = Vec::with_capacity(self.nodes[leaf].depth);
+        let mut at = Some(leaf);
+        while let Some(i) = at {
+            out.push(self.nodes[i].desc.clone());
+            at = self.nodes[i].parent;
+        }
+        out.reverse();
+        DescriptorPath(out)
+    }
+}
+
+fn tag_roots(cas: &dyn Cas, tag: &str) -> Result<Vec<Descriptor>, CasError> {
+    Ok(read_index(cas)?
+        .manifests
+        .into_iter()
+        .filter(|d| d.ref_name() == Some(tag))
+        .collect())
 }
 
 /// Every descriptor path a tag leads to (one per manifest reachable through
-/// nested indexes).
+/// nested indexes). The paths together may hold at most
+/// [`limits::MAX_WALK_DESCRIPTORS`] descriptors.
 pub fn resolve_all(cas: &dyn Cas, tag: &str) -> Result<Vec<DescriptorPath>, CasError> {
-    let index = read_index(cas)?;
-    let mut out = Vec::new();
-    for root in index.manifests.iter().filter(|d| d.ref_name() == Some(tag)) {
-        let mut path = vec![root.clone()];
-        collect(cas, &mut path, &mut out)?;
+    let walk = Walk::new(cas, tag, tag_roots(cas, tag)?)?;
+    let total: usize = walk.leaves.iter().map(|&l| walk.nodes[l].depth).sum();
+    if total > limits::MAX_WALK_DESCRIPTORS {
+        return Err(
+            LimitError::new(format!("tag {}", show::name(tag)), Limit::WalkDescriptors).into(),
+        );
     }
-    Ok(out)
+    Ok(walk.leaves.iter().map(|&l| walk.path(l)).collect())
 }
 
 /// Resolve a tag to exactly one image manifest. When the tag leads to
@@ -294,48 +382,60 @@ pub fn resolve(
     tag: &str,
     platform: Option<&PlatformSpec>,
 ) -> Result<DescriptorPath, CasError> {
-    let mut paths = resolve_all(cas, tag)?;
-    if paths.is_empty() {
-        return Err(CasError::NotFound(format!("tag {tag}")));
+    let walk = Walk::new(cas, tag, tag_roots(cas, tag)?)?;
+    let mut leaves = walk.leaves.clone();
+    if leaves.is_empty() {
+        return Err(CasError::NotFound(format!("tag {}", show::name(tag))));
     }
-    if paths.len() > 1 || platform.is_some() {
+    if leaves.len() > 1 || platform.is_some() {
         let want = platform.cloned().unwrap_or_else(PlatformSpec::host);
-        let available: Vec<String> = paths
-            .iter()
-            .map(|p| match p.platform() {
-                Some(pl) => PlatformSpec {
-                    os: pl.os.clone(),
-                    architecture: pl.architecture.clone(),
-                    variant: pl.variant.clone(),
-                }
-                .to_string(),
-                None => "(unknown)".to_string(),
-            })
-            .collect();
-        let multiple = paths.len() > 1;
-        paths.retain(|p| p.platform().is_some_and(|pl| want.matches(pl)) || !multiple);
-        match paths.len() {
+        let multiple = leaves.len() > 1;
+        let before = leaves.len();
+        leaves.retain(|&l| walk.platform(l).is_some_and(|pl| want.matches(pl)) || !multiple);
+        match leaves.len() {
             0 => {
+                let mut available: Vec<String> = walk
+                    .leaves
+                    .iter()
+                    .map(|&l| match walk.platform(l) {
+                        Some(pl) => PlatformSpec {
+                            os: pl.os.clone(),
+                            architecture: pl.architecture.clone(),
+                            variant: pl.variant.clone(),
+                        }
+                        .to_string(),
+                        None => "(unknown)".to_string(),
+                    })
+                    .take(16)
+                    .map(|p| show::name(&p))
+                    .collect();
+                if before > available.len() {
+                    available.push(format!("… {} in all", before));
+                }
                 return Err(CasError::NotFound(format!(
-                    "tag {tag}: no manifest for platform {want} (available: {})",
+                    "tag {}: no manifest for platform {want} (available: {})",
+                    show::name(tag),
                     available.join(", ")
                 )));
             }
             1 => {}
             _ => {
                 return Err(CasError::Invalid(format!(
-                    "tag {tag} is ambiguous: {} manifests match platform {want}",
-                    paths.len()
+                    "tag {} is ambiguous: {} manifests match platform {want}",
+                    show::name(tag),
+                    leaves.len()
                 )));
             }
         }
     }
-    let path = paths.remove(0);
+    let path = walk.path(leaves[0]);
     let target = path.target();
     if target.media_type != media::MANIFEST {
         return Err(CasError::Invalid(format!(
-            "tag {tag}: {} has media type {}, not an OCI image manifest",
-            target.digest, target.media_type
+            "tag {}: {} has media type {}, not an OCI image manifest",
+            show::name(tag),
+            target.digest,
+            show::name(&target.media_type)
         )));
     }
     Ok(path)

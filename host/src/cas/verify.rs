@@ -129,4 +129,15 @@ mod tests {
             Err(CasError::SizeMismatch { .. })
         ));
     }
+
+    #[test]
+    fn messages_say_what_umoci_says_and_name_the_blob() {
+        let d = Digest::sha256_of(b"hello");
+        let e = read_all(b"jello", &d, 5).expect_err("mismatch").to_string();
+        assert!(e.contains("verified reader digest mismatch"), "{e}");
+        assert!(e.contains(&d.to_string()), "{e}");
+        let e = read_all(b"hell", &d, 5).expect_err("mismatch").to_string();
+        assert!(e.contains("verified reader size mismatch"), "{e}");
+        assert!(e.contains(&d.to_string()), "{e}");
+    }
 }

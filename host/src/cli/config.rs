@@ -175,6 +175,6 @@ pub fn run(a: Args) -> Result<()> {
     let dest = a.tag.destination(&r.tag)?.to_string();
     let _guard = cas.writer_guard()?;
     super::util::mutate_tag(cas.as_ref(), &a.image, &dest, &mut |m| apply(&a, m))?;
-    tracing::info!("updated {}:{dest}", r.layout.display());
+    tracing::info!("updated {}:{dest}", rumoci::show::name(&r.layout));
     Ok(())
 }

@@ -57,7 +57,7 @@ fn roles() -> Result<Roles> {
                 if !has("cas") && !has("layer-store") {
                     anyhow::bail!(
                         "--driver {}: provides neither \"cas\" nor \"layer-store\" (it provides {caps:?})",
-                        path.display()
+                        rumoci::show::name(&path)
                     );
                 }
                 if has("cas") {
@@ -99,7 +99,7 @@ fn default_store_dir(wasm: &Path) -> Result<PathBuf> {
     };
     let name = wasm
         .file_stem()
-        .with_context(|| format!("--driver {}: no file name", wasm.display()))?;
+        .with_context(|| format!("--driver {}: no file name", rumoci::show::name(&wasm)))?;
     Ok(data.join("rumoci/drivers").join(name))
 }
 
@@ -118,7 +118,7 @@ pub fn open_layer_store() -> Result<Option<Box<dyn LayerStore>>> {
     };
     let dir = store_dir(&wasm, &spec)?;
     let store = WasmLayerStore::open(&wasm, &spec, &dir)
-        .with_context(|| format!("open layer store {}", dir.display()))?;
+        .with_context(|| format!("open layer store {}", rumoci::show::name(&dir)))?;
     Ok(Some(Box::new(store)))
 }
 
@@ -138,7 +138,7 @@ fn cas_store(wasm: &Path, spec: &DriverSpec, path: &Path) -> Result<(PathBuf, Dr
     }
     let dir = store_dir(wasm, &spec)?;
     std::fs::create_dir_all(&dir)
-        .with_context(|| format!("create store directory {}", dir.display()))?;
+        .with_context(|| format!("create store directory {}", rumoci::show::name(&dir)))?;
     Ok((dir, spec))
 }
 
@@ -147,16 +147,25 @@ fn cas_store(wasm: &Path, spec: &DriverSpec, path: &Path) -> Result<(PathBuf, Dr
 fn describe(spec: &DriverSpec, dir: &Path) -> String {
     match (&spec.url, &spec.repo) {
         (Some(u), Some(r)) => format!("{r} at {u}"),
-        _ => dir.display().to_string(),
+        _ => rumoci::show::name(&dir),
     }
+}
+
+/// How errors name the content-store plugin given with `--driver`
+/// (`driver NAME (FILE)`), `None` with the built-in driver.
+pub fn cas_label() -> Option<String> {
+    let (wasm, spec) = cas_spec().ok()??;
+    let name = plugin_info(&wasm, &spec).ok()?.name;
+    let file = wasm.file_name().map(rumoci::show::name).unwrap_or_default();
+    Some(format!("driver {} ({file})", rumoci::show::name(&name)))
 }
 
 /// Open an existing layout through the selected driver (default: built-in).
 pub fn open_layout(path: &Path) -> Result<Box<dyn Cas>> {
     match cas_spec()? {
         None => {
-            let cas =
-                DirCas::open(path).with_context(|| format!("open layout {}", path.display()))?;
+            let cas = DirCas::open(path)
+                .with_context(|| format!("open layout {}", rumoci::show::name(&path)))?;
             Ok(Box::new(cas))
         }
         Some((wasm, spec)) => {
@@ -172,14 +181,15 @@ pub fn open_layout(path: &Path) -> Result<Box<dyn Cas>> {
 pub fn create_layout(path: &Path) -> Result<()> {
     match cas_spec()? {
         None => {
-            DirCas::create(path).with_context(|| format!("create layout {}", path.display()))?;
+            DirCas::create(path)
+                .with_context(|| format!("create layout {}", rumoci::show::name(&path)))?;
         }
         Some((wasm, spec)) => {
             let (dir, spec) = cas_store(&wasm, &spec, path)?;
             // With url= the store directory is only for spooling: the
             // plugin's `init` decides whether the repository exists.
             if spec.url.is_none() && std::fs::symlink_metadata(&dir).is_ok() {
-                anyhow::bail!("create layout {}: already exists", dir.display());
+                anyhow::bail!("create layout {}: already exists", rumoci::show::name(&dir));
             }
             let index = rumoci::oci::to_go_json(&rumoci::oci::Index::default())
                 .context("serialising index.json")?;

@@ -15,8 +15,8 @@ pub struct Args {
 pub fn run(a: Args) -> Result<()> {
     let path = a.layout.path()?;
     let cas = open_layout(path)?;
-    let stats =
-        rumoci::cas::gc::gc(cas.as_ref()).with_context(|| format!("gc {}", path.display()))?;
+    let stats = rumoci::cas::gc::gc(cas.as_ref())
+        .with_context(|| format!("gc {}", rumoci::show::name(&path)))?;
     tracing::info!(
         "gc: kept {} blobs, removed {}",
         stats.kept,

@@ -15,6 +15,6 @@ pub struct Args {
 pub fn run(a: Args) -> Result<()> {
     let path = a.layout.path()?;
     super::driver::create_layout(path)?;
-    tracing::info!("created new OCI image layout {}", path.display());
+    tracing::info!("created new OCI image layout {}", rumoci::show::name(&path));
     Ok(())
 }

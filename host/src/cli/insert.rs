@@ -49,7 +49,8 @@ pub fn run(a: Args) -> Result<()> {
         anyhow::bail!("insert: arguments must not be empty");
     }
     if let Some(s) = &source {
-        std::fs::symlink_metadata(s).with_context(|| format!("insert source {}", s.display()))?;
+        std::fs::symlink_metadata(s)
+            .with_context(|| format!("insert source {}", rumoci::show::name(&s)))?;
     }
     let (cas, r) = a.image.open()?;
     let dest = a.tag.destination(&r.tag)?.to_string();

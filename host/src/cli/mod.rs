@@ -244,6 +244,16 @@ pub fn main() -> i32 {
                     msg.push_str(&c);
                 }
             }
+            // a limit hit on what a content-store plugin answered: name it
+            let limit = e.chain().any(|c| {
+                matches!(
+                    c.downcast_ref::<rumoci::cas::CasError>(),
+                    Some(rumoci::cas::CasError::Limit(_))
+                )
+            });
+            if limit && let Some(label) = driver::cas_label() {
+                msg.push_str(&format!(" (content store: {label})"));
+            }
             eprintln!("rumoci: {}", msg.replace('\n', " "));
             if e.chain()
                 .filter_map(|c| c.downcast_ref::<std::io::Error>())

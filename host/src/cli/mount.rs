@@ -17,7 +17,7 @@ pub struct Args {
 fn overlay_meta(a: &Args) -> Result<overlay::OverlayMeta> {
     let meta = Meta::read(&a.bundle).map_err(anyhow::Error::msg)?;
     meta.overlay
-        .ok_or_else(|| OverlayError::NotOverlay(a.bundle.display().to_string()).into())
+        .ok_or_else(|| OverlayError::NotOverlay(rumoci::show::name(&a.bundle)).into())
 }
 
 /// Unmount the bundle's rootfs overlay (nothing to do if not mounted).
@@ -31,15 +31,15 @@ pub fn umount(a: Args) -> Result<()> {
         }
         tracing::warn!(
             "{e}; {} is an overlay mount all the same: unmounting it",
-            rootfs.display()
+            rumoci::show::name(&rootfs)
         );
     }
-    let was =
-        overlay::umount(&a.bundle).with_context(|| format!("umount {}", a.bundle.display()))?;
+    let was = overlay::umount(&a.bundle)
+        .with_context(|| format!("umount {}", rumoci::show::name(&a.bundle)))?;
     if was {
-        tracing::info!("unmounted {}/rootfs", a.bundle.display());
+        tracing::info!("unmounted {}/rootfs", rumoci::show::name(&a.bundle));
     } else {
-        tracing::info!("{}/rootfs was not mounted", a.bundle.display());
+        tracing::info!("{}/rootfs was not mounted", rumoci::show::name(&a.bundle));
     }
     Ok(())
 }
@@ -50,8 +50,9 @@ pub fn mount(a: Args) -> Result<()> {
     let ov = overlay_meta(&a)?;
     let rootfs = a.bundle.join(rumoci::bundle::create::ROOTFS);
     if overlay::is_mounted(&rootfs) {
-        tracing::info!("{} is mounted already", rootfs.display());
+        tracing::info!("{} is mounted already", rumoci::show::name(&rootfs));
         return Ok(());
     }
-    overlay::mount(&a.bundle, &ov).with_context(|| format!("mount {}", a.bundle.display()))
+    overlay::mount(&a.bundle, &ov)
+        .with_context(|| format!("mount {}", rumoci::show::name(&a.bundle)))
 }

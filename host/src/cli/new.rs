@@ -48,6 +48,10 @@ pub fn run(a: Args) -> Result<()> {
     };
     let desc = ext::put_json(cas.as_ref(), media::MANIFEST, &manifest)?;
     refs::set_tag(cas.as_ref(), &r.tag, &desc).with_context(|| format!("tag {}", r.tag))?;
-    tracing::info!("created new image {}:{}", r.layout.display(), r.tag);
+    tracing::info!(
+        "created new image {}:{}",
+        rumoci::show::name(&r.layout),
+        r.tag
+    );
     Ok(())
 }

@@ -198,88 +198,19 @@ fn unrecorded_keywords(
     Ok(out)
 }
 
-/// Paths `--rootless` opened up, with their original modes; restored
-/// (deepest first) when dropped.
-struct OpenedUp(Vec<(std::path::PathBuf, u32)>);
-
-impl Drop for OpenedUp {
-    fn drop(&mut self) {
-        use std::os::unix::fs::PermissionsExt;
-        for (p, mode) in self.0.iter().rev() {
-            if let Err(e) = std::fs::set_permissions(p, std::fs::Permissions::from_mode(*mode)) {
-                tracing::warn!("restore mode {mode:o} of {}: {e}", p.display());
-            }
-        }
-    }
-}
-
-/// umoci's `fseval.Rootless` for a check: directories the user owns but
-/// cannot read or search get `u+rx`, such files `u+r`, for the duration of
-/// the check. The manifest's `mode` of such a path is compared with its
-/// original mode (the manifest is adjusted to the temporary one when they
-/// agree).
-fn open_up(root: &std::path::Path, spec: &mut rumoci::mtree::parse::Spec) -> Result<OpenedUp> {
-    use std::os::unix::ffi::OsStrExt;
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    let euid = rustix::process::geteuid().as_raw();
-    let mut opened = OpenedUp(Vec::new());
-    let mut stack = vec![(root.to_path_buf(), Vec::<u8>::new())];
-    while let Some((host, rel)) = stack.pop() {
-        let Ok(md) = std::fs::symlink_metadata(&host) else {
-            continue;
-        };
-        let mode = md.mode() & 0o7777;
-        let need = if md.is_dir() {
-            0o500
-        } else if md.is_file() {
-            0o400
-        } else {
-            0
-        };
-        if need != 0 && md.uid() == euid && mode & need != need {
-            let new = mode | need;
-            std::fs::set_permissions(&host, std::fs::Permissions::from_mode(new))
-                .with_context(|| format!("chmod {}", host.display()))?;
-            opened.0.push((host.clone(), mode));
-            if let Some(m) = spec.entries.get_mut(&rel).and_then(|kw| kw.get_mut("mode"))
-                && u32::from_str_radix(m, 8).ok() == Some(mode)
-            {
-                *m = format!("{new:o}");
-            }
-        }
-        if md.is_dir() {
-            let entries =
-                std::fs::read_dir(&host).with_context(|| format!("read {}", host.display()))?;
-            for e in entries {
-                let name = e
-                    .with_context(|| format!("read {}", host.display()))?
-                    .file_name();
-                let mut child = rel.clone();
-                if !child.is_empty() {
-                    child.push(b'/');
-                }
-                child.extend_from_slice(name.as_bytes());
-                stack.push((host.join(&name), child));
-            }
-        }
-    }
-    Ok(opened)
-}
-
 fn mtree_validate(a: MtreeValidateArgs) -> Result<()> {
     use rumoci::mtree::{UMOCI_KEYWORDS, diff, parse};
     use rumoci::stat::gofmt::quote;
     let f = std::fs::File::open(&a.manifest)
-        .with_context(|| format!("open {}", a.manifest.display()))?;
+        .with_context(|| format!("open {}", rumoci::show::name(&a.manifest)))?;
     let mut spec = parse::parse(std::io::BufReader::new(f))
-        .with_context(|| format!("parse {}", a.manifest.display()))?;
-    // umoci's --rootless walks through fseval.Rootless: what the user owns
-    // but cannot read or search is opened up for the walk, then restored
-    let _restore = if a.rootless {
-        Some(open_up(&a.path, &mut spec)?)
-    } else {
-        None
-    };
+        .with_context(|| format!("parse {}", rumoci::show::name(&a.manifest)))?;
+    // umoci's --rootless walks through fseval.Rootless (what the user owns
+    // but cannot read or search is opened up for the walk, then restored):
+    // rumoci's comparison does so whenever it runs unprivileged
+    // (`layer::unpriv`), reporting the original modes, so the flag changes
+    // nothing
+    let _ = a.rootless;
     let used: std::collections::BTreeSet<String> = spec
         .entries
         .values()
@@ -339,7 +270,7 @@ fn mtree_validate(a: MtreeValidateArgs) -> Result<()> {
         unrecorded = unrecorded_keywords(&a.path, &keys, &used)?;
     }
     let (deltas, _) = diff::compare(&a.path, &spec, None)
-        .with_context(|| format!("walk {}", a.path.display()))?;
+        .with_context(|| format!("walk {}", rumoci::show::name(&a.path)))?;
     let mut lines = Vec::with_capacity(deltas.len() + unrecorded.len());
     for d in &deltas {
         let p = String::from_utf8_lossy(&d.path);
@@ -367,7 +298,7 @@ fn add_layer(a: AddLayerArgs) -> Result<()> {
     if a.layer.is_dir() {
         anyhow::bail!(
             "layer {}: is a directory, expected a tar archive",
-            a.layer.display()
+            rumoci::show::name(&a.layer)
         );
     }
     let (cas, r) = a.image.open()?;
@@ -375,12 +306,12 @@ fn add_layer(a: AddLayerArgs) -> Result<()> {
     let _guard = cas.writer_guard()?;
     super::util::mutate_tag(cas.as_ref(), &a.image, &dest, &mut |m| {
         let mut file = std::fs::File::open(&a.layer)
-            .with_context(|| format!("open layer {}", a.layer.display()))?;
+            .with_context(|| format!("open layer {}", rumoci::show::name(&a.layer)))?;
         let compression = a.compress.pick(&m.manifest().layers)?;
         let author = m.config().author.clone();
         let history = a.history.entry("umoci raw add-layer", &author, false)?;
         m.add_layer(&mut file, compression, history)
-            .with_context(|| format!("add layer {}", a.layer.display()))?;
+            .with_context(|| format!("add layer {}", rumoci::show::name(&a.layer)))?;
         Ok(())
     })?;
     Ok(())
@@ -390,16 +321,18 @@ fn raw_unpack(a: UnpackArgs) -> Result<()> {
     let opts = a.map.options(a.keep_dirlinks)?;
     let (cas, r) = a.image.open()?;
     let path = refs::resolve(cas.as_ref(), &r.tag, a.image.platform()?.as_ref())
-        .with_context(|| format!("resolve {}:{}", r.layout.display(), r.tag))?;
+        .with_context(|| format!("resolve {}:{}", rumoci::show::name(&r.layout), r.tag))?;
     let manifest = rumoci::cas::ext::fetch_manifest(cas.as_ref(), path.target())?;
     let config = rumoci::cas::ext::fetch_image_config(cas.as_ref(), path.target(), &manifest)?;
     match std::fs::create_dir_all(&a.rootfs) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(e).with_context(|| format!("create {}", a.rootfs.display())),
+        Err(e) => {
+            return Err(e).with_context(|| format!("create {}", rumoci::show::name(&a.rootfs)));
+        }
     }
     rumoci::unpack::unpack_rootfs(cas.as_ref(), &manifest, &config, &a.rootfs, opts)
-        .with_context(|| format!("unpack {}:{}", r.layout.display(), r.tag))?;
+        .with_context(|| format!("unpack {}:{}", rumoci::show::name(&r.layout), r.tag))?;
     Ok(())
 }
 
@@ -408,7 +341,7 @@ fn runtime_config(a: RuntimeConfigArgs) -> Result<()> {
     let opts = a.map.options(false)?;
     let (cas, r) = a.image.open()?;
     let path = refs::resolve(cas.as_ref(), &r.tag, a.image.platform()?.as_ref())
-        .with_context(|| format!("resolve {}:{}", r.layout.display(), r.tag))?;
+        .with_context(|| format!("resolve {}:{}", rumoci::show::name(&r.layout), r.tag))?;
     let manifest = rumoci::cas::ext::fetch_manifest(cas.as_ref(), path.target())?;
     let config = rumoci::cas::ext::fetch_image_config(cas.as_ref(), path.target(), &manifest)?;
     let root = a
@@ -416,7 +349,7 @@ fn runtime_config(a: RuntimeConfigArgs) -> Result<()> {
         .as_ref()
         .map(|p| {
             rumoci::layer::root::Root::open(p)
-                .with_context(|| format!("open rootfs {}", p.display()))
+                .with_context(|| format!("open rootfs {}", rumoci::show::name(&p)))
         })
         .transpose()?;
     let name = a
@@ -436,7 +369,13 @@ fn runtime_config(a: RuntimeConfigArgs) -> Result<()> {
         },
     )
     .map_err(anyhow::Error::msg)
-    .with_context(|| format!("runtime config of {}:{}", r.layout.display(), r.tag))?;
+    .with_context(|| {
+        format!(
+            "runtime config of {}:{}",
+            rumoci::show::name(&r.layout),
+            r.tag
+        )
+    })?;
     let data = to_json(&spec).map_err(anyhow::Error::msg)?;
     rumoci::bundle::write_atomic(&a.config, &data).map_err(anyhow::Error::msg)?;
     Ok(())

@@ -47,8 +47,8 @@ pub fn run(a: Args) -> Result<()> {
     let what = || {
         format!(
             "repack {} into {}:{}",
-            a.bundle.display(),
-            r.layout.display(),
+            rumoci::show::name(&a.bundle),
+            rumoci::show::name(&r.layout),
             r.tag
         )
     };
@@ -56,12 +56,12 @@ pub fn run(a: Args) -> Result<()> {
     refs::set_tag(cas.as_ref(), &r.tag, out.path.root()).with_context(what)?;
     if a.refresh_bundle {
         refresh_bundle(&a.bundle, &out)
-            .with_context(|| format!("refresh {}", a.bundle.display()))?;
+            .with_context(|| format!("refresh {}", rumoci::show::name(&a.bundle)))?;
     }
     tracing::info!(
         "repacked {} into {}:{} ({} entries; {} walked, {} unchanged by the stat cache, {} hashed)",
-        a.bundle.display(),
-        r.layout.display(),
+        rumoci::show::name(&a.bundle),
+        rumoci::show::name(&r.layout),
         r.tag,
         out.entries,
         out.stats.walked,

@@ -19,9 +19,9 @@ pub struct Args {
 pub fn run(a: Args) -> Result<()> {
     let (cas, r) = a.image.open()?;
     let path = refs::resolve(cas.as_ref(), &r.tag, a.image.platform()?.as_ref())
-        .with_context(|| format!("resolve {}:{}", r.layout.display(), r.tag))?;
+        .with_context(|| format!("resolve {}:{}", rumoci::show::name(&r.layout), r.tag))?;
     let stat = rumoci::stat::stat(cas.as_ref(), path.target())
-        .with_context(|| format!("stat {}:{}", r.layout.display(), r.tag))?;
+        .with_context(|| format!("stat {}:{}", rumoci::show::name(&r.layout), r.tag))?;
     let out = if a.json {
         stat.to_json()?
     } else {

@@ -23,7 +23,7 @@ pub fn run(a: Args) -> Result<()> {
     // swept, leaving the new tag dangling.
     let _guard = cas.writer_guard()?;
     let path = refs::resolve(cas.as_ref(), &r.tag, a.image.platform()?.as_ref())
-        .with_context(|| format!("resolve {}:{}", r.layout.display(), r.tag))?;
+        .with_context(|| format!("resolve {}:{}", rumoci::show::name(&r.layout), r.tag))?;
     refs::set_tag(cas.as_ref(), &a.new_tag, path.target())
         .with_context(|| format!("tag {}", a.new_tag))?;
     tracing::info!("created new tag {}", a.new_tag);

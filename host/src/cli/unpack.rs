@@ -28,20 +28,20 @@ pub fn run(a: Args) -> Result<()> {
     let (cas, r) = a.image.open()?;
     let layers = super::driver::open_layer_store()?;
     let path = refs::resolve(cas.as_ref(), &r.tag, a.image.platform()?.as_ref())
-        .with_context(|| format!("resolve {}:{}", r.layout.display(), r.tag))?;
+        .with_context(|| format!("resolve {}:{}", rumoci::show::name(&r.layout), r.tag))?;
     unpack_bundle(cas.as_ref(), &path, &a.bundle, opts, layers.as_deref()).with_context(|| {
         format!(
             "unpack {}:{} into {}",
-            r.layout.display(),
+            rumoci::show::name(&r.layout),
             r.tag,
-            a.bundle.display()
+            rumoci::show::name(&a.bundle)
         )
     })?;
     tracing::info!(
         "unpacked {}:{} into {}",
-        r.layout.display(),
+        rumoci::show::name(&r.layout),
         r.tag,
-        a.bundle.display()
+        rumoci::show::name(&a.bundle)
     );
     Ok(())
 }

@@ -409,7 +409,7 @@ pub fn mutate_tag(
     let platform = image.platform()?;
     for attempt in 0..64 {
         let path = refs::resolve(cas, &r.tag, platform.as_ref())
-            .with_context(|| format!("resolve {}:{}", r.layout.display(), r.tag))?;
+            .with_context(|| format!("resolve {}:{}", rumoci::show::name(&r.layout), r.tag))?;
         let old_root = path.root().clone();
         let mut m = rumoci::mutate::Mutator::new(cas, path)?;
         f(&mut m)?;
@@ -425,13 +425,13 @@ pub fn mutate_tag(
         }
         tracing::debug!(
             "{}:{} changed while this command ran (attempt {attempt}); redoing the change on top",
-            r.layout.display(),
+            rumoci::show::name(&r.layout),
             r.tag
         );
     }
     anyhow::bail!(
         "{}:{}: gave up after too many concurrent updates",
-        r.layout.display(),
+        rumoci::show::name(&r.layout),
         r.tag
     )
 }

@@ -20,7 +20,7 @@ const CHUNK: usize = 1 << 20;
 /// Items asked for per `list-blobs` page.
 const PAGE: u32 = 1024;
 /// Largest `index.json` accepted from a plugin.
-const MAX_INDEX: usize = 64 << 20;
+const MAX_INDEX: u64 = crate::limits::MAX_DOCUMENT_SIZE;
 
 type Shared = Arc<Mutex<Plugin>>;
 
@@ -80,8 +80,8 @@ impl WasmCas {
         initial_index: &[u8],
     ) -> Result<WasmCas, DriverError> {
         std::fs::create_dir_all(dir).map_err(|e| DriverError::Load {
-            plugin: wasm.display().to_string(),
-            reason: format!("create store directory {}: {e}", dir.display()),
+            plugin: crate::show::name(&wasm),
+            reason: format!("create store directory {}: {e}", crate::show::name(&dir)),
         })?;
         let cas = WasmCas::load(wasm, spec, dir)?;
         {
@@ -249,6 +249,12 @@ impl Cas for WasmCas {
                 })?;
                 out.push(d);
             }
+            if out.len() > crate::limits::MAX_LISTED_BLOBS {
+                return Err(cas_err(p.protocol(
+                    "cas.list-blobs",
+                    crate::limits::Limit::ListedBlobs.to_string(),
+                )));
+            }
             match page.next {
                 None => break,
                 Some(n) if Some(&n) == cursor.as_ref() || page.items.is_empty() => {
@@ -269,9 +275,9 @@ impl Cas for WasmCas {
         match p.call("cas.read-index", |s, b| {
             b.rumoci_driver_cas().call_read_index(s)
         }) {
-            Ok(doc) if doc.bytes.len() > MAX_INDEX => Err(cas_err(p.protocol(
+            Ok(doc) if doc.bytes.len() as u64 > MAX_INDEX => Err(cas_err(p.protocol(
                 "cas.read-index",
-                format!("index larger than {MAX_INDEX} bytes"),
+                crate::limits::Limit::DocumentSize(doc.bytes.len() as u64).to_string(),
             ))),
             Ok(doc) => Ok(doc.bytes),
             Err(e) if is_not_found(&e) => Err(CasError::NotFound("index.json".into())),

@@ -84,7 +84,10 @@ pub(crate) fn load_component(
         match deserialize_cached(engine, path) {
             Ok(c) => return Ok(c),
             Err(e) => {
-                tracing::debug!("driver {plugin}: ignoring cached {}: {e:#}", path.display());
+                tracing::debug!(
+                    "driver {plugin}: ignoring cached {}: {e:#}",
+                    crate::show::name(&path)
+                );
                 let _ = std::fs::remove_file(path);
             }
         }
@@ -96,7 +99,10 @@ pub(crate) fn load_component(
     if let Some(path) = &cached
         && let Err(e) = store_cached(&component, path)
     {
-        tracing::debug!("driver {plugin}: cannot cache {}: {e}", path.display());
+        tracing::debug!(
+            "driver {plugin}: cannot cache {}: {e}",
+            crate::show::name(&path)
+        );
     }
     Ok(component)
 }

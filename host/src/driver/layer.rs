@@ -26,7 +26,7 @@ const MAX_NAME: usize = 4096;
 /// Snapshots asked for per `list-snapshots` page.
 const PAGE: u32 = 256;
 /// Most snapshots accepted from a plugin in all.
-const MAX_SNAPSHOTS: usize = 1 << 20;
+const MAX_SNAPSHOTS: usize = crate::limits::MAX_SNAPSHOTS;
 /// Most mounts accepted for one snapshot.
 const MAX_MOUNTS: usize = 512;
 
@@ -42,8 +42,8 @@ impl WasmLayerStore {
     /// Load the plugin `wasm` with its store in `dir` (created if missing).
     pub fn open(wasm: &Path, spec: &DriverSpec, dir: &Path) -> Result<WasmLayerStore, DriverError> {
         std::fs::create_dir_all(dir).map_err(|e| DriverError::Load {
-            plugin: wasm.display().to_string(),
-            reason: format!("create store directory {}: {e}", dir.display()),
+            plugin: crate::show::name(&wasm),
+            reason: format!("create store directory {}: {e}", crate::show::name(&dir)),
         })?;
         let p: Plugin<LayerDriver> = Plugin::load(wasm, spec, Some(dir))?;
         require(&p, "layer-store")?;
@@ -254,7 +254,7 @@ impl LayerStore for WasmLayerStore {
                 out.push(self.info_from(OP, i)?);
             }
             if out.len() > MAX_SNAPSHOTS {
-                return Err(self.protocol(OP, format!("more than {MAX_SNAPSHOTS} snapshots")));
+                return Err(self.protocol(OP, crate::limits::Limit::Snapshots.to_string()));
             }
             match page.next {
                 None => break,

@@ -246,9 +246,9 @@ impl<W: World> Plugin<W> {
         let label = wasm
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| wasm.display().to_string());
+            .unwrap_or_else(|| crate::show::name(&wasm));
         let bytes = std::fs::read(wasm)
-            .map_err(|e| load_err(&label, format!("{}: {e}", wasm.display())))?;
+            .map_err(|e| load_err(&label, format!("{}: {e}", crate::show::name(&wasm))))?;
         let engine = engine()?;
         let component = load_component(engine, &label, &bytes)?;
         let mut linker: Linker<HostState> = Linker::new(engine);
@@ -275,7 +275,7 @@ impl<W: World> Plugin<W> {
         {
             return Err(load_err(
                 &label,
-                format!("store directory {}: not a directory", d.display()),
+                format!("store directory {}: not a directory", crate::show::name(&d)),
             ));
         }
         let mut p = Plugin {
@@ -351,7 +351,12 @@ impl<W: World> Plugin<W> {
         }
         if let Some(d) = &self.dir {
             b.preopened_dir(d, GUEST_STORE, FsPerms::ReadWrite)
-                .map_err(|e| load_err(&self.label, format!("preopen {}: {e:#}", d.display())))?;
+                .map_err(|e| {
+                    load_err(
+                        &self.label,
+                        format!("preopen {}: {e:#}", crate::show::name(&d)),
+                    )
+                })?;
         }
         let limits = StoreLimitsBuilder::new()
             .memory_size(usize::try_from(self.memory).unwrap_or(usize::MAX))

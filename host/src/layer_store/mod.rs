@@ -27,9 +27,12 @@
 pub mod mounted;
 pub mod record;
 
+use std::collections::{HashMap, HashSet};
 use std::path::{Component, Path, PathBuf};
 
+use crate::limits;
 use crate::oci::{Algorithm, Digest};
+use crate::show;
 
 /// Errors of a layer store.
 #[derive(Debug, thiserror::Error)]
@@ -286,14 +289,72 @@ pub fn snapshot_key(what: &str) -> String {
     )
 }
 
+/// Check the parent links of a store's listing: no snapshot may be its own
+/// ancestor, and no chain may be longer than
+/// [`limits::MAX_DOCUMENT_DESCRIPTORS`] (a chain is one image's layers). A
+/// parent missing from the listing ends its chain. Iterative, linear in the
+/// number of snapshots.
+pub fn check_chains(store: &dyn LayerStore, all: &[SnapshotInfo]) -> Result<(), LayerStoreError> {
+    let bad = |reason: String| LayerStoreError::Protocol {
+        store: store.name(),
+        op: "layer-store.list-snapshots".into(),
+        reason,
+    };
+    let index: HashMap<&str, usize> = all
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.name.as_str(), i))
+        .collect();
+    // depth of each snapshot's chain, 0 = not known yet
+    let mut depth = vec![0usize; all.len()];
+    let mut on_path = vec![false; all.len()];
+    let mut path: Vec<usize> = Vec::new();
+    for start in 0..all.len() {
+        let mut at = Some(start);
+        // walk up until a known chain, a chain's end, or a cycle
+        let mut below = 0;
+        while let Some(i) = at {
+            if depth[i] != 0 {
+                below = depth[i];
+                break;
+            }
+            if on_path[i] {
+                return Err(bad(format!(
+                    "snapshot parents form a cycle (through {})",
+                    show::name(&all[i].name)
+                )));
+            }
+            on_path[i] = true;
+            path.push(i);
+            at = all[i].parent.as_deref().and_then(|p| index.get(p).copied());
+        }
+        for i in path.drain(..).rev() {
+            below += 1;
+            if below > limits::MAX_DOCUMENT_DESCRIPTORS {
+                return Err(bad(format!(
+                    "snapshot {}: {}",
+                    show::name(&all[i].name),
+                    limits::Limit::SnapshotChain
+                )));
+            }
+            depth[i] = below;
+            on_path[i] = false;
+        }
+    }
+    Ok(())
+}
+
 /// Every snapshot of `store` with the space used by the committed ones,
-/// under the store's lock (so that no unpack changes it meanwhile).
+/// under the store's lock (so that no unpack changes it meanwhile). The
+/// parent links are checked ([`check_chains`]).
 pub fn snapshots(
     store: &dyn LayerStore,
 ) -> Result<Vec<(SnapshotInfo, Option<DiskUsage>)>, LayerStoreError> {
     let _lock = store.lock()?;
+    let all = store.list()?;
+    check_chains(store, &all)?;
     let mut out = Vec::new();
-    for info in store.list()? {
+    for info in all {
         let usage = match info.kind {
             SnapshotKind::Committed => store.usage(&info.name)?,
             SnapshotKind::Active | SnapshotKind::View => None,
@@ -302,6 +363,9 @@ pub fn snapshots(
     }
     Ok(out)
 }
+
+/// Most children named in a [`LayerStoreError::HasChildren`].
+const SHOWN_CHILDREN: usize = 8;
 
 /// Remove the snapshots `names` from `store`, under the store's lock (the
 /// one unpack holds). Everything is checked before anything is removed:
@@ -312,54 +376,87 @@ pub fn snapshots(
 pub fn remove_snapshots(store: &dyn LayerStore, names: &[String]) -> Result<(), LayerStoreError> {
     let _lock = store.lock()?;
     let all = store.list()?;
+    check_chains(store, &all)?;
+    let known: HashSet<&str> = all.iter().map(|i| i.name.as_str()).collect();
     let mut todo: Vec<&str> = Vec::new();
+    let mut in_todo: HashSet<&str> = HashSet::new();
     for name in names {
-        if !all.iter().any(|i| &i.name == name) {
+        if !known.contains(name.as_str()) {
             return Err(LayerStoreError::NotFound {
                 store: store.name(),
-                name: name.clone(),
+                name: show::name(name),
             });
         }
-        if !todo.contains(&name.as_str()) {
+        if in_todo.insert(name) {
             todo.push(name);
         }
     }
-    let children = |n: &str| -> Vec<String> {
-        all.iter()
-            .filter(|i| i.parent.as_deref() == Some(n))
-            .map(|i| i.name.clone())
-            .collect()
-    };
+    let mut children: HashMap<&str, Vec<&str>> = HashMap::new();
+    for i in &all {
+        if let Some(p) = i.parent.as_deref() {
+            children.entry(p).or_default().push(&i.name);
+        }
+    }
+    let kids = |n: &str| children.get(n).map(Vec::as_slice).unwrap_or_default();
     for n in &todo {
-        let left: Vec<String> = children(n)
-            .into_iter()
-            .filter(|c| !todo.contains(&c.as_str()))
+        let left: Vec<&str> = kids(n)
+            .iter()
+            .copied()
+            .filter(|c| !in_todo.contains(c))
             .collect();
         if !left.is_empty() {
+            let mut shown: Vec<String> = left
+                .iter()
+                .take(SHOWN_CHILDREN)
+                .map(|c| show::name(*c))
+                .collect();
+            if left.len() > SHOWN_CHILDREN {
+                shown.push(format!("… {} in all", left.len()));
+            }
             return Err(LayerStoreError::HasChildren {
                 store: store.name(),
-                name: (*n).to_string(),
-                children: left,
+                name: show::name(*n),
+                children: shown,
             });
         }
     }
     if store.overlay() {
         refuse_mounted(store, &todo)?;
     }
-    // children first: take a name none of whose children is still to go
-    while !todo.is_empty() {
-        let Some(pos) = todo
-            .iter()
-            .position(|n| children(n).iter().all(|c| !todo.contains(&c.as_str())))
-        else {
-            return Err(LayerStoreError::Protocol {
-                store: store.name(),
-                op: "layer-store.list-snapshots".into(),
-                reason: "snapshot parents form a cycle".into(),
-            });
-        };
-        let n = todo.remove(pos);
+    // children first: a name goes once none of its children is still to go
+    let mut waiting: HashMap<&str, usize> = todo
+        .iter()
+        .map(|n| (*n, kids(n).iter().filter(|c| in_todo.contains(*c)).count()))
+        .collect();
+    let mut ready: Vec<&str> = todo
+        .iter()
+        .rev()
+        .copied()
+        .filter(|n| waiting.get(n) == Some(&0))
+        .collect();
+    let parent_of: HashMap<&str, &str> = all
+        .iter()
+        .filter_map(|i| i.parent.as_deref().map(|p| (i.name.as_str(), p)))
+        .collect();
+    let mut removed = 0;
+    while let Some(n) = ready.pop() {
         store.remove(n)?;
+        removed += 1;
+        if let Some(p) = parent_of.get(n)
+            && let Some(w) = waiting.get_mut(p)
+        {
+            *w -= 1;
+            if *w == 0 {
+                ready.push(p);
+            }
+        }
+    }
+    if removed != todo.len() {
+        return Err(LayerStoreError::Protocol {
+            store: store.name(),
+            op: "layer-store.list-snapshots".into(),
+            reason: "snapshot parents form a cycle".into(),
+        });
     }
     Ok(())
 }

@@ -62,7 +62,19 @@ pub struct Mutator<'a> {
 
 impl<'a> Mutator<'a> {
     /// Load the manifest and config at the end of `path`.
+    /// A path longer than [`crate::limits::MAX_INDEX_DEPTH`] (e.g. from a
+    /// bundle's `umoci.json`) is refused before anything is read.
     pub fn new(cas: &'a dyn Cas, path: DescriptorPath) -> Result<Mutator<'a>, MutateError> {
+        if path.0.is_empty() {
+            return Err(MutateError::Invalid("empty descriptor path".into()));
+        }
+        if path.0.len() > crate::limits::MAX_INDEX_DEPTH {
+            return Err(CasError::from(crate::limits::LimitError::new(
+                format!("descriptor path to {}", path.target().digest),
+                crate::limits::Limit::IndexDepth,
+            ))
+            .into());
+        }
         if path.target().media_type != media::MANIFEST {
             return Err(MutateError::Invalid(format!(
                 "{}: media type {} is not an image manifest",
