@@ -31,6 +31,6 @@ pub mod oci;
 pub mod path;
 pub mod progress;
 pub mod repack;
-pub mod stat;
 pub mod show;
+pub mod stat;
 pub mod unpack;

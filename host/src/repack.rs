@@ -38,7 +38,7 @@ pub enum RepackError {
         reason: String,
     },
     /// The rootfs holds something a layer cannot carry.
-    #[error("rootfs {path}: {reason}")]
+    #[error("rootfs {}: {reason}", crate::show::name(path))]
     Rootfs {
         /// Path inside the rootfs.
         path: String,
@@ -190,7 +190,7 @@ pub fn repack_bundle(
         let name = BString::from(d.path.as_slice());
         if d.kind != DeltaKind::Missing && is_whiteout_name(&name) {
             return Err(RepackError::Rootfs {
-                path: format!("{name:?}"),
+                path: crate::show::name(&name),
                 reason: "a file name starting with \".wh.\" would be read as a whiteout".into(),
             });
         }
@@ -418,7 +418,7 @@ fn walk_upper(
         } else if ft.is_dir() {
             if has_xattr(&host, &redirect)? {
                 return Err(RepackError::Rootfs {
-                    path: format!("{rel:?}"),
+                    path: crate::show::name(&rel),
                     reason: format!(
                         "{prefix}redirect: a renamed directory that still points into the lower layers (mounted without redirect_dir=nofollow?)"
                     ),
@@ -430,7 +430,7 @@ fn walk_upper(
         } else {
             if ft.is_file() && has_xattr(&host, &metacopy)? {
                 return Err(RepackError::Rootfs {
-                    path: format!("{rel:?}"),
+                    path: crate::show::name(&rel),
                     reason: format!(
                         "{prefix}metacopy: the data is still in a lower layer (mounted with metacopy=on?)"
                     ),
@@ -440,7 +440,7 @@ fn walk_upper(
         };
         if !rel.is_empty() && is_whiteout_name(&rel) {
             return Err(RepackError::Rootfs {
-                path: format!("{rel:?}"),
+                path: crate::show::name(&rel),
                 reason: "a file name starting with \".wh.\" would be read as a whiteout".into(),
             });
         }
@@ -452,7 +452,7 @@ fn walk_upper(
                     reason: source.to_string(),
                 },
                 GenerateError::Invalid { path, reason } => RepackError::Rootfs {
-                    path: format!("{path:?}"),
+                    path: crate::show::name(&path),
                     reason,
                 },
             })?;

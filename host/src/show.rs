@@ -66,6 +66,16 @@ impl NameBytes for PathBuf {
         self.as_os_str().name_bytes()
     }
 }
+impl NameBytes for bstr::BStr {
+    fn name_bytes(&self) -> Cow<'_, [u8]> {
+        Cow::Borrowed(self)
+    }
+}
+impl NameBytes for bstr::BString {
+    fn name_bytes(&self) -> Cow<'_, [u8]> {
+        Cow::Borrowed(self.as_slice())
+    }
+}
 impl<T: NameBytes + ?Sized> NameBytes for &T {
     fn name_bytes(&self) -> Cow<'_, [u8]> {
         (**self).name_bytes()

@@ -41,7 +41,7 @@ pub enum UnpackError {
     #[error("{0}")]
     Invalid(String),
     /// Filesystem error on the target.
-    #[error("{path}: {source}")]
+    #[error("{}: {source}", crate::show::name(path))]
     Io {
         /// The path.
         path: String,

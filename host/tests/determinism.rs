@@ -34,7 +34,8 @@ fn zstd_layers_do_not_depend_on_the_cpu_count() {
     h.set_size(data.len() as u64);
     h.set_mode(0o644);
     h.set_mtime(1_600_000_000);
-    b.append_data(&mut h, "words", data.as_slice()).expect("append");
+    b.append_data(&mut h, "words", data.as_slice())
+        .expect("append");
     let layer = tmp.path().join("layer.tar");
     std::fs::write(&layer, b.into_inner().expect("tar")).expect("write");
     let digest = |cpus: Option<&str>| {
@@ -51,13 +52,28 @@ fn zstd_layers_do_not_depend_on_the_cpu_count() {
             None => Command::new(rumoci_bin()),
         };
         let out = c
-            .args(["raw", "add-layer", "--compress", "zstd", "--image", &img, s(&layer)])
+            .args([
+                "raw",
+                "add-layer",
+                "--compress",
+                "zstd",
+                "--image",
+                &img,
+                s(&layer),
+            ])
             .env("SOURCE_DATE_EPOCH", "1700000000")
             .output()
             .expect("spawn");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let m = read_blob_json(&l, index_entry(&l, "t")["digest"].as_str().expect("digest"));
-        m["layers"][0]["digest"].as_str().expect("layer").to_string()
+        m["layers"][0]["digest"]
+            .as_str()
+            .expect("layer")
+            .to_string()
     };
     let one = digest(Some("0"));
     let all = digest(None);

@@ -72,7 +72,7 @@ pub struct CopyStats {
 #[derive(Debug, thiserror::Error)]
 pub enum CopyError {
     /// The source root cannot be used.
-    #[error("copy source {path}: {reason}")]
+    #[error("copy source {}: {reason}", crate::show::name(path))]
     Source {
         /// The source path given.
         path: PathBuf,
@@ -81,7 +81,7 @@ pub enum CopyError {
     },
     /// The destination root cannot be used (missing, not a directory, a
     /// symlink, not empty, inside the source).
-    #[error("copy destination {path}: {reason}")]
+    #[error("copy destination {}: {reason}", crate::show::name(path))]
     Destination {
         /// The destination path given.
         path: PathBuf,
@@ -89,7 +89,7 @@ pub enum CopyError {
         reason: String,
     },
     /// A system call failed on an entry.
-    #[error("copy of {path:?}: {op}: {source}")]
+    #[error("copy of {}: {op}: {source}", crate::show::name(path))]
     Io {
         /// The entry.
         path: String,
@@ -100,7 +100,7 @@ pub enum CopyError {
         source: std::io::Error,
     },
     /// The caller's `check` refused an entry.
-    #[error("copy of {path:?} refused: {reason}")]
+    #[error("copy of {} refused: {reason}", crate::show::name(path))]
     Rejected {
         /// The entry.
         path: String,
@@ -108,7 +108,7 @@ pub enum CopyError {
         reason: String,
     },
     /// An entry was replaced or modified while it was being copied.
-    #[error("{path:?} changed while being copied: {what}")]
+    #[error("{} changed while being copied: {what}", crate::show::name(path))]
     Changed {
         /// The entry.
         path: String,

@@ -26,7 +26,7 @@ pub enum ExtractError {
     #[error("corrupt layer: {0}")]
     Tar(#[source] std::io::Error),
     /// An entry could not be applied.
-    #[error("entry {path:?}: {reason}")]
+    #[error("entry {}: {reason}", crate::show::name(path))]
     Entry {
         /// The entry's (cleaned) path.
         path: BString,

@@ -26,7 +26,7 @@ pub const ROOTLESS_XATTR: &str = "user.rootlesscontainers";
 #[derive(Debug, thiserror::Error)]
 pub enum GenerateError {
     /// An I/O error on a path.
-    #[error("{path}: {source}")]
+    #[error("{}: {source}", crate::show::name(path))]
     Io {
         /// The path.
         path: String,
@@ -35,7 +35,7 @@ pub enum GenerateError {
         source: io::Error,
     },
     /// A file in the tree cannot be represented in a layer.
-    #[error("{path:?}: {reason}")]
+    #[error("{}: {reason}", crate::show::name(path))]
     Invalid {
         /// The archive path.
         path: BString,

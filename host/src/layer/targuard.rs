@@ -12,8 +12,9 @@
 
 use std::io::{self, Read};
 
-/// Largest PAX extended header or GNU long name/link accepted, in bytes.
-pub const MAX_EXTENSION: u64 = 1 << 20;
+/// Largest PAX extended header or GNU long name/link accepted, in bytes
+/// ([`crate::limits::MAX_TAR_EXTENSION`]).
+pub const MAX_EXTENSION: u64 = crate::limits::MAX_TAR_EXTENSION;
 
 const BLOCK: usize = 512;
 
@@ -119,7 +120,7 @@ impl<R: Read> Guard<R> {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidData,
                     format!(
-                        "tar header at offset {}: a {} of {size} bytes exceeds the limit of {MAX_EXTENSION} bytes",
+                        "tar header at offset {}: a {} of {size} bytes exceeds the limit of {MAX_EXTENSION} bytes (limit MAX_TAR_EXTENSION)",
                         self.offset,
                         match kind.as_byte() {
                             b'L' => "GNU long name",

@@ -36,7 +36,7 @@ const MAX_RECORD: u64 = 1 << 30;
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
     /// Reading or writing the record or walking the tree failed.
-    #[error("{path}: {source}")]
+    #[error("{}: {source}", crate::show::name(path))]
     Io {
         /// The file or tree.
         path: String,
@@ -45,7 +45,7 @@ pub enum RecordError {
         source: std::io::Error,
     },
     /// The record file is not a record.
-    #[error("{path}: not a rumoci tree record: {reason}")]
+    #[error("{}: not a rumoci tree record: {reason}", crate::show::name(path))]
     Invalid {
         /// The record file.
         path: String,
@@ -92,7 +92,7 @@ fn walk<E>(
     mut visit: impl FnMut(Option<&OwnedFd>, &CStr, &BStr, &Stat) -> Result<(), E>,
 ) -> Result<(), E> {
     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    let at = |rel: &BStr| format!("{}/{rel}", root.display());
+    let at = |rel: &BStr| crate::show::name(&path::join(path::bytes(root.as_os_str()), rel));
     let top = rustix::fs::open(root, flags, Mode::empty())
         .map_err(|e| io_err(&root.display().to_string(), e.into()))?;
     let st = rustix::fs::fstat(&top).map_err(|e| io_err(&root.display().to_string(), e.into()))?;
@@ -164,9 +164,9 @@ impl Record {
             let sum = match (FileType::from_raw_mode(st.st_mode), dir) {
                 (FileType::RegularFile, Some(dir)) => Some(match digests.get(rel) {
                     Some(d) => hex::encode(d),
-                    None => {
-                        hex::encode(hash_at(dir, name).map_err(|e| err(&format!("{rel:?}"), e))?)
-                    }
+                    None => hex::encode(
+                        hash_at(dir, name).map_err(|e| err(&crate::show::name(rel), e))?,
+                    ),
                 }),
                 _ => None,
             };
@@ -231,7 +231,7 @@ impl Record {
                     if rel.is_empty() {
                         format!("/: {e}")
                     } else {
-                        format!("{rel:?}: {e}")
+                        format!("{}: {e}", crate::show::name(rel))
                     }
                 })?;
                 seen += 1;

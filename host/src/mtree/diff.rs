@@ -45,7 +45,7 @@ pub struct Delta {
 
 /// Errors while comparing.
 #[derive(Debug, thiserror::Error)]
-#[error("{path}: {source}")]
+#[error("{}: {source}", crate::show::name(path))]
 pub struct DiffError {
     /// The path on the host.
     pub path: String,

@@ -38,7 +38,7 @@ const FORBIDDEN_XATTRS: &[&str] = &["security.selinux", "system.nfs4_acl"];
 
 /// Errors while writing a manifest.
 #[derive(Debug, thiserror::Error)]
-#[error("{path}: {source}")]
+#[error("{}: {source}", crate::show::name(path))]
 pub struct MtreeError {
     /// Where.
     pub path: String,
