@@ -259,6 +259,26 @@ fn endless_loop_is_stopped_by_the_deadline() {
 }
 
 #[test]
+fn a_panicking_plugin_shows_its_panic_message() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let l = builtin_layout(tmp.path());
+    let e = rd_err(&[
+        "ls",
+        "--layout",
+        s(&l),
+        "--driver",
+        &format!("{},opt.panic=the store is on fire", plugin("evil-loop")),
+    ]);
+    assert_eq!(e.trim().lines().count(), 1, "{e}");
+    assert!(e.contains("driver evil-loop (evil_loop.wasm)"), "{e}");
+    assert!(e.contains("unreachable"), "the trap itself: {e}");
+    assert!(
+        e.contains("panicked at") && e.contains("src/lib.rs") && e.contains("the store is on fire"),
+        "the panic message and where: {e}"
+    );
+}
+
+#[test]
 fn unbounded_allocation_is_stopped_by_the_memory_limit() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let l = builtin_layout(tmp.path());

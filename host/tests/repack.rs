@@ -452,7 +452,11 @@ fn mtree_validate_reads_both_umocis_manifests() {
         s(&ours.join("rootfs")),
     ]);
     assert!(!out.status.success());
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "usr/new: modified\n");
+    // go-mtree's wording: the path quoted
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "\"usr/new\": modified\n"
+    );
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("validation failed: 1 differences found")
     );

@@ -199,6 +199,49 @@ world!(LayerDriver, LayerDriverPre, "layer-driver");
 pub(crate) struct Instance<W> {
     pub(crate) store: Store<HostState>,
     pub(crate) bindings: W,
+    /// The plugin's stderr (an in-memory file): where a Rust plugin's panic
+    /// message goes, read back when a call traps.
+    stderr: Option<std::fs::File>,
+}
+
+/// Most of a plugin's stderr kept between calls; beyond it, the file is
+/// emptied after the call.
+const MAX_STDERR: u64 = 64 << 10;
+
+/// An in-memory, append-only file for a plugin's stderr.
+fn stderr_file() -> Option<std::fs::File> {
+    let fd =
+        rustix::fs::memfd_create("rumoci-plugin-stderr", rustix::fs::MemfdFlags::CLOEXEC).ok()?;
+    let fl = rustix::fs::fcntl_getfl(&fd).ok()?;
+    rustix::fs::fcntl_setfl(&fd, fl | rustix::fs::OFlags::APPEND).ok()?;
+    Some(std::fs::File::from(fd))
+}
+
+/// The panic message a Rust plugin wrote to `stderr` (`panicked at
+/// FILE:LINE:COL:` and the message), on one line and shortened.
+fn panic_message(stderr: &std::fs::File) -> Option<String> {
+    use std::os::unix::fs::FileExt;
+    let len = stderr.metadata().ok()?.len().min(MAX_STDERR * 2);
+    let mut buf = vec![0u8; usize::try_from(len).ok()?];
+    let n = stderr.read_at(&mut buf, 0).ok()?;
+    let text = String::from_utf8_lossy(&buf[..n]);
+    let at = text.rfind("panicked at ")?;
+    let rest = &text[at..];
+    let mut lines = rest.lines();
+    let head = lines.next()?.trim_end_matches(':');
+    let msg: Vec<&str> = lines
+        .take_while(|l| !l.starts_with("note: ") && !l.starts_with("stack backtrace"))
+        .collect();
+    let mut out = format!("{head}: {}", msg.join(" "));
+    if out.len() > 1000 {
+        let mut cut = 1000;
+        while !out.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        out.truncate(cut);
+        out.push('…');
+    }
+    Some(out)
 }
 
 /// A loaded plugin: compiled component, limits, and a live instance that is
@@ -332,6 +375,7 @@ impl<W: World> Plugin<W> {
     fn instantiate(&self) -> Result<Instance<W>, DriverError> {
         let mut b = WasiCtxBuilder::new();
         b.allow_blocking_current_thread(true);
+        let stderr = stderr_file();
         if !self.connect.is_empty() {
             // `url=`: TCP connect to the granted addresses only (plus the
             // implicit bind to the wildcard address a connect performs).
@@ -367,7 +411,12 @@ impl<W: World> Plugin<W> {
             .trap_on_grow_failure(true)
             .build();
         let state = HostState {
-            wasi: b.build(),
+            wasi: {
+                if let Some(f) = stderr.as_ref().and_then(|f| f.try_clone().ok()) {
+                    b.stderr(wasmtime_wasi::cli::OutputFile::new(f));
+                }
+                b.build()
+            },
             table: ResourceTable::new(),
             limits,
             plugin: self.label.clone(),
@@ -396,7 +445,11 @@ impl<W: World> Plugin<W> {
                 format!("instantiation failed: {}", trap_reason(&e, self)),
             )
         })?;
-        Ok(Instance { store, bindings })
+        Ok(Instance {
+            store,
+            bindings,
+            stderr,
+        })
     }
 
     fn ticks(&self) -> u64 {
@@ -423,10 +476,23 @@ impl<W: World> Plugin<W> {
         let inst = self.instance()?;
         inst.store.set_epoch_deadline(ticks);
         let res = f(&mut inst.store, &inst.bindings);
+        let panicked = match (&res, &inst.stderr) {
+            (Err(_), Some(f)) => panic_message(f),
+            (Ok(_), Some(f)) => {
+                if f.metadata().is_ok_and(|m| m.len() > MAX_STDERR) {
+                    let _ = f.set_len(0);
+                }
+                None
+            }
+            _ => None,
+        };
         match res {
             Ok(r) => Ok(r),
             Err(e) => {
-                let reason = trap_reason(&e, self);
+                let mut reason = trap_reason(&e, self);
+                if let Some(p) = panicked {
+                    reason = format!("{reason} (the plugin {p})");
+                }
                 self.instance = None;
                 self.generation += 1;
                 Err(DriverError::Trap {

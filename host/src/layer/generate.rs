@@ -433,10 +433,23 @@ pub fn add_tree<W: Write>(
     }
     let mut stack = vec![(src.to_path_buf(), target.to_owned())];
     while let Some((host, name)) = stack.pop() {
+        let md = std::fs::symlink_metadata(&host).map_err(io_at(&host))?;
         if !name.is_empty() {
             tar.add_path(name.as_ref(), &host)?;
+        } else if md.is_dir() {
+            // inserted at the image's root: the source directory's own
+            // metadata becomes the root's, in an entry named `/` (as the
+            // Go umoci writes it)
+            tar.add_path(b"".as_bstr(), &host)?;
+        } else {
+            return Err(GenerateError::Invalid {
+                path: BString::from("/"),
+                reason: format!(
+                    "{} is not a directory: it cannot become the root",
+                    host.display()
+                ),
+            });
         }
-        let md = std::fs::symlink_metadata(&host).map_err(io_at(&host))?;
         if md.is_dir() {
             stack.extend(children_rev(&host, name.as_ref())?);
         }

@@ -1,4 +1,6 @@
-//! Test plugin: loops forever in `cas.check` (stopped by the deadline).
+//! Test plugin: loops forever in `cas.check` (stopped by the deadline), or
+//! with the option `opt.panic=MESSAGE` panics there instead (the host shows the
+//! message).
 use rumoci_driver_sdk::*;
 
 struct Evil;
@@ -9,6 +11,9 @@ impl Driver for Evil {
 }
 impl Cas for Evil {
     fn check() -> Result<()> {
+        if let Some((_, msg)) = config().into_iter().find(|(k, _)| k == "panic") {
+            panic!("{msg}");
+        }
         let mut x: u64 = 0;
         loop {
             x = std::hint::black_box(x.wrapping_add(1));
