@@ -161,16 +161,11 @@ fn insert_of_a_tree_with_byte_names() {
     std::fs::create_dir(&src).expect("mkdir");
     add_byte_names(&src);
     // the target inside the image need not be UTF-8 either
-    let out = std::process::Command::new(rumoci_bin())
-        .args(["insert", "--image", &img])
-        .arg(&src)
-        .arg(OsStr::from_bytes(b"/opt/\xe9t\xe9"))
-        .output()
-        .expect("spawn");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    command_ok(
+        std::process::Command::new(rumoci_bin())
+            .args(["insert", "--image", &img])
+            .arg(&src)
+            .arg(OsStr::from_bytes(b"/opt/\xe9t\xe9")),
     );
     let go = tmp.path().join("go");
     run_ok("umoci", &["unpack", "--image", &img, s(&go)]);

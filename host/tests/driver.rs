@@ -230,6 +230,11 @@ fn driver_info_and_spec_errors() {
     assert!(e.contains("evil-bytes") && e.contains("cas.init"), "{e}");
 }
 
+/// `rumoci --driver DRIVER ls --layout L`, which must fail; its stderr.
+fn ls_err(l: &Path, driver: &str) -> String {
+    rd_err(&["ls", "--layout", s(l), "--driver", driver])
+}
+
 fn builtin_layout(dir: &Path) -> PathBuf {
     let l = dir.join("layout");
     rd_ok(&["init", "--layout", s(&l)]);
@@ -242,13 +247,7 @@ fn endless_loop_is_stopped_by_the_deadline() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let l = builtin_layout(tmp.path());
     let t = Instant::now();
-    let e = rd_err(&[
-        "ls",
-        "--layout",
-        s(&l),
-        "--driver",
-        &format!("{},timeout=0.3", plugin("evil-loop")),
-    ]);
+    let e = ls_err(&l, &format!("{},timeout=0.3", plugin("evil-loop")));
     assert!(
         t.elapsed() < Duration::from_secs(20),
         "took {:?}",
@@ -262,13 +261,10 @@ fn endless_loop_is_stopped_by_the_deadline() {
 fn a_panicking_plugin_shows_its_panic_message() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let l = builtin_layout(tmp.path());
-    let e = rd_err(&[
-        "ls",
-        "--layout",
-        s(&l),
-        "--driver",
+    let e = ls_err(
+        &l,
         &format!("{},opt.panic=the store is on fire", plugin("evil-loop")),
-    ]);
+    );
     assert_eq!(e.trim().lines().count(), 1, "{e}");
     assert!(e.contains("driver evil-loop (evil_loop.wasm)"), "{e}");
     assert!(e.contains("unreachable"), "the trap itself: {e}");
@@ -282,13 +278,7 @@ fn a_panicking_plugin_shows_its_panic_message() {
 fn unbounded_allocation_is_stopped_by_the_memory_limit() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let l = builtin_layout(tmp.path());
-    let e = rd_err(&[
-        "ls",
-        "--layout",
-        s(&l),
-        "--driver",
-        &format!("{},memory=32M", plugin("evil-alloc")),
-    ]);
+    let e = ls_err(&l, &format!("{},memory=32M", plugin("evil-alloc")));
     assert!(e.contains("driver evil-alloc (evil_alloc.wasm)"), "{e}");
     assert!(e.contains("memory limit of 33554432 bytes exceeded"), "{e}");
 }

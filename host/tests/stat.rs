@@ -14,6 +14,15 @@ fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
 
+/// A new layout `image` in `dir` with a blank image tagged `latest`.
+fn new_image(dir: &Path) -> (std::path::PathBuf, String) {
+    let l = dir.join("image");
+    let img = format!("{}:latest", s(&l));
+    rumoci_ok(&["init", "--layout", s(&l)]);
+    rumoci_ok(&["new", "--image", &img]);
+    (l, img)
+}
+
 fn manifest_digest(layout: &Path, tag: &str) -> String {
     index_entry(layout, tag)["digest"]
         .as_str()
@@ -102,10 +111,7 @@ fn touch_tree(root: &Path, date: &str) {
 fn stat_text_matches_umoci_minimal_image_snapshot() {
     use std::os::unix::fs::PermissionsExt;
     let tmp = tempfile::tempdir().expect("tempdir");
-    let l = tmp.path().join("image");
-    let img = format!("{}:latest", s(&l));
-    rumoci_ok(&["init", "--layout", s(&l)]);
-    rumoci_ok(&["new", "--image", &img]);
+    let (l, img) = new_image(tmp.path());
     rumoci_ok(&[
         "config",
         "--no-history",
@@ -477,10 +483,7 @@ Descriptor:
 #[test]
 fn stat_json_is_umocis_document() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let l = tmp.path().join("image");
-    let img = format!("{}:latest", s(&l));
-    rumoci_ok(&["init", "--layout", s(&l)]);
-    rumoci_ok(&["new", "--image", &img]);
+    let (l, img) = new_image(tmp.path());
     let src = tmp.path().join("src");
     std::fs::create_dir(&src).expect("mkdir");
     std::fs::write(src.join("f"), "x").expect("write");
@@ -595,10 +598,7 @@ fn stat_reads_images_made_by_go_umoci() {
 #[test]
 fn created_keeps_timezone_and_fraction() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let l = tmp.path().join("image");
-    let img = format!("{}:latest", s(&l));
-    rumoci_ok(&["init", "--layout", s(&l)]);
-    rumoci_ok(&["new", "--image", &img]);
+    let (l, img) = new_image(tmp.path());
     rumoci_ok(&[
         "config",
         "--image",
@@ -713,10 +713,7 @@ fn new_honours_platform() {
 #[test]
 fn mtree_validate_keywords() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let l = tmp.path().join("image");
-    let img = format!("{}:latest", s(&l));
-    rumoci_ok(&["init", "--layout", s(&l)]);
-    rumoci_ok(&["new", "--image", &img]);
+    let (l, img) = new_image(tmp.path());
     let src = tmp.path().join("f");
     std::fs::write(&src, "hello").expect("write");
     rumoci_ok(&["insert", "--image", &img, s(&src), "/f"]);
@@ -849,10 +846,7 @@ fn mtree_validate_rootless_reads_unsearchable_directories() {
 #[test]
 fn layer_history_entries_have_no_empty_layer_key() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let l = tmp.path().join("image");
-    let img = format!("{}:latest", s(&l));
-    rumoci_ok(&["init", "--layout", s(&l)]);
-    rumoci_ok(&["new", "--image", &img]);
+    let (l, img) = new_image(tmp.path());
     let tar = tmp.path().join("layer.tar");
     let src = tmp.path().join("src");
     std::fs::create_dir(&src).expect("mkdir");

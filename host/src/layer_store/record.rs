@@ -127,25 +127,13 @@ fn walk<E>(
 /// The sha256 of the regular file `name` in `dir` (never through a
 /// symlink).
 fn hash_at(dir: &OwnedFd, name: &CStr) -> std::io::Result<[u8; 32]> {
-    use sha2::Digest as _;
-    use std::io::Read;
     let fd = rustix::fs::openat(
         dir,
         name,
         OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
         Mode::empty(),
     )?;
-    let mut f = std::fs::File::from(fd);
-    let mut h = sha2::Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(h.finalize().into())
+    crate::mtree::sha256_reader(std::fs::File::from(fd))
 }
 
 impl Record {

@@ -131,7 +131,11 @@ pub(crate) fn list_xattrs(path: &Path) -> io::Result<BTreeMap<String, Vec<u8>>> 
 }
 
 pub(crate) fn sha256_file(path: &Path) -> io::Result<[u8; 32]> {
-    let mut f = crate::layer::unpriv::read_file(path)?;
+    sha256_reader(crate::layer::unpriv::read_file(path)?)
+}
+
+/// The sha256 of everything `f` reads.
+pub(crate) fn sha256_reader(mut f: impl Read) -> io::Result<[u8; 32]> {
     let mut h = sha2::Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {

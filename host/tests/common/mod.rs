@@ -54,6 +54,17 @@ pub fn owner(p: &Path) -> (u32, u32) {
     (md.uid(), md.gid())
 }
 
+/// Run a prepared command and require success; returns stdout.
+pub fn command_ok(c: &mut Command) -> String {
+    let out = c.output().expect("spawn");
+    assert!(
+        out.status.success(),
+        "{c:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Run any program and require success; returns stdout.
 pub fn run_ok(prog: &str, args: &[&str]) -> String {
     let out = Command::new(prog)
