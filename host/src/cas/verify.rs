@@ -47,19 +47,23 @@ impl<R: Read> VerifiedReader<R> {
                 Err(e) => return Err(e),
             }
         };
+        // As umoci's verified reader: the digest of what was read (at most
+        // `size` bytes) takes precedence, then the size. So a blob with a
+        // byte added at its start is a digest mismatch, one with a byte
+        // added at its end a size mismatch.
+        let actual = hasher.finish();
+        if actual != self.expected {
+            return Err(Self::fail(CasError::DigestMismatch {
+                expected: self.expected.clone(),
+                actual,
+            }));
+        }
         if self.seen != self.size || extra != 0 {
             return Err(Self::fail(CasError::SizeMismatch {
                 digest: self.expected.clone(),
                 expected: self.size,
                 actual: self.seen + extra as u64,
                 longer: extra != 0,
-            }));
-        }
-        let actual = hasher.finish();
-        if actual != self.expected {
-            return Err(Self::fail(CasError::DigestMismatch {
-                expected: self.expected.clone(),
-                actual,
             }));
         }
         Ok(())
@@ -112,8 +116,14 @@ mod tests {
     fn accepts_exact_and_refuses_lies() {
         let d = Digest::sha256_of(b"hello");
         assert_eq!(read_all(b"hello", &d, 5).expect("ok"), b"hello");
+        // the digest of what was read is checked first (as umoci does)
         assert!(matches!(
             read_all(b"hell", &d, 5),
+            Err(CasError::DigestMismatch { .. })
+        ));
+        let d4 = Digest::sha256_of(b"hell");
+        assert!(matches!(
+            read_all(b"hell", &d4, 5),
             Err(CasError::SizeMismatch { actual: 4, .. })
         ));
         assert!(matches!(
@@ -126,7 +136,11 @@ mod tests {
         ));
         assert!(matches!(
             read_all(b"hello", &d, 4),
-            Err(CasError::SizeMismatch { .. })
+            Err(CasError::DigestMismatch { .. })
+        ));
+        assert!(matches!(
+            read_all(b"hello", &d4, 4),
+            Err(CasError::SizeMismatch { longer: true, .. })
         ));
     }
 
@@ -136,8 +150,18 @@ mod tests {
         let e = read_all(b"jello", &d, 5).expect_err("mismatch").to_string();
         assert!(e.contains("verified reader digest mismatch"), "{e}");
         assert!(e.contains(&d.to_string()), "{e}");
+        // the digest of what was read comes first: shorter content is a
+        // digest mismatch, the right content with more after it a size one
         let e = read_all(b"hell", &d, 5).expect_err("mismatch").to_string();
+        assert!(e.contains("verified reader digest mismatch"), "{e}");
+        let e = read_all(b"hello!", &d, 5)
+            .expect_err("mismatch")
+            .to_string();
         assert!(e.contains("verified reader size mismatch"), "{e}");
         assert!(e.contains(&d.to_string()), "{e}");
+        let e = read_all(b" hello", &d, 5)
+            .expect_err("mismatch")
+            .to_string();
+        assert!(e.contains("verified reader digest mismatch"), "{e}");
     }
 }
