@@ -213,7 +213,7 @@ impl<'a> Arbitrary<'a> for Layout {
                     // a broken descriptor of something known
                     let mut d = pick(u, &descs)?;
                     match u.int_in_range(0..=3u8)? {
-                        0 => d["size"] = json!(d["size"].as_u64().unwrap_or(0) + 1),
+                        0 => d["size"] = json!(d["size"].as_u64().unwrap_or(0).saturating_add(1)),
                         1 => d["digest"] = json!(random_digest(u)?),
                         2 => d["data"] = json!("e30="),
                         _ => d["size"] = json!(u64::MAX),
