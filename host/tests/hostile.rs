@@ -561,3 +561,42 @@ fn oversized_tar_header_extensions_are_refused() {
         "{err}"
     );
 }
+
+/// A bundle's `umoci.json` is outside data too: a fifo in its place fails
+/// at once (it used to block for good) and a huge one is refused by the
+/// document size limit, each in one line.
+#[test]
+fn hostile_umoci_json_fails_cleanly() {
+    let w = World::new();
+    let img = w.image("t", &[build_tar(&[E::File("f", b"x")])]);
+    let b = w.dir.join("bundle");
+    rumoci_ok(&["unpack", "--image", &img, s(&b)]);
+    let meta = b.join("umoci.json");
+    std::fs::remove_file(&meta).expect("rm");
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &meta,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o644),
+        0,
+    )
+    .expect("mkfifo");
+    let t = std::time::Instant::now();
+    let out = rumoci(&["repack", "--image", &img, s(&b)]);
+    assert!(!out.status.success());
+    assert!(t.elapsed() < std::time::Duration::from_secs(20));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("umoci.json") && err.contains("not a regular file"),
+        "{err}"
+    );
+    std::fs::remove_file(&meta).expect("rm");
+    let f = std::fs::File::create(&meta).expect("create");
+    f.set_len(65 << 20).expect("sparse 65 MiB");
+    let out = rumoci(&["repack", "--image", &img, s(&b)]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("MAX_DOCUMENT_SIZE"), "{err}");
+}

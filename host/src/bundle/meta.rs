@@ -65,8 +65,33 @@ impl Meta {
 
     /// Read and validate a bundle's `umoci.json`.
     pub fn read(bundle: &Path) -> Result<Meta, String> {
+        use std::io::Read;
+        use std::os::unix::fs::OpenOptionsExt;
         let p = bundle.join(META_NAME);
-        let data = std::fs::read(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+        let shown = || crate::show::name(&p);
+        // a regular file only (never a fifo that would block), and bounded
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(
+                (rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::NOFOLLOW).bits() as i32,
+            )
+            .open(&p)
+            .map_err(|e| format!("{}: {e}", shown()))?;
+        if !f.metadata().is_ok_and(|m| m.is_file()) {
+            return Err(format!("{}: not a regular file", shown()));
+        }
+        let max = crate::limits::MAX_DOCUMENT_SIZE;
+        let mut data = Vec::new();
+        f.take(max + 1)
+            .read_to_end(&mut data)
+            .map_err(|e| format!("{}: {e}", shown()))?;
+        if data.len() as u64 > max {
+            return Err(format!(
+                "{}: {}",
+                shown(),
+                crate::limits::Limit::DocumentSize(data.len() as u64)
+            ));
+        }
         let m: Meta = serde_json::from_slice(&data).map_err(|e| format!("{}: {e}", p.display()))?;
         if m.umoci_version != META_VERSION {
             return Err(format!(
