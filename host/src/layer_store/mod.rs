@@ -58,7 +58,7 @@ pub enum LayerStoreError {
         name: String,
     },
     /// No snapshot of that name or key.
-    #[error("layer store {store}: no snapshot {name:?}")]
+    #[error("layer store {store}: no snapshot \"{name}\"")]
     NotFound {
         /// The store.
         store: String,
@@ -67,7 +67,7 @@ pub enum LayerStoreError {
     },
     /// The snapshot is the parent of others (remove those first).
     #[error(
-        "layer store {store}: snapshot {name:?} is the parent of {children:?}: remove those first"
+        "layer store {store}: snapshot \"{name}\" is the parent of {children:?}: remove those first"
     )]
     HasChildren {
         /// The store.
