@@ -153,7 +153,7 @@ fuzz_target!(|data: &[u8]| {
             masks.push(k[..i].to_vec());
         }
     }
-    if data.len() % 3 == 0 {
+    if data.len().is_multiple_of(3) {
         masks.push(Vec::new());
     }
     let masked = diff::mask(simple.clone(), &masks);

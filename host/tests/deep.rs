@@ -334,17 +334,14 @@ fn exactly_at_the_limit() {
     rd_ok(&["gc", "--layout", s(&l)]);
     // one more index is one too many for all three
     nest(&l, "deep", "over", 1);
-    for args in [
-        vec!["stat", "--image", &format!("{}:over", s(&l))],
-        vec!["verify", "--layout", s(&l)],
-        vec!["gc", "--layout", s(&l)],
-    ] {
-        let out = rd(&args);
-        let err = String::from_utf8_lossy(&out.stderr);
-        let text = format!("{}{err}", String::from_utf8_lossy(&out.stdout));
-        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
-        assert!(text.contains("MAX_INDEX_DEPTH"), "{args:?}: {text}");
-    }
+    fail_naming(
+        &[
+            vec!["stat", "--image", &format!("{}:over", s(&l))],
+            vec!["verify", "--layout", s(&l)],
+            vec!["gc", "--layout", s(&l)],
+        ],
+        &["MAX_INDEX_DEPTH"],
+    );
 }
 
 /// A bundle whose `umoci.json` claims a descriptor path longer than the
@@ -589,20 +586,14 @@ fn too_many_descriptors_in_one_document() {
         vec![one; rumoci::limits::MAX_DOCUMENT_DESCRIPTORS + 1],
     );
     let before = snapshot(&l);
-    for args in [
-        vec!["stat", "--image", &format!("{}:wide", s(&l))],
-        vec!["gc", "--layout", s(&l)],
-        vec!["verify", "--layout", s(&l)],
-    ] {
-        let out = rd(&args);
-        let err = String::from_utf8_lossy(&out.stderr);
-        let text = format!("{}{err}", String::from_utf8_lossy(&out.stdout));
-        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
-        assert!(
-            text.contains("MAX_DOCUMENT_DESCRIPTORS") && text.contains("index sha256:"),
-            "{args:?}: {text}"
-        );
-    }
+    fail_naming(
+        &[
+            vec!["stat", "--image", &format!("{}:wide", s(&l))],
+            vec!["gc", "--layout", s(&l)],
+            vec!["verify", "--layout", s(&l)],
+        ],
+        &["MAX_DOCUMENT_DESCRIPTORS", "index sha256:"],
+    );
     assert_eq!(before, snapshot(&l));
 }
 
@@ -671,5 +662,18 @@ fn rd_within(args: &[&str], secs: u64) -> (bool, Option<i32>, String) {
             return (false, None, String::new());
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Each command exits 1 and says every one of `needles` (stdout or stderr).
+fn fail_naming(cmds: &[Vec<&str>], needles: &[&str]) {
+    for args in cmds {
+        let out = rd(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        let text = format!("{}{err}", String::from_utf8_lossy(&out.stdout));
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        for n in needles {
+            assert!(text.contains(n), "{args:?}: {text}");
+        }
     }
 }
