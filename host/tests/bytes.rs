@@ -323,3 +323,53 @@ fn trees_thousands_of_directories_deep() {
         assert_eq!(count(&b), "1903", "{run}");
     }
 }
+
+/// A directory with 3,000 subdirectories through the layer-cache plugin,
+/// with only 64 descriptors allowed: the store record's walk opens a
+/// directory only when it visits it (it used to hold one descriptor per
+/// pending directory and failed with "Too many open files").
+#[test]
+fn wide_trees_within_a_small_open_file_limit() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut b = tar::Builder::new(Vec::new());
+    for i in 0..3000 {
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_mode(0o755);
+        h.set_size(0);
+        h.set_mtime(1_600_000_000);
+        b.append_data(&mut h, format!("wide/d{i}/"), &[][..])
+            .expect("dir");
+        let mut h = tar::Header::new_ustar();
+        h.set_mode(0o644);
+        h.set_size(1);
+        h.set_mtime(1_600_000_000);
+        b.append_data(&mut h, format!("wide/d{i}/f"), &b"x"[..])
+            .expect("file");
+    }
+    let layer = tmp.path().join("layer.tar");
+    std::fs::write(&layer, b.into_inner().expect("tar")).expect("write");
+    let l = tmp.path().join("layout");
+    let img = format!("{}:t", s(&l));
+    rumoci_ok(&["init", "--layout", s(&l)]);
+    rumoci_ok(&["new", "--image", &img]);
+    rumoci_ok(&["raw", "add-layer", "--image", &img, s(&layer)]);
+    let store = tmp.path().join("store");
+    let driver = format!("{},dir={}", plugin_wasm(PLUGINS, "layer-cache"), s(&store));
+    for run in ["cold", "warm"] {
+        let b = tmp.path().join(format!("b-{run}"));
+        let script = format!(
+            "ulimit -n 64 && exec \"$R\" --driver \"$D\" unpack --image \"$I\" \"{}\"",
+            s(&b)
+        );
+        command_ok(
+            std::process::Command::new("sh")
+                .args(["-c", &script])
+                .env("R", rumoci_bin())
+                .env("D", &driver)
+                .env("I", &img)
+                .env("XDG_CACHE_HOME", cache_home()),
+        );
+        assert!(b.join("rootfs/wide/d2999/f").is_file(), "{run}");
+    }
+}

@@ -213,8 +213,25 @@ fn run(cli: Cli, bin: &str) -> anyhow::Result<()> {
     }
 }
 
+/// Raise the soft limit on open files to the hard one, as Go programs (the
+/// Go umoci among them) do at start: tree copies hold a few descriptors per
+/// directory level, and images can be thousands of levels deep.
+fn raise_open_file_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut l = getrlimit(Resource::Nofile);
+    if let Some(max) = l.maximum
+        && l.current.is_some_and(|c| c < max)
+    {
+        l.current = Some(max);
+        if let Err(e) = setrlimit(Resource::Nofile, l) {
+            tracing::debug!("cannot raise the open file limit: {e}");
+        }
+    }
+}
+
 /// Entry point: returns the process exit status.
 pub fn main() -> i32 {
+    raise_open_file_limit();
     let args = util::normalise_args(std::env::args_os());
     let bin = args
         .first()

@@ -243,19 +243,30 @@ pub fn measure_at<Fd: AsFd, P: rustix::path::Arg + Copy>(
     }
     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     let (mut size, mut inodes) = (0u64, 1u64);
-    let mut stack = vec![rustix::fs::openat(dir, name, flags, Mode::empty())?];
-    while let Some(fd) = stack.pop() {
-        for n in dir_names(&fd)? {
-            let st = rustix::fs::statat(&fd, n.as_c_str(), AtFlags::SYMLINK_NOFOLLOW)?;
-            inodes += 1;
-            match rustix::fs::FileType::from_raw_mode(st.st_mode) {
-                rustix::fs::FileType::Directory => {
-                    match rustix::fs::openat(&fd, n.as_c_str(), flags, Mode::empty()) {
-                        Ok(child) => stack.push(child),
-                        Err(Errno::ACCESS) => {}
+    // pending directories: their parent's descriptor (shared) and name,
+    // opened when visited, so a wide directory costs one descriptor
+    let top = std::rc::Rc::new(rustix::fs::openat(dir, name, flags, Mode::empty())?);
+    let mut stack: Vec<(std::rc::Rc<OwnedFd>, CString)> = Vec::new();
+    let mut next = Some(top);
+    loop {
+        let fd = match next.take() {
+            Some(fd) => fd,
+            None => match stack.pop() {
+                Some((parent, n)) => {
+                    match rustix::fs::openat(&*parent, n.as_c_str(), flags, Mode::empty()) {
+                        Ok(child) => std::rc::Rc::new(child),
+                        Err(Errno::ACCESS) => continue,
                         Err(e) => return Err(e),
                     }
                 }
+                None => break,
+            },
+        };
+        for n in dir_names(&fd)? {
+            let st = rustix::fs::statat(&*fd, n.as_c_str(), AtFlags::SYMLINK_NOFOLLOW)?;
+            inodes += 1;
+            match rustix::fs::FileType::from_raw_mode(st.st_mode) {
+                rustix::fs::FileType::Directory => stack.push((fd.clone(), n)),
                 rustix::fs::FileType::RegularFile => size += st.st_size as u64,
                 _ => {}
             }

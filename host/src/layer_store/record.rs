@@ -97,11 +97,27 @@ fn walk<E>(
         .map_err(|e| io_err(&root.display().to_string(), e.into()))?;
     let st = rustix::fs::fstat(&top).map_err(|e| io_err(&root.display().to_string(), e.into()))?;
     visit(None, c".", b"".as_bstr(), &st)?;
-    let mut stack = vec![(top, BString::from(""))];
-    while let Some((dir, rel)) = stack.pop() {
+    // Pending directories hold their parent's descriptor (shared) and
+    // their name, and are opened only when visited: a directory with
+    // thousands of subdirectories costs one descriptor, not thousands.
+    let mut stack: Vec<(std::rc::Rc<OwnedFd>, std::ffi::CString, BString)> = Vec::new();
+    let mut dirs = vec![(top, BString::from(""))];
+    loop {
+        let (dir, rel) = match dirs.pop() {
+            Some(d) => d,
+            None => match stack.pop() {
+                Some((parent, name, rel)) => {
+                    let fd = rustix::fs::openat(&*parent, name.as_c_str(), flags, Mode::empty())
+                        .map_err(|e| io_err(&at(rel.as_ref()), e.into()))?;
+                    (fd, rel)
+                }
+                None => break,
+            },
+        };
+        let dir = std::rc::Rc::new(dir);
         let mut names = Vec::new();
         let mut d =
-            rustix::fs::Dir::read_from(&dir).map_err(|e| io_err(&at(rel.as_ref()), e.into()))?;
+            rustix::fs::Dir::read_from(&*dir).map_err(|e| io_err(&at(rel.as_ref()), e.into()))?;
         while let Some(e) = d.read() {
             let e = e.map_err(|e| io_err(&at(rel.as_ref()), e.into()))?;
             let n = e.file_name();
@@ -111,13 +127,11 @@ fn walk<E>(
         }
         for n in names {
             let child = path::join(&rel, n.to_bytes());
-            let st = rustix::fs::statat(&dir, n.as_c_str(), AtFlags::SYMLINK_NOFOLLOW)
+            let st = rustix::fs::statat(&*dir, n.as_c_str(), AtFlags::SYMLINK_NOFOLLOW)
                 .map_err(|e| io_err(&at(child.as_ref()), e.into()))?;
             visit(Some(&dir), n.as_c_str(), child.as_ref(), &st)?;
             if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
-                let fd = rustix::fs::openat(&dir, n.as_c_str(), flags, Mode::empty())
-                    .map_err(|e| io_err(&at(child.as_ref()), e.into()))?;
-                stack.push((fd, child));
+                stack.push((dir.clone(), n, child));
             }
         }
     }
