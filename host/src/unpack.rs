@@ -536,9 +536,15 @@ pub fn unpack_chain(
             if !target.mounts.is_empty() {
                 perform_mounts(store, &target.mounts, top.as_mut(), &dir, &opts)?;
                 if !fresh && let Some(t) = top.as_mut() {
-                    ex.digests = t.record(store)?.digests();
+                    let rec = t.record(store)?;
+                    ex.digests = rec.digests();
+                    ex.set_restricted(rec.restricted().clone());
                 }
             }
+            // an unprivileged owner must read the snapshot again (to copy
+            // it): its restricted directories stay open, their modes go in
+            // the record and are set on the copy
+            ex.keep_restricted_open(target.meta.is_some() && overlay_prefix.is_none());
             let root = Root::open(&dir).map_err(|source| UnpackError::Io {
                 path: dir.display().to_string(),
                 source,
@@ -547,8 +553,9 @@ pub fn unpack_chain(
             let Some(meta) = &target.meta else {
                 return Ok(None);
             };
-            let rec =
-                Record::capture(&dir, &ex.digests).map_err(|e| store_err(store, e.to_string()))?;
+            let rec = Record::capture(&dir, &ex.digests)
+                .map_err(|e| store_err(store, e.to_string()))?
+                .with_restricted(ex.restricted().clone());
             let path = resolve(store.root(), meta).map_err(|e| store_err(store, e))?;
             rec.write(&path)
                 .map_err(|e| store_err(store, e.to_string()))?;
@@ -614,6 +621,20 @@ pub fn unpack_chain(
         tracing::warn!("{e}");
     }
     res?;
+    if !mounts.is_empty() {
+        // the copy gets the real modes of the directories the store keeps
+        // open for an unprivileged owner
+        let restricted = top.record(store)?.restricted().clone();
+        if !restricted.is_empty() {
+            let mut closer = Extractor::new(opts.clone());
+            closer.set_restricted(restricted);
+            let root = Root::open(rootfs).map_err(|source| UnpackError::Io {
+                path: rootfs.display().to_string(),
+                source,
+            })?;
+            closer.close_restricted(&root);
+        }
+    }
     let digests = if fresh || mounts.is_empty() {
         ex.digests
     } else {

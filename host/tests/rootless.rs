@@ -306,3 +306,33 @@ fn insert_rootless_of_a_source_tree_with_mode_000_directories() {
     );
     assert_eq!(std::fs::read_to_string(r.join("c")).expect("read"), "c\n");
 }
+
+/// The layer-cache plugin as nobody (no user namespace): the store keeps
+/// the restricted directories open for its owner (it must read them to
+/// copy them) and records their modes, which the bundle's copy gets; cold
+/// and warm unpacks give the Go umoci's tree, modes and all.
+#[test]
+fn layer_cache_as_nobody_keeps_mode_000_trees() {
+    let Some((_tmp, work)) = setup() else {
+        return;
+    };
+    let img = locked_image(&work);
+    let wasm = work.join("layer_cache.wasm");
+    std::fs::copy(plugin_wasm(&["layer-cache"], "layer-cache"), &wasm).expect("copy plugin");
+    let go = work.join("go");
+    run_ok("umoci", &["unpack", "--rootless", "--image", &img, s(&go)]);
+    // one script: as_nobody's chown of the work directory would change the
+    // store's trees between the runs, which the store's record refuses
+    let driver = format!("{},dir=store", s(&wasm));
+    ok(as_nobody(
+        &work,
+        &format!(
+            r#"export XDG_CACHE_HOME="$HOME/cache"
+            "$R" --driver "{driver}" unpack --rootless --image "{img}" b-cold
+            "$R" --driver "{driver}" unpack --rootless --image "{img}" b-warm"#
+        ),
+    ));
+    for run in ["cold", "warm"] {
+        assert_same_but_owners(&go.join("rootfs"), &work.join(format!("b-{run}/rootfs")));
+    }
+}

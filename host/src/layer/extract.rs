@@ -95,6 +95,10 @@ pub struct Extractor {
     restricted: BTreeMap<BString, u32>,
     /// Whether [`Self::restricted`] is kept (not root).
     unpriv: bool,
+    /// Leave restricted directories open at the end of a layer (a layer
+    /// store's snapshot, which rumoci must read again to copy; the real
+    /// modes travel in its record and are set on the copy).
+    keep_open: bool,
 }
 
 /// Per-layer bookkeeping.
@@ -286,9 +290,31 @@ impl Extractor {
         }
     }
 
+    /// Unprivileged, in a layer store: leave restricted directories open
+    /// (`u+rwx`) at the end of each layer; [`Self::restricted`] says what
+    /// their modes are, for [`Self::close_restricted`] on the copy.
+    pub fn keep_restricted_open(&mut self, on: bool) {
+        self.keep_open = on && self.unpriv;
+    }
+
+    /// Directories kept open for their unprivileged owner, with their real
+    /// modes (empty as root).
+    pub fn restricted(&self) -> &BTreeMap<BString, u32> {
+        &self.restricted
+    }
+
+    /// Take over the restricted directories of a tree extracted earlier
+    /// (from a layer store's record).
+    pub fn set_restricted(&mut self, dirs: BTreeMap<BString, u32>) {
+        if self.unpriv {
+            self.restricted = dirs;
+        }
+    }
+
     /// Unprivileged: give the restricted directories their real modes
-    /// (deepest first), at the end of a layer.
-    fn close_restricted(&self, root: &Root) {
+    /// (deepest first): at the end of a layer, or on a copy of a store's
+    /// tree.
+    pub fn close_restricted(&self, root: &Root) {
         for (p, mode) in self.restricted.iter().rev() {
             set_dir_mode(root, p.as_ref(), *mode);
         }
@@ -328,7 +354,9 @@ impl Extractor {
         }
         // the real modes (a chmod keeps the times), also when the layer
         // failed: a partial tree keeps them, its removal grants what it needs
-        self.close_restricted(root);
+        if !self.keep_open {
+            self.close_restricted(root);
+        }
         res
     }
 
@@ -506,6 +534,7 @@ impl Extractor {
                     self.forget(path.as_ref());
                 } else {
                     self.digests.remove(&path);
+                    self.restricted.remove(&path);
                 }
             }
         }
@@ -795,6 +824,15 @@ impl Extractor {
             if mode & 0o700 != 0o700 {
                 self.restricted.insert(path.to_owned(), mode);
                 applied |= 0o700;
+            } else {
+                self.restricted.remove(path);
+            }
+        } else if self.keep_open && symlink_name.is_none() {
+            // a file of a store's snapshot is read again (copied): its
+            // owner keeps read permission there, the copy gets the mode
+            if mode & 0o400 == 0 {
+                self.restricted.insert(path.to_owned(), mode);
+                applied |= 0o400;
             } else {
                 self.restricted.remove(path);
             }
@@ -1228,16 +1266,20 @@ fn behind_symlink(path: &BStr, link: &BStr) -> ExtractError {
     )
 }
 
-/// Set the mode of the directory `path` of `root` (never through a
-/// symlink); best effort: a directory that went away has nothing to fix.
+/// Set the mode of the directory (or regular file) `path` of `root`
+/// (never through a symlink); best effort: an entry that went away has
+/// nothing to fix.
 fn set_dir_mode(root: &Root, path: &BStr, mode: u32) {
     let (dir, name) = split_parent(path);
     let Ok(parent) = root.open_dir(dir) else {
         return;
     };
-    if rustix::fs::statat(&parent, name.as_bytes(), AtFlags::SYMLINK_NOFOLLOW)
-        .is_ok_and(|s| FileType::from_raw_mode(s.st_mode) == FileType::Directory)
-    {
+    if rustix::fs::statat(&parent, name.as_bytes(), AtFlags::SYMLINK_NOFOLLOW).is_ok_and(|s| {
+        matches!(
+            FileType::from_raw_mode(s.st_mode),
+            FileType::Directory | FileType::RegularFile
+        )
+    }) {
         let _ = rustix::fs::chmodat(
             &parent,
             name.as_bytes(),

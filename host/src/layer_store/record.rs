@@ -62,6 +62,10 @@ struct Entry(u64, i64, i64, Option<String>);
 struct File {
     version: u32,
     entries: BTreeMap<String, Entry>,
+    /// Directories kept open for an unprivileged owner, with their real
+    /// modes (vis-encoded paths).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    restricted: BTreeMap<String, u32>,
 }
 
 /// The version of the record file written.
@@ -71,6 +75,10 @@ const VERSION: u32 = 2;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
     entries: BTreeMap<BString, Entry>,
+    /// Directories of the tree kept open (`u+rwx`) for an unprivileged
+    /// owner, with their real modes, to set on a copy (see
+    /// `layer::unpriv`).
+    restricted: BTreeMap<BString, u32>,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RecordError + '_ {
@@ -178,7 +186,22 @@ impl Record {
             );
             Ok(())
         })?;
-        Ok(Record { entries })
+        Ok(Record {
+            entries,
+            restricted: BTreeMap::new(),
+        })
+    }
+
+    /// The directories kept open for an unprivileged owner (their real
+    /// modes).
+    pub fn restricted(&self) -> &BTreeMap<BString, u32> {
+        &self.restricted
+    }
+
+    /// Record the directories kept open for an unprivileged owner.
+    pub fn with_restricted(mut self, dirs: BTreeMap<BString, u32>) -> Record {
+        self.restricted = dirs;
+        self
     }
 
     /// Number of entries.
@@ -264,9 +287,15 @@ impl Record {
             .iter()
             .map(|(k, v)| (crate::mtree::vis(k), v.clone()))
             .collect();
+        let restricted = self
+            .restricted
+            .iter()
+            .map(|(k, v)| (crate::mtree::vis(k), *v))
+            .collect();
         let data = serde_json::to_vec(&File {
             version: VERSION,
             entries,
+            restricted,
         })
         .map_err(|e| RecordError::Invalid {
             path: path.display().to_string(),
@@ -314,7 +343,19 @@ impl Record {
         if !entries.contains_key(b"".as_slice()) {
             return Err(invalid("no root entry".into()));
         }
-        Ok(Record { entries })
+        let restricted = f
+            .restricted
+            .into_iter()
+            .map(|(k, v)| {
+                crate::mtree::unvis(&k)
+                    .map(|k| (BString::from(k), v & 0o7777))
+                    .ok_or_else(|| invalid(format!("bad path encoding {k:?}")))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Record {
+            entries,
+            restricted,
+        })
     }
 }
 
