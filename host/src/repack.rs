@@ -19,6 +19,7 @@ use crate::layer::generate::{
     GenerateError, GenerateOptions, TarGenerator, children_rev, is_whiteout_name,
 };
 use crate::layer::idmap::owner_mapper;
+use crate::layer::unpriv::TreeGrant;
 use crate::mtree::diff::{self, DeltaKind, DiffStats};
 use crate::mtree::parse::{self, Spec};
 use crate::mtree::statcache::StatCache;
@@ -172,7 +173,9 @@ pub fn repack_bundle(
     }
     let m = Mutator::new(cas, path)?;
 
-    let (deltas, stats) = diff::compare(&rootfs, &spec, cache.as_ref())?;
+    // opened up once (unprivileged) for both the comparison and the layer
+    let grant = tree_grant(&rootfs)?;
+    let (deltas, stats) = diff::compare_granted(&rootfs, &spec, cache.as_ref(), &grant)?;
     let changed: HashSet<Vec<u8>> = deltas.iter().map(|d| d.path.clone()).collect();
     let masks = masks(opts, &m);
     let deltas = diff::simplify(diff::mask(deltas, &masks));
@@ -197,7 +200,7 @@ pub fn repack_bundle(
         names.push(name);
     }
 
-    let new = add_layer(m, opts, &meta, &rootfs, deltas.len(), |tar| {
+    let new = add_layer(m, opts, &meta, grant, deltas.len(), |tar| {
         for (d, name) in deltas.iter().zip(&names) {
             match d.kind {
                 DeltaKind::Missing => tar.add_whiteout(name.as_ref())?,
@@ -216,6 +219,15 @@ pub fn repack_bundle(
         meta,
         spec,
         changed,
+    })
+}
+
+/// Open up the tree at `root` for an unprivileged owner (see
+/// [`crate::layer::unpriv`]).
+fn tree_grant(root: &Path) -> Result<TreeGrant, RepackError> {
+    TreeGrant::new(root).map_err(|e| RepackError::Rootfs {
+        path: root.display().to_string(),
+        reason: e.to_string(),
     })
 }
 
@@ -252,13 +264,13 @@ fn member<'a>(root: &Path, name: &'a BStr) -> (PathBuf, &'a BStr) {
 /// Commit the image with one new layer of `entries` entries, which `write`
 /// puts into the tar (owners mapped as at unpack, mtimes clamped as asked);
 /// with no entries, no layer is added, only an `empty_layer` history entry.
-/// An empty history author is the image's. `tree` is where the entries
-/// are read from.
+/// An empty history author is the image's. `grant` holds the tree the
+/// entries are read from open for an unprivileged owner.
 fn add_layer(
     mut m: Mutator<'_>,
     opts: &RepackOptions,
     meta: &Meta,
-    tree: &Path,
+    grant: TreeGrant,
     entries: usize,
     write: impl FnOnce(&mut TarGenerator<LayerWriter>) -> Result<(), RepackError>,
 ) -> Result<DescriptorPath, RepackError> {
@@ -287,12 +299,7 @@ fn add_layer(
             map.rootless,
         ),
         clamp_mtime: opts.clamp_mtime,
-        grant: Some(crate::layer::unpriv::TreeGrant::new(tree).map_err(|e| {
-            RepackError::Rootfs {
-                path: tree.display().to_string(),
-                reason: e.to_string(),
-            }
-        })?),
+        grant: Some(grant),
     };
     let mut tar = TarGenerator::new(layer, gen_opts);
     write(&mut tar)?;
@@ -503,7 +510,7 @@ fn repack_overlay(
         "repack (overlay): {} entries in the upper directory",
         entries.len()
     );
-    let new = add_layer(m, opts, &meta, &upper, entries.len(), |tar| {
+    let new = add_layer(m, opts, &meta, tree_grant(&upper)?, entries.len(), |tar| {
         for (name, kind) in &entries {
             let (host, arch) = member(&upper, name.as_ref());
             match kind {

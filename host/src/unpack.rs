@@ -626,13 +626,11 @@ pub fn unpack_chain(
         // open for an unprivileged owner
         let restricted = top.record(store)?.restricted().clone();
         if !restricted.is_empty() {
-            let mut closer = Extractor::new(opts.clone());
-            closer.set_restricted(restricted);
             let root = Root::open(rootfs).map_err(|source| UnpackError::Io {
                 path: rootfs.display().to_string(),
                 source,
             })?;
-            closer.close_restricted(&root);
+            crate::layer::extract::close_modes(&root, &restricted);
         }
     }
     let digests = if fresh || mounts.is_empty() {

@@ -89,9 +89,10 @@ pub struct Extractor {
     /// overlayfs form: the lower layers of the layer being extracted.
     lower: Option<Lower>,
     /// Unprivileged (see [`super::unpriv`]): directories whose mode keeps
-    /// their owner out (`0o000`, `0o500`, …) with that mode. While a layer
-    /// is applied they are kept open (`u+rwx`), so entries can still be put
-    /// beneath them; each layer ends with their real modes.
+    /// their owner out (`0o000`, `0o500`, …) with that mode (and, with
+    /// [`Self::keep_open`], unreadable files). While a layer is applied
+    /// they are kept open (`u+rwx`, files `u+r`), so entries can still be
+    /// put beneath them; each layer ends with their real modes.
     restricted: BTreeMap<BString, u32>,
     /// Whether [`Self::restricted`] is kept (not root).
     unpriv: bool,
@@ -109,6 +110,10 @@ struct LayerState {
     dir_times: BTreeMap<BString, Timestamps>,
     /// Directories this layer has a header for: the header's times.
     dir_headers: BTreeMap<BString, Timestamps>,
+    /// Unprivileged: directories found usable (searchable and writable)
+    /// in this layer. They stay so until the layer ends (a mode this layer
+    /// sets keeps `u+rwx`), so each is checked once, not once per entry.
+    usable: HashSet<BString>,
 }
 
 fn ts(secs: i64, nanos: u32) -> Timespec {
@@ -237,17 +242,17 @@ impl Extractor {
     /// again (parents first) before this layer puts entries beneath them.
     fn open_restricted(&self, root: &Root) {
         for (p, mode) in &self.restricted {
-            set_dir_mode(root, p.as_ref(), mode | 0o700);
+            set_mode(root, p.as_ref(), *mode, true);
         }
     }
 
     /// Unprivileged: open up (and record) every directory on the way to
     /// `dir` (itself included) that its owner cannot search or write, when
     /// it was not this extractor that made it so: a rootfs extracted over
-    /// (`raw unpack`), a tree a layer store copied. Cheap when nothing is in
-    /// the way: one lookup.
-    fn open_up(&mut self, root: &Root, dir: &BStr) {
-        if !self.unpriv {
+    /// (`raw unpack`), a tree a layer store copied. Each directory is
+    /// checked once per layer.
+    fn open_up(&mut self, root: &Root, dir: &BStr, st: &mut LayerState) {
+        if !self.unpriv || st.usable.contains(dir) {
             return;
         }
         let usable = root
@@ -261,7 +266,11 @@ impl Extractor {
                 )
                 .is_ok()
             });
-        if usable || matches!(root.open_dir(dir), Err(Errno::NOENT) | Err(Errno::NOTDIR)) {
+        if usable {
+            st.usable.insert(dir.to_owned());
+            return;
+        }
+        if matches!(root.open_dir(dir), Err(Errno::NOENT) | Err(Errno::NOTDIR)) {
             return;
         }
         let uid = rustix::process::geteuid().as_raw();
@@ -288,6 +297,7 @@ impl Extractor {
                 self.restricted.entry(at).or_insert(mode);
             }
         }
+        st.usable.insert(dir.to_owned());
     }
 
     /// Unprivileged, in a layer store: leave restricted directories open
@@ -315,9 +325,7 @@ impl Extractor {
     /// (deepest first): at the end of a layer, or on a copy of a store's
     /// tree.
     pub fn close_restricted(&self, root: &Root) {
-        for (p, mode) in self.restricted.iter().rev() {
-            set_dir_mode(root, p.as_ref(), *mode);
-        }
+        close_modes(root, &self.restricted);
     }
 
     /// The options.
@@ -346,6 +354,7 @@ impl Extractor {
             upper: HashSet::new(),
             dir_times: BTreeMap::new(),
             dir_headers: BTreeMap::new(),
+            usable: HashSet::new(),
         };
         self.open_restricted(root);
         let res = self.apply_entries(root, &mut archive, &mut st);
@@ -505,7 +514,7 @@ impl Extractor {
         if overlay.is_some() {
             self.copy_up_parents(root, dir, st)?;
         }
-        self.open_up(root, dir);
+        self.open_up(root, dir, st);
         let parent = entry_parent(root, dir, st)
             .map_err(|e| entry_err(&path, format!("cannot create parent directory: {e}")))?;
 
@@ -545,7 +554,7 @@ impl Extractor {
                     Ok(()) | Err(Errno::EXIST) => {}
                     Err(e) => return Err(entry_err(&path, e)),
                 }
-                self.open_up(root, path.as_ref());
+                self.open_up(root, path.as_ref(), st);
                 let fd =
                     ov::open_dir_at(&parent, name.as_bytes()).map_err(|e| entry_err(&path, e))?;
                 self.apply_meta(&fd, None, path.as_ref(), &hdr, &xattrs, true)?;
@@ -612,7 +621,7 @@ impl Extractor {
                 if overlay.is_some() {
                     self.copy_up_link_target(root, target.as_ref(), st)?;
                 }
-                self.open_up(root, tdir);
+                self.open_up(root, tdir, st);
                 let tparent = root
                     .open_dir(tdir)
                     .map_err(|e| entry_err(&path, format!("hardlink target {target}: {e}")))?;
@@ -913,7 +922,7 @@ impl Extractor {
         path: &BStr,
         st: &mut LayerState,
     ) -> Result<(), ExtractError> {
-        self.open_up(root, dir);
+        self.open_up(root, dir, st);
         let parent = match root.open_dir(dir) {
             Ok(fd) => fd,
             Err(Errno::NOENT) | Err(Errno::NOTDIR) => return Ok(()),
@@ -1266,27 +1275,40 @@ fn behind_symlink(path: &BStr, link: &BStr) -> ExtractError {
     )
 }
 
-/// Set the mode of the directory (or regular file) `path` of `root`
-/// (never through a symlink); best effort: an entry that went away has
-/// nothing to fix.
-fn set_dir_mode(root: &Root, path: &BStr, mode: u32) {
+/// Give the directories and files `modes` (paths of `root`, with the real
+/// modes their unprivileged owner was kept out by) those modes, deepest
+/// first: at the end of a layer, or on a copy of a layer store's tree
+/// (which keeps them open, see [`Extractor::keep_restricted_open`]).
+pub fn close_modes(root: &Root, modes: &BTreeMap<BString, u32>) {
+    for (p, mode) in modes.iter().rev() {
+        set_mode(root, p.as_ref(), *mode, false);
+    }
+}
+
+/// Set the mode of the directory or regular file `path` of `root` (never
+/// through a symlink) to `mode`, or with `open` to `mode` plus what its
+/// owner needs to work in it (`u+rwx` for a directory, `u+r` for a file).
+/// Best effort: an entry that went away has nothing to fix.
+fn set_mode(root: &Root, path: &BStr, mode: u32, open: bool) {
     let (dir, name) = split_parent(path);
     let Ok(parent) = root.open_dir(dir) else {
         return;
     };
-    if rustix::fs::statat(&parent, name.as_bytes(), AtFlags::SYMLINK_NOFOLLOW).is_ok_and(|s| {
-        matches!(
-            FileType::from_raw_mode(s.st_mode),
-            FileType::Directory | FileType::RegularFile
-        )
-    }) {
-        let _ = rustix::fs::chmodat(
-            &parent,
-            name.as_bytes(),
-            Mode::from_raw_mode(mode),
-            AtFlags::empty(),
-        );
-    }
+    let Ok(st) = rustix::fs::statat(&parent, name.as_bytes(), AtFlags::SYMLINK_NOFOLLOW) else {
+        return;
+    };
+    let mode = match FileType::from_raw_mode(st.st_mode) {
+        FileType::Directory if open => mode | 0o700,
+        FileType::RegularFile if open => mode | 0o400,
+        FileType::Directory | FileType::RegularFile => mode,
+        _ => return,
+    };
+    let _ = rustix::fs::chmodat(
+        &parent,
+        name.as_bytes(),
+        Mode::from_raw_mode(mode),
+        AtFlags::empty(),
+    );
 }
 
 fn clone_ts(t: &Timestamps) -> Timestamps {

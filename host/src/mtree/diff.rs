@@ -74,7 +74,7 @@ pub struct DiffStats {
 
 struct Walker<'a> {
     /// Directories opened up for an unprivileged owner during the walk.
-    grant: crate::layer::unpriv::TreeGrant,
+    modes: &'a crate::layer::unpriv::Modes,
     spec: &'a Spec,
     cache: Option<&'a StatCache>,
     seen: HashSet<&'a [u8]>,
@@ -108,7 +108,7 @@ impl<'a> Walker<'a> {
             return Ok(true);
         }
         if let Some(m) = kw.get("mode")
-            && u32::from_str_radix(m, 8).ok() != Some(self.grant.modes().mode(host, md))
+            && u32::from_str_radix(m, 8).ok() != Some(self.modes.mode(host, md))
         {
             return Ok(true);
         }
@@ -251,8 +251,20 @@ pub fn compare(
     cache: Option<&StatCache>,
 ) -> Result<(Vec<Delta>, DiffStats), DiffError> {
     let grant = crate::layer::unpriv::TreeGrant::new(root).map_err(err(root))?;
+    compare_granted(root, spec, cache, &grant)
+}
+
+/// [`compare`] within a [`TreeGrant`](crate::layer::unpriv::TreeGrant)
+/// the caller holds on `root` (and keeps for the layer it writes next, so
+/// the tree is opened up once).
+pub fn compare_granted(
+    root: &Path,
+    spec: &Spec,
+    cache: Option<&StatCache>,
+    grant: &crate::layer::unpriv::TreeGrant,
+) -> Result<(Vec<Delta>, DiffStats), DiffError> {
     let mut w = Walker {
-        grant,
+        modes: grant.modes(),
         spec,
         cache,
         seen: HashSet::with_capacity(spec.entries.len()),
