@@ -11,5 +11,7 @@ cargo build --all-targets
 cargo test "$@"
 # the plugins' own unit tests (they build for the host target in test mode)
 cargo test -p layer-cache -p overlay -p registry
+# the SDK is publishable: its package (with the WIT inside) builds on its own
+cargo package -q -p rumoci-driver-sdk --allow-dirty
 # every fuzz target for a short bounded time (20 s each)
 scripts/fuzz.sh --ci

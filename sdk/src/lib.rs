@@ -55,7 +55,7 @@ use std::path::{Component, Path, PathBuf};
 #[allow(missing_docs, unsafe_code, clippy::all)]
 pub mod bindings {
     wit_bindgen::generate!({
-        path: "../wit",
+        path: "wit",
         world: "driver",
         generate_all,
         pub_export_macro: true,

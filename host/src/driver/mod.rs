@@ -36,7 +36,7 @@ pub use spec::{BUILTIN_DRIVERS, DEFAULT_MEMORY, DEFAULT_TIMEOUT, DriverSource, D
 #[allow(missing_docs, clippy::all)]
 pub mod bindings {
     wasmtime::component::bindgen!({
-        path: "../wit",
+        path: "../sdk/wit",
         world: "cas-driver",
         with: {
             "wasi:io": wasmtime_wasi::p2::bindings::sync::io,
@@ -52,7 +52,7 @@ pub mod bindings {
 #[allow(missing_docs, clippy::all)]
 pub mod layer_bindings {
     wasmtime::component::bindgen!({
-        path: "../wit",
+        path: "../sdk/wit",
         world: "layer-driver",
         with: {
             "wasi:io": wasmtime_wasi::p2::bindings::sync::io,
