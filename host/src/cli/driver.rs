@@ -212,6 +212,9 @@ pub enum Command {
     /// List the snapshots of the layer store given with `--driver`:
     /// name, kind, parent, and the size and inodes of committed ones.
     Snapshots,
+    /// Check a plugin against the driver contract (conformance runner):
+    /// one line per check, exit status 1 if any failed.
+    Test(super::driver_test::Args),
     /// Remove snapshots from the layer store given with `--driver`
     /// (children before parents; a snapshot with children left is refused).
     Rm {
@@ -282,6 +285,7 @@ pub fn run(cmd: Command) -> Result<()> {
             println!("capabilities: {}", i.capabilities.join(", "));
             Ok(())
         }
+        Command::Test(a) => super::driver_test::run(a),
         Command::Snapshots => print_snapshots(required_layer_store("snapshots")?.as_ref()),
         Command::Rm { names } => {
             let store = required_layer_store("rm")?;

@@ -3,6 +3,7 @@
 
 mod config;
 mod driver;
+mod driver_test;
 mod gc;
 mod init;
 mod insert;

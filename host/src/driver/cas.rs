@@ -22,9 +22,9 @@ const PAGE: u32 = 1024;
 /// Largest `index.json` accepted from a plugin.
 const MAX_INDEX: u64 = crate::limits::MAX_DOCUMENT_SIZE;
 
-type Shared = Arc<Mutex<Plugin>>;
+pub(super) type Shared = Arc<Mutex<Plugin>>;
 
-fn lock(p: &Shared) -> MutexGuard<'_, Plugin> {
+pub(super) fn lock(p: &Shared) -> MutexGuard<'_, Plugin> {
     // A panic while holding the lock cannot leave the plugin inconsistent
     // in a way later calls rely on (a trap re-creates the instance anyway).
     p.lock().unwrap_or_else(|e| e.into_inner())
@@ -130,6 +130,23 @@ impl WasmCas {
             Err(e) => Err(cas_err(e)),
         }
     }
+}
+
+/// The file in a store directory that serialises `write-index` calls of
+/// all rumoci processes on that store.
+pub const INDEX_LOCK: &str = ".rumoci-index.lock";
+
+/// Hold [`INDEX_LOCK`] of the store `dir` exclusively until the file drops.
+fn index_lock(dir: &Path) -> Result<std::fs::File, CasError> {
+    let path = dir.join(INDEX_LOCK);
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .map_err(|e| CasError::io(crate::show::name(&path), e))?;
+    rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive)
+        .map_err(|e| CasError::io(crate::show::name(&path), e.into()))?;
+    Ok(f)
 }
 
 /// Fail unless the plugin declares `capability`.
@@ -286,6 +303,9 @@ impl Cas for WasmCas {
     }
 
     fn swap_index_raw(&self, old: &[u8], new: &[u8]) -> Result<(), CasError> {
+        // WASI has no file locks: rumoci processes take turns here, so that
+        // a plugin's read-compare-rename is a real compare-and-swap
+        let _turn = index_lock(&self.dir)?;
         let pre = IndexPrecondition::Bytes(old.to_vec());
         match lock(&self.plugin).call("cas.write-index", |s, b| {
             b.rumoci_driver_cas().call_write_index(s, new, &pre)
@@ -368,6 +388,17 @@ impl Drop for ChunkReader {
                 let _ = h.resource_drop(&mut inst.store);
             }
         }
+    }
+}
+
+/// A reader of the input-stream `stream`, a resource of `plugin`'s current
+/// instance (the conformance runner's `open-stream` checks).
+pub(super) fn stream_reader(plugin: Shared, stream: Resource<DynInputStream>) -> impl Read + Send {
+    let generation = lock(&plugin).generation();
+    StreamReader {
+        plugin,
+        generation,
+        stream: Some(stream),
     }
 }
 

@@ -147,6 +147,31 @@ impl WasmLayerStore {
     }
 }
 
+impl WasmLayerStore {
+    /// One raw `list-snapshots` page (the conformance runner's paging
+    /// checks): the names and the next cursor.
+    pub(super) fn page(
+        &self,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> Result<(Vec<String>, Option<String>), LayerStoreError> {
+        const OP: &str = "layer-store.list-snapshots";
+        let page = self
+            .lock_plugin()
+            .call(OP, |s, b| {
+                b.rumoci_driver_layer_store()
+                    .call_list_snapshots(s, cursor, limit)
+            })
+            .map_err(|e| self.err(OP, e))?;
+        Ok((page.items.into_iter().map(|i| i.name).collect(), page.next))
+    }
+
+    /// Drop the instance as a killed process would (see [`Plugin::kill`]).
+    pub(super) fn kill(&self) {
+        self.lock_plugin().kill();
+    }
+}
+
 impl LayerStore for WasmLayerStore {
     fn name(&self) -> String {
         self.label.clone()

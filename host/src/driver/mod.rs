@@ -20,6 +20,7 @@
 //!   ([`crate::cas::ext::open_verified`]).
 
 mod cas;
+pub mod conform;
 mod engine;
 mod fsguard;
 mod layer;
@@ -31,6 +32,36 @@ pub use engine::cache_dir;
 pub use layer::WasmLayerStore;
 pub use runtime::{HostState, Plugin, PluginInfo, World};
 pub use spec::{BUILTIN_DRIVERS, DEFAULT_MEMORY, DEFAULT_TIMEOUT, DriverSource, DriverSpec};
+
+/// Every capability a driver may declare in `meta.info`, and what the host
+/// does differently when it is declared. Any other name is warned about and
+/// ignored.
+pub const CAPABILITIES: &[(&str, &str)] = &[
+    (
+        "cas",
+        "the driver is a content store: --driver selects it for the layout of every image command",
+    ),
+    (
+        "cas.init",
+        "`rumoci init` (and `driver test`) create a store through `cas.init`; without it, only existing stores are opened",
+    ),
+    (
+        "cas.open-stream",
+        "blob reads use `cas.open-stream` (the host reads the plugin's file stream itself) instead of `blob-reader.read-at` chunks",
+    ),
+    (
+        "layer-store",
+        "the driver is a layer store: unpack, repack and `driver snapshots`/`driver rm` go through it",
+    ),
+    (
+        "layer-store.copy",
+        "informational: the driver answers `copy` mounts (the host copies the parent's tree); declared by layer-cache, not checked",
+    ),
+    (
+        "layer-store.overlay",
+        "the host extracts each layer alone in overlayfs form and mounts the chain `view` returns as the bundle's rootfs",
+    ),
+];
 
 /// Generated host bindings of the `rumoci:driver/cas-driver` world.
 #[allow(missing_docs, clippy::all)]

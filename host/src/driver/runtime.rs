@@ -347,6 +347,23 @@ impl<W: World> Plugin<W> {
             });
         }
         p.label = format!("{} ({label})", info.name);
+        // the instance that answered `meta.info` logs under the new label too
+        if let Some(inst) = p.instance.as_mut() {
+            inst.store.data_mut().plugin = p.label.clone();
+        }
+        for c in &info.capabilities {
+            if !super::CAPABILITIES.iter().any(|(known, _)| known == c) {
+                tracing::warn!(
+                    "driver {}: unknown capability {c:?} ignored (known: {})",
+                    p.label,
+                    super::CAPABILITIES
+                        .iter()
+                        .map(|(k, _)| *k)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+        }
         p.info = info;
         Ok(p)
     }
@@ -517,6 +534,22 @@ impl<W: World> Plugin<W> {
                 op: op.to_string(),
                 error,
             }),
+        }
+    }
+
+    /// Drop the live instance as a killed process would lose it: no
+    /// resource destructor runs in the guest, files it left stay. The next
+    /// call instantiates afresh. (The conformance runner's "killed writer"
+    /// checks.)
+    pub(crate) fn kill(&mut self) {
+        self.instance = None;
+        self.generation += 1;
+    }
+
+    /// Drop a guest resource handle of the live instance.
+    pub(crate) fn drop_resource(&mut self, handle: wasmtime::component::ResourceAny) {
+        if let Ok(inst) = self.instance() {
+            let _ = handle.resource_drop(&mut inst.store);
         }
     }
 

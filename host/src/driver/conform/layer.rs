@@ -1,0 +1,282 @@
+//! Layer-store checks: the `layer-store` exports through the host's checks.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use super::super::{DriverSpec, WasmLayerStore};
+use super::{Options, Runner, ensure};
+use crate::layer_store::record::Record;
+use crate::layer_store::{LayerStore, MountSpec, Prepared, SnapshotKind, UnpackTarget, resolve};
+use crate::oci::Digest;
+
+fn err(e: impl std::fmt::Display) -> String {
+    e.to_string()
+}
+
+/// A made-up chain id / diff id from a label.
+fn digest(label: &str) -> Result<Digest, String> {
+    super::cas::digest_of(label.as_bytes())
+        .parse()
+        .map_err(|e| format!("{e}"))
+}
+
+/// Check a fresh target as the host would use it, write a small tree into
+/// it (as if a layer were extracted) and the host's record; the tree's
+/// bytes.
+fn fill(store: &WasmLayerStore, t: &UnpackTarget, files: &[(&str, &[u8])]) -> Result<u64, String> {
+    let root = store.root();
+    let dir = resolve(root, &t.dir)?;
+    let meta = t.meta.as_deref().ok_or("prepare answers no meta file")?;
+    let meta = resolve(root, meta)?;
+    ensure(dir != root, || {
+        "prepare answers the store directory itself as the layer's directory".into()
+    })?;
+    ensure(dir.is_dir(), || {
+        format!("prepare answers dir {:?}, which does not exist", t.dir)
+    })?;
+    ensure(!meta.starts_with(&dir), || {
+        format!(
+            "the meta file {:?} is inside the layer's directory {:?}",
+            t.meta, t.dir
+        )
+    })?;
+    let mut bytes = 0;
+    for (name, data) in files {
+        let p = dir.join(name);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+        }
+        std::fs::write(&p, data).map_err(|e| format!("{}: {e}", p.display()))?;
+        bytes += data.len() as u64;
+    }
+    let rec = Record::capture(&dir, &BTreeMap::new()).map_err(err)?;
+    if let Some(parent) = meta.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+    }
+    rec.write(&meta).map_err(err)?;
+    Ok(bytes)
+}
+
+/// Every path a mount names, resolved beneath the store.
+fn mount_paths(root: &Path, ms: &[MountSpec]) -> Result<Vec<PathBuf>, String> {
+    let mut out = Vec::new();
+    for m in ms {
+        if !m.source.is_empty() {
+            out.push(resolve(root, &m.source)?);
+        }
+        for o in &m.options {
+            if let Some(l) = o.strip_prefix("lowerdir=") {
+                for d in l.split(':') {
+                    out.push(resolve(root, d)?);
+                }
+            }
+        }
+    }
+    for p in &out {
+        ensure(p.exists(), || {
+            format!("a mount names {}, which does not exist", p.display())
+        })?;
+    }
+    Ok(out)
+}
+
+/// Run the layer-store checks.
+pub(super) fn run(r: &mut Runner, wasm: &Path, spec: &DriverSpec, opts: &Options) {
+    let dir = opts.work.join("layer-store");
+    let mut store = None;
+    r.gate(
+        "the store opens in an empty directory",
+        "the plugin works in the store directory it is given (created empty by the host)",
+        || {
+            store = Some(WasmLayerStore::open(wasm, spec, &dir).map_err(err)?);
+            Ok(None)
+        },
+    );
+    let Some(st) = store else {
+        return;
+    };
+    let overlay = st.overlay();
+    let (Ok(c1), Ok(c2), Ok(c3), Ok(d1), Ok(d2)) = (
+        digest("chain 1"),
+        digest("chain 2"),
+        digest("chain 3"),
+        digest("diff 1"),
+        digest("diff 2"),
+    ) else {
+        return;
+    };
+    let (c1s, c2s, c3s) = (c1.to_string(), c2.to_string(), c3.to_string());
+    let mut base_bytes = 0;
+    r.gate(
+        "prepare of a base layer answers a fresh directory; commit names it",
+        "prepare(key, none, target): fresh{dir, mounts: [], meta} with dir and meta relative, beneath the store, meta outside dir; commit(name, key, diff-id) answers a committed snapshot with that name and diff-id",
+        || {
+            let t = match st.prepare("conformance-k1", None, Some(&c1s)).map_err(err)? {
+                Prepared::Fresh(t) => t,
+                Prepared::Cached(_) => return Err("answered cached for a target never committed".into()),
+            };
+            ensure(t.mounts.is_empty(), || format!("a base layer with mounts {:?}", t.mounts))?;
+            base_bytes = fill(&st, &t, &[("etc/hello", b"hello\n"), ("data.bin", &[7u8; 5000])])?;
+            let i = st.commit(&c1s, "conformance-k1", &d1).map_err(err)?;
+            ensure(i.name == c1s && i.kind == SnapshotKind::Committed, || format!("commit answered {i:?}"))?;
+            ensure(i.diff_id.as_ref() == Some(&d1), || format!("commit answered diff-id {:?}", i.diff_id))?;
+            ensure(i.parent.is_none(), || format!("a base layer with parent {:?}", i.parent))?;
+            Ok(None)
+        },
+    );
+    r.check(
+        "stat answers committed snapshots and none for unknown names",
+        "stat(name): the snapshot-info, none if absent",
+        || {
+            let i = st
+                .stat(&c1s)
+                .map_err(err)?
+                .ok_or("stat of the committed snapshot answers none")?;
+            ensure(i.kind == SnapshotKind::Committed && i.name == c1s, || {
+                format!("stat answered {i:?}")
+            })?;
+            ensure(st.stat("conformance-never").map_err(err)?.is_none(), || {
+                "stat of an unknown name answers a snapshot".into()
+            })?;
+            Ok(None)
+        },
+    );
+    r.check(
+        "prepare of a committed target answers cached",
+        "prepare(key, parent, target): cached(info of target) when target is committed (download and extraction skipped)",
+        || match st.prepare("conformance-k1-again", None, Some(&c1s)).map_err(err)? {
+            Prepared::Cached(i) => ensure(i.name == c1s, || format!("cached answers {}", i.name)).map(|()| None),
+            Prepared::Fresh(_) => Err("answered fresh for a committed target".into()),
+        },
+    );
+    r.gate(
+        "a child layer on a parent",
+        "prepare(key, parent, target): a copy store answers one copy mount of the parent's tree; an overlay store (layer-store.overlay) answers no mounts; commit records the parent",
+        || {
+            let t = match st.prepare("conformance-k2", Some(&c1s), Some(&c2s)).map_err(err)? {
+                Prepared::Fresh(t) => t,
+                Prepared::Cached(_) => return Err("answered cached for a target never committed".into()),
+            };
+            if overlay {
+                ensure(t.mounts.is_empty(), || format!("an overlay store answered mounts {:?}", t.mounts))?;
+            } else {
+                ensure(t.mounts.len() == 1 && t.mounts[0].kind == "copy", || {
+                    format!("expected one copy mount of the parent, got {:?}", t.mounts)
+                })?;
+                mount_paths(st.root(), &t.mounts)?;
+            }
+            fill(&st, &t, &[("etc/child", b"child\n")])?;
+            let i = st.commit(&c2s, "conformance-k2", &d2).map_err(err)?;
+            ensure(i.parent.as_deref() == Some(c1s.as_str()), || format!("committed child has parent {:?}", i.parent))?;
+            Ok(None)
+        },
+    );
+    r.check(
+        "view of a chain answers mounts beneath the store",
+        "view(key, parent): copy store: one copy mount; overlay store: one overlay mount, lowerdir=<top>:…:<base>; paths relative, beneath the store",
+        || {
+            let ms = st.view("conformance-view", &c2s).map_err(err)?;
+            ensure(ms.len() == 1, || format!("view answered {} mounts", ms.len()))?;
+            let want = if overlay { "overlay" } else { "copy" };
+            ensure(ms[0].kind == want, || format!("view answered a {:?} mount", ms[0].kind))?;
+            let paths = mount_paths(st.root(), &ms)?;
+            if overlay {
+                ensure(paths.len() == 2, || format!("lowerdir names {} directories for a chain of 2", paths.len()))?;
+            }
+            st.remove("conformance-view").map_err(|e| format!("remove of the view: {e}"))?;
+            Ok(None)
+        },
+    );
+    r.check(
+        "usage counts a snapshot's bytes and inodes",
+        "usage(name): size at least the bytes of its files, inodes at least its entries",
+        || {
+            let u = st.usage(&c1s).map_err(err)?.ok_or("no usage")?;
+            ensure(u.size >= base_bytes && u.inodes >= 3, || {
+                format!(
+                    "usage answers {} bytes, {} inodes for {base_bytes} bytes in 3 entries",
+                    u.size, u.inodes
+                )
+            })?;
+            Ok(None)
+        },
+    );
+    r.check(
+        "list-snapshots pages through every snapshot, for any limit",
+        "list-snapshots(cursor, limit): the paging contract of list-blobs",
+        || {
+            for limit in [1u32, 2, 256] {
+                let mut seen = Vec::new();
+                let mut cursor: Option<String> = None;
+                for _ in 0..100 {
+                    let (names, next) = st.page(cursor.as_deref(), limit).map_err(err)?;
+                    ensure(names.len() <= limit as usize, || {
+                        format!("limit {limit}: a page of {}", names.len())
+                    })?;
+                    seen.extend(names);
+                    match next {
+                        None => break,
+                        Some(n) => {
+                            ensure(Some(&n) != cursor.as_ref(), || {
+                                format!("limit {limit}: the cursor does not advance")
+                            })?;
+                            cursor = Some(n);
+                        }
+                    }
+                }
+                for c in [&c1s, &c2s] {
+                    ensure(seen.iter().filter(|n| n == &c).count() == 1, || {
+                        format!(
+                            "limit {limit}: {c} listed {} times",
+                            seen.iter().filter(|n| n == &c).count()
+                        )
+                    })?;
+                }
+            }
+            Ok(None)
+        },
+    );
+    r.check(
+        "a parent is not removed while a snapshot on it is in use; then both are",
+        "remove(name): refused (an error, nothing removed) while an active snapshot or view has it as parent, and in an overlay store while any child exists (its layers are the child's lower directories); removing frees the snapshot",
+        || {
+            let c4 = digest("chain 4").map_err(err)?.to_string();
+            match st.prepare("conformance-k4", Some(&c1s), Some(&c4)).map_err(err)? {
+                Prepared::Fresh(_) => {}
+                Prepared::Cached(_) => return Err("answered cached for a target never committed".into()),
+            }
+            ensure(st.remove(&c1s).is_err(), || "the parent of an active snapshot was removed".into())?;
+            ensure(st.stat(&c1s).map_err(err)?.is_some(), || "a refused remove removed the parent".into())?;
+            st.remove("conformance-k4").map_err(|e| format!("remove of an active snapshot: {e}"))?;
+            if overlay {
+                ensure(st.remove(&c1s).is_err(), || "an overlay store removed the parent of a committed child".into())?;
+            }
+            st.remove(&c2s).map_err(err)?;
+            st.remove(&c1s).map_err(err)?;
+            for c in [&c1s, &c2s] {
+                ensure(st.stat(c).map_err(err)?.is_none(), || format!("{c} is still there after remove"))?;
+            }
+            Ok(None)
+        },
+    );
+    r.check(
+        "a killed unpack's leftovers do not block the next one",
+        "prepare after a process died between prepare and commit (its active snapshot left behind) answers fresh for the same target under a new key, and commit works",
+        || {
+            let t = match st.prepare("conformance-killed", None, Some(&c3s)).map_err(err)? {
+                Prepared::Fresh(t) => t,
+                Prepared::Cached(_) => return Err("answered cached for a target never committed".into()),
+            };
+            fill(&st, &t, &[("half", b"half")])?;
+            st.kill();
+            let t = match st.prepare("conformance-k3", None, Some(&c3s)).map_err(err)? {
+                Prepared::Fresh(t) => t,
+                Prepared::Cached(_) => return Err("answered cached for a target never committed".into()),
+            };
+            fill(&st, &t, &[("whole", b"whole")])?;
+            st.commit(&c3s, "conformance-k3", &d1).map_err(err)?;
+            st.remove(&c3s).map_err(err)?;
+            Ok(None)
+        },
+    );
+}
