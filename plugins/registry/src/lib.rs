@@ -117,6 +117,9 @@ fn conf() -> Result<Conf> {
 // ---------------------------------------------------------------------------
 // Requests and error mapping
 
+/// Retries of a bodiless GET or HEAD that met a server error.
+const RETRIES: usize = 4;
+
 /// One request's description, for error messages.
 struct Call<'a> {
     c: &'a Conf,
@@ -134,6 +137,25 @@ impl Call<'_> {
     }
 
     fn send(&self, headers: &[(&str, &str)], body: Body<'_>) -> Result<Response> {
+        // A bodiless GET or HEAD is retried on a server error: distribution
+        // answers 500 ("invalid checksum digest format") to a read of a tag
+        // that another client is writing at that moment.
+        if matches!(body, Body::Empty) && matches!(self.method, "GET" | "HEAD") {
+            let mut delay = std::time::Duration::from_millis(50);
+            for _ in 0..RETRIES {
+                let r = self
+                    .c
+                    .ep
+                    .request(self.method, &self.path, headers, Body::Empty)
+                    .map_err(|e| self.transport(e))?;
+                if !matches!(r.status, 500 | 502 | 503 | 504) {
+                    return Ok(r);
+                }
+                drop(r);
+                std::thread::sleep(delay);
+                delay *= 2;
+            }
+        }
         self.c
             .ep
             .request(self.method, &self.path, headers, body)

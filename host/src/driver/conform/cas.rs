@@ -609,8 +609,11 @@ pub(super) fn run(r: &mut Runner, wasm: &Path, spec: &DriverSpec, opts: &Options
         || {
             let (m, size) = put_image(&st)?;
             image = Some((m.clone(), size));
+            // tags are only ever added: a registry cannot remove a tag
+            // without deleting its manifest
             let one = index_with(&m, size, &["conformance-1"]);
-            let two = index_with(&m, size, &["conformance-2"]);
+            let two = index_with(&m, size, &["conformance-1", "conformance-2"]);
+            let three = index_with(&m, size, &["conformance-1", "conformance-2", "conformance-3"]);
             let lost = |what: &str, e: Result<String, DriverError>| match e {
                 Err(e) if is(&e, |w| matches!(w, WitError::FailedPrecondition(_))) => Ok(()),
                 Err(e) => Err(format!("{what}: {e} (expected failed-precondition)")),
@@ -630,7 +633,10 @@ pub(super) fn run(r: &mut Runner, wasm: &Path, spec: &DriverSpec, opts: &Options
             })?;
             st.write_index(&two, &Pre::Bytes(now.bytes.clone()))
                 .map_err(|e| format!("bytes precondition with the current document: {e}"))?;
-            st.write_index(&one, &Pre::Any).map_err(|e| format!("precondition any: {e}"))?;
+            st.write_index(&three, &Pre::Any).map_err(|e| format!("precondition any: {e}"))?;
+            ensure(tags_of(&st.read_index().map_err(err)?.bytes)? == tags_of(&three)?, || {
+                "read-index does not answer what was written".into()
+            })?;
             Ok(None)
         },
     );
@@ -646,9 +652,16 @@ pub(super) fn run(r: &mut Runner, wasm: &Path, spec: &DriverSpec, opts: &Options
             let a = st.read_index().map_err(err)?;
             let b = other.read_index().map_err(err)?;
             ensure(a.version == b.version, || "two instances answer different versions".into())?;
-            st.write_index(&index_with(&m, size, &["conformance-a"]), &Pre::Version(a.version))
-                .map_err(err)?;
-            match other.write_index(&index_with(&m, size, &["conformance-b"]), &Pre::Version(b.version)) {
+            let mut tags: Vec<String> = tags_of(&a.bytes)?.into_keys().collect();
+            let with = |t: &str| {
+                let mut all: Vec<&str> = tags.iter().map(String::as_str).collect();
+                all.push(t);
+                index_with(&m, size, &all)
+            };
+            let (doc_a, doc_b) = (with("conformance-a"), with("conformance-b"));
+            tags.clear();
+            st.write_index(&doc_a, &Pre::Version(a.version)).map_err(err)?;
+            match other.write_index(&doc_b, &Pre::Version(b.version)) {
                 Err(e) if is(&e, |w| matches!(w, WitError::FailedPrecondition(_))) => {}
                 Err(e) => return Err(format!("the loser: {e} (expected failed-precondition)")),
                 Ok(_) => return Err("both writes succeeded: an update was lost".into()),

@@ -294,7 +294,7 @@ mod tests {
         assert!(!r.gate("b", "", || Err("broken\nthing".into())));
         assert!(!r.check("c", "", || Ok(None)));
         r.group("layer-store");
-        assert!(r.check("d", "", || Ok(Some("optional".into()))) == false);
+        assert!(!r.check("d", "", || Ok(Some("optional".into()))));
         let s = r.summary;
         assert_eq!((s.passed, s.failed, s.skipped), (1, 1, 2));
         assert_eq!(seen[1].1, Outcome::Fail("broken thing".into()));

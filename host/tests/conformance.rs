@@ -1,0 +1,184 @@
+//! `rumoci driver test`, the conformance runner: the shipped plugins pass
+//! it, every hostile plugin fails it with the message of its attack, and
+//! the SDK's example plugin (written from the docs) passes it.
+
+mod common;
+
+use std::path::Path;
+use std::process::Output;
+
+use common::*;
+
+const PLUGINS: &[&str] = &[
+    "dir-cas",
+    "layer-cache",
+    "overlay",
+    "evil-loop",
+    "evil-alloc",
+    "evil-escape",
+    "evil-bytes",
+    "evil-mount",
+    "evil-open",
+    "evil-net",
+    "evil-shape",
+];
+
+fn plugin(name: &str) -> String {
+    plugin_wasm(PLUGINS, name)
+}
+
+fn driver_test(spec: &str, work: &Path) -> Output {
+    rd(&[
+        "driver",
+        "test",
+        "--work",
+        work.to_str().expect("utf-8"),
+        spec,
+    ])
+}
+
+/// The FAIL lines of a run (each with the message line after it).
+fn failures(out: &Output) -> Vec<String> {
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.starts_with("FAIL"))
+        .map(|(i, l)| format!("{l} / {}", lines.get(i + 1).unwrap_or(&"").trim()))
+        .collect()
+}
+
+fn assert_passes(spec: &str, min_checks: usize) {
+    let work = tempfile::tempdir().expect("tempdir");
+    let out = driver_test(spec, work.path());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{spec}: {:?}\n{stdout}\n{}",
+        failures(&out),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let last = stdout.lines().last().unwrap_or_default();
+    let passed: usize = last
+        .split(' ')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        passed >= min_checks && last.contains(" 0 failed"),
+        "{spec}: {last}\n{stdout}"
+    );
+    // every check is a line of its own: ok, FAIL or skip
+    for l in stdout.lines().filter(|l| !l.starts_with(' ')) {
+        assert!(
+            l.starts_with("ok ") || l.starts_with("skip ") || l == last,
+            "unexpected line {l:?}"
+        );
+    }
+}
+
+#[test]
+fn shipped_content_store_passes_every_check() {
+    assert_passes(&plugin("dir-cas"), 22);
+}
+
+#[test]
+fn shipped_layer_stores_pass_every_check() {
+    assert_passes(&plugin("layer-cache"), 14);
+    if rustix::process::geteuid().is_root() {
+        assert_passes(&plugin("overlay"), 14);
+    }
+}
+
+/// Run `spec` on a fresh layout (for plugins without `cas.init`), expect a
+/// failure, and the FAIL of `check` saying `message`.
+fn assert_fails(spec: &str, with_store: bool, check: &str, message: &str) {
+    let work = tempfile::tempdir().expect("tempdir");
+    let spec = if with_store {
+        let store = work.path().join("store");
+        rd_ok(&["init", "--layout", store.to_str().expect("utf-8")]);
+        format!("{spec},dir={}", store.display())
+    } else {
+        spec.to_string()
+    };
+    let out = driver_test(&spec, &work.path().join("work"));
+    assert_eq!(out.status.code(), Some(1), "{spec} passed");
+    let fails = failures(&out);
+    assert!(
+        fails
+            .iter()
+            .any(|f| f.contains(check) && f.contains(message)),
+        "{spec}: expected FAIL of {check:?} with {message:?}, got {fails:#?}"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("rumoci: driver test ")
+            && err.contains("checks failed")
+            && err.lines().count() == 1,
+        "{err}"
+    );
+}
+
+#[test]
+fn hostile_plugins_fail_with_the_message_of_their_attack() {
+    let check = "check accepts the store";
+    assert_fails(
+        &format!("{},timeout=2", plugin("evil-loop")),
+        true,
+        check,
+        "deadline of 2s per call exceeded",
+    );
+    assert_fails(
+        &format!("{},opt.panic=boom at the check", plugin("evil-loop")),
+        true,
+        check,
+        "boom at the check",
+    );
+    assert_fails(
+        &plugin("evil-alloc"),
+        true,
+        check,
+        "memory limit of 268435456 bytes exceeded",
+    );
+    assert_fails(&plugin("evil-escape"), true, check, "all escapes refused");
+    assert_fails(&plugin("evil-net"), true, check, "net report");
+    assert_fails(&plugin("evil-open"), true, check, "evil-open");
+    assert_fails(
+        &plugin("evil-bytes"),
+        true,
+        "read-at returns the bytes",
+        "bytes differ from what was written",
+    );
+    assert_fails(
+        &format!("{},opt.mode=list", plugin("evil-shape")),
+        true,
+        "list-blobs pages",
+        "paging does not end",
+    );
+    for (mode, message) in [
+        ("dir", "\"../outside\" leaves the store directory"),
+        ("meta", "\"../../record\" leaves the store directory"),
+    ] {
+        assert_fails(
+            &format!("{},opt.mode={mode}", plugin("evil-mount")),
+            false,
+            "prepare of a base layer",
+            message,
+        );
+    }
+}
+
+#[test]
+fn a_plugin_without_init_needs_a_store() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let out = driver_test(&plugin("evil-escape"), work.path());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        failures(&out)
+            .iter()
+            .any(|f| f.contains("no cas.init capability and no dir=")),
+        "{:?}",
+        failures(&out)
+    );
+}
