@@ -182,3 +182,79 @@ fn a_plugin_without_init_needs_a_store() {
         failures(&out)
     );
 }
+
+/// What a plugin author meets at the edges: a misspelt capability is
+/// warned about (and fails `driver test`), a layout path that `dir=`
+/// overrides is warned about, `init` fills an existing empty directory (a
+/// mount point) but not one holding something.
+#[test]
+fn plugin_authors_get_actionable_warnings() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let store = t.path().join("store");
+    let typo = format!(
+        "{},opt.mode=typo,dir={}",
+        plugin("evil-shape"),
+        store.display()
+    );
+    rd_ok(&["init", "--layout", store.to_str().expect("utf-8")]);
+    let out = rd(&[
+        "--driver",
+        &typo,
+        "ls",
+        "--layout",
+        store.to_str().expect("utf-8"),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains(
+            "driver evil-shape (evil_shape.wasm): unknown capability \"cas.open-strem\" ignored"
+        ),
+        "{err}"
+    );
+    let out = driver_test(&typo, &t.path().join("w"));
+    assert!(
+        failures(&out)
+            .iter()
+            .any(|f| f.contains("unknown capabilities [\"cas.open-strem\"]")),
+        "{:?}",
+        failures(&out)
+    );
+
+    let dir_cas = plugin("dir-cas");
+    let empty = t.path().join("mountpoint");
+    std::fs::create_dir(&empty).expect("mkdir");
+    rd_ok(&[
+        "--driver",
+        &dir_cas,
+        "init",
+        "--layout",
+        empty.to_str().expect("utf-8"),
+    ]);
+    assert!(empty.join("index.json").is_file());
+    let err = rd_err(&[
+        "--driver",
+        &dir_cas,
+        "init",
+        "--layout",
+        empty.to_str().expect("utf-8"),
+    ]);
+    assert!(err.contains("already exists"), "{err}");
+
+    let spec = format!("{dir_cas},dir={}", empty.display());
+    let out = rd(&["--driver", &spec, "ls", "--layout", "/nonexistent"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("/nonexistent is not used: the store is the driver's dir="),
+        "{err}"
+    );
+    // the same directory named another way is not warned about
+    let other = format!("{}/.", empty.display());
+    let out = rd(&["--driver", &spec, "ls", "--layout", &other]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

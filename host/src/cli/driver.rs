@@ -130,6 +130,13 @@ pub fn open_layer_store() -> Result<Option<Box<dyn LayerStore>>> {
 fn cas_store(wasm: &Path, spec: &DriverSpec, path: &Path) -> Result<(PathBuf, DriverSpec)> {
     if spec.url.is_none() {
         let dir = spec.dir.clone().unwrap_or_else(|| path.to_path_buf());
+        if !same_place(&dir, path) {
+            tracing::warn!(
+                "{} is not used: the store is the driver's dir={}",
+                rumoci::show::name(&path),
+                rumoci::show::name(&dir)
+            );
+        }
         return Ok((dir, spec.clone()));
     }
     let mut spec = spec.clone();
@@ -140,6 +147,24 @@ fn cas_store(wasm: &Path, spec: &DriverSpec, path: &Path) -> Result<(PathBuf, Dr
     std::fs::create_dir_all(&dir)
         .with_context(|| format!("create store directory {}", rumoci::show::name(&dir)))?;
     Ok((dir, spec))
+}
+
+/// Whether two paths name the same directory (lexically, or the same
+/// inode when both exist).
+fn same_place(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    if a.components().eq(b.components()) {
+        return true;
+    }
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+        _ => false,
+    }
+}
+
+/// Whether `dir` is a directory with no entries.
+fn is_empty_dir(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_none())
 }
 
 /// How errors name a plugin's store: the directory, or the repository and
@@ -188,7 +213,10 @@ pub fn create_layout(path: &Path) -> Result<()> {
             let (dir, spec) = cas_store(&wasm, &spec, path)?;
             // With url= the store directory is only for spooling: the
             // plugin's `init` decides whether the repository exists.
-            if spec.url.is_none() && std::fs::symlink_metadata(&dir).is_ok() {
+            // an empty directory (a mount point for the store) is the
+            // plugin's to fill: its init decides
+            if spec.url.is_none() && std::fs::symlink_metadata(&dir).is_ok() && !is_empty_dir(&dir)
+            {
                 anyhow::bail!("create layout {}: already exists", rumoci::show::name(&dir));
             }
             let index = rumoci::oci::to_go_json(&rumoci::oci::Index::default())

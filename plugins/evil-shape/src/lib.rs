@@ -1,6 +1,8 @@
 //! Test plugin: answers whose *shape* is hostile (every single answer is
 //! well-formed). `opt.mode=` picks it:
 //!
+//! * `typo`: the dir-cas content store declaring a misspelt capability
+//!   (`cas.open-strem`);
 //! * `list`: a content store (the dir-cas driver) whose `list-blobs` never
 //!   ends: page after page of made-up digests, the cursor always advancing;
 //! * `loop`: a layer store whose snapshots' parents form a cycle
@@ -38,8 +40,11 @@ fn depth() -> u64 {
 
 impl Driver for Evil {
     fn info() -> DriverInfo {
-        if mode() == "list" {
+        let m = mode();
+        if m == "list" {
             DriverInfo::new("evil-shape", "0.0.0", &["cas"])
+        } else if m == "typo" {
+            DriverInfo::new("evil-shape", "0.0.0", &["cas", "cas.open-strem"])
         } else {
             DriverInfo::new("evil-shape", "0.0.0", &["layer-store"])
         }

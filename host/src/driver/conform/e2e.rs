@@ -188,8 +188,7 @@ fn same_bundles(
         .ok_or("no mtree manifest")?;
     // the root's time is the unpack's: borrow the built-in one's meanwhile
     let times = |p: &Path| -> Result<rustix::fs::Timestamps, String> {
-        let st =
-            rustix::fs::stat(p.join("rootfs")).map_err(|e| format!("{}: {e}", p.display()))?;
+        let st = rustix::fs::stat(p.join("rootfs")).map_err(|e| format!("{}: {e}", p.display()))?;
         let ts = |sec: i64, nsec: i64| rustix::fs::Timespec {
             tv_sec: sec,
             tv_nsec: nsec as _,
