@@ -2,7 +2,8 @@
 //!
 //! Write [rumoci](../rumoci/index.html) storage drivers in Rust. A driver is
 //! a WebAssembly component (target `wasm32-wasip2`) implementing the
-//! `rumoci:driver@0.1.0` contract in the repository's `wit/` directory. The
+//! `rumoci:driver@0.1.0` contract in this crate's `wit/` directory (see
+//! `GUIDE.md` for the rules the host enforces). The
 //! host runs it sandboxed: one preopened directory (the *store directory*),
 //! no environment, no network (unless the user grants TCP to one host:port
 //! with `url=`; `std::net::TcpStream` works then), a memory limit and a
