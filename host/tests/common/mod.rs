@@ -132,7 +132,8 @@ pub fn go_tool(name: &str) -> Option<PathBuf> {
 }
 
 /// Every file under `root` with its content hash (or link target), for
-/// "nothing changed" assertions.
+/// "nothing changed" assertions. rumoci's lock file of a plugin store
+/// (`.rumoci-index.lock`, empty, serialising index updates) is left out.
 pub fn snapshot(root: &Path) -> BTreeMap<PathBuf, String> {
     let mut out = BTreeMap::new();
     fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, String>) {
@@ -142,6 +143,9 @@ pub fn snapshot(root: &Path) -> BTreeMap<PathBuf, String> {
         for e in entries.flatten() {
             let p = e.path();
             let rel = p.strip_prefix(root).expect("prefix").to_path_buf();
+            if rel.as_os_str() == ".rumoci-index.lock" {
+                continue;
+            }
             let ft = e.file_type().expect("file type");
             if ft.is_dir() {
                 out.insert(rel, "dir".into());
