@@ -152,6 +152,17 @@ fn rd_ok(data: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// [`rd_ok`], returning stderr (the log).
+fn rd_ok_err(data: &Path, args: &[&str]) -> String {
+    let out = rd(data, args);
+    assert!(
+        out.status.success(),
+        "rumoci {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 fn rd_err(data: &Path, args: &[&str]) -> String {
     let out = rd(data, args);
     assert!(!out.status.success(), "rumoci {args:?} should have failed");
@@ -207,11 +218,16 @@ fn umoci_unpack(image: &str, dest: &Path) {
     run_ok("umoci", &["unpack", "--image", image, sp(dest)]);
 }
 
-/// The spool directory is left empty (no temporaries behind).
+/// The spool directory is left empty (no temporaries behind; rumoci's
+/// own index lock file aside).
 fn assert_no_spool(data: &Path) {
     let store = data.join("rumoci/drivers/registry");
     let left: Vec<_> = std::fs::read_dir(&store)
-        .map(|d| d.map(|e| e.expect("entry").file_name()).collect())
+        .map(|d| {
+            d.map(|e| e.expect("entry").file_name())
+                .filter(|n| n != ".rumoci-index.lock")
+                .collect()
+        })
         .unwrap_or_default();
     assert!(left.is_empty(), "left in {}: {left:?}", store.display());
 }
@@ -631,4 +647,71 @@ fn registry_plugin_passes_driver_test() {
             .contains(" 0 failed"),
         "{stdout}"
     );
+}
+
+/// `rumoci copy` to and from a registry: a Go umoci layout pushed with
+/// `--to-driver registry`, read back by skopeo (and the Go umoci unpacks
+/// skopeo's copy as its own image), pulled back with `--from-driver`
+/// byte for byte; a second push skips every blob.
+#[test]
+fn copy_pushes_to_and_pulls_from_a_registry() {
+    if !have("skopeo") {
+        return;
+    }
+    let Some((tmp, img, layout)) = go_fixture() else {
+        return;
+    };
+    let reg = Registry::start();
+    let data = tmp.path().join("data");
+    let spec = format!("{},url={}", plugin("registry"), reg.url());
+    rd_ok(&data, &["copy", "--to-driver", &spec, &img, "team/app:1.0"]);
+    let err = rd_ok_err(
+        &data,
+        &[
+            "--log",
+            "info",
+            "copy",
+            "--to-driver",
+            &spec,
+            &img,
+            "team/app:1.1",
+        ],
+    );
+    assert!(err.contains("0 blobs copied (0 bytes)"), "{err}");
+    // skopeo reads what rumoci pushed; the Go umoci unpacks skopeo's copy
+    let back = tmp.path().join("skopeo-back");
+    skopeo(&[
+        "copy",
+        "--quiet",
+        "--src-tls-verify=false",
+        &reg.docker("team/app:1.0"),
+        &format!("oci:{}:t", sp(&back)),
+    ]);
+    let (a, b) = (tmp.path().join("go-a"), tmp.path().join("go-b"));
+    umoci_unpack(&img, &a);
+    umoci_unpack(&format!("{}:t", sp(&back)), &b);
+    assert_same_tree(&a.join("rootfs"), &b.join("rootfs"));
+    // pulled back with rumoci: the very same manifest digest
+    let pulled = tmp.path().join("pulled");
+    rd_ok(
+        &data,
+        &[
+            "copy",
+            "--from-driver",
+            &spec,
+            "team/app:1.1",
+            &format!("{}:t", sp(&pulled)),
+        ],
+    );
+    let digest = |l: &Path| -> String {
+        let v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(l.join("index.json")).expect("index"))
+                .expect("json");
+        v["manifests"][0]["digest"]
+            .as_str()
+            .expect("digest")
+            .to_string()
+    };
+    assert_eq!(digest(&pulled), digest(&layout));
+    assert_no_spool(&data);
 }

@@ -8,6 +8,7 @@
 //! driver only implements storage.
 
 pub mod check;
+pub mod copy;
 pub(crate) mod dir;
 pub mod ext;
 pub mod gc;

@@ -228,6 +228,59 @@ pub fn create_layout(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The content-store driver of one side of `copy`: `spec` (`dir` or a
+/// plugin providing `cas`), else the global `--driver` choice.
+fn side_spec(spec: Option<&str>) -> Result<Option<(PathBuf, DriverSpec)>> {
+    let Some(text) = spec else {
+        return cas_spec();
+    };
+    let spec = DriverSpec::parse(text)?;
+    match &spec.source {
+        DriverSource::Builtin(_) => Ok(None),
+        DriverSource::Wasm(path) => {
+            let caps = plugin_info(path, &spec)?.capabilities;
+            if !caps.iter().any(|c| c == "cas") {
+                anyhow::bail!(
+                    "--driver {}: not a content store (it provides {caps:?})",
+                    rumoci::show::name(&path)
+                );
+            }
+            Ok(Some((path.clone(), spec)))
+        }
+    }
+}
+
+/// Open the layout `path` through `spec` (see [`side_spec`]); with
+/// `create`, a missing layout (an empty directory for a plugin) is created
+/// first, and a repository behind `url=` is opened as it is.
+pub fn open_side(spec: Option<&str>, path: &Path, create: bool) -> Result<Box<dyn Cas>> {
+    match side_spec(spec)? {
+        None => {
+            if create && std::fs::symlink_metadata(path).is_err() {
+                DirCas::create(path)
+                    .with_context(|| format!("create layout {}", rumoci::show::name(&path)))?;
+            }
+            let cas = DirCas::open(path)
+                .with_context(|| format!("open layout {}", rumoci::show::name(&path)))?;
+            Ok(Box::new(cas))
+        }
+        Some((wasm, spec)) => {
+            let (dir, spec) = cas_store(&wasm, &spec, path)?;
+            let fresh = std::fs::symlink_metadata(&dir).is_err() || is_empty_dir(&dir);
+            let cas = if create && spec.url.is_none() && fresh {
+                let index = rumoci::oci::to_go_json(&rumoci::oci::Index::default())
+                    .context("serialising index.json")?;
+                WasmCas::create(&wasm, &spec, &dir, &index)
+                    .with_context(|| format!("create layout {}", describe(&spec, &dir)))?
+            } else {
+                WasmCas::open(&wasm, &spec, &dir)
+                    .with_context(|| format!("open layout {}", describe(&spec, &dir)))?
+            };
+            Ok(Box::new(cas))
+        }
+    }
+}
+
 /// `rumoci driver …`
 #[derive(clap::Subcommand, Debug)]
 pub enum Command {

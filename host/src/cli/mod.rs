@@ -2,6 +2,7 @@
 //! command; every error becomes one line on stderr and exit status 1.
 
 mod config;
+mod copy;
 mod driver;
 mod driver_test;
 mod gc;
@@ -83,6 +84,9 @@ enum Command {
     Config(config::Args),
     /// Insert a file or directory into an image as a new layer.
     Insert(insert::Args),
+    /// Copy an image (a tag and everything it reaches) between two stores:
+    /// layouts, plugin stores, registries.
+    Copy(copy::Args),
     /// Check a layout: every reachable blob, its size, digest and format.
     Verify(verify::Args),
     /// Unpack an image into a runtime bundle.
@@ -199,6 +203,7 @@ fn run(cli: Cli, bin: &str) -> anyhow::Result<()> {
         Command::Gc(a) => gc::run(a),
         Command::Config(a) => config::run(a),
         Command::Insert(a) => insert::run(a),
+        Command::Copy(a) => copy::run(a),
         Command::Verify(a) => verify::run(a),
         Command::Unpack(a) => unpack::run(a),
         Command::Repack(a) => repack::run(a),

@@ -1,0 +1,83 @@
+//! `rumoci copy [--from-driver SPEC] [--to-driver SPEC] SRC[:TAG] DST[:TAG]`
+
+use anyhow::{Context, Result};
+use rumoci::cas::copy::{BlobOutcome, CopyOptions, copy_image};
+use rumoci::cas::refs::{ImageRef, PlatformSpec};
+
+/// Arguments of `copy`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The source's content-store driver (`dir` or `PATH.wasm[,…]`, as
+    /// `--driver`); default: the global `--driver` choice, else `dir`.
+    #[arg(long = "from-driver", value_name = "SPEC")]
+    from_driver: Option<String>,
+    /// The destination's content-store driver; default as `--from-driver`.
+    #[arg(long = "to-driver", value_name = "SPEC")]
+    to_driver: Option<String>,
+    /// Copy only the manifest for this platform (`OS/ARCH[/VARIANT]`); the
+    /// destination tag then names it. Default: everything the tag reaches.
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    platform: Option<String>,
+    /// Also copy the artifacts whose `subject` is a copied manifest (OCI 1.1
+    /// referrers listed in the source's index.json), with their entries.
+    #[arg(long)]
+    referrers: bool,
+    /// The source `PATH[:TAG]` (a repository name with a `url=` driver).
+    #[arg(value_name = "SRC[:TAG]")]
+    src: String,
+    /// The destination `PATH[:TAG]` (default tag: the source's); created if
+    /// missing.
+    #[arg(value_name = "DST[:TAG]")]
+    dst: String,
+}
+
+/// Copy the image.
+pub fn run(a: Args) -> Result<()> {
+    let src = ImageRef::parse(&a.src)?;
+    let dst_tag = match a.dst.split_once(':') {
+        Some(_) => None,
+        None => Some(src.tag.clone()),
+    };
+    let dst = match &dst_tag {
+        Some(t) => ImageRef::parse(&format!("{}:{t}", a.dst))?,
+        None => ImageRef::parse(&a.dst)?,
+    };
+    let opts = CopyOptions {
+        platform: a.platform.as_deref().map(PlatformSpec::parse).transpose()?,
+        referrers: a.referrers,
+    };
+    let from = super::driver::open_side(a.from_driver.as_deref(), &src.layout, false)?;
+    let to = super::driver::open_side(a.to_driver.as_deref(), &dst.layout, true)?;
+    let stats = copy_image(
+        from.as_ref(),
+        to.as_ref(),
+        &src.tag,
+        &dst.tag,
+        &opts,
+        &mut |d, outcome| match outcome {
+            BlobOutcome::Copied => tracing::info!("copied {} ({} bytes)", d.digest, d.size),
+            BlobOutcome::Skipped => tracing::info!("skipped {}: already there", d.digest),
+        },
+    )
+    .with_context(|| {
+        format!(
+            "copy {}:{} to {}:{}",
+            rumoci::show::name(&src.layout),
+            src.tag,
+            rumoci::show::name(&dst.layout),
+            dst.tag
+        )
+    })?;
+    tracing::info!(
+        "{} blobs copied ({} bytes), {} already there{}",
+        stats.copied,
+        stats.bytes,
+        stats.skipped,
+        if a.referrers {
+            format!(", {} referrers", stats.referrers)
+        } else {
+            String::new()
+        }
+    );
+    Ok(())
+}
