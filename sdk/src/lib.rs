@@ -95,7 +95,9 @@ impl Error {
     pub fn unsupported(op: &str) -> Error {
         Error::Unsupported(format!("{op} is not supported by this driver"))
     }
-    /// An `io` error with context.
+    /// An error for the `std::io::Error` `e` on `what`: `NotFound` becomes
+    /// `not-found`, `AlreadyExists` `already-exists`, anything else `io`;
+    /// the message is `WHAT: E`.
     pub fn io(what: impl std::fmt::Display, e: std::io::Error) -> Error {
         match e.kind() {
             std::io::ErrorKind::NotFound => Error::NotFound(format!("{what}: {e}")),
@@ -105,6 +107,8 @@ impl Error {
     }
 }
 
+/// As [`Error::io`] with `what` = `I/O` (so `?` on `std::fs` calls keeps
+/// the classes).
 impl From<std::io::Error> for Error {
     fn from(e: std::io::Error) -> Error {
         Error::io("I/O", e)
@@ -131,6 +135,9 @@ impl DriverInfo {
 /// guarantees that both parts are safe single path components (no `/`, no
 /// `.`-only names), so `blobs/<algorithm>/<encoded>` can be built from them.
 /// `sha256` and `sha512` encodings must be lowercase hex of the right length.
+/// rumoci passes `sha256` digests (and `sha512` ones where an image uses
+/// them). It displays as `algorithm:encoded`. The WIT's `digest` (in
+/// [`BlobInfo::digest`]) is that string.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Digest {
     algorithm: String,
@@ -257,6 +264,7 @@ pub fn store_dir() -> Result<PathBuf> {
 /// Open `rel` (relative to the store directory, checked like [`safe_join`])
 /// read-only and return a WASI input-stream positioned at `offset`: the
 /// `cas.open-stream` fast path, where the host reads the file directly.
+/// A missing file is `not-found`, other failures `io`.
 pub fn open_file_stream(rel: &str, offset: u64) -> Result<InputStream> {
     use bindings::wasi::filesystem::types::{DescriptorFlags, ErrorCode, OpenFlags, PathFlags};
     safe_join(Path::new("."), rel)?;
@@ -323,9 +331,10 @@ pub trait Cas: 'static {
         let _ = initial_index;
         Err(Error::unsupported("init"))
     }
-    /// Check an existing store.
+    /// Check that the store directory holds a usable store. The default
+    /// answers `unsupported`: a content store must say what it accepts.
     fn check() -> Result<()> {
-        Ok(())
+        Err(Error::unsupported("check"))
     }
     /// Information about a blob, `None` if absent.
     fn stat(digest: &Digest) -> Result<Option<BlobInfo>> {

@@ -217,7 +217,10 @@ pub fn create_layout(path: &Path) -> Result<()> {
             // plugin's to fill: its init decides
             if spec.url.is_none() && std::fs::symlink_metadata(&dir).is_ok() && !is_empty_dir(&dir)
             {
-                anyhow::bail!("create layout {}: already exists", rumoci::show::name(&dir));
+                anyhow::bail!(
+                    "create layout {}: already exists (a store, or another non-empty directory)",
+                    rumoci::show::name(&dir)
+                );
             }
             let index = rumoci::oci::to_go_json(&rumoci::oci::Index::default())
                 .context("serialising index.json")?;

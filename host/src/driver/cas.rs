@@ -306,6 +306,8 @@ impl Cas for WasmCas {
         // WASI has no file locks: rumoci processes take turns here, so that
         // a plugin's read-compare-rename is a real compare-and-swap
         let _turn = index_lock(&self.dir)?;
+        // and never while gc runs `clean` (which may remove temporaries)
+        let _writer = self.writer_guard()?;
         let pre = IndexPrecondition::Bytes(old.to_vec());
         match lock(&self.plugin).call("cas.write-index", |s, b| {
             b.rumoci_driver_cas().call_write_index(s, new, &pre)

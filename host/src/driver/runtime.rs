@@ -316,9 +316,14 @@ impl<W: World> Plugin<W> {
         if let Some(d) = dir
             && !d.is_dir()
         {
+            let why = if std::fs::symlink_metadata(d).is_err() {
+                "does not exist (create a store with `rumoci --driver PLUGIN init --layout DIR`, or give dir= an existing one)"
+            } else {
+                "is not a directory"
+            };
             return Err(load_err(
                 &label,
-                format!("store directory {}: not a directory", crate::show::name(&d)),
+                format!("store directory {} {why}", crate::show::name(&d)),
             ));
         }
         let mut p = Plugin {

@@ -347,8 +347,8 @@ pub(super) fn run(r: &mut Runner, wasm: &Path, spec: &DriverSpec, opts: &Options
         },
     );
     r.check(
-        "check refuses an empty directory",
-        "cas.check: an error (not-found or invalid-argument) when the directory holds no store",
+        "check refuses an empty directory; read-index there is not-found",
+        "cas.check: an error (not-found or invalid-argument) when the directory holds no store; cas.read-index: not-found when there is no index",
         || {
             if remote {
                 return Ok(Some(
@@ -359,9 +359,16 @@ pub(super) fn run(r: &mut Runner, wasm: &Path, spec: &DriverSpec, opts: &Options
             std::fs::create_dir_all(&empty).map_err(|e| e.to_string())?;
             let other = Store::load(wasm, &spec, &empty)?;
             match other.check() {
-                Ok(()) => Err("check answered ok for an empty directory".into()),
-                Err(DriverError::Plugin { .. }) => Ok(None),
-                Err(e) => Err(e.to_string()),
+                Ok(()) => return Err("check answered ok for an empty directory".into()),
+                Err(DriverError::Plugin { .. }) => {}
+                Err(e) => return Err(e.to_string()),
+            }
+            match other.read_index() {
+                Err(e) if is(&e, |w| matches!(w, WitError::NotFound(_))) => Ok(None),
+                Err(e) => Err(format!(
+                    "read-index in an empty directory: {e} (expected not-found)"
+                )),
+                Ok(_) => Err("read-index in an empty directory answered an index".into()),
             }
         },
     );
@@ -515,6 +522,8 @@ pub(super) fn run(r: &mut Runner, wasm: &Path, spec: &DriverSpec, opts: &Options
         "cas.clean: remove temporaries left behind by killed writers (the instance was dropped mid-write, no destructor ran)",
         || {
             let data = noise(300 << 10, 3);
+            // leftovers of earlier checks (a failed abort) are not this one's
+            st.clean().map_err(err)?;
             let before = listing(&dir);
             let _h = st.begin(&data)?;
             st.kill();

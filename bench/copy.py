@@ -1,0 +1,115 @@
+#!/usr/bin/env python3
+"""Benchmark `rumoci copy` against `skopeo copy`, side by side in one run.
+
+    bench/copy.py LAYOUT:TAG [--runs N] [--work DIR]
+
+Scenarios, each run interleaved (rumoci, skopeo, rumoci, …) into a fresh
+destination every time, wall time and peak RSS per process (wait4):
+
+* layout -> layout: `rumoci copy SRC DST` vs `skopeo copy oci:SRC oci:DST`;
+* layout -> registry: `rumoci copy --to-driver registry.wasm,url=…` vs
+  `skopeo copy oci:SRC docker://…` to a private Debian `docker-registry`
+  on 127.0.0.1 (a fresh repository each run).
+
+Work happens in --work (default /dev/shm: CPU-bound figures). Needs
+target/release/rumoci and the registry plugin built:
+`cargo build --release && cargo build --release --target wasm32-wasip2 -p registry`.
+"""
+import argparse
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench import ROOT, RUMOCI, run  # noqa: E402
+
+REGISTRY_WASM = os.path.join(ROOT, "target", "wasm32-wasip2", "release", "registry.wasm")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_registry(work):
+    port = free_port()
+    cfg = os.path.join(work, "registry.yml")
+    with open(cfg, "w") as f:
+        f.write(f"version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n"
+                f"    rootdirectory: {work}/registry\nhttp:\n  addr: 127.0.0.1:{port}\n")
+    proc = subprocess.Popen(["docker-registry", "serve", cfg],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return proc, port
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("docker-registry did not start")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("image", help="LAYOUT:TAG")
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--work", default="/dev/shm")
+    args = ap.parse_args()
+    layout, tag = args.image.rsplit(":", 1)
+    work = tempfile.mkdtemp(prefix="rumoci-copy-bench-", dir=args.work)
+    reg, port = start_registry(work)
+    env = dict(os.environ, XDG_DATA_HOME=os.path.join(work, "data"))
+    spec = f"{REGISTRY_WASM},url=http://127.0.0.1:{port}"
+    results = {}
+    try:
+        n = 0
+
+        def fresh():
+            nonlocal n
+            n += 1
+            return os.path.join(work, f"dst{n}")
+
+        scenarios = {
+            "layout -> layout": (
+                lambda d: [RUMOCI, "copy", f"{layout}:{tag}", f"{d}:{tag}"],
+                lambda d: ["skopeo", "copy", "-q", f"oci:{layout}:{tag}", f"oci:{d}:{tag}"],
+            ),
+            "layout -> registry": (
+                lambda d: [RUMOCI, "copy", "--to-driver", spec, f"{layout}:{tag}",
+                           f"bench/r{os.path.basename(d)}:{tag}"],
+                lambda d: ["skopeo", "copy", "-q", "--dest-tls-verify=false", f"oci:{layout}:{tag}",
+                           f"docker://127.0.0.1:{port}/bench/s{os.path.basename(d)}:{tag}"],
+            ),
+        }
+        for name, (r_argv, s_argv) in scenarios.items():
+            times = {"rumoci": [], "skopeo": []}
+            rss = {"rumoci": [], "skopeo": []}
+            for _ in range(args.runs):
+                for tool, argv in (("rumoci", r_argv), ("skopeo", s_argv)):
+                    d = fresh()
+                    t, m = run(argv(d), env=env)
+                    times[tool].append(t)
+                    rss[tool].append(m)
+                    shutil.rmtree(d, ignore_errors=True)
+            results[name] = (times, rss)
+    finally:
+        reg.kill()
+        reg.wait()
+        shutil.rmtree(work, ignore_errors=True)
+    size = sum(os.path.getsize(os.path.join(dp, f)) for dp, _, fs in os.walk(layout) for f in fs)
+    print(f"image {args.image} ({size / 1e6:.0f} MB layout), {args.runs} runs each, work in {args.work}")
+    print(f"{'scenario':<22}{'rumoci':>10}{'skopeo':>10}{'ratio':>8}{'rumoci RSS':>12}{'skopeo RSS':>12}")
+    for name, (times, rss) in results.items():
+        r, s = statistics.median(times["rumoci"]), statistics.median(times["skopeo"])
+        print(f"{name:<22}{r:>9.3f}s{s:>9.3f}s{r / s:>7.2f}x"
+              f"{max(rss['rumoci']) // 1024:>9} MB{max(rss['skopeo']) // 1024:>9} MB")
+
+
+if __name__ == "__main__":
+    main()
