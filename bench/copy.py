@@ -9,7 +9,9 @@ destination every time, wall time and peak RSS per process (wait4):
 * layout -> layout: `rumoci copy SRC DST` vs `skopeo copy oci:SRC oci:DST`;
 * layout -> registry: `rumoci copy --to-driver registry.wasm,url=…` vs
   `skopeo copy oci:SRC docker://…` to a private Debian `docker-registry`
-  on 127.0.0.1 (a fresh repository each run).
+  on 127.0.0.1, a new empty registry (own port and storage) for every run
+  (skopeo remembers blobs per registry and would mount them from an
+  earlier run's repository instead of uploading).
 
 Work happens in --work (default /dev/shm: CPU-bound figures). Needs
 target/release/rumoci and the registry plugin built:
@@ -63,10 +65,9 @@ def main():
     args = ap.parse_args()
     layout, tag = args.image.rsplit(":", 1)
     work = tempfile.mkdtemp(prefix="rumoci-copy-bench-", dir=args.work)
-    reg, port = start_registry(work)
     env = dict(os.environ, XDG_DATA_HOME=os.path.join(work, "data"))
-    spec = f"{REGISTRY_WASM},url=http://127.0.0.1:{port}"
     results = {}
+    reg = None
     try:
         n = 0
 
@@ -81,26 +82,40 @@ def main():
                 lambda d: ["skopeo", "copy", "-q", f"oci:{layout}:{tag}", f"oci:{d}:{tag}"],
             ),
             "layout -> registry": (
-                lambda d: [RUMOCI, "copy", "--to-driver", spec, f"{layout}:{tag}",
-                           f"bench/r{os.path.basename(d)}:{tag}"],
-                lambda d: ["skopeo", "copy", "-q", "--dest-tls-verify=false", f"oci:{layout}:{tag}",
-                           f"docker://127.0.0.1:{port}/bench/s{os.path.basename(d)}:{tag}"],
+                lambda d, port: [RUMOCI, "copy", "--to-driver",
+                                 f"{REGISTRY_WASM},url=http://127.0.0.1:{port},dir={d}-spool",
+                                 f"{layout}:{tag}", f"bench/app:{tag}"],
+                lambda d, port: ["skopeo", "copy", "-q", "--dest-tls-verify=false", f"oci:{layout}:{tag}",
+                                 f"docker://127.0.0.1:{port}/bench/app:{tag}"],
             ),
         }
         for name, (r_argv, s_argv) in scenarios.items():
             times = {"rumoci": [], "skopeo": []}
             rss = {"rumoci": [], "skopeo": []}
+            remote = "registry" in name
             for _ in range(args.runs):
                 for tool, argv in (("rumoci", r_argv), ("skopeo", s_argv)):
                     d = fresh()
-                    t, m = run(argv(d), env=env)
+                    if remote:
+                        os.makedirs(d)
+                        reg, port = start_registry(d)
+                        cmd = argv(d, port)
+                    else:
+                        cmd = argv(d)
+                    t, m = run(cmd, env=env)
+                    if remote:
+                        reg.kill()
+                        reg.wait()
+                        reg = None
                     times[tool].append(t)
                     rss[tool].append(m)
                     shutil.rmtree(d, ignore_errors=True)
+                    shutil.rmtree(d + "-spool", ignore_errors=True)
             results[name] = (times, rss)
     finally:
-        reg.kill()
-        reg.wait()
+        if reg is not None:
+            reg.kill()
+            reg.wait()
         shutil.rmtree(work, ignore_errors=True)
     size = sum(os.path.getsize(os.path.join(dp, f)) for dp, _, fs in os.walk(layout) for f in fs)
     print(f"image {args.image} ({size / 1e6:.0f} MB layout), {args.runs} runs each, work in {args.work}")
