@@ -276,3 +276,96 @@ fn copy_takes_every_platform_or_one_and_referrers_on_request() {
         rd_ok(&["verify", "--layout", sp(&refs)]);
     }
 }
+
+/// `referrers attach` makes an OCI 1.1 artifact about the image (its file a
+/// layer, the empty config, `subject` the image's manifest) kept as an
+/// untagged index.json entry; `referrers list` finds it (also as the
+/// referrers API's index with `--json`); the Go umoci's gc keeps it; `copy
+/// --referrers` carries it and the copy lists it too.
+#[test]
+fn referrers_are_attached_listed_kept_and_copied() {
+    let Some((tmp, img, src)) = go_fixture() else {
+        return;
+    };
+    let sbom = tmp.path().join("sbom.spdx.json");
+    std::fs::write(&sbom, br#"{"spdxVersion":"SPDX-2.3","name":"fixture"}"#).expect("write");
+    let out = rd_ok(&[
+        "referrers",
+        "attach",
+        "--image",
+        &img,
+        "--artifact-type",
+        "application/spdx+json",
+        "--annotation",
+        "org.example.tool=test",
+        sp(&sbom),
+    ]);
+    let art = out.trim().to_string();
+    let manifest = read_blob_json(&src, &art);
+    let image = tag_digest(&src, "t").expect("tag");
+    assert_eq!(manifest["subject"]["digest"], image.as_str());
+    assert_eq!(manifest["artifactType"], "application/spdx+json");
+    assert_eq!(
+        manifest["config"]["mediaType"],
+        "application/vnd.oci.empty.v1+json"
+    );
+    assert_eq!(
+        manifest["layers"][0]["annotations"]["org.opencontainers.image.title"],
+        "sbom.spdx.json"
+    );
+    let layer = manifest["layers"][0]["digest"].as_str().expect("layer");
+    assert_eq!(
+        std::fs::read(blob_path(&src, layer)).expect("blob"),
+        std::fs::read(&sbom).expect("sbom")
+    );
+    let listed = rd_ok(&["referrers", "list", "--image", &img]);
+    assert_eq!(listed.lines().count(), 1, "{listed}");
+    assert!(
+        listed.starts_with(&format!("{art}\tapplication/spdx+json\t")),
+        "{listed}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&rd_ok(&["referrers", "list", "--json", "--image", &img]))
+            .expect("json");
+    assert_eq!(json["mediaType"], "application/vnd.oci.image.index.v1+json");
+    assert_eq!(
+        json["manifests"][0]["annotations"]["org.example.tool"],
+        "test"
+    );
+
+    // the Go umoci's gc keeps the artifact (it is an index.json root)
+    run_ok("umoci", &["gc", "--layout", sp(&src)]);
+    assert!(blob_path(&src, &art).is_file() && blob_path(&src, layer).is_file());
+    rd_ok(&["verify", "--layout", sp(&src)]);
+
+    // carried by copy --referrers only
+    let plain = tmp.path().join("plain");
+    copy(&[&img, sp(&plain)]);
+    assert_eq!(
+        rd_ok(&["referrers", "list", "--image", &format!("{}:t", sp(&plain))]),
+        ""
+    );
+    let with = tmp.path().join("with");
+    copy(&["--referrers", &img, sp(&with)]);
+    assert_eq!(
+        rd_ok(&["referrers", "list", "--image", &format!("{}:t", sp(&with))]),
+        listed
+    );
+
+    // a subject that is not a manifest, a bad type: one line, nothing written
+    let before = snapshot(&src);
+    let err = rd_err(&[
+        "referrers",
+        "attach",
+        "--image",
+        &img,
+        "--artifact-type",
+        "sbom",
+        sp(&sbom),
+    ]);
+    assert!(
+        err.contains("artifact type \"sbom\": not a media type") && err.lines().count() == 1,
+        "{err}"
+    );
+    assert_eq!(snapshot(&src), before);
+}

@@ -12,6 +12,7 @@ pub mod copy;
 pub(crate) mod dir;
 pub mod ext;
 pub mod gc;
+pub mod referrers;
 pub mod refs;
 mod verify;
 

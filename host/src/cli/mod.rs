@@ -12,6 +12,7 @@ mod list;
 mod mount;
 mod new;
 mod raw;
+mod referrers;
 mod remove;
 mod repack;
 mod stat;
@@ -101,6 +102,12 @@ enum Command {
     Raw {
         #[command(subcommand)]
         cmd: raw::Command,
+    },
+    /// List the artifacts referring to an image (OCI 1.1 referrers), or
+    /// attach one (an SBOM, a signature).
+    Referrers {
+        #[command(subcommand)]
+        cmd: referrers::Command,
     },
     /// Inspect storage-driver plugins; list and remove layer-store snapshots.
     Driver {
@@ -210,6 +217,7 @@ fn run(cli: Cli, bin: &str) -> anyhow::Result<()> {
         Command::Umount(a) => mount::umount(a),
         Command::Mount(a) => mount::mount(a),
         Command::Raw { cmd } => raw::run(cmd),
+        Command::Referrers { cmd } => referrers::run(cmd),
         Command::Driver { cmd } => driver::run(cmd),
         Command::Completion { shell } => {
             let mut cmd = Cli::command();
