@@ -1,7 +1,7 @@
 //! Test plugin: the dir-cas driver, except that blob reads return corrupted
 //! bytes (the host's verification must refuse them).
 #[allow(dead_code)]
-#[path = "../../dir-cas/src/store.rs"]
+#[path = "../../../../plugins/dir-cas/src/store.rs"]
 mod store;
 
 use rumoci_driver_sdk::*;

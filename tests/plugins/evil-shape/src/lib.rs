@@ -13,7 +13,7 @@
 //! The host must end each with a clean error naming the plugin (or, for a
 //! chain within its limits, answer normally), never hang or abort.
 #[allow(dead_code)]
-#[path = "../../dir-cas/src/store.rs"]
+#[path = "../../../../plugins/dir-cas/src/store.rs"]
 mod store;
 
 use rumoci_driver_sdk::*;
