@@ -1,0 +1,213 @@
+//! Tags: listing (Link paging), `index.json` made from them, and its
+//! compare-and-swap write.
+
+use super::*;
+
+// ---------------------------------------------------------------------------
+// The index: the repository's tags
+
+/// One tag and where it points.
+pub(crate) struct Tagged {
+    pub(crate) digest: String,
+    pub(crate) media_type: String,
+    pub(crate) size: u64,
+}
+
+pub(crate) fn list_tags(c: &Conf) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    let mut path = format!("/v2/{}/tags/list", c.repo);
+    for _ in 0..MAX_PAGES {
+        let call = call(c, "GET", path.clone());
+        let mut r = call.send(&[], Body::Empty)?;
+        match r.status {
+            200 => {}
+            // NAME_UNKNOWN: no repository yet, i.e. no tags.
+            404 => return Ok(Vec::new()),
+            _ => return Err(call.status_error(&mut r)),
+        }
+        let body = r.read_body(MAX_JSON).map_err(|e| call.transport(e))?;
+        let v: Value = serde_json::from_slice(&body)
+            .map_err(|e| Error::Io(format!("{}: not JSON: {e}", call.what())))?;
+        match v.get("tags") {
+            None | Some(Value::Null) => {}
+            Some(Value::Array(a)) => {
+                for t in a {
+                    let t = t.as_str().filter(|t| names::valid_tag(t)).ok_or_else(|| {
+                        Error::Integrity(format!("{}: invalid tag {t}", call.what()))
+                    })?;
+                    out.push(t.to_string());
+                }
+            }
+            Some(_) => {
+                return Err(Error::Io(format!(
+                    "{}: \"tags\" is not a list",
+                    call.what()
+                )));
+            }
+        }
+        match r.header("link").and_then(next_link) {
+            Some(next) => {
+                path = resolve_location(c, &next)
+                    .map_err(|why| Error::Io(format!("{}: Link: {why}", call.what())))?
+            }
+            None => {
+                out.sort();
+                out.dedup();
+                return Ok(out);
+            }
+        }
+    }
+    Err(Error::Io(format!(
+        "GET /v2/{}/tags/list: more than {MAX_PAGES} pages",
+        c.repo
+    )))
+}
+
+/// The target of `Link: <…>; rel="next"`.
+pub(crate) fn next_link(h: &str) -> Option<String> {
+    h.split(',').find_map(|part| {
+        let (url, params) = part.trim().split_once(';')?;
+        params.contains("rel=\"next\"").then(|| {
+            url.trim()
+                .trim_start_matches('<')
+                .trim_end_matches('>')
+                .to_string()
+        })
+    })
+}
+
+pub(crate) fn current_tags(c: &Conf) -> Result<BTreeMap<String, Tagged>> {
+    let mut out = BTreeMap::new();
+    for tag in list_tags(c)? {
+        // A tag deleted between the listing and the HEAD is just gone.
+        if let Some(h) = head_manifest(c, &tag)? {
+            out.insert(
+                tag,
+                Tagged {
+                    digest: h.digest.to_string(),
+                    media_type: h.media_type,
+                    size: h.size,
+                },
+            );
+        }
+    }
+    Ok(out)
+}
+
+pub(crate) fn json_str(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
+}
+
+/// The OCI index for `tags` (sorted by tag) and its version token.
+pub(crate) fn index_doc(tags: &BTreeMap<String, Tagged>) -> IndexDoc {
+    let entries: Vec<String> = tags
+        .iter()
+        .map(|(tag, t)| {
+            format!(
+                "{{\"mediaType\":{},\"digest\":{},\"size\":{},\"annotations\":{{\"{REF_NAME}\":{}}}}}",
+                json_str(&t.media_type),
+                json_str(&t.digest),
+                t.size,
+                json_str(tag)
+            )
+        })
+        .collect();
+    let bytes = format!(
+        "{{\"schemaVersion\":2,\"mediaType\":\"{OCI_INDEX}\",\"manifests\":[{}]}}",
+        entries.join(",")
+    )
+    .into_bytes();
+    let version = sha256_digest(&bytes);
+    IndexDoc { bytes, version }
+}
+
+/// The tags a new index asks for: tag → digest.
+pub(crate) fn wanted_tags(doc: &[u8]) -> Result<BTreeMap<String, Digest>> {
+    let bad = |why: String| Error::InvalidArgument(format!("index: {why}"));
+    let v: Value = serde_json::from_slice(doc).map_err(|e| bad(format!("not JSON: {e}")))?;
+    let list = match v.get("manifests") {
+        None | Some(Value::Null) => return Ok(BTreeMap::new()),
+        Some(Value::Array(a)) => a,
+        Some(_) => return Err(bad("\"manifests\" is not a list".into())),
+    };
+    let mut out = BTreeMap::new();
+    for m in list {
+        let d = m
+            .get("digest")
+            .and_then(Value::as_str)
+            .ok_or_else(|| bad("an entry has no digest".into()))?;
+        let d = Digest::parse(d)?;
+        let tag = m
+            .get("annotations")
+            .and_then(|a| a.get(REF_NAME))
+            .and_then(Value::as_str)
+            .ok_or_else(|| {
+                bad(format!(
+                    "entry {d} has no {REF_NAME} annotation: a registry cannot hold untagged index entries"
+                ))
+            })?;
+        if !names::valid_tag(tag) {
+            return Err(bad(format!(
+                "{tag:?} is not a valid registry tag ([A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}})"
+            )));
+        }
+        if out.insert(tag.to_string(), d).is_some() {
+            return Err(bad(format!("tag {tag:?} appears twice")));
+        }
+    }
+    Ok(out)
+}
+
+pub(crate) fn write_index(c: &Conf, doc: &[u8], pre: IndexPrecondition) -> Result<String> {
+    let mut tags = current_tags(c)?;
+    let cur = index_doc(&tags);
+    let holds = match &pre {
+        IndexPrecondition::Any => true,
+        IndexPrecondition::Absent => tags.is_empty(),
+        IndexPrecondition::Bytes(b) => *b == cur.bytes,
+        IndexPrecondition::Version(v) => *v == cur.version,
+    };
+    if !holds {
+        return Err(Error::FailedPrecondition(format!(
+            "the tags of {} changed since they were read",
+            c.repo
+        )));
+    }
+    let want = wanted_tags(doc)?;
+    let removed: Vec<&str> = tags
+        .keys()
+        .filter(|t| !want.contains_key(*t))
+        .map(String::as_str)
+        .collect();
+    if !removed.is_empty() {
+        return Err(Error::Unsupported(format!(
+            "the registry API cannot remove a tag without deleting the manifest it points to (and every other tag of it): not removing {} from {}",
+            removed.join(", "),
+            c.repo
+        )));
+    }
+    for (tag, d) in &want {
+        if tags.get(tag).is_some_and(|t| t.digest == d.to_string()) {
+            continue;
+        }
+        let (bytes, mt) = get_manifest(c, &d.to_string())?;
+        if d.algorithm() == "sha256" && sha256_digest(&bytes) != d.to_string() {
+            return Err(Error::Integrity(format!(
+                "GET {}: the registry served other bytes than {d}",
+                manifest_path(c, &d.to_string())
+            )));
+        }
+        put_manifest(c, tag, &bytes, &mt)?;
+        // What a HEAD of the tag now answers: the manifest just put.
+        tags.insert(
+            tag.clone(),
+            Tagged {
+                digest: d.to_string(),
+                size: bytes.len() as u64,
+                media_type: mt,
+            },
+        );
+    }
+    // No tag is removed (refused above): the tags now are `tags`.
+    Ok(index_doc(&tags).version)
+}
