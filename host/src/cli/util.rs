@@ -209,7 +209,7 @@ pub fn default_created() -> Result<String> {
     let t = match source_date_epoch()? {
         Some(secs) => chrono::DateTime::from_timestamp(secs, 0)
             .with_context(|| format!("SOURCE_DATE_EPOCH {secs} is out of range"))?,
-        None => chrono::Utc::now(),
+        None => chrono::DateTime::<chrono::Utc>::from(std::time::SystemTime::now()),
     };
     Ok(rfc3339_nano(t))
 }
