@@ -14,6 +14,7 @@ mod new;
 mod raw;
 mod remove;
 mod repack;
+mod settings;
 mod stat;
 mod tag;
 mod unpack;
@@ -54,9 +55,11 @@ pub struct Cli {
     #[arg(long = "cpu-profile", global = true, hide = true, value_name = "FILE")]
     cpu_profile: Option<std::path::PathBuf>,
 
-    /// Storage driver: a built-in name (`dir`) or a plugin
+    /// Storage driver: a built-in name (`dir`), a driver named in the
+    /// config file (`NAME[,KEY=VALUE…]`), or a plugin
     /// `PATH.wasm[,dir=PATH][,timeout=SECS][,memory=SIZE][,opt.KEY=VALUE…]`.
-    /// Repeatable (one content-store driver at most); default: the built-in
+    /// Repeatable (one content-store driver at most); default:
+    /// RUMOCI_DRIVER, else the config file's defaults, else the built-in
     /// directory driver.
     #[arg(long = "driver", global = true, value_name = "SPEC")]
     drivers: Vec<String>,
@@ -120,6 +123,33 @@ enum Command {
         #[command(subcommand)]
         cmd: generate::Command,
     },
+}
+
+impl Command {
+    /// The command's name, as `[defaults.command.NAME]` in the config file
+    /// names it.
+    fn name(&self) -> &'static str {
+        match self {
+            Command::Init(_) => "init",
+            Command::New(_) => "new",
+            Command::List(_) => "list",
+            Command::Tag(_) => "tag",
+            Command::Remove(_) => "remove",
+            Command::Stat(_) => "stat",
+            Command::Gc(_) => "gc",
+            Command::Config(_) => "config",
+            Command::Insert(_) => "insert",
+            Command::Verify(_) => "verify",
+            Command::Unpack(_) => "unpack",
+            Command::Repack(_) => "repack",
+            Command::Umount(_) => "umount",
+            Command::Mount(_) => "mount",
+            Command::Raw { .. } => "raw",
+            Command::Driver { .. } => "driver",
+            Command::Completion { .. } => "completion",
+            Command::Generate { .. } => "generate",
+        }
+    }
 }
 
 /// The version of umoci's command line and formats rumoci follows.
@@ -229,7 +259,10 @@ fn run(cli: Cli, bin: &str) -> anyhow::Result<()> {
             p.display()
         );
     }
-    driver::set_specs(&cli.drivers)?;
+    let config = settings::load()?;
+    let name = cli.command.as_ref().map(Command::name);
+    driver::set_specs(&config.drivers_for(name, &cli.drivers)?)?;
+    settings::remember(config);
     let Some(sub) = cli.command else {
         // like umoci: no command prints the help
         return util::print_out(&command(bin).render_help().to_string());
