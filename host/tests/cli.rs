@@ -576,3 +576,98 @@ fn config_file_names_drivers_and_defaults() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("driver mine: dir"), "{text}");
 }
+
+/// `driver info` and `driver snapshots` with `--json`; a config-file
+/// driver naming the real layer-cache plugin; the snapshot copy's progress.
+#[test]
+fn driver_json_and_named_layer_cache() {
+    let wasm = plugin_wasm(&["layer-cache"], "layer-cache");
+    let tmp = tempfile::tempdir().expect("tmp");
+    let cache = [("XDG_CACHE_HOME", cache_home())];
+    let cache_env: Vec<(&str, &str)> = cache
+        .iter()
+        .map(|(k, v)| (*k, v.to_str().expect("utf-8")))
+        .collect();
+
+    let v: serde_json::Value =
+        serde_json::from_str(&ok(&["driver", "info", &wasm, "--json"], &cache_env))
+            .expect("json");
+    assert_eq!(v["name"], "layer-cache");
+    assert!(v["version"].is_string());
+    assert!(
+        v["capabilities"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|x| x == "layer-store")),
+        "{v}"
+    );
+
+    let cfg = tmp.path().join("config.toml");
+    let store = tmp.path().join("store");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[driver.cache]\npath = \"{wasm}\"\ndir = \"{}\"\ntimeout = 60\n",
+            s(&store)
+        ),
+    )
+    .expect("write config");
+    let mut env = cache_env.clone();
+    env.push(("RUMOCI_CONFIG", s(&cfg)));
+
+    let l = image(tmp.path(), 1);
+    let img = format!("{}:t", s(&l));
+    ok(
+        &[
+            "--driver",
+            "cache",
+            "unpack",
+            "--rootless",
+            "--image",
+            &img,
+            s(&tmp.path().join("b1")),
+        ],
+        &env,
+    );
+    let v: serde_json::Value = serde_json::from_str(&ok(
+        &["--driver", "cache", "driver", "snapshots", "--json"],
+        &env,
+    ))
+    .expect("json");
+    let snaps = v["snapshots"].as_array().expect("snapshots");
+    assert!(!snaps.is_empty(), "{v}");
+    for sn in snaps {
+        assert!(sn["name"].is_string(), "{sn}");
+        assert!(
+            ["active", "view", "committed"].contains(&sn["kind"].as_str().unwrap_or_default()),
+            "{sn}"
+        );
+        if sn["kind"] == "committed" {
+            assert!(sn["size"].is_u64() && sn["inodes"].is_u64(), "{sn}");
+        }
+    }
+    let committed = snaps.iter().filter(|s| s["kind"] == "committed").count();
+    let text = ok(&["--driver", "cache", "driver", "snapshots"], &env);
+    assert_eq!(
+        text.lines().filter(|l| l.contains("committed")).count(),
+        committed
+    );
+
+    // the second unpack copies the cached chain out: progress on a terminal
+    if !have("script") {
+        return;
+    }
+    let b2 = tmp.path().join("b2");
+    let cmd = format!(
+        "exec '{}' --driver cache unpack --rootless --image '{img}' '{}'",
+        rumoci_bin(),
+        s(&b2)
+    );
+    let out = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .envs(env.iter().copied())
+        .output()
+        .expect("spawn script");
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{shown}");
+    assert!(shown.contains("copy snapshot "), "{shown:?}");
+}
