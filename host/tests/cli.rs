@@ -71,10 +71,7 @@ fn image(dir: &Path, mib: usize) -> std::path::PathBuf {
         data.extend_from_slice(&x.to_le_bytes());
     }
     std::fs::write(b.join("rootfs/data"), &data).expect("write data");
-    ok(
-        &["repack", "--image", &format!("{}:t", s(&l)), s(&b)],
-        &[],
-    );
+    ok(&["repack", "--image", &format!("{}:t", s(&l)), s(&b)], &[]);
     l
 }
 
@@ -113,8 +110,8 @@ fn man_pages_name_every_command_and_render() {
     let man = have("man");
     for name in expected {
         let page = dir.join(format!("{name}.1"));
-        let text = std::fs::read_to_string(&page)
-            .unwrap_or_else(|e| panic!("{name}.1 missing: {e}"));
+        let text =
+            std::fs::read_to_string(&page).unwrap_or_else(|e| panic!("{name}.1 missing: {e}"));
         assert!(text.contains(".TH "), "{name}.1: no .TH");
         // NAME section: `rumoci\-unpack \- …`
         let after = text.split(".SH NAME\n").nth(1).expect("NAME section");
@@ -224,7 +221,11 @@ fn verify_json_and_exit_codes() {
     assert_eq!(problems.len(), 1, "{v}");
     assert_eq!(problems[0]["kind"], "digest");
     assert_eq!(problems[0]["digest"], config.as_str());
-    assert!(problems[0]["path"].as_str().is_some_and(|p| p.contains("tag t")));
+    assert!(
+        problems[0]["path"]
+            .as_str()
+            .is_some_and(|p| p.contains("tag t"))
+    );
     assert!(
         problems[0]["message"]
             .as_str()
@@ -233,7 +234,10 @@ fn verify_json_and_exit_codes() {
     assert_eq!(v["summary"]["problems"], 1);
     assert_eq!(v["summary"]["ok"], false);
     // text form: status 1 too
-    assert_eq!(run(&["verify", "--layout", s(&l)], &[]).status.code(), Some(1));
+    assert_eq!(
+        run(&["verify", "--layout", s(&l)], &[]).status.code(),
+        Some(1)
+    );
 
     // could not run: status 2 (missing layout, bad flag, missing flag)
     let missing = tmp.path().join("nope");
@@ -260,7 +264,13 @@ fn mtree_validate_json_and_exit_codes() {
     ok(&["new", "--image", &format!("{}:t", s(&l))], &[]);
     let b = tmp.path().join("b");
     ok(
-        &["unpack", "--rootless", "--image", &format!("{}:t", s(&l)), s(&b)],
+        &[
+            "unpack",
+            "--rootless",
+            "--image",
+            &format!("{}:t", s(&l)),
+            s(&b),
+        ],
         &[],
     );
     let spec = std::fs::read_dir(&b)
@@ -296,10 +306,16 @@ fn mtree_validate_json_and_exit_codes() {
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     let diffs = v["differences"].as_array().expect("differences");
-    let new = diffs.iter().find(|d| d["path"] == "new").expect("new listed");
+    let new = diffs
+        .iter()
+        .find(|d| d["path"] == "new")
+        .expect("new listed");
     assert_eq!(new["kind"], "extra");
     // the root directory's mode changed: modified, naming the keyword
-    let root = diffs.iter().find(|d| d["path"] == ".").expect("root listed");
+    let root = diffs
+        .iter()
+        .find(|d| d["path"] == ".")
+        .expect("root listed");
     assert_eq!(root["kind"], "modified");
     assert_eq!(root["keywords"], serde_json::json!(["mode"]), "{root}");
     assert_eq!(v["summary"]["differences"], diffs.len());
@@ -425,7 +441,11 @@ fn rumoci_log_quiet_and_flags() {
     // a bad RUMOCI_LOG is an error naming it
     let out = run(&["ls", "--layout", s(&l)], &[("RUMOCI_LOG", "x=y=z")]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).starts_with("rumoci: RUMOCI_LOG "), "{}", stderr(&out));
+    assert!(
+        stderr(&out).starts_with("rumoci: RUMOCI_LOG "),
+        "{}",
+        stderr(&out)
+    );
     // -q with --verbose is refused
     let out = run(&["-q", "--verbose", "ls", "--layout", s(&l)], &[]);
     assert!(stderr(&out).contains("mutually exclusive"));
@@ -468,7 +488,10 @@ fn errors_are_one_line_with_one_prefix_and_each_path_once() {
         assert!(!err.contains("error:"), "{err}");
     }
     let err = stderr(&run(&["unpack", "--image", "x:t"], &[]));
-    assert!(err.contains("<BUNDLE>") && err.contains("usage: rumoci unpack"), "{err}");
+    assert!(
+        err.contains("<BUNDLE>") && err.contains("usage: rumoci unpack"),
+        "{err}"
+    );
     // --help and --version are clap's/umoci's as before
     let help = ok(&["ls", "--help"], &[]);
     assert!(help.starts_with("NAME:\n   rumoci list - "), "{help}");
@@ -490,7 +513,10 @@ fn config_file_names_drivers_and_defaults() {
     assert_eq!(v["config"], s(&cfg));
     assert_eq!(v["found"], true);
     let drivers = v["drivers"].as_array().expect("drivers");
-    let cache = drivers.iter().find(|d| d["name"] == "cache").expect("cache");
+    let cache = drivers
+        .iter()
+        .find(|d| d["name"] == "cache")
+        .expect("cache");
     let base = s(tmp.path());
     assert_eq!(
         cache["spec"],
@@ -521,7 +547,11 @@ fn config_file_names_drivers_and_defaults() {
     ok(&["new", "--image", &img], &env);
     let out = run(&["unpack", "--image", &img, s(&tmp.path().join("b"))], &env);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("layer_cache.wasm"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("layer_cache.wasm"),
+        "{}",
+        stderr(&out)
+    );
     ok(
         &[
             "--driver",
@@ -590,8 +620,7 @@ fn driver_json_and_named_layer_cache() {
         .collect();
 
     let v: serde_json::Value =
-        serde_json::from_str(&ok(&["driver", "info", &wasm, "--json"], &cache_env))
-            .expect("json");
+        serde_json::from_str(&ok(&["driver", "info", &wasm, "--json"], &cache_env)).expect("json");
     assert_eq!(v["name"], "layer-cache");
     assert!(v["version"].is_string());
     assert!(

@@ -331,11 +331,14 @@ fn visit(
         Blob::Manifest(m) => match fetch(cas, &m.config) {
             Ok(Blob::Config(c)) => {
                 if c.rootfs.diff_ids.len() != m.layers.len() {
-                    report(ProblemKind::Invalid, format!(
-                        "config has {} diff_ids for {} layers",
-                        c.rootfs.diff_ids.len(),
-                        m.layers.len()
-                    ));
+                    report(
+                        ProblemKind::Invalid,
+                        format!(
+                            "config has {} diff_ids for {} layers",
+                            c.rootfs.diff_ids.len(),
+                            m.layers.len()
+                        ),
+                    );
                 }
                 c.rootfs.diff_ids
             }

@@ -325,10 +325,9 @@ pub fn run(cmd: Command) -> Result<()> {
                 i.capabilities.join(", ")
             ))
         }
-        Command::Snapshots { json } => print_snapshots(
-            required_layer_store("snapshots")?.as_ref(),
-            json.json,
-        ),
+        Command::Snapshots { json } => {
+            print_snapshots(required_layer_store("snapshots")?.as_ref(), json.json)
+        }
         Command::List { json } => super::settings::print_list(json.json),
         Command::Rm { names } => {
             let store = required_layer_store("rm")?;

@@ -31,8 +31,7 @@ fn definition() -> clap::Command {
 }
 
 fn create(dir: &Path) -> Result<()> {
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("create {}", rumoci::show::name(&dir)))
+    std::fs::create_dir_all(dir).with_context(|| format!("create {}", rumoci::show::name(&dir)))
 }
 
 /// Run a `generate` subcommand.

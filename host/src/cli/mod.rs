@@ -1,16 +1,17 @@
 //! Command-line interface: parse, call the library, print. One file per
-//! command; every error becomes one line on stderr and exit status 1.
+//! command; every error becomes one line on stderr (`rumoci: …`) and exit
+//! status 1 (2 for `verify` and `raw mtree-validate` when they cannot run).
 
 mod config;
 mod driver;
 mod gc;
 mod generate;
 mod init;
-mod progress;
 mod insert;
 mod list;
 mod mount;
 mod new;
+mod progress;
 mod raw;
 mod remove;
 mod repack;
@@ -209,10 +210,9 @@ fn log_filter(cli: &Cli) -> anyhow::Result<tracing_subscriber::EnvFilter> {
     use tracing_subscriber::EnvFilter;
     let flag = match (&cli.log, cli.verbose, cli.quiet) {
         (None, false, false) => None,
-        (Some(l), false, false) => Some(
-            level_name(l)
-                .ok_or_else(|| anyhow::anyhow!("--log {l:?}: expected debug, info, warn, error or fatal"))?,
-        ),
+        (Some(l), false, false) => Some(level_name(l).ok_or_else(|| {
+            anyhow::anyhow!("--log {l:?}: expected debug, info, warn, error or fatal")
+        })?),
         (None, true, false) => Some("info"),
         (None, false, true) => Some("error"),
         _ => anyhow::bail!("--quiet, --verbose and --log are mutually exclusive"),
@@ -329,7 +329,8 @@ pub fn main() -> i32 {
     // verify and raw mtree-validate: 1 is "problems found", any other
     // failure ("could not run") is 2
     let could_not_run = match &cli.command {
-        Some(Command::Verify(_)) | Some(Command::Raw {
+        Some(Command::Verify(_))
+        | Some(Command::Raw {
             cmd: raw::Command::MtreeValidate(_),
         }) => 2,
         _ => 1,
@@ -380,7 +381,9 @@ fn command_path(usage: &str) -> Vec<String> {
     usage
         .split_whitespace()
         .skip(1)
-        .take_while(|w| w.chars().all(|c| c.is_ascii_lowercase() || c == '-') && !w.starts_with('-'))
+        .take_while(|w| {
+            w.chars().all(|c| c.is_ascii_lowercase() || c == '-') && !w.starts_with('-')
+        })
         .map(str::to_string)
         .collect()
 }
@@ -489,7 +492,10 @@ mod tests {
     fn usage_errors_are_one_line() {
         let r = "error: the following required arguments were not provided:\n  <BUNDLE>\n\nUsage: rumoci unpack --image <PATH[:TAG]> <BUNDLE>\n\nFor more information, try '--help'.\n";
         let (line, usage) = one_line_usage_error(r);
-        assert_eq!(line, "the following required arguments were not provided: <BUNDLE>");
+        assert_eq!(
+            line,
+            "the following required arguments were not provided: <BUNDLE>"
+        );
         let usage = usage.expect("usage");
         assert_eq!(command_path(&usage), ["unpack"]);
     }

@@ -191,7 +191,10 @@ pub fn load() -> Result<Settings> {
     };
     let text = match std::fs::read(&path) {
         Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && std::env::var_os("RUMOCI_CONFIG").is_none() => {
+        Err(e)
+            if e.kind() == std::io::ErrorKind::NotFound
+                && std::env::var_os("RUMOCI_CONFIG").is_none() =>
+        {
             return Ok(Settings {
                 path: Some(path),
                 ..Settings::default()
@@ -228,7 +231,10 @@ impl Settings {
             if v.contains(',') {
                 anyhow::bail!(
                     "config file {}: driver {name}: {v:?} contains ',', which a driver spec cannot hold",
-                    self.path.as_deref().map(rumoci::show::name).unwrap_or_default()
+                    self.path
+                        .as_deref()
+                        .map(rumoci::show::name)
+                        .unwrap_or_default()
                 );
             }
             Ok(v.to_string())
@@ -265,7 +271,11 @@ impl Settings {
             spec.push_str(&format!(",repo={}", in_config(r)?));
         }
         for (k, v) in &d.options {
-            spec.push_str(&format!(",opt.{}={}", in_config(k)?, in_config(&v.to_string())?));
+            spec.push_str(&format!(
+                ",opt.{}={}",
+                in_config(k)?,
+                in_config(&v.to_string())?
+            ));
         }
         Ok(Some(spec))
     }
@@ -295,7 +305,10 @@ impl Settings {
     pub fn drivers_for(&self, command: Option<&str>, flags: &[String]) -> Result<Vec<String>> {
         let chosen: Vec<String> = if !flags.is_empty() {
             flags.to_vec()
-        } else if let Some(env) = std::env::var("RUMOCI_DRIVER").ok().filter(|v| !v.trim().is_empty()) {
+        } else if let Some(env) = std::env::var("RUMOCI_DRIVER")
+            .ok()
+            .filter(|v| !v.trim().is_empty())
+        {
             env.split(';')
                 .map(str::trim)
                 .filter(|s| !s.is_empty())
@@ -384,8 +397,11 @@ mod tests {
 
     #[test]
     fn a_broken_file_names_the_line() {
-        let e = parse(Path::new("/c.toml"), "[driver.x]\npath = \"a\"\ntimeout = \n")
-            .expect_err("broken");
+        let e = parse(
+            Path::new("/c.toml"),
+            "[driver.x]\npath = \"a\"\ntimeout = \n",
+        )
+        .expect_err("broken");
         assert!(e.to_string().contains("/c.toml line 3"), "{e}");
     }
 }

@@ -138,11 +138,7 @@ impl<'a> Mutator<'a> {
             compression,
             diff: Algorithm::Sha256.hasher(),
             plain: 0,
-            progress: crate::progress::Item::start(
-                "new layer",
-                None,
-                crate::progress::Unit::Bytes,
-            ),
+            progress: crate::progress::Item::start("new layer", None, crate::progress::Unit::Bytes),
         })
     }
 
