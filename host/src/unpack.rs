@@ -124,9 +124,10 @@ fn apply_one(
         manifest.layers.len()
     );
     let blob = ext::open_verified(cas, layer)?;
-    let progress = crate::progress::LayerProgress::new(
-        format!("layer {}/{}", i + 1, manifest.layers.len()),
-        layer.size,
+    let progress = crate::progress::Item::start(
+        &format!("layer {}/{}", i + 1, manifest.layers.len()),
+        Some(layer.size),
+        crate::progress::Unit::Bytes,
     );
     let counted = progress.reader(blob);
     let plain = decompressor(&layer.media_type, Box::new(counted))
@@ -244,8 +245,14 @@ fn perform_mounts(
     let src = resolve(store.root(), &m.source).map_err(|e| store_err(store, e))?;
     let record = top.record(store)?;
     let mut seen = 0usize;
+    let progress = crate::progress::Item::start(
+        &format!("copy snapshot {}", crate::show::name(&name)),
+        Some(record.entry_count() as u64),
+        crate::progress::Unit::Objects,
+    );
     let mut check = |rel: &BStr, st: &rustix::fs::Stat| {
         seen += 1;
+        progress.advance(1);
         record.check(rel, st)
     };
     crate::layer::copy::copy_tree(

@@ -58,7 +58,7 @@ pub fn write_bundle_manifest(
             .to_string_lossy()
             .into_owned(),
         tree: rootfs.display().to_string(),
-        date: chrono::Utc::now()
+        date: chrono::DateTime::<chrono::Utc>::from(std::time::SystemTime::now())
             .format("%a %b %e %H:%M:%S %Y")
             .to_string(),
     };

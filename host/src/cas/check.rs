@@ -19,8 +19,72 @@ pub struct Problem {
     pub path: String,
     /// The object's digest, when it has one.
     pub digest: Option<Digest>,
+    /// What kind of problem it is.
+    pub kind: ProblemKind,
     /// What is wrong.
     pub reason: String,
+}
+
+/// The kinds of [`Problem`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProblemKind {
+    /// A blob is not in the store.
+    Missing,
+    /// A blob's content does not hash to its digest.
+    Digest,
+    /// A blob is longer or shorter than its descriptor says.
+    Size,
+    /// A document (index, manifest, config) is invalid or inconsistent
+    /// (e.g. a config with more diff_ids than the manifest has layers).
+    Invalid,
+    /// A layer's content is bad: not a valid (compressed) tar, or its
+    /// uncompressed digest differs from the diff_id the config gives.
+    Layer,
+    /// A limit of [`crate::limits`] was hit (too deep, too many).
+    Limit,
+    /// The object could not be read.
+    Io,
+}
+
+impl ProblemKind {
+    /// The kind's name, as `verify --json` prints it: `missing`, `digest`,
+    /// `size`, `invalid`, `layer`, `limit` or `io`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProblemKind::Missing => "missing",
+            ProblemKind::Digest => "digest",
+            ProblemKind::Size => "size",
+            ProblemKind::Invalid => "invalid",
+            ProblemKind::Layer => "layer",
+            ProblemKind::Limit => "limit",
+            ProblemKind::Io => "io",
+        }
+    }
+
+    /// The kind of a store error.
+    pub fn of(e: &CasError) -> ProblemKind {
+        match e {
+            CasError::NotFound(_) => ProblemKind::Missing,
+            CasError::DigestMismatch { .. } => ProblemKind::Digest,
+            CasError::SizeMismatch { .. } => ProblemKind::Size,
+            CasError::Io { .. } => ProblemKind::Io,
+            CasError::Limit(_) => ProblemKind::Limit,
+            _ => ProblemKind::Invalid,
+        }
+    }
+
+    /// The kind of a layer check's message: a digest or size mismatch of
+    /// the verified blob stream (umoci's `verified reader … mismatch`
+    /// wording), else a problem of the layer's content.
+    fn of_layer_message(m: &str) -> ProblemKind {
+        if m.contains("verified reader digest mismatch") {
+            ProblemKind::Digest
+        } else if m.contains("verified reader size mismatch") {
+            ProblemKind::Size
+        } else {
+            ProblemKind::Layer
+        }
+    }
 }
 
 impl std::fmt::Display for Problem {
@@ -102,6 +166,7 @@ pub fn verify_layout(cas: &dyn Cas, layer_check: &mut LayerCheck<'_>) -> Vec<Pro
             problems.push(Problem {
                 path: "index.json".into(),
                 digest: None,
+                kind: ProblemKind::of(&e),
                 reason: e.to_string(),
             });
             return problems;
@@ -127,6 +192,11 @@ pub fn verify_layout(cas: &dyn Cas, layer_check: &mut LayerCheck<'_>) -> Vec<Pro
     // path, so that the depth limit holds for every path, as when resolving
     // a tag (its children are kept from the first visit).
     let mut walked: HashMap<Digest, (usize, Children)> = HashMap::new();
+    let progress = crate::progress::Item::start(
+        "verify: blobs checked",
+        None,
+        crate::progress::Unit::Objects,
+    );
     while let Some(at) = stack.pop() {
         let depth = nodes[at].depth;
         let children = match walked.get_mut(&nodes[at].desc.digest) {
@@ -136,6 +206,7 @@ pub fn verify_layout(cas: &dyn Cas, layer_check: &mut LayerCheck<'_>) -> Vec<Pro
                 children.clone()
             }
             None => {
+                progress.advance(1);
                 let Some(children) = visit(cas, &nodes, at, &mut seen, &mut problems, layer_check)
                 else {
                     continue;
@@ -151,6 +222,7 @@ pub fn verify_layout(cas: &dyn Cas, layer_check: &mut LayerCheck<'_>) -> Vec<Pro
             problems.push(Problem {
                 path: path_of(&nodes, at),
                 digest: Some(nodes[at].desc.digest.clone()),
+                kind: ProblemKind::Limit,
                 reason: limit.to_string(),
             })
         };
@@ -179,6 +251,7 @@ pub fn verify_layout(cas: &dyn Cas, layer_check: &mut LayerCheck<'_>) -> Vec<Pro
         }
         stack.extend((first..nodes.len()).rev());
     }
+    progress.finish();
     problems
 }
 
@@ -201,10 +274,11 @@ fn visit(
     if !seen.insert((desc.digest.clone(), diff_id.cloned())) {
         return None;
     }
-    let mut report = |reason: String| {
+    let mut report = |kind: ProblemKind, reason: String| {
         problems.push(Problem {
             path: path_of(nodes, at),
             digest: Some(desc.digest.clone()),
+            kind,
             reason,
         })
     };
@@ -212,11 +286,11 @@ fn visit(
         match cas.stat_blob(&desc.digest) {
             Ok(Some(_)) => {}
             Ok(None) => {
-                report("blob is missing".into());
+                report(ProblemKind::Missing, "blob is missing".into());
                 return None;
             }
             Err(e) => {
-                report(e.to_string());
+                report(ProblemKind::of(&e), e.to_string());
                 return None;
             }
         }
@@ -225,17 +299,20 @@ fn visit(
         || media::split_suffix(&desc.media_type).0 == media::LAYER_NONDISTRIBUTABLE;
     if is_layer {
         let res = open_verified(cas, desc)
-            .map_err(|e| e.to_string())
-            .and_then(|mut r| layer_check(desc, diff_id, &mut r));
-        if let Err(e) = res {
-            report(e);
+            .map_err(|e| (ProblemKind::of(&e), e.to_string()))
+            .and_then(|mut r| {
+                layer_check(desc, diff_id, &mut r)
+                    .map_err(|m| (ProblemKind::of_layer_message(&m), m))
+            });
+        if let Err((kind, e)) = res {
+            report(kind, e);
         }
         return None;
     }
     let blob = match fetch(cas, desc) {
         Ok(b) => b,
         Err(e) => {
-            report(e.to_string());
+            report(ProblemKind::of(&e), e.to_string());
             return None;
         }
     };
@@ -246,7 +323,7 @@ fn visit(
                 .map_err(|e| CasError::io(desc.digest.to_string(), e))
         });
         if let Err(e) = res {
-            report(e.to_string());
+            report(ProblemKind::of(&e), e.to_string());
         }
         return None;
     }
@@ -254,11 +331,14 @@ fn visit(
         Blob::Manifest(m) => match fetch(cas, &m.config) {
             Ok(Blob::Config(c)) => {
                 if c.rootfs.diff_ids.len() != m.layers.len() {
-                    report(format!(
-                        "config has {} diff_ids for {} layers",
-                        c.rootfs.diff_ids.len(),
-                        m.layers.len()
-                    ));
+                    report(
+                        ProblemKind::Invalid,
+                        format!(
+                            "config has {} diff_ids for {} layers",
+                            c.rootfs.diff_ids.len(),
+                            m.layers.len()
+                        ),
+                    );
                 }
                 c.rootfs.diff_ids
             }

@@ -82,7 +82,14 @@ pub fn gc(cas: &dyn Cas) -> Result<GcStats, CasError> {
     cas.exclusive(&mut || {
         let index = read_index(cas)?;
         let marked = mark(cas, &index.manifests)?;
-        for digest in cas.list_blobs()? {
+        let blobs = cas.list_blobs()?;
+        let progress = crate::progress::Item::start(
+            "gc: blobs examined",
+            Some(blobs.len() as u64),
+            crate::progress::Unit::Objects,
+        );
+        for digest in blobs {
+            progress.advance(1);
             if marked.contains(&digest) {
                 stats.kept += 1;
             } else {

@@ -292,10 +292,21 @@ pub enum Command {
         /// The plugin (a wasm32-wasip2 component).
         #[arg(value_name = "PATH.wasm")]
         path: PathBuf,
+        #[command(flatten)]
+        json: super::util::JsonArgs,
     },
     /// List the snapshots of the layer store given with `--driver`:
     /// name, kind, parent, and the size and inodes of committed ones.
-    Snapshots,
+    Snapshots {
+        #[command(flatten)]
+        json: super::util::JsonArgs,
+    },
+    /// Show the drivers the config file defines, its defaults, and where
+    /// it was read from.
+    List {
+        #[command(flatten)]
+        json: super::util::JsonArgs,
+    },
     /// Check a plugin against the driver contract (conformance runner):
     /// one line per check, exit status 1 if any failed.
     Test(super::driver_test::Args),
@@ -315,10 +326,33 @@ fn required_layer_store(cmd: &str) -> Result<Box<dyn LayerStore>> {
     })
 }
 
-/// `driver snapshots`: a header line, then one line per snapshot.
-fn print_snapshots(store: &dyn LayerStore) -> Result<()> {
+/// `driver snapshots`: a header line, then one line per snapshot (or
+/// JSON: `snapshots`, each with `name`, `kind`, `parent`, `size`,
+/// `inodes`; null where unknown).
+fn print_snapshots(store: &dyn LayerStore, json: bool) -> Result<()> {
     use rumoci::layer_store::SnapshotKind;
-    let rows: Vec<[String; 5]> = rumoci::layer_store::snapshots(store)?
+    let list = rumoci::layer_store::snapshots(store)?;
+    if json {
+        let kind = |k: &SnapshotKind| match k {
+            SnapshotKind::Active => "active",
+            SnapshotKind::View => "view",
+            SnapshotKind::Committed => "committed",
+        };
+        let snaps: Vec<serde_json::Value> = list
+            .iter()
+            .map(|(i, u)| {
+                serde_json::json!({
+                    "name": i.name,
+                    "kind": kind(&i.kind),
+                    "parent": i.parent,
+                    "size": u.as_ref().map(|u| u.size),
+                    "inodes": u.as_ref().map(|u| u.inodes),
+                })
+            })
+            .collect();
+        return super::util::print_json(&serde_json::json!({ "snapshots": snaps }));
+    }
+    let rows: Vec<[String; 5]> = list
         .into_iter()
         .map(|(i, u)| {
             let kind = match i.kind {
@@ -362,15 +396,27 @@ fn print_snapshots(store: &dyn LayerStore) -> Result<()> {
 /// Run a `driver` subcommand.
 pub fn run(cmd: Command) -> Result<()> {
     match cmd {
-        Command::Info { path } => {
+        Command::Info { path, json } => {
             let i = plugin_info(&path, &DriverSpec::wasm(&path))?;
-            println!("name: {}", i.name);
-            println!("version: {}", i.version);
-            println!("capabilities: {}", i.capabilities.join(", "));
-            Ok(())
+            if json.json {
+                return super::util::print_json(&serde_json::json!({
+                    "name": i.name,
+                    "version": i.version,
+                    "capabilities": i.capabilities,
+                }));
+            }
+            super::util::print_out(&format!(
+                "name: {}\nversion: {}\ncapabilities: {}\n",
+                i.name,
+                i.version,
+                i.capabilities.join(", ")
+            ))
         }
         Command::Test(a) => super::driver_test::run(a),
-        Command::Snapshots => print_snapshots(required_layer_store("snapshots")?.as_ref()),
+        Command::Snapshots { json } => {
+            print_snapshots(required_layer_store("snapshots")?.as_ref(), json.json)
+        }
+        Command::List { json } => super::settings::print_list(json.json),
         Command::Rm { names } => {
             let store = required_layer_store("rm")?;
             rumoci::layer_store::remove_snapshots(store.as_ref(), &names)?;

@@ -1,23 +1,53 @@
-//! `rumoci ls --layout PATH`
+//! `rumoci ls --layout PATH [--json]`
 
 use anyhow::Result;
-use rumoci::cas::refs;
+use rumoci::cas::ext::read_index;
 
-use super::util::{LayoutArgs, open_layout, print_out};
+use super::util::{JsonArgs, LayoutArgs, open_layout, print_json, print_out};
 
 /// Arguments of `list`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
     #[command(flatten)]
     layout: LayoutArgs,
+    #[command(flatten)]
+    json: JsonArgs,
 }
 
-/// Print the tags in `index.json` order, one per line.
+/// One tag of `ls --json`.
+#[derive(serde::Serialize)]
+struct TagJson<'a> {
+    tag: &'a str,
+    digest: String,
+    #[serde(rename = "mediaType")]
+    media_type: &'a str,
+    size: u64,
+}
+
+/// Print the tags in `index.json` order, one per line (or as JSON: an
+/// object with `tags`, each with its descriptor's `digest`, `mediaType`
+/// and `size`).
 pub fn run(a: Args) -> Result<()> {
     let cas = open_layout(a.layout.path()?)?;
+    let index = read_index(cas.as_ref())?;
+    let tagged = index
+        .manifests
+        .iter()
+        .filter_map(|d| d.ref_name().map(|t| (t, d)));
+    if a.json.json {
+        let tags: Vec<TagJson<'_>> = tagged
+            .map(|(tag, d)| TagJson {
+                tag,
+                digest: d.digest.to_string(),
+                media_type: &d.media_type,
+                size: d.size,
+            })
+            .collect();
+        return print_json(&serde_json::json!({ "tags": tags }));
+    }
     let mut text = String::new();
-    for tag in refs::list_tags(cas.as_ref())? {
-        text.push_str(&tag);
+    for (tag, _) in tagged {
+        text.push_str(tag);
         text.push('\n');
     }
     print_out(&text)

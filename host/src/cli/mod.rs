@@ -1,20 +1,24 @@
 //! Command-line interface: parse, call the library, print. One file per
-//! command; every error becomes one line on stderr and exit status 1.
+//! command; every error becomes one line on stderr (`rumoci: …`) and exit
+//! status 1 (2 for `verify` and `raw mtree-validate` when they cannot run).
 
 mod config;
 mod copy;
 mod driver;
 mod driver_test;
 mod gc;
+mod generate;
 mod init;
 mod insert;
 mod list;
 mod mount;
 mod new;
+mod progress;
 mod raw;
 mod referrers;
 mod remove;
 mod repack;
+mod settings;
 mod stat;
 mod tag;
 mod unpack;
@@ -46,14 +50,20 @@ pub struct Cli {
     #[arg(long, global = true)]
     verbose: bool,
 
+    /// Errors only: no warnings, no progress bars.
+    #[arg(short = 'q', long, global = true)]
+    quiet: bool,
+
     /// Accepted for compatibility with umoci (whose Go CPU profile has no
     /// equivalent here); ignored with a warning.
     #[arg(long = "cpu-profile", global = true, hide = true, value_name = "FILE")]
     cpu_profile: Option<std::path::PathBuf>,
 
-    /// Storage driver: a built-in name (`dir`) or a plugin
+    /// Storage driver: a built-in name (`dir`), a driver named in the
+    /// config file (`NAME[,KEY=VALUE…]`), or a plugin
     /// `PATH.wasm[,dir=PATH][,timeout=SECS][,memory=SIZE][,opt.KEY=VALUE…]`.
-    /// Repeatable (one content-store driver at most); default: the built-in
+    /// Repeatable (one content-store driver at most); default:
+    /// RUMOCI_DRIVER, else the config file's defaults, else the built-in
     /// directory driver.
     #[arg(long = "driver", global = true, value_name = "SPEC")]
     drivers: Vec<String>,
@@ -119,6 +129,42 @@ enum Command {
         /// The shell: bash, zsh, fish, elvish or powershell.
         shell: clap_complete::Shell,
     },
+    /// Write man pages or completion files into a directory (for
+    /// packagers; scripts/install.sh uses it).
+    #[command(hide = true)]
+    Generate {
+        #[command(subcommand)]
+        cmd: generate::Command,
+    },
+}
+
+impl Command {
+    /// The command's name, as `[defaults.command.NAME]` in the config file
+    /// names it.
+    fn name(&self) -> &'static str {
+        match self {
+            Command::Init(_) => "init",
+            Command::New(_) => "new",
+            Command::List(_) => "list",
+            Command::Tag(_) => "tag",
+            Command::Remove(_) => "remove",
+            Command::Stat(_) => "stat",
+            Command::Gc(_) => "gc",
+            Command::Config(_) => "config",
+            Command::Insert(_) => "insert",
+            Command::Copy(_) => "copy",
+            Command::Referrers { .. } => "referrers",
+            Command::Verify(_) => "verify",
+            Command::Unpack(_) => "unpack",
+            Command::Repack(_) => "repack",
+            Command::Umount(_) => "umount",
+            Command::Mount(_) => "mount",
+            Command::Raw { .. } => "raw",
+            Command::Driver { .. } => "driver",
+            Command::Completion { .. } => "completion",
+            Command::Generate { .. } => "generate",
+        }
+    }
 }
 
 /// The version of umoci's command line and formats rumoci follows.
@@ -159,23 +205,54 @@ fn command(bin: &str) -> clap::Command {
     )
 }
 
+/// A level as `--log` takes it, as a tracing level name.
+fn level_name(level: &str) -> Option<&'static str> {
+    Some(match level {
+        "debug" => "debug",
+        "info" => "info",
+        "warn" | "warning" => "warn",
+        "error" | "fatal" => "error",
+        "trace" => "trace",
+        _ => return None,
+    })
+}
+
+/// The log filter: `-q`, `--verbose` or `--log` if given, else
+/// `RUMOCI_LOG` (a level, or a tracing filter directive such as
+/// `rumoci::cas=debug,warn`), else warnings.
+fn log_filter(cli: &Cli) -> anyhow::Result<tracing_subscriber::EnvFilter> {
+    use tracing_subscriber::EnvFilter;
+    let flag = match (&cli.log, cli.verbose, cli.quiet) {
+        (None, false, false) => None,
+        (Some(l), false, false) => Some(level_name(l).ok_or_else(|| {
+            anyhow::anyhow!("--log {l:?}: expected debug, info, warn, error or fatal")
+        })?),
+        (None, true, false) => Some("info"),
+        (None, false, true) => Some("error"),
+        _ => anyhow::bail!("--quiet, --verbose and --log are mutually exclusive"),
+    };
+    if let Some(level) = flag {
+        return Ok(EnvFilter::new(format!("rumoci={level}")));
+    }
+    match std::env::var("RUMOCI_LOG") {
+        Ok(v) if v.trim().is_empty() => Ok(EnvFilter::new("rumoci=warn")),
+        Ok(v) => match level_name(v.trim()) {
+            Some(level) => Ok(EnvFilter::new(format!("rumoci={level}"))),
+            None => EnvFilter::try_new(v.trim()).map_err(|e| {
+                anyhow::anyhow!(
+                    "RUMOCI_LOG {v:?}: expected a level (debug, info, warn, error, fatal) or a filter such as rumoci=debug ({e})"
+                )
+            }),
+        },
+        Err(std::env::VarError::NotPresent) => Ok(EnvFilter::new("rumoci=warn")),
+        Err(e) => anyhow::bail!("RUMOCI_LOG: {e}"),
+    }
+}
+
 fn init_logging(cli: &Cli) -> anyhow::Result<()> {
-    let level = match (&cli.log, cli.verbose) {
-        (Some(_), true) => anyhow::bail!("--verbose and --log are mutually exclusive"),
-        (None, true) => "info".to_string(),
-        (Some(l), false) => l.clone(),
-        (None, false) => "warn".to_string(),
-    };
-    let filter = match level.as_str() {
-        "debug" | "info" | "warn" | "error" => level,
-        "warning" => "warn".to_string(),
-        "fatal" => "error".to_string(),
-        other => anyhow::bail!("--log {other:?}: expected debug, info, warn, error or fatal"),
-    };
+    let filter = log_filter(cli)?;
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(format!(
-            "rumoci={filter}"
-        )))
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .without_time()
@@ -189,13 +266,17 @@ fn run(cli: Cli, bin: &str) -> anyhow::Result<()> {
         return util::print_out(&version_text(bin));
     }
     init_logging(&cli)?;
+    progress::install(cli.quiet);
     if let Some(p) = &cli.cpu_profile {
         tracing::warn!(
             "--cpu-profile {}: CPU profiles are not supported, ignored",
             p.display()
         );
     }
-    driver::set_specs(&cli.drivers)?;
+    let config = settings::load()?;
+    let name = cli.command.as_ref().map(Command::name);
+    driver::set_specs(&config.drivers_for(name, &cli.drivers)?)?;
+    settings::remember(config);
     let Some(sub) = cli.command else {
         // like umoci: no command prints the help
         return util::print_out(&command(bin).render_help().to_string());
@@ -224,6 +305,7 @@ fn run(cli: Cli, bin: &str) -> anyhow::Result<()> {
             clap_complete::generate(shell, &mut cmd, "rumoci", &mut std::io::stdout());
             Ok(())
         }
+        Command::Generate { cmd } => generate::run(cmd),
     }
 }
 
@@ -258,42 +340,150 @@ pub fn main() -> i32 {
         .and_then(|m| Cli::from_arg_matches(&m));
     let cli = match parsed {
         Ok(cli) => cli,
-        Err(e) => {
-            let code = if e.use_stderr() { 1 } else { 0 };
-            let _ = e.print();
-            return code;
-        }
+        Err(e) => return usage_error(&e),
+    };
+    // verify and raw mtree-validate: 1 is "problems found", any other
+    // failure ("could not run") is 2
+    let could_not_run = match &cli.command {
+        Some(Command::Verify(_))
+        | Some(Command::Raw {
+            cmd: raw::Command::MtreeValidate(_),
+        }) => 2,
+        _ => 1,
     };
     match run(cli, &bin) {
         Ok(()) => 0,
-        Err(e) => {
-            let mut msg = format!("{e}");
-            for cause in e.chain().skip(1) {
-                let c = cause.to_string();
-                if !msg.contains(&c) {
-                    msg.push_str(": ");
-                    msg.push_str(&c);
-                }
-            }
-            // a limit hit on what a content-store plugin answered: name it
-            let limit = e.chain().any(|c| {
-                matches!(
-                    c.downcast_ref::<rumoci::cas::CasError>(),
-                    Some(rumoci::cas::CasError::Limit(_))
-                )
-            });
-            if limit && let Some(label) = driver::cas_label() {
-                msg.push_str(&format!(" (content store: {label})"));
-            }
-            eprintln!("rumoci: {}", msg.replace('\n', " "));
-            if e.chain()
-                .filter_map(|c| c.downcast_ref::<std::io::Error>())
-                .any(|io| io.kind() == std::io::ErrorKind::PermissionDenied)
-            {
-                eprintln!("rumoci: maybe --rootless will help?");
-            }
-            1
+        Err(e) => report(&e, could_not_run),
+    }
+}
+
+/// A clap error: `--help`, `--version` and the help shown for a missing
+/// subcommand print as clap renders them; usage errors become one line,
+/// `rumoci: MESSAGE; usage: …`, with status 2 for the commands that keep
+/// status 1 for "problems found" (`verify`, `raw mtree-validate`), else
+/// status 1 as umoci's.
+fn usage_error(e: &clap::Error) -> i32 {
+    use clap::error::ErrorKind;
+    if !e.use_stderr()
+        || matches!(
+            e.kind(),
+            ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+        )
+    {
+        let _ = e.print();
+        return if e.use_stderr() { 1 } else { 0 };
+    }
+    let rendered = e.render().to_string();
+    let (line, usage) = one_line_usage_error(&rendered);
+    match &usage {
+        Some(u) => eprintln!("rumoci: {line}; usage: {u}"),
+        None => eprintln!("rumoci: {line}"),
+    }
+    let path = usage.as_deref().map(command_path).unwrap_or_default();
+    if two_status_command(&path) { 2 } else { 1 }
+}
+
+/// Whether a command (its path below `rumoci`, e.g. `["raw",
+/// "mtree-validate"]`) tells "problems found" (status 1) from "could not
+/// run" (status 2).
+pub fn two_status_command(path: &[String]) -> bool {
+    let p: Vec<&str> = path.iter().map(String::as_str).collect();
+    matches!(p.as_slice(), ["verify"] | ["raw", "mtree-validate"])
+}
+
+/// The words of a usage line naming the command: `rumoci raw
+/// mtree-validate --manifest …` gives `["raw", "mtree-validate"]`.
+fn command_path(usage: &str) -> Vec<String> {
+    usage
+        .split_whitespace()
+        .skip(1)
+        .take_while(|w| {
+            w.chars().all(|c| c.is_ascii_lowercase() || c == '-') && !w.starts_with('-')
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+/// clap's rendered error (`error: MESSAGE\n  DETAIL\n\ntip: …\n\nUsage: …\n\nFor
+/// more information…`) as one line (message, details and tips joined)
+/// and the usage line.
+fn one_line_usage_error(rendered: &str) -> (String, Option<String>) {
+    let mut parts = Vec::new();
+    let mut usage = None;
+    for para in rendered.split("\n\n") {
+        let text = para.split_whitespace().collect::<Vec<_>>().join(" ");
+        if let Some(u) = text.strip_prefix("Usage: ") {
+            usage = Some(u.to_string());
+        } else if text.starts_with("For more information") || text.is_empty() {
+            continue;
+        } else {
+            let text = text.strip_prefix("error: ").unwrap_or(&text);
+            parts.push(text.trim_end_matches(':').to_string());
         }
+    }
+    (parts.join("; "), usage)
+}
+
+/// Join an error and its causes into one line: a cause already contained
+/// in what is said is left out, and a short context (`open layout /x`)
+/// whose object the cause names again (`image layout /x: not found`) is
+/// replaced by the cause, so that each path is named once.
+pub fn error_line(e: &anyhow::Error) -> String {
+    let mut clauses: Vec<String> = Vec::new();
+    for cause in e.chain() {
+        let c = cause.to_string();
+        if clauses.iter().any(|m| m.contains(&c)) {
+            continue;
+        }
+        if let Some(last) = clauses.last()
+            && redundant_context(last, &c)
+        {
+            clauses.pop();
+        }
+        clauses.push(c);
+    }
+    clauses.join(": ").replace('\n', " ")
+}
+
+/// A context such as `open layout /x` (at most two words before its
+/// object) whose object `cause` names again, as a word of its own.
+fn redundant_context(context: &str, cause: &str) -> bool {
+    let words: Vec<&str> = context.split_whitespace().collect();
+    let Some((object, verb)) = words.split_last() else {
+        return false;
+    };
+    verb.len() <= 2
+        && cause
+            .split(|c: char| c.is_whitespace() || c == ',' || c == '(' || c == ')')
+            .map(|w| w.trim_end_matches(':'))
+            .any(|w| w == *object)
+}
+
+/// Print a command's error (one line, `rumoci: ` once) and return the
+/// exit status: 1 for [`util::ProblemsFound`], else `could_not_run`.
+fn report(e: &anyhow::Error, could_not_run: i32) -> i32 {
+    let mut msg = error_line(e);
+    // a limit hit on what a content-store plugin answered: name it
+    let limit = e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<rumoci::cas::CasError>(),
+            Some(rumoci::cas::CasError::Limit(_))
+        )
+    });
+    if limit && let Some(label) = driver::cas_label() {
+        msg.push_str(&format!(" (content store: {label})"));
+    }
+    eprintln!("rumoci: {msg}");
+    if e.chain()
+        .filter_map(|c| c.downcast_ref::<std::io::Error>())
+        .any(|io| io.kind() == std::io::ErrorKind::PermissionDenied)
+    {
+        eprintln!("rumoci: maybe --rootless will help?");
+    }
+    if e.chain().any(|c| c.is::<util::ProblemsFound>()) {
+        1
+    } else {
+        could_not_run
     }
 }
 
@@ -304,5 +494,25 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn repeated_paths_are_said_once() {
+        let e = anyhow::anyhow!("image layout /x: not found").context("open layout /x");
+        assert_eq!(error_line(&e), "image layout /x: not found");
+        let e = anyhow::anyhow!("create /b: exists").context("unpack /x:t into /b");
+        assert_eq!(error_line(&e), "unpack /x:t into /b: create /b: exists");
+    }
+
+    #[test]
+    fn usage_errors_are_one_line() {
+        let r = "error: the following required arguments were not provided:\n  <BUNDLE>\n\nUsage: rumoci unpack --image <PATH[:TAG]> <BUNDLE>\n\nFor more information, try '--help'.\n";
+        let (line, usage) = one_line_usage_error(r);
+        assert_eq!(
+            line,
+            "the following required arguments were not provided: <BUNDLE>"
+        );
+        let usage = usage.expect("usage");
+        assert_eq!(command_path(&usage), ["unpack"]);
     }
 }

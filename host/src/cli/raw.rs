@@ -42,6 +42,8 @@ pub struct MtreeValidateArgs {
     /// read or search are made readable for the check, then restored.
     #[arg(long)]
     rootless: bool,
+    #[command(flatten)]
+    json: super::util::JsonArgs,
 }
 
 /// Arguments of `raw runtime-config`.
@@ -144,14 +146,13 @@ fn keyword_applies(kw: &str, md: &std::fs::Metadata, path: &std::path::Path) -> 
 
 /// Requested keywords the manifest records for no entry still get a value
 /// from go-mtree's walk, so every entry they apply to differs (`keyword
-/// "NAME"` in the message, as go-mtree reports the key). Returns one line
-/// per such difference.
+/// "NAME"` in the message, as go-mtree reports the key). Returns each such
+/// difference: the path and the keyword.
 fn unrecorded_keywords(
     root: &std::path::Path,
     keys: &[String],
     used: &std::collections::BTreeSet<String>,
-) -> Result<Vec<String>> {
-    use rumoci::stat::gofmt::quote;
+) -> Result<Vec<(String, String)>> {
     let lacking: Vec<&str> = keys
         .iter()
         .map(String::as_str)
@@ -170,11 +171,7 @@ fn unrecorded_keywords(
             .with_context(|| format!("lstat {}", host.display()))?;
         for k in &lacking {
             if keyword_applies(k, &md, &host) == Some(true) {
-                out.push(format!(
-                    "{}: keyword {}: not recorded in the manifest",
-                    quote(&rel),
-                    quote(k)
-                ));
+                out.push((rel.clone(), k.to_string()));
             }
         }
         if md.is_dir() {
@@ -272,24 +269,49 @@ fn mtree_validate(a: MtreeValidateArgs) -> Result<()> {
     let (deltas, _) = diff::compare(&a.path, &spec, None)
         .with_context(|| format!("walk {}", rumoci::show::name(&a.path)))?;
     let mut lines = Vec::with_capacity(deltas.len() + unrecorded.len());
+    let mut json = Vec::with_capacity(lines.capacity());
     for d in &deltas {
         let p = String::from_utf8_lossy(&d.path);
         let p = if p.is_empty() { ".".into() } else { p };
         // go-mtree's wording (it names the first differing key of a
         // modified entry; rumoci's comparison stops at the first one)
-        let what = match d.kind {
-            diff::DeltaKind::Missing => "missing path",
-            diff::DeltaKind::Extra => "unexpected path",
-            diff::DeltaKind::Modified => "modified",
+        let (what, kind) = match d.kind {
+            diff::DeltaKind::Missing => ("missing path", "missing"),
+            diff::DeltaKind::Extra => ("unexpected path", "extra"),
+            diff::DeltaKind::Modified => ("modified", "modified"),
         };
         lines.push(format!("{}: {what}", quote(&p)));
+        json.push(serde_json::json!({
+            "path": p,
+            "kind": kind,
+            "keywords": d.keyword.into_iter().collect::<Vec<_>>(),
+        }));
     }
-    lines.extend(unrecorded);
+    for (p, k) in &unrecorded {
+        lines.push(format!(
+            "{}: keyword {}: not recorded in the manifest",
+            quote(p),
+            quote(k)
+        ));
+        json.push(serde_json::json!({ "path": p, "kind": "unrecorded", "keywords": [k] }));
+    }
     let n = lines.len();
-    if n > 0 {
+    if a.json.json {
+        super::util::print_json(&serde_json::json!({
+            "manifest": a.manifest.to_string_lossy(),
+            "path": a.path.to_string_lossy(),
+            "differences": json,
+            "summary": { "ok": n == 0, "differences": n },
+        }))?;
+    } else if n > 0 {
         lines.push(String::new());
         super::util::print_out(&lines.join("\n"))?;
-        anyhow::bail!("validation failed: {n} differences found");
+    }
+    if n > 0 {
+        return Err(super::util::ProblemsFound(format!(
+            "validation failed: {n} differences found"
+        ))
+        .into());
     }
     Ok(())
 }

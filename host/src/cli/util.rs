@@ -209,7 +209,7 @@ pub fn default_created() -> Result<String> {
     let t = match source_date_epoch()? {
         Some(secs) => chrono::DateTime::from_timestamp(secs, 0)
             .with_context(|| format!("SOURCE_DATE_EPOCH {secs} is out of range"))?,
-        None => chrono::Utc::now(),
+        None => chrono::DateTime::<chrono::Utc>::from(std::time::SystemTime::now()),
     };
     Ok(rfc3339_nano(t))
 }
@@ -322,6 +322,27 @@ pub fn parse_kv<'a>(flag: &str, s: &'a str) -> Result<(&'a str, &'a str)> {
         Some((k, v)) if !k.is_empty() => Ok((k, v)),
         _ => anyhow::bail!("{flag} {s:?}: expected KEY=VALUE"),
     }
+}
+
+/// The command ran and found problems (`verify`, `raw mtree-validate`):
+/// exit status 1, where a failure to run at all is 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ProblemsFound(pub String);
+
+/// Print `value` as pretty JSON and a newline on stdout.
+pub fn print_json(value: &impl serde::Serialize) -> Result<()> {
+    let mut text = serde_json::to_string_pretty(value).context("serialising JSON")?;
+    text.push('\n');
+    print_out(&text)
+}
+
+/// `--json`, shared by the commands that can print JSON.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct JsonArgs {
+    /// Print JSON (the fields are listed in docs/cli.md) instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Write `text` to stdout; a closed pipe (`rumoci ls | head`) is not an error.

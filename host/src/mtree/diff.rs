@@ -38,6 +38,11 @@ pub struct Delta {
     pub path: Vec<u8>,
     /// What changed.
     pub kind: DeltaKind,
+    /// For `Modified`: the first keyword found to differ (`type`, `uid`,
+    /// `gid`, `mode`, `size`, `nlink`, `tar_time`, `time`, `link`,
+    /// `xattr`, `sha256digest`); `None` for a path reported only because
+    /// it shares its inode with a changed one, and for the other kinds.
+    pub keyword: Option<&'static str>,
     /// For `Modified`: whether a directory became something else (its old
     /// children are then implicitly gone).
     pub was_dir_now_not: bool,
@@ -95,33 +100,34 @@ impl<'a> Walker<'a> {
         host: &Path,
         kw: &Keywords,
         md: &std::fs::Metadata,
-    ) -> Result<bool, DiffError> {
+    ) -> Result<Option<&'static str>, DiffError> {
         let ty = type_name(md);
         if let Some(t) = kw.get("type")
             && t != ty
         {
-            return Ok(true);
+            return Ok(Some("type"));
         }
-        if num::<u32>(kw, "uid").is_some_and(|v| v != Some(md.uid()))
-            || num::<u32>(kw, "gid").is_some_and(|v| v != Some(md.gid()))
-        {
-            return Ok(true);
+        if num::<u32>(kw, "uid").is_some_and(|v| v != Some(md.uid())) {
+            return Ok(Some("uid"));
+        }
+        if num::<u32>(kw, "gid").is_some_and(|v| v != Some(md.gid())) {
+            return Ok(Some("gid"));
         }
         if let Some(m) = kw.get("mode")
             && u32::from_str_radix(m, 8).ok() != Some(self.modes.mode(host, md))
         {
-            return Ok(true);
+            return Ok(Some("mode"));
         }
-        if ty != "dir"
-            && (num::<u64>(kw, "size").is_some_and(|v| v != Some(md.size()))
-                || num::<u64>(kw, "nlink").is_some_and(|v| v != Some(md.nlink())))
-        {
-            return Ok(true);
+        if ty != "dir" && num::<u64>(kw, "size").is_some_and(|v| v != Some(md.size())) {
+            return Ok(Some("size"));
+        }
+        if ty != "dir" && num::<u64>(kw, "nlink").is_some_and(|v| v != Some(md.nlink())) {
+            return Ok(Some("nlink"));
         }
         if let Some(t) = kw.get("tar_time") {
             let secs = t.split('.').next().unwrap_or_default();
             if secs.parse::<i64>().ok() != Some(md.mtime()) {
-                return Ok(true);
+                return Ok(Some("tar_time"));
             }
         }
         if let Some(t) = kw.get("time") {
@@ -129,7 +135,7 @@ impl<'a> Walker<'a> {
             if s.parse::<i64>().ok() != Some(md.mtime())
                 || ns.parse::<i64>().ok() != Some(md.mtime_nsec())
             {
-                return Ok(true);
+                return Ok(Some("time"));
             }
         }
         if ty == "link"
@@ -137,7 +143,7 @@ impl<'a> Walker<'a> {
         {
             let target = std::fs::read_link(host).map_err(err(host))?;
             if unvis(l).as_deref() != Some(target.as_os_str().as_bytes()) {
-                return Ok(true);
+                return Ok(Some("link"));
             }
         }
         if (ty == "file" || ty == "dir") && self.spec.uses("xattr") {
@@ -156,7 +162,7 @@ impl<'a> Walker<'a> {
                         != Some(base64::engine::general_purpose::STANDARD.encode(v).as_str())
                 })
             {
-                return Ok(true);
+                return Ok(Some("xattr"));
             }
         }
         if ty == "file"
@@ -165,10 +171,10 @@ impl<'a> Walker<'a> {
             self.stats.hashed += 1;
             let h = sha256_file(host).map_err(err(host))?;
             if hex::encode(h) != *d {
-                return Ok(true);
+                return Ok(Some("sha256digest"));
             }
         }
-        Ok(false)
+        Ok(None)
     }
 
     /// Visit the tree at `root` in path order (a parent before its
@@ -210,6 +216,7 @@ impl<'a> Walker<'a> {
             None => self.out.push(Delta {
                 path: rel.to_vec(),
                 kind: DeltaKind::Extra,
+                keyword: None,
                 was_dir_now_not: false,
             }),
             Some((key, kw)) => {
@@ -217,10 +224,11 @@ impl<'a> Walker<'a> {
                 let hit = self.cache.is_some_and(|c| c.unchanged(rel, &md));
                 if hit {
                     self.stats.cache_hits += 1;
-                } else if self.modified(host, kw, &md)? {
+                } else if let Some(keyword) = self.modified(host, kw, &md)? {
                     self.out.push(Delta {
                         path: rel.to_vec(),
                         kind: DeltaKind::Modified,
+                        keyword: Some(keyword),
                         was_dir_now_not: kw.get("type").map(String::as_str) == Some("dir")
                             && !md.is_dir(),
                     });
@@ -288,6 +296,7 @@ pub fn compare_granted(
                 extra_links.push(Delta {
                     path: p.clone(),
                     kind: DeltaKind::Modified,
+                    keyword: None,
                     was_dir_now_not: false,
                 });
             }
@@ -299,6 +308,7 @@ pub fn compare_granted(
             out.push(Delta {
                 path: k.clone(),
                 kind: DeltaKind::Missing,
+                keyword: None,
                 was_dir_now_not: false,
             });
         }
@@ -382,6 +392,7 @@ mod tests {
         Delta {
             path: p.as_bytes().to_vec(),
             kind,
+            keyword: None,
             was_dir_now_not,
         }
     }

@@ -37,6 +37,7 @@ pub struct LayerWriter {
     compression: Compression,
     diff: crate::oci::Hasher,
     plain: u64,
+    progress: crate::progress::Item,
 }
 
 impl std::io::Write for LayerWriter {
@@ -44,6 +45,7 @@ impl std::io::Write for LayerWriter {
         let n = self.enc.write(buf)?;
         self.diff.update(&buf[..n]);
         self.plain += n as u64;
+        self.progress.advance(n as u64);
         Ok(n)
     }
 
@@ -136,6 +138,7 @@ impl<'a> Mutator<'a> {
             compression,
             diff: Algorithm::Sha256.hasher(),
             plain: 0,
+            progress: crate::progress::Item::start("new layer", None, crate::progress::Unit::Bytes),
         })
     }
 
@@ -149,6 +152,7 @@ impl<'a> Mutator<'a> {
             .enc
             .finish()
             .map_err(|e| CasError::io("new layer", e))?;
+        layer.progress.finish();
         let (digest, size) = blob.commit(None)?;
         let mut desc = Descriptor::new(layer.compression.media_type(), digest, size);
         if layer.plain != size {
