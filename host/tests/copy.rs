@@ -70,6 +70,19 @@ fn copy_goes_through_a_plugin_store_and_back_and_the_go_umoci_unpacks_it() {
         "{err}"
     );
     assert_eq!(tag_digest(&d1, "again"), tag_digest(&src, "t"));
+    let summary: serde_json::Value = serde_json::from_str(&rd_ok(&[
+        "copy",
+        "--json",
+        &img,
+        &format!("{}:third", sp(&d1)),
+    ]))
+    .expect("copy --json");
+    assert_eq!(summary["tag"], "third");
+    assert_eq!(summary["digest"].as_str(), tag_digest(&src, "t").as_deref());
+    assert_eq!(
+        (summary["copied"].as_u64(), summary["skipped"].as_u64()),
+        (Some(0), Some(n as u64))
+    );
 
     // into a dir-cas plugin store and back out of it
     let dir_cas = plugin_wasm(&["dir-cas"], "dir-cas");

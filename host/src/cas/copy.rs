@@ -16,6 +16,7 @@ use super::refs::{PlatformSpec, resolve, set_tag};
 use super::{Cas, CasError};
 use crate::limits::{self, Limit, LimitError};
 use crate::oci::{Blob, Descriptor, Digest, media};
+use crate::progress::{Item, Unit};
 use crate::show;
 
 /// What to copy besides the tag's own tree.
@@ -122,12 +123,19 @@ fn post_order(cas: &dyn Cas, root: &Descriptor) -> Result<Vec<Descriptor>, CasEr
     Ok(out)
 }
 
-/// Copy one blob (verified on the way) unless `dst` has it.
-fn copy_blob(src: &dyn Cas, dst: &dyn Cas, desc: &Descriptor) -> Result<BlobOutcome, CasError> {
+/// Copy one blob (verified on the way) unless `dst` has it; `label`
+/// names it for the progress reporter.
+fn copy_blob(
+    src: &dyn Cas,
+    dst: &dyn Cas,
+    desc: &Descriptor,
+    label: &str,
+) -> Result<BlobOutcome, CasError> {
     if dst.stat_blob(&desc.digest)? == Some(desc.size) {
         return Ok(BlobOutcome::Skipped);
     }
-    let mut reader = open_verified(src, desc)?;
+    let item = Item::start(label, Some(desc.size), Unit::Bytes);
+    let mut reader = item.reader(open_verified(src, desc)?);
     let mut writer = dst.begin_blob()?;
     std::io::copy(&mut reader, &mut writer)
         .map_err(|e| CasError::io(format!("copy blob {}", desc.digest), e))?;
@@ -184,11 +192,22 @@ pub fn copy_image(
     let _guard = dst.writer_guard()?;
     let mut stats = CopyStats::default();
     let mut seen = HashSet::new();
+    let total = order
+        .iter()
+        .map(|d| &d.digest)
+        .collect::<HashSet<_>>()
+        .len();
     for desc in &order {
         if !seen.insert(desc.digest.clone()) {
             continue;
         }
-        let outcome = copy_blob(src, dst, desc)?;
+        let hex = desc.digest.hex();
+        let label = format!(
+            "blob {}/{total} {}",
+            seen.len(),
+            hex.get(..12).unwrap_or(hex)
+        );
+        let outcome = copy_blob(src, dst, desc, &label)?;
         match outcome {
             BlobOutcome::Copied => {
                 stats.copied += 1;

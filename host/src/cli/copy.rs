@@ -22,6 +22,8 @@ pub struct Args {
     /// referrers listed in the source's index.json), with their entries.
     #[arg(long)]
     referrers: bool,
+    #[command(flatten)]
+    json: super::util::JsonArgs,
     /// The source `PATH[:TAG]` (a repository name with a `url=` driver).
     #[arg(value_name = "SRC[:TAG]")]
     src: String,
@@ -68,6 +70,20 @@ pub fn run(a: Args) -> Result<()> {
             dst.tag
         )
     })?;
+    if a.json.json {
+        let root = stats.root.as_ref();
+        let doc = serde_json::json!({
+            "tag": dst.tag,
+            "digest": root.map(|d| d.digest.to_string()),
+            "mediaType": root.map(|d| d.media_type.clone()),
+            "copied": stats.copied,
+            "bytes": stats.bytes,
+            "skipped": stats.skipped,
+            "referrers": stats.referrers,
+        });
+        let text = serde_json::to_string_pretty(&doc).context("serialising the summary")?;
+        super::util::print_out(&format!("{text}\n"))?;
+    }
     tracing::info!(
         "{} blobs copied ({} bytes), {} already there{}",
         stats.copied,

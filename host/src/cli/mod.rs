@@ -452,7 +452,9 @@ fn redundant_context(context: &str, cause: &str) -> bool {
     let Some((object, verb)) = words.split_last() else {
         return false;
     };
+    // a flag's name is not a verb: `--created "x"` keeps the flag
     verb.len() <= 2
+        && !verb.iter().any(|w| w.starts_with('-'))
         && cause
             .split(|c: char| c.is_whitespace() || c == ',' || c == '(' || c == ')')
             .map(|w| w.trim_end_matches(':'))

@@ -64,8 +64,8 @@ pub fn run(cmd: Command) -> Result<()> {
                     manifests: found,
                     ..Default::default()
                 };
-                let mut text = String::from_utf8(rumoci::oci::to_go_json(&index)?)
-                    .context("index is not UTF-8")?;
+                let mut text =
+                    serde_json::to_string_pretty(&index).context("serialising the index")?;
                 text.push('\n');
                 return super::util::print_out(&text);
             }

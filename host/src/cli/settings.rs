@@ -191,10 +191,17 @@ pub fn load() -> Result<Settings> {
     };
     let text = match std::fs::read(&path) {
         Ok(b) => b,
+        // the default location of a user who cannot read it (another
+        // user's home, as with `setpriv` or `sudo -u`) holds no config
         Err(e)
-            if e.kind() == std::io::ErrorKind::NotFound
-                && std::env::var_os("RUMOCI_CONFIG").is_none() =>
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
+            ) && std::env::var_os("RUMOCI_CONFIG").is_none() =>
         {
+            if e.kind() == std::io::ErrorKind::PermissionDenied {
+                tracing::debug!("config file {}: {e}, ignored", path.display());
+            }
             return Ok(Settings {
                 path: Some(path),
                 ..Settings::default()
