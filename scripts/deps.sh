@@ -5,7 +5,8 @@ set -euo pipefail
 
 # docker-registry: CNCF distribution 2.8 for the registry plugin's tests
 # (they run their own instance on a free port, never the system service).
-packages=(umoci skopeo runc jq attr golang-go busybox-static docker-registry
+# man-db: the man-page tests render every page with `man -l`
+packages=(umoci skopeo runc jq attr golang-go busybox-static docker-registry man-db
           golang-github-opencontainers-image-spec-dev
           golang-github-vbatts-go-mtree-dev)
 missing=()
