@@ -284,3 +284,50 @@ fn sdk_example_builds_with_plain_cargo_build_and_passes() {
     assert!(wasm.is_file(), "{} missing", wasm.display());
     assert_passes(wasm.to_str().expect("utf-8"), 23);
 }
+
+/// As an unprivileged user (rootless unpacks in the end-to-end checks), the
+/// shipped layer cache and content store pass too.
+#[test]
+fn shipped_plugins_pass_as_an_unprivileged_user() {
+    if !rustix::process::geteuid().is_root() || !have("setpriv") {
+        return;
+    }
+    let t = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(
+        t.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .expect("chmod");
+    for name in ["dir-cas", "layer-cache"] {
+        let wasm = plugin(name);
+        let work = t.path().join(name);
+        let out = std::process::Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(rumoci_bin())
+            .args([
+                "driver",
+                "test",
+                "--work",
+                work.to_str().expect("utf-8"),
+                &wasm,
+            ])
+            .env("HOME", t.path())
+            .env("XDG_CACHE_HOME", t.path().join("cache"))
+            .output()
+            .expect("setpriv");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{name} as nobody: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            stdout
+                .lines()
+                .last()
+                .unwrap_or_default()
+                .contains(" 0 failed"),
+            "{stdout}"
+        );
+    }
+}
