@@ -409,7 +409,7 @@ fn registry_config_and_tag_push_manifests() {
 }
 
 #[test]
-fn registry_gc_and_rm_fail_clearly() {
+fn registry_gc_fails_clearly_and_rm_deletes_where_it_can() {
     let Some(Pushed { reg, tmp, .. }) = pushed("keep") else {
         return;
     };
@@ -421,12 +421,21 @@ fn registry_gc_and_rm_fail_clearly() {
         e.contains("unsupported") && e.contains("cannot list blobs"),
         "{e}"
     );
+    // a second tag on the same manifest: neither can go (the API removes a
+    // tag only by deleting its manifest)
+    rd_ok(
+        &data,
+        &["--driver", &spec, "tag", "--image", "keep:t", "t2"],
+    );
     let e = rd_err(&data, &["--driver", &spec, "rm", "--image", "keep:t"]);
-    assert!(e.contains("the registry API cannot remove a tag"), "{e}");
+    assert!(
+        e.contains("cannot remove tag t from keep") && e.contains("which t2 still name"),
+        "{e}"
+    );
     // nothing was removed
     assert_eq!(
         through(&reg, &data, "keep", &["ls", "--layout", "keep"]),
-        "t\n"
+        "t\nt2\n"
     );
     skopeo(&[
         "inspect",
@@ -434,6 +443,37 @@ fn registry_gc_and_rm_fail_clearly() {
         "--raw",
         &reg.docker("keep:t"),
     ]);
+    // a tag alone on its manifest goes, by deleting the manifest
+    rd_ok(
+        &data,
+        &[
+            "--driver",
+            &spec,
+            "config",
+            "--image",
+            "keep:t",
+            "--config.env",
+            "X=1",
+            "--tag",
+            "other",
+        ],
+    );
+    rd_ok(&data, &["--driver", &spec, "rm", "--image", "keep:other"]);
+    assert_eq!(
+        through(&reg, &data, "keep", &["ls", "--layout", "keep"]),
+        "t\nt2\n"
+    );
+    let gone = Command::new("skopeo")
+        .args([
+            "inspect",
+            "--tls-verify=false",
+            "--raw",
+            &reg.docker("keep:other"),
+        ])
+        .output()
+        .expect("skopeo");
+    assert!(!gone.status.success(), "keep:other is still served");
+    assert_no_spool(&data);
 }
 
 #[test]

@@ -10,8 +10,10 @@
 //! `/v2/<repo>/manifests/<digest>` (distribution does not serve manifests
 //! under `/blobs`), and `index.json` is made from the repository's tags
 //! (`tags/list` plus a `HEAD` per tag). Writes are spooled in the store
-//! directory and uploaded on commit. What the API cannot do is answered
-//! `unsupported`: deleting blobs, listing blobs (so no gc), removing tags.
+//! directory and uploaded on commit. A tag is removed by deleting its
+//! manifest (only when no remaining tag names it, and where the registry
+//! allows deletes). What the API cannot do is answered `unsupported`:
+//! deleting blobs, listing blobs (so no gc).
 //! The host verifies every digest and size it reads back.
 
 mod blobs;

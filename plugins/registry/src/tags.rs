@@ -174,17 +174,29 @@ pub(crate) fn write_index(c: &Conf, doc: &[u8], pre: IndexPrecondition) -> Resul
         )));
     }
     let want = wanted_tags(doc)?;
-    let removed: Vec<&str> = tags
-        .keys()
-        .filter(|t| !want.contains_key(*t))
-        .map(String::as_str)
+    // A tag goes by deleting its manifest (the registry API has no other
+    // way), so only when no tag that stays names that manifest.
+    let removed: BTreeMap<String, String> = tags
+        .iter()
+        .filter(|(t, _)| !want.contains_key(*t))
+        .map(|(t, v)| (t.clone(), v.digest.clone()))
         .collect();
-    if !removed.is_empty() {
-        return Err(Error::Unsupported(format!(
-            "the registry API cannot remove a tag without deleting the manifest it points to (and every other tag of it): not removing {} from {}",
-            removed.join(", "),
-            c.repo
-        )));
+    for (tag, digest) in &removed {
+        let kept: Vec<&String> = want
+            .iter()
+            .filter(|(_, d)| d.to_string() == *digest)
+            .map(|(t, _)| t)
+            .collect();
+        if !kept.is_empty() {
+            return Err(Error::Unsupported(format!(
+                "cannot remove tag {tag} from {}: the registry API removes a tag only by deleting its manifest {digest}, which {} still name",
+                c.repo,
+                kept.iter()
+                    .map(|t| t.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
     }
     for (tag, d) in &want {
         if tags.get(tag).is_some_and(|t| t.digest == d.to_string()) {
@@ -208,6 +220,27 @@ pub(crate) fn write_index(c: &Conf, doc: &[u8], pre: IndexPrecondition) -> Resul
             },
         );
     }
-    // No tag is removed (refused above): the tags now are `tags`.
+    let mut deleted = std::collections::BTreeSet::new();
+    for (tag, digest) in &removed {
+        if deleted.insert(digest.clone()) {
+            delete_manifest(c, digest)?;
+        }
+        tags.remove(tag);
+    }
     Ok(index_doc(&tags).version)
+}
+
+/// `DELETE` the manifest `digest` (and with it every tag naming it); an
+/// absent one is fine.
+pub(crate) fn delete_manifest(c: &Conf, digest: &str) -> Result<()> {
+    let call = call(c, "DELETE", manifest_path(c, digest));
+    let mut r = call.send(&[], Body::Empty)?;
+    match r.status {
+        200 | 202 | 404 => Ok(()),
+        405 => Err(Error::Unsupported(format!(
+            "{}: the registry does not allow deletes (distribution: storage.delete.enabled)",
+            call.what()
+        ))),
+        _ => Err(call.status_error(&mut r)),
+    }
 }
