@@ -261,7 +261,19 @@ fn run(cli: Cli, bin: &str) -> anyhow::Result<()> {
     }
     let config = settings::load()?;
     let name = cli.command.as_ref().map(Command::name);
-    driver::set_specs(&config.drivers_for(name, &cli.drivers)?)?;
+    let specs = config.drivers_for(name, &cli.drivers);
+    // `driver list` shows the configuration even when its defaults name
+    // a driver that does not parse
+    let listing = matches!(
+        &cli.command,
+        Some(Command::Driver {
+            cmd: driver::Command::List { .. }
+        })
+    ) && cli.drivers.is_empty();
+    match specs.and_then(|s| driver::set_specs(&s)) {
+        Err(e) if !listing => return Err(e),
+        _ => {}
+    }
     settings::remember(config);
     let Some(sub) = cli.command else {
         // like umoci: no command prints the help
