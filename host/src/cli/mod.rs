@@ -448,7 +448,12 @@ fn redundant_context(context: &str, cause: &str) -> bool {
     let Some((object, verb)) = words.split_last() else {
         return false;
     };
+    // plain words only: a flag or variable name (`--created "x"`,
+    // `SOURCE_DATE_EPOCH "x"`) is kept, the cause does not say it
     verb.len() <= 2
+        && verb
+            .iter()
+            .all(|w| w.chars().all(|c| c.is_ascii_lowercase()))
         && cause
             .split(|c: char| c.is_whitespace() || c == ',' || c == '(' || c == ')')
             .map(|w| w.trim_end_matches(':'))
@@ -498,6 +503,8 @@ mod tests {
         assert_eq!(error_line(&e), "image layout /x: not found");
         let e = anyhow::anyhow!("create /b: exists").context("unpack /x:t into /b");
         assert_eq!(error_line(&e), "unpack /x:t into /b: create /b: exists");
+        let e = anyhow::anyhow!("\"x\" is not a time").context("--created \"x\"");
+        assert_eq!(error_line(&e), "--created \"x\": \"x\" is not a time");
     }
 
     #[test]
