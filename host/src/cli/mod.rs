@@ -275,7 +275,19 @@ fn run(cli: Cli, bin: &str) -> anyhow::Result<()> {
     }
     let config = settings::load()?;
     let name = cli.command.as_ref().map(Command::name);
-    driver::set_specs(&config.drivers_for(name, &cli.drivers)?)?;
+    let specs = config.drivers_for(name, &cli.drivers);
+    // `driver list` shows the configuration even when its defaults name
+    // a driver that does not parse
+    let listing = matches!(
+        &cli.command,
+        Some(Command::Driver {
+            cmd: driver::Command::List { .. }
+        })
+    ) && cli.drivers.is_empty();
+    match specs.and_then(|s| driver::set_specs(&s)) {
+        Err(e) if !listing => return Err(e),
+        _ => {}
+    }
     settings::remember(config);
     let Some(sub) = cli.command else {
         // like umoci: no command prints the help
@@ -452,9 +464,12 @@ fn redundant_context(context: &str, cause: &str) -> bool {
     let Some((object, verb)) = words.split_last() else {
         return false;
     };
-    // a flag's name is not a verb: `--created "x"` keeps the flag
+    // plain words only: a flag or variable name (`--created "x"`,
+    // `SOURCE_DATE_EPOCH "x"`) is kept, the cause does not say it
     verb.len() <= 2
-        && !verb.iter().any(|w| w.starts_with('-'))
+        && verb
+            .iter()
+            .all(|w| w.chars().all(|c| c.is_ascii_lowercase()))
         && cause
             .split(|c: char| c.is_whitespace() || c == ',' || c == '(' || c == ')')
             .map(|w| w.trim_end_matches(':'))
@@ -504,6 +519,8 @@ mod tests {
         assert_eq!(error_line(&e), "image layout /x: not found");
         let e = anyhow::anyhow!("create /b: exists").context("unpack /x:t into /b");
         assert_eq!(error_line(&e), "unpack /x:t into /b: create /b: exists");
+        let e = anyhow::anyhow!("\"x\" is not a time").context("--created \"x\"");
+        assert_eq!(error_line(&e), "--created \"x\": \"x\" is not a time");
     }
 
     #[test]

@@ -189,19 +189,19 @@ pub fn load() -> Result<Settings> {
     let Some(path) = location() else {
         return Ok(Settings::default());
     };
+    // the default location of a user whose HOME they cannot search (a
+    // command run as another user with HOME kept) is no configuration;
+    // a file given with RUMOCI_CONFIG must be readable
+    let explicit = std::env::var_os("RUMOCI_CONFIG").is_some_and(|v| !v.is_empty());
+    if !explicit && std::fs::metadata(&path).is_err() {
+        return Ok(Settings {
+            path: Some(path),
+            ..Settings::default()
+        });
+    }
     let text = match std::fs::read(&path) {
         Ok(b) => b,
-        // the default location of a user who cannot read it (another
-        // user's home, as with `setpriv` or `sudo -u`) holds no config
-        Err(e)
-            if matches!(
-                e.kind(),
-                std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
-            ) && std::env::var_os("RUMOCI_CONFIG").is_none() =>
-        {
-            if e.kind() == std::io::ErrorKind::PermissionDenied {
-                tracing::debug!("config file {}: {e}, ignored", path.display());
-            }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
             return Ok(Settings {
                 path: Some(path),
                 ..Settings::default()
