@@ -76,7 +76,8 @@ pub fn mark(cas: &dyn Cas, roots: &[Descriptor]) -> Result<BTreeSet<Digest>, Cas
 
 /// Collect garbage. Runs with every writer excluded (see
 /// [`Cas::exclusive`]), so a blob a concurrent command has written but not
-/// yet tagged is never swept.
+/// yet tagged is never swept, and [`Cas::clean`] never removes a temporary
+/// that a running command still writes.
 pub fn gc(cas: &dyn Cas) -> Result<GcStats, CasError> {
     let mut stats = GcStats::default();
     cas.exclusive(&mut || {
@@ -98,8 +99,10 @@ pub fn gc(cas: &dyn Cas) -> Result<GcStats, CasError> {
                 stats.removed.push(digest);
             }
         }
-        Ok(())
+        // inside the exclusive section too: a writer's temporary may exist
+        // a moment before the writer locks it, and a content-store plugin
+        // cannot lock its temporaries at all
+        cas.clean()
     })?;
-    cas.clean()?;
     Ok(stats)
 }

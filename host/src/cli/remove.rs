@@ -16,6 +16,9 @@ pub struct Args {
 /// error, as in umoci).
 pub fn run(a: Args) -> Result<()> {
     let (cas, r) = a.image.open()?;
+    // an index update is a write: gc (and its clean-up of temporaries)
+    // waits for it
+    let _guard = cas.writer_guard()?;
     let n =
         refs::remove_tag(cas.as_ref(), &r.tag).with_context(|| format!("remove tag {}", r.tag))?;
     tracing::info!("removed {n} entries for tag {}", r.tag);
