@@ -259,30 +259,35 @@ fn plugin_authors_get_actionable_warnings() {
     );
 }
 
-/// The SDK's example plugin, a sharded content store written from
-/// `sdk/GUIDE.md` as its own workspace (a version dependency on the SDK,
-/// patched to this checkout): a plain `cargo build --release` in its
-/// directory makes the component, and it passes every check.
+/// The SDK's example plugins, each its own workspace with a version
+/// dependency on the SDK (patched to this checkout): `sharded-cas`, the
+/// worked example, and `flat-store`, written by an author from the docs
+/// alone. A plain `cargo build --release` in the directory makes the
+/// component, and it passes every check.
 #[test]
-fn sdk_example_builds_with_plain_cargo_build_and_passes() {
-    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sdk/examples/sharded-cas");
-    let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("plugins");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let out = std::process::Command::new(cargo)
-        .current_dir(&example)
-        .args(["build", "--release"])
-        .env("CARGO_TARGET_DIR", &target)
-        .env_remove("CARGO_BUILD_TARGET")
-        .output()
-        .expect("run cargo build");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let wasm = target.join("wasm32-wasip2/release/sharded_cas.wasm");
-    assert!(wasm.is_file(), "{} missing", wasm.display());
-    assert_passes(wasm.to_str().expect("utf-8"), 23);
+fn sdk_examples_build_with_plain_cargo_build_and_pass() {
+    for (dir, wasm) in [("sharded-cas", "sharded_cas"), ("flat-store", "flat_store")] {
+        let example = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../sdk/examples")
+            .join(dir);
+        let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("plugins");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let out = std::process::Command::new(cargo)
+            .current_dir(&example)
+            .args(["build", "--release"])
+            .env("CARGO_TARGET_DIR", &target)
+            .env_remove("CARGO_BUILD_TARGET")
+            .output()
+            .expect("run cargo build");
+        assert!(
+            out.status.success(),
+            "{dir}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let wasm = target.join(format!("wasm32-wasip2/release/{wasm}.wasm"));
+        assert!(wasm.is_file(), "{} missing", wasm.display());
+        assert_passes(wasm.to_str().expect("utf-8"), 23);
+    }
 }
 
 /// As an unprivileged user (rootless unpacks in the end-to-end checks), the
