@@ -247,7 +247,7 @@ fn perform_mounts(
     let mut seen = 0usize;
     let progress = crate::progress::Item::start(
         &format!("copy snapshot {}", crate::show::name(&name)),
-        Some(record.entry_count() as u64),
+        Some(record.len() as u64),
         crate::progress::Unit::Objects,
     );
     let mut check = |rel: &BStr, st: &rustix::fs::Stat| {

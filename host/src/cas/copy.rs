@@ -12,7 +12,7 @@
 use std::collections::{BTreeSet, HashSet};
 
 use super::ext::{fetch, open_verified, read_index, update_index};
-use super::refs::{PlatformSpec, resolve, set_tag};
+use super::refs::{PlatformSpec, resolve, set_tag, tag_roots};
 use super::{Cas, CasError};
 use crate::limits::{self, Limit, LimitError};
 use crate::oci::{Blob, Descriptor, Digest, media};
@@ -56,11 +56,7 @@ pub struct CopyStats {
 
 /// The one `index.json` entry naming `tag`.
 fn tag_root(cas: &dyn Cas, tag: &str) -> Result<Descriptor, CasError> {
-    let index = read_index(cas)?;
-    let mut found = index
-        .manifests
-        .into_iter()
-        .filter(|d| d.ref_name() == Some(tag));
+    let mut found = tag_roots(cas, tag)?.into_iter();
     let first = found
         .next()
         .ok_or_else(|| CasError::NotFound(format!("tag {}", show::name(tag))))?;

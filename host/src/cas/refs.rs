@@ -353,7 +353,7 @@ impl Walk {
     }
 }
 
-fn tag_roots(cas: &dyn Cas, tag: &str) -> Result<Vec<Descriptor>, CasError> {
+pub(crate) fn tag_roots(cas: &dyn Cas, tag: &str) -> Result<Vec<Descriptor>, CasError> {
     Ok(read_index(cas)?
         .manifests
         .into_iter()

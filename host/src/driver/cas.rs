@@ -384,10 +384,8 @@ impl Drop for ChunkReader {
     fn drop(&mut self) {
         if let Some(h) = self.handle.take() {
             let mut p = lock(&self.plugin);
-            if p.generation() == self.generation
-                && let Ok(inst) = p.instance()
-            {
-                let _ = h.resource_drop(&mut inst.store);
+            if p.generation() == self.generation {
+                p.drop_resource(h);
             }
         }
     }
@@ -556,9 +554,7 @@ impl BlobWriter for WasmBlobWriter {
                 .blob_writer()
                 .call_commit(s, handle, &d, size)
         });
-        if let Ok(inst) = p.instance() {
-            let _ = handle.resource_drop(&mut inst.store);
-        }
+        p.drop_resource(handle);
         res.map_err(cas_err)?;
         // Trust, but verify: the plugin must now hold exactly `size` bytes.
         let stored = p
@@ -581,10 +577,8 @@ impl Drop for WasmBlobWriter {
     fn drop(&mut self) {
         if let Some(h) = self.handle.take() {
             let mut p = lock(&self.plugin);
-            if p.generation() == self.generation
-                && let Ok(inst) = p.instance()
-            {
-                let _ = h.resource_drop(&mut inst.store);
+            if p.generation() == self.generation {
+                p.drop_resource(h);
             }
         }
     }

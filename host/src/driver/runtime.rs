@@ -515,8 +515,7 @@ impl<W: World> Plugin<W> {
                 if let Some(p) = panicked {
                     reason = format!("{reason} (the plugin {p})");
                 }
-                self.instance = None;
-                self.generation += 1;
+                self.kill();
                 Err(DriverError::Trap {
                     plugin: self.label.clone(),
                     op: op.to_string(),

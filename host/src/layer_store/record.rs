@@ -266,11 +266,6 @@ impl Record {
         self.check_count(seen)
     }
 
-    /// How many entries the record holds (the root included).
-    pub fn entry_count(&self) -> usize {
-        self.entries.len()
-    }
-
     /// After a walk of the tree that found every one of its `seen` entries
     /// in the record: `Err` unless that is all of the record.
     pub fn check_count(&self, seen: usize) -> Result<(), String> {

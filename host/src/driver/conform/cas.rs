@@ -5,7 +5,6 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use sha2::Digest as _;
 use wasmtime::component::ResourceAny;
 
 use super::super::bindings::CasDriver;
@@ -22,7 +21,7 @@ const CHUNK: usize = 1 << 20;
 
 /// The sha256 digest string of `data`.
 pub(super) fn digest_of(data: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(sha2::Sha256::digest(data)))
+    crate::oci::Digest::sha256_of(data).to_string()
 }
 
 /// `n` bytes of deterministic noise (xorshift), different for each `seed`.
