@@ -10,9 +10,7 @@ use std::sync::OnceLock;
 
 use anyhow::{Context, Result};
 use rumoci::cas::{Cas, DirCas};
-use rumoci::driver::bindings::CasDriver;
-use rumoci::driver::layer_bindings::LayerDriver;
-use rumoci::driver::{DriverSource, DriverSpec, Plugin, PluginInfo, WasmCas, WasmLayerStore};
+use rumoci::driver::{DriverSource, DriverSpec, WasmCas, WasmLayerStore, plugin_info};
 use rumoci::layer_store::LayerStore;
 
 static SPECS: OnceLock<Vec<DriverSpec>> = OnceLock::new();
@@ -25,18 +23,6 @@ pub fn set_specs(raw: &[String]) -> Result<()> {
         .collect::<Result<Vec<_>, _>>()?;
     let _ = SPECS.set(specs);
     Ok(())
-}
-
-/// What a plugin says about itself (`meta.info`), loaded as the content
-/// store world, else as the layer store world.
-fn plugin_info(path: &Path, spec: &DriverSpec) -> Result<PluginInfo> {
-    match Plugin::<CasDriver>::load(path, spec, None) {
-        Ok(p) => Ok(p.info().clone()),
-        Err(cas_err) => match Plugin::<LayerDriver>::load(path, spec, None) {
-            Ok(p) => Ok(p.info().clone()),
-            Err(_) => Err(cas_err.into()),
-        },
-    }
 }
 
 /// The drivers given, sorted by role: the content store (`None` = the
@@ -187,19 +173,7 @@ pub fn cas_label() -> Option<String> {
 
 /// Open an existing layout through the selected driver (default: built-in).
 pub fn open_layout(path: &Path) -> Result<Box<dyn Cas>> {
-    match cas_spec()? {
-        None => {
-            let cas = DirCas::open(path)
-                .with_context(|| format!("open layout {}", rumoci::show::name(&path)))?;
-            Ok(Box::new(cas))
-        }
-        Some((wasm, spec)) => {
-            let (dir, spec) = cas_store(&wasm, &spec, path)?;
-            let cas = WasmCas::open(&wasm, &spec, &dir)
-                .with_context(|| format!("open layout {}", describe(&spec, &dir)))?;
-            Ok(Box::new(cas))
-        }
-    }
+    open_side(None, path, false)
 }
 
 /// Create a new, empty layout through the selected driver.

@@ -30,7 +30,7 @@ mod spec;
 pub use cas::WasmCas;
 pub use engine::cache_dir;
 pub use layer::WasmLayerStore;
-pub use runtime::{HostState, Plugin, PluginInfo, World};
+pub use runtime::{HostState, Plugin, PluginInfo, World, plugin_info};
 pub use spec::{BUILTIN_DRIVERS, DEFAULT_MEMORY, DEFAULT_TIMEOUT, DriverSource, DriverSpec};
 
 /// Every capability a driver may declare in `meta.info`, and what the host

@@ -244,6 +244,19 @@ fn panic_message(stderr: &std::fs::File) -> Option<String> {
     Some(out)
 }
 
+/// What the plugin `wasm` says about itself (`meta.info`), loaded as the
+/// content-store world, else as the layer-store world (the first error is
+/// kept when it is neither).
+pub fn plugin_info(wasm: &Path, spec: &DriverSpec) -> Result<PluginInfo, DriverError> {
+    match Plugin::<CasDriver>::load(wasm, spec, None) {
+        Ok(p) => Ok(p.info().clone()),
+        Err(cas_err) => match Plugin::<LayerDriver>::load(wasm, spec, None) {
+            Ok(p) => Ok(p.info().clone()),
+            Err(_) => Err(cas_err),
+        },
+    }
+}
+
 /// A loaded plugin: compiled component, limits, and a live instance that is
 /// re-created after a trap. `W` is the world it is used as (the content
 /// store by default).

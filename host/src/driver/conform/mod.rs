@@ -210,15 +210,7 @@ pub fn run(
             if let Err(e) = std::fs::create_dir_all(&opts.work) {
                 return Err(format!("scratch directory {}: {e}", opts.work.display()));
             }
-            let info = match super::Plugin::<super::bindings::CasDriver>::load(wasm, spec, None) {
-                Ok(p) => p.info().clone(),
-                Err(cas_err) => {
-                    match super::Plugin::<super::layer_bindings::LayerDriver>::load(wasm, spec, None) {
-                        Ok(p) => p.info().clone(),
-                        Err(_) => return Err(cas_err.to_string()),
-                    }
-                }
-            };
+            let info = super::plugin_info(wasm, spec).map_err(|e| e.to_string())?;
             ensure(is_semver(&info.version), || {
                 format!("version {:?} is not MAJOR.MINOR.PATCH", info.version)
             })?;
