@@ -14,7 +14,7 @@ use super::super::bindings::exports::rumoci::driver::cas::{
 use super::super::bindings::rumoci::driver::types::Error as WitError;
 use super::super::cas::{Shared, lock, stream_reader};
 use super::super::{DriverError, DriverSpec, Plugin};
-use super::{Options, Runner, ensure};
+use super::{Options, Runner, ensure, page_through};
 
 /// Bytes per `write` call, as the host sends them.
 const CHUNK: usize = 1 << 20;
@@ -557,27 +557,10 @@ pub(super) fn run(r: &mut Runner, wasm: &Path, spec: &DriverSpec, opts: &Options
             }
             let mut sets = Vec::new();
             for limit in [1u32, 3, 16, 1000] {
-                let mut seen = Vec::new();
-                let mut cursor: Option<String> = None;
-                let mut pages = 0;
-                loop {
-                    pages += 1;
-                    ensure(pages <= 200, || format!("limit {limit}: paging does not end"))?;
-                    let page = st.page(cursor.as_deref(), limit).map_err(err)?;
-                    ensure(page.items.len() <= limit as usize, || {
-                        format!("limit {limit}: a page of {} items", page.items.len())
-                    })?;
-                    seen.extend(page.items.into_iter().map(|i| i.digest));
-                    match page.next {
-                        None => break,
-                        Some(n) => {
-                            ensure(Some(&n) != cursor.as_ref(), || {
-                                format!("limit {limit}: the cursor does not advance")
-                            })?;
-                            cursor = Some(n);
-                        }
-                    }
-                }
+                let seen = page_through(limit, 200, |cursor, limit| {
+                    let page = st.page(cursor, limit).map_err(err)?;
+                    Ok((page.items.into_iter().map(|i| i.digest).collect(), page.next))
+                })?;
                 let set: BTreeSet<String> = seen.iter().cloned().collect();
                 ensure(set.len() == seen.len(), || format!("limit {limit}: a blob listed twice"))?;
                 for d in small.iter().chain([&big_d]) {

@@ -99,58 +99,52 @@ fn builtin_tags(path: &Path) -> Result<BTreeMap<String, String>, String> {
     tags_of(&doc)
 }
 
-/// The bundle's files that must match: the mtree manifest(s) and
-/// `config.json`.
-fn bundle_files(bundle: &Path) -> Result<BTreeMap<String, Vec<u8>>, String> {
+/// An mtree manifest as two bundles of one image must agree on it: without
+/// the comment header (it names the bundle's path and the time), the
+/// root's `tar_time` (the unpack's, when no layer sets it), and with
+/// `overlay` the `nlink=` of directories (overlayfs reports 1 for the
+/// directories of a merged mount, whatever they hold).
+fn comparable_mtree(mtree: &[u8], overlay: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(mtree.len());
+    for line in mtree.split_inclusive(|b| *b == b'\n') {
+        if line.starts_with(b"#") {
+            continue;
+        }
+        let root_time = line.starts_with(b". ");
+        let dir_nlink = overlay && line.windows(9).any(|w| w == b" type=dir");
+        if !root_time && !dir_nlink {
+            out.extend_from_slice(line);
+            continue;
+        }
+        let text = String::from_utf8_lossy(line);
+        let kept: Vec<&str> = text
+            .split(' ')
+            .filter(|w| !(root_time && w.starts_with("tar_time=")))
+            .filter(|w| !(dir_nlink && w.starts_with("nlink=")))
+            .collect();
+        out.extend_from_slice(kept.join(" ").as_bytes());
+    }
+    out
+}
+
+/// The bundle's files that must match: the mtree manifest(s), made
+/// comparable, and `config.json`.
+fn bundle_files(bundle: &Path, overlay: bool) -> Result<BTreeMap<String, Vec<u8>>, String> {
     let mut out = BTreeMap::new();
     let rd = std::fs::read_dir(bundle).map_err(|e| format!("{}: {e}", bundle.display()))?;
     for e in rd.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
         if name.ends_with(".mtree") || name == "config.json" {
-            let mut data = std::fs::read(e.path()).map_err(|e| format!("{name}: {e}"))?;
-            if name.ends_with(".mtree") {
-                // the comment header names the bundle's own path and the
-                // time; the root's time is the unpack's when no layer sets it
-                data = data
-                    .split_inclusive(|b| *b == b'\n')
-                    .filter(|l| !l.starts_with(b"#"))
-                    .flat_map(|l| {
-                        if l.starts_with(b". ") {
-                            let text = String::from_utf8_lossy(l);
-                            let kept: Vec<&str> = text
-                                .split(' ')
-                                .filter(|w| !w.starts_with("tar_time="))
-                                .collect();
-                            kept.join(" ").into_bytes()
-                        } else {
-                            l.to_vec()
-                        }
-                    })
-                    .collect();
-            }
+            let data = std::fs::read(e.path()).map_err(|e| format!("{name}: {e}"))?;
+            let data = if name.ends_with(".mtree") {
+                comparable_mtree(&data, overlay)
+            } else {
+                data
+            };
             out.insert(name, data);
         }
     }
     Ok(out)
-}
-
-/// Drop the `nlink=` of directory entries: overlayfs reports 1 for the
-/// directories of a merged mount, whatever they hold.
-fn without_dir_nlink(mtree: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(mtree.len());
-    for line in mtree.split_inclusive(|b| *b == b'\n') {
-        if line.windows(9).any(|w| w == b" type=dir") {
-            let text = String::from_utf8_lossy(line);
-            let kept: Vec<&str> = text
-                .split(' ')
-                .filter(|w| !w.starts_with("nlink="))
-                .collect();
-            out.extend_from_slice(kept.join(" ").as_bytes());
-        } else {
-            out.extend_from_slice(line);
-        }
-    }
-    out
 }
 
 /// The keywords compared on an overlay rootfs (umoci's, without `nlink`).
@@ -162,17 +156,8 @@ fn same_bundles(
     opts: &Options,
     overlay: bool,
 ) -> Result<(), String> {
-    let mut a = bundle_files(builtin)?;
-    let mut b = bundle_files(plugin)?;
-    if overlay {
-        for m in [&mut a, &mut b] {
-            for (k, v) in m.iter_mut() {
-                if k.ends_with(".mtree") {
-                    *v = without_dir_nlink(v);
-                }
-            }
-        }
-    }
+    let a = bundle_files(builtin, overlay)?;
+    let b = bundle_files(plugin, overlay)?;
     ensure(a.keys().eq(b.keys()), || {
         format!("bundle files differ: {:?} vs {:?}", a.keys(), b.keys())
     })?;
@@ -522,7 +507,7 @@ pub(super) fn layers(r: &mut Runner, spec: &DriverSpec, opts: &Options, overlay:
                 a.extend(["--image", img.as_str(), bs.as_str()]);
                 rumoci(opts, None, &a)?;
             }
-            let m = bundle_files(&u0)?
+            let m = bundle_files(&u0, false)?
                 .into_keys()
                 .find(|k| k.ends_with(".mtree"))
                 .ok_or("no mtree manifest")?;

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::super::{DriverSpec, WasmLayerStore};
-use super::{Options, Runner, ensure};
+use super::{Options, Runner, ensure, page_through};
 use crate::layer_store::record::Record;
 use crate::layer_store::{LayerStore, MountSpec, Prepared, SnapshotKind, UnpackTarget, resolve};
 use crate::oci::Digest;
@@ -206,24 +206,9 @@ pub(super) fn run(r: &mut Runner, wasm: &Path, spec: &DriverSpec, opts: &Options
         "list-snapshots(cursor, limit): the paging contract of list-blobs",
         || {
             for limit in [1u32, 2, 256] {
-                let mut seen = Vec::new();
-                let mut cursor: Option<String> = None;
-                for _ in 0..100 {
-                    let (names, next) = st.page(cursor.as_deref(), limit).map_err(err)?;
-                    ensure(names.len() <= limit as usize, || {
-                        format!("limit {limit}: a page of {}", names.len())
-                    })?;
-                    seen.extend(names);
-                    match next {
-                        None => break,
-                        Some(n) => {
-                            ensure(Some(&n) != cursor.as_ref(), || {
-                                format!("limit {limit}: the cursor does not advance")
-                            })?;
-                            cursor = Some(n);
-                        }
-                    }
-                }
+                let seen = page_through(limit, 100, |cursor, limit| {
+                    st.page(cursor, limit).map_err(err)
+                })?;
                 for c in [&c1s, &c2s] {
                     ensure(seen.iter().filter(|n| n == &c).count() == 1, || {
                         format!(

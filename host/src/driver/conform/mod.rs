@@ -183,6 +183,38 @@ pub(crate) fn ensure(cond: bool, msg: impl FnOnce() -> String) -> Result<(), Str
     if cond { Ok(()) } else { Err(msg()) }
 }
 
+/// One page of a listing: the names on it and the next cursor.
+pub(crate) type Page = (Vec<String>, Option<String>);
+
+/// Every name a paged listing (`list-blobs`, `list-snapshots`) yields with
+/// `limit`, checking the paging contract on the way: at most `limit` per
+/// page, a cursor that advances, an end within `max_pages`.
+pub(crate) fn page_through(
+    limit: u32,
+    max_pages: usize,
+    mut page: impl FnMut(Option<&str>, u32) -> Result<Page, String>,
+) -> Result<Vec<String>, String> {
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..max_pages {
+        let (names, next) = page(cursor.as_deref(), limit)?;
+        ensure(names.len() <= limit as usize, || {
+            format!("limit {limit}: a page of {} items", names.len())
+        })?;
+        seen.extend(names);
+        match next {
+            None => return Ok(seen),
+            Some(n) => {
+                ensure(Some(&n) != cursor.as_ref(), || {
+                    format!("limit {limit}: the cursor does not advance")
+                })?;
+                cursor = Some(n);
+            }
+        }
+    }
+    Err(format!("limit {limit}: paging does not end"))
+}
+
 /// Whether a version string is `MAJOR.MINOR.PATCH[-PRE][+BUILD]`.
 fn is_semver(v: &str) -> bool {
     let core = v.split(['-', '+']).next().unwrap_or_default();
