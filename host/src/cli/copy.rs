@@ -36,13 +36,11 @@ pub struct Args {
 /// Copy the image.
 pub fn run(a: Args) -> Result<()> {
     let src = ImageRef::parse(&a.src)?;
-    let dst_tag = match a.dst.split_once(':') {
-        Some(_) => None,
-        None => Some(src.tag.clone()),
-    };
-    let dst = match &dst_tag {
-        Some(t) => ImageRef::parse(&format!("{}:{t}", a.dst))?,
-        None => ImageRef::parse(&a.dst)?,
+    // DST's tag defaults to SRC's (not to `latest`)
+    let dst = if a.dst.contains(':') {
+        ImageRef::parse(&a.dst)?
+    } else {
+        ImageRef::parse(&format!("{}:{}", a.dst, src.tag))?
     };
     let opts = CopyOptions {
         platform: a.platform.as_deref().map(PlatformSpec::parse).transpose()?,
