@@ -11,7 +11,8 @@
 //!   engine's precompile-compatibility hash;
 //! * per instance: a deadline per call, a memory limit, a WASI context with
 //!   exactly one preopened directory (the store directory), no environment,
-//!   no stdio, no network unless `url=` grants TCP to one host:port, and no
+//!   no stdio, no sockets (with `url=`, `wasi:http` requests to that one
+//!   origin, sent by the host: [`net`]), and no
 //!   opening of fifos or devices in the store (`fsguard`); an instance that
 //!   trapped is dropped and re-created on the next call;
 //! * [`WasmCas`]: the [`Cas`](crate::cas::Cas) trait over a plugin. The
@@ -24,6 +25,7 @@ pub mod conform;
 mod engine;
 mod fsguard;
 mod layer;
+pub mod net;
 mod runtime;
 mod spec;
 

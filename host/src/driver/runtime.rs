@@ -35,6 +35,8 @@ pub struct PluginInfo {
 pub struct HostState {
     wasi: WasiCtx,
     pub(crate) table: ResourceTable,
+    http: wasmtime_wasi_http::WasiHttpCtx,
+    hooks: super::net::Hooks,
     limits: StoreLimits,
     pub(crate) plugin: String,
     options: Vec<(String, String)>,
@@ -93,6 +95,16 @@ impl WasiView for HostState {
         WasiCtxView {
             ctx: &mut self.wasi,
             table: &mut self.table,
+        }
+    }
+}
+
+impl wasmtime_wasi_http::WasiHttpView for HostState {
+    fn http(&mut self) -> wasmtime_wasi_http::WasiHttpCtxView<'_> {
+        wasmtime_wasi_http::WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
         }
     }
 }
@@ -267,8 +279,8 @@ pub struct Plugin<W: World = CasDriver> {
     timeout: Duration,
     memory: u64,
     options: Vec<(String, String)>,
-    /// `url=`: the only addresses the plugin may connect to.
-    connect: Vec<std::net::SocketAddr>,
+    /// `url=`: the network the plugin may send requests to.
+    net: Option<std::sync::Arc<super::net::Network>>,
     instance: Option<Instance<W>>,
     generation: u64,
     info: PluginInfo,
@@ -310,6 +322,8 @@ impl<W: World> Plugin<W> {
         let mut linker: Linker<HostState> = Linker::new(engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
             .map_err(|e| load_err(&label, format!("{e:#}")))?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut linker)
+            .map_err(|e| load_err(&label, format!("wasi:http: {e:#}")))?;
         super::fsguard::add_to_linker(&mut linker)
             .map_err(|e| load_err(&label, format!("filesystem guard: {e:#}")))?;
         super::bindings::rumoci::driver::host::add_to_linker::<HostState, HasSelf<HostState>>(
@@ -346,7 +360,10 @@ impl<W: World> Plugin<W> {
             timeout: spec.timeout,
             memory: spec.memory,
             options: spec.plugin_options(),
-            connect: spec.connect.clone(),
+            net: match &spec.net {
+                Some(n) => Some(super::net::Network::new(&label, n, spec.timeout)?),
+                None => None,
+            },
             instance: None,
             generation: 0,
             info: PluginInfo {
@@ -368,6 +385,7 @@ impl<W: World> Plugin<W> {
         // the instance that answered `meta.info` logs under the new label too
         if let Some(inst) = p.instance.as_mut() {
             inst.store.data_mut().plugin = p.label.clone();
+            inst.store.data_mut().hooks.plugin = p.label.clone();
         }
         for c in &info.capabilities {
             if !super::CAPABILITIES.iter().any(|(known, _)| known == c) {
@@ -411,23 +429,10 @@ impl<W: World> Plugin<W> {
         let mut b = WasiCtxBuilder::new();
         b.allow_blocking_current_thread(true);
         let stderr = stderr_file();
-        if !self.connect.is_empty() {
-            // `url=`: TCP connect to the granted addresses only (plus the
-            // implicit bind to the wildcard address a connect performs).
-            let granted = std::sync::Arc::new(self.connect.clone());
-            b.allow_tcp(true)
-                .allow_udp(false)
-                .allow_ip_name_lookup(false)
-                .socket_addr_check(move |addr, usage| {
-                    use wasmtime_wasi::sockets::SocketAddrUse;
-                    let ok = match usage {
-                        SocketAddrUse::TcpConnect => granted.contains(&addr),
-                        SocketAddrUse::TcpBind => addr.ip().is_unspecified() && addr.port() == 0,
-                        _ => false,
-                    };
-                    Box::pin(async move { ok })
-                });
-        }
+        // no sockets: the network is wasi:http through the host's hooks
+        b.allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false);
         if let Some(d) = &self.dir {
             b.preopened_dir(d, GUEST_STORE, FsPerms::ReadWrite)
                 .map_err(|e| {
@@ -453,6 +458,11 @@ impl<W: World> Plugin<W> {
                 b.build()
             },
             table: ResourceTable::new(),
+            http: wasmtime_wasi_http::WasiHttpCtx::new(),
+            hooks: super::net::Hooks {
+                plugin: self.label.clone(),
+                net: self.net.clone(),
+            },
             limits,
             plugin: self.label.clone(),
             options: self.options.clone(),
@@ -508,6 +518,9 @@ impl<W: World> Plugin<W> {
         f: impl FnOnce(&mut Store<HostState>, &W) -> wasmtime::Result<R>,
     ) -> Result<R, DriverError> {
         let ticks = self.ticks();
+        if let Some(n) = &self.net {
+            n.start_call();
+        }
         let inst = self.instance()?;
         inst.store.set_epoch_deadline(ticks);
         let res = f(&mut inst.store, &inst.bindings);

@@ -1,10 +1,10 @@
 //! `--driver NAME|PATH.wasm[,key=value…]` parsing.
 
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use super::DriverError;
+use super::net::{Credentials, NetSpec, Origin};
 
 /// Default deadline of one plugin call.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -25,13 +25,16 @@ pub enum DriverSource {
 /// Keys understood by the host: `dir=PATH` (the directory to preopen as the
 /// plugin's store directory; default: the layout path of the command),
 /// `timeout=SECONDS` (deadline per call, fractions allowed), `memory=SIZE`
-/// (bytes, with an optional `K`/`M`/`G` suffix), `url=http://HOST:PORT`
-/// (network grant: the plugin may open TCP connections to exactly that
-/// address and nothing else — HOST is an IP literal or `localhost`,
-/// resolved here; no name lookup, no UDP, no listening in the sandbox; the
-/// URL is passed to the plugin as its `url` option, and the command's
-/// layout path becomes a repository name rather than a directory: the
-/// store directory is then `dir=` or `$XDG_DATA_HOME/rumoci/drivers/NAME`),
+/// (bytes, with an optional `K`/`M`/`G` suffix), `url=http[s]://HOST[:PORT]`
+/// (network grant: the plugin may send `wasi:http` requests to exactly
+/// that origin and nothing else — it has no sockets; the host does TLS,
+/// authentication and redirects, see [`super::net`]; the URL is passed to
+/// the plugin as its `url` option, and the command's layout path becomes a
+/// repository name rather than a directory: the store directory is then
+/// `dir=` or `$XDG_DATA_HOME/rumoci/drivers/NAME`), with `url=` only:
+/// `ca=PATH` (PEM certificates trusted besides the system's),
+/// `tls-verify=false` and `creds=USER:PASSWORD` (otherwise read from the
+/// auth files; never passed to the plugin),
 /// `repo=NAME` (passed to the plugin as `repo`; with `url=` and no `repo=`
 /// the command's layout path is passed). Keys starting with `opt.` are
 /// handed to the plugin (without the prefix) through its `config` import.
@@ -48,10 +51,11 @@ pub struct DriverSpec {
     pub memory: u64,
     /// `opt.KEY=VALUE` options for the plugin, in order.
     pub options: Vec<(String, String)>,
-    /// `url=`: the URL the plugin may connect to (passed as option `url`).
+    /// `url=`: the URL the plugin may send requests to (passed as option
+    /// `url`).
     pub url: Option<String>,
-    /// The socket addresses `url=` grants TCP connections to.
-    pub connect: Vec<SocketAddr>,
+    /// The network `url=` (with `ca=`, `tls-verify=`, `creds=`) grants.
+    pub net: Option<NetSpec>,
     /// `repo=`: passed to the plugin as option `repo`.
     pub repo: Option<String>,
 }
@@ -69,7 +73,7 @@ impl DriverSpec {
             memory: DEFAULT_MEMORY,
             options: Vec::new(),
             url: None,
-            connect: Vec::new(),
+            net: None,
             repo: None,
         }
     }
@@ -112,6 +116,7 @@ impl DriverSpec {
             source,
             ..DriverSpec::wasm("")
         };
+        let (mut ca, mut tls_verify, mut creds) = (None, true, None);
         for kv in parts {
             let (k, v) = kv
                 .split_once('=')
@@ -136,8 +141,28 @@ impl DriverSpec {
                         .ok_or_else(|| bad(format!("memory={v}: expected a size like 64M")))?
                 }
                 "url" => {
-                    spec.connect = grant(v).map_err(|why| bad(format!("url={v}: {why}")))?;
+                    let origin =
+                        Origin::parse_url(v).map_err(|why| bad(format!("url={v}: {why}")))?;
                     spec.url = Some(v.to_string());
+                    spec.net = Some(NetSpec {
+                        origin,
+                        ca: None,
+                        tls_verify: true,
+                        creds: None,
+                    });
+                }
+                "ca" if !v.is_empty() => ca = Some(PathBuf::from(v)),
+                "tls-verify" => {
+                    tls_verify = match v {
+                        "true" => true,
+                        "false" => false,
+                        _ => return Err(bad(format!("tls-verify={v}: expected true or false"))),
+                    }
+                }
+                "creds" => {
+                    creds = Some(
+                        Credentials::parse(v).map_err(|why| bad(format!("creds=: {why}")))?,
+                    )
                 }
                 "repo" => {
                     if v.is_empty() {
@@ -151,11 +176,22 @@ impl DriverSpec {
                     }
                     _ => {
                         return Err(bad(format!(
-                            "unknown key {k:?} (known: dir, timeout, memory, url, repo; plugin options are opt.NAME=VALUE)"
+                            "unknown key {k:?} (known: dir, timeout, memory, url, ca, tls-verify, creds, repo; plugin options are opt.NAME=VALUE)"
                         )));
                     }
                 },
             }
+        }
+        match spec.net.as_mut() {
+            Some(net) => {
+                net.ca = ca;
+                net.tls_verify = tls_verify;
+                net.creds = creds;
+            }
+            None if ca.is_some() || !tls_verify || creds.is_some() => {
+                return Err(bad("ca=, tls-verify= and creds= go with url=".into()));
+            }
+            None => {}
         }
         if matches!(spec.source, DriverSource::Builtin(_))
             && (spec.dir.is_some()
@@ -169,53 +205,6 @@ impl DriverSpec {
         }
         Ok(spec)
     }
-}
-
-/// The addresses `url=http://HOST[:PORT][/]` grants: HOST is an IP
-/// literal (`[…]` for IPv6) or `localhost` (resolved here).
-fn grant(url: &str) -> Result<Vec<SocketAddr>, String> {
-    let rest = match url.strip_prefix("http://") {
-        Some(r) => r,
-        None if url.starts_with("https://") => {
-            return Err("https is not supported (plain http:// to a trusted registry)".into());
-        }
-        None => return Err("expected http://HOST:PORT".into()),
-    };
-    let authority = rest.strip_suffix('/').unwrap_or(rest);
-    if authority.is_empty() || authority.contains(['/', '?', '#', '@']) {
-        return Err("expected http://HOST:PORT (no path, query or user)".into());
-    }
-    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-        let (h, rest) = v6.split_once(']').ok_or("unterminated IPv6 address")?;
-        (h, rest.strip_prefix(':').unwrap_or(rest))
-    } else {
-        authority.rsplit_once(':').unwrap_or((authority, ""))
-    };
-    let port: u16 = if port.is_empty() && !authority.ends_with(':') {
-        80
-    } else {
-        port.parse()
-            .ok()
-            .filter(|p| *p != 0)
-            .ok_or_else(|| format!("bad port {port:?}"))?
-    };
-    if let Ok(ip) = host.parse::<IpAddr>() {
-        return Ok(vec![SocketAddr::new(ip, port)]);
-    }
-    if !host.eq_ignore_ascii_case("localhost") {
-        return Err(format!(
-            "host {host:?}: give an IP address or localhost (plugins get no name lookup)"
-        ));
-    }
-    let addrs: Vec<SocketAddr> = ("localhost", port)
-        .to_socket_addrs()
-        .map_err(|e| format!("resolving localhost: {e}"))?
-        .filter(|a| a.ip().is_loopback())
-        .collect();
-    if addrs.is_empty() {
-        return Err("localhost does not resolve to a loopback address".into());
-    }
-    Ok(addrs)
 }
 
 fn parse_size(v: &str) -> Option<u64> {
@@ -261,7 +250,10 @@ mod tests {
             assert!(e.contains("--driver"), "{bad}: {e}");
         }
         let s = DriverSpec::parse("p.wasm,url=http://127.0.0.1:5000,repo=a/b,opt.k=v").unwrap();
-        assert_eq!(s.connect, vec!["127.0.0.1:5000".parse().unwrap()]);
+        assert_eq!(
+            s.net.as_ref().unwrap().origin,
+            Origin::parse_url("http://127.0.0.1:5000").unwrap()
+        );
         assert_eq!(
             s.plugin_options(),
             [
@@ -272,17 +264,24 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
         );
         let s = DriverSpec::parse("p.wasm,url=http://[::1]:7/").unwrap();
-        assert_eq!(s.connect, vec!["[::1]:7".parse().unwrap()]);
-        let s = DriverSpec::parse("p.wasm,url=http://localhost:7").unwrap();
-        assert!(
-            s.connect
-                .iter()
-                .all(|a| a.ip().is_loopback() && a.port() == 7)
-        );
+        assert_eq!(s.net.unwrap().origin.authority(), "[::1]:7");
+        let s = DriverSpec::parse(
+            "p.wasm,url=https://reg.example,ca=/c.pem,tls-verify=false,creds=u:p:w",
+        )
+        .unwrap();
+        let net = s.net.clone().unwrap();
+        assert_eq!(net.origin.to_string(), "https://reg.example:443");
+        assert_eq!(net.ca, Some(PathBuf::from("/c.pem")));
+        assert!(!net.tls_verify);
+        assert_eq!(net.creds.as_ref().unwrap().user(), "u");
+        // secrets stay with the host
+        assert!(s.plugin_options().iter().all(|(k, _)| k == "url"));
+        assert!(!format!("{s:?}").contains("u:p:w"));
         for bad in [
-            "p.wasm,url=https://127.0.0.1:5000",
-            "p.wasm,url=http://example.com:80",
             "p.wasm,url=http://127.0.0.1:0",
+            "p.wasm,ca=/x",
+            "p.wasm,url=http://h:1,tls-verify=no",
+            "p.wasm,url=http://h:1,creds=nopass",
             "p.wasm,url=http://127.0.0.1:5/v2",
             "p.wasm,url=ftp://x",
             "p.wasm,repo=",

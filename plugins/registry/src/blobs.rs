@@ -68,25 +68,48 @@ impl BlobRead for BlobReader {
             return Ok(Vec::new());
         }
         let len = len.min(u32::try_from(self.size - offset).unwrap_or(u32::MAX));
-        let at = self.stream.as_ref().map(|(p, _)| *p);
-        let fresh = at != Some(offset);
-        if fresh {
-            self.stream = None;
-            self.start(offset)?;
-        }
-        match self.read_from_stream(len) {
-            Ok(b) => Ok(b),
-            Err(_) if !fresh => {
-                // The kept-open connection failed (e.g. the registry closed
-                // it while idle): retry once on a new request.
+        // A response that fails mid-body (a dropped connection, an idle
+        // one the registry closed) is resumed with a `Range:` request from
+        // where the reads are.
+        let mut failures = 0;
+        loop {
+            if self.stream.as_ref().map(|(p, _)| *p) != Some(offset) {
                 self.stream = None;
                 self.start(offset)?;
-                self.read_from_stream(len).map_err(|e| self.read_err(e))
             }
-            Err(e) => Err(self.read_err(e)),
+            match self.read_from_stream(len) {
+                Ok(b) if !b.is_empty() => return Ok(b),
+                Ok(_) => {
+                    self.stream = None;
+                    failures += 1;
+                    if failures > RESUMES {
+                        return Err(self.read_err(std::io::Error::new(
+                            std::io::ErrorKind::UnexpectedEof,
+                            format!("the body ended at offset {offset} of {}", self.size),
+                        )));
+                    }
+                }
+                Err(e) => {
+                    self.stream = None;
+                    failures += 1;
+                    if failures > RESUMES {
+                        return Err(self.read_err(e));
+                    }
+                    log(
+                        Level::Warn,
+                        &format!(
+                            "{}: {e}; resuming at offset {offset}",
+                            blob_path(&self.c, &self.digest)
+                        ),
+                    );
+                }
+            }
         }
     }
 }
+
+/// Times a blob read is resumed after its response failed.
+const RESUMES: usize = 3;
 
 impl BlobReader {
     pub(crate) fn read_err(&self, e: std::io::Error) -> Error {

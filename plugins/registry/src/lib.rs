@@ -1,10 +1,12 @@
 //! `registry`: a rumoci content-store driver keeping blobs and tags in an
-//! OCI distribution registry (HTTP API v2, plain HTTP), e.g. Debian's
-//! `docker-registry` (CNCF distribution 2.8).
+//! OCI distribution registry (HTTP API v2), e.g. Debian's `docker-registry`
+//! (CNCF distribution 2.8), GHCR, Docker Hub, Quay, Harbor, zot.
 //!
-//! Options (from `--driver registry.wasm,url=http://HOST:PORT,repo=NAME`):
-//! `url` (the registry; the host grants TCP to exactly that address) and
-//! `repo` (the repository; by default the layout path of the command).
+//! Options (from `--driver registry.wasm,url=https://HOST[:PORT],repo=NAME`):
+//! `url` (the registry; the host lets the plugin's `wasi:http` requests
+//! reach exactly that origin, and does TLS, logins and redirects itself:
+//! the plugin never sees a password or token) and `repo` (the repository;
+//! by default the layout path of the command).
 //!
 //! Mapping: blobs are `/v2/<repo>/blobs/<digest>`, manifests and indexes
 //! `/v2/<repo>/manifests/<digest>` (distribution does not serve manifests
@@ -37,7 +39,8 @@ use std::path::PathBuf;
 use http::{Body, Endpoint, HttpError, Response, sanitize};
 use rumoci_driver_sdk::{
     BlobInfo, BlobRead, BlobWrite, Cas, Digest, Driver, DriverInfo, Error, IndexDoc,
-    IndexPrecondition, LayerStore, Result, config, store_dir, store_util::random_suffix,
+    IndexPrecondition, LayerStore, Level, Result, config, log, store_dir,
+    store_util::random_suffix,
 };
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
@@ -314,7 +317,7 @@ mod tests {
             a
         };
         // exactly two requests may arrive: from 0, then from 5 (the seek)
-        let ep = http::tests::serve(vec![part(0), part(5)]);
+        let ep = http::fake::serve(vec![part(0), part(5)]);
         let c = served(ep);
         let mut r = BlobReader {
             c,
@@ -335,7 +338,7 @@ mod tests {
     #[test]
     fn a_read_meeting_a_server_error_is_retried() {
         let doc = br#"{"schemaVersion":2}"#;
-        let ep = http::tests::serve(vec![
+        let ep = http::fake::serve(vec![
             b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 7\r\n\r\nunknown".to_vec(),
             format!(
                 "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\nContent-Length: {}\r\n\r\n{}",
@@ -377,7 +380,7 @@ mod tests {
             ans("500 Internal Server Error", &vec![b'{'; 1 << 20]),
             tries,
         ));
-        let ep = http::tests::serve(answers);
+        let ep = http::fake::serve(answers);
         let c = served(ep);
         let e = get_manifest(&c, "v1").unwrap_err();
         assert!(

@@ -5,56 +5,22 @@ use crate::http::Endpoint;
 
 /// A parsed `url` option: plain HTTP to one host and port.
 pub fn parse_url(url: &str) -> Result<Endpoint, String> {
-    let rest = if let Some(r) = url.strip_prefix("http://") {
-        r
-    } else if url.starts_with("https://") {
-        return Err(format!(
-            "url {url:?}: https is not supported (this driver speaks plain HTTP to a registry on a trusted network, e.g. 127.0.0.1)"
-        ));
+    let (https, rest) = if let Some(r) = url.strip_prefix("http://") {
+        (false, r)
+    } else if let Some(r) = url.strip_prefix("https://") {
+        (true, r)
     } else {
-        return Err(format!("url {url:?}: expected http://HOST:PORT"));
+        return Err(format!("url {url:?}: expected http[s]://HOST[:PORT]"));
     };
     let authority = rest.strip_suffix('/').unwrap_or(rest);
-    if authority.is_empty() || authority.contains(['/', '?', '#', '@']) {
+    if authority.is_empty() || authority.contains(['/', '?', '#', '@', ' ']) {
         return Err(format!(
-            "url {url:?}: expected http://HOST:PORT (no path, query or user)"
+            "url {url:?}: expected http[s]://HOST[:PORT] (no path, query or user)"
         ));
     }
-    let (host, port) = if authority.starts_with('[') {
-        let end = authority
-            .find(']')
-            .ok_or_else(|| format!("url {url:?}: unterminated IPv6 address"))?;
-        let (h, rest) = authority.split_at(end + 1);
-        match rest.strip_prefix(':') {
-            Some(p) => (h, p),
-            None if rest.is_empty() => (h, "80"),
-            None => return Err(format!("url {url:?}: expected http://HOST:PORT")),
-        }
-    } else {
-        authority.rsplit_once(':').unwrap_or((authority, "80"))
-    };
-    let port: u16 = port
-        .parse()
-        .ok()
-        .filter(|p| *p != 0)
-        .ok_or_else(|| format!("url {url:?}: bad port {port:?}"))?;
-    let hosts: Vec<String> = if host.eq_ignore_ascii_case("localhost") {
-        // The sandbox has no name lookup: localhost is the loopback.
-        vec![format!("127.0.0.1:{port}"), format!("[::1]:{port}")]
-    } else if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
-        v6.parse::<std::net::Ipv6Addr>()
-            .map_err(|_| format!("url {url:?}: bad IPv6 address {v6:?}"))?;
-        vec![format!("[{v6}]:{port}")]
-    } else if host.parse::<std::net::Ipv4Addr>().is_ok() {
-        vec![format!("{host}:{port}")]
-    } else {
-        return Err(format!(
-            "url {url:?}: the host must be an IP address or localhost (the sandbox cannot resolve names)"
-        ));
-    };
     Ok(Endpoint {
+        https,
         authority: authority.to_string(),
-        connect: hosts,
     })
 }
 
@@ -117,26 +83,18 @@ mod tests {
     #[test]
     fn urls() {
         let e = parse_url("http://127.0.0.1:5000").unwrap();
-        assert_eq!(e.authority, "127.0.0.1:5000");
-        assert_eq!(e.connect, ["127.0.0.1:5000"]);
-        assert_eq!(parse_url("http://localhost:5/").unwrap().connect.len(), 2);
-        assert_eq!(parse_url("http://[::1]:7").unwrap().connect, ["[::1]:7"]);
-        assert_eq!(
-            parse_url("http://10.0.0.1").unwrap().connect,
-            ["10.0.0.1:80"]
-        );
+        assert_eq!((e.https, e.authority.as_str()), (false, "127.0.0.1:5000"));
+        let e = parse_url("https://registry.example.com/").unwrap();
+        assert_eq!((e.https, e.authority.as_str()), (true, "registry.example.com"));
         for bad in [
-            "https://127.0.0.1:5000",
+            "ftp://x",
             "127.0.0.1:5000",
-            "http://example.com:5000",
-            "http://127.0.0.1:0",
             "http://127.0.0.1:5000/v2",
             "http://u@127.0.0.1:1",
             "http://",
         ] {
             assert!(parse_url(bad).is_err(), "{bad}");
         }
-        assert!(parse_url("https://x").unwrap_err().contains("https"));
     }
 
     #[test]

@@ -1,0 +1,245 @@
+//! One HTTP/1.1 exchange on a fresh connection (TLS for `https`), with
+//! bounded waits.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, Response, Uri, header};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::{BodyExt, Empty, Full};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::rustls::ClientConfig;
+use tokio_rustls::rustls::pki_types::ServerName;
+use wasmtime_wasi_http::io::TokioIo;
+use wasmtime_wasi_http::{Error, WasiBody};
+
+use super::{Network, Origin};
+
+/// The longest each wait of one exchange may take.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Limits {
+    pub(super) connect: Duration,
+    pub(super) first_byte: Duration,
+}
+
+fn fail(msg: String) -> Error {
+    Error::InternalError(Some(msg))
+}
+
+/// Send `body` to `uri` and wait for the response head.
+pub(super) async fn once(
+    tls: &Arc<ClientConfig>,
+    method: &Method,
+    uri: &Uri,
+    headers: HeaderMap,
+    body: WasiBody,
+    limits: Limits,
+) -> Result<Response<hyper::body::Incoming>, Error> {
+    let origin = Origin::of(uri).map_err(|why| fail(format!("{uri}: {why}")))?;
+    let tcp = tokio::time::timeout(
+        limits.connect,
+        TcpStream::connect((origin.host.as_str(), origin.port)),
+    )
+    .await
+    .map_err(|_| fail(format!("connect {origin}: no answer within {:?}", limits.connect)))?
+    .map_err(|e| fail(format!("connect {origin}: {e}")))?;
+    let _ = tcp.set_nodelay(true);
+    let (mut sender, conn) = if origin.https {
+        let name = ServerName::try_from(origin.host.clone())
+            .map_err(|e| fail(format!("{origin}: {e}")))?;
+        let stream = tokio::time::timeout(
+            limits.connect,
+            TlsConnector::from(tls.clone()).connect(name, tcp),
+        )
+        .await
+        .map_err(|_| fail(format!("TLS with {origin}: no answer within {:?}", limits.connect)))?
+        .map_err(|e| fail(tls_error(&origin, &e)))?;
+        handshake(Box::new(stream), &origin).await?
+    } else {
+        handshake(Box::new(tcp), &origin).await?
+    };
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!("HTTP connection: {e}");
+        }
+    });
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    let mut req = Request::builder().method(method.clone()).uri(path);
+    if let Some(h) = req.headers_mut() {
+        *h = headers;
+        if !h.contains_key(header::HOST) {
+            if let Ok(v) = header::HeaderValue::from_str(&origin_host(uri)) {
+                h.insert(header::HOST, v);
+            }
+        }
+        if !h.contains_key(header::USER_AGENT) {
+            h.insert(
+                header::USER_AGENT,
+                header::HeaderValue::from_static(concat!("rumoci/", env!("CARGO_PKG_VERSION"))),
+            );
+        }
+    }
+    let req = req
+        .body(body)
+        .map_err(|e| fail(format!("{method} {uri}: {e}")))?;
+    tokio::time::timeout(limits.first_byte, sender.send_request(req))
+        .await
+        .map_err(|_| {
+            fail(format!(
+                "{method} {uri}: no answer within {:?}",
+                limits.first_byte
+            ))
+        })?
+        .map_err(|e| fail(format!("{method} {uri}: {e}")))
+}
+
+fn origin_host(uri: &Uri) -> String {
+    uri.authority().map(|a| a.to_string()).unwrap_or_default()
+}
+
+/// What a failed TLS handshake says, with the way out for certificates.
+fn tls_error(origin: &Origin, e: &std::io::Error) -> String {
+    let text = e
+        .get_ref()
+        .map(|inner| inner.to_string())
+        .unwrap_or_else(|| e.to_string());
+    if text.contains("certificate") || text.contains("Certificate") {
+        format!(
+            "TLS with {origin}: {text} (trust the registry's CA with ca=PATH, or turn checks off with tls-verify=false)"
+        )
+    } else {
+        format!("TLS with {origin}: {text}")
+    }
+}
+
+trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static {}
+impl<T> Stream for T where T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static {}
+
+type Conn = hyper::client::conn::http1::Connection<TokioIo<Box<dyn Stream>>, WasiBody>;
+
+async fn handshake(
+    io: Box<dyn Stream>,
+    origin: &Origin,
+) -> Result<(hyper::client::conn::http1::SendRequest<WasiBody>, Conn), Error> {
+    hyper::client::conn::http1::handshake(TokioIo::new(io))
+        .await
+        .map_err(|e| fail(format!("HTTP with {origin}: {e}")))
+}
+
+/// A request body that can be sent again (after a challenge, on a
+/// redirect) when it is small, or once when it streams.
+pub(super) enum Replayable {
+    Bytes(Bytes),
+    Once(Option<WasiBody>),
+}
+
+impl Replayable {
+    /// Buffer `body` if it is empty or declares (`content-length`) at
+    /// most `max` bytes.
+    pub(super) async fn new(
+        body: WasiBody,
+        length: Option<u64>,
+        max: u64,
+    ) -> Result<Replayable, Error> {
+        if body.is_end_stream() {
+            return Ok(Replayable::Bytes(Bytes::new()));
+        }
+        match length {
+            Some(n) if n <= max => {
+                let limited = http_body_util::Limited::new(body, usize::try_from(max).unwrap_or(usize::MAX));
+                let bytes = limited
+                    .collect()
+                    .await
+                    .map_err(|e| fail(format!("request body: {e}")))?
+                    .to_bytes();
+                Ok(Replayable::Bytes(bytes))
+            }
+            _ => Ok(Replayable::Once(Some(body))),
+        }
+    }
+
+    /// Whether [`Replayable::take`] works more than once.
+    pub(super) fn can_replay(&self) -> bool {
+        matches!(self, Replayable::Bytes(_))
+    }
+
+    /// The body to send now; `None` once a streaming body was sent.
+    pub(super) fn take(&mut self) -> Option<WasiBody> {
+        match self {
+            Replayable::Bytes(b) if b.is_empty() => Some(
+                Empty::<Bytes>::new()
+                    .map_err(|never| match never {})
+                    .boxed_unsync(),
+            ),
+            Replayable::Bytes(b) => Some(
+                Full::new(b.clone())
+                    .map_err(|never| match never {})
+                    .boxed_unsync(),
+            ),
+            Replayable::Once(b) => b.take(),
+        }
+    }
+}
+
+/// The response as the plugin gets it: its body fails when no byte came
+/// for the plugin's timeout.
+pub(super) fn boxed(resp: Response<hyper::body::Incoming>, net: Arc<Network>) -> Response<WasiBody> {
+    let wait = net.timeout;
+    resp.map(|incoming| {
+        Timed {
+            incoming,
+            wait,
+            sleep: Box::pin(tokio::time::sleep(wait)),
+        }
+        .boxed_unsync()
+    })
+}
+
+/// A response body with a between-bytes limit.
+struct Timed {
+    incoming: hyper::body::Incoming,
+    wait: Duration,
+    sleep: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Body for Timed {
+    type Data = Bytes;
+    type Error = Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.incoming).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                let next = tokio::time::Instant::now() + this.wait;
+                this.sleep.as_mut().reset(next);
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                Poll::Ready(Some(Err(fail(format!("reading a response body: {e}")))))
+            }
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => match this.sleep.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Some(Err(fail(format!(
+                    "reading a response body: no data for {:?}",
+                    this.wait
+                ))))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.incoming.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.incoming.size_hint()
+    }
+}

@@ -1,0 +1,113 @@
+//! The host's TLS client settings: the system trust store, `ca=`, or no
+//! verification at all (`tls-verify=false`).
+
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+
+use tokio_rustls::rustls::client::danger::{
+    HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier,
+};
+use tokio_rustls::rustls::crypto::{CryptoProvider, ring};
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use tokio_rustls::rustls::{self, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+
+/// The system's trusted certificates (Debian: /etc/ssl/certs), read once.
+fn system_roots() -> &'static Vec<CertificateDer<'static>> {
+    static ROOTS: OnceLock<Vec<CertificateDer<'static>>> = OnceLock::new();
+    ROOTS.get_or_init(|| {
+        let found = rustls_native_certs::load_native_certs();
+        for e in found.errors.iter().take(3) {
+            tracing::debug!("system trust store: {e}");
+        }
+        found.certs
+    })
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(ring::default_provider())
+}
+
+/// The client configuration for `ca` (extra trusted certificates, PEM)
+/// and `verify`.
+pub(super) fn client_config(ca: Option<&Path>, verify: bool) -> Result<Arc<ClientConfig>, String> {
+    let builder = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS setup: {e}"))?;
+    let config = if verify {
+        let mut roots = RootCertStore::empty();
+        let (_, _) = roots.add_parsable_certificates(system_roots().iter().cloned());
+        if let Some(path) = ca {
+            let shown = crate::show::name(&path);
+            let certs = CertificateDer::pem_file_iter(path)
+                .map_err(|e| format!("ca={shown}: {e}"))?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("ca={shown}: {e}"))?;
+            if certs.is_empty() {
+                return Err(format!("ca={shown}: no PEM certificate in the file"));
+            }
+            for c in certs {
+                roots
+                    .add(c)
+                    .map_err(|e| format!("ca={shown}: a certificate is not usable: {e}"))?;
+            }
+        }
+        builder.with_root_certificates(roots).with_no_client_auth()
+    } else {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(NoVerify(provider())))
+            .with_no_client_auth()
+    };
+    Ok(Arc::new(config))
+}
+
+/// `tls-verify=false`: any certificate is accepted (signatures of the
+/// handshake itself are still checked).
+#[derive(Debug)]
+struct NoVerify(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for NoVerify {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
