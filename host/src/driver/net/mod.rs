@@ -161,7 +161,7 @@ impl Network {
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
-        let mut body = send::Replayable::new(body, length, MAX_REPLAY).await?;
+        let mut body = send::Replayable::new(&parts.method, body, length, MAX_REPLAY).await?;
         if !body.can_replay() {
             // it streams once: have the credentials ready before it goes
             self.auth.prepare(&self, &scope).await?;

@@ -138,14 +138,18 @@ pub(super) enum Replayable {
 }
 
 impl Replayable {
-    /// Buffer `body` if it is empty or declares (`content-length`) at
-    /// most `max` bytes.
+    /// Buffer `body` if it is empty (a GET, HEAD or DELETE without
+    /// `content-length` has none) or declares (`content-length`) at most
+    /// `max` bytes.
     pub(super) async fn new(
+        method: &Method,
         body: WasiBody,
         length: Option<u64>,
         max: u64,
     ) -> Result<Replayable, Error> {
-        if body.is_end_stream() {
+        let bodiless = length.is_none()
+            && matches!(*method, Method::GET | Method::HEAD | Method::DELETE);
+        if body.is_end_stream() || bodiless || length == Some(0) {
             return Ok(Replayable::Bytes(Bytes::new()));
         }
         match length {
