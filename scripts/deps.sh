@@ -6,7 +6,10 @@ set -euo pipefail
 # docker-registry: CNCF distribution 2.8 for the registry plugin's tests
 # (they run their own instance on a free port, never the system service).
 # man-db: the man-page tests render every page with `man -l`
+# apache2-utils (htpasswd), openssl, python3: the registry_secure tests'
+# bcrypt password file, test PKI and token server / proxy fixtures
 packages=(umoci skopeo runc jq attr golang-go busybox-static docker-registry man-db
+          apache2-utils openssl python3
           golang-github-opencontainers-image-spec-dev
           golang-github-vbatts-go-mtree-dev)
 missing=()

@@ -8,123 +8,20 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+use std::time::Duration;
 
+use common::registry::{Registry, free_port};
 use common::*;
 
 fn sp(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
 
-const REGISTRY: &str = "/usr/bin/docker-registry";
-
 fn plugin(name: &str) -> String {
     plugin_wasm(&["registry", "evil-net"], name)
-}
-
-/// A free TCP port on 127.0.0.1 (nothing listens on it afterwards).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind a free port")
-        .port()
-}
-
-/// A private `docker-registry` on 127.0.0.1, killed on drop.
-struct Registry {
-    child: Child,
-    port: u16,
-    /// Config, storage and log; removed with the guard.
-    _dir: tempfile::TempDir,
-}
-
-impl Registry {
-    fn start() -> Registry {
-        assert!(
-            Path::new(REGISTRY).is_file(),
-            "{REGISTRY} is missing: install Debian's docker-registry package (scripts/deps.sh) \
-             to run the registry plugin tests"
-        );
-        let dir = tempfile::tempdir().expect("tempdir");
-        for _ in 0..5 {
-            let port = free_port();
-            let config = dir.path().join("config.yml");
-            std::fs::write(
-                &config,
-                format!(
-                    "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
-                    sp(&dir.path().join("root"))
-                ),
-            )
-            .expect("write config.yml");
-            let log = std::fs::File::create(dir.path().join("registry.log")).expect("log");
-            let mut child = Command::new(REGISTRY)
-                .args(["serve", sp(&config)])
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .expect("start docker-registry");
-            if wait_ready(&mut child, port) {
-                return Registry {
-                    child,
-                    port,
-                    _dir: dir,
-                };
-            }
-            // lost the port to someone else, or the registry died: retry
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        panic!(
-            "docker-registry did not come up: {}",
-            std::fs::read_to_string(dir.path().join("registry.log")).unwrap_or_default()
-        );
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// `docker://127.0.0.1:PORT/NAME:TAG` for skopeo.
-    fn docker(&self, name_tag: &str) -> String {
-        format!("docker://127.0.0.1:{}/{name_tag}", self.port)
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Wait until `GET /v2/` answers 200; `false` if the registry exits or
-/// does not answer within 20 s.
-fn wait_ready(child: &mut Child, port: u16) -> bool {
-    let t = Instant::now();
-    while t.elapsed() < Duration::from_secs(20) {
-        if child.try_wait().ok().flatten().is_some() {
-            return false;
-        }
-        if http_status(port, "GET", "/v2/") == Some(200) {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    false
-}
-
-/// The status code of a plain HTTP/1.0 request, `None` on any failure.
-fn http_status(port: u16, method: &str, path: &str) -> Option<u16> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
-    let mut head = [0u8; 12];
-    s.read_exact(&mut head).ok()?;
-    std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
 }
 
 /// rumoci with the test's own plugin cache and data directory (the

@@ -2,6 +2,8 @@
 //! (Go umoci, skopeo, go), compare layouts.
 #![allow(dead_code, missing_docs)]
 
+pub mod registry;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
