@@ -10,16 +10,36 @@ use std::sync::OnceLock;
 
 use anyhow::{Context, Result};
 use rumoci::cas::{Cas, DirCas};
+use rumoci::driver::net::Credentials;
 use rumoci::driver::{DriverSource, DriverSpec, WasmCas, WasmLayerStore, plugin_info};
 use rumoci::layer_store::LayerStore;
 
 static SPECS: OnceLock<Vec<DriverSpec>> = OnceLock::new();
+static CREDS: OnceLock<Credentials> = OnceLock::new();
+
+/// Remember `--creds USER:PASSWORD` (call once, before any spec is parsed).
+pub fn set_creds(raw: &str) -> Result<()> {
+    let c = Credentials::parse(raw).map_err(|why| anyhow::anyhow!("--creds: {why}"))?;
+    let _ = CREDS.set(c);
+    Ok(())
+}
+
+/// Parse a driver spec; `--creds` fills in a `url=` without `creds=`.
+pub fn parse_spec(text: &str) -> Result<DriverSpec> {
+    let mut spec = DriverSpec::parse(text)?;
+    if let (Some(net), Some(c)) = (spec.net.as_mut(), CREDS.get())
+        && net.creds.is_none()
+    {
+        net.creds = Some(c.clone());
+    }
+    Ok(spec)
+}
 
 /// Parse and remember the `--driver` flags (call once, before commands run).
 pub fn set_specs(raw: &[String]) -> Result<()> {
     let specs = raw
         .iter()
-        .map(|s| DriverSpec::parse(s))
+        .map(|s| parse_spec(s))
         .collect::<Result<Vec<_>, _>>()?;
     let _ = SPECS.set(specs);
     Ok(())
@@ -211,7 +231,7 @@ fn side_spec(spec: Option<&str>) -> Result<Option<(PathBuf, DriverSpec)>> {
     let Some(text) = spec else {
         return cas_spec();
     };
-    let spec = DriverSpec::parse(text)?;
+    let spec = parse_spec(text)?;
     match &spec.source {
         DriverSource::Builtin(_) => Ok(None),
         DriverSource::Wasm(path) => {

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use rumoci::driver::conform::{self, Outcome};
-use rumoci::driver::{DriverSource, DriverSpec};
+use rumoci::driver::DriverSource;
 
 /// Arguments of `driver test`.
 #[derive(clap::Args, Debug)]
@@ -26,7 +26,7 @@ pub struct Args {
 
 /// Run the checks, print one line per check, fail if any failed.
 pub fn run(a: Args) -> Result<()> {
-    let spec = DriverSpec::parse(&a.spec)?;
+    let spec = super::driver::parse_spec(&a.spec)?;
     let DriverSource::Wasm(wasm) = &spec.source else {
         anyhow::bail!("driver test {}: only plugins (.wasm) are tested", a.spec);
     };

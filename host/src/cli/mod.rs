@@ -68,6 +68,13 @@ pub struct Cli {
     #[arg(long = "driver", global = true, value_name = "SPEC")]
     drivers: Vec<String>,
 
+    /// Registry credentials for every driver with `url=` and no `creds=`
+    /// (otherwise read from REGISTRY_AUTH_FILE,
+    /// $XDG_RUNTIME_DIR/containers/auth.json or ~/.docker/config.json).
+    /// Only the host uses them: plugins never see them.
+    #[arg(long = "creds", global = true, value_name = "USER:PASSWORD")]
+    creds: Option<String>,
+
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -272,6 +279,9 @@ fn run(cli: Cli, bin: &str) -> anyhow::Result<()> {
             "--cpu-profile {}: CPU profiles are not supported, ignored",
             p.display()
         );
+    }
+    if let Some(c) = &cli.creds {
+        driver::set_creds(c)?;
     }
     let config = settings::load()?;
     let name = cli.command.as_ref().map(Command::name);
