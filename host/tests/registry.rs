@@ -418,7 +418,9 @@ fn registry_plugin_reaches_only_its_url() {
         "{e}"
     );
     assert!(
-        e.contains(&format!("forged authorization {reg_addr}: refused (headers: HeaderError::Forbidden")),
+        e.contains(&format!(
+            "forged authorization {reg_addr}: refused (headers: HeaderError::Forbidden"
+        )),
         "{e}"
     );
     assert!(e.contains("lookup localhost: refused"), "{e}");

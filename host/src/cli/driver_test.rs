@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use rumoci::driver::conform::{self, Outcome};
 use rumoci::driver::DriverSource;
+use rumoci::driver::conform::{self, Outcome};
 
 /// Arguments of `driver test`.
 #[derive(clap::Args, Debug)]

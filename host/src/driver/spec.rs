@@ -160,9 +160,8 @@ impl DriverSpec {
                     }
                 }
                 "creds" => {
-                    creds = Some(
-                        Credentials::parse(v).map_err(|why| bad(format!("creds=: {why}")))?,
-                    )
+                    creds =
+                        Some(Credentials::parse(v).map_err(|why| bad(format!("creds=: {why}")))?)
                 }
                 "repo" => {
                     if v.is_empty() {

@@ -85,7 +85,10 @@ mod tests {
         let e = parse_url("http://127.0.0.1:5000").unwrap();
         assert_eq!((e.https, e.authority.as_str()), (false, "127.0.0.1:5000"));
         let e = parse_url("https://registry.example.com/").unwrap();
-        assert_eq!((e.https, e.authority.as_str()), (true, "registry.example.com"));
+        assert_eq!(
+            (e.https, e.authority.as_str()),
+            (true, "registry.example.com")
+        );
         for bad in [
             "ftp://x",
             "127.0.0.1:5000",

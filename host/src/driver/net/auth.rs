@@ -81,9 +81,8 @@ impl Credentials {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(format!("{}: {e}", crate::show::name(&file))),
             };
-            let doc: serde_json::Value = serde_json::from_slice(&text).map_err(|e| {
-                format!("{}: not an auth file: {e}", crate::show::name(&file))
-            })?;
+            let doc: serde_json::Value = serde_json::from_slice(&text)
+                .map_err(|e| format!("{}: not an auth file: {e}", crate::show::name(&file)))?;
             let Some(auths) = doc.get("auths").and_then(|a| a.as_object()) else {
                 continue;
             };
@@ -116,7 +115,11 @@ fn key_matches(key: &str, origin: &Origin) -> bool {
 }
 
 fn entry_credentials(entry: &serde_json::Value) -> Result<Option<Credentials>, String> {
-    if let Some(auth) = entry.get("auth").and_then(|a| a.as_str()).filter(|a| !a.is_empty()) {
+    if let Some(auth) = entry
+        .get("auth")
+        .and_then(|a| a.as_str())
+        .filter(|a| !a.is_empty())
+    {
         let raw = base64::engine::general_purpose::STANDARD
             .decode(auth.trim())
             .map_err(|_| "\"auth\" is not base64".to_string())?;
@@ -217,9 +220,11 @@ impl Scope {
                 };
                 out.push(format!("repository:{name}:{actions}"));
                 // cross-repository mount: reading the source repository too
-                let from = uri.query().unwrap_or_default().split('&').find_map(|kv| {
-                    kv.strip_prefix("from=")
-                });
+                let from = uri
+                    .query()
+                    .unwrap_or_default()
+                    .split('&')
+                    .find_map(|kv| kv.strip_prefix("from="));
                 if let Some(from) = from.filter(|f| !f.is_empty() && *f != name) {
                     out.push(format!("repository:{}:pull", percent_decode(from)));
                 }
@@ -389,7 +394,9 @@ impl Auth {
             Some(Challenge::Basic) => Ok(self.creds.as_ref().and_then(Credentials::basic)),
             Some(Challenge::Bearer { .. }) if cached.is_some() => Ok(cached),
             Some(Challenge::Bearer { realm, service }) => {
-                let token = self.fetch_token(net, &realm, service.as_deref(), scope).await?;
+                let token = self
+                    .fetch_token(net, &realm, service.as_deref(), scope)
+                    .await?;
                 let value = token.value.clone();
                 self.with(|s| s.tokens.insert(scope.key(), token));
                 Ok(Some(value))
@@ -429,7 +436,15 @@ impl Auth {
         if let Some(b) = self.creds.as_ref().and_then(Credentials::basic) {
             headers.insert(header::AUTHORIZATION, b);
         }
-        let resp = send::once(&net.tls, &Method::GET, &uri, headers, empty(), net.limits(None)).await?;
+        let resp = send::once(
+            &net.tls,
+            &Method::GET,
+            &uri,
+            headers,
+            empty(),
+            net.limits(None),
+        )
+        .await?;
         let status = resp.status();
         let body = small_body(resp, MAX_TOKEN_ANSWER).await?;
         if !status.is_success() {
@@ -480,6 +495,7 @@ fn challenge_of(headers: &HeaderMap) -> Option<(Challenge, Option<String>)> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -497,7 +513,10 @@ mod tests {
             }
         );
         assert_eq!(scope.as_deref(), Some("repository:a/b:pull"));
-        assert_eq!(parse_challenge(r#"Basic realm="x""#).unwrap().0, Challenge::Basic);
+        assert_eq!(
+            parse_challenge(r#"Basic realm="x""#).unwrap().0,
+            Challenge::Basic
+        );
         assert!(parse_challenge("Bearer service=x").is_none());
         assert!(parse_challenge(r#"Bearer realm="unterminated"#).is_none());
         assert!(parse_challenge("Negotiate").is_none());
@@ -511,10 +530,16 @@ mod tests {
             ["repository:a/b:pull"]
         );
         assert_eq!(
-            s(Method::POST, "http://h/v2/a/blobs/uploads/?mount=sha256:x&from=c%2Fd"),
+            s(
+                Method::POST,
+                "http://h/v2/a/blobs/uploads/?mount=sha256:x&from=c%2Fd"
+            ),
             ["repository:a:pull,push", "repository:c/d:pull"]
         );
-        assert_eq!(s(Method::DELETE, "http://h/v2/x/manifests/sha256:1"), ["repository:x:delete"]);
+        assert_eq!(
+            s(Method::DELETE, "http://h/v2/x/manifests/sha256:1"),
+            ["repository:x:delete"]
+        );
         assert!(s(Method::GET, "http://h/v2/").is_empty());
     }
 
@@ -528,7 +553,9 @@ mod tests {
         let o = Origin::parse_url("http://127.0.0.1:5000").unwrap();
         assert!(key_matches("127.0.0.1:5000", &o));
         assert!(!key_matches("127.0.0.1", &o));
-        let c = entry_credentials(&serde_json::json!({"auth": "YWxpY2U6czpl"})).unwrap().unwrap();
+        let c = entry_credentials(&serde_json::json!({"auth": "YWxpY2U6czpl"}))
+            .unwrap()
+            .unwrap();
         assert_eq!((c.user(), c.password.as_str()), ("alice", "s:e"));
         assert!(entry_credentials(&serde_json::json!({"auth": "!!"})).is_err());
         assert!(format!("{c:?}").contains("redacted") && !format!("{c:?}").contains("s:e"));

@@ -143,9 +143,8 @@ impl Network {
         req: Request<WasiBody>,
         options: Option<RequestOptions>,
     ) -> Result<Response<WasiBody>, Error> {
-        let target = Origin::of(req.uri()).map_err(|why| {
-            refused(plugin, &req.uri().to_string(), &why)
-        })?;
+        let target =
+            Origin::of(req.uri()).map_err(|why| refused(plugin, &req.uri().to_string(), &why))?;
         if target != self.origin {
             return Err(refused(
                 plugin,
@@ -179,10 +178,10 @@ impl Network {
             } else {
                 headers.remove(header::AUTHORIZATION);
             }
-            if let Some(a) = uri.authority() {
-                if let Ok(v) = header::HeaderValue::from_str(a.as_str()) {
-                    headers.insert(header::HOST, v);
-                }
+            if let Some(a) = uri.authority()
+                && let Ok(v) = header::HeaderValue::from_str(a.as_str())
+            {
+                headers.insert(header::HOST, v);
             }
             let limits = self.limits(options.as_ref());
             let Some(b) = body.take() else {
@@ -207,9 +206,8 @@ impl Network {
                 let Some(location) = resp.headers().get(header::LOCATION) else {
                     return Ok(send::boxed(resp, self.clone()));
                 };
-                let next = resolve(&uri, location).map_err(|why| {
-                    refused(plugin, &format!("{location:?}"), &why)
-                })?;
+                let next = resolve(&uri, location)
+                    .map_err(|why| refused(plugin, &format!("{location:?}"), &why))?;
                 if !on_registry || !matches!(parts.method, Method::GET | Method::HEAD) {
                     let why = if on_registry {
                         format!("a redirect of a {} is not followed", parts.method)
@@ -231,7 +229,10 @@ impl Network {
                     ));
                 }
                 on_registry = Origin::of(&next).is_ok_and(|o| o == self.origin);
-                tracing::debug!("driver {plugin}: {} {uri} redirected to {next}", parts.method);
+                tracing::debug!(
+                    "driver {plugin}: {} {uri} redirected to {next}",
+                    parts.method
+                );
                 uri = next;
                 continue;
             }
@@ -245,7 +246,9 @@ fn resolve(base: &Uri, location: &header::HeaderValue) -> Result<Uri, String> {
     let loc = location
         .to_str()
         .map_err(|_| "a Location header that is not text".to_string())?;
-    let uri: Uri = loc.parse().map_err(|_| format!("a malformed Location {loc:?}"))?;
+    let uri: Uri = loc
+        .parse()
+        .map_err(|_| format!("a malformed Location {loc:?}"))?;
     if uri.scheme().is_some() {
         if !matches!(uri.scheme_str(), Some("http" | "https")) {
             return Err(format!("a redirect to the scheme of {loc:?}"));

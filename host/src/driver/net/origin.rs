@@ -97,6 +97,7 @@ impl fmt::Display for Origin {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -45,7 +45,12 @@ pub(super) async fn once(
         TcpStream::connect((origin.host.as_str(), origin.port)),
     )
     .await
-    .map_err(|_| fail(format!("connect {origin}: no answer within {:?}", limits.connect)))?
+    .map_err(|_| {
+        fail(format!(
+            "connect {origin}: no answer within {:?}",
+            limits.connect
+        ))
+    })?
     .map_err(|e| fail(format!("connect {origin}: {e}")))?;
     let _ = tcp.set_nodelay(true);
     let (mut sender, conn) = if origin.https {
@@ -56,7 +61,12 @@ pub(super) async fn once(
             TlsConnector::from(tls.clone()).connect(name, tcp),
         )
         .await
-        .map_err(|_| fail(format!("TLS with {origin}: no answer within {:?}", limits.connect)))?
+        .map_err(|_| {
+            fail(format!(
+                "TLS with {origin}: no answer within {:?}",
+                limits.connect
+            ))
+        })?
         .map_err(|e| fail(tls_error(&origin, &e)))?;
         handshake(Box::new(stream), &origin).await?
     } else {
@@ -71,10 +81,10 @@ pub(super) async fn once(
     let mut req = Request::builder().method(method.clone()).uri(path);
     if let Some(h) = req.headers_mut() {
         *h = headers;
-        if !h.contains_key(header::HOST) {
-            if let Ok(v) = header::HeaderValue::from_str(&origin_host(uri)) {
-                h.insert(header::HOST, v);
-            }
+        if !h.contains_key(header::HOST)
+            && let Ok(v) = header::HeaderValue::from_str(&origin_host(uri))
+        {
+            h.insert(header::HOST, v);
         }
         if !h.contains_key(header::USER_AGENT) {
             h.insert(
@@ -147,14 +157,15 @@ impl Replayable {
         length: Option<u64>,
         max: u64,
     ) -> Result<Replayable, Error> {
-        let bodiless = length.is_none()
-            && matches!(*method, Method::GET | Method::HEAD | Method::DELETE);
+        let bodiless =
+            length.is_none() && matches!(*method, Method::GET | Method::HEAD | Method::DELETE);
         if body.is_end_stream() || bodiless || length == Some(0) {
             return Ok(Replayable::Bytes(Bytes::new()));
         }
         match length {
             Some(n) if n <= max => {
-                let limited = http_body_util::Limited::new(body, usize::try_from(max).unwrap_or(usize::MAX));
+                let limited =
+                    http_body_util::Limited::new(body, usize::try_from(max).unwrap_or(usize::MAX));
                 let bytes = limited
                     .collect()
                     .await
@@ -191,7 +202,10 @@ impl Replayable {
 
 /// The response as the plugin gets it: its body fails when no byte came
 /// for the plugin's timeout.
-pub(super) fn boxed(resp: Response<hyper::body::Incoming>, net: Arc<Network>) -> Response<WasiBody> {
+pub(super) fn boxed(
+    resp: Response<hyper::body::Incoming>,
+    net: Arc<Network>,
+) -> Response<WasiBody> {
     let wait = net.timeout;
     resp.map(|incoming| {
         Timed {

@@ -14,6 +14,7 @@ thread_local! {
 /// Answer the next requests with `answers`, in order (each a status line,
 /// headers and body, as a server would send them); once they are used
 /// up, requests fail as if nothing listened. Returns the endpoint.
+#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) fn serve(answers: Vec<Vec<u8>>) -> Endpoint {
     ANSWERS.with(|a| *a.borrow_mut() = answers.into());
     Endpoint {
@@ -23,18 +24,32 @@ pub(crate) fn serve(answers: Vec<Vec<u8>>) -> Endpoint {
 }
 
 pub(super) fn request(
-    _ep: &Endpoint,
-    _method: &str,
+    ep: &Endpoint,
+    method: &str,
     _target: &str,
     _headers: &[(&str, &str)],
     body: Body<'_>,
 ) -> Result<Response, HttpError> {
-    if let Body::Reader(r, n) = body {
-        std::io::copy(&mut r.take(n), &mut std::io::sink())?;
+    let declared = body.length(method).unwrap_or(0);
+    let sent = match body {
+        Body::Empty => 0,
+        Body::Bytes(b) => b.len() as u64,
+        Body::Reader(r, n) => std::io::copy(&mut r.take(n), &mut std::io::sink())?,
+    };
+    if sent != declared {
+        return Err(HttpError(format!(
+            "request body: {sent} bytes sent, {declared} declared"
+        )));
     }
+    let scheme = if ep.https { "https" } else { "http" };
     let raw = ANSWERS
         .with(|a| a.borrow_mut().pop_front())
-        .ok_or_else(|| HttpError("connect: connection refused".into()))?;
+        .ok_or_else(|| {
+            HttpError(format!(
+                "connect {scheme}://{}: connection refused",
+                ep.authority
+            ))
+        })?;
     let split = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
@@ -54,5 +69,9 @@ pub(super) fn request(
     if let Ok(Some(n)) = super::content_length(&headers) {
         body.truncate(usize::try_from(n).unwrap_or(usize::MAX));
     }
-    Ok(Response::new(status, headers, Box::new(std::io::Cursor::new(body))))
+    Ok(Response::new(
+        status,
+        headers,
+        Box::new(std::io::Cursor::new(body)),
+    ))
 }

@@ -70,16 +70,20 @@ pub(super) fn request(
         Fields::from_list(&list).map_err(|e| HttpError(format!("request headers: {e:?}")))?;
     let req = OutgoingRequest::new(fields);
     let bad = |what: &str| HttpError(format!("{method} {target}: invalid {what}"));
-    req.set_method(&method_of(method)).map_err(|_| bad("method"))?;
-    req.set_scheme(Some(if ep.https { &Scheme::Https } else { &Scheme::Http }))
-        .map_err(|_| bad("scheme"))?;
+    req.set_method(&method_of(method))
+        .map_err(|_| bad("method"))?;
+    req.set_scheme(Some(if ep.https {
+        &Scheme::Https
+    } else {
+        &Scheme::Http
+    }))
+    .map_err(|_| bad("scheme"))?;
     req.set_authority(Some(&ep.authority))
         .map_err(|_| bad("authority"))?;
     req.set_path_with_query(Some(target))
         .map_err(|_| bad("path"))?;
     let out = req.body().map_err(|_| bad("body"))?;
-    let pending = outgoing_handler::handle(req, None)
-        .map_err(|e| HttpError(error_code(&e)))?;
+    let pending = outgoing_handler::handle(req, None).map_err(|e| HttpError(error_code(&e)))?;
     if !matches!(body, Body::Empty) {
         let stream = out.write().map_err(|_| bad("body stream"))?;
         match body {
@@ -102,7 +106,9 @@ pub(super) fn request(
                 }
             }
         }
-        stream.blocking_flush().map_err(|e| HttpError(stream_error(e).to_string()))?;
+        stream
+            .blocking_flush()
+            .map_err(|e| HttpError(stream_error(e).to_string()))?;
     }
     OutgoingBody::finish(out, None).map_err(|e| HttpError(error_code(&e)))?;
     pending.subscribe().block();
