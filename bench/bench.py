@@ -26,6 +26,15 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUMOCI = os.path.join(ROOT, "target", "release", "rumoci")
+REGISTRY_WASM = os.path.join(ROOT, "target", "wasm32-wasip2", "release", "registry.wasm")
+
+
+def free_port():
+    """A free TCP port on 127.0.0.1."""
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 UMOCI = "/usr/bin/umoci"
 
 

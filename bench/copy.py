@@ -28,15 +28,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench import ROOT, RUMOCI, run  # noqa: E402
-
-REGISTRY_WASM = os.path.join(ROOT, "target", "wasm32-wasip2", "release", "registry.wasm")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from bench import REGISTRY_WASM, RUMOCI, free_port, run  # noqa: E402
 
 
 def start_registry(work):

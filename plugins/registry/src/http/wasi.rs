@@ -84,39 +84,37 @@ pub(super) fn request(
         .map_err(|_| bad("path"))?;
     let out = req.body().map_err(|_| bad("body"))?;
     let pending = outgoing_handler::handle(req, None).map_err(|e| HttpError(error_code(&e)))?;
+    // A body the host stops taking (it failed to send the request, or the
+    // server answered early) is not the error to report: the response is.
+    let mut body_error = None;
     if !matches!(body, Body::Empty) {
         let stream = out.write().map_err(|_| bad("body stream"))?;
-        match body {
-            Body::Empty => {}
-            Body::Bytes(b) => write_all(&stream, b)?,
-            Body::Reader(r, n) => {
-                let mut left = n;
-                let mut buf = vec![0u8; CHUNK.min(usize::try_from(n).unwrap_or(CHUNK))];
-                while left > 0 {
-                    let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-                    let got = r.read(&mut buf[..want])?;
-                    if got == 0 {
-                        return Err(HttpError(format!(
-                            "request body: {} of {n} bytes available",
-                            n - left
-                        )));
-                    }
-                    write_all(&stream, &buf[..got])?;
-                    left -= got as u64;
-                }
-            }
-        }
-        stream
-            .blocking_flush()
-            .map_err(|e| HttpError(stream_error(e).to_string()))?;
+        let written = match body {
+            Body::Empty => Ok(()),
+            Body::Bytes(b) => write_all(&stream, b),
+            Body::Reader(r, n) => write_reader(&stream, r, n),
+        };
+        body_error = written
+            .and_then(|()| {
+                stream
+                    .blocking_flush()
+                    .map_err(|e| HttpError(format!("request body: {}", stream_error(e))))
+            })
+            .err();
     }
-    OutgoingBody::finish(out, None).map_err(|e| HttpError(error_code(&e)))?;
+    if body_error.is_none() {
+        OutgoingBody::finish(out, None).map_err(|e| HttpError(error_code(&e)))?;
+    } else {
+        drop(out);
+    }
     pending.subscribe().block();
     let resp = match pending.get() {
         Some(Ok(Ok(r))) => r,
         Some(Ok(Err(e))) => return Err(HttpError(error_code(&e))),
         Some(Err(())) | None => {
-            return Err(HttpError(format!("{method} {target}: no response")));
+            return Err(
+                body_error.unwrap_or_else(|| HttpError(format!("{method} {target}: no response")))
+            );
         }
     };
     let status = resp.status();
@@ -142,6 +140,25 @@ pub(super) fn request(
             _resp: resp,
         }),
     ))
+}
+
+/// Hand `n` bytes of `r` to the host.
+fn write_reader(stream: &OutputStream, r: &mut dyn Read, n: u64) -> Result<(), HttpError> {
+    let mut left = n;
+    let mut buf = vec![0u8; CHUNK.min(usize::try_from(n).unwrap_or(CHUNK))];
+    while left > 0 {
+        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        let got = r.read(&mut buf[..want])?;
+        if got == 0 {
+            return Err(HttpError(format!(
+                "request body: {} of {n} bytes available",
+                n - left
+            )));
+        }
+        write_all(stream, &buf[..got])?;
+        left -= got as u64;
+    }
+    Ok(())
 }
 
 /// Hand `data` to the host as fast as it takes it.

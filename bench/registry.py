@@ -1,0 +1,140 @@
+#!/usr/bin/env python3
+"""Pull-and-unpack from a registry: rumoci against skopeo + the Go umoci,
+side by side in one run, over plain HTTP and over TLS.
+
+    bench/registry.py LAYOUT:TAG [--runs N] [--work DIR]
+
+The image is pushed once (skopeo) to a private Debian `docker-registry` on
+127.0.0.1 (one plain, one with a certificate from a CA made here with
+openssl). Then, interleaved, into a fresh directory every time:
+
+* rumoci: `rumoci --driver registry.wasm,url=URL[,ca=CA] unpack --image
+  bench/app:TAG BUNDLE` (straight from the registry);
+* Go: `skopeo copy docker://… oci:L:TAG && umoci unpack --image L:TAG
+  BUNDLE` (skopeo with the CA's directory for TLS).
+
+Wall time (median) and peak RSS per tool. Work happens in --work (default
+/dev/shm: CPU-bound figures). Needs target/release/rumoci and the registry
+plugin built: `cargo build --release && cargo build --release --target
+wasm32-wasip2 -p registry`.
+"""
+import argparse
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench import REGISTRY_WASM, RUMOCI, free_port, run  # noqa: E402
+
+
+def make_pki(d):
+    """A CA and a server certificate for 127.0.0.1, made with openssl."""
+    def ossl(*a):
+        subprocess.run(["openssl", *a], check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+    ossl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-subj", "/CN=bench CA", "-keyout", f"{d}/ca.key", "-out", f"{d}/ca.crt")
+    ossl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
+         "-keyout", f"{d}/server.key", "-out", f"{d}/server.csr")
+    with open(f"{d}/ext.cnf", "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    ossl("x509", "-req", "-in", f"{d}/server.csr", "-CA", f"{d}/ca.crt", "-CAkey",
+         f"{d}/ca.key", "-CAcreateserial", "-days", "2", "-extfile", f"{d}/ext.cnf",
+         "-out", f"{d}/server.crt")
+    certs = os.path.join(d, "certs.d")
+    os.makedirs(certs)
+    shutil.copy(f"{d}/ca.crt", certs)
+    return f"{d}/ca.crt", certs
+
+
+def start_registry(work, name, tls=None):
+    port = free_port()
+    cfg = os.path.join(work, f"{name}.yml")
+    http = f"http:\n  addr: 127.0.0.1:{port}\n"
+    if tls:
+        http += f"  tls:\n    certificate: {tls}/server.crt\n    key: {tls}/server.key\n"
+    with open(cfg, "w") as f:
+        f.write(f"version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n"
+                f"    rootdirectory: {work}/{name}-data\n{http}")
+    proc = subprocess.Popen(["docker-registry", "serve", cfg],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return proc, port
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("docker-registry did not start")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("image", help="LAYOUT:TAG")
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--work", default="/dev/shm")
+    args = ap.parse_args()
+    layout, tag = args.image.rsplit(":", 1)
+    work = tempfile.mkdtemp(prefix="rumoci-registry-bench-", dir=args.work)
+    env = dict(os.environ, XDG_DATA_HOME=os.path.join(work, "data"))
+    procs = []
+    results = {}
+    try:
+        ca, certs = make_pki(work)
+        plain, pport = start_registry(work, "plain")
+        secure, sport = start_registry(work, "tls", tls=work)
+        procs += [plain, secure]
+        src = f"oci:{layout}:{tag}"
+        subprocess.run(["skopeo", "copy", "-q", "--dest-tls-verify=false", src,
+                        f"docker://127.0.0.1:{pport}/bench/app:{tag}"], check=True)
+        subprocess.run(["skopeo", "copy", "-q", "--dest-cert-dir", certs, src,
+                        f"docker://127.0.0.1:{sport}/bench/app:{tag}"], check=True)
+        cases = {
+            "http pull+unpack": (f"url=http://127.0.0.1:{pport}",
+                                 ["--src-tls-verify=false"], pport),
+            "https pull+unpack": (f"url=https://127.0.0.1:{sport},ca={ca}",
+                                  ["--src-cert-dir", certs], sport),
+        }
+        n = 0
+        for name, (grant, skopeo_tls, port) in cases.items():
+            times = {"rumoci": [], "go": []}
+            rss = {"rumoci": [], "go": []}
+            for _ in range(args.runs):
+                for tool in ("rumoci", "go"):
+                    n += 1
+                    d = os.path.join(work, f"run{n}")
+                    os.makedirs(d)
+                    if tool == "rumoci":
+                        t, m = run([RUMOCI, "--driver", f"{REGISTRY_WASM},{grant},dir={d}/spool",
+                                    "unpack", "--image", f"bench/app:{tag}", f"{d}/bundle"], env=env)
+                    else:
+                        t1, m1 = run(["skopeo", "copy", "-q", *skopeo_tls,
+                                      f"docker://127.0.0.1:{port}/bench/app:{tag}",
+                                      f"oci:{d}/L:{tag}"], env=env)
+                        t2, m2 = run(["umoci", "unpack", "--image", f"{d}/L:{tag}",
+                                      f"{d}/bundle"], env=env)
+                        t, m = t1 + t2, max(m1, m2)
+                    times[tool].append(t)
+                    rss[tool].append(m)
+                    shutil.rmtree(d, ignore_errors=True)
+            results[name] = (times, rss)
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"image {args.image}, {args.runs} runs each, work in {args.work}")
+    print(f"{'scenario':<20}{'rumoci':>10}{'skopeo+umoci':>14}{'ratio':>8}{'rumoci RSS':>12}{'Go RSS':>10}")
+    for name, (times, rss) in results.items():
+        r, g = statistics.median(times["rumoci"]), statistics.median(times["go"])
+        print(f"{name:<20}{r:>9.3f}s{g:>13.3f}s{r / g:>7.2f}x"
+              f"{max(rss['rumoci']) // 1024:>9} MB{max(rss['go']) // 1024:>7} MB")
+
+
+if __name__ == "__main__":
+    main()
