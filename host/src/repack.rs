@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use crate::bundle::create::{ROOTFS, mtree_name};
 use crate::bundle::meta::Meta;
-use crate::cas::Cas;
+use crate::cas::WriteLock;
 use crate::cas::refs::DescriptorPath;
 use crate::layer::generate::{
     GenerateError, GenerateOptions, TarGenerator, children_rev, is_whiteout_name,
@@ -154,16 +154,16 @@ fn unchanged_digests(spec: &Spec, changed: &HashSet<Vec<u8>>) -> BTreeMap<BStrin
         .collect()
 }
 
-/// Repack `bundle` onto the image it was unpacked from. The caller holds
-/// the layout's writer lock and retags `outcome.path.root()`.
+/// Repack `bundle` onto the image it was unpacked from, under the store's
+/// writer lock; the caller retags `outcome.path.root()` before dropping it.
 pub fn repack_bundle(
-    cas: &dyn Cas,
+    lock: &WriteLock<'_>,
     bundle: &Path,
     opts: &RepackOptions,
 ) -> Result<RepackOutcome, RepackError> {
     let (meta, path) = read_meta(bundle)?;
     if let Some(ov) = meta.overlay.clone() {
-        return repack_overlay(cas, bundle, meta, ov, path, opts);
+        return repack_overlay(lock, bundle, meta, ov, path, opts);
     }
     let spec = load_spec(bundle, &path)?;
     let cache = load_cache(bundle, &path);
@@ -171,7 +171,7 @@ pub fn repack_bundle(
     if !std::fs::symlink_metadata(&rootfs).is_ok_and(|m| m.is_dir()) {
         return Err(bundle_err(bundle, "rootfs/ is missing or not a directory"));
     }
-    let m = Mutator::new(cas, path)?;
+    let m = Mutator::new(lock, path)?;
 
     // opened up once (unprivileged) for both the comparison and the layer
     let grant = tree_grant(&rootfs)?;
@@ -475,7 +475,7 @@ fn walk_upper(
 /// become whiteouts, opaque directories opaque whiteouts), so its cost
 /// grows with the change, not with the image. Works mounted or not.
 fn repack_overlay(
-    cas: &dyn Cas,
+    lock: &WriteLock<'_>,
     bundle: &Path,
     meta: Meta,
     ov: crate::bundle::overlay::OverlayMeta,
@@ -491,7 +491,7 @@ fn repack_overlay(
             format!("{} is missing or not a directory", ov.upperdir),
         ));
     }
-    let m = Mutator::new(cas, path)?;
+    let m = Mutator::new(lock, path)?;
     let masks = masks(opts, &m);
     let mut entries = walk_upper(&upper, ov.xattr_prefix(), &masks)?;
     let stats = DiffStats {

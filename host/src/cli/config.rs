@@ -173,8 +173,8 @@ fn apply(a: &Args, m: &mut Mutator<'_>) -> Result<()> {
 pub fn run(a: Args) -> Result<()> {
     let (cas, r) = a.image.open()?;
     let dest = a.tag.destination(&r.tag)?.to_string();
-    let _guard = cas.writer_guard()?;
-    super::util::mutate_tag(cas.as_ref(), &a.image, &dest, &mut |m| apply(&a, m))?;
+    let lock = rumoci::cas::WriteLock::new(cas.as_ref())?;
+    super::util::mutate_tag(&lock, &a.image, &dest, &mut |m| apply(&a, m))?;
     tracing::info!("updated {}:{dest}", rumoci::show::name(&r.layout));
     Ok(())
 }

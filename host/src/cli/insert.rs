@@ -54,10 +54,10 @@ pub fn run(a: Args) -> Result<()> {
     }
     let (cas, r) = a.image.open()?;
     let dest = a.tag.destination(&r.tag)?.to_string();
-    let _guard = cas.writer_guard()?;
+    let lock = rumoci::cas::WriteLock::new(cas.as_ref())?;
     let map = a.map.options(false)?;
     let clamp = source_date_epoch()?;
-    super::util::mutate_tag(cas.as_ref(), &a.image, &dest, &mut |m| {
+    super::util::mutate_tag(&lock, &a.image, &dest, &mut |m| {
         let compression = a.compress.pick(&m.manifest().layers)?;
         let history = a.history.entry("umoci insert", "", false)?;
         let layer = m.begin_layer(compression)?;

@@ -34,7 +34,7 @@ pub fn run(a: Args) -> Result<()> {
         history: Vec::new(),
         extra: Default::default(),
     };
-    let _guard = cas.writer_guard()?;
+    let lock = rumoci::cas::WriteLock::new(cas.as_ref())?;
     let config_desc = ext::put_json(cas.as_ref(), media::CONFIG, &config)?;
     let manifest = Manifest {
         schema_version: 2,
@@ -47,7 +47,7 @@ pub fn run(a: Args) -> Result<()> {
         extra: Default::default(),
     };
     let desc = ext::put_json(cas.as_ref(), media::MANIFEST, &manifest)?;
-    refs::set_tag(cas.as_ref(), &r.tag, &desc).with_context(|| format!("tag {}", r.tag))?;
+    refs::set_tag(&lock, &r.tag, &desc).with_context(|| format!("tag {}", r.tag))?;
     tracing::info!(
         "created new image {}:{}",
         rumoci::show::name(&r.layout),

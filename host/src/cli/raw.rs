@@ -325,8 +325,8 @@ fn add_layer(a: AddLayerArgs) -> Result<()> {
     }
     let (cas, r) = a.image.open()?;
     let dest = a.tag.destination(&r.tag)?.to_string();
-    let _guard = cas.writer_guard()?;
-    super::util::mutate_tag(cas.as_ref(), &a.image, &dest, &mut |m| {
+    let lock = rumoci::cas::WriteLock::new(cas.as_ref())?;
+    super::util::mutate_tag(&lock, &a.image, &dest, &mut |m| {
         let mut file = std::fs::File::open(&a.layer)
             .with_context(|| format!("open layer {}", rumoci::show::name(&a.layer)))?;
         let compression = a.compress.pick(&m.manifest().layers)?;

@@ -18,9 +18,8 @@ pub fn run(a: Args) -> Result<()> {
     let (cas, r) = a.image.open()?;
     // an index update is a write: gc (and its clean-up of temporaries)
     // waits for it
-    let _guard = cas.writer_guard()?;
-    let n =
-        refs::remove_tag(cas.as_ref(), &r.tag).with_context(|| format!("remove tag {}", r.tag))?;
+    let lock = rumoci::cas::WriteLock::new(cas.as_ref())?;
+    let n = refs::remove_tag(&lock, &r.tag).with_context(|| format!("remove tag {}", r.tag))?;
     tracing::info!("removed {n} entries for tag {}", r.tag);
     Ok(())
 }

@@ -43,7 +43,7 @@ pub fn run(a: Args) -> Result<()> {
         history: a.history.entry("umoci repack", "", false)?,
     };
     let (cas, r) = a.image.open()?;
-    let _guard = cas.writer_guard()?;
+    let lock = rumoci::cas::WriteLock::new(cas.as_ref())?;
     let what = || {
         format!(
             "repack {} into {}:{}",
@@ -52,8 +52,8 @@ pub fn run(a: Args) -> Result<()> {
             r.tag
         )
     };
-    let out = repack_bundle(cas.as_ref(), &a.bundle, &opts).with_context(what)?;
-    refs::set_tag(cas.as_ref(), &r.tag, out.path.root()).with_context(what)?;
+    let out = repack_bundle(&lock, &a.bundle, &opts).with_context(what)?;
+    refs::set_tag(&lock, &r.tag, out.path.root()).with_context(what)?;
     if a.refresh_bundle {
         refresh_bundle(&a.bundle, &out)
             .with_context(|| format!("refresh {}", rumoci::show::name(&a.bundle)))?;

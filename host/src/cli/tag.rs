@@ -21,10 +21,10 @@ pub fn run(a: Args) -> Result<()> {
     // From reading the source tag until the new tag is written, gc must not
     // run: the source tag may move meanwhile and its old manifest would be
     // swept, leaving the new tag dangling.
-    let _guard = cas.writer_guard()?;
+    let lock = rumoci::cas::WriteLock::new(cas.as_ref())?;
     let path = refs::resolve(cas.as_ref(), &r.tag, a.image.platform()?.as_ref())
         .with_context(|| format!("resolve {}:{}", rumoci::show::name(&r.layout), r.tag))?;
-    refs::set_tag(cas.as_ref(), &a.new_tag, path.target())
+    refs::set_tag(&lock, &a.new_tag, path.target())
         .with_context(|| format!("tag {}", a.new_tag))?;
     tracing::info!("created new tag {}", a.new_tag);
     Ok(())

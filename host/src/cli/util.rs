@@ -419,26 +419,27 @@ impl MapArgs {
 /// otherwise another writer got there first and the change is redone on top
 /// of theirs. (The Go umoci overwrites, losing the other update.)
 pub fn mutate_tag(
-    cas: &dyn rumoci::cas::Cas,
+    lock: &rumoci::cas::WriteLock<'_>,
     image: &ImageArgs,
     dest: &str,
     f: &mut dyn FnMut(&mut rumoci::mutate::Mutator) -> Result<()>,
 ) -> Result<rumoci::cas::refs::DescriptorPath> {
     use anyhow::Context as _;
     use rumoci::cas::refs;
+    let cas = lock.cas();
     let r = image.reference()?;
     let platform = image.platform()?;
     for attempt in 0..64 {
         let path = refs::resolve(cas, &r.tag, platform.as_ref())
             .with_context(|| format!("resolve {}:{}", rumoci::show::name(&r.layout), r.tag))?;
         let old_root = path.root().clone();
-        let mut m = rumoci::mutate::Mutator::new(cas, path)?;
+        let mut m = rumoci::mutate::Mutator::new(lock, path)?;
         f(&mut m)?;
         let new_path = m.commit()?;
         let done = if dest == r.tag {
-            refs::set_tag_if(cas, dest, Some(&old_root), new_path.root())?
+            refs::set_tag_if(lock, dest, Some(&old_root), new_path.root())?
         } else {
-            refs::set_tag(cas, dest, new_path.root())?;
+            refs::set_tag(lock, dest, new_path.root())?;
             true
         };
         if done {
