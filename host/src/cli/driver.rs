@@ -69,41 +69,13 @@ fn cas_spec() -> Result<Option<(PathBuf, DriverSpec)>> {
     Ok(roles()?.0)
 }
 
-/// The default store directory of a layer-store plugin (and of a
-/// content-store plugin given `url=`):
-/// `$XDG_DATA_HOME/rumoci/drivers/NAME` (`~/.local/share/…`), NAME being the
-/// plugin file's stem.
-fn default_store_dir(wasm: &Path) -> Result<PathBuf> {
-    let data = match std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
-        Some(d) => PathBuf::from(d),
-        None => {
-            let home = std::env::var_os("HOME")
-                .filter(|v| !v.is_empty())
-                .context("neither XDG_DATA_HOME nor HOME is set: give the driver a dir=")?;
-            PathBuf::from(home).join(".local/share")
-        }
-    };
-    let name = wasm
-        .file_stem()
-        .with_context(|| format!("--driver {}: no file name", rumoci::show::name(&wasm)))?;
-    Ok(data.join("rumoci/drivers").join(name))
-}
-
-/// A plugin's store directory: `dir=`, else [`default_store_dir`].
-fn store_dir(wasm: &Path, spec: &DriverSpec) -> Result<PathBuf> {
-    match &spec.dir {
-        Some(d) => Ok(d.clone()),
-        None => default_store_dir(wasm),
-    }
-}
-
 /// The layer store selected with `--driver` (`None`: extract in place).
 pub fn open_layer_store() -> Result<Option<Box<dyn LayerStore>>> {
-    let Some((wasm, spec)) = roles()?.1 else {
+    let Some((_, spec)) = roles()?.1 else {
         return Ok(None);
     };
-    let dir = store_dir(&wasm, &spec)?;
-    let store = WasmLayerStore::open(&wasm, &spec, &dir)
+    let dir = spec.store_dir()?;
+    let store = WasmLayerStore::open(&spec)
         .with_context(|| format!("open layer store {}", rumoci::show::name(&dir)))?;
     Ok(Some(Box::new(store)))
 }
@@ -113,7 +85,7 @@ pub fn open_layer_store() -> Result<Option<Box<dyn LayerStore>>> {
 /// `url=` the path names a repository (passed as `repo` unless `repo=` is
 /// given) and the store directory is `dir=` or the default one, created if
 /// missing.
-fn cas_store(wasm: &Path, spec: &DriverSpec, path: &Path) -> Result<(PathBuf, DriverSpec)> {
+fn cas_store(spec: &DriverSpec, path: &Path) -> Result<(PathBuf, DriverSpec)> {
     if spec.url.is_none() {
         let dir = spec.dir.clone().unwrap_or_else(|| path.to_path_buf());
         if !same_place(&dir, path) {
@@ -129,7 +101,7 @@ fn cas_store(wasm: &Path, spec: &DriverSpec, path: &Path) -> Result<(PathBuf, Dr
     if spec.repo.is_none() {
         spec.repo = Some(path.to_string_lossy().into_owned());
     }
-    let dir = store_dir(wasm, &spec)?;
+    let dir = spec.store_dir()?;
     std::fs::create_dir_all(&dir)
         .with_context(|| format!("create store directory {}", rumoci::show::name(&dir)))?;
     Ok((dir, spec))
@@ -184,7 +156,7 @@ pub fn create_layout(path: &Path) -> Result<()> {
                 .with_context(|| format!("create layout {}", rumoci::show::name(&path)))?;
         }
         Some((wasm, spec)) => {
-            let (dir, spec) = cas_store(&wasm, &spec, path)?;
+            let (dir, spec) = cas_store(&spec, path)?;
             // With url= the store directory is only for spooling: the
             // plugin's `init` decides whether the repository exists.
             // an empty directory (a mount point for the store) is the
@@ -242,7 +214,7 @@ pub fn open_side(spec: Option<&str>, path: &Path, create: bool) -> Result<Box<dy
             Ok(Box::new(cas))
         }
         Some((wasm, spec)) => {
-            let (dir, spec) = cas_store(&wasm, &spec, path)?;
+            let (dir, spec) = cas_store(&spec, path)?;
             let fresh = std::fs::symlink_metadata(&dir).is_err() || is_empty_dir(&dir);
             let cas = if create && spec.url.is_none() && fresh {
                 let index = rumoci::oci::to_go_json(&rumoci::oci::Index::default())

@@ -88,7 +88,12 @@ pub(super) fn run(r: &mut Runner, wasm: &Path, spec: &DriverSpec, opts: &Options
         "the store opens in an empty directory",
         "the plugin works in the store directory it is given (created empty by the host)",
         || {
-            store = Some(WasmLayerStore::open(wasm, spec, &dir).map_err(err)?);
+            let spec = DriverSpec {
+                source: crate::driver::DriverSource::Wasm(wasm.to_path_buf()),
+                dir: Some(dir.clone()),
+                ..spec.clone()
+            };
+            store = Some(WasmLayerStore::open(&spec).map_err(err)?);
             Ok(None)
         },
     );
