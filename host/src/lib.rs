@@ -22,6 +22,7 @@ pub mod bundle;
 pub mod cas;
 #[cfg(feature = "wasm")]
 pub mod driver;
+mod error;
 pub mod layer;
 pub mod layer_store;
 pub mod limits;
@@ -34,3 +35,5 @@ pub mod repack;
 pub mod show;
 pub mod stat;
 pub mod unpack;
+
+pub use error::{Error, ErrorKind, Result};

@@ -107,7 +107,7 @@ pub fn statcache_name(path: &DescriptorPath) -> String {
 
 /// Read a bundle's `umoci.json` and check it points at a manifest.
 pub fn read_meta(bundle: &Path) -> Result<(Meta, DescriptorPath), RepackError> {
-    let meta = Meta::read(bundle).map_err(|e| bundle_err(bundle, e))?;
+    let meta = Meta::read(bundle).map_err(|e| bundle_err(bundle, e.to_string()))?;
     let path = DescriptorPath(meta.from_descriptor_path.descriptor_walk.clone());
     if path.target().media_type != media::MANIFEST {
         return Err(bundle_err(
@@ -342,7 +342,9 @@ fn rewrite_bundle(
     tracing::debug!("refresh: {written} files re-hashed");
     let mut new_meta = Meta::new(new_path, outcome.meta.map_options.clone());
     new_meta.overlay = overlay;
-    new_meta.write(bundle).map_err(|e| bundle_err(bundle, e))?;
+    new_meta
+        .write(bundle)
+        .map_err(|e| bundle_err(bundle, e.to_string()))?;
     if mtree_name(&old_path) != mtree_name(new_path) {
         for n in [mtree_name(&old_path), statcache_name(&old_path)] {
             match std::fs::remove_file(bundle.join(&n)) {

@@ -390,7 +390,6 @@ fn runtime_config(a: RuntimeConfigArgs) -> Result<()> {
             rootless: opts.rootless,
         },
     )
-    .map_err(anyhow::Error::msg)
     .with_context(|| {
         format!(
             "runtime config of {}:{}",
@@ -398,7 +397,7 @@ fn runtime_config(a: RuntimeConfigArgs) -> Result<()> {
             r.tag
         )
     })?;
-    let data = to_json(&spec).map_err(anyhow::Error::msg)?;
-    rumoci::bundle::write_atomic(&a.config, &data).map_err(anyhow::Error::msg)?;
+    let data = to_json(&spec)?;
+    rumoci::bundle::write_atomic(&a.config, &data)?;
     Ok(())
 }

@@ -33,8 +33,7 @@ pub struct Args {
 
 /// Add the changes made in a bundle's rootfs as a new layer, and tag it.
 pub fn run(a: Args) -> Result<()> {
-    let compression =
-        rumoci::mutate::Compression::parse(&a.compress.compress).map_err(anyhow::Error::msg)?;
+    let compression = rumoci::mutate::Compression::parse(&a.compress.compress)?;
     let opts = RepackOptions {
         compression,
         mask_paths: a.mask_path.clone(),

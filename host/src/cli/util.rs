@@ -311,7 +311,7 @@ pub struct CompressArgs {
 impl CompressArgs {
     /// Decide the compression for a new layer on top of `layers`.
     pub fn pick(&self, layers: &[rumoci::oci::Descriptor]) -> Result<rumoci::mutate::Compression> {
-        let c = rumoci::mutate::Compression::parse(&self.compress).map_err(anyhow::Error::msg)?;
+        let c = rumoci::mutate::Compression::parse(&self.compress)?;
         Ok(c.unwrap_or_else(|| rumoci::mutate::Compression::auto(layers)))
     }
 }
@@ -382,7 +382,7 @@ impl MapArgs {
         use rumoci::layer::idmap::IdMapping;
         let parse = |v: &[String]| {
             v.iter()
-                .map(|m| IdMapping::parse(m).map_err(anyhow::Error::msg))
+                .map(|m| IdMapping::parse(m).map_err(anyhow::Error::from))
                 .collect::<Result<Vec<_>>>()
         };
         let mut uid_map = parse(&self.uid_map)?;
