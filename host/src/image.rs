@@ -37,8 +37,9 @@
 //! };
 //! store.configure(&lock, "base", None, "configured", &change)?;
 //! drop(lock);
-//! let stat = store.stat("configured", None)?;
-//! assert_eq!(stat.history.len(), 1);
+//! let config = store.config("configured", None)?;
+//! assert_eq!(config.config.env, ["PATH=/bin"]);
+//! assert_eq!(config.history.len(), 1);
 //! assert!(store.verify().is_empty());
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -400,6 +401,14 @@ impl Store {
     pub fn remove_tag(&self, lock: &WriteLock<'_>, tag: &str) -> Result<usize> {
         self.check_lock(lock)?;
         refs::remove_tag(lock, tag).doing(|| format!("remove tag {tag}"))
+    }
+
+    /// The image configuration `tag` resolves to (env, labels, history…).
+    pub fn config(&self, tag: &str, platform: Option<&PlatformSpec>) -> Result<Image> {
+        let path = self.resolve(tag, platform)?;
+        let what = || format!("read the config of {}", self.image(tag));
+        let manifest = ext::fetch_manifest(self.cas(), path.target()).doing(what)?;
+        ext::fetch_image_config(self.cas(), path.target(), &manifest).doing(what)
     }
 
     /// The manifest, config and history of `tag` (umoci's `stat`).
