@@ -9,6 +9,8 @@ cd "$(dirname "$0")/.."
 scripts/deps.sh
 cargo build --all-targets
 cargo test "$@"
+# the library examples (build step, copy), on an image made there
+scripts/examples.sh
 # the plugins' own unit tests (they build for the host target in test mode)
 cargo test -p layer-cache -p overlay -p registry
 # the SDK is publishable: its package (with the WIT inside) builds on its own

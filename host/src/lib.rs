@@ -1,7 +1,10 @@
 //! rumoci: umoci, the OCI image tool, rebuilt in Rust.
 //!
-//! The crate is both the `rumoci` command-line tool and a library whose
-//! pieces can be used on their own:
+//! The crate is both the `rumoci` command-line tool and a library. Start
+//! with [`image`]: the entry points the command is made of (open a store,
+//! resolve, unpack, repack, insert, configure, tag, stat, gc, verify,
+//! copy), each returning one error type, [`Error`] (with an
+//! [`ErrorKind`]). The pieces underneath can be used on their own:
 //!
 //! * [`oci`]: image-spec types (lossless serde structs) and [`oci::Digest`].
 //! * [`cas`]: the content-addressable store trait, the built-in OCI layout
@@ -22,6 +25,8 @@ pub mod bundle;
 pub mod cas;
 #[cfg(feature = "wasm")]
 pub mod driver;
+mod error;
+pub mod image;
 pub mod layer;
 pub mod layer_store;
 pub mod limits;
@@ -34,3 +39,5 @@ pub mod repack;
 pub mod show;
 pub mod stat;
 pub mod unpack;
+
+pub use error::{Error, ErrorKind, Result};

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use crate::bundle::create::{ROOTFS, mtree_name};
 use crate::bundle::meta::Meta;
-use crate::cas::Cas;
+use crate::cas::WriteLock;
 use crate::cas::refs::DescriptorPath;
 use crate::layer::generate::{
     GenerateError, GenerateOptions, TarGenerator, children_rev, is_whiteout_name,
@@ -107,7 +107,7 @@ pub fn statcache_name(path: &DescriptorPath) -> String {
 
 /// Read a bundle's `umoci.json` and check it points at a manifest.
 pub fn read_meta(bundle: &Path) -> Result<(Meta, DescriptorPath), RepackError> {
-    let meta = Meta::read(bundle).map_err(|e| bundle_err(bundle, e))?;
+    let meta = Meta::read(bundle).map_err(|e| bundle_err(bundle, e.to_string()))?;
     let path = DescriptorPath(meta.from_descriptor_path.descriptor_walk.clone());
     if path.target().media_type != media::MANIFEST {
         return Err(bundle_err(
@@ -154,16 +154,16 @@ fn unchanged_digests(spec: &Spec, changed: &HashSet<Vec<u8>>) -> BTreeMap<BStrin
         .collect()
 }
 
-/// Repack `bundle` onto the image it was unpacked from. The caller holds
-/// the layout's writer lock and retags `outcome.path.root()`.
+/// Repack `bundle` onto the image it was unpacked from, under the store's
+/// writer lock; the caller retags `outcome.path.root()` before dropping it.
 pub fn repack_bundle(
-    cas: &dyn Cas,
+    lock: &WriteLock<'_>,
     bundle: &Path,
     opts: &RepackOptions,
 ) -> Result<RepackOutcome, RepackError> {
     let (meta, path) = read_meta(bundle)?;
     if let Some(ov) = meta.overlay.clone() {
-        return repack_overlay(cas, bundle, meta, ov, path, opts);
+        return repack_overlay(lock, bundle, meta, ov, path, opts);
     }
     let spec = load_spec(bundle, &path)?;
     let cache = load_cache(bundle, &path);
@@ -171,7 +171,7 @@ pub fn repack_bundle(
     if !std::fs::symlink_metadata(&rootfs).is_ok_and(|m| m.is_dir()) {
         return Err(bundle_err(bundle, "rootfs/ is missing or not a directory"));
     }
-    let m = Mutator::new(cas, path)?;
+    let m = Mutator::new(lock, path)?;
 
     // opened up once (unprivileged) for both the comparison and the layer
     let grant = tree_grant(&rootfs)?;
@@ -342,7 +342,9 @@ fn rewrite_bundle(
     tracing::debug!("refresh: {written} files re-hashed");
     let mut new_meta = Meta::new(new_path, outcome.meta.map_options.clone());
     new_meta.overlay = overlay;
-    new_meta.write(bundle).map_err(|e| bundle_err(bundle, e))?;
+    new_meta
+        .write(bundle)
+        .map_err(|e| bundle_err(bundle, e.to_string()))?;
     if mtree_name(&old_path) != mtree_name(new_path) {
         for n in [mtree_name(&old_path), statcache_name(&old_path)] {
             match std::fs::remove_file(bundle.join(&n)) {
@@ -475,7 +477,7 @@ fn walk_upper(
 /// become whiteouts, opaque directories opaque whiteouts), so its cost
 /// grows with the change, not with the image. Works mounted or not.
 fn repack_overlay(
-    cas: &dyn Cas,
+    lock: &WriteLock<'_>,
     bundle: &Path,
     meta: Meta,
     ov: crate::bundle::overlay::OverlayMeta,
@@ -491,7 +493,7 @@ fn repack_overlay(
             format!("{} is missing or not a directory", ov.upperdir),
         ));
     }
-    let m = Mutator::new(cas, path)?;
+    let m = Mutator::new(lock, path)?;
     let masks = masks(opts, &m);
     let mut entries = walk_upper(&upper, ov.xattr_prefix(), &masks)?;
     let stats = DiffStats {

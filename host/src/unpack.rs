@@ -183,7 +183,7 @@ impl Top {
                     format!("snapshot {}: no record of its tree", self.info.name),
                 )
             })?;
-            let path = resolve(store.root(), meta).map_err(|e| store_err(store, e))?;
+            let path = resolve(store.root(), meta).map_err(|e| store_err(store, e.to_string()))?;
             let rec = Record::read(&path)
                 .map_err(|e| store_err(store, format!("snapshot {}: {e}", self.info.name)))?;
             self.record = Some(rec);
@@ -242,7 +242,7 @@ fn perform_mounts(
         |n| format!("{n} mounts for {name}: only one copy mount is supported"),
         |k| format!("mount kind {k:?} for {name}: rumoci performs only \"copy\""),
     )?;
-    let src = resolve(store.root(), &m.source).map_err(|e| store_err(store, e))?;
+    let src = resolve(store.root(), &m.source).map_err(|e| store_err(store, e.to_string()))?;
     let record = top.record(store)?;
     let mut seen = 0usize;
     let progress = crate::progress::Item::start(
@@ -337,7 +337,7 @@ fn overlay_lowerdirs(
     let lower = lower.ok_or_else(|| store_err(store, "overlay mount without lowerdir=".into()))?;
     let mut out = Vec::new();
     for rel in lower.split(':') {
-        let p = resolve(root_abs, rel).map_err(|e| store_err(store, e))?;
+        let p = resolve(root_abs, rel).map_err(|e| store_err(store, e.to_string()))?;
         if rel.is_empty() {
             return Err(store_err(store, "empty lower directory".into()));
         }
@@ -513,7 +513,8 @@ pub fn unpack_chain(
             Prepared::Fresh(t) => t,
         };
         let res = (|| -> Result<Option<Record>, UnpackError> {
-            let dir = resolve(store.root(), &target.dir).map_err(|e| store_err(store, e))?;
+            let dir =
+                resolve(store.root(), &target.dir).map_err(|e| store_err(store, e.to_string()))?;
             if let Some(prefix) = overlay_prefix {
                 if !target.mounts.is_empty() {
                     return Err(store_err(
@@ -563,7 +564,7 @@ pub fn unpack_chain(
             let rec = Record::capture(&dir, &ex.digests)
                 .map_err(|e| store_err(store, e.to_string()))?
                 .with_restricted(ex.restricted().clone());
-            let path = resolve(store.root(), meta).map_err(|e| store_err(store, e))?;
+            let path = resolve(store.root(), meta).map_err(|e| store_err(store, e.to_string()))?;
             rec.write(&path)
                 .map_err(|e| store_err(store, e.to_string()))?;
             Ok(Some(rec))
@@ -781,7 +782,8 @@ pub fn check_layer(
     desc: &crate::oci::Descriptor,
     diff_id: Option<&Digest>,
     blob: &mut dyn Read,
-) -> Result<(), String> {
+) -> Result<(), crate::Error> {
+    use crate::{Error, ErrorKind};
     let plain = decompressor(&desc.media_type, Box::new(blob))?;
     let alg = diff_id.map_or(crate::oci::Algorithm::Sha256, Digest::algorithm);
     let mut reader = DiffIdReader {
@@ -790,14 +792,20 @@ pub fn check_layer(
         size: 0,
     };
     std::io::copy(&mut reader, &mut std::io::sink())
-        .map_err(|e| format!("layer {}: {e}", desc.digest))?;
+        .map_err(|e| Error::msg(ErrorKind::of_io(&e), format!("layer {}: {e}", desc.digest)))?;
     let got = reader.hasher.finish();
     match diff_id {
-        Some(d) if *d != got => Err(format!(
-            "layer {}: diff_id mismatch: config says {d}, content is {got}",
-            desc.digest
+        Some(d) if *d != got => Err(Error::msg(
+            ErrorKind::Integrity,
+            format!(
+                "layer {}: diff_id mismatch: config says {d}, content is {got}",
+                desc.digest
+            ),
         )),
         Some(_) => Ok(()),
-        None => Err(format!("layer {}: no diff_id in the config", desc.digest)),
+        None => Err(Error::invalid(format!(
+            "layer {}: no diff_id in the config",
+            desc.digest
+        ))),
     }
 }

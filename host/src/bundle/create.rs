@@ -68,8 +68,8 @@ pub fn write_bundle_manifest(
     let mut cache = Vec::new();
     let rehashed = mtree::write_manifest(rootfs, &header, digests, &mut manifest, Some(&mut cache))
         .map_err(|e| BundleError::Other(format!("{}: {e}", mtree_path.display())))?;
-    super::write_atomic(&mtree_path, &manifest).map_err(BundleError::Other)?;
-    super::write_atomic(&cache_path, &cache).map_err(BundleError::Other)?;
+    super::write_atomic(&mtree_path, &manifest)?;
+    super::write_atomic(&cache_path, &cache)?;
     if rehashed > 0 {
         tracing::debug!("mtree: {rehashed} files re-hashed");
     }
@@ -156,7 +156,7 @@ pub fn unpack_bundle(
         .map_err(|e| BundleError::Other(format!("config.json: {e}")))?;
         let data = to_json(&spec).map_err(|e| BundleError::Other(format!("config.json: {e}")))?;
         created_files.push(&config_path);
-        super::write_atomic(&config_path, &data).map_err(BundleError::Other)?;
+        super::write_atomic(&config_path, &data)?;
 
         created_files.push(&mtree_path);
         created_files.push(&cache_path);
@@ -172,7 +172,7 @@ pub fn unpack_bundle(
         );
         meta.overlay = overlay;
         created_files.push(&meta_path);
-        meta.write(bundle).map_err(BundleError::Other)
+        meta.write(bundle)
     })();
     if res.is_err() {
         if overlay_made {

@@ -1,5 +1,6 @@
 //! `umoci.json`: what a bundle was unpacked from and how.
 
+use super::create::BundleError;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -64,7 +65,7 @@ impl Meta {
     }
 
     /// Read and validate a bundle's `umoci.json`.
-    pub fn read(bundle: &Path) -> Result<Meta, String> {
+    pub fn read(bundle: &Path) -> Result<Meta, BundleError> {
         use std::io::Read;
         use std::os::unix::fs::OpenOptionsExt;
         let p = bundle.join(META_NAME);
@@ -76,45 +77,53 @@ impl Meta {
                 (rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::NOFOLLOW).bits() as i32,
             )
             .open(&p)
-            .map_err(|e| format!("{}: {e}", shown()))?;
+            .map_err(|e| BundleError::Other(format!("{}: {e}", shown())))?;
         if !f.metadata().is_ok_and(|m| m.is_file()) {
-            return Err(format!("{}: not a regular file", shown()));
+            return Err(BundleError::Other(format!(
+                "{}: not a regular file",
+                shown()
+            )));
         }
         let max = crate::limits::MAX_DOCUMENT_SIZE;
         let mut data = Vec::new();
         f.take(max + 1)
             .read_to_end(&mut data)
-            .map_err(|e| format!("{}: {e}", shown()))?;
+            .map_err(|e| BundleError::Other(format!("{}: {e}", shown())))?;
         if data.len() as u64 > max {
-            return Err(format!(
+            return Err(BundleError::Other(format!(
                 "{}: {}",
                 shown(),
                 crate::limits::Limit::DocumentSize(data.len() as u64)
-            ));
+            )));
         }
-        let m: Meta = serde_json::from_slice(&data).map_err(|e| format!("{}: {e}", p.display()))?;
+        let m: Meta = serde_json::from_slice(&data)
+            .map_err(|e| BundleError::Other(format!("{}: {e}", p.display())))?;
         if m.umoci_version != META_VERSION {
-            return Err(format!(
+            return Err(BundleError::Other(format!(
                 "{}: unsupported umoci_version {:?}",
                 p.display(),
                 m.umoci_version
-            ));
+            )));
         }
         if m.whiteout_mode.unwrap_or(0) != 0 {
-            return Err(format!(
+            return Err(BundleError::Other(format!(
                 "{}: deprecated (broken) whiteout_mode field set",
                 p.display()
-            ));
+            )));
         }
         if m.from_descriptor_path.descriptor_walk.is_empty() {
-            return Err(format!("{}: empty descriptor walk", p.display()));
+            return Err(BundleError::Other(format!(
+                "{}: empty descriptor walk",
+                p.display()
+            )));
         }
         Ok(m)
     }
 
     /// Write atomically into `bundle`.
-    pub fn write(&self, bundle: &Path) -> Result<(), String> {
-        let data = to_go_json(self).map_err(|e| format!("serialising {META_NAME}: {e}"))?;
+    pub fn write(&self, bundle: &Path) -> Result<(), BundleError> {
+        let data = to_go_json(self)
+            .map_err(|e| BundleError::Other(format!("serialising {META_NAME}: {e}")))?;
         super::write_atomic(&bundle.join(META_NAME), &data)
     }
 }

@@ -12,7 +12,7 @@ use std::path::Path;
 
 /// Write `data` to `path` through a temporary in the same directory and a
 /// rename, so a crash leaves the old file or the new one.
-pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), String> {
+pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), create::BundleError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
         .file_name()
@@ -28,5 +28,5 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), String> {
     if res.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
-    res.map_err(|e| format!("{}: {e}", path.display()))
+    res.map_err(|e| create::BundleError::Other(format!("{}: {e}", path.display())))
 }

@@ -5,6 +5,7 @@
 
 use serde_json::{Value, json};
 
+use super::create::BundleError;
 use super::user::resolve_user;
 use crate::layer::idmap::IdMapping;
 use crate::layer::root::Root;
@@ -85,6 +86,15 @@ pub fn runtime_config(
     rootfs: Option<&Root>,
     rootfs_name: &str,
     map: &RuntimeMapping,
+) -> Result<Value, BundleError> {
+    build(image, rootfs, rootfs_name, map).map_err(BundleError::Other)
+}
+
+fn build(
+    image: &Image,
+    rootfs: Option<&Root>,
+    rootfs_name: &str,
+    map: &RuntimeMapping,
 ) -> Result<Value, String> {
     if image.os != "linux" {
         return Err(format!(
@@ -123,7 +133,7 @@ pub fn runtime_config(
     }
 
     let user = match rootfs {
-        Some(r) => resolve_user(&ic.user, Some(r))?,
+        Some(r) => resolve_user(&ic.user, Some(r)).map_err(|e| e.to_string())?,
         None => resolve_user(&ic.user, None).unwrap_or_else(|e| {
             tracing::warn!("{e}; using root:root (no rootfs given)");
             super::user::ExecUser {
@@ -235,11 +245,11 @@ fn to_rootless(spec: &mut Value) {
 }
 
 /// Serialise as umoci does: tab-indented JSON and a final newline.
-pub fn to_json(spec: &Value) -> Result<Vec<u8>, String> {
+pub fn to_json(spec: &Value) -> Result<Vec<u8>, BundleError> {
     let mut out = Vec::new();
     let fmt = serde_json::ser::PrettyFormatter::with_indent(b"\t");
     let mut ser = serde_json::Serializer::with_formatter(&mut out, fmt);
-    serde::Serialize::serialize(spec, &mut ser).map_err(|e| e.to_string())?;
+    serde::Serialize::serialize(spec, &mut ser).map_err(|e| BundleError::Other(e.to_string()))?;
     out.push(b'\n');
     Ok(out)
 }

@@ -101,7 +101,7 @@ impl std::fmt::Display for Problem {
 /// Checks a layer's content: given its descriptor, its diff_id and the
 /// verified blob stream, return an error message if it is bad.
 pub type LayerCheck<'a> =
-    dyn FnMut(&Descriptor, Option<&Digest>, &mut dyn Read) -> Result<(), String> + 'a;
+    dyn FnMut(&Descriptor, Option<&Digest>, &mut dyn Read) -> Result<(), crate::Error> + 'a;
 
 /// One descriptor waiting to be checked: a node of the walk. Nodes keep a
 /// link to their parent instead of the whole path, so deep nesting costs
@@ -301,8 +301,10 @@ fn visit(
         let res = open_verified(cas, desc)
             .map_err(|e| (ProblemKind::of(&e), e.to_string()))
             .and_then(|mut r| {
-                layer_check(desc, diff_id, &mut r)
-                    .map_err(|m| (ProblemKind::of_layer_message(&m), m))
+                layer_check(desc, diff_id, &mut r).map_err(|e| {
+                    let m = e.to_string();
+                    (ProblemKind::of_layer_message(&m), m)
+                })
             });
         if let Err((kind, e)) = res {
             report(kind, e);

@@ -185,7 +185,7 @@ pub fn copy_image(
         }
     }
     // a gc of the destination must not sweep what is not tagged yet
-    let _guard = dst.writer_guard()?;
+    let lock = super::WriteLock::new(dst)?;
     let mut stats = CopyStats::default();
     let mut seen = HashSet::new();
     let total = order
@@ -215,7 +215,7 @@ pub fn copy_image(
     }
     if !referrer_entries.is_empty() {
         stats.referrers = referrer_entries.len();
-        update_index(dst, &mut |index| {
+        update_index(&lock, &mut |index| {
             for e in &referrer_entries {
                 if !index
                     .manifests
@@ -228,7 +228,7 @@ pub fn copy_image(
             Ok(())
         })?;
     }
-    set_tag(dst, dst_tag, &root)?;
+    set_tag(&lock, dst_tag, &root)?;
     stats.root = Some(root);
     Ok(stats)
 }

@@ -159,11 +159,13 @@ fn parse_index_json(raw: &[u8]) -> Result<Index, CasError> {
 
 /// Read-modify-write `index.json`: `f` edits the index, which is written back
 /// atomically with compare-and-swap; on a concurrent change the whole
-/// read-modify-write is retried, so no update is ever lost.
+/// read-modify-write is retried, so no update is ever lost. Needs the
+/// store's writer lock.
 pub fn update_index(
-    cas: &dyn Cas,
+    lock: &super::WriteLock<'_>,
     f: &mut dyn FnMut(&mut Index) -> Result<(), CasError>,
 ) -> Result<Index, CasError> {
+    let cas = lock.cas();
     let mut backoff = std::time::Duration::from_micros(200);
     for _ in 0..10_000 {
         let raw = cas.read_index_raw()?;

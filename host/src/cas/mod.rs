@@ -120,6 +120,44 @@ impl CasError {
     }
 }
 
+/// The writer lock of a store, held: while it lives, a concurrent gc does
+/// not sweep (blobs written but not yet tagged stay safe), and it is the
+/// proof the writing functions ask for — [`refs::set_tag`],
+/// [`refs::set_tag_if`], [`refs::remove_tag`], [`ext::update_index`],
+/// [`crate::mutate::Mutator::new`], [`crate::repack::repack_bundle`] — so a
+/// caller cannot forget to take it. Take it before the first blob of a
+/// change is written and drop it after the tag is set.
+pub struct WriteLock<'a> {
+    cas: &'a dyn Cas,
+    _held: Box<dyn std::any::Any>,
+}
+
+impl<'a> WriteLock<'a> {
+    /// Take the writer lock of `cas` ([`Cas::writer_guard`]).
+    pub fn new(cas: &'a dyn Cas) -> Result<WriteLock<'a>, CasError> {
+        Ok(WriteLock {
+            _held: cas.writer_guard()?,
+            cas,
+        })
+    }
+
+    /// The store this lock is held on.
+    pub fn cas(&self) -> &'a dyn Cas {
+        self.cas
+    }
+
+    /// Whether this lock is held on `cas` (the same object).
+    pub fn is_for(&self, cas: &dyn Cas) -> bool {
+        std::ptr::addr_eq(self.cas as *const dyn Cas, cas as *const dyn Cas)
+    }
+}
+
+impl std::fmt::Debug for WriteLock<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WriteLock")
+    }
+}
+
 /// A blob being written: bytes go in through [`Write`], and
 /// [`BlobWriter::commit`] makes the blob visible under its digest.
 /// Dropping a writer without committing leaves nothing behind.
@@ -163,7 +201,8 @@ pub trait Cas: Send + Sync {
 
     /// Hold off garbage collection: while the returned guard lives, a
     /// concurrent gc will not sweep (blobs written but not yet referenced
-    /// stay safe). The default does nothing.
+    /// stay safe). The default does nothing. Callers take it through
+    /// [`WriteLock::new`], which the writing functions require.
     fn writer_guard(&self) -> Result<Box<dyn std::any::Any>, CasError> {
         Ok(Box::new(()))
     }

@@ -78,7 +78,7 @@ pub fn attach(
             subject.digest, subject.media_type
         )));
     }
-    let _guard = cas.writer_guard()?;
+    let lock = super::WriteLock::new(cas)?;
     let mut layers = Vec::new();
     for f in files.iter_mut() {
         let mut w = cas.begin_blob()?;
@@ -106,7 +106,7 @@ pub fn attach(
     let mut desc = put_json(cas, media::MANIFEST, &manifest)?;
     desc.artifact_type = artifact_type.to_string();
     let entry = desc.clone();
-    update_index(cas, &mut |index| {
+    update_index(&lock, &mut |index| {
         if !index.manifests.iter().any(|d| d.digest == entry.digest) {
             index.manifests.push(entry.clone());
         }

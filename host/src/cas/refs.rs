@@ -7,7 +7,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 use super::ext::{fetch, read_index, update_index};
-use super::{Cas, CasError};
+use super::{Cas, CasError, WriteLock};
 use crate::limits::{self, Limit, LimitError};
 use crate::oci::{Blob, Descriptor, Digest, Platform, media};
 use crate::show;
@@ -452,10 +452,11 @@ fn tag_entry(tag: &str, desc: &Descriptor) -> Result<Descriptor, CasError> {
 }
 
 /// Point `tag` at `desc` (an `index.json` entry): entries with the same name
-/// are removed and the new one is appended, atomically.
-pub fn set_tag(cas: &dyn Cas, tag: &str, desc: &Descriptor) -> Result<(), CasError> {
+/// are removed and the new one is appended, atomically. Needs the store's
+/// writer lock, held since before `desc`'s blobs were written.
+pub fn set_tag(lock: &WriteLock<'_>, tag: &str, desc: &Descriptor) -> Result<(), CasError> {
     let entry = tag_entry(tag, desc)?;
-    update_index(cas, &mut |index| {
+    update_index(lock, &mut |index| {
         index.manifests.retain(|d| d.ref_name() != Some(tag));
         index.manifests.push(entry.clone());
         Ok(())
@@ -469,14 +470,14 @@ pub fn set_tag(cas: &dyn Cas, tag: &str, desc: &Descriptor) -> Result<(), CasErr
 /// to notice a concurrent update of the same tag and redo their change on
 /// top of it instead of overwriting it.
 pub fn set_tag_if(
-    cas: &dyn Cas,
+    lock: &WriteLock<'_>,
     tag: &str,
     expected: Option<&Descriptor>,
     desc: &Descriptor,
 ) -> Result<bool, CasError> {
     let entry = tag_entry(tag, desc)?;
     let mut changed = false;
-    update_index(cas, &mut |index| {
+    update_index(lock, &mut |index| {
         let current = index
             .manifests
             .iter()
@@ -494,9 +495,9 @@ pub fn set_tag_if(
 }
 
 /// Remove every `index.json` entry named `tag`; returns how many went.
-pub fn remove_tag(cas: &dyn Cas, tag: &str) -> Result<usize, CasError> {
+pub fn remove_tag(lock: &WriteLock<'_>, tag: &str) -> Result<usize, CasError> {
     let mut removed = 0;
-    update_index(cas, &mut |index| {
+    update_index(lock, &mut |index| {
         let before = index.manifests.len();
         index.manifests.retain(|d| d.ref_name() != Some(tag));
         removed = before - index.manifests.len();

@@ -1,10 +1,9 @@
 //! `rumoci config --image PATH[:TAG] [--config.* …]`
 
 use anyhow::Result;
-use rumoci::mutate::Mutator;
-use serde_json::Value;
+use rumoci::image::{ConfigChange, parse_time};
 
-use super::util::{HistoryArgs, ImageArgs, TagArgs, parse_kv, parse_time};
+use super::util::{HistoryArgs, ImageArgs, TagArgs, parse_kv};
 
 /// Arguments of `config`.
 #[derive(clap::Args, Debug)]
@@ -67,114 +66,51 @@ pub struct Args {
     clear: Vec<String>,
 }
 
-fn apply(a: &Args, m: &mut Mutator<'_>) -> Result<()> {
-    // validate every K=V first, so a bad value changes nothing
-    let envs = a
-        .env
-        .iter()
-        .map(|e| parse_kv("--config.env", e))
-        .collect::<Result<Vec<_>>>()?;
-    let labels = a
-        .label
-        .iter()
-        .map(|l| parse_kv("--config.label", l))
-        .collect::<Result<Vec<_>>>()?;
-    let annotations = a
-        .annotation
-        .iter()
-        .map(|l| parse_kv("--manifest.annotation", l))
-        .collect::<Result<Vec<_>>>()?;
-    let created = a
-        .created
-        .as_deref()
-        .map(|c| parse_time("--created", c))
-        .transpose()?;
-
-    for field in &a.clear {
-        let cfg = &mut m.config_mut().config;
-        match field.as_str() {
-            "config.labels" => cfg.labels.clear(),
-            "config.exposedports" => cfg.exposed_ports.clear(),
-            "config.env" => cfg.env.clear(),
-            "config.volume" => cfg.volumes.clear(),
-            "config.cmd" => cfg.cmd.clear(),
-            "config.entrypoint" => cfg.entrypoint.clear(),
-            "manifest.annotations" => m.manifest_mut().annotations.clear(),
-            "rootfs.diffids" => anyhow::bail!("--clear rootfs.diffids: not safe to clear"),
-            other => anyhow::bail!("--clear {other:?}: unknown field"),
-        }
-    }
-    let img = m.config_mut();
-    if let Some(u) = &a.user {
-        img.config.user = u.clone();
-    }
-    for p in &a.exposed_ports {
-        img.config
-            .exposed_ports
-            .insert(p.clone(), Value::Object(Default::default()));
-    }
-    for (k, v) in envs {
-        let entry = format!("{k}={v}");
-        let prefix = format!("{k}=");
-        match img.config.env.iter_mut().find(|e| e.starts_with(&prefix)) {
-            Some(e) => *e = entry,
-            None => img.config.env.push(entry),
-        }
-    }
-    if !a.entrypoint.is_empty() {
-        img.config.entrypoint = a.entrypoint.clone();
-    }
-    if !a.cmd.is_empty() {
-        img.config.cmd = a.cmd.clone();
-    }
-    for v in &a.volume {
-        img.config
-            .volumes
-            .insert(v.clone(), Value::Object(Default::default()));
-    }
-    for (k, v) in labels {
-        img.config.labels.insert(k.to_string(), v.to_string());
-    }
-    if let Some(w) = &a.workingdir {
-        img.config.working_dir = w.clone();
-    }
-    if let Some(s) = &a.stopsignal {
-        img.config.stop_signal = s.clone();
-    }
-    if let Some(c) = created {
-        img.created = Some(c);
-    }
-    if let Some(au) = &a.author {
-        img.author = au.clone();
-    }
-    if let Some(os) = &a.os {
-        img.os = os.clone();
-    }
-    if let Some(arch) = &a.arch {
-        img.architecture = arch.clone();
-    }
-    if let Some(v) = &a.variant {
-        img.variant = v.clone();
-    }
-    let author = img.author.clone();
-    for (k, v) in annotations {
-        m.manifest_mut()
-            .annotations
-            .insert(k.to_string(), v.to_string());
-    }
-    if let Some(h) = a.history.entry("umoci config", &author, true)? {
-        m.add_history(h);
-    }
-    Ok(())
+/// The change the flags ask for (every `KEY=VALUE` and time validated).
+fn change(a: &Args) -> Result<ConfigChange> {
+    let pairs = |flag: &str, v: &[String]| -> Result<Vec<(String, String)>> {
+        v.iter()
+            .map(|e| parse_kv(flag, e).map(|(k, v)| (k.to_string(), v.to_string())))
+            .collect()
+    };
+    let nonempty = |v: &Vec<String>| (!v.is_empty()).then(|| v.clone());
+    Ok(ConfigChange {
+        env: pairs("--config.env", &a.env)?,
+        labels: pairs("--config.label", &a.label)?,
+        annotations: pairs("--manifest.annotation", &a.annotation)?,
+        created: a
+            .created
+            .as_deref()
+            .map(|c| parse_time("--created", c))
+            .transpose()?,
+        clear: a
+            .clear
+            .iter()
+            .map(|f| f.parse())
+            .collect::<rumoci::Result<_>>()?,
+        user: a.user.clone(),
+        exposed_ports: a.exposed_ports.clone(),
+        entrypoint: nonempty(&a.entrypoint),
+        cmd: nonempty(&a.cmd),
+        volumes: a.volume.clone(),
+        working_dir: a.workingdir.clone(),
+        stop_signal: a.stopsignal.clone(),
+        author: a.author.clone(),
+        os: a.os.clone(),
+        architecture: a.arch.clone(),
+        variant: a.variant.clone(),
+        history: a.history.entry("umoci config")?,
+    })
 }
 
 /// Change the image configuration, write new config and manifest blobs, and
 /// retag.
 pub fn run(a: Args) -> Result<()> {
-    let (cas, r) = a.image.open()?;
+    let (store, r) = a.image.open()?;
     let dest = a.tag.destination(&r.tag)?.to_string();
-    let _guard = cas.writer_guard()?;
-    super::util::mutate_tag(cas.as_ref(), &a.image, &dest, &mut |m| apply(&a, m))?;
+    let change = change(&a)?;
+    let lock = store.lock()?;
+    store.configure(&lock, &r.tag, a.image.platform()?.as_ref(), &dest, &change)?;
     tracing::info!("updated {}:{dest}", rumoci::show::name(&r.layout));
     Ok(())
 }

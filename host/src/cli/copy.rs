@@ -1,7 +1,7 @@
 //! `rumoci copy [--from-driver SPEC] [--to-driver SPEC] SRC[:TAG] DST[:TAG]`
 
 use anyhow::{Context, Result};
-use rumoci::cas::copy::{BlobOutcome, CopyOptions, copy_image};
+use rumoci::cas::copy::{BlobOutcome, CopyOptions};
 use rumoci::cas::refs::{ImageRef, PlatformSpec};
 
 /// Arguments of `copy`.
@@ -48,26 +48,18 @@ pub fn run(a: Args) -> Result<()> {
     };
     let from = super::driver::open_side(a.from_driver.as_deref(), &src.layout, false)?;
     let to = super::driver::open_side(a.to_driver.as_deref(), &dst.layout, true)?;
-    let stats = copy_image(
-        from.as_ref(),
-        to.as_ref(),
-        &src.tag,
-        &dst.tag,
-        &opts,
-        &mut |d, outcome| match outcome {
-            BlobOutcome::Copied => tracing::info!("copied {} ({} bytes)", d.digest, d.size),
-            BlobOutcome::Skipped => tracing::info!("skipped {}: already there", d.digest),
-        },
-    )
-    .with_context(|| {
-        format!(
-            "copy {}:{} to {}:{}",
-            rumoci::show::name(&src.layout),
-            src.tag,
-            rumoci::show::name(&dst.layout),
-            dst.tag
-        )
-    })?;
+    let stats =
+        rumoci::image::copy(
+            &from,
+            &src.tag,
+            &to,
+            &dst.tag,
+            &opts,
+            &mut |d, outcome| match outcome {
+                BlobOutcome::Copied => tracing::info!("copied {} ({} bytes)", d.digest, d.size),
+                BlobOutcome::Skipped => tracing::info!("skipped {}: already there", d.digest),
+            },
+        )?;
     if a.json.json {
         let root = stats.root.as_ref();
         let doc = serde_json::json!({

@@ -9,12 +9,12 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use anyhow::{Context, Result};
-use rumoci::cas::{Cas, DirCas};
 use rumoci::driver::net::Credentials;
-use rumoci::driver::{DriverSource, DriverSpec, WasmCas, WasmLayerStore, plugin_info};
+use rumoci::driver::{DriverSpec, plugin_info};
+use rumoci::image::{Drivers, Open, Store};
 use rumoci::layer_store::LayerStore;
 
-static SPECS: OnceLock<Vec<DriverSpec>> = OnceLock::new();
+static DRIVERS: OnceLock<Drivers> = OnceLock::new();
 static CREDS: OnceLock<Credentials> = OnceLock::new();
 
 /// Remember `--creds USER:PASSWORD` (call once, before any spec is parsed).
@@ -24,257 +24,75 @@ pub fn set_creds(raw: &str) -> Result<()> {
     Ok(())
 }
 
+/// `--creds` for the registries of `d` given without `creds=`.
+fn with_creds(d: Drivers) -> Drivers {
+    match CREDS.get() {
+        Some(c) => d.with_credentials(c),
+        None => d,
+    }
+}
+
 /// Parse a driver spec; `--creds` fills in a `url=` without `creds=`.
 pub fn parse_spec(text: &str) -> Result<DriverSpec> {
-    let mut spec = DriverSpec::parse(text)?;
-    if let (Some(net), Some(c)) = (spec.net.as_mut(), CREDS.get())
-        && net.creds.is_none()
-    {
-        net.creds = Some(c.clone());
-    }
-    Ok(spec)
+    let d = with_creds(Drivers::parse(&[text])?);
+    d.specs()
+        .first()
+        .cloned()
+        .ok_or_else(|| anyhow::anyhow!("--driver {text}: empty"))
 }
 
 /// Parse and remember the `--driver` flags (call once, before commands run).
 pub fn set_specs(raw: &[String]) -> Result<()> {
-    let specs = raw
-        .iter()
-        .map(|s| parse_spec(s))
-        .collect::<Result<Vec<_>, _>>()?;
-    let _ = SPECS.set(specs);
+    let _ = DRIVERS.set(with_creds(Drivers::parse(raw)?));
     Ok(())
 }
 
-/// The drivers given, sorted by role: the content store (`None` = the
-/// built-in directory driver) and the layer store (`None` = extract in
-/// place).
-type Roles = (Option<(PathBuf, DriverSpec)>, Option<(PathBuf, DriverSpec)>);
-
-fn roles() -> Result<Roles> {
-    let specs = SPECS.get().map(Vec::as_slice).unwrap_or_default();
-    let mut cas = Vec::new();
-    let mut layers = Vec::new();
-    for spec in specs {
-        match &spec.source {
-            DriverSource::Builtin(_) => cas.push(None),
-            DriverSource::Wasm(path) => {
-                let caps = plugin_info(path, spec)?.capabilities;
-                let has = |c: &str| caps.iter().any(|x| x == c);
-                if !has("cas") && !has("layer-store") {
-                    anyhow::bail!(
-                        "--driver {}: provides neither \"cas\" nor \"layer-store\" (it provides {caps:?})",
-                        rumoci::show::name(&path)
-                    );
-                }
-                if has("cas") {
-                    cas.push(Some((path.clone(), spec.clone())));
-                }
-                if has("layer-store") {
-                    layers.push((path.clone(), spec.clone()));
-                }
-            }
-        }
-    }
-    if cas.len() > 1 {
-        anyhow::bail!("--driver: more than one content-store (cas) driver given");
-    }
-    if layers.len() > 1 {
-        anyhow::bail!("--driver: more than one layer-store driver given");
-    }
-    Ok((cas.pop().flatten(), layers.pop()))
-}
-
-/// The content-store driver to use: `None` = the built-in directory driver.
-fn cas_spec() -> Result<Option<(PathBuf, DriverSpec)>> {
-    Ok(roles()?.0)
-}
-
-/// The default store directory of a layer-store plugin (and of a
-/// content-store plugin given `url=`):
-/// `$XDG_DATA_HOME/rumoci/drivers/NAME` (`~/.local/share/…`), NAME being the
-/// plugin file's stem.
-fn default_store_dir(wasm: &Path) -> Result<PathBuf> {
-    let data = match std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
-        Some(d) => PathBuf::from(d),
-        None => {
-            let home = std::env::var_os("HOME")
-                .filter(|v| !v.is_empty())
-                .context("neither XDG_DATA_HOME nor HOME is set: give the driver a dir=")?;
-            PathBuf::from(home).join(".local/share")
-        }
-    };
-    let name = wasm
-        .file_stem()
-        .with_context(|| format!("--driver {}: no file name", rumoci::show::name(&wasm)))?;
-    Ok(data.join("rumoci/drivers").join(name))
-}
-
-/// A plugin's store directory: `dir=`, else [`default_store_dir`].
-fn store_dir(wasm: &Path, spec: &DriverSpec) -> Result<PathBuf> {
-    match &spec.dir {
-        Some(d) => Ok(d.clone()),
-        None => default_store_dir(wasm),
-    }
+/// The drivers given (none: the built-in directory driver, in place).
+fn drivers() -> &'static Drivers {
+    static NONE: OnceLock<Drivers> = OnceLock::new();
+    DRIVERS
+        .get()
+        .unwrap_or_else(|| NONE.get_or_init(Drivers::default))
 }
 
 /// The layer store selected with `--driver` (`None`: extract in place).
 pub fn open_layer_store() -> Result<Option<Box<dyn LayerStore>>> {
-    let Some((wasm, spec)) = roles()?.1 else {
-        return Ok(None);
-    };
-    let dir = store_dir(&wasm, &spec)?;
-    let store = WasmLayerStore::open(&wasm, &spec, &dir)
-        .with_context(|| format!("open layer store {}", rumoci::show::name(&dir)))?;
-    Ok(Some(Box::new(store)))
-}
-
-/// The store directory of a content-store plugin used on layout `path`,
-/// and the spec to load it with. Normally `dir=` or `path` itself; with
-/// `url=` the path names a repository (passed as `repo` unless `repo=` is
-/// given) and the store directory is `dir=` or the default one, created if
-/// missing.
-fn cas_store(wasm: &Path, spec: &DriverSpec, path: &Path) -> Result<(PathBuf, DriverSpec)> {
-    if spec.url.is_none() {
-        let dir = spec.dir.clone().unwrap_or_else(|| path.to_path_buf());
-        if !same_place(&dir, path) {
-            tracing::warn!(
-                "{} is not used: the store is the driver's dir={}",
-                rumoci::show::name(&path),
-                rumoci::show::name(&dir)
-            );
-        }
-        return Ok((dir, spec.clone()));
-    }
-    let mut spec = spec.clone();
-    if spec.repo.is_none() {
-        spec.repo = Some(path.to_string_lossy().into_owned());
-    }
-    let dir = store_dir(wasm, &spec)?;
-    std::fs::create_dir_all(&dir)
-        .with_context(|| format!("create store directory {}", rumoci::show::name(&dir)))?;
-    Ok((dir, spec))
-}
-
-/// Whether two paths name the same directory (lexically, or the same
-/// inode when both exist).
-fn same_place(a: &Path, b: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    if a.components().eq(b.components()) {
-        return true;
-    }
-    match (std::fs::metadata(a), std::fs::metadata(b)) {
-        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
-        _ => false,
-    }
-}
-
-/// Whether `dir` is a directory with no entries.
-fn is_empty_dir(dir: &Path) -> bool {
-    std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_none())
-}
-
-/// How errors name a plugin's store: the directory, or the repository and
-/// URL with `url=`.
-fn describe(spec: &DriverSpec, dir: &Path) -> String {
-    match (&spec.url, &spec.repo) {
-        (Some(u), Some(r)) => format!("{r} at {u}"),
-        _ => rumoci::show::name(&dir),
-    }
+    Ok(drivers().layer_store()?)
 }
 
 /// How errors name the content-store plugin given with `--driver`
 /// (`driver NAME (FILE)`), `None` with the built-in driver.
 pub fn cas_label() -> Option<String> {
-    let (wasm, spec) = cas_spec().ok()??;
-    let name = plugin_info(&wasm, &spec).ok()?.name;
-    let file = wasm.file_name().map(rumoci::show::name).unwrap_or_default();
-    Some(format!("driver {} ({file})", rumoci::show::name(&name)))
+    drivers().content_label()
 }
 
 /// Open an existing layout through the selected driver (default: built-in).
-pub fn open_layout(path: &Path) -> Result<Box<dyn Cas>> {
-    open_side(None, path, false)
+pub fn open_layout(path: &Path) -> Result<Store> {
+    Ok(Store::open_with(drivers(), path, Open::Existing)?)
 }
 
 /// Create a new, empty layout through the selected driver.
 pub fn create_layout(path: &Path) -> Result<()> {
-    match cas_spec()? {
-        None => {
-            DirCas::create(path)
-                .with_context(|| format!("create layout {}", rumoci::show::name(&path)))?;
-        }
-        Some((wasm, spec)) => {
-            let (dir, spec) = cas_store(&wasm, &spec, path)?;
-            // With url= the store directory is only for spooling: the
-            // plugin's `init` decides whether the repository exists.
-            // an empty directory (a mount point for the store) is the
-            // plugin's to fill: its init decides
-            if spec.url.is_none() && std::fs::symlink_metadata(&dir).is_ok() && !is_empty_dir(&dir)
-            {
-                anyhow::bail!(
-                    "create layout {}: already exists (a store, or another non-empty directory)",
-                    rumoci::show::name(&dir)
-                );
-            }
-            let index = rumoci::oci::to_go_json(&rumoci::oci::Index::default())
-                .context("serialising index.json")?;
-            WasmCas::create(&wasm, &spec, &dir, &index)
-                .with_context(|| format!("create layout {}", describe(&spec, &dir)))?;
-        }
-    }
+    Store::open_with(drivers(), path, Open::Create)?;
     Ok(())
 }
 
-/// The content-store driver of one side of `copy`: `spec` (`dir` or a
-/// plugin providing `cas`), else the global `--driver` choice.
-fn side_spec(spec: Option<&str>) -> Result<Option<(PathBuf, DriverSpec)>> {
-    let Some(text) = spec else {
-        return cas_spec();
+/// Open the layout `path` for one side of `copy`: through `spec` (`dir`
+/// or a plugin providing `cas`), else the global `--driver` choice; with
+/// `create`, a missing layout is created first.
+pub fn open_side(spec: Option<&str>, path: &Path, create: bool) -> Result<Store> {
+    let how = if create {
+        Open::OrCreate
+    } else {
+        Open::Existing
     };
-    let spec = parse_spec(text)?;
-    match &spec.source {
-        DriverSource::Builtin(_) => Ok(None),
-        DriverSource::Wasm(path) => {
-            let caps = plugin_info(path, &spec)?.capabilities;
-            if !caps.iter().any(|c| c == "cas") {
-                anyhow::bail!(
-                    "--driver {}: not a content store (it provides {caps:?})",
-                    rumoci::show::name(&path)
-                );
-            }
-            Ok(Some((path.clone(), spec)))
-        }
-    }
-}
-
-/// Open the layout `path` through `spec` (see [`side_spec`]); with
-/// `create`, a missing layout (an empty directory for a plugin) is created
-/// first, and a repository behind `url=` is opened as it is.
-pub fn open_side(spec: Option<&str>, path: &Path, create: bool) -> Result<Box<dyn Cas>> {
-    match side_spec(spec)? {
-        None => {
-            if create && std::fs::symlink_metadata(path).is_err() {
-                DirCas::create(path)
-                    .with_context(|| format!("create layout {}", rumoci::show::name(&path)))?;
-            }
-            let cas = DirCas::open(path)
-                .with_context(|| format!("open layout {}", rumoci::show::name(&path)))?;
-            Ok(Box::new(cas))
-        }
-        Some((wasm, spec)) => {
-            let (dir, spec) = cas_store(&wasm, &spec, path)?;
-            let fresh = std::fs::symlink_metadata(&dir).is_err() || is_empty_dir(&dir);
-            let cas = if create && spec.url.is_none() && fresh {
-                let index = rumoci::oci::to_go_json(&rumoci::oci::Index::default())
-                    .context("serialising index.json")?;
-                WasmCas::create(&wasm, &spec, &dir, &index)
-                    .with_context(|| format!("create layout {}", describe(&spec, &dir)))?
-            } else {
-                WasmCas::open(&wasm, &spec, &dir)
-                    .with_context(|| format!("open layout {}", describe(&spec, &dir)))?
-            };
-            Ok(Box::new(cas))
-        }
+    match spec {
+        Some(s) => Ok(Store::open_with(
+            &with_creds(Drivers::content_only(s)?),
+            path,
+            how,
+        )?),
+        None => Ok(Store::open_with(drivers(), path, how)?),
     }
 }
 

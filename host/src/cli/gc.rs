@@ -1,6 +1,6 @@
 //! `rumoci gc --layout PATH`
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use super::util::{LayoutArgs, open_layout};
 
@@ -13,10 +13,7 @@ pub struct Args {
 
 /// Delete every blob not reachable from `index.json`, and stale temporaries.
 pub fn run(a: Args) -> Result<()> {
-    let path = a.layout.path()?;
-    let cas = open_layout(path)?;
-    let stats = rumoci::cas::gc::gc(cas.as_ref())
-        .with_context(|| format!("gc {}", rumoci::show::name(&path)))?;
+    let stats = open_layout(a.layout.path()?)?.gc()?;
     tracing::info!(
         "gc: kept {} blobs, removed {}",
         stats.kept,

@@ -4,11 +4,11 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
-use rumoci::layer::generate::{GenerateOptions, TarGenerator, add_tree};
-use rumoci::path::{self, ByteSlice};
+use anyhow::Result;
+use rumoci::image::{Insert, source_date_epoch};
+use rumoci::path;
 
-use super::util::{CompressArgs, HistoryArgs, ImageArgs, MapArgs, TagArgs, source_date_epoch};
+use super::util::{CompressArgs, HistoryArgs, ImageArgs, MapArgs, TagArgs};
 
 /// Arguments of `insert`.
 #[derive(clap::Args, Debug)]
@@ -45,47 +45,21 @@ pub fn run(a: Args) -> Result<()> {
         (true, _) => anyhow::bail!("insert --whiteout takes exactly one argument: TARGET"),
         (false, _) => anyhow::bail!("insert takes exactly two arguments: SOURCE TARGET"),
     };
-    if target.is_empty() || source.as_ref().is_some_and(|s| s.as_os_str().is_empty()) {
-        anyhow::bail!("insert: arguments must not be empty");
-    }
-    if let Some(s) = &source {
-        std::fs::symlink_metadata(s)
-            .with_context(|| format!("insert source {}", rumoci::show::name(&s)))?;
-    }
-    let (cas, r) = a.image.open()?;
+    let mut insert = Insert {
+        source,
+        target,
+        opaque: a.opaque,
+        ..Insert::default()
+    };
+    insert.check()?;
+    let (store, r) = a.image.open()?;
     let dest = a.tag.destination(&r.tag)?.to_string();
-    let _guard = cas.writer_guard()?;
-    let map = a.map.options(false)?;
-    let clamp = source_date_epoch()?;
-    super::util::mutate_tag(cas.as_ref(), &a.image, &dest, &mut |m| {
-        let compression = a.compress.pick(&m.manifest().layers)?;
-        let history = a.history.entry("umoci insert", "", false)?;
-        let layer = m.begin_layer(compression)?;
-        let opts = GenerateOptions {
-            owner: rumoci::layer::idmap::owner_mapper(
-                map.uid_map.clone(),
-                map.gid_map.clone(),
-                map.rootless,
-            ),
-            clamp_mtime: clamp,
-            // a source tree with directories its owner cannot read
-            grant: match &source {
-                Some(src) => Some(
-                    rumoci::layer::unpriv::TreeGrant::new(src)
-                        .with_context(|| format!("insert source {}", src.display()))?,
-                ),
-                None => None,
-            },
-        };
-        let mut tar = TarGenerator::new(layer, opts);
-        match &source {
-            Some(src) => add_tree(&mut tar, src, target.as_ref(), a.opaque),
-            None => tar.add_whiteout(target.trim_with(|c| c == '/').as_bstr()),
-        }
-        .with_context(|| format!("insert {target:?}"))?;
-        let layer = tar.finish()?;
-        m.finish_layer(layer, history)?;
-        Ok(())
-    })?;
+    let lock = store.lock()?;
+    (insert.uid_map, insert.gid_map) = a.map.maps()?;
+    insert.rootless = a.map.rootless;
+    insert.clamp_mtime = source_date_epoch()?;
+    insert.compression = a.compress.parse()?;
+    insert.history = a.history.entry("umoci insert")?;
+    store.insert(&lock, &r.tag, a.image.platform()?.as_ref(), &dest, &insert)?;
     Ok(())
 }

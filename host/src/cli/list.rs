@@ -1,7 +1,6 @@
 //! `rumoci ls --layout PATH [--json]`
 
 use anyhow::Result;
-use rumoci::cas::ext::read_index;
 
 use super::util::{JsonArgs, LayoutArgs, open_layout, print_json, print_out};
 
@@ -28,12 +27,8 @@ struct TagJson<'a> {
 /// object with `tags`, each with its descriptor's `digest`, `mediaType`
 /// and `size`).
 pub fn run(a: Args) -> Result<()> {
-    let cas = open_layout(a.layout.path()?)?;
-    let index = read_index(cas.as_ref())?;
-    let tagged = index
-        .manifests
-        .iter()
-        .filter_map(|d| d.ref_name().map(|t| (t, d)));
+    let tags = open_layout(a.layout.path()?)?.tags()?;
+    let tagged = tags.iter().map(|(t, d)| (t.as_str(), d));
     if a.json.json {
         let tags: Vec<TagJson<'_>> = tagged
             .map(|(tag, d)| TagJson {

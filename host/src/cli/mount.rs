@@ -15,7 +15,7 @@ pub struct Args {
 }
 
 fn overlay_meta(a: &Args) -> Result<overlay::OverlayMeta> {
-    let meta = Meta::read(&a.bundle).map_err(anyhow::Error::msg)?;
+    let meta = Meta::read(&a.bundle)?;
     meta.overlay
         .ok_or_else(|| OverlayError::NotOverlay(rumoci::show::name(&a.bundle)).into())
 }

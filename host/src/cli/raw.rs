@@ -323,29 +323,29 @@ fn add_layer(a: AddLayerArgs) -> Result<()> {
             rumoci::show::name(&a.layer)
         );
     }
-    let (cas, r) = a.image.open()?;
+    let (store, r) = a.image.open()?;
     let dest = a.tag.destination(&r.tag)?.to_string();
-    let _guard = cas.writer_guard()?;
-    super::util::mutate_tag(cas.as_ref(), &a.image, &dest, &mut |m| {
-        let mut file = std::fs::File::open(&a.layer)
-            .with_context(|| format!("open layer {}", rumoci::show::name(&a.layer)))?;
-        let compression = a.compress.pick(&m.manifest().layers)?;
-        let author = m.config().author.clone();
-        let history = a.history.entry("umoci raw add-layer", &author, false)?;
-        m.add_layer(&mut file, compression, history)
-            .with_context(|| format!("add layer {}", rumoci::show::name(&a.layer)))?;
-        Ok(())
-    })?;
+    let lock = store.lock()?;
+    store.add_layer(
+        &lock,
+        &r.tag,
+        a.image.platform()?.as_ref(),
+        &dest,
+        &a.layer,
+        a.compress.parse()?,
+        a.history.entry("umoci raw add-layer")?.as_ref(),
+    )?;
     Ok(())
 }
 
 fn raw_unpack(a: UnpackArgs) -> Result<()> {
     let opts = a.map.options(a.keep_dirlinks)?;
-    let (cas, r) = a.image.open()?;
-    let path = refs::resolve(cas.as_ref(), &r.tag, a.image.platform()?.as_ref())
+    let (store, r) = a.image.open()?;
+    let cas = store.cas();
+    let path = refs::resolve(cas, &r.tag, a.image.platform()?.as_ref())
         .with_context(|| format!("resolve {}:{}", rumoci::show::name(&r.layout), r.tag))?;
-    let manifest = rumoci::cas::ext::fetch_manifest(cas.as_ref(), path.target())?;
-    let config = rumoci::cas::ext::fetch_image_config(cas.as_ref(), path.target(), &manifest)?;
+    let manifest = rumoci::cas::ext::fetch_manifest(cas, path.target())?;
+    let config = rumoci::cas::ext::fetch_image_config(cas, path.target(), &manifest)?;
     match std::fs::create_dir_all(&a.rootfs) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
@@ -353,7 +353,7 @@ fn raw_unpack(a: UnpackArgs) -> Result<()> {
             return Err(e).with_context(|| format!("create {}", rumoci::show::name(&a.rootfs)));
         }
     }
-    rumoci::unpack::unpack_rootfs(cas.as_ref(), &manifest, &config, &a.rootfs, opts)
+    rumoci::unpack::unpack_rootfs(cas, &manifest, &config, &a.rootfs, opts)
         .with_context(|| format!("unpack {}:{}", rumoci::show::name(&r.layout), r.tag))?;
     Ok(())
 }
@@ -361,11 +361,12 @@ fn raw_unpack(a: UnpackArgs) -> Result<()> {
 fn runtime_config(a: RuntimeConfigArgs) -> Result<()> {
     use rumoci::bundle::runtime::{RuntimeMapping, runtime_config, to_json};
     let opts = a.map.options(false)?;
-    let (cas, r) = a.image.open()?;
-    let path = refs::resolve(cas.as_ref(), &r.tag, a.image.platform()?.as_ref())
+    let (store, r) = a.image.open()?;
+    let cas = store.cas();
+    let path = refs::resolve(cas, &r.tag, a.image.platform()?.as_ref())
         .with_context(|| format!("resolve {}:{}", rumoci::show::name(&r.layout), r.tag))?;
-    let manifest = rumoci::cas::ext::fetch_manifest(cas.as_ref(), path.target())?;
-    let config = rumoci::cas::ext::fetch_image_config(cas.as_ref(), path.target(), &manifest)?;
+    let manifest = rumoci::cas::ext::fetch_manifest(cas, path.target())?;
+    let config = rumoci::cas::ext::fetch_image_config(cas, path.target(), &manifest)?;
     let root = a
         .rootfs
         .as_ref()
@@ -390,7 +391,6 @@ fn runtime_config(a: RuntimeConfigArgs) -> Result<()> {
             rootless: opts.rootless,
         },
     )
-    .map_err(anyhow::Error::msg)
     .with_context(|| {
         format!(
             "runtime config of {}:{}",
@@ -398,7 +398,7 @@ fn runtime_config(a: RuntimeConfigArgs) -> Result<()> {
             r.tag
         )
     })?;
-    let data = to_json(&spec).map_err(anyhow::Error::msg)?;
-    rumoci::bundle::write_atomic(&a.config, &data).map_err(anyhow::Error::msg)?;
+    let data = to_json(&spec)?;
+    rumoci::bundle::write_atomic(&a.config, &data)?;
     Ok(())
 }

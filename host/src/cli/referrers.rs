@@ -6,7 +6,6 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use rumoci::cas::referrers::{self, ArtifactFile};
-use rumoci::cas::refs;
 
 use super::util::{ImageArgs, parse_kv};
 
@@ -45,12 +44,11 @@ pub enum Command {
 }
 
 /// The image's manifest descriptor.
-fn subject(image: &ImageArgs) -> Result<(Box<dyn rumoci::cas::Cas>, rumoci::oci::Descriptor)> {
-    let (cas, r) = image.open()?;
-    let path = refs::resolve(cas.as_ref(), &r.tag, image.platform()?.as_ref())
-        .with_context(|| format!("resolve {}:{}", rumoci::show::name(&r.layout), r.tag))?;
+fn subject(image: &ImageArgs) -> Result<(rumoci::image::Store, rumoci::oci::Descriptor)> {
+    let (store, r) = image.open()?;
+    let path = store.resolve(&r.tag, image.platform()?.as_ref())?;
     let target = path.target().clone();
-    Ok((cas, target))
+    Ok((store, target))
 }
 
 /// Run a `referrers` subcommand.
@@ -58,7 +56,7 @@ pub fn run(cmd: Command) -> Result<()> {
     match cmd {
         Command::List { image, json } => {
             let (cas, target) = subject(&image)?;
-            let found = referrers::list(cas.as_ref(), &target.digest)?;
+            let found = referrers::list(cas.cas(), &target.digest)?;
             if json {
                 let index = rumoci::oci::Index {
                     manifests: found,
@@ -89,7 +87,7 @@ pub fn run(cmd: Command) -> Result<()> {
                 ann.insert(k.to_string(), v.to_string());
             }
             ann.entry("org.opencontainers.image.created".to_string())
-                .or_insert(super::util::default_created()?);
+                .or_insert(rumoci::image::default_created()?);
             let mut opened = Vec::new();
             for f in &files {
                 let file = std::fs::File::open(f)
@@ -112,7 +110,7 @@ pub fn run(cmd: Command) -> Result<()> {
                     content: file,
                 })
                 .collect();
-            let desc = referrers::attach(cas.as_ref(), &target, &artifact_type, &mut parts, ann)
+            let desc = referrers::attach(cas.cas(), &target, &artifact_type, &mut parts, ann)
                 .with_context(|| format!("attach to {}", target.digest))?;
             super::util::print_out(&format!("{}\n", desc.digest))
         }

@@ -1,7 +1,6 @@
 //! `rumoci rm --image PATH[:TAG]`
 
-use anyhow::{Context, Result};
-use rumoci::cas::refs;
+use anyhow::Result;
 
 use super::util::ImageArgs;
 
@@ -15,12 +14,11 @@ pub struct Args {
 /// Remove every `index.json` entry with the tag (a missing tag is not an
 /// error, as in umoci).
 pub fn run(a: Args) -> Result<()> {
-    let (cas, r) = a.image.open()?;
+    let (store, r) = a.image.open()?;
     // an index update is a write: gc (and its clean-up of temporaries)
     // waits for it
-    let _guard = cas.writer_guard()?;
-    let n =
-        refs::remove_tag(cas.as_ref(), &r.tag).with_context(|| format!("remove tag {}", r.tag))?;
+    let lock = store.lock()?;
+    let n = store.remove_tag(&lock, &r.tag)?;
     tracing::info!("removed {n} entries for tag {}", r.tag);
     Ok(())
 }

@@ -2,11 +2,11 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
-use rumoci::cas::refs;
-use rumoci::repack::{RepackOptions, refresh_bundle, repack_bundle};
+use anyhow::Result;
+use rumoci::image::{refresh_bundle, source_date_epoch};
+use rumoci::repack::RepackOptions;
 
-use super::util::{CompressArgs, HistoryArgs, ImageArgs, source_date_epoch};
+use super::util::{CompressArgs, HistoryArgs, ImageArgs};
 
 /// Arguments of `repack`.
 #[derive(clap::Args, Debug)]
@@ -33,30 +33,25 @@ pub struct Args {
 
 /// Add the changes made in a bundle's rootfs as a new layer, and tag it.
 pub fn run(a: Args) -> Result<()> {
-    let compression =
-        rumoci::mutate::Compression::parse(&a.compress.compress).map_err(anyhow::Error::msg)?;
+    let compression = a.compress.parse()?;
+    let clamp_mtime = source_date_epoch()?;
+    let history = match a.history.entry("umoci repack")? {
+        // an empty author is filled with the image's by the repack
+        Some(h) => Some(h.to_history("", false)?),
+        None => None,
+    };
     let opts = RepackOptions {
         compression,
         mask_paths: a.mask_path.clone(),
         no_mask_volumes: a.no_mask_volumes,
-        clamp_mtime: source_date_epoch()?,
-        history: a.history.entry("umoci repack", "", false)?,
+        clamp_mtime,
+        history,
     };
-    let (cas, r) = a.image.open()?;
-    let _guard = cas.writer_guard()?;
-    let what = || {
-        format!(
-            "repack {} into {}:{}",
-            rumoci::show::name(&a.bundle),
-            rumoci::show::name(&r.layout),
-            r.tag
-        )
-    };
-    let out = repack_bundle(cas.as_ref(), &a.bundle, &opts).with_context(what)?;
-    refs::set_tag(cas.as_ref(), &r.tag, out.path.root()).with_context(what)?;
+    let (store, r) = a.image.open()?;
+    let lock = store.lock()?;
+    let out = store.repack(&lock, &a.bundle, &r.tag, &opts)?;
     if a.refresh_bundle {
-        refresh_bundle(&a.bundle, &out)
-            .with_context(|| format!("refresh {}", rumoci::show::name(&a.bundle)))?;
+        refresh_bundle(&a.bundle, &out)?;
     }
     tracing::info!(
         "repacked {} into {}:{} ({} entries; {} walked, {} unchanged by the stat cache, {} hashed)",

@@ -1,7 +1,6 @@
 //! `rumoci stat --image PATH[:TAG] [--json]`
 
-use anyhow::{Context, Result};
-use rumoci::cas::refs;
+use anyhow::Result;
 
 use super::util::{ImageArgs, print_bytes};
 
@@ -17,11 +16,8 @@ pub struct Args {
 
 /// Show the manifest, config and history of an image.
 pub fn run(a: Args) -> Result<()> {
-    let (cas, r) = a.image.open()?;
-    let path = refs::resolve(cas.as_ref(), &r.tag, a.image.platform()?.as_ref())
-        .with_context(|| format!("resolve {}:{}", rumoci::show::name(&r.layout), r.tag))?;
-    let stat = rumoci::stat::stat(cas.as_ref(), path.target())
-        .with_context(|| format!("stat {}:{}", rumoci::show::name(&r.layout), r.tag))?;
+    let (store, r) = a.image.open()?;
+    let stat = store.stat(&r.tag, a.image.platform()?.as_ref())?;
     let out = if a.json {
         stat.to_json()?
     } else {

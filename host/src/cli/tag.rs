@@ -1,6 +1,6 @@
 //! `rumoci tag --image PATH[:TAG] NEW-TAG`
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use rumoci::cas::refs;
 
 use super::util::ImageArgs;
@@ -17,15 +17,9 @@ pub struct Args {
 /// Point `NEW-TAG` at the manifest the source tag resolves to.
 pub fn run(a: Args) -> Result<()> {
     refs::check_tag(&a.new_tag)?;
-    let (cas, r) = a.image.open()?;
-    // From reading the source tag until the new tag is written, gc must not
-    // run: the source tag may move meanwhile and its old manifest would be
-    // swept, leaving the new tag dangling.
-    let _guard = cas.writer_guard()?;
-    let path = refs::resolve(cas.as_ref(), &r.tag, a.image.platform()?.as_ref())
-        .with_context(|| format!("resolve {}:{}", rumoci::show::name(&r.layout), r.tag))?;
-    refs::set_tag(cas.as_ref(), &a.new_tag, path.target())
-        .with_context(|| format!("tag {}", a.new_tag))?;
+    let (store, r) = a.image.open()?;
+    let lock = store.lock()?;
+    store.tag(&lock, &r.tag, a.image.platform()?.as_ref(), &a.new_tag)?;
     tracing::info!("created new tag {}", a.new_tag);
     Ok(())
 }

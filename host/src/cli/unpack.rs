@@ -2,9 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
-use rumoci::bundle::create::unpack_bundle;
-use rumoci::cas::refs;
+use anyhow::Result;
 
 use super::util::{ImageArgs, MapArgs};
 
@@ -25,18 +23,16 @@ pub struct Args {
 /// Unpack an image into a runtime bundle.
 pub fn run(a: Args) -> Result<()> {
     let opts = a.map.options(a.keep_dirlinks)?;
-    let (cas, r) = a.image.open()?;
+    let (store, r) = a.image.open()?;
     let layers = super::driver::open_layer_store()?;
-    let path = refs::resolve(cas.as_ref(), &r.tag, a.image.platform()?.as_ref())
-        .with_context(|| format!("resolve {}:{}", rumoci::show::name(&r.layout), r.tag))?;
-    unpack_bundle(cas.as_ref(), &path, &a.bundle, opts, layers.as_deref()).with_context(|| {
-        format!(
-            "unpack {}:{} into {}",
-            rumoci::show::name(&r.layout),
-            r.tag,
-            rumoci::show::name(&a.bundle)
-        )
-    })?;
+    let platform = a.image.platform()?;
+    store.unpack(
+        &r.tag,
+        platform.as_ref(),
+        &a.bundle,
+        opts,
+        layers.as_deref(),
+    )?;
     tracing::info!(
         "unpacked {}:{} into {}",
         rumoci::show::name(&r.layout),

@@ -6,8 +6,9 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use clap::CommandFactory;
-use rumoci::cas::Cas;
 use rumoci::cas::refs::{ImageRef, PlatformSpec};
+use rumoci::image::{HistoryEntry, Store};
+use rumoci::layer::idmap::IdMapping;
 
 /// `--image PATH[:TAG]` (and `--platform`), shared by image commands.
 #[derive(clap::Args, Debug, Clone)]
@@ -58,16 +59,16 @@ impl ImageArgs {
     }
 
     /// Open the layout the image lives in.
-    pub fn open(&self) -> Result<(Box<dyn Cas>, ImageRef)> {
+    pub fn open(&self) -> Result<(Store, ImageRef)> {
         let r = self.reference()?;
-        let cas = open_layout(&r.layout)?;
-        Ok((cas, r))
+        let store = open_layout(&r.layout)?;
+        Ok((store, r))
     }
 }
 
 /// Open an existing layout with the driver chosen by `--driver` (default:
 /// the built-in directory driver).
-pub fn open_layout(path: &Path) -> Result<Box<dyn Cas>> {
+pub fn open_layout(path: &Path) -> Result<Store> {
     super::driver::open_layout(path)
 }
 
@@ -175,45 +176,6 @@ pub fn normalise_args(args: impl Iterator<Item = OsString>) -> Vec<OsString> {
     out
 }
 
-/// `SOURCE_DATE_EPOCH`, if set (a non-integer value is an error).
-pub fn source_date_epoch() -> Result<Option<i64>> {
-    match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(v) => {
-            let secs = v
-                .trim()
-                .parse::<i64>()
-                .with_context(|| format!("SOURCE_DATE_EPOCH {v:?} is not an integer"))?;
-            Ok(Some(secs))
-        }
-        Err(std::env::VarError::NotPresent) => Ok(None),
-        Err(e) => Err(anyhow::anyhow!("SOURCE_DATE_EPOCH: {e}")),
-    }
-}
-
-/// Format a time as Go's RFC3339Nano does (trailing zeros of the fraction
-/// trimmed, `Z` for UTC).
-pub fn rfc3339_nano(t: chrono::DateTime<chrono::Utc>) -> String {
-    let mut s = t.format("%Y-%m-%dT%H:%M:%S").to_string();
-    let nanos = t.timestamp_subsec_nanos();
-    if nanos != 0 {
-        let frac = format!("{nanos:09}");
-        s.push('.');
-        s.push_str(frac.trim_end_matches('0'));
-    }
-    s.push('Z');
-    s
-}
-
-/// The default `created` time: SOURCE_DATE_EPOCH if set, else now.
-pub fn default_created() -> Result<String> {
-    let t = match source_date_epoch()? {
-        Some(secs) => chrono::DateTime::from_timestamp(secs, 0)
-            .with_context(|| format!("SOURCE_DATE_EPOCH {secs} is out of range"))?,
-        None => chrono::DateTime::<chrono::Utc>::from(std::time::SystemTime::now()),
-    };
-    Ok(rfc3339_nano(t))
-}
-
 /// The `--no-history` / `--history.*` flags.
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct HistoryArgs {
@@ -243,43 +205,27 @@ pub struct HistoryArgs {
 }
 
 impl HistoryArgs {
-    /// Build the entry, or `None` with `--no-history`. `created`:
-    /// `--history.created`, else `SOURCE_DATE_EPOCH`, else now.
-    pub fn entry(
-        &self,
-        default_created_by: &str,
-        default_author: &str,
-        empty_layer: bool,
-    ) -> Result<Option<rumoci::oci::History>> {
+    /// The entry, or `None` with `--no-history`: `created` is
+    /// `--history.created`, else `SOURCE_DATE_EPOCH`, else now (when the
+    /// entry is made); `author`, when not given, is the command's default.
+    pub fn entry(&self, created_by: &str) -> Result<Option<HistoryEntry>> {
         if self.no_history {
             return Ok(None);
         }
-        let created = match &self.created {
-            Some(t) => parse_time("--history.created", t)?,
-            None => default_created()?,
-        };
-        Ok(Some(rumoci::oci::History {
-            created: Some(created),
+        Ok(Some(HistoryEntry {
+            created: self
+                .created
+                .as_deref()
+                .map(|t| rumoci::image::parse_time("--history.created", t))
+                .transpose()?,
             created_by: self
                 .created_by
                 .clone()
-                .unwrap_or_else(|| default_created_by.to_string()),
-            author: self
-                .author
-                .clone()
-                .unwrap_or_else(|| default_author.to_string()),
+                .unwrap_or_else(|| created_by.to_string()),
+            author: self.author.clone(),
             comment: self.comment.clone().unwrap_or_default(),
-            empty_layer,
-            extra: Default::default(),
         }))
     }
-}
-
-/// Validate an RFC 3339 time given on the command line and normalise it as
-/// Go's RFC3339Nano formatting would: the offset and the significant digits
-/// of the fraction are kept as written (`+00:00` becomes `Z`).
-pub fn parse_time(flag: &str, s: &str) -> Result<String> {
-    rumoci::oci::gotime::normalize_rfc3339(s).with_context(|| format!("{flag} {s:?}"))
 }
 
 /// `--tag NEW`: where the result goes (default: the source tag).
@@ -309,10 +255,9 @@ pub struct CompressArgs {
 }
 
 impl CompressArgs {
-    /// Decide the compression for a new layer on top of `layers`.
-    pub fn pick(&self, layers: &[rumoci::oci::Descriptor]) -> Result<rumoci::mutate::Compression> {
-        let c = rumoci::mutate::Compression::parse(&self.compress).map_err(anyhow::Error::msg)?;
-        Ok(c.unwrap_or_else(|| rumoci::mutate::Compression::auto(layers)))
+    /// The compression (`None`: auto, decided on the image's last layer).
+    pub fn parse(&self) -> Result<Option<rumoci::mutate::Compression>> {
+        Ok(rumoci::mutate::Compression::parse(&self.compress)?)
     }
 }
 
@@ -376,83 +321,25 @@ pub struct MapArgs {
 }
 
 impl MapArgs {
+    /// The parsed id maps.
+    pub fn maps(&self) -> Result<(Vec<IdMapping>, Vec<IdMapping>)> {
+        let parse = |v: &[String]| {
+            v.iter()
+                .map(|m| IdMapping::parse(m).map_err(anyhow::Error::from))
+                .collect::<Result<Vec<_>>>()
+        };
+        Ok((parse(&self.uid_map)?, parse(&self.gid_map)?))
+    }
+
     /// Parse into extractor options (rootless with no maps maps 0 to the
     /// invoking user, as umoci does).
     pub fn options(&self, keep_dirlinks: bool) -> Result<rumoci::layer::extract::ExtractOptions> {
-        use rumoci::layer::idmap::IdMapping;
-        let parse = |v: &[String]| {
-            v.iter()
-                .map(|m| IdMapping::parse(m).map_err(anyhow::Error::msg))
-                .collect::<Result<Vec<_>>>()
-        };
-        let mut uid_map = parse(&self.uid_map)?;
-        let mut gid_map = parse(&self.gid_map)?;
-        if self.rootless {
-            if uid_map.is_empty() {
-                uid_map.push(IdMapping {
-                    container_id: 0,
-                    host_id: rustix::process::geteuid().as_raw(),
-                    size: 1,
-                });
-            }
-            if gid_map.is_empty() {
-                gid_map.push(IdMapping {
-                    container_id: 0,
-                    host_id: rustix::process::getegid().as_raw(),
-                    size: 1,
-                });
-            }
-        }
-        Ok(rumoci::layer::extract::ExtractOptions {
+        let (uid_map, gid_map) = self.maps()?;
+        Ok(rumoci::image::extract_options(
             uid_map,
             gid_map,
-            rootless: self.rootless,
+            self.rootless,
             keep_dirlinks,
-            whiteout: Default::default(),
-        })
+        ))
     }
-}
-
-/// Read-modify-write of an image without lost updates: resolve the source
-/// tag, let `f` change the image, commit, and point `dest` at the result —
-/// when `dest` is the source tag, only if it still points where it did;
-/// otherwise another writer got there first and the change is redone on top
-/// of theirs. (The Go umoci overwrites, losing the other update.)
-pub fn mutate_tag(
-    cas: &dyn rumoci::cas::Cas,
-    image: &ImageArgs,
-    dest: &str,
-    f: &mut dyn FnMut(&mut rumoci::mutate::Mutator) -> Result<()>,
-) -> Result<rumoci::cas::refs::DescriptorPath> {
-    use anyhow::Context as _;
-    use rumoci::cas::refs;
-    let r = image.reference()?;
-    let platform = image.platform()?;
-    for attempt in 0..64 {
-        let path = refs::resolve(cas, &r.tag, platform.as_ref())
-            .with_context(|| format!("resolve {}:{}", rumoci::show::name(&r.layout), r.tag))?;
-        let old_root = path.root().clone();
-        let mut m = rumoci::mutate::Mutator::new(cas, path)?;
-        f(&mut m)?;
-        let new_path = m.commit()?;
-        let done = if dest == r.tag {
-            refs::set_tag_if(cas, dest, Some(&old_root), new_path.root())?
-        } else {
-            refs::set_tag(cas, dest, new_path.root())?;
-            true
-        };
-        if done {
-            return Ok(new_path);
-        }
-        tracing::debug!(
-            "{}:{} changed while this command ran (attempt {attempt}); redoing the change on top",
-            rumoci::show::name(&r.layout),
-            r.tag
-        );
-    }
-    anyhow::bail!(
-        "{}:{}: gave up after too many concurrent updates",
-        rumoci::show::name(&r.layout),
-        r.tag
-    )
 }

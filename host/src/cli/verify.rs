@@ -1,7 +1,6 @@
 //! `rumoci verify --layout PATH [--json]`
 
 use anyhow::Result;
-use rumoci::cas::check::verify_layout;
 
 use super::util::{JsonArgs, LayoutArgs, ProblemsFound, open_layout, print_json, print_out};
 
@@ -26,8 +25,7 @@ struct ProblemJson<'a> {
 /// Check every reachable object; print each problem (a line each, or one
 /// JSON document); exit status 1 if any (2 if the check could not run).
 pub fn run(a: Args) -> Result<()> {
-    let cas = open_layout(a.layout.path()?)?;
-    let problems = verify_layout(cas.as_ref(), &mut rumoci::unpack::check_layer);
+    let problems = open_layout(a.layout.path()?)?.verify();
     if a.json.json {
         let list: Vec<ProblemJson<'_>> = problems
             .iter()

@@ -53,7 +53,7 @@ fn is_not_found(e: &DriverError) -> bool {
 /// Reads use the plugin's `open-stream` fast path when it declares
 /// `cas.open-stream` (the host reads the plugin's file stream directly),
 /// else chunked `read-at` calls. Writes are hashed on the host while they
-/// pass through in chunks of [`CHUNK`] bytes; the plugin is told the digest
+/// pass through in chunks of `CHUNK` bytes; the plugin is told the digest
 /// the host computed. Callers verify reads ([`crate::cas::ext`]).
 #[derive(Clone, Debug)]
 pub struct WasmCas {

@@ -39,8 +39,13 @@ pub struct WasmLayerStore {
 }
 
 impl WasmLayerStore {
-    /// Load the plugin `wasm` with its store in `dir` (created if missing).
-    pub fn open(wasm: &Path, spec: &DriverSpec, dir: &Path) -> Result<WasmLayerStore, DriverError> {
+    /// Load the plugin `spec` names, with its store in the spec's store
+    /// directory ([`DriverSpec::store_dir`]: `dir=` or the default one;
+    /// created if missing).
+    pub fn open(spec: &DriverSpec) -> Result<WasmLayerStore, DriverError> {
+        let wasm = spec.wasm_path()?;
+        let dir = spec.store_dir()?;
+        let dir = dir.as_path();
         std::fs::create_dir_all(dir).map_err(|e| DriverError::Load {
             plugin: crate::show::name(&wasm),
             reason: format!("create store directory {}: {e}", crate::show::name(&dir)),

@@ -147,6 +147,10 @@ pub enum DriverError {
         /// What was wrong.
         reason: String,
     },
+    /// A plugin's store directory cannot be chosen (no `dir=` and no
+    /// default location), or the spec names no plugin file.
+    #[error("{0}")]
+    Store(String),
     /// The plugin does not provide a capability that is needed.
     #[error("driver {plugin}: does not provide {capability:?} (it provides {provided:?})")]
     Capability {
@@ -157,6 +161,48 @@ pub enum DriverError {
         /// What it declares.
         provided: Vec<String>,
     },
+}
+
+impl DriverSpec {
+    /// The plugin file, or an error for a built-in driver.
+    pub fn wasm_path(&self) -> Result<&std::path::Path, DriverError> {
+        match &self.source {
+            DriverSource::Wasm(p) => Ok(p),
+            DriverSource::Builtin(n) => Err(DriverError::Store(format!(
+                "--driver {n}: a built-in driver, not a plugin (PATH.wasm)"
+            ))),
+        }
+    }
+
+    /// The store directory of a plugin (a layer store, or a content store
+    /// given `url=`): `dir=`, else `$XDG_DATA_HOME/rumoci/drivers/NAME`
+    /// (`~/.local/share/…`), NAME being the plugin file's stem.
+    pub fn store_dir(&self) -> Result<std::path::PathBuf, DriverError> {
+        if let Some(d) = &self.dir {
+            return Ok(d.clone());
+        }
+        let wasm = self.wasm_path()?;
+        let data = match std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+            Some(d) => std::path::PathBuf::from(d),
+            None => {
+                let home = std::env::var_os("HOME")
+                    .filter(|v| !v.is_empty())
+                    .ok_or_else(|| {
+                        DriverError::Store(
+                            "neither XDG_DATA_HOME nor HOME is set: give the driver a dir=".into(),
+                        )
+                    })?;
+                std::path::PathBuf::from(home).join(".local/share")
+            }
+        };
+        let name = wasm.file_stem().ok_or_else(|| {
+            DriverError::Store(format!(
+                "--driver {}: no file name",
+                crate::show::name(&wasm)
+            ))
+        })?;
+        Ok(data.join("rumoci/drivers").join(name))
+    }
 }
 
 /// One line for a plugin's error: class and message.

@@ -8,21 +8,26 @@ use crate::oci::media;
 pub fn decompressor<'a>(
     media_type: &str,
     blob: Box<dyn Read + 'a>,
-) -> Result<Box<dyn Read + 'a>, String> {
+) -> Result<Box<dyn Read + 'a>, crate::Error> {
+    use crate::{Error, ErrorKind};
     let (base, suffix) = media::split_suffix(media_type);
     if base != media::LAYER && base != media::LAYER_NONDISTRIBUTABLE {
-        return Err(format!("unsupported layer media type {media_type}"));
+        return Err(Error::msg(
+            ErrorKind::Unsupported,
+            format!("unsupported layer media type {media_type}"),
+        ));
     }
     match suffix {
         "" => Ok(blob),
         "gzip" => Ok(Box::new(flate2::read::MultiGzDecoder::new(
             BufReader::with_capacity(1 << 20, blob),
         ))),
-        "zstd" => Ok(Box::new(
-            zstd::stream::read::Decoder::new(blob).map_err(|e| format!("zstd: {e}"))?,
-        )),
-        other => Err(format!(
-            "unsupported layer compression {other:?} in {media_type}"
+        "zstd" => Ok(Box::new(zstd::stream::read::Decoder::new(blob).map_err(
+            |e| Error::msg(ErrorKind::of_io(&e), format!("zstd: {e}")),
+        )?)),
+        other => Err(Error::msg(
+            ErrorKind::Unsupported,
+            format!("unsupported layer compression {other:?} in {media_type}"),
         )),
     }
 }

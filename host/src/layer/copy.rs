@@ -309,7 +309,7 @@ const XATTR_MAX: usize = 1 << 16;
 
 struct Copier<'a> {
     opts: &'a CopyOptions,
-    check: &'a mut dyn FnMut(&BStr, &Stat) -> Result<(), String>,
+    check: &'a mut dyn FnMut(&BStr, &Stat) -> Result<(), crate::Error>,
     stats: CopyStats,
     dst_root: OwnedFd,
     dst_id: (u64, u64),
@@ -344,7 +344,7 @@ pub fn copy_tree(
     src: &Path,
     dst: &Path,
     opts: &CopyOptions,
-    check: &mut dyn FnMut(&BStr, &Stat) -> Result<(), String>,
+    check: &mut dyn FnMut(&BStr, &Stat) -> Result<(), crate::Error>,
 ) -> Result<CopyStats, CopyError> {
     let dir_flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     // O_DIRECTORY | O_NOFOLLOW on a symlink fails with ENOTDIR or ELOOP.
@@ -387,7 +387,7 @@ pub fn copy_tree(
     }
     check(b"".as_bstr(), &st).map_err(|reason| CopyError::Rejected {
         path: String::new(),
-        reason,
+        reason: reason.to_string(),
     })?;
     let names = list_dir(src_fd.as_fd()).map_err(io_err("", "readdir"))?;
     let dst_copy = dst_fd
@@ -465,7 +465,7 @@ impl Copier<'_> {
             .map_err(io_err(&path, "lstat"))?;
         (self.check)(rel.as_bstr(), &st).map_err(|reason| CopyError::Rejected {
             path: path.clone(),
-            reason,
+            reason: reason.to_string(),
         })?;
         let ft = FileType::from_raw_mode(st.st_mode);
         let multi = ft != FileType::Directory && nlink(&st) > 1;
@@ -1070,7 +1070,7 @@ mod tests {
         rustix::process::geteuid().is_root()
     }
 
-    fn no_check(_: &BStr, _: &Stat) -> Result<(), String> {
+    fn no_check(_: &BStr, _: &Stat) -> Result<(), crate::Error> {
         Ok(())
     }
 
@@ -1251,7 +1251,10 @@ mod tests {
         std::fs::write(src.join("z"), b"x").unwrap();
         let err = copy_tree(&src, &dst, &CopyOptions::default(), &mut |p, st| {
             if p == "a/b/bad" {
-                Err(format!("inode {} was not cached", st.st_ino))
+                Err(crate::Error::invalid(format!(
+                    "inode {} was not cached",
+                    st.st_ino
+                )))
             } else {
                 Ok(())
             }
@@ -1272,7 +1275,7 @@ mod tests {
         // the root too
         let (_t, src, dst) = pair();
         let err = copy_tree(&src, &dst, &CopyOptions::default(), &mut |_, _| {
-            Err("no".into())
+            Err(crate::Error::invalid("no"))
         })
         .unwrap_err();
         assert!(matches!(&err, CopyError::Rejected { path, .. } if path.is_empty()));

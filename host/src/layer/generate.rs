@@ -53,7 +53,8 @@ fn io_at(path: &Path) -> impl FnOnce(io::Error) -> GenerateError + '_ {
 
 /// Maps a file's host owner (and its `user.rootlesscontainers` value, if
 /// any) to the owner recorded in the layer.
-pub type OwnerFn = dyn Fn(u32, u32, Option<&[u8]>) -> Result<(u32, u32), String> + Send + Sync;
+pub type OwnerFn =
+    dyn Fn(u32, u32, Option<&[u8]>) -> Result<(u32, u32), super::idmap::IdMapError> + Send + Sync;
 
 /// Options of the generator.
 #[derive(Default)]
@@ -273,7 +274,7 @@ impl<W: Write> TarGenerator<W> {
             Some(f) => f(md.uid(), md.gid(), rootless.as_deref()).map_err(|reason| {
                 GenerateError::Invalid {
                     path: name.to_owned(),
-                    reason,
+                    reason: reason.0,
                 }
             })?,
             None => {

@@ -18,7 +18,7 @@ pub struct IdMapping {
 
 impl IdMapping {
     /// Parse `CONTAINER:HOST[:SIZE]` (size defaults to 1).
-    pub fn parse(s: &str) -> Result<IdMapping, String> {
+    pub fn parse(s: &str) -> Result<IdMapping, IdMapError> {
         let parts: Vec<&str> = s.split(':').collect();
         let num = |p: &str| {
             p.parse::<u32>()
@@ -35,13 +35,17 @@ impl IdMapping {
                 host_id: num(h)?,
                 size: num(n)?,
             },
-            _ => return Err(format!("id mapping {s:?}: expected CONTAINER:HOST[:SIZE]")),
+            _ => {
+                return Err(IdMapError(format!(
+                    "id mapping {s:?}: expected CONTAINER:HOST[:SIZE]"
+                )));
+            }
         };
         if m.size == 0
             || u64::from(m.container_id) + u64::from(m.size) > 1 << 32
             || u64::from(m.host_id) + u64::from(m.size) > 1 << 32
         {
-            return Err(format!("id mapping {s:?}: range out of bounds"));
+            return Err(IdMapError(format!("id mapping {s:?}: range out of bounds")));
         }
         Ok(m)
     }
@@ -98,6 +102,17 @@ pub fn owner_mapper(
     }))
 }
 
+/// A malformed id mapping or rootless xattr, or an id no mapping covers.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct IdMapError(pub String);
+
+impl From<String> for IdMapError {
+    fn from(s: String) -> IdMapError {
+        IdMapError(s)
+    }
+}
+
 /// The xattr rootless unpack stores the container owner in.
 pub const ROOTLESS_XATTR: &str = "user.rootlesscontainers";
 /// "Unchanged" in the rootless protobuf (treated as 0).
@@ -126,7 +141,7 @@ pub fn encode_rootless(uid: u32, gid: u32) -> Option<Vec<u8>> {
 }
 
 /// Decode the rootless xattr into (uid, gid).
-pub fn decode_rootless(data: &[u8]) -> Result<(u32, u32), String> {
+pub fn decode_rootless(data: &[u8]) -> Result<(u32, u32), IdMapError> {
     let mut uid = 0u32;
     let mut gid = 0u32;
     let mut i = 0;
@@ -134,9 +149,9 @@ pub fn decode_rootless(data: &[u8]) -> Result<(u32, u32), String> {
         let key = data[i];
         i += 1;
         if key & 7 != 0 {
-            return Err(format!(
+            return Err(IdMapError(format!(
                 "{ROOTLESS_XATTR}: unsupported wire type in key {key:#x}"
-            ));
+            )));
         }
         let mut v: u64 = 0;
         let mut shift = 0;
@@ -146,7 +161,7 @@ pub fn decode_rootless(data: &[u8]) -> Result<(u32, u32), String> {
                 .ok_or_else(|| format!("{ROOTLESS_XATTR}: truncated varint"))?;
             i += 1;
             if shift > 63 {
-                return Err(format!("{ROOTLESS_XATTR}: varint too long"));
+                return Err(IdMapError(format!("{ROOTLESS_XATTR}: varint too long")));
             }
             v |= u64::from(b & 0x7f) << shift;
             shift += 7;

@@ -147,7 +147,7 @@ fn dir_names(fd: &OwnedFd) -> Result<Vec<CString>, Errno> {
 
 /// Remove `name` in `dir` and everything beneath it, never following
 /// symlinks, at any depth (iterative), whatever the modes of the
-/// directories in it (see [`open_for_removal`]). A missing name is not an
+/// directories in it (see `open_for_removal`). A missing name is not an
 /// error.
 pub fn remove_all_at<Fd: AsFd, P: rustix::path::Arg + Copy>(dir: Fd, name: P) -> Result<(), Errno> {
     let dir = dir.as_fd();

@@ -494,7 +494,7 @@ fn refuse_mounted(store: &dyn LayerStore, names: &[&str]) -> Result<(), LayerSto
             .and_then(|l| l.split(':').next())
             .map(str::to_string)
             .ok_or_else(|| bad(format!("view of {name}: no overlay lowerdir=")))?;
-        let dir = resolve(&root, &top).map_err(bad)?;
+        let dir = resolve(&root, &top).map_err(|e| bad(e.to_string()))?;
         if let Some(m) = mounted::user_of(&mounts, &dir) {
             return Err(LayerStoreError::InUse {
                 store: store.name(),
@@ -528,16 +528,20 @@ pub fn chain_ids(diff_ids: &[Digest]) -> Vec<Digest> {
 /// without `..`, absolute or empty components (`""` is `root` itself).
 /// Symlinks are not followed by the callers (they open paths with
 /// `O_NOFOLLOW` beneath `root`).
-pub fn resolve(root: &Path, rel: &str) -> Result<PathBuf, String> {
+pub fn resolve(root: &Path, rel: &str) -> Result<PathBuf, crate::Error> {
     if rel.len() > 4096 || rel.contains('\0') {
-        return Err(format!("invalid path {rel:?}"));
+        return Err(crate::Error::invalid(format!("invalid path {rel:?}")));
     }
     let mut out = root.to_path_buf();
     for c in Path::new(rel).components() {
         match c {
             Component::Normal(n) => out.push(n),
             Component::CurDir => {}
-            _ => return Err(format!("path {rel:?} leaves the store directory")),
+            _ => {
+                return Err(crate::Error::invalid(format!(
+                    "path {rel:?} leaves the store directory"
+                )));
+            }
         }
     }
     Ok(out)

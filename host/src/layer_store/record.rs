@@ -231,12 +231,13 @@ impl Record {
 
     /// Check one entry of the tree against the record: same inode, same
     /// ctime. `Err` says what differs.
-    pub fn check(&self, rel: &BStr, st: &rustix::fs::Stat) -> Result<(), String> {
+    pub fn check(&self, rel: &BStr, st: &rustix::fs::Stat) -> Result<(), crate::Error> {
+        let changed = |m: &str| Err(crate::Error::msg(crate::ErrorKind::Integrity, m));
         match self.entries.get(rel) {
-            None => Err("not in the recorded tree (added after it was recorded)".into()),
+            None => changed("not in the recorded tree (added after it was recorded)"),
             Some(Entry(ino, cs, cn, _)) => {
                 if *ino != st.st_ino || *cs != st.st_ctime || *cn != st.st_ctime_nsec as i64 {
-                    Err("changed after the tree was recorded".into())
+                    changed("changed after the tree was recorded")
                 } else {
                     Ok(())
                 }
@@ -246,7 +247,7 @@ impl Record {
 
     /// Check the whole tree at `root` against the record: every entry
     /// recorded (same inode, same ctime), none added, none missing.
-    pub fn verify(&self, root: &Path) -> Result<(), String> {
+    pub fn verify(&self, root: &Path) -> Result<(), crate::Error> {
         let mut seen = 0usize;
         walk(
             root,
@@ -262,18 +263,22 @@ impl Record {
                 seen += 1;
                 Ok(())
             },
-        )?;
+        )
+        .map_err(|m| crate::Error::msg(crate::ErrorKind::Integrity, m))?;
         self.check_count(seen)
     }
 
     /// After a walk of the tree that found every one of its `seen` entries
     /// in the record: `Err` unless that is all of the record.
-    pub fn check_count(&self, seen: usize) -> Result<(), String> {
+    pub fn check_count(&self, seen: usize) -> Result<(), crate::Error> {
         if seen != self.entries.len() {
-            return Err(format!(
-                "{} of its {} recorded entries are missing",
-                self.entries.len().saturating_sub(seen),
-                self.entries.len()
+            return Err(crate::Error::msg(
+                crate::ErrorKind::Integrity,
+                format!(
+                    "{} of its {} recorded entries are missing",
+                    self.entries.len().saturating_sub(seen),
+                    self.entries.len()
+                ),
             ));
         }
         Ok(())
@@ -301,9 +306,9 @@ impl Record {
             path: path.display().to_string(),
             reason: e.to_string(),
         })?;
-        crate::bundle::write_atomic(path, &data).map_err(|reason| RecordError::Invalid {
+        crate::bundle::write_atomic(path, &data).map_err(|e| RecordError::Invalid {
             path: path.display().to_string(),
-            reason,
+            reason: e.to_string(),
         })
     }
 

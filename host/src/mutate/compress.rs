@@ -18,15 +18,15 @@ pub enum Compression {
 
 impl Compression {
     /// Parse `--compress`: `auto` gives `None` (decide later), else the algorithm.
-    pub fn parse(s: &str) -> Result<Option<Compression>, String> {
+    pub fn parse(s: &str) -> Result<Option<Compression>, super::MutateError> {
         match s {
             "auto" => Ok(None),
             "none" | "" => Ok(Some(Compression::None)),
             "gzip" => Ok(Some(Compression::Gzip)),
             "zstd" => Ok(Some(Compression::Zstd)),
-            other => Err(format!(
+            other => Err(super::MutateError::Invalid(format!(
                 "--compress {other:?}: expected auto, none, gzip or zstd"
-            )),
+            ))),
         }
     }
 

@@ -10,7 +10,7 @@ use std::io::Read;
 pub use compress::{Compression, Compressor};
 
 use crate::cas::refs::DescriptorPath;
-use crate::cas::{Cas, CasError, ext};
+use crate::cas::{Cas, CasError, WriteLock, ext};
 use crate::oci::{Algorithm, Blob, Descriptor, Digest, History, Image, Manifest, media};
 
 /// Annotation umoci puts on a layer descriptor whose blob size differs from
@@ -54,9 +54,12 @@ impl std::io::Write for LayerWriter {
     }
 }
 
-/// Edits one image (the manifest at the end of a descriptor path).
+/// Edits one image (the manifest at the end of a descriptor path). It
+/// borrows the store's [`WriteLock`] for its whole life: the blobs it
+/// writes stay safe from gc until the caller retags the result.
 pub struct Mutator<'a> {
     cas: &'a dyn Cas,
+    _lock: &'a WriteLock<'a>,
     path: DescriptorPath,
     manifest: Manifest,
     config: Image,
@@ -66,7 +69,8 @@ impl<'a> Mutator<'a> {
     /// Load the manifest and config at the end of `path`.
     /// A path longer than [`crate::limits::MAX_INDEX_DEPTH`] (e.g. from a
     /// bundle's `umoci.json`) is refused before anything is read.
-    pub fn new(cas: &'a dyn Cas, path: DescriptorPath) -> Result<Mutator<'a>, MutateError> {
+    pub fn new(lock: &'a WriteLock<'a>, path: DescriptorPath) -> Result<Mutator<'a>, MutateError> {
+        let cas = lock.cas();
         if path.0.is_empty() {
             return Err(MutateError::Invalid("empty descriptor path".into()));
         }
@@ -88,6 +92,7 @@ impl<'a> Mutator<'a> {
         let config = ext::fetch_image_config(cas, path.target(), &manifest)?;
         Ok(Mutator {
             cas,
+            _lock: lock,
             path,
             manifest,
             config,

@@ -25,9 +25,9 @@ fn digest(label: &str) -> Result<Digest, String> {
 /// bytes.
 fn fill(store: &WasmLayerStore, t: &UnpackTarget, files: &[(&str, &[u8])]) -> Result<u64, String> {
     let root = store.root();
-    let dir = resolve(root, &t.dir)?;
+    let dir = resolve(root, &t.dir).map_err(|e| e.to_string())?;
     let meta = t.meta.as_deref().ok_or("prepare answers no meta file")?;
-    let meta = resolve(root, meta)?;
+    let meta = resolve(root, meta).map_err(|e| e.to_string())?;
     ensure(dir != root, || {
         "prepare answers the store directory itself as the layer's directory".into()
     })?;
@@ -62,12 +62,12 @@ fn mount_paths(root: &Path, ms: &[MountSpec]) -> Result<Vec<PathBuf>, String> {
     let mut out = Vec::new();
     for m in ms {
         if !m.source.is_empty() {
-            out.push(resolve(root, &m.source)?);
+            out.push(resolve(root, &m.source).map_err(|e| e.to_string())?);
         }
         for o in &m.options {
             if let Some(l) = o.strip_prefix("lowerdir=") {
                 for d in l.split(':') {
-                    out.push(resolve(root, d)?);
+                    out.push(resolve(root, d).map_err(|e| e.to_string())?);
                 }
             }
         }
@@ -88,7 +88,12 @@ pub(super) fn run(r: &mut Runner, wasm: &Path, spec: &DriverSpec, opts: &Options
         "the store opens in an empty directory",
         "the plugin works in the store directory it is given (created empty by the host)",
         || {
-            store = Some(WasmLayerStore::open(wasm, spec, &dir).map_err(err)?);
+            let spec = DriverSpec {
+                source: crate::driver::DriverSource::Wasm(wasm.to_path_buf()),
+                dir: Some(dir.clone()),
+                ..spec.clone()
+            };
+            store = Some(WasmLayerStore::open(&spec).map_err(err)?);
             Ok(None)
         },
     );

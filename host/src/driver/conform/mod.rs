@@ -4,14 +4,14 @@
 //! (`sdk/wit/driver.wit` and `docs/plugins.md`) asks of it, one check at a
 //! time, each reported as it finishes with the rule it tests:
 //!
-//! * [`cas`]: a content store, called directly through its exports
+//! * `cas`: a content store, called directly through its exports
 //!   (init/check answers, writes, commits, aborts, reads at offsets and
 //!   through streams, deduplication, paging, the `index.json`
 //!   compare-and-swap, clean-up after a killed writer, gc);
-//! * [`layer`]: a layer store (prepare, commit, cached answers, parent
+//! * `layer`: a layer store (prepare, commit, cached answers, parent
 //!   chains, views, usage, paging, refusal to remove a parent, leftovers of
 //!   a killed unpack);
-//! * [`e2e`]: the rumoci binary itself run against the plugin and against
+//! * `e2e`: the rumoci binary itself run against the plugin and against
 //!   the built-in driver on the same image, with results compared byte for
 //!   byte (and index updates from several processes at once).
 //!

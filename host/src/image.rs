@@ -1,0 +1,1086 @@
+//! The builder's API: the entry points the `rumoci` command is made of,
+//! to be read top to bottom.
+//!
+//! 1. Open a store: [`Store::open`] (an OCI layout, built-in driver),
+//!    [`Store::create`], or through storage-driver plugins given as
+//!    `--driver` spec strings: [`Drivers::parse`] and [`Store::open_with`]
+//!    (feature `wasm`).
+//! 2. Read: [`Store::resolve`] (a tag, with the `--platform` rules),
+//!    [`Store::tags`], [`Store::stat`], [`Store::verify`].
+//! 3. Unpack a tag into a runtime bundle ([`Store::unpack`], optionally
+//!    through a layer store: [`Drivers::layer_store`]), change its rootfs,
+//!    and [`Store::repack`] it.
+//! 4. Change an image: [`Store::insert`] a host tree, [`Store::configure`]
+//!    (env, labels, history…), [`Store::add_layer`], [`Store::mutate`]
+//!    for anything else — each a compare-and-swap retag that redoes the
+//!    change on top of a concurrent writer's.
+//! 5. Tags and the rest: [`Store::tag`], [`Store::remove_tag`],
+//!    [`Store::new_image`], [`Store::gc`], [`copy`].
+//!
+//! Every write takes the store's [`WriteLock`] ([`Store::lock`]) as an
+//! argument, so gc can never sweep what a writer has written but not yet
+//! tagged. Times default to `SOURCE_DATE_EPOCH` ([`source_date_epoch`],
+//! [`default_created`]). Errors are [`crate::Error`]s naming what was being
+//! done (`resolve LAYOUT:TAG`, `unpack LAYOUT:TAG into BUNDLE`, …).
+//!
+//! ```
+//! use rumoci::image::{ConfigChange, HistoryEntry, Store};
+//! let dir = tempfile::tempdir()?;
+//! let store = Store::create(dir.path().join("img"))?;
+//! let lock = store.lock()?;
+//! store.new_image(&lock, "base", None)?;
+//! let change = ConfigChange {
+//!     env: vec![("PATH".into(), "/bin".into())],
+//!     labels: vec![("org.example.step".into(), "1".into())],
+//!     history: Some(HistoryEntry::new("configure")),
+//!     ..ConfigChange::default()
+//! };
+//! store.configure(&lock, "base", None, "configured", &change)?;
+//! drop(lock);
+//! let config = store.config("configured", None)?;
+//! assert_eq!(config.config.env, ["PATH=/bin"]);
+//! assert_eq!(config.history.len(), 1);
+//! assert!(store.verify().is_empty());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::cas::check::Problem;
+use crate::cas::copy::{BlobOutcome, CopyOptions, CopyStats};
+use crate::cas::gc::GcStats;
+use crate::cas::refs::{self, DescriptorPath, PlatformSpec};
+use crate::cas::{Cas, DirCas, WriteLock, ext};
+use crate::error::ResultExt;
+use crate::layer::extract::ExtractOptions;
+use crate::layer::idmap::IdMapping;
+use crate::layer_store::LayerStore;
+use crate::mutate::{Compression, Mutator};
+use crate::oci::{Descriptor, History, Image, Manifest, media};
+use crate::path::BString;
+use crate::repack::{RepackOptions, RepackOutcome};
+use crate::show;
+use crate::stat::ManifestStat;
+use crate::{Error, ErrorKind, Result};
+
+/// An image store: an OCI layout, or a plugin's store, and the name it was
+/// opened by (used in errors).
+pub struct Store {
+    cas: Box<dyn Cas>,
+    name: String,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("name", &self.name).finish()
+    }
+}
+
+impl Store {
+    /// Open an existing OCI layout with the built-in directory driver.
+    pub fn open(path: impl AsRef<Path>) -> Result<Store> {
+        let path = path.as_ref();
+        let cas = DirCas::open(path).doing(|| format!("open layout {}", show::name(&path)))?;
+        Ok(Store::from_cas(Box::new(cas), path))
+    }
+
+    /// Create a new, empty OCI layout (the path must not exist) and open it.
+    pub fn create(path: impl AsRef<Path>) -> Result<Store> {
+        let path = path.as_ref();
+        let cas = DirCas::create(path).doing(|| format!("create layout {}", show::name(&path)))?;
+        Ok(Store::from_cas(Box::new(cas), path))
+    }
+
+    /// A store over any [`Cas`]; `name` is how errors call it.
+    pub fn from_cas(cas: Box<dyn Cas>, name: impl AsRef<Path>) -> Store {
+        Store {
+            cas,
+            name: show::name(&name.as_ref()),
+        }
+    }
+
+    /// The content store underneath.
+    pub fn cas(&self) -> &dyn Cas {
+        self.cas.as_ref()
+    }
+
+    /// The name errors use for the store (its path, shortened).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Take the writer lock every write needs (gc waits for it).
+    pub fn lock(&self) -> Result<WriteLock<'_>> {
+        Ok(WriteLock::new(self.cas())?)
+    }
+
+    fn check_lock(&self, lock: &WriteLock<'_>) -> Result<()> {
+        if lock.is_for(self.cas()) {
+            Ok(())
+        } else {
+            Err(Error::invalid(format!(
+                "{}: the write lock given is another store's",
+                self.name
+            )))
+        }
+    }
+
+    fn image(&self, tag: &str) -> String {
+        format!("{}:{tag}", self.name)
+    }
+
+    /// The tagged `index.json` entries, in order (duplicates possible).
+    pub fn tags(&self) -> Result<Vec<(String, Descriptor)>> {
+        let index = ext::read_index(self.cas())?;
+        Ok(index
+            .manifests
+            .into_iter()
+            .filter_map(|d| d.ref_name().map(|t| (t.to_string(), d.clone())))
+            .collect())
+    }
+
+    /// Resolve `tag` to a manifest: through nested indexes, choosing the
+    /// platform (`None`: the host's, as `--platform` does).
+    pub fn resolve(&self, tag: &str, platform: Option<&PlatformSpec>) -> Result<DescriptorPath> {
+        refs::resolve(self.cas(), tag, platform)
+            .doing(|| format!("resolve {}", self.image(tag)))
+            .map_err(|e| e.with_object(self.image(tag)))
+    }
+
+    /// Unpack `tag` into a new runtime bundle (`rootfs/`, `config.json`,
+    /// the mtree and `umoci.json`), through `layers` if given (a layer
+    /// cache or the overlay store), else extracting in place. Returns the
+    /// manifest's path.
+    ///
+    /// ```
+    /// # use rumoci::image::{Store, extract_options};
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = Store::create(dir.path().join("img"))?;
+    /// # store.new_image(&store.lock()?, "base", None)?;
+    /// let opts = extract_options(vec![], vec![], true, false);
+    /// store.unpack("base", None, dir.path().join("bundle"), opts, None)?;
+    /// assert!(dir.path().join("bundle/rootfs").is_dir());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn unpack(
+        &self,
+        tag: &str,
+        platform: Option<&PlatformSpec>,
+        bundle: impl AsRef<Path>,
+        opts: ExtractOptions,
+        layers: Option<&dyn LayerStore>,
+    ) -> Result<DescriptorPath> {
+        let bundle = bundle.as_ref();
+        let path = self.resolve(tag, platform)?;
+        crate::bundle::create::unpack_bundle(self.cas(), &path, bundle, opts, layers)
+            .doing(|| format!("unpack {} into {}", self.image(tag), show::name(&bundle)))?;
+        Ok(path)
+    }
+
+    /// Add the changes made in `bundle`'s rootfs as a new layer on the
+    /// image it was unpacked from, and point `tag` at the result.
+    pub fn repack(
+        &self,
+        lock: &WriteLock<'_>,
+        bundle: impl AsRef<Path>,
+        tag: &str,
+        opts: &RepackOptions,
+    ) -> Result<RepackOutcome> {
+        self.check_lock(lock)?;
+        let bundle = bundle.as_ref();
+        let what = || format!("repack {} into {}", show::name(&bundle), self.image(tag));
+        let out = crate::repack::repack_bundle(lock, bundle, opts).doing(what)?;
+        refs::set_tag(lock, tag, out.path.root()).doing(what)?;
+        Ok(out)
+    }
+
+    /// Read-modify-write of an image without lost updates: resolve `tag`,
+    /// let `f` change the image, commit, and point `dest` at the result —
+    /// when `dest` is `tag`, only if it still points where it did;
+    /// otherwise another writer got there first and the change is redone
+    /// on top of theirs.
+    pub fn mutate(
+        &self,
+        lock: &WriteLock<'_>,
+        tag: &str,
+        platform: Option<&PlatformSpec>,
+        dest: &str,
+        f: &mut dyn FnMut(&mut Mutator<'_>) -> Result<()>,
+    ) -> Result<DescriptorPath> {
+        self.check_lock(lock)?;
+        refs::check_tag(dest)?;
+        for attempt in 0..64 {
+            let path = self.resolve(tag, platform)?;
+            let old_root = path.root().clone();
+            let mut m = Mutator::new(lock, path)?;
+            f(&mut m)?;
+            let new_path = m.commit()?;
+            let done = if dest == tag {
+                refs::set_tag_if(lock, dest, Some(&old_root), new_path.root())?
+            } else {
+                refs::set_tag(lock, dest, new_path.root())?;
+                true
+            };
+            if done {
+                return Ok(new_path);
+            }
+            tracing::debug!(
+                "{} changed while this command ran (attempt {attempt}); redoing the change on top",
+                self.image(tag)
+            );
+        }
+        Err(Error::msg(
+            ErrorKind::Conflict,
+            format!(
+                "{}: gave up after too many concurrent updates",
+                self.image(tag)
+            ),
+        ))
+    }
+
+    /// Change the configuration of `tag` (see [`ConfigChange`]) and point
+    /// `dest` at the result.
+    pub fn configure(
+        &self,
+        lock: &WriteLock<'_>,
+        tag: &str,
+        platform: Option<&PlatformSpec>,
+        dest: &str,
+        change: &ConfigChange,
+    ) -> Result<DescriptorPath> {
+        self.mutate(lock, tag, platform, dest, &mut |m| change.apply(m))
+    }
+
+    /// Add a layer made from a host tree (or a whiteout) to `tag` and point
+    /// `dest` at the result.
+    pub fn insert(
+        &self,
+        lock: &WriteLock<'_>,
+        tag: &str,
+        platform: Option<&PlatformSpec>,
+        dest: &str,
+        insert: &Insert,
+    ) -> Result<DescriptorPath> {
+        use crate::layer::generate::{GenerateOptions, TarGenerator, add_tree};
+        use crate::path::ByteSlice;
+        let target = &insert.target;
+        insert.check()?;
+        self.mutate(lock, tag, platform, dest, &mut |m| {
+            let compression = insert
+                .compression
+                .unwrap_or_else(|| Compression::auto(&m.manifest().layers));
+            let history = insert
+                .history
+                .as_ref()
+                .map(|h| h.to_history("", false))
+                .transpose()?;
+            let layer = m.begin_layer(compression)?;
+            let opts = GenerateOptions {
+                owner: crate::layer::idmap::owner_mapper(
+                    insert.uid_map.clone(),
+                    insert.gid_map.clone(),
+                    insert.rootless,
+                ),
+                clamp_mtime: insert.clamp_mtime,
+                // a source tree with directories its owner cannot read
+                grant: match &insert.source {
+                    Some(src) => Some(
+                        crate::layer::unpriv::TreeGrant::new(src)
+                            .doing(|| format!("insert source {}", src.display()))?,
+                    ),
+                    None => None,
+                },
+            };
+            let mut tar = TarGenerator::new(layer, opts);
+            match &insert.source {
+                Some(src) => add_tree(&mut tar, src, target.as_ref(), insert.opaque),
+                None => tar.add_whiteout(target.trim_with(|c| c == '/').as_bstr()),
+            }
+            .doing(|| format!("insert {target:?}"))?;
+            let layer = tar.finish()?;
+            m.finish_layer(layer, history)?;
+            Ok(())
+        })
+    }
+
+    /// Add an uncompressed tar archive as a new layer of `tag` and point
+    /// `dest` at the result (`raw add-layer`). An entry without an author
+    /// gets the image's.
+    #[allow(clippy::too_many_arguments)]
+    pub fn add_layer(
+        &self,
+        lock: &WriteLock<'_>,
+        tag: &str,
+        platform: Option<&PlatformSpec>,
+        dest: &str,
+        layer: &Path,
+        compression: Option<Compression>,
+        history: Option<&HistoryEntry>,
+    ) -> Result<DescriptorPath> {
+        if layer.is_dir() {
+            return Err(Error::invalid(format!(
+                "layer {}: is a directory, expected a tar archive",
+                show::name(&layer)
+            )));
+        }
+        self.mutate(lock, tag, platform, dest, &mut |m| {
+            let mut file = std::fs::File::open(layer)
+                .doing(|| format!("open layer {}", show::name(&layer)))?;
+            let compression =
+                compression.unwrap_or_else(|| Compression::auto(&m.manifest().layers));
+            let author = m.config().author.clone();
+            let history = history.map(|h| h.to_history(&author, false)).transpose()?;
+            m.add_layer(&mut file, compression, history)
+                .doing(|| format!("add layer {}", show::name(&layer)))?;
+            Ok(())
+        })
+    }
+
+    /// Create a blank image (no layers) for `platform` (default: the
+    /// host's, with its ARM variant as umoci records it), created at
+    /// [`default_created`], and tag it.
+    pub fn new_image(
+        &self,
+        lock: &WriteLock<'_>,
+        tag: &str,
+        platform: Option<PlatformSpec>,
+    ) -> Result<Descriptor> {
+        self.check_lock(lock)?;
+        let platform = platform.unwrap_or_else(PlatformSpec::host_for_new_image);
+        let config = Image {
+            created: Some(default_created()?),
+            author: String::new(),
+            architecture: platform.architecture,
+            os: platform.os,
+            os_version: String::new(),
+            os_features: Vec::new(),
+            variant: platform.variant,
+            config: Default::default(),
+            rootfs: Default::default(),
+            history: Vec::new(),
+            extra: Default::default(),
+        };
+        let config_desc = ext::put_json(self.cas(), media::CONFIG, &config)?;
+        let manifest = Manifest {
+            schema_version: 2,
+            media_type: media::MANIFEST.to_string(),
+            artifact_type: String::new(),
+            config: config_desc,
+            layers: Vec::new(),
+            subject: None,
+            annotations: Default::default(),
+            extra: Default::default(),
+        };
+        let desc = ext::put_json(self.cas(), media::MANIFEST, &manifest)?;
+        refs::set_tag(lock, tag, &desc).doing(|| format!("tag {tag}"))?;
+        Ok(desc)
+    }
+
+    /// Point `new` at the manifest `tag` resolves to. The lock is held
+    /// from reading `tag` until `new` is written, so gc cannot sweep the
+    /// manifest if `tag` moves meanwhile.
+    pub fn tag(
+        &self,
+        lock: &WriteLock<'_>,
+        tag: &str,
+        platform: Option<&PlatformSpec>,
+        new: &str,
+    ) -> Result<Descriptor> {
+        self.check_lock(lock)?;
+        refs::check_tag(new)?;
+        let path = self.resolve(tag, platform)?;
+        refs::set_tag(lock, new, path.target()).doing(|| format!("tag {new}"))?;
+        Ok(path.target().clone())
+    }
+
+    /// Remove every `index.json` entry named `tag`; returns how many went
+    /// (none is not an error, as in umoci).
+    pub fn remove_tag(&self, lock: &WriteLock<'_>, tag: &str) -> Result<usize> {
+        self.check_lock(lock)?;
+        refs::remove_tag(lock, tag).doing(|| format!("remove tag {tag}"))
+    }
+
+    /// The image configuration `tag` resolves to (env, labels, history…).
+    pub fn config(&self, tag: &str, platform: Option<&PlatformSpec>) -> Result<Image> {
+        let path = self.resolve(tag, platform)?;
+        let what = || format!("read the config of {}", self.image(tag));
+        let manifest = ext::fetch_manifest(self.cas(), path.target()).doing(what)?;
+        ext::fetch_image_config(self.cas(), path.target(), &manifest).doing(what)
+    }
+
+    /// The manifest, config and history of `tag` (umoci's `stat`).
+    pub fn stat(&self, tag: &str, platform: Option<&PlatformSpec>) -> Result<ManifestStat> {
+        let path = self.resolve(tag, platform)?;
+        crate::stat::stat(self.cas(), path.target()).doing(|| format!("stat {}", self.image(tag)))
+    }
+
+    /// Delete every blob `index.json` does not reach, and temporaries of
+    /// dead writers (waits for writers holding the lock).
+    pub fn gc(&self) -> Result<GcStats> {
+        crate::cas::gc::gc(self.cas()).doing(|| format!("gc {}", self.name))
+    }
+
+    /// Check every reachable object (sizes, digests, formats, layer
+    /// diff_ids); empty when the store is sound.
+    pub fn verify(&self) -> Vec<Problem> {
+        crate::cas::check::verify_layout(self.cas(), &mut crate::unpack::check_layer)
+    }
+}
+
+/// Copy `src_tag` of `from` (and everything it reaches: all platforms, or
+/// the one `opts.platform` names; referrers on request) to `to` as
+/// `dst_tag`, verified, skipping blobs already there, tagging last. `each`
+/// hears of every blob.
+///
+/// ```
+/// # use rumoci::image::{Store, copy};
+/// # let dir = tempfile::tempdir()?;
+/// let a = Store::create(dir.path().join("a"))?;
+/// a.new_image(&a.lock()?, "base", None)?;
+/// let b = Store::create(dir.path().join("b"))?;
+/// let stats = copy(&a, "base", &b, "copied", &Default::default(), &mut |_, _| {})?;
+/// assert_eq!(stats.copied, 2);
+/// assert!(b.resolve("copied", None).is_ok());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn copy(
+    from: &Store,
+    src_tag: &str,
+    to: &Store,
+    dst_tag: &str,
+    opts: &CopyOptions,
+    each: &mut dyn FnMut(&Descriptor, BlobOutcome),
+) -> Result<CopyStats> {
+    crate::cas::copy::copy_image(from.cas(), to.cas(), src_tag, dst_tag, opts, each)
+        .doing(|| format!("copy {} to {}", from.image(src_tag), to.image(dst_tag)))
+}
+
+/// `--refresh-bundle`: point `bundle` at the image `outcome` made, so a
+/// later repack diffs against it.
+pub fn refresh_bundle(bundle: impl AsRef<Path>, outcome: &RepackOutcome) -> Result<()> {
+    let bundle = bundle.as_ref();
+    crate::repack::refresh_bundle(bundle, outcome)
+        .doing(|| format!("refresh {}", show::name(&bundle)))
+}
+
+/// Extraction options: id maps (`CONTAINER:HOST[:SIZE]`, parsed with
+/// [`IdMapping::parse`]); `rootless` with no maps maps 0 to the invoking
+/// user, as umoci does; `keep_dirlinks` keeps symlinks to directories.
+pub fn extract_options(
+    mut uid_map: Vec<IdMapping>,
+    mut gid_map: Vec<IdMapping>,
+    rootless: bool,
+    keep_dirlinks: bool,
+) -> ExtractOptions {
+    if rootless {
+        if uid_map.is_empty() {
+            uid_map.push(IdMapping {
+                container_id: 0,
+                host_id: rustix::process::geteuid().as_raw(),
+                size: 1,
+            });
+        }
+        if gid_map.is_empty() {
+            gid_map.push(IdMapping {
+                container_id: 0,
+                host_id: rustix::process::getegid().as_raw(),
+                size: 1,
+            });
+        }
+    }
+    ExtractOptions {
+        uid_map,
+        gid_map,
+        rootless,
+        keep_dirlinks,
+        whiteout: Default::default(),
+    }
+}
+
+// ---- times ----
+
+/// `SOURCE_DATE_EPOCH`, if set (a value that is not an integer is an
+/// error).
+pub fn source_date_epoch() -> Result<Option<i64>> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) => {
+            let secs = v.trim().parse::<i64>().map_err(|e| {
+                Error::new(ErrorKind::InvalidInput, e)
+                    .context(format!("SOURCE_DATE_EPOCH {v:?} is not an integer"))
+            })?;
+            Ok(Some(secs))
+        }
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(e) => Err(Error::invalid(format!("SOURCE_DATE_EPOCH: {e}"))),
+    }
+}
+
+/// A time as Go's RFC3339Nano formats it (trailing zeros of the fraction
+/// trimmed, `Z` for UTC).
+pub fn rfc3339_nano(t: chrono::DateTime<chrono::Utc>) -> String {
+    let mut s = t.format("%Y-%m-%dT%H:%M:%S").to_string();
+    let nanos = t.timestamp_subsec_nanos();
+    if nanos != 0 {
+        let frac = format!("{nanos:09}");
+        s.push('.');
+        s.push_str(frac.trim_end_matches('0'));
+    }
+    s.push('Z');
+    s
+}
+
+/// The default `created` time: `SOURCE_DATE_EPOCH` if set, else now.
+pub fn default_created() -> Result<String> {
+    let t = match source_date_epoch()? {
+        Some(secs) => chrono::DateTime::from_timestamp(secs, 0)
+            .ok_or_else(|| Error::invalid(format!("SOURCE_DATE_EPOCH {secs} is out of range")))?,
+        None => chrono::DateTime::<chrono::Utc>::from(std::time::SystemTime::now()),
+    };
+    Ok(rfc3339_nano(t))
+}
+
+/// Validate an RFC 3339 time and normalise it as Go's RFC3339Nano would
+/// (the offset and the significant digits of the fraction kept; `+00:00`
+/// becomes `Z`). `what` names it in the error (`--created "…"`).
+pub fn parse_time(what: &str, s: &str) -> Result<String> {
+    crate::oci::gotime::normalize_rfc3339(s).doing(|| format!("{what} {s:?}"))
+}
+
+// ---- changes ----
+
+/// A history entry to add with a change. Unset fields take defaults when
+/// the entry is made: `created` from [`default_created`], `author` from
+/// the change (the image's author for a config change).
+#[derive(Debug, Clone, Default)]
+pub struct HistoryEntry {
+    /// Creation time (RFC 3339, as [`parse_time`] normalises it).
+    pub created: Option<String>,
+    /// The command recorded as having made the entry.
+    pub created_by: String,
+    /// The author.
+    pub author: Option<String>,
+    /// A comment.
+    pub comment: String,
+}
+
+impl HistoryEntry {
+    /// An entry saying `created_by`, with every other field defaulted.
+    pub fn new(created_by: impl Into<String>) -> HistoryEntry {
+        HistoryEntry {
+            created_by: created_by.into(),
+            ..HistoryEntry::default()
+        }
+    }
+
+    /// The entry as it goes into the config; `author` when none was given.
+    pub fn to_history(&self, author: &str, empty_layer: bool) -> Result<History> {
+        Ok(History {
+            created: Some(match &self.created {
+                Some(c) => c.clone(),
+                None => default_created()?,
+            }),
+            created_by: self.created_by.clone(),
+            author: self.author.clone().unwrap_or_else(|| author.to_string()),
+            comment: self.comment.clone(),
+            empty_layer,
+            extra: Default::default(),
+        })
+    }
+}
+
+/// A field [`ConfigChange::clear`] empties first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigField {
+    /// `config.labels`
+    Labels,
+    /// `config.exposedports`
+    ExposedPorts,
+    /// `config.env`
+    Env,
+    /// `config.volume`
+    Volumes,
+    /// `config.cmd`
+    Cmd,
+    /// `config.entrypoint`
+    Entrypoint,
+    /// `manifest.annotations`
+    Annotations,
+}
+
+impl std::str::FromStr for ConfigField {
+    type Err = Error;
+
+    /// umoci's `--clear` names.
+    fn from_str(s: &str) -> Result<ConfigField> {
+        Ok(match s {
+            "config.labels" => ConfigField::Labels,
+            "config.exposedports" => ConfigField::ExposedPorts,
+            "config.env" => ConfigField::Env,
+            "config.volume" => ConfigField::Volumes,
+            "config.cmd" => ConfigField::Cmd,
+            "config.entrypoint" => ConfigField::Entrypoint,
+            "manifest.annotations" => ConfigField::Annotations,
+            "rootfs.diffids" => {
+                return Err(Error::invalid("--clear rootfs.diffids: not safe to clear"));
+            }
+            other => return Err(Error::invalid(format!("--clear {other:?}: unknown field"))),
+        })
+    }
+}
+
+/// A change to an image's configuration and manifest (`rumoci config`):
+/// fields cleared first, then each given value set or added.
+#[derive(Debug, Clone, Default)]
+pub struct ConfigChange {
+    /// Fields emptied first.
+    pub clear: Vec<ConfigField>,
+    /// The user (`user`, `uid`, `user:group`, `uid:gid`).
+    pub user: Option<String>,
+    /// Exposed ports added (`80/tcp`).
+    pub exposed_ports: Vec<String>,
+    /// Environment variables added or replaced (see [`set_env`]).
+    pub env: Vec<(String, String)>,
+    /// The entrypoint, if set.
+    pub entrypoint: Option<Vec<String>>,
+    /// The default command, if set.
+    pub cmd: Option<Vec<String>>,
+    /// Volumes added.
+    pub volumes: Vec<String>,
+    /// Labels added or replaced.
+    pub labels: Vec<(String, String)>,
+    /// The working directory.
+    pub working_dir: Option<String>,
+    /// The stop signal.
+    pub stop_signal: Option<String>,
+    /// The creation time (normalised with [`parse_time`]).
+    pub created: Option<String>,
+    /// The author.
+    pub author: Option<String>,
+    /// The operating system.
+    pub os: Option<String>,
+    /// The architecture.
+    pub architecture: Option<String>,
+    /// The CPU variant.
+    pub variant: Option<String>,
+    /// Manifest annotations added or replaced.
+    pub annotations: Vec<(String, String)>,
+    /// The history entry (an `empty_layer` one; its author defaults to
+    /// the image's, after this change).
+    pub history: Option<HistoryEntry>,
+}
+
+/// Set `key=value` in an environment list: the first `key=` entry is
+/// replaced, else the entry is appended.
+pub fn set_env(env: &mut Vec<String>, key: &str, value: &str) {
+    let entry = format!("{key}={value}");
+    let prefix = format!("{key}=");
+    match env.iter_mut().find(|e| e.starts_with(&prefix)) {
+        Some(e) => *e = entry,
+        None => env.push(entry),
+    }
+}
+
+impl ConfigChange {
+    /// Apply the change to the image `m` holds.
+    pub fn apply(&self, m: &mut Mutator<'_>) -> Result<()> {
+        for field in &self.clear {
+            let cfg = &mut m.config_mut().config;
+            match field {
+                ConfigField::Labels => cfg.labels.clear(),
+                ConfigField::ExposedPorts => cfg.exposed_ports.clear(),
+                ConfigField::Env => cfg.env.clear(),
+                ConfigField::Volumes => cfg.volumes.clear(),
+                ConfigField::Cmd => cfg.cmd.clear(),
+                ConfigField::Entrypoint => cfg.entrypoint.clear(),
+                ConfigField::Annotations => m.manifest_mut().annotations.clear(),
+            }
+        }
+        let img = m.config_mut();
+        if let Some(u) = &self.user {
+            img.config.user = u.clone();
+        }
+        for p in &self.exposed_ports {
+            img.config
+                .exposed_ports
+                .insert(p.clone(), Value::Object(Default::default()));
+        }
+        for (k, v) in &self.env {
+            set_env(&mut img.config.env, k, v);
+        }
+        if let Some(e) = &self.entrypoint {
+            img.config.entrypoint = e.clone();
+        }
+        if let Some(c) = &self.cmd {
+            img.config.cmd = c.clone();
+        }
+        for v in &self.volumes {
+            img.config
+                .volumes
+                .insert(v.clone(), Value::Object(Default::default()));
+        }
+        for (k, v) in &self.labels {
+            img.config.labels.insert(k.clone(), v.clone());
+        }
+        if let Some(w) = &self.working_dir {
+            img.config.working_dir = w.clone();
+        }
+        if let Some(s) = &self.stop_signal {
+            img.config.stop_signal = s.clone();
+        }
+        if let Some(c) = &self.created {
+            img.created = Some(c.clone());
+        }
+        if let Some(a) = &self.author {
+            img.author = a.clone();
+        }
+        if let Some(os) = &self.os {
+            img.os = os.clone();
+        }
+        if let Some(a) = &self.architecture {
+            img.architecture = a.clone();
+        }
+        if let Some(v) = &self.variant {
+            img.variant = v.clone();
+        }
+        let author = img.author.clone();
+        for (k, v) in &self.annotations {
+            m.manifest_mut().annotations.insert(k.clone(), v.clone());
+        }
+        if let Some(h) = &self.history {
+            m.add_history(h.to_history(&author, true)?);
+        }
+        Ok(())
+    }
+}
+
+/// What [`Store::insert`] adds: a host tree at `target`, or (no `source`)
+/// a whiteout deleting `target`.
+#[derive(Debug, Clone, Default)]
+pub struct Insert {
+    /// The host file or directory (`None`: a whiteout).
+    pub source: Option<PathBuf>,
+    /// Where in the image (bytes: names need not be UTF-8).
+    pub target: BString,
+    /// Make `target` opaque first, so the tree replaces it.
+    pub opaque: bool,
+    /// Layer compression (`None`: follow the last layer, else gzip).
+    pub compression: Option<Compression>,
+    /// The history entry (its author defaults to empty).
+    pub history: Option<HistoryEntry>,
+    /// Host uids mapped back into the container.
+    pub uid_map: Vec<IdMapping>,
+    /// Host gids mapped back into the container.
+    pub gid_map: Vec<IdMapping>,
+    /// Owners from the `user.rootlesscontainers` xattr.
+    pub rootless: bool,
+    /// Clamp mtimes to this ([`source_date_epoch`]).
+    pub clamp_mtime: Option<i64>,
+}
+
+impl Insert {
+    /// Check what can be checked before the store is touched: non-empty
+    /// paths, and a source that exists.
+    pub fn check(&self) -> Result<()> {
+        if self.target.is_empty()
+            || self
+                .source
+                .as_ref()
+                .is_some_and(|s| s.as_os_str().is_empty())
+        {
+            return Err(Error::invalid("insert: arguments must not be empty"));
+        }
+        if let Some(s) = &self.source {
+            std::fs::symlink_metadata(s).doing(|| format!("insert source {}", show::name(&s)))?;
+        }
+        Ok(())
+    }
+
+    /// Insert the host path `source` at `target`.
+    pub fn tree(source: impl Into<PathBuf>, target: impl AsRef<OsStr>) -> Insert {
+        Insert {
+            source: Some(source.into()),
+            target: crate::path::bytes(target.as_ref()).to_owned(),
+            ..Insert::default()
+        }
+    }
+}
+
+// ---- stores through drivers ----
+
+#[cfg(feature = "wasm")]
+pub use drivers::{Drivers, Open};
+
+#[cfg(feature = "wasm")]
+mod drivers {
+    use std::path::{Path, PathBuf};
+
+    use super::Store;
+    use crate::cas::{Cas, DirCas};
+    use crate::driver::{DriverSource, DriverSpec, WasmCas, WasmLayerStore, plugin_info};
+    use crate::error::ResultExt;
+    use crate::layer_store::LayerStore;
+    use crate::{Error, Result, show};
+
+    /// How [`Store::open_with`] opens a store.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Open {
+        /// It must exist.
+        Existing,
+        /// It must not exist (an empty directory may, for a plugin): `init`.
+        Create,
+        /// Created if missing (an empty directory for a plugin); a
+        /// repository behind `url=` is opened as it is: `copy`'s
+        /// destination.
+        OrCreate,
+    }
+
+    /// The storage drivers in use, as `--driver` gives them (the same
+    /// grammar and defaults): at most one content store (default: the
+    /// built-in directory driver) and at most one layer store (default:
+    /// extract in place). Plugins are sorted by the capabilities they
+    /// declare when a store is opened.
+    #[derive(Debug, Clone, Default)]
+    pub struct Drivers {
+        specs: Vec<DriverSpec>,
+        /// Set by [`Drivers::content_only`]: the spec was checked to be a
+        /// content store.
+        content_only: bool,
+    }
+
+    type Roles = (Option<DriverSpec>, Option<DriverSpec>);
+
+    impl Drivers {
+        /// Parse `--driver` spec strings
+        /// (`dir` or `PATH.wasm[,dir=…][,timeout=…][,memory=…][,url=…][,repo=…][,opt.K=V…]`).
+        pub fn parse<S: AsRef<str>>(specs: &[S]) -> Result<Drivers> {
+            let specs = specs
+                .iter()
+                .map(|s| DriverSpec::parse(s.as_ref()))
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            Ok(Drivers {
+                specs,
+                content_only: false,
+            })
+        }
+
+        /// One content-store driver (`dir` or a plugin that provides
+        /// `cas`), checked now: a side of `copy`.
+        pub fn content_only(spec: &str) -> Result<Drivers> {
+            let spec = DriverSpec::parse(spec)?;
+            if let DriverSource::Wasm(path) = &spec.source {
+                let caps = plugin_info(path, &spec)?.capabilities;
+                if !caps.iter().any(|c| c == "cas") {
+                    return Err(Error::invalid(format!(
+                        "--driver {}: not a content store (it provides {caps:?})",
+                        show::name(&path)
+                    )));
+                }
+            }
+            Ok(Drivers {
+                specs: vec![spec],
+                content_only: true,
+            })
+        }
+
+        /// Use `creds` for every registry (`url=`) given without `creds=`
+        /// (the CLI's `--creds`). Only the host uses them.
+        pub fn with_credentials(mut self, creds: &crate::driver::net::Credentials) -> Drivers {
+            for spec in &mut self.specs {
+                if let Some(net) = spec.net.as_mut()
+                    && net.creds.is_none()
+                {
+                    net.creds = Some(creds.clone());
+                }
+            }
+            self
+        }
+
+        /// The specs as parsed.
+        pub fn specs(&self) -> &[DriverSpec] {
+            &self.specs
+        }
+
+        fn roles(&self) -> Result<Roles> {
+            if self.content_only {
+                let s = self.specs.first().cloned();
+                return Ok((
+                    s.filter(|s| matches!(s.source, DriverSource::Wasm(_))),
+                    None,
+                ));
+            }
+            let mut cas = Vec::new();
+            let mut layers = Vec::new();
+            for spec in &self.specs {
+                match &spec.source {
+                    DriverSource::Builtin(_) => cas.push(None),
+                    DriverSource::Wasm(path) => {
+                        let caps = plugin_info(path, spec)?.capabilities;
+                        let has = |c: &str| caps.iter().any(|x| x == c);
+                        if !has("cas") && !has("layer-store") {
+                            return Err(Error::invalid(format!(
+                                "--driver {}: provides neither \"cas\" nor \"layer-store\" (it provides {caps:?})",
+                                show::name(&path)
+                            )));
+                        }
+                        if has("cas") {
+                            cas.push(Some(spec.clone()));
+                        }
+                        if has("layer-store") {
+                            layers.push(spec.clone());
+                        }
+                    }
+                }
+            }
+            if cas.len() > 1 {
+                return Err(Error::invalid(
+                    "--driver: more than one content-store (cas) driver given",
+                ));
+            }
+            if layers.len() > 1 {
+                return Err(Error::invalid(
+                    "--driver: more than one layer-store driver given",
+                ));
+            }
+            Ok((cas.pop().flatten(), layers.pop()))
+        }
+
+        /// The content-store plugin (`None`: the built-in directory driver).
+        pub fn content_store(&self) -> Result<Option<DriverSpec>> {
+            Ok(self.roles()?.0)
+        }
+
+        /// Open the layer store (`None`: extract in place). Its directory
+        /// is `dir=`, else `$XDG_DATA_HOME/rumoci/drivers/NAME`.
+        pub fn layer_store(&self) -> Result<Option<Box<dyn LayerStore>>> {
+            let Some(spec) = self.roles()?.1 else {
+                return Ok(None);
+            };
+            let dir = spec.store_dir()?;
+            let store = WasmLayerStore::open(&spec)
+                .doing(|| format!("open layer store {}", show::name(&dir)))?;
+            Ok(Some(Box::new(store)))
+        }
+
+        /// How errors name the content-store plugin (`driver NAME
+        /// (FILE)`); `None` with the built-in driver.
+        pub fn content_label(&self) -> Option<String> {
+            let spec = self.content_store().ok()??;
+            let wasm = spec.wasm_path().ok()?;
+            let name = plugin_info(wasm, &spec).ok()?.name;
+            let file = wasm.file_name().map(show::name).unwrap_or_default();
+            Some(format!("driver {} ({file})", show::name(&name)))
+        }
+    }
+
+    /// The store directory of a content-store plugin used on layout
+    /// `path`, and the spec to load it with. Normally `dir=` or `path`
+    /// itself; with `url=` the path names a repository (passed as `repo`
+    /// unless `repo=` is given) and the store directory is `dir=` or the
+    /// default one, created if missing.
+    fn cas_store(spec: &DriverSpec, path: &Path) -> Result<(PathBuf, DriverSpec)> {
+        if spec.url.is_none() {
+            let dir = spec.dir.clone().unwrap_or_else(|| path.to_path_buf());
+            if !same_place(&dir, path) {
+                tracing::warn!(
+                    "{} is not used: the store is the driver's dir={}",
+                    show::name(&path),
+                    show::name(&dir)
+                );
+            }
+            return Ok((dir, spec.clone()));
+        }
+        let mut spec = spec.clone();
+        if spec.repo.is_none() {
+            spec.repo = Some(path.to_string_lossy().into_owned());
+        }
+        let dir = spec.store_dir()?;
+        std::fs::create_dir_all(&dir)
+            .doing(|| format!("create store directory {}", show::name(&dir)))?;
+        Ok((dir, spec))
+    }
+
+    /// Whether two paths name the same directory (lexically, or the same
+    /// inode when both exist).
+    fn same_place(a: &Path, b: &Path) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        if a.components().eq(b.components()) {
+            return true;
+        }
+        match (std::fs::metadata(a), std::fs::metadata(b)) {
+            (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+            _ => false,
+        }
+    }
+
+    fn is_empty_dir(dir: &Path) -> bool {
+        std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_none())
+    }
+
+    /// How errors name a plugin's store: the directory, or the repository
+    /// and URL with `url=`.
+    fn describe(spec: &DriverSpec, dir: &Path) -> String {
+        match (&spec.url, &spec.repo) {
+            (Some(u), Some(r)) => format!("{r} at {u}"),
+            _ => show::name(&dir),
+        }
+    }
+
+    fn empty_index() -> Result<Vec<u8>> {
+        crate::oci::to_go_json(&crate::oci::Index::default())
+            .map_err(|e| Error::invalid(format!("serialising index.json: {e}")))
+    }
+
+    impl Store {
+        /// Open the layout (or repository) `path` through the content
+        /// store `drivers` name (default: the built-in directory driver).
+        pub fn open_with(drivers: &Drivers, path: impl AsRef<Path>, how: Open) -> Result<Store> {
+            let path = path.as_ref();
+            let create = how != Open::Existing;
+            let cas: Box<dyn Cas> = match drivers.content_store()? {
+                None => {
+                    if how == Open::Create || (create && std::fs::symlink_metadata(path).is_err()) {
+                        DirCas::create(path)
+                            .doing(|| format!("create layout {}", show::name(&path)))?;
+                    }
+                    Box::new(
+                        DirCas::open(path)
+                            .doing(|| format!("open layout {}", show::name(&path)))?,
+                    )
+                }
+                Some(spec) => {
+                    let wasm = spec.wasm_path()?.to_path_buf();
+                    let (dir, spec) = cas_store(&spec, path)?;
+                    let fresh = std::fs::symlink_metadata(&dir).is_err() || is_empty_dir(&dir);
+                    // With url= the store directory is only for spooling:
+                    // the plugin's `init` decides whether the repository
+                    // exists. An empty directory (a mount point for the
+                    // store) is the plugin's to fill.
+                    if how == Open::Create && spec.url.is_none() && !fresh {
+                        return Err(Error::msg(
+                            crate::ErrorKind::Conflict,
+                            format!(
+                                "create layout {}: already exists (a store, or another non-empty directory)",
+                                show::name(&dir)
+                            ),
+                        ));
+                    }
+                    if how == Open::Create || (create && spec.url.is_none() && fresh) {
+                        Box::new(
+                            WasmCas::create(&wasm, &spec, &dir, &empty_index()?)
+                                .doing(|| format!("create layout {}", describe(&spec, &dir)))?,
+                        )
+                    } else {
+                        Box::new(
+                            WasmCas::open(&wasm, &spec, &dir)
+                                .doing(|| format!("open layout {}", describe(&spec, &dir)))?,
+                        )
+                    }
+                }
+            };
+            Ok(Store::from_cas(cas, path))
+        }
+    }
+}
