@@ -180,6 +180,67 @@ impl Store {
         Ok(path)
     }
 
+    /// Extract the layers of `tag` into `rootfs` alone (no bundle; created
+    /// if missing, an existing one is extracted over: `raw unpack`).
+    pub fn unpack_rootfs(
+        &self,
+        tag: &str,
+        platform: Option<&PlatformSpec>,
+        rootfs: impl AsRef<Path>,
+        opts: ExtractOptions,
+    ) -> Result<DescriptorPath> {
+        let rootfs = rootfs.as_ref();
+        let path = self.resolve(tag, platform)?;
+        let manifest = ext::fetch_manifest(self.cas(), path.target())?;
+        let config = ext::fetch_image_config(self.cas(), path.target(), &manifest)?;
+        match std::fs::create_dir_all(rootfs) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e).doing(|| format!("create {}", show::name(&rootfs))),
+        }
+        crate::unpack::unpack_rootfs(self.cas(), &manifest, &config, rootfs, opts)
+            .doing(|| format!("unpack {}", self.image(tag)))?;
+        Ok(path)
+    }
+
+    /// The runtime `config.json` of `tag` (umoci's layout: tab-indented,
+    /// a final newline), user names resolved in `rootfs` when given (its
+    /// file name is `root.path`, else `rootfs`).
+    pub fn runtime_config(
+        &self,
+        tag: &str,
+        platform: Option<&PlatformSpec>,
+        rootfs: Option<&Path>,
+        opts: &ExtractOptions,
+    ) -> Result<Vec<u8>> {
+        use crate::bundle::runtime::{RuntimeMapping, runtime_config, to_json};
+        let path = self.resolve(tag, platform)?;
+        let manifest = ext::fetch_manifest(self.cas(), path.target())?;
+        let config = ext::fetch_image_config(self.cas(), path.target(), &manifest)?;
+        let root = rootfs
+            .map(|p| {
+                crate::layer::root::Root::open(p)
+                    .doing(|| format!("open rootfs {}", show::name(&p)))
+            })
+            .transpose()?;
+        let name = rootfs
+            .and_then(|p| p.file_name())
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "rootfs".into());
+        let spec = runtime_config(
+            &config,
+            root.as_ref(),
+            &name,
+            &RuntimeMapping {
+                uid_map: opts.uid_map.clone(),
+                gid_map: opts.gid_map.clone(),
+                rootless: opts.rootless,
+            },
+        )
+        .doing(|| format!("runtime config of {}", self.image(tag)))?;
+        Ok(to_json(&spec)?)
+    }
+
     /// Add the changes made in `bundle`'s rootfs as a new layer on the
     /// image it was unpacked from, and point `tag` at the result.
     pub fn repack(

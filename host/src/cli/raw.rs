@@ -1,7 +1,6 @@
 //! `rumoci raw …`: advanced tooling.
 
 use anyhow::{Context, Result};
-use rumoci::cas::refs;
 
 use super::util::{CompressArgs, HistoryArgs, ImageArgs, MapArgs, TagArgs};
 
@@ -341,64 +340,15 @@ fn add_layer(a: AddLayerArgs) -> Result<()> {
 fn raw_unpack(a: UnpackArgs) -> Result<()> {
     let opts = a.map.options(a.keep_dirlinks)?;
     let (store, r) = a.image.open()?;
-    let cas = store.cas();
-    let path = refs::resolve(cas, &r.tag, a.image.platform()?.as_ref())
-        .with_context(|| format!("resolve {}:{}", rumoci::show::name(&r.layout), r.tag))?;
-    let manifest = rumoci::cas::ext::fetch_manifest(cas, path.target())?;
-    let config = rumoci::cas::ext::fetch_image_config(cas, path.target(), &manifest)?;
-    match std::fs::create_dir_all(&a.rootfs) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(e) => {
-            return Err(e).with_context(|| format!("create {}", rumoci::show::name(&a.rootfs)));
-        }
-    }
-    rumoci::unpack::unpack_rootfs(cas, &manifest, &config, &a.rootfs, opts)
-        .with_context(|| format!("unpack {}:{}", rumoci::show::name(&r.layout), r.tag))?;
+    store.unpack_rootfs(&r.tag, a.image.platform()?.as_ref(), &a.rootfs, opts)?;
     Ok(())
 }
 
 fn runtime_config(a: RuntimeConfigArgs) -> Result<()> {
-    use rumoci::bundle::runtime::{RuntimeMapping, runtime_config, to_json};
     let opts = a.map.options(false)?;
     let (store, r) = a.image.open()?;
-    let cas = store.cas();
-    let path = refs::resolve(cas, &r.tag, a.image.platform()?.as_ref())
-        .with_context(|| format!("resolve {}:{}", rumoci::show::name(&r.layout), r.tag))?;
-    let manifest = rumoci::cas::ext::fetch_manifest(cas, path.target())?;
-    let config = rumoci::cas::ext::fetch_image_config(cas, path.target(), &manifest)?;
-    let root = a
-        .rootfs
-        .as_ref()
-        .map(|p| {
-            rumoci::layer::root::Root::open(p)
-                .with_context(|| format!("open rootfs {}", rumoci::show::name(&p)))
-        })
-        .transpose()?;
-    let name = a
-        .rootfs
-        .as_ref()
-        .and_then(|p| p.file_name())
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "rootfs".into());
-    let spec = runtime_config(
-        &config,
-        root.as_ref(),
-        &name,
-        &RuntimeMapping {
-            uid_map: opts.uid_map,
-            gid_map: opts.gid_map,
-            rootless: opts.rootless,
-        },
-    )
-    .with_context(|| {
-        format!(
-            "runtime config of {}:{}",
-            rumoci::show::name(&r.layout),
-            r.tag
-        )
-    })?;
-    let data = to_json(&spec)?;
+    let platform = a.image.platform()?;
+    let data = store.runtime_config(&r.tag, platform.as_ref(), a.rootfs.as_deref(), &opts)?;
     rumoci::bundle::write_atomic(&a.config, &data)?;
     Ok(())
 }
