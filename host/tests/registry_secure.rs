@@ -523,6 +523,15 @@ impl Fx {
     }
 
     /// The Go umoci's unpack of the fixture image (made once), its rootfs.
+    /// rumoci (`pre` before the command) unpacks `image` through the
+    /// driver `spec` into `bundle`, and the tree is the Go umoci's.
+    fn unpack_like_umoci(&self, pre: &[&str], spec: &str, image: &str, bundle: &Path) {
+        let mut args = pre.to_vec();
+        args.extend(["--driver", spec, "unpack", "--image", image, sp(bundle)]);
+        self.ok(&args);
+        assert_same_tree(&self.go_rootfs(), &bundle.join("rootfs"));
+    }
+
     fn go_rootfs(&self) -> PathBuf {
         let go = self.path("go-unpack");
         if !go.exists() {
@@ -611,15 +620,7 @@ fn tls_with_ca_unpacks_like_umoci_and_repack_pulls_back() {
     );
 
     let bundle = fx.path("bundle");
-    fx.ok(&[
-        "--driver",
-        &s,
-        "unpack",
-        "--image",
-        "fixture/image:t",
-        sp(&bundle),
-    ]);
-    assert_same_tree(&fx.go_rootfs(), &bundle.join("rootfs"));
+    fx.unpack_like_umoci(&[], &s, "fixture/image:t", &bundle);
 
     // one file changed, repacked to a new tag over HTTPS
     let r = bundle.join("rootfs");
@@ -731,15 +732,7 @@ fn tls_unknown_ca_fails_and_tls_verify_false_warns() {
     assert!(out.status.success(), "tls-verify=false: {err}");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "t\n");
     assert!(err.contains("tls-verify=false"), "no warning: {err}");
-    fx.ok(&[
-        "--driver",
-        &insecure,
-        "unpack",
-        "--image",
-        "fixture/image:t",
-        sp(&bundle),
-    ]);
-    assert_same_tree(&fx.go_rootfs(), &bundle.join("rootfs"));
+    fx.unpack_like_umoci(&[], &insecure, "fixture/image:t", &bundle);
 }
 
 /// A certificate signed by the trusted CA but for another name
@@ -893,18 +886,15 @@ fn htpasswd_credentials_from_flag_spec_and_auth_files() {
     ]);
     assert_eq!(tags("team/app"), ["flag"]);
     // creds= in the spec
-    fx.ok(&[
-        "--driver",
+    fx.unpack_like_umoci(
+        &[],
         &spec(
             &reg.url(),
             &[&format!("creds={CREDS}"), "repo=fixture/image"],
         ),
-        "unpack",
-        "--image",
         "fixture/image:t",
-        sp(&bundle),
-    ]);
-    assert_same_tree(&fx.go_rootfs(), &bundle.join("rootfs"));
+        &bundle,
+    );
 
     // each auth file alone (the other places empty)
     let ls = ["--driver", from.as_str(), "ls", "--layout", "fixture/image"];
@@ -1036,15 +1026,12 @@ fn token_push_with_creds_anonymous_pull_of_public_only() {
         "public/app:t",
         &["--dest-tls-verify=false", &format!("--dest-creds={CREDS}")],
     );
-    fx.ok(&[
-        "--driver",
+    fx.unpack_like_umoci(
+        &[],
         &spec(&reg.url(), &["repo=public/app"]),
-        "unpack",
-        "--image",
         "public/app:t",
-        sp(&bundle),
-    ]);
-    assert_same_tree(&fx.go_rootfs(), &bundle.join("rootfs"));
+        &bundle,
+    );
     assert!(
         ts.log()
             .iter()
@@ -1096,17 +1083,12 @@ fn token_is_reused_within_an_unpack() {
     );
     let before = ts.log().len();
     let bundle = fx.path("bundle");
-    fx.ok(&[
-        "--creds",
-        CREDS,
-        "--driver",
+    fx.unpack_like_umoci(
+        &["--creds", CREDS],
         &spec(&reg.url(), &["repo=team/app"]),
-        "unpack",
-        "--image",
         "team/app:t",
-        sp(&bundle),
-    ]);
-    assert_same_tree(&fx.go_rootfs(), &bundle.join("rootfs"));
+        &bundle,
+    );
     let during: Vec<_> = ts.log().split_off(before);
     assert!(!during.is_empty(), "the unpack asked for no token");
     let mut per_scopes: BTreeMap<String, usize> = BTreeMap::new();
@@ -1205,15 +1187,7 @@ fn redirected_blobs_unpack_like_umoci() {
     let reg = plain_registry(&fx);
     let px = proxy(&reg, "redirect");
     let bundle = fx.path("bundle");
-    fx.ok(&[
-        "--driver",
-        &proxied(&px),
-        "unpack",
-        "--image",
-        "fixture/image:t",
-        sp(&bundle),
-    ]);
-    assert_same_tree(&fx.go_rootfs(), &bundle.join("rootfs"));
+    fx.unpack_like_umoci(&[], &proxied(&px), "fixture/image:t", &bundle);
     let redirected = px
         .log()
         .iter()
@@ -1279,15 +1253,7 @@ fn dropped_blob_reads_resume() {
     let reg = plain_registry(&fx);
     let px = proxy(&reg, "drop");
     let bundle = fx.path("bundle");
-    fx.ok(&[
-        "--driver",
-        &proxied(&px),
-        "unpack",
-        "--image",
-        "fixture/image:t",
-        sp(&bundle),
-    ]);
-    assert_same_tree(&fx.go_rootfs(), &bundle.join("rootfs"));
+    fx.unpack_like_umoci(&[], &proxied(&px), "fixture/image:t", &bundle);
     let log = px.log();
     assert!(
         log.iter()
