@@ -36,15 +36,14 @@ exits by itself when its parent process goes away.
 import argparse
 import http.client
 import json
-import os
 import re
-import signal
 import socket
 import sys
 import threading
-import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import urlsplit
+
+from serving import Server, serve
 
 MODES = ("pass", "redirect", "redirect-chain", "drop", "lie-digest")
 BLOB = re.compile(r"^/v2/(?P<name>.+)/blobs/(?P<digest>[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[A-Za-z0-9=_-]+)$")
@@ -53,18 +52,6 @@ HOP_BY_HOP = {
     "te", "trailer", "trailers", "transfer-encoding", "upgrade", "expect",
 }
 PIECE = 1 << 20
-
-
-class Server(ThreadingHTTPServer):
-    """Threads per connection, not waited for on close; a client that goes
-    away mid-request is not an error worth a traceback."""
-
-    daemon_threads = True
-
-    def handle_error(self, request, client_address):
-        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
-            return
-        super().handle_error(request, client_address)
 
 
 class Proxy:
@@ -293,13 +280,6 @@ def make_handler(proxy: Proxy, listener: str):
     return Handler
 
 
-def write_port(path, port):
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="ascii") as f:
-        f.write(f"{port}\n")
-    os.replace(tmp, path)
-
-
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--upstream", required=True, help="http://HOST:PORT of the registry")
@@ -318,33 +298,10 @@ def main():
         servers.append(Server(("127.0.0.1", 0), make_handler(proxy, "hop")))
         proxy.hop_base = f"http://127.0.0.1:{servers[1].server_address[1]}"
 
-    stopping = threading.Event()
-
-    def stop(*_):
-        stopping.set()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    threads = [
-        threading.Thread(target=s.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True)
-        for s in servers
-    ]
-    for t in threads:
-        t.start()
-    open(args.log, "a", encoding="utf-8").close()
+    listening = [(servers[0], args.port_file)]
     if args.mode == "redirect-chain":
-        write_port(args.hop_port_file, servers[1].server_address[1])
-    write_port(args.port_file, servers[0].server_address[1])
-
-    parent = os.getppid()
-    while not stopping.wait(0.5):
-        if os.getppid() != parent:  # the process that started us is gone
-            break
-    for s in servers:
-        s.shutdown()
-        s.server_close()
-    return 0
-
+        listening.insert(0, (servers[1], args.hop_port_file))
+    return serve(listening, args.log)
 
 if __name__ == "__main__":
     sys.exit(main())

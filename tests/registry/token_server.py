@@ -27,29 +27,17 @@ import argparse
 import base64
 import datetime
 import json
-import os
 import secrets
-import signal
 import subprocess
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlsplit
 
+from serving import Server, serve
+
 ACTIONS = ("pull", "push", "delete", "*")
-
-
-class Server(ThreadingHTTPServer):
-    """Threads per connection, not waited for on close; a client that goes
-    away mid-request is not an error worth a traceback."""
-
-    daemon_threads = True
-
-    def handle_error(self, request, client_address):
-        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
-            return
-        super().handle_error(request, client_address)
 
 
 def b64url(data: bytes) -> str:
@@ -255,21 +243,6 @@ def make_handler(server: TokenServer):
     return Handler
 
 
-def write_port(path, port):
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="ascii") as f:
-        f.write(f"{port}\n")
-    os.replace(tmp, path)
-
-
-def watch_parent(httpd):
-    """Stop when the process that started us exits (we are re-parented)."""
-    parent = os.getppid()
-    while os.getppid() == parent:
-        time.sleep(0.5)
-    threading.Thread(target=httpd.shutdown, daemon=True).start()
-
-
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--key", required=True, help="PEM private key that signs the tokens")
@@ -286,20 +259,7 @@ def main():
     server = TokenServer(args)
     httpd = Server(("127.0.0.1", 0), make_handler(server))
 
-    def stop(_sig, _frame):
-        threading.Thread(target=httpd.shutdown, daemon=True).start()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    threading.Thread(target=watch_parent, args=(httpd,), daemon=True).start()
-    open(args.log, "a", encoding="utf-8").close()
-    write_port(args.port_file, httpd.server_address[1])
-    try:
-        httpd.serve_forever(poll_interval=0.2)
-    finally:
-        httpd.server_close()
-    return 0
-
+    return serve([(httpd, args.port_file)], args.log)
 
 if __name__ == "__main__":
     sys.exit(main())
