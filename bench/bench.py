@@ -18,6 +18,7 @@ import json
 import os
 import platform
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -31,7 +32,6 @@ REGISTRY_WASM = os.path.join(ROOT, "target", "wasm32-wasip2", "release", "regist
 
 def free_port():
     """A free TCP port on 127.0.0.1."""
-    import socket
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -313,3 +313,27 @@ def main():
 
 if __name__ == "__main__":
     main()
+
+
+def start_registry(work, name, tls=None):
+    """A private Debian `docker-registry` on 127.0.0.1 with its config and
+    storage under work/NAME*; with tls, a directory holding server.crt and
+    server.key. Returns (process, port)."""
+    port = free_port()
+    cfg = os.path.join(work, f"{name}.yml")
+    http = f"http:\n  addr: 127.0.0.1:{port}\n"
+    if tls:
+        http += f"  tls:\n    certificate: {tls}/server.crt\n    key: {tls}/server.key\n"
+    with open(cfg, "w") as f:
+        f.write(f"version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n"
+                f"    rootdirectory: {work}/{name}-data\n{http}")
+    proc = subprocess.Popen(["docker-registry", "serve", cfg],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return proc, port
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("docker-registry did not start")

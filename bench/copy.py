@@ -20,33 +20,12 @@ target/release/rumoci and the registry plugin built:
 import argparse
 import os
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench import REGISTRY_WASM, RUMOCI, free_port, run  # noqa: E402
-
-
-def start_registry(work):
-    port = free_port()
-    cfg = os.path.join(work, "registry.yml")
-    with open(cfg, "w") as f:
-        f.write(f"version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n"
-                f"    rootdirectory: {work}/registry\nhttp:\n  addr: 127.0.0.1:{port}\n")
-    proc = subprocess.Popen(["docker-registry", "serve", cfg],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return proc, port
-        except OSError:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("docker-registry did not start")
+from bench import REGISTRY_WASM, RUMOCI, run, start_registry  # noqa: E402
 
 
 def main():
@@ -90,7 +69,7 @@ def main():
                     d = fresh()
                     if remote:
                         os.makedirs(d)
-                        reg, port = start_registry(d)
+                        reg, port = start_registry(d, "registry")
                         cmd = argv(d, port)
                     else:
                         cmd = argv(d)

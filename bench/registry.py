@@ -21,15 +21,13 @@ wasm32-wasip2 -p registry`.
 import argparse
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench import REGISTRY_WASM, RUMOCI, free_port, run  # noqa: E402
+from bench import REGISTRY_WASM, RUMOCI, run, start_registry  # noqa: E402
 
 
 def make_pki(d):
@@ -50,27 +48,6 @@ def make_pki(d):
     os.makedirs(certs)
     shutil.copy(f"{d}/ca.crt", certs)
     return f"{d}/ca.crt", certs
-
-
-def start_registry(work, name, tls=None):
-    port = free_port()
-    cfg = os.path.join(work, f"{name}.yml")
-    http = f"http:\n  addr: 127.0.0.1:{port}\n"
-    if tls:
-        http += f"  tls:\n    certificate: {tls}/server.crt\n    key: {tls}/server.key\n"
-    with open(cfg, "w") as f:
-        f.write(f"version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n"
-                f"    rootdirectory: {work}/{name}-data\n{http}")
-    proc = subprocess.Popen(["docker-registry", "serve", cfg],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return proc, port
-        except OSError:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("docker-registry did not start")
 
 
 def main():
