@@ -8,9 +8,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
-use http_body_util::{BodyExt, Empty};
 use wasmtime_wasi_http::Error;
 
 use super::{Network, Origin, send, small_body};
@@ -312,7 +310,7 @@ impl Auth {
 
     /// Before a body that streams once: learn the registry's challenge
     /// (`GET /v2/`) if no request has yet.
-    pub(super) async fn prepare(&self, net: &Network, _scope: &Scope) -> Result<(), Error> {
+    pub(super) async fn prepare(&self, net: &Network) -> Result<(), Error> {
         if self.with(|s| s.pinged || s.challenge.is_some()) {
             return Ok(());
         }
@@ -324,7 +322,7 @@ impl Auth {
             &Method::GET,
             &uri,
             HeaderMap::new(),
-            empty(),
+            send::empty(),
             net.limits(None),
         )
         .await?;
@@ -441,7 +439,7 @@ impl Auth {
             &Method::GET,
             &uri,
             headers,
-            empty(),
+            send::empty(),
             net.limits(None),
         )
         .await?;
@@ -477,12 +475,6 @@ impl Auth {
             until: Instant::now() + Duration::from_secs(life - margin),
         })
     }
-}
-
-fn empty() -> wasmtime_wasi_http::WasiBody {
-    Empty::<Bytes>::new()
-        .map_err(|never| match never {})
-        .boxed_unsync()
 }
 
 fn challenge_of(headers: &HeaderMap) -> Option<(Challenge, Option<String>)> {

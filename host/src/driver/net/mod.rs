@@ -163,7 +163,7 @@ impl Network {
         let mut body = send::Replayable::new(&parts.method, body, length, MAX_REPLAY).await?;
         if !body.can_replay() {
             // it streams once: have the credentials ready before it goes
-            self.auth.prepare(&self, &scope).await?;
+            self.auth.prepare(&self).await?;
         }
         let mut uri = parts.uri.clone();
         let mut on_registry = true;
@@ -177,11 +177,6 @@ impl Network {
                 }
             } else {
                 headers.remove(header::AUTHORIZATION);
-            }
-            if let Some(a) = uri.authority()
-                && let Ok(v) = header::HeaderValue::from_str(a.as_str())
-            {
-                headers.insert(header::HOST, v);
             }
             let limits = self.limits(options.as_ref());
             let Some(b) = body.take() else {

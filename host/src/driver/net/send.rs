@@ -81,9 +81,8 @@ pub(super) async fn once(
     let mut req = Request::builder().method(method.clone()).uri(path);
     if let Some(h) = req.headers_mut() {
         *h = headers;
-        if !h.contains_key(header::HOST)
-            && let Ok(v) = header::HeaderValue::from_str(&origin_host(uri))
-        {
+        // the host of this hop (a redirect's target is not the plugin's)
+        if let Ok(v) = header::HeaderValue::from_str(&origin_host(uri)) {
             h.insert(header::HOST, v);
         }
         if !h.contains_key(header::USER_AGENT) {
@@ -95,16 +94,16 @@ pub(super) async fn once(
     }
     let req = req
         .body(body)
-        .map_err(|e| fail(format!("{method} {uri}: {e}")))?;
+        .map_err(|e| fail(format!("a request to {origin}: {e}")))?;
     tokio::time::timeout(limits.first_byte, sender.send_request(req))
         .await
         .map_err(|_| {
             fail(format!(
-                "{method} {uri}: no answer within {:?}",
+                "{origin}: no answer within {:?}",
                 limits.first_byte
             ))
         })?
-        .map_err(|e| fail(format!("{method} {uri}: {e}")))
+        .map_err(|e| fail(format!("HTTP with {origin}: {e}")))
 }
 
 fn origin_host(uri: &Uri) -> String {
@@ -138,6 +137,13 @@ async fn handshake(
     hyper::client::conn::http1::handshake(TokioIo::new(io))
         .await
         .map_err(|e| fail(format!("HTTP with {origin}: {e}")))
+}
+
+/// An empty request body.
+pub(super) fn empty() -> WasiBody {
+    Empty::<Bytes>::new()
+        .map_err(|never| match never {})
+        .boxed_unsync()
 }
 
 /// A request body that can be sent again (after a challenge, on a
@@ -185,11 +191,7 @@ impl Replayable {
     /// The body to send now; `None` once a streaming body was sent.
     pub(super) fn take(&mut self) -> Option<WasiBody> {
         match self {
-            Replayable::Bytes(b) if b.is_empty() => Some(
-                Empty::<Bytes>::new()
-                    .map_err(|never| match never {})
-                    .boxed_unsync(),
-            ),
+            Replayable::Bytes(b) if b.is_empty() => Some(empty()),
             Replayable::Bytes(b) => Some(
                 Full::new(b.clone())
                     .map_err(|never| match never {})
