@@ -77,33 +77,26 @@ impl BlobRead for BlobReader {
                 self.stream = None;
                 self.start(offset)?;
             }
-            match self.read_from_stream(len) {
+            let err = match self.read_from_stream(len) {
                 Ok(b) if !b.is_empty() => return Ok(b),
-                Ok(_) => {
-                    self.stream = None;
-                    failures += 1;
-                    if failures > RESUMES {
-                        return Err(self.read_err(std::io::Error::new(
-                            std::io::ErrorKind::UnexpectedEof,
-                            format!("the body ended at offset {offset} of {}", self.size),
-                        )));
-                    }
-                }
-                Err(e) => {
-                    self.stream = None;
-                    failures += 1;
-                    if failures > RESUMES {
-                        return Err(self.read_err(e));
-                    }
-                    log(
-                        Level::Warn,
-                        &format!(
-                            "{}: {e}; resuming at offset {offset}",
-                            blob_path(&self.c, &self.digest)
-                        ),
-                    );
-                }
+                Ok(_) => std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!("the body ended at offset {offset} of {}", self.size),
+                ),
+                Err(e) => e,
+            };
+            self.stream = None;
+            failures += 1;
+            if failures > RESUMES {
+                return Err(self.read_err(err));
             }
+            log(
+                Level::Warn,
+                &format!(
+                    "{}: {err}; resuming at offset {offset}",
+                    blob_path(&self.c, &self.digest)
+                ),
+            );
         }
     }
 }

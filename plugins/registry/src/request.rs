@@ -21,13 +21,7 @@ impl Call<'_> {
     }
 
     pub(crate) fn transport(&self, e: HttpError) -> Error {
-        let what = self.what();
-        if e.0.starts_with(&what) {
-            // the host's message names the request already
-            Error::Io(e.0)
-        } else {
-            Error::Io(format!("{what}: {e}"))
-        }
+        Error::Io(format!("{}: {e}", self.what()))
     }
 
     pub(crate) fn send(&self, headers: &[(&str, &str)], body: Body<'_>) -> Result<Response> {

@@ -69,7 +69,7 @@ pub(super) fn request(
     let fields =
         Fields::from_list(&list).map_err(|e| HttpError(format!("request headers: {e:?}")))?;
     let req = OutgoingRequest::new(fields);
-    let bad = |what: &str| HttpError(format!("{method} {target}: invalid {what}"));
+    let bad = |what: &str| HttpError(format!("invalid request {what}"));
     req.set_method(&method_of(method))
         .map_err(|_| bad("method"))?;
     req.set_scheme(Some(if ep.https {
@@ -112,9 +112,7 @@ pub(super) fn request(
         Some(Ok(Ok(r))) => r,
         Some(Ok(Err(e))) => return Err(HttpError(error_code(&e))),
         Some(Err(())) | None => {
-            return Err(
-                body_error.unwrap_or_else(|| HttpError(format!("{method} {target}: no response")))
-            );
+            return Err(body_error.unwrap_or_else(|| HttpError("no response".into())));
         }
     };
     let status = resp.status();
