@@ -45,11 +45,16 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// A new layout `l` with an empty image tagged `tag`.
+fn new_layout(l: &Path, tag: &str) -> std::path::PathBuf {
+    ok(&["init", "--layout", s(l)], &[]);
+    ok(&["new", "--image", &format!("{}:{tag}", s(l))], &[]);
+    l.to_path_buf()
+}
+
 /// A layout with tag `t` holding one layer with a file of `mib` MiB.
 fn image(dir: &Path, mib: usize) -> std::path::PathBuf {
-    let l = dir.join("layout");
-    ok(&["init", "--layout", s(&l)], &[]);
-    ok(&["new", "--image", &format!("{}:t", s(&l))], &[]);
+    let l = new_layout(&dir.join("layout"), "t");
     let b = dir.join("bundle-setup");
     ok(
         &[
@@ -179,9 +184,7 @@ fn install_script_puts_binary_pages_and_completions_under_the_prefix() {
 #[test]
 fn ls_json_lists_tags_with_their_descriptors() {
     let tmp = tempfile::tempdir().expect("tmp");
-    let l = tmp.path().join("l");
-    ok(&["init", "--layout", s(&l)], &[]);
-    ok(&["new", "--image", &format!("{}:a", s(&l))], &[]);
+    let l = new_layout(&tmp.path().join("l"), "a");
     ok(&["tag", "--image", &format!("{}:a", s(&l)), "b"], &[]);
     let v: serde_json::Value =
         serde_json::from_str(&ok(&["ls", "--layout", s(&l), "--json"], &[])).expect("json");
@@ -203,9 +206,7 @@ fn ls_json_lists_tags_with_their_descriptors() {
 #[test]
 fn verify_json_and_exit_codes() {
     let tmp = tempfile::tempdir().expect("tmp");
-    let l = tmp.path().join("l");
-    ok(&["init", "--layout", s(&l)], &[]);
-    ok(&["new", "--image", &format!("{}:t", s(&l))], &[]);
+    let l = new_layout(&tmp.path().join("l"), "t");
     let v: serde_json::Value =
         serde_json::from_str(&ok(&["verify", "--layout", s(&l), "--json"], &[])).expect("json");
     assert_eq!(v["summary"]["ok"], true);
@@ -264,9 +265,7 @@ fn verify_json_and_exit_codes() {
 #[test]
 fn mtree_validate_json_and_exit_codes() {
     let tmp = tempfile::tempdir().expect("tmp");
-    let l = tmp.path().join("l");
-    ok(&["init", "--layout", s(&l)], &[]);
-    ok(&["new", "--image", &format!("{}:t", s(&l))], &[]);
+    let l = new_layout(&tmp.path().join("l"), "t");
     let b = tmp.path().join("b");
     ok(
         &[

@@ -593,14 +593,7 @@ fn registry_plugin_passes_driver_test() {
     ] {
         assert!(stdout.contains(check), "{check:?} missing:\n{stdout}");
     }
-    assert!(
-        stdout
-            .lines()
-            .last()
-            .unwrap_or_default()
-            .contains(" 0 failed"),
-        "{stdout}"
-    );
+    assert_no_check_failed(&stdout);
 }
 
 /// `rumoci copy` to and from a registry: a Go umoci layout pushed with

@@ -594,3 +594,9 @@ pub fn snapshot_rows(driver: &str) -> Vec<[String; 5]> {
         })
         .collect()
 }
+
+/// `rumoci driver test`'s last line says no check failed.
+pub fn assert_no_check_failed(stdout: &str) {
+    let last = stdout.lines().last().unwrap_or_default();
+    assert!(last.contains(" 0 failed"), "{stdout}");
+}
