@@ -425,16 +425,7 @@ impl Store {
             extra: Default::default(),
         };
         let config_desc = ext::put_json(self.cas(), media::CONFIG, &config)?;
-        let manifest = Manifest {
-            schema_version: 2,
-            media_type: media::MANIFEST.to_string(),
-            artifact_type: String::new(),
-            config: config_desc,
-            layers: Vec::new(),
-            subject: None,
-            annotations: Default::default(),
-            extra: Default::default(),
-        };
+        let manifest = Manifest::new(config_desc);
         let desc = ext::put_json(self.cas(), media::MANIFEST, &manifest)?;
         refs::set_tag(lock, tag, &desc).doing(|| format!("tag {tag}"))?;
         Ok(desc)

@@ -94,14 +94,11 @@ pub fn attach(
     let mut subject = Descriptor::new(&subject.media_type, subject.digest.clone(), subject.size);
     subject.artifact_type.clear();
     let manifest = Manifest {
-        schema_version: 2,
-        media_type: media::MANIFEST.to_string(),
         artifact_type: artifact_type.to_string(),
-        config,
         layers,
         subject: Some(subject),
         annotations,
-        extra: Default::default(),
+        ..Manifest::new(config)
     };
     let mut desc = put_json(cas, media::MANIFEST, &manifest)?;
     desc.artifact_type = artifact_type.to_string();

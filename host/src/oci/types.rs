@@ -197,6 +197,23 @@ pub struct Index {
     pub extra: Extra,
 }
 
+impl Manifest {
+    /// An OCI image manifest (schema 2) with `config` and no layers,
+    /// subject or annotations.
+    pub fn new(config: Descriptor) -> Manifest {
+        Manifest {
+            schema_version: 2,
+            media_type: super::media::MANIFEST.to_string(),
+            artifact_type: String::new(),
+            config,
+            layers: Vec::new(),
+            subject: None,
+            annotations: BTreeMap::new(),
+            extra: Extra::new(),
+        }
+    }
+}
+
 impl Default for Index {
     fn default() -> Self {
         Index {
