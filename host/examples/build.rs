@@ -9,8 +9,8 @@
 //!
 //! Exits non-zero if any step fails or the result is not what was built.
 
+use rumoci::bundle::repack::RepackOptions;
 use rumoci::image::{ConfigChange, Drivers, HistoryEntry, Store, extract_options};
-use rumoci::repack::RepackOptions;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();

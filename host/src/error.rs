@@ -249,10 +249,10 @@ wraps!(
     crate::oci::gotime::TimeError,
     crate::limits::LimitError,
     crate::mutate::MutateError,
-    crate::repack::RepackError,
-    crate::unpack::UnpackError,
-    crate::bundle::create::BundleError,
-    crate::bundle::overlay::OverlayError,
+    crate::bundle::repack::RepackError,
+    crate::rootfs::UnpackError,
+    crate::bundle::BundleError,
+    crate::bundle::mount::OverlayError,
     crate::stat::StatError,
     crate::mtree::MtreeError,
     crate::mtree::diff::DiffError,
@@ -331,10 +331,10 @@ impl crate::mutate::MutateError {
     }
 }
 
-impl crate::repack::RepackError {
+impl crate::bundle::repack::RepackError {
     /// What kind of failure this is.
     pub fn kind(&self) -> ErrorKind {
-        use crate::repack::RepackError as E;
+        use crate::bundle::repack::RepackError as E;
         match self {
             E::Bundle { .. } | E::Rootfs { .. } => ErrorKind::InvalidInput,
             E::Diff(d) => d.kind(),
@@ -345,10 +345,10 @@ impl crate::repack::RepackError {
     }
 }
 
-impl crate::unpack::UnpackError {
+impl crate::rootfs::UnpackError {
     /// What kind of failure this is.
     pub fn kind(&self) -> ErrorKind {
-        use crate::unpack::UnpackError as E;
+        use crate::rootfs::UnpackError as E;
         match self {
             E::Cas(c) => c.kind(),
             E::Layer { source, .. } => source.kind(),
@@ -359,10 +359,10 @@ impl crate::unpack::UnpackError {
     }
 }
 
-impl crate::bundle::create::BundleError {
+impl crate::bundle::BundleError {
     /// What kind of failure this is.
     pub fn kind(&self) -> ErrorKind {
-        use crate::bundle::create::BundleError as E;
+        use crate::bundle::BundleError as E;
         match self {
             E::Unpack(u) => u.kind(),
             E::Cas(c) => c.kind(),
@@ -371,10 +371,10 @@ impl crate::bundle::create::BundleError {
     }
 }
 
-impl crate::bundle::overlay::OverlayError {
+impl crate::bundle::mount::OverlayError {
     /// What kind of failure this is.
     pub fn kind(&self) -> ErrorKind {
-        use crate::bundle::overlay::OverlayError as E;
+        use crate::bundle::mount::OverlayError as E;
         match self {
             E::NotOverlay(_) => ErrorKind::InvalidInput,
             E::Mount { .. } | E::Umount { .. } | E::Other(_) => ErrorKind::Io,

@@ -49,6 +49,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
+use crate::bundle::repack::{RepackOptions, RepackOutcome};
 use crate::cas::check::Problem;
 use crate::cas::copy::{BlobOutcome, CopyOptions, CopyStats};
 use crate::cas::gc::GcStats;
@@ -61,7 +62,6 @@ use crate::layer_store::LayerStore;
 use crate::mutate::{Compression, Mutator};
 use crate::oci::{Descriptor, History, Image, Manifest, media};
 use crate::path::BString;
-use crate::repack::{RepackOptions, RepackOutcome};
 use crate::show;
 use crate::stat::ManifestStat;
 use crate::{Error, ErrorKind, Result};
@@ -175,7 +175,7 @@ impl Store {
     ) -> Result<DescriptorPath> {
         let bundle = bundle.as_ref();
         let path = self.resolve(tag, platform)?;
-        crate::bundle::create::unpack_bundle(self.cas(), &path, bundle, opts, layers)
+        crate::bundle::unpack::unpack_bundle(self.cas(), &path, bundle, opts, layers)
             .doing(|| format!("unpack {} into {}", self.image(tag), show::name(&bundle)))?;
         Ok(path)
     }
@@ -198,7 +198,7 @@ impl Store {
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(e).doing(|| format!("create {}", show::name(&rootfs))),
         }
-        crate::unpack::unpack_rootfs(self.cas(), &manifest, &config, rootfs, opts)
+        crate::rootfs::unpack_rootfs(self.cas(), &manifest, &config, rootfs, opts)
             .doing(|| format!("unpack {}", self.image(tag)))?;
         Ok(path)
     }
@@ -253,7 +253,7 @@ impl Store {
         self.check_lock(lock)?;
         let bundle = bundle.as_ref();
         let what = || format!("repack {} into {}", show::name(&bundle), self.image(tag));
-        let out = crate::repack::repack_bundle(lock, bundle, opts).doing(what)?;
+        let out = crate::bundle::repack::repack_bundle(lock, bundle, opts).doing(what)?;
         refs::set_tag(lock, tag, out.path.root()).doing(what)?;
         Ok(out)
     }
@@ -478,7 +478,7 @@ impl Store {
     /// Check every reachable object (sizes, digests, formats, layer
     /// diff_ids); empty when the store is sound.
     pub fn verify(&self) -> Vec<Problem> {
-        crate::cas::check::verify_layout(self.cas(), &mut crate::unpack::check_layer)
+        crate::cas::check::verify_layout(self.cas(), &mut crate::rootfs::check_layer)
     }
 }
 
@@ -514,7 +514,7 @@ pub fn copy(
 /// later repack diffs against it.
 pub fn refresh_bundle(bundle: impl AsRef<Path>, outcome: &RepackOutcome) -> Result<()> {
     let bundle = bundle.as_ref();
-    crate::repack::refresh_bundle(bundle, outcome)
+    crate::bundle::repack::refresh_bundle(bundle, outcome)
         .doing(|| format!("refresh {}", show::name(&bundle)))
 }
 

@@ -14,7 +14,10 @@
 //!   drivers (`driver::WasmCas`).
 //! * [`mtree`]: go-mtree compatible manifests of a root filesystem: writing,
 //!   parsing, and comparing a tree with one.
-//! * [`unpack`], [`bundle`], [`repack`]: images to runtime bundles and back.
+//! * [`rootfs`]: an image's layer chain applied to a root filesystem,
+//!   directly or through a layer store ([`layer_store`]).
+//! * [`bundle`]: runtime bundles: unpack an image into one, repack its
+//!   changes as a new layer, mount and unmount overlay bundles.
 //! * [`mutate`]: new layers, configs and manifests, retagged atomically.
 //! * [`stat`]: what a manifest, its config and history hold, in umoci's
 //!   text and JSON forms.
@@ -35,9 +38,8 @@ pub mod mutate;
 pub mod oci;
 pub mod path;
 pub mod progress;
-pub mod repack;
+pub mod rootfs;
 pub mod show;
 pub mod stat;
-pub mod unpack;
 
 pub use error::{Error, ErrorKind, Result};

@@ -1,6 +1,6 @@
 //! `umoci.json`: what a bundle was unpacked from and how.
 
-use super::create::BundleError;
+use super::BundleError;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -45,9 +45,9 @@ pub struct Meta {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub whiteout_mode: Option<i64>,
     /// rumoci only: the rootfs is an overlay mount (see
-    /// [`super::overlay`]); the Go umoci ignores the field.
+    /// [`super::mount`]); the Go umoci ignores the field.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub overlay: Option<super::overlay::OverlayMeta>,
+    pub overlay: Option<super::mount::OverlayMeta>,
 }
 
 impl Meta {

@@ -5,7 +5,7 @@
 
 use serde_json::{Value, json};
 
-use super::create::BundleError;
+use super::BundleError;
 use super::user::resolve_user;
 use crate::layer::idmap::IdMapping;
 use crate::layer::root::Root;

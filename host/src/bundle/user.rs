@@ -92,11 +92,8 @@ fn parse_group(s: &str) -> Vec<GroupEntry> {
 /// Resolve `spec` (`user`, `uid`, `user:group`, `uid:gid`, or empty for
 /// root) against the databases in `root` (or none without a rootfs, where
 /// names cannot be resolved).
-pub fn resolve_user(
-    spec: &str,
-    root: Option<&Root>,
-) -> Result<ExecUser, super::create::BundleError> {
-    resolve(spec, root).map_err(super::create::BundleError::Other)
+pub fn resolve_user(spec: &str, root: Option<&Root>) -> Result<ExecUser, super::BundleError> {
+    resolve(spec, root).map_err(super::BundleError::Other)
 }
 
 fn resolve(spec: &str, root: Option<&Root>) -> Result<ExecUser, String> {

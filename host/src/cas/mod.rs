@@ -124,7 +124,7 @@ impl CasError {
 /// not sweep (blobs written but not yet tagged stay safe), and it is the
 /// proof the writing functions ask for — [`refs::set_tag`],
 /// [`refs::set_tag_if`], [`refs::remove_tag`], [`ext::update_index`],
-/// [`crate::mutate::Mutator::new`], [`crate::repack::repack_bundle`] — so a
+/// [`crate::mutate::Mutator::new`], [`crate::bundle::repack::repack_bundle`] — so a
 /// caller cannot forget to take it. Take it before the first blob of a
 /// change is written and drop it after the tag is set.
 pub struct WriteLock<'a> {

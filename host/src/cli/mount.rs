@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use rumoci::bundle::meta::Meta;
-use rumoci::bundle::overlay::{self, OverlayError};
+use rumoci::bundle::mount::{self, OverlayError};
 
 /// Arguments of `umount` and `mount`.
 #[derive(clap::Args, Debug)]
@@ -14,7 +14,7 @@ pub struct Args {
     bundle: PathBuf,
 }
 
-fn overlay_meta(a: &Args) -> Result<overlay::OverlayMeta> {
+fn overlay_meta(a: &Args) -> Result<mount::OverlayMeta> {
     let meta = Meta::read(&a.bundle)?;
     meta.overlay
         .ok_or_else(|| OverlayError::NotOverlay(rumoci::show::name(&a.bundle)).into())
@@ -25,8 +25,8 @@ pub fn umount(a: Args) -> Result<()> {
     if let Err(e) = overlay_meta(&a) {
         // umoci.json rewritten by a tool that drops the field (the Go
         // umoci's `repack --refresh-bundle`): still end the mount
-        let rootfs = a.bundle.join(rumoci::bundle::create::ROOTFS);
-        if !overlay::is_mounted(&rootfs) {
+        let rootfs = a.bundle.join(rumoci::bundle::ROOTFS);
+        if !mount::is_mounted(&rootfs) {
             return Err(e);
         }
         tracing::warn!(
@@ -34,7 +34,7 @@ pub fn umount(a: Args) -> Result<()> {
             rumoci::show::name(&rootfs)
         );
     }
-    let was = overlay::umount(&a.bundle)
+    let was = mount::umount(&a.bundle)
         .with_context(|| format!("umount {}", rumoci::show::name(&a.bundle)))?;
     if was {
         tracing::info!("unmounted {}/rootfs", rumoci::show::name(&a.bundle));
@@ -48,11 +48,10 @@ pub fn umount(a: Args) -> Result<()> {
 /// do if mounted).
 pub fn mount(a: Args) -> Result<()> {
     let ov = overlay_meta(&a)?;
-    let rootfs = a.bundle.join(rumoci::bundle::create::ROOTFS);
-    if overlay::is_mounted(&rootfs) {
+    let rootfs = a.bundle.join(rumoci::bundle::ROOTFS);
+    if mount::is_mounted(&rootfs) {
         tracing::info!("{} is mounted already", rumoci::show::name(&rootfs));
         return Ok(());
     }
-    overlay::mount(&a.bundle, &ov)
-        .with_context(|| format!("mount {}", rumoci::show::name(&a.bundle)))
+    mount::mount(&a.bundle, &ov).with_context(|| format!("mount {}", rumoci::show::name(&a.bundle)))
 }

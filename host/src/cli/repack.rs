@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
+use rumoci::bundle::repack::RepackOptions;
 use rumoci::image::{refresh_bundle, source_date_epoch};
-use rumoci::repack::RepackOptions;
 
 use super::util::{CompressArgs, HistoryArgs, ImageArgs};
 

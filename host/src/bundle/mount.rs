@@ -138,11 +138,11 @@ pub fn mount(bundle: &Path, ov: &OverlayMeta) -> Result<(), OverlayError> {
     };
     let bundle = &std::fs::canonicalize(bundle).map_err(|e| {
         mount_err(
-            &bundle.join(super::create::ROOTFS),
+            &bundle.join(super::ROOTFS),
             format!("{}: {e}", bundle.display()),
         )
     })?;
-    let target = bundle.join(super::create::ROOTFS);
+    let target = bundle.join(super::ROOTFS);
     if ov.lowerdirs.is_empty() {
         return Err(mount_err(&target, "no lower directories"));
     }
@@ -217,7 +217,7 @@ pub fn mount(bundle: &Path, ov: &OverlayMeta) -> Result<(), OverlayError> {
 /// Unmount the bundle's rootfs if it is an overlay mount; returns whether
 /// it was mounted. Idempotent.
 pub fn umount(bundle: &Path) -> Result<bool, OverlayError> {
-    let target = bundle.join(super::create::ROOTFS);
+    let target = bundle.join(super::ROOTFS);
     if !is_mounted(&target) {
         return Ok(false);
     }

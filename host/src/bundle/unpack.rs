@@ -1,4 +1,4 @@
-//! `unpack`: an image into a runtime bundle (`rootfs/`, `config.json`,
+//! An image into a new runtime bundle (`rootfs/`, `config.json`,
 //! `sha256_<manifest hex>.mtree`, `umoci.json`). A failed unpack removes
 //! what it created.
 
@@ -7,6 +7,7 @@ use std::path::Path;
 
 use super::meta::{MapOptions, Meta};
 use super::runtime::{RuntimeMapping, runtime_config, to_json};
+use super::{BundleError, ROOTFS, mtree_name, statcache_name};
 use crate::cas::refs::DescriptorPath;
 use crate::cas::{Cas, ext};
 use crate::layer::extract::ExtractOptions;
@@ -14,29 +15,7 @@ use crate::layer::root::Root;
 use crate::layer_store::{InPlace, LayerStore};
 use crate::mtree;
 use crate::path::BString;
-use crate::unpack::{UnpackError, unpack_chain};
-
-/// The rootfs directory name inside a bundle.
-pub const ROOTFS: &str = "rootfs";
-
-/// Errors of bundle creation.
-#[derive(Debug, thiserror::Error)]
-pub enum BundleError {
-    /// Extracting the layers failed.
-    #[error(transparent)]
-    Unpack(#[from] UnpackError),
-    /// Reading the image failed.
-    #[error(transparent)]
-    Cas(#[from] crate::cas::CasError),
-    /// Anything else, with the object named.
-    #[error("{0}")]
-    Other(String),
-}
-
-/// The mtree file name for a manifest: `sha256_<hex>.mtree`.
-pub fn mtree_name(path: &DescriptorPath) -> String {
-    format!("{}.mtree", path.target().digest.file_stem())
-}
+use crate::rootfs::unpack_chain;
 
 fn io(what: &Path) -> impl FnOnce(std::io::Error) -> BundleError + '_ {
     move |e| BundleError::Other(format!("{}: {e}", what.display()))
@@ -63,7 +42,7 @@ pub fn write_bundle_manifest(
             .to_string(),
     };
     let mtree_path = bundle.join(mtree_name(path));
-    let cache_path = bundle.join(crate::repack::statcache_name(path));
+    let cache_path = bundle.join(statcache_name(path));
     let mut manifest = Vec::new();
     let mut cache = Vec::new();
     let rehashed = mtree::write_manifest(rootfs, &header, digests, &mut manifest, Some(&mut cache))
@@ -87,7 +66,7 @@ pub fn unpack_bundle(
 ) -> Result<(), BundleError> {
     let manifest = ext::fetch_manifest(cas, path.target())?;
     let config = ext::fetch_image_config(cas, path.target(), &manifest)?;
-    crate::unpack::check_image(&manifest, &config)?;
+    crate::rootfs::check_image(&manifest, &config)?;
     if config.os != "linux" {
         return Err(BundleError::Other(format!(
             "config {}: unsupported OS {:?}: only linux images can be unpacked into bundles",
@@ -103,7 +82,7 @@ pub fn unpack_bundle(
     let config_path = bundle.join("config.json");
     let mtree_path = bundle.join(mtree_name(path));
     let meta_path = bundle.join(super::meta::META_NAME);
-    let cache_path = bundle.join(crate::repack::statcache_name(path));
+    let cache_path = bundle.join(statcache_name(path));
     for p in [&rootfs, &config_path] {
         if std::fs::symlink_metadata(p).is_ok() {
             return Err(BundleError::Other(format!(
@@ -113,11 +92,11 @@ pub fn unpack_bundle(
         }
     }
     if layers.is_some_and(|l| l.overlay())
-        && std::fs::symlink_metadata(bundle.join(super::overlay::OVERLAY_DIR)).is_ok()
+        && std::fs::symlink_metadata(bundle.join(super::mount::OVERLAY_DIR)).is_ok()
     {
         return Err(BundleError::Other(format!(
             "{}: already exists",
-            bundle.join(super::overlay::OVERLAY_DIR).display()
+            bundle.join(super::mount::OVERLAY_DIR).display()
         )));
     }
     std::fs::create_dir(&rootfs).map_err(io(&rootfs))?;
@@ -131,7 +110,7 @@ pub fn unpack_bundle(
         let mut overlay = None;
         if let Some(dirs) = unpacked.lowerdirs {
             overlay_made = true;
-            let mut ov = super::overlay::make_dirs(bundle, &dirs[0], opts.rootless)
+            let mut ov = super::mount::make_dirs(bundle, &dirs[0], opts.rootless)
                 .map_err(|e| BundleError::Other(e.to_string()))?;
             for d in &dirs {
                 let d = d.to_str().ok_or_else(|| {
@@ -139,7 +118,7 @@ pub fn unpack_bundle(
                 })?;
                 ov.lowerdirs.push(d.to_string());
             }
-            super::overlay::mount(bundle, &ov).map_err(|e| BundleError::Other(e.to_string()))?;
+            super::mount::mount(bundle, &ov).map_err(|e| BundleError::Other(e.to_string()))?;
             overlay = Some(ov);
         }
         let root = Root::open(&rootfs).map_err(io(&rootfs))?;
@@ -177,19 +156,19 @@ pub fn unpack_bundle(
     if res.is_err() {
         if overlay_made {
             // never delete through a mount: detach it, then remove our dirs
-            if super::overlay::is_mounted(&rootfs)
+            if super::mount::is_mounted(&rootfs)
                 && let Err(e) = rustix::mount::unmount(&rootfs, rustix::mount::UnmountFlags::DETACH)
             {
                 tracing::warn!("cannot unmount {}: {e}", rootfs.display());
             }
-            let ov = bundle.join(super::overlay::OVERLAY_DIR);
-            if !super::overlay::is_mounted(&rootfs)
+            let ov = bundle.join(super::mount::OVERLAY_DIR);
+            if !super::mount::is_mounted(&rootfs)
                 && let Err(e) = crate::layer::root::remove_tree(&ov)
             {
                 tracing::warn!("cannot remove partial {}: {e}", ov.display());
             }
         }
-        if super::overlay::is_mounted(&rootfs) {
+        if super::mount::is_mounted(&rootfs) {
             tracing::warn!("{} is still mounted: left in place", rootfs.display());
         } else if let Err(e) = crate::layer::root::remove_tree(&rootfs) {
             tracing::warn!("cannot remove partial {}: {e}", rootfs.display());

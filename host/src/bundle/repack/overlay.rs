@@ -1,0 +1,253 @@
+//! `repack` of an overlay bundle (see [`crate::bundle::mount`]): the new
+//! layer is the upper directory, so its cost grows with the change, not
+//! with the image.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use super::commit::{add_layer, masks, member, rewrite_bundle, tree_grant};
+use super::tree::load_spec;
+use super::{RepackError, RepackOptions, RepackOutcome, bundle_err};
+use crate::bundle::ROOTFS;
+use crate::bundle::meta::Meta;
+use crate::cas::WriteLock;
+use crate::cas::refs::DescriptorPath;
+use crate::layer::generate::{GenerateError, children_rev, is_whiteout_name};
+use crate::mtree::diff::DiffStats;
+use crate::mtree::parse::Spec;
+use crate::mutate::Mutator;
+use crate::path::{self, BString};
+
+/// What an entry of an overlay bundle's upper directory stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Upper {
+    /// A character device 0:0: the entry was deleted.
+    Whiteout,
+    /// A directory; opaque ones hide everything lower layers have beneath.
+    Dir { opaque: bool },
+    /// Anything else: added or changed.
+    Entry,
+}
+
+fn has_xattr(path: &Path, name: &str) -> Result<bool, RepackError> {
+    let mut buf = [0u8; 8];
+    match rustix::fs::lgetxattr(path, name, &mut buf) {
+        Ok(_) | Err(rustix::io::Errno::RANGE) => Ok(true),
+        Err(rustix::io::Errno::NODATA) | Err(rustix::io::Errno::NOTSUP) => Ok(false),
+        Err(e) => Err(RepackError::Rootfs {
+            path: path.display().to_string(),
+            reason: format!("getxattr {name}: {e}"),
+        }),
+    }
+}
+
+/// Whether the directory `path` has the xattr `opaque` (`<prefix>opaque`)
+/// set to `y`.
+fn is_opaque_dir(path: &Path, opaque: &str) -> Result<bool, RepackError> {
+    let mut buf = [0u8; 8];
+    match rustix::fs::lgetxattr(path, opaque, &mut buf) {
+        Ok(n) => Ok(&buf[..n] == b"y"),
+        Err(rustix::io::Errno::NODATA)
+        | Err(rustix::io::Errno::NOTSUP)
+        | Err(rustix::io::Errno::RANGE) => Ok(false),
+        Err(e) => Err(RepackError::Rootfs {
+            path: path.display().to_string(),
+            reason: format!("getxattr {opaque}: {e}"),
+        }),
+    }
+}
+
+/// Every entry of the upper directory in tree order (depth first, names
+/// sorted by bytes), masked paths and what lies beneath them left out.
+fn walk_upper(
+    upper: &Path,
+    prefix: &str,
+    masks: &[Vec<u8>],
+) -> Result<Vec<(BString, Upper)>, RepackError> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let io = |p: &Path, e: std::io::Error| RepackError::Rootfs {
+        path: p.display().to_string(),
+        reason: e.to_string(),
+    };
+    let masked = |rel: &[u8]| masks.iter().any(|m| path::is_within(rel, m));
+    let (redirect, metacopy, opaque) = (
+        format!("{prefix}redirect"),
+        format!("{prefix}metacopy"),
+        format!("{prefix}opaque"),
+    );
+    let mut out = Vec::new();
+    let mut stack: Vec<(PathBuf, BString)> = vec![(upper.to_path_buf(), BString::from(""))];
+    while let Some((host, rel)) = stack.pop() {
+        let md = std::fs::symlink_metadata(&host).map_err(|e| io(&host, e))?;
+        let ft = md.file_type();
+        let kind = if ft.is_char_device() && md.rdev() == 0 {
+            Upper::Whiteout
+        } else if ft.is_dir() {
+            if has_xattr(&host, &redirect)? {
+                return Err(RepackError::Rootfs {
+                    path: crate::show::name(&rel),
+                    reason: format!(
+                        "{prefix}redirect: a renamed directory that still points into the lower layers (mounted without redirect_dir=nofollow?)"
+                    ),
+                });
+            }
+            Upper::Dir {
+                opaque: !rel.is_empty() && is_opaque_dir(&host, &opaque)?,
+            }
+        } else {
+            if ft.is_file() && has_xattr(&host, &metacopy)? {
+                return Err(RepackError::Rootfs {
+                    path: crate::show::name(&rel),
+                    reason: format!(
+                        "{prefix}metacopy: the data is still in a lower layer (mounted with metacopy=on?)"
+                    ),
+                });
+            }
+            Upper::Entry
+        };
+        if !rel.is_empty() && is_whiteout_name(&rel) {
+            return Err(RepackError::Rootfs {
+                path: crate::show::name(&rel),
+                reason: "a file name starting with \".wh.\" would be read as a whiteout".into(),
+            });
+        }
+        if kind != Upper::Whiteout && ft.is_dir() {
+            // the same errors as the rest of the walk
+            let children = children_rev(&host, rel.as_ref()).map_err(|e| match e {
+                GenerateError::Io { path, source } => RepackError::Rootfs {
+                    path,
+                    reason: source.to_string(),
+                },
+                GenerateError::Invalid { path, reason } => RepackError::Rootfs {
+                    path: crate::show::name(&path),
+                    reason,
+                },
+            })?;
+            stack.extend(children.into_iter().filter(|(_, child)| !masked(child)));
+        }
+        out.push((rel, kind));
+    }
+    Ok(out)
+}
+
+/// `repack` of an overlay bundle: the new layer is the upper directory
+/// (every entry in it is an addition or a change; character devices 0:0
+/// become whiteouts, opaque directories opaque whiteouts), so its cost
+/// grows with the change, not with the image. Works mounted or not.
+pub(super) fn repack(
+    lock: &WriteLock<'_>,
+    bundle: &Path,
+    meta: Meta,
+    ov: crate::bundle::mount::OverlayMeta,
+    path: DescriptorPath,
+    opts: &RepackOptions,
+) -> Result<RepackOutcome, RepackError> {
+    let upper = ov
+        .upper(bundle)
+        .map_err(|e| bundle_err(bundle, e.to_string()))?;
+    if !std::fs::symlink_metadata(&upper).is_ok_and(|m| m.is_dir()) {
+        return Err(bundle_err(
+            bundle,
+            format!("{} is missing or not a directory", ov.upperdir),
+        ));
+    }
+    let m = Mutator::new(lock, path)?;
+    let masks = masks(opts, &m);
+    let mut entries = walk_upper(&upper, ov.xattr_prefix(), &masks)?;
+    let stats = DiffStats {
+        walked: entries.len(),
+        ..DiffStats::default()
+    };
+    // an upper directory with nothing in it: no change
+    if entries.len() == 1 {
+        entries.clear();
+    }
+    let changed: HashSet<Vec<u8>> = entries
+        .iter()
+        .map(|(p, _)| Vec::from(p.as_slice()))
+        .collect();
+    tracing::debug!(
+        "repack (overlay): {} entries in the upper directory",
+        entries.len()
+    );
+    let new = add_layer(m, opts, &meta, tree_grant(&upper)?, entries.len(), |tar| {
+        for (name, kind) in &entries {
+            let (host, arch) = member(&upper, name.as_ref());
+            match kind {
+                Upper::Whiteout => tar.add_whiteout(name.as_ref())?,
+                Upper::Dir { opaque } => {
+                    tar.add_path(arch, &host)?;
+                    if *opaque {
+                        tar.add_opaque_whiteout(name.as_ref())?;
+                    }
+                }
+                Upper::Entry => tar.add_path(arch, &host)?,
+            }
+        }
+        Ok(())
+    })?;
+    Ok(RepackOutcome {
+        path: new,
+        entries: entries.len(),
+        stats,
+        meta,
+        spec: Spec::default(),
+        changed,
+    })
+}
+
+/// `--refresh-bundle` of an overlay bundle: the upper directory holds
+/// exactly the layer just added, so it becomes the bundle's own topmost
+/// lower layer (`overlay/layer-<n>`), a new empty upper directory takes its
+/// place, and the bundle is remounted on the new image: the next repack
+/// again holds only what changed since. The new mtree is written from the
+/// mounted tree (digests of unchanged files reused from the old mtree), so
+/// the Go umoci can still repack the bundle. Not crash-safe: a crash in the
+/// middle can leave `umoci.json` describing the old layers.
+pub(super) fn refresh(
+    bundle: &Path,
+    outcome: &RepackOutcome,
+    mut ov: crate::bundle::mount::OverlayMeta,
+) -> Result<(), RepackError> {
+    use crate::bundle::mount as bo;
+    let err = |e: bo::OverlayError| bundle_err(bundle, e.to_string());
+    let old_path = DescriptorPath(outcome.meta.from_descriptor_path.descriptor_walk.clone());
+    let rootfs = bundle.join(ROOTFS);
+    let was_mounted = bo::is_mounted(&rootfs);
+    if outcome.entries > 0 {
+        bo::umount(bundle).map_err(err)?;
+        let upper = ov.upper(bundle).map_err(err)?;
+        let mut k = 1;
+        let layer = loop {
+            let p = bundle.join(bo::OVERLAY_DIR).join(format!("layer-{k}"));
+            if std::fs::symlink_metadata(&p).is_err() {
+                break p;
+            }
+            k += 1;
+        };
+        let io = |p: &Path, e: std::io::Error| bundle_err(bundle, format!("{}: {e}", p.display()));
+        std::fs::rename(&upper, &layer).map_err(|e| io(&upper, e))?;
+        let layer_abs = std::fs::canonicalize(&layer).map_err(|e| io(&layer, e))?;
+        let layer_str = layer_abs
+            .to_str()
+            .ok_or_else(|| bundle_err(bundle, "bundle path is not UTF-8"))?
+            .to_string();
+        let work = ov.work(bundle).map_err(err)?;
+        std::fs::remove_dir_all(&work).map_err(|e| io(&work, e))?;
+        std::fs::create_dir(&work).map_err(|e| io(&work, e))?;
+        std::fs::create_dir(&upper).map_err(|e| io(&upper, e))?;
+        // the new upper root shows the root as it is now
+        crate::layer::overlay::copy_dir_meta(&layer, &upper, ov.rootless)
+            .map_err(|(p, e)| bundle_err(bundle, format!("{}: {e}", p.display())))?;
+        ov.lowerdirs.insert(0, layer_str);
+    }
+    if !bo::is_mounted(&rootfs) {
+        bo::mount(bundle, &ov).map_err(err)?;
+    }
+    let old_spec = load_spec(bundle, &old_path)?;
+    rewrite_bundle(bundle, outcome, &old_spec, Some(ov))?;
+    if !was_mounted {
+        bo::umount(bundle).map_err(err)?;
+    }
+    Ok(())
+}
