@@ -219,8 +219,7 @@ impl Store {
         let config = ext::fetch_image_config(self.cas(), path.target(), &manifest)?;
         let root = rootfs
             .map(|p| {
-                crate::layer::root::Root::open(p)
-                    .doing(|| format!("open rootfs {}", show::name(&p)))
+                crate::fs::root::Root::open(p).doing(|| format!("open rootfs {}", show::name(&p)))
             })
             .transpose()?;
         let name = rootfs
@@ -349,7 +348,7 @@ impl Store {
                 // a source tree with directories its owner cannot read
                 grant: match &insert.source {
                     Some(src) => Some(
-                        crate::layer::unpriv::TreeGrant::new(src)
+                        crate::fs::unpriv::TreeGrant::new(src)
                             .doing(|| format!("insert source {}", src.display()))?,
                     ),
                     None => None,

@@ -29,6 +29,7 @@ pub mod cas;
 #[cfg(feature = "wasm")]
 pub mod driver;
 mod error;
+pub mod fs;
 pub mod image;
 pub mod layer;
 pub mod layer_store;

@@ -7,10 +7,10 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use crate::cas::{Cas, CasError, ext};
+use crate::fs::root::Root;
 use crate::layer::compress::decompressor;
 use crate::layer::extract::{ExtractError, ExtractOptions, Extractor, WhiteoutMode};
 use crate::layer::overlay::{Lower, TRUSTED_PREFIX, USER_PREFIX};
-use crate::layer::root::Root;
 use crate::layer_store::record::Record;
 use crate::layer_store::{
     InPlace, LayerStore, LayerStoreError, MountSpec, Prepared, SnapshotInfo, SnapshotKind,

@@ -7,8 +7,8 @@ use serde_json::{Value, json};
 
 use super::BundleError;
 use super::user::resolve_user;
+use crate::fs::root::Root;
 use crate::layer::idmap::IdMapping;
-use crate::layer::root::Root;
 use crate::oci::Image;
 
 /// The runtime-spec version written.

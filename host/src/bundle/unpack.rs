@@ -10,8 +10,8 @@ use super::runtime::{RuntimeMapping, runtime_config, to_json};
 use super::{BundleError, ROOTFS, mtree_name, statcache_name};
 use crate::cas::refs::DescriptorPath;
 use crate::cas::{Cas, ext};
+use crate::fs::root::Root;
 use crate::layer::extract::ExtractOptions;
-use crate::layer::root::Root;
 use crate::layer_store::{InPlace, LayerStore};
 use crate::mtree;
 use crate::path::BString;
@@ -163,14 +163,14 @@ pub fn unpack_bundle(
             }
             let ov = bundle.join(super::mount::OVERLAY_DIR);
             if !super::mount::is_mounted(&rootfs)
-                && let Err(e) = crate::layer::root::remove_tree(&ov)
+                && let Err(e) = crate::fs::root::remove_tree(&ov)
             {
                 tracing::warn!("cannot remove partial {}: {e}", ov.display());
             }
         }
         if super::mount::is_mounted(&rootfs) {
             tracing::warn!("{} is still mounted: left in place", rootfs.display());
-        } else if let Err(e) = crate::layer::root::remove_tree(&rootfs) {
+        } else if let Err(e) = crate::fs::root::remove_tree(&rootfs) {
             tracing::warn!("cannot remove partial {}: {e}", rootfs.display());
         }
         for f in created_files {

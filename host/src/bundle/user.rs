@@ -6,7 +6,7 @@ use std::io::Read;
 
 use rustix::fs::OFlags;
 
-use crate::layer::root::Root;
+use crate::fs::root::Root;
 
 /// Largest passwd/group file read.
 const MAX_DB: u64 = 16 << 20;

@@ -75,7 +75,7 @@ pub fn run(a: Args) -> Result<()> {
         );
     }
     if temporary {
-        rumoci::layer::root::remove_tree(&work)
+        rumoci::fs::root::remove_tree(&work)
             .with_context(|| format!("removing {}", work.display()))?;
     }
     Ok(())

@@ -137,7 +137,8 @@ fn keyword_applies(kw: &str, md: &std::fs::Metadata, path: &std::path::Path) -> 
         | "sha384digest" | "sha512digest" | "sha512256digest" => ft.is_file(),
         "xattr" => {
             (ft.is_file() || ft.is_dir())
-                && rustix::fs::llistxattr(path, &mut [0u8; 0][..]).is_ok_and(|n| n > 0)
+                && rumoci::fs::xattr::list(rumoci::fs::xattr::Node::Path(path))
+                    .is_ok_and(|l| !l.is_empty())
         }
         _ => return None,
     })
@@ -204,7 +205,7 @@ fn mtree_validate(a: MtreeValidateArgs) -> Result<()> {
     // umoci's --rootless walks through fseval.Rootless (what the user owns
     // but cannot read or search is opened up for the walk, then restored):
     // rumoci's comparison does so whenever it runs unprivileged
-    // (`layer::unpriv`), reporting the original modes, so the flag changes
+    // (`fs::unpriv`), reporting the original modes, so the flag changes
     // nothing
     let _ = a.rootless;
     let used: std::collections::BTreeSet<String> = spec

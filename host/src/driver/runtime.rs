@@ -139,14 +139,14 @@ impl super::bindings::rumoci::driver::host::Host for HostState {
         path: String,
     ) -> Result<super::bindings::rumoci::driver::host::TreeSize, String> {
         let (dir, name) = self.store_entry(&path)?;
-        let (size, inodes) = crate::layer::root::measure_at(&dir, name.as_str())
-            .map_err(|e| format!("{path}: {e}"))?;
+        let (size, inodes) =
+            crate::fs::root::measure_at(&dir, name.as_str()).map_err(|e| format!("{path}: {e}"))?;
         Ok(super::bindings::rumoci::driver::host::TreeSize { size, inodes })
     }
 
     fn remove_tree(&mut self, path: String) -> Result<(), String> {
         let (dir, name) = self.store_entry(&path)?;
-        crate::layer::root::remove_all_at(&dir, name.as_str()).map_err(|e| format!("{path}: {e}"))
+        crate::fs::root::remove_all_at(&dir, name.as_str()).map_err(|e| format!("{path}: {e}"))
     }
 }
 

@@ -1,5 +1,5 @@
 //! Tar → filesystem: apply one layer to a root filesystem with umoci's
-//! semantics, every path resolved inside the root (see [`super::root`]).
+//! semantics, every path resolved inside the root (see [`crate::fs::root`]).
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs::File;
@@ -13,7 +13,7 @@ use tar::EntryType;
 
 use super::idmap::{IdMapping, ROOTLESS_XATTR, encode_rootless, to_host};
 use super::overlay::{self as ov, Found, Lower};
-use super::root::{Root, empty_dir_at, remove_all_at};
+use crate::fs::root::{Root, empty_dir_at, remove_all_at};
 use crate::path::{self, BStr, BString, ByteSlice, ByteVec, components, split_parent};
 
 /// Xattrs never applied from layers.
@@ -88,7 +88,7 @@ pub struct Extractor {
     warned_enotsup: bool,
     /// overlayfs form: the lower layers of the layer being extracted.
     lower: Option<Lower>,
-    /// Unprivileged (see [`super::unpriv`]): directories whose mode keeps
+    /// Unprivileged (see [`crate::fs::unpriv`]): directories whose mode keeps
     /// their owner out (`0o000`, `0o500`, …) with that mode (and, with
     /// [`Self::keep_open`], unreadable files). While a layer is applied
     /// they are kept open (`u+rwx`, files `u+r`), so entries can still be
@@ -233,7 +233,7 @@ impl Extractor {
     pub fn new(opts: ExtractOptions) -> Extractor {
         Extractor {
             opts,
-            unpriv: super::unpriv::needed(),
+            unpriv: crate::fs::unpriv::needed(),
             ..Default::default()
         }
     }
@@ -800,10 +800,10 @@ impl Extractor {
         let mode = hdr.mode().map_err(|e| entry_err(path, e))? & 0o7777;
         if is_dir {
             // a directory that already existed: replace its xattrs
-            let mut buf = vec![0u8; 64 << 10];
-            if let Ok(n) = rustix::fs::flistxattr(fd, &mut buf[..]) {
-                for name in buf[..n].split(|&b| b == 0).filter(|s| !s.is_empty()) {
-                    let name = String::from_utf8_lossy(name).into_owned();
+            use crate::fs::xattr;
+            if let Ok(names) = xattr::list(xattr::Node::Fd(fd.as_fd())) {
+                for name in names {
+                    let name = String::from_utf8_lossy(&name).into_owned();
                     if FORBIDDEN_XATTRS.contains(&name.as_str())
                         || (self.opts.rootless && name == ROOTLESS_XATTR)
                         || (self.overlay_prefix().is_some() && ov::is_overlay_xattr(&name))

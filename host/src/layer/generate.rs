@@ -64,9 +64,9 @@ pub struct GenerateOptions {
     /// Clamp mtimes to this (`SOURCE_DATE_EPOCH`).
     pub clamp_mtime: Option<i64>,
     /// Unprivileged: the tree's directories opened up for their owner
-    /// while the layer is written ([`super::unpriv::TreeGrant`]); headers
+    /// while the layer is written ([`crate::fs::unpriv::TreeGrant`]); headers
     /// carry their original modes.
-    pub grant: Option<super::unpriv::TreeGrant>,
+    pub grant: Option<crate::fs::unpriv::TreeGrant>,
 }
 
 /// Writes a layer tar entry by entry.
@@ -112,67 +112,13 @@ impl<R: Read> Read for Exact<R> {
 }
 
 fn read_xattrs(path: &Path) -> Result<BTreeMap<String, Vec<u8>>, GenerateError> {
-    let mut out = BTreeMap::new();
-    let names = match xattr_list(path) {
-        Ok(n) => n,
-        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NOTSUP.raw_os_error()) => {
-            return Ok(out);
-        }
-        Err(e) => return Err(io_at(path)(e)),
-    };
-    for name in names {
-        // overlayfs' own bookkeeping (origin, impure, opaque, …) is never
-        // image content
-        if FORBIDDEN_XATTRS.contains(&name.as_str()) || super::overlay::is_overlay_xattr(&name) {
-            continue;
-        }
-        match xattr_get(path, &name) {
-            Ok(Some(v)) => {
-                out.insert(name, v);
-            }
-            Ok(None) => {}
-            Err(e) => return Err(io_at(path)(e)),
-        }
-    }
-    Ok(out)
-}
-
-fn xattr_list(path: &Path) -> io::Result<Vec<String>> {
-    let mut buf = vec![0u8; 1024];
-    loop {
-        match rustix::fs::llistxattr(path, &mut buf) {
-            Ok(n) => {
-                return Ok(buf[..n]
-                    .split(|&b| b == 0)
-                    .filter(|s| !s.is_empty())
-                    .map(|s| String::from_utf8_lossy(s).into_owned())
-                    .collect());
-            }
-            Err(rustix::io::Errno::RANGE) => buf.resize(buf.len() * 4, 0),
-            Err(e) => return Err(e.into()),
-        }
-        if buf.len() > 1 << 24 {
-            return Err(io::Error::other("xattr list too large"));
-        }
-    }
-}
-
-fn xattr_get(path: &Path, name: &str) -> io::Result<Option<Vec<u8>>> {
-    let mut buf = vec![0u8; 256];
-    loop {
-        match rustix::fs::lgetxattr(path, name, &mut buf) {
-            Ok(n) => {
-                buf.truncate(n);
-                return Ok(Some(buf));
-            }
-            Err(rustix::io::Errno::RANGE) => buf.resize(buf.len() * 4, 0),
-            Err(rustix::io::Errno::NODATA) => return Ok(None),
-            Err(e) => return Err(e.into()),
-        }
-        if buf.len() > 1 << 24 {
-            return Err(io::Error::other("xattr value too large"));
-        }
-    }
+    use crate::fs::xattr;
+    // overlayfs' own bookkeeping (origin, impure, opaque, …) is never image
+    // content
+    xattr::read_all(xattr::Node::Path(path), |n| {
+        FORBIDDEN_XATTRS.contains(&n) || super::overlay::is_overlay_xattr(n)
+    })
+    .map_err(|e| io_at(path)(e.into()))
 }
 
 /// Largest value an octal ustar numeric field of `width` bytes can hold.
@@ -291,7 +237,7 @@ impl<W: Write> TarGenerator<W> {
             });
         }
         let mut h = Header::new_ustar();
-        h.set_mode(super::unpriv::mode_of(
+        h.set_mode(crate::fs::unpriv::mode_of(
             self.opts.grant.as_ref().map(|g| g.modes()),
             host,
             md,
@@ -319,7 +265,8 @@ impl<W: Write> TarGenerator<W> {
         let mut xattrs = if ft.is_symlink() {
             BTreeMap::new()
         } else {
-            super::unpriv::with_read(host, &md, || Ok(read_xattrs(host))).map_err(io_at(host))??
+            crate::fs::unpriv::with_read(host, &md, || Ok(read_xattrs(host)))
+                .map_err(io_at(host))??
         };
         let mut h = self.base_header(name, host, &md, &mut xattrs)?;
         let key = (md.dev(), md.ino());
@@ -350,7 +297,7 @@ impl<W: Write> TarGenerator<W> {
                 });
             }
             h.set_size(size);
-            let f = super::unpriv::read_file(host).map_err(io_at(host))?;
+            let f = crate::fs::unpriv::read_file(host).map_err(io_at(host))?;
             let mut data = Exact {
                 inner: f,
                 left: size,

@@ -6,6 +6,4 @@ pub mod extract;
 pub mod generate;
 pub mod idmap;
 pub mod overlay;
-pub mod root;
 pub mod targuard;
-pub mod unpriv;

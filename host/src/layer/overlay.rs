@@ -37,12 +37,9 @@ pub fn is_whiteout(st: &Stat) -> bool {
 /// Whether the directory `fd` (opened for reading) carries
 /// `<prefix>opaque=y`.
 pub fn is_opaque<Fd: AsFd>(fd: Fd, prefix: &str) -> Result<bool, Errno> {
-    let mut buf = [0u8; 8];
-    match rustix::fs::fgetxattr(fd, format!("{prefix}opaque").as_str(), &mut buf) {
-        Ok(n) => Ok(&buf[..n] == b"y"),
-        Err(Errno::NODATA) | Err(Errno::NOTSUP) | Err(Errno::RANGE) => Ok(false),
-        Err(e) => Err(e),
-    }
+    use crate::fs::xattr;
+    let name = format!("{prefix}opaque");
+    Ok(xattr::get(xattr::Node::Fd(fd.as_fd()), name.as_bytes())?.is_some_and(|v| v == b"y"))
 }
 
 /// Mark the directory `fd` (opened for reading) opaque.
@@ -222,37 +219,8 @@ impl Lower {
 
 /// The xattrs of an open file or directory, overlayfs' own left out.
 pub fn list_xattrs<Fd: AsFd>(fd: Fd) -> Result<BTreeMap<String, Vec<u8>>, Errno> {
-    let fd = fd.as_fd();
-    let mut out = BTreeMap::new();
-    let mut buf = vec![0u8; 4096];
-    let n = loop {
-        match rustix::fs::flistxattr(fd, &mut buf) {
-            Ok(n) => break n,
-            Err(Errno::RANGE) if buf.len() < 1 << 24 => buf.resize(buf.len() * 4, 0),
-            Err(Errno::NOTSUP) => return Ok(out),
-            Err(e) => return Err(e),
-        }
-    };
-    for name in buf[..n].split(|&b| b == 0).filter(|s| !s.is_empty()) {
-        let name = String::from_utf8_lossy(name).into_owned();
-        if is_overlay_xattr(&name) {
-            continue;
-        }
-        let mut v = vec![0u8; 256];
-        loop {
-            match rustix::fs::fgetxattr(fd, name.as_str(), &mut v) {
-                Ok(n) => {
-                    v.truncate(n);
-                    out.insert(name, v);
-                    break;
-                }
-                Err(Errno::RANGE) if v.len() < 1 << 24 => v.resize(v.len() * 4, 0),
-                Err(Errno::NODATA) => break,
-                Err(e) => return Err(e),
-            }
-        }
-    }
-    Ok(out)
+    use crate::fs::xattr;
+    xattr::read_all(xattr::Node::Fd(fd.as_fd()), is_overlay_xattr)
 }
 
 /// Give the open `dst` the owner (unless `rootless`: the owner record is an

@@ -77,7 +77,7 @@ pub struct Record {
     entries: BTreeMap<BString, Entry>,
     /// Directories of the tree kept open (`u+rwx`) for an unprivileged
     /// owner, with their real modes, to set on a copy (see
-    /// `layer::unpriv`).
+    /// `fs::unpriv`).
     restricted: BTreeMap<BString, u32>,
 }
 

@@ -79,7 +79,7 @@ pub struct DiffStats {
 
 struct Walker<'a> {
     /// Directories opened up for an unprivileged owner during the walk.
-    modes: &'a crate::layer::unpriv::Modes,
+    modes: &'a crate::fs::unpriv::Modes,
     spec: &'a Spec,
     cache: Option<&'a StatCache>,
     seen: HashSet<&'a [u8]>,
@@ -154,8 +154,8 @@ impl<'a> Walker<'a> {
                     Some((unvis(name).unwrap_or_else(|| name.into()), v.as_str()))
                 })
                 .collect();
-            let have = crate::layer::unpriv::with_read(host, md, || list_xattrs(host))
-                .map_err(err(host))?;
+            let have =
+                crate::fs::unpriv::with_read(host, md, || list_xattrs(host)).map_err(err(host))?;
             if have.len() != want.len()
                 || have.iter().any(|(k, v)| {
                     want.get(k.as_bytes()).copied()
@@ -258,18 +258,18 @@ pub fn compare(
     spec: &Spec,
     cache: Option<&StatCache>,
 ) -> Result<(Vec<Delta>, DiffStats), DiffError> {
-    let grant = crate::layer::unpriv::TreeGrant::new(root).map_err(err(root))?;
+    let grant = crate::fs::unpriv::TreeGrant::new(root).map_err(err(root))?;
     compare_granted(root, spec, cache, &grant)
 }
 
-/// [`compare`] within a [`TreeGrant`](crate::layer::unpriv::TreeGrant)
+/// [`compare`] within a [`TreeGrant`](crate::fs::unpriv::TreeGrant)
 /// the caller holds on `root` (and keeps for the layer it writes next, so
 /// the tree is opened up once).
 pub fn compare_granted(
     root: &Path,
     spec: &Spec,
     cache: Option<&StatCache>,
-    grant: &crate::layer::unpriv::TreeGrant,
+    grant: &crate::fs::unpriv::TreeGrant,
 ) -> Result<(Vec<Delta>, DiffStats), DiffError> {
     let mut w = Walker {
         modes: grant.modes(),

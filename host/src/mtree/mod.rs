@@ -95,43 +95,16 @@ fn mode_str(m: u32) -> String {
     }
 }
 
+/// The xattrs of the entry at `path` (not followed) that an mtree records.
 pub(crate) fn list_xattrs(path: &Path) -> io::Result<BTreeMap<String, Vec<u8>>> {
-    let mut out = BTreeMap::new();
-    let mut buf = vec![0u8; 4096];
-    let n = loop {
-        match rustix::fs::llistxattr(path, &mut buf[..]) {
-            Ok(n) => break n,
-            Err(rustix::io::Errno::RANGE) if buf.len() < 1 << 20 => buf.resize(buf.len() * 4, 0),
-            Err(rustix::io::Errno::NOTSUP) => return Ok(out),
-            Err(e) => return Err(e.into()),
-        }
-    };
-    for name in buf[..n].split(|&b| b == 0).filter(|s| !s.is_empty()) {
-        let name = String::from_utf8_lossy(name).into_owned();
-        if FORBIDDEN_XATTRS.contains(&name.as_str()) {
-            continue;
-        }
-        let mut val = vec![0u8; 256];
-        loop {
-            match rustix::fs::lgetxattr(path, name.as_str(), &mut val[..]) {
-                Ok(n) => {
-                    val.truncate(n);
-                    out.insert(name, val);
-                    break;
-                }
-                Err(rustix::io::Errno::RANGE) if val.len() < 1 << 20 => {
-                    val.resize(val.len() * 4, 0)
-                }
-                Err(rustix::io::Errno::NODATA) => break,
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
-    Ok(out)
+    use crate::fs::xattr;
+    Ok(xattr::read_all(xattr::Node::Path(path), |n| {
+        FORBIDDEN_XATTRS.contains(&n)
+    })?)
 }
 
 pub(crate) fn sha256_file(path: &Path) -> io::Result<[u8; 32]> {
-    sha256_reader(crate::layer::unpriv::read_file(path)?)
+    sha256_reader(crate::fs::unpriv::read_file(path)?)
 }
 
 /// The sha256 of everything `f` reads.
@@ -157,7 +130,7 @@ struct Writer<'a, W: Write> {
     cache: Option<StatCacheWriter<&'a mut dyn Write>>,
     /// Directories opened up for an unprivileged owner while the writer
     /// lives (their original modes are written).
-    grant: crate::layer::unpriv::TreeGrant,
+    grant: crate::fs::unpriv::TreeGrant,
 }
 
 impl<W: Write> Writer<'_, W> {
@@ -201,7 +174,7 @@ impl<W: Write> Writer<'_, W> {
             s.push_str(&hex::encode(d));
         }
         if ft.is_file() || ft.is_dir() {
-            let xattrs = crate::layer::unpriv::with_read(path, md, || list_xattrs(path));
+            let xattrs = crate::fs::unpriv::with_read(path, md, || list_xattrs(path));
             for (k, v) in xattrs.map_err(err(path))? {
                 s.push_str(" xattr.");
                 s.push_str(&vis(k.as_bytes()));
@@ -308,7 +281,7 @@ pub fn write_manifest<'a>(
         Some(c) => Some(StatCacheWriter::new(c).map_err(err(root))?),
         None => None,
     };
-    let grant = crate::layer::unpriv::TreeGrant::new(root).map_err(err(root))?;
+    let grant = crate::fs::unpriv::TreeGrant::new(root).map_err(err(root))?;
     let mut w = Writer {
         out: io::BufWriter::with_capacity(1 << 20, out),
         root,

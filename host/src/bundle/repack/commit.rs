@@ -9,9 +9,9 @@ use super::{RepackError, RepackOptions, RepackOutcome, bundle_err};
 use crate::bundle::meta::Meta;
 use crate::bundle::{ROOTFS, mtree_name, statcache_name};
 use crate::cas::refs::DescriptorPath;
+use crate::fs::unpriv::TreeGrant;
 use crate::layer::generate::{GenerateOptions, TarGenerator};
 use crate::layer::idmap::owner_mapper;
-use crate::layer::unpriv::TreeGrant;
 use crate::mtree::parse::Spec;
 use crate::mutate::{Compression, LayerWriter, Mutator};
 use crate::path::{self, BStr, BString, ByteSlice};
@@ -33,7 +33,7 @@ pub(super) fn unchanged_digests(
 }
 
 /// Open up the tree at `root` for an unprivileged owner (see
-/// [`crate::layer::unpriv`]).
+/// [`crate::fs::unpriv`]).
 pub(super) fn tree_grant(root: &Path) -> Result<TreeGrant, RepackError> {
     TreeGrant::new(root).map_err(|e| RepackError::Rootfs {
         path: root.display().to_string(),

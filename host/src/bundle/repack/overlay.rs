@@ -29,32 +29,13 @@ enum Upper {
     Entry,
 }
 
-fn has_xattr(path: &Path, name: &str) -> Result<bool, RepackError> {
-    let mut buf = [0u8; 8];
-    match rustix::fs::lgetxattr(path, name, &mut buf) {
-        Ok(_) | Err(rustix::io::Errno::RANGE) => Ok(true),
-        Err(rustix::io::Errno::NODATA) | Err(rustix::io::Errno::NOTSUP) => Ok(false),
-        Err(e) => Err(RepackError::Rootfs {
-            path: path.display().to_string(),
-            reason: format!("getxattr {name}: {e}"),
-        }),
-    }
-}
-
-/// Whether the directory `path` has the xattr `opaque` (`<prefix>opaque`)
-/// set to `y`.
-fn is_opaque_dir(path: &Path, opaque: &str) -> Result<bool, RepackError> {
-    let mut buf = [0u8; 8];
-    match rustix::fs::lgetxattr(path, opaque, &mut buf) {
-        Ok(n) => Ok(&buf[..n] == b"y"),
-        Err(rustix::io::Errno::NODATA)
-        | Err(rustix::io::Errno::NOTSUP)
-        | Err(rustix::io::Errno::RANGE) => Ok(false),
-        Err(e) => Err(RepackError::Rootfs {
-            path: path.display().to_string(),
-            reason: format!("getxattr {opaque}: {e}"),
-        }),
-    }
+/// The value of the xattr `name` of the entry at `path` (not followed).
+fn xattr_of(path: &Path, name: &str) -> Result<Option<Vec<u8>>, RepackError> {
+    use crate::fs::xattr;
+    xattr::get(xattr::Node::Path(path), name.as_bytes()).map_err(|e| RepackError::Rootfs {
+        path: path.display().to_string(),
+        reason: format!("getxattr {name}: {e}"),
+    })
 }
 
 /// Every entry of the upper directory in tree order (depth first, names
@@ -83,7 +64,7 @@ fn walk_upper(
         let kind = if ft.is_char_device() && md.rdev() == 0 {
             Upper::Whiteout
         } else if ft.is_dir() {
-            if has_xattr(&host, &redirect)? {
+            if xattr_of(&host, &redirect)?.is_some() {
                 return Err(RepackError::Rootfs {
                     path: crate::show::name(&rel),
                     reason: format!(
@@ -92,10 +73,10 @@ fn walk_upper(
                 });
             }
             Upper::Dir {
-                opaque: !rel.is_empty() && is_opaque_dir(&host, &opaque)?,
+                opaque: !rel.is_empty() && xattr_of(&host, &opaque)?.is_some_and(|v| v == b"y"),
             }
         } else {
-            if ft.is_file() && has_xattr(&host, &metacopy)? {
+            if ft.is_file() && xattr_of(&host, &metacopy)?.is_some() {
                 return Err(RepackError::Rootfs {
                     path: crate::show::name(&rel),
                     reason: format!(

@@ -131,20 +131,6 @@ fn open_for_removal<Fd: AsFd, P: rustix::path::Arg + Copy>(
     Ok(Some(fd))
 }
 
-/// The names in the open directory `fd`, `.` and `..` left out.
-fn dir_names(fd: &OwnedFd) -> Result<Vec<CString>, Errno> {
-    let mut names = Vec::new();
-    let mut d = rustix::fs::Dir::read_from(fd)?;
-    while let Some(entry) = d.read() {
-        let entry = entry?;
-        let n = entry.file_name();
-        if n.to_bytes() != b"." && n.to_bytes() != b".." {
-            names.push(n.to_owned());
-        }
-    }
-    Ok(names)
-}
-
 /// Remove `name` in `dir` and everything beneath it, never following
 /// symlinks, at any depth (iterative), whatever the modes of the
 /// directories in it (see `open_for_removal`). A missing name is not an
@@ -184,7 +170,7 @@ pub fn empty_dir_at<Fd: AsFd, P: rustix::path::Arg + Copy>(
     let Some(fd) = open_for_removal(dir, name)? else {
         return Ok(());
     };
-    let mut names = dir_names(&fd)?;
+    let mut names = super::dir::names(&fd)?;
     names.retain(|n| !keep(n.to_bytes().into()));
     names.reverse();
     let mut stack = vec![Frame {
@@ -211,7 +197,7 @@ pub fn empty_dir_at<Fd: AsFd, P: rustix::path::Arg + Copy>(
         let Some(child) = open_for_removal(&top.fd, n.as_c_str())? else {
             continue;
         };
-        let mut names = dir_names(&child)?;
+        let mut names = super::dir::names(&child)?;
         names.reverse();
         stack.push(Frame {
             fd: child,
@@ -262,7 +248,7 @@ pub fn measure_at<Fd: AsFd, P: rustix::path::Arg + Copy>(
                 None => break,
             },
         };
-        for n in dir_names(&fd)? {
+        for n in super::dir::names(&fd)? {
             let st = rustix::fs::statat(&*fd, n.as_c_str(), AtFlags::SYMLINK_NOFOLLOW)?;
             inodes += 1;
             match rustix::fs::FileType::from_raw_mode(st.st_mode) {
