@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark rumoci against the Go umoci, side by side in the same run.
 
-Builds (once, cached) the benchmark image with shared/scripts/make-bench-image.sh,
+Builds (once, cached) the benchmark image with bench/image.py,
 then runs each scenario interleaved — rumoci, umoci, rumoci, umoci, … — at
 least --runs times each, on /dev/shm (CPU-bound) and on a disk directory
 (real-world). Wall time and peak RSS are taken per process with wait4(2).
@@ -271,7 +271,7 @@ def main():
     sh(f"cd {ROOT} && cargo build --release -q --target wasm32-wasip2 -p dir-cas -p layer-cache -p overlay")
     src = os.path.join(args.cache, "layout")
     if not os.path.exists(os.path.join(src, "index.json")):
-        sh(f"bash {ROOT}/../shared/scripts/make-bench-image.sh {args.cache}")
+        sh(f"python3 {ROOT}/bench/image.py {args.cache}")
 
     rows = []
     places = [("/dev/shm", "tmpfs")] + ([] if args.no_disk else [(os.path.join(ROOT, "target"), "disk")])
