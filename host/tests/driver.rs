@@ -646,11 +646,24 @@ fn layer_plugin_cannot_make_rumoci_read_or_write_outside_its_store() {
         ("copy-abs", "leaves the store directory"),
         ("copy-up", "leaves the store directory"),
         ("copy-link", "is a symlink"),
-        ("bind", "performs only \"copy\""),
         ("overlay-abs", "leaves the store directory"),
         ("overlay-up", "leaves the store directory"),
         ("overlay-link", "is a symlink"),
-        ("overlay-opts", "only one lowerdir= is accepted"),
+        ("overlay-count", "9 lower directories for a chain of"),
+        (
+            "several",
+            r#"answered [copy("fs"), copy("fs")]: rumoci takes one copy mount or one overlay mount"#,
+        ),
+        (
+            "mixed",
+            r#"answered [copy("fs"), overlay(["fs"])]: rumoci takes one copy mount or one overlay mount"#,
+        ),
+        ("prepare-up", "leaves the store directory"),
+        (
+            "prepare-count",
+            "1 lower directories for a chain of 0 layers",
+        ),
+        ("mixed-forms", "a store keeps every layer in one form"),
     ] {
         let _ = std::fs::remove_dir_all(&store);
         std::fs::create_dir_all(store.join("fs")).expect("mkdir");
