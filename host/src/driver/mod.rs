@@ -22,6 +22,7 @@
 
 mod cas;
 pub mod conform;
+pub mod contract;
 mod engine;
 mod fsguard;
 mod layer;
@@ -30,6 +31,7 @@ mod runtime;
 mod spec;
 
 pub use cas::WasmCas;
+pub use contract::CONTRACT_VERSION;
 pub use engine::cache_dir;
 pub use layer::WasmLayerStore;
 pub use runtime::{HostState, Plugin, PluginInfo, World, plugin_info};
