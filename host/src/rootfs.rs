@@ -899,3 +899,184 @@ pub fn check_layer(
         ))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+
+    /// A store answering `prepare` (for a chain it has not cached) and
+    /// `view` (for one it has) with fixed mounts, recording the calls.
+    struct Fake {
+        root: PathBuf,
+        cached: bool,
+        prepared: Vec<Mount>,
+        view: Vec<Mount>,
+        calls: RefCell<Vec<String>>,
+    }
+
+    impl LayerStore for Fake {
+        fn name(&self) -> String {
+            "fake".into()
+        }
+        fn root(&self) -> &Path {
+            &self.root
+        }
+        fn stat(&self, name: &str) -> Result<Option<SnapshotInfo>, LayerStoreError> {
+            Ok(self.cached.then(|| SnapshotInfo {
+                name: name.into(),
+                parent: None,
+                kind: SnapshotKind::Committed,
+                diff_id: None,
+                meta: None,
+            }))
+        }
+        fn prepare(
+            &self,
+            _key: &str,
+            _parent: Option<&str>,
+            _target: Option<&str>,
+        ) -> Result<Prepared, LayerStoreError> {
+            self.calls.borrow_mut().push("prepare".into());
+            Ok(Prepared::Fresh(crate::layer_store::UnpackTarget {
+                dir: "l".into(),
+                mounts: self.prepared.clone(),
+                meta: Some("m".into()),
+            }))
+        }
+        fn view(&self, _key: &str, _parent: &str) -> Result<Vec<Mount>, LayerStoreError> {
+            self.calls.borrow_mut().push("view".into());
+            Ok(self.view.clone())
+        }
+        fn commit(
+            &self,
+            _name: &str,
+            _key: &str,
+            _diff_id: &Digest,
+        ) -> Result<SnapshotInfo, LayerStoreError> {
+            self.calls.borrow_mut().push("commit".into());
+            Err(LayerStoreError::Store {
+                store: self.name(),
+                op: "commit".into(),
+                reason: "not expected".into(),
+            })
+        }
+        fn remove(&self, _name: &str) -> Result<(), LayerStoreError> {
+            self.calls.borrow_mut().push("remove".into());
+            Ok(())
+        }
+    }
+
+    /// A one-layer image whose blobs are never read (every case fails or
+    /// finishes before).
+    fn image() -> (Manifest, Image) {
+        let d = |c: char| format!("sha256:{}", c.to_string().repeat(64));
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": media::MANIFEST,
+            "config": {"mediaType": media::CONFIG, "digest": d('a'), "size": 2},
+            "layers": [{"mediaType": media::LAYER, "digest": d('b'), "size": 10}],
+        });
+        let config = serde_json::json!({
+            "architecture": "amd64",
+            "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": [d('c')]},
+        });
+        (
+            serde_json::from_value(manifest).expect("manifest"),
+            serde_json::from_value(config).expect("config"),
+        )
+    }
+
+    /// Unpack through `store` (`mountable`: as a bundle would); the error.
+    fn fails(store: &Fake, opts: ExtractOptions, mountable: bool) -> String {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let cas = crate::cas::dir::DirCas::create(&tmp.path().join("layout")).expect("layout");
+        let rootfs = tmp.path().join("rootfs");
+        std::fs::create_dir(&rootfs).expect("mkdir");
+        let (m, c) = image();
+        let e = unpack_layers(&cas, store, &m, &c, &rootfs, opts, mountable)
+            .expect_err("refused")
+            .to_string();
+        assert_eq!(
+            std::fs::read_dir(&rootfs).expect("rootfs").count(),
+            0,
+            "nothing extracted"
+        );
+        e
+    }
+
+    fn fake(root: &Path, cached: bool, prepared: Vec<Mount>, view: Vec<Mount>) -> Fake {
+        std::fs::create_dir_all(root.join("l")).expect("mkdir");
+        Fake {
+            root: root.to_path_buf(),
+            cached,
+            prepared,
+            view,
+            calls: RefCell::new(Vec::new()),
+        }
+    }
+
+    #[test]
+    fn a_rootfs_alone_refuses_the_first_overlay_mount() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        // a fresh layer whose prepare answers an overlay mount: refused
+        // before anything is extracted, the active snapshot removed
+        let s = fake(tmp.path(), false, vec![Mount::Overlay(vec![])], vec![]);
+        let e = fails(&s, ExtractOptions::default(), false);
+        assert!(
+            e.contains("layer store fake: unpack: prepare of layer 1/1 answered [overlay([])]: layers in overlayfs form can only be mounted as a bundle's rootfs"),
+            "{e}"
+        );
+        assert_eq!(*s.calls.borrow(), ["prepare", "remove"]);
+        assert_eq!(
+            std::fs::read_dir(tmp.path().join("l")).expect("l").count(),
+            0
+        );
+        // a cached chain whose view is an overlay mount: refused too
+        let s = fake(
+            tmp.path(),
+            true,
+            vec![],
+            vec![Mount::Overlay(vec!["l".into()])],
+        );
+        let e = fails(&s, ExtractOptions::default(), false);
+        assert!(
+            e.contains(
+                r#"answered [overlay(["l"])]: layers in overlayfs form can only be mounted"#
+            ),
+            "{e}"
+        );
+        assert_eq!(*s.calls.borrow(), ["view", "remove"]);
+    }
+
+    #[test]
+    fn keep_dirlinks_refuses_an_overlay_mount_and_a_view_must_be_one_mount() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let s = fake(tmp.path(), false, vec![Mount::Overlay(vec![])], vec![]);
+        let opts = ExtractOptions {
+            keep_dirlinks: true,
+            ..ExtractOptions::default()
+        };
+        let e = fails(&s, opts, true);
+        assert!(
+            e.contains("--keep-dirlinks cannot be used with an overlay layer store (fake answered an overlay mount)"),
+            "{e}"
+        );
+        // a view of no mount for a chain not extracted in place
+        let s = fake(tmp.path(), true, vec![], vec![]);
+        let e = fails(&s, ExtractOptions::default(), true);
+        assert!(
+            e.contains("answered []: rumoci takes one copy mount or one overlay mount"),
+            "{e}"
+        );
+        // a copy mount for a base layer: there is no parent
+        let s = fake(tmp.path(), false, vec![Mount::Copy("l".into())], vec![]);
+        let e = fails(&s, ExtractOptions::default(), true);
+        assert!(
+            e.contains(r#"prepare of layer 1/1 answered [copy("l")] for a base layer: there is no parent to copy"#),
+            "{e}"
+        );
+        assert_eq!(*s.calls.borrow(), ["prepare", "remove"]);
+    }
+}
