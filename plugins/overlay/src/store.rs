@@ -441,8 +441,8 @@ mod tests {
         );
         // a child is extracted alone over its parent: no copy of it
         let t = fresh(s.prepare("k2", Some(&c1), Some(&c2), vec![]).unwrap());
-        assert_eq!(lowers(&t.mounts), [d1.clone()]);
-        assert_eq!(lowers(&s.mounts("k2").unwrap()), [d1.clone()]);
+        assert_eq!(lowers(&t.mounts), [d1.as_str()]);
+        assert_eq!(lowers(&s.mounts("k2").unwrap()), [d1.as_str()]);
         assert_eq!(fs::read_dir(root.join(&t.dir)).unwrap().count(), 0);
         s.commit(&c2, "k2", &digest(2), vec![]).unwrap();
         layer(&mut s, root, &c3, Some(&c2));
