@@ -13,12 +13,19 @@
 //! 1. the deepest `Ci` the store has committed is the starting point;
 //! 2. each later layer is [`prepare`](LayerStore::prepare)d on top of its
 //!    parent: the store answers [`Prepared::Cached`] (skip it) or
-//!    [`Prepared::Fresh`] with a directory, mounts that make the parent
-//!    visible there (performed by rumoci) and a file for rumoci's own
-//!    [`record`] of the tree; rumoci extracts the layer and
+//!    [`Prepared::Fresh`] with a directory, the [`Mount`] that shows the
+//!    parent there (none, a copy of the parent's tree, or an overlay of the
+//!    parent chain's layer directories: the layer is then extracted alone,
+//!    in overlayfs form) and a file for rumoci's own [`record`] of the
+//!    tree; rumoci extracts the layer and
 //!    [`commit`](LayerStore::commit)s it under its chain id;
-//! 3. a [`view`](LayerStore::view) of `Cn` gives the mounts that make the
-//!    whole chain the bundle's `rootfs`.
+//! 3. a [`view`](LayerStore::view) of `Cn` gives the mount that makes the
+//!    whole chain the bundle's `rootfs` (a copy of its tree, or an overlay
+//!    of its layer directories to mount).
+//!
+//! What rumoci does is decided by these answers alone (see
+//! [`crate::rootfs::unpack_chain`]), never by a capability the store
+//! declares.
 //!
 //! [`InPlace`], the built-in store, extracts straight into the bundle's
 //! `rootfs` and keeps nothing: it is what `unpack` uses without a layer
