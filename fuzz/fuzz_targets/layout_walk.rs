@@ -285,7 +285,7 @@ fuzz_target!(|layout: Layout| {
         })
         .collect();
     let _ = refs::list_tags(&cas);
-    let _ = check::verify_layout(&cas, &mut rumoci::unpack::check_layer);
+    let _ = check::verify_layout(&cas, &mut rumoci::rootfs::check_layer);
     for (i, path) in resolved.iter().enumerate() {
         if let Some(path) = path {
             let bundle = tmp.path().join(format!("bundle-{i}"));
@@ -293,7 +293,7 @@ fuzz_target!(|layout: Layout| {
                 rootless: true,
                 ..ExtractOptions::default()
             };
-            let _ = rumoci::bundle::create::unpack_bundle(&cas, path, &bundle, opts, None);
+            let _ = rumoci::bundle::unpack::unpack_bundle(&cas, path, &bundle, opts, None);
         }
     }
     if gc::gc(&cas).is_ok() {

@@ -13,8 +13,8 @@ use crate::layer::extract::{ExtractError, ExtractOptions, Extractor, WhiteoutMod
 use crate::layer::overlay::{Lower, TRUSTED_PREFIX, USER_PREFIX};
 use crate::layer_store::record::Record;
 use crate::layer_store::{
-    InPlace, LayerStore, LayerStoreError, MountSpec, Prepared, SnapshotInfo, SnapshotKind,
-    chain_ids, resolve, snapshot_key,
+    InPlace, LayerStore, LayerStoreError, Mount, Prepared, SnapshotInfo, SnapshotKind, chain_ids,
+    describe_mounts, resolve, snapshot_key,
 };
 use crate::oci::{Digest, Hasher, Image, Manifest, media};
 use crate::path::{BStr, BString};
@@ -151,16 +151,17 @@ fn apply_one(
 
 /// The part of a snapshot name that depends on the extraction options:
 /// empty for the defaults, else `+` and a short hash of them (an id-mapped
-/// or rootless tree differs from a plain one).
+/// or rootless tree differs from a plain one). The whiteout form is not
+/// part of it: the store decides it (by the mounts it answers), the same
+/// for all its snapshots.
 fn options_suffix(opts: &ExtractOptions) -> String {
-    if opts.uid_map.is_empty()
-        && opts.gid_map.is_empty()
-        && !opts.rootless
-        && !opts.keep_dirlinks
-        && opts.whiteout == WhiteoutMode::Apply
-    {
+    if opts.uid_map.is_empty() && opts.gid_map.is_empty() && !opts.rootless && !opts.keep_dirlinks {
         return String::new();
     }
+    let opts = ExtractOptions {
+        whiteout: WhiteoutMode::Apply,
+        ..opts.clone()
+    };
     let mut h = crate::oci::Algorithm::Sha256.hasher();
     h.update(format!("{opts:?}").as_bytes());
     let d = h.finish().to_string();
@@ -202,47 +203,18 @@ fn store_err(store: &dyn LayerStore, reason: String) -> UnpackError {
     })
 }
 
-/// The one mount in `mounts`, which must be of kind `kind`; else the
-/// store's error `count_err(number of mounts)` or `kind_err(its kind)`.
-fn only_mount<'a>(
-    store: &dyn LayerStore,
-    mounts: &'a [MountSpec],
-    kind: &str,
-    count_err: impl FnOnce(usize) -> String,
-    kind_err: impl FnOnce(&str) -> String,
-) -> Result<&'a MountSpec, UnpackError> {
-    let [m] = mounts else {
-        return Err(store_err(store, count_err(mounts.len())));
-    };
-    if m.kind != kind {
-        return Err(store_err(store, kind_err(&m.kind)));
-    }
-    Ok(m)
-}
-
-/// Perform `mounts` (paths relative to the store) so that the tree of
-/// `top` appears in the empty directory `dst`. Every entry copied is checked
+/// Copy the committed tree `src` (relative to the store: the tree of
+/// `top`) into the empty directory `dst`. Every entry copied is checked
 /// against `top`'s record first.
-fn perform_mounts(
+fn copy_snapshot(
     store: &dyn LayerStore,
-    mounts: &[MountSpec],
-    top: Option<&mut Top>,
+    src: &str,
+    top: &mut Top,
     dst: &Path,
     opts: &ExtractOptions,
 ) -> Result<(), UnpackError> {
-    if mounts.is_empty() {
-        return Ok(());
-    }
-    let top = top.ok_or_else(|| store_err(store, "mounts for a snapshot without parent".into()))?;
     let name = top.info.name.clone();
-    let m = only_mount(
-        store,
-        mounts,
-        "copy",
-        |n| format!("{n} mounts for {name}: only one copy mount is supported"),
-        |k| format!("mount kind {k:?} for {name}: rumoci performs only \"copy\""),
-    )?;
-    let src = resolve(store.root(), &m.source).map_err(|e| store_err(store, e.to_string()))?;
+    let src = resolve(store.root(), src).map_err(|e| store_err(store, e.to_string()))?;
     let record = top.record(store)?;
     let mut seen = 0usize;
     let progress = crate::progress::Item::start(
@@ -274,9 +246,10 @@ fn perform_mounts(
 /// layer store (see [`crate::layer_store`]): layers the store has already
 /// are not read at all, new ones are extracted into the store and committed
 /// under their chain id, and the chain is then made the root filesystem.
-/// Returns the sha256 of every regular file of the result. A store keeping
-/// layers in overlayfs form is refused: its chains can only be mounted
-/// (see [`unpack_chain`]).
+/// Returns the sha256 of every regular file of the result. A store that
+/// answers overlay mounts (layers kept alone, in overlayfs form) is
+/// refused at its first such answer: its chains can only be mounted (see
+/// [`unpack_chain`]).
 pub fn unpack_with_store(
     cas: &dyn Cas,
     store: &dyn LayerStore,
@@ -285,13 +258,7 @@ pub fn unpack_with_store(
     rootfs: &Path,
     opts: ExtractOptions,
 ) -> Result<BTreeMap<BString, [u8; 32]>, UnpackError> {
-    if store.overlay() {
-        return Err(store_err(
-            store,
-            "keeps layers in overlayfs form: they can only be mounted as a bundle's rootfs (rumoci unpack)".into(),
-        ));
-    }
-    Ok(unpack_chain(cas, store, manifest, config, rootfs, opts)?.digests)
+    Ok(unpack_layers(cas, store, manifest, config, rootfs, opts, false)?.digests)
 }
 
 /// What [`unpack_chain`] made.
@@ -299,74 +266,44 @@ pub fn unpack_with_store(
 pub struct Unpacked {
     /// The sha256 of every regular file of the result.
     pub digests: BTreeMap<BString, [u8; 32]>,
-    /// A store in overlayfs form: the layer directories (absolute, topmost
-    /// first, each checked against rumoci's record of it) to mount as the
-    /// root filesystem; `None`: the tree is in `rootfs`.
+    /// The store answered an overlay view: the layer directories
+    /// (absolute, topmost first, each checked against rumoci's record of
+    /// it) to mount as the root filesystem; `None`: the tree is in
+    /// `rootfs`.
     pub lowerdirs: Option<Vec<PathBuf>>,
 }
 
-/// The layer directories of one overlay mount a store returned: exactly
-/// one `overlay` mount with one `lowerdir=` option, every directory
-/// relative to the store, without `..`, never through a symlink.
-fn overlay_lowerdirs(
-    store: &dyn LayerStore,
-    root_abs: &Path,
-    mounts: &[MountSpec],
-) -> Result<Vec<PathBuf>, UnpackError> {
-    let m = only_mount(
-        store,
-        mounts,
-        "overlay",
-        |n| format!("{n} mounts for a view: an overlay store gives one overlay mount"),
-        |k| format!("mount kind {k:?}: an overlay store's views are \"overlay\" mounts"),
-    )?;
-    let mut lower = None;
-    for o in &m.options {
-        match o.strip_prefix("lowerdir=") {
-            Some(v) if lower.is_none() => lower = Some(v),
-            _ => {
+/// The layer directory `rel` of an overlay mount a store answered,
+/// beneath `root_abs` (the store directory, canonical): relative, without
+/// `..`, never through a symlink (the mount would follow it), a directory.
+fn lower_dir(store: &dyn LayerStore, root_abs: &Path, rel: &str) -> Result<PathBuf, UnpackError> {
+    let p = resolve(root_abs, rel).map_err(|e| store_err(store, e.to_string()))?;
+    if rel.is_empty() {
+        return Err(store_err(store, "empty lower directory".into()));
+    }
+    let mut at = root_abs.to_path_buf();
+    for c in Path::new(rel).components() {
+        at.push(c);
+        match std::fs::symlink_metadata(&at) {
+            Ok(md) if md.file_type().is_symlink() => {
                 return Err(store_err(
                     store,
-                    format!(
-                        "mount option {o:?}: only one lowerdir= is accepted (rumoci chooses the upper and work directories)"
-                    ),
+                    format!("lower directory {rel:?} is a symlink or lies beneath one"),
                 ));
             }
-        }
-    }
-    let lower = lower.ok_or_else(|| store_err(store, "overlay mount without lowerdir=".into()))?;
-    let mut out = Vec::new();
-    for rel in lower.split(':') {
-        let p = resolve(root_abs, rel).map_err(|e| store_err(store, e.to_string()))?;
-        if rel.is_empty() {
-            return Err(store_err(store, "empty lower directory".into()));
-        }
-        // every component a real directory: the mount would follow symlinks
-        let mut at = root_abs.to_path_buf();
-        for c in Path::new(rel).components() {
-            at.push(c);
-            match std::fs::symlink_metadata(&at) {
-                Ok(md) if md.file_type().is_symlink() => {
-                    return Err(store_err(
-                        store,
-                        format!("lower directory {rel:?} is a symlink or lies beneath one"),
-                    ));
-                }
-                Ok(md) if md.is_dir() => {}
-                Ok(_) => {
-                    return Err(store_err(
-                        store,
-                        format!("lower directory {rel:?} is not a directory"),
-                    ));
-                }
-                Err(e) => {
-                    return Err(store_err(store, format!("lower directory {rel:?}: {e}")));
-                }
+            Ok(md) if md.is_dir() => {}
+            Ok(_) => {
+                return Err(store_err(
+                    store,
+                    format!("lower directory {rel:?} is not a directory"),
+                ));
+            }
+            Err(e) => {
+                return Err(store_err(store, format!("lower directory {rel:?}: {e}")));
             }
         }
-        out.push(p);
     }
-    Ok(out)
+    Ok(p)
 }
 
 /// rumoci's record of committed layer `idx` (cached in `records`).
@@ -389,101 +326,213 @@ fn layer_record<'a>(
         .ok_or_else(|| store_err(store, "record vanished".into()))
 }
 
-/// The layer directories of the committed chain ending at layer `top`
-/// (topmost first), each checked once per unpack against rumoci's record
-/// of that layer (every entry: inode, ctime; nothing added or missing).
-fn overlay_chain(
-    store: &dyn LayerStore,
-    root_abs: &Path,
-    names: &[String],
-    top: usize,
-    verified: &mut HashSet<PathBuf>,
-    records: &mut HashMap<usize, Record>,
-) -> Result<Vec<PathBuf>, UnpackError> {
-    let key = snapshot_key("view");
-    let mounts = store.view(&key, &names[top])?;
-    if let Err(e) = store.remove(&key) {
-        tracing::warn!("{e}");
-    }
-    let dirs = overlay_lowerdirs(store, root_abs, &mounts)?;
-    if dirs.len() != top + 1 {
-        return Err(store_err(
-            store,
-            format!(
-                "view of {}: {} lower directories for a chain of {} layers",
-                names[top],
-                dirs.len(),
-                top + 1
-            ),
-        ));
-    }
-    for (k, d) in dirs.iter().enumerate() {
-        let idx = top - k;
-        if verified.contains(d) {
-            continue;
-        }
-        let rec = layer_record(store, names, idx, records)?;
-        rec.verify(d).map_err(|e| {
-            store_err(
-                store,
-                format!("snapshot {} ({}): {e}", names[idx], d.display()),
-            )
-        })?;
-        verified.insert(d.clone());
-    }
-    Ok(dirs)
+/// The form a store keeps a chain's layers in, as its mounts say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Form {
+    /// Whole trees: no mount or a copy mount; whiteouts applied.
+    Plain,
+    /// Each layer alone, in overlayfs form: overlay mounts.
+    Overlay,
 }
 
-/// [`unpack_with_store`] for any store: with a store in overlayfs form
-/// (see [`LayerStore::overlay`]) each new layer is extracted alone, in
-/// overlayfs form, and the result names the layer directories to mount.
+impl Form {
+    /// The form of one `prepare` or `view` answer, if it is one rumoci
+    /// takes: no mount, one copy mount or one overlay mount.
+    fn of(mounts: &[Mount]) -> Option<Form> {
+        match mounts {
+            [] | [Mount::Copy(_)] => Some(Form::Plain),
+            [Mount::Overlay(_)] => Some(Form::Overlay),
+            _ => None,
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Form::Plain => "whole trees (no mount or copy mounts)",
+            Form::Overlay => "overlayfs layers (overlay mounts)",
+        }
+    }
+}
+
+/// What one unpack learns about the store's chain as it goes: the form of
+/// its layers (from the first answer; every later one must agree) and the
+/// layer directories already checked.
+struct Chain<'a> {
+    store: &'a dyn LayerStore,
+    /// The snapshot name of each layer (chain id and options suffix).
+    names: Vec<String>,
+    /// The caller mounts a chain of overlayfs layers (a bundle's rootfs);
+    /// `false`: the tree must end up in the rootfs directory.
+    mountable: bool,
+    keep_dirlinks: bool,
+    form: Option<Form>,
+    /// The store directory, canonical (lower directories are mounted by
+    /// absolute path), once an overlay mount was answered.
+    root_abs: Option<PathBuf>,
+    /// Layer directories checked against their records in this unpack.
+    verified: HashSet<PathBuf>,
+    /// Records of committed layers read (or captured) so far, by index.
+    records: HashMap<usize, Record>,
+}
+
+impl Chain<'_> {
+    /// Take `what`'s answer `mounts` (of form `form`): the first answer
+    /// sets the chain's form, every later one must agree. An overlay mount
+    /// is refused when the chain cannot be mounted, and with
+    /// `--keep-dirlinks`.
+    fn enter(&mut self, form: Form, what: &str, mounts: &[Mount]) -> Result<(), UnpackError> {
+        if form == Form::Overlay {
+            if !self.mountable {
+                return Err(store_err(
+                    self.store,
+                    format!(
+                        "{what} answered {}: layers in overlayfs form can only be mounted as a bundle's rootfs (rumoci unpack), not extracted into a directory",
+                        describe_mounts(mounts)
+                    ),
+                ));
+            }
+            if self.keep_dirlinks {
+                return Err(UnpackError::Invalid(format!(
+                    "--keep-dirlinks cannot be used with an overlay layer store ({} answered an overlay mount)",
+                    self.store.name()
+                )));
+            }
+        }
+        match self.form {
+            Some(f) if f != form => Err(store_err(
+                self.store,
+                format!(
+                    "{what} answered {}, but this chain's other layers are {}: a store keeps every layer in one form",
+                    describe_mounts(mounts),
+                    f.describe()
+                ),
+            )),
+            _ => {
+                self.form = Some(form);
+                Ok(())
+            }
+        }
+    }
+
+    /// The layer directories `dirs` (topmost first) of an overlay mount
+    /// `what` answered for the chain of layers `0..len`: each beneath the
+    /// store ([`lower_dir`]), as many as layers, and each checked once per
+    /// unpack against rumoci's record of its layer (every entry: inode,
+    /// ctime; nothing added or missing). Absolute paths.
+    fn lowers(
+        &mut self,
+        dirs: &[String],
+        len: usize,
+        what: &str,
+    ) -> Result<Vec<PathBuf>, UnpackError> {
+        let root_abs = match &self.root_abs {
+            Some(r) => r.clone(),
+            None => {
+                let r =
+                    std::fs::canonicalize(self.store.root()).map_err(|source| UnpackError::Io {
+                        path: self.store.root().display().to_string(),
+                        source,
+                    })?;
+                self.root_abs = Some(r.clone());
+                r
+            }
+        };
+        let mut out = Vec::with_capacity(dirs.len());
+        for rel in dirs {
+            out.push(lower_dir(self.store, &root_abs, rel)?);
+        }
+        if out.len() != len {
+            return Err(store_err(
+                self.store,
+                format!(
+                    "{what}: {} lower directories for a chain of {len} layers",
+                    out.len()
+                ),
+            ));
+        }
+        for (k, d) in out.iter().enumerate() {
+            let idx = len - 1 - k;
+            if self.verified.contains(d) {
+                continue;
+            }
+            let rec = layer_record(self.store, &self.names, idx, &mut self.records)?;
+            rec.verify(d).map_err(|e| {
+                store_err(
+                    self.store,
+                    format!("snapshot {} ({}): {e}", self.names[idx], d.display()),
+                )
+            })?;
+            self.verified.insert(d.clone());
+        }
+        Ok(out)
+    }
+}
+
+/// [`unpack_with_store`] for any store, the form of the layers driven by
+/// the mounts the store answers ([`Mount`]): for a new layer, `prepare`
+/// answering no mount or a copy of the parent's tree means a plain
+/// extraction (whiteouts applied), an overlay mount of the parent chain's
+/// directories an extraction of the layer alone, in overlayfs form; a
+/// `view` answering a copy is copied into `rootfs`, an overlay mount is
+/// returned in [`Unpacked::lowerdirs`] for the caller to mount.
 pub fn unpack_chain(
     cas: &dyn Cas,
     store: &dyn LayerStore,
     manifest: &Manifest,
     config: &Image,
     rootfs: &Path,
-    mut opts: ExtractOptions,
+    opts: ExtractOptions,
+) -> Result<Unpacked, UnpackError> {
+    unpack_layers(cas, store, manifest, config, rootfs, opts, true)
+}
+
+/// [`unpack_chain`]; `mountable`: whether the caller can mount a chain of
+/// overlayfs layers (else an overlay mount is refused at once).
+fn unpack_layers(
+    cas: &dyn Cas,
+    store: &dyn LayerStore,
+    manifest: &Manifest,
+    config: &Image,
+    rootfs: &Path,
+    opts: ExtractOptions,
+    mountable: bool,
 ) -> Result<Unpacked, UnpackError> {
     check_image(manifest, config)?;
-    let overlay_prefix = if store.overlay() {
-        if opts.keep_dirlinks {
-            return Err(UnpackError::Invalid(
-                "--keep-dirlinks cannot be used with an overlay layer store".into(),
-            ));
-        }
-        let p = if opts.rootless {
-            USER_PREFIX
-        } else {
-            TRUSTED_PREFIX
-        };
-        opts.whiteout = WhiteoutMode::Overlay { xattr_prefix: p };
-        Some(p)
-    } else {
-        None
-    };
-    let root_abs = if overlay_prefix.is_some() {
-        std::fs::canonicalize(store.root()).map_err(|source| UnpackError::Io {
-            path: store.root().display().to_string(),
-            source,
-        })?
-    } else {
-        store.root().to_path_buf()
-    };
-    let mut verified: HashSet<PathBuf> = HashSet::new();
-    let mut records: HashMap<usize, Record> = HashMap::new();
     let _lock = store.lock()?;
     let n = manifest.layers.len();
     let suffix = options_suffix(&opts);
-    let names: Vec<String> = chain_ids(&config.rootfs.diff_ids)
-        .iter()
-        .map(|c| format!("{c}{suffix}"))
-        .collect();
+    let mut chain = Chain {
+        store,
+        names: chain_ids(&config.rootfs.diff_ids)
+            .iter()
+            .map(|c| format!("{c}{suffix}"))
+            .collect(),
+        mountable,
+        keep_dirlinks: opts.keep_dirlinks,
+        form: None,
+        root_abs: None,
+        verified: HashSet::new(),
+        records: HashMap::new(),
+    };
+    let prefix = if opts.rootless {
+        USER_PREFIX
+    } else {
+        TRUSTED_PREFIX
+    };
+    let form_opts = |form: Form| ExtractOptions {
+        whiteout: match form {
+            Form::Plain => WhiteoutMode::Apply,
+            Form::Overlay => WhiteoutMode::Overlay {
+                xattr_prefix: prefix,
+            },
+        },
+        ..opts.clone()
+    };
     // the deepest chain the store has already
     let mut top: Option<Top> = None;
     let mut start = 0;
     for i in (0..n).rev() {
-        if let Some(info) = store.stat(&names[i])?
+        if let Some(info) = store.stat(&chain.names[i])?
             && info.kind == SnapshotKind::Committed
         {
             tracing::info!(
@@ -497,69 +546,87 @@ pub fn unpack_chain(
             break;
         }
     }
-    let mut ex = Extractor::new(opts.clone());
+    // made at the first layer extracted, in the form the store answered
+    let mut ex: Option<Extractor> = None;
     // whether `ex.digests` describes the tree of `top`
     let mut fresh = false;
-    for (i, name) in names.iter().enumerate().skip(start) {
+    // whether `top` was extracted straight into `rootfs`
+    let mut in_place = false;
+    for i in start..n {
+        let name = chain.names[i].clone();
         let key = snapshot_key("layer");
         let parent = top.as_ref().map(|t| t.info.name.clone());
-        let target = match store.prepare(&key, parent.as_deref(), Some(name))? {
+        let target = match store.prepare(&key, parent.as_deref(), Some(&name))? {
             Prepared::Cached(info) => {
                 tracing::info!("layer {}/{n} cached in {}", i + 1, store.name());
                 top = Some(Top { info, record: None });
                 fresh = false;
+                in_place = false;
                 continue;
             }
             Prepared::Fresh(t) => t,
         };
-        let res = (|| -> Result<Option<Record>, UnpackError> {
+        let res = (|| -> Result<(Option<Record>, PathBuf), UnpackError> {
             let dir =
                 resolve(store.root(), &target.dir).map_err(|e| store_err(store, e.to_string()))?;
-            if let Some(prefix) = overlay_prefix {
-                if !target.mounts.is_empty() {
-                    return Err(store_err(
-                        store,
-                        "an overlay store extracts each layer alone: prepare must return no mounts"
-                            .into(),
-                    ));
-                }
-                let lowers = match i {
-                    0 => Vec::new(),
-                    _ => {
-                        overlay_chain(store, &root_abs, &names, i - 1, &mut verified, &mut records)?
+            let what = format!("prepare of layer {}/{n}", i + 1);
+            let form = Form::of(&target.mounts).ok_or_else(|| {
+                store_err(
+                    store,
+                    format!(
+                        "{what} answered {}: rumoci takes no mount, one copy mount or one overlay mount",
+                        describe_mounts(&target.mounts)
+                    ),
+                )
+            })?;
+            chain.enter(form, &what, &target.mounts)?;
+            let ex = ex.get_or_insert_with(|| Extractor::new(form_opts(form)));
+            match target.mounts.as_slice() {
+                [Mount::Overlay(dirs)] => {
+                    // `dir` is an overlayfs layer over the parent chain
+                    let lowers = chain.lowers(dirs, i, &what)?;
+                    ex.digests.clear();
+                    let refs: Vec<&Path> = lowers.iter().map(PathBuf::as_path).collect();
+                    ex.set_lower(
+                        Lower::open(&refs, prefix).map_err(|source| UnpackError::Io {
+                            path: store.root().display().to_string(),
+                            source,
+                        })?,
+                    );
+                    if let Some(top) = lowers.first() {
+                        inherit_root(top, &dir, opts.rootless)?;
                     }
-                };
-                ex.digests.clear();
-                let refs: Vec<&Path> = lowers.iter().map(PathBuf::as_path).collect();
-                ex.set_lower(
-                    Lower::open(&refs, prefix).map_err(|source| UnpackError::Io {
-                        path: store.root().display().to_string(),
-                        source,
-                    })?,
-                );
-                if let Some(top) = lowers.first() {
-                    inherit_root(top, &dir, opts.rootless)?;
                 }
-            }
-            if !target.mounts.is_empty() {
-                perform_mounts(store, &target.mounts, top.as_mut(), &dir, &opts)?;
-                if !fresh && let Some(t) = top.as_mut() {
-                    let rec = t.record(store)?;
-                    ex.digests = rec.digests();
-                    ex.set_restricted(rec.restricted().clone());
+                [Mount::Copy(src)] => {
+                    let t = top.as_mut().ok_or_else(|| {
+                        store_err(
+                            store,
+                            format!(
+                                "{what} answered {} for a base layer: there is no parent to copy",
+                                describe_mounts(&target.mounts)
+                            ),
+                        )
+                    })?;
+                    copy_snapshot(store, src, t, &dir, &opts)?;
+                    if !fresh {
+                        let rec = t.record(store)?;
+                        ex.digests = rec.digests();
+                        ex.set_restricted(rec.restricted().clone());
+                    }
                 }
+                _ => {}
             }
             // an unprivileged owner must read the snapshot again (to copy
             // it): its restricted directories stay open, their modes go in
             // the record and are set on the copy
-            ex.keep_restricted_open(target.meta.is_some() && overlay_prefix.is_none());
+            ex.keep_restricted_open(target.meta.is_some() && form == Form::Plain);
             let root = Root::open(&dir).map_err(|source| UnpackError::Io {
                 path: dir.display().to_string(),
                 source,
             })?;
-            apply_one(cas, &mut ex, &root, manifest, config, i)?;
+            apply_one(cas, ex, &root, manifest, config, i)?;
             let Some(meta) = &target.meta else {
-                return Ok(None);
+                return Ok((None, dir));
             };
             let rec = Record::capture(&dir, &ex.digests)
                 .map_err(|e| store_err(store, e.to_string()))?
@@ -567,9 +634,9 @@ pub fn unpack_chain(
             let path = resolve(store.root(), meta).map_err(|e| store_err(store, e.to_string()))?;
             rec.write(&path)
                 .map_err(|e| store_err(store, e.to_string()))?;
-            Ok(Some(rec))
+            Ok((Some(rec), dir))
         })();
-        let record = match res {
+        let (record, dir) = match res {
             Ok(r) => r,
             Err(e) => {
                 if let Err(re) = store.remove(&key) {
@@ -579,24 +646,26 @@ pub fn unpack_chain(
             }
         };
         let diff_id = &config.rootfs.diff_ids[i];
-        match store.commit(name, &key, diff_id) {
+        match store.commit(&name, &key, diff_id) {
             Ok(info) => {
                 // ours only once committed: a snapshot committed meanwhile
                 // by someone else has its own record
                 if let Some(rec) = &record {
-                    records.insert(i, rec.clone());
+                    chain.records.insert(i, rec.clone());
                 }
                 top = Some(Top { info, record });
                 fresh = true;
+                in_place = dir == rootfs;
             }
             Err(LayerStoreError::AlreadyExists { .. }) => {
                 // committed meanwhile by someone else: use theirs
                 store.remove(&key)?;
                 let info = store
-                    .stat(name)?
+                    .stat(&name)?
                     .ok_or_else(|| store_err(store, format!("snapshot {} vanished", name)))?;
                 top = Some(Top { info, record: None });
                 fresh = false;
+                in_place = false;
             }
             Err(e) => {
                 if let Err(re) = store.remove(&key) {
@@ -610,46 +679,67 @@ pub fn unpack_chain(
         // no layers: an empty root filesystem
         return Ok(Unpacked::default());
     };
-    if overlay_prefix.is_some() {
-        let dirs = overlay_chain(store, &root_abs, &names, n - 1, &mut verified, &mut records)?;
-        // a visible regular file comes from the topmost layer holding it
-        let mut digests = BTreeMap::new();
-        for idx in 0..n {
-            digests.extend(layer_record(store, &names, idx, &mut records)?.digests());
-        }
-        return Ok(Unpacked {
-            digests,
-            lowerdirs: Some(dirs),
-        });
-    }
     let key = snapshot_key("view");
     let mounts = store.view(&key, &top.info.name)?;
-    let res = perform_mounts(store, &mounts, Some(&mut top), rootfs, &opts);
+    let what = format!("view of {}", top.info.name);
+    let res = (|| -> Result<Unpacked, UnpackError> {
+        match mounts.as_slice() {
+            [Mount::Overlay(dirs)] => {
+                chain.enter(Form::Overlay, &what, &mounts)?;
+                let dirs = chain.lowers(dirs, n, &what)?;
+                // a visible regular file comes from the topmost layer holding it
+                let mut digests = BTreeMap::new();
+                for idx in 0..n {
+                    digests.extend(
+                        layer_record(store, &chain.names, idx, &mut chain.records)?.digests(),
+                    );
+                }
+                Ok(Unpacked {
+                    digests,
+                    lowerdirs: Some(dirs),
+                })
+            }
+            [Mount::Copy(src)] => {
+                chain.enter(Form::Plain, &what, &mounts)?;
+                copy_snapshot(store, src, &mut top, rootfs, &opts)?;
+                // the copy gets the real modes of the directories the store
+                // keeps open for an unprivileged owner
+                let restricted = top.record(store)?.restricted().clone();
+                if !restricted.is_empty() {
+                    let root = Root::open(rootfs).map_err(|source| UnpackError::Io {
+                        path: rootfs.display().to_string(),
+                        source,
+                    })?;
+                    crate::layer::extract::close_modes(&root, &restricted);
+                }
+                let digests = match ex.take() {
+                    Some(ex) if fresh => ex.digests,
+                    _ => top.record(store)?.digests(),
+                };
+                Ok(Unpacked {
+                    digests,
+                    lowerdirs: None,
+                })
+            }
+            // the chain was extracted where the rootfs is (the built-in
+            // store): nothing to do
+            [] if in_place => Ok(Unpacked {
+                digests: ex.take().map(|ex| ex.digests).unwrap_or_default(),
+                lowerdirs: None,
+            }),
+            other => Err(store_err(
+                store,
+                format!(
+                    "{what} answered {}: rumoci takes one copy mount or one overlay mount",
+                    describe_mounts(other)
+                ),
+            )),
+        }
+    })();
     if let Err(e) = store.remove(&key) {
         tracing::warn!("{e}");
     }
-    res?;
-    if !mounts.is_empty() {
-        // the copy gets the real modes of the directories the store keeps
-        // open for an unprivileged owner
-        let restricted = top.record(store)?.restricted().clone();
-        if !restricted.is_empty() {
-            let root = Root::open(rootfs).map_err(|source| UnpackError::Io {
-                path: rootfs.display().to_string(),
-                source,
-            })?;
-            crate::layer::extract::close_modes(&root, &restricted);
-        }
-    }
-    let digests = if fresh || mounts.is_empty() {
-        ex.digests
-    } else {
-        top.record(store)?.digests()
-    };
-    Ok(Unpacked {
-        digests,
-        lowerdirs: None,
-    })
+    res
 }
 
 /// Give a new layer's root directory the metadata of the root beneath it
@@ -807,5 +897,186 @@ pub fn check_layer(
             "layer {}: no diff_id in the config",
             desc.digest
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+
+    /// A store answering `prepare` (for a chain it has not cached) and
+    /// `view` (for one it has) with fixed mounts, recording the calls.
+    struct Fake {
+        root: PathBuf,
+        cached: bool,
+        prepared: Vec<Mount>,
+        view: Vec<Mount>,
+        calls: RefCell<Vec<String>>,
+    }
+
+    impl LayerStore for Fake {
+        fn name(&self) -> String {
+            "fake".into()
+        }
+        fn root(&self) -> &Path {
+            &self.root
+        }
+        fn stat(&self, name: &str) -> Result<Option<SnapshotInfo>, LayerStoreError> {
+            Ok(self.cached.then(|| SnapshotInfo {
+                name: name.into(),
+                parent: None,
+                kind: SnapshotKind::Committed,
+                diff_id: None,
+                meta: None,
+            }))
+        }
+        fn prepare(
+            &self,
+            _key: &str,
+            _parent: Option<&str>,
+            _target: Option<&str>,
+        ) -> Result<Prepared, LayerStoreError> {
+            self.calls.borrow_mut().push("prepare".into());
+            Ok(Prepared::Fresh(crate::layer_store::UnpackTarget {
+                dir: "l".into(),
+                mounts: self.prepared.clone(),
+                meta: Some("m".into()),
+            }))
+        }
+        fn view(&self, _key: &str, _parent: &str) -> Result<Vec<Mount>, LayerStoreError> {
+            self.calls.borrow_mut().push("view".into());
+            Ok(self.view.clone())
+        }
+        fn commit(
+            &self,
+            _name: &str,
+            _key: &str,
+            _diff_id: &Digest,
+        ) -> Result<SnapshotInfo, LayerStoreError> {
+            self.calls.borrow_mut().push("commit".into());
+            Err(LayerStoreError::Store {
+                store: self.name(),
+                op: "commit".into(),
+                reason: "not expected".into(),
+            })
+        }
+        fn remove(&self, _name: &str) -> Result<(), LayerStoreError> {
+            self.calls.borrow_mut().push("remove".into());
+            Ok(())
+        }
+    }
+
+    /// A one-layer image whose blobs are never read (every case fails or
+    /// finishes before).
+    fn image() -> (Manifest, Image) {
+        let d = |c: char| format!("sha256:{}", c.to_string().repeat(64));
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": media::MANIFEST,
+            "config": {"mediaType": media::CONFIG, "digest": d('a'), "size": 2},
+            "layers": [{"mediaType": media::LAYER, "digest": d('b'), "size": 10}],
+        });
+        let config = serde_json::json!({
+            "architecture": "amd64",
+            "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": [d('c')]},
+        });
+        (
+            serde_json::from_value(manifest).expect("manifest"),
+            serde_json::from_value(config).expect("config"),
+        )
+    }
+
+    /// Unpack through `store` (`mountable`: as a bundle would); the error.
+    fn fails(store: &Fake, opts: ExtractOptions, mountable: bool) -> String {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let cas = crate::cas::dir::DirCas::create(&tmp.path().join("layout")).expect("layout");
+        let rootfs = tmp.path().join("rootfs");
+        std::fs::create_dir(&rootfs).expect("mkdir");
+        let (m, c) = image();
+        let e = unpack_layers(&cas, store, &m, &c, &rootfs, opts, mountable)
+            .expect_err("refused")
+            .to_string();
+        assert_eq!(
+            std::fs::read_dir(&rootfs).expect("rootfs").count(),
+            0,
+            "nothing extracted"
+        );
+        e
+    }
+
+    fn fake(root: &Path, cached: bool, prepared: Vec<Mount>, view: Vec<Mount>) -> Fake {
+        std::fs::create_dir_all(root.join("l")).expect("mkdir");
+        Fake {
+            root: root.to_path_buf(),
+            cached,
+            prepared,
+            view,
+            calls: RefCell::new(Vec::new()),
+        }
+    }
+
+    #[test]
+    fn a_rootfs_alone_refuses_the_first_overlay_mount() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        // a fresh layer whose prepare answers an overlay mount: refused
+        // before anything is extracted, the active snapshot removed
+        let s = fake(tmp.path(), false, vec![Mount::Overlay(vec![])], vec![]);
+        let e = fails(&s, ExtractOptions::default(), false);
+        assert!(
+            e.contains("layer store fake: unpack: prepare of layer 1/1 answered [overlay([])]: layers in overlayfs form can only be mounted as a bundle's rootfs"),
+            "{e}"
+        );
+        assert_eq!(*s.calls.borrow(), ["prepare", "remove"]);
+        assert_eq!(
+            std::fs::read_dir(tmp.path().join("l")).expect("l").count(),
+            0
+        );
+        // a cached chain whose view is an overlay mount: refused too
+        let s = fake(
+            tmp.path(),
+            true,
+            vec![],
+            vec![Mount::Overlay(vec!["l".into()])],
+        );
+        let e = fails(&s, ExtractOptions::default(), false);
+        assert!(
+            e.contains(
+                r#"answered [overlay(["l"])]: layers in overlayfs form can only be mounted"#
+            ),
+            "{e}"
+        );
+        assert_eq!(*s.calls.borrow(), ["view", "remove"]);
+    }
+
+    #[test]
+    fn keep_dirlinks_refuses_an_overlay_mount_and_a_view_must_be_one_mount() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let s = fake(tmp.path(), false, vec![Mount::Overlay(vec![])], vec![]);
+        let opts = ExtractOptions {
+            keep_dirlinks: true,
+            ..ExtractOptions::default()
+        };
+        let e = fails(&s, opts, true);
+        assert!(
+            e.contains("--keep-dirlinks cannot be used with an overlay layer store (fake answered an overlay mount)"),
+            "{e}"
+        );
+        // a view of no mount for a chain not extracted in place
+        let s = fake(tmp.path(), true, vec![], vec![]);
+        let e = fails(&s, ExtractOptions::default(), true);
+        assert!(
+            e.contains("answered []: rumoci takes one copy mount or one overlay mount"),
+            "{e}"
+        );
+        // a copy mount for a base layer: there is no parent
+        let s = fake(tmp.path(), false, vec![Mount::Copy("l".into())], vec![]);
+        let e = fails(&s, ExtractOptions::default(), true);
+        assert!(
+            e.contains(r#"prepare of layer 1/1 answered [copy("l")] for a base layer: there is no parent to copy"#),
+            "{e}"
+        );
+        assert_eq!(*s.calls.borrow(), ["prepare", "remove"]);
     }
 }

@@ -219,6 +219,20 @@ fn driver_info_and_spec_errors() {
         e.contains("junk.wasm") && e.contains("not a valid component"),
         "{e}"
     );
+    // A component built for the contract before this one: one line saying
+    // so, for `driver info` and for a command using it as a store. (The
+    // smallest such component: it imports the 0.1.0 `host` interface.)
+    let old = tmp.path().join("old.wasm");
+    let name = b"rumoci:driver/host@0.1.0";
+    let mut bytes = vec![0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00];
+    bytes.extend([0x07, 0x03, 0x01, 0x42, 0x00]); // type: an empty instance
+    bytes.extend([0x0a, name.len() as u8 + 5, 0x01, 0x00, name.len() as u8]);
+    bytes.extend_from_slice(name);
+    bytes.extend([0x05, 0x00]); // import `name` as instance type 0
+    std::fs::write(&old, &bytes).expect("write");
+    let want = "rumoci: driver old.wasm: built for rumoci:driver@0.1.0; this rumoci speaks rumoci:driver@0.2.0: rebuild it against rumoci-driver-sdk 0.2\n";
+    assert_eq!(rd_err(&["driver", "info", s(&old)]), want);
+    assert_eq!(rd_err(&["ls", "--layout", "/x", "--driver", s(&old)]), want);
     // A plugin without `cas.init` cannot create layouts.
     let e = rd_err(&[
         "init",
@@ -646,11 +660,24 @@ fn layer_plugin_cannot_make_rumoci_read_or_write_outside_its_store() {
         ("copy-abs", "leaves the store directory"),
         ("copy-up", "leaves the store directory"),
         ("copy-link", "is a symlink"),
-        ("bind", "performs only \"copy\""),
         ("overlay-abs", "leaves the store directory"),
         ("overlay-up", "leaves the store directory"),
         ("overlay-link", "is a symlink"),
-        ("overlay-opts", "only one lowerdir= is accepted"),
+        ("overlay-count", "9 lower directories for a chain of"),
+        (
+            "several",
+            r#"answered [copy("fs"), copy("fs")]: rumoci takes one copy mount or one overlay mount"#,
+        ),
+        (
+            "mixed",
+            r#"answered [copy("fs"), overlay(["fs"])]: rumoci takes one copy mount or one overlay mount"#,
+        ),
+        ("prepare-up", "leaves the store directory"),
+        (
+            "prepare-count",
+            "1 lower directories for a chain of 0 layers",
+        ),
+        ("mixed-forms", "a store keeps every layer in one form"),
     ] {
         let _ = std::fs::remove_dir_all(&store);
         std::fs::create_dir_all(store.join("fs")).expect("mkdir");

@@ -11,7 +11,7 @@ use std::process::{Command, Output};
 
 use common::*;
 
-const PLUGINS: &[&str] = &["overlay"];
+const PLUGINS: &[&str] = &["overlay", "layer-cache"];
 
 fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
@@ -745,4 +745,130 @@ fn driver_rm_refuses_a_layer_of_a_mounted_bundle() {
     rd_ok(&["--driver", &driver, "unpack", "--image", &img, s(&b2)]);
     assert_eq!(snapshot_rows(&driver).len(), rows.len());
     rd_ok(&["umount", s(&b2)]);
+}
+
+/// An image of one hand-written layer (the Go umoci never writes these in
+/// a base layer): the root, an opaque directory `d` that keeps its own
+/// file `d/f`, and a whiteout of `absent`, which no layer has.
+fn base_whiteouts_image(tmp: &Path) -> String {
+    let layout = tmp.join("wh-layout");
+    run_ok("umoci", &["init", "--layout", s(&layout)]);
+    let img = format!("{}:wh", s(&layout));
+    run_ok("umoci", &["new", "--image", &img]);
+    let tar = tmp.join("wh.tar");
+    let py = format!(
+        r#"
+import tarfile, io
+t = tarfile.open({tar:?}, "w", format=tarfile.PAX_FORMAT)
+r = tarfile.TarInfo("./"); r.type = tarfile.DIRTYPE; r.mode = 0o755; r.mtime = 1600000000
+t.addfile(r)
+d = tarfile.TarInfo("d"); d.type = tarfile.DIRTYPE; d.mode = 0o755; d.mtime = 1600000000
+t.addfile(d)
+o = tarfile.TarInfo("d/.wh..wh..opq"); o.mtime = 1600000000
+t.addfile(o, io.BytesIO(b""))
+data = b"kept\n"
+f = tarfile.TarInfo("d/f"); f.size = len(data); f.mtime = 1600000000; f.mode = 0o644
+t.addfile(f, io.BytesIO(data))
+w = tarfile.TarInfo(".wh.absent"); w.mtime = 1600000000
+t.addfile(w, io.BytesIO(b""))
+t.close()
+"#,
+        tar = s(&tar)
+    );
+    run_ok("python3", &["-c", &py]);
+    run_ok("umoci", &["raw", "add-layer", "--image", &img, s(&tar)]);
+    img
+}
+
+/// What overlayfs form leaves in a tree: whiteout devices, `.wh.` names,
+/// overlay xattrs (paths relative to `root`).
+fn overlay_traces(root: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut todo = vec![root.to_path_buf()];
+    while let Some(dir) = todo.pop() {
+        for e in std::fs::read_dir(&dir).expect("readdir") {
+            let p = e.expect("entry").path();
+            let rel = p.strip_prefix(root).expect("beneath").display().to_string();
+            let md = std::fs::symlink_metadata(&p).expect("lstat");
+            if is_whiteout(&p)
+                || rel
+                    .rsplit('/')
+                    .next()
+                    .is_some_and(|n| n.starts_with(".wh."))
+            {
+                out.push(rel.clone());
+            }
+            if !md.file_type().is_symlink() {
+                for x in xattr::list(&p).expect("listxattr") {
+                    let x = x.to_string_lossy().into_owned();
+                    if x.starts_with("trusted.overlay.") || x.starts_with("user.overlay.") {
+                        out.push(format!("{rel} {x}"));
+                    }
+                }
+            }
+            if md.is_dir() {
+                todo.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// The form of a layer follows the mount its `prepare` answered: the
+/// overlay store answers `overlay([])` for a base layer, which is then an
+/// overlayfs layer (an opaque directory marked so, no whiteout file) and
+/// the mounted rootfs is the Go umoci's tree; the layer cache answers no
+/// mount and copies, and its trees never hold overlayfs form.
+#[test]
+fn a_base_layer_is_extracted_in_the_form_its_prepare_answered() {
+    if !overlay_works() || !have("umoci") {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let _guard = Unmount(tmp.path().to_path_buf());
+    let img = base_whiteouts_image(tmp.path());
+    let go = tmp.path().join("go");
+    run_ok("umoci", &["unpack", "--image", &img, s(&go)]);
+    assert!(go.join("rootfs/d/f").is_file() && !go.join("rootfs/d/.wh..wh..opq").exists());
+
+    // the overlay store: the base layer in overlayfs form, mounted
+    let (store, driver) = store_and_driver(tmp.path());
+    let b = tmp.path().join("b");
+    rd_ok(&["--driver", &driver, "unpack", "--image", &img, s(&b)]);
+    assert_eq!(mounts_beneath(&b).len(), 1, "the rootfs is mounted");
+    assert_same_tree(&go.join("rootfs"), &b.join("rootfs"));
+    let dirs = layer_dirs(&store);
+    assert_eq!(dirs.len(), 1);
+    let layer = dirs[0].join("fs");
+    assert_eq!(
+        overlay_traces(&layer),
+        ["d trusted.overlay.opaque"],
+        "an opaque directory in overlayfs form, nothing else"
+    );
+    assert_eq!(
+        xattr::get(layer.join("d"), "trusted.overlay.opaque").expect("getxattr"),
+        Some(b"y".to_vec())
+    );
+    assert!(layer.join("d/f").is_file());
+
+    // a bundle directory holding an overlay/ of its own: refused once the
+    // store answers an overlay view, and that overlay/ is left alone
+    let b2 = tmp.path().join("b2");
+    std::fs::create_dir_all(b2.join("overlay/mine")).expect("mkdir");
+    let e = rd_err(&["--driver", &driver, "unpack", "--image", &img, s(&b2)]);
+    assert!(e.contains("b2/overlay: already exists"), "{e}");
+    assert!(b2.join("overlay/mine").is_dir(), "someone's overlay/ kept");
+    assert!(!b2.join("rootfs").exists() && mounts_beneath(&b2).is_empty());
+
+    // the layer cache: whole trees, whiteouts applied, never overlayfs form
+    let cache = tmp.path().join("cache");
+    let cdriver = format!("{},dir={}", plugin_wasm(PLUGINS, "layer-cache"), s(&cache));
+    for name in ["c1", "c2"] {
+        let c = tmp.path().join(name);
+        rd_ok(&["--driver", &cdriver, "unpack", "--image", &img, s(&c)]);
+        assert!(mounts_beneath(&c).is_empty(), "a copy is not mounted");
+        assert_same_tree(&go.join("rootfs"), &c.join("rootfs"));
+        assert_eq!(overlay_traces(&c.join("rootfs")), Vec::<String>::new());
+    }
+    assert_eq!(overlay_traces(&cache), Vec::<String>::new());
 }

@@ -2,7 +2,7 @@
 //!
 //! Write [rumoci](../rumoci/index.html) storage drivers in Rust. A driver is
 //! a WebAssembly component (target `wasm32-wasip2`) implementing the
-//! `rumoci:driver@0.1.0` contract in this crate's `wit/` directory (see
+//! `rumoci:driver@0.2.0` contract in this crate's `wit/` directory (see
 //! `GUIDE.md` for the rules the host enforces). The
 //! host runs it sandboxed: one preopened directory (the *store directory*),
 //! no environment, no network (unless the user grants TCP to one host:port
@@ -77,7 +77,7 @@ use bindings::rumoci::driver::host;
 
 pub use bindings::exports::rumoci::driver::cas::{BlobInfo, BlobPage, IndexDoc, IndexPrecondition};
 pub use bindings::exports::rumoci::driver::layer_store::{
-    DiskUsage, MountSpec, Prepared, SnapshotInfo, SnapshotKind, SnapshotPage, UnpackTarget,
+    DiskUsage, Mount, Prepared, SnapshotInfo, SnapshotKind, SnapshotPage, UnpackTarget,
 };
 pub use bindings::exports::rumoci::driver::meta::DriverInfo;
 pub use bindings::rumoci::driver::host::Level;
@@ -400,12 +400,12 @@ pub trait LayerStore: 'static {
         Err(Error::unsupported("layer-store.prepare"))
     }
     /// See `layer-store.view`.
-    fn view(key: String, parent: String) -> Result<Vec<MountSpec>> {
+    fn view(key: String, parent: String) -> Result<Vec<Mount>> {
         let _ = (key, parent);
         Err(Error::unsupported("layer-store.view"))
     }
     /// See `layer-store.mounts`.
-    fn mounts(key: String) -> Result<Vec<MountSpec>> {
+    fn mounts(key: String) -> Result<Vec<Mount>> {
         let _ = key;
         Err(Error::unsupported("layer-store.mounts"))
     }
@@ -530,10 +530,10 @@ impl<T: LayerStore> gls::Guest for Export<T> {
     ) -> Result<Prepared> {
         T::prepare(key, parent, target, labels)
     }
-    fn view(key: String, parent: String) -> Result<Vec<MountSpec>> {
+    fn view(key: String, parent: String) -> Result<Vec<Mount>> {
         T::view(key, parent)
     }
-    fn mounts(key: String) -> Result<Vec<MountSpec>> {
+    fn mounts(key: String) -> Result<Vec<Mount>> {
         T::mounts(key)
     }
     fn commit(name: String, key: String, diff_id: String, labels: Labels) -> Result<SnapshotInfo> {

@@ -14,7 +14,7 @@ use std::marker::PhantomData;
 
 use crate::store_util::Notes;
 use crate::{
-    Cas, Digest, DiskUsage, Driver, DriverInfo, Labels, LayerStore, MountSpec, Prepared, Result,
+    Cas, Digest, DiskUsage, Driver, DriverInfo, Labels, LayerStore, Mount, Prepared, Result,
     SnapshotInfo, SnapshotPage, log,
 };
 
@@ -43,9 +43,9 @@ pub trait SnapshotStore: Sized + 'static {
         labels: Labels,
     ) -> Result<Prepared>;
     /// `layer-store.view`.
-    fn view(&mut self, key: &str, parent: &str) -> Result<Vec<MountSpec>>;
+    fn view(&mut self, key: &str, parent: &str) -> Result<Vec<Mount>>;
     /// `layer-store.mounts`.
-    fn mounts(&self, key: &str) -> Result<Vec<MountSpec>>;
+    fn mounts(&self, key: &str) -> Result<Vec<Mount>>;
     /// `layer-store.commit`.
     fn commit(
         &mut self,
@@ -100,10 +100,10 @@ impl<S: SnapshotStore> LayerStore for SnapshotDriver<S> {
     ) -> Result<Prepared> {
         Self::with_store(|s| s.prepare(&key, parent.as_deref(), target.as_deref(), labels))
     }
-    fn view(key: String, parent: String) -> Result<Vec<MountSpec>> {
+    fn view(key: String, parent: String) -> Result<Vec<Mount>> {
         Self::with_store(|s| s.view(&key, &parent))
     }
-    fn mounts(key: String) -> Result<Vec<MountSpec>> {
+    fn mounts(key: String) -> Result<Vec<Mount>> {
         Self::with_store(|s| s.mounts(&key))
     }
     fn commit(name: String, key: String, diff_id: Digest, labels: Labels) -> Result<SnapshotInfo> {

@@ -91,14 +91,6 @@ pub fn unpack_bundle(
             )));
         }
     }
-    if layers.is_some_and(|l| l.overlay())
-        && std::fs::symlink_metadata(bundle.join(super::mount::OVERLAY_DIR)).is_ok()
-    {
-        return Err(BundleError::Other(format!(
-            "{}: already exists",
-            bundle.join(super::mount::OVERLAY_DIR).display()
-        )));
-    }
     std::fs::create_dir(&rootfs).map_err(io(&rootfs))?;
     let mut created_files: Vec<&Path> = Vec::new();
     let mut overlay_made = false;
@@ -109,6 +101,16 @@ pub fn unpack_bundle(
         let digests = unpacked.digests;
         let mut overlay = None;
         if let Some(dirs) = unpacked.lowerdirs {
+            // the store answered an overlay view: the rootfs is mounted, its
+            // upper and work directories made in `overlay/` (never over
+            // someone else's)
+            let ov_dir = bundle.join(super::mount::OVERLAY_DIR);
+            if std::fs::symlink_metadata(&ov_dir).is_ok() {
+                return Err(BundleError::Other(format!(
+                    "{}: already exists",
+                    ov_dir.display()
+                )));
+            }
             overlay_made = true;
             let mut ov = super::mount::make_dirs(bundle, &dirs[0], opts.rootless)
                 .map_err(|e| BundleError::Other(e.to_string()))?;

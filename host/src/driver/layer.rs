@@ -3,8 +3,9 @@
 //!
 //! The plugin only answers; everything it returns is checked here: names
 //! and digests parsed, paths resolved beneath the store directory by the
-//! callers ([`crate::layer_store::resolve`]), mounts of kinds the host does
-//! not perform refused by the callers.
+//! callers ([`crate::layer_store::resolve`]), mounts that break the
+//! contract (several, mixed forms, a chain of the wrong length) refused by
+//! the callers.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
@@ -16,7 +17,7 @@ use super::layer_bindings::exports::rumoci::driver::layer_store as wit;
 use super::runtime::{Plugin, PluginInfo};
 use super::{DriverError, DriverSpec};
 use crate::layer_store::{
-    DiskUsage, LayerStore, LayerStoreError, MountSpec, Prepared, SnapshotInfo, SnapshotKind,
+    DiskUsage, LayerStore, LayerStoreError, Mount, Prepared, SnapshotInfo, SnapshotKind,
     UnpackTarget,
 };
 use crate::oci::Digest;
@@ -29,6 +30,9 @@ const PAGE: u32 = 256;
 const MAX_SNAPSHOTS: usize = crate::limits::MAX_SNAPSHOTS;
 /// Most mounts accepted for one snapshot.
 const MAX_MOUNTS: usize = 512;
+/// Most directories accepted in one overlay mount (overlayfs stacks at
+/// most 500 layers; rumoci's own limit on a chain is far above).
+const MAX_LOWER: usize = crate::limits::MAX_DOCUMENT_DESCRIPTORS;
 
 /// A layer store provided by a WebAssembly plugin.
 #[derive(Debug)]
@@ -127,25 +131,27 @@ impl WasmLayerStore {
         })
     }
 
-    fn mounts_from(
-        &self,
-        op: &str,
-        ms: Vec<wit::MountSpec>,
-    ) -> Result<Vec<MountSpec>, LayerStoreError> {
+    fn mounts_from(&self, op: &str, ms: Vec<wit::Mount>) -> Result<Vec<Mount>, LayerStoreError> {
         if ms.len() > MAX_MOUNTS {
             return Err(self.protocol(op, format!("{} mounts", ms.len())));
         }
         ms.into_iter()
             .map(|m| {
-                Ok(MountSpec {
-                    kind: self.text(op, "mount kind", m.kind)?,
-                    source: self.text(op, "mount source", m.source)?,
-                    options: m
-                        .options
-                        .into_iter()
-                        .take(64)
-                        .map(|o| self.text(op, "mount option", o))
-                        .collect::<Result<_, _>>()?,
+                Ok(match m {
+                    wit::Mount::Copy(src) => Mount::Copy(self.text(op, "copy source", src)?),
+                    wit::Mount::Overlay(dirs) => {
+                        if dirs.len() > MAX_LOWER {
+                            return Err(self.protocol(
+                                op,
+                                format!("an overlay mount of {} directories", dirs.len()),
+                            ));
+                        }
+                        Mount::Overlay(
+                            dirs.into_iter()
+                                .map(|d| self.text(op, "overlay directory", d))
+                                .collect::<Result<_, _>>()?,
+                        )
+                    }
                 })
             })
             .collect()
@@ -225,7 +231,7 @@ impl LayerStore for WasmLayerStore {
         })
     }
 
-    fn view(&self, key: &str, parent: &str) -> Result<Vec<MountSpec>, LayerStoreError> {
+    fn view(&self, key: &str, parent: &str) -> Result<Vec<Mount>, LayerStoreError> {
         const OP: &str = "layer-store.view";
         let r = self
             .lock_plugin()
@@ -309,10 +315,6 @@ impl LayerStore for WasmLayerStore {
             size: u.size,
             inodes: u.inodes,
         }))
-    }
-
-    fn overlay(&self) -> bool {
-        self.lock_plugin().has("layer-store.overlay")
     }
 
     fn lock(&self) -> Result<Option<std::fs::File>, LayerStoreError> {

@@ -1,7 +1,7 @@
 //! Sandboxed WebAssembly storage drivers.
 //!
 //! A driver is a WebAssembly component implementing the
-//! `rumoci:driver@0.1.0` contract (the repository's `wit/` directory; write
+//! `rumoci:driver@0.2.0` contract (the repository's `wit/` directory; write
 //! one with the `rumoci-driver-sdk` crate). This module runs them:
 //!
 //! * one wasmtime [`Engine`](wasmtime::Engine) per process, with epoch
@@ -22,6 +22,7 @@
 
 mod cas;
 pub mod conform;
+pub mod contract;
 mod engine;
 mod fsguard;
 mod layer;
@@ -30,6 +31,7 @@ mod runtime;
 mod spec;
 
 pub use cas::WasmCas;
+pub use contract::CONTRACT_VERSION;
 pub use engine::cache_dir;
 pub use layer::WasmLayerStore;
 pub use runtime::{HostState, Plugin, PluginInfo, World, plugin_info};
@@ -57,11 +59,11 @@ pub const CAPABILITIES: &[(&str, &str)] = &[
     ),
     (
         "layer-store.copy",
-        "informational: the driver answers `copy` mounts (the host copies the parent's tree); declared by layer-cache, not checked",
+        "informational: the driver answers `copy` mounts (the host copies the parent's tree); the host acts on the mounts answered, not on this",
     ),
     (
         "layer-store.overlay",
-        "the host extracts each layer alone in overlayfs form and mounts the chain `view` returns as the bundle's rootfs",
+        "informational: the driver answers `overlay` mounts (the host extracts each layer alone in overlayfs form and mounts the chain `view` returns as the bundle's rootfs); the host acts on the mounts answered, not on this",
     ),
 ];
 

@@ -319,6 +319,7 @@ impl<W: World> Plugin<W> {
             .map_err(|e| load_err(&label, format!("{}: {e}", crate::show::name(&wasm))))?;
         let engine = engine()?;
         let component = load_component(engine, &label, &bytes)?;
+        super::contract::check(engine, &component).map_err(|e| load_err(&label, e))?;
         let mut linker: Linker<HostState> = Linker::new(engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
             .map_err(|e| load_err(&label, format!("{e:#}")))?;

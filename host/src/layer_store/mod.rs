@@ -13,12 +13,19 @@
 //! 1. the deepest `Ci` the store has committed is the starting point;
 //! 2. each later layer is [`prepare`](LayerStore::prepare)d on top of its
 //!    parent: the store answers [`Prepared::Cached`] (skip it) or
-//!    [`Prepared::Fresh`] with a directory, mounts that make the parent
-//!    visible there (performed by rumoci) and a file for rumoci's own
-//!    [`record`] of the tree; rumoci extracts the layer and
+//!    [`Prepared::Fresh`] with a directory, the [`Mount`] that shows the
+//!    parent there (none, a copy of the parent's tree, or an overlay of the
+//!    parent chain's layer directories: the layer is then extracted alone,
+//!    in overlayfs form) and a file for rumoci's own [`record`] of the
+//!    tree; rumoci extracts the layer and
 //!    [`commit`](LayerStore::commit)s it under its chain id;
-//! 3. a [`view`](LayerStore::view) of `Cn` gives the mounts that make the
-//!    whole chain the bundle's `rootfs`.
+//! 3. a [`view`](LayerStore::view) of `Cn` gives the mount that makes the
+//!    whole chain the bundle's `rootfs` (a copy of its tree, or an overlay
+//!    of its layer directories to mount).
+//!
+//! What rumoci does is decided by these answers alone (see
+//! [`crate::rootfs::unpack_chain`]), never by a capability the store
+//! declares.
 //!
 //! [`InPlace`], the built-in store, extracts straight into the bundle's
 //! `rootfs` and keeps nothing: it is what `unpack` uses without a layer
@@ -136,15 +143,58 @@ pub struct DiskUsage {
     pub inodes: u64,
 }
 
-/// A mount for rumoci to perform (paths relative to the store directory).
+/// How a tree of the store becomes visible at a target (the WIT's
+/// `mount`): what rumoci does with a layer's directory (an answer of
+/// [`LayerStore::prepare`]) or a bundle's rootfs (of [`LayerStore::view`]).
+/// Paths are relative to the store directory and resolved with
+/// [`resolve`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MountSpec {
-    /// `copy` (the only kind rumoci performs today), `bind`, `overlay`.
-    pub kind: String,
-    /// Source path.
-    pub source: String,
-    /// Options, e.g. `ro`.
-    pub options: Vec<String>,
+pub enum Mount {
+    /// A committed tree: rumoci copies it (checked against its record)
+    /// into the target.
+    Copy(String),
+    /// Layer directories, topmost first (none beneath a base layer): the
+    /// target is an overlayfs layer on top of them. A layer is then
+    /// extracted in overlayfs form; a view is mounted as the rootfs.
+    Overlay(Vec<String>),
+}
+
+/// Most directories of one overlay mount shown in a message.
+const SHOWN_DIRS: usize = 4;
+
+impl std::fmt::Display for Mount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Mount::Copy(src) => write!(f, "copy(\"{}\")", show::name(src)),
+            Mount::Overlay(dirs) => {
+                let mut shown: Vec<String> = dirs
+                    .iter()
+                    .take(SHOWN_DIRS)
+                    .map(|d| format!("\"{}\"", show::name(d)))
+                    .collect();
+                if dirs.len() > SHOWN_DIRS {
+                    shown.push(format!("… {} in all", dirs.len()));
+                }
+                write!(f, "overlay([{}])", shown.join(", "))
+            }
+        }
+    }
+}
+
+/// `mounts` as a store answered them, for messages: `[]`, `[copy("a")]`,
+/// `[copy("a"), overlay(["b", "c"])]` (names escaped and shortened by
+/// [`show::name`]).
+pub fn describe_mounts(mounts: &[Mount]) -> String {
+    let shown: Vec<String> = mounts
+        .iter()
+        .take(SHOWN_DIRS)
+        .map(Mount::to_string)
+        .collect();
+    if mounts.len() > SHOWN_DIRS {
+        format!("[{}, … {} mounts in all]", shown.join(", "), mounts.len())
+    } else {
+        format!("[{}]", shown.join(", "))
+    }
 }
 
 /// Where to extract a layer.
@@ -153,8 +203,11 @@ pub struct UnpackTarget {
     /// Directory to extract into, relative to the store directory (`""`:
     /// the store directory itself).
     pub dir: String,
-    /// Mounts that make the parent chain visible in `dir`.
-    pub mounts: Vec<MountSpec>,
+    /// How the parent chain is seen from `dir`: none (a base layer, or
+    /// `dir` shows the parent already), a [`Mount::Copy`] of the parent's
+    /// tree, or a [`Mount::Overlay`] of the parent chain's directories
+    /// (extract in overlayfs form).
+    pub mounts: Vec<Mount>,
     /// Where rumoci keeps its [`record`] of the tree (`None`: nowhere; the
     /// snapshot can then not be reused).
     pub meta: Option<String>,
@@ -184,9 +237,11 @@ pub trait LayerStore {
         parent: Option<&str>,
         target: Option<&str>,
     ) -> Result<Prepared, LayerStoreError>;
-    /// A read-only view `key` of the committed chain `parent`: the mounts
-    /// that make it a root filesystem.
-    fn view(&self, key: &str, parent: &str) -> Result<Vec<MountSpec>, LayerStoreError>;
+    /// A read-only view `key` of the committed chain `parent`: the mount
+    /// that makes it a root filesystem (one [`Mount::Copy`] or one
+    /// [`Mount::Overlay`]; none from the built-in store, whose chain is
+    /// the rootfs already).
+    fn view(&self, key: &str, parent: &str) -> Result<Vec<Mount>, LayerStoreError>;
     /// Commit active `key` as `name`.
     fn commit(
         &self,
@@ -209,12 +264,6 @@ pub trait LayerStore {
     /// dropped (other rumoci processes wait).
     fn lock(&self) -> Result<Option<std::fs::File>, LayerStoreError> {
         Ok(None)
-    }
-    /// Whether the store keeps each layer alone, in overlayfs form
-    /// (capability `layer-store.overlay`): rumoci then extracts layers in
-    /// that form and mounts the chain as the bundle's rootfs.
-    fn overlay(&self) -> bool {
-        false
     }
 }
 
@@ -257,7 +306,7 @@ impl LayerStore for InPlace {
             meta: None,
         }))
     }
-    fn view(&self, _key: &str, _parent: &str) -> Result<Vec<MountSpec>, LayerStoreError> {
+    fn view(&self, _key: &str, _parent: &str) -> Result<Vec<Mount>, LayerStoreError> {
         // the chain is the root filesystem already
         Ok(Vec::new())
     }
@@ -420,9 +469,7 @@ pub fn remove_snapshots(store: &dyn LayerStore, names: &[String]) -> Result<(), 
             });
         }
     }
-    if store.overlay() {
-        refuse_mounted(store, &todo)?;
-    }
+    refuse_mounted(store, &todo)?;
     // children first: a name goes once none of its children is still to go
     let mut waiting: HashMap<&str, usize> = todo
         .iter()
@@ -461,10 +508,12 @@ pub fn remove_snapshots(store: &dyn LayerStore, names: &[String]) -> Result<(), 
     Ok(())
 }
 
-/// With an overlay store: fail if any of `names` is a lower layer of an
-/// overlay this process can see mounted (a bundle unpacked through the
-/// store and not unmounted). A snapshot's own directory is the topmost
-/// lower directory of its view.
+/// Fail if any of `names` is a lower layer of an overlay this process can
+/// see mounted (a bundle unpacked through the store and not unmounted).
+/// Only overlays reading a directory beneath the store's are considered
+/// (none for a store answering copy mounts: nothing is asked then); for
+/// those, the snapshot's own directory is the topmost directory of the
+/// overlay mount its view answers.
 fn refuse_mounted(store: &dyn LayerStore, names: &[&str]) -> Result<(), LayerStoreError> {
     let mounts = mounted::overlay_mounts();
     if mounts.is_empty() {
@@ -480,21 +529,38 @@ fn refuse_mounted(store: &dyn LayerStore, names: &[&str]) -> Result<(), LayerSto
         op: "remove".into(),
         reason: format!("{}: {e}", store.root().display()),
     })?;
+    let mounts: Vec<mounted::OverlayMount> = mounts
+        .into_iter()
+        .filter(|m| m.lowerdirs.iter().any(|l| l.starts_with(&root)))
+        .collect();
+    if mounts.is_empty() {
+        return Ok(());
+    }
     for name in names {
         let key = snapshot_key("rm");
         let view = store.view(&key, name);
         if let Err(e) = store.remove(&key) {
             tracing::warn!("{e}");
         }
-        let top = view?
-            .iter()
-            .filter(|m| m.kind == "overlay")
-            .flat_map(|m| m.options.iter())
-            .find_map(|o| o.strip_prefix("lowerdir="))
-            .and_then(|l| l.split(':').next())
-            .map(str::to_string)
-            .ok_or_else(|| bad(format!("view of {name}: no overlay lowerdir=")))?;
-        let dir = resolve(&root, &top).map_err(|e| bad(e.to_string()))?;
+        let view = view?;
+        let top = match view.as_slice() {
+            [Mount::Overlay(dirs)] => dirs.first().ok_or_else(|| {
+                bad(format!(
+                    "view of {}: an overlay mount of no directory",
+                    show::name(name)
+                ))
+            })?,
+            // a copy's source is never a lower directory
+            [Mount::Copy(_)] => continue,
+            other => {
+                return Err(bad(format!(
+                    "view of {} answered {}: one copy or one overlay mount expected",
+                    show::name(name),
+                    describe_mounts(other)
+                )));
+            }
+        };
+        let dir = resolve(&root, top).map_err(|e| bad(e.to_string()))?;
         if let Some(m) = mounted::user_of(&mounts, &dir) {
             return Err(LayerStoreError::InUse {
                 store: store.name(),

@@ -20,7 +20,7 @@ use rumoci_driver_sdk::store_util::{
     remove_unrecorded, uncommitted, walk_usage,
 };
 use rumoci_driver_sdk::{
-    Digest, DiskUsage, DriverInfo, Error, Labels, Level, MountSpec, Prepared, Result, SnapshotInfo,
+    Digest, DiskUsage, DriverInfo, Error, Labels, Level, Mount, Prepared, Result, SnapshotInfo,
     SnapshotKind, SnapshotPage, SnapshotStore, UnpackTarget, config, store_dir,
 };
 use serde::{Deserialize, Serialize};
@@ -117,12 +117,9 @@ fn meta_rel(id: u64) -> String {
     format!("{SNAPSHOTS}/{id}/meta")
 }
 
-fn copy_mount(id: u64) -> MountSpec {
-    MountSpec {
-        kind: "copy".into(),
-        source: fs_rel(id),
-        options: vec!["ro".into()],
-    }
+/// The mount that shows snapshot `id`'s whole tree: a copy of it.
+fn copy_mount(id: u64) -> Mount {
+    Mount::Copy(fs_rel(id))
 }
 
 // ---------------------------------------------------------------------------
@@ -336,7 +333,7 @@ impl SnapshotStore for Store {
     }
 
     /// `layer-store.view`.
-    fn view(&mut self, key: &str, parent: &str) -> Result<Vec<MountSpec>> {
+    fn view(&mut self, key: &str, parent: &str) -> Result<Vec<Mount>> {
         check_name("key", key)?;
         check_name("parent", parent)?;
         let pid = self.committed_id("parent", parent)?;
@@ -361,7 +358,7 @@ impl SnapshotStore for Store {
     }
 
     /// `layer-store.mounts`.
-    fn mounts(&self, key: &str) -> Result<Vec<MountSpec>> {
+    fn mounts(&self, key: &str) -> Result<Vec<Mount>> {
         let r = uncommitted(&self.db.snapshots, key)?;
         match r.parent.as_deref() {
             Some(p) => Ok(vec![copy_mount(self.committed_id("parent", p)?)]),
@@ -494,9 +491,13 @@ mod tests {
             .collect()
     }
 
-    fn ms(m: &[MountSpec]) -> Vec<(String, String, Vec<String>)> {
+    /// The mounts as comparable strings (`copy SOURCE`, `overlay A:B`).
+    fn ms(m: &[Mount]) -> Vec<String> {
         m.iter()
-            .map(|m| (m.kind.clone(), m.source.clone(), m.options.clone()))
+            .map(|m| match m {
+                Mount::Copy(src) => format!("copy {src}"),
+                Mount::Overlay(dirs) => format!("overlay {}", dirs.join(":")),
+            })
             .collect()
     }
 
@@ -577,10 +578,7 @@ mod tests {
         // A child: copy mount of the parent's tree.
         let t = fresh(s.prepare("k3", Some("c1"), Some("c2"), vec![]).unwrap());
         assert_eq!(t.dir, "snapshots/2/fs");
-        assert_eq!(t.mounts.len(), 1);
-        assert_eq!(t.mounts[0].kind, "copy");
-        assert_eq!(t.mounts[0].source, "snapshots/1/fs");
-        assert_eq!(t.mounts[0].options, vec!["ro".to_string()]);
+        assert_eq!(ms(&t.mounts), ["copy snapshots/1/fs"]);
         assert_eq!(ms(&s.mounts("k3").unwrap()), ms(&t.mounts));
         let info = s.commit("c2", "k3", &digest(8), vec![]).unwrap();
         assert_eq!(info.parent.as_deref(), Some("c1"));
@@ -628,8 +626,7 @@ mod tests {
         let root = tmp.path();
         layer(&mut s, root, "base", None, 10);
         let m = s.view("v", "base").unwrap();
-        assert_eq!(m.len(), 1);
-        assert_eq!(m[0].source, "snapshots/1/fs");
+        assert_eq!(ms(&m), ["copy snapshots/1/fs"]);
         assert_eq!(ms(&s.mounts("v").unwrap()), ms(&m));
         assert_eq!(s.stat("v").unwrap().unwrap().kind, SnapshotKind::View);
         let u = s.usage("v").unwrap();
@@ -676,10 +673,10 @@ mod tests {
         assert!(root.join("snapshots/2/fs/f").is_file());
         // The dangling informational parent does not stop new children.
         let t = fresh(s.prepare("k", Some("c2"), None, vec![]).unwrap());
-        assert_eq!(t.mounts[0].source, "snapshots/2/fs");
+        assert_eq!(ms(&t.mounts), ["copy snapshots/2/fs"]);
         // Nor a view of c2's mounts.
         s.view("v", "c2").unwrap();
-        assert_eq!(s.mounts("v").unwrap()[0].source, "snapshots/2/fs");
+        assert_eq!(ms(&s.mounts("v").unwrap()), ["copy snapshots/2/fs"]);
     }
 
     #[test]

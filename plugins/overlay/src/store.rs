@@ -26,7 +26,7 @@ use rumoci_driver_sdk::store_util::{
     uncommitted, walk_usage,
 };
 use rumoci_driver_sdk::{
-    Digest, DiskUsage, DriverInfo, Error, Labels, MountSpec, Prepared, Result, SnapshotInfo,
+    Digest, DiskUsage, DriverInfo, Error, Labels, Mount, Prepared, Result, SnapshotInfo,
     SnapshotKind, SnapshotPage, SnapshotStore, UnpackTarget, config, store_dir,
 };
 use serde::{Deserialize, Serialize};
@@ -170,11 +170,12 @@ impl Store {
             .any(|r| r.parent.as_deref() == Some(name))
     }
 
-    /// The overlay mount of the committed chain ending at `top`: one
-    /// `lowerdir=` option listing the layer directories topmost first.
-    fn chain_mount(&self, top: &str) -> Result<MountSpec> {
+    /// The overlay mount of the committed chain ending at `top` (none: the
+    /// empty chain beneath a base layer): the layer directories, topmost
+    /// first.
+    fn chain_mount(&self, top: Option<&str>) -> Result<Mount> {
         let mut dirs = Vec::new();
-        let mut cur = Some(top.to_string());
+        let mut cur = top.map(str::to_string);
         while let Some(name) = cur {
             if dirs.len() >= MAX_DEPTH {
                 return Err(Error::FailedPrecondition(format!(
@@ -189,11 +190,7 @@ impl Store {
             dirs.push(fs_rel(self.committed_dir(what, &name)?));
             cur = self.db.snapshots.get(&name).and_then(|r| r.parent.clone());
         }
-        Ok(MountSpec {
-            kind: "overlay".into(),
-            source: String::new(),
-            options: vec![format!("lowerdir={}", dirs.join(":"))],
-        })
+        Ok(Mount::Overlay(dirs))
     }
 }
 
@@ -228,9 +225,9 @@ impl SnapshotStore for Store {
     }
 
     /// `layer-store.prepare`: `cached` for a committed `target`, else a
-    /// fresh, empty `layers/active-<n>/fs` (no mounts: the host extracts the
-    /// layer alone, looking up lower layers itself through the chain's
-    /// records only for copy-ups).
+    /// fresh, empty `layers/active-<n>/fs` and one overlay mount of the
+    /// parent chain's directories (none for a base layer): the host
+    /// extracts the layer alone, in overlayfs form, over them.
     fn prepare(
         &mut self,
         key: &str,
@@ -242,6 +239,7 @@ impl SnapshotStore for Store {
             let r = &self.db.snapshots[t];
             return Ok(Prepared::Cached(Store::record_info(t, r)));
         }
+        let lower = self.chain_mount(parent)?;
         let layers = self.root.join(LAYERS);
         fs::create_dir_all(&layers).map_err(|e| io_err(LAYERS, e))?;
         let used: std::collections::HashSet<String> = self
@@ -266,16 +264,16 @@ impl SnapshotStore for Store {
             .insert_with_dir(&DB, &self.root, key, record, &format!("{LAYERS}/{dir}"))?;
         Ok(Prepared::Fresh(UnpackTarget {
             dir: fs_rel(&dir),
-            mounts: Vec::new(),
+            mounts: vec![lower],
             meta: meta_rel(&dir),
         }))
     }
 
     /// `layer-store.view`: the overlay mount of the chain `parent`.
-    fn view(&mut self, key: &str, parent: &str) -> Result<Vec<MountSpec>> {
+    fn view(&mut self, key: &str, parent: &str) -> Result<Vec<Mount>> {
         check_name("key", key)?;
         check_name("parent", parent)?;
-        let m = self.chain_mount(parent)?;
+        let m = self.chain_mount(Some(parent))?;
         check_key_free(&self.db.snapshots, key)?;
         self.db.snapshots.insert(
             key.to_string(),
@@ -291,14 +289,12 @@ impl SnapshotStore for Store {
         Ok(vec![m])
     }
 
-    /// `layer-store.mounts`: a view's overlay mount; none for an active
-    /// snapshot (it is extracted alone).
-    fn mounts(&self, key: &str) -> Result<Vec<MountSpec>> {
+    /// `layer-store.mounts`: the overlay mount of the snapshot's parent
+    /// chain (a view's whole chain; an active snapshot's lower layers, as
+    /// `prepare` answered).
+    fn mounts(&self, key: &str) -> Result<Vec<Mount>> {
         let r = uncommitted(&self.db.snapshots, key)?;
-        match (r.kind, r.parent.as_deref()) {
-            (Kind::View, Some(p)) => Ok(vec![self.chain_mount(p)?]),
-            _ => Ok(Vec::new()),
-        }
+        Ok(vec![self.chain_mount(r.parent.as_deref())?])
     }
 
     /// `layer-store.commit`: the active `key` becomes `name`; its directory
@@ -382,6 +378,14 @@ mod tests {
         format!("sha256:{}", format!("{n:02x}").repeat(32))
     }
 
+    /// The directories of `m`, which must be one overlay mount.
+    fn lowers(m: &[Mount]) -> Vec<String> {
+        match m {
+            [Mount::Overlay(dirs)] => dirs.clone(),
+            other => panic!("not one overlay mount: {other:?}"),
+        }
+    }
+
     /// Prepare and commit `name` on `parent` with one file in its tree.
     fn layer(s: &mut Store, root: &Path, name: &str, parent: Option<&str>) -> UnpackTarget {
         let key = format!("k-{name}");
@@ -423,7 +427,8 @@ mod tests {
         let (c1, c2, c3) = (chain(1), chain(2), chain(3));
         let t = layer(&mut s, root, &c1, None);
         assert_eq!(t.dir, "layers/active-1/fs");
-        assert!(t.mounts.is_empty());
+        // a base layer: an overlayfs layer over nothing
+        assert_eq!(lowers(&t.mounts), Vec::<String>::new());
         let d1 = format!("layers/sha256-{}/fs", "01".repeat(32));
         assert!(
             root.join(&d1).join("f").is_file(),
@@ -434,9 +439,10 @@ mod tests {
             info.meta.unwrap(),
             format!("layers/sha256-{}/meta", "01".repeat(32))
         );
-        // a child is extracted alone: no copy of its parent
+        // a child is extracted alone over its parent: no copy of it
         let t = fresh(s.prepare("k2", Some(&c1), Some(&c2), vec![]).unwrap());
-        assert!(t.mounts.is_empty());
+        assert_eq!(lowers(&t.mounts), [d1.as_str()]);
+        assert_eq!(lowers(&s.mounts("k2").unwrap()), [d1.as_str()]);
         assert_eq!(fs::read_dir(root.join(&t.dir)).unwrap().count(), 0);
         s.commit(&c2, "k2", &digest(2), vec![]).unwrap();
         layer(&mut s, root, &c3, Some(&c2));
@@ -446,15 +452,12 @@ mod tests {
             Prepared::Cached(_)
         ));
         let m = s.view("v", &c3).unwrap();
-        assert_eq!(m.len(), 1);
-        assert_eq!(m[0].kind, "overlay");
         let want = [3u8, 2, 1]
             .iter()
             .map(|n| format!("layers/sha256-{}/fs", format!("{n:02x}").repeat(32)))
-            .collect::<Vec<_>>()
-            .join(":");
-        assert_eq!(m[0].options, vec![format!("lowerdir={want}")]);
-        assert_eq!(s.mounts("v").unwrap()[0].options, m[0].options);
+            .collect::<Vec<_>>();
+        assert_eq!(lowers(&m), want);
+        assert_eq!(lowers(&s.mounts("v").unwrap()), want);
         // parents with children cannot go; the view goes, then leaves first
         is_err(s.remove(&c1), "FailedPrecondition");
         is_err(s.remove(&c3), "FailedPrecondition");

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use super::super::{DriverSpec, WasmLayerStore};
 use super::{Options, Runner, ensure, page_through};
 use crate::layer_store::record::Record;
-use crate::layer_store::{LayerStore, MountSpec, Prepared, SnapshotKind, UnpackTarget, resolve};
+use crate::layer_store::{
+    LayerStore, Mount, Prepared, SnapshotKind, UnpackTarget, describe_mounts, resolve,
+};
 use crate::oci::Digest;
 
 fn err(e: impl std::fmt::Display) -> String {
@@ -57,25 +59,24 @@ fn fill(store: &WasmLayerStore, t: &UnpackTarget, files: &[(&str, &[u8])]) -> Re
     Ok(bytes)
 }
 
-/// Every path a mount names, resolved beneath the store.
-fn mount_paths(root: &Path, ms: &[MountSpec]) -> Result<Vec<PathBuf>, String> {
+/// The directories `m` names, resolved beneath the store, each an
+/// existing directory holding the file `holds[k]` (a file written into
+/// that layer's tree).
+fn mount_dirs(root: &Path, m: &Mount, holds: &[&str]) -> Result<Vec<PathBuf>, String> {
+    let rels: Vec<&String> = match m {
+        Mount::Copy(src) => vec![src],
+        Mount::Overlay(dirs) => dirs.iter().collect(),
+    };
     let mut out = Vec::new();
-    for m in ms {
-        if !m.source.is_empty() {
-            out.push(resolve(root, &m.source).map_err(|e| e.to_string())?);
-        }
-        for o in &m.options {
-            if let Some(l) = o.strip_prefix("lowerdir=") {
-                for d in l.split(':') {
-                    out.push(resolve(root, d).map_err(|e| e.to_string())?);
-                }
-            }
-        }
-    }
-    for p in &out {
-        ensure(p.exists(), || {
-            format!("a mount names {}, which does not exist", p.display())
+    for (rel, file) in rels.iter().zip(holds) {
+        let p = resolve(root, rel).map_err(|e| e.to_string())?;
+        ensure(p.is_dir(), || {
+            format!("{m} names {rel:?}, which is not an existing directory")
         })?;
+        ensure(p.join(file).is_file(), || {
+            format!("{m} names {rel:?}, which lacks {file} (written into the layer it should be)")
+        })?;
+        out.push(p);
     }
     Ok(out)
 }
@@ -100,7 +101,9 @@ pub(super) fn run(r: &mut Runner, wasm: &Path, spec: &DriverSpec, opts: &Options
     let Some(st) = store else {
         return;
     };
-    let overlay = st.overlay();
+    // the store's form, from its answer for the base layer: `[overlay([])]`
+    // (each layer alone, in overlayfs form) or `[]` (whole trees)
+    let mut overlay = false;
     let (Ok(c1), Ok(c2), Ok(c3), Ok(d1), Ok(d2)) = (
         digest("chain 1"),
         digest("chain 2"),
@@ -114,13 +117,22 @@ pub(super) fn run(r: &mut Runner, wasm: &Path, spec: &DriverSpec, opts: &Options
     let mut base_bytes = 0;
     r.gate(
         "prepare of a base layer answers a fresh directory; commit names it",
-        "prepare(key, none, target): fresh{dir, mounts: [], meta} with dir and meta relative, beneath the store, meta outside dir; commit(name, key, diff-id) answers a committed snapshot with that name and diff-id",
+        "prepare(key, none, target): fresh{dir, mounts, meta} with mounts [] (a store of whole trees) or [overlay([])] (a store of overlayfs layers: a layer over no directory), dir and meta relative, beneath the store, meta outside dir; commit(name, key, diff-id) answers a committed snapshot with that name and diff-id",
         || {
             let t = match st.prepare("conformance-k1", None, Some(&c1s)).map_err(err)? {
                 Prepared::Fresh(t) => t,
                 Prepared::Cached(_) => return Err("answered cached for a target never committed".into()),
             };
-            ensure(t.mounts.is_empty(), || format!("a base layer with mounts {:?}", t.mounts))?;
+            overlay = match t.mounts.as_slice() {
+                [] => false,
+                [Mount::Overlay(dirs)] if dirs.is_empty() => true,
+                other => {
+                    return Err(format!(
+                        "a base layer with mounts {}: [] or [overlay([])] expected",
+                        describe_mounts(other)
+                    ));
+                }
+            };
             base_bytes = fill(&st, &t, &[("etc/hello", b"hello\n"), ("data.bin", &[7u8; 5000])])?;
             let i = st.commit(&c1s, "conformance-k1", &d1).map_err(err)?;
             ensure(i.name == c1s && i.kind == SnapshotKind::Committed, || format!("commit answered {i:?}"))?;
@@ -156,19 +168,30 @@ pub(super) fn run(r: &mut Runner, wasm: &Path, spec: &DriverSpec, opts: &Options
     );
     r.gate(
         "a child layer on a parent",
-        "prepare(key, parent, target): a copy store answers one copy mount of the parent's tree; an overlay store (layer-store.overlay) answers no mounts; commit records the parent",
+        "prepare(key, parent, target): a store of whole trees answers [copy(the parent's dir)], a store of overlayfs layers [overlay(the parent chain's dirs, topmost first)] (one form for every layer); commit records the parent",
         || {
             let t = match st.prepare("conformance-k2", Some(&c1s), Some(&c2s)).map_err(err)? {
                 Prepared::Fresh(t) => t,
                 Prepared::Cached(_) => return Err("answered cached for a target never committed".into()),
             };
-            if overlay {
-                ensure(t.mounts.is_empty(), || format!("an overlay store answered mounts {:?}", t.mounts))?;
-            } else {
-                ensure(t.mounts.len() == 1 && t.mounts[0].kind == "copy", || {
-                    format!("expected one copy mount of the parent, got {:?}", t.mounts)
-                })?;
-                mount_paths(st.root(), &t.mounts)?;
+            match t.mounts.as_slice() {
+                [m @ Mount::Copy(_)] if !overlay => {
+                    mount_dirs(st.root(), m, &["etc/hello"])?;
+                }
+                [m @ Mount::Overlay(dirs)] if overlay => {
+                    ensure(dirs.len() == 1, || {
+                        format!("{m} for a parent chain of 1 layer: one directory expected")
+                    })?;
+                    mount_dirs(st.root(), m, &["etc/hello"])?;
+                }
+                other => {
+                    let want = if overlay {
+                        "[overlay([the parent's dir])], as the base layer was an overlayfs layer"
+                    } else {
+                        "[copy(the parent's dir)], as the base layer was a whole tree"
+                    };
+                    return Err(format!("a child layer with mounts {}: {want} expected", describe_mounts(other)));
+                }
             }
             fill(&st, &t, &[("etc/child", b"child\n")])?;
             let i = st.commit(&c2s, "conformance-k2", &d2).map_err(err)?;
@@ -177,16 +200,24 @@ pub(super) fn run(r: &mut Runner, wasm: &Path, spec: &DriverSpec, opts: &Options
         },
     );
     r.check(
-        "view of a chain answers mounts beneath the store",
-        "view(key, parent): copy store: one copy mount; overlay store: one overlay mount, lowerdir=<top>:…:<base>; paths relative, beneath the store",
+        "view of a chain answers one mount of the chain, beneath the store",
+        "view(key, parent): one mount in the store's form: [copy(the top's dir)] or [overlay(the chain's dirs, topmost first: as many as layers)]; paths relative, beneath the store",
         || {
             let ms = st.view("conformance-view", &c2s).map_err(err)?;
-            ensure(ms.len() == 1, || format!("view answered {} mounts", ms.len()))?;
-            let want = if overlay { "overlay" } else { "copy" };
-            ensure(ms[0].kind == want, || format!("view answered a {:?} mount", ms[0].kind))?;
-            let paths = mount_paths(st.root(), &ms)?;
-            if overlay {
-                ensure(paths.len() == 2, || format!("lowerdir names {} directories for a chain of 2", paths.len()))?;
+            match ms.as_slice() {
+                [m @ Mount::Copy(_)] if !overlay => {
+                    mount_dirs(st.root(), m, &["etc/child"])?;
+                }
+                [m @ Mount::Overlay(dirs)] if overlay => {
+                    ensure(dirs.len() == 2, || {
+                        format!("{m} for a chain of 2 layers: two directories expected")
+                    })?;
+                    mount_dirs(st.root(), m, &["etc/child", "etc/hello"])?;
+                }
+                other => {
+                    let want = if overlay { "[overlay([top dir, base dir])]" } else { "[copy(the top's dir)]" };
+                    return Err(format!("view answered {}: {want} expected", describe_mounts(other)));
+                }
             }
             st.remove("conformance-view").map_err(|e| format!("remove of the view: {e}"))?;
             Ok(None)
@@ -228,7 +259,7 @@ pub(super) fn run(r: &mut Runner, wasm: &Path, spec: &DriverSpec, opts: &Options
     );
     r.check(
         "a parent is not removed while a snapshot on it is in use; then both are",
-        "remove(name): refused (an error, nothing removed) while an active snapshot or view has it as parent, and in an overlay store while any child exists (its layers are the child's lower directories); removing frees the snapshot",
+        "remove(name): refused (an error, nothing removed) while an active snapshot or view has it as parent, and in a store of overlayfs layers while any child exists (its layer is the child's lower directory); removing frees the snapshot",
         || {
             let c4 = digest("chain 4").map_err(err)?.to_string();
             match st.prepare("conformance-k4", Some(&c1s), Some(&c4)).map_err(err)? {
@@ -239,7 +270,7 @@ pub(super) fn run(r: &mut Runner, wasm: &Path, spec: &DriverSpec, opts: &Options
             ensure(st.stat(&c1s).map_err(err)?.is_some(), || "a refused remove removed the parent".into())?;
             st.remove("conformance-k4").map_err(|e| format!("remove of an active snapshot: {e}"))?;
             if overlay {
-                ensure(st.remove(&c1s).is_err(), || "an overlay store removed the parent of a committed child".into())?;
+                ensure(st.remove(&c1s).is_err(), || "a store of overlayfs layers removed the parent of a committed child".into())?;
             }
             st.remove(&c2s).map_err(err)?;
             st.remove(&c1s).map_err(err)?;

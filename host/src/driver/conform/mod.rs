@@ -286,7 +286,7 @@ pub fn run(
         if broken {
             r.skip_rest("the layer-store checks");
         }
-        e2e::layers(&mut r, spec, opts, has("layer-store.overlay"));
+        e2e::layers(&mut r, spec, opts);
     }
     r.summary
 }

@@ -1,5 +1,6 @@
 //! Test plugin: a layer store that hands the host paths and mounts outside
-//! its store directory. `opt.mode=` picks the attack:
+//! its store directory, or mounts that break the contract. `opt.mode=`
+//! picks the attack:
 //!
 //! * `dir`: extract a fresh layer into `../outside`;
 //! * `meta`: keep the host's record at `../../record`;
@@ -7,15 +8,21 @@
 //!   view a copy of `/etc` / `../../etc`;
 //! * `copy-link`: the same through `esc`, a symlink in the store pointing
 //!   out (made by the test), with a forged record beside it;
-//! * `bind`: ask for a bind mount of the store;
-//! * `overlay-abs` / `overlay-up` / `overlay-link` (declaring
-//!   `layer-store.overlay`): a view whose lower directories are `/etc`,
-//!   `../../etc` (after a good one), or `esc` (the symlink pointing out);
-//! * `overlay-opts`: an overlay view that also asks for its own
-//!   `upperdir=` outside the store.
+//! * `overlay-abs` / `overlay-up` / `overlay-link`: a view whose lower
+//!   directories are `/etc`, `../../etc` (after a good one), or `esc` (the
+//!   symlink pointing out);
+//! * `overlay-count`: a view naming nine directories (the image has fewer
+//!   layers);
+//! * `several`: a view of two copy mounts;
+//! * `mixed`: a view of a copy mount and an overlay mount;
+//! * `prepare-up`: a fresh base layer over `overlay(["../../etc"])`;
+//! * `prepare-count`: a fresh base layer over one lower directory;
+//! * `mixed-forms`: a base layer prepared as an overlayfs layer, then its
+//!   child with no mount (a whole tree), and a view that copies the chain.
 //!
-//! The host must refuse each one, naming the plugin, and touch nothing
-//! outside the store.
+//! Only `layer-store` is declared, never `layer-store.overlay`: the host
+//! must act on the mounts answered. It must refuse each one, naming the
+//! plugin, and touch nothing outside the store.
 use rumoci_driver_sdk::*;
 
 struct Evil;
@@ -39,71 +46,60 @@ fn committed(name: String) -> SnapshotInfo {
     }
 }
 
-fn mount(kind: &str, source: &str) -> MountSpec {
-    MountSpec {
-        kind: kind.into(),
-        source: source.into(),
-        options: vec!["ro".into()],
-    }
+fn overlay(dirs: &[&str]) -> Mount {
+    Mount::Overlay(dirs.iter().map(|d| d.to_string()).collect())
 }
 
-fn overlay(options: &[&str]) -> MountSpec {
-    MountSpec {
-        kind: "overlay".into(),
-        source: String::new(),
-        options: options.iter().map(|o| o.to_string()).collect(),
-    }
+/// Whether the mode claims the whole chain is cached (the attack is in
+/// the view).
+fn cached() -> bool {
+    let m = mode();
+    m.starts_with("copy") || m.starts_with("overlay") || m == "several" || m == "mixed"
 }
 
 impl Driver for Evil {
     fn info() -> DriverInfo {
-        if mode().starts_with("overlay") {
-            DriverInfo::new(
-                "evil-mount",
-                "0.0.0",
-                &["layer-store", "layer-store.overlay"],
-            )
-        } else {
-            DriverInfo::new("evil-mount", "0.0.0", &["layer-store"])
-        }
+        DriverInfo::new("evil-mount", "0.0.0", &["layer-store"])
     }
 }
 impl Cas for Evil {}
 impl LayerStore for Evil {
     fn stat(name: String) -> Result<Option<SnapshotInfo>> {
-        Ok(match mode().as_str() {
-            "copy-abs" | "copy-up" | "copy-link" | "bind" => Some(committed(name)),
-            m if m.starts_with("overlay") => Some(committed(name)),
-            _ => None,
-        })
+        Ok(cached().then(|| committed(name)))
     }
     fn prepare(
         _key: String,
-        _parent: Option<String>,
+        parent: Option<String>,
         _target: Option<String>,
         _labels: Labels,
     ) -> Result<Prepared> {
-        let (dir, meta) = match mode().as_str() {
-            "dir" => ("../outside", "record"),
-            "meta" => ("fs", "../../record"),
+        let (dir, meta, mounts) = match mode().as_str() {
+            "dir" => ("../outside", "record", vec![]),
+            "meta" => ("fs", "../../record", vec![]),
+            "prepare-up" => ("fs", "record", vec![overlay(&["../../etc"])]),
+            "prepare-count" => ("fs", "record", vec![overlay(&["fs"])]),
+            "mixed-forms" if parent.is_none() => ("fs", "record", vec![overlay(&[])]),
+            "mixed-forms" => ("fs", "record", vec![]),
             m => return Err(Error::Other(format!("prepare not expected in mode {m}"))),
         };
         Ok(Prepared::Fresh(UnpackTarget {
             dir: dir.into(),
-            mounts: Vec::new(),
+            mounts,
             meta: meta.into(),
         }))
     }
-    fn view(_key: String, _parent: String) -> Result<Vec<MountSpec>> {
+    fn view(_key: String, _parent: String) -> Result<Vec<Mount>> {
         Ok(match mode().as_str() {
-            "copy-abs" => vec![mount("copy", "/etc")],
-            "copy-up" => vec![mount("copy", "../../etc")],
-            "copy-link" => vec![mount("copy", "esc")],
-            "bind" => vec![mount("bind", ".")],
-            "overlay-abs" => vec![overlay(&["lowerdir=/etc"])],
-            "overlay-up" => vec![overlay(&["lowerdir=fs:../../etc"])],
-            "overlay-link" => vec![overlay(&["lowerdir=esc"])],
-            "overlay-opts" => vec![overlay(&["lowerdir=fs", "upperdir=../../etc"])],
+            "copy-abs" => vec![Mount::Copy("/etc".into())],
+            "copy-up" => vec![Mount::Copy("../../etc".into())],
+            "copy-link" => vec![Mount::Copy("esc".into())],
+            "overlay-abs" => vec![overlay(&["/etc"])],
+            "overlay-up" => vec![overlay(&["fs", "../../etc"])],
+            "overlay-link" => vec![overlay(&["esc"])],
+            "overlay-count" => vec![overlay(&["fs"; 9])],
+            "several" => vec![Mount::Copy("fs".into()), Mount::Copy("fs".into())],
+            "mixed" => vec![Mount::Copy("fs".into()), overlay(&["fs"])],
+            "mixed-forms" => vec![Mount::Copy("fs".into())],
             m => return Err(Error::Other(format!("view not expected in mode {m}"))),
         })
     }
