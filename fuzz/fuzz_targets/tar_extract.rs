@@ -33,7 +33,7 @@ use std::path::Path;
 
 use libfuzzer_sys::fuzz_target;
 use rumoci::layer::extract::{ExtractOptions, Extractor};
-use rumoci::layer::root::Root;
+use rumoci::fs::root::Root;
 
 const SENTINEL: &[u8] = b"sentinel: must never change\n";
 
