@@ -500,6 +500,10 @@ fn unpack_layers(
     check_image(manifest, config)?;
     let _lock = store.lock()?;
     let n = manifest.layers.len();
+    if n == 0 {
+        // no layer: the root filesystem is the empty directory itself
+        epoch_times(rootfs)?;
+    }
     let suffix = options_suffix(&opts);
     let mut chain = Chain {
         store,
@@ -580,6 +584,9 @@ fn unpack_layers(
                 )
             })?;
             chain.enter(form, &what, &target.mounts)?;
+            if i == 0 {
+                epoch_times(&dir)?;
+            }
             let ex = ex.get_or_insert_with(|| Extractor::new(form_opts(form)));
             match target.mounts.as_slice() {
                 [Mount::Overlay(dirs)] => {
@@ -740,6 +747,35 @@ fn unpack_layers(
         tracing::warn!("{e}");
     }
     res
+}
+
+/// Set the access and modification times of the directory `dir` to the
+/// Unix epoch, as umoci does with the root of every unpack before its first
+/// layer: a layer without a `./` entry (most images built by other tools)
+/// then leaves the root's times at 0 instead of the time of the unpack, and
+/// unpacks are repeatable. Skipped (with a note in the log) where the
+/// caller may not change them (a root owned by someone else).
+fn epoch_times(dir: &Path) -> Result<(), UnpackError> {
+    use rustix::fs::{AtFlags, CWD, Timespec, Timestamps};
+    let zero = Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    let t = Timestamps {
+        last_access: zero,
+        last_modification: zero,
+    };
+    match rustix::fs::utimensat(CWD, dir, &t, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(()) => Ok(()),
+        Err(e @ (rustix::io::Errno::PERM | rustix::io::Errno::ACCESS)) => {
+            tracing::debug!("{}: root times left as they are: {e}", dir.display());
+            Ok(())
+        }
+        Err(e) => Err(UnpackError::Io {
+            path: dir.display().to_string(),
+            source: e.into(),
+        }),
+    }
 }
 
 /// Give a new layer's root directory the metadata of the root beneath it

@@ -323,3 +323,56 @@ fn rootless_unpack_as_an_unprivileged_user() {
     }
     let _ = l;
 }
+
+/// Most images built by other tools have layers without a `./` entry. umoci
+/// sets the root's times to the Unix epoch before the first layer, so the
+/// root of such an unpack (and of an image without layers) is at 0, not at
+/// the time of the unpack: the same through `raw unpack`, twice over one
+/// rootfs, and through the layer cache, cold and warm.
+#[test]
+fn layers_without_a_root_entry_leave_the_root_at_the_epoch() {
+    use std::os::unix::fs::MetadataExt;
+    if !have("umoci") || !have("tar") {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let t = tmp.path();
+    let src = t.join("src");
+    std::fs::create_dir_all(src.join("etc/app")).expect("mkdir");
+    std::fs::write(src.join("etc/app/hello"), "hi\n").expect("write");
+    let layer = t.join("layer.tar");
+    // names only: no `./` entry for the root
+    run_ok("tar", &["-C", s(&src), "-cf", s(&layer), "etc"]);
+    assert!(!run_ok("tar", &["-tf", s(&layer)]).lines().any(|l| l == "./"));
+    let l = t.join("layout");
+    run_ok("umoci", &["init", "--layout", s(&l)]);
+    for tag in ["t", "empty"] {
+        run_ok("umoci", &["new", "--image", &format!("{}:{tag}", s(&l))]);
+    }
+    run_ok("umoci", &["raw", "add-layer", "--image", &format!("{}:t", s(&l)), s(&layer)]);
+    let mtime = |p: &Path| std::fs::symlink_metadata(p).expect("lstat").mtime();
+    for tag in ["t", "empty"] {
+        let dir = t.join(tag);
+        std::fs::create_dir(&dir).expect("mkdir");
+        let (go, ours) = unpack_both(&format!("{}:{tag}", s(&l)), &dir);
+        assert_eq!(mtime(&go.join("rootfs")), 0, "Go umoci's root of {tag}");
+        assert_eq!(mtime(&ours.join("rootfs")), 0, "root of {tag}");
+        assert_same_tree(&go.join("rootfs"), &ours.join("rootfs"));
+    }
+    let raw = t.join("raw");
+    for _ in 0..2 {
+        rumoci_ok(&["raw", "unpack", "--image", &format!("{}:t", s(&l)), s(&raw)]);
+        assert_eq!(mtime(&raw), 0, "raw unpack's root");
+    }
+    let driver = format!(
+        "{},dir={}",
+        plugin_wasm(&["layer-cache"], "layer-cache"),
+        s(&t.join("store"))
+    );
+    for run in ["cold", "warm"] {
+        let b = t.join(format!("cache-{run}"));
+        rumoci_ok(&["--driver", &driver, "unpack", "--image", &format!("{}:t", s(&l)), s(&b)]);
+        assert_eq!(mtime(&b.join("rootfs")), 0, "{run} layer-cache root");
+        assert_same_tree(&t.join("t/go/rootfs"), &b.join("rootfs"));
+    }
+}
