@@ -2,7 +2,7 @@
 //! requests.
 //!
 //! A plugin has no sockets. Its only way out is `wasi:http`, and every
-//! request it makes arrives here ([`Hooks::send_request`]):
+//! request it makes arrives here (`Hooks::send_request`):
 //! - requests to anything but the origin of its `url=` (scheme, host and
 //!   port) are refused, with an error naming the plugin and the address;
 //! - the host answers the registry's `401` challenges itself (Basic, or
