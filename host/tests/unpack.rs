@@ -343,13 +343,26 @@ fn layers_without_a_root_entry_leave_the_root_at_the_epoch() {
     let layer = t.join("layer.tar");
     // names only: no `./` entry for the root
     run_ok("tar", &["-C", s(&src), "-cf", s(&layer), "etc"]);
-    assert!(!run_ok("tar", &["-tf", s(&layer)]).lines().any(|l| l == "./"));
+    assert!(
+        !run_ok("tar", &["-tf", s(&layer)])
+            .lines()
+            .any(|l| l == "./")
+    );
     let l = t.join("layout");
     run_ok("umoci", &["init", "--layout", s(&l)]);
     for tag in ["t", "empty"] {
         run_ok("umoci", &["new", "--image", &format!("{}:{tag}", s(&l))]);
     }
-    run_ok("umoci", &["raw", "add-layer", "--image", &format!("{}:t", s(&l)), s(&layer)]);
+    run_ok(
+        "umoci",
+        &[
+            "raw",
+            "add-layer",
+            "--image",
+            &format!("{}:t", s(&l)),
+            s(&layer),
+        ],
+    );
     let mtime = |p: &Path| std::fs::symlink_metadata(p).expect("lstat").mtime();
     for tag in ["t", "empty"] {
         let dir = t.join(tag);
@@ -371,7 +384,14 @@ fn layers_without_a_root_entry_leave_the_root_at_the_epoch() {
     );
     for run in ["cold", "warm"] {
         let b = t.join(format!("cache-{run}"));
-        rumoci_ok(&["--driver", &driver, "unpack", "--image", &format!("{}:t", s(&l)), s(&b)]);
+        rumoci_ok(&[
+            "--driver",
+            &driver,
+            "unpack",
+            "--image",
+            &format!("{}:t", s(&l)),
+            s(&b),
+        ]);
         assert_eq!(mtime(&b.join("rootfs")), 0, "{run} layer-cache root");
         assert_same_tree(&t.join("t/go/rootfs"), &b.join("rootfs"));
     }

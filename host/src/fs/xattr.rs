@@ -14,6 +14,11 @@ use std::path::Path;
 use rustix::fs::XattrFlags;
 use rustix::io::Errno;
 
+/// Extended attributes that are never image content, as in umoci: they
+/// belong to the host (SELinux labels, NFSv4 ACLs), so layers neither carry
+/// them nor set them, and mtrees do not record them.
+pub const FORBIDDEN: &[&str] = &["security.selinux", "system.nfs4_acl"];
+
 /// The kernel's `XATTR_LIST_MAX` and `XATTR_SIZE_MAX`.
 pub const MAX: usize = 1 << 16;
 

@@ -17,8 +17,6 @@ use tar::{EntryType, Header};
 
 use crate::path::{self, BStr, BString, ByteSlice, ByteVec};
 
-/// Xattrs never written to layers (umoci's forbidden list).
-const FORBIDDEN_XATTRS: &[&str] = &["security.selinux", "system.nfs4_acl"];
 /// The xattr rootless unpack uses to remember the container owner.
 pub const ROOTLESS_XATTR: &str = "user.rootlesscontainers";
 
@@ -116,7 +114,7 @@ fn read_xattrs(path: &Path) -> Result<BTreeMap<String, Vec<u8>>, GenerateError> 
     // overlayfs' own bookkeeping (origin, impure, opaque, …) is never image
     // content
     xattr::read_all(xattr::Node::Path(path), |n| {
-        FORBIDDEN_XATTRS.contains(&n) || super::overlay::is_overlay_xattr(n)
+        crate::fs::xattr::FORBIDDEN.contains(&n) || super::overlay::is_overlay_xattr(n)
     })
     .map_err(|e| io_at(path)(e.into()))
 }

@@ -33,9 +33,6 @@ use crate::path::{self, BStr, BString};
 /// umoci's mtree keywords, in go-mtree's order.
 pub const UMOCI_KEYWORDS: &str = "size,type,uid,gid,mode,link,nlink,tar_time,sha256digest,xattr";
 
-/// Xattrs umoci never records.
-const FORBIDDEN_XATTRS: &[&str] = &["security.selinux", "system.nfs4_acl"];
-
 /// Errors while writing a manifest.
 #[derive(Debug, thiserror::Error)]
 #[error("{}: {source}", crate::show::name(path))]
@@ -99,7 +96,7 @@ fn mode_str(m: u32) -> String {
 pub(crate) fn list_xattrs(path: &Path) -> io::Result<BTreeMap<String, Vec<u8>>> {
     use crate::fs::xattr;
     Ok(xattr::read_all(xattr::Node::Path(path), |n| {
-        FORBIDDEN_XATTRS.contains(&n)
+        crate::fs::xattr::FORBIDDEN.contains(&n)
     })?)
 }
 
