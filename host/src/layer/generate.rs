@@ -10,11 +10,16 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fs::Metadata;
 use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
+use rustix::fs::{Mode, OFlags, ResolveFlags};
+use rustix::io::Errno;
 use tar::{EntryType, Header};
 
+use crate::fs::dir::proc_path;
 use crate::path::{self, BStr, BString, ByteSlice, ByteVec};
 
 /// The xattr rootless unpack uses to remember the container owner.
@@ -73,6 +78,20 @@ pub struct TarGenerator<W: Write> {
     opts: GenerateOptions,
     /// First archive name seen for each (device, inode) with nlink > 1.
     hardlinks: HashMap<(u64, u64), BString>,
+    /// The tree entries are read from, once [`TarGenerator::read_beneath`]
+    /// named it.
+    beneath: Option<Beneath>,
+}
+
+/// A tree the generator reads entries from through descriptors: each
+/// entry's parent directory is opened beneath the tree's root without
+/// following a symlink, and the entry is reached by name in it.
+struct Beneath {
+    root: PathBuf,
+    fd: OwnedFd,
+    /// The parent directory of the last entry read (relative to `root`),
+    /// reused for its siblings.
+    parent: Option<(PathBuf, OwnedFd)>,
 }
 
 /// Whether a base name is a whiteout name (files with such names cannot be
@@ -109,14 +128,25 @@ impl<R: Read> Read for Exact<R> {
     }
 }
 
-fn read_xattrs(path: &Path) -> Result<BTreeMap<String, Vec<u8>>, GenerateError> {
+/// The xattrs a layer carries of the entry at `path` (named `host` in
+/// errors).
+fn read_xattrs(path: &Path, host: &Path) -> Result<BTreeMap<String, Vec<u8>>, GenerateError> {
     use crate::fs::xattr;
     // overlayfs' own bookkeeping (origin, impure, opaque, …) is never image
     // content
     xattr::read_all(xattr::Node::Path(path), |n| {
         crate::fs::xattr::FORBIDDEN.contains(&n) || super::overlay::is_overlay_xattr(n)
     })
-    .map_err(|e| io_at(path)(e.into()))
+    .map_err(|e| io_at(host)(e.into()))
+}
+
+/// `name` as a C string (file names hold no NUL byte).
+fn cstr(name: &std::ffi::OsStr, host: &Path) -> Result<std::ffi::CString, GenerateError> {
+    std::ffi::CString::new(name.as_bytes()).map_err(|e| io_at(host)(io::Error::other(e)))
+}
+
+fn os(p: &std::ffi::CStr) -> &std::ffi::OsStr {
+    std::ffi::OsStr::from_bytes(p.to_bytes())
 }
 
 /// Largest value an octal ustar numeric field of `width` bytes can hold.
@@ -134,7 +164,78 @@ impl<W: Write> TarGenerator<W> {
             out: b,
             opts,
             hardlinks: HashMap::new(),
+            beneath: None,
         }
+    }
+
+    /// Read every later entry whose host path lies beneath the directory
+    /// `root` through its parent directory, opened beneath `root` without
+    /// following a symlink (`openat2` with `RESOLVE_BENEATH |
+    /// RESOLVE_NO_SYMLINKS`), and then by name, never following it. A
+    /// directory of the tree replaced by a symlink while the layer is
+    /// written (by a process still running in a bundle's rootfs) makes that
+    /// entry fail instead of putting what lies outside the tree into the
+    /// layer.
+    pub fn read_beneath(&mut self, root: &Path) -> Result<(), GenerateError> {
+        let fd = rustix::fs::open(
+            root,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| io_at(root)(e.into()))?;
+        self.beneath = Some(Beneath {
+            root: root.to_path_buf(),
+            fd,
+            parent: None,
+        });
+        Ok(())
+    }
+
+    /// The path through which the entry at `host` is read: with
+    /// [`Self::read_beneath`], `/proc/self/fd/<parent>/<name>` of its
+    /// parent opened beneath the root (the descriptor's magic link is
+    /// followed, the name never is); else `host` itself.
+    fn pin(&mut self, host: &Path) -> Result<PathBuf, GenerateError> {
+        let Some(b) = self.beneath.as_mut() else {
+            return Ok(host.to_path_buf());
+        };
+        let Ok(rel) = host.strip_prefix(&b.root) else {
+            return Ok(host.to_path_buf());
+        };
+        let (Some(parent), Some(name)) = (rel.parent(), rel.file_name()) else {
+            // the root itself, as the caller named it (an `lstat` of a
+            // descriptor's magic link would see the link)
+            return Ok(host.to_path_buf());
+        };
+        if parent.as_os_str().is_empty() {
+            let p = proc_path(b.fd.as_fd(), Some(&cstr(name, host)?));
+            return Ok(PathBuf::from(os(&p)));
+        }
+        if b.parent.as_ref().is_none_or(|(r, _)| r != parent) {
+            let fd = rustix::fs::openat2(
+                &b.fd,
+                parent,
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+                ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
+            )
+            .map_err(|e| {
+                let reason = match e {
+                    Errno::LOOP | Errno::XDEV => format!(
+                        "{}: a directory above it is a symlink now (changed while the layer was written?)",
+                        parent.display()
+                    ),
+                    e => format!("{}: {e}", parent.display()),
+                };
+                io_at(host)(io::Error::other(reason))
+            })?;
+            b.parent = Some((parent.to_path_buf(), fd));
+        }
+        let fd = match &b.parent {
+            Some((_, fd)) => fd.as_fd(),
+            None => b.fd.as_fd(),
+        };
+        Ok(PathBuf::from(os(&proc_path(fd, Some(&cstr(name, host)?)))))
     }
 
     fn clamp(&self, mtime: i64) -> u64 {
@@ -258,12 +359,13 @@ impl<W: Write> TarGenerator<W> {
                 reason: "invalid path has whiteout prefix \".wh.\"".into(),
             });
         }
-        let md = std::fs::symlink_metadata(host).map_err(io_at(host))?;
+        let p = self.pin(host)?;
+        let md = std::fs::symlink_metadata(&p).map_err(io_at(host))?;
         let ft = md.file_type();
         let mut xattrs = if ft.is_symlink() {
             BTreeMap::new()
         } else {
-            crate::fs::unpriv::with_read(host, &md, || Ok(read_xattrs(host)))
+            crate::fs::unpriv::with_read(&p, &md, || Ok(read_xattrs(&p, host)))
                 .map_err(io_at(host))??
         };
         let mut h = self.base_header(name, host, &md, &mut xattrs)?;
@@ -282,7 +384,7 @@ impl<W: Write> TarGenerator<W> {
             self.emit(dname.as_ref(), h, None, &xattrs, &mut io::empty())
         } else if ft.is_symlink() {
             h.set_entry_type(EntryType::Symlink);
-            let target = std::fs::read_link(host).map_err(io_at(host))?;
+            let target = std::fs::read_link(&p).map_err(io_at(host))?;
             let target = path::bytes(target.as_os_str());
             self.emit(name, h, Some(target), &xattrs, &mut io::empty())
         } else if ft.is_file() {
@@ -295,7 +397,7 @@ impl<W: Write> TarGenerator<W> {
                 });
             }
             h.set_size(size);
-            let f = crate::fs::unpriv::read_file(host).map_err(io_at(host))?;
+            let f = crate::fs::unpriv::read_file(&p).map_err(io_at(host))?;
             let mut data = Exact {
                 inner: f,
                 left: size,
@@ -374,6 +476,9 @@ pub fn add_tree<W: Write>(
     opaque: bool,
 ) -> Result<(), GenerateError> {
     let target = target.trim_with(|c| c == '/').as_bstr();
+    if std::fs::symlink_metadata(src).is_ok_and(|m| m.is_dir()) {
+        tar.read_beneath(src)?;
+    }
     if opaque {
         tar.add_opaque_whiteout(target)?;
     }
@@ -421,4 +526,79 @@ pub fn children_rev(host: &Path, name: &BStr) -> Result<Vec<(PathBuf, BString)>,
             Ok((host.join(&c), child_name))
         })
         .collect()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn names_and_data(layer: &[u8]) -> Vec<(String, Vec<u8>)> {
+        let mut a = tar::Archive::new(layer);
+        a.entries()
+            .unwrap()
+            .map(|e| {
+                let mut e = e.unwrap();
+                let kind = match e.header().entry_type() {
+                    EntryType::Directory => "dir ",
+                    EntryType::Symlink => "link ",
+                    _ => "",
+                };
+                let name = format!("{kind}{}", String::from_utf8_lossy(&e.path_bytes()));
+                let mut data = Vec::new();
+                e.read_to_end(&mut data).unwrap();
+                (name, data)
+            })
+            .collect()
+    }
+
+    /// A directory of the tree replaced by a symlink to somewhere else (as
+    /// a process still running in a bundle could do while `repack` writes
+    /// the layer): read beneath the root, the entry fails and nothing from
+    /// outside the tree reaches the layer; the tree's own entries, the root
+    /// and nested ones, are read as before.
+    #[test]
+    fn entries_are_read_beneath_the_root_only() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("rootfs");
+        std::fs::create_dir_all(root.join("etc/app")).unwrap();
+        std::fs::write(root.join("etc/app/conf"), "inside").unwrap();
+        std::fs::write(root.join("top"), "top").unwrap();
+        std::fs::create_dir(t.path().join("outside")).unwrap();
+        std::fs::write(t.path().join("outside/secret"), "secret").unwrap();
+        std::os::unix::fs::symlink("../outside", root.join("swapped")).unwrap();
+
+        let mut tar = TarGenerator::new(Vec::new(), GenerateOptions::default());
+        tar.read_beneath(&root).unwrap();
+        for n in ["", "etc", "etc/app", "etc/app/conf", "top", "swapped"] {
+            tar.add_path(n.as_bytes().as_bstr(), &root.join(n)).unwrap();
+        }
+        let err = tar
+            .add_path(b"swapped/secret".as_bstr(), &root.join("swapped/secret"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("is a symlink now"), "{err}");
+        let entries = names_and_data(&tar.finish().unwrap());
+        let names: Vec<&str> = entries.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "dir /",
+                "dir etc/",
+                "dir etc/app/",
+                "etc/app/conf",
+                "top",
+                "link swapped"
+            ]
+        );
+        assert_eq!(entries[3].1, b"inside");
+        assert!(entries.iter().all(|(_, d)| d != b"secret"));
+
+        // without it, the path is followed: what the guard is for
+        let mut tar = TarGenerator::new(Vec::new(), GenerateOptions::default());
+        tar.add_path(b"swapped/secret".as_bstr(), &root.join("swapped/secret"))
+            .unwrap();
+        let entries = names_and_data(&tar.finish().unwrap());
+        assert_eq!(entries[0].1, b"secret");
+    }
 }

@@ -81,6 +81,7 @@ pub(super) fn add_layer(
     opts: &RepackOptions,
     meta: &Meta,
     grant: TreeGrant,
+    root: &Path,
     entries: usize,
     write: impl FnOnce(&mut TarGenerator<LayerWriter>) -> Result<(), RepackError>,
 ) -> Result<DescriptorPath, RepackError> {
@@ -112,6 +113,7 @@ pub(super) fn add_layer(
         grant: Some(grant),
     };
     let mut tar = TarGenerator::new(layer, gen_opts);
+    tar.read_beneath(root)?;
     write(&mut tar)?;
     let layer = tar.finish()?;
     m.finish_layer(layer, history)?;

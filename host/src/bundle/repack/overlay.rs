@@ -151,22 +151,30 @@ pub(super) fn repack(
         "repack (overlay): {} entries in the upper directory",
         entries.len()
     );
-    let new = add_layer(m, opts, &meta, tree_grant(&upper)?, entries.len(), |tar| {
-        for (name, kind) in &entries {
-            let (host, arch) = member(&upper, name.as_ref());
-            match kind {
-                Upper::Whiteout => tar.add_whiteout(name.as_ref())?,
-                Upper::Dir { opaque } => {
-                    tar.add_path(arch, &host)?;
-                    if *opaque {
-                        tar.add_opaque_whiteout(name.as_ref())?;
+    let new = add_layer(
+        m,
+        opts,
+        &meta,
+        tree_grant(&upper)?,
+        &upper,
+        entries.len(),
+        |tar| {
+            for (name, kind) in &entries {
+                let (host, arch) = member(&upper, name.as_ref());
+                match kind {
+                    Upper::Whiteout => tar.add_whiteout(name.as_ref())?,
+                    Upper::Dir { opaque } => {
+                        tar.add_path(arch, &host)?;
+                        if *opaque {
+                            tar.add_opaque_whiteout(name.as_ref())?;
+                        }
                     }
+                    Upper::Entry => tar.add_path(arch, &host)?,
                 }
-                Upper::Entry => tar.add_path(arch, &host)?,
             }
-        }
-        Ok(())
-    })?;
+            Ok(())
+        },
+    )?;
     Ok(RepackOutcome {
         path: new,
         entries: entries.len(),

@@ -61,7 +61,7 @@ pub(super) fn repack(
         names.push(name);
     }
 
-    let new = add_layer(m, opts, &meta, grant, deltas.len(), |tar| {
+    let new = add_layer(m, opts, &meta, grant, &rootfs, deltas.len(), |tar| {
         for (d, name) in deltas.iter().zip(&names) {
             match d.kind {
                 DeltaKind::Missing => tar.add_whiteout(name.as_ref())?,
