@@ -40,16 +40,9 @@ impl Copier<'_> {
         path: &str,
         st: &Stat,
     ) -> Result<(), CopyError> {
-        // O_PATH first: nothing is opened until the inode is known to be
-        // the regular file that was checked.
-        let pfd = rustix::fs::openat(
-            &dir.src,
-            name,
-            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(io_err(path, "open"))?;
-        same_inode(pfd.as_fd(), st, path)?;
+        // nothing is opened for reading until the inode is known to be the
+        // regular file that was checked
+        let pfd = pinned(dir, name, st, path)?;
         let src = self.open_src(
             rustix::fs::CWD,
             &proc_path(pfd.as_fd(), None),
@@ -194,15 +187,8 @@ impl Copier<'_> {
         path: &str,
         st: &Stat,
     ) -> Result<(), CopyError> {
-        // Read the target through an O_PATH descriptor of the checked inode.
-        let pfd = rustix::fs::openat(
-            &dir.src,
-            name,
-            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(io_err(path, "open"))?;
-        same_inode(pfd.as_fd(), st, path)?;
+        // the target of the checked inode
+        let pfd = pinned(dir, name, st, path)?;
         let target =
             rustix::fs::readlinkat(&pfd, c"", Vec::new()).map_err(io_err(path, "readlink"))?;
         rustix::fs::symlinkat(&target, &dir.dst, name).map_err(io_err(path, "symlink"))?;
@@ -242,4 +228,18 @@ impl Copier<'_> {
             path,
         )
     }
+}
+
+/// An `O_PATH` descriptor of the source entry `name` of `dir`, not
+/// followed, checked to be the inode that was `lstat`ed as `st`.
+fn pinned(dir: &Frame, name: &CStr, st: &Stat, path: &str) -> Result<OwnedFd, CopyError> {
+    let pfd = rustix::fs::openat(
+        &dir.src,
+        name,
+        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(io_err(path, "open"))?;
+    same_inode(pfd.as_fd(), st, path)?;
+    Ok(pfd)
 }
