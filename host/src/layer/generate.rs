@@ -10,8 +10,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fs::Metadata;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
@@ -19,7 +18,6 @@ use rustix::fs::{Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
 use tar::{EntryType, Header};
 
-use crate::fs::dir::proc_path;
 use crate::path::{self, BStr, BString, ByteSlice, ByteVec};
 
 /// The xattr rootless unpack uses to remember the container owner.
@@ -140,15 +138,6 @@ fn read_xattrs(path: &Path, host: &Path) -> Result<BTreeMap<String, Vec<u8>>, Ge
     .map_err(|e| io_at(host)(e.into()))
 }
 
-/// `name` as a C string (file names hold no NUL byte).
-fn cstr(name: &std::ffi::OsStr, host: &Path) -> Result<std::ffi::CString, GenerateError> {
-    std::ffi::CString::new(name.as_bytes()).map_err(|e| io_at(host)(io::Error::other(e)))
-}
-
-fn os(p: &std::ffi::CStr) -> &std::ffi::OsStr {
-    std::ffi::OsStr::from_bytes(p.to_bytes())
-}
-
 /// Largest value an octal ustar numeric field of `width` bytes can hold.
 fn fits_octal(v: u64, width: u32) -> bool {
     v < 8u64.pow(width - 1)
@@ -207,35 +196,35 @@ impl<W: Write> TarGenerator<W> {
             // descriptor's magic link would see the link)
             return Ok(host.to_path_buf());
         };
-        if parent.as_os_str().is_empty() {
-            let p = proc_path(b.fd.as_fd(), Some(&cstr(name, host)?));
-            return Ok(PathBuf::from(os(&p)));
-        }
-        if b.parent.as_ref().is_none_or(|(r, _)| r != parent) {
-            let fd = rustix::fs::openat2(
-                &b.fd,
-                parent,
-                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-                Mode::empty(),
-                ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
-            )
-            .map_err(|e| {
-                let reason = match e {
-                    Errno::LOOP | Errno::XDEV => format!(
-                        "{}: a directory above it is a symlink now (changed while the layer was written?)",
-                        parent.display()
-                    ),
-                    e => format!("{}: {e}", parent.display()),
-                };
-                io_at(host)(io::Error::other(reason))
-            })?;
-            b.parent = Some((parent.to_path_buf(), fd));
-        }
-        let fd = match &b.parent {
-            Some((_, fd)) => fd.as_fd(),
-            None => b.fd.as_fd(),
+        let dir = if parent.as_os_str().is_empty() {
+            b.fd.as_fd()
+        } else {
+            if b.parent.as_ref().is_none_or(|(r, _)| r != parent) {
+                let fd = rustix::fs::openat2(
+                    &b.fd,
+                    parent,
+                    OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                    Mode::empty(),
+                    ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
+                )
+                .map_err(|e| {
+                    let reason = match e {
+                        Errno::LOOP | Errno::XDEV => format!(
+                            "{}: a directory above it is a symlink now (changed while the layer was written?)",
+                            parent.display()
+                        ),
+                        e => format!("{}: {e}", parent.display()),
+                    };
+                    io_at(host)(io::Error::other(reason))
+                })?;
+                b.parent = Some((parent.to_path_buf(), fd));
+            }
+            match &b.parent {
+                Some((_, fd)) => fd.as_fd(),
+                None => b.fd.as_fd(),
+            }
         };
-        Ok(PathBuf::from(os(&proc_path(fd, Some(&cstr(name, host)?)))))
+        Ok(Path::new(&format!("/proc/self/fd/{}", dir.as_raw_fd())).join(name))
     }
 
     fn clamp(&self, mtime: i64) -> u64 {
