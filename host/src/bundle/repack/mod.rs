@@ -96,6 +96,18 @@ fn bundle_err(bundle: &Path, reason: impl Into<String>) -> RepackError {
     }
 }
 
+/// Refuse to put the entry `name` in a layer if its file name would be
+/// read back as a whiteout.
+fn check_layer_name(name: &[u8]) -> Result<(), RepackError> {
+    if crate::layer::generate::is_whiteout_name(name) {
+        return Err(RepackError::Rootfs {
+            path: crate::show::name(name),
+            reason: "a file name starting with \".wh.\" would be read as a whiteout".into(),
+        });
+    }
+    Ok(())
+}
+
 /// Read a bundle's `umoci.json` and check it points at a manifest.
 pub fn read_meta(bundle: &Path) -> Result<(Meta, DescriptorPath), RepackError> {
     let meta = Meta::read(bundle).map_err(|e| bundle_err(bundle, e.to_string()))?;

@@ -7,12 +7,12 @@ use std::path::{Path, PathBuf};
 
 use super::commit::{add_layer, masks, member, rewrite_bundle, tree_grant};
 use super::tree::load_spec;
-use super::{RepackError, RepackOptions, RepackOutcome, bundle_err};
+use super::{RepackError, RepackOptions, RepackOutcome, bundle_err, check_layer_name};
 use crate::bundle::ROOTFS;
 use crate::bundle::meta::Meta;
 use crate::cas::WriteLock;
 use crate::cas::refs::DescriptorPath;
-use crate::layer::generate::{GenerateError, children_rev, is_whiteout_name};
+use crate::layer::generate::{GenerateError, children_rev};
 use crate::mtree::diff::DiffStats;
 use crate::mtree::parse::Spec;
 use crate::mutate::Mutator;
@@ -86,11 +86,8 @@ fn walk_upper(
             }
             Upper::Entry
         };
-        if !rel.is_empty() && is_whiteout_name(&rel) {
-            return Err(RepackError::Rootfs {
-                path: crate::show::name(&rel),
-                reason: "a file name starting with \".wh.\" would be read as a whiteout".into(),
-            });
+        if !rel.is_empty() {
+            check_layer_name(&rel)?;
         }
         if kind != Upper::Whiteout && ft.is_dir() {
             // the same errors as the rest of the walk

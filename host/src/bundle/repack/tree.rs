@@ -6,12 +6,11 @@ use std::io::BufReader;
 use std::path::Path;
 
 use super::commit::{add_layer, masks, member, tree_grant};
-use super::{RepackError, RepackOptions, RepackOutcome, bundle_err};
+use super::{RepackError, RepackOptions, RepackOutcome, bundle_err, check_layer_name};
 use crate::bundle::meta::Meta;
 use crate::bundle::{ROOTFS, mtree_name, statcache_name};
 use crate::cas::WriteLock;
 use crate::cas::refs::DescriptorPath;
-use crate::layer::generate::is_whiteout_name;
 use crate::mtree::diff::{self, DeltaKind};
 use crate::mtree::parse::{self, Spec};
 use crate::mtree::statcache::StatCache;
@@ -52,11 +51,8 @@ pub(super) fn repack(
     let mut names = Vec::with_capacity(deltas.len());
     for d in &deltas {
         let name = BString::from(d.path.as_slice());
-        if d.kind != DeltaKind::Missing && is_whiteout_name(&name) {
-            return Err(RepackError::Rootfs {
-                path: crate::show::name(&name),
-                reason: "a file name starting with \".wh.\" would be read as a whiteout".into(),
-            });
+        if d.kind != DeltaKind::Missing {
+            check_layer_name(&name)?;
         }
         names.push(name);
     }
