@@ -315,6 +315,18 @@ if __name__ == "__main__":
     main()
 
 
+def print_ratios(results, other, label):
+    """One line per scenario of `results` ({name: (times, rss)}, each a
+    {tool: [values]}): rumoci's median time against tool `other`'s (shown
+    as `label`), the ratio, and each one's peak RSS."""
+    w = max([len(n) for n in results] + [8]) + 2
+    print(f"{'scenario':<{w}}{'rumoci':>10}{label:>14}{'ratio':>8}{'rumoci RSS':>12}{label + ' RSS':>14}")
+    for name, (times, rss) in results.items():
+        r, o = statistics.median(times["rumoci"]), statistics.median(times[other])
+        print(f"{name:<{w}}{r:>9.3f}s{o:>13.3f}s{r / o:>7.2f}x"
+              f"{max(rss['rumoci']) // 1024:>9} MB{max(rss[other]) // 1024:>11} MB")
+
+
 def start_registry(work, name, tls=None):
     """A private Debian `docker-registry` on 127.0.0.1 with its config and
     storage under work/NAME*; with tls, a directory holding server.crt and

@@ -20,12 +20,11 @@ target/release/rumoci and the registry plugin built:
 import argparse
 import os
 import shutil
-import statistics
 import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench import REGISTRY_WASM, RUMOCI, run, start_registry  # noqa: E402
+from bench import REGISTRY_WASM, RUMOCI, print_ratios, run, start_registry  # noqa: E402
 
 
 def main():
@@ -90,12 +89,7 @@ def main():
         shutil.rmtree(work, ignore_errors=True)
     size = sum(os.path.getsize(os.path.join(dp, f)) for dp, _, fs in os.walk(layout) for f in fs)
     print(f"image {args.image} ({size / 1e6:.0f} MB layout), {args.runs} runs each, work in {args.work}")
-    print(f"{'scenario':<22}{'rumoci':>10}{'skopeo':>10}{'ratio':>8}{'rumoci RSS':>12}{'skopeo RSS':>12}")
-    for name, (times, rss) in results.items():
-        r, s = statistics.median(times["rumoci"]), statistics.median(times["skopeo"])
-        print(f"{name:<22}{r:>9.3f}s{s:>9.3f}s{r / s:>7.2f}x"
-              f"{max(rss['rumoci']) // 1024:>9} MB{max(rss['skopeo']) // 1024:>9} MB")
-
+    print_ratios(results, "skopeo", "skopeo")
 
 if __name__ == "__main__":
     main()

@@ -21,13 +21,12 @@ wasm32-wasip2 -p registry`.
 import argparse
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench import REGISTRY_WASM, RUMOCI, run, start_registry  # noqa: E402
+from bench import REGISTRY_WASM, RUMOCI, print_ratios, run, start_registry  # noqa: E402
 
 
 def make_pki(d):
@@ -106,12 +105,7 @@ def main():
             p.wait()
         shutil.rmtree(work, ignore_errors=True)
     print(f"image {args.image}, {args.runs} runs each, work in {args.work}")
-    print(f"{'scenario':<20}{'rumoci':>10}{'skopeo+umoci':>14}{'ratio':>8}{'rumoci RSS':>12}{'Go RSS':>10}")
-    for name, (times, rss) in results.items():
-        r, g = statistics.median(times["rumoci"]), statistics.median(times["go"])
-        print(f"{name:<20}{r:>9.3f}s{g:>13.3f}s{r / g:>7.2f}x"
-              f"{max(rss['rumoci']) // 1024:>9} MB{max(rss['go']) // 1024:>7} MB")
-
+    print_ratios(results, "go", "skopeo+umoci")
 
 if __name__ == "__main__":
     main()
