@@ -93,15 +93,7 @@ impl Extractor {
         let (uid, gid) = self.owner(hdr, path)?;
         if let Some(name) = symlink_name {
             if !self.opts.rootless {
-                let (hu, hg) = self.map_owner(uid, gid, path)?;
-                rustix::fs::chownat(
-                    fd,
-                    name.as_bytes(),
-                    Some(rustix::fs::Uid::from_raw(hu)),
-                    Some(rustix::fs::Gid::from_raw(hg)),
-                    AtFlags::SYMLINK_NOFOLLOW,
-                )
-                .map_err(|e| entry_err(path, e))?;
+                self.chown_name(fd, name, uid, gid, path)?;
             }
             return Ok(());
         }
@@ -185,15 +177,7 @@ impl Extractor {
     ) -> Result<(), ExtractError> {
         let (uid, gid) = self.owner(hdr, path)?;
         if !self.opts.rootless {
-            let (hu, hg) = self.map_owner(uid, gid, path)?;
-            rustix::fs::chownat(
-                parent,
-                name.as_bytes(),
-                Some(rustix::fs::Uid::from_raw(hu)),
-                Some(rustix::fs::Gid::from_raw(hg)),
-                AtFlags::SYMLINK_NOFOLLOW,
-            )
-            .map_err(|e| entry_err(path, e))?;
+            self.chown_name(parent, name, uid, gid, path)?;
         }
         let mode = hdr.mode().map_err(|e| entry_err(path, e))? & 0o7777;
         rustix::fs::chmodat(
@@ -240,5 +224,26 @@ impl Extractor {
         let hg = to_host(gid, &self.opts.gid_map)
             .ok_or_else(|| entry_err(path, format!("gid {gid} is not mapped")))?;
         Ok((hu, hg))
+    }
+
+    /// Give the entry `name` of the directory `parent` (not followed) the
+    /// host owner of the image's `uid`:`gid`.
+    fn chown_name(
+        &self,
+        parent: &OwnedFd,
+        name: &BStr,
+        uid: u32,
+        gid: u32,
+        path: &BStr,
+    ) -> Result<(), ExtractError> {
+        let (hu, hg) = self.map_owner(uid, gid, path)?;
+        rustix::fs::chownat(
+            parent,
+            name.as_bytes(),
+            Some(rustix::fs::Uid::from_raw(hu)),
+            Some(rustix::fs::Gid::from_raw(hg)),
+            AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .map_err(|e| entry_err(path, e))
     }
 }
