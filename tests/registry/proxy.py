@@ -91,6 +91,18 @@ def read_line(rfile, limit=65536):
     return line
 
 
+def pieces(rfile, size, what):
+    """The next `size` bytes of `rfile`, in pieces of at most PIECE bytes;
+    the client closing before is an error naming `what`."""
+    left = size
+    while left:
+        data = rfile.read(min(left, PIECE))
+        if not data:
+            raise ConnectionError(f"client closed inside {what}")
+        left -= len(data)
+        yield data
+
+
 def request_body(handler):
     """The request body as a sequence of pieces, and whether it is chunked
     (None: there is no body)."""
@@ -107,29 +119,13 @@ def request_body(handler):
                     while read_line(handler.rfile) not in (b"\r\n", b"\n", b""):
                         pass
                     return
-                left = size
-                while left:
-                    data = handler.rfile.read(min(left, PIECE))
-                    if not data:
-                        raise ConnectionError("client closed inside a chunk")
-                    left -= len(data)
-                    yield data
+                yield from pieces(handler.rfile, size, "a chunk")
                 read_line(handler.rfile)  # the CRLF after the chunk
         return chunks(), True
     length = handler.headers.get("Content-Length")
     if length is None:
         return None, False
-    left = int(length)
-
-    def fixed():
-        nonlocal left
-        while left:
-            data = handler.rfile.read(min(left, PIECE))
-            if not data:
-                raise ConnectionError("client closed inside the body")
-            left -= len(data)
-            yield data
-    return fixed(), False
+    return pieces(handler.rfile, int(length), "the body"), False
 
 
 def make_handler(proxy: Proxy, listener: str):
