@@ -114,11 +114,10 @@ fn top_layer_names(layout: &Path, tag: &str) -> Vec<String> {
 /// to a file of a lower layer, a file in a lower directory without that
 /// directory's header, a whiteout of a lower fifo.
 fn hand_layer(tmp: &Path, img: &str) {
-    let tar = tmp.join("hand.tar");
-    let py = format!(
+    add_python_layer(
+        img,
+        &tmp.join("hand.tar"),
         r#"
-import tarfile, io
-t = tarfile.open({tar:?}, "w", format=tarfile.PAX_FORMAT)
 h = tarfile.TarInfo("usr/hard3"); h.type = tarfile.LNKTYPE; h.linkname = "usr/share/file"; h.mtime = 1600000000
 t.addfile(h)
 data = b"added under a lower directory\n"
@@ -126,12 +125,19 @@ f = tarfile.TarInfo("usr/share/added"); f.size = len(data); f.mtime = 1600000000
 t.addfile(f, io.BytesIO(data))
 w = tarfile.TarInfo("usr/.wh.fifo"); w.mtime = 0
 t.addfile(w, io.BytesIO(b""))
-t.close()
 "#,
-        tar = s(&tar)
+    );
+}
+
+/// Add to `img` a layer `tar` whose entries the Python lines `entries`
+/// write into the PAX `tarfile` `t` (`io` imported).
+fn add_python_layer(img: &str, tar: &Path, entries: &str) {
+    let py = format!(
+        "import tarfile, io\nt = tarfile.open({tar:?}, \"w\", format=tarfile.PAX_FORMAT)\n{entries}\nt.close()\n",
+        tar = s(tar)
     );
     run_ok("python3", &["-c", &py]);
-    run_ok("umoci", &["raw", "add-layer", "--image", img, s(&tar)]);
+    run_ok("umoci", &["raw", "add-layer", "--image", img, s(tar)]);
 }
 
 /// [`go_fixture`]'s one layer (tagged `base`), then a hand-written layer,
@@ -755,11 +761,10 @@ fn base_whiteouts_image(tmp: &Path) -> String {
     run_ok("umoci", &["init", "--layout", s(&layout)]);
     let img = format!("{}:wh", s(&layout));
     run_ok("umoci", &["new", "--image", &img]);
-    let tar = tmp.join("wh.tar");
-    let py = format!(
+    add_python_layer(
+        &img,
+        &tmp.join("wh.tar"),
         r#"
-import tarfile, io
-t = tarfile.open({tar:?}, "w", format=tarfile.PAX_FORMAT)
 r = tarfile.TarInfo("./"); r.type = tarfile.DIRTYPE; r.mode = 0o755; r.mtime = 1600000000
 t.addfile(r)
 d = tarfile.TarInfo("d"); d.type = tarfile.DIRTYPE; d.mode = 0o755; d.mtime = 1600000000
@@ -771,12 +776,8 @@ f = tarfile.TarInfo("d/f"); f.size = len(data); f.mtime = 1600000000; f.mode = 0
 t.addfile(f, io.BytesIO(data))
 w = tarfile.TarInfo(".wh.absent"); w.mtime = 1600000000
 t.addfile(w, io.BytesIO(b""))
-t.close()
 "#,
-        tar = s(&tar)
     );
-    run_ok("python3", &["-c", &py]);
-    run_ok("umoci", &["raw", "add-layer", "--image", &img, s(&tar)]);
     img
 }
 
