@@ -1177,6 +1177,37 @@ fn proxied(p: &Py) -> String {
     )
 }
 
+/// Through the proxy `px`: an unpack of `fixture/image:t` and a copy of it
+/// into a layout both fail with one of `any`, and the copy tags nothing.
+/// Their errors.
+fn unpack_and_copy_fail(fx: &Fx, px: &Py, any: &[&str]) -> (String, String) {
+    let bundle = fx.path("bundle");
+    let unpack = fx.fails(
+        &[
+            "--driver",
+            &proxied(px),
+            "unpack",
+            "--image",
+            "fixture/image:t",
+            sp(&bundle),
+        ],
+        any,
+    );
+    let dest = fx.path("copy-dest");
+    let copy = fx.fails(
+        &[
+            "copy",
+            "--from-driver",
+            &spec(&format!("http://127.0.0.1:{}", px.port), &[]),
+            "fixture/image:t",
+            &format!("{}:t", sp(&dest)),
+        ],
+        any,
+    );
+    assert_untagged(&dest, "t");
+    (unpack, copy)
+}
+
 /// Blobs redirected (307) to another authority, as registries send them to
 /// object storage: followed, and the bundle is the Go umoci's.
 #[test]
@@ -1208,37 +1239,17 @@ fn second_redirect_is_not_granted() {
     let reg = plain_registry(&fx);
     let px = proxy(&reg, "redirect-chain");
     let hop = format!("127.0.0.1:{}", px.hop_port.expect("hop port"));
-    let bundle = fx.path("bundle");
-    let err = fx.fails(
-        &[
-            "--driver",
-            &proxied(&px),
-            "unpack",
-            "--image",
-            "fixture/image:t",
-            sp(&bundle),
-        ],
-        &["not granted"],
-    );
+    let (err, copy_err) = unpack_and_copy_fail(&fx, &px, &["not granted"]);
     let last = err
         .lines()
         .rev()
         .find(|l| !l.trim().is_empty())
         .unwrap_or_default();
     assert!(last.contains(&hop), "the error should name {hop}: {err}");
-    let dest = fx.path("copy-dest");
-    let err = fx.fails(
-        &[
-            "copy",
-            "--from-driver",
-            &spec(&format!("http://127.0.0.1:{}", px.port), &[]),
-            "fixture/image:t",
-            &format!("{}:t", sp(&dest)),
-        ],
-        &["not granted"],
+    assert!(
+        copy_err.contains(&hop),
+        "the error should name {hop}: {copy_err}"
     );
-    assert!(err.contains(&hop), "the error should name {hop}: {err}");
-    assert_untagged(&dest, "t");
     drop(reg);
     px.stop();
 }
@@ -1282,31 +1293,7 @@ fn lying_registry_fails_on_digest_and_tags_nothing() {
         &format!("oci:{}:t", sp(&fx.path("skopeo-dest"))),
     ]);
     assert_fails(&out, "skopeo through a lying registry", &["digest"]);
-
-    let bundle = fx.path("bundle");
-    fx.fails(
-        &[
-            "--driver",
-            &proxied(&px),
-            "unpack",
-            "--image",
-            "fixture/image:t",
-            sp(&bundle),
-        ],
-        &["digest"],
-    );
-    let dest = fx.path("copy-dest");
-    fx.fails(
-        &[
-            "copy",
-            "--from-driver",
-            &spec(&format!("http://127.0.0.1:{}", px.port), &[]),
-            "fixture/image:t",
-            &format!("{}:t", sp(&dest)),
-        ],
-        &["digest"],
-    );
-    assert_untagged(&dest, "t");
+    unpack_and_copy_fail(&fx, &px, &["digest"]);
     drop(reg);
     px.stop();
 }
