@@ -50,7 +50,7 @@ impl HostState {
     /// resolved beneath it without following any symlink) and the last
     /// component's name.
     fn store_entry(&self, path: &str) -> Result<(std::os::fd::OwnedFd, String), String> {
-        use rustix::fs::{Mode, OFlags, ResolveFlags};
+        use rustix::fs::{Mode, OFlags};
         let store = self
             .store
             .as_ref()
@@ -70,14 +70,8 @@ impl HostState {
         } else {
             dirs.join("/")
         };
-        let fd = rustix::fs::openat2(
-            store,
-            parent.as_str(),
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-            ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
-        )
-        .map_err(|e| format!("{parent}: {e}"))?;
+        let fd = crate::fs::root::open_dir_beneath(store, parent.as_str())
+            .map_err(|e| format!("{parent}: {e}"))?;
         // O_PATH descriptors cannot be listed or written through: reopen
         let fd = rustix::fs::openat(
             &fd,

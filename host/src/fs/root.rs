@@ -14,6 +14,22 @@ use crate::path::{BStr, components};
 
 const RESOLVE: ResolveFlags = ResolveFlags::IN_ROOT.union(ResolveFlags::NO_MAGICLINKS);
 
+/// The directory `path` beneath the directory `dir`, opened `O_PATH`:
+/// relative, never through a symlink or out of `dir` (`openat2` with
+/// `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS`).
+pub fn open_dir_beneath<Fd: AsFd, P: rustix::path::Arg>(
+    dir: Fd,
+    path: P,
+) -> Result<OwnedFd, Errno> {
+    rustix::fs::openat2(
+        dir,
+        path,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
+    )
+}
+
 /// An open root filesystem.
 #[derive(Debug)]
 pub struct Root {

@@ -14,7 +14,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{Mode, OFlags, ResolveFlags};
+use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno;
 use tar::{EntryType, Header};
 
@@ -200,14 +200,7 @@ impl<W: Write> TarGenerator<W> {
             b.fd.as_fd()
         } else {
             if b.parent.as_ref().is_none_or(|(r, _)| r != parent) {
-                let fd = rustix::fs::openat2(
-                    &b.fd,
-                    parent,
-                    OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-                    Mode::empty(),
-                    ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
-                )
-                .map_err(|e| {
+                let fd = crate::fs::root::open_dir_beneath(&b.fd, parent).map_err(|e| {
                     let reason = match e {
                         Errno::LOOP | Errno::XDEV => format!(
                             "{}: a directory above it is a symlink now (changed while the layer was written?)",

@@ -5,11 +5,12 @@
 use std::ffi::{CStr, CString};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
-use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Stat};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat};
 
 use super::meta::{Node, SetMode, ident, modified, nlink, same_inode};
 use super::{Copier, CopyError, changed, io_err, lossy};
 use crate::fs::dir::names;
+use crate::fs::root::open_dir_beneath;
 use crate::path::ByteSlice;
 
 /// A directory being copied.
@@ -85,14 +86,8 @@ impl Copier<'_> {
             Some(i) => (&first[..i], &first[i + 1..]),
             None => (&b"."[..], first),
         };
-        let parent = rustix::fs::openat2(
-            &self.dst_root,
-            parent,
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-            ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
-        )
-        .map_err(io_err(path, "open hardlink target directory"))?;
+        let parent = open_dir_beneath(&self.dst_root, parent)
+            .map_err(io_err(path, "open hardlink target directory"))?;
         rustix::fs::linkat(&parent, old, dst_dir, name, AtFlags::empty())
             .map_err(io_err(path, format!("link to {:?}", lossy(first))))
     }
