@@ -281,7 +281,7 @@ impl crate::cas::CasError {
             E::InvalidLayout { .. } | E::Document { .. } | E::Digest(_) | E::Limit(_) => {
                 ErrorKind::InvalidInput
             }
-            E::Invalid(_) => ErrorKind::InvalidInput,
+            E::Invalid(_) | E::AmbiguousTag { .. } => ErrorKind::InvalidInput,
             E::Conflict => ErrorKind::Conflict,
             E::NotAnImage { .. } => ErrorKind::Unsupported,
         }
@@ -433,7 +433,7 @@ impl crate::layer::extract::ExtractError {
     /// applied is invalid input.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            crate::layer::extract::ExtractError::Tar(e)
+            crate::layer::extract::ExtractError::Tar(crate::layer::tarread::TarError::Io(e))
                 if !matches!(ErrorKind::of_io(e), ErrorKind::InvalidInput | ErrorKind::Io) =>
             {
                 ErrorKind::of_io(e)

@@ -43,10 +43,10 @@ pub const MAX_LISTED_BLOBS: usize = 1 << 22;
 /// Most snapshots a layer store may list.
 pub const MAX_SNAPSHOTS: usize = 1 << 20;
 
-/// Largest PAX extended header or GNU long name/link accepted in a layer,
-/// in bytes: the tar parser buffers one whole before its entry. Go
-/// `archive/tar`'s own limit (`maxSpecialFileSize`), so every layer the Go
-/// umoci reads passes (see `layer::targuard`).
+/// Largest PAX extended header, GNU long name/link or sparse map accepted
+/// in a layer, in bytes: the tar reader buffers one whole before its entry.
+/// Go `archive/tar`'s own limit (`maxSpecialFileSize`), so every layer the
+/// Go umoci reads passes (see `layer::tarread`).
 pub const MAX_TAR_EXTENSION: u64 = 1 << 20;
 
 /// Which limit was hit.

@@ -6,4 +6,4 @@ pub mod extract;
 pub mod generate;
 pub mod idmap;
 pub mod overlay;
-pub mod targuard;
+pub mod tarread;

@@ -12,44 +12,31 @@ use rustix::io::Errno;
 use super::{ExtractError, Extractor, entry_err, fd_num};
 use crate::layer::idmap::{ROOTLESS_XATTR, encode_rootless, to_host};
 use crate::layer::overlay as ov;
+use crate::layer::tarread::Header;
 use crate::path::{BStr, ByteSlice};
 
+/// A numeric id of the header (owner, device number) as a `u32`.
+fn id(v: i64, path: &BStr, what: &str) -> Result<u32, ExtractError> {
+    u32::try_from(v).map_err(|_| entry_err(path, format!("{what} {v} out of range")))
+}
+
 impl Extractor {
-    pub(super) fn dev(&self, hdr: &tar::Header, path: &BStr) -> Result<Dev, ExtractError> {
-        let major = hdr
-            .device_major()
-            .map_err(|e| entry_err(path, e))?
-            .unwrap_or(0);
-        let minor = hdr
-            .device_minor()
-            .map_err(|e| entry_err(path, e))?
-            .unwrap_or(0);
-        Ok(rustix::fs::makedev(major, minor))
+    pub(super) fn dev(&self, hdr: &Header, path: &BStr) -> Result<Dev, ExtractError> {
+        Ok(rustix::fs::makedev(
+            id(hdr.devmajor, path, "device major")?,
+            id(hdr.devminor, path, "device minor")?,
+        ))
     }
 
-    pub(super) fn owner(&self, hdr: &tar::Header, path: &BStr) -> Result<(u32, u32), ExtractError> {
-        // An all-NUL numeric field reads as 0, as in Go's archive/tar.
-        let old = hdr.as_old();
-        let num = |v: std::io::Result<u64>, raw: &[u8], what: &str| -> Result<u32, ExtractError> {
-            match v {
-                Ok(n) => {
-                    u32::try_from(n).map_err(|_| entry_err(path, format!("{what} out of range")))
-                }
-                Err(_) if raw.iter().all(|&b| b == 0 || b == b' ') => Ok(0),
-                Err(e) => Err(entry_err(path, e)),
-            }
-        };
-        Ok((
-            num(hdr.uid(), &old.uid, "uid")?,
-            num(hdr.gid(), &old.gid, "gid")?,
-        ))
+    pub(super) fn owner(&self, hdr: &Header, path: &BStr) -> Result<(u32, u32), ExtractError> {
+        Ok((id(hdr.uid, path, "uid")?, id(hdr.gid, path, "gid")?))
     }
 
     pub(super) fn apply_rootless_owner(
         &mut self,
         fd: &OwnedFd,
         path: &BStr,
-        hdr: &tar::Header,
+        hdr: &Header,
     ) -> Result<(), ExtractError> {
         let (uid, gid) = self.owner(hdr, path)?;
         if let Some(v) = encode_rootless(uid, gid) {
@@ -86,7 +73,7 @@ impl Extractor {
         fd: &OwnedFd,
         symlink_name: Option<&BStr>,
         path: &BStr,
-        hdr: &tar::Header,
+        hdr: &Header,
         xattrs: &BTreeMap<String, Vec<u8>>,
         is_dir: bool,
     ) -> Result<(), ExtractError> {
@@ -112,7 +99,7 @@ impl Extractor {
             )
             .map_err(|e| entry_err(path, e))?;
         }
-        let mode = hdr.mode().map_err(|e| entry_err(path, e))? & 0o7777;
+        let mode = (hdr.mode & 0o7777) as u32;
         if is_dir {
             // a directory that already existed: replace its xattrs
             use crate::fs::xattr;
@@ -172,14 +159,14 @@ impl Extractor {
         parent: &OwnedFd,
         name: &BStr,
         path: &BStr,
-        hdr: &tar::Header,
+        hdr: &Header,
         xattrs: &BTreeMap<String, Vec<u8>>,
     ) -> Result<(), ExtractError> {
         let (uid, gid) = self.owner(hdr, path)?;
         if !self.opts.rootless {
             self.chown_name(parent, name, uid, gid, path)?;
         }
-        let mode = hdr.mode().map_err(|e| entry_err(path, e))? & 0o7777;
+        let mode = (hdr.mode & 0o7777) as u32;
         rustix::fs::chmodat(
             parent,
             name.as_bytes(),

@@ -12,10 +12,10 @@ use std::os::fd::{AsFd, OwnedFd};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timespec, Timestamps};
 use rustix::io::Errno;
 use sha2::Digest as _;
-use tar::EntryType;
 
 use super::idmap::IdMapping;
 use super::overlay::{self as ov, Lower};
+use super::tarread::{self, Header, Kind, TarError};
 use crate::fs::root::{Root, empty_dir_at, remove_all_at};
 use crate::path::{self, BStr, BString, ByteSlice, ByteVec, components, split_parent};
 
@@ -24,7 +24,7 @@ use crate::path::{self, BStr, BString, ByteSlice, ByteVec, components, split_par
 pub enum ExtractError {
     /// The tar stream itself is broken.
     #[error("corrupt layer: {0}")]
-    Tar(#[source] std::io::Error),
+    Tar(#[source] TarError),
     /// An entry could not be applied.
     #[error("entry {}: {reason}", crate::show::name(path))]
     Entry {
@@ -121,21 +121,6 @@ fn ts(secs: i64, nanos: u32) -> Timespec {
         tv_sec: secs,
         tv_nsec: i64::from(nanos),
     }
-}
-
-/// Parse a PAX time (`123.456`) into seconds and nanoseconds.
-fn pax_time(v: &[u8]) -> Option<(i64, u32)> {
-    let s = std::str::from_utf8(v).ok()?;
-    let (secs, frac) = s.split_once('.').unwrap_or((s, ""));
-    let secs: i64 = secs.parse().ok()?;
-    let mut nanos = 0u32;
-    for (i, c) in frac.bytes().take(9).enumerate() {
-        if !c.is_ascii_digit() {
-            return None;
-        }
-        nanos += u32::from(c - b'0') * 10u32.pow(8 - i as u32);
-    }
-    Some((secs, nanos))
 }
 
 fn add_upper(upper: &mut HashSet<BString>, path: &BStr) {
@@ -349,7 +334,7 @@ impl Extractor {
 
     /// Apply one uncompressed layer (a tar stream) to `root`.
     pub fn apply_layer(&mut self, root: &Root, layer: impl Read) -> Result<(), ExtractError> {
-        let mut archive = tar::Archive::new(super::targuard::Guard::new(layer));
+        let mut archive = tarread::Reader::new(layer);
         let mut st = LayerState {
             upper: HashSet::new(),
             dir_times: BTreeMap::new(),
@@ -372,27 +357,11 @@ impl Extractor {
     fn apply_entries<R: Read>(
         &mut self,
         root: &Root,
-        archive: &mut tar::Archive<R>,
+        archive: &mut tarread::Reader<R>,
         st: &mut LayerState,
     ) -> Result<(), ExtractError> {
-        let entries = archive.entries().map_err(ExtractError::Tar)?;
-        for (complete_entries, entry) in entries.enumerate() {
-            let mut entry = match entry {
-                Ok(e) => e,
-                // Debian's umoci 0.4.7 writes `insert` layers without the
-                // last entry's padding and the end-of-archive blocks. The
-                // entry itself was complete (its bytes were all read) and
-                // the caller checks the diff_id, so accept the stream end.
-                Err(e)
-                    if complete_entries > 0
-                        && e.to_string().contains("unexpected EOF during skip") =>
-                {
-                    tracing::warn!("layer ends without tar padding or end-of-archive marker");
-                    break;
-                }
-                Err(e) => return Err(ExtractError::Tar(e)),
-            };
-            self.apply_entry(root, &mut entry, st)?;
+        while let Some(hdr) = archive.next_header().map_err(ExtractError::Tar)? {
+            self.apply_entry(root, archive, hdr, st)?;
         }
         Ok(())
     }
@@ -447,13 +416,18 @@ impl Extractor {
     fn apply_entry<R: Read>(
         &mut self,
         root: &Root,
-        entry: &mut tar::Entry<'_, R>,
+        archive: &mut tarread::Reader<R>,
+        hdr: Header,
         st: &mut LayerState,
     ) -> Result<(), ExtractError> {
-        let raw_path = BString::from(entry.path_bytes().into_owned());
+        let kind = hdr.kind;
+        if kind == Kind::Global {
+            // PAX global records apply to nothing (Go returns the header
+            // and extractors skip it)
+            return Ok(());
+        }
+        let raw_path = hdr.path.clone();
         let path = path::clean(&raw_path);
-        let hdr = entry.header().clone();
-        let kind = hdr.entry_type();
         let (dir, name) = split_parent(path.as_ref());
 
         // whiteouts
@@ -466,29 +440,19 @@ impl Extractor {
         }
         let overlay = self.overlay_prefix();
 
-        // PAX records: xattrs and precise times
-        let mut xattrs: BTreeMap<String, Vec<u8>> = BTreeMap::new();
-        let mut mtime = (hdr.mtime().map_err(|e| entry_err(&path, e))? as i64, 0u32);
-        let mut atime = None;
-        if let Some(exts) = entry.pax_extensions().map_err(ExtractError::Tar)? {
-            for ext in exts {
-                let ext = ext.map_err(ExtractError::Tar)?;
-                let Ok(key) = ext.key() else { continue };
-                if let Some(x) = key.strip_prefix("SCHILY.xattr.") {
-                    if overlay.is_some() && ov::is_overlay_xattr(x) {
-                        tracing::warn!("{path}: ignoring overlayfs xattr {x} found in the layer");
-                        continue;
-                    }
-                    xattrs.insert(x.to_string(), ext.value_bytes().to_vec());
-                } else if key == "mtime" {
-                    if let Some(t) = pax_time(ext.value_bytes()) {
-                        mtime = t;
-                    }
-                } else if key == "atime" {
-                    atime = pax_time(ext.value_bytes());
+        // xattrs and precise times (from PAX records)
+        let mut xattrs = hdr.xattrs.clone();
+        if overlay.is_some() {
+            xattrs.retain(|x, _| {
+                let drop = ov::is_overlay_xattr(x);
+                if drop {
+                    tracing::warn!("{path}: ignoring overlayfs xattr {x} found in the layer");
                 }
-            }
+                !drop
+            });
         }
+        let mtime = hdr.mtime;
+        let atime = hdr.atime;
         let atime = atime.unwrap_or(mtime);
         let times = Timestamps {
             last_access: ts(atime.0, atime.1),
@@ -496,7 +460,7 @@ impl Extractor {
         };
 
         if path.is_empty() {
-            if kind != EntryType::Directory {
+            if kind != Kind::Dir {
                 return Err(entry_err(
                     &raw_path,
                     "malicious tar entry -- refusing to change type of root directory",
@@ -526,8 +490,8 @@ impl Extractor {
         if let Ok(ex) = &existing {
             let ex_type = FileType::from_raw_mode(ex.st_mode);
             let keep = match kind {
-                EntryType::Directory if ex_type == FileType::Directory => true,
-                EntryType::Directory if self.opts.keep_dirlinks && ex_type == FileType::Symlink => {
+                Kind::Dir if ex_type == FileType::Directory => true,
+                Kind::Dir if self.opts.keep_dirlinks && ex_type == FileType::Symlink => {
                     // keep a symlink that resolves (inside the root) to a directory
                     if root.open_dir(path.as_ref()).is_ok() {
                         add_upper(&mut st.upper, path.as_ref());
@@ -549,7 +513,7 @@ impl Extractor {
         }
 
         match kind {
-            EntryType::Directory => {
+            Kind::Dir => {
                 match rustix::fs::mkdirat(&parent, name.as_bytes(), Mode::from_raw_mode(0o755)) {
                     Ok(()) | Err(Errno::EXIST) => {}
                     Err(e) => return Err(entry_err(&path, e)),
@@ -564,37 +528,45 @@ impl Extractor {
                 }
                 st.dir_headers.insert(path.clone(), times);
             }
-            EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
-                if kind == EntryType::GNUSparse {
-                    return Err(entry_err(&path, "GNU sparse files are not supported"));
-                }
+            Kind::Regular => {
                 let fd = create_file(&parent, name, Mode::from_raw_mode(0o600))
                     .map_err(|e| entry_err(&path, e))?;
                 let mut file = File::from(fd);
-                let size = entry.size();
-                let (copied, digest) = copy_hashed(
-                    entry,
-                    &mut file,
-                    (size.min(1 << 20) as usize).max(1),
-                    ExtractError::Tar,
-                    |e| entry_err(&path, e),
-                )?;
-                if copied != size {
-                    return Err(entry_err(
-                        &path,
-                        format!("short content: {copied} of {size} bytes (truncated layer?)"),
-                    ));
-                }
+                let size = hdr.size;
+                let mut data = archive.data();
+                let digest = if let Some(segments) = &hdr.sparse {
+                    // the real file, its holes left unwritten
+                    tarread::sparse::write_out(&mut data, &file, segments, size).map_err(|e| {
+                        match e {
+                            tarread::sparse::CopyError::Read(e) => {
+                                ExtractError::Tar(TarError::Io(e))
+                            }
+                            tarread::sparse::CopyError::Write(e) => entry_err(&path, e),
+                        }
+                    })?
+                } else {
+                    let (copied, digest) = copy_hashed(
+                        &mut data,
+                        &mut file,
+                        (size.min(1 << 20) as usize).max(1),
+                        |e| ExtractError::Tar(TarError::Io(e)),
+                        |e| entry_err(&path, e),
+                    )?;
+                    if copied != size {
+                        return Err(entry_err(
+                            &path,
+                            format!("short content: {copied} of {size} bytes (truncated layer?)"),
+                        ));
+                    }
+                    digest
+                };
                 let fd = OwnedFd::from(file);
                 self.apply_meta(&fd, None, path.as_ref(), &hdr, &xattrs, false)?;
                 rustix::fs::futimens(&fd, &times).map_err(|e| entry_err(&path, e))?;
                 self.digests.insert(path.clone(), digest);
             }
-            EntryType::Symlink => {
-                let target = entry
-                    .link_name_bytes()
-                    .ok_or_else(|| entry_err(&path, "symlink without a target"))?
-                    .into_owned();
+            Kind::Symlink => {
+                let target = hdr.link.clone();
                 rustix::fs::symlinkat(target.as_slice(), &parent, name.as_bytes())
                     .map_err(|e| entry_err(&path, e))?;
                 self.apply_meta(
@@ -608,11 +580,8 @@ impl Extractor {
                 rustix::fs::utimensat(&parent, name.as_bytes(), &times, AtFlags::SYMLINK_NOFOLLOW)
                     .map_err(|e| entry_err(&path, e))?;
             }
-            EntryType::Link => {
-                let target = entry
-                    .link_name_bytes()
-                    .ok_or_else(|| entry_err(&path, "hardlink without a target"))?
-                    .into_owned();
+            Kind::Link => {
+                let target = hdr.link.clone();
                 let target = path::clean(&target);
                 if target.is_empty() {
                     return Err(entry_err(&path, "hardlink to the root directory"));
@@ -637,10 +606,9 @@ impl Extractor {
                     self.digests.insert(path.clone(), d);
                 }
             }
-            EntryType::Char | EntryType::Block | EntryType::Fifo => {
-                let perm =
-                    Mode::from_raw_mode(hdr.mode().map_err(|e| entry_err(&path, e))? & 0o7777);
-                if kind != EntryType::Fifo && self.opts.rootless {
+            Kind::Char | Kind::Block | Kind::Fifo => {
+                let perm = Mode::from_raw_mode((hdr.mode & 0o7777) as u32);
+                if kind != Kind::Fifo && self.opts.rootless {
                     tracing::warn!(
                         "{path}: rootless unpack cannot create devices; creating an empty file"
                     );
@@ -653,7 +621,7 @@ impl Extractor {
                         .insert(path.clone(), sha2::Sha256::digest([]).into());
                 } else {
                     if overlay.is_some()
-                        && kind == EntryType::Char
+                        && kind == Kind::Char
                         && self.dev(&hdr, path.as_ref())? == 0
                     {
                         return Err(entry_err(
@@ -662,10 +630,8 @@ impl Extractor {
                         ));
                     }
                     let (ft, dev) = match kind {
-                        EntryType::Char => {
-                            (FileType::CharacterDevice, self.dev(&hdr, path.as_ref())?)
-                        }
-                        EntryType::Block => (FileType::BlockDevice, self.dev(&hdr, path.as_ref())?),
+                        Kind::Char => (FileType::CharacterDevice, self.dev(&hdr, path.as_ref())?),
+                        Kind::Block => (FileType::BlockDevice, self.dev(&hdr, path.as_ref())?),
                         _ => (FileType::Fifo, 0),
                     };
                     rustix::fs::mknodat(&parent, name.as_bytes(), ft, perm, dev)
@@ -680,11 +646,10 @@ impl Extractor {
                     .map_err(|e| entry_err(&path, e))?;
                 }
             }
-            EntryType::XGlobalHeader => return Ok(()),
-            other => {
+            Kind::Global | Kind::Other(_) => {
                 return Err(entry_err(
                     &path,
-                    format!("unknown typeflag {:?}", other.as_byte() as char),
+                    format!("unknown typeflag {:?}", hdr.typeflag as char),
                 ));
             }
         }
