@@ -73,7 +73,10 @@ fn make_src(root: &Path, full: bool) {
         std::os::unix::fs::symlink("t".repeat(150), root.join("longlink")).expect("symlink");
         std::fs::write(root.join("bigids"), b"ids\n").expect("w");
         run_ok("chown", &["3000000:3000001", s(&root.join("bigids"))]);
-        run_ok("setfattr", &["-n", "user.k", "-v", "v1", s(&root.join("dir/file"))]);
+        run_ok(
+            "setfattr",
+            &["-n", "user.k", "-v", "v1", s(&root.join("dir/file"))],
+        );
         run_ok("mkfifo", &[s(&root.join("fifo"))]);
         run_ok("mknod", &[s(&root.join("null")), "c", "1", "3"]);
     }
@@ -166,7 +169,11 @@ fn tool_cases(dir: &Path) -> Vec<Case> {
     );
     // bsdtar: every format it writes; its default (restricted pax) writes
     // GNU sparse 1.0 for files with holes
-    add("bsdtar-default", format!("bsdtar -cf OUT -C {f} ."), Expect::Go);
+    add(
+        "bsdtar-default",
+        format!("bsdtar -cf OUT -C {f} ."),
+        Expect::Go,
+    );
     add(
         "bsdtar-pax",
         format!("bsdtar --format pax -cf OUT -C {f} ."),
@@ -245,7 +252,10 @@ fn go_cases() -> Vec<Case> {
         // (checked apart, rumoci only: `big_sparse_members_cost_their_data`)
         .filter(|p| !s(p).contains("sparse-big"))
         .map(|p| Case {
-            name: format!("go:{}", p.file_name().and_then(|n| n.to_str()).unwrap_or("?")),
+            name: format!(
+                "go:{}",
+                p.file_name().and_then(|n| n.to_str()).unwrap_or("?")
+            ),
             tar: p,
             expect: Expect::Either,
             holes: false,
@@ -288,7 +298,16 @@ fn unpack(prog: &str, img: &str, bundle: &Path) -> Result<(), String> {
 fn bsdtar_tree(tar: &Path, into: &Path) -> Result<(), String> {
     std::fs::create_dir_all(into).expect("mkdir");
     let out = Command::new("bsdtar")
-        .args(["-x", "-p", "--xattrs", "--numeric-owner", "-f", s(tar), "-C", s(into)])
+        .args([
+            "-x",
+            "-p",
+            "--xattrs",
+            "--numeric-owner",
+            "-f",
+            s(tar),
+            "-C",
+            s(into),
+        ])
         .output()
         .expect("bsdtar");
     if out.status.success() {
@@ -332,10 +351,7 @@ fn tree_diffs(want: &Path, got: &Path, root: RootTime) -> Vec<String> {
     for (p, fa) in &a {
         match b.get(p) {
             None => diffs.push(format!("missing {}", p.display())),
-            Some(fb) if fa != fb => diffs.push(format!(
-                "{}: want {fa:?} got {fb:?}",
-                p.display()
-            )),
+            Some(fb) if fa != fb => diffs.push(format!("{}: want {fa:?} got {fb:?}", p.display())),
             _ => {}
         }
     }
@@ -413,9 +429,10 @@ fn check(case: &Case, work: &Path, start: i64, t: &mut Tally) {
             "{}: expected the Go umoci to unpack it, it says: {e}",
             case.name
         )),
-        (Expect::Go, Ok(()), Err(e)) => t
-            .failures
-            .push(format!("{}: the Go umoci unpacks it, rumoci: {e}", case.name)),
+        (Expect::Go, Ok(()), Err(e)) => t.failures.push(format!(
+            "{}: the Go umoci unpacks it, rumoci: {e}",
+            case.name
+        )),
         (Expect::Bsdtar, _, rs) => {
             if case.expect == Expect::Bsdtar && go.is_ok() {
                 t.failures.push(format!(
@@ -529,7 +546,11 @@ fn big_sparse_members_cost_their_data() {
             .expect("a big file");
         let md = std::fs::metadata(b.join("rootfs").join(path)).expect("stat");
         assert_eq!(*size, 60_000_000_000, "{name}");
-        assert!(md.blocks() * 512 < 1 << 20, "{name}: {} blocks", md.blocks());
+        assert!(
+            md.blocks() * 512 < 1 << 20,
+            "{name}: {} blocks",
+            md.blocks()
+        );
         // the mtree records the real content's digest
         let mtree = mtree_body(&b);
         assert!(mtree.contains("size=60000000000"), "{name}: {mtree}");
@@ -547,7 +568,10 @@ fn tree_facts_shallow(root: &Path) -> Vec<(PathBuf, u64)> {
                 stack.push(e.expect("entry").path());
             }
         } else if md.is_file() {
-            out.push((p.strip_prefix(root).expect("prefix").to_path_buf(), md.size()));
+            out.push((
+                p.strip_prefix(root).expect("prefix").to_path_buf(),
+                md.size(),
+            ));
         }
     }
     out
@@ -585,7 +609,12 @@ fn repack_writes_sparse_files_plain() {
         run_ok("touch", &["-d", "2022-02-02 00:00:00", s(&f)]);
         let tag = format!("{}:r{i}", s(&layout));
         rumoci_ok(&["repack", "--image", &tag, s(&b)]);
-        let m = read_blob_json(&layout, index_entry(&layout, &format!("r{i}"))["digest"].as_str().expect("d"));
+        let m = read_blob_json(
+            &layout,
+            index_entry(&layout, &format!("r{i}"))["digest"]
+                .as_str()
+                .expect("d"),
+        );
         let cfg = read_blob_json(&layout, m["config"]["digest"].as_str().expect("c"));
         diff_ids.push(cfg["rootfs"]["diff_ids"][1].clone());
         // the Go umoci reads the repacked layer: same content
@@ -598,4 +627,116 @@ fn repack_writes_sparse_files_plain() {
     }
     assert!(diff_ids[0].is_string(), "{diff_ids:?}");
     assert_eq!(diff_ids[0], diff_ids[1]);
+}
+
+const PLUGINS: &[&str] = &["dir-cas", "layer-cache", "overlay"];
+
+/// Lazily unmounts every mount beneath a directory when dropped.
+struct Unmount(PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let dir = std::fs::canonicalize(&self.0).unwrap_or_else(|_| self.0.clone());
+        for line in info.lines() {
+            if let Some(point) = line.split(' ').nth(4)
+                && Path::new(point).starts_with(&dir)
+            {
+                let _ = Command::new("umount").args(["-l", point]).status();
+            }
+        }
+    }
+}
+
+/// The same archives through every driver: a content-store plugin
+/// (dir-cas), the layer cache (cold, then warm) and the overlay store give
+/// the built-in driver's tree, the same mtree, and sparse files with their
+/// holes.
+#[test]
+fn every_driver_reads_them_alike() {
+    if !tools_present() {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tmp");
+    let _guard = Unmount(tmp.path().to_path_buf());
+    let full = tmp.path().join("src");
+    make_src(&full, true);
+    let l = tmp.path().join("layout");
+    let img = format!("{}:t", s(&l));
+    run_ok("umoci", &["init", "--layout", s(&l)]);
+    run_ok("umoci", &["new", "--image", &img]);
+    // PAX GNU 1.0 sparse (bsdtar), old GNU sparse, a PAX global header
+    for (i, script) in [
+        format!("bsdtar -cf OUT -C {} .", s(&full)),
+        format!("tar --format=gnu --sparse -cf OUT -C {} sparse.img dir", s(&full)),
+        format!(
+            "cd {0} && git init -q . && git add -A && git -c user.name=t -c user.email=t@t commit -q -m m && git archive --format=tar HEAD > OUT",
+            s(&tmp.path().join("repo-src"))
+        ),
+    ]
+    .iter()
+    .enumerate()
+    {
+        if i == 2 {
+            std::fs::create_dir_all(tmp.path().join("repo-src/dir")).expect("mkdir");
+            std::fs::write(tmp.path().join("repo-src/dir/from-git"), b"git\n").expect("w");
+        }
+        let tar = tmp.path().join(format!("l{i}.tar"));
+        sh_ok(&script.replace("OUT", s(&tar)));
+        run_ok("umoci", &["raw", "add-layer", "--image", &img, s(&tar)]);
+    }
+    let plain = tmp.path().join("plain");
+    rd_ok(&["unpack", "--image", &img, s(&plain)]);
+    assert!(plain.join("rootfs/dir/from-git").is_file());
+    let mut failures = holes_kept(&plain.join("rootfs"));
+
+    let dir_cas = format!("{},dir={}", plugin_wasm(PLUGINS, "dir-cas"), s(&l));
+    let cache = format!(
+        "{},dir={}",
+        plugin_wasm(PLUGINS, "layer-cache"),
+        s(&tmp.path().join("cache"))
+    );
+    let overlay = format!(
+        "{},dir={}",
+        plugin_wasm(PLUGINS, "overlay"),
+        s(&tmp.path().join("ovl"))
+    );
+    let mut runs = vec![
+        ("dir-cas", dir_cas),
+        ("layer-cache cold", cache.clone()),
+        ("layer-cache warm", cache),
+    ];
+    if rustix::process::geteuid().is_root()
+        && std::fs::read_to_string("/proc/filesystems").is_ok_and(|f| f.contains("overlay"))
+    {
+        runs.push(("overlay", overlay));
+    }
+    for (i, (name, driver)) in runs.iter().enumerate() {
+        let b = tmp.path().join(format!("b{i}"));
+        rd_ok(&["--driver", driver, "unpack", "--image", &img, s(&b)]);
+        let diffs = tree_diffs(
+            &plain.join("rootfs"),
+            &b.join("rootfs"),
+            RootTime::UnpackTimeAfter(i64::MAX),
+        );
+        if !diffs.is_empty() {
+            failures.push(format!("{name}: {}", diffs.join("\n  ")));
+        }
+        // overlayfs counts a merged directory's links as 1: nlink aside
+        let no_nlink = |t: String| {
+            t.split(' ')
+                .filter(|w| !w.starts_with("nlink="))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        if no_nlink(mtree_body(&plain)) != no_nlink(mtree_body(&b)) {
+            failures.push(format!("{name}: the mtree differs"));
+        }
+        failures.extend(
+            holes_kept(&b.join("rootfs"))
+                .into_iter()
+                .map(|f| format!("{name}: {f}")),
+        );
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

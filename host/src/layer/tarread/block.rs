@@ -155,15 +155,17 @@ fn format(b: &[u8; BLOCK]) -> Option<Format> {
     }
     let magic = field(b, MAGIC);
     let version = field(b, VERSION);
-    Some(if magic == b"ustar\0" && field(b, STAR_TRAILER) == b"tar\0" {
-        Format::Star
-    } else if magic == b"ustar\0" {
-        Format::Ustar
-    } else if magic == b"ustar " && version == b" \0" {
-        Format::Gnu
-    } else {
-        Format::V7
-    })
+    Some(
+        if magic == b"ustar\0" && field(b, STAR_TRAILER) == b"tar\0" {
+            Format::Star
+        } else if magic == b"ustar\0" {
+            Format::Ustar
+        } else if magic == b"ustar " && version == b" \0" {
+            Format::Gnu
+        } else {
+            Format::V7
+        },
+    )
 }
 
 /// Parse a header block at stream offset `offset`.
@@ -247,7 +249,8 @@ pub fn gnu_sparse(b: &[u8; BLOCK], offset: u64) -> Result<(i64, Vec<(i64, i64)>,
         offset,
         reason: "invalid sparse real size".into(),
     })?;
-    let (entries, more) = sparse_entries(b, GNU_SPARSE, GNU_SPARSE_ENTRIES, GNU_IS_EXTENDED, offset)?;
+    let (entries, more) =
+        sparse_entries(b, GNU_SPARSE, GNU_SPARSE_ENTRIES, GNU_IS_EXTENDED, offset)?;
     Ok((real, entries, more))
 }
 
@@ -299,7 +302,10 @@ mod tests {
         assert_eq!(numeric(&[0x80, 0, 0, 0, 0, 0, 0, 1, 0]), Some(256));
         assert_eq!(numeric(&[0xff; 8]), Some(-1));
         // overflow
-        assert_eq!(numeric(&[0x80, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]), None);
+        assert_eq!(
+            numeric(&[0x80, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]),
+            None
+        );
     }
 
     #[test]

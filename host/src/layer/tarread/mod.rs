@@ -272,8 +272,14 @@ impl<R: Read> Reader<R> {
             if v.is_empty() {
                 continue; // keep the header's value
             }
-            let num = |what: &str| pax::int(v).ok_or_else(|| bad(format!("invalid PAX {what} {:?}", crate::show::name(v))));
-            let time = |what: &str| pax::time(v).ok_or_else(|| bad(format!("invalid PAX {what} {:?}", crate::show::name(v))));
+            let num = |what: &str| {
+                pax::int(v)
+                    .ok_or_else(|| bad(format!("invalid PAX {what} {:?}", crate::show::name(v))))
+            };
+            let time = |what: &str| {
+                pax::time(v)
+                    .ok_or_else(|| bad(format!("invalid PAX {what} {:?}", crate::show::name(v))))
+            };
             match k.as_slice() {
                 b"path" => h.path = v.clone().into(),
                 b"linkpath" => h.link = v.clone().into(),

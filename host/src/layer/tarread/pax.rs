@@ -43,7 +43,12 @@ pub fn parse(mut data: &[u8]) -> Result<Records, String> {
 
 /// One `"<len> <key>=<value>\n"` record: key, value and what follows.
 fn record(s: &[u8]) -> Result<(&[u8], &[u8], &[u8]), String> {
-    let bad = || format!("malformed PAX record {:?}", crate::show::name(&s[..s.len().min(40)]));
+    let bad = || {
+        format!(
+            "malformed PAX record {:?}",
+            crate::show::name(&s[..s.len().min(40)])
+        )
+    };
     let sp = s.iter().position(|&c| c == b' ').ok_or_else(bad)?;
     let n: usize = std::str::from_utf8(&s[..sp])
         .ok()
@@ -61,14 +66,8 @@ fn record(s: &[u8]) -> Result<(&[u8], &[u8], &[u8]), String> {
     let (key, value) = (&rec[..eq], &rec[eq + 1..]);
     // as Go: names and owner names cannot hold a NUL; no key can
     let nul_forbidden_in_value = matches!(key, b"path" | b"linkpath" | b"uname" | b"gname");
-    if key.is_empty()
-        || key.contains(&0)
-        || (nul_forbidden_in_value && value.contains(&0))
-    {
-        return Err(format!(
-            "invalid PAX record {}",
-            crate::show::name(key)
-        ));
+    if key.is_empty() || key.contains(&0) || (nul_forbidden_in_value && value.contains(&0)) {
+        return Err(format!("invalid PAX record {}", crate::show::name(key)));
     }
     Ok((key, value, &s[n..]))
 }

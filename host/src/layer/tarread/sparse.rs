@@ -151,7 +151,8 @@ pub fn write_out(
             let k = left.min(buf.len() as u64) as usize;
             data.read_exact(&mut buf[..k]).map_err(CopyError::Read)?;
             hasher.update(&buf[..k]);
-            file.write_all_at(&buf[..k], off).map_err(CopyError::Write)?;
+            file.write_all_at(&buf[..k], off)
+                .map_err(CopyError::Write)?;
             off += k as u64;
             left -= k as u64;
         }
@@ -188,7 +189,10 @@ mod tests {
         m.resize(512, 0);
         m.extend_from_slice(b"DATA");
         let mut r = &m[..];
-        assert_eq!(read_map_10(&mut r, 1 << 20), Ok((vec![(0, 5), (10, 5)], 512)));
+        assert_eq!(
+            read_map_10(&mut r, 1 << 20),
+            Ok((vec![(0, 5), (10, 5)], 512))
+        );
         assert_eq!(r, b"DATA");
         let mut endless = std::io::repeat(b'1');
         assert!(read_map_10(&mut endless, 4096).is_err());

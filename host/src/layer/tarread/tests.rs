@@ -292,7 +292,12 @@ fn refusals() {
     let a = member(USTAR, b"f", b'0', b"x");
     assert!(read(&a[..100]).is_err());
     // a PAX path with a NUL
-    let a = [pax(&[("path", b"a\0b")]), member(USTAR, b"f", b'0', b""), end()].concat();
+    let a = [
+        pax(&[("path", b"a\0b")]),
+        member(USTAR, b"f", b'0', b""),
+        end(),
+    ]
+    .concat();
     assert!(read(&a).is_err());
     // a malformed number
     let mut b = hdr(USTAR, b"f", b'0', 0);
@@ -312,7 +317,11 @@ fn block_fix(b: Vec<u8>) -> Vec<u8> {
 fn oversized_extensions_refused_before_buffering() {
     let limit = MAX_TAR_EXTENSION;
     // the header claims more than the limit: refused from the header alone
-    let a = [hdr(GNU, b"././@LongLink", b'L', limit + 1), vec![b'n'; 4096]].concat();
+    let a = [
+        hdr(GNU, b"././@LongLink", b'L', limit + 1),
+        vec![b'n'; 4096],
+    ]
+    .concat();
     let e = read(&a).expect_err("too long");
     assert!(e.to_string().contains("GNU long name"), "{e}");
     assert!(e.to_string().contains("exceeds the limit"), "{e}");
@@ -435,10 +444,10 @@ fn sparse_old_gnu_with_extension_block() {
 fn bad_sparse_maps_refused() {
     for (map, n, size) in [
         (&b"1000,5,1002,5"[..], &b"2"[..], &b"20000"[..]), // overlap
-        (b"15000,5,1000,5", b"2", b"20000"),                // out of order
-        (b"1000,5,19999,5", b"2", b"20000"),                // past the end
-        (b"1000,5,15000,5", b"3", b"20000"),                // count
-        (b"1000,5,15000,4", b"2", b"20000"),                // 9 bytes mapped, 10 stored
+        (b"15000,5,1000,5", b"2", b"20000"),               // out of order
+        (b"1000,5,19999,5", b"2", b"20000"),               // past the end
+        (b"1000,5,15000,5", b"3", b"20000"),               // count
+        (b"1000,5,15000,4", b"2", b"20000"),               // 9 bytes mapped, 10 stored
         (b"1000,-5", b"1", b"20000"),
     ] {
         let a = [
