@@ -116,6 +116,26 @@ struct LayerState {
     usable: HashSet<BString>,
 }
 
+/// What [`Extractor::clear_way`] left.
+enum Way {
+    /// The name is free (or an existing directory stays, for a directory
+    /// entry); in overlayfs form, whether the new directory is opaque.
+    Clear { make_opaque: bool },
+    /// A symlink to a directory stays in place of a directory entry.
+    KeptDirlink,
+}
+
+/// An entry on its way into the tree: its header, cleaned path and name,
+/// the directory it goes in, and the metadata the header gives it.
+struct Put<'a> {
+    hdr: &'a Header,
+    path: &'a BStr,
+    name: &'a BStr,
+    parent: &'a OwnedFd,
+    xattrs: &'a BTreeMap<String, Vec<u8>>,
+    times: &'a Timestamps,
+}
+
 fn ts(secs: i64, nanos: u32) -> Timespec {
     Timespec {
         tv_sec: secs,
@@ -475,6 +495,12 @@ impl Extractor {
             return Ok(());
         }
 
+        if let Kind::Other(flag) = kind {
+            return Err(entry_err(
+                &path,
+                format!("unknown typeflag {:?}", flag as char),
+            ));
+        }
         if overlay.is_some() {
             self.copy_up_parents(root, dir, st)?;
         }
@@ -482,179 +508,238 @@ impl Extractor {
         let parent = entry_parent(root, dir, st)
             .map_err(|e| entry_err(&path, format!("cannot create parent directory: {e}")))?;
 
-        // clobber whatever is in the way (unless both are directories)
-        let existing = rustix::fs::statat(&parent, name.as_bytes(), AtFlags::SYMLINK_NOFOLLOW);
-        // overlayfs form: a directory replacing this layer's own whiteout
-        // hides what lower layers have beneath it, as in one shared tree
-        let make_opaque = overlay.is_some() && existing.as_ref().is_ok_and(ov::is_whiteout);
-        if let Ok(ex) = &existing {
-            let ex_type = FileType::from_raw_mode(ex.st_mode);
-            let keep = match kind {
-                Kind::Dir if ex_type == FileType::Directory => true,
-                Kind::Dir if self.opts.keep_dirlinks && ex_type == FileType::Symlink => {
-                    // keep a symlink that resolves (inside the root) to a directory
-                    if root.open_dir(path.as_ref()).is_ok() {
-                        add_upper(&mut st.upper, path.as_ref());
-                        return Ok(());
-                    }
-                    false
-                }
-                _ => false,
-            };
-            if !keep {
-                remove_all_at(&parent, name.as_bytes()).map_err(|e| entry_err(&path, e))?;
-                if ex_type == FileType::Directory {
-                    self.forget(path.as_ref());
-                } else {
-                    self.digests.remove(&path);
-                    self.restricted.remove(&path);
-                }
-            }
-        }
+        let make_opaque = match self.clear_way(root, &parent, name, path.as_ref(), kind, st)? {
+            Way::Clear { make_opaque } => make_opaque,
+            Way::KeptDirlink => return Ok(()),
+        };
 
+        let e = Put {
+            hdr: &hdr,
+            path: path.as_ref(),
+            name,
+            parent: &parent,
+            xattrs: &xattrs,
+            times: &times,
+        };
         match kind {
-            Kind::Dir => {
-                match rustix::fs::mkdirat(&parent, name.as_bytes(), Mode::from_raw_mode(0o755)) {
-                    Ok(()) | Err(Errno::EXIST) => {}
-                    Err(e) => return Err(entry_err(&path, e)),
-                }
-                self.open_up(root, path.as_ref(), st);
-                let fd =
-                    ov::open_dir_at(&parent, name.as_bytes()).map_err(|e| entry_err(&path, e))?;
-                self.apply_meta(&fd, None, path.as_ref(), &hdr, &xattrs, true)?;
-                if make_opaque && let Some(prefix) = overlay {
-                    ov::set_opaque(&fd, prefix)
-                        .map_err(|e| entry_err(&path, format!("set {prefix}opaque: {e}")))?;
-                }
-                st.dir_headers.insert(path.clone(), times);
-            }
-            Kind::Regular => {
-                let fd = create_file(&parent, name, Mode::from_raw_mode(0o600))
-                    .map_err(|e| entry_err(&path, e))?;
-                let mut file = File::from(fd);
-                let size = hdr.size;
-                let mut data = archive.data();
-                let digest = if let Some(segments) = &hdr.sparse {
-                    // the real file, its holes left unwritten
-                    tarread::sparse::write_out(&mut data, &file, segments, size).map_err(|e| {
-                        match e {
-                            tarread::sparse::CopyError::Read(e) => {
-                                ExtractError::Tar(TarError::Io(e))
-                            }
-                            tarread::sparse::CopyError::Write(e) => entry_err(&path, e),
-                        }
-                    })?
-                } else {
-                    let (copied, digest) = copy_hashed(
-                        &mut data,
-                        &mut file,
-                        (size.min(1 << 20) as usize).max(1),
-                        |e| ExtractError::Tar(TarError::Io(e)),
-                        |e| entry_err(&path, e),
-                    )?;
-                    if copied != size {
-                        return Err(entry_err(
-                            &path,
-                            format!("short content: {copied} of {size} bytes (truncated layer?)"),
-                        ));
-                    }
-                    digest
-                };
-                let fd = OwnedFd::from(file);
-                self.apply_meta(&fd, None, path.as_ref(), &hdr, &xattrs, false)?;
-                rustix::fs::futimens(&fd, &times).map_err(|e| entry_err(&path, e))?;
-                self.digests.insert(path.clone(), digest);
-            }
-            Kind::Symlink => {
-                let target = hdr.link.clone();
-                rustix::fs::symlinkat(target.as_slice(), &parent, name.as_bytes())
-                    .map_err(|e| entry_err(&path, e))?;
-                self.apply_meta(
-                    &parent,
-                    Some(name),
-                    path.as_ref(),
-                    &hdr,
-                    &BTreeMap::new(),
-                    false,
-                )?;
-                rustix::fs::utimensat(&parent, name.as_bytes(), &times, AtFlags::SYMLINK_NOFOLLOW)
-                    .map_err(|e| entry_err(&path, e))?;
-            }
-            Kind::Link => {
-                let target = hdr.link.clone();
-                let target = path::clean(&target);
-                if target.is_empty() {
-                    return Err(entry_err(&path, "hardlink to the root directory"));
-                }
-                let (tdir, tname) = split_parent(target.as_ref());
-                if overlay.is_some() {
-                    self.copy_up_link_target(root, target.as_ref(), st)?;
-                }
-                self.open_up(root, tdir, st);
-                let tparent = root
-                    .open_dir(tdir)
-                    .map_err(|e| entry_err(&path, format!("hardlink target {target}: {e}")))?;
-                rustix::fs::linkat(
-                    &tparent,
-                    tname.as_bytes(),
-                    &parent,
-                    name.as_bytes(),
-                    AtFlags::empty(),
-                )
-                .map_err(|e| entry_err(&path, format!("hardlink to {target}: {e}")))?;
-                if let Some(d) = self.digests.get(&target).copied() {
-                    self.digests.insert(path.clone(), d);
-                }
-            }
-            Kind::Char | Kind::Block | Kind::Fifo => {
-                let perm = Mode::from_raw_mode((hdr.mode & 0o7777) as u32);
-                if kind != Kind::Fifo && self.opts.rootless {
-                    tracing::warn!(
-                        "{path}: rootless unpack cannot create devices; creating an empty file"
-                    );
-                    let fd = create_file(&parent, name, Mode::empty())
-                        .map_err(|e| entry_err(&path, e))?;
-                    self.apply_rootless_owner(&fd, path.as_ref(), &hdr)?;
-                    rustix::fs::fchmod(&fd, perm).map_err(|e| entry_err(&path, e))?;
-                    rustix::fs::futimens(&fd, &times).map_err(|e| entry_err(&path, e))?;
-                    self.digests
-                        .insert(path.clone(), sha2::Sha256::digest([]).into());
-                } else {
-                    if overlay.is_some()
-                        && kind == Kind::Char
-                        && self.dev(&hdr, path.as_ref())? == 0
-                    {
-                        return Err(entry_err(
-                            &path,
-                            "a character device 0:0 cannot be kept in overlayfs form (it would read as a whiteout)",
-                        ));
-                    }
-                    let (ft, dev) = match kind {
-                        Kind::Char => (FileType::CharacterDevice, self.dev(&hdr, path.as_ref())?),
-                        Kind::Block => (FileType::BlockDevice, self.dev(&hdr, path.as_ref())?),
-                        _ => (FileType::Fifo, 0),
-                    };
-                    rustix::fs::mknodat(&parent, name.as_bytes(), ft, perm, dev)
-                        .map_err(|e| entry_err(&path, e))?;
-                    self.apply_meta_path(&parent, name, path.as_ref(), &hdr, &xattrs)?;
-                    rustix::fs::utimensat(
-                        &parent,
-                        name.as_bytes(),
-                        &times,
-                        AtFlags::SYMLINK_NOFOLLOW,
-                    )
-                    .map_err(|e| entry_err(&path, e))?;
-                }
-            }
-            Kind::Global | Kind::Other(_) => {
-                return Err(entry_err(
-                    &path,
-                    format!("unknown typeflag {:?}", hdr.typeflag as char),
-                ));
-            }
+            Kind::Dir => self.put_dir(root, &e, make_opaque, st)?,
+            Kind::Regular => self.put_file(archive, &e)?,
+            Kind::Symlink => self.put_symlink(&e)?,
+            Kind::Link => self.put_hardlink(root, &e, st)?,
+            Kind::Char | Kind::Block | Kind::Fifo => self.put_node(&e)?,
+            // refused (or skipped) above, before anything changed
+            Kind::Global | Kind::Other(_) => return Ok(()),
         }
         add_upper(&mut st.upper, path.as_ref());
         Ok(())
+    }
+
+    /// Clear the way for entry `path` (`name` in `parent`): remove what is
+    /// there, unless both are directories (or, with `keep_dirlinks`, a
+    /// directory entry meets a symlink resolving to a directory inside
+    /// the root, which stays).
+    fn clear_way(
+        &mut self,
+        root: &Root,
+        parent: &OwnedFd,
+        name: &BStr,
+        path: &BStr,
+        kind: Kind,
+        st: &mut LayerState,
+    ) -> Result<Way, ExtractError> {
+        let Ok(ex) = rustix::fs::statat(parent, name.as_bytes(), AtFlags::SYMLINK_NOFOLLOW) else {
+            return Ok(Way::Clear { make_opaque: false });
+        };
+        // overlayfs form: a directory replacing this layer's own whiteout
+        // hides what lower layers have beneath it, as in one shared tree
+        let make_opaque = self.overlay_prefix().is_some() && ov::is_whiteout(&ex);
+        let ex_type = FileType::from_raw_mode(ex.st_mode);
+        match kind {
+            Kind::Dir if ex_type == FileType::Directory => {
+                return Ok(Way::Clear { make_opaque });
+            }
+            Kind::Dir
+                if self.opts.keep_dirlinks
+                    && ex_type == FileType::Symlink
+                    && root.open_dir(path).is_ok() =>
+            {
+                add_upper(&mut st.upper, path);
+                return Ok(Way::KeptDirlink);
+            }
+            _ => {}
+        }
+        remove_all_at(parent, name.as_bytes()).map_err(|e| entry_err(path, e))?;
+        if ex_type == FileType::Directory {
+            self.forget(path);
+        } else {
+            self.digests.remove(path);
+            self.restricted.remove(path);
+        }
+        Ok(Way::Clear { make_opaque })
+    }
+
+    /// A directory: made if missing (an existing one keeps its content),
+    /// then its metadata; in overlayfs form, made opaque where it replaces
+    /// this layer's own whiteout.
+    fn put_dir(
+        &mut self,
+        root: &Root,
+        e: &Put<'_>,
+        make_opaque: bool,
+        st: &mut LayerState,
+    ) -> Result<(), ExtractError> {
+        match rustix::fs::mkdirat(e.parent, e.name.as_bytes(), Mode::from_raw_mode(0o755)) {
+            Ok(()) | Err(Errno::EXIST) => {}
+            Err(err) => return Err(entry_err(e.path, err)),
+        }
+        self.open_up(root, e.path, st);
+        let fd =
+            ov::open_dir_at(e.parent, e.name.as_bytes()).map_err(|err| entry_err(e.path, err))?;
+        self.apply_meta(&fd, None, e.path, e.hdr, e.xattrs, true)?;
+        if make_opaque && let Some(prefix) = self.overlay_prefix() {
+            ov::set_opaque(&fd, prefix)
+                .map_err(|err| entry_err(e.path, format!("set {prefix}opaque: {err}")))?;
+        }
+        st.dir_headers.insert(e.path.to_owned(), clone_ts(e.times));
+        Ok(())
+    }
+
+    /// A regular file: its data written and hashed as it passes (a sparse
+    /// member's at its offsets, holes left unwritten), then its metadata.
+    fn put_file<R: Read>(
+        &mut self,
+        archive: &mut tarread::Reader<R>,
+        e: &Put<'_>,
+    ) -> Result<(), ExtractError> {
+        let path = e.path;
+        let fd = create_file(e.parent, e.name, Mode::from_raw_mode(0o600))
+            .map_err(|err| entry_err(path, err))?;
+        let mut file = File::from(fd);
+        let size = e.hdr.size;
+        let mut data = archive.data();
+        let digest = if let Some(segments) = &e.hdr.sparse {
+            tarread::sparse::write_out(&mut data, &file, segments, size).map_err(
+                |err| match err {
+                    tarread::sparse::CopyError::Read(err) => ExtractError::Tar(TarError::Io(err)),
+                    tarread::sparse::CopyError::Write(err) => entry_err(path, err),
+                },
+            )?
+        } else {
+            let (copied, digest) = copy_hashed(
+                &mut data,
+                &mut file,
+                (size.min(1 << 20) as usize).max(1),
+                |err| ExtractError::Tar(TarError::Io(err)),
+                |err| entry_err(path, err),
+            )?;
+            if copied != size {
+                return Err(entry_err(
+                    path,
+                    format!("short content: {copied} of {size} bytes (truncated layer?)"),
+                ));
+            }
+            digest
+        };
+        let fd = OwnedFd::from(file);
+        self.apply_meta(&fd, None, path, e.hdr, e.xattrs, false)?;
+        rustix::fs::futimens(&fd, e.times).map_err(|err| entry_err(path, err))?;
+        self.digests.insert(path.to_owned(), digest);
+        Ok(())
+    }
+
+    /// A symbolic link (its target as written: it is never followed).
+    fn put_symlink(&mut self, e: &Put<'_>) -> Result<(), ExtractError> {
+        rustix::fs::symlinkat(e.hdr.link.as_slice(), e.parent, e.name.as_bytes())
+            .map_err(|err| entry_err(e.path, err))?;
+        self.apply_meta(
+            e.parent,
+            Some(e.name),
+            e.path,
+            e.hdr,
+            &BTreeMap::new(),
+            false,
+        )?;
+        rustix::fs::utimensat(
+            e.parent,
+            e.name.as_bytes(),
+            e.times,
+            AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .map_err(|err| entry_err(e.path, err))
+    }
+
+    /// A hard link to an entry already in the tree (copied up first in
+    /// overlayfs form); it shares the target's digest.
+    fn put_hardlink(
+        &mut self,
+        root: &Root,
+        e: &Put<'_>,
+        st: &mut LayerState,
+    ) -> Result<(), ExtractError> {
+        let path = e.path;
+        let target = path::clean(&e.hdr.link);
+        if target.is_empty() {
+            return Err(entry_err(path, "hardlink to the root directory"));
+        }
+        let (tdir, tname) = split_parent(target.as_ref());
+        if self.overlay_prefix().is_some() {
+            self.copy_up_link_target(root, target.as_ref(), st)?;
+        }
+        self.open_up(root, tdir, st);
+        let tparent = root
+            .open_dir(tdir)
+            .map_err(|err| entry_err(path, format!("hardlink target {target}: {err}")))?;
+        rustix::fs::linkat(
+            &tparent,
+            tname.as_bytes(),
+            e.parent,
+            e.name.as_bytes(),
+            AtFlags::empty(),
+        )
+        .map_err(|err| entry_err(path, format!("hardlink to {target}: {err}")))?;
+        if let Some(d) = self.digests.get(&target).copied() {
+            self.digests.insert(path.to_owned(), d);
+        }
+        Ok(())
+    }
+
+    /// A device or fifo; rootless, a device becomes an empty file with
+    /// its owner recorded.
+    fn put_node(&mut self, e: &Put<'_>) -> Result<(), ExtractError> {
+        let (path, name, kind) = (e.path, e.name, e.hdr.kind);
+        let perm = Mode::from_raw_mode((e.hdr.mode & 0o7777) as u32);
+        if kind != Kind::Fifo && self.opts.rootless {
+            tracing::warn!("{path}: rootless unpack cannot create devices; creating an empty file");
+            let fd =
+                create_file(e.parent, name, Mode::empty()).map_err(|err| entry_err(path, err))?;
+            self.apply_rootless_owner(&fd, path, e.hdr)?;
+            rustix::fs::fchmod(&fd, perm).map_err(|err| entry_err(path, err))?;
+            rustix::fs::futimens(&fd, e.times).map_err(|err| entry_err(path, err))?;
+            self.digests
+                .insert(path.to_owned(), sha2::Sha256::digest([]).into());
+            return Ok(());
+        }
+        let (ft, dev) = match kind {
+            Kind::Char => (FileType::CharacterDevice, self.dev(e.hdr, path)?),
+            Kind::Block => (FileType::BlockDevice, self.dev(e.hdr, path)?),
+            _ => (FileType::Fifo, 0),
+        };
+        if self.overlay_prefix().is_some() && kind == Kind::Char && dev == 0 {
+            return Err(entry_err(
+                path,
+                "a character device 0:0 cannot be kept in overlayfs form (it would read as a whiteout)",
+            ));
+        }
+        rustix::fs::mknodat(e.parent, name.as_bytes(), ft, perm, dev)
+            .map_err(|err| entry_err(path, err))?;
+        self.apply_meta_path(e.parent, name, path, e.hdr, e.xattrs)?;
+        rustix::fs::utimensat(
+            e.parent,
+            name.as_bytes(),
+            e.times,
+            AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .map_err(|err| entry_err(path, err))
     }
 
     fn whiteout(
