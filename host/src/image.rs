@@ -50,7 +50,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use crate::bundle::repack::{RepackOptions, RepackOutcome};
-use crate::cas::check::Problem;
+use crate::cas::check::{Problem, Report};
 use crate::cas::copy::{BlobOutcome, CopyOptions, CopyStats};
 use crate::cas::gc::GcStats;
 use crate::cas::refs::{self, DescriptorPath, PlatformSpec};
@@ -477,7 +477,14 @@ impl Store {
     /// Check every reachable object (sizes, digests, formats, layer
     /// diff_ids); empty when the store is sound.
     pub fn verify(&self) -> Vec<Problem> {
-        crate::cas::check::verify_layout(self.cas(), &mut crate::rootfs::check_layer)
+        self.verify_report().problems
+    }
+
+    /// [`Store::verify`] with the warnings: what is odd but sound (a
+    /// `subject` or foreign layer not in the store, a document whose own
+    /// media type is its descriptor's Docker or OCI twin).
+    pub fn verify_report(&self) -> Report {
+        crate::cas::check::check_layout(self.cas(), &mut crate::rootfs::check_layer)
     }
 }
 

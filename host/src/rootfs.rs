@@ -67,9 +67,10 @@ impl<R: Read> Read for DiffIdReader<R> {
     }
 }
 
-/// Check that `manifest`/`config` describe an unpackable image.
+/// Check that `manifest`/`config` describe an unpackable image (OCI or
+/// Docker schema 2).
 pub fn check_image(manifest: &Manifest, config: &Image) -> Result<(), UnpackError> {
-    if manifest.config.media_type != media::CONFIG {
+    if !media::is_config(&manifest.config.media_type) {
         return Err(UnpackError::Invalid(format!(
             "config {}: unsupported media type {}",
             manifest.config.digest, manifest.config.media_type
@@ -105,6 +106,13 @@ pub fn unpack_rootfs(
     unpack_with_store(cas, &InPlace::new(rootfs), manifest, config, rootfs, opts)
 }
 
+/// The media type decompression is chosen by: the OCI twin of a Docker
+/// layer type ([`media::oci_layer_type`]), else the type itself (an
+/// unknown one is refused by the decompressor, naming it).
+fn layer_format(media_type: &str) -> &str {
+    media::oci_layer_type(media_type).unwrap_or(media_type)
+}
+
 /// Apply layer `i` of the image on top of the tree at `root`: read and
 /// verify the blob, decompress it, check its diff_id, extract it.
 fn apply_one(
@@ -123,14 +131,22 @@ fn apply_one(
         i + 1,
         manifest.layers.len()
     );
-    let blob = ext::open_verified(cas, layer)?;
+    let blob = match ext::open_verified(cas, layer) {
+        Err(CasError::NotFound(_)) if media::is_foreign_layer(&layer.media_type) => {
+            return Err(UnpackError::Invalid(format!(
+                "layer {}: a foreign layer ({}) that is not in the store; rumoci does not fetch it from its urls",
+                layer.digest, layer.media_type
+            )));
+        }
+        r => r?,
+    };
     let progress = crate::progress::Item::start(
         &format!("layer {}/{}", i + 1, manifest.layers.len()),
         Some(layer.size),
         crate::progress::Unit::Bytes,
     );
     let counted = progress.reader(blob);
-    let plain = decompressor(&layer.media_type, Box::new(counted))
+    let plain = decompressor(layer_format(&layer.media_type), Box::new(counted))
         .map_err(|e| UnpackError::Invalid(format!("layer {}: {e}", layer.digest)))?;
     let mut reader = DiffIdReader {
         inner: plain,
@@ -910,7 +926,7 @@ pub fn check_layer(
     blob: &mut dyn Read,
 ) -> Result<(), crate::Error> {
     use crate::{Error, ErrorKind};
-    let plain = decompressor(&desc.media_type, Box::new(blob))?;
+    let plain = decompressor(layer_format(&desc.media_type), Box::new(blob))?;
     let alg = diff_id.map_or(crate::oci::Algorithm::Sha256, Digest::algorithm);
     let mut reader = DiffIdReader {
         inner: plain,

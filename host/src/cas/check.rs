@@ -1,7 +1,14 @@
 //! Whole-layout verification (`rumoci verify`): every reachable descriptor
 //! is checked — the blob exists, its size and digest match, JSON documents
 //! parse under the hardened rules, and (through a caller-supplied hook)
-//! layers decompress to their diff_id.
+//! layers decompress to their diff_id. Docker schema 2 documents and layers
+//! are checked like their OCI twins ([`media::kind`]).
+//!
+//! Some findings are warnings, not problems: a `subject` that is not in the
+//! store (a weak reference), a foreign layer that is not in the store (it
+//! is distributed from its urls), a document whose own `mediaType` is the
+//! twin of its descriptor's (an OCI descriptor leading to a Docker
+//! manifest: unambiguous).
 
 use std::collections::{BTreeSet, HashMap};
 use std::io::Read;
@@ -42,13 +49,17 @@ pub enum ProblemKind {
     Layer,
     /// A limit of [`crate::limits`] was hit (too deep, too many).
     Limit,
+    /// A document's own `mediaType` is not its descriptor's (a warning: the
+    /// twin of the same kind, e.g. a Docker manifest behind an OCI
+    /// manifest descriptor).
+    MediaType,
     /// The object could not be read.
     Io,
 }
 
 impl ProblemKind {
     /// The kind's name, as `verify --json` prints it: `missing`, `digest`,
-    /// `size`, `invalid`, `layer`, `limit` or `io`.
+    /// `size`, `invalid`, `layer`, `limit`, `media-type` or `io`.
     pub fn as_str(self) -> &'static str {
         match self {
             ProblemKind::Missing => "missing",
@@ -57,6 +68,7 @@ impl ProblemKind {
             ProblemKind::Invalid => "invalid",
             ProblemKind::Layer => "layer",
             ProblemKind::Limit => "limit",
+            ProblemKind::MediaType => "media-type",
             ProblemKind::Io => "io",
         }
     }
@@ -98,6 +110,16 @@ impl std::fmt::Display for Problem {
     }
 }
 
+/// What [`check_layout`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Report {
+    /// What is wrong: the layout is not sound while there is any.
+    pub problems: Vec<Problem>,
+    /// What is odd but sound (a missing `subject` or foreign layer, a
+    /// document of its descriptor's twin media type).
+    pub warnings: Vec<Problem>,
+}
+
 /// Checks a layer's content: given its descriptor, its diff_id and the
 /// verified blob stream, return an error message if it is bad.
 pub type LayerCheck<'a> =
@@ -115,6 +137,9 @@ struct Node {
     parent: Option<usize>,
     /// The length of the descriptor path ending here (a root is 1).
     depth: usize,
+    /// Whether it is only a `subject` (a weak reference: its absence is a
+    /// warning).
+    weak: bool,
 }
 
 /// How many digests of a long path are shown at each end.
@@ -154,22 +179,28 @@ fn path_of(nodes: &[Node], at: usize) -> String {
     )
 }
 
-/// Verify everything reachable from `index.json`. The walk is iterative and
-/// bounded by [`limits::MAX_INDEX_DEPTH`] (deeper indexes are a problem and
-/// not followed) and [`limits::MAX_WALK_DESCRIPTORS`] (the walk stops with a
-/// problem).
+/// Verify everything reachable from `index.json`: the problems of
+/// [`check_layout`] (its warnings left out).
 pub fn verify_layout(cas: &dyn Cas, layer_check: &mut LayerCheck<'_>) -> Vec<Problem> {
-    let mut problems = Vec::new();
+    check_layout(cas, layer_check).problems
+}
+
+/// Verify everything reachable from `index.json`, with the warnings. The
+/// walk is iterative and bounded by [`limits::MAX_INDEX_DEPTH`] (deeper
+/// indexes are a problem and not followed) and
+/// [`limits::MAX_WALK_DESCRIPTORS`] (the walk stops with a problem).
+pub fn check_layout(cas: &dyn Cas, layer_check: &mut LayerCheck<'_>) -> Report {
+    let mut report = Report::default();
     let index = match read_index(cas) {
         Ok(i) => i,
         Err(e) => {
-            problems.push(Problem {
+            report.problems.push(Problem {
                 path: "index.json".into(),
                 digest: None,
                 kind: ProblemKind::of(&e),
                 reason: e.to_string(),
             });
-            return problems;
+            return report;
         }
     };
     let mut nodes: Vec<Node> = Vec::new();
@@ -184,6 +215,7 @@ pub fn verify_layout(cas: &dyn Cas, layer_check: &mut LayerCheck<'_>) -> Vec<Pro
             label: Some(label),
             parent: None,
             depth: 1,
+            weak: false,
         });
     }
     let mut stack: Vec<usize> = (0..nodes.len()).rev().collect();
@@ -207,7 +239,7 @@ pub fn verify_layout(cas: &dyn Cas, layer_check: &mut LayerCheck<'_>) -> Vec<Pro
             }
             None => {
                 progress.advance(1);
-                let Some(children) = visit(cas, &nodes, at, &mut seen, &mut problems, layer_check)
+                let Some(children) = visit(cas, &nodes, at, &mut seen, &mut report, layer_check)
                 else {
                     continue;
                 };
@@ -218,8 +250,8 @@ pub fn verify_layout(cas: &dyn Cas, layer_check: &mut LayerCheck<'_>) -> Vec<Pro
         if children.is_empty() {
             continue;
         }
-        let mut report = |limit: Limit| {
-            problems.push(Problem {
+        let mut limit_hit = |limit: Limit| {
+            report.problems.push(Problem {
                 path: path_of(&nodes, at),
                 digest: Some(nodes[at].desc.digest.clone()),
                 kind: ProblemKind::Limit,
@@ -229,34 +261,50 @@ pub fn verify_layout(cas: &dyn Cas, layer_check: &mut LayerCheck<'_>) -> Vec<Pro
         // a manifest ends the descriptor path: its config and layers do
         // not nest it deeper
         if nodes[at].depth >= limits::MAX_INDEX_DEPTH
-            && nodes[at].desc.media_type != media::MANIFEST
+            && !media::is_manifest(&nodes[at].desc.media_type)
         {
-            report(Limit::IndexDepth);
+            limit_hit(Limit::IndexDepth);
             continue;
         }
         if nodes.len() + children.len() > limits::MAX_WALK_DESCRIPTORS {
-            report(Limit::WalkDescriptors);
+            limit_hit(Limit::WalkDescriptors);
             break;
         }
         let first = nodes.len();
         let depth = nodes[at].depth + 1;
-        for (desc, diff_id) in children {
+        for Child {
+            desc,
+            diff_id,
+            weak,
+        } in children
+        {
             nodes.push(Node {
                 desc,
                 diff_id,
                 label: None,
                 parent: Some(at),
                 depth,
+                weak,
             });
         }
         stack.extend((first..nodes.len()).rev());
     }
     progress.finish();
-    problems
+    report
 }
 
-/// The children of a document, with the diff_ids claimed for them.
-type Children = Vec<(Descriptor, Option<Digest>)>;
+/// A child of a document.
+#[derive(Debug, Clone)]
+struct Child {
+    desc: Descriptor,
+    /// The diff_id claimed for it (a manifest's layer).
+    diff_id: Option<Digest>,
+    /// Whether it is the document's `subject`.
+    weak: bool,
+}
+
+/// The children of a document.
+type Children = Vec<Child>;
 
 /// Check the node `at`; its children (with the diff_ids claimed for them)
 /// when it is a document to descend into.
@@ -265,7 +313,7 @@ fn visit(
     nodes: &[Node],
     at: usize,
     seen: &mut BTreeSet<(Digest, Option<Digest>)>,
-    problems: &mut Vec<Problem>,
+    found: &mut Report,
     layer_check: &mut LayerCheck<'_>,
 ) -> Option<Children> {
     let desc = &nodes[at].desc;
@@ -274,34 +322,53 @@ fn visit(
     if !seen.insert((desc.digest.clone(), diff_id.cloned())) {
         return None;
     }
-    let mut report = |kind: ProblemKind, reason: String| {
-        problems.push(Problem {
-            path: path_of(nodes, at),
-            digest: Some(desc.digest.clone()),
-            kind,
-            reason,
-        })
+    let finding = |kind: ProblemKind, reason: String| Problem {
+        path: path_of(nodes, at),
+        digest: Some(desc.digest.clone()),
+        kind,
+        reason,
     };
     if desc.data.is_none() {
-        match cas.stat_blob(&desc.digest) {
-            Ok(Some(_)) => {}
-            Ok(None) => {
-                report(ProblemKind::Missing, "blob is missing".into());
-                return None;
-            }
+        let absent = match cas.stat_blob(&desc.digest) {
+            Ok(Some(_)) => None,
+            Ok(None) if nodes[at].weak => Some((
+                &mut found.warnings,
+                "subject is not in the store (a weak reference)",
+            )),
+            Ok(None) if media::is_foreign_layer(&desc.media_type) => Some((
+                &mut found.warnings,
+                "foreign layer is not in the store (it is distributed from its urls)",
+            )),
+            Ok(None) => Some((&mut found.problems, "blob is missing")),
             Err(e) => {
-                report(ProblemKind::of(&e), e.to_string());
+                found
+                    .problems
+                    .push(finding(ProblemKind::of(&e), e.to_string()));
                 return None;
             }
+        };
+        if let Some((list, reason)) = absent {
+            list.push(finding(ProblemKind::Missing, reason.into()));
+            return None;
         }
     }
-    let is_layer = media::split_suffix(&desc.media_type).0 == media::LAYER
-        || media::split_suffix(&desc.media_type).0 == media::LAYER_NONDISTRIBUTABLE;
-    if is_layer {
+    let mut report = |kind: ProblemKind, reason: String| found.problems.push(finding(kind, reason));
+    if media::is_layer(&desc.media_type) {
         let res = open_verified(cas, desc)
             .map_err(|e| (ProblemKind::of(&e), e.to_string()))
             .and_then(|mut r| {
                 layer_check(desc, diff_id, &mut r).map_err(|e| {
+                    // content that is not a layer may be a blob that is not
+                    // what its digest says: read the rest to tell
+                    if let Err(e) = std::io::copy(&mut r, &mut std::io::sink()) {
+                        let e = CasError::io(desc.digest.to_string(), e);
+                        if matches!(
+                            e,
+                            CasError::DigestMismatch { .. } | CasError::SizeMismatch { .. }
+                        ) {
+                            return (ProblemKind::of(&e), e.to_string());
+                        }
+                    }
                     let m = e.to_string();
                     (ProblemKind::of_layer_message(&m), m)
                 })
@@ -348,21 +415,38 @@ fn visit(
         },
         _ => Vec::new(),
     };
-    let layers: BTreeSet<&Digest> = match &blob {
-        Blob::Manifest(m) => m.layers.iter().map(|l| &l.digest).collect(),
-        _ => BTreeSet::new(),
+    if let Some(own) = blob.media_type_mismatch(&desc.media_type) {
+        found.warnings.push(finding(
+            ProblemKind::MediaType,
+            format!(
+                "the document's mediaType is {}, its descriptor's {}",
+                show::name(own),
+                show::name(&desc.media_type)
+            ),
+        ));
+    }
+    let child = |desc: &Descriptor, diff_id: Option<&Digest>, weak: bool| Child {
+        desc: desc.clone(),
+        diff_id: diff_id.cloned(),
+        weak,
     };
-    let mut layer_no = 0;
-    let mut children = Vec::new();
-    for child in blob.children() {
-        let child_diff = if layers.contains(&child.digest) {
-            let d = diff_ids.get(layer_no);
-            layer_no += 1;
-            d
-        } else {
-            None
-        };
-        children.push((child.clone(), child_diff.cloned()));
+    let mut children: Children = match &blob {
+        Blob::Manifest(m) => std::iter::once(child(&m.config, None, false))
+            .chain(
+                m.layers
+                    .iter()
+                    .enumerate()
+                    .map(|(i, l)| child(l, diff_ids.get(i), false)),
+            )
+            .collect(),
+        other => other
+            .children()
+            .into_iter()
+            .map(|c| child(c, None, false))
+            .collect(),
+    };
+    if let Some(s) = blob.subject() {
+        children.push(child(s, None, true));
     }
     Some(children)
 }

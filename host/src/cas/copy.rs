@@ -11,13 +11,13 @@
 
 use std::collections::{BTreeSet, HashSet};
 
-use super::ext::{fetch, open_verified, read_index, update_index};
-use super::refs::{PlatformSpec, resolve, set_tag, tag_roots};
+use super::ext::{open_verified, read_index, update_index};
+use super::reach::reach;
+use super::refs::{PlatformSpec, resolve, set_tag, tag_root};
 use super::{Cas, CasError};
 use crate::limits::{self, Limit, LimitError};
-use crate::oci::{Blob, Descriptor, Digest, media};
+use crate::oci::{Descriptor, Digest, media};
 use crate::progress::{Item, Unit};
-use crate::show;
 
 /// What to copy besides the tag's own tree.
 #[derive(Debug, Clone, Default)]
@@ -54,21 +54,6 @@ pub struct CopyStats {
     pub root: Option<Descriptor>,
 }
 
-/// The one `index.json` entry naming `tag`.
-fn tag_root(cas: &dyn Cas, tag: &str) -> Result<Descriptor, CasError> {
-    let mut found = tag_roots(cas, tag)?.into_iter();
-    let first = found
-        .next()
-        .ok_or_else(|| CasError::NotFound(format!("tag {}", show::name(tag))))?;
-    if found.next().is_some() {
-        return Err(CasError::Invalid(format!(
-            "tag {} names several index.json entries",
-            show::name(tag)
-        )));
-    }
-    Ok(first)
-}
-
 /// A step of the post-order walk.
 enum Step {
     /// Read the descriptor's children and visit them.
@@ -77,8 +62,12 @@ enum Step {
     Exit(Descriptor),
 }
 
-/// Every descriptor reachable from `root`, children before parents, each
-/// digest once. Iterative; bounded as every walk is.
+/// Every descriptor reachable from `root` (what gc would keep: Docker
+/// documents like their OCI twins, documents of unknown media type that
+/// read as an index or manifest, a `subject` when the source has it),
+/// children before parents, each digest once. A foreign layer the source
+/// lacks is left out (it is distributed from its urls). Iterative; bounded
+/// as every walk is.
 fn post_order(cas: &dyn Cas, root: &Descriptor) -> Result<Vec<Descriptor>, CasError> {
     let mut out = Vec::new();
     let mut entered: HashSet<Digest> = HashSet::new();
@@ -95,11 +84,33 @@ fn post_order(cas: &dyn Cas, root: &Descriptor) -> Result<Vec<Descriptor>, CasEr
         if !entered.insert(desc.digest.clone()) {
             continue;
         }
-        let children: Vec<Descriptor> = if media::is_parseable(&desc.media_type) {
-            fetch(cas, &desc)?.children().into_iter().cloned().collect()
-        } else {
-            Vec::new()
-        };
+        if media::is_foreign_layer(&desc.media_type)
+            && desc.data.is_none()
+            && cas.stat_blob(&desc.digest)?.is_none()
+        {
+            tracing::info!(
+                "copy: foreign layer {} is not in the source (it is distributed from its urls)",
+                desc.digest
+            );
+            continue;
+        }
+        let mut children: Vec<Descriptor> = Vec::new();
+        if let Some(r) = reach(cas, &desc)? {
+            children = r.children;
+            // a subject is a weak reference: copied along when the source
+            // has it
+            if let Some(s) = r.subject {
+                if s.data.is_some() || cas.stat_blob(&s.digest)?.is_some() {
+                    children.push(s);
+                } else {
+                    tracing::info!(
+                        "copy: subject {} of {} is not in the source",
+                        s.digest,
+                        desc.digest
+                    );
+                }
+            }
+        }
         if depth >= limits::MAX_INDEX_DEPTH && !children.is_empty() {
             return Err(
                 LimitError::new(format!("copy: {}", desc.digest), Limit::IndexDepth).into(),
@@ -165,19 +176,15 @@ pub fn copy_image(
     if opts.referrers {
         let manifests: BTreeSet<Digest> = order
             .iter()
-            .filter(|d| d.media_type == media::MANIFEST || d.media_type == media::INDEX)
+            .filter(|d| media::is_manifest(&d.media_type) || media::is_index(&d.media_type))
             .map(|d| d.digest.clone())
             .collect();
         let copied: HashSet<Digest> = order.iter().map(|d| d.digest.clone()).collect();
         for entry in read_index(src)?.manifests {
-            if copied.contains(&entry.digest) || !media::is_parseable(&entry.media_type) {
+            if copied.contains(&entry.digest) {
                 continue;
             }
-            let subject = match fetch(src, &entry)? {
-                Blob::Manifest(m) => m.subject,
-                Blob::Index(i) => i.subject,
-                _ => None,
-            };
+            let subject = reach(src, &entry)?.and_then(|r| r.subject);
             if subject.is_some_and(|s| manifests.contains(&s.digest)) {
                 order.extend(post_order(src, &entry)?);
                 referrer_entries.push(entry);

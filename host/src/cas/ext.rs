@@ -47,25 +47,25 @@ pub fn read_bytes(cas: &dyn Cas, desc: &Descriptor) -> Result<Vec<u8>, CasError>
     Ok(buf)
 }
 
-fn describe(desc: &Descriptor) -> String {
-    let kind = match desc.media_type.as_str() {
-        media::INDEX => "index",
-        media::MANIFEST => "manifest",
-        media::CONFIG => "config",
+/// `index sha256:…`, `manifest sha256:…`, `config sha256:…` or `blob sha256:…`,
+/// by the descriptor's media type, for messages.
+pub(crate) fn describe(desc: &Descriptor) -> String {
+    let kind = match media::kind(&desc.media_type) {
+        media::Kind::Index => "index",
+        media::Kind::Manifest => "manifest",
+        media::Kind::Config => "config",
         _ => "blob",
     };
     format!("{kind} {}", desc.digest)
 }
 
-/// Read and parse the blob a descriptor points to, by its media type.
+/// Read and parse the blob a descriptor points to, by its media type
+/// ([`media::kind`]: Docker schema 2 documents as their OCI twins).
 /// Layers and unknown types are not read and come back as [`Blob::Other`].
 /// Documents are bounded by [`limits::MAX_DOCUMENT_SIZE`] and
 /// [`limits::MAX_DOCUMENT_DESCRIPTORS`].
 pub fn fetch(cas: &dyn Cas, desc: &Descriptor) -> Result<Blob, CasError> {
-    if !matches!(
-        desc.media_type.as_str(),
-        media::INDEX | media::MANIFEST | media::CONFIG | media::DESCRIPTOR | media::EMPTY_JSON
-    ) {
+    if !media::is_document(&desc.media_type) {
         return Ok(Blob::Other);
     }
     let bytes = read_bytes(cas, desc)?;
@@ -99,15 +99,15 @@ pub fn fetch_config(cas: &dyn Cas, desc: &Descriptor) -> Result<oci::Image, CasE
     }
 }
 
-/// Fetch the image config of `manifest` (found through `manifest_desc`),
-/// refusing an OCI artifact (a config that is not an image config, e.g.
-/// the empty descriptor) with [`CasError::NotAnImage`].
+/// Fetch the image config (OCI or Docker) of `manifest` (found through
+/// `manifest_desc`), refusing an OCI artifact (a config that is not an
+/// image config, e.g. the empty descriptor) with [`CasError::NotAnImage`].
 pub fn fetch_image_config(
     cas: &dyn Cas,
     manifest_desc: &Descriptor,
     manifest: &oci::Manifest,
 ) -> Result<oci::Image, CasError> {
-    if manifest.config.media_type != media::CONFIG {
+    if !media::is_config(&manifest.config.media_type) {
         let artifact_type = if manifest.artifact_type.is_empty() {
             manifest_desc.artifact_type.clone()
         } else {

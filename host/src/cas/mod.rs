@@ -12,6 +12,7 @@ pub mod copy;
 pub(crate) mod dir;
 pub mod ext;
 pub mod gc;
+mod reach;
 pub mod referrers;
 pub mod refs;
 mod verify;
@@ -92,9 +93,10 @@ pub enum CasError {
     /// The manifest is an OCI artifact (its config is not an image config),
     /// so it has no root filesystem or runtime configuration.
     #[error(
-        "manifest {manifest} is an artifact, not an image: its config has media type {config_media_type}{}; only {} configs can be unpacked or changed",
+        "manifest {manifest} is an artifact, not an image: its config has media type {config_media_type}{}; only image configs ({}, {}) can be unpacked",
         if artifact_type.is_empty() { String::new() } else { format!(" (artifactType {artifact_type})") },
-        crate::oci::media::CONFIG
+        crate::oci::media::CONFIG,
+        crate::oci::media::DOCKER_CONFIG
     )]
     NotAnImage {
         /// The manifest's digest.
@@ -103,6 +105,22 @@ pub enum CasError {
         config_media_type: String,
         /// Its `artifactType`, if any.
         artifact_type: String,
+    },
+    /// Several `index.json` entries carry the tag and point at different
+    /// descriptors: which one is meant cannot be told (the Go umoci's
+    /// `tag is ambiguous`).
+    #[error(
+        "tag is ambiguous: {} (its index.json entries point at {} different descriptors: {})",
+        crate::show::name(tag),
+        digests.len(),
+        digests.iter().take(4).map(ToString::to_string).collect::<Vec<_>>().join(", ")
+            + if digests.len() > 4 { ", …" } else { "" }
+    )]
+    AmbiguousTag {
+        /// The tag.
+        tag: String,
+        /// The distinct digests its entries name, in `index.json` order.
+        digests: Vec<Digest>,
     },
 }
 

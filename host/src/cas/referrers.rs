@@ -72,7 +72,7 @@ pub fn attach(
             "artifact type {artifact_type:?}: not a media type (TYPE/SUBTYPE)"
         )));
     }
-    if subject.media_type != media::MANIFEST && subject.media_type != media::INDEX {
+    if !media::is_manifest(&subject.media_type) && !media::is_index(&subject.media_type) {
         return Err(CasError::Invalid(format!(
             "{}: a subject must be an image manifest or index, not {}",
             subject.digest, subject.media_type

@@ -292,7 +292,17 @@ impl Walk {
             let (desc, depth) = (&nodes[at].desc, nodes[at].depth);
             let k = key(desc);
             if !read.contains_key(&k) {
-                let children = match fetch(cas, desc)? {
+                let blob = fetch(cas, desc)?;
+                if let Some(own) = blob.media_type_mismatch(&desc.media_type) {
+                    tracing::warn!(
+                        "tag {}: {}: the document's mediaType is {}, its descriptor's {}",
+                        show::name(tag),
+                        desc.digest,
+                        show::name(own),
+                        show::name(&desc.media_type)
+                    );
+                }
+                let children = match blob {
                     Blob::Index(i) => Some(i.manifests),
                     Blob::Descriptor(d) => Some(vec![d]),
                     _ => None,
@@ -353,19 +363,32 @@ impl Walk {
     }
 }
 
-pub(crate) fn tag_roots(cas: &dyn Cas, tag: &str) -> Result<Vec<Descriptor>, CasError> {
-    Ok(read_index(cas)?
-        .manifests
-        .into_iter()
-        .filter(|d| d.ref_name() == Some(tag))
-        .collect())
+/// The `index.json` entry named `tag`: [`CasError::NotFound`] when there
+/// is none, [`CasError::AmbiguousTag`] when entries of that name point at
+/// different descriptors (as the Go umoci, which says `tag is ambiguous`);
+/// entries naming the same digest are one.
+pub fn tag_root(cas: &dyn Cas, tag: &str) -> Result<Descriptor, CasError> {
+    let mut roots: Vec<Descriptor> = Vec::new();
+    for d in read_index(cas)?.manifests {
+        if d.ref_name() == Some(tag) && !roots.iter().any(|r| r.digest == d.digest) {
+            roots.push(d);
+        }
+    }
+    match roots.len() {
+        0 => Err(CasError::NotFound(format!("tag {}", show::name(tag)))),
+        1 => Ok(roots.remove(0)),
+        _ => Err(CasError::AmbiguousTag {
+            tag: tag.to_string(),
+            digests: roots.into_iter().map(|d| d.digest).collect(),
+        }),
+    }
 }
 
 /// Every descriptor path a tag leads to (one per manifest reachable through
 /// nested indexes). The paths together may hold at most
 /// [`limits::MAX_WALK_DESCRIPTORS`] descriptors.
 pub fn resolve_all(cas: &dyn Cas, tag: &str) -> Result<Vec<DescriptorPath>, CasError> {
-    let walk = Walk::new(cas, tag, tag_roots(cas, tag)?)?;
+    let walk = Walk::new(cas, tag, vec![tag_root(cas, tag)?])?;
     let total: usize = walk.leaves.iter().map(|&l| walk.nodes[l].depth).sum();
     if total > limits::MAX_WALK_DESCRIPTORS {
         return Err(
@@ -375,14 +398,17 @@ pub fn resolve_all(cas: &dyn Cas, tag: &str) -> Result<Vec<DescriptorPath>, CasE
     Ok(walk.leaves.iter().map(|&l| walk.path(l)).collect())
 }
 
-/// Resolve a tag to exactly one image manifest. When the tag leads to
-/// several, the one for `platform` (default: the host's) is chosen.
+/// Resolve a tag to exactly one image manifest (OCI or Docker schema 2).
+/// When the tag leads to several (through an OCI index or a Docker
+/// manifest list), the one for `platform` (default: the host's) is chosen.
+/// A tag whose `index.json` entries disagree is ambiguous
+/// ([`CasError::AmbiguousTag`]).
 pub fn resolve(
     cas: &dyn Cas,
     tag: &str,
     platform: Option<&PlatformSpec>,
 ) -> Result<DescriptorPath, CasError> {
-    let walk = Walk::new(cas, tag, tag_roots(cas, tag)?)?;
+    let walk = Walk::new(cas, tag, vec![tag_root(cas, tag)?])?;
     let mut leaves = walk.leaves.clone();
     if leaves.is_empty() {
         return Err(CasError::NotFound(format!("tag {}", show::name(tag))));
@@ -430,9 +456,9 @@ pub fn resolve(
     }
     let path = walk.path(leaves[0]);
     let target = path.target();
-    if target.media_type != media::MANIFEST {
+    if !media::is_manifest(&target.media_type) {
         return Err(CasError::Invalid(format!(
-            "tag {}: {} has media type {}, not an OCI image manifest",
+            "tag {}: {} has media type {}, not an image manifest",
             show::name(tag),
             target.digest,
             show::name(&target.media_type)

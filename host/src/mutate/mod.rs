@@ -82,8 +82,13 @@ impl<'a> Mutator<'a> {
             .into());
         }
         if path.target().media_type != media::MANIFEST {
+            let why = if media::is_manifest(&path.target().media_type) {
+                "rumoci changes only OCI image manifests (convert the image first, e.g. skopeo copy --format oci)"
+            } else {
+                "not an image manifest"
+            };
             return Err(MutateError::Invalid(format!(
-                "{}: media type {} is not an image manifest",
+                "{}: media type {}: {why}",
                 path.target().digest,
                 path.target().media_type
             )));

@@ -92,16 +92,17 @@ pub struct ManifestStat {
     pub history: Option<Vec<HistoryInfo>>,
 }
 
-/// Gather the stat information of the manifest `desc` points to.
+/// Gather the stat information of the manifest `desc` points to (OCI, or
+/// Docker schema 2 with its Docker config).
 pub fn stat(cas: &dyn Cas, desc: &Descriptor) -> Result<ManifestStat, StatError> {
-    if desc.media_type != media::MANIFEST {
+    if !media::is_manifest(&desc.media_type) {
         return Err(StatError::NotAManifest {
             digest: desc.digest.clone(),
             media_type: desc.media_type.clone(),
         });
     }
     let raw = ext::read_bytes(cas, desc)?;
-    let manifest = match oci::parse_blob(media::MANIFEST, &raw) {
+    let manifest = match oci::parse_blob(&desc.media_type, &raw) {
         Ok(Blob::Manifest(m)) => m,
         Ok(_) => {
             return Err(StatError::NotAManifest {
@@ -118,8 +119,8 @@ pub fn stat(cas: &dyn Cas, desc: &Descriptor) -> Result<ManifestStat, StatError>
         }
     };
     let cdesc = manifest.config.clone();
-    let (config, history) = match cdesc.media_type.as_str() {
-        media::CONFIG => {
+    let (config, history) = match media::kind(&cdesc.media_type) {
+        media::Kind::Config => {
             let craw = ext::read_bytes(cas, &cdesc)?;
             let image = oci::parse_config(&craw).map_err(|source| CasError::Document {
                 what: format!("config {}", cdesc.digest),
@@ -135,7 +136,7 @@ pub fn stat(cas: &dyn Cas, desc: &Descriptor) -> Result<ManifestStat, StatError>
                 Some(history),
             )
         }
-        media::EMPTY_JSON => {
+        media::Kind::EmptyJson => {
             let craw = ext::read_bytes(cas, &cdesc)?;
             oci::parse_blob(media::EMPTY_JSON, &craw).map_err(|source| CasError::Document {
                 what: format!("config {}", cdesc.digest),

@@ -113,10 +113,15 @@ pub fn read_meta(bundle: &Path) -> Result<(Meta, DescriptorPath), RepackError> {
     let meta = Meta::read(bundle).map_err(|e| bundle_err(bundle, e.to_string()))?;
     let path = DescriptorPath(meta.from_descriptor_path.descriptor_walk.clone());
     if path.target().media_type != media::MANIFEST {
+        let why = if media::is_manifest(&path.target().media_type) {
+            "rumoci repacks only onto OCI image manifests (convert the image first, e.g. skopeo copy --format oci)"
+        } else {
+            "not an image manifest"
+        };
         return Err(bundle_err(
             bundle,
             format!(
-                "umoci.json: descriptor {} is a {}, not an image manifest",
+                "umoci.json: descriptor {} is a {}: {why}",
                 path.target().digest,
                 path.target().media_type
             ),
