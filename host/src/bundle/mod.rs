@@ -19,7 +19,6 @@ pub mod runtime;
 pub mod unpack;
 pub mod user;
 
-use std::io::Write;
 use std::path::Path;
 
 use crate::cas::refs::DescriptorPath;
@@ -51,23 +50,8 @@ pub enum BundleError {
     Other(String),
 }
 
-/// Write `data` to `path` through a temporary in the same directory and a
-/// rename, so a crash leaves the old file or the new one.
+/// Write `data` to `path` atomically ([`crate::fs::atomic::write`]).
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), BundleError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.rumoci-tmp-{:016x}", rand::random::<u64>()));
-    let res = (|| -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(data)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if res.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    res.map_err(|e| BundleError::Other(format!("{}: {e}", path.display())))
+    crate::fs::atomic::write(path, data)
+        .map_err(|e| BundleError::Other(format!("{}: {e}", path.display())))
 }

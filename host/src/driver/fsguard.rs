@@ -34,7 +34,15 @@ use wasmtime_wasi::p2::bindings::sync::filesystem::types::{
     DescriptorFlags, ErrorCode, Host, HostDescriptor, OpenFlags, PathFlags,
 };
 
-use super::runtime::HostState;
+/// What the guard needs of a plugin's store state: the resource table
+/// holding its descriptors, the WASI filesystem, and the plugin's name
+/// for messages.
+pub(crate) trait Guarded: WasiFilesystemView + 'static {
+    /// The resource table holding the plugin's descriptors.
+    fn table(&self) -> &ResourceTable;
+    /// The plugin's name.
+    fn plugin(&self) -> &str;
+}
 
 /// The interface whose `open-at` is guarded, at the version wasmtime-wasi
 /// 48 defines (a plugin's import of an older 0.2 release resolves to it).
@@ -44,11 +52,11 @@ const OPEN_AT: &str = "[method]descriptor.open-at";
 
 /// Replace wasmtime-wasi's `open-at` in `linker` (which must already hold
 /// the WASI filesystem) with the guarded one.
-pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+pub(crate) fn add_to_linker<T: Guarded>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
     linker.allow_shadowing(true);
     let res = linker
         .instance(FILESYSTEM_TYPES)
-        .and_then(|mut i| i.func_wrap(OPEN_AT, guarded_open_at));
+        .and_then(|mut i| i.func_wrap(OPEN_AT, guarded_open_at::<T>));
     linker.allow_shadowing(false);
     res
 }
@@ -61,16 +69,16 @@ type OpenAtParams = (
     DescriptorFlags,
 );
 
-fn guarded_open_at(
-    mut store: StoreContextMut<'_, HostState>,
+fn guarded_open_at<T: Guarded>(
+    mut store: StoreContextMut<'_, T>,
     (fd, path_flags, path, oflags, flags): OpenAtParams,
 ) -> wasmtime::Result<(Result<Resource<Descriptor>, ErrorCode>,)> {
     let state = store.data_mut();
     let follow = path_flags.contains(PathFlags::SYMLINK_FOLLOW);
-    if let Some(kind) = special_file(&state.table, &fd, &path, follow) {
+    if let Some(kind) = special_file(state.table(), &fd, &path, follow) {
         tracing::warn!(
             "driver {}: refused to open {path:?} in its store: {kind}",
-            state.plugin
+            state.plugin()
         );
         return Ok((Err(ErrorCode::Access),));
     }

@@ -84,6 +84,15 @@ impl HostState {
     }
 }
 
+impl super::fsguard::Guarded for HostState {
+    fn table(&self) -> &ResourceTable {
+        &self.table
+    }
+    fn plugin(&self) -> &str {
+        &self.plugin
+    }
+}
+
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {

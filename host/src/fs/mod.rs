@@ -9,9 +9,11 @@
 //!   that reach an entry without following it;
 //! * [`xattr`]: extended attributes of an open descriptor or of a name
 //!   that is not followed (list, get, set, all at once);
+//! * [`atomic`]: whole-file writes a crash cannot leave half done;
 //! * [`unpriv`]: trees of directories an unprivileged owner cannot enter,
 //!   opened up for as long as rumoci reads them.
 
+pub mod atomic;
 pub mod dir;
 pub mod root;
 pub mod unpriv;

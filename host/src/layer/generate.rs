@@ -18,6 +18,7 @@ use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno;
 use tar::{EntryType, Header};
 
+use super::idmap::OwnerFn;
 use crate::path::{self, BStr, BString, ByteSlice, ByteVec};
 
 /// The xattr rootless unpack uses to remember the container owner.
@@ -51,11 +52,6 @@ fn io_at(path: &Path) -> impl FnOnce(io::Error) -> GenerateError + '_ {
         source,
     }
 }
-
-/// Maps a file's host owner (and its `user.rootlesscontainers` value, if
-/// any) to the owner recorded in the layer.
-pub type OwnerFn =
-    dyn Fn(u32, u32, Option<&[u8]>) -> Result<(u32, u32), super::idmap::IdMapError> + Send + Sync;
 
 /// Options of the generator.
 #[derive(Default)]

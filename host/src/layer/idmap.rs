@@ -3,6 +3,10 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Maps a file's host owner (and its `user.rootlesscontainers` value, if
+/// any) to the owner recorded in the layer.
+pub type OwnerFn = dyn Fn(u32, u32, Option<&[u8]>) -> Result<(u32, u32), IdMapError> + Send + Sync;
+
 /// One mapping range, with umoci's JSON field names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IdMapping {
@@ -74,7 +78,7 @@ pub fn to_container(id: u32, maps: &[IdMapping]) -> Option<u32> {
 }
 
 /// The owner function of a layer generator (see
-/// [`crate::layer::generate::OwnerFn`]) that reverses an unpack's mapping:
+/// [`OwnerFn`]) that reverses an unpack's mapping:
 /// rootless bundles take the owner from the `user.rootlesscontainers` xattr
 /// (0:0 without it, as umoci does); mapped bundles map host ids back into
 /// the container, and an id outside every range is an error. `None` when
@@ -83,7 +87,7 @@ pub fn owner_mapper(
     uid_map: Vec<IdMapping>,
     gid_map: Vec<IdMapping>,
     rootless: bool,
-) -> Option<Box<crate::layer::generate::OwnerFn>> {
+) -> Option<Box<OwnerFn>> {
     if rootless {
         return Some(Box::new(|_, _, xattr: Option<&[u8]>| match xattr {
             Some(x) => decode_rootless(x),

@@ -306,7 +306,7 @@ impl Record {
             path: path.display().to_string(),
             reason: e.to_string(),
         })?;
-        crate::bundle::write_atomic(path, &data).map_err(|e| RecordError::Invalid {
+        crate::fs::atomic::write(path, &data).map_err(|e| RecordError::Invalid {
             path: path.display().to_string(),
             reason: e.to_string(),
         })

@@ -236,9 +236,12 @@ pub fn parse(b: &[u8; BLOCK], offset: u64) -> Result<RawHeader, TarError> {
     Ok(h)
 }
 
+/// Sparse map entries as written: (offset, length), unchecked.
+pub type SparseEntries = Vec<(i64, i64)>;
+
 /// The old GNU sparse fields of a GNU header: the real size, the map
 /// entries in the header, and whether extension blocks follow.
-pub fn gnu_sparse(b: &[u8; BLOCK], offset: u64) -> Result<(i64, Vec<(i64, i64)>, bool), TarError> {
+pub fn gnu_sparse(b: &[u8; BLOCK], offset: u64) -> Result<(i64, SparseEntries, bool), TarError> {
     if format(b) != Some(Format::Gnu) {
         return Err(TarError::Header {
             offset,
@@ -256,7 +259,7 @@ pub fn gnu_sparse(b: &[u8; BLOCK], offset: u64) -> Result<(i64, Vec<(i64, i64)>,
 
 /// The entries of an old GNU sparse extension block, and whether another
 /// follows.
-pub fn gnu_sparse_ext(b: &[u8; BLOCK], offset: u64) -> Result<(Vec<(i64, i64)>, bool), TarError> {
+pub fn gnu_sparse_ext(b: &[u8; BLOCK], offset: u64) -> Result<(SparseEntries, bool), TarError> {
     sparse_entries(b, 0, EXT_SPARSE_ENTRIES, EXT_IS_EXTENDED, offset)
 }
 
@@ -266,7 +269,7 @@ fn sparse_entries(
     count: usize,
     is_extended: usize,
     offset: u64,
-) -> Result<(Vec<(i64, i64)>, bool), TarError> {
+) -> Result<(SparseEntries, bool), TarError> {
     let mut out = Vec::new();
     for i in 0..count {
         let at = start + i * 24;

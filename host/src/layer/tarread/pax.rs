@@ -22,7 +22,7 @@ pub fn parse(mut data: &[u8]) -> Result<Records, String> {
         let (key, value, rest) = record(data)?;
         data = rest;
         if key == SPARSE_OFFSET || key == SPARSE_NUMBYTES {
-            let want = if sparse.len() % 2 == 0 {
+            let want = if sparse.len().is_multiple_of(2) {
                 SPARSE_OFFSET
             } else {
                 SPARSE_NUMBYTES
@@ -41,8 +41,11 @@ pub fn parse(mut data: &[u8]) -> Result<Records, String> {
     Ok(records)
 }
 
+/// A record's key and value, and the bytes that follow it.
+type Record<'a> = (&'a [u8], &'a [u8], &'a [u8]);
+
 /// One `"<len> <key>=<value>\n"` record: key, value and what follows.
-fn record(s: &[u8]) -> Result<(&[u8], &[u8], &[u8]), String> {
+fn record(s: &[u8]) -> Result<Record<'_>, String> {
     let bad = || {
         format!(
             "malformed PAX record {:?}",

@@ -132,7 +132,7 @@ pub fn write_out(
     segments: &[Segment],
     size: u64,
 ) -> Result<[u8; 32], CopyError> {
-    const ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+    static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
     let mut hasher = sha2::Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut at = 0u64;
