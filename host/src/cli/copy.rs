@@ -23,7 +23,7 @@ pub struct Args {
     #[arg(long)]
     referrers: bool,
     #[command(flatten)]
-    json: super::util::JsonArgs,
+    json: super::output::JsonArgs,
     /// The source `PATH[:TAG]` (a repository name with a `url=` driver).
     #[arg(value_name = "SRC[:TAG]")]
     src: String,
@@ -72,7 +72,7 @@ pub fn run(a: Args) -> Result<()> {
             "referrers": stats.referrers,
         });
         let text = serde_json::to_string_pretty(&doc).context("serialising the summary")?;
-        super::util::print_out(&format!("{text}\n"))?;
+        super::output::print_out(&format!("{text}\n"))?;
     }
     tracing::info!(
         "{} blobs copied ({} bytes), {} already there{}",

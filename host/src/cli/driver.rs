@@ -105,19 +105,19 @@ pub enum Command {
         #[arg(value_name = "PATH.wasm")]
         path: PathBuf,
         #[command(flatten)]
-        json: super::util::JsonArgs,
+        json: super::output::JsonArgs,
     },
     /// List the snapshots of the layer store given with `--driver`:
     /// name, kind, parent, and the size and inodes of committed ones.
     Snapshots {
         #[command(flatten)]
-        json: super::util::JsonArgs,
+        json: super::output::JsonArgs,
     },
     /// Show the drivers the config file defines, its defaults, and where
     /// it was read from.
     List {
         #[command(flatten)]
-        json: super::util::JsonArgs,
+        json: super::output::JsonArgs,
     },
     /// Check a plugin against the driver contract (conformance runner):
     /// one line per check, exit status 1 if any failed.
@@ -162,7 +162,7 @@ fn print_snapshots(store: &dyn LayerStore, json: bool) -> Result<()> {
                 })
             })
             .collect();
-        return super::util::print_json(&serde_json::json!({ "snapshots": snaps }));
+        return super::output::print_json(&serde_json::json!({ "snapshots": snaps }));
     }
     let rows: Vec<[String; 5]> = list
         .into_iter()
@@ -202,7 +202,7 @@ fn print_snapshots(store: &dyn LayerStore, json: bool) -> Result<()> {
         text.push_str(line.join("  ").trim_end());
         text.push('\n');
     }
-    super::util::print_out(&text)
+    super::output::print_out(&text)
 }
 
 /// Run a `driver` subcommand.
@@ -211,13 +211,13 @@ pub fn run(cmd: Command) -> Result<()> {
         Command::Info { path, json } => {
             let i = plugin_info(&path, &DriverSpec::wasm(&path))?;
             if json.json {
-                return super::util::print_json(&serde_json::json!({
+                return super::output::print_json(&serde_json::json!({
                     "name": i.name,
                     "version": i.version,
                     "capabilities": i.capabilities,
                 }));
             }
-            super::util::print_out(&format!(
+            super::output::print_out(&format!(
                 "name: {}\nversion: {}\ncapabilities: {}\n",
                 i.name,
                 i.version,

@@ -59,9 +59,9 @@ pub fn run(a: Args) -> Result<()> {
             Outcome::Skip(why) => format!("skip  {}: {} ({why})\n", c.group, c.name),
         };
         // each line as soon as its check ends
-        let _ = super::util::print_out(&line);
+        let _ = super::output::print_out(&line);
     });
-    super::util::print_out(&format!(
+    super::output::print_out(&format!(
         "{} passed, {} failed, {} skipped\n",
         summary.passed, summary.failed, summary.skipped
     ))?;

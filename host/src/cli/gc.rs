@@ -2,7 +2,8 @@
 
 use anyhow::Result;
 
-use super::util::{LayoutArgs, open_layout};
+use super::driver::open_layout;
+use super::util::LayoutArgs;
 
 /// Arguments of `gc`.
 #[derive(clap::Args, Debug)]

@@ -2,7 +2,9 @@
 
 use anyhow::Result;
 
-use super::util::{JsonArgs, LayoutArgs, open_layout, print_json, print_out};
+use super::driver::open_layout;
+use super::output::{JsonArgs, print_json, print_out};
+use super::util::LayoutArgs;
 
 /// Arguments of `list`.
 #[derive(clap::Args, Debug)]

@@ -13,6 +13,7 @@ mod insert;
 mod list;
 mod mount;
 mod new;
+mod output;
 mod progress;
 mod raw;
 mod referrers;
@@ -270,7 +271,7 @@ fn init_logging(cli: &Cli) -> anyhow::Result<()> {
 
 fn run(cli: Cli, bin: &str) -> anyhow::Result<()> {
     if cli.version {
-        return util::print_out(&version_text(bin));
+        return output::print_out(&version_text(bin));
     }
     init_logging(&cli)?;
     progress::install(cli.quiet);
@@ -301,7 +302,7 @@ fn run(cli: Cli, bin: &str) -> anyhow::Result<()> {
     settings::remember(config);
     let Some(sub) = cli.command else {
         // like umoci: no command prints the help
-        return util::print_out(&command(bin).render_help().to_string());
+        return output::print_out(&command(bin).render_help().to_string());
     };
     match sub {
         Command::Init(a) => init::run(a),
@@ -487,7 +488,7 @@ fn redundant_context(context: &str, cause: &str) -> bool {
 }
 
 /// Print a command's error (one line, `rumoci: ` once) and return the
-/// exit status: 1 for [`util::ProblemsFound`], else `could_not_run`.
+/// exit status: 1 for [`output::ProblemsFound`], else `could_not_run`.
 fn report(e: &anyhow::Error, could_not_run: i32) -> i32 {
     let mut msg = error_line(e);
     // a limit hit on what a content-store plugin answered: name it
@@ -507,7 +508,7 @@ fn report(e: &anyhow::Error, could_not_run: i32) -> i32 {
     {
         eprintln!("rumoci: maybe --rootless will help?");
     }
-    if e.chain().any(|c| c.is::<util::ProblemsFound>()) {
+    if e.chain().any(|c| c.is::<output::ProblemsFound>()) {
         1
     } else {
         could_not_run

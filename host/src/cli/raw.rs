@@ -42,7 +42,7 @@ pub struct MtreeValidateArgs {
     #[arg(long)]
     rootless: bool,
     #[command(flatten)]
-    json: super::util::JsonArgs,
+    json: super::output::JsonArgs,
 }
 
 /// Arguments of `raw runtime-config`.
@@ -297,7 +297,7 @@ fn mtree_validate(a: MtreeValidateArgs) -> Result<()> {
     }
     let n = lines.len();
     if a.json.json {
-        super::util::print_json(&serde_json::json!({
+        super::output::print_json(&serde_json::json!({
             "manifest": a.manifest.to_string_lossy(),
             "path": a.path.to_string_lossy(),
             "differences": json,
@@ -305,10 +305,10 @@ fn mtree_validate(a: MtreeValidateArgs) -> Result<()> {
         }))?;
     } else if n > 0 {
         lines.push(String::new());
-        super::util::print_out(&lines.join("\n"))?;
+        super::output::print_out(&lines.join("\n"))?;
     }
     if n > 0 {
-        return Err(super::util::ProblemsFound(format!(
+        return Err(super::output::ProblemsFound(format!(
             "validation failed: {n} differences found"
         ))
         .into());

@@ -65,13 +65,13 @@ pub fn run(cmd: Command) -> Result<()> {
                 let mut text =
                     serde_json::to_string_pretty(&index).context("serialising the index")?;
                 text.push('\n');
-                return super::util::print_out(&text);
+                return super::output::print_out(&text);
             }
             let mut text = String::new();
             for d in found {
                 text.push_str(&format!("{}\t{}\t{}\n", d.digest, d.artifact_type, d.size));
             }
-            super::util::print_out(&text)
+            super::output::print_out(&text)
         }
         Command::Attach {
             image,
@@ -112,7 +112,7 @@ pub fn run(cmd: Command) -> Result<()> {
                 .collect();
             let desc = referrers::attach(cas.cas(), &target, &artifact_type, &mut parts, ann)
                 .with_context(|| format!("attach to {}", target.digest))?;
-            super::util::print_out(&format!("{}\n", desc.digest))
+            super::output::print_out(&format!("{}\n", desc.digest))
         }
     }
 }

@@ -355,7 +355,7 @@ pub fn print_list(json: bool) -> Result<()> {
                 v
             })
             .collect();
-        return super::util::print_json(&serde_json::json!({
+        return super::output::print_json(&serde_json::json!({
             "config": shown,
             "found": s.found,
             "drivers": list,
@@ -379,7 +379,7 @@ pub fn print_list(json: bool) -> Result<()> {
     for (cmd, c) in &s.file.defaults.command {
         text.push_str(&format!("defaults for {cmd}: {}\n", c.drivers.join(", ")));
     }
-    super::util::print_out(&text)
+    super::output::print_out(&text)
 }
 
 #[cfg(test)]

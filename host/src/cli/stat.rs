@@ -2,7 +2,8 @@
 
 use anyhow::Result;
 
-use super::util::{ImageArgs, print_bytes};
+use super::output::print_bytes;
+use super::util::ImageArgs;
 
 /// Arguments of `stat`.
 #[derive(clap::Args, Debug)]

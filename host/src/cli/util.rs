@@ -4,7 +4,7 @@
 use std::ffi::OsString;
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::CommandFactory;
 use rumoci::cas::refs::{ImageRef, PlatformSpec};
 use rumoci::image::{HistoryEntry, Store};
@@ -61,15 +61,9 @@ impl ImageArgs {
     /// Open the layout the image lives in.
     pub fn open(&self) -> Result<(Store, ImageRef)> {
         let r = self.reference()?;
-        let store = open_layout(&r.layout)?;
+        let store = super::driver::open_layout(&r.layout)?;
         Ok((store, r))
     }
-}
-
-/// Open an existing layout with the driver chosen by `--driver` (default:
-/// the built-in directory driver).
-pub fn open_layout(path: &Path) -> Result<Store> {
-    super::driver::open_layout(path)
 }
 
 /// Go's `strconv.ParseBool`, which urfave/cli uses for `--flag=VALUE` on a
@@ -266,42 +260,6 @@ pub fn parse_kv<'a>(flag: &str, s: &'a str) -> Result<(&'a str, &'a str)> {
     match s.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k, v)),
         _ => anyhow::bail!("{flag} {s:?}: expected KEY=VALUE"),
-    }
-}
-
-/// The command ran and found problems (`verify`, `raw mtree-validate`):
-/// exit status 1, where a failure to run at all is 2.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct ProblemsFound(pub String);
-
-/// Print `value` as pretty JSON and a newline on stdout.
-pub fn print_json(value: &impl serde::Serialize) -> Result<()> {
-    let mut text = serde_json::to_string_pretty(value).context("serialising JSON")?;
-    text.push('\n');
-    print_out(&text)
-}
-
-/// `--json`, shared by the commands that can print JSON.
-#[derive(clap::Args, Debug, Clone, Default)]
-pub struct JsonArgs {
-    /// Print JSON (the fields are listed in docs/cli.md) instead of text.
-    #[arg(long)]
-    pub json: bool,
-}
-
-/// Write `text` to stdout; a closed pipe (`rumoci ls | head`) is not an error.
-pub fn print_out(text: &str) -> Result<()> {
-    print_bytes(text.as_bytes())
-}
-
-/// Write `bytes` to stdout; a closed pipe is not an error.
-pub fn print_bytes(bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    match out.write_all(bytes).and_then(|()| out.flush()) {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        other => other.context("write to stdout"),
     }
 }
 

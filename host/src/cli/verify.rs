@@ -3,7 +3,9 @@
 use anyhow::Result;
 use rumoci::cas::check::Problem;
 
-use super::util::{JsonArgs, LayoutArgs, ProblemsFound, open_layout, print_json, print_out};
+use super::driver::open_layout;
+use super::output::{JsonArgs, ProblemsFound, print_json, print_out};
+use super::util::LayoutArgs;
 
 /// Arguments of `verify`.
 #[derive(clap::Args, Debug)]
