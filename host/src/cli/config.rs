@@ -3,6 +3,7 @@
 use anyhow::Result;
 use rumoci::image::{ConfigChange, parse_time};
 
+use super::driver::Session;
 use super::util::{HistoryArgs, ImageArgs, TagArgs, parse_kv};
 
 /// Arguments of `config`.
@@ -105,8 +106,8 @@ fn change(a: &Args) -> Result<ConfigChange> {
 
 /// Change the image configuration, write new config and manifest blobs, and
 /// retag.
-pub fn run(a: Args) -> Result<()> {
-    let (store, r) = a.image.open()?;
+pub fn run(a: Args, s: &Session) -> Result<()> {
+    let (store, r) = a.image.open(s)?;
     let dest = a.tag.destination(&r.tag)?.to_string();
     let change = change(&a)?;
     let lock = store.lock()?;

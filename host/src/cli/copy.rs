@@ -1,5 +1,6 @@
 //! `rumoci copy [--from-driver SPEC] [--to-driver SPEC] SRC[:TAG] DST[:TAG]`
 
+use super::driver::Session;
 use anyhow::{Context, Result};
 use rumoci::cas::copy::{BlobOutcome, CopyOptions};
 use rumoci::cas::refs::{ImageRef, PlatformSpec};
@@ -34,7 +35,7 @@ pub struct Args {
 }
 
 /// Copy the image.
-pub fn run(a: Args) -> Result<()> {
+pub fn run(a: Args, s: &Session) -> Result<()> {
     let src = ImageRef::parse(&a.src)?;
     // DST's tag defaults to SRC's (not to `latest`)
     let dst = if a.dst.contains(':') {
@@ -46,8 +47,8 @@ pub fn run(a: Args) -> Result<()> {
         platform: a.platform.as_deref().map(PlatformSpec::parse).transpose()?,
         referrers: a.referrers,
     };
-    let from = super::driver::open_side(a.from_driver.as_deref(), &src.layout, false)?;
-    let to = super::driver::open_side(a.to_driver.as_deref(), &dst.layout, true)?;
+    let from = s.open_side(a.from_driver.as_deref(), &src.layout, false)?;
+    let to = s.open_side(a.to_driver.as_deref(), &dst.layout, true)?;
     let stats =
         rumoci::image::copy(
             &from,

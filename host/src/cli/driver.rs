@@ -1,12 +1,11 @@
 //! `--driver SPEC` (global, repeatable) and `rumoci driver info PATH.wasm`,
 //! `driver snapshots`, `driver rm NAME…`.
 //!
-//! The parsed specs live in a process-wide slot set once by `run`, so that
-//! [`open_layout`] and [`create_layout`] (which every command uses) pick the
-//! content-store driver without threading it through each command.
+//! A command's `--driver` and `--creds` choices are one [`Session`], made
+//! by `run` and handed to the command: it opens the stores the command
+//! asks for, each plugin read, compiled and linked at most once.
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
 use anyhow::{Context, Result};
 use rumoci::driver::net::Credentials;
@@ -14,85 +13,86 @@ use rumoci::driver::{DriverSpec, plugin_info};
 use rumoci::image::{Drivers, Open, Store};
 use rumoci::layer_store::LayerStore;
 
-static DRIVERS: OnceLock<Drivers> = OnceLock::new();
-static CREDS: OnceLock<Credentials> = OnceLock::new();
-
-/// Remember `--creds USER:PASSWORD` (call once, before any spec is parsed).
-pub fn set_creds(raw: &str) -> Result<()> {
-    let c = Credentials::parse(raw).map_err(|why| anyhow::anyhow!("--creds: {why}"))?;
-    let _ = CREDS.set(c);
-    Ok(())
+/// The drivers one command uses (`--driver`, `--creds`).
+#[derive(Debug, Default)]
+pub struct Session {
+    drivers: Drivers,
+    creds: Option<Credentials>,
 }
 
-/// `--creds` for the registries of `d` given without `creds=`.
-fn with_creds(d: Drivers) -> Drivers {
-    match CREDS.get() {
-        Some(c) => d.with_credentials(c),
-        None => d,
+impl Session {
+    /// The session of `--creds USER:PASSWORD` (if given) and the
+    /// `--driver` specs `specs`; `--creds` fills in every `url=` given
+    /// without `creds=`.
+    pub fn new(creds: Option<&str>, specs: &[String]) -> Result<Session> {
+        let creds = creds
+            .map(|raw| Credentials::parse(raw).map_err(|why| anyhow::anyhow!("--creds: {why}")))
+            .transpose()?;
+        let mut s = Session {
+            drivers: Drivers::default(),
+            creds,
+        };
+        s.drivers = s.with_creds(Drivers::parse(specs)?);
+        Ok(s)
     }
-}
 
-/// Parse a driver spec; `--creds` fills in a `url=` without `creds=`.
-pub fn parse_spec(text: &str) -> Result<DriverSpec> {
-    let d = with_creds(Drivers::parse(&[text])?);
-    d.specs()
-        .first()
-        .cloned()
-        .ok_or_else(|| anyhow::anyhow!("--driver {text}: empty"))
-}
+    /// `--creds` for the registries of `d` given without `creds=`.
+    fn with_creds(&self, d: Drivers) -> Drivers {
+        match &self.creds {
+            Some(c) => d.with_credentials(c),
+            None => d,
+        }
+    }
 
-/// Parse and remember the `--driver` flags (call once, before commands run).
-pub fn set_specs(raw: &[String]) -> Result<()> {
-    let _ = DRIVERS.set(with_creds(Drivers::parse(raw)?));
-    Ok(())
-}
+    /// Parse a driver spec; `--creds` fills in a `url=` without `creds=`.
+    pub fn parse_spec(&self, text: &str) -> Result<DriverSpec> {
+        let d = self.with_creds(Drivers::parse(&[text])?);
+        d.specs()
+            .first()
+            .cloned()
+            .ok_or_else(|| anyhow::anyhow!("--driver {text}: empty"))
+    }
 
-/// The drivers given (none: the built-in directory driver, in place).
-fn drivers() -> &'static Drivers {
-    static NONE: OnceLock<Drivers> = OnceLock::new();
-    DRIVERS
-        .get()
-        .unwrap_or_else(|| NONE.get_or_init(Drivers::default))
-}
+    /// The layer store selected with `--driver` (`None`: extract in place).
+    pub fn open_layer_store(&self) -> Result<Option<Box<dyn LayerStore>>> {
+        Ok(self.drivers.layer_store()?)
+    }
 
-/// The layer store selected with `--driver` (`None`: extract in place).
-pub fn open_layer_store() -> Result<Option<Box<dyn LayerStore>>> {
-    Ok(drivers().layer_store()?)
-}
+    /// How errors name the content-store plugin given with `--driver`
+    /// (`driver NAME (FILE)`), `None` with the built-in driver.
+    pub fn cas_label(&self) -> Option<String> {
+        self.drivers.content_label()
+    }
 
-/// How errors name the content-store plugin given with `--driver`
-/// (`driver NAME (FILE)`), `None` with the built-in driver.
-pub fn cas_label() -> Option<String> {
-    drivers().content_label()
-}
+    /// Open an existing layout through the selected driver (default:
+    /// built-in).
+    pub fn open_layout(&self, path: &Path) -> Result<Store> {
+        Ok(Store::open_with(&self.drivers, path, Open::Existing)?)
+    }
 
-/// Open an existing layout through the selected driver (default: built-in).
-pub fn open_layout(path: &Path) -> Result<Store> {
-    Ok(Store::open_with(drivers(), path, Open::Existing)?)
-}
+    /// Create a new, empty layout through the selected driver.
+    pub fn create_layout(&self, path: &Path) -> Result<()> {
+        Store::open_with(&self.drivers, path, Open::Create)?;
+        Ok(())
+    }
 
-/// Create a new, empty layout through the selected driver.
-pub fn create_layout(path: &Path) -> Result<()> {
-    Store::open_with(drivers(), path, Open::Create)?;
-    Ok(())
-}
-
-/// Open the layout `path` for one side of `copy`: through `spec` (`dir`
-/// or a plugin providing `cas`), else the global `--driver` choice; with
-/// `create`, a missing layout is created first.
-pub fn open_side(spec: Option<&str>, path: &Path, create: bool) -> Result<Store> {
-    let how = if create {
-        Open::OrCreate
-    } else {
-        Open::Existing
-    };
-    match spec {
-        Some(s) => Ok(Store::open_with(
-            &with_creds(Drivers::content_only(s)?),
-            path,
-            how,
-        )?),
-        None => Ok(Store::open_with(drivers(), path, how)?),
+    /// Open the layout `path` for one side of `copy`: through `spec` (`dir`
+    /// or a plugin providing `cas`), else the global `--driver` choice;
+    /// with `create`, a missing layout is created first.
+    pub fn open_side(&self, spec: Option<&str>, path: &Path, create: bool) -> Result<Store> {
+        let how = if create {
+            Open::OrCreate
+        } else {
+            Open::Existing
+        };
+        match spec {
+            Some(s) => Ok(Store::open_with(
+                &self.with_creds(Drivers::content_only(s)?),
+                path,
+                how,
+            )?),
+            None => Ok(Store::open_with(&self.drivers, path, how)?),
+        }
     }
 }
 
@@ -132,8 +132,8 @@ pub enum Command {
 }
 
 /// The layer store given with `--driver`, or an error saying there is none.
-fn required_layer_store(cmd: &str) -> Result<Box<dyn LayerStore>> {
-    open_layer_store()?.with_context(|| {
+fn required_layer_store(s: &Session, cmd: &str) -> Result<Box<dyn LayerStore>> {
+    s.open_layer_store()?.with_context(|| {
         format!("driver {cmd}: no layer-store driver given (use --driver LAYER.wasm[,dir=STORE])")
     })
 }
@@ -206,7 +206,7 @@ fn print_snapshots(store: &dyn LayerStore, json: bool) -> Result<()> {
 }
 
 /// Run a `driver` subcommand.
-pub fn run(cmd: Command) -> Result<()> {
+pub fn run(cmd: Command, s: &Session) -> Result<()> {
     match cmd {
         Command::Info { path, json } => {
             let i = plugin_info(&path, &DriverSpec::wasm(&path))?;
@@ -224,13 +224,13 @@ pub fn run(cmd: Command) -> Result<()> {
                 i.capabilities.join(", ")
             ))
         }
-        Command::Test(a) => super::driver_test::run(a),
+        Command::Test(a) => super::driver_test::run(a, s),
         Command::Snapshots { json } => {
-            print_snapshots(required_layer_store("snapshots")?.as_ref(), json.json)
+            print_snapshots(required_layer_store(s, "snapshots")?.as_ref(), json.json)
         }
         Command::List { json } => super::settings::print_list(json.json),
         Command::Rm { names } => {
-            let store = required_layer_store("rm")?;
+            let store = required_layer_store(s, "rm")?;
             rumoci::layer_store::remove_snapshots(store.as_ref(), &names)?;
             Ok(())
         }

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use super::driver::Session;
 use anyhow::{Context, Result};
 use rumoci::driver::DriverSource;
 use rumoci::driver::conform::{self, Outcome};
@@ -25,8 +26,8 @@ pub struct Args {
 }
 
 /// Run the checks, print one line per check, fail if any failed.
-pub fn run(a: Args) -> Result<()> {
-    let spec = super::driver::parse_spec(&a.spec)?;
+pub fn run(a: Args, s: &Session) -> Result<()> {
+    let spec = s.parse_spec(&a.spec)?;
     let DriverSource::Wasm(wasm) = &spec.source else {
         anyhow::bail!("driver test {}: only plugins (.wasm) are tested", a.spec);
     };

@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 
-use super::driver::open_layout;
+use super::driver::Session;
 use super::util::LayoutArgs;
 
 /// Arguments of `gc`.
@@ -13,8 +13,8 @@ pub struct Args {
 }
 
 /// Delete every blob not reachable from `index.json`, and stale temporaries.
-pub fn run(a: Args) -> Result<()> {
-    let stats = open_layout(a.layout.path()?)?.gc()?;
+pub fn run(a: Args, s: &Session) -> Result<()> {
+    let stats = s.open_layout(a.layout.path()?)?.gc()?;
     tracing::info!(
         "gc: kept {} blobs, removed {}",
         stats.kept,

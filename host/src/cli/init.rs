@@ -2,6 +2,7 @@
 
 use anyhow::Result;
 
+use super::driver::Session;
 use super::util::LayoutArgs;
 
 /// Arguments of `init`.
@@ -12,9 +13,9 @@ pub struct Args {
 }
 
 /// Create a new, empty OCI layout (the path must not exist).
-pub fn run(a: Args) -> Result<()> {
+pub fn run(a: Args, s: &Session) -> Result<()> {
     let path = a.layout.path()?;
-    super::driver::create_layout(path)?;
+    s.create_layout(path)?;
     tracing::info!("created new OCI image layout {}", rumoci::show::name(&path));
     Ok(())
 }

@@ -8,6 +8,7 @@ use anyhow::Result;
 use rumoci::image::{Insert, source_date_epoch};
 use rumoci::path;
 
+use super::driver::Session;
 use super::util::{CompressArgs, HistoryArgs, ImageArgs, MapArgs, TagArgs};
 
 /// Arguments of `insert`.
@@ -38,7 +39,7 @@ pub struct Args {
 }
 
 /// Add one layer built from a host path (or a whiteout).
-pub fn run(a: Args) -> Result<()> {
+pub fn run(a: Args, s: &Session) -> Result<()> {
     let (source, target) = match (a.whiteout, a.paths.as_slice()) {
         (true, [t]) => (None, path::bytes(t).to_owned()),
         (false, [s, t]) => (Some(PathBuf::from(s)), path::bytes(t).to_owned()),
@@ -52,7 +53,7 @@ pub fn run(a: Args) -> Result<()> {
         ..Insert::default()
     };
     insert.check()?;
-    let (store, r) = a.image.open()?;
+    let (store, r) = a.image.open(s)?;
     let dest = a.tag.destination(&r.tag)?.to_string();
     let lock = store.lock()?;
     (insert.uid_map, insert.gid_map) = a.map.maps()?;

@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 
-use super::driver::open_layout;
+use super::driver::Session;
 use super::output::{JsonArgs, print_json, print_out};
 use super::util::LayoutArgs;
 
@@ -28,8 +28,8 @@ struct TagJson<'a> {
 /// Print the tags in `index.json` order, one per line (or as JSON: an
 /// object with `tags`, each with its descriptor's `digest`, `mediaType`
 /// and `size`).
-pub fn run(a: Args) -> Result<()> {
-    let tags = open_layout(a.layout.path()?)?.tags()?;
+pub fn run(a: Args, s: &Session) -> Result<()> {
+    let tags = s.open_layout(a.layout.path()?)?.tags()?;
     let tagged = tags.iter().map(|(t, d)| (t.as_str(), d));
     if a.json.json {
         let tags: Vec<TagJson<'_>> = tagged

@@ -269,9 +269,25 @@ fn init_logging(cli: &Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn run(cli: Cli, bin: &str) -> anyhow::Result<()> {
+/// A command that failed: the error, and how to name the content-store
+/// plugin it went through (for limits hit on what the plugin answered).
+struct Failed {
+    error: anyhow::Error,
+    content_store: Option<String>,
+}
+
+impl From<anyhow::Error> for Failed {
+    fn from(error: anyhow::Error) -> Failed {
+        Failed {
+            error,
+            content_store: None,
+        }
+    }
+}
+
+fn run(cli: Cli, bin: &str) -> Result<(), Failed> {
     if cli.version {
-        return output::print_out(&version_text(bin));
+        return Ok(output::print_out(&version_text(bin))?);
     }
     init_logging(&cli)?;
     progress::install(cli.quiet);
@@ -280,9 +296,6 @@ fn run(cli: Cli, bin: &str) -> anyhow::Result<()> {
             "--cpu-profile {}: CPU profiles are not supported, ignored",
             p.display()
         );
-    }
-    if let Some(c) = &cli.creds {
-        driver::set_creds(c)?;
     }
     let config = settings::load()?;
     let name = cli.command.as_ref().map(Command::name);
@@ -295,34 +308,43 @@ fn run(cli: Cli, bin: &str) -> anyhow::Result<()> {
             cmd: driver::Command::List { .. }
         })
     ) && cli.drivers.is_empty();
-    match specs.and_then(|s| driver::set_specs(&s)) {
-        Err(e) if !listing => return Err(e),
-        _ => {}
-    }
+    let session = match specs.and_then(|s| driver::Session::new(cli.creds.as_deref(), &s)) {
+        Ok(s) => s,
+        Err(e) if !listing => return Err(e.into()),
+        Err(_) => driver::Session::default(),
+    };
     settings::remember(config);
     let Some(sub) = cli.command else {
         // like umoci: no command prints the help
-        return output::print_out(&command(bin).render_help().to_string());
+        return Ok(output::print_out(&command(bin).render_help().to_string())?);
     };
+    dispatch(sub, &session).map_err(|error| Failed {
+        error,
+        content_store: session.cas_label(),
+    })
+}
+
+/// Run the command `sub` with the drivers of `s`.
+fn dispatch(sub: Command, s: &driver::Session) -> anyhow::Result<()> {
     match sub {
-        Command::Init(a) => init::run(a),
-        Command::New(a) => new::run(a),
-        Command::List(a) => list::run(a),
-        Command::Tag(a) => tag::run(a),
-        Command::Remove(a) => remove::run(a),
-        Command::Stat(a) => stat::run(a),
-        Command::Gc(a) => gc::run(a),
-        Command::Config(a) => config::run(a),
-        Command::Insert(a) => insert::run(a),
-        Command::Copy(a) => copy::run(a),
-        Command::Verify(a) => verify::run(a),
-        Command::Unpack(a) => unpack::run(a),
-        Command::Repack(a) => repack::run(a),
+        Command::Init(a) => init::run(a, s),
+        Command::New(a) => new::run(a, s),
+        Command::List(a) => list::run(a, s),
+        Command::Tag(a) => tag::run(a, s),
+        Command::Remove(a) => remove::run(a, s),
+        Command::Stat(a) => stat::run(a, s),
+        Command::Gc(a) => gc::run(a, s),
+        Command::Config(a) => config::run(a, s),
+        Command::Insert(a) => insert::run(a, s),
+        Command::Copy(a) => copy::run(a, s),
+        Command::Verify(a) => verify::run(a, s),
+        Command::Unpack(a) => unpack::run(a, s),
+        Command::Repack(a) => repack::run(a, s),
         Command::Umount(a) => mount::umount(a),
         Command::Mount(a) => mount::mount(a),
-        Command::Raw { cmd } => raw::run(cmd),
-        Command::Referrers { cmd } => referrers::run(cmd),
-        Command::Driver { cmd } => driver::run(cmd),
+        Command::Raw { cmd } => raw::run(cmd, s),
+        Command::Referrers { cmd } => referrers::run(cmd, s),
+        Command::Driver { cmd } => driver::run(cmd, s),
         Command::Completion { shell } => {
             let mut cmd = Cli::command();
             clap_complete::generate(shell, &mut cmd, "rumoci", &mut std::io::stdout());
@@ -376,7 +398,7 @@ pub fn main() -> i32 {
     };
     match run(cli, &bin) {
         Ok(()) => 0,
-        Err(e) => report(&e, could_not_run),
+        Err(f) => report(&f.error, f.content_store.as_deref(), could_not_run),
     }
 }
 
@@ -489,7 +511,7 @@ fn redundant_context(context: &str, cause: &str) -> bool {
 
 /// Print a command's error (one line, `rumoci: ` once) and return the
 /// exit status: 1 for [`output::ProblemsFound`], else `could_not_run`.
-fn report(e: &anyhow::Error, could_not_run: i32) -> i32 {
+fn report(e: &anyhow::Error, content_store: Option<&str>, could_not_run: i32) -> i32 {
     let mut msg = error_line(e);
     // a limit hit on what a content-store plugin answered: name it
     let limit = e.chain().any(|c| {
@@ -498,7 +520,7 @@ fn report(e: &anyhow::Error, could_not_run: i32) -> i32 {
             Some(rumoci::cas::CasError::Limit(_))
         )
     });
-    if limit && let Some(label) = driver::cas_label() {
+    if limit && let Some(label) = content_store {
         msg.push_str(&format!(" (content store: {label})"));
     }
     eprintln!("rumoci: {msg}");

@@ -2,6 +2,7 @@
 
 use anyhow::Result;
 
+use super::driver::Session;
 use super::util::ImageArgs;
 
 /// Arguments of `new`.
@@ -13,9 +14,9 @@ pub struct Args {
 
 /// Create a blank image (no layers) for `--platform` (default: the host's,
 /// with its ARM variant as umoci records it) and tag it.
-pub fn run(a: Args) -> Result<()> {
+pub fn run(a: Args, s: &Session) -> Result<()> {
     let platform = a.image.platform()?;
-    let (store, r) = a.image.open()?;
+    let (store, r) = a.image.open(s)?;
     let lock = store.lock()?;
     store.new_image(&lock, &r.tag, platform)?;
     tracing::info!(

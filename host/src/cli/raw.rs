@@ -2,6 +2,7 @@
 
 use anyhow::{Context, Result};
 
+use super::driver::Session;
 use super::util::{CompressArgs, HistoryArgs, ImageArgs, MapArgs, TagArgs};
 
 /// The `raw` subcommands.
@@ -90,11 +91,11 @@ pub struct AddLayerArgs {
 }
 
 /// Dispatch.
-pub fn run(c: Command) -> Result<()> {
+pub fn run(c: Command, s: &Session) -> Result<()> {
     match c {
-        Command::AddLayer(a) => add_layer(a),
-        Command::Unpack(a) => raw_unpack(a),
-        Command::RuntimeConfig(a) => runtime_config(a),
+        Command::AddLayer(a) => add_layer(a, s),
+        Command::Unpack(a) => raw_unpack(a, s),
+        Command::RuntimeConfig(a) => runtime_config(a, s),
         Command::MtreeValidate(a) => mtree_validate(a),
     }
 }
@@ -316,14 +317,14 @@ fn mtree_validate(a: MtreeValidateArgs) -> Result<()> {
     Ok(())
 }
 
-fn add_layer(a: AddLayerArgs) -> Result<()> {
+fn add_layer(a: AddLayerArgs, s: &Session) -> Result<()> {
     if a.layer.is_dir() {
         anyhow::bail!(
             "layer {}: is a directory, expected a tar archive",
             rumoci::show::name(&a.layer)
         );
     }
-    let (store, r) = a.image.open()?;
+    let (store, r) = a.image.open(s)?;
     let dest = a.tag.destination(&r.tag)?.to_string();
     let lock = store.lock()?;
     store.add_layer(
@@ -338,16 +339,16 @@ fn add_layer(a: AddLayerArgs) -> Result<()> {
     Ok(())
 }
 
-fn raw_unpack(a: UnpackArgs) -> Result<()> {
+fn raw_unpack(a: UnpackArgs, s: &Session) -> Result<()> {
     let opts = a.map.options(a.keep_dirlinks)?;
-    let (store, r) = a.image.open()?;
+    let (store, r) = a.image.open(s)?;
     store.unpack_rootfs(&r.tag, a.image.platform()?.as_ref(), &a.rootfs, opts)?;
     Ok(())
 }
 
-fn runtime_config(a: RuntimeConfigArgs) -> Result<()> {
+fn runtime_config(a: RuntimeConfigArgs, s: &Session) -> Result<()> {
     let opts = a.map.options(false)?;
-    let (store, r) = a.image.open()?;
+    let (store, r) = a.image.open(s)?;
     let platform = a.image.platform()?;
     let data = store.runtime_config(&r.tag, platform.as_ref(), a.rootfs.as_deref(), &opts)?;
     rumoci::bundle::write_atomic(&a.config, &data)?;

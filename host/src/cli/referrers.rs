@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use rumoci::cas::referrers::{self, ArtifactFile};
 
+use super::driver::Session;
 use super::util::{ImageArgs, parse_kv};
 
 /// `rumoci referrers …`
@@ -44,18 +45,21 @@ pub enum Command {
 }
 
 /// The image's manifest descriptor.
-fn subject(image: &ImageArgs) -> Result<(rumoci::image::Store, rumoci::oci::Descriptor)> {
-    let (store, r) = image.open()?;
+fn subject(
+    image: &ImageArgs,
+    s: &Session,
+) -> Result<(rumoci::image::Store, rumoci::oci::Descriptor)> {
+    let (store, r) = image.open(s)?;
     let path = store.resolve(&r.tag, image.platform()?.as_ref())?;
     let target = path.target().clone();
     Ok((store, target))
 }
 
 /// Run a `referrers` subcommand.
-pub fn run(cmd: Command) -> Result<()> {
+pub fn run(cmd: Command, s: &Session) -> Result<()> {
     match cmd {
         Command::List { image, json } => {
-            let (cas, target) = subject(&image)?;
+            let (cas, target) = subject(&image, s)?;
             let found = referrers::list(cas.cas(), &target.digest)?;
             if json {
                 let index = rumoci::oci::Index {
@@ -80,7 +84,7 @@ pub fn run(cmd: Command) -> Result<()> {
             annotations,
             files,
         } => {
-            let (cas, target) = subject(&image)?;
+            let (cas, target) = subject(&image, s)?;
             let mut ann = BTreeMap::new();
             for a in &annotations {
                 let (k, v) = parse_kv("--annotation", a)?;

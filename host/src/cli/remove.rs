@@ -2,6 +2,7 @@
 
 use anyhow::Result;
 
+use super::driver::Session;
 use super::util::ImageArgs;
 
 /// Arguments of `remove`.
@@ -13,8 +14,8 @@ pub struct Args {
 
 /// Remove every `index.json` entry with the tag (a missing tag is not an
 /// error, as in umoci).
-pub fn run(a: Args) -> Result<()> {
-    let (store, r) = a.image.open()?;
+pub fn run(a: Args, s: &Session) -> Result<()> {
+    let (store, r) = a.image.open(s)?;
     // an index update is a write: gc (and its clean-up of temporaries)
     // waits for it
     let lock = store.lock()?;

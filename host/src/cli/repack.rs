@@ -6,6 +6,7 @@ use anyhow::Result;
 use rumoci::bundle::repack::RepackOptions;
 use rumoci::image::{refresh_bundle, source_date_epoch};
 
+use super::driver::Session;
 use super::util::{CompressArgs, HistoryArgs, ImageArgs};
 
 /// Arguments of `repack`.
@@ -32,7 +33,7 @@ pub struct Args {
 }
 
 /// Add the changes made in a bundle's rootfs as a new layer, and tag it.
-pub fn run(a: Args) -> Result<()> {
+pub fn run(a: Args, s: &Session) -> Result<()> {
     let compression = a.compress.parse()?;
     let clamp_mtime = source_date_epoch()?;
     let history = match a.history.entry("umoci repack")? {
@@ -47,7 +48,7 @@ pub fn run(a: Args) -> Result<()> {
         clamp_mtime,
         history,
     };
-    let (store, r) = a.image.open()?;
+    let (store, r) = a.image.open(s)?;
     let lock = store.lock()?;
     let out = store.repack(&lock, &a.bundle, &r.tag, &opts)?;
     if a.refresh_bundle {

@@ -2,6 +2,7 @@
 
 use anyhow::Result;
 
+use super::driver::Session;
 use super::output::print_bytes;
 use super::util::ImageArgs;
 
@@ -16,8 +17,8 @@ pub struct Args {
 }
 
 /// Show the manifest, config and history of an image.
-pub fn run(a: Args) -> Result<()> {
-    let (store, r) = a.image.open()?;
+pub fn run(a: Args, s: &Session) -> Result<()> {
+    let (store, r) = a.image.open(s)?;
     let stat = store.stat(&r.tag, a.image.platform()?.as_ref())?;
     let out = if a.json {
         stat.to_json()?

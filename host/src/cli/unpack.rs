@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 
+use super::driver::Session;
 use super::util::{ImageArgs, MapArgs};
 
 /// Arguments of `unpack`.
@@ -21,10 +22,10 @@ pub struct Args {
 }
 
 /// Unpack an image into a runtime bundle.
-pub fn run(a: Args) -> Result<()> {
+pub fn run(a: Args, s: &Session) -> Result<()> {
     let opts = a.map.options(a.keep_dirlinks)?;
-    let (store, r) = a.image.open()?;
-    let layers = super::driver::open_layer_store()?;
+    let (store, r) = a.image.open(s)?;
+    let layers = s.open_layer_store()?;
     let platform = a.image.platform()?;
     store.unpack(
         &r.tag,

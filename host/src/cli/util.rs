@@ -4,6 +4,7 @@
 use std::ffi::OsString;
 use std::path::Path;
 
+use super::driver::Session;
 use anyhow::Result;
 use clap::CommandFactory;
 use rumoci::cas::refs::{ImageRef, PlatformSpec};
@@ -59,9 +60,9 @@ impl ImageArgs {
     }
 
     /// Open the layout the image lives in.
-    pub fn open(&self) -> Result<(Store, ImageRef)> {
+    pub fn open(&self, s: &Session) -> Result<(Store, ImageRef)> {
         let r = self.reference()?;
-        let store = super::driver::open_layout(&r.layout)?;
+        let store = s.open_layout(&r.layout)?;
         Ok((store, r))
     }
 }

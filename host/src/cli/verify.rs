@@ -3,7 +3,7 @@
 use anyhow::Result;
 use rumoci::cas::check::Problem;
 
-use super::driver::open_layout;
+use super::driver::Session;
 use super::output::{JsonArgs, ProblemsFound, print_json, print_out};
 use super::util::LayoutArgs;
 
@@ -42,8 +42,8 @@ fn to_json(list: &[Problem]) -> Vec<ProblemJson<'_>> {
 /// Warnings (a missing `subject` or foreign layer, a document of its
 /// descriptor's twin media type) go to the log (stderr), or under
 /// `warnings` in the JSON document, and leave the status 0.
-pub fn run(a: Args) -> Result<()> {
-    let report = open_layout(a.layout.path()?)?.verify_report();
+pub fn run(a: Args, s: &Session) -> Result<()> {
+    let report = s.open_layout(a.layout.path()?)?.verify_report();
     let problems = &report.problems;
     if a.json.json {
         print_json(&serde_json::json!({

@@ -10,6 +10,7 @@ use wasmtime_wasi::p2::{DynInputStream, StreamError};
 
 use super::bindings::exports::rumoci::driver::cas::IndexPrecondition;
 use super::bindings::rumoci::driver::types::Error as WitError;
+use super::link::Linked;
 use super::runtime::{Plugin, PluginInfo};
 use super::{DriverError, DriverSpec};
 use crate::cas::{BlobWriter, Cas, CasError};
@@ -66,7 +67,16 @@ pub struct WasmCas {
 impl WasmCas {
     /// Open the existing store in `dir` with the plugin `wasm`.
     pub fn open(wasm: &Path, spec: &DriverSpec, dir: &Path) -> Result<WasmCas, DriverError> {
-        let cas = WasmCas::load(wasm, spec, dir)?;
+        WasmCas::open_linked(&*super::link(wasm)?, spec, dir)
+    }
+
+    /// Open the existing store in `dir` with the plugin `linked`.
+    pub fn open_linked(
+        linked: &Linked,
+        spec: &DriverSpec,
+        dir: &Path,
+    ) -> Result<WasmCas, DriverError> {
+        let cas = WasmCas::load(linked, spec, dir)?;
         lock(&cas.plugin).call("cas.check", |s, b| b.rumoci_driver_cas().call_check(s))?;
         Ok(cas)
     }
@@ -79,11 +89,21 @@ impl WasmCas {
         dir: &Path,
         initial_index: &[u8],
     ) -> Result<WasmCas, DriverError> {
+        WasmCas::create_linked(&*super::link(wasm)?, spec, dir, initial_index)
+    }
+
+    /// [`WasmCas::create`] with the plugin `linked`.
+    pub fn create_linked(
+        linked: &Linked,
+        spec: &DriverSpec,
+        dir: &Path,
+        initial_index: &[u8],
+    ) -> Result<WasmCas, DriverError> {
         std::fs::create_dir_all(dir).map_err(|e| DriverError::Load {
-            plugin: crate::show::name(&wasm),
+            plugin: linked.label().to_string(),
             reason: format!("create store directory {}: {e}", crate::show::name(&dir)),
         })?;
-        let cas = WasmCas::load(wasm, spec, dir)?;
+        let cas = WasmCas::load(linked, spec, dir)?;
         {
             let mut p = lock(&cas.plugin);
             require(&p, "cas.init")?;
@@ -94,8 +114,8 @@ impl WasmCas {
         Ok(cas)
     }
 
-    fn load(wasm: &Path, spec: &DriverSpec, dir: &Path) -> Result<WasmCas, DriverError> {
-        let p = Plugin::load(wasm, spec, Some(dir))?;
+    fn load(linked: &Linked, spec: &DriverSpec, dir: &Path) -> Result<WasmCas, DriverError> {
+        let p = Plugin::with(linked, spec, Some(dir))?;
         require(&p, "cas")?;
         Ok(WasmCas {
             plugin: Arc::new(Mutex::new(p)),
@@ -106,6 +126,11 @@ impl WasmCas {
     /// What the plugin says about itself.
     pub fn info(&self) -> PluginInfo {
         lock(&self.plugin).info().clone()
+    }
+
+    /// How errors name the plugin: `NAME (FILE)`.
+    pub fn label(&self) -> String {
+        lock(&self.plugin).label().to_string()
     }
 
     fn open_stream(&self, digest: &Digest) -> Result<Option<Box<dyn Read + Send>>, CasError> {

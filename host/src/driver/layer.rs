@@ -14,6 +14,7 @@ use super::bindings::rumoci::driver::types::Error as WitError;
 use super::cas::require;
 use super::layer_bindings::LayerDriver;
 use super::layer_bindings::exports::rumoci::driver::layer_store as wit;
+use super::link::Linked;
 use super::runtime::{Plugin, PluginInfo};
 use super::{DriverError, DriverSpec};
 use crate::layer_store::{
@@ -47,14 +48,18 @@ impl WasmLayerStore {
     /// directory ([`DriverSpec::store_dir`]: `dir=` or the default one;
     /// created if missing).
     pub fn open(spec: &DriverSpec) -> Result<WasmLayerStore, DriverError> {
-        let wasm = spec.wasm_path()?;
+        WasmLayerStore::open_linked(&*super::link(spec.wasm_path()?)?, spec)
+    }
+
+    /// [`WasmLayerStore::open`] with the plugin `linked`.
+    pub fn open_linked(linked: &Linked, spec: &DriverSpec) -> Result<WasmLayerStore, DriverError> {
         let dir = spec.store_dir()?;
         let dir = dir.as_path();
         std::fs::create_dir_all(dir).map_err(|e| DriverError::Load {
-            plugin: crate::show::name(&wasm),
+            plugin: linked.label().to_string(),
             reason: format!("create store directory {}: {e}", crate::show::name(&dir)),
         })?;
-        let p: Plugin<LayerDriver> = Plugin::load(wasm, spec, Some(dir))?;
+        let p: Plugin<LayerDriver> = Plugin::with(linked, spec, Some(dir))?;
         require(&p, "layer-store")?;
         Ok(WasmLayerStore {
             label: p.label().to_string(),

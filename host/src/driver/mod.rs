@@ -26,6 +26,7 @@ pub mod contract;
 mod engine;
 mod fsguard;
 mod layer;
+mod link;
 pub mod net;
 mod runtime;
 mod spec;
@@ -34,7 +35,8 @@ pub use cas::WasmCas;
 pub use contract::CONTRACT_VERSION;
 pub use engine::cache_dir;
 pub use layer::WasmLayerStore;
-pub use runtime::{HostState, Plugin, PluginInfo, World, plugin_info};
+pub use link::{Linked, link};
+pub use runtime::{HostState, Plugin, PluginInfo, World, linked_info, plugin_info};
 pub use spec::{BUILTIN_DRIVERS, DEFAULT_MEMORY, DEFAULT_TIMEOUT, DriverSource, DriverSpec};
 
 /// Every capability a driver may declare in `meta.info`, and what the host

@@ -3,15 +3,16 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use wasmtime::component::{HasSelf, Linker, ResourceTable};
+use wasmtime::component::ResourceTable;
 use wasmtime::{Store, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::bindings::rumoci::driver::host::Level;
 use super::bindings::rumoci::driver::types::Error as WitError;
 use super::bindings::{CasDriver, CasDriverPre};
-use super::engine::{TICK, engine, load_component};
+use super::engine::TICK;
 use super::layer_bindings::{LayerDriver, LayerDriverPre};
+use super::link::{Linked, link, load_err};
 use super::{DriverError, DriverSpec};
 
 /// The guest path of the store directory inside the sandbox.
@@ -259,16 +260,23 @@ fn panic_message(stderr: &std::fs::File) -> Option<String> {
     Some(out)
 }
 
-/// What the plugin `wasm` says about itself (`meta.info`), loaded as the
-/// content-store world, else as the layer-store world (the first error is
-/// kept when it is neither).
+/// What the plugin `wasm` says about itself (`meta.info`): loaded once, as
+/// the world it exports (the content store's when it exports both).
 pub fn plugin_info(wasm: &Path, spec: &DriverSpec) -> Result<PluginInfo, DriverError> {
-    match Plugin::<CasDriver>::load(wasm, spec, None) {
-        Ok(p) => Ok(p.info().clone()),
-        Err(cas_err) => match Plugin::<LayerDriver>::load(wasm, spec, None) {
-            Ok(p) => Ok(p.info().clone()),
-            Err(_) => Err(cas_err),
-        },
+    linked_info(&*link(wasm)?, spec)
+}
+
+/// What the linked plugin says about itself, from one instance (without a
+/// store directory) of the world it exports.
+pub fn linked_info(linked: &Linked, spec: &DriverSpec) -> Result<PluginInfo, DriverError> {
+    if linked.exports_layer_store() && !linked.exports_cas() {
+        Ok(Plugin::<LayerDriver>::with(linked, spec, None)?
+            .info()
+            .clone())
+    } else {
+        Ok(Plugin::<CasDriver>::with(linked, spec, None)?
+            .info()
+            .clone())
     }
 }
 
@@ -299,13 +307,6 @@ impl<W: World> std::fmt::Debug for Plugin<W> {
     }
 }
 
-fn load_err(plugin: &str, reason: impl std::fmt::Display) -> DriverError {
-    DriverError::Load {
-        plugin: plugin.to_string(),
-        reason: reason.to_string(),
-    }
-}
-
 impl<W: World> Plugin<W> {
     /// Load the plugin file `wasm` with the settings of `spec`, preopening
     /// `dir` (if any) as its store directory, and read its `meta.info`.
@@ -314,31 +315,19 @@ impl<W: World> Plugin<W> {
         spec: &DriverSpec,
         dir: Option<&Path>,
     ) -> Result<Plugin<W>, DriverError> {
-        let label = wasm
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| crate::show::name(&wasm));
-        let bytes = std::fs::read(wasm)
-            .map_err(|e| load_err(&label, format!("{}: {e}", crate::show::name(&wasm))))?;
-        let engine = engine()?;
-        let component = load_component(engine, &label, &bytes)?;
-        super::contract::check(engine, &component).map_err(|e| load_err(&label, e))?;
-        let mut linker: Linker<HostState> = Linker::new(engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
-            .map_err(|e| load_err(&label, format!("{e:#}")))?;
-        wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut linker)
-            .map_err(|e| load_err(&label, format!("wasi:http: {e:#}")))?;
-        super::fsguard::add_to_linker(&mut linker)
-            .map_err(|e| load_err(&label, format!("filesystem guard: {e:#}")))?;
-        super::bindings::rumoci::driver::host::add_to_linker::<HostState, HasSelf<HostState>>(
-            &mut linker,
-            |s| s,
-        )
-        .map_err(|e| load_err(&label, format!("{e:#}")))?;
-        let pre = linker
-            .instantiate_pre(&component)
-            .map_err(|e| load_err(&label, format!("cannot link: {e:#}")))?;
-        let pre = W::pre(pre).map_err(|e| {
+        Plugin::with(&*link(wasm)?, spec, dir)
+    }
+
+    /// The plugin `linked` as world `W`, with the settings of `spec`,
+    /// preopening `dir` (if any) as its store directory; instantiated once
+    /// to read its `meta.info` (that instance serves the calls that follow).
+    pub fn with(
+        linked: &Linked,
+        spec: &DriverSpec,
+        dir: Option<&Path>,
+    ) -> Result<Plugin<W>, DriverError> {
+        let label = linked.label().to_string();
+        let pre = W::pre(linked.pre()).map_err(|e| {
             load_err(
                 &label,
                 format!("does not export the {} world: {e:#}", W::NAME),
