@@ -662,3 +662,32 @@ fn copy_pushes_to_and_pulls_from_a_registry() {
     assert_eq!(digest(&pulled), digest(&layout));
     assert_no_spool(&data);
 }
+
+/// A command through the registry plugin loads it once: the warning the
+/// host prints when it sets up the plugin's network (`tls-verify=false`)
+/// appears once, and so does the one-line error.
+#[test]
+fn a_plugin_is_set_up_once_per_command() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let driver = format!(
+        "{},url=https://127.0.0.1:1,tls-verify=false",
+        plugin("registry")
+    );
+    for args in [
+        vec!["--driver", driver.as_str(), "ls", "--layout", "repo"],
+        vec![
+            "--driver",
+            driver.as_str(),
+            "unpack",
+            "--image",
+            "repo:t",
+            "bundle",
+        ],
+    ] {
+        let out = rd(tmp.path(), &args);
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.matches("tls-verify=false").count(), 1, "{err}");
+        assert_eq!(err.matches("rumoci: ").count(), 1, "{err}");
+    }
+}

@@ -270,11 +270,11 @@ pub fn plugin_info(wasm: &Path, spec: &DriverSpec) -> Result<PluginInfo, DriverE
 /// store directory) of the world it exports.
 pub fn linked_info(linked: &Linked, spec: &DriverSpec) -> Result<PluginInfo, DriverError> {
     if linked.exports_layer_store() && !linked.exports_cas() {
-        Ok(Plugin::<LayerDriver>::with(linked, spec, None)?
+        Ok(Plugin::<LayerDriver>::build(linked, spec, None, false)?
             .info()
             .clone())
     } else {
-        Ok(Plugin::<CasDriver>::with(linked, spec, None)?
+        Ok(Plugin::<CasDriver>::build(linked, spec, None, false)?
             .info()
             .clone())
     }
@@ -326,6 +326,18 @@ impl<W: World> Plugin<W> {
         spec: &DriverSpec,
         dir: Option<&Path>,
     ) -> Result<Plugin<W>, DriverError> {
+        Plugin::build(linked, spec, dir, true)
+    }
+
+    /// [`Plugin::with`]; without `network`, the plugin reaches no network
+    /// (an instance only asked for its `meta.info`: the network's set-up,
+    /// and its warnings, are for the store).
+    fn build(
+        linked: &Linked,
+        spec: &DriverSpec,
+        dir: Option<&Path>,
+        network: bool,
+    ) -> Result<Plugin<W>, DriverError> {
         let label = linked.label().to_string();
         let pre = W::pre(linked.pre()).map_err(|e| {
             load_err(
@@ -354,8 +366,8 @@ impl<W: World> Plugin<W> {
             memory: spec.memory,
             options: spec.plugin_options(),
             net: match &spec.net {
-                Some(n) => Some(super::net::Network::new(&label, n, spec.timeout)?),
-                None => None,
+                Some(n) if network => Some(super::net::Network::new(&label, n, spec.timeout)?),
+                _ => None,
             },
             instance: None,
             generation: 0,
