@@ -61,9 +61,9 @@ impl ErrorKind {
     pub fn of_io(e: &std::io::Error) -> ErrorKind {
         use std::io::ErrorKind as K;
         if let Some(inner) = e.get_ref()
-            && let Some(c) = inner.downcast_ref::<crate::cas::CasError>()
+            && let Some(k) = inner.downcast_ref::<Kinded>()
         {
-            return c.kind();
+            return k.kind;
         }
         match e.kind() {
             K::NotFound => ErrorKind::NotFound,
@@ -72,6 +72,65 @@ impl ErrorKind {
             K::Unsupported => ErrorKind::Unsupported,
             _ => ErrorKind::Io,
         }
+    }
+}
+
+/// A module's error travelling inside an `io::Error` (as a verified
+/// reader's does, through `Read`), keeping its kind there: shown as
+/// itself, its kind read back by [`ErrorKind::of_io`], itself taken back
+/// out with [`Kinded::take`].
+#[derive(Debug)]
+pub struct Kinded {
+    kind: ErrorKind,
+    inner: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl Kinded {
+    /// `e` (of kind `kind`) as an `io::Error` of kind `io_kind`.
+    pub fn io(
+        io_kind: std::io::ErrorKind,
+        kind: ErrorKind,
+        e: impl std::error::Error + Send + Sync + 'static,
+    ) -> std::io::Error {
+        std::io::Error::new(
+            io_kind,
+            Kinded {
+                kind,
+                inner: Box::new(e),
+            },
+        )
+    }
+
+    /// The error of type `T` inside `e`, if `e` carries one; else `e`.
+    pub fn take<T: std::error::Error + 'static>(
+        e: std::io::Error,
+    ) -> std::result::Result<Box<T>, std::io::Error> {
+        let is_t = e
+            .get_ref()
+            .and_then(|i| i.downcast_ref::<Kinded>())
+            .is_some_and(|k| k.inner.is::<T>());
+        if !is_t {
+            return Err(e);
+        }
+        match e.into_inner().map(|i| i.downcast::<Kinded>()) {
+            Some(Ok(k)) => k
+                .inner
+                .downcast::<T>()
+                .map_err(|i| std::io::Error::other(i.to_string())),
+            _ => Err(std::io::Error::other("error lost in transit")),
+        }
+    }
+}
+
+impl fmt::Display for Kinded {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.inner, f)
+    }
+}
+
+impl std::error::Error for Kinded {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.inner.source()
     }
 }
 
@@ -231,276 +290,20 @@ impl From<std::io::Error> for Error {
     }
 }
 
-/// `From<$t> for Error`, the kind from the type's `kind()`.
+/// `From<$t> for Error`, the kind from the type's own `kind()`: each
+/// module says it beside its error, so this module imports none of them.
 macro_rules! wraps {
     ($($t:ty),* $(,)?) => {$(
-        impl From<$t> for Error {
-            fn from(e: $t) -> Error {
-                Error::new(e.kind(), e)
+        impl From<$t> for $crate::error::Error {
+            fn from(e: $t) -> $crate::error::Error {
+                $crate::error::Error::new(e.kind(), e)
             }
         }
     )*};
 }
-
-wraps!(
-    crate::cas::CasError,
-    crate::oci::DigestError,
-    crate::oci::OciError,
-    crate::oci::gotime::TimeError,
-    crate::limits::LimitError,
-    crate::mutate::MutateError,
-    crate::bundle::repack::RepackError,
-    crate::rootfs::UnpackError,
-    crate::bundle::BundleError,
-    crate::bundle::mount::OverlayError,
-    crate::stat::StatError,
-    crate::mtree::MtreeError,
-    crate::mtree::diff::DiffError,
-    crate::mtree::parse::ParseError,
-    crate::layer::generate::GenerateError,
-    crate::layer::extract::ExtractError,
-    crate::layer::copy::CopyError,
-    crate::layer::idmap::IdMapError,
-    crate::layer_store::LayerStoreError,
-    crate::layer_store::record::RecordError,
-);
-
-#[cfg(feature = "wasm")]
-wraps!(crate::driver::DriverError);
+pub(crate) use wraps;
 
 // ---- the kinds of the module errors ----
-
-impl crate::cas::CasError {
-    /// What kind of failure this is.
-    pub fn kind(&self) -> ErrorKind {
-        use crate::cas::CasError as E;
-        match self {
-            E::NotFound(_) => ErrorKind::NotFound,
-            E::Io { source, .. } => ErrorKind::of_io(source),
-            E::DigestMismatch { .. } | E::SizeMismatch { .. } => ErrorKind::Integrity,
-            E::InvalidLayout { .. } | E::Document { .. } | E::Digest(_) | E::Limit(_) => {
-                ErrorKind::InvalidInput
-            }
-            E::Invalid(_) | E::AmbiguousTag { .. } => ErrorKind::InvalidInput,
-            E::Conflict => ErrorKind::Conflict,
-            E::NotAnImage { .. } => ErrorKind::Unsupported,
-        }
-    }
-}
-
-impl crate::oci::DigestError {
-    /// What kind of failure this is.
-    pub fn kind(&self) -> ErrorKind {
-        match self {
-            crate::oci::DigestError::UnsupportedAlgorithm(_) => ErrorKind::Unsupported,
-            _ => ErrorKind::InvalidInput,
-        }
-    }
-}
-
-impl crate::oci::OciError {
-    /// What kind of failure this is: always [`ErrorKind::InvalidInput`].
-    pub fn kind(&self) -> ErrorKind {
-        ErrorKind::InvalidInput
-    }
-}
-
-impl crate::oci::gotime::TimeError {
-    /// What kind of failure this is: always [`ErrorKind::InvalidInput`].
-    pub fn kind(&self) -> ErrorKind {
-        ErrorKind::InvalidInput
-    }
-}
-
-impl crate::limits::LimitError {
-    /// What kind of failure this is: always [`ErrorKind::InvalidInput`].
-    pub fn kind(&self) -> ErrorKind {
-        ErrorKind::InvalidInput
-    }
-}
-
-impl crate::mutate::MutateError {
-    /// What kind of failure this is.
-    pub fn kind(&self) -> ErrorKind {
-        use crate::mutate::MutateError as E;
-        match self {
-            E::Cas(c) => c.kind(),
-            E::Read(io) => ErrorKind::of_io(io),
-            E::Invalid(_) => ErrorKind::InvalidInput,
-        }
-    }
-}
-
-impl crate::bundle::repack::RepackError {
-    /// What kind of failure this is.
-    pub fn kind(&self) -> ErrorKind {
-        use crate::bundle::repack::RepackError as E;
-        match self {
-            E::Bundle { .. } | E::Rootfs { .. } => ErrorKind::InvalidInput,
-            E::Diff(d) => d.kind(),
-            E::Generate(g) => g.kind(),
-            E::Mutate(m) => m.kind(),
-            E::Cas(c) => c.kind(),
-        }
-    }
-}
-
-impl crate::rootfs::UnpackError {
-    /// What kind of failure this is.
-    pub fn kind(&self) -> ErrorKind {
-        use crate::rootfs::UnpackError as E;
-        match self {
-            E::Cas(c) => c.kind(),
-            E::Layer { source, .. } => source.kind(),
-            E::Store(s) => s.kind(),
-            E::Invalid(_) => ErrorKind::InvalidInput,
-            E::Io { source, .. } => ErrorKind::of_io(source),
-        }
-    }
-}
-
-impl crate::bundle::BundleError {
-    /// What kind of failure this is.
-    pub fn kind(&self) -> ErrorKind {
-        use crate::bundle::BundleError as E;
-        match self {
-            E::Unpack(u) => u.kind(),
-            E::Cas(c) => c.kind(),
-            E::Other(_) => ErrorKind::InvalidInput,
-        }
-    }
-}
-
-impl crate::bundle::mount::OverlayError {
-    /// What kind of failure this is.
-    pub fn kind(&self) -> ErrorKind {
-        use crate::bundle::mount::OverlayError as E;
-        match self {
-            E::NotOverlay(_) => ErrorKind::InvalidInput,
-            E::Mount { .. } | E::Umount { .. } | E::Other(_) => ErrorKind::Io,
-        }
-    }
-}
-
-impl crate::stat::StatError {
-    /// What kind of failure this is.
-    pub fn kind(&self) -> ErrorKind {
-        use crate::stat::StatError as E;
-        match self {
-            E::Cas(c) => c.kind(),
-            E::NotAManifest { .. } => ErrorKind::Unsupported,
-            E::Json(_) => ErrorKind::InvalidInput,
-        }
-    }
-}
-
-impl crate::mtree::MtreeError {
-    /// What kind of failure this is (that of the I/O error).
-    pub fn kind(&self) -> ErrorKind {
-        ErrorKind::of_io(&self.source)
-    }
-}
-
-impl crate::mtree::diff::DiffError {
-    /// What kind of failure this is (that of the I/O error).
-    pub fn kind(&self) -> ErrorKind {
-        ErrorKind::of_io(&self.source)
-    }
-}
-
-impl crate::mtree::parse::ParseError {
-    /// What kind of failure this is.
-    pub fn kind(&self) -> ErrorKind {
-        match self {
-            crate::mtree::parse::ParseError::Io(e) => ErrorKind::of_io(e),
-            crate::mtree::parse::ParseError::Syntax { .. } => ErrorKind::InvalidInput,
-        }
-    }
-}
-
-impl crate::layer::generate::GenerateError {
-    /// What kind of failure this is.
-    pub fn kind(&self) -> ErrorKind {
-        match self {
-            crate::layer::generate::GenerateError::Io { source, .. } => ErrorKind::of_io(source),
-            crate::layer::generate::GenerateError::Invalid { .. } => ErrorKind::InvalidInput,
-        }
-    }
-}
-
-impl crate::layer::extract::ExtractError {
-    /// What kind of failure this is: a layer that cannot be read or
-    /// applied is invalid input.
-    pub fn kind(&self) -> ErrorKind {
-        match self {
-            crate::layer::extract::ExtractError::Tar(crate::layer::tarread::TarError::Io(e))
-                if !matches!(ErrorKind::of_io(e), ErrorKind::InvalidInput | ErrorKind::Io) =>
-            {
-                ErrorKind::of_io(e)
-            }
-            _ => ErrorKind::InvalidInput,
-        }
-    }
-}
-
-impl crate::layer::copy::CopyError {
-    /// What kind of failure this is.
-    pub fn kind(&self) -> ErrorKind {
-        use crate::layer::copy::CopyError as E;
-        match self {
-            E::Source { .. } | E::Destination { .. } => ErrorKind::InvalidInput,
-            E::Io { source, .. } => ErrorKind::of_io(source),
-            E::Rejected { .. } | E::Changed { .. } => ErrorKind::Integrity,
-        }
-    }
-}
-
-impl crate::layer::idmap::IdMapError {
-    /// What kind of failure this is: always [`ErrorKind::InvalidInput`].
-    pub fn kind(&self) -> ErrorKind {
-        ErrorKind::InvalidInput
-    }
-}
-
-impl crate::layer_store::LayerStoreError {
-    /// What kind of failure this is.
-    pub fn kind(&self) -> ErrorKind {
-        use crate::layer_store::LayerStoreError as E;
-        match self {
-            E::Store { .. } => ErrorKind::Driver,
-            E::AlreadyExists { .. } | E::HasChildren { .. } | E::InUse { .. } => {
-                ErrorKind::Conflict
-            }
-            E::NotFound { .. } => ErrorKind::NotFound,
-            E::Protocol { .. } => ErrorKind::Driver,
-        }
-    }
-}
-
-impl crate::layer_store::record::RecordError {
-    /// What kind of failure this is.
-    pub fn kind(&self) -> ErrorKind {
-        use crate::layer_store::record::RecordError as E;
-        match self {
-            E::Io { source, .. } => ErrorKind::of_io(source),
-            E::Invalid { .. } => ErrorKind::Integrity,
-        }
-    }
-}
-
-#[cfg(feature = "wasm")]
-impl crate::driver::DriverError {
-    /// What kind of failure this is: a malformed spec or a missing store
-    /// directory is invalid input, everything else the driver's.
-    pub fn kind(&self) -> ErrorKind {
-        use crate::driver::DriverError as E;
-        match self {
-            E::Spec { .. } | E::Store(_) => ErrorKind::InvalidInput,
-            E::Capability { .. } => ErrorKind::Unsupported,
-            _ => ErrorKind::Driver,
-        }
-    }
-}
 
 #[cfg(test)]
 mod tests {

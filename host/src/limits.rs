@@ -149,6 +149,15 @@ pub fn check_document_descriptors(
     Ok(())
 }
 
+impl crate::limits::LimitError {
+    /// What kind of failure this is: always [`crate::error::ErrorKind::InvalidInput`].
+    pub fn kind(&self) -> crate::error::ErrorKind {
+        crate::error::ErrorKind::InvalidInput
+    }
+}
+
+crate::error::wraps!(crate::limits::LimitError);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -952,6 +952,22 @@ pub fn check_layer(
     }
 }
 
+impl crate::rootfs::UnpackError {
+    /// What kind of failure this is.
+    pub fn kind(&self) -> crate::error::ErrorKind {
+        use crate::rootfs::UnpackError as E;
+        match self {
+            E::Cas(c) => c.kind(),
+            E::Layer { source, .. } => source.kind(),
+            E::Store(s) => s.kind(),
+            E::Invalid(_) => crate::error::ErrorKind::InvalidInput,
+            E::Io { source, .. } => crate::error::ErrorKind::of_io(source),
+        }
+    }
+}
+
+crate::error::wraps!(crate::rootfs::UnpackError);
+
 #[cfg(test)]
 mod tests {
     use super::*;

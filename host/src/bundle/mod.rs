@@ -55,3 +55,17 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), BundleError> {
     crate::fs::atomic::write(path, data)
         .map_err(|e| BundleError::Other(format!("{}: {e}", path.display())))
 }
+
+impl crate::bundle::BundleError {
+    /// What kind of failure this is.
+    pub fn kind(&self) -> crate::error::ErrorKind {
+        use crate::bundle::BundleError as E;
+        match self {
+            E::Unpack(u) => u.kind(),
+            E::Cas(c) => c.kind(),
+            E::Other(_) => crate::error::ErrorKind::InvalidInput,
+        }
+    }
+}
+
+crate::error::wraps!(crate::bundle::BundleError);

@@ -264,3 +264,16 @@ pub fn make_dirs(
         rootless,
     })
 }
+
+impl crate::bundle::mount::OverlayError {
+    /// What kind of failure this is.
+    pub fn kind(&self) -> crate::error::ErrorKind {
+        use crate::bundle::mount::OverlayError as E;
+        match self {
+            E::NotOverlay(_) => crate::error::ErrorKind::InvalidInput,
+            E::Mount { .. } | E::Umount { .. } | E::Other(_) => crate::error::ErrorKind::Io,
+        }
+    }
+}
+
+crate::error::wraps!(crate::bundle::mount::OverlayError);

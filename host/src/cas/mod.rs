@@ -128,8 +128,8 @@ impl CasError {
     /// Wrap an I/O error on `what`; errors raised by verified readers (which
     /// travel inside `io::Error`) come back out as themselves.
     pub(crate) fn io(what: impl Into<String>, source: std::io::Error) -> CasError {
-        match source.downcast::<CasError>() {
-            Ok(inner) => inner,
+        match crate::error::Kinded::take::<CasError>(source) {
+            Ok(inner) => *inner,
             Err(source) => CasError::Io {
                 what: what.into(),
                 source,
@@ -231,3 +231,23 @@ pub trait Cas: Send + Sync {
         f()
     }
 }
+
+impl crate::cas::CasError {
+    /// What kind of failure this is.
+    pub fn kind(&self) -> crate::error::ErrorKind {
+        use crate::cas::CasError as E;
+        match self {
+            E::NotFound(_) => crate::error::ErrorKind::NotFound,
+            E::Io { source, .. } => crate::error::ErrorKind::of_io(source),
+            E::DigestMismatch { .. } | E::SizeMismatch { .. } => crate::error::ErrorKind::Integrity,
+            E::InvalidLayout { .. } | E::Document { .. } | E::Digest(_) | E::Limit(_) => {
+                crate::error::ErrorKind::InvalidInput
+            }
+            E::Invalid(_) | E::AmbiguousTag { .. } => crate::error::ErrorKind::InvalidInput,
+            E::Conflict => crate::error::ErrorKind::Conflict,
+            E::NotAnImage { .. } => crate::error::ErrorKind::Unsupported,
+        }
+    }
+}
+
+crate::error::wraps!(crate::cas::CasError);

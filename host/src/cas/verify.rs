@@ -31,7 +31,7 @@ impl<R: Read> VerifiedReader<R> {
     }
 
     fn fail(e: CasError) -> io::Error {
-        io::Error::new(io::ErrorKind::InvalidData, e)
+        crate::error::Kinded::io(io::ErrorKind::InvalidData, e.kind(), e)
     }
 
     fn finish(&mut self) -> io::Result<()> {

@@ -225,3 +225,18 @@ pub(crate) fn describe(e: &bindings::rumoci::driver::types::Error) -> String {
     let m: String = m.chars().take(1024).filter(|c| !c.is_control()).collect();
     format!("{k}: {m}")
 }
+
+impl crate::driver::DriverError {
+    /// What kind of failure this is: a malformed spec or a missing store
+    /// directory is invalid input, everything else the driver's.
+    pub fn kind(&self) -> crate::error::ErrorKind {
+        use crate::driver::DriverError as E;
+        match self {
+            E::Spec { .. } | E::Store(_) => crate::error::ErrorKind::InvalidInput,
+            E::Capability { .. } => crate::error::ErrorKind::Unsupported,
+            _ => crate::error::ErrorKind::Driver,
+        }
+    }
+}
+
+crate::error::wraps!(crate::driver::DriverError);

@@ -580,3 +580,19 @@ mod tests {
         assert_eq!(entries[0].1, b"secret");
     }
 }
+
+impl crate::layer::generate::GenerateError {
+    /// What kind of failure this is.
+    pub fn kind(&self) -> crate::error::ErrorKind {
+        match self {
+            crate::layer::generate::GenerateError::Io { source, .. } => {
+                crate::error::ErrorKind::of_io(source)
+            }
+            crate::layer::generate::GenerateError::Invalid { .. } => {
+                crate::error::ErrorKind::InvalidInput
+            }
+        }
+    }
+}
+
+crate::error::wraps!(crate::layer::generate::GenerateError);

@@ -184,6 +184,15 @@ pub fn decode_rootless(data: &[u8]) -> Result<(u32, u32), IdMapError> {
     Ok((uid, gid))
 }
 
+impl crate::layer::idmap::IdMapError {
+    /// What kind of failure this is: always [`crate::error::ErrorKind::InvalidInput`].
+    pub fn kind(&self) -> crate::error::ErrorKind {
+        crate::error::ErrorKind::InvalidInput
+    }
+}
+
+crate::error::wraps!(crate::layer::idmap::IdMapError);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -613,6 +613,23 @@ pub fn resolve(root: &Path, rel: &str) -> Result<PathBuf, crate::Error> {
     Ok(out)
 }
 
+impl crate::layer_store::LayerStoreError {
+    /// What kind of failure this is.
+    pub fn kind(&self) -> crate::error::ErrorKind {
+        use crate::layer_store::LayerStoreError as E;
+        match self {
+            E::Store { .. } => crate::error::ErrorKind::Driver,
+            E::AlreadyExists { .. } | E::HasChildren { .. } | E::InUse { .. } => {
+                crate::error::ErrorKind::Conflict
+            }
+            E::NotFound { .. } => crate::error::ErrorKind::NotFound,
+            E::Protocol { .. } => crate::error::ErrorKind::Driver,
+        }
+    }
+}
+
+crate::error::wraps!(crate::layer_store::LayerStoreError);
+
 #[cfg(test)]
 mod tests {
     use super::*;

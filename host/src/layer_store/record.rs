@@ -364,6 +364,19 @@ impl Record {
     }
 }
 
+impl crate::layer_store::record::RecordError {
+    /// What kind of failure this is.
+    pub fn kind(&self) -> crate::error::ErrorKind {
+        use crate::layer_store::record::RecordError as E;
+        match self {
+            E::Io { source, .. } => crate::error::ErrorKind::of_io(source),
+            E::Invalid { .. } => crate::error::ErrorKind::Integrity,
+        }
+    }
+}
+
+crate::error::wraps!(crate::layer_store::record::RecordError);
+
 #[cfg(test)]
 mod tests {
     use super::*;

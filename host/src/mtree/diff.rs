@@ -373,6 +373,15 @@ pub fn mask(deltas: Vec<Delta>, masks: &[Vec<u8>]) -> Vec<Delta> {
         .collect()
 }
 
+impl crate::mtree::diff::DiffError {
+    /// What kind of failure this is (that of the I/O error).
+    pub fn kind(&self) -> crate::error::ErrorKind {
+        crate::error::ErrorKind::of_io(&self.source)
+    }
+}
+
+crate::error::wraps!(crate::mtree::diff::DiffError);
+
 #[cfg(test)]
 mod tests {
     use super::*;

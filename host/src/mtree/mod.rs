@@ -304,3 +304,12 @@ pub fn write_manifest<'a>(
     }
     Ok(w.rehashed)
 }
+
+impl crate::mtree::MtreeError {
+    /// What kind of failure this is (that of the I/O error).
+    pub fn kind(&self) -> crate::error::ErrorKind {
+        crate::error::ErrorKind::of_io(&self.source)
+    }
+}
+
+crate::error::wraps!(crate::mtree::MtreeError);

@@ -204,6 +204,18 @@ pub fn parse(input: impl BufRead) -> Result<Spec, ParseError> {
     Ok(spec)
 }
 
+impl crate::mtree::parse::ParseError {
+    /// What kind of failure this is.
+    pub fn kind(&self) -> crate::error::ErrorKind {
+        match self {
+            crate::mtree::parse::ParseError::Io(e) => crate::error::ErrorKind::of_io(e),
+            crate::mtree::parse::ParseError::Syntax { .. } => crate::error::ErrorKind::InvalidInput,
+        }
+    }
+}
+
+crate::error::wraps!(crate::mtree::parse::ParseError);
+
 #[cfg(test)]
 mod tests {
     use super::*;

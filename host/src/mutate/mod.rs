@@ -249,3 +249,17 @@ fn rewrite(old: &Descriptor, new: &Descriptor) -> Descriptor {
     d.data = None;
     d
 }
+
+impl crate::mutate::MutateError {
+    /// What kind of failure this is.
+    pub fn kind(&self) -> crate::error::ErrorKind {
+        use crate::mutate::MutateError as E;
+        match self {
+            E::Cas(c) => c.kind(),
+            E::Read(io) => crate::error::ErrorKind::of_io(io),
+            E::Invalid(_) => crate::error::ErrorKind::InvalidInput,
+        }
+    }
+}
+
+crate::error::wraps!(crate::mutate::MutateError);

@@ -184,6 +184,20 @@ impl<'de> Deserialize<'de> for Digest {
     }
 }
 
+impl crate::oci::DigestError {
+    /// What kind of failure this is.
+    pub fn kind(&self) -> crate::error::ErrorKind {
+        match self {
+            crate::oci::DigestError::UnsupportedAlgorithm(_) => {
+                crate::error::ErrorKind::Unsupported
+            }
+            _ => crate::error::ErrorKind::InvalidInput,
+        }
+    }
+}
+
+crate::error::wraps!(crate::oci::DigestError);
+
 #[cfg(test)]
 mod tests {
     use super::*;

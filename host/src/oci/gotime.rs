@@ -53,6 +53,15 @@ pub fn normalize_rfc3339(s: &str) -> Result<String, TimeError> {
     Ok(format_rfc3339_nano(&parse_rfc3339(s)?))
 }
 
+impl crate::oci::gotime::TimeError {
+    /// What kind of failure this is: always [`crate::error::ErrorKind::InvalidInput`].
+    pub fn kind(&self) -> crate::error::ErrorKind {
+        crate::error::ErrorKind::InvalidInput
+    }
+}
+
+crate::error::wraps!(crate::oci::gotime::TimeError);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -278,6 +278,15 @@ fn unreachable_kind<T>(what: &'static str) -> Result<T, OciError> {
     })
 }
 
+impl crate::oci::OciError {
+    /// What kind of failure this is: always [`crate::error::ErrorKind::InvalidInput`].
+    pub fn kind(&self) -> crate::error::ErrorKind {
+        crate::error::ErrorKind::InvalidInput
+    }
+}
+
+crate::error::wraps!(crate::oci::OciError);
+
 #[cfg(test)]
 mod tests {
     use super::*;

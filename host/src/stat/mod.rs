@@ -588,3 +588,17 @@ fn history_table(h: &[HistoryInfo]) -> String {
     }
     gofmt::tabwrite(&t, 4, 1)
 }
+
+impl crate::stat::StatError {
+    /// What kind of failure this is.
+    pub fn kind(&self) -> crate::error::ErrorKind {
+        use crate::stat::StatError as E;
+        match self {
+            E::Cas(c) => c.kind(),
+            E::NotAManifest { .. } => crate::error::ErrorKind::Unsupported,
+            E::Json(_) => crate::error::ErrorKind::InvalidInput,
+        }
+    }
+}
+
+crate::error::wraps!(crate::stat::StatError);

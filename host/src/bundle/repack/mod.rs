@@ -154,3 +154,19 @@ pub fn refresh_bundle(bundle: &Path, outcome: &RepackOutcome) -> Result<(), Repa
     }
     commit::rewrite_bundle(bundle, outcome, &outcome.spec, None)
 }
+
+impl crate::bundle::repack::RepackError {
+    /// What kind of failure this is.
+    pub fn kind(&self) -> crate::error::ErrorKind {
+        use crate::bundle::repack::RepackError as E;
+        match self {
+            E::Bundle { .. } | E::Rootfs { .. } => crate::error::ErrorKind::InvalidInput,
+            E::Diff(d) => d.kind(),
+            E::Generate(g) => g.kind(),
+            E::Mutate(m) => m.kind(),
+            E::Cas(c) => c.kind(),
+        }
+    }
+}
+
+crate::error::wraps!(crate::bundle::repack::RepackError);

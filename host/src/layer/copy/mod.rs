@@ -25,6 +25,20 @@
 
 mod data;
 mod meta;
+impl crate::layer::copy::CopyError {
+    /// What kind of failure this is.
+    pub fn kind(&self) -> crate::error::ErrorKind {
+        use crate::layer::copy::CopyError as E;
+        match self {
+            E::Source { .. } | E::Destination { .. } => crate::error::ErrorKind::InvalidInput,
+            E::Io { source, .. } => crate::error::ErrorKind::of_io(source),
+            E::Rejected { .. } | E::Changed { .. } => crate::error::ErrorKind::Integrity,
+        }
+    }
+}
+
+crate::error::wraps!(crate::layer::copy::CopyError);
+
 #[cfg(test)]
 mod tests;
 mod walk;

@@ -851,3 +851,23 @@ fn fd_num(fd: &OwnedFd) -> i32 {
     use std::os::fd::AsRawFd;
     fd.as_fd().as_raw_fd()
 }
+
+impl crate::layer::extract::ExtractError {
+    /// What kind of failure this is: a layer that cannot be read or
+    /// applied is invalid input.
+    pub fn kind(&self) -> crate::error::ErrorKind {
+        match self {
+            crate::layer::extract::ExtractError::Tar(crate::layer::tarread::TarError::Io(e))
+                if !matches!(
+                    crate::error::ErrorKind::of_io(e),
+                    crate::error::ErrorKind::InvalidInput | crate::error::ErrorKind::Io
+                ) =>
+            {
+                crate::error::ErrorKind::of_io(e)
+            }
+            _ => crate::error::ErrorKind::InvalidInput,
+        }
+    }
+}
+
+crate::error::wraps!(crate::layer::extract::ExtractError);
