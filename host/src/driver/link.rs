@@ -12,7 +12,7 @@ use wasmtime::component::{HasSelf, InstancePre, Linker};
 use super::DriverError;
 use super::contract::CONTRACT_VERSION;
 use super::engine::{engine, load_component};
-use super::runtime::HostState;
+use super::state::HostState;
 
 /// A plugin compiled and linked, not yet instantiated.
 pub struct Linked {

@@ -30,14 +30,16 @@ mod link;
 pub mod net;
 mod runtime;
 mod spec;
+mod state;
 
 pub use cas::WasmCas;
 pub use contract::CONTRACT_VERSION;
 pub use engine::cache_dir;
 pub use layer::WasmLayerStore;
 pub use link::{Linked, link};
-pub use runtime::{HostState, Plugin, PluginInfo, World, linked_info, plugin_info};
+pub use runtime::{Plugin, PluginInfo, World, linked_info, plugin_info};
 pub use spec::{BUILTIN_DRIVERS, DEFAULT_MEMORY, DEFAULT_TIMEOUT, DriverSource, DriverSpec};
+pub use state::HostState;
 
 /// Every capability a driver may declare in `meta.info`, and what the host
 /// does differently when it is declared. Any other name is warned about and
