@@ -23,24 +23,31 @@
 //!   text and JSON forms.
 //! * [`limits`]: the bounds every walk over outside data obeys, and
 //!   [`show`]: paths and names shortened for error messages.
+//!
+//! ```
+//! use rumoci::{Error, ErrorKind};
+//! let e = rumoci::image::Store::open("/nonexistent/layout").unwrap_err();
+//! assert_eq!(e.kind(), ErrorKind::NotFound);
+//! ```
+//!
+//! The ground floor (`oci`, `path`, `fs`, `limits`, `show`, `progress` and
+//! the error type) is the crate `rumoci-core`, re-exported here at the
+//! same paths: it depends on nothing of rumoci's, and the compiler keeps it
+//! so.
 
 pub mod bundle;
 pub mod cas;
 #[cfg(feature = "wasm")]
 pub mod driver;
-mod error;
-pub mod fs;
 pub mod image;
 pub mod layer;
 pub mod layer_store;
-pub mod limits;
 pub mod mtree;
 pub mod mutate;
-pub mod oci;
-pub mod path;
-pub mod progress;
 pub mod rootfs;
-pub mod show;
 pub mod stat;
 
-pub use error::{Error, ErrorKind, Result};
+// The ground floor (crate `rumoci-core`), at the paths it always had.
+use rumoci_core::error;
+pub use rumoci_core::{Error, ErrorKind, Result};
+pub use rumoci_core::{fs, limits, oci, path, progress, show};

@@ -966,7 +966,7 @@ impl crate::rootfs::UnpackError {
     }
 }
 
-crate::error::wraps!(crate::rootfs::UnpackError);
+rumoci_core::wraps!(crate::rootfs::UnpackError);
 
 #[cfg(test)]
 mod tests {

@@ -68,4 +68,4 @@ impl crate::bundle::BundleError {
     }
 }
 
-crate::error::wraps!(crate::bundle::BundleError);
+rumoci_core::wraps!(crate::bundle::BundleError);

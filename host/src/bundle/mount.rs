@@ -276,4 +276,4 @@ impl crate::bundle::mount::OverlayError {
     }
 }
 
-crate::error::wraps!(crate::bundle::mount::OverlayError);
+rumoci_core::wraps!(crate::bundle::mount::OverlayError);

@@ -250,4 +250,4 @@ impl crate::cas::CasError {
     }
 }
 
-crate::error::wraps!(crate::cas::CasError);
+rumoci_core::wraps!(crate::cas::CasError);

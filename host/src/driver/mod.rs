@@ -241,4 +241,4 @@ impl crate::driver::DriverError {
     }
 }
 
-crate::error::wraps!(crate::driver::DriverError);
+rumoci_core::wraps!(crate::driver::DriverError);

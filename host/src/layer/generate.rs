@@ -595,4 +595,4 @@ impl crate::layer::generate::GenerateError {
     }
 }
 
-crate::error::wraps!(crate::layer::generate::GenerateError);
+rumoci_core::wraps!(crate::layer::generate::GenerateError);

@@ -191,7 +191,7 @@ impl crate::layer::idmap::IdMapError {
     }
 }
 
-crate::error::wraps!(crate::layer::idmap::IdMapError);
+rumoci_core::wraps!(crate::layer::idmap::IdMapError);
 
 #[cfg(test)]
 mod tests {

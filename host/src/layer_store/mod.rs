@@ -628,7 +628,7 @@ impl crate::layer_store::LayerStoreError {
     }
 }
 
-crate::error::wraps!(crate::layer_store::LayerStoreError);
+rumoci_core::wraps!(crate::layer_store::LayerStoreError);
 
 #[cfg(test)]
 mod tests {

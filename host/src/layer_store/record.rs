@@ -375,7 +375,7 @@ impl crate::layer_store::record::RecordError {
     }
 }
 
-crate::error::wraps!(crate::layer_store::record::RecordError);
+rumoci_core::wraps!(crate::layer_store::record::RecordError);
 
 #[cfg(test)]
 mod tests {

@@ -380,7 +380,7 @@ impl crate::mtree::diff::DiffError {
     }
 }
 
-crate::error::wraps!(crate::mtree::diff::DiffError);
+rumoci_core::wraps!(crate::mtree::diff::DiffError);
 
 #[cfg(test)]
 mod tests {

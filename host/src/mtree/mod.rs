@@ -312,4 +312,4 @@ impl crate::mtree::MtreeError {
     }
 }
 
-crate::error::wraps!(crate::mtree::MtreeError);
+rumoci_core::wraps!(crate::mtree::MtreeError);

@@ -214,7 +214,7 @@ impl crate::mtree::parse::ParseError {
     }
 }
 
-crate::error::wraps!(crate::mtree::parse::ParseError);
+rumoci_core::wraps!(crate::mtree::parse::ParseError);
 
 #[cfg(test)]
 mod tests {

@@ -262,4 +262,4 @@ impl crate::mutate::MutateError {
     }
 }
 
-crate::error::wraps!(crate::mutate::MutateError);
+rumoci_core::wraps!(crate::mutate::MutateError);

@@ -601,4 +601,4 @@ impl crate::stat::StatError {
     }
 }
 
-crate::error::wraps!(crate::stat::StatError);
+rumoci_core::wraps!(crate::stat::StatError);

@@ -169,4 +169,4 @@ impl crate::bundle::repack::RepackError {
     }
 }
 
-crate::error::wraps!(crate::bundle::repack::RepackError);
+rumoci_core::wraps!(crate::bundle::repack::RepackError);

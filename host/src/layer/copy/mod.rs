@@ -37,7 +37,7 @@ impl crate::layer::copy::CopyError {
     }
 }
 
-crate::error::wraps!(crate::layer::copy::CopyError);
+rumoci_core::wraps!(crate::layer::copy::CopyError);
 
 #[cfg(test)]
 mod tests;

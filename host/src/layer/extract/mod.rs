@@ -870,4 +870,4 @@ impl crate::layer::extract::ExtractError {
     }
 }
 
-crate::error::wraps!(crate::layer::extract::ExtractError);
+rumoci_core::wraps!(crate::layer::extract::ExtractError);

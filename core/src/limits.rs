@@ -156,7 +156,7 @@ impl crate::limits::LimitError {
     }
 }
 
-crate::error::wraps!(crate::limits::LimitError);
+crate::wraps!(crate::limits::LimitError);
 
 #[cfg(test)]
 mod tests {

@@ -3,15 +3,17 @@
 //!
 //! Each module keeps its own precise error (`CasError`, `UnpackError`,
 //! `RepackError`, …), and each of those says its [`ErrorKind`] through a
-//! `kind()` method. The entry points of [`crate::image`] return [`Error`],
+//! `kind()` method. The entry points of `rumoci::image` return [`Error`],
 //! which wraps them: [`Error::kind`] says what went wrong in a way a caller
 //! can act on, [`Error::object`] names the tag, path or digest, and the
 //! cause chain ([`std::error::Error::source`]) keeps every detail.
 //!
 //! ```
-//! use rumoci::{Error, ErrorKind};
-//! let e = rumoci::image::Store::open("/nonexistent/layout").unwrap_err();
+//! use rumoci_core::{Error, ErrorKind};
+//! let e = Error::from(std::io::Error::from(std::io::ErrorKind::NotFound))
+//!     .context("open layout /x");
 //! assert_eq!(e.kind(), ErrorKind::NotFound);
+//! assert_eq!(e.to_string(), "open layout /x");
 //! ```
 
 use std::fmt;
@@ -273,7 +275,7 @@ impl std::error::Error for Error {
 }
 
 /// Add context to a result of the library's errors.
-pub(crate) trait ResultExt<T> {
+pub trait ResultExt<T> {
     /// On error, say what was being done (see [`Error::context`]).
     fn doing(self, what: impl FnOnce() -> String) -> Result<T>;
 }
@@ -292,6 +294,8 @@ impl From<std::io::Error> for Error {
 
 /// `From<$t> for Error`, the kind from the type's own `kind()`: each
 /// module says it beside its error, so this module imports none of them.
+#[doc(hidden)]
+#[macro_export]
 macro_rules! wraps {
     ($($t:ty),* $(,)?) => {$(
         impl From<$t> for $crate::error::Error {
@@ -301,7 +305,6 @@ macro_rules! wraps {
         }
     )*};
 }
-pub(crate) use wraps;
 
 // ---- the kinds of the module errors ----
 
@@ -311,14 +314,17 @@ mod tests {
 
     #[test]
     fn context_nests_and_keeps_the_kind() {
-        let e = Error::from(crate::cas::CasError::NotFound("blob x".into()))
-            .context("resolve a:b")
-            .context("unpack a:b into c")
-            .with_object("a:b");
+        let e = Error::from(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "blob x: not found",
+        ))
+        .context("resolve a:b")
+        .context("unpack a:b into c")
+        .with_object("a:b");
         assert_eq!(e.kind(), ErrorKind::NotFound);
         assert_eq!(e.object(), Some("a:b"));
         assert_eq!(e.to_string(), "unpack a:b into c");
-        assert!(e.find::<crate::cas::CasError>().is_some());
+        assert!(e.find::<std::io::Error>().is_some());
         let mut chain = Vec::new();
         let mut next: Option<&dyn std::error::Error> = Some(&e);
         while let Some(c) = next {

@@ -285,7 +285,7 @@ impl crate::oci::OciError {
     }
 }
 
-crate::error::wraps!(crate::oci::OciError);
+crate::wraps!(crate::oci::OciError);
 
 #[cfg(test)]
 mod tests {

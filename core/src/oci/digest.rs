@@ -196,7 +196,7 @@ impl crate::oci::DigestError {
     }
 }
 
-crate::error::wraps!(crate::oci::DigestError);
+crate::wraps!(crate::oci::DigestError);
 
 #[cfg(test)]
 mod tests {

@@ -60,7 +60,7 @@ impl crate::oci::gotime::TimeError {
     }
 }
 
-crate::error::wraps!(crate::oci::gotime::TimeError);
+crate::wraps!(crate::oci::gotime::TimeError);
 
 #[cfg(test)]
 mod tests {

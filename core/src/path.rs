@@ -5,7 +5,7 @@
 //! every in-image path as a [`BString`] from the tar header to the
 //! filesystem call and back, and only ever shows one lossily (in messages,
 //! through [`Display`](std::fmt::Display)) or encodes one losslessly (go-mtree's
-//! `vis` in manifests, [`crate::mtree::vis`]).
+//! `vis` in manifests, `rumoci::mtree::vis`).
 //!
 //! An in-image path here is *relative* and *clean*: `/`-separated, no empty,
 //! `.` or `..` components, the root itself being the empty path (see
