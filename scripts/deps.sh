@@ -8,11 +8,11 @@ set -euo pipefail
 # man-db: the man-page tests render every page with `man -l`
 # apache2-utils (htpasswd), openssl, python3: the registry_secure tests'
 # bcrypt password file, test PKI and token server / proxy fixtures
-# libarchive-tools (bsdtar), git: the corpus tests make archives
+# libarchive-tools (bsdtar), git, buildah: the corpus tests make archives
 # with the tools that make them in the wild (golang-go also ships Go's own
 # archive/tar test archives)
 packages=(umoci skopeo runc jq attr golang-go busybox-static docker-registry man-db
-          libarchive-tools git
+          libarchive-tools git buildah
           apache2-utils openssl python3
           golang-github-opencontainers-image-spec-dev
           golang-github-vbatts-go-mtree-dev)

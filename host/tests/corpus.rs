@@ -743,3 +743,141 @@ fn every_driver_reads_them_alike() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// Layouts other tools write: buildah's commit of a tree (OCI, and with
+/// `--format docker` converted by its `oci:` transport), and skopeo's
+/// round trip through a `docker-archive:` tarball (Docker's own save
+/// format). Each unpacks, with rumoci and with the Go umoci, to the same
+/// tree; `verify` accepts it; `gc` keeps every blob the tags reach.
+///
+/// And what skopeo 1.9 does when the same archive goes into buildah's
+/// layout: it reuses buildah's uncompressed layer blob under a `tar+gzip`
+/// descriptor. `verify` names that layer (a blob is checked once per media
+/// type it is read as, not once per digest), and both umocis refuse to
+/// unpack it, leaving no bundle.
+#[test]
+fn layouts_buildah_and_skopeo_write_unpack_as_the_go_umoci() {
+    if !tools_present() || !have("buildah") || !have("skopeo") {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tmp");
+    let t = tmp.path();
+    let src = t.join("src");
+    make_src(&src, true);
+    let storage = t.join("storage");
+    let buildah = |args: &[&str]| -> String {
+        let mut all = vec![
+            "--storage-driver",
+            "vfs",
+            "--root",
+            s(&storage),
+            "--runroot",
+            s(&storage),
+        ];
+        all.extend_from_slice(args);
+        run_ok("buildah", &all).trim().to_string()
+    };
+    let c = buildah(&["from", "scratch"]);
+    buildah(&["copy", &c, s(&src), "/"]);
+    buildah(&["config", "--cmd", "/bin/sh", "--env", "A=1", &c]);
+    let l = t.join("layout");
+    buildah(&["commit", &c, &format!("oci:{}:oci", s(&l))]);
+    buildah(&[
+        "commit",
+        "--format",
+        "docker",
+        &c,
+        &format!("oci:{}:docker", s(&l)),
+    ]);
+    let archive = t.join("image.tar");
+    let l3 = t.join("from-archive");
+    run_ok(
+        "skopeo",
+        &[
+            "copy",
+            "-q",
+            &format!("oci:{}:oci", s(&l)),
+            &format!("docker-archive:{}:corpus/app:v1", s(&archive)),
+        ],
+    );
+    run_ok(
+        "skopeo",
+        &[
+            "copy",
+            "-q",
+            &format!("docker-archive:{}", s(&archive)),
+            &format!("oci:{}:archive", s(&l3)),
+        ],
+    );
+    let start = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let mut failures = Vec::new();
+    for (layout, tag) in [(&l, "oci"), (&l, "docker"), (&l3, "archive")] {
+        let img = format!("{}:{tag}", s(layout));
+        let go = t.join(format!("go-{tag}"));
+        let rs = t.join(format!("rs-{tag}"));
+        run_ok("umoci", &["unpack", "--image", &img, s(&go)]);
+        rumoci_ok(&["unpack", "--image", &img, s(&rs)]);
+        let diffs = tree_diffs(
+            &go.join("rootfs"),
+            &rs.join("rootfs"),
+            RootTime::UnpackTimeAfter(start),
+        );
+        if !diffs.is_empty() {
+            failures.push(format!("{tag}: {}", diffs.join("\n  ")));
+        }
+        assert!(rs.join("rootfs/dir/file").is_file(), "{tag}");
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    for layout in [&l, &l3] {
+        rumoci_ok(&["verify", "--layout", s(layout)]);
+        let blobs = || {
+            std::fs::read_dir(layout.join("blobs/sha256"))
+                .expect("ls")
+                .count()
+        };
+        let before = blobs();
+        rumoci_ok(&["gc", "--layout", s(layout)]);
+        assert_eq!(before, blobs(), "gc removed blobs the tags reach");
+    }
+
+    // skopeo's reuse of an uncompressed blob under a gzip descriptor
+    run_ok(
+        "skopeo",
+        &[
+            "copy",
+            "-q",
+            &format!("docker-archive:{}", s(&archive)),
+            &format!("oci:{}:reused", s(&l)),
+        ],
+    );
+    let m = read_blob_json(&l, index_entry(&l, "reused")["digest"].as_str().expect("d"));
+    let layer = m["layers"][0]["digest"]
+        .as_str()
+        .expect("layer")
+        .to_string();
+    let bytes = std::fs::read(blob_path(&l, &layer)).expect("blob");
+    if bytes.starts_with(&[0x1f, 0x8b]) {
+        eprintln!("skipped: this skopeo compressed the layer (no reuse to check)");
+        return;
+    }
+    let out = rumoci(&["verify", "--layout", s(&l)]);
+    let err =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(&layer) && err.contains("gzip"), "{err}");
+    let img = format!("{}:reused", s(&l));
+    let b = t.join("reused-bundle");
+    let out = rumoci(&["unpack", "--image", &img, s(&b)]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains(&layer), "{err}");
+    assert!(!b.exists(), "a failed unpack leaves no bundle");
+    let go = Command::new("umoci")
+        .args(["unpack", "--image", &img, s(&t.join("go-reused"))])
+        .output()
+        .expect("umoci");
+    assert!(!go.status.success(), "the Go umoci refuses it too");
+}

@@ -312,14 +312,20 @@ fn visit(
     cas: &dyn Cas,
     nodes: &[Node],
     at: usize,
-    seen: &mut BTreeSet<(Digest, Option<Digest>)>,
+    seen: &mut BTreeSet<(Digest, String, Option<Digest>)>,
     found: &mut Report,
     layer_check: &mut LayerCheck<'_>,
 ) -> Option<Children> {
     let desc = &nodes[at].desc;
     let diff_id = nodes[at].diff_id.as_ref();
-    // a layer is checked once per diff_id it is claimed to have
-    if !seen.insert((desc.digest.clone(), diff_id.cloned())) {
+    // a blob is checked once per way it is read: a layer per media type
+    // (its compression) and diff_id it is claimed to have (one blob named
+    // by two manifests as `tar` and as `tar+gzip` is checked as both)
+    if !seen.insert((
+        desc.digest.clone(),
+        desc.media_type.clone(),
+        diff_id.cloned(),
+    )) {
         return None;
     }
     let finding = |kind: ProblemKind, reason: String| Problem {
