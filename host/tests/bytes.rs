@@ -13,10 +13,6 @@ use common::*;
 
 const PLUGINS: &[&str] = &["layer-cache", "overlay"];
 
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
-
 /// `root/<bytes>`.
 fn at(root: &Path, name: &[u8]) -> PathBuf {
     root.join(OsStr::from_bytes(name))

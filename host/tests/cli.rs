@@ -9,10 +9,6 @@ use std::process::{Command, Output};
 
 use common::*;
 
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
-
 /// Run rumoci with an empty config location (no user config interferes)
 /// plus `env`.
 fn run(args: &[&str], env: &[(&str, &str)]) -> Output {

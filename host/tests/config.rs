@@ -7,10 +7,6 @@ use std::path::Path;
 
 use common::*;
 
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
-
 fn config_of(layout: &Path, tag: &str) -> (String, serde_json::Value) {
     let m = read_blob_json(
         layout,

@@ -8,10 +8,6 @@ use std::path::Path;
 
 use common::*;
 
-fn sp(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
-
 /// The digest `tag` names in the built-in layout `l`.
 fn tag_digest(l: &Path, tag: &str) -> Option<String> {
     let index: serde_json::Value =
@@ -54,7 +50,7 @@ fn copy_goes_through_a_plugin_store_and_back_and_the_go_umoci_unpacks_it() {
     };
     let t = tmp.path();
     let (d1, store, d3) = (t.join("d1"), t.join("store"), t.join("d3"));
-    let err = copy(&[&img, sp(&d1)]);
+    let err = copy(&[&img, s(&d1)]);
     assert_eq!(tag_digest(&d1, "t"), tag_digest(&src, "t"));
     // manifest, config, layers: exactly what the tag reaches
     let manifest = read_blob_json(&src, &tag_digest(&src, "t").expect("tag"));
@@ -64,7 +60,7 @@ fn copy_goes_through_a_plugin_store_and_back_and_the_go_umoci_unpacks_it() {
     assert!(err.contains(&format!("{n} blobs copied")), "{err}");
 
     // again: everything is there
-    let err = copy(&[&img, &format!("{}:again", sp(&d1))]);
+    let err = copy(&[&img, &format!("{}:again", s(&d1))]);
     assert!(
         err.contains(&format!("0 blobs copied (0 bytes), {n} already there")),
         "{err}"
@@ -74,7 +70,7 @@ fn copy_goes_through_a_plugin_store_and_back_and_the_go_umoci_unpacks_it() {
         "copy",
         "--json",
         &img,
-        &format!("{}:third", sp(&d1)),
+        &format!("{}:third", s(&d1)),
     ]))
     .expect("copy --json");
     assert_eq!(summary["tag"], "third");
@@ -89,14 +85,14 @@ fn copy_goes_through_a_plugin_store_and_back_and_the_go_umoci_unpacks_it() {
     copy(&[
         "--to-driver",
         &dir_cas,
-        &format!("{}:t", sp(&d1)),
-        &format!("{}:x", sp(&store)),
+        &format!("{}:t", s(&d1)),
+        &format!("{}:x", s(&store)),
     ]);
     copy(&[
         "--from-driver",
         &dir_cas,
-        &format!("{}:x", sp(&store)),
-        &format!("{}:y", sp(&d3)),
+        &format!("{}:x", s(&store)),
+        &format!("{}:y", s(&d3)),
     ]);
     assert_eq!(tag_digest(&d3, "y"), tag_digest(&src, "t"));
     // the global --driver chooses the side without its own flag
@@ -107,8 +103,8 @@ fn copy_goes_through_a_plugin_store_and_back_and_the_go_umoci_unpacks_it() {
         "copy",
         "--to-driver",
         "dir",
-        &format!("{}:x", sp(&store)),
-        sp(&d4),
+        &format!("{}:x", s(&store)),
+        s(&d4),
     ]);
     assert!(
         out.status.success(),
@@ -119,10 +115,10 @@ fn copy_goes_through_a_plugin_store_and_back_and_the_go_umoci_unpacks_it() {
 
     // the Go umoci unpacks the copy as it unpacks its own image
     let (a, b) = (t.join("go-src"), t.join("go-copy"));
-    run_ok("umoci", &["unpack", "--image", &img, sp(&a)]);
+    run_ok("umoci", &["unpack", "--image", &img, s(&a)]);
     run_ok(
         "umoci",
-        &["unpack", "--image", &format!("{}:y", sp(&d3)), sp(&b)],
+        &["unpack", "--image", &format!("{}:y", s(&d3)), s(&b)],
     );
     assert_same_tree(&a.join("rootfs"), &b.join("rootfs"));
 }
@@ -147,7 +143,7 @@ fn a_failed_copy_leaves_no_tag_and_a_second_copy_skips_what_arrived() {
     bad[last] ^= 1;
     std::fs::write(&path, &bad).expect("write");
     let d = t.join("dst");
-    let out = rd(&["copy", &img, sp(&d)]);
+    let out = rd(&["copy", &img, s(&d)]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -160,7 +156,7 @@ fn a_failed_copy_leaves_no_tag_and_a_second_copy_skips_what_arrived() {
         "a corrupt blob arrived"
     );
     std::fs::write(&path, &good).expect("write");
-    let err = copy(&[&img, sp(&d)]);
+    let err = copy(&[&img, s(&d)]);
     assert!(err.contains("already there"), "{err}");
     assert_eq!(tag_digest(&d, "t"), tag_digest(&src, "t"));
 }
@@ -176,7 +172,7 @@ fn put(l: &Path, media_type: &str, doc: &[u8]) -> serde_json::Value {
 fn copy_takes_every_platform_or_one_and_referrers_on_request() {
     let t = tempfile::tempdir().expect("tempdir");
     let l = t.path().join("src");
-    let ls = sp(&l);
+    let ls = s(&l);
     rd_ok(&["init", "--layout", ls]);
     rd_ok(&[
         "new",
@@ -238,7 +234,7 @@ fn copy_takes_every_platform_or_one_and_referrers_on_request() {
 
     // everything
     let all = t.path().join("all");
-    copy(&[&format!("{ls}:multi"), sp(&all)]);
+    copy(&[&format!("{ls}:multi"), s(&all)]);
     assert_eq!(tag_digest(&all, "multi").as_deref(), idx["digest"].as_str());
     for d in [&amd, &arm] {
         assert!(blob_path(&all, d).is_file(), "{d} not copied");
@@ -254,7 +250,7 @@ fn copy_takes_every_platform_or_one_and_referrers_on_request() {
         "--platform",
         "linux/arm64",
         &format!("{ls}:multi"),
-        &format!("{}:arm", sp(&one)),
+        &format!("{}:arm", s(&one)),
     ]);
     assert_eq!(tag_digest(&one, "arm"), Some(arm.clone()));
     assert!(
@@ -265,7 +261,7 @@ fn copy_takes_every_platform_or_one_and_referrers_on_request() {
 
     // referrers: the artifact, its blobs and its index.json entry
     let refs = t.path().join("refs");
-    let err = copy(&["--referrers", &format!("{ls}:multi"), sp(&refs)]);
+    let err = copy(&["--referrers", &format!("{ls}:multi"), s(&refs)]);
     assert!(err.contains(", 1 referrers"), "{err}");
     for d in [&art, &sbom, &empty] {
         assert!(blob_path(&refs, d["digest"].as_str().expect("d")).is_file());
@@ -285,8 +281,8 @@ fn copy_takes_every_platform_or_one_and_referrers_on_request() {
     );
     // the Go umoci's gc keeps what the copy tagged (nothing dangles)
     if have("umoci") {
-        run_ok("umoci", &["gc", "--layout", sp(&refs)]);
-        rd_ok(&["verify", "--layout", sp(&refs)]);
+        run_ok("umoci", &["gc", "--layout", s(&refs)]);
+        rd_ok(&["verify", "--layout", s(&refs)]);
     }
 }
 
@@ -311,7 +307,7 @@ fn referrers_are_attached_listed_kept_and_copied() {
         "application/spdx+json",
         "--annotation",
         "org.example.tool=test",
-        sp(&sbom),
+        s(&sbom),
     ]);
     let art = out.trim().to_string();
     let manifest = read_blob_json(&src, &art);
@@ -347,21 +343,21 @@ fn referrers_are_attached_listed_kept_and_copied() {
     );
 
     // the Go umoci's gc keeps the artifact (it is an index.json root)
-    run_ok("umoci", &["gc", "--layout", sp(&src)]);
+    run_ok("umoci", &["gc", "--layout", s(&src)]);
     assert!(blob_path(&src, &art).is_file() && blob_path(&src, layer).is_file());
-    rd_ok(&["verify", "--layout", sp(&src)]);
+    rd_ok(&["verify", "--layout", s(&src)]);
 
     // carried by copy --referrers only
     let plain = tmp.path().join("plain");
-    copy(&[&img, sp(&plain)]);
+    copy(&[&img, s(&plain)]);
     assert_eq!(
-        rd_ok(&["referrers", "list", "--image", &format!("{}:t", sp(&plain))]),
+        rd_ok(&["referrers", "list", "--image", &format!("{}:t", s(&plain))]),
         ""
     );
     let with = tmp.path().join("with");
-    copy(&["--referrers", &img, sp(&with)]);
+    copy(&["--referrers", &img, s(&with)]);
     assert_eq!(
-        rd_ok(&["referrers", "list", "--image", &format!("{}:t", sp(&with))]),
+        rd_ok(&["referrers", "list", "--image", &format!("{}:t", s(&with))]),
         listed
     );
 
@@ -374,7 +370,7 @@ fn referrers_are_attached_listed_kept_and_copied() {
         &img,
         "--artifact-type",
         "sbom",
-        sp(&sbom),
+        s(&sbom),
     ]);
     assert!(
         err.contains("artifact type \"sbom\": not a media type") && err.lines().count() == 1,

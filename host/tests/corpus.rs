@@ -20,10 +20,6 @@ use std::process::Command;
 
 use common::*;
 
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
-
 /// Where the Go umoci's verdict is not the one to match.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Expect {

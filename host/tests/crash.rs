@@ -10,10 +10,6 @@ use std::time::Duration;
 
 use common::*;
 
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
-
 /// A source tree big enough that inserting it takes a noticeable time.
 fn big_source(root: &Path) {
     for d in 0..20 {

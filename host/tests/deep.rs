@@ -22,10 +22,6 @@ fn plugin(name: &str) -> String {
     plugin_wasm(PLUGINS, name)
 }
 
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
-
 /// A scratch directory, on tmpfs when there is one (thousands of fsyncs).
 fn scratch() -> tempfile::TempDir {
     let shm = Path::new("/dev/shm");

@@ -26,10 +26,6 @@ const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 const REF_NAME: &str = "org.opencontainers.image.ref.name";
 
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
-
 fn ready() -> bool {
     if !have("umoci") || !have("skopeo") || !have("setfattr") {
         eprintln!("skipped: umoci, skopeo or setfattr missing");

@@ -26,10 +26,6 @@ const PLUGINS: &[&str] = &[
     "evil-open",
 ];
 
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
-
 /// The scenario run once per driver; returns the outputs of ls and stat.
 fn scenario(layout: &Path, driver: &[&str]) -> Vec<String> {
     let l = s(layout);

@@ -8,10 +8,6 @@ use std::path::Path;
 
 use common::*;
 
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
-
 /// One raw tar entry; names are written into the header bytes directly so
 /// that `..` and absolute paths survive.
 enum E<'a> {

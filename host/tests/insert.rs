@@ -8,10 +8,6 @@ use std::process::Command;
 
 use common::*;
 
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
-
 /// A source tree with every kind of entry umoci can insert.
 fn make_source(root: &Path) {
     std::fs::create_dir_all(root.join("sub/deeper")).expect("mkdir");

@@ -8,10 +8,6 @@ use std::process::Command;
 
 use common::*;
 
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
-
 /// Validate index.json, oci-layout, and the manifest/config of `tag`.
 fn schema_check(layout: &Path, tag: &str) {
     let Some(chk) = go_tool("schema-check") else {

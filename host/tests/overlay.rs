@@ -13,10 +13,6 @@ use common::*;
 
 const PLUGINS: &[&str] = &["overlay", "layer-cache"];
 
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
-
 fn overlay_wasm() -> String {
     plugin_wasm(PLUGINS, "overlay")
 }

@@ -16,10 +16,6 @@ use std::time::Duration;
 use common::registry::{Registry, free_port};
 use common::*;
 
-fn sp(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
-
 fn plugin(name: &str) -> String {
     plugin_wasm(&["registry", "evil-net"], name)
 }
@@ -96,7 +92,7 @@ fn pushed(name: &str) -> Option<Pushed> {
         "copy",
         "--quiet",
         "--dest-tls-verify=false",
-        &format!("oci:{}:t", sp(&layout)),
+        &format!("oci:{}:t", s(&layout)),
         &reg.docker(&format!("{name}:t")),
     ]);
     Some(Pushed { reg, tmp, layout })
@@ -106,13 +102,13 @@ fn pushed(name: &str) -> Option<Pushed> {
 /// into the bundle `dest`.
 fn rd_unpack(data: &Path, pre: &[&str], image: &str, dest: &Path) {
     let mut args = pre.to_vec();
-    args.extend(["unpack", "--image", image, sp(dest)]);
+    args.extend(["unpack", "--image", image, s(dest)]);
     rd_ok(data, &args);
 }
 
 /// The Go umoci unpacks `image` (`LAYOUT:TAG`) into the bundle `dest`.
 fn umoci_unpack(image: &str, dest: &Path) {
-    run_ok("umoci", &["unpack", "--image", image, sp(dest)]);
+    run_ok("umoci", &["unpack", "--image", image, s(dest)]);
 }
 
 /// The spool directory is left empty (no temporaries behind; rumoci's
@@ -149,11 +145,11 @@ fn registry_unpack_matches_umoci_and_repack_pulls_back() {
     let bundle = work.join("bundle");
     rd_unpack(&data, &via, "fixture/image:t", &bundle);
     let go = work.join("go");
-    umoci_unpack(&format!("{}:t", sp(&layout)), &go);
+    umoci_unpack(&format!("{}:t", s(&layout)), &go);
     assert_same_tree(&go.join("rootfs"), &bundle.join("rootfs"));
     // the same bundle files as rumoci's unpack of the local layout
     let local = work.join("local");
-    rd_unpack(&data, &[], &format!("{}:t", sp(&layout)), &local);
+    rd_unpack(&data, &[], &format!("{}:t", s(&layout)), &local);
     assert_same_tree(&local.join("rootfs"), &bundle.join("rootfs"));
     assert_eq!(
         std::fs::read(local.join("config.json")).expect("read"),
@@ -172,12 +168,12 @@ fn registry_unpack_matches_umoci_and_repack_pulls_back() {
         &[
             "-d",
             "@1600000000",
-            sp(&r.join("added/dir/file")),
-            sp(&r.join("added/big")),
-            sp(&r.join("added/dir")),
-            sp(&r.join("added")),
-            sp(&r.join("usr")),
-            sp(&r),
+            s(&r.join("added/dir/file")),
+            s(&r.join("added/big")),
+            s(&r.join("added/dir")),
+            s(&r.join("added")),
+            s(&r.join("usr")),
+            s(&r),
         ],
     );
     rd_ok(
@@ -188,7 +184,7 @@ fn registry_unpack_matches_umoci_and_repack_pulls_back() {
             "repack",
             "--image",
             "fixture/image:new",
-            sp(&bundle),
+            s(&bundle),
         ],
     );
     assert_no_spool(&data);
@@ -205,10 +201,10 @@ fn registry_unpack_matches_umoci_and_repack_pulls_back() {
         "--quiet",
         "--src-tls-verify=false",
         &reg.docker("fixture/image:new"),
-        &format!("oci:{}:new", sp(&out)),
+        &format!("oci:{}:new", s(&out)),
     ]);
     let back = work.join("back");
-    umoci_unpack(&format!("{}:new", sp(&out)), &back);
+    umoci_unpack(&format!("{}:new", s(&out)), &back);
     assert_same_tree(&bundle.join("rootfs"), &back.join("rootfs"));
     // and rumoci unpacks the pushed image straight from the registry again
     let again = work.join("again");
@@ -388,7 +384,7 @@ fn registry_plugin_reaches_only_its_url() {
     let targets = format!("opt.connect1={bait_addr},opt.connect2={reg_addr}");
 
     // no url=: no network at all
-    let spec = format!("{evil},dir={},{targets}", sp(&store));
+    let spec = format!("{evil},dir={},{targets}", s(&store));
     let e = rd_err(&data, &["--driver", &spec, "ls", "--layout", "x"]);
     assert!(e.contains("net report"), "{e}");
     for addr in [&bait_addr, &reg_addr] {
@@ -457,7 +453,7 @@ fn registry_bad_url_or_repo_fails_in_one_line() {
             "unpack",
             "--image",
             "demo:t",
-            sp(&tmp.path().join("b")),
+            s(&tmp.path().join("b")),
         ],
     );
     assert_eq!(e.trim().lines().count(), 1, "one line: {e}");
@@ -570,13 +566,7 @@ fn registry_plugin_passes_driver_test() {
     let spec = format!("{},url={}", plugin("registry"), reg.url());
     let out = rd(
         work.path(),
-        &[
-            "driver",
-            "test",
-            "--work",
-            sp(&work.path().join("w")),
-            &spec,
-        ],
+        &["driver", "test", "--work", s(&work.path().join("w")), &spec],
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -632,11 +622,11 @@ fn copy_pushes_to_and_pulls_from_a_registry() {
         "--quiet",
         "--src-tls-verify=false",
         &reg.docker("team/app:1.0"),
-        &format!("oci:{}:t", sp(&back)),
+        &format!("oci:{}:t", s(&back)),
     ]);
     let (a, b) = (tmp.path().join("go-a"), tmp.path().join("go-b"));
     umoci_unpack(&img, &a);
-    umoci_unpack(&format!("{}:t", sp(&back)), &b);
+    umoci_unpack(&format!("{}:t", s(&back)), &b);
     assert_same_tree(&a.join("rootfs"), &b.join("rootfs"));
     // pulled back with rumoci: the very same manifest digest
     let pulled = tmp.path().join("pulled");
@@ -647,7 +637,7 @@ fn copy_pushes_to_and_pulls_from_a_registry() {
             "--from-driver",
             &spec,
             "team/app:1.1",
-            &format!("{}:t", sp(&pulled)),
+            &format!("{}:t", s(&pulled)),
         ],
     );
     let digest = |l: &Path| -> String {

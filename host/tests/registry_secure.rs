@@ -34,10 +34,6 @@ use std::time::{Duration, Instant};
 use common::registry::{Auth, Registry, RegistryConfig};
 use common::*;
 
-fn sp(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
-
 fn plugin() -> String {
     plugin_wasm(&["registry"], "registry")
 }
@@ -229,10 +225,10 @@ impl Py {
         let mut cmd = Command::new("python3");
         cmd.arg(script(name))
             .args(args)
-            .args(["--port-file", sp(&port_file)])
-            .args(["--log", sp(&dir.path().join("log.jsonl"))]);
+            .args(["--port-file", s(&port_file)])
+            .args(["--log", s(&dir.path().join("log.jsonl"))]);
         if hop {
-            cmd.args(["--hop-port-file", sp(&hop_file)]);
+            cmd.args(["--hop-port-file", s(&hop_file)]);
         }
         let child = cmd
             .stdin(Stdio::null())
@@ -323,9 +319,9 @@ fn token_server(pki: &Pki, expiry: i64) -> Py {
         "token_server.py",
         &[
             "--key",
-            sp(&pki.token.1),
+            s(&pki.token.1),
             "--cert",
-            sp(&pki.token.0),
+            s(&pki.token.0),
             "--issuer",
             ISSUER,
             "--service",
@@ -488,7 +484,7 @@ impl Fx {
     /// skopeo pushes the fixture image as `reg`'s `NAME:TAG`; `opts` are
     /// skopeo's `--dest-*` options.
     fn push(&self, reg: &Registry, name_tag: &str, opts: &[&str]) {
-        let src = format!("oci:{}:t", sp(&self.layout));
+        let src = format!("oci:{}:t", s(&self.layout));
         let dst = reg.docker(name_tag);
         let mut args = vec!["copy", "--quiet"];
         args.extend_from_slice(opts);
@@ -527,7 +523,7 @@ impl Fx {
     /// driver `spec` into `bundle`, and the tree is the Go umoci's.
     fn unpack_like_umoci(&self, pre: &[&str], spec: &str, image: &str, bundle: &Path) {
         let mut args = pre.to_vec();
-        args.extend(["--driver", spec, "unpack", "--image", image, sp(bundle)]);
+        args.extend(["--driver", spec, "unpack", "--image", image, s(bundle)]);
         self.ok(&args);
         assert_same_tree(&self.go_rootfs(), &bundle.join("rootfs"));
     }
@@ -535,7 +531,7 @@ impl Fx {
     fn go_rootfs(&self) -> PathBuf {
         let go = self.path("go-unpack");
         if !go.exists() {
-            run_ok("umoci", &["unpack", "--image", &self.img, sp(&go)]);
+            run_ok("umoci", &["unpack", "--image", &self.img, s(&go)]);
         }
         go.join("rootfs")
     }
@@ -600,13 +596,13 @@ fn tls_with_ca_unpacks_like_umoci_and_repack_pulls_back() {
         return;
     };
     let reg = tls_registry(&fx.pki.server);
-    let cert_dir = format!("--dest-cert-dir={}", sp(&fx.pki.cert_dir));
+    let cert_dir = format!("--dest-cert-dir={}", s(&fx.pki.cert_dir));
     fx.push(&reg, "fixture/image:t", &[&cert_dir]);
 
-    let ca = format!("ca={}", sp(&fx.pki.ca));
-    let s = spec(&reg.url(), &[&ca, "repo=fixture/image"]);
+    let ca = format!("ca={}", s(&fx.pki.ca));
+    let driver = spec(&reg.url(), &[&ca, "repo=fixture/image"]);
     assert_eq!(
-        fx.ok(&["--driver", &s, "ls", "--layout", "fixture/image"]),
+        fx.ok(&["--driver", &driver, "ls", "--layout", "fixture/image"]),
         "t\n"
     );
     // the certificate names localhost too
@@ -620,7 +616,7 @@ fn tls_with_ca_unpacks_like_umoci_and_repack_pulls_back() {
     );
 
     let bundle = fx.path("bundle");
-    fx.unpack_like_umoci(&[], &s, "fixture/image:t", &bundle);
+    fx.unpack_like_umoci(&[], &driver, "fixture/image:t", &bundle);
 
     // one file changed, repacked to a new tag over HTTPS
     let r = bundle.join("rootfs");
@@ -630,20 +626,20 @@ fn tls_with_ca_unpacks_like_umoci_and_repack_pulls_back() {
         &[
             "-d",
             "@1600000000",
-            sp(&r.join("usr/over-tls")),
-            sp(&r.join("usr")),
-            sp(&r),
+            s(&r.join("usr/over-tls")),
+            s(&r.join("usr")),
+            s(&r),
         ],
     );
     fx.ok(&[
         "--driver",
-        &s,
+        &driver,
         "repack",
         "--image",
         "fixture/image:new",
-        sp(&bundle),
+        s(&bundle),
     ]);
-    let src_cert_dir = format!("--cert-dir={}", sp(&fx.pki.cert_dir));
+    let src_cert_dir = format!("--cert-dir={}", s(&fx.pki.cert_dir));
     assert_eq!(
         fx.tags(&reg, "fixture/image", &[&src_cert_dir]),
         ["new", "t"]
@@ -652,14 +648,14 @@ fn tls_with_ca_unpacks_like_umoci_and_repack_pulls_back() {
     fx.skopeo_ok(&[
         "copy",
         "--quiet",
-        &format!("--src-cert-dir={}", sp(&fx.pki.cert_dir)),
+        &format!("--src-cert-dir={}", s(&fx.pki.cert_dir)),
         &reg.docker("fixture/image:new"),
-        &format!("oci:{}:new", sp(&out)),
+        &format!("oci:{}:new", s(&out)),
     ]);
     let back = fx.path("back");
     run_ok(
         "umoci",
-        &["unpack", "--image", &format!("{}:new", sp(&out)), sp(&back)],
+        &["unpack", "--image", &format!("{}:new", s(&out)), s(&back)],
     );
     assert_eq!(
         std::fs::read(back.join("rootfs/usr/over-tls")).expect("the pushed file"),
@@ -683,7 +679,7 @@ fn tls_unknown_ca_fails_and_tls_verify_false_warns() {
     fx.push(
         &reg,
         "fixture/image:t",
-        &[&format!("--dest-cert-dir={}", sp(&fx.pki.cert_dir))],
+        &[&format!("--dest-cert-dir={}", s(&fx.pki.cert_dir))],
     );
 
     let bare = spec(&reg.url(), &["repo=fixture/image"]);
@@ -699,7 +695,7 @@ fn tls_unknown_ca_fails_and_tls_verify_false_warns() {
             "unpack",
             "--image",
             "fixture/image:t",
-            sp(&bundle),
+            s(&bundle),
         ],
         &["certificate"],
     );
@@ -716,13 +712,13 @@ fn tls_unknown_ca_fails_and_tls_verify_false_warns() {
     // a CA that did not sign the server's certificate (the token signer's)
     let wrong_ca = spec(
         &reg.url(),
-        &[&format!("ca={}", sp(&fx.pki.token.0)), "repo=fixture/image"],
+        &[&format!("ca={}", s(&fx.pki.token.0)), "repo=fixture/image"],
     );
     fx.fails(
         &["--driver", &wrong_ca, "ls", "--layout", "fixture/image"],
         &["certificate"],
     );
-    let cert_dir = format!("--cert-dir={}", sp(&fx.pki.cert_dir));
+    let cert_dir = format!("--cert-dir={}", s(&fx.pki.cert_dir));
     assert_eq!(fx.tags(&reg, "fixture/image", &[&cert_dir]), ["t"]);
 
     // no verification: works, and says so
@@ -743,13 +739,13 @@ fn tls_certificate_for_another_name_fails() {
         return;
     };
     let reg = tls_registry(&fx.pki.other);
-    let cert_dir = format!("--cert-dir={}", sp(&fx.pki.cert_dir));
+    let cert_dir = format!("--cert-dir={}", s(&fx.pki.cert_dir));
     // the fixture: skopeo with the CA refuses the name too
     let out = fx.skopeo(&["list-tags", &cert_dir, &reg.docker("fixture/image")]);
     assert_fails(&out, "skopeo with the wrong name", &["certificate"]);
     fx.push(&reg, "fixture/image:t", &["--dest-tls-verify=false"]);
 
-    let ca = format!("ca={}", sp(&fx.pki.ca));
+    let ca = format!("ca={}", s(&fx.pki.ca));
     for url in [reg.url(), format!("https://localhost:{}", reg.port)] {
         fx.fails(
             &[
@@ -769,7 +765,7 @@ fn tls_certificate_for_another_name_fails() {
             "unpack",
             "--image",
             "fixture/image:t",
-            sp(&fx.path("bundle")),
+            s(&fx.path("bundle")),
         ],
         &["certificate"],
     );
@@ -841,7 +837,7 @@ fn htpasswd_credentials_from_flag_spec_and_auth_files() {
             "unpack",
             "--image",
             "fixture/image:t",
-            sp(&bundle),
+            s(&bundle),
         ],
         &unauthorized,
     );
@@ -981,17 +977,12 @@ fn token_push_with_creds_anonymous_pull_of_public_only() {
         "--src-tls-verify=false",
         &format!("--src-creds={CREDS}"),
         &reg.docker("team/app:t"),
-        &format!("oci:{}:t", sp(&back)),
+        &format!("oci:{}:t", s(&back)),
     ]);
     let go_back = fx.path("go-back");
     run_ok(
         "umoci",
-        &[
-            "unpack",
-            "--image",
-            &format!("{}:t", sp(&back)),
-            sp(&go_back),
-        ],
+        &["unpack", "--image", &format!("{}:t", s(&back)), s(&go_back)],
     );
     assert_same_tree(&fx.go_rootfs(), &go_back.join("rootfs"));
     // the token server saw alice ask for push on team/app
@@ -1016,7 +1007,7 @@ fn token_push_with_creds_anonymous_pull_of_public_only() {
             "unpack",
             "--image",
             "team/app:t",
-            sp(&bundle),
+            s(&bundle),
         ],
         &["401", "unauthorized", "denied"],
     );
@@ -1189,7 +1180,7 @@ fn unpack_and_copy_fail(fx: &Fx, px: &Py, any: &[&str]) -> (String, String) {
             "unpack",
             "--image",
             "fixture/image:t",
-            sp(&bundle),
+            s(&bundle),
         ],
         any,
     );
@@ -1200,7 +1191,7 @@ fn unpack_and_copy_fail(fx: &Fx, px: &Py, any: &[&str]) -> (String, String) {
             "--from-driver",
             &spec(&format!("http://127.0.0.1:{}", px.port), &[]),
             "fixture/image:t",
-            &format!("{}:t", sp(&dest)),
+            &format!("{}:t", s(&dest)),
         ],
         any,
     );
@@ -1290,7 +1281,7 @@ fn lying_registry_fails_on_digest_and_tags_nothing() {
         "--quiet",
         "--src-tls-verify=false",
         &format!("docker://127.0.0.1:{}/fixture/image:t", px.port),
-        &format!("oci:{}:t", sp(&fx.path("skopeo-dest"))),
+        &format!("oci:{}:t", s(&fx.path("skopeo-dest"))),
     ]);
     assert_fails(&out, "skopeo through a lying registry", &["digest"]);
     unpack_and_copy_fail(&fx, &px, &["digest"]);

@@ -10,10 +10,6 @@ use std::path::Path;
 
 use common::*;
 
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
-
 /// Every kind of change: new files and directories, a deleted tree, chmod,
 /// setuid, chown, symlinks, hardlinks (new, and to an existing file), a
 /// user xattr on a file and a directory, a directory replaced by a file, a

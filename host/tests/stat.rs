@@ -10,10 +10,6 @@ use std::process::Command;
 
 use common::*;
 
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
-
 /// A new layout `image` in `dir` with a blank image tagged `latest`.
 fn new_image(dir: &Path) -> (std::path::PathBuf, String) {
     let l = dir.join("image");

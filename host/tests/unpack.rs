@@ -10,10 +10,6 @@ use std::process::Command;
 
 use common::*;
 
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
-
 fn unpack_both(img: &str, tmp: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
     let go = tmp.join("go");
     let ours = tmp.join("ours");

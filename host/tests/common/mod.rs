@@ -324,7 +324,8 @@ pub fn assert_same_tree(expected: &Path, actual: &Path) {
     );
 }
 
-fn sp(p: &Path) -> &str {
+/// A path as the `&str` a command line takes (test paths are UTF-8).
+pub fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
 
@@ -360,13 +361,13 @@ pub fn make_tree(root: &Path) {
     std::os::unix::fs::symlink("/etc/passwd", root.join("usr/abs")).expect("symlink");
     std::os::unix::fs::symlink("../share/file", root.join("usr/share/deep/rel")).expect("symlink");
     std::fs::hard_link(root.join("usr/share/file"), root.join("usr/hard")).expect("link");
-    run_ok("mkfifo", &[sp(&root.join("usr/fifo"))]);
-    run_ok("mknod", &[sp(&root.join("usr/null")), "c", "1", "3"]);
-    run_ok("mknod", &[sp(&root.join("usr/blk")), "b", "7", "0"]);
-    run_ok("chmod", &["4755", sp(&root.join("usr/share/file"))]);
-    run_ok("chmod", &["1777", sp(&root.join("usr/share/deep"))]);
-    run_ok("chown", &["1000:50", sp(&root.join("usr/share/empty"))]);
-    run_ok("chown", &["-h", "123:456", sp(&root.join("usr/abs"))]);
+    run_ok("mkfifo", &[s(&root.join("usr/fifo"))]);
+    run_ok("mknod", &[s(&root.join("usr/null")), "c", "1", "3"]);
+    run_ok("mknod", &[s(&root.join("usr/blk")), "b", "7", "0"]);
+    run_ok("chmod", &["4755", s(&root.join("usr/share/file"))]);
+    run_ok("chmod", &["1777", s(&root.join("usr/share/deep"))]);
+    run_ok("chown", &["1000:50", s(&root.join("usr/share/empty"))]);
+    run_ok("chown", &["-h", "123:456", s(&root.join("usr/abs"))]);
     run_ok(
         "setfattr",
         &[
@@ -374,16 +375,16 @@ pub fn make_tree(root: &Path) {
             "user.note",
             "-v",
             "hi there",
-            sp(&root.join("usr/share/file")),
+            s(&root.join("usr/share/file")),
         ],
     );
     run_ok(
         "setfattr",
-        &["-n", "user.dir", "-v", "d", sp(&root.join("usr/share"))],
+        &["-n", "user.dir", "-v", "d", s(&root.join("usr/share"))],
     );
     // xattrs on a device and a fifo (trusted.*: user.* is not allowed there)
     for (n, f) in [("trusted.dev", "usr/blk"), ("trusted.pipe", "usr/fifo")] {
-        run_ok("setfattr", &["-h", "-n", n, "-v", "x", sp(&root.join(f))]);
+        run_ok("setfattr", &["-h", "-n", n, "-v", "x", s(&root.join(f))]);
     }
     if Path::new("/bin/busybox").exists() {
         std::fs::copy("/bin/busybox", root.join("bin/busybox")).expect("copy busybox");
@@ -392,7 +393,7 @@ pub fn make_tree(root: &Path) {
     run_ok(
         "find",
         &[
-            sp(root),
+            s(root),
             "-exec",
             "touch",
             "-h",
@@ -408,14 +409,14 @@ pub fn make_tree(root: &Path) {
 /// (deletions → whiteouts, a replaced directory, new files).
 pub fn go_image(tmp: &Path) -> (String, std::path::PathBuf) {
     let l = tmp.join("layout");
-    run_ok("umoci", &["init", "--layout", sp(&l)]);
-    let img = format!("{}:t", sp(&l));
+    run_ok("umoci", &["init", "--layout", s(&l)]);
+    let img = format!("{}:t", s(&l));
     run_ok("umoci", &["new", "--image", &img]);
     let b = tmp.join("gobundle");
-    run_ok("umoci", &["unpack", "--image", &img, sp(&b)]);
+    run_ok("umoci", &["unpack", "--image", &img, s(&b)]);
     let r = b.join("rootfs");
     make_tree(&r);
-    run_ok("umoci", &["repack", "--image", &img, sp(&b)]);
+    run_ok("umoci", &["repack", "--image", &img, s(&b)]);
     // second layer
     std::fs::remove_dir_all(r.join("usr/share/deep")).expect("rm");
     std::fs::remove_file(r.join("usr/null")).expect("rm");
@@ -427,11 +428,11 @@ pub fn go_image(tmp: &Path) -> (String, std::path::PathBuf) {
         &[
             "-d",
             "2021-01-01 00:00:00",
-            sp(&r.join("usr/new")),
-            sp(&r.join("etc")),
+            s(&r.join("usr/new")),
+            s(&r.join("etc")),
         ],
     );
-    run_ok("umoci", &["repack", "--image", &img, sp(&b)]);
+    run_ok("umoci", &["repack", "--image", &img, s(&b)]);
     run_ok(
         "umoci",
         &[
