@@ -49,6 +49,13 @@ pub const MAX_SNAPSHOTS: usize = 1 << 20;
 /// Go umoci reads passes (see `layer::tarread`).
 pub const MAX_TAR_EXTENSION: u64 = 1 << 20;
 
+/// Largest real size of a sparse member of a layer (1 TiB). A sparse map of
+/// a few bytes can claim any size, and the file's digest hashes its holes
+/// as zeros (the mtree records it; the Go umoci writes every zero), so the
+/// size is the cost a few bytes of input can ask for. Go's own test data
+/// goes to 60 GB.
+pub const MAX_SPARSE_SIZE: u64 = 1 << 40;
+
 /// Which limit was hit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Limit {

@@ -27,7 +27,8 @@
 //! record, a negative size, a zero block followed by a non-zero one, a
 //! sparse map out of order, overlapping or past the real size. And, as a
 //! bound on memory, an extended header, long name or sparse map larger than
-//! [`crate::limits::MAX_TAR_EXTENSION`] (Go's own limit on the first two).
+//! [`crate::limits::MAX_TAR_EXTENSION`] (Go's own limit on the first two),
+//! and a sparse file larger than [`crate::limits::MAX_SPARSE_SIZE`].
 //! Safety is the caller's: paths come out as written, to be cleaned and
 //! resolved beneath the root.
 
@@ -41,7 +42,7 @@ use std::io::{self, Read};
 use block::BLOCK;
 pub use sparse::Segment;
 
-use crate::limits::MAX_TAR_EXTENSION;
+use crate::limits::{MAX_SPARSE_SIZE, MAX_TAR_EXTENSION};
 use crate::path::BString;
 
 /// Errors reading a tar stream.
@@ -326,6 +327,13 @@ impl<R: Read> Reader<R> {
         if let Some(entries) = map {
             if header_only(raw.typeflag) {
                 return Err(bad("sparse map on a member that has no data".into()));
+            }
+            if h.size > MAX_SPARSE_SIZE {
+                return Err(bad(format!(
+                    "{}: a sparse file of {} bytes exceeds the limit of {MAX_SPARSE_SIZE} bytes (limit MAX_SPARSE_SIZE)",
+                    crate::show::name(&h.path),
+                    h.size
+                )));
             }
             let segments = sparse::validate(&entries, h.size as i64)
                 .map_err(|e| bad(format!("{}: {e}", crate::show::name(&h.path))))?;

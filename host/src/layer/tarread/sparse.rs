@@ -144,7 +144,7 @@ pub fn write_out(
         }
     };
     for s in segments {
-        zeros(&mut hasher, s.offset - at);
+        zeros(&mut hasher, s.offset.saturating_sub(at));
         let mut left = s.len;
         let mut off = s.offset;
         while left > 0 {
@@ -158,7 +158,7 @@ pub fn write_out(
         }
         at = s.offset + s.len;
     }
-    zeros(&mut hasher, size - at);
+    zeros(&mut hasher, size.saturating_sub(at));
     file.set_len(size).map_err(CopyError::Write)?;
     Ok(hasher.finalize().into())
 }

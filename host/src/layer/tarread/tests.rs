@@ -466,3 +466,22 @@ fn bad_sparse_maps_refused() {
         assert!(e.to_string().contains("tar header at offset 1024"), "{e}");
     }
 }
+
+#[test]
+fn sparse_size_bounded() {
+    // a few bytes of map claiming 2 TiB: refused before anything is hashed
+    let a = [
+        pax(&[
+            ("GNU.sparse.major", b"0"),
+            ("GNU.sparse.minor", b"1"),
+            ("GNU.sparse.realsize", b"2199023255552"),
+            ("GNU.sparse.numblocks", b"1"),
+            ("GNU.sparse.map", b"0,1"),
+        ]),
+        member(USTAR, b"f", b'0', b"x"),
+        end(),
+    ]
+    .concat();
+    let e = read(&a).expect_err("too big");
+    assert!(e.to_string().contains("MAX_SPARSE_SIZE"), "{e}");
+}
