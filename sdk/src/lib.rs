@@ -15,6 +15,8 @@
 //!
 //! * [`Driver`]: name, version and capabilities ([`DriverInfo`]).
 //! * [`Cas`]: blobs and `index.json`, with [`BlobRead`] / [`BlobWrite`].
+//!   [`blob_file`] keeps blobs as files ([`blob_file::FileBlobReader`],
+//!   [`blob_file::FileBlobWriter`]: temporary file, renamed on commit).
 //! * [`LayerStore`]: snapshot bookkeeping (the host does extraction/mounts).
 //!
 //! then exports them with [`register_driver!`]:
@@ -65,6 +67,7 @@ pub mod bindings {
     });
 }
 
+pub mod blob_file;
 pub mod snapshot_store;
 pub mod store_db;
 pub mod store_util;

@@ -1,11 +1,12 @@
 //! The directory store (also included by the evil-bytes test plugin).
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::hash::{BuildHasher, Hasher};
-use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
+use rumoci_driver_sdk::blob_file::{FileBlobReader, FileBlobWriter};
 use rumoci_driver_sdk::{
     BlobInfo, BlobPage, BlobRead, BlobWrite, Cas, Digest, Driver, DriverInfo, Error, IndexDoc,
     IndexPrecondition, LayerStore, Result, store_dir,
@@ -87,72 +88,6 @@ impl Driver for DirCasDriver {
     }
 }
 
-struct Reader {
-    file: File,
-    size: u64,
-}
-
-impl BlobRead for Reader {
-    fn size(&self) -> u64 {
-        self.size
-    }
-    fn read_at(&mut self, offset: u64, len: u32) -> Result<Vec<u8>> {
-        self.file.seek(SeekFrom::Start(offset))?;
-        let mut buf = Vec::with_capacity(len as usize);
-        (&mut self.file)
-            .take(u64::from(len))
-            .read_to_end(&mut buf)?;
-        Ok(buf)
-    }
-}
-
-struct Writer {
-    root: PathBuf,
-    tmp: PathBuf,
-    file: Option<File>,
-    written: u64,
-}
-
-impl BlobWrite for Writer {
-    fn write(&mut self, data: &[u8]) -> Result<u64> {
-        let f = self
-            .file
-            .as_mut()
-            .ok_or_else(|| Error::FailedPrecondition("writer is closed".into()))?;
-        f.write_all(data).map_err(|e| Error::io("blob", e))?;
-        self.written += data.len() as u64;
-        Ok(self.written)
-    }
-
-    fn commit(&mut self, digest: &Digest, size: u64) -> Result<()> {
-        let f = self
-            .file
-            .take()
-            .ok_or_else(|| Error::FailedPrecondition("writer is closed".into()))?;
-        if size != self.written {
-            return Err(Error::FailedPrecondition(format!(
-                "commit of {digest}: host wrote {size} bytes, plugin received {}",
-                self.written
-            )));
-        }
-        f.sync_all().map_err(|e| Error::io("blob", e))?;
-        drop(f);
-        let dest = self.root.join(digest.blob_path());
-        if let Some(parent) = dest.parent() {
-            fs::create_dir_all(parent).map_err(|e| Error::io(parent.display(), e))?;
-        }
-        fs::rename(&self.tmp, &dest).map_err(|e| Error::io(dest.display(), e))?;
-        Ok(())
-    }
-}
-
-impl Drop for Writer {
-    fn drop(&mut self) {
-        // Aborted (or committed: then the temporary is gone already).
-        let _ = fs::remove_file(&self.tmp);
-    }
-}
-
 impl Cas for DirCasDriver {
     fn init(initial_index: Vec<u8>) -> Result<()> {
         let root = root()?;
@@ -212,9 +147,7 @@ impl Cas for DirCasDriver {
 
     fn open(digest: &Digest) -> Result<Box<dyn BlobRead>> {
         let p = root()?.join(digest.blob_path());
-        let file = File::open(&p).map_err(|e| Error::io(digest, e))?;
-        let size = file.metadata().map_err(|e| Error::io(digest, e))?.len();
-        Ok(Box::new(Reader { file, size }))
+        Ok(Box::new(FileBlobReader::open(&p, digest)?))
     }
 
     fn open_stream(digest: &Digest, offset: u64) -> Result<rumoci_driver_sdk::InputStream> {
@@ -228,17 +161,9 @@ impl Cas for DirCasDriver {
     fn create(_expected: Option<&Digest>, _size_hint: Option<u64>) -> Result<Box<dyn BlobWrite>> {
         let root = root()?;
         let tmp = tmp_path(&root);
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-            .map_err(|e| Error::io(tmp.display(), e))?;
-        Ok(Box::new(Writer {
-            root,
-            tmp,
-            file: Some(file),
-            written: 0,
-        }))
+        Ok(Box::new(FileBlobWriter::create(tmp, move |d| {
+            Ok(root.join(d.blob_path()))
+        })?))
     }
 
     fn delete(digest: &Digest) -> Result<()> {

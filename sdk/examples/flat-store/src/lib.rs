@@ -1,10 +1,11 @@
 //! flat-store: a rumoci content store keeping blobs flat in `objects/` as
 //! `<algorithm>-<encoded>`, the index in `index.json`, temporaries in `tmp/`.
 
+use rumoci_driver_sdk::blob_file::{FileBlobReader, FileBlobWriter};
 use rumoci_driver_sdk::*;
 use std::fs::{self, File, OpenOptions};
 use std::hash::{DefaultHasher, Hasher};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -107,87 +108,6 @@ fn info_of(d: &Digest, md: &fs::Metadata) -> BlobInfo {
     }
 }
 
-struct Reader {
-    file: File,
-    size: u64,
-}
-
-impl BlobRead for Reader {
-    fn size(&self) -> u64 {
-        self.size
-    }
-    fn read_at(&mut self, offset: u64, len: u32) -> Result<Vec<u8>> {
-        if offset >= self.size {
-            return Ok(Vec::new());
-        }
-        let want = (len as u64).min(self.size - offset) as usize;
-        self.file
-            .seek(SeekFrom::Start(offset))
-            .map_err(|e| io_err("seeking blob", e))?;
-        let mut buf = vec![0u8; want];
-        let mut got = 0;
-        while got < want {
-            match self.file.read(&mut buf[got..]) {
-                Ok(0) => break,
-                Ok(n) => got += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(io_err("reading blob", e)),
-            }
-        }
-        buf.truncate(got);
-        Ok(buf)
-    }
-}
-
-struct Writer {
-    tmp: PathBuf,
-    file: Option<File>,
-    written: u64,
-    done: bool,
-}
-
-impl BlobWrite for Writer {
-    fn write(&mut self, data: &[u8]) -> Result<u64> {
-        let f = self
-            .file
-            .as_mut()
-            .ok_or_else(|| Error::FailedPrecondition("writer already committed".into()))?;
-        f.write_all(data).map_err(|e| io_err("writing blob", e))?;
-        self.written += data.len() as u64;
-        Ok(self.written)
-    }
-
-    fn commit(&mut self, digest: &Digest, size: u64) -> Result<()> {
-        let mut f = self
-            .file
-            .take()
-            .ok_or_else(|| Error::FailedPrecondition("writer already committed".into()))?;
-        if size != self.written {
-            return Err(Error::FailedPrecondition(format!(
-                "size mismatch: host wrote {size} bytes, flat-store received {}",
-                self.written
-            )));
-        }
-        let dest = blob_path(digest)?;
-        f.flush().map_err(|e| io_err("flushing blob", e))?;
-        f.sync_all().map_err(|e| io_err("syncing blob", e))?;
-        drop(f);
-        fs::create_dir_all(path(OBJECTS)?).map_err(|e| io_err("creating objects/", e))?;
-        fs::rename(&self.tmp, &dest).map_err(|e| io_err(format!("publishing {digest}"), e))?;
-        self.done = true;
-        Ok(())
-    }
-}
-
-impl Drop for Writer {
-    fn drop(&mut self) {
-        if !self.done {
-            self.file = None;
-            let _ = fs::remove_file(&self.tmp);
-        }
-    }
-}
-
 struct FlatStore;
 
 impl Driver for FlatStore {
@@ -255,7 +175,7 @@ impl Cas for FlatStore {
             Err(e) => return Err(io_err(format!("opening {digest}"), e)),
         };
         let size = file.metadata().map_err(|e| io_err("stat blob", e))?.len();
-        Ok(Box::new(Reader { file, size }))
+        Ok(Box::new(FileBlobReader::new(file, size)))
     }
 
     fn open_stream(digest: &Digest, offset: u64) -> Result<InputStream> {
@@ -265,12 +185,7 @@ impl Cas for FlatStore {
 
     fn create(_expected: Option<&Digest>, _size_hint: Option<u64>) -> Result<Box<dyn BlobWrite>> {
         let (tmp, file) = new_temp("blob")?;
-        Ok(Box::new(Writer {
-            tmp,
-            file: Some(file),
-            written: 0,
-            done: false,
-        }))
+        Ok(Box::new(FileBlobWriter::new(file, tmp, blob_path)))
     }
 
     fn delete(digest: &Digest) -> Result<()> {

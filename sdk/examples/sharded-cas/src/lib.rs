@@ -6,9 +6,10 @@
 //! Written from the SDK's GUIDE.md: every rule it cites is the guide's.
 
 use std::fs;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use rumoci_driver_sdk::blob_file::{FileBlobReader, FileBlobWriter};
 use rumoci_driver_sdk::*;
 use sha2::Digest as _;
 
@@ -54,83 +55,6 @@ fn write_atomic(dest: &Path, data: &[u8]) -> Result<()> {
     f.write_all(data).map_err(|e| Error::io("tmp file", e))?;
     f.sync_all().map_err(|e| Error::io("tmp file", e))?;
     fs::rename(&tmp, dest).map_err(|e| Error::io(INDEX, e))
-}
-
-/// Reads at offsets from a blob file.
-struct Reader {
-    file: fs::File,
-    size: u64,
-}
-
-impl BlobRead for Reader {
-    fn size(&self) -> u64 {
-        self.size
-    }
-    fn read_at(&mut self, offset: u64, len: u32) -> Result<Vec<u8>> {
-        // past the end: an empty answer means "end of blob"
-        if offset >= self.size {
-            return Ok(Vec::new());
-        }
-        self.file
-            .seek(SeekFrom::Start(offset))
-            .map_err(|e| Error::io("seek", e))?;
-        let mut buf = Vec::with_capacity(len as usize);
-        (&mut self.file)
-            .take(u64::from(len))
-            .read_to_end(&mut buf)
-            .map_err(|e| Error::io("read", e))?;
-        Ok(buf)
-    }
-}
-
-/// A write in progress: a file in `tmp/`, renamed into place on commit,
-/// deleted when dropped uncommitted (the abort rule).
-struct Writer {
-    file: Option<fs::File>,
-    tmp: PathBuf,
-    written: u64,
-}
-
-impl BlobWrite for Writer {
-    fn write(&mut self, data: &[u8]) -> Result<u64> {
-        let f = self
-            .file
-            .as_mut()
-            .ok_or_else(|| Error::FailedPrecondition("writer finished".into()))?;
-        f.write_all(data).map_err(|e| Error::io("tmp file", e))?;
-        self.written += data.len() as u64;
-        Ok(self.written)
-    }
-
-    fn commit(&mut self, digest: &Digest, size: u64) -> Result<()> {
-        if size != self.written {
-            return Err(Error::FailedPrecondition(format!(
-                "commit of {size} bytes, {} were written",
-                self.written
-            )));
-        }
-        let f = self
-            .file
-            .take()
-            .ok_or_else(|| Error::FailedPrecondition("writer finished".into()))?;
-        f.sync_all().map_err(|e| Error::io("tmp file", e))?;
-        drop(f);
-        let dest = path(digest)?;
-        if let Some(dir) = dest.parent() {
-            fs::create_dir_all(dir).map_err(|e| Error::io("shard directory", e))?;
-        }
-        // committing a blob that exists succeeds (rename replaces it with
-        // the same bytes)
-        fs::rename(&self.tmp, &dest).map_err(|e| Error::io(digest, e))
-    }
-}
-
-impl Drop for Writer {
-    fn drop(&mut self) {
-        if self.file.is_some() {
-            let _ = fs::remove_file(&self.tmp);
-        }
-    }
 }
 
 /// Every stored digest, sorted (the paging order).
@@ -190,9 +114,7 @@ impl Cas for Sharded {
     }
 
     fn open(digest: &Digest) -> Result<Box<dyn BlobRead>> {
-        let file = fs::File::open(path(digest)?).map_err(|e| Error::io(digest, e))?;
-        let size = file.metadata().map_err(|e| Error::io(digest, e))?.len();
-        Ok(Box::new(Reader { file, size }))
+        Ok(Box::new(FileBlobReader::open(&path(digest)?, digest)?))
     }
 
     fn open_stream(digest: &Digest, offset: u64) -> Result<InputStream> {
@@ -203,12 +125,9 @@ impl Cas for Sharded {
         let tmp = store_dir()?
             .join(TMP)
             .join(format!("blob-{:016x}", random()));
-        let file = fs::File::create(&tmp).map_err(|e| Error::io("tmp file", e))?;
-        Ok(Box::new(Writer {
-            file: Some(file),
-            tmp,
-            written: 0,
-        }))
+        // a file in `tmp/`, renamed into place on commit, deleted when
+        // dropped uncommitted (the abort rule)
+        Ok(Box::new(FileBlobWriter::create(tmp, path)?))
     }
 
     fn delete(digest: &Digest) -> Result<()> {
