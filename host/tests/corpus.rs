@@ -863,6 +863,7 @@ fn layouts_buildah_and_skopeo_write_unpack_as_the_go_umoci() {
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains(&layer) && err.contains("gzip"), "{err}");
+    assert!(err.contains(": 1 problem found"), "{err}");
     let img = format!("{}:reused", s(&l));
     let b = t.join("reused-bundle");
     let out = rumoci(&["unpack", "--image", &img, s(&b)]);

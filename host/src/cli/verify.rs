@@ -64,10 +64,11 @@ pub fn run(a: Args, s: &Session) -> Result<()> {
         print_out(&text)?;
     }
     if !problems.is_empty() {
+        let n = problems.len();
         return Err(ProblemsFound(format!(
-            "verify {}: {} problems found",
+            "verify {}: {n} problem{} found",
             a.layout.layout,
-            problems.len()
+            if n == 1 { "" } else { "s" }
         ))
         .into());
     }

@@ -49,15 +49,16 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::bundle::repack::{RepackOptions, RepackOutcome};
+pub use crate::bundle::repack::{RepackOptions, RepackOutcome};
 use crate::cas::check::{Problem, Report};
 use crate::cas::copy::{BlobOutcome, CopyOptions, CopyStats};
 use crate::cas::gc::GcStats;
-use crate::cas::refs::{self, DescriptorPath, PlatformSpec};
+use crate::cas::refs;
+pub use crate::cas::refs::{DescriptorPath, PlatformSpec};
 use crate::cas::{Cas, DirCas, WriteLock, ext};
 use crate::error::ResultExt;
-use crate::layer::extract::ExtractOptions;
-use crate::layer::idmap::IdMapping;
+pub use crate::layer::extract::ExtractOptions;
+pub use crate::layer::idmap::IdMapping;
 use crate::layer_store::LayerStore;
 use crate::mutate::{Compression, Mutator};
 use crate::oci::{Descriptor, History, Image, Manifest, media};
