@@ -35,19 +35,20 @@
 //! same paths: it depends on nothing of rumoci's, and the compiler keeps it
 //! so.
 
-pub mod bundle;
-pub mod cas;
-#[cfg(feature = "wasm")]
-pub mod driver;
-pub mod image;
-pub mod layer;
-pub mod layer_store;
-pub mod mtree;
-pub mod mutate;
-pub mod rootfs;
-pub mod stat;
-
-// The ground floor (crate `rumoci-core`), at the paths it always had.
-use rumoci_core::error;
+// The engine (crate `rumoci-engine`) and the ground floor (crate
+// `rumoci-core`), at the paths they always had.
 pub use rumoci_core::{Error, ErrorKind, Result};
 pub use rumoci_core::{fs, limits, oci, path, progress, show};
+pub use rumoci_engine::{bundle, cas, layer, layer_store, mtree, mutate, rootfs, stat};
+
+/// Sandboxed WebAssembly storage drivers (crate `rumoci-wasm`).
+#[cfg(feature = "wasm")]
+pub use rumoci_wasm::driver;
+
+/// The builder-facing entry points (see `rumoci_engine::image`), and with
+/// the `wasm` feature [`image::Drivers`]: stores through `--driver` specs.
+pub mod image {
+    pub use rumoci_engine::image::*;
+    #[cfg(feature = "wasm")]
+    pub use rumoci_wasm::drivers::Drivers;
+}

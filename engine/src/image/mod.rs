@@ -3,12 +3,12 @@
 //!
 //! 1. Open a store: [`Store::open`] (an OCI layout, built-in driver),
 //!    [`Store::create`], or through storage-driver plugins given as
-//!    `--driver` spec strings: [`Drivers::parse`] and [`Store::open_with`]
+//!    `--driver` spec strings: `Drivers::parse` (crate `rumoci-wasm`, re-exported as `rumoci::image::Drivers`) and [`Store::open_with`]
 //!    (feature `wasm`).
 //! 2. Read: [`Store::resolve`] (a tag, with the `--platform` rules),
 //!    [`Store::tags`], [`Store::stat`], [`Store::verify`].
 //! 3. Unpack a tag into a runtime bundle ([`Store::unpack`], optionally
-//!    through a layer store: [`Drivers::layer_store`]), change its rootfs,
+//!    through a layer store: `Drivers::layer_store`), change its rootfs,
 //!    and [`Store::repack`] it.
 //! 4. Change an image: [`Store::insert`] a host tree, [`Store::configure`]
 //!    (env, labels, history…), [`Store::add_layer`], [`Store::mutate`]
@@ -24,7 +24,7 @@
 //! done (`resolve LAYOUT:TAG`, `unpack LAYOUT:TAG into BUNDLE`, …).
 //!
 //! ```
-//! use rumoci::image::{ConfigChange, HistoryEntry, Store};
+//! use rumoci_engine::image::{ConfigChange, HistoryEntry, Store};
 //! let dir = tempfile::tempdir()?;
 //! let store = Store::create(dir.path().join("img"))?;
 //! let lock = store.lock()?;
@@ -157,7 +157,7 @@ impl Store {
     /// manifest's path.
     ///
     /// ```
-    /// # use rumoci::image::{Store, extract_options};
+    /// # use rumoci_engine::image::{Store, extract_options};
     /// # let dir = tempfile::tempdir()?;
     /// # let store = Store::create(dir.path().join("img"))?;
     /// # store.new_image(&store.lock()?, "base", None)?;
@@ -495,7 +495,7 @@ impl Store {
 /// hears of every blob.
 ///
 /// ```
-/// # use rumoci::image::{Store, copy};
+/// # use rumoci_engine::image::{Store, copy};
 /// # let dir = tempfile::tempdir()?;
 /// let a = Store::create(dir.path().join("a"))?;
 /// a.new_image(&a.lock()?, "base", None)?;
@@ -869,8 +869,35 @@ impl Insert {
 
 // ---- stores through drivers ----
 
-#[cfg(feature = "wasm")]
-pub use drivers::{Drivers, Open};
+/// How [`Store::open_with`] opens a store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Open {
+    /// It must exist.
+    Existing,
+    /// It must not exist (an empty directory may, for a plugin): `init`.
+    Create,
+    /// Created if missing (an empty directory for a plugin); a
+    /// repository behind `url=` is opened as it is: `copy`'s
+    /// destination.
+    OrCreate,
+}
 
-#[cfg(feature = "wasm")]
-mod drivers;
+/// What opens content stores by driver: `rumoci::image::Drivers` (the
+/// `--driver` specs, crate `rumoci-wasm`) is one.
+pub trait StoreOpener {
+    /// The content store for the layout (or repository) `path`.
+    fn open_cas(&self, path: &Path, how: Open) -> Result<Box<dyn Cas>>;
+}
+
+impl Store {
+    /// Open the layout (or repository) `path` through the content store
+    /// `drivers` name (default: the built-in directory driver).
+    pub fn open_with(
+        drivers: &dyn StoreOpener,
+        path: impl AsRef<Path>,
+        how: Open,
+    ) -> Result<Store> {
+        let path = path.as_ref();
+        Ok(Store::from_cas(drivers.open_cas(path, how)?, path))
+    }
+}

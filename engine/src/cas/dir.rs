@@ -75,7 +75,7 @@ fn random_suffix() -> String {
 }
 
 /// `flock` the directory (or file) at `path`; released when the file drops.
-pub(crate) fn lock(path: &Path, op: FlockOperation) -> Result<File, CasError> {
+pub fn lock(path: &Path, op: FlockOperation) -> Result<File, CasError> {
     let f = File::open(path).map_err(io_err(path))?;
     flock(&f, op).map_err(|e| CasError::io(show::name(path), e.into()))?;
     Ok(f)
@@ -277,7 +277,7 @@ impl Drop for DirBlobWriter {
 
 /// The guard returned by [`DirCas::writer_guard`]: a shared lock on the
 /// layout directory, released on drop.
-pub(crate) struct WriterGuard(#[allow(dead_code)] pub(crate) File);
+pub struct WriterGuard(#[allow(dead_code)] pub File);
 
 impl Cas for DirCas {
     fn open_blob(&self, digest: &Digest) -> Result<Box<dyn Read + Send>, CasError> {

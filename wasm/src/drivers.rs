@@ -7,7 +7,6 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
-use super::Store;
 use crate::cas::{Cas, DirCas};
 use crate::driver::{
     DriverSource, DriverSpec, Linked, PluginInfo, WasmCas, WasmLayerStore, link, linked_info,
@@ -15,19 +14,7 @@ use crate::driver::{
 use crate::error::ResultExt;
 use crate::layer_store::LayerStore;
 use crate::{Error, Result, show};
-
-/// How [`Store::open_with`] opens a store.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Open {
-    /// It must exist.
-    Existing,
-    /// It must not exist (an empty directory may, for a plugin): `init`.
-    Create,
-    /// Created if missing (an empty directory for a plugin); a
-    /// repository behind `url=` is opened as it is: `copy`'s
-    /// destination.
-    OrCreate,
-}
+use rumoci_engine::image::{Open, StoreOpener};
 
 /// The storage drivers in use, as `--driver` gives them (the same
 /// grammar and defaults): at most one content store (default: the
@@ -277,11 +264,12 @@ fn empty_index() -> Result<Vec<u8>> {
         .map_err(|e| Error::invalid(format!("serialising index.json: {e}")))
 }
 
-impl Store {
-    /// Open the layout (or repository) `path` through the content
-    /// store `drivers` name (default: the built-in directory driver).
-    pub fn open_with(drivers: &Drivers, path: impl AsRef<Path>, how: Open) -> Result<Store> {
-        let path = path.as_ref();
+impl StoreOpener for Drivers {
+    /// The content store for the layout (or repository) `path`: the
+    /// built-in directory driver, or the content-store plugin these
+    /// drivers name.
+    fn open_cas(&self, path: &Path, how: Open) -> Result<Box<dyn Cas>> {
+        let drivers = self;
         let create = how != Open::Existing;
         let cas: Box<dyn Cas> = match drivers.roles()?.0 {
             None => {
@@ -321,6 +309,6 @@ impl Store {
                 }
             }
         };
-        Ok(Store::from_cas(cas, path))
+        Ok(cas)
     }
 }

@@ -9,7 +9,7 @@
 
 pub mod check;
 pub mod copy;
-pub(crate) mod dir;
+pub mod dir;
 pub mod ext;
 pub mod gc;
 mod reach;
@@ -127,7 +127,7 @@ pub enum CasError {
 impl CasError {
     /// Wrap an I/O error on `what`; errors raised by verified readers (which
     /// travel inside `io::Error`) come back out as themselves.
-    pub(crate) fn io(what: impl Into<String>, source: std::io::Error) -> CasError {
+    pub fn io(what: impl Into<String>, source: std::io::Error) -> CasError {
         match crate::error::Kinded::take::<CasError>(source) {
             Ok(inner) => *inner,
             Err(source) => CasError::Io {
