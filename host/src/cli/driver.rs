@@ -13,6 +13,14 @@ use rumoci::driver::{DriverSpec, plugin_info};
 use rumoci::image::{Drivers, Open, Store};
 use rumoci::layer_store::LayerStore;
 
+/// `creds` for the registries of `d` given without `creds=`.
+fn with_creds(creds: &Option<Credentials>, d: Drivers) -> Drivers {
+    match creds {
+        Some(c) => d.with_credentials(c),
+        None => d,
+    }
+}
+
 /// The drivers one command uses (`--driver`, `--creds`).
 #[derive(Debug, Default)]
 pub struct Session {
@@ -28,20 +36,13 @@ impl Session {
         let creds = creds
             .map(|raw| Credentials::parse(raw).map_err(|why| anyhow::anyhow!("--creds: {why}")))
             .transpose()?;
-        let mut s = Session {
-            drivers: Drivers::default(),
-            creds,
-        };
-        s.drivers = s.with_creds(Drivers::parse(specs)?);
-        Ok(s)
+        let drivers = with_creds(&creds, Drivers::parse(specs)?);
+        Ok(Session { drivers, creds })
     }
 
     /// `--creds` for the registries of `d` given without `creds=`.
     fn with_creds(&self, d: Drivers) -> Drivers {
-        match &self.creds {
-            Some(c) => d.with_credentials(c),
-            None => d,
-        }
+        with_creds(&self.creds, d)
     }
 
     /// Parse a driver spec; `--creds` fills in a `url=` without `creds=`.

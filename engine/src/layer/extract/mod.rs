@@ -437,7 +437,7 @@ impl Extractor {
         &mut self,
         root: &Root,
         archive: &mut tarread::Reader<R>,
-        hdr: Header,
+        mut hdr: Header,
         st: &mut LayerState,
     ) -> Result<(), ExtractError> {
         let kind = hdr.kind;
@@ -446,8 +446,7 @@ impl Extractor {
             // and extractors skip it)
             return Ok(());
         }
-        let raw_path = hdr.path.clone();
-        let path = path::clean(&raw_path);
+        let path = path::clean(&hdr.path);
         let (dir, name) = split_parent(path.as_ref());
 
         // whiteouts
@@ -461,7 +460,7 @@ impl Extractor {
         let overlay = self.overlay_prefix();
 
         // xattrs and precise times (from PAX records)
-        let mut xattrs = hdr.xattrs.clone();
+        let mut xattrs = std::mem::take(&mut hdr.xattrs);
         if overlay.is_some() {
             xattrs.retain(|x, _| {
                 let drop = ov::is_overlay_xattr(x);
@@ -472,8 +471,7 @@ impl Extractor {
             });
         }
         let mtime = hdr.mtime;
-        let atime = hdr.atime;
-        let atime = atime.unwrap_or(mtime);
+        let atime = hdr.atime.unwrap_or(mtime);
         let times = Timestamps {
             last_access: ts(atime.0, atime.1),
             last_modification: ts(mtime.0, mtime.1),
@@ -482,7 +480,7 @@ impl Extractor {
         if path.is_empty() {
             if kind != Kind::Dir {
                 return Err(entry_err(
-                    &raw_path,
+                    &hdr.path,
                     "malicious tar entry -- refusing to change type of root directory",
                 ));
             }

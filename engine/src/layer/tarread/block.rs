@@ -107,6 +107,8 @@ fn octal(b: &[u8]) -> Option<i64> {
 /// A parsed header block, before PAX records and long names apply.
 #[derive(Debug, Clone)]
 pub struct RawHeader {
+    /// The format its magic says (its checksum checked).
+    pub format: Format,
     /// The type flag as written.
     pub typeflag: u8,
     /// The name, with the ustar/star prefix (or the Go 1.7 writer's GNU
@@ -179,6 +181,7 @@ pub fn parse(b: &[u8; BLOCK], offset: u64) -> Result<RawHeader, TarError> {
         numeric(field(b, f)).ok_or_else(|| bad(&format!("invalid {what} field")))
     };
     let mut h = RawHeader {
+        format,
         typeflag: b[TYPEFLAG],
         name: cut_nul(field(b, NAME)).to_vec(),
         link: cut_nul(field(b, LINKNAME)).to_vec(),
@@ -239,10 +242,15 @@ pub fn parse(b: &[u8; BLOCK], offset: u64) -> Result<RawHeader, TarError> {
 /// Sparse map entries as written: (offset, length), unchecked.
 pub type SparseEntries = Vec<(i64, i64)>;
 
-/// The old GNU sparse fields of a GNU header: the real size, the map
-/// entries in the header, and whether extension blocks follow.
-pub fn gnu_sparse(b: &[u8; BLOCK], offset: u64) -> Result<(i64, SparseEntries, bool), TarError> {
-    if format(b) != Some(Format::Gnu) {
+/// The old GNU sparse fields of the header block `b` (of `format`, as
+/// [`parse`] found it): the real size, the map entries in the header, and
+/// whether extension blocks follow.
+pub fn gnu_sparse(
+    b: &[u8; BLOCK],
+    format: Format,
+    offset: u64,
+) -> Result<(i64, SparseEntries, bool), TarError> {
+    if format != Format::Gnu {
         return Err(TarError::Header {
             offset,
             reason: "old GNU sparse member without a GNU header".into(),

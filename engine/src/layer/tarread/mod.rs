@@ -120,6 +120,37 @@ pub struct Header {
     pub offset: u64,
 }
 
+impl Header {
+    /// A PAX global header named `path`, found at `offset`.
+    fn global(path: BString, offset: u64) -> Header {
+        Header {
+            kind: Kind::Global,
+            typeflag: b'g',
+            path,
+            link: BString::from(""),
+            mode: 0,
+            uid: 0,
+            gid: 0,
+            mtime: (0, 0),
+            atime: None,
+            devmajor: 0,
+            devminor: 0,
+            size: 0,
+            xattrs: BTreeMap::new(),
+            sparse: None,
+            offset,
+        }
+    }
+}
+
+/// The extended headers read before a member: its PAX records (the last
+/// `x` header's), and GNU long name and link name (the last of each).
+struct Extensions {
+    pax: pax::Records,
+    long_name: Option<Vec<u8>>,
+    long_link: Option<Vec<u8>>,
+}
+
 /// A reader of the members of a tar stream.
 pub struct Reader<R> {
     r: R,
@@ -174,7 +205,7 @@ impl<R: Read> Reader<R> {
                 self.done = true;
                 return Ok(None);
             };
-            first_offset.get_or_insert(offset);
+            let first = *first_offset.get_or_insert(offset);
             let raw = block::parse(&blk, offset)?;
             let bad = |reason: String| TarError::Header { offset, reason };
             if raw.size < 0 {
@@ -190,23 +221,7 @@ impl<R: Read> Reader<R> {
                     let data = self.read_special(offset, "PAX extended header")?;
                     let records = pax::parse(&data).map_err(bad)?;
                     if raw.typeflag == b'g' {
-                        return Ok(Some(Header {
-                            kind: Kind::Global,
-                            typeflag: b'g',
-                            path: raw.name.into(),
-                            link: BString::from(""),
-                            mode: 0,
-                            uid: 0,
-                            gid: 0,
-                            mtime: (0, 0),
-                            atime: None,
-                            devmajor: 0,
-                            devminor: 0,
-                            size: 0,
-                            xattrs: BTreeMap::new(),
-                            sparse: None,
-                            offset: *first_offset.get_or_insert(offset),
-                        }));
+                        return Ok(Some(Header::global(raw.name.into(), first)));
                     }
                     pax = Some(records);
                 }
@@ -219,34 +234,27 @@ impl<R: Read> Reader<R> {
                     long_link = Some(block::cut_nul(&data).to_vec());
                 }
                 _ => {
-                    let mut h = self.member(raw, &blk, pax.take(), offset)?;
-                    if let Some(n) = long_name.filter(|n| !n.is_empty()) {
-                        h.path = n.into();
-                    }
-                    if let Some(l) = long_link.filter(|l| !l.is_empty()) {
-                        h.link = l.into();
-                    }
-                    if h.typeflag == 0 {
-                        h.kind = if h.path.ends_with(b"/") {
-                            Kind::Dir
-                        } else {
-                            Kind::Regular
-                        };
-                    }
-                    h.offset = first_offset.unwrap_or(offset);
+                    let ext = Extensions {
+                        pax: pax.take().unwrap_or_default(),
+                        long_name: long_name.take(),
+                        long_link: long_link.take(),
+                    };
+                    let mut h = self.member(raw, &blk, ext, offset)?;
+                    h.offset = first;
                     return Ok(Some(h));
                 }
             }
         }
     }
 
-    /// The member of header `raw` (block `blk`) with its PAX records
-    /// applied and its sparse map read.
+    /// The member of header `raw` (block `blk`) with its extended headers
+    /// applied (PAX records, then GNU long names, as Go applies them), its
+    /// V7 type read from its name, and its sparse map read.
     fn member(
         &mut self,
         raw: block::RawHeader,
         blk: &[u8; BLOCK],
-        pax: Option<pax::Records>,
+        ext: Extensions,
         offset: u64,
     ) -> Result<Header, TarError> {
         let bad = |reason: String| TarError::Header { offset, reason };
@@ -267,7 +275,7 @@ impl<R: Read> Reader<R> {
             sparse: None,
             offset,
         };
-        let records = pax.unwrap_or_default();
+        let records = ext.pax;
         let mut stored = raw.size;
         for (k, v) in &records {
             if v.is_empty() {
@@ -307,6 +315,19 @@ impl<R: Read> Reader<R> {
                 }
             }
         }
+        if let Some(n) = ext.long_name.filter(|n| !n.is_empty()) {
+            h.path = n.into();
+        }
+        if let Some(l) = ext.long_link.filter(|l| !l.is_empty()) {
+            h.link = l.into();
+        }
+        if raw.typeflag == 0 {
+            h.kind = if h.path.ends_with(b"/") {
+                Kind::Dir
+            } else {
+                Kind::Regular
+            };
+        }
         if stored < 0 {
             return Err(bad(format!("negative size {stored}")));
         }
@@ -320,7 +341,7 @@ impl<R: Read> Reader<R> {
 
         // sparse members
         let map = if raw.typeflag == b'S' {
-            Some(self.old_gnu_map(blk, &mut h, offset)?)
+            Some(self.old_gnu_map(blk, raw.format, &mut h, offset)?)
         } else {
             self.pax_sparse_map(&records, &mut h, offset)?
         };
@@ -356,10 +377,11 @@ impl<R: Read> Reader<R> {
     fn old_gnu_map(
         &mut self,
         blk: &[u8; BLOCK],
+        format: block::Format,
         h: &mut Header,
         offset: u64,
     ) -> Result<Vec<(i64, i64)>, TarError> {
-        let (real, mut entries, mut more) = block::gnu_sparse(blk, offset)?;
+        let (real, mut entries, mut more) = block::gnu_sparse(blk, format, offset)?;
         let mut read = 0u64;
         while more {
             read += BLOCK as u64;
