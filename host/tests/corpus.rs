@@ -321,7 +321,9 @@ enum RootTime {
     /// Fully, but where the Go umoci left the root's mtime at the time of
     /// the unpack (at or after this time: a layer that creates a missing
     /// parent directory at the root, which the Go umoci does not restore
-    /// the root's times after), rumoci's is kept: a listed difference.
+    /// the root's times after), rumoci's is kept: a listed difference. And
+    /// directories both made at the time of their unpack (no header) match
+    /// whichever second each unpack fell in.
     UnpackTimeAfter(i64),
 }
 
@@ -340,6 +342,18 @@ fn tree_diffs(want: &Path, got: &Path, root: RootTime) -> Vec<String> {
                 && fa.mtime >= start
             {
                 fa.mtime = fb.mtime;
+            }
+            // a directory the layer has no header for (a missing parent)
+            // is made, by both, at the time of its unpack: the two unpacks
+            // may fall in different seconds
+            for (p, fa) in a.iter_mut() {
+                if let Some(fb) = b.get(p)
+                    && fa.kind == "dir"
+                    && fa.mtime >= start
+                    && fb.mtime >= start
+                {
+                    fa.mtime = fb.mtime;
+                }
             }
         }
     }
