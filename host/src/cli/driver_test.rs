@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use super::driver::Session;
 use anyhow::{Context, Result};
 use rumoci::driver::DriverSource;
-use rumoci::driver::conform::{self, Outcome};
+use rumoci_conform::{self as conform, Outcome};
 
 /// Arguments of `driver test`.
 #[derive(clap::Args, Debug)]

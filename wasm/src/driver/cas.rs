@@ -11,7 +11,7 @@ use wasmtime_wasi::p2::{DynInputStream, StreamError};
 use super::bindings::exports::rumoci::driver::cas::IndexPrecondition;
 use super::bindings::rumoci::driver::types::Error as WitError;
 use super::link::Linked;
-use super::runtime::{Plugin, PluginInfo};
+use super::plugin::{Plugin, PluginInfo};
 use super::{DriverError, DriverSpec};
 use crate::cas::{BlobWriter, Cas, CasError};
 use crate::oci::{Algorithm, Digest, Hasher};
@@ -23,9 +23,12 @@ const PAGE: u32 = 1024;
 /// Largest `index.json` accepted from a plugin.
 const MAX_INDEX: u64 = crate::limits::MAX_DOCUMENT_SIZE;
 
-pub(super) type Shared = Arc<Mutex<Plugin>>;
+/// A plugin instance shared between the handles made from it (a content
+/// store and its open readers and writers).
+pub type SharedPlugin = Arc<Mutex<Plugin>>;
 
-pub(super) fn lock(p: &Shared) -> MutexGuard<'_, Plugin> {
+/// The shared plugin, locked for one call or a sequence of calls.
+pub fn lock(p: &SharedPlugin) -> MutexGuard<'_, Plugin> {
     // A panic while holding the lock cannot leave the plugin inconsistent
     // in a way later calls rely on (a trap re-creates the instance anyway).
     p.lock().unwrap_or_else(|e| e.into_inner())
@@ -58,7 +61,7 @@ fn is_not_found(e: &DriverError) -> bool {
 /// the host computed. Callers verify reads ([`crate::cas::ext`]).
 #[derive(Clone, Debug)]
 pub struct WasmCas {
-    plugin: Shared,
+    plugin: SharedPlugin,
     /// The store directory: rumoci locks it as it locks a layout, so that
     /// gc through a plugin excludes writers too.
     dir: std::path::PathBuf,
@@ -359,7 +362,7 @@ fn stale(p: &Plugin) -> io::Error {
 
 /// Chunked reads through `blob-reader.read-at`.
 struct ChunkReader {
-    plugin: Shared,
+    plugin: SharedPlugin,
     generation: u64,
     handle: Option<ResourceAny>,
     offset: u64,
@@ -418,7 +421,7 @@ impl Drop for ChunkReader {
 
 /// A reader of the input-stream `stream`, a resource of `plugin`'s current
 /// instance (the conformance runner's `open-stream` checks).
-pub(super) fn stream_reader(plugin: Shared, stream: Resource<DynInputStream>) -> impl Read + Send {
+pub fn stream_reader(plugin: SharedPlugin, stream: Resource<DynInputStream>) -> impl Read + Send {
     let generation = lock(&plugin).generation();
     StreamReader {
         plugin,
@@ -430,7 +433,7 @@ pub(super) fn stream_reader(plugin: Shared, stream: Resource<DynInputStream>) ->
 /// The stream fast path: the host reads the plugin's WASI input-stream
 /// itself (no copies through guest memory).
 struct StreamReader {
-    plugin: Shared,
+    plugin: SharedPlugin,
     generation: u64,
     stream: Option<Resource<DynInputStream>>,
 }
@@ -482,7 +485,7 @@ impl Drop for StreamReader {
 
 /// Writes pushed in chunks, hashed on the host.
 struct WasmBlobWriter {
-    plugin: Shared,
+    plugin: SharedPlugin,
     generation: u64,
     handle: Option<ResourceAny>,
     hasher: Option<Hasher>,

@@ -15,7 +15,7 @@ use super::cas::require;
 use super::layer_bindings::LayerDriver;
 use super::layer_bindings::exports::rumoci::driver::layer_store as wit;
 use super::link::Linked;
-use super::runtime::{Plugin, PluginInfo};
+use super::plugin::{Plugin, PluginInfo};
 use super::{DriverError, DriverSpec};
 use crate::layer_store::{
     DiskUsage, LayerStore, LayerStoreError, Mount, Prepared, SnapshotInfo, SnapshotKind,
@@ -166,7 +166,7 @@ impl WasmLayerStore {
 impl WasmLayerStore {
     /// One raw `list-snapshots` page (the conformance runner's paging
     /// checks): the names and the next cursor.
-    pub(super) fn page(
+    pub fn page(
         &self,
         cursor: Option<&str>,
         limit: u32,
@@ -183,7 +183,7 @@ impl WasmLayerStore {
     }
 
     /// Drop the instance as a killed process would (see [`Plugin::kill`]).
-    pub(super) fn kill(&self) {
+    pub fn kill(&self) {
         self.lock_plugin().kill();
     }
 }

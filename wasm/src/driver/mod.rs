@@ -21,23 +21,22 @@
 //!   ([`crate::cas::ext::open_verified`]).
 
 mod cas;
-pub mod conform;
 pub mod contract;
 mod engine;
 mod fsguard;
 mod layer;
 mod link;
 pub mod net;
-mod runtime;
+mod plugin;
 mod spec;
 mod state;
 
-pub use cas::WasmCas;
+pub use cas::{SharedPlugin, WasmCas, lock as lock_plugin, stream_reader};
 pub use contract::CONTRACT_VERSION;
 pub use engine::cache_dir;
 pub use layer::WasmLayerStore;
 pub use link::{Linked, link};
-pub use runtime::{Plugin, PluginInfo, World, linked_info, plugin_info};
+pub use plugin::{Plugin, PluginInfo, World, linked_info, plugin_info};
 pub use spec::{BUILTIN_DRIVERS, DEFAULT_MEMORY, DEFAULT_TIMEOUT, DriverSource, DriverSpec};
 pub use state::HostState;
 

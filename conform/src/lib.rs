@@ -24,7 +24,7 @@ mod layer;
 
 use std::path::{Path, PathBuf};
 
-use super::DriverSpec;
+use rumoci_wasm::driver::DriverSpec;
 
 /// Settings of a run.
 #[derive(Debug, Clone)]
@@ -242,14 +242,14 @@ pub fn run(
             if let Err(e) = std::fs::create_dir_all(&opts.work) {
                 return Err(format!("scratch directory {}: {e}", opts.work.display()));
             }
-            let info = super::plugin_info(wasm, spec).map_err(|e| e.to_string())?;
+            let info = rumoci_wasm::driver::plugin_info(wasm, spec).map_err(|e| e.to_string())?;
             ensure(is_semver(&info.version), || {
                 format!("version {:?} is not MAJOR.MINOR.PATCH", info.version)
             })?;
             let unknown: Vec<&String> = info
                 .capabilities
                 .iter()
-                .filter(|c| !super::CAPABILITIES.iter().any(|(k, _)| k == c))
+                .filter(|c| !rumoci_wasm::driver::CAPABILITIES.iter().any(|(k, _)| k == c))
                 .collect();
             ensure(unknown.is_empty(), || {
                 format!("unknown capabilities {unknown:?} (a misspelt one is ignored by rumoci)")

@@ -3,13 +3,13 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::super::{DriverSpec, WasmLayerStore};
 use super::{Options, Runner, ensure, page_through};
-use crate::layer_store::record::Record;
-use crate::layer_store::{
+use rumoci_core::oci::Digest;
+use rumoci_engine::layer_store::record::Record;
+use rumoci_engine::layer_store::{
     LayerStore, Mount, Prepared, SnapshotKind, UnpackTarget, describe_mounts, resolve,
 };
-use crate::oci::Digest;
+use rumoci_wasm::driver::{DriverSpec, WasmLayerStore};
 
 fn err(e: impl std::fmt::Display) -> String {
     e.to_string()
@@ -90,7 +90,7 @@ pub(super) fn run(r: &mut Runner, wasm: &Path, spec: &DriverSpec, opts: &Options
         "the plugin works in the store directory it is given (created empty by the host)",
         || {
             let spec = DriverSpec {
-                source: crate::driver::DriverSource::Wasm(wasm.to_path_buf()),
+                source: rumoci_wasm::driver::DriverSource::Wasm(wasm.to_path_buf()),
                 dir: Some(dir.clone()),
                 ..spec.clone()
             };

@@ -6,10 +6,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::super::{DriverSource, DriverSpec, WasmCas};
 use super::cas::tags_of;
 use super::{Options, Runner, ensure};
-use crate::cas::Cas;
+use rumoci_engine::cas::Cas;
+use rumoci_wasm::driver::{DriverSource, DriverSpec, WasmCas};
 
 /// The fixed time every image step records (`SOURCE_DATE_EPOCH`).
 const EPOCH: &str = "1700000000";
@@ -372,7 +372,7 @@ pub(super) fn cas(r: &mut Runner, spec: &DriverSpec, opts: &Options) {
             }
             both(&["gc", "--layout", "@L"])?;
             let cas = WasmCas::open(wasm, &lib_spec, &store).map_err(|e| e.to_string())?;
-            let a = crate::cas::DirCas::open(&builtin).map_err(|e| e.to_string())?.list_blobs().map_err(|e| e.to_string())?;
+            let a = rumoci_engine::cas::DirCas::open(&builtin).map_err(|e| e.to_string())?.list_blobs().map_err(|e| e.to_string())?;
             let b = cas.list_blobs().map_err(|e| format!("{e:#}"))?;
             ensure(a == b, || format!("after gc the plugin holds {} blobs, the built-in driver {}", b.len(), a.len()))?;
             Ok(None)

@@ -7,21 +7,21 @@ use std::sync::{Arc, Mutex};
 
 use wasmtime::component::ResourceAny;
 
-use super::super::bindings::CasDriver;
-use super::super::bindings::exports::rumoci::driver::cas::{
+use super::{Options, Runner, ensure, page_through};
+use rumoci_wasm::driver::bindings::CasDriver;
+use rumoci_wasm::driver::bindings::exports::rumoci::driver::cas::{
     BlobInfo, BlobPage, IndexDoc, IndexPrecondition as Pre,
 };
-use super::super::bindings::rumoci::driver::types::Error as WitError;
-use super::super::cas::{Shared, lock, stream_reader};
-use super::super::{DriverError, DriverSpec, Plugin};
-use super::{Options, Runner, ensure, page_through};
+use rumoci_wasm::driver::bindings::rumoci::driver::types::Error as WitError;
+use rumoci_wasm::driver::{DriverError, DriverSpec, Plugin};
+use rumoci_wasm::driver::{SharedPlugin as Shared, lock_plugin as lock, stream_reader};
 
 /// Bytes per `write` call, as the host sends them.
 const CHUNK: usize = 1 << 20;
 
 /// The sha256 digest string of `data`.
 pub(super) fn digest_of(data: &[u8]) -> String {
-    crate::oci::Digest::sha256_of(data).to_string()
+    rumoci_core::oci::Digest::sha256_of(data).to_string()
 }
 
 /// `n` bytes of deterministic noise (xorshift), different for each `seed`.
@@ -687,10 +687,10 @@ pub(super) fn run(r: &mut Runner, wasm: &Path, spec: &DriverSpec, opts: &Options
                 return Ok(Some("needs the image of the index check".into()));
             };
             st.kill();
-            let cas = super::super::WasmCas::open(wasm, &spec, &dir).map_err(err)?;
+            let cas = rumoci_wasm::driver::WasmCas::open(wasm, &spec, &dir).map_err(err)?;
             let stray = digest_of(&noise(1000, 7));
             st.put(&noise(1000, 7))?;
-            crate::cas::gc::gc(&cas).map_err(|e| format!("gc: {e:#}"))?;
+            rumoci_engine::cas::gc::gc(&cas).map_err(|e| format!("gc: {e:#}"))?;
             ensure(st.stat(&stray).map_err(err)?.is_none(), || {
                 "an unreachable blob survived gc".into()
             })?;

@@ -299,7 +299,7 @@ impl<W: World> Plugin<W> {
 
     /// Incremented each time the instance is dropped after a trap; resources
     /// of an older generation are dead.
-    pub(crate) fn generation(&self) -> u64 {
+    pub fn generation(&self) -> u64 {
         self.generation
     }
 
@@ -390,7 +390,7 @@ impl<W: World> Plugin<W> {
     }
 
     /// Run one guest call with a fresh deadline; a trap drops the instance.
-    pub(crate) fn call_raw<R>(
+    pub fn call_raw<R>(
         &mut self,
         op: &str,
         f: impl FnOnce(&mut Store<HostState>, &W) -> wasmtime::Result<R>,
@@ -430,7 +430,7 @@ impl<W: World> Plugin<W> {
     }
 
     /// [`Plugin::call_raw`] for calls returning `result<_, error>`.
-    pub(crate) fn call<R>(
+    pub fn call<R>(
         &mut self,
         op: &str,
         f: impl FnOnce(&mut Store<HostState>, &W) -> wasmtime::Result<Result<R, WitError>>,
@@ -449,13 +449,13 @@ impl<W: World> Plugin<W> {
     /// resource destructor runs in the guest, files it left stay. The next
     /// call instantiates afresh. (The conformance runner's "killed writer"
     /// checks.)
-    pub(crate) fn kill(&mut self) {
+    pub fn kill(&mut self) {
         self.instance = None;
         self.generation += 1;
     }
 
     /// Drop a guest resource handle of the live instance.
-    pub(crate) fn drop_resource(&mut self, handle: wasmtime::component::ResourceAny) {
+    pub fn drop_resource(&mut self, handle: wasmtime::component::ResourceAny) {
         if let Ok(inst) = self.instance() {
             let _ = handle.resource_drop(&mut inst.store);
         }
