@@ -4,17 +4,13 @@ use anyhow::Result;
 use rumoci::image::{ConfigChange, parse_time};
 
 use super::driver::Session;
-use super::util::{HistoryArgs, ImageArgs, TagArgs, parse_kv};
+use super::util::{EditArgs, parse_kv};
 
 /// Arguments of `config`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
     #[command(flatten)]
-    image: ImageArgs,
-    #[command(flatten)]
-    tag: TagArgs,
-    #[command(flatten)]
-    history: HistoryArgs,
+    edit: EditArgs,
     /// Set the user (`user`, `uid`, `user:group`, `uid:gid`).
     #[arg(long = "config.user", allow_hyphen_values = true)]
     user: Option<String>,
@@ -100,18 +96,18 @@ fn change(a: &Args) -> Result<ConfigChange> {
         os: a.os.clone(),
         architecture: a.arch.clone(),
         variant: a.variant.clone(),
-        history: a.history.entry("umoci config")?,
+        history: a.edit.history.entry("umoci config")?,
     })
 }
 
 /// Change the image configuration, write new config and manifest blobs, and
 /// retag.
 pub fn run(a: Args, s: &Session) -> Result<()> {
-    let (store, r) = a.image.open(s)?;
-    let dest = a.tag.destination(&r.tag)?.to_string();
+    let (store, r, dest) = a.edit.open(s)?;
     let change = change(&a)?;
     let lock = store.lock()?;
-    store.configure(&lock, &r.tag, a.image.platform()?.as_ref(), &dest, &change)?;
+    let platform = a.edit.image.platform()?;
+    store.configure(&lock, &r.tag, platform.as_ref(), &dest, &change)?;
     tracing::info!("updated {}:{dest}", rumoci::show::name(&r.layout));
     Ok(())
 }

@@ -9,17 +9,13 @@ use rumoci::image::{Insert, source_date_epoch};
 use rumoci::path;
 
 use super::driver::Session;
-use super::util::{CompressArgs, HistoryArgs, ImageArgs, MapArgs, TagArgs};
+use super::util::{CompressArgs, EditArgs, MapArgs};
 
 /// Arguments of `insert`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
     #[command(flatten)]
-    image: ImageArgs,
-    #[command(flatten)]
-    tag: TagArgs,
-    #[command(flatten)]
-    history: HistoryArgs,
+    edit: EditArgs,
     #[command(flatten)]
     compress: CompressArgs,
     /// Owners in the layer: host ids mapped back through these maps, or
@@ -53,14 +49,14 @@ pub fn run(a: Args, s: &Session) -> Result<()> {
         ..Insert::default()
     };
     insert.check()?;
-    let (store, r) = a.image.open(s)?;
-    let dest = a.tag.destination(&r.tag)?.to_string();
+    let (store, r, dest) = a.edit.open(s)?;
     let lock = store.lock()?;
     (insert.uid_map, insert.gid_map) = a.map.maps()?;
     insert.rootless = a.map.rootless;
     insert.clamp_mtime = source_date_epoch()?;
     insert.compression = a.compress.parse()?;
-    insert.history = a.history.entry("umoci insert")?;
-    store.insert(&lock, &r.tag, a.image.platform()?.as_ref(), &dest, &insert)?;
+    insert.history = a.edit.history.entry("umoci insert")?;
+    let platform = a.edit.image.platform()?;
+    store.insert(&lock, &r.tag, platform.as_ref(), &dest, &insert)?;
     Ok(())
 }

@@ -3,17 +3,11 @@
 use anyhow::Result;
 
 use super::driver::Session;
-use super::output::{JsonArgs, print_json, print_out};
-use super::util::LayoutArgs;
+use super::output::{print_json, print_out};
+use super::util::LayoutReportArgs;
 
 /// Arguments of `list`.
-#[derive(clap::Args, Debug)]
-pub struct Args {
-    #[command(flatten)]
-    layout: LayoutArgs,
-    #[command(flatten)]
-    json: JsonArgs,
-}
+pub type Args = LayoutReportArgs;
 
 /// One tag of `ls --json`.
 #[derive(serde::Serialize)]

@@ -3,7 +3,7 @@
 use anyhow::{Context, Result};
 
 use super::driver::Session;
-use super::util::{CompressArgs, HistoryArgs, ImageArgs, MapArgs, TagArgs};
+use super::util::{CompressArgs, EditArgs, ExtractArgs, ImageArgs, MapArgs};
 
 /// The `raw` subcommands.
 #[derive(clap::Subcommand, Debug)]
@@ -64,12 +64,7 @@ pub struct RuntimeConfigArgs {
 #[derive(clap::Args, Debug)]
 pub struct UnpackArgs {
     #[command(flatten)]
-    image: ImageArgs,
-    #[command(flatten)]
-    map: MapArgs,
-    /// Keep existing symlinks to directories instead of replacing them.
-    #[arg(long = "keep-dirlinks")]
-    keep_dirlinks: bool,
+    extract: ExtractArgs,
     /// The root filesystem directory (created if missing; an existing one is
     /// extracted over).
     rootfs: std::path::PathBuf,
@@ -79,11 +74,7 @@ pub struct UnpackArgs {
 #[derive(clap::Args, Debug)]
 pub struct AddLayerArgs {
     #[command(flatten)]
-    image: ImageArgs,
-    #[command(flatten)]
-    tag: TagArgs,
-    #[command(flatten)]
-    history: HistoryArgs,
+    edit: EditArgs,
     #[command(flatten)]
     compress: CompressArgs,
     /// The layer: an uncompressed tar archive.
@@ -324,25 +315,28 @@ fn add_layer(a: AddLayerArgs, s: &Session) -> Result<()> {
             rumoci::show::name(&a.layer)
         );
     }
-    let (store, r) = a.image.open(s)?;
-    let dest = a.tag.destination(&r.tag)?.to_string();
+    let (store, r, dest) = a.edit.open(s)?;
     let lock = store.lock()?;
     store.add_layer(
         &lock,
         &r.tag,
-        a.image.platform()?.as_ref(),
+        a.edit.image.platform()?.as_ref(),
         &dest,
         &a.layer,
         a.compress.parse()?,
-        a.history.entry("umoci raw add-layer")?.as_ref(),
+        a.edit.history.entry("umoci raw add-layer")?.as_ref(),
     )?;
     Ok(())
 }
 
 fn raw_unpack(a: UnpackArgs, s: &Session) -> Result<()> {
-    let opts = a.map.options(a.keep_dirlinks)?;
-    let (store, r) = a.image.open(s)?;
-    store.unpack_rootfs(&r.tag, a.image.platform()?.as_ref(), &a.rootfs, opts)?;
+    let (opts, store, r) = a.extract.open(s)?;
+    store.unpack_rootfs(
+        &r.tag,
+        a.extract.image.platform()?.as_ref(),
+        &a.rootfs,
+        opts,
+    )?;
     Ok(())
 }
 

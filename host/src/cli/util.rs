@@ -174,26 +174,24 @@ pub fn normalise_args(args: impl Iterator<Item = OsString>) -> Vec<OsString> {
 /// The `--no-history` / `--history.*` flags.
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct HistoryArgs {
+    // The ids differ from the fields' names: `config` has its own
+    // `--author` and `--created`.
     /// Do not add a history entry.
-    #[arg(long = "no-history", conflicts_with_all = ["history_author", "history_comment", "history_created", "history_created_by"])]
+    #[arg(long = "no-history", conflicts_with_all = ["h_author", "h_comment", "h_created", "h_created_by"])]
     pub no_history: bool,
     /// Author of the history entry.
-    #[arg(long = "history.author", id = "history_author", value_name = "AUTHOR")]
+    #[arg(long = "history.author", id = "h_author", value_name = "AUTHOR")]
     pub author: Option<String>,
     /// Comment of the history entry.
-    #[arg(
-        long = "history.comment",
-        id = "history_comment",
-        value_name = "COMMENT"
-    )]
+    #[arg(long = "history.comment", id = "h_comment", value_name = "COMMENT")]
     pub comment: Option<String>,
     /// Creation time of the history entry (RFC 3339).
-    #[arg(long = "history.created", id = "history_created", value_name = "TIME")]
+    #[arg(long = "history.created", id = "h_created", value_name = "TIME")]
     pub created: Option<String>,
     /// The command recorded as having made the entry.
     #[arg(
         long = "history.created_by",
-        id = "history_created_by",
+        id = "h_created_by",
         value_name = "COMMAND"
     )]
     pub created_by: Option<String>,
@@ -221,6 +219,63 @@ impl HistoryArgs {
             comment: self.comment.clone().unwrap_or_default(),
         }))
     }
+}
+
+/// `--image`, `--tag` and the history flags: a command that adds to an
+/// image and tags the result.
+#[derive(clap::Args, Debug, Clone)]
+pub struct EditArgs {
+    #[command(flatten)]
+    pub image: ImageArgs,
+    #[command(flatten)]
+    pub tag: TagArgs,
+    #[command(flatten)]
+    pub history: HistoryArgs,
+}
+
+impl EditArgs {
+    /// Open the image's layout; also the destination tag (`--tag`, else
+    /// the source tag), validated.
+    pub fn open(&self, s: &Session) -> Result<(Store, ImageRef, String)> {
+        let (store, r) = self.image.open(s)?;
+        let dest = self.tag.destination(&r.tag)?.to_string();
+        Ok((store, r, dest))
+    }
+}
+
+/// `--image`, the id maps and `--keep-dirlinks`: a command that extracts
+/// an image's layers.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ExtractArgs {
+    #[command(flatten)]
+    pub image: ImageArgs,
+    #[command(flatten)]
+    pub map: MapArgs,
+    /// Keep existing symlinks to directories instead of replacing them.
+    #[arg(long = "keep-dirlinks")]
+    pub keep_dirlinks: bool,
+}
+
+impl ExtractArgs {
+    /// The extractor options (as [`MapArgs::options`]), then the image's
+    /// layout opened.
+    pub fn open(
+        &self,
+        s: &Session,
+    ) -> Result<(rumoci::layer::extract::ExtractOptions, Store, ImageRef)> {
+        let opts = self.map.options(self.keep_dirlinks)?;
+        let (store, r) = self.image.open(s)?;
+        Ok((opts, store, r))
+    }
+}
+
+/// `--layout PATH` and `--json`: a command that reports on a layout.
+#[derive(clap::Args, Debug)]
+pub struct LayoutReportArgs {
+    #[command(flatten)]
+    pub layout: LayoutArgs,
+    #[command(flatten)]
+    pub json: super::output::JsonArgs,
 }
 
 /// `--tag NEW`: where the result goes (default: the source tag).

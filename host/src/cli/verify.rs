@@ -4,17 +4,11 @@ use anyhow::Result;
 use rumoci::cas::check::Problem;
 
 use super::driver::Session;
-use super::output::{JsonArgs, ProblemsFound, print_json, print_out};
-use super::util::LayoutArgs;
+use super::output::{ProblemsFound, print_json, print_out};
+use super::util::LayoutReportArgs;
 
 /// Arguments of `verify`.
-#[derive(clap::Args, Debug)]
-pub struct Args {
-    #[command(flatten)]
-    layout: LayoutArgs,
-    #[command(flatten)]
-    json: JsonArgs,
-}
+pub type Args = LayoutReportArgs;
 
 /// One problem of `verify --json`.
 #[derive(serde::Serialize)]
