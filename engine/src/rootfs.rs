@@ -10,7 +10,7 @@ use crate::cas::{Cas, CasError, ext};
 use crate::fs::root::Root;
 use crate::layer::compress::decompressor;
 use crate::layer::extract::{ExtractError, ExtractOptions, Extractor, WhiteoutMode};
-use crate::layer::overlay::{Lower, TRUSTED_PREFIX, USER_PREFIX};
+use crate::layer::overlayfs::{Lower, TRUSTED_PREFIX, USER_PREFIX};
 use crate::layer_store::record::Record;
 use crate::layer_store::{
     InPlace, LayerStore, LayerStoreError, Mount, Prepared, SnapshotInfo, SnapshotKind, chain_ids,
@@ -798,7 +798,7 @@ fn epoch_times(dir: &Path) -> Result<(), UnpackError> {
 /// (overlayfs shows the topmost root's metadata; a layer without a `./`
 /// entry must not change it).
 fn inherit_root(lower_top: &Path, dir: &Path, rootless: bool) -> Result<(), UnpackError> {
-    crate::layer::overlay::copy_dir_meta(lower_top, dir, rootless).map_err(|(p, e)| {
+    crate::layer::overlayfs::copy_dir_meta(lower_top, dir, rootless).map_err(|(p, e)| {
         UnpackError::Io {
             path: p.display().to_string(),
             source: e.into(),

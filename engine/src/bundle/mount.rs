@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use rustix::io::Errno;
 use serde::{Deserialize, Serialize};
 
-use crate::layer::overlay::{TRUSTED_PREFIX, USER_PREFIX};
+use crate::layer::overlayfs::{TRUSTED_PREFIX, USER_PREFIX};
 
 /// The directory in a bundle holding the upper and work directories.
 pub const OVERLAY_DIR: &str = "overlay";
@@ -255,7 +255,7 @@ pub fn make_dirs(
     let work = bundle.join(WORK);
     std::fs::create_dir(&upper).map_err(io(&upper))?;
     std::fs::create_dir(&work).map_err(io(&work))?;
-    crate::layer::overlay::copy_dir_meta(top_layer, &upper, rootless)
+    crate::layer::overlayfs::copy_dir_meta(top_layer, &upper, rootless)
         .map_err(|(p, e)| OverlayError::Other(format!("{}: {e}", p.display())))?;
     Ok(OverlayMeta {
         lowerdirs: Vec::new(),

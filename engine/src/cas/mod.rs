@@ -15,14 +15,14 @@ pub mod gc;
 mod reach;
 pub mod referrers;
 pub mod refs;
-mod verify;
+mod verified;
 
 use std::io::{Read, Write};
 
 use crate::oci::{Digest, DigestError, OciError};
 
 pub use dir::DirCas;
-pub use verify::VerifiedReader;
+pub use verified::VerifiedReader;
 
 /// Errors of the content store.
 #[derive(Debug, thiserror::Error)]

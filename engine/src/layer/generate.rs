@@ -129,7 +129,7 @@ fn read_xattrs(path: &Path, host: &Path) -> Result<BTreeMap<String, Vec<u8>>, Ge
     // overlayfs' own bookkeeping (origin, impure, opaque, …) is never image
     // content
     xattr::read_all(xattr::Node::Path(path), |n| {
-        crate::fs::xattr::FORBIDDEN.contains(&n) || super::overlay::is_overlay_xattr(n)
+        crate::fs::xattr::FORBIDDEN.contains(&n) || super::overlayfs::is_overlay_xattr(n)
     })
     .map_err(|e| io_at(host)(e.into()))
 }

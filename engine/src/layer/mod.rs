@@ -5,5 +5,5 @@ pub mod copy;
 pub mod extract;
 pub mod generate;
 pub mod idmap;
-pub mod overlay;
+pub mod overlayfs;
 pub mod tarread;

@@ -8,7 +8,7 @@
 //! pass. An empty diff adds no layer, only an `empty_layer` history entry.
 
 mod commit;
-mod overlay;
+mod upper;
 mod tree;
 
 use std::collections::HashSet;
@@ -139,7 +139,7 @@ pub fn repack_bundle(
 ) -> Result<RepackOutcome, RepackError> {
     let (meta, path) = read_meta(bundle)?;
     if let Some(ov) = meta.overlay.clone() {
-        return overlay::repack(lock, bundle, meta, ov, path, opts);
+        return upper::repack(lock, bundle, meta, ov, path, opts);
     }
     tree::repack(lock, bundle, meta, path, opts)
 }
@@ -150,7 +150,7 @@ pub fn repack_bundle(
 /// unchanged are reused from the old manifest.
 pub fn refresh_bundle(bundle: &Path, outcome: &RepackOutcome) -> Result<(), RepackError> {
     if let Some(ov) = outcome.meta.overlay.clone() {
-        return overlay::refresh(bundle, outcome, ov);
+        return upper::refresh(bundle, outcome, ov);
     }
     commit::rewrite_bundle(bundle, outcome, &outcome.spec, None)
 }

@@ -11,7 +11,7 @@ use rustix::io::Errno;
 
 use super::{ExtractError, Extractor, entry_err, fd_num};
 use crate::layer::idmap::{ROOTLESS_XATTR, encode_rootless, to_host};
-use crate::layer::overlay as ov;
+use crate::layer::overlayfs as ov;
 use crate::layer::tarread::Header;
 use crate::path::{BStr, ByteSlice};
 

@@ -2,7 +2,7 @@
 //! semantics, every path resolved inside the root (see [`crate::fs::root`]).
 
 mod meta;
-mod overlay;
+mod copy_up;
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs::File;
@@ -14,7 +14,7 @@ use rustix::io::Errno;
 use sha2::Digest as _;
 
 use super::idmap::IdMapping;
-use super::overlay::{self as ov, Lower};
+use super::overlayfs::{self as ov, Lower};
 use super::tarread::{self, Header, Kind, TarError};
 use crate::fs::root::{Root, empty_dir_at, remove_all_at};
 use crate::path::{self, BStr, BString, ByteSlice, ByteVec, components, split_parent};

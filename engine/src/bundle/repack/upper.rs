@@ -223,7 +223,7 @@ pub(super) fn refresh(
         std::fs::create_dir(&work).map_err(|e| io(&work, e))?;
         std::fs::create_dir(&upper).map_err(|e| io(&upper, e))?;
         // the new upper root shows the root as it is now
-        crate::layer::overlay::copy_dir_meta(&layer, &upper, ov.rootless)
+        crate::layer::overlayfs::copy_dir_meta(&layer, &upper, ov.rootless)
             .map_err(|(p, e)| bundle_err(bundle, format!("{}: {e}", p.display())))?;
         ov.lowerdirs.insert(0, layer_str);
     }

@@ -15,7 +15,7 @@ use super::{
     mkdir_all, whiteout_path,
 };
 use crate::fs::root::{Root, remove_all_at};
-use crate::layer::overlay::{self as ov, Found};
+use crate::layer::overlayfs::{self as ov, Found};
 use crate::path::{BStr, ByteSlice, components, split_parent};
 
 /// Whether this layer has an entry at `path` already (never following a
