@@ -15,7 +15,7 @@ const SPARSE_OFFSET: &[u8] = b"GNU.sparse.offset";
 const SPARSE_NUMBYTES: &[u8] = b"GNU.sparse.numbytes";
 
 /// Parse the data of a PAX header; the error says what is wrong.
-pub fn parse(mut data: &[u8]) -> Result<Records, String> {
+pub(super) fn parse(mut data: &[u8]) -> Result<Records, String> {
     let mut records = Records::new();
     let mut sparse: Vec<&[u8]> = Vec::new();
     while !data.is_empty() {

@@ -28,7 +28,7 @@ impl std::fmt::Debug for Credentials {
 
 impl Credentials {
     /// `USER:PASSWORD` (the password may contain `:`).
-    pub fn parse(s: &str) -> Result<Credentials, String> {
+    pub fn parse(s: &str) -> Result<Credentials, super::InvalidInput> {
         match s.split_once(':') {
             Some((user, password)) if !user.is_empty() => Ok(Credentials {
                 user: user.to_string(),
@@ -413,7 +413,7 @@ impl Auth {
             format!("{realm}{sep}{}", query.join("&"))
         };
         let uri: Uri = url.parse().map_err(|_| fail("not a URL".into()))?;
-        Origin::of(&uri).map_err(fail)?;
+        Origin::of(&uri).map_err(|e| fail(e.0))?;
         let mut headers = HeaderMap::new();
         if let Some(b) = self.creds.as_ref().and_then(Credentials::basic) {
             headers.insert(header::AUTHORIZATION, b);

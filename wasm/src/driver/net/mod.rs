@@ -33,6 +33,24 @@ use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 pub use auth::Credentials;
 pub use origin::Origin;
 
+/// Why an address (`url=`, a request's URI) or credentials given to the
+/// network layer are refused: the reason, to be prefixed with the object.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidInput(pub String);
+
+impl From<&str> for InvalidInput {
+    fn from(s: &str) -> InvalidInput {
+        InvalidInput(s.to_string())
+    }
+}
+
+impl From<String> for InvalidInput {
+    fn from(s: String) -> InvalidInput {
+        InvalidInput(s)
+    }
+}
+
 use super::DriverError;
 
 /// Largest request body buffered so that it can be sent again after an
@@ -144,7 +162,7 @@ impl Network {
         options: Option<RequestOptions>,
     ) -> Result<Response<WasiBody>, Error> {
         let target =
-            Origin::of(req.uri()).map_err(|why| refused(plugin, &req.uri().to_string(), &why))?;
+            Origin::of(req.uri()).map_err(|why| refused(plugin, &req.uri().to_string(), &why.0))?;
         if target != self.origin {
             return Err(refused(
                 plugin,

@@ -18,11 +18,11 @@ pub struct Origin {
 
 impl Origin {
     /// The origin of an absolute URI.
-    pub fn of(uri: &Uri) -> Result<Origin, String> {
+    pub fn of(uri: &Uri) -> Result<Origin, super::InvalidInput> {
         let https = match uri.scheme_str() {
             Some("https") => true,
             Some("http") => false,
-            Some(s) => return Err(format!("the scheme {s:?} is not http or https")),
+            Some(s) => return Err(format!("the scheme {s:?} is not http or https").into()),
             None => return Err("no scheme".into()),
         };
         let auth = uri.authority().ok_or("no host")?;
@@ -51,17 +51,18 @@ impl Origin {
     }
 
     /// Parse `url=`: `http[s]://HOST[:PORT][/]`, nothing more.
-    pub fn parse_url(url: &str) -> Result<Origin, String> {
+    pub fn parse_url(url: &str) -> Result<Origin, super::InvalidInput> {
         let uri: Uri = url
             .parse()
-            .map_err(|_| "not a URL like https://HOST[:PORT]".to_string())?;
+            .map_err(|_| super::InvalidInput::from("not a URL like https://HOST[:PORT]"))?;
         let origin = Origin::of(&uri)?;
         match uri.path_and_query().map(|p| p.as_str()) {
             None | Some("") | Some("/") => {}
             Some(p) => {
                 return Err(format!(
                     "{p:?}: give the registry's address only; the repository is repo= or the layout path"
-                ));
+                )
+                .into());
             }
         }
         let valid = origin
@@ -69,7 +70,7 @@ impl Origin {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-.:_".contains(&b));
         if !valid {
-            return Err(format!("{:?} is not a host name or address", origin.host));
+            return Err(format!("{:?} is not a host name or address", origin.host).into());
         }
         Ok(origin)
     }
