@@ -247,14 +247,7 @@ impl BlobWriter for DirBlobWriter {
             return Err(CasError::Invalid("blob writer already finished".into()));
         };
         let digest = hasher.finish();
-        if let Some(exp) = expected
-            && *exp != digest
-        {
-            return Err(CasError::DigestMismatch {
-                expected: exp.clone(),
-                actual: digest,
-            });
-        }
+        CasError::check_digest(expected, &digest)?;
         file.sync_all().map_err(io_err(&self.tmp))?;
         let dir = self.blobs_root.join(digest.algorithm().name());
         fs::create_dir_all(&dir).map_err(io_err(&dir))?;

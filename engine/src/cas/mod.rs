@@ -125,6 +125,18 @@ pub enum CasError {
 }
 
 impl CasError {
+    /// A blob writer's check at commit: `Ok` when nothing was expected or
+    /// the bytes written hash to what was, else [`CasError::DigestMismatch`].
+    pub fn check_digest(expected: Option<&Digest>, actual: &Digest) -> Result<(), CasError> {
+        match expected {
+            Some(exp) if exp != actual => Err(CasError::DigestMismatch {
+                expected: exp.clone(),
+                actual: actual.clone(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
     /// Wrap an I/O error on `what`; errors raised by verified readers (which
     /// travel inside `io::Error`) come back out as themselves.
     pub fn io(what: impl Into<String>, source: std::io::Error) -> CasError {

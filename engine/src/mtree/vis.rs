@@ -69,20 +69,13 @@ pub fn unvis(s: &str) -> Option<Vec<u8>> {
                 out.push(u8::try_from(v).ok()?);
                 i += 4;
             }
-            b'\\' => {
-                out.push(b'\\');
-                i += 2;
-            }
-            b'n' => {
-                out.push(b'\n');
-                i += 2;
-            }
-            b't' => {
-                out.push(b'\t');
-                i += 2;
-            }
-            b's' => {
-                out.push(b' ');
+            c @ (b'\\' | b'n' | b't' | b's') => {
+                out.push(match c {
+                    b'n' => b'\n',
+                    b't' => b'\t',
+                    b's' => b' ',
+                    _ => b'\\',
+                });
                 i += 2;
             }
             _ => return None,

@@ -554,14 +554,7 @@ impl BlobWriter for WasmBlobWriter {
             .take()
             .ok_or_else(|| CasError::Invalid("blob writer already finished".into()))?;
         let digest = hasher.finish();
-        if let Some(exp) = expected
-            && *exp != digest
-        {
-            return Err(CasError::DigestMismatch {
-                expected: exp.clone(),
-                actual: digest,
-            });
-        }
+        CasError::check_digest(expected, &digest)?;
         self.flush_chunk()
             .map_err(|e| CasError::io(format!("blob {digest}"), e))?;
         let handle = self

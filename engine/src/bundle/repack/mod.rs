@@ -8,8 +8,8 @@
 //! pass. An empty diff adds no layer, only an `empty_layer` history entry.
 
 mod commit;
-mod upper;
 mod tree;
+mod upper;
 
 use std::collections::HashSet;
 use std::path::Path;

@@ -1,8 +1,8 @@
 //! Tar → filesystem: apply one layer to a root filesystem with umoci's
 //! semantics, every path resolved inside the root (see [`crate::fs::root`]).
 
-mod meta;
 mod copy_up;
+mod meta;
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs::File;
