@@ -43,16 +43,10 @@ fn add_byte_names(root: &Path) {
 /// An image made by the Go umoci holding [`add_byte_names`] on top of
 /// [`make_tree`].
 fn go_byte_image(tmp: &Path) -> String {
-    let l = tmp.join("layout");
-    run_ok("umoci", &["init", "--layout", s(&l)]);
-    let img = format!("{}:t", s(&l));
-    run_ok("umoci", &["new", "--image", &img]);
-    let b = tmp.join("gobundle");
-    run_ok("umoci", &["unpack", "--image", &img, s(&b)]);
-    let r = b.join("rootfs");
-    make_tree(&r);
-    add_byte_names(&r);
-    run_ok("umoci", &["repack", "--image", &img, s(&b)]);
+    let (img, _, _) = go_new_image(tmp, |r| {
+        make_tree(r);
+        add_byte_names(r);
+    });
     img
 }
 

@@ -298,17 +298,10 @@ fn referrers_are_attached_listed_kept_and_copied() {
     };
     let sbom = tmp.path().join("sbom.spdx.json");
     std::fs::write(&sbom, br#"{"spdxVersion":"SPDX-2.3","name":"fixture"}"#).expect("write");
-    let out = rd_ok(&[
-        "referrers",
-        "attach",
-        "--image",
+    let out = rd_ok(&attach_sbom_args(
         &img,
-        "--artifact-type",
-        "application/spdx+json",
-        "--annotation",
-        "org.example.tool=test",
-        s(&sbom),
-    ]);
+        &["--annotation", "org.example.tool=test", s(&sbom)],
+    ));
     let art = out.trim().to_string();
     let manifest = read_blob_json(&src, &art);
     let image = tag_digest(&src, "t").expect("tag");

@@ -843,15 +843,7 @@ fn missing_subject_is_a_warning() {
     rumoci_ok(&["new", "--image", &img]);
     let sbom = tmp.path().join("sbom.json");
     std::fs::write(&sbom, b"{}\n").expect("write");
-    let artifact = rumoci_ok(&[
-        "referrers",
-        "attach",
-        "--image",
-        &img,
-        "--artifact-type",
-        "application/spdx+json",
-        s(&sbom),
-    ]);
+    let artifact = rumoci_ok(&attach_sbom_args(&img, &[s(&sbom)]));
     let artifact = artifact.trim().to_string();
     let base = index_entry(&l, "base")["digest"]
         .as_str()

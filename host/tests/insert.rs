@@ -11,14 +11,15 @@ use common::*;
 /// A source tree with every kind of entry umoci can insert.
 fn make_source(root: &Path) {
     std::fs::create_dir_all(root.join("sub/deeper")).expect("mkdir");
-    std::fs::write(root.join("sub/file"), b"hello\n").expect("write");
-    std::fs::write(root.join("empty"), b"").expect("write");
-    std::fs::write(
-        root.join(format!("{}long", "n".repeat(120))),
-        b"long name\n",
-    )
-    .expect("write");
-    std::fs::write(root.join("sub/deeper/big"), vec![7u8; 300_000]).expect("write");
+    write_files(
+        root,
+        &[
+            ("sub/file", b"hello\n"),
+            ("empty", b""),
+            (&format!("{}long", "n".repeat(120)), b"long name\n"),
+            ("sub/deeper/big", &vec![7u8; 300_000]),
+        ],
+    );
     std::os::unix::fs::symlink("/etc/passwd", root.join("abs-link")).expect("symlink");
     std::os::unix::fs::symlink("sub/file", root.join("rel-link")).expect("symlink");
     std::fs::hard_link(root.join("sub/file"), root.join("hard")).expect("link");
@@ -250,17 +251,14 @@ fn insert_maps_owners_back_into_the_container() {
     rumoci_ok(&["init", "--layout", s(&l)]);
     let img = format!("{}:t", s(&l));
     rumoci_ok(&["new", "--image", &img]);
-    rumoci_ok(&[
-        "insert",
-        "--uid-map",
-        "0:100000:65536",
-        "--gid-map",
-        "0:200000:65536",
-        "--image",
-        &img,
-        s(&src.join("mapped")),
-        "/mapped",
-    ]);
+    rumoci_ok(
+        &[
+            &["insert"][..],
+            &ID_MAPS,
+            &["--image", &img, s(&src.join("mapped")), "/mapped"],
+        ]
+        .concat(),
+    );
     rumoci_ok(&[
         "insert",
         "--rootless",

@@ -244,16 +244,7 @@ fn masks_whiteout_names_and_mapped_owners() {
         &["config", "--image", &img, "--config.volume", "/data"],
     );
     let b = tmp.path().join("bundle");
-    rumoci_ok(&[
-        "unpack",
-        "--uid-map",
-        "0:100000:65536",
-        "--gid-map",
-        "0:200000:65536",
-        "--image",
-        &img,
-        s(&b),
-    ]);
+    rumoci_ok(&[&["unpack"][..], &ID_MAPS, &["--image", &img, s(&b)]].concat());
     let r = b.join("rootfs");
     // a file whose name would be read as a whiteout is refused, nothing changes
     std::fs::write(r.join(".wh.evil"), b"x").expect("w");

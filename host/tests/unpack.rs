@@ -79,32 +79,28 @@ fn unpack_resolves_users_inside_the_rootfs() {
     }
     let tmp = tempfile::tempdir().expect("tempdir");
     let src = tmp.path().join("src");
-    std::fs::create_dir_all(src.join("etc")).expect("mkdir");
-    std::fs::write(
-        src.join("etc/passwd"),
-        "root:x:0:0:root:/root:/bin/sh\nalice:x:1000:1000:A:/home/alice:/bin/sh\n",
-    )
-    .expect("w");
-    std::fs::write(
-        src.join("etc/group"),
-        "root:x:0:\nstaff:x:50:alice\nwheel:x:10:bob,alice\n",
-    )
-    .expect("w");
-    let l = tmp.path().join("l");
-    run_ok("umoci", &["init", "--layout", s(&l)]);
-    let img = format!("{}:t", s(&l));
-    run_ok("umoci", &["new", "--image", &img]);
+    write_files(
+        &src,
+        &[
+            (
+                "etc/passwd",
+                b"root:x:0:0:root:/root:/bin/sh\nalice:x:1000:1000:A:/home/alice:/bin/sh\n",
+            ),
+            (
+                "etc/group",
+                b"root:x:0:\nstaff:x:50:alice\nwheel:x:10:bob,alice\n",
+            ),
+        ],
+    );
+    let img = go_new_layout(&tmp.path().join("l"));
     run_ok(
         "umoci",
         &["insert", "--image", &img, s(&src.join("etc")), "/etc"],
     );
     for user in ["alice", "1000", "alice:staff", "1000:50", "4242"] {
-        run_ok(
-            "umoci",
+        go_config(
+            &img,
             &[
-                "config",
-                "--image",
-                &img,
                 "--config.user",
                 user,
                 "--config.volume",

@@ -221,21 +221,7 @@ pub fn tree_facts(root: &Path) -> BTreeMap<PathBuf, FileFacts> {
         let md = std::fs::symlink_metadata(&p).expect("lstat");
         let ft = md.file_type();
         let rel = p.strip_prefix(root).expect("prefix").to_path_buf();
-        let kind = if ft.is_dir() {
-            "dir"
-        } else if ft.is_symlink() {
-            "symlink"
-        } else if ft.is_file() {
-            "file"
-        } else if ft.is_char_device() {
-            "char"
-        } else if ft.is_block_device() {
-            "block"
-        } else if ft.is_fifo() {
-            "fifo"
-        } else {
-            "socket"
-        };
+        let kind = rumoci::mtree::type_name(&md);
         let mut xattrs = BTreeMap::new();
         if let Ok(names) = xattr::list(&p) {
             for n in names {
@@ -329,6 +315,63 @@ pub fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
 
+/// Write each `(path, contents)` beneath `root`, making parent directories.
+pub fn write_files(root: &Path, files: &[(&str, &[u8])]) {
+    for (rel, data) in files {
+        let p = root.join(rel);
+        if let Some(dir) = p.parent() {
+            std::fs::create_dir_all(dir).expect("mkdir");
+        }
+        std::fs::write(&p, data).expect("write");
+    }
+}
+
+/// `--uid-map` and `--gid-map` flags mapping container ids 0-65535 to host
+/// uids from 100000 and gids from 200000.
+pub const ID_MAPS: [&str; 4] = ["--uid-map", "0:100000:65536", "--gid-map", "0:200000:65536"];
+
+/// `referrers attach --image IMG --artifact-type application/spdx+json`
+/// followed by `rest` (more flags, then the artifact's file).
+pub fn attach_sbom_args<'a>(img: &'a str, rest: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "referrers",
+        "attach",
+        "--image",
+        img,
+        "--artifact-type",
+        "application/spdx+json",
+    ];
+    args.extend_from_slice(rest);
+    args
+}
+
+/// With the Go umoci: `config --image IMG` with `flags`.
+pub fn go_config(img: &str, flags: &[&str]) {
+    run_ok("umoci", &[&["config", "--image", img][..], flags].concat());
+}
+
+/// With the Go umoci: a new layout `l` holding a blank image tagged `t`;
+/// returns the image (`L:t`).
+pub fn go_new_layout(l: &Path) -> String {
+    run_ok("umoci", &["init", "--layout", s(l)]);
+    let img = format!("{}:t", s(l));
+    run_ok("umoci", &["new", "--image", &img]);
+    img
+}
+
+/// With the Go umoci: a new layout `tmp/layout` holding an image tagged
+/// `t`, unpacked into `tmp/gobundle`, its rootfs filled by `fill` and
+/// repacked. Returns the image (`LAYOUT:t`), the layout and the bundle.
+pub fn go_new_image(tmp: &Path, fill: impl FnOnce(&Path)) -> (String, PathBuf, PathBuf) {
+    let l = tmp.join("layout");
+    let img = go_new_layout(&l);
+    let b = tmp.join("gobundle");
+    run_ok("umoci", &["unpack", "--image", &img, s(&b)]);
+    fill(&b.join("rootfs"));
+    run_ok("umoci", &["repack", "--image", &img, s(&b)]);
+    (img, l, b)
+}
+
 /// A tree with every kind of entry: files, empty file, long names, a big
 /// file, absolute/relative symlinks, hardlinks (also to a symlink), a fifo,
 /// devices, setuid/sticky, xattrs, odd owners.
@@ -336,28 +379,20 @@ pub fn make_tree(root: &Path) {
     std::fs::create_dir_all(root.join("etc")).expect("mkdir");
     std::fs::create_dir_all(root.join("usr/share/deep/er/still")).expect("mkdir");
     std::fs::create_dir_all(root.join("bin")).expect("mkdir");
-    std::fs::write(
-        root.join("etc/passwd"),
-        "root:x:0:0:root:/root:/bin/sh\nalice:x:1000:1000:Alice:/home/alice:/bin/sh\n",
-    )
-    .expect("w");
-    std::fs::write(
-        root.join("etc/group"),
-        "root:x:0:\nstaff:x:50:alice\nalice:x:1000:\n",
-    )
-    .expect("w");
-    std::fs::write(root.join("usr/share/file"), b"hello\n").expect("w");
-    std::fs::write(root.join("usr/share/empty"), b"").expect("w");
-    std::fs::write(
-        root.join(format!("usr/share/{}", "x".repeat(150))),
-        b"long\n",
-    )
-    .expect("w");
-    std::fs::write(
-        root.join("usr/share/deep/er/still/big"),
-        vec![42u8; 3_000_000],
-    )
-    .expect("w");
+    write_files(
+        root,
+        &[
+            (
+                "etc/passwd",
+                b"root:x:0:0:root:/root:/bin/sh\nalice:x:1000:1000:Alice:/home/alice:/bin/sh\n",
+            ),
+            ("etc/group", b"root:x:0:\nstaff:x:50:alice\nalice:x:1000:\n"),
+            ("usr/share/file", b"hello\n"),
+            ("usr/share/empty", b""),
+            (&format!("usr/share/{}", "x".repeat(150)), b"long\n"),
+            ("usr/share/deep/er/still/big", &vec![42u8; 3_000_000]),
+        ],
+    );
     std::os::unix::fs::symlink("/etc/passwd", root.join("usr/abs")).expect("symlink");
     std::os::unix::fs::symlink("../share/file", root.join("usr/share/deep/rel")).expect("symlink");
     std::fs::hard_link(root.join("usr/share/file"), root.join("usr/hard")).expect("link");
@@ -408,15 +443,8 @@ pub fn make_tree(root: &Path) {
 /// Build an image with the Go umoci: layer 1 = the tree, layer 2 = changes
 /// (deletions → whiteouts, a replaced directory, new files).
 pub fn go_image(tmp: &Path) -> (String, std::path::PathBuf) {
-    let l = tmp.join("layout");
-    run_ok("umoci", &["init", "--layout", s(&l)]);
-    let img = format!("{}:t", s(&l));
-    run_ok("umoci", &["new", "--image", &img]);
-    let b = tmp.join("gobundle");
-    run_ok("umoci", &["unpack", "--image", &img, s(&b)]);
+    let (img, l, b) = go_new_image(tmp, make_tree);
     let r = b.join("rootfs");
-    make_tree(&r);
-    run_ok("umoci", &["repack", "--image", &img, s(&b)]);
     // second layer
     std::fs::remove_dir_all(r.join("usr/share/deep")).expect("rm");
     std::fs::remove_file(r.join("usr/null")).expect("rm");
@@ -433,17 +461,9 @@ pub fn go_image(tmp: &Path) -> (String, std::path::PathBuf) {
         ],
     );
     run_ok("umoci", &["repack", "--image", &img, s(&b)]);
-    run_ok(
-        "umoci",
-        &[
-            "config",
-            "--image",
-            &img,
-            "--config.user",
-            "1000:50",
-            "--config.cmd",
-            "/bin/sh",
-        ],
+    go_config(
+        &img,
+        &["--config.user", "1000:50", "--config.cmd", "/bin/sh"],
     );
     (img, l)
 }
