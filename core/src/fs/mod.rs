@@ -5,6 +5,8 @@
 //! * [`root`]: a directory opened as a root (`openat2` with
 //!   `RESOLVE_IN_ROOT`), and trees removed, emptied or measured beneath a
 //!   descriptor without following anything;
+//! * [`walk`]: the one tree walk (depth first, sorted, descriptor by
+//!   descriptor, never through a symlink);
 //! * [`dir`]: the names in an open directory, and `/proc/self/fd` paths
 //!   that reach an entry without following it;
 //! * [`xattr`]: extended attributes of an open descriptor or of a name
@@ -17,4 +19,5 @@ pub mod atomic;
 pub mod dir;
 pub mod root;
 pub mod unpriv;
+pub mod walk;
 pub mod xattr;

@@ -25,9 +25,11 @@ use serde::{Deserialize, Serialize};
 use std::ffi::CStr;
 use std::os::fd::OwnedFd;
 
-use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat};
+use rustix::fs::{FileType, Mode, OFlags};
 
-use crate::path::{self, BStr, BString, ByteSlice};
+use crate::fs::walk::{Step, walk};
+
+use crate::path::{BStr, BString};
 
 /// Largest record accepted (a tree of several million entries).
 const MAX_RECORD: u64 = 1 << 30;
@@ -88,64 +90,6 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RecordError + '_ {
     }
 }
 
-/// Walk the tree at `root` depth first, descriptor by descriptor (trees
-/// from images can be deeper than `PATH_MAX` allows a path to reach):
-/// `visit(dir, name, rel, stat)` sees every entry (`dir` its parent
-/// directory, `None` for the root; `rel` relative, `/`-separated, `""` for
-/// the root; `stat` not following symlinks). Directories are descended
-/// into. Errors name the entry (relative path) or the root.
-fn walk<E>(
-    root: &Path,
-    io_err: impl Fn(&str, std::io::Error) -> E,
-    mut visit: impl FnMut(Option<&OwnedFd>, &CStr, &BStr, &Stat) -> Result<(), E>,
-) -> Result<(), E> {
-    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    let at = |rel: &BStr| crate::show::name(&path::join(path::bytes(root.as_os_str()), rel));
-    let top = rustix::fs::open(root, flags, Mode::empty())
-        .map_err(|e| io_err(&root.display().to_string(), e.into()))?;
-    let st = rustix::fs::fstat(&top).map_err(|e| io_err(&root.display().to_string(), e.into()))?;
-    visit(None, c".", b"".as_bstr(), &st)?;
-    // Pending directories hold their parent's descriptor (shared) and
-    // their name, and are opened only when visited: a directory with
-    // thousands of subdirectories costs one descriptor, not thousands.
-    let mut stack: Vec<(std::rc::Rc<OwnedFd>, std::ffi::CString, BString)> = Vec::new();
-    let mut dirs = vec![(top, BString::from(""))];
-    loop {
-        let (dir, rel) = match dirs.pop() {
-            Some(d) => d,
-            None => match stack.pop() {
-                Some((parent, name, rel)) => {
-                    let fd = rustix::fs::openat(&*parent, name.as_c_str(), flags, Mode::empty())
-                        .map_err(|e| io_err(&at(rel.as_ref()), e.into()))?;
-                    (fd, rel)
-                }
-                None => break,
-            },
-        };
-        let dir = std::rc::Rc::new(dir);
-        let mut names = Vec::new();
-        let mut d =
-            rustix::fs::Dir::read_from(&*dir).map_err(|e| io_err(&at(rel.as_ref()), e.into()))?;
-        while let Some(e) = d.read() {
-            let e = e.map_err(|e| io_err(&at(rel.as_ref()), e.into()))?;
-            let n = e.file_name();
-            if n != c"." && n != c".." {
-                names.push(n.to_owned());
-            }
-        }
-        for n in names {
-            let child = path::join(&rel, n.to_bytes());
-            let st = rustix::fs::statat(&*dir, n.as_c_str(), AtFlags::SYMLINK_NOFOLLOW)
-                .map_err(|e| io_err(&at(child.as_ref()), e.into()))?;
-            visit(Some(&dir), n.as_c_str(), child.as_ref(), &st)?;
-            if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
-                stack.push((dir.clone(), n, child));
-            }
-        }
-    }
-    Ok(())
-}
-
 /// The sha256 of the regular file `name` in `dir` (never through a
 /// symlink).
 fn hash_at(dir: &OwnedFd, name: &CStr) -> std::io::Result<[u8; 32]> {
@@ -170,8 +114,9 @@ impl Record {
             path: p.to_string(),
             source,
         };
-        walk(root, err, |dir, name, rel, st| {
-            let sum = match (FileType::from_raw_mode(st.st_mode), dir) {
+        walk(root, err, |e| {
+            let (dir, name, rel, st) = (e.dir, e.name, e.rel, e.stat);
+            let sum = match (e.file_type(), dir) {
                 (FileType::RegularFile, Some(dir)) => Some(match digests.get(rel) {
                     Some(d) => hex::encode(d),
                     None => hex::encode(
@@ -184,7 +129,7 @@ impl Record {
                 rel.to_owned(),
                 Entry(st.st_ino, st.st_ctime, st.st_ctime_nsec as i64, sum),
             );
-            Ok(())
+            Ok(Step::Descend)
         })?;
         Ok(Record {
             entries,
@@ -252,8 +197,9 @@ impl Record {
         walk(
             root,
             |p, e| format!("{p}: {e}"),
-            |_, _, rel, st| {
-                self.check(rel, st).map_err(|e| {
+            |entry| {
+                let rel = entry.rel;
+                self.check(rel, entry.stat).map_err(|e| {
                     if rel.is_empty() {
                         format!("/: {e}")
                     } else {
@@ -261,7 +207,7 @@ impl Record {
                     }
                 })?;
                 seen += 1;
-                Ok(())
+                Ok(Step::Descend)
             },
         )
         .map_err(|m| crate::Error::msg(crate::ErrorKind::Integrity, m))?;

@@ -3,7 +3,10 @@
 //! with the image.
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::os::fd::AsFd;
+use std::path::Path;
+
+use rustix::fs::FileType;
 
 use super::commit::{add_layer, masks, member, rewrite_bundle, tree_grant};
 use super::tree::load_spec;
@@ -12,7 +15,7 @@ use crate::bundle::ROOTFS;
 use crate::bundle::meta::Meta;
 use crate::cas::WriteLock;
 use crate::cas::refs::DescriptorPath;
-use crate::layer::generate::{GenerateError, children_rev};
+use crate::fs::walk::{Entry, Step, walk};
 use crate::mtree::diff::DiffStats;
 use crate::mtree::parse::Spec;
 use crate::mutate::Mutator;
@@ -29,12 +32,19 @@ enum Upper {
     Entry,
 }
 
-/// The value of the xattr `name` of the entry at `path` (not followed).
-fn xattr_of(path: &Path, name: &str) -> Result<Option<Vec<u8>>, RepackError> {
+/// The value of the xattr `name` of the entry `e` (not followed).
+fn xattr_of(e: &Entry<'_>, name: &str) -> Result<Option<Vec<u8>>, RepackError> {
     use crate::fs::xattr;
-    xattr::get(xattr::Node::Path(path), name.as_bytes()).map_err(|e| RepackError::Rootfs {
-        path: path.display().to_string(),
-        reason: format!("getxattr {name}: {e}"),
+    let proc = e
+        .dir
+        .map(|d| crate::fs::dir::proc_path(d.as_fd(), Some(e.name)));
+    let node = match &proc {
+        Some(p) => xattr::Node::proc(p),
+        None => return Ok(None),
+    };
+    xattr::get(node, name.as_bytes()).map_err(|err| RepackError::Rootfs {
+        path: crate::show::name(e.rel),
+        reason: format!("getxattr {name}: {err}"),
     })
 }
 
@@ -45,9 +55,8 @@ fn walk_upper(
     prefix: &str,
     masks: &[Vec<u8>],
 ) -> Result<Vec<(BString, Upper)>, RepackError> {
-    use std::os::unix::fs::{FileTypeExt, MetadataExt};
-    let io = |p: &Path, e: std::io::Error| RepackError::Rootfs {
-        path: p.display().to_string(),
+    let io = |p: &str, e: std::io::Error| RepackError::Rootfs {
+        path: p.to_string(),
         reason: e.to_string(),
     };
     let masked = |rel: &[u8]| masks.iter().any(|m| path::is_within(rel, m));
@@ -57,28 +66,30 @@ fn walk_upper(
         format!("{prefix}opaque"),
     );
     let mut out = Vec::new();
-    let mut stack: Vec<(PathBuf, BString)> = vec![(upper.to_path_buf(), BString::from(""))];
-    while let Some((host, rel)) = stack.pop() {
-        let md = std::fs::symlink_metadata(&host).map_err(|e| io(&host, e))?;
-        let ft = md.file_type();
-        let kind = if ft.is_char_device() && md.rdev() == 0 {
+    walk(upper, io, |e| {
+        let rel = e.rel;
+        if !rel.is_empty() && masked(rel) {
+            return Ok(Step::Prune);
+        }
+        let ft = e.file_type();
+        let kind = if ft == FileType::CharacterDevice && e.stat.st_rdev == 0 {
             Upper::Whiteout
-        } else if ft.is_dir() {
-            if xattr_of(&host, &redirect)?.is_some() {
+        } else if ft == FileType::Directory {
+            if xattr_of(e, &redirect)?.is_some() {
                 return Err(RepackError::Rootfs {
-                    path: crate::show::name(&rel),
+                    path: crate::show::name(rel),
                     reason: format!(
                         "{prefix}redirect: a renamed directory that still points into the lower layers (mounted without redirect_dir=nofollow?)"
                     ),
                 });
             }
             Upper::Dir {
-                opaque: !rel.is_empty() && xattr_of(&host, &opaque)?.is_some_and(|v| v == b"y"),
+                opaque: !rel.is_empty() && xattr_of(e, &opaque)?.is_some_and(|v| v == b"y"),
             }
         } else {
-            if ft.is_file() && xattr_of(&host, &metacopy)?.is_some() {
+            if ft == FileType::RegularFile && xattr_of(e, &metacopy)?.is_some() {
                 return Err(RepackError::Rootfs {
-                    path: crate::show::name(&rel),
+                    path: crate::show::name(rel),
                     reason: format!(
                         "{prefix}metacopy: the data is still in a lower layer (mounted with metacopy=on?)"
                     ),
@@ -87,24 +98,11 @@ fn walk_upper(
             Upper::Entry
         };
         if !rel.is_empty() {
-            check_layer_name(&rel)?;
+            check_layer_name(rel)?;
         }
-        if kind != Upper::Whiteout && ft.is_dir() {
-            // the same errors as the rest of the walk
-            let children = children_rev(&host, rel.as_ref()).map_err(|e| match e {
-                GenerateError::Io { path, source } => RepackError::Rootfs {
-                    path,
-                    reason: source.to_string(),
-                },
-                GenerateError::Invalid { path, reason } => RepackError::Rootfs {
-                    path: crate::show::name(&path),
-                    reason,
-                },
-            })?;
-            stack.extend(children.into_iter().filter(|(_, child)| !masked(child)));
-        }
-        out.push((rel, kind));
-    }
+        out.push((rel.to_owned(), kind));
+        Ok(Step::Descend)
+    })?;
     Ok(out)
 }
 
