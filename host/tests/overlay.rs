@@ -56,14 +56,15 @@ fn mounts_beneath(dir: &Path) -> Vec<PathBuf> {
     mountinfo_beneath(dir).into_iter().map(|m| m.0).collect()
 }
 
-/// Whether overlayfs can be mounted here at all (root, module present).
-/// The overlay store directory beneath `dir` and the `--driver` for it.
-fn store_and_driver(dir: &Path) -> (PathBuf, String) {
+/// A guard that unmounts what is mounted beneath `dir` when dropped, the
+/// overlay store directory beneath `dir` and the `--driver` for it.
+fn guarded_store(dir: &Path) -> (Unmount, PathBuf, String) {
     let store = dir.join("store");
     let driver = format!("{},dir={}", overlay_wasm(), s(&store));
-    (store, driver)
+    (Unmount(dir.to_path_buf()), store, driver)
 }
 
+/// Whether overlayfs can be mounted here at all (root, module present).
 fn overlay_works() -> bool {
     if !rustix::process::geteuid().is_root() {
         eprintln!("skipped: not root");
@@ -114,22 +115,52 @@ fn hand_layer(tmp: &Path, img: &str) {
         img,
         &tmp.join("hand.tar"),
         r#"
-h = tarfile.TarInfo("usr/hard3"); h.type = tarfile.LNKTYPE; h.linkname = "usr/share/file"; h.mtime = 1600000000
-t.addfile(h)
-data = b"added under a lower directory\n"
-f = tarfile.TarInfo("usr/share/added"); f.size = len(data); f.mtime = 1600000000; f.mode = 0o640
-t.addfile(f, io.BytesIO(data))
-w = tarfile.TarInfo("usr/.wh.fifo"); w.mtime = 0
-t.addfile(w, io.BytesIO(b""))
+add("usr/hard3", type=tarfile.LNKTYPE, linkname="usr/share/file", mtime=1600000000)
+add("usr/share/added", b"added under a lower directory\n", mtime=1600000000, mode=0o640)
+add("usr/.wh.fifo", b"", mtime=0)
 "#,
     );
 }
 
+/// The names a repacked layer holds for the changes both repack tests make
+/// to the fixture's tree beneath `etc` and `usr` (a changed file, a
+/// deleted one, a directory replaced), after the root and any whiteout
+/// of `bin`.
+const CHANGED_NAMES: [&str; 6] = [
+    "etc",
+    "usr",
+    "usr/.wh.new",
+    "usr/lib",
+    "usr/lib/.wh..wh..opq",
+    "usr/lib/fresh",
+];
+
+/// `--driver DRIVER unpack --image IMG BUNDLE`.
+fn unpack_args<'a>(driver: &'a str, img: &'a str, bundle: &'a Path) -> [&'a str; 6] {
+    ["--driver", driver, "unpack", "--image", img, s(bundle)]
+}
+
+/// Python: `add(name, data=None, **attrs)` adds to the tarfile `t` an
+/// entry `name` with the `TarInfo` attributes `attrs`, and with `data`
+/// (bytes) as its contents if given.
+const PY_ADD: &str = "
+def add(name, data=None, **attrs):
+    i = tarfile.TarInfo(name)
+    for k, v in attrs.items():
+        setattr(i, k, v)
+    if data is None:
+        t.addfile(i)
+    else:
+        i.size = len(data)
+        t.addfile(i, io.BytesIO(data))
+";
+
 /// Add to `img` a layer `tar` whose entries the Python lines `entries`
-/// write into the PAX `tarfile` `t` (`io` imported).
+/// write into the PAX `tarfile` `t` (`io` imported, [`PY_ADD`]'s `add`
+/// defined).
 fn add_python_layer(img: &str, tar: &Path, entries: &str) {
     let py = format!(
-        "import tarfile, io\nt = tarfile.open({tar:?}, \"w\", format=tarfile.PAX_FORMAT)\n{entries}\nt.close()\n",
+        "import tarfile, io\nt = tarfile.open({tar:?}, \"w\", format=tarfile.PAX_FORMAT)\n{PY_ADD}\n{entries}\nt.close()\n",
         tar = s(tar)
     );
     run_ok("python3", &["-c", &py]);
@@ -188,10 +219,9 @@ struct Unpacked {
 
 fn unpacked() -> Option<Unpacked> {
     let (tmp, img, layout) = fixture()?;
-    let _guard = Unmount(tmp.path().to_path_buf());
-    let (store, driver) = store_and_driver(tmp.path());
+    let (_guard, store, driver) = guarded_store(tmp.path());
     let bundle = tmp.path().join("bundle");
-    rd_ok(&["--driver", &driver, "unpack", "--image", &img, s(&bundle)]);
+    rd_ok(&unpack_args(&driver, &img, &bundle));
     Some(Unpacked {
         _guard,
         tmp,
@@ -233,8 +263,7 @@ fn unpack_mounts_layers_extracted_alone_and_matches_the_go_umoci() {
     let Some((tmp, img, layout)) = fixture() else {
         return;
     };
-    let _guard = Unmount(tmp.path().to_path_buf());
-    let (store, driver) = store_and_driver(tmp.path());
+    let (_guard, store, driver) = guarded_store(tmp.path());
     let out = rd_ok(&["driver", "info", &overlay_wasm()]);
     assert!(
         out.contains("capabilities: layer-store, layer-store.overlay"),
@@ -243,14 +272,11 @@ fn unpack_mounts_layers_extracted_alone_and_matches_the_go_umoci() {
 
     // the two-layer base first: its layer directories are reused below
     let base = tmp.path().join("base");
-    rd_ok(&[
-        "--driver",
+    rd_ok(&unpack_args(
         &driver,
-        "unpack",
-        "--image",
         &format!("{}:base", s(&layout)),
-        s(&base),
-    ]);
+        &base,
+    ));
     let go_base = tmp.path().join("go-base");
     run_ok(
         "umoci",
@@ -270,7 +296,7 @@ fn unpack_mounts_layers_extracted_alone_and_matches_the_go_umoci() {
         .collect();
 
     let b = tmp.path().join("bundle");
-    rd_ok(&["--driver", &driver, "unpack", "--image", &img, s(&b)]);
+    rd_ok(&unpack_args(&driver, &img, &b));
     let go = tmp.path().join("go");
     run_ok("umoci", &["unpack", "--image", &img, s(&go)]);
     assert_same_tree(&go.join("rootfs"), &b.join("rootfs"));
@@ -376,13 +402,7 @@ fn repack_reads_only_the_upper_directory() {
     let Some(u) = unpacked() else {
         return;
     };
-    let tmp = &u.tmp;
-    let (img, layout, driver, b) = (
-        u.img.clone(),
-        u.layout.clone(),
-        u.driver.clone(),
-        u.bundle.clone(),
-    );
+    let (tmp, b) = (&u.tmp, &u.bundle);
     let r = b.join("rootfs");
     // change a file, delete a file, delete a directory, replace a directory
     std::fs::write(r.join("etc"), b"changed through the overlay\n").expect("w");
@@ -399,20 +419,11 @@ fn repack_reads_only_the_upper_directory() {
         run_ok("touch", &args);
     };
     touch(&["", "etc", "usr", "usr/lib", "usr/lib/fresh"]);
-    let l = s(&layout);
+    let l = s(&u.layout);
     rd_ok(&["repack", "--image", &format!("{l}:new"), s(&b)]);
     assert_eq!(
-        top_layer_names(&layout, "new"),
-        [
-            "",
-            ".wh.bin",
-            "etc",
-            "usr",
-            "usr/.wh.new",
-            "usr/lib",
-            "usr/lib/.wh..wh..opq",
-            "usr/lib/fresh"
-        ],
+        top_layer_names(&u.layout, "new"),
+        [&["", ".wh.bin"][..], &CHANGED_NAMES].concat(),
         "the new layer holds exactly the changes"
     );
     let go = tmp.path().join("go");
@@ -425,8 +436,8 @@ fn repack_reads_only_the_upper_directory() {
     assert!(mountinfo_beneath(&b).is_empty());
     rd_ok(&["repack", "--image", &format!("{l}:again"), s(&b)]);
     assert_eq!(
-        layers_of(&layout, "new").last(),
-        layers_of(&layout, "again").last(),
+        layers_of(&u.layout, "new").last(),
+        layers_of(&u.layout, "again").last(),
         "deterministic"
     );
     // masked paths stay out
@@ -438,7 +449,7 @@ fn repack_reads_only_the_upper_directory() {
         &format!("{l}:masked"),
         s(&b),
     ]);
-    assert_eq!(top_layer_names(&layout, "masked"), ["", ".wh.bin", "etc"]);
+    assert_eq!(top_layer_names(&u.layout, "masked"), ["", ".wh.bin", "etc"]);
 
     // mount again, refresh: the next repack holds only the next change
     rd_ok(&["mount", s(&b)]);
@@ -464,7 +475,7 @@ fn repack_reads_only_the_upper_directory() {
     touch(&["usr/lib/fresh"]);
     rd_ok(&["repack", "--image", &format!("{l}:r2"), s(&b)]);
     assert_eq!(
-        top_layer_names(&layout, "r2"),
+        top_layer_names(&u.layout, "r2"),
         ["", "usr", "usr/lib", "usr/lib/fresh"]
     );
     let go2 = tmp.path().join("go2");
@@ -479,21 +490,21 @@ fn repack_reads_only_the_upper_directory() {
         s(&b),
     ]);
     rd_ok(&["repack", "--image", &format!("{l}:r4"), s(&b)]);
-    assert_eq!(layers_of(&layout, "r3"), layers_of(&layout, "r4"));
+    assert_eq!(layers_of(&u.layout, "r3"), layers_of(&u.layout, "r4"));
 
     // umount, then the bundle goes like any directory; the store stays
     rd_ok(&["umount", s(&b)]);
     std::fs::remove_dir_all(&b).expect("rm -rf bundle");
     let again = tmp.path().join("again");
-    rd_ok(&["--driver", &driver, "unpack", "--image", &img, s(&again)]);
+    rd_ok(&unpack_args(&u.driver, &u.img, &again));
     let go3 = tmp.path().join("go3");
-    run_ok("umoci", &["unpack", "--image", &img, s(&go3)]);
+    run_ok("umoci", &["unpack", "--image", &u.img, s(&go3)]);
     assert_same_tree(&go3.join("rootfs"), &again.join("rootfs"));
     rd_ok(&["umount", s(&again)]);
 
     // a plain bundle is no overlay bundle
     let plain = tmp.path().join("plain");
-    rd_ok(&["unpack", "--image", &img, s(&plain)]);
+    rd_ok(&["unpack", "--image", &u.img, s(&plain)]);
     let e = rd_err(&["umount", s(&plain)]);
     assert!(e.contains("not an overlay bundle"), "{e}");
 }
@@ -503,12 +514,11 @@ fn a_failed_unpack_leaves_no_mount_and_no_bundle() {
     let Some((tmp, img, layout)) = fixture() else {
         return;
     };
-    let _guard = Unmount(tmp.path().to_path_buf());
-    let (_, driver) = store_and_driver(tmp.path());
+    let (_guard, _, driver) = guarded_store(tmp.path());
     // a failure after the mount: umoci.json cannot be written
     let b = tmp.path().join("b1");
     std::fs::create_dir_all(b.join("umoci.json/blocker")).expect("mkdir");
-    let e = rd_err(&["--driver", &driver, "unpack", "--image", &img, s(&b)]);
+    let e = rd_err(&unpack_args(&driver, &img, &b));
     assert!(e.contains("umoci.json"), "{e}");
     assert!(mountinfo_beneath(&b).is_empty(), "mount left behind");
     assert!(!b.join("rootfs").exists() && !b.join("overlay").exists());
@@ -522,7 +532,7 @@ fn a_failed_unpack_leaves_no_mount_and_no_bundle() {
     let store2 = tmp.path().join("store2");
     let driver2 = format!("{},dir={}", overlay_wasm(), s(&store2));
     let b2 = tmp.path().join("b2");
-    let e = rd_err(&["--driver", &driver2, "unpack", "--image", &img, s(&b2)]);
+    let e = rd_err(&unpack_args(&driver2, &img, &b2));
     assert!(e.contains(&top), "{e}");
     assert!(mountinfo_beneath(&b2).is_empty());
     assert!(!b2.join("rootfs").exists() && !b2.join("overlay").exists());
@@ -530,26 +540,16 @@ fn a_failed_unpack_leaves_no_mount_and_no_bundle() {
     assert_eq!(layer_dirs(&store2).len(), 4);
     // a layer directory changed behind rumoci's back is refused by name
     let good = tmp.path().join("good");
-    rd_ok(&[
-        "--driver",
+    rd_ok(&unpack_args(
         &driver,
-        "unpack",
-        "--image",
         &format!("{}:base", s(&layout)),
-        s(&good),
-    ]);
+        &good,
+    ));
     rd_ok(&["umount", s(&good)]);
     let base_dir = lowerdirs(&good).remove(0);
     std::fs::write(base_dir.join("usr/new"), b"tampered\n").expect("tamper");
     let b4 = tmp.path().join("b4");
-    let e = rd_err(&[
-        "--driver",
-        &driver,
-        "unpack",
-        "--image",
-        &format!("{}:base", s(&layout)),
-        s(&b4),
-    ]);
+    let e = rd_err(&unpack_args(&driver, &format!("{}:base", s(&layout)), &b4));
     assert!(e.contains("changed after the tree was recorded"), "{e}");
     assert!(e.contains("overlay"), "names the driver: {e}");
     assert!(mountinfo_beneath(&b4).is_empty());
@@ -665,15 +665,7 @@ fn rootless_inside_a_user_namespace() {
     );
     assert_eq!(
         top_layer_names(&l, "new"),
-        [
-            "",
-            "etc",
-            "usr",
-            "usr/.wh.new",
-            "usr/lib",
-            "usr/lib/.wh..wh..opq",
-            "usr/lib/fresh"
-        ]
+        [&[""][..], &CHANGED_NAMES].concat()
     );
     // the Go umoci unpacks the result (rootless) to the changed tree
     let go = tmp.path().join("go");
@@ -707,14 +699,8 @@ fn driver_rm_refuses_a_layer_of_a_mounted_bundle() {
     let Some(u) = unpacked() else {
         return;
     };
-    let tmp = &u.tmp;
-    let (img, store, driver, b) = (
-        u.img.clone(),
-        u.store.clone(),
-        u.driver.clone(),
-        u.bundle.clone(),
-    );
-    let rows = snapshot_rows(&driver);
+    let (tmp, b) = (&u.tmp, &u.bundle);
+    let rows = snapshot_rows(&u.driver);
     assert!(rows.len() >= 2, "{rows:?}");
     assert!(rows.iter().all(|r| r[1] == "committed"), "{rows:?}");
     // the top layer: the one that is nobody's parent
@@ -724,28 +710,28 @@ fn driver_rm_refuses_a_layer_of_a_mounted_bundle() {
         .expect("a top layer")[0]
         .clone();
     let layers = || {
-        std::fs::read_dir(store.join("layers"))
+        std::fs::read_dir(u.store.join("layers"))
             .expect("layers")
             .count()
     };
     let before = layers();
-    let e = rd_err(&["--driver", &driver, "driver", "rm", &top]);
+    let e = rd_err(&["--driver", &u.driver, "driver", "rm", &top]);
     assert!(
         e.contains("is a lower layer of the overlay mounted at") && e.contains("bundle/rootfs"),
         "{e}"
     );
     assert_eq!(layers(), before, "nothing removed");
-    assert_eq!(snapshot_rows(&driver).len(), rows.len());
+    assert_eq!(snapshot_rows(&u.driver).len(), rows.len());
     rd_ok(&["umount", s(&b)]);
-    rd_ok(&["--driver", &driver, "driver", "rm", &top]);
+    rd_ok(&["--driver", &u.driver, "driver", "rm", &top]);
     assert_eq!(layers(), before - 1);
-    assert_eq!(snapshot_rows(&driver).len(), rows.len() - 1);
+    assert_eq!(snapshot_rows(&u.driver).len(), rows.len() - 1);
     // remounting the bundle now fails clearly, and unpacking again works
     let e = rd_err(&["mount", s(&b)]);
     assert!(e.contains("is missing or not a directory"), "{e}");
     let b2 = tmp.path().join("again");
-    rd_ok(&["--driver", &driver, "unpack", "--image", &img, s(&b2)]);
-    assert_eq!(snapshot_rows(&driver).len(), rows.len());
+    rd_ok(&unpack_args(&u.driver, &u.img, &b2));
+    assert_eq!(snapshot_rows(&u.driver).len(), rows.len());
     rd_ok(&["umount", s(&b2)]);
 }
 
@@ -761,17 +747,11 @@ fn base_whiteouts_image(tmp: &Path) -> String {
         &img,
         &tmp.join("wh.tar"),
         r#"
-r = tarfile.TarInfo("./"); r.type = tarfile.DIRTYPE; r.mode = 0o755; r.mtime = 1600000000
-t.addfile(r)
-d = tarfile.TarInfo("d"); d.type = tarfile.DIRTYPE; d.mode = 0o755; d.mtime = 1600000000
-t.addfile(d)
-o = tarfile.TarInfo("d/.wh..wh..opq"); o.mtime = 1600000000
-t.addfile(o, io.BytesIO(b""))
-data = b"kept\n"
-f = tarfile.TarInfo("d/f"); f.size = len(data); f.mtime = 1600000000; f.mode = 0o644
-t.addfile(f, io.BytesIO(data))
-w = tarfile.TarInfo(".wh.absent"); w.mtime = 1600000000
-t.addfile(w, io.BytesIO(b""))
+add("./", type=tarfile.DIRTYPE, mode=0o755, mtime=1600000000)
+add("d", type=tarfile.DIRTYPE, mode=0o755, mtime=1600000000)
+add("d/.wh..wh..opq", b"", mtime=1600000000)
+add("d/f", b"kept\n", mtime=1600000000, mode=0o644)
+add(".wh.absent", b"", mtime=1600000000)
 "#,
     );
     img
@@ -822,16 +802,15 @@ fn a_base_layer_is_extracted_in_the_form_its_prepare_answered() {
         return;
     }
     let tmp = tempfile::tempdir().expect("tempdir");
-    let _guard = Unmount(tmp.path().to_path_buf());
+    let (_guard, store, driver) = guarded_store(tmp.path());
     let img = base_whiteouts_image(tmp.path());
     let go = tmp.path().join("go");
     run_ok("umoci", &["unpack", "--image", &img, s(&go)]);
     assert!(go.join("rootfs/d/f").is_file() && !go.join("rootfs/d/.wh..wh..opq").exists());
 
     // the overlay store: the base layer in overlayfs form, mounted
-    let (store, driver) = store_and_driver(tmp.path());
     let b = tmp.path().join("b");
-    rd_ok(&["--driver", &driver, "unpack", "--image", &img, s(&b)]);
+    rd_ok(&unpack_args(&driver, &img, &b));
     assert_eq!(mounts_beneath(&b).len(), 1, "the rootfs is mounted");
     assert_same_tree(&go.join("rootfs"), &b.join("rootfs"));
     let dirs = layer_dirs(&store);
@@ -852,7 +831,7 @@ fn a_base_layer_is_extracted_in_the_form_its_prepare_answered() {
     // store answers an overlay view, and that overlay/ is left alone
     let b2 = tmp.path().join("b2");
     std::fs::create_dir_all(b2.join("overlay/mine")).expect("mkdir");
-    let e = rd_err(&["--driver", &driver, "unpack", "--image", &img, s(&b2)]);
+    let e = rd_err(&unpack_args(&driver, &img, &b2));
     assert!(e.contains("b2/overlay: already exists"), "{e}");
     assert!(b2.join("overlay/mine").is_dir(), "someone's overlay/ kept");
     assert!(!b2.join("rootfs").exists() && mounts_beneath(&b2).is_empty());
@@ -862,7 +841,7 @@ fn a_base_layer_is_extracted_in_the_form_its_prepare_answered() {
     let cdriver = format!("{},dir={}", plugin_wasm(PLUGINS, "layer-cache"), s(&cache));
     for name in ["c1", "c2"] {
         let c = tmp.path().join(name);
-        rd_ok(&["--driver", &cdriver, "unpack", "--image", &img, s(&c)]);
+        rd_ok(&unpack_args(&cdriver, &img, &c));
         assert!(mounts_beneath(&c).is_empty(), "a copy is not mounted");
         assert_same_tree(&go.join("rootfs"), &c.join("rootfs"));
         assert_eq!(overlay_traces(&c.join("rootfs")), Vec::<String>::new());
