@@ -315,6 +315,22 @@ if __name__ == "__main__":
     main()
 
 
+def image_bench_setup(default_runs, prefix):
+    """Parse the command line of a side-by-side benchmark of one image,
+    `LAYOUT:TAG [--runs N] [--work DIR]`, and make its work directory.
+    Returns the arguments, the layout, the tag, the work directory and the
+    environment to run the tools in (their data beneath the work directory)."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("image", help="LAYOUT:TAG")
+    ap.add_argument("--runs", type=int, default=default_runs)
+    ap.add_argument("--work", default="/dev/shm")
+    args = ap.parse_args()
+    layout, tag = args.image.rsplit(":", 1)
+    work = tempfile.mkdtemp(prefix=prefix, dir=args.work)
+    env = dict(os.environ, XDG_DATA_HOME=os.path.join(work, "data"))
+    return args, layout, tag, work, env
+
+
 def print_ratios(results, other, label):
     """One line per scenario of `results` ({name: (times, rss)}, each a
     {tool: [values]}): rumoci's median time against tool `other`'s (shown

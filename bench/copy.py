@@ -17,25 +17,17 @@ Work happens in --work (default /dev/shm: CPU-bound figures). Needs
 target/release/rumoci and the registry plugin built:
 `cargo build --release && cargo build --release --target wasm32-wasip2 -p registry`.
 """
-import argparse
 import os
 import shutil
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench import REGISTRY_WASM, RUMOCI, print_ratios, run, start_registry  # noqa: E402
+from bench import (  # noqa: E402
+    REGISTRY_WASM, RUMOCI, image_bench_setup, print_ratios, run, start_registry)
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("image", help="LAYOUT:TAG")
-    ap.add_argument("--runs", type=int, default=5)
-    ap.add_argument("--work", default="/dev/shm")
-    args = ap.parse_args()
-    layout, tag = args.image.rsplit(":", 1)
-    work = tempfile.mkdtemp(prefix="rumoci-copy-bench-", dir=args.work)
-    env = dict(os.environ, XDG_DATA_HOME=os.path.join(work, "data"))
+    args, layout, tag, work, env = image_bench_setup(5, "rumoci-copy-bench-")
     results = {}
     reg = None
     try:

@@ -18,15 +18,14 @@ Wall time (median) and peak RSS per tool. Work happens in --work (default
 plugin built: `cargo build --release && cargo build --release --target
 wasm32-wasip2 -p registry`.
 """
-import argparse
 import os
 import shutil
 import subprocess
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench import REGISTRY_WASM, RUMOCI, print_ratios, run, start_registry  # noqa: E402
+from bench import (  # noqa: E402
+    REGISTRY_WASM, RUMOCI, image_bench_setup, print_ratios, run, start_registry)
 
 
 def make_pki(d):
@@ -50,14 +49,7 @@ def make_pki(d):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("image", help="LAYOUT:TAG")
-    ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--work", default="/dev/shm")
-    args = ap.parse_args()
-    layout, tag = args.image.rsplit(":", 1)
-    work = tempfile.mkdtemp(prefix="rumoci-registry-bench-", dir=args.work)
-    env = dict(os.environ, XDG_DATA_HOME=os.path.join(work, "data"))
+    args, layout, tag, work, env = image_bench_setup(3, "rumoci-registry-bench-")
     procs = []
     results = {}
     try:
