@@ -48,20 +48,20 @@ fn new_layout(l: &Path, tag: &str) -> std::path::PathBuf {
     l.to_path_buf()
 }
 
+/// `unpack --rootless --image IMG BUNDLE` after the global flags `pre`,
+/// with `env`; it must succeed.
+fn unpack_rootless(pre: &[&str], img: &str, bundle: &Path, env: &[(&str, &str)]) -> String {
+    ok(
+        &[pre, &["unpack", "--rootless", "--image", img, s(bundle)]].concat(),
+        env,
+    )
+}
+
 /// A layout with tag `t` holding one layer with a file of `mib` MiB.
 fn image(dir: &Path, mib: usize) -> std::path::PathBuf {
     let l = new_layout(&dir.join("layout"), "t");
     let b = dir.join("bundle-setup");
-    ok(
-        &[
-            "unpack",
-            "--rootless",
-            "--image",
-            &format!("{}:t", s(&l)),
-            s(&b),
-        ],
-        &[],
-    );
+    unpack_rootless(&[], &format!("{}:t", s(&l)), &b, &[]);
     // not very compressible: a counter mixed into every 8 bytes
     let mut data = Vec::with_capacity(mib << 20);
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
@@ -263,16 +263,7 @@ fn mtree_validate_json_and_exit_codes() {
     let tmp = tempfile::tempdir().expect("tmp");
     let l = new_layout(&tmp.path().join("l"), "t");
     let b = tmp.path().join("b");
-    ok(
-        &[
-            "unpack",
-            "--rootless",
-            "--image",
-            &format!("{}:t", s(&l)),
-            s(&b),
-        ],
-        &[],
-    );
+    unpack_rootless(&[], &format!("{}:t", s(&l)), &b, &[]);
     let spec = std::fs::read_dir(&b)
         .expect("bundle")
         .filter_map(Result::ok)
@@ -552,26 +543,11 @@ fn config_file_names_drivers_and_defaults() {
         "{}",
         stderr(&out)
     );
-    ok(
-        &[
-            "--driver",
-            "dir",
-            "unpack",
-            "--rootless",
-            "--image",
-            &img,
-            s(&tmp.path().join("b1")),
-        ],
-        &env,
-    );
-    ok(
-        &[
-            "unpack",
-            "--rootless",
-            "--image",
-            &img,
-            s(&tmp.path().join("b2")),
-        ],
+    unpack_rootless(&["--driver", "dir"], &img, &tmp.path().join("b1"), &env);
+    unpack_rootless(
+        &[],
+        &img,
+        &tmp.path().join("b2"),
         &[("RUMOCI_CONFIG", s(&cfg)), ("RUMOCI_DRIVER", "plain")],
     );
 
@@ -645,18 +621,7 @@ fn driver_json_and_named_layer_cache() {
 
     let l = image(tmp.path(), 1);
     let img = format!("{}:t", s(&l));
-    ok(
-        &[
-            "--driver",
-            "cache",
-            "unpack",
-            "--rootless",
-            "--image",
-            &img,
-            s(&tmp.path().join("b1")),
-        ],
-        &env,
-    );
+    unpack_rootless(&["--driver", "cache"], &img, &tmp.path().join("b1"), &env);
     let v: serde_json::Value = serde_json::from_str(&ok(
         &["--driver", "cache", "driver", "snapshots", "--json"],
         &env,

@@ -218,17 +218,11 @@ fn copy_takes_every_platform_or_one_and_referrers_on_request() {
     }))
     .expect("json");
     let art = put(&l, "application/vnd.oci.image.manifest.v1+json", &artifact);
-    let mut ij: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(l.join("index.json")).expect("index")).expect("json");
     let mut tagged = idx.clone();
     tagged["annotations"] = serde_json::json!({"org.opencontainers.image.ref.name": "multi"});
     let mut untagged = art.clone();
     untagged["artifactType"] = serde_json::json!("application/spdx+json");
-    ij["manifests"]
-        .as_array_mut()
-        .expect("array")
-        .extend([tagged, untagged]);
-    std::fs::write(l.join("index.json"), serde_json::to_vec(&ij).expect("json")).expect("write");
+    edit_index(&l, |m| m.extend([tagged, untagged]));
     rd_ok(&["rm", "--image", &format!("{ls}:amd")]);
     rd_ok(&["rm", "--image", &format!("{ls}:arm")]);
 

@@ -58,14 +58,7 @@ fn nest(l: &Path, base: &str, tag: &str, depth: usize) {
         child = serde_json::json!({"mediaType": INDEX, "digest": digest, "size": size});
     }
     child["annotations"] = serde_json::json!({"org.opencontainers.image.ref.name": tag});
-    let path = l.join("index.json");
-    let mut index: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&path).expect("read index")).expect("parse index");
-    index["manifests"]
-        .as_array_mut()
-        .expect("manifests")
-        .push(child);
-    std::fs::write(&path, serde_json::to_vec(&index).expect("json")).expect("write index");
+    edit_index(l, |m| m.push(child));
 }
 
 /// A layout in `dir` with `base` (one layer holding `/hello`) and `deep`,
@@ -504,14 +497,7 @@ fn a_longer_path_through_a_shared_chain_is_found() {
         let e = rd_err(&["stat", "--image", &format!("{}:deeper", s(&l))]);
         assert!(e.contains("MAX_INDEX_DEPTH"), "{e}");
         // the other order of index.json
-        let path = l.join("index.json");
-        let mut index: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(&path).expect("read")).expect("parse");
-        index["manifests"]
-            .as_array_mut()
-            .expect("manifests")
-            .reverse();
-        std::fs::write(&path, serde_json::to_vec(&index).expect("json")).expect("write");
+        edit_index(&l, |m| m.reverse());
     }
 }
 
@@ -524,14 +510,7 @@ fn tag_index(l: &Path, tag: &str, manifests: Vec<serde_json::Value>) {
         "mediaType": INDEX, "digest": digest, "size": size,
         "annotations": {"org.opencontainers.image.ref.name": tag},
     });
-    let path = l.join("index.json");
-    let mut index: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&path).expect("read index")).expect("parse index");
-    index["manifests"]
-        .as_array_mut()
-        .expect("manifests")
-        .push(entry);
-    std::fs::write(&path, serde_json::to_vec(&index).expect("json")).expect("write index");
+    edit_index(l, |m| m.push(entry));
 }
 
 /// 30 levels of indexes each naming the level below twice: 2^30 paths

@@ -107,6 +107,13 @@ fn dir_cas_plugin_writes_the_same_layout_as_the_builtin_driver() {
     }
 }
 
+/// Set the modification times of `paths` to 1600000000 (2020-09-13).
+fn touch_1600000000(paths: &[&Path]) {
+    let mut args = vec!["-d", "@1600000000"];
+    args.extend(paths.iter().map(|p| s(p)));
+    run_ok("touch", &args);
+}
+
 /// unpack → change → repack → gc on one layout through `driver`; returns the
 /// bundle and the unpack of the repacked image.
 fn bundle_scenario(layout: &Path, work: &Path, driver: &[&str]) -> (PathBuf, PathBuf) {
@@ -123,18 +130,13 @@ fn bundle_scenario(layout: &Path, work: &Path, driver: &[&str]) -> (PathBuf, Pat
     std::fs::write(r.join("added/dir/file"), b"through a driver\n").expect("w");
     std::fs::remove_dir_all(r.join("usr/share")).expect("rm");
     run_ok("chmod", &["0700", s(&r.join("usr"))]);
-    run_ok(
-        "touch",
-        &[
-            "-d",
-            "@1600000000",
-            s(&r.join("added/dir/file")),
-            s(&r.join("added/dir")),
-            s(&r.join("added")),
-            s(&r.join("usr")),
-            s(r.as_path()),
-        ],
-    );
+    touch_1600000000(&[
+        &r.join("added/dir/file"),
+        &r.join("added/dir"),
+        &r.join("added"),
+        &r.join("usr"),
+        &r,
+    ]);
     with(&["repack", "--image", &img, s(&bundle)]);
     with(&["gc", "--layout", s(layout)]);
     let again = work.join("again");
@@ -252,12 +254,19 @@ fn builtin_layout(dir: &Path) -> PathBuf {
     l
 }
 
-#[test]
-fn endless_loop_is_stopped_by_the_deadline() {
+/// `ls` of a fresh [`builtin_layout`] through `driver`, which must fail:
+/// its error.
+fn fresh_ls_err(driver: &str) -> String {
     let tmp = tempfile::tempdir().expect("tempdir");
     let l = builtin_layout(tmp.path());
+    ls_err(&l, driver)
+}
+
+#[test]
+fn endless_loop_is_stopped_by_the_deadline() {
+    let driver = format!("{},timeout=0.3", plugin("evil-loop"));
     let t = Instant::now();
-    let e = ls_err(&l, &format!("{},timeout=0.3", plugin("evil-loop")));
+    let e = fresh_ls_err(&driver);
     assert!(
         t.elapsed() < Duration::from_secs(20),
         "took {:?}",
@@ -269,12 +278,10 @@ fn endless_loop_is_stopped_by_the_deadline() {
 
 #[test]
 fn a_panicking_plugin_shows_its_panic_message() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let l = builtin_layout(tmp.path());
-    let e = ls_err(
-        &l,
-        &format!("{},opt.panic=the store is on fire", plugin("evil-loop")),
-    );
+    let e = fresh_ls_err(&format!(
+        "{},opt.panic=the store is on fire",
+        plugin("evil-loop")
+    ));
     assert_eq!(e.trim().lines().count(), 1, "{e}");
     assert!(e.contains("driver evil-loop (evil_loop.wasm)"), "{e}");
     assert!(e.contains("unreachable"), "the trap itself: {e}");
@@ -286,9 +293,7 @@ fn a_panicking_plugin_shows_its_panic_message() {
 
 #[test]
 fn unbounded_allocation_is_stopped_by_the_memory_limit() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let l = builtin_layout(tmp.path());
-    let e = ls_err(&l, &format!("{},memory=32M", plugin("evil-alloc")));
+    let e = fresh_ls_err(&format!("{},memory=32M", plugin("evil-alloc")));
     assert!(e.contains("driver evil-alloc (evil_alloc.wasm)"), "{e}");
     assert!(e.contains("memory limit of 33554432 bytes exceeded"), "{e}");
 }
@@ -510,15 +515,7 @@ fn layer_cache_unpacks_what_a_plain_unpack_does_and_reuses_it() {
     // a bundle from the cache repacks like any other (its mtree is right):
     // the new layer holds just the change, and the Go umoci unpacks it
     std::fs::write(again.join("rootfs/added"), b"after a cached unpack\n").expect("w");
-    run_ok(
-        "touch",
-        &[
-            "-d",
-            "@1600000000",
-            s(&again.join("rootfs/added")),
-            s(&again.join("rootfs")),
-        ],
-    );
+    touch_1600000000(&[&again.join("rootfs/added"), &again.join("rootfs")]);
     let full_img = format!("{}:t", s(&full));
     rd_ok(&["repack", "--image", &full_img, s(&again)]);
     let m = read_blob_json(
@@ -801,18 +798,10 @@ fn layer_cache_snapshots_are_listed_and_removed() {
     let Some(c) = cold_three_layers("") else {
         return;
     };
-    let ColdCache {
-        tmp,
-        img,
-        layout,
-        store,
-        driver,
-        plain,
-    } = c;
     // the store holds the image's fifo (removing it must not open it)
     let fifo = {
         use std::os::unix::fs::FileTypeExt;
-        let mut stack = vec![store.join("snapshots")];
+        let mut stack = vec![c.store.join("snapshots")];
         let mut found = false;
         while let Some(p) = stack.pop() {
             let md = std::fs::symlink_metadata(&p).expect("lstat");
@@ -829,13 +818,13 @@ fn layer_cache_snapshots_are_listed_and_removed() {
 
     // one committed snapshot per layer, named by chain id, parent below
     let manifest = read_blob_json(
-        &layout,
-        index_entry(&layout, "t")["digest"]
+        &c.layout,
+        index_entry(&c.layout, "t")["digest"]
             .as_str()
             .expect("digest"),
     );
     let config = read_blob_json(
-        &layout,
+        &c.layout,
         manifest["config"]["digest"].as_str().expect("digest"),
     );
     let diff_ids: Vec<String> = config["rootfs"]["diff_ids"]
@@ -846,7 +835,7 @@ fn layer_cache_snapshots_are_listed_and_removed() {
         .collect();
     assert_eq!(diff_ids.len(), 3);
     let chain = chain_ids_by_sha256sum(&diff_ids);
-    let rows = snapshot_rows(&driver);
+    let rows = snapshot_rows(&c.driver);
     let mut names: Vec<&str> = rows.iter().map(|r| r[0].as_str()).collect();
     names.sort();
     let mut want: Vec<&str> = chain.iter().map(String::as_str).collect();
@@ -863,7 +852,7 @@ fn layer_cache_snapshots_are_listed_and_removed() {
     }
     // the same names as the store's own records
     let db: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(store.join("db.json")).expect("db.json"))
+        serde_json::from_slice(&std::fs::read(c.store.join("db.json")).expect("db.json"))
             .expect("json");
     let mut db_names: Vec<String> = db["snapshots"]
         .as_object()
@@ -875,66 +864,73 @@ fn layer_cache_snapshots_are_listed_and_removed() {
     assert_eq!(db_names, want);
 
     // a snapshot with children is refused, and nothing changes
-    let before = std::fs::read(store.join("db.json")).expect("db.json");
-    let e = rd_err(&["--driver", &driver, "driver", "rm", &chain[1]]);
+    let before = std::fs::read(c.store.join("db.json")).expect("db.json");
+    let e = rd_err(&["--driver", &c.driver, "driver", "rm", &chain[1]]);
     assert!(
         e.contains("layer-cache") && e.contains(&chain[1]) && e.contains(&chain[2]),
         "{e}"
     );
     assert!(e.contains("remove those first"), "{e}");
     assert_eq!(
-        std::fs::read(store.join("db.json")).expect("db.json"),
+        std::fs::read(c.store.join("db.json")).expect("db.json"),
         before
     );
-    assert_eq!(snapshot_rows(&driver).len(), 3);
+    assert_eq!(snapshot_rows(&c.driver).len(), 3);
     // an unknown name fails like rm without -f, and removes nothing
     let e = rd_err(&[
         "--driver",
-        &driver,
+        &c.driver,
         "driver",
         "rm",
         &chain[2],
         "sha256:nosuch",
     ]);
     assert!(e.contains("no snapshot \"sha256:nosuch\""), "{e}");
-    assert_eq!(snapshot_rows(&driver).len(), 3);
+    assert_eq!(snapshot_rows(&c.driver).len(), 3);
 
     // the top one goes (quickly, though its tree holds a fifo)
-    let (ok, _, err) = rd_within(&["--driver", &driver, "driver", "rm", &chain[2]], 120);
+    let (ok, _, err) = rd_within(&["--driver", &c.driver, "driver", "rm", &chain[2]], 120);
     assert!(ok, "driver rm failed: {err}");
-    let rows = snapshot_rows(&driver);
+    let rows = snapshot_rows(&c.driver);
     assert_eq!(rows.len(), 2, "{rows:?}");
     assert!(rows.iter().all(|r| r[0] != chain[2]), "{rows:?}");
 
     // the next unpack extracts that layer again, to the same tree
-    let again = tmp.path().join("again");
-    rd_ok(&["--driver", &driver, "unpack", "--image", &img, s(&again)]);
-    assert_same_tree(&plain.join("rootfs"), &again.join("rootfs"));
-    let rows = snapshot_rows(&driver);
+    let again = c.tmp.path().join("again");
+    rd_ok(&[
+        "--driver",
+        &c.driver,
+        "unpack",
+        "--image",
+        &c.img,
+        s(&again),
+    ]);
+    assert_same_tree(&c.plain.join("rootfs"), &again.join("rootfs"));
+    let rows = snapshot_rows(&c.driver);
     assert_eq!(rows.len(), 3, "{rows:?}");
     assert!(rows.iter().any(|r| r[0] == chain[2] && r[1] == "committed"));
 
     // rm waits for the store lock an unpack holds, removing nothing meanwhile
     waits_for_gc_lock(
-        &store,
+        &c.store,
         Command::new(rumoci_bin())
-            .args(["--driver", &driver, "driver", "rm", &chain[2]])
+            .args(["--driver", &c.driver, "driver", "rm", &chain[2]])
             .env("XDG_CACHE_HOME", cache_home()),
         "store",
         || {
-            let db = std::fs::read_to_string(store.join("db.json")).expect("db.json");
+            let db = std::fs::read_to_string(c.store.join("db.json")).expect("db.json");
             assert!(db.contains(&chain[2]), "removed while the lock was held");
         },
     );
-    assert_eq!(snapshot_rows(&driver).len(), 2);
+    assert_eq!(snapshot_rows(&c.driver).len(), 2);
 
     // a parent and its child go together, in any order given
     let (ok, _, err) = rd_within(
-        &["--driver", &driver, "driver", "rm", &chain[0], &chain[1]],
+        &["--driver", &c.driver, "driver", "rm", &chain[0], &chain[1]],
         120,
     );
     assert!(ok, "driver rm failed: {err}");
-    assert!(snapshot_rows(&driver).is_empty());
+    assert!(snapshot_rows(&c.driver).is_empty());
 }
 
 #[test]

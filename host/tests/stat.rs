@@ -300,14 +300,7 @@ fn tag_manifest(layout: &Path, tag: &str, manifest: &[u8]) -> serde_json::Value 
         manifest,
     );
     desc["annotations"] = serde_json::json!({ "org.opencontainers.image.ref.name": tag });
-    let p = layout.join("index.json");
-    let mut idx: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&p).expect("read")).expect("parse");
-    idx["manifests"]
-        .as_array_mut()
-        .expect("manifests")
-        .push(desc.clone());
-    std::fs::write(&p, serde_json::to_vec(&idx).expect("ser")).expect("write");
+    edit_index(layout, |m| m.push(desc.clone()));
     desc
 }
 

@@ -181,6 +181,15 @@ pub fn index_entry(layout: &Path, tag: &str) -> serde_json::Value {
         .unwrap_or_else(|| panic!("tag {tag} not in index.json"))
 }
 
+/// Rewrite `layout`'s `index.json` with `edit` applied to its `manifests`.
+pub fn edit_index(layout: &Path, edit: impl FnOnce(&mut Vec<serde_json::Value>)) {
+    let path = layout.join("index.json");
+    let mut idx: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).expect("read index")).expect("parse index");
+    edit(idx["manifests"].as_array_mut().expect("manifests"));
+    std::fs::write(&path, serde_json::to_vec(&idx).expect("json")).expect("write index");
+}
+
 /// Path of a blob named by a `sha256:…` digest string.
 pub fn blob_path(layout: &Path, digest: &str) -> PathBuf {
     let (alg, hex) = digest.split_once(':').expect("digest");
