@@ -13,7 +13,8 @@
 //! let e = Error::from(std::io::Error::from(std::io::ErrorKind::NotFound))
 //!     .context("open layout /x");
 //! assert_eq!(e.kind(), ErrorKind::NotFound);
-//! assert_eq!(e.to_string(), "open layout /x");
+//! assert_eq!(e.what(), Some("open layout /x"));
+//! assert_eq!(e.to_string(), "open layout /x: entity not found");
 //! ```
 
 use std::fmt;
@@ -147,9 +148,14 @@ type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
 /// The error of the library's entry points: a kind, the object it is
 /// about (when known), what was being done (when said) and the cause.
 ///
-/// Shown, it is `WHAT: CAUSE` (or the cause alone); the cause is also its
-/// [`source`](std::error::Error::source), so a chain walker sees every
-/// layer, and [`Error::find`] reaches a module error anywhere in it.
+/// Shown, it is `WHAT: CAUSE` (or the cause alone), the cause shown with
+/// its own causes, so a program that prints the error (or returns it from
+/// `main`) says why, not only what failed. The cause is also its
+/// [`source`](std::error::Error::source), so [`Error::find`] and chain
+/// walkers reach a module error anywhere in it; a printer that walks the
+/// chain itself should print [`Error::what`] for this layer. The debug
+/// form (`{:?}`, what `main` prints) is the same line with the kind;
+/// `{:#?}` gives the fields.
 pub struct Error {
     kind: ErrorKind,
     object: Option<String>,
@@ -201,6 +207,12 @@ impl Error {
         self.object.as_deref()
     }
 
+    /// What was being done, as given to [`Error::context`]: this layer's
+    /// own message, without the cause.
+    pub fn what(&self) -> Option<&str> {
+        self.what.as_deref()
+    }
+
     /// The cause (a module error, an I/O error, a message).
     pub fn cause(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
         &*self.cause
@@ -247,21 +259,41 @@ impl Error {
 
 impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Error")
-            .field("kind", &self.kind)
-            .field("object", &self.object)
-            .field("what", &self.what)
-            .field("cause", &self.cause)
-            .finish()
+        if f.alternate() {
+            return f
+                .debug_struct("Error")
+                .field("kind", &self.kind)
+                .field("object", &self.object)
+                .field("what", &self.what)
+                .field("cause", &self.cause)
+                .finish();
+        }
+        write!(f, "{self} ({})", self.kind)
     }
 }
 
 impl fmt::Display for Error {
+    /// `WHAT: CAUSE: ITS CAUSE…`, each message once.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.what {
-            Some(w) => f.write_str(w),
-            None => fmt::Display::fmt(&self.cause, f),
+        let mut said: Vec<String> = Vec::new();
+        if let Some(w) = &self.what {
+            said.push(w.clone());
         }
+        let mut next: Option<&(dyn std::error::Error + 'static)> = Some(&*self.cause);
+        while let Some(e) = next {
+            // a nested Error says its own layer only; its cause follows
+            let text = match e.downcast_ref::<Error>() {
+                Some(inner) => inner.what.clone(),
+                None => Some(e.to_string()),
+            };
+            if let Some(t) = text
+                && !said.iter().any(|m| m.contains(&t))
+            {
+                said.push(t);
+            }
+            next = e.source();
+        }
+        f.write_str(&said.join(": "))
     }
 }
 
@@ -323,12 +355,23 @@ mod tests {
         .with_object("a:b");
         assert_eq!(e.kind(), ErrorKind::NotFound);
         assert_eq!(e.object(), Some("a:b"));
-        assert_eq!(e.to_string(), "unpack a:b into c");
+        assert_eq!(
+            e.to_string(),
+            "unpack a:b into c: resolve a:b: blob x: not found"
+        );
+        assert_eq!(e.what(), Some("unpack a:b into c"));
+        assert_eq!(
+            format!("{e:?}"),
+            "unpack a:b into c: resolve a:b: blob x: not found (not found)"
+        );
         assert!(e.find::<std::io::Error>().is_some());
         let mut chain = Vec::new();
         let mut next: Option<&dyn std::error::Error> = Some(&e);
         while let Some(c) = next {
-            chain.push(c.to_string());
+            chain.push(match c.downcast_ref::<Error>() {
+                Some(e) => e.what().unwrap_or_default().to_string(),
+                None => c.to_string(),
+            });
             next = c.source();
         }
         assert_eq!(

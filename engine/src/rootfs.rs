@@ -277,11 +277,24 @@ pub fn unpack_with_store(
     Ok(unpack_layers(cas, store, manifest, config, rootfs, opts, false)?.digests)
 }
 
+/// What an unpack did with one layer of the image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LayerUnpack {
+    /// The layer store had it already (committed under its chain id): the
+    /// layer was not read from the image store.
+    Cached,
+    /// The layer was read from the image store (fetched, when the store is
+    /// a registry) and extracted.
+    Extracted,
+}
+
 /// What [`unpack_chain`] made.
 #[derive(Debug, Default)]
 pub struct Unpacked {
     /// The sha256 of every regular file of the result.
     pub digests: BTreeMap<BString, [u8; 32]>,
+    /// What was done with each layer, bottom first.
+    pub layers: Vec<LayerUnpack>,
     /// The store answered an overlay view: the layer directories
     /// (absolute, topmost first, each checked against rumoci's record of
     /// it) to mount as the root filesystem; `None`: the tree is in
@@ -566,6 +579,7 @@ fn unpack_layers(
             break;
         }
     }
+    let mut done = vec![LayerUnpack::Cached; n];
     // made at the first layer extracted, in the form the store answered
     let mut ex: Option<Extractor> = None;
     // whether `ex.digests` describes the tree of `top`
@@ -660,7 +674,12 @@ fn unpack_layers(
             Ok((Some(rec), dir))
         })();
         let (record, dir) = match res {
-            Ok(r) => r,
+            Ok(r) => {
+                if let Some(d) = done.get_mut(i) {
+                    *d = LayerUnpack::Extracted;
+                }
+                r
+            }
             Err(e) => {
                 if let Err(re) = store.remove(&key) {
                     tracing::warn!("{re}");
@@ -702,6 +721,7 @@ fn unpack_layers(
         // no layers: an empty root filesystem
         return Ok(Unpacked::default());
     };
+    let layers = done;
     let key = snapshot_key("view");
     let mounts = store.view(&key, &top.info.name)?;
     let what = format!("view of {}", top.info.name);
@@ -719,6 +739,7 @@ fn unpack_layers(
                 }
                 Ok(Unpacked {
                     digests,
+                    layers,
                     lowerdirs: Some(dirs),
                 })
             }
@@ -741,6 +762,7 @@ fn unpack_layers(
                 };
                 Ok(Unpacked {
                     digests,
+                    layers,
                     lowerdirs: None,
                 })
             }
@@ -748,6 +770,7 @@ fn unpack_layers(
             // store): nothing to do
             [] if in_place => Ok(Unpacked {
                 digests: ex.take().map(|ex| ex.digests).unwrap_or_default(),
+                layers,
                 lowerdirs: None,
             }),
             other => Err(store_err(

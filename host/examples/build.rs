@@ -28,7 +28,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::fs::write(bundle.join("rootfs/hello"), "built by rumoci\n")?;
     let lock = store.lock()?; // gc waits while we write
     let repack = RepackOptions {
-        history: Some(HistoryEntry::new("write /hello").to_history("", false)?),
+        history: Some(HistoryEntry::new("write /hello")),
         ..RepackOptions::default()
     };
     store.repack(&lock, &bundle, to, &repack)?;

@@ -168,9 +168,31 @@ impl Drivers {
         Ok(self.roles()?.0.and_then(|i| self.specs.get(i).cloned()))
     }
 
-    /// Open the layer store (`None`: extract in place). Its directory
-    /// is `dir=`, else `$XDG_DATA_HOME/rumoci/drivers/NAME`.
+    /// Open the layer store the specs name: `None` when no plugin was
+    /// given (extract in place); an error when plugins were given and none
+    /// of them is a layer store (a content store given where a layer cache
+    /// was meant must not silently mean "no cache"). Its directory is
+    /// `dir=`, else `$XDG_DATA_HOME/rumoci/drivers/NAME`.
     pub fn layer_store(&self) -> Result<Option<Box<dyn LayerStore>>> {
+        let store = self.layer_store_if_any()?;
+        if store.is_none()
+            && let Some(path) = self.specs.iter().find_map(|s| match &s.source {
+                DriverSource::Wasm(p) => Some(p),
+                DriverSource::Builtin(_) => None,
+            })
+        {
+            return Err(Error::invalid(format!(
+                "--driver {}: not a layer store (it is a content store: give a layer-store plugin such as layer-cache.wasm or overlay.wasm)",
+                show::name(path)
+            )));
+        }
+        Ok(store)
+    }
+
+    /// Open the layer store if one of the specs is one (`None`: extract in
+    /// place), as a command that takes any `--driver` does: the specs may
+    /// name only a content store.
+    pub fn layer_store_if_any(&self) -> Result<Option<Box<dyn LayerStore>>> {
         let Some(i) = self.roles()?.1 else {
             return Ok(None);
         };

@@ -15,7 +15,7 @@ use crate::layer::extract::ExtractOptions;
 use crate::layer_store::{InPlace, LayerStore};
 use crate::mtree;
 use crate::path::BString;
-use crate::rootfs::unpack_chain;
+use crate::rootfs::{LayerUnpack, unpack_chain};
 
 fn io(what: &Path) -> impl FnOnce(std::io::Error) -> BundleError + '_ {
     move |e| BundleError::Other(format!("{}: {e}", what.display()))
@@ -57,13 +57,14 @@ pub fn write_bundle_manifest(
 
 /// Unpack the image at `path` into `bundle`, through the layer store
 /// `layers` (`None`: extract in place, [`crate::layer_store::InPlace`]).
+/// Returns what was done with each layer (cached or extracted).
 pub fn unpack_bundle(
     cas: &dyn Cas,
     path: &DescriptorPath,
     bundle: &Path,
     opts: ExtractOptions,
     layers: Option<&dyn LayerStore>,
-) -> Result<(), BundleError> {
+) -> Result<Vec<LayerUnpack>, BundleError> {
     let manifest = ext::fetch_manifest(cas, path.target())?;
     let config = ext::fetch_image_config(cas, path.target(), &manifest)?;
     crate::rootfs::check_image(&manifest, &config)?;
@@ -94,7 +95,7 @@ pub fn unpack_bundle(
     std::fs::create_dir(&rootfs).map_err(io(&rootfs))?;
     let mut created_files: Vec<&Path> = Vec::new();
     let mut overlay_made = false;
-    let res = (|| -> Result<(), BundleError> {
+    let res = (|| -> Result<Vec<LayerUnpack>, BundleError> {
         let in_place = InPlace::new(&rootfs);
         let store = layers.unwrap_or(&in_place);
         let unpacked = unpack_chain(cas, store, &manifest, &config, &rootfs, opts.clone())?;
@@ -153,7 +154,8 @@ pub fn unpack_bundle(
         );
         meta.overlay = overlay;
         created_files.push(&meta_path);
-        meta.write(bundle)
+        meta.write(bundle)?;
+        Ok(unpacked.layers)
     })();
     if res.is_err() {
         if overlay_made {

@@ -60,12 +60,37 @@ use crate::error::ResultExt;
 pub use crate::layer::extract::ExtractOptions;
 pub use crate::layer::idmap::IdMapping;
 use crate::layer_store::LayerStore;
+pub use crate::mutate::history::{
+    HistoryEntry, HistoryError, MtimeClamp, default_created, rfc3339_nano, source_date_epoch,
+};
 use crate::mutate::{Compression, Mutator};
-use crate::oci::{Descriptor, History, Image, Manifest, media};
+use crate::oci::{Descriptor, Image, Manifest, media};
 use crate::path::BString;
+pub use crate::rootfs::LayerUnpack;
 use crate::show;
 use crate::stat::ManifestStat;
 use crate::{Error, ErrorKind, Result};
+
+/// What [`Store::unpack`] did.
+#[derive(Debug, Clone)]
+pub struct UnpackOutcome {
+    /// The image unpacked (the manifest the tag resolved to, and the
+    /// indexes above it).
+    pub path: DescriptorPath,
+    /// What was done with each layer, bottom first: taken from the layer
+    /// store's cache, or read from the image store and extracted.
+    pub layers: Vec<LayerUnpack>,
+}
+
+impl UnpackOutcome {
+    /// How many layers the layer store had already.
+    pub fn cached(&self) -> usize {
+        self.layers
+            .iter()
+            .filter(|l| **l == LayerUnpack::Cached)
+            .count()
+    }
+}
 
 /// An image store: an OCI layout, or a plugin's store, and the name it was
 /// opened by (used in errors).
@@ -173,12 +198,12 @@ impl Store {
         bundle: impl AsRef<Path>,
         opts: ExtractOptions,
         layers: Option<&dyn LayerStore>,
-    ) -> Result<DescriptorPath> {
+    ) -> Result<UnpackOutcome> {
         let bundle = bundle.as_ref();
         let path = self.resolve(tag, platform)?;
-        crate::bundle::unpack::unpack_bundle(self.cas(), &path, bundle, opts, layers)
+        let layers = crate::bundle::unpack::unpack_bundle(self.cas(), &path, bundle, opts, layers)
             .doing(|| format!("unpack {} into {}", self.image(tag), show::name(&bundle)))?;
-        Ok(path)
+        Ok(UnpackOutcome { path, layers })
     }
 
     /// Extract the layers of `tag` into `rootfs` alone (no bundle; created
@@ -345,7 +370,7 @@ impl Store {
                     insert.gid_map.clone(),
                     insert.rootless,
                 ),
-                clamp_mtime: insert.clamp_mtime,
+                clamp_mtime: insert.clamp_mtime.bound()?,
                 // a source tree with directories its owner cannot read
                 grant: match &insert.source {
                     Some(src) => Some(
@@ -561,46 +586,6 @@ pub fn extract_options(
 
 // ---- times ----
 
-/// `SOURCE_DATE_EPOCH`, if set (a value that is not an integer is an
-/// error).
-pub fn source_date_epoch() -> Result<Option<i64>> {
-    match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(v) => {
-            let secs = v.trim().parse::<i64>().map_err(|e| {
-                Error::new(ErrorKind::InvalidInput, e)
-                    .context(format!("SOURCE_DATE_EPOCH {v:?} is not an integer"))
-            })?;
-            Ok(Some(secs))
-        }
-        Err(std::env::VarError::NotPresent) => Ok(None),
-        Err(e) => Err(Error::invalid(format!("SOURCE_DATE_EPOCH: {e}"))),
-    }
-}
-
-/// A time as Go's RFC3339Nano formats it (trailing zeros of the fraction
-/// trimmed, `Z` for UTC).
-pub fn rfc3339_nano(t: chrono::DateTime<chrono::Utc>) -> String {
-    let mut s = t.format("%Y-%m-%dT%H:%M:%S").to_string();
-    let nanos = t.timestamp_subsec_nanos();
-    if nanos != 0 {
-        let frac = format!("{nanos:09}");
-        s.push('.');
-        s.push_str(frac.trim_end_matches('0'));
-    }
-    s.push('Z');
-    s
-}
-
-/// The default `created` time: `SOURCE_DATE_EPOCH` if set, else now.
-pub fn default_created() -> Result<String> {
-    let t = match source_date_epoch()? {
-        Some(secs) => chrono::DateTime::from_timestamp(secs, 0)
-            .ok_or_else(|| Error::invalid(format!("SOURCE_DATE_EPOCH {secs} is out of range")))?,
-        None => chrono::DateTime::<chrono::Utc>::from(std::time::SystemTime::now()),
-    };
-    Ok(rfc3339_nano(t))
-}
-
 /// Validate an RFC 3339 time and normalise it as Go's RFC3339Nano would
 /// (the offset and the significant digits of the fraction kept; `+00:00`
 /// becomes `Z`). `what` names it in the error (`--created "…"`).
@@ -609,46 +594,6 @@ pub fn parse_time(what: &str, s: &str) -> Result<String> {
 }
 
 // ---- changes ----
-
-/// A history entry to add with a change. Unset fields take defaults when
-/// the entry is made: `created` from [`default_created`], `author` from
-/// the change (the image's author for a config change).
-#[derive(Debug, Clone, Default)]
-pub struct HistoryEntry {
-    /// Creation time (RFC 3339, as [`parse_time`] normalises it).
-    pub created: Option<String>,
-    /// The command recorded as having made the entry.
-    pub created_by: String,
-    /// The author.
-    pub author: Option<String>,
-    /// A comment.
-    pub comment: String,
-}
-
-impl HistoryEntry {
-    /// An entry saying `created_by`, with every other field defaulted.
-    pub fn new(created_by: impl Into<String>) -> HistoryEntry {
-        HistoryEntry {
-            created_by: created_by.into(),
-            ..HistoryEntry::default()
-        }
-    }
-
-    /// The entry as it goes into the config; `author` when none was given.
-    pub fn to_history(&self, author: &str, empty_layer: bool) -> Result<History> {
-        Ok(History {
-            created: Some(match &self.created {
-                Some(c) => c.clone(),
-                None => default_created()?,
-            }),
-            created_by: self.created_by.clone(),
-            author: self.author.clone().unwrap_or_else(|| author.to_string()),
-            comment: self.comment.clone(),
-            empty_layer,
-            extra: Default::default(),
-        })
-    }
-}
 
 /// A field [`ConfigChange::clear`] empties first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -835,8 +780,9 @@ pub struct Insert {
     pub gid_map: Vec<IdMapping>,
     /// Owners from the `user.rootlesscontainers` xattr.
     pub rootless: bool,
-    /// Clamp mtimes to this ([`source_date_epoch`]).
-    pub clamp_mtime: Option<i64>,
+    /// How mtimes are clamped (default: to [`source_date_epoch`], as the
+    /// command line does).
+    pub clamp_mtime: MtimeClamp,
 }
 
 impl Insert {

@@ -3,6 +3,7 @@
 //! `mutate.Mutator` does). The caller retags the returned root.
 
 mod compress;
+pub mod history;
 mod pgzip;
 
 use std::io::Read;

@@ -56,7 +56,7 @@ impl Session {
 
     /// The layer store selected with `--driver` (`None`: extract in place).
     pub fn open_layer_store(&self) -> Result<Option<Box<dyn LayerStore>>> {
-        Ok(self.drivers.layer_store()?)
+        Ok(self.drivers.layer_store_if_any()?)
     }
 
     /// How errors name the content-store plugin given with `--driver`

@@ -53,7 +53,8 @@ pub fn run(a: Args, s: &Session) -> Result<()> {
     let lock = store.lock()?;
     (insert.uid_map, insert.gid_map) = a.map.maps()?;
     insert.rootless = a.map.rootless;
-    insert.clamp_mtime = source_date_epoch()?;
+    // SOURCE_DATE_EPOCH checked before anything is read (the insert clamps to it)
+    source_date_epoch()?;
     insert.compression = a.compress.parse()?;
     insert.history = a.edit.history.entry("umoci insert")?;
     let platform = a.edit.image.platform()?;

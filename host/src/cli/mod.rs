@@ -476,7 +476,14 @@ fn one_line_usage_error(rendered: &str) -> (String, Option<String>) {
 pub fn error_line(e: &anyhow::Error) -> String {
     let mut clauses: Vec<String> = Vec::new();
     for cause in e.chain() {
-        let c = cause.to_string();
+        // the library's error shows its causes too: take its own layer
+        let c = match cause.downcast_ref::<rumoci::Error>() {
+            Some(le) => match le.what() {
+                Some(w) => w.to_string(),
+                None => continue,
+            },
+            None => cause.to_string(),
+        };
         if clauses.iter().any(|m| m.contains(&c)) {
             continue;
         }

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use rumoci::bundle::repack::RepackOptions;
+use rumoci::bundle::repack::{REPACK_CREATED_BY, RepackOptions};
 use rumoci::image::{refresh_bundle, source_date_epoch};
 
 use super::driver::Session;
@@ -35,18 +35,14 @@ pub struct Args {
 /// Add the changes made in a bundle's rootfs as a new layer, and tag it.
 pub fn run(a: Args, s: &Session) -> Result<()> {
     let compression = a.compress.parse()?;
-    let clamp_mtime = source_date_epoch()?;
-    let history = match a.history.entry("umoci repack")? {
-        // an empty author is filled with the image's by the repack
-        Some(h) => Some(h.to_history("", false)?),
-        None => None,
-    };
+    // SOURCE_DATE_EPOCH checked before anything is read
+    source_date_epoch()?;
     let opts = RepackOptions {
         compression,
         mask_paths: a.mask_path.clone(),
         no_mask_volumes: a.no_mask_volumes,
-        clamp_mtime,
-        history,
+        history: a.history.entry(REPACK_CREATED_BY)?,
+        ..RepackOptions::default()
     };
     let (store, r) = a.image.open(s)?;
     let lock = store.lock()?;

@@ -21,7 +21,7 @@ pub fn run(a: Args, s: &Session) -> Result<()> {
     let (opts, store, r) = a.extract.open(s)?;
     let layers = s.open_layer_store()?;
     let platform = a.extract.image.platform()?;
-    store.unpack(
+    let out = store.unpack(
         &r.tag,
         platform.as_ref(),
         &a.bundle,
@@ -29,10 +29,12 @@ pub fn run(a: Args, s: &Session) -> Result<()> {
         layers.as_deref(),
     )?;
     tracing::info!(
-        "unpacked {}:{} into {}",
+        "unpacked {}:{} into {} ({} of {} layers from the layer store's cache)",
         rumoci::show::name(&r.layout),
         r.tag,
-        rumoci::show::name(&a.bundle)
+        rumoci::show::name(&a.bundle),
+        out.cached(),
+        out.layers.len()
     );
     Ok(())
 }

@@ -94,7 +94,7 @@ pub(crate) fn load_component(
     }
     let component = Component::from_binary(engine, wasm).map_err(|e| DriverError::Load {
         plugin: plugin.to_string(),
-        reason: format!("not a valid component: {e:#}"),
+        reason: not_a_component(wasm, &e),
     })?;
     if let Some(path) = &cached
         && let Err(e) = store_cached(&component, path)
@@ -105,6 +105,29 @@ pub(crate) fn load_component(
         );
     }
     Ok(component)
+}
+
+/// Why `wasm` did not compile, in one line: not WebAssembly at all, a
+/// core module where a component is needed, or the first line of the
+/// parser's message (never the bytes it expected).
+fn not_a_component(wasm: &[u8], e: &wasmtime::Error) -> String {
+    const MAGIC: &[u8] = b"\0asm";
+    match wasm.get(..8) {
+        Some(h) if !h.starts_with(MAGIC) => "not a WebAssembly file (no \\0asm header)".to_string(),
+        None if !wasm.starts_with(MAGIC) => "not a WebAssembly file (too short)".to_string(),
+        Some([_, _, _, _, 1, 0, 0, 0]) => {
+            "a core WebAssembly module, not a component (build the plugin for wasm32-wasip2)"
+                .to_string()
+        }
+        _ => {
+            let text = format!("{e:#}");
+            let first = text.lines().next().unwrap_or_default();
+            format!(
+                "not a valid component: {}",
+                first.trim_end_matches(['-', ' ', '=', '['])
+            )
+        }
+    }
 }
 
 /// Deserialize a cached compiled component.

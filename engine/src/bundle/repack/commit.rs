@@ -85,15 +85,18 @@ pub(super) fn add_layer(
     entries: usize,
     write: impl FnOnce(&mut TarGenerator<LayerWriter>) -> Result<(), RepackError>,
 ) -> Result<DescriptorPath, RepackError> {
-    let mut history = opts.history.clone();
+    let clamp_mtime = opts.clamp_mtime.bound()?;
+    let mut history = match &opts.history {
+        Some(h) => Some(h.to_history(&m.config().author, entries == 0)?),
+        None => None,
+    };
     if let Some(h) = &mut history
         && h.author.is_empty()
     {
         h.author = m.config().author.clone();
     }
     if entries == 0 {
-        if let Some(mut h) = history {
-            h.empty_layer = true;
+        if let Some(h) = history {
             m.add_history(h);
         }
         return Ok(m.commit()?);
@@ -109,7 +112,7 @@ pub(super) fn add_layer(
             map.gid_mappings.clone().unwrap_or_default(),
             map.rootless,
         ),
-        clamp_mtime: opts.clamp_mtime,
+        clamp_mtime,
         grant: Some(grant),
     };
     let mut tar = TarGenerator::new(layer, gen_opts);

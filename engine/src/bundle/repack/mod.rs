@@ -20,8 +20,9 @@ use crate::cas::refs::DescriptorPath;
 use crate::layer::generate::GenerateError;
 use crate::mtree::diff::{self, DiffStats};
 use crate::mtree::parse::Spec;
+use crate::mutate::history::{HistoryEntry, HistoryError, MtimeClamp};
 use crate::mutate::{Compression, MutateError};
-use crate::oci::{History, media};
+use crate::oci::media;
 
 /// Errors of a repack.
 #[derive(Debug, thiserror::Error)]
@@ -54,10 +55,18 @@ pub enum RepackError {
     /// The store failed.
     #[error(transparent)]
     Cas(#[from] crate::cas::CasError),
+    /// The history entry or `SOURCE_DATE_EPOCH` is invalid.
+    #[error(transparent)]
+    History(#[from] HistoryError),
 }
 
-/// Options of [`repack_bundle`].
-#[derive(Debug, Default, Clone)]
+/// Options of [`repack_bundle`]. The defaults are what `rumoci repack`
+/// does without flags: mtimes clamped to `SOURCE_DATE_EPOCH` when it is
+/// set, a history entry `umoci repack` (created at `SOURCE_DATE_EPOCH`,
+/// else now; the image's author), compression following the image's last
+/// layer, the image's volumes masked. The same change repacked through the
+/// library and through the command line makes the same image.
+#[derive(Debug, Clone)]
 pub struct RepackOptions {
     /// Layer compression; `None` follows the image's last layer.
     pub compression: Option<Compression>,
@@ -65,11 +74,26 @@ pub struct RepackOptions {
     pub mask_paths: Vec<String>,
     /// Leave changes under the image's volumes in (`--no-mask-volumes`).
     pub no_mask_volumes: bool,
-    /// Clamp mtimes to this (`SOURCE_DATE_EPOCH`).
-    pub clamp_mtime: Option<i64>,
-    /// The history entry (`None` for `--no-history`); an empty author is
-    /// filled with the image's author, as umoci does.
-    pub history: Option<History>,
+    /// How mtimes are clamped (default: to `SOURCE_DATE_EPOCH`).
+    pub clamp_mtime: MtimeClamp,
+    /// The history entry (`None` for `--no-history`); an author not given
+    /// is the image's, as umoci does.
+    pub history: Option<HistoryEntry>,
+}
+
+/// The `created_by` of the history entry a repack records by default.
+pub const REPACK_CREATED_BY: &str = "umoci repack";
+
+impl Default for RepackOptions {
+    fn default() -> RepackOptions {
+        RepackOptions {
+            compression: None,
+            mask_paths: Vec::new(),
+            no_mask_volumes: false,
+            clamp_mtime: MtimeClamp::default(),
+            history: Some(HistoryEntry::new(REPACK_CREATED_BY)),
+        }
+    }
 }
 
 /// What a repack did.
@@ -165,6 +189,7 @@ impl crate::bundle::repack::RepackError {
             E::Generate(g) => g.kind(),
             E::Mutate(m) => m.kind(),
             E::Cas(c) => c.kind(),
+            E::History(h) => h.kind(),
         }
     }
 }
