@@ -73,7 +73,7 @@ pub mod store_db;
 pub mod store_util;
 pub mod testing;
 
-pub use snapshot_store::{SnapshotDriver, SnapshotStore};
+pub use snapshot_store::{RecordStore, SnapshotDriver, SnapshotStore};
 
 use bindings::exports::rumoci::driver::{cas as gcas, layer_store as gls, meta as gmeta};
 use bindings::rumoci::driver::host;
@@ -89,6 +89,33 @@ pub use bindings::wasi::io::streams::InputStream;
 
 /// Key/value labels.
 pub type Labels = Vec<(String, String)>;
+
+/// The arguments of `layer-store.prepare`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prepare {
+    /// The new active snapshot's key.
+    pub key: String,
+    /// The committed snapshot it is a child of; `None` for a base layer.
+    pub parent: Option<String>,
+    /// The name it will be committed as, if known: when that snapshot is
+    /// committed already, the answer is `cached`.
+    pub target: Option<String>,
+    /// Labels of the new snapshot.
+    pub labels: Labels,
+}
+
+/// The arguments of `layer-store.commit`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Commit {
+    /// The name of the committed snapshot.
+    pub name: String,
+    /// The active snapshot to commit.
+    pub key: String,
+    /// The digest of the layer's uncompressed tar stream.
+    pub diff_id: Digest,
+    /// Labels added to (or replacing those of) the snapshot's.
+    pub labels: Labels,
+}
 
 /// Result type of every driver operation.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -385,7 +412,6 @@ pub trait Cas: 'static {
 }
 
 /// A layer store (snapshotter). Every method defaults to `unsupported`.
-#[allow(clippy::too_many_arguments)]
 pub trait LayerStore: 'static {
     /// See `layer-store.stat`.
     fn stat(name: String) -> Result<Option<SnapshotInfo>> {
@@ -393,13 +419,8 @@ pub trait LayerStore: 'static {
         Err(Error::unsupported("layer-store.stat"))
     }
     /// See `layer-store.prepare`.
-    fn prepare(
-        key: String,
-        parent: Option<String>,
-        target: Option<String>,
-        labels: Labels,
-    ) -> Result<Prepared> {
-        let _ = (key, parent, target, labels);
+    fn prepare(req: Prepare) -> Result<Prepared> {
+        let _ = req;
         Err(Error::unsupported("layer-store.prepare"))
     }
     /// See `layer-store.view`.
@@ -413,8 +434,8 @@ pub trait LayerStore: 'static {
         Err(Error::unsupported("layer-store.mounts"))
     }
     /// See `layer-store.commit`.
-    fn commit(name: String, key: String, diff_id: Digest, labels: Labels) -> Result<SnapshotInfo> {
-        let _ = (name, key, diff_id, labels);
+    fn commit(req: Commit) -> Result<SnapshotInfo> {
+        let _ = req;
         Err(Error::unsupported("layer-store.commit"))
     }
     /// See `layer-store.remove`.
@@ -531,7 +552,12 @@ impl<T: LayerStore> gls::Guest for Export<T> {
         target: Option<String>,
         labels: Labels,
     ) -> Result<Prepared> {
-        T::prepare(key, parent, target, labels)
+        T::prepare(Prepare {
+            key,
+            parent,
+            target,
+            labels,
+        })
     }
     fn view(key: String, parent: String) -> Result<Vec<Mount>> {
         T::view(key, parent)
@@ -540,7 +566,13 @@ impl<T: LayerStore> gls::Guest for Export<T> {
         T::mounts(key)
     }
     fn commit(name: String, key: String, diff_id: String, labels: Labels) -> Result<SnapshotInfo> {
-        T::commit(name, key, Digest::parse(&diff_id)?, labels)
+        let diff_id = Digest::parse(&diff_id)?;
+        T::commit(Commit {
+            name,
+            key,
+            diff_id,
+            labels,
+        })
     }
     fn remove(name: String) -> Result<()> {
         T::remove(name)

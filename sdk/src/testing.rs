@@ -1,13 +1,33 @@
 //! Small helpers for the native unit tests of a layer store (they panic on
 //! anything unexpected).
 
-use crate::{Digest, Prepared, Result, UnpackTarget};
+use crate::{Commit, Digest, Labels, Prepare, Prepared, Result, UnpackTarget};
 
 /// `sha256:` followed by the byte `n` in hex, 32 times.
 pub fn digest(n: u8) -> Digest {
     match Digest::parse(&format!("sha256:{}", format!("{n:02x}").repeat(32))) {
         Ok(d) => d,
         Err(e) => panic!("digest({n}): {e:?}"),
+    }
+}
+
+/// The arguments of a `prepare`.
+pub fn prepare(key: &str, parent: Option<&str>, target: Option<&str>, labels: Labels) -> Prepare {
+    Prepare {
+        key: key.to_string(),
+        parent: parent.map(str::to_string),
+        target: target.map(str::to_string),
+        labels,
+    }
+}
+
+/// The arguments of a `commit`.
+pub fn commit(name: &str, key: &str, diff_id: Digest, labels: Labels) -> Commit {
+    Commit {
+        name: name.to_string(),
+        key: key.to_string(),
+        diff_id,
+        labels,
     }
 }
 

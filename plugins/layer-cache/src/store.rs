@@ -10,29 +10,31 @@
 //!
 //! Paths are built only from numeric ids, never from names.
 
-use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use rumoci_driver_sdk::store_db::{self, Kind};
+use rumoci_driver_sdk::snapshot_store::{Record, RecordPart, StoreLayout};
+use rumoci_driver_sdk::store_db::Kind;
 use rumoci_driver_sdk::store_util::{
-    Notes, RecordFile, SnapshotRecord, check_commit, check_key_free, check_name, check_prepare,
-    committed_dir, delete_unrecorded, existing, io_err, lookup, merge_labels, page,
-    remove_unrecorded, uncommitted, walk_usage,
+    RecordFile, check_commit, check_prepare, io_err, uncommitted, walk_usage,
 };
 use rumoci_driver_sdk::{
-    Digest, DiskUsage, DriverInfo, Error, Labels, Level, Mount, Prepared, Result, SnapshotInfo,
-    SnapshotKind, SnapshotPage, SnapshotStore, UnpackTarget, config, store_dir,
+    Commit, DriverInfo, Error, Level, Mount, Prepare, Prepared, RecordStore, Result, SnapshotInfo,
+    SnapshotStore, config, store_dir,
 };
 use serde::{Deserialize, Serialize};
 
 /// The record file.
 pub const DB_FILE: &str = "db.json";
-const DB: RecordFile = RecordFile {
-    name: DB_FILE,
-    tmp_prefix: "db.json.tmp-",
+static LAYOUT: StoreLayout = StoreLayout {
+    file: RecordFile {
+        name: DB_FILE,
+        tmp_prefix: "db.json.tmp-",
+    },
+    dirs: "snapshots",
+    version: 1,
+    store: "the layer cache",
+    empty: "cache",
 };
-const SNAPSHOTS: &str = "snapshots";
-const DB_VERSION: u32 = 1;
 pub use rumoci_driver_sdk::store_util::{MAX_NAME, parse_size};
 
 // ---------------------------------------------------------------------------
@@ -74,14 +76,11 @@ impl Options {
 // ---------------------------------------------------------------------------
 // Records
 
+/// The cache's own fields of a record.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct Record {
+struct Cached {
     /// Directory number: `snapshots/<id>`. Views have none.
     id: Option<u64>,
-    kind: Kind,
-    parent: Option<String>,
-    diff_id: Option<String>,
-    labels: Labels,
     /// Bytes of regular files in `fs/`, computed at commit.
     size: u64,
     /// Entries in `fs/` (itself included), computed at commit.
@@ -90,11 +89,8 @@ struct Record {
     last_used: u64,
 }
 
-impl SnapshotRecord for Record {
+impl RecordPart for Cached {
     type Dir = u64;
-    fn kind(&self) -> SnapshotKind {
-        self.kind.into()
-    }
     fn dir(&self) -> Option<&u64> {
         self.id.as_ref()
     }
@@ -107,31 +103,52 @@ struct Counters {
     clock: u64,
 }
 
-type Db = store_db::Db<Record, Counters>;
+type Records = RecordStore<Cached, Counters>;
 
-fn fs_rel(id: u64) -> String {
-    format!("{SNAPSHOTS}/{id}/fs")
+/// The next value of the logical clock.
+fn tick(rs: &mut Records) -> u64 {
+    rs.db.extra.clock += 1;
+    rs.db.extra.clock
 }
 
-fn meta_rel(id: u64) -> String {
-    format!("{SNAPSHOTS}/{id}/meta")
+/// Mark snapshot `name` as used now.
+fn touch(rs: &mut Records, name: &str) {
+    let now = tick(rs);
+    if let Some(r) = rs.db.snapshots.get_mut(name) {
+        r.own.last_used = now;
+    }
 }
 
-/// The mount that shows snapshot `id`'s whole tree: a copy of it.
-fn copy_mount(id: u64) -> Mount {
-    Mount::Copy(fs_rel(id))
+/// A view's or an active snapshot's fields: used now, nothing measured.
+fn unmeasured(id: Option<u64>, rs: &mut Records) -> Cached {
+    Cached {
+        id,
+        size: 0,
+        inodes: 0,
+        last_used: tick(rs),
+    }
+}
+
+/// The mount that shows committed snapshot `name`'s whole tree: a copy of
+/// it (`what` names it in the error if it is not committed).
+fn copy_mount(rs: &Records, what: &str, name: &str) -> Result<Mount> {
+    Ok(Mount::Copy(rs.fs_rel(rs.committed_dir(what, name)?)))
+}
+
+/// Whether a snapshot's record counts as using its parent: an active
+/// snapshot or a view (committed snapshots hold their whole tree).
+fn open_child(r: &Record<Cached>) -> bool {
+    r.kind != Kind::Committed
 }
 
 // ---------------------------------------------------------------------------
 // The store
 
-/// The cache, loaded from `db.json` beneath `root`. Every mutating call
+/// The cache, loaded from `db.json` beneath its root. Every mutating call
 /// saves the records before it returns.
 pub struct Store {
-    root: PathBuf,
+    rs: Records,
     opts: Options,
-    db: Db,
-    notes: Notes,
 }
 
 impl Store {
@@ -142,77 +159,10 @@ impl Store {
     /// become warnings). A corrupt `db.json` is an `integrity` error naming
     /// the file; nothing is deleted then.
     pub fn open(root: &Path, opts: Options) -> Result<Store> {
-        let db = Db::load(&DB, root, DB_VERSION, "the layer cache", "cache")?;
-        let mut s = Store {
-            root: root.to_path_buf(),
+        Ok(Store {
+            rs: RecordStore::open(&LAYOUT, root)?,
             opts,
-            db,
-            notes: Vec::new(),
-        };
-        s.collect_garbage();
-        Ok(s)
-    }
-
-    fn collect_garbage(&mut self) {
-        let live: std::collections::HashSet<String> = self
-            .db
-            .snapshots
-            .values()
-            .filter_map(|r| r.id.map(|i| i.to_string()))
-            .collect();
-        remove_unrecorded(&self.root, SNAPSHOTS, &live, DB_FILE, &mut self.notes);
-        DB.remove_temporaries(&self.root);
-    }
-
-    fn save(&self) -> Result<()> {
-        self.db.save(&DB, &self.root)
-    }
-
-    fn tick(&mut self) -> u64 {
-        self.db.extra.clock += 1;
-        self.db.extra.clock
-    }
-
-    fn touch(&mut self, name: &str) {
-        let now = self.tick();
-        if let Some(r) = self.db.snapshots.get_mut(name) {
-            r.last_used = now;
-        }
-    }
-
-    fn record_info(name: &str, r: &Record) -> SnapshotInfo {
-        SnapshotInfo {
-            name: name.to_string(),
-            parent: r.parent.clone(),
-            kind: r.kind.into(),
-            diff_id: r.diff_id.clone(),
-            labels: r.labels.clone(),
-            meta: match (r.kind, r.id) {
-                (Kind::Committed, Some(id)) => Some(meta_rel(id)),
-                _ => None,
-            },
-        }
-    }
-
-    /// The id of committed snapshot `name`, else `not-found`.
-    fn committed_id(&self, what: &str, name: &str) -> Result<u64> {
-        committed_dir(&self.db.snapshots, what, name).copied()
-    }
-
-    /// Whether an active snapshot or a view has `name` as its parent.
-    fn has_open_child(&self, name: &str) -> bool {
-        self.db
-            .snapshots
-            .values()
-            .any(|r| r.kind != Kind::Committed && r.parent.as_deref() == Some(name))
-    }
-
-    /// Delete the directories of removed records (records already saved
-    /// without them). A failure leaves garbage for the next load to retry.
-    fn delete_dirs(&mut self, ids: &[u64]) {
-        for id in ids {
-            delete_unrecorded(&self.root, SNAPSHOTS, &id.to_string(), &mut self.notes);
-        }
+        })
     }
 
     /// Committed snapshots to evict, least recently used first, until the
@@ -223,18 +173,19 @@ impl Store {
             return Vec::new();
         };
         let committed = || {
-            self.db
+            self.rs
+                .db
                 .snapshots
                 .iter()
                 .filter(|(_, r)| r.kind == Kind::Committed)
         };
-        let mut total: u64 = committed().map(|(_, r)| r.size).sum();
+        let mut total: u64 = committed().map(|(_, r)| r.own.size).sum();
         if total <= max {
             return Vec::new();
         }
         let mut candidates: Vec<(u64, &String, u64)> = committed()
-            .filter(|(n, _)| n.as_str() != keep && !self.has_open_child(n))
-            .map(|(n, r)| (r.last_used, n, r.size))
+            .filter(|(n, _)| n.as_str() != keep && !self.rs.has_child(n, open_child))
+            .map(|(n, r)| (r.own.last_used, n, r.own.size))
             .collect();
         candidates.sort();
         let mut out = Vec::new();
@@ -246,7 +197,7 @@ impl Store {
             out.push((n.clone(), size));
         }
         if total > max {
-            self.notes.push((
+            self.rs.notes.push((
                 Level::Warn,
                 format!(
                     "committed snapshots use {total} bytes, above max-size={max}, but the rest are in use or just committed"
@@ -257,7 +208,11 @@ impl Store {
     }
 }
 
+/// `take_notes`, `stat`, `usage` (a walk of the tree now, 0 for a view)
+/// and `list` (by name) are the [`RecordStore`]'s.
 impl SnapshotStore for Store {
+    rumoci_driver_sdk::record_store_operations!(rs);
+
     fn info() -> DriverInfo {
         DriverInfo::new(
             "layer-cache",
@@ -272,129 +227,77 @@ impl SnapshotStore for Store {
         Store::open(&store_dir()?, opts)
     }
 
-    /// Log messages gathered so far (the wasm glue forwards them to the host).
-    fn take_notes(&mut self) -> Notes {
-        std::mem::take(&mut self.notes)
-    }
-
-    /// `layer-store.stat`.
-    fn stat(&self, name: &str) -> Result<Option<SnapshotInfo>> {
-        lookup(&self.db.snapshots, name, Store::record_info)
-    }
-
-    /// `layer-store.prepare`.
-    fn prepare(
-        &mut self,
-        key: &str,
-        parent: Option<&str>,
-        target: Option<&str>,
-        labels: Labels,
-    ) -> Result<Prepared> {
-        if let Some(t) = check_prepare(&self.db.snapshots, key, parent, target, &labels)? {
-            self.touch(t);
-            self.save()?;
-            let r = &self.db.snapshots[t];
-            return Ok(Prepared::Cached(Store::record_info(t, r)));
+    /// `layer-store.prepare`: `cached` (and used now) for a committed
+    /// `target`, else a fresh `snapshots/<id>/fs` over a copy of the
+    /// parent's tree.
+    fn prepare(&mut self, req: Prepare) -> Result<Prepared> {
+        let parent = req.parent.as_deref();
+        let records = &self.rs.db.snapshots;
+        if let Some(t) = check_prepare(
+            records,
+            &req.key,
+            parent,
+            req.target.as_deref(),
+            &req.labels,
+        )? {
+            touch(&mut self.rs, t);
+            self.rs.save()?;
+            return self.rs.cached(t);
         }
-        let parent_id = match parent {
-            Some(p) => Some(self.committed_id("parent", p)?),
-            None => None,
+        let mounts = match parent {
+            Some(p) => vec![copy_mount(&self.rs, "parent", p)?],
+            None => Vec::new(),
         };
-        let snaps = self.root.join(SNAPSHOTS);
-        fs::create_dir_all(&snaps).map_err(|e| io_err(SNAPSHOTS, e))?;
-        // Skip ids in use, and ids whose directory survived (undeletable
-        // garbage, or a db that was reset).
-        let used: std::collections::HashSet<u64> =
-            self.db.snapshots.values().filter_map(|r| r.id).collect();
-        let id = self.db.allocate_id(|id| {
-            used.contains(&id) || fs::symlink_metadata(snaps.join(id.to_string())).is_ok()
-        });
+        let id = self.rs.allocate(|id| id.to_string())?;
         if let Some(p) = parent {
-            self.touch(p);
+            touch(&mut self.rs, p);
         }
-        let now = self.tick();
-        let record = Record {
-            id: Some(id),
-            kind: Kind::Active,
-            parent: parent.map(str::to_string),
-            diff_id: None,
-            labels,
-            size: 0,
-            inodes: 0,
-            last_used: now,
-        };
-        self.db
-            .insert_with_dir(&DB, &self.root, key, record, &format!("{SNAPSHOTS}/{id}"))?;
-        Ok(Prepared::Fresh(UnpackTarget {
-            dir: fs_rel(id),
-            mounts: parent_id.map(copy_mount).into_iter().collect(),
-            meta: meta_rel(id),
-        }))
+        let own = unmeasured(Some(id), &mut self.rs);
+        self.rs.insert_active(req, own, mounts)
     }
 
-    /// `layer-store.view`.
+    /// `layer-store.view`: a copy of the parent's tree.
     fn view(&mut self, key: &str, parent: &str) -> Result<Vec<Mount>> {
-        check_name("key", key)?;
-        check_name("parent", parent)?;
-        let pid = self.committed_id("parent", parent)?;
-        check_key_free(&self.db.snapshots, key)?;
-        self.touch(parent);
-        let now = self.tick();
-        self.db.snapshots.insert(
-            key.to_string(),
-            Record {
-                id: None,
-                kind: Kind::View,
-                parent: Some(parent.to_string()),
-                diff_id: None,
-                labels: Vec::new(),
-                size: 0,
-                inodes: 0,
-                last_used: now,
+        self.rs.add_view(
+            key,
+            parent,
+            |rs| Ok(vec![copy_mount(rs, "parent", parent)?]),
+            |rs| {
+                touch(rs, parent);
+                unmeasured(None, rs)
             },
-        );
-        self.save()?;
-        Ok(vec![copy_mount(pid)])
+        )
     }
 
     /// `layer-store.mounts`.
     fn mounts(&self, key: &str) -> Result<Vec<Mount>> {
-        let r = uncommitted(&self.db.snapshots, key)?;
+        let r = uncommitted(&self.rs.db.snapshots, key)?;
         match r.parent.as_deref() {
-            Some(p) => Ok(vec![copy_mount(self.committed_id("parent", p)?)]),
+            Some(p) => Ok(vec![copy_mount(&self.rs, "parent", p)?]),
             None => Ok(Vec::new()),
         }
     }
 
-    /// `layer-store.commit`; then evicts beyond `max-size`.
-    fn commit(
-        &mut self,
-        name: &str,
-        key: &str,
-        diff_id: &Digest,
-        labels: Labels,
-    ) -> Result<SnapshotInfo> {
-        let id = *check_commit(&self.db.snapshots, name, key, &labels)?;
-        let usage = walk_usage(&self.root.join(fs_rel(id))).map_err(|e| io_err(fs_rel(id), e))?;
-        let now = self.tick();
-        let Some(mut r) = self.db.snapshots.remove(key) else {
-            return Err(Error::Other(format!("snapshot {key:?} vanished")));
-        };
-        r.kind = Kind::Committed;
-        r.diff_id = Some(diff_id.to_string());
-        merge_labels(&mut r.labels, labels);
-        r.size = usage.size;
-        r.inodes = usage.inodes;
-        r.last_used = now;
-        let info = Store::record_info(name, &r);
-        self.db.snapshots.insert(name.to_string(), r);
-        let evicted = self.select_evictions(name);
+    /// `layer-store.commit`: measures the tree; then evicts beyond
+    /// `max-size`.
+    fn commit(&mut self, req: Commit) -> Result<SnapshotInfo> {
+        let id = *check_commit(&self.rs.db.snapshots, &req.name, &req.key, &req.labels)?;
+        let rel = self.rs.fs_rel(&id);
+        let usage = walk_usage(&self.rs.root.join(&rel)).map_err(|e| io_err(rel, e))?;
+        let now = tick(&mut self.rs);
+        let name = req.name.clone();
+        let info = self.rs.commit_record(req, |r| {
+            r.own.size = usage.size;
+            r.own.inodes = usage.inodes;
+            r.own.last_used = now;
+        })?;
+        let evicted = self.select_evictions(&name);
         let mut ids = Vec::new();
         for (victim, size) in &evicted {
-            if let Some(v) = self.db.snapshots.remove(victim) {
-                ids.extend(v.id);
+            if let Some(v) = self.rs.db.snapshots.remove(victim) {
+                ids.extend(v.own.id);
             }
-            self.notes.push((
+            self.rs.notes.push((
                 Level::Info,
                 format!(
                     "evicted {victim:?} ({size} bytes, least recently used) to stay within max-size={}",
@@ -402,39 +305,20 @@ impl SnapshotStore for Store {
                 ),
             ));
         }
-        self.save()?;
-        self.delete_dirs(&ids);
+        self.rs.save()?;
+        for id in ids {
+            self.rs.delete_dir(&id.to_string());
+        }
         Ok(info)
     }
 
-    /// `layer-store.remove`.
+    /// `layer-store.remove`: a committed snapshot is refused while an
+    /// active snapshot or a view has it as parent.
     fn remove(&mut self, name: &str) -> Result<()> {
-        let r = existing(&self.db.snapshots, "name", name)?;
-        if r.kind == Kind::Committed && self.has_open_child(name) {
-            return Err(Error::FailedPrecondition(format!(
-                "snapshot {name:?} is the parent of an active snapshot or view"
-            )));
-        }
-        let id = r.id;
-        self.db.snapshots.remove(name);
-        self.save()?;
-        self.delete_dirs(id.as_slice());
-        Ok(())
-    }
-
-    /// `layer-store.usage`: walks the tree now (0 for a view).
-    fn usage(&self, name: &str) -> Result<DiskUsage> {
-        let r = existing(&self.db.snapshots, "name", name)?;
-        match r.id {
-            Some(id) => walk_usage(&self.root.join(fs_rel(id))).map_err(|e| io_err(fs_rel(id), e)),
-            None => Ok(DiskUsage { size: 0, inodes: 0 }),
-        }
-    }
-
-    /// `layer-store.list-snapshots`: sorted by name; the cursor is the last
-    /// name of the previous page.
-    fn list(&self, cursor: Option<&str>, limit: u32) -> Result<SnapshotPage> {
-        page(&self.db.snapshots, cursor, limit, Store::record_info)
+        self.rs.remove(name, |rs| {
+            rs.has_child(name, open_child)
+                .then(|| format!("snapshot {name:?} is the parent of an active snapshot or view"))
+        })
     }
 }
 
@@ -442,7 +326,9 @@ impl SnapshotStore for Store {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use rumoci_driver_sdk::testing::{digest, fresh, is_err};
+    use rumoci_driver_sdk::SnapshotKind;
+    use rumoci_driver_sdk::testing::{commit, digest, fresh, is_err, prepare};
+    use std::fs;
 
     fn open(root: &Path) -> Store {
         Store::open(root, Options::default()).unwrap()
@@ -462,10 +348,13 @@ mod tests {
     /// host would), commit as `name`.
     fn layer(s: &mut Store, root: &Path, name: &str, parent: Option<&str>, bytes: usize) {
         let key = format!("extract-{name}");
-        let t = fresh(s.prepare(&key, parent, Some(name), vec![]).unwrap());
+        let t = fresh(
+            s.prepare(prepare(&key, parent, Some(name), vec![]))
+                .unwrap(),
+        );
         fs::write(root.join(&t.dir).join("f"), vec![0u8; bytes]).unwrap();
         fs::write(root.join(&t.meta), b"host record").unwrap();
-        s.commit(name, &key, &digest(1), vec![]).unwrap();
+        s.commit(commit(name, &key, digest(1), vec![])).unwrap();
     }
 
     /// A store in a fresh temporary directory.
@@ -530,8 +419,13 @@ mod tests {
         let (tmp, mut s) = setup();
         let root = tmp.path();
         let t = fresh(
-            s.prepare("k1", None, Some("c1"), vec![("a".into(), "1".into())])
-                .unwrap(),
+            s.prepare(prepare(
+                "k1",
+                None,
+                Some("c1"),
+                vec![("a".into(), "1".into())],
+            ))
+            .unwrap(),
         );
         assert_eq!(t.dir, "snapshots/1/fs");
         assert_eq!(t.meta, "snapshots/1/meta");
@@ -545,12 +439,12 @@ mod tests {
         fs::create_dir(root.join(&t.dir).join("d")).unwrap();
         fs::write(root.join(&t.dir).join("d/y"), b"123").unwrap();
         let info = s
-            .commit(
+            .commit(commit(
                 "c1",
                 "k1",
-                &digest(7),
+                digest(7),
                 vec![("a".into(), "2".into()), ("b".into(), "3".into())],
-            )
+            ))
             .unwrap();
         assert_eq!(info.kind, SnapshotKind::Committed);
         assert_eq!(info.diff_id, Some(digest(7).to_string()));
@@ -566,7 +460,7 @@ mod tests {
         // A fresh load sees the same; the target is now cached.
         drop(s);
         let mut s = open(root);
-        match s.prepare("k2", None, Some("c1"), vec![]).unwrap() {
+        match s.prepare(prepare("k2", None, Some("c1"), vec![])).unwrap() {
             Prepared::Cached(i) => {
                 assert_eq!(i.name, "c1");
                 assert_eq!(i.meta.as_deref(), Some("snapshots/1/meta"));
@@ -576,27 +470,45 @@ mod tests {
         assert!(s.stat("k2").unwrap().is_none(), "cached creates no record");
 
         // A child: copy mount of the parent's tree.
-        let t = fresh(s.prepare("k3", Some("c1"), Some("c2"), vec![]).unwrap());
+        let t = fresh(
+            s.prepare(prepare("k3", Some("c1"), Some("c2"), vec![]))
+                .unwrap(),
+        );
         assert_eq!(t.dir, "snapshots/2/fs");
         assert_eq!(ms(&t.mounts), ["copy snapshots/1/fs"]);
         assert_eq!(ms(&s.mounts("k3").unwrap()), ms(&t.mounts));
-        let info = s.commit("c2", "k3", &digest(8), vec![]).unwrap();
+        let info = s.commit(commit("c2", "k3", digest(8), vec![])).unwrap();
         assert_eq!(info.parent.as_deref(), Some("c1"));
 
         // Parent must be committed and exist; key must be new.
-        is_err(s.prepare("k4", Some("nope"), None, vec![]), "NotFound");
-        s.prepare("k4", None, None, vec![]).unwrap();
-        is_err(s.prepare("k5", Some("k4"), None, vec![]), "NotFound");
-        is_err(s.prepare("k4", None, None, vec![]), "AlreadyExists");
-        is_err(s.prepare("c1", None, None, vec![]), "AlreadyExists");
+        is_err(
+            s.prepare(prepare("k4", Some("nope"), None, vec![])),
+            "NotFound",
+        );
+        s.prepare(prepare("k4", None, None, vec![])).unwrap();
+        is_err(
+            s.prepare(prepare("k5", Some("k4"), None, vec![])),
+            "NotFound",
+        );
+        is_err(
+            s.prepare(prepare("k4", None, None, vec![])),
+            "AlreadyExists",
+        );
+        is_err(
+            s.prepare(prepare("c1", None, None, vec![])),
+            "AlreadyExists",
+        );
         // Committing something that is not active.
         is_err(
-            s.commit("c9", "c1", &digest(1), vec![]),
+            s.commit(commit("c9", "c1", digest(1), vec![])),
             "FailedPrecondition",
         );
-        is_err(s.commit("c9", "nope", &digest(1), vec![]), "NotFound");
+        is_err(
+            s.commit(commit("c9", "nope", digest(1), vec![])),
+            "NotFound",
+        );
         // Committing under its own key is fine.
-        s.commit("k4", "k4", &digest(1), vec![]).unwrap();
+        s.commit(commit("k4", "k4", digest(1), vec![])).unwrap();
     }
 
     #[test]
@@ -605,19 +517,25 @@ mod tests {
         let root = tmp.path();
         // Two unpacks race for the same chain id (both prepared before either
         // committed).
-        let a = fresh(s.prepare("ka", None, Some("c"), vec![]).unwrap());
-        let b = fresh(s.prepare("kb", None, Some("c"), vec![]).unwrap());
+        let a = fresh(s.prepare(prepare("ka", None, Some("c"), vec![])).unwrap());
+        let b = fresh(s.prepare(prepare("kb", None, Some("c"), vec![])).unwrap());
         assert_ne!(a.dir, b.dir);
-        s.commit("c", "ka", &digest(1), vec![]).unwrap();
-        is_err(s.commit("c", "kb", &digest(1), vec![]), "AlreadyExists");
+        s.commit(commit("c", "ka", digest(1), vec![])).unwrap();
+        is_err(
+            s.commit(commit("c", "kb", digest(1), vec![])),
+            "AlreadyExists",
+        );
         // The host then removes its active snapshot.
         s.remove("kb").unwrap();
         assert!(!root.join("snapshots/2").exists());
         assert!(root.join("snapshots/1/fs").is_dir());
         // A name taken by an active snapshot is also taken.
-        s.prepare("kc", None, None, vec![]).unwrap();
-        s.prepare("kd", None, None, vec![]).unwrap();
-        is_err(s.commit("kc", "kd", &digest(1), vec![]), "AlreadyExists");
+        s.prepare(prepare("kc", None, None, vec![])).unwrap();
+        s.prepare(prepare("kd", None, None, vec![])).unwrap();
+        is_err(
+            s.commit(commit("kc", "kd", digest(1), vec![])),
+            "AlreadyExists",
+        );
     }
 
     #[test]
@@ -636,7 +554,7 @@ mod tests {
         is_err(s.view("w", "v"), "NotFound");
         is_err(s.mounts("base"), "FailedPrecondition");
         is_err(s.mounts("nope"), "NotFound");
-        s.prepare("a", None, None, vec![]).unwrap();
+        s.prepare(prepare("a", None, None, vec![])).unwrap();
         assert!(s.mounts("a").unwrap().is_empty());
         // Views have no directory.
         assert_eq!(fs::read_dir(root.join("snapshots")).unwrap().count(), 2);
@@ -648,7 +566,7 @@ mod tests {
         let root = tmp.path();
         chain(&mut s, root);
         s.view("v", "c2").unwrap();
-        s.prepare("a", Some("c1"), None, vec![]).unwrap();
+        s.prepare(prepare("a", Some("c1"), None, vec![])).unwrap();
         is_err(s.remove("c1"), "FailedPrecondition");
         is_err(s.remove("c2"), "FailedPrecondition");
         s.remove("v").unwrap();
@@ -672,7 +590,7 @@ mod tests {
         assert_eq!(s.stat("c2").unwrap().unwrap().parent.as_deref(), Some("c1"));
         assert!(root.join("snapshots/2/fs/f").is_file());
         // The dangling informational parent does not stop new children.
-        let t = fresh(s.prepare("k", Some("c2"), None, vec![]).unwrap());
+        let t = fresh(s.prepare(prepare("k", Some("c2"), None, vec![])).unwrap());
         assert_eq!(ms(&t.mounts), ["copy snapshots/2/fs"]);
         // Nor a view of c2's mounts.
         s.view("v", "c2").unwrap();
@@ -688,7 +606,7 @@ mod tests {
         layer(&mut s, root, "b", None, 100);
         // Use a (cached hit) so that b is the least recently used.
         assert!(matches!(
-            s.prepare("x", None, Some("a"), vec![]).unwrap(),
+            s.prepare(prepare("x", None, Some("a"), vec![])).unwrap(),
             Prepared::Cached(_)
         ));
         layer(&mut s, root, "c", None, 100);
@@ -705,7 +623,7 @@ mod tests {
         // A parent of an active snapshot or a view is kept, as is the one
         // just committed (even when alone it exceeds max-size).
         s.view("va", "a").unwrap();
-        s.prepare("kc", Some("c"), None, vec![]).unwrap();
+        s.prepare(prepare("kc", Some("c"), None, vec![])).unwrap();
         layer(&mut s, root, "big", None, 1000);
         assert!(s.stat("a").unwrap().is_some());
         assert!(s.stat("c").unwrap().is_some());
@@ -728,7 +646,7 @@ mod tests {
         for n in ["a", "b", "c"] {
             layer(&mut s, root, n, None, 100);
         }
-        s.prepare("y", None, Some("a"), vec![]).unwrap(); // use a
+        s.prepare(prepare("y", None, Some("a"), vec![])).unwrap(); // use a
         layer(&mut s, root, "d", None, 100);
         let left = names(&s);
         assert_eq!(left, vec!["a", "c", "d"]);
@@ -745,7 +663,10 @@ mod tests {
         let root = tmp.path();
         layer(&mut s, root, "c", None, 1);
         // A killed unpack: an active record with a half-filled tree.
-        let t = fresh(s.prepare("dead", Some("c"), Some("c2"), vec![]).unwrap());
+        let t = fresh(
+            s.prepare(prepare("dead", Some("c"), Some("c2"), vec![]))
+                .unwrap(),
+        );
         fs::write(root.join(&t.dir).join("half"), b"x").unwrap();
         drop(s);
         // Garbage: a directory without a record, a stray temporary.
@@ -758,9 +679,12 @@ mod tests {
         assert!(root.join("snapshots/2/fs/half").exists(), "recorded: kept");
         assert!(!s.take_notes().is_empty());
         // A new key works regardless of the dead one; the dead one is removable.
-        let t2 = fresh(s.prepare("retry", Some("c"), Some("c2"), vec![]).unwrap());
+        let t2 = fresh(
+            s.prepare(prepare("retry", Some("c"), Some("c2"), vec![]))
+                .unwrap(),
+        );
         assert_ne!(t.dir, t2.dir);
-        s.commit("c2", "retry", &digest(2), vec![]).unwrap();
+        s.commit(commit("c2", "retry", digest(2), vec![])).unwrap();
         s.remove("dead").unwrap();
         assert!(!root.join(&t.dir).exists());
         // A leftover directory never has its id reused.
@@ -769,9 +693,9 @@ mod tests {
         db["next_id"] = 1.into();
         fs::write(root.join(DB_FILE), serde_json::to_vec(&db).unwrap()).unwrap();
         let mut s = open(root);
-        let t3 = fresh(s.prepare("k", None, None, vec![]).unwrap());
+        let t3 = fresh(s.prepare(prepare("k", None, None, vec![])).unwrap());
         assert_eq!(t3.dir, "snapshots/2/fs", "1 and 3 are taken, 2 is free");
-        let t4 = fresh(s.prepare("k2", None, None, vec![]).unwrap());
+        let t4 = fresh(s.prepare(prepare("k2", None, None, vec![])).unwrap());
         assert_eq!(t4.dir, "snapshots/4/fs");
     }
 
@@ -806,7 +730,7 @@ mod tests {
         let mut names: Vec<String> = (0..25).map(|i| format!("n{i:02}")).collect();
         names.reverse();
         for n in &names {
-            s.prepare(n, None, None, vec![]).unwrap();
+            s.prepare(prepare(n, None, None, vec![])).unwrap();
         }
         names.sort();
         let mut got = Vec::new();
@@ -839,17 +763,27 @@ mod tests {
     fn names_are_checked_and_never_paths() {
         let (tmp, mut s) = setup();
         let root = tmp.path();
-        is_err(s.prepare("", None, None, vec![]), "InvalidArgument");
-        is_err(s.prepare("a\nb", None, None, vec![]), "InvalidArgument");
         is_err(
-            s.prepare(&"x".repeat(513), None, None, vec![]),
+            s.prepare(prepare("", None, None, vec![])),
             "InvalidArgument",
         );
-        is_err(s.prepare("k", Some("a\0"), None, vec![]), "InvalidArgument");
+        is_err(
+            s.prepare(prepare("a\nb", None, None, vec![])),
+            "InvalidArgument",
+        );
+        is_err(
+            s.prepare(prepare(&"x".repeat(513), None, None, vec![])),
+            "InvalidArgument",
+        );
+        is_err(
+            s.prepare(prepare("k", Some("a\0"), None, vec![])),
+            "InvalidArgument",
+        );
         is_err(s.stat("\u{7f}"), "InvalidArgument");
-        let t = fresh(s.prepare("../../etc", None, None, vec![]).unwrap());
+        let t = fresh(s.prepare(prepare("../../etc", None, None, vec![])).unwrap());
         assert_eq!(t.dir, "snapshots/1/fs");
-        s.prepare(&"x".repeat(512), None, None, vec![]).unwrap();
+        s.prepare(prepare(&"x".repeat(512), None, None, vec![]))
+            .unwrap();
         let names: Vec<String> = fs::read_dir(root)
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())

@@ -17,54 +17,47 @@
 //! host recorded keeps its inode and ctime.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use rumoci_driver_sdk::store_db::{self, Kind};
-use rumoci_driver_sdk::store_util::{
-    Notes, RecordFile, SnapshotRecord, check_commit, check_key_free, check_name, check_prepare,
-    delete_unrecorded, existing, io_err, lookup, merge_labels, page, remove_unrecorded,
-    uncommitted, walk_usage,
-};
+use rumoci_driver_sdk::snapshot_store::{RecordPart, StoreLayout};
+use rumoci_driver_sdk::store_util::{RecordFile, check_commit, check_prepare, io_err, uncommitted};
 use rumoci_driver_sdk::{
-    Digest, DiskUsage, DriverInfo, Error, Labels, Mount, Prepared, Result, SnapshotInfo,
-    SnapshotKind, SnapshotPage, SnapshotStore, UnpackTarget, config, store_dir,
+    Commit, DriverInfo, Error, Mount, Prepare, Prepared, RecordStore, Result, SnapshotInfo,
+    SnapshotStore, config, store_dir,
 };
 use serde::{Deserialize, Serialize};
 
 /// The record file.
 pub const DB_FILE: &str = "db.json";
-const DB: RecordFile = RecordFile {
-    name: DB_FILE,
-    tmp_prefix: "db.json.tmp-",
-};
 /// The directory holding one directory per layer.
 pub const LAYERS: &str = "layers";
-const DB_VERSION: u32 = 1;
+static LAYOUT: StoreLayout = StoreLayout {
+    file: RecordFile {
+        name: DB_FILE,
+        tmp_prefix: "db.json.tmp-",
+    },
+    dirs: LAYERS,
+    version: 1,
+    store: "the overlay store",
+    empty: "store",
+};
 pub use rumoci_driver_sdk::store_util::MAX_NAME;
 /// Longest chain of layers a view may have (overlayfs stacks at most 500).
 pub const MAX_DEPTH: usize = 500;
 
+/// The store's own field of a record.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct Record {
+struct Layer {
     /// Directory name beneath `layers/` (views have none).
     dir: Option<String>,
-    kind: Kind,
-    parent: Option<String>,
-    diff_id: Option<String>,
-    labels: Labels,
 }
 
-impl SnapshotRecord for Record {
+impl RecordPart for Layer {
     type Dir = String;
-    fn kind(&self) -> SnapshotKind {
-        self.kind.into()
-    }
     fn dir(&self) -> Option<&String> {
         self.dir.as_ref()
     }
 }
-
-type Db = store_db::Db<Record>;
 
 /// The directory name for a committed chain id `alg:hex[+suffix]`
 /// (lowercase alphanumeric algorithm, lowercase hex), else `None`.
@@ -93,20 +86,10 @@ pub fn chain_dir_name(name: &str) -> Option<String> {
     }
 }
 
-fn fs_rel(dir: &str) -> String {
-    format!("{LAYERS}/{dir}/fs")
-}
-
-fn meta_rel(dir: &str) -> String {
-    format!("{LAYERS}/{dir}/meta")
-}
-
-/// The store, loaded from `db.json` beneath `root`. Every mutating call
+/// The store, loaded from `db.json` beneath its root. Every mutating call
 /// saves the records before it returns.
 pub struct Store {
-    root: PathBuf,
-    db: Db,
-    notes: Notes,
+    rs: RecordStore<Layer>,
 }
 
 impl Store {
@@ -115,65 +98,15 @@ impl Store {
     /// `db.json.tmp-*` files (best effort). A corrupt `db.json` is an
     /// `integrity` error naming the file; nothing is deleted then.
     pub fn open(root: &Path) -> Result<Store> {
-        let db = Db::load(&DB, root, DB_VERSION, "the overlay store", "store")?;
-        let mut s = Store {
-            root: root.to_path_buf(),
-            db,
-            notes: Vec::new(),
-        };
-        s.collect_garbage();
-        Ok(s)
-    }
-
-    fn collect_garbage(&mut self) {
-        let live: std::collections::HashSet<String> = self
-            .db
-            .snapshots
-            .values()
-            .filter_map(|r| r.dir.clone())
-            .collect();
-        remove_unrecorded(&self.root, LAYERS, &live, DB_FILE, &mut self.notes);
-        DB.remove_temporaries(&self.root);
-    }
-
-    fn save(&self) -> Result<()> {
-        self.db.save(&DB, &self.root)
-    }
-
-    fn record_info(name: &str, r: &Record) -> SnapshotInfo {
-        SnapshotInfo {
-            name: name.to_string(),
-            parent: r.parent.clone(),
-            kind: r.kind.into(),
-            diff_id: r.diff_id.clone(),
-            labels: r.labels.clone(),
-            meta: match (r.kind, &r.dir) {
-                (Kind::Committed, Some(d)) => Some(meta_rel(d)),
-                _ => None,
-            },
-        }
-    }
-
-    /// The directory of committed snapshot `name`, else `not-found`.
-    fn committed_dir(&self, what: &str, name: &str) -> Result<&str> {
-        rumoci_driver_sdk::store_util::committed_dir(&self.db.snapshots, what, name)
-            .map(String::as_str)
-    }
-
-    /// Whether any snapshot (committed ones too: each layer directory holds
-    /// only its own layer, so children need their parents) has `name` as
-    /// its parent.
-    fn has_child(&self, name: &str) -> bool {
-        self.db
-            .snapshots
-            .values()
-            .any(|r| r.parent.as_deref() == Some(name))
+        Ok(Store {
+            rs: RecordStore::open(&LAYOUT, root)?,
+        })
     }
 
     /// The overlay mount of the committed chain ending at `top` (none: the
     /// empty chain beneath a base layer): the layer directories, topmost
     /// first.
-    fn chain_mount(&self, top: Option<&str>) -> Result<Mount> {
+    fn chain_mount(rs: &RecordStore<Layer>, top: Option<&str>) -> Result<Mount> {
         let mut dirs = Vec::new();
         let mut cur = top.map(str::to_string);
         while let Some(name) = cur {
@@ -187,14 +120,18 @@ impl Store {
             } else {
                 "ancestor"
             };
-            dirs.push(fs_rel(self.committed_dir(what, &name)?));
-            cur = self.db.snapshots.get(&name).and_then(|r| r.parent.clone());
+            dirs.push(rs.fs_rel(rs.committed_dir(what, &name)?));
+            cur = rs.db.snapshots.get(&name).and_then(|r| r.parent.clone());
         }
         Ok(Mount::Overlay(dirs))
     }
 }
 
+/// `take_notes`, `stat`, `usage` (a walk of the tree now, 0 for a view)
+/// and `list` (by name) are the [`RecordStore`]'s.
 impl SnapshotStore for Store {
+    rumoci_driver_sdk::record_store_operations!(rs);
+
     fn info() -> DriverInfo {
         DriverInfo::new(
             "overlay",
@@ -214,102 +151,45 @@ impl SnapshotStore for Store {
         Store::open(&store_dir()?)
     }
 
-    /// Log messages gathered so far.
-    fn take_notes(&mut self) -> Notes {
-        std::mem::take(&mut self.notes)
-    }
-
-    /// `layer-store.stat`.
-    fn stat(&self, name: &str) -> Result<Option<SnapshotInfo>> {
-        lookup(&self.db.snapshots, name, Store::record_info)
-    }
-
     /// `layer-store.prepare`: `cached` for a committed `target`, else a
     /// fresh, empty `layers/active-<n>/fs` and one overlay mount of the
     /// parent chain's directories (none for a base layer): the host
     /// extracts the layer alone, in overlayfs form, over them.
-    fn prepare(
-        &mut self,
-        key: &str,
-        parent: Option<&str>,
-        target: Option<&str>,
-        labels: Labels,
-    ) -> Result<Prepared> {
-        if let Some(t) = check_prepare(&self.db.snapshots, key, parent, target, &labels)? {
-            let r = &self.db.snapshots[t];
-            return Ok(Prepared::Cached(Store::record_info(t, r)));
+    fn prepare(&mut self, req: Prepare) -> Result<Prepared> {
+        let (key, parent, target) = (&req.key, req.parent.as_deref(), req.target.as_deref());
+        if let Some(t) = check_prepare(&self.rs.db.snapshots, key, parent, target, &req.labels)? {
+            return self.rs.cached(t);
         }
-        let lower = self.chain_mount(parent)?;
-        let layers = self.root.join(LAYERS);
-        fs::create_dir_all(&layers).map_err(|e| io_err(LAYERS, e))?;
-        let used: std::collections::HashSet<String> = self
-            .db
-            .snapshots
-            .values()
-            .filter_map(|r| r.dir.clone())
-            .collect();
-        let id = self.db.allocate_id(|id| {
-            let d = format!("active-{id}");
-            used.contains(&d) || fs::symlink_metadata(layers.join(&d)).is_ok()
-        });
-        let dir = format!("active-{id}");
-        let record = Record {
-            dir: Some(dir.clone()),
-            kind: Kind::Active,
-            parent: parent.map(str::to_string),
-            diff_id: None,
-            labels,
+        let lower = Store::chain_mount(&self.rs, parent)?;
+        let id = self.rs.allocate(|id| format!("active-{id}"))?;
+        let own = Layer {
+            dir: Some(format!("active-{id}")),
         };
-        self.db
-            .insert_with_dir(&DB, &self.root, key, record, &format!("{LAYERS}/{dir}"))?;
-        Ok(Prepared::Fresh(UnpackTarget {
-            dir: fs_rel(&dir),
-            mounts: vec![lower],
-            meta: meta_rel(&dir),
-        }))
+        self.rs.insert_active(req, own, vec![lower])
     }
 
     /// `layer-store.view`: the overlay mount of the chain `parent`.
     fn view(&mut self, key: &str, parent: &str) -> Result<Vec<Mount>> {
-        check_name("key", key)?;
-        check_name("parent", parent)?;
-        let m = self.chain_mount(Some(parent))?;
-        check_key_free(&self.db.snapshots, key)?;
-        self.db.snapshots.insert(
-            key.to_string(),
-            Record {
-                dir: None,
-                kind: Kind::View,
-                parent: Some(parent.to_string()),
-                diff_id: None,
-                labels: Vec::new(),
-            },
-        );
-        self.save()?;
-        Ok(vec![m])
+        let m = |rs: &mut RecordStore<Layer>| Ok(vec![Store::chain_mount(rs, Some(parent))?]);
+        self.rs.add_view(key, parent, m, |_| Layer { dir: None })
     }
 
     /// `layer-store.mounts`: the overlay mount of the snapshot's parent
     /// chain (a view's whole chain; an active snapshot's lower layers, as
     /// `prepare` answered).
     fn mounts(&self, key: &str) -> Result<Vec<Mount>> {
-        let r = uncommitted(&self.db.snapshots, key)?;
-        Ok(vec![self.chain_mount(r.parent.as_deref())?])
+        let r = uncommitted(&self.rs.db.snapshots, key)?;
+        Ok(vec![Store::chain_mount(&self.rs, r.parent.as_deref())?])
     }
 
     /// `layer-store.commit`: the active `key` becomes `name`; its directory
     /// is renamed after the chain id.
-    fn commit(
-        &mut self,
-        name: &str,
-        key: &str,
-        diff_id: &Digest,
-        labels: Labels,
-    ) -> Result<SnapshotInfo> {
-        let old_dir = check_commit(&self.db.snapshots, name, key, &labels)?.clone();
-        let layers = self.root.join(LAYERS);
+    fn commit(&mut self, req: Commit) -> Result<SnapshotInfo> {
+        let old_dir =
+            check_commit(&self.rs.db.snapshots, &req.name, &req.key, &req.labels)?.clone();
+        let layers = self.rs.root.join(LAYERS);
         let id = old_dir.trim_start_matches("active-");
-        let new_dir = match chain_dir_name(name) {
+        let new_dir = match chain_dir_name(&req.name) {
             Some(d) if fs::symlink_metadata(layers.join(&d)).is_err() => d,
             _ => format!("c-{id}"),
         };
@@ -317,16 +197,9 @@ impl SnapshotStore for Store {
             fs::rename(layers.join(&old_dir), layers.join(&new_dir))
                 .map_err(|e| io_err(format!("{LAYERS}/{old_dir}"), e))?;
         }
-        let Some(mut r) = self.db.snapshots.remove(key) else {
-            return Err(Error::Other(format!("snapshot {key:?} vanished")));
-        };
-        r.kind = Kind::Committed;
-        r.dir = Some(new_dir.clone());
-        r.diff_id = Some(diff_id.to_string());
-        merge_labels(&mut r.labels, labels);
-        let info = Store::record_info(name, &r);
-        self.db.snapshots.insert(name.to_string(), r);
-        if let Err(e) = self.save() {
+        let dir = Some(new_dir.clone());
+        let info = self.rs.commit_record(req, |r| r.own.dir = dir)?;
+        if let Err(e) = self.rs.save() {
             // put the directory back where the saved records say it is
             let _ = fs::rename(layers.join(&new_dir), layers.join(&old_dir));
             return Err(e);
@@ -335,36 +208,15 @@ impl SnapshotStore for Store {
     }
 
     /// `layer-store.remove`: a committed layer is refused while any
-    /// snapshot (committed children included) has it as parent.
+    /// snapshot (committed children included: each layer directory holds
+    /// only its own layer, so children need their parents) has it as
+    /// parent.
     fn remove(&mut self, name: &str) -> Result<()> {
-        let r = existing(&self.db.snapshots, "name", name)?;
-        if r.kind == Kind::Committed && self.has_child(name) {
-            return Err(Error::FailedPrecondition(format!(
-                "snapshot {name:?} is the parent of another snapshot (its layer directory is a lower layer of theirs)"
-            )));
-        }
-        let dir = r.dir.clone();
-        self.db.snapshots.remove(name);
-        self.save()?;
-        if let Some(d) = dir {
-            delete_unrecorded(&self.root, LAYERS, &d, &mut self.notes);
-        }
-        Ok(())
-    }
-
-    /// `layer-store.usage`: this layer's own directory (0 for a view).
-    fn usage(&self, name: &str) -> Result<DiskUsage> {
-        let r = existing(&self.db.snapshots, "name", name)?;
-        match &r.dir {
-            Some(d) => walk_usage(&self.root.join(fs_rel(d))).map_err(|e| io_err(fs_rel(d), e)),
-            None => Ok(DiskUsage { size: 0, inodes: 0 }),
-        }
-    }
-
-    /// `layer-store.list-snapshots`: sorted by name; the cursor is the last
-    /// name of the previous page.
-    fn list(&self, cursor: Option<&str>, limit: u32) -> Result<SnapshotPage> {
-        page(&self.db.snapshots, cursor, limit, Store::record_info)
+        self.rs.remove(name, |rs| {
+            rs.has_child(name, |_| true).then(|| {
+                format!("snapshot {name:?} is the parent of another snapshot (its layer directory is a lower layer of theirs)")
+            })
+        })
     }
 }
 
@@ -372,7 +224,8 @@ impl SnapshotStore for Store {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use rumoci_driver_sdk::testing::{digest, fresh, is_err};
+    use rumoci_driver_sdk::UnpackTarget;
+    use rumoci_driver_sdk::testing::{commit, digest, fresh, is_err, prepare};
 
     fn chain(n: u8) -> String {
         format!("sha256:{}", format!("{n:02x}").repeat(32))
@@ -389,10 +242,13 @@ mod tests {
     /// Prepare and commit `name` on `parent` with one file in its tree.
     fn layer(s: &mut Store, root: &Path, name: &str, parent: Option<&str>) -> UnpackTarget {
         let key = format!("k-{name}");
-        let t = fresh(s.prepare(&key, parent, Some(name), vec![]).unwrap());
+        let t = fresh(
+            s.prepare(prepare(&key, parent, Some(name), vec![]))
+                .unwrap(),
+        );
         fs::write(root.join(&t.dir).join("f"), b"12345").unwrap();
         fs::write(root.join(&t.meta), b"host record").unwrap();
-        s.commit(name, &key, &digest(1), vec![]).unwrap();
+        s.commit(commit(name, &key, digest(1), vec![])).unwrap();
         t
     }
 
@@ -440,15 +296,19 @@ mod tests {
             format!("layers/sha256-{}/meta", "01".repeat(32))
         );
         // a child is extracted alone over its parent: no copy of it
-        let t = fresh(s.prepare("k2", Some(&c1), Some(&c2), vec![]).unwrap());
+        let t = fresh(
+            s.prepare(prepare("k2", Some(&c1), Some(&c2), vec![]))
+                .unwrap(),
+        );
         assert_eq!(lowers(&t.mounts), [d1.as_str()]);
         assert_eq!(lowers(&s.mounts("k2").unwrap()), [d1.as_str()]);
         assert_eq!(fs::read_dir(root.join(&t.dir)).unwrap().count(), 0);
-        s.commit(&c2, "k2", &digest(2), vec![]).unwrap();
+        s.commit(commit(&c2, "k2", digest(2), vec![])).unwrap();
         layer(&mut s, root, &c3, Some(&c2));
         // cached
         assert!(matches!(
-            s.prepare("k", Some(&c1), Some(&c2), vec![]).unwrap(),
+            s.prepare(prepare("k", Some(&c1), Some(&c2), vec![]))
+                .unwrap(),
             Prepared::Cached(_)
         ));
         let m = s.view("v", &c3).unwrap();
@@ -478,16 +338,22 @@ mod tests {
         let root = tmp.path();
         let mut s = Store::open(root).unwrap();
         let c = chain(9);
-        let a = fresh(s.prepare("ka", None, Some(&c), vec![]).unwrap());
-        let b = fresh(s.prepare("kb", None, Some(&c), vec![]).unwrap());
+        let a = fresh(s.prepare(prepare("ka", None, Some(&c), vec![])).unwrap());
+        let b = fresh(s.prepare(prepare("kb", None, Some(&c), vec![])).unwrap());
         assert_ne!(a.dir, b.dir);
-        s.commit(&c, "ka", &digest(1), vec![]).unwrap();
-        is_err(s.commit(&c, "kb", &digest(1), vec![]), "AlreadyExists");
+        s.commit(commit(&c, "ka", digest(1), vec![])).unwrap();
+        is_err(
+            s.commit(commit(&c, "kb", digest(1), vec![])),
+            "AlreadyExists",
+        );
         s.remove("kb").unwrap();
         assert!(!root.join(&b.dir).exists());
         // a name that is no chain id gets a numbered directory
-        let t = fresh(s.prepare("k", None, Some("../../x"), vec![]).unwrap());
-        let info = s.commit("../../x", "k", &digest(1), vec![]).unwrap();
+        let t = fresh(
+            s.prepare(prepare("k", None, Some("../../x"), vec![]))
+                .unwrap(),
+        );
+        let info = s.commit(commit("../../x", "k", digest(1), vec![])).unwrap();
         assert_eq!(info.meta.unwrap(), "layers/c-3/meta");
         assert!(!root.join(&t.dir).exists());
         // garbage goes at the next load
@@ -498,8 +364,14 @@ mod tests {
         assert!(!s.take_notes().is_empty());
         // views of missing chains, unknown keys
         is_err(s.view("v", "nope"), "NotFound");
-        is_err(s.prepare("k9", Some("nope"), None, vec![]), "NotFound");
-        is_err(s.prepare("", None, None, vec![]), "InvalidArgument");
+        is_err(
+            s.prepare(prepare("k9", Some("nope"), None, vec![])),
+            "NotFound",
+        );
+        is_err(
+            s.prepare(prepare("", None, None, vec![])),
+            "InvalidArgument",
+        );
         fs::write(root.join(DB_FILE), b"{").unwrap();
         assert!(matches!(Store::open(root), Err(Error::Integrity(_))));
     }
@@ -509,7 +381,8 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let mut s = Store::open(tmp.path()).unwrap();
         for i in 0..5 {
-            s.prepare(&format!("n{i}"), None, None, vec![]).unwrap();
+            s.prepare(prepare(&format!("n{i}"), None, None, vec![]))
+                .unwrap();
         }
         let p = s.list(None, 2).unwrap();
         assert_eq!(p.items.len(), 2);

@@ -3,6 +3,9 @@
 #[allow(dead_code)]
 #[path = "../../../../plugins/dir-cas/src/store.rs"]
 mod store;
+#[macro_use]
+#[path = "../../dir_cas_methods.rs"]
+mod dir_cas_methods;
 
 use rumoci_driver_sdk::*;
 use store::DirCasDriver;
@@ -31,29 +34,17 @@ impl BlobRead for Liar {
 }
 
 impl Cas for Evil {
-    fn check() -> Result<()> {
-        <DirCasDriver as Cas>::check()
-    }
-    fn stat(d: &Digest) -> Result<Option<BlobInfo>> {
-        <DirCasDriver as Cas>::stat(d)
-    }
+    dir_cas_methods!(
+        check,
+        stat,
+        create,
+        delete,
+        list_blobs,
+        read_index,
+        write_index
+    );
     fn open(d: &Digest) -> Result<Box<dyn BlobRead>> {
         Ok(Box::new(Liar(<DirCasDriver as Cas>::open(d)?)))
-    }
-    fn create(e: Option<&Digest>, s: Option<u64>) -> Result<Box<dyn BlobWrite>> {
-        <DirCasDriver as Cas>::create(e, s)
-    }
-    fn delete(d: &Digest) -> Result<()> {
-        <DirCasDriver as Cas>::delete(d)
-    }
-    fn list_blobs(c: Option<String>, l: u32) -> Result<BlobPage> {
-        <DirCasDriver as Cas>::list_blobs(c, l)
-    }
-    fn read_index() -> Result<IndexDoc> {
-        <DirCasDriver as Cas>::read_index()
-    }
-    fn write_index(doc: Vec<u8>, p: IndexPrecondition) -> Result<String> {
-        <DirCasDriver as Cas>::write_index(doc, p)
     }
 }
 impl LayerStore for Evil {}

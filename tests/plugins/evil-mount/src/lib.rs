@@ -67,12 +67,8 @@ impl LayerStore for Evil {
     fn stat(name: String) -> Result<Option<SnapshotInfo>> {
         Ok(cached().then(|| committed(name)))
     }
-    fn prepare(
-        _key: String,
-        parent: Option<String>,
-        _target: Option<String>,
-        _labels: Labels,
-    ) -> Result<Prepared> {
+    fn prepare(req: Prepare) -> Result<Prepared> {
+        let parent = req.parent;
         let (dir, meta, mounts) = match mode().as_str() {
             "dir" => ("../outside", "record", vec![]),
             "meta" => ("fs", "../../record", vec![]),
@@ -103,13 +99,8 @@ impl LayerStore for Evil {
             m => return Err(Error::Other(format!("view not expected in mode {m}"))),
         })
     }
-    fn commit(
-        name: String,
-        _key: String,
-        _diff_id: Digest,
-        _labels: Labels,
-    ) -> Result<SnapshotInfo> {
-        Ok(committed(name))
+    fn commit(req: Commit) -> Result<SnapshotInfo> {
+        Ok(committed(req.name))
     }
     fn remove(_name: String) -> Result<()> {
         Ok(())

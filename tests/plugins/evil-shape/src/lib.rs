@@ -15,6 +15,9 @@
 #[allow(dead_code)]
 #[path = "../../../../plugins/dir-cas/src/store.rs"]
 mod store;
+#[macro_use]
+#[path = "../../dir_cas_methods.rs"]
+mod dir_cas_methods;
 
 use rumoci_driver_sdk::*;
 use store::DirCasDriver;
@@ -52,21 +55,7 @@ impl Driver for Evil {
 }
 
 impl Cas for Evil {
-    fn check() -> Result<()> {
-        <DirCasDriver as Cas>::check()
-    }
-    fn stat(d: &Digest) -> Result<Option<BlobInfo>> {
-        <DirCasDriver as Cas>::stat(d)
-    }
-    fn open(d: &Digest) -> Result<Box<dyn BlobRead>> {
-        <DirCasDriver as Cas>::open(d)
-    }
-    fn create(e: Option<&Digest>, s: Option<u64>) -> Result<Box<dyn BlobWrite>> {
-        <DirCasDriver as Cas>::create(e, s)
-    }
-    fn delete(d: &Digest) -> Result<()> {
-        <DirCasDriver as Cas>::delete(d)
-    }
+    dir_cas_methods!(check, stat, open, create, delete, read_index, write_index);
     fn list_blobs(cursor: Option<String>, limit: u32) -> Result<BlobPage> {
         let start: u64 = cursor.as_deref().unwrap_or("0").parse().unwrap_or(0);
         let items = (start..start + u64::from(limit))
@@ -81,12 +70,6 @@ impl Cas for Evil {
             items,
             next: Some((start + u64::from(limit)).to_string()),
         })
-    }
-    fn read_index() -> Result<IndexDoc> {
-        <DirCasDriver as Cas>::read_index()
-    }
-    fn write_index(doc: Vec<u8>, p: IndexPrecondition) -> Result<String> {
-        <DirCasDriver as Cas>::write_index(doc, p)
     }
 }
 
