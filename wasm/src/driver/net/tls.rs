@@ -26,6 +26,13 @@ fn system_roots() -> &'static Vec<CertificateDer<'static>> {
     })
 }
 
+/// The *ring* provider. rustls 0.23.48 deprecated it (its key exchange has
+/// no post-quantum group, X25519MLKEM768, which only the aws-lc-rs provider
+/// offers); the classical groups it has are what registries negotiate today,
+/// and aws-lc-rs would add a C/cmake build. The `allow` keeps builds with
+/// newer rustls (a builder's own lock) free of warnings; it is a no-op with
+/// older ones.
+#[allow(deprecated)]
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(ring::default_provider())
 }
