@@ -5,13 +5,14 @@
 //! `rumoci:driver@0.2.0` contract in this crate's `wit/` directory (see
 //! `GUIDE.md` for the rules the host enforces). The
 //! host runs it sandboxed: one preopened directory (the *store directory*),
-//! no environment, no network (unless the user grants TCP to one host:port
-//! with `url=`; `std::net::TcpStream` works then), a memory limit and a
-//! deadline per call.
+//! no environment, no sockets and no name lookup (a driver given `url=` may
+//! send `wasi:http` requests to that one origin; the host sends them and
+//! holds TLS and credentials), a memory limit and a deadline per call.
 //!
 //! A driver implements three traits, each with defaults that answer
 //! `unsupported` (so a content-store driver only writes [`Cas`], and a layer
-//! cache only [`LayerStore`]):
+//! cache only [`LayerStore`]; [`Cas::check`] too answers `unsupported`, so a
+//! content store writes it, and [`Cas::clean`] is a no-op):
 //!
 //! * [`Driver`]: name, version and capabilities ([`DriverInfo`]).
 //! * [`Cas`]: blobs and `index.json`, with [`BlobRead`] / [`BlobWrite`].
@@ -19,16 +20,27 @@
 //!   [`blob_file::FileBlobWriter`]: temporary file, renamed on commit).
 //! * [`LayerStore`]: snapshot bookkeeping (the host does extraction/mounts).
 //!
-//! then exports them with [`register_driver!`]:
+//! then exports them with [`register_driver!`], which takes one type
+//! implementing all three. Both store traits have a `stat`, so inside these
+//! impls `Self::stat` is ambiguous (error E0034): write `<Self as
+//! Cas>::stat`. The crate's `README.md` has a complete content store
+//! (its quick start, which CI builds and checks); in short:
 //!
 //! ```ignore
-//! use rumoci_driver_sdk::{register_driver, Cas, Driver, DriverInfo, LayerStore};
+//! use rumoci_driver_sdk::*;
 //! struct Mine;
 //! impl Driver for Mine {
 //!     fn info() -> DriverInfo { DriverInfo::new("mine", env!("CARGO_PKG_VERSION"), &["cas"]) }
 //! }
-//! impl Cas for Mine { /* stat, open, create, … */ }
-//! impl LayerStore for Mine {}
+//! impl Cas for Mine {
+//!     fn check() -> Result<()> { todo!("is the store directory one of mine?") }
+//!     fn delete(d: &Digest) -> Result<()> {
+//!         if <Self as Cas>::stat(d)?.is_some() { /* remove it */ } // not `Self::stat`
+//!         Ok(())
+//!     }
+//!     // init, stat, open, create, list_blobs, read_index, write_index
+//! }
+//! impl LayerStore for Mine {} // every layer-store method answers `unsupported`
 //! register_driver!(Mine);
 //! ```
 //!
@@ -353,8 +365,9 @@ pub trait BlobWrite: 'static {
     fn commit(&mut self, digest: &Digest, size: u64) -> Result<()>;
 }
 
-/// A content store. Every method defaults to `unsupported` (except
-/// [`Cas::check`] and [`Cas::clean`], which default to success).
+/// A content store. Every method defaults to `unsupported`, [`Cas::check`]
+/// included (a store must say which directories it accepts), except
+/// [`Cas::clean`], which defaults to a no-op success.
 pub trait Cas: 'static {
     /// Create an empty store whose index is `initial_index`.
     fn init(initial_index: Vec<u8>) -> Result<()> {
@@ -588,6 +601,10 @@ impl<T: LayerStore> gls::Guest for Export<T> {
 /// Export a driver type as the plugin's component exports. The type must
 /// implement [`Driver`], [`Cas`] and [`LayerStore`] (an empty `impl` keeps
 /// the `unsupported` defaults). Use once, at the crate root of a `cdylib`.
+///
+/// As both store traits are on the one type and both have a `stat`, a call
+/// of it inside the impls names the trait: `<Self as Cas>::stat(d)` or
+/// `<Self as LayerStore>::stat(n)` (`Self::stat` fails with E0034).
 #[macro_export]
 macro_rules! register_driver {
     ($ty:ty) => {
