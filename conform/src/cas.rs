@@ -402,9 +402,17 @@ pub(super) fn run(r: &mut Runner, wasm: &Path, spec: &DriverSpec, opts: &Options
         "blob-writer.write returns the bytes accepted so far; commit(digest, size) publishes atomically; stat then answers that digest and size",
         || {
             let d = st.put(&big)?;
-            let info = st.stat(&d).map_err(err)?.ok_or("stat after commit answers none")?;
+            let info = st
+                .stat(&d)
+                .map_err(err)?
+                .ok_or_else(|| format!("stat after commit answers none for {d} (the digest of the bytes written)"))?;
             ensure(info.digest == d && info.size == big.len() as u64, || {
-                format!("stat answers {} of {} bytes", info.digest, info.size)
+                format!(
+                    "stat answers {} of {} bytes, expected {d} of {} bytes",
+                    info.digest,
+                    info.size,
+                    big.len()
+                )
             })?;
             Ok(None)
         },
@@ -467,9 +475,12 @@ pub(super) fn run(r: &mut Runner, wasm: &Path, spec: &DriverSpec, opts: &Options
         "blob-writer.commit: committing a blob that already exists succeeds",
         || {
             let d = st.put(&big)?;
-            let info = st.stat(&d).map_err(err)?.ok_or("stat answers none")?;
+            let info = st
+                .stat(&d)
+                .map_err(err)?
+                .ok_or_else(|| format!("stat answers none for {d}"))?;
             ensure(info.size == big.len() as u64, || {
-                format!("size now {}", info.size)
+                format!("size now {}, expected {}", info.size, big.len())
             })?;
             Ok(None)
         },

@@ -75,7 +75,7 @@ impl ProblemKind {
 
     /// The kind of a store error.
     pub fn of(e: &CasError) -> ProblemKind {
-        match e {
+        match e.unwrapped() {
             CasError::NotFound(_) => ProblemKind::Missing,
             CasError::DigestMismatch { .. } => ProblemKind::Digest,
             CasError::SizeMismatch { .. } => ProblemKind::Size,
@@ -369,7 +369,7 @@ fn visit(
                     if let Err(e) = std::io::copy(&mut r, &mut std::io::sink()) {
                         let e = CasError::io(desc.digest.to_string(), e);
                         if matches!(
-                            e,
+                            e.unwrapped(),
                             CasError::DigestMismatch { .. } | CasError::SizeMismatch { .. }
                         ) {
                             return (ProblemKind::of(&e), e.to_string());

@@ -30,11 +30,9 @@ pub fn open_verified(cas: &dyn Cas, desc: &Descriptor) -> Result<Box<dyn Read + 
         return Ok(Box::new(Cursor::new(checked)));
     }
     let inner = cas.open_blob(&desc.digest)?;
-    Ok(Box::new(VerifiedReader::new(
-        inner,
-        desc.digest.clone(),
-        desc.size,
-    )))
+    Ok(Box::new(
+        VerifiedReader::new(inner, desc.digest.clone(), desc.size).through(cas.driver_label()),
+    ))
 }
 
 /// Read a whole (small) blob into memory, verified.

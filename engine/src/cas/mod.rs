@@ -48,6 +48,15 @@ pub enum CasError {
         /// What the content hashes to.
         actual: Digest,
     },
+    /// A blob read through a plugin failed its check (`inner`, a digest
+    /// or size mismatch): the plugin named.
+    #[error("{inner}, read through driver {driver}")]
+    ReadThrough {
+        /// The plugin, as errors name it.
+        driver: String,
+        /// The failed check.
+        inner: Box<CasError>,
+    },
     /// Content is longer or shorter than its descriptor says. The message
     /// contains umoci's `verified reader size mismatch`.
     #[error("blob {digest}: verified reader size mismatch (descriptor says {expected} bytes, content has {actual}{more})", more = if *.longer { " or more" } else { "" })]
@@ -125,6 +134,15 @@ pub enum CasError {
 }
 
 impl CasError {
+    /// The error itself, or the failed check a [`CasError::ReadThrough`]
+    /// carries.
+    pub fn unwrapped(&self) -> &CasError {
+        match self {
+            CasError::ReadThrough { inner, .. } => inner.unwrapped(),
+            e => e,
+        }
+    }
+
     /// A blob writer's check at commit: `Ok` when nothing was expected or
     /// the bytes written hash to what was, else [`CasError::DigestMismatch`].
     pub fn check_digest(expected: Option<&Digest>, actual: &Digest) -> Result<(), CasError> {
@@ -242,6 +260,14 @@ pub trait Cas: Send + Sync {
     fn exclusive(&self, f: &mut dyn FnMut() -> Result<(), CasError>) -> Result<(), CasError> {
         f()
     }
+
+    /// The driver content read through this store comes from, as errors
+    /// name it (`driver NAME (FILE)`): a blob that fails its check names
+    /// it, so a plugin's bug can be told from a damaged store. `None` (the
+    /// default) for the built-in directory driver.
+    fn driver_label(&self) -> Option<String> {
+        None
+    }
 }
 
 impl crate::cas::CasError {
@@ -252,6 +278,7 @@ impl crate::cas::CasError {
             E::NotFound(_) => crate::error::ErrorKind::NotFound,
             E::Io { source, .. } => crate::error::ErrorKind::of_io(source),
             E::DigestMismatch { .. } | E::SizeMismatch { .. } => crate::error::ErrorKind::Integrity,
+            E::ReadThrough { inner, .. } => inner.kind(),
             E::InvalidLayout { .. } | E::Document { .. } | E::Digest(_) | E::Limit(_) => {
                 crate::error::ErrorKind::InvalidInput
             }

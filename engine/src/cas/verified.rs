@@ -15,6 +15,7 @@ pub struct VerifiedReader<R> {
     size: u64,
     seen: u64,
     hasher: Option<Hasher>,
+    driver: Option<String>,
 }
 
 impl<R: Read> VerifiedReader<R> {
@@ -27,10 +28,25 @@ impl<R: Read> VerifiedReader<R> {
             size,
             seen: 0,
             hasher,
+            driver: None,
         }
     }
 
-    fn fail(e: CasError) -> io::Error {
+    /// Name the driver the content comes from in a failed check
+    /// ([`CasError::ReadThrough`]); `None`: the built-in driver.
+    pub fn through(mut self, driver: Option<String>) -> Self {
+        self.driver = driver;
+        self
+    }
+
+    fn fail(&self, e: CasError) -> io::Error {
+        let e = match &self.driver {
+            Some(d) => CasError::ReadThrough {
+                driver: d.clone(),
+                inner: Box::new(e),
+            },
+            None => e,
+        };
         crate::error::Kinded::io(io::ErrorKind::InvalidData, e.kind(), e)
     }
 
@@ -53,13 +69,13 @@ impl<R: Read> VerifiedReader<R> {
         // added at its end a size mismatch.
         let actual = hasher.finish();
         if actual != self.expected {
-            return Err(Self::fail(CasError::DigestMismatch {
+            return Err(self.fail(CasError::DigestMismatch {
                 expected: self.expected.clone(),
                 actual,
             }));
         }
         if self.seen != self.size || extra != 0 {
-            return Err(Self::fail(CasError::SizeMismatch {
+            return Err(self.fail(CasError::SizeMismatch {
                 digest: self.expected.clone(),
                 expected: self.size,
                 actual: self.seen + extra as u64,

@@ -191,6 +191,10 @@ pub(crate) fn require<W: super::World>(p: &Plugin<W>, capability: &str) -> Resul
 }
 
 impl Cas for WasmCas {
+    fn driver_label(&self) -> Option<String> {
+        Some(self.label())
+    }
+
     fn writer_guard(&self) -> Result<Box<dyn std::any::Any>, CasError> {
         Ok(Box::new(crate::cas::dir::WriterGuard(
             crate::cas::dir::lock(&self.dir, rustix::fs::FlockOperation::LockShared)?,

@@ -29,6 +29,44 @@ pub struct PluginInfo {
     pub capabilities: Vec<String>,
 }
 
+/// A plugin's error message with the paths it sees (beneath `/store`, its
+/// one preopened directory) shown as the host paths they are (beneath
+/// `dir`), so that users can find the files named.
+fn host_paths(e: WitError, dir: &Path) -> WitError {
+    let host = dir.display().to_string();
+    let fix = |m: String| -> String {
+        let mut out = String::with_capacity(m.len());
+        let mut rest = m.as_str();
+        while let Some(at) = rest.find(GUEST_STORE) {
+            let after = &rest[at + GUEST_STORE.len()..];
+            // `/store` at a word's start, and followed by `/` or a word's end
+            let starts = rest[..at]
+                .chars()
+                .next_back()
+                .is_none_or(|c| c.is_whitespace() || "\"'(:=".contains(c));
+            let ends = after
+                .chars()
+                .next()
+                .is_none_or(|c| c == '/' || c.is_whitespace() || "\"'),:".contains(c));
+            out.push_str(&rest[..at]);
+            out.push_str(if starts && ends { &host } else { GUEST_STORE });
+            rest = after;
+        }
+        out.push_str(rest);
+        out
+    };
+    match e {
+        WitError::NotFound(m) => WitError::NotFound(fix(m)),
+        WitError::AlreadyExists(m) => WitError::AlreadyExists(fix(m)),
+        WitError::InvalidArgument(m) => WitError::InvalidArgument(fix(m)),
+        WitError::FailedPrecondition(m) => WitError::FailedPrecondition(fix(m)),
+        WitError::Unsupported(m) => WitError::Unsupported(fix(m)),
+        WitError::Integrity(m) => WitError::Integrity(fix(m)),
+        WitError::Io(m) => WitError::Io(fix(m)),
+        WitError::Other(m) => WitError::Other(fix(m)),
+    }
+}
+
 /// A world of the contract the host can instantiate a plugin as: the
 /// generated bindings of `cas-driver` or `layer-driver`.
 pub trait World: Sized + Send + 'static {
@@ -440,7 +478,10 @@ impl<W: World> Plugin<W> {
             Err(error) => Err(DriverError::Plugin {
                 plugin: self.label.clone(),
                 op: op.to_string(),
-                error,
+                error: match &self.dir {
+                    Some(d) => host_paths(error, d),
+                    None => error,
+                },
             }),
         }
     }
@@ -485,4 +526,27 @@ fn trap_reason<W: World>(e: &wasmtime::Error, p: &Plugin<W>) -> String {
         return format!("memory limit of {} bytes exceeded", p.memory);
     }
     text.lines().next().unwrap_or_default().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sandbox_paths_are_shown_as_host_paths() {
+        let e = host_paths(
+            WitError::Io(
+                "open /store/blobs/sha256/ab: denied; /storeroom and /x/store kept; (/store)"
+                    .into(),
+            ),
+            Path::new("/var/lib/cas"),
+        );
+        let WitError::Io(m) = e else {
+            panic!("kind changed: {e:?}");
+        };
+        assert_eq!(
+            m,
+            "open /var/lib/cas/blobs/sha256/ab: denied; /storeroom and /x/store kept; (/var/lib/cas)"
+        );
+    }
 }
