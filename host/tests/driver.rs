@@ -107,13 +107,6 @@ fn dir_cas_plugin_writes_the_same_layout_as_the_builtin_driver() {
     }
 }
 
-/// Set the modification times of `paths` to 1600000000 (2020-09-13).
-fn touch_1600000000(paths: &[&Path]) {
-    let mut args = vec!["-d", "@1600000000"];
-    args.extend(paths.iter().map(|p| s(p)));
-    run_ok("touch", &args);
-}
-
 /// unpack → change → repack → gc on one layout through `driver`; returns the
 /// bundle and the unpack of the repacked image.
 fn bundle_scenario(layout: &Path, work: &Path, driver: &[&str]) -> (PathBuf, PathBuf) {
@@ -130,13 +123,16 @@ fn bundle_scenario(layout: &Path, work: &Path, driver: &[&str]) -> (PathBuf, Pat
     std::fs::write(r.join("added/dir/file"), b"through a driver\n").expect("w");
     std::fs::remove_dir_all(r.join("usr/share")).expect("rm");
     run_ok("chmod", &["0700", s(&r.join("usr"))]);
-    touch_1600000000(&[
-        &r.join("added/dir/file"),
-        &r.join("added/dir"),
-        &r.join("added"),
-        &r.join("usr"),
-        &r,
-    ]);
+    touch_at(
+        "@1600000000",
+        &[
+            &r.join("added/dir/file"),
+            &r.join("added/dir"),
+            &r.join("added"),
+            &r.join("usr"),
+            &r,
+        ],
+    );
     with(&["repack", "--image", &img, s(&bundle)]);
     with(&["gc", "--layout", s(layout)]);
     let again = work.join("again");
@@ -515,7 +511,10 @@ fn layer_cache_unpacks_what_a_plain_unpack_does_and_reuses_it() {
     // a bundle from the cache repacks like any other (its mtree is right):
     // the new layer holds just the change, and the Go umoci unpacks it
     std::fs::write(again.join("rootfs/added"), b"after a cached unpack\n").expect("w");
-    touch_1600000000(&[&again.join("rootfs/added"), &again.join("rootfs")]);
+    touch_at(
+        "@1600000000",
+        &[&again.join("rootfs/added"), &again.join("rootfs")],
+    );
     let full_img = format!("{}:t", s(&full));
     rd_ok(&["repack", "--image", &full_img, s(&again)]);
     let m = read_blob_json(

@@ -402,7 +402,7 @@ fn repack_reads_only_the_upper_directory() {
     let Some(u) = unpacked() else {
         return;
     };
-    let (tmp, b) = (&u.tmp, &u.bundle);
+    let (tmp, b) = (&u.tmp, u.bundle.clone());
     let r = b.join("rootfs");
     // change a file, delete a file, delete a directory, replace a directory
     std::fs::write(r.join("etc"), b"changed through the overlay\n").expect("w");
@@ -699,7 +699,7 @@ fn driver_rm_refuses_a_layer_of_a_mounted_bundle() {
     let Some(u) = unpacked() else {
         return;
     };
-    let (tmp, b) = (&u.tmp, &u.bundle);
+    let (tmp, b) = (&u.tmp, u.bundle.clone());
     let rows = snapshot_rows(&u.driver);
     assert!(rows.len() >= 2, "{rows:?}");
     assert!(rows.iter().all(|r| r[1] == "committed"), "{rows:?}");

@@ -163,17 +163,15 @@ fn registry_unpack_matches_umoci_and_repack_pulls_back() {
     std::fs::write(r.join("added/dir/file"), b"through a registry\n").expect("w");
     std::fs::write(r.join("added/big"), vec![7u8; 5 << 20]).expect("w");
     std::fs::remove_dir_all(r.join("usr/share")).expect("rm");
-    run_ok(
-        "touch",
+    touch_at(
+        "@1600000000",
         &[
-            "-d",
-            "@1600000000",
-            s(&r.join("added/dir/file")),
-            s(&r.join("added/big")),
-            s(&r.join("added/dir")),
-            s(&r.join("added")),
-            s(&r.join("usr")),
-            s(&r),
+            &r.join("added/dir/file"),
+            &r.join("added/big"),
+            &r.join("added/dir"),
+            &r.join("added"),
+            &r.join("usr"),
+            &r,
         ],
     );
     rd_ok(

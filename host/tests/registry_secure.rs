@@ -115,25 +115,26 @@ impl Pki {
         let openssl = |args: &[&str]| {
             command_ok(Command::new("openssl").args(args).current_dir(dir));
         };
-        openssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.crt",
-            "-days",
-            "2",
-            "-subj",
+        // NAME.key and a certificate NAME.crt for it, signed by itself
+        let self_signed = |name: &str, subject: &str, extra: &[&str]| {
+            let (key, crt) = (format!("{name}.key"), format!("{name}.crt"));
+            let mut args = vec!["req", "-x509", "-newkey", "rsa:2048", "-nodes"];
+            args.extend([
+                "-keyout", &key, "-out", &crt, "-days", "2", "-subj", subject,
+            ]);
+            args.extend_from_slice(extra);
+            openssl(&args);
+        };
+        self_signed(
+            "ca",
             "/CN=rumoci test CA",
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign,cRLSign",
-        ]);
+            &[
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
+            ],
+        );
         for (name, san, serial) in [
             ("server", "IP:127.0.0.1,DNS:localhost", "1001"),
             ("other", "DNS:other.invalid", "1002"),
@@ -179,21 +180,7 @@ impl Pki {
                 &format!("{name}.crt"),
             ]);
         }
-        openssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "token.key",
-            "-out",
-            "token.crt",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=rumoci test token signer",
-        ]);
+        self_signed("token", "/CN=rumoci test token signer", &[]);
         let cert_dir = f("certs.d");
         std::fs::create_dir_all(&cert_dir).expect("mkdir");
         std::fs::copy(f("ca.crt"), cert_dir.join("ca.crt")).expect("copy ca.crt");
@@ -335,6 +322,20 @@ fn token_server(pki: &Pki, expiry: i64) -> Py {
     )
 }
 
+/// With a token server issuing tokens that live `expiry` seconds and a
+/// registry trusting it: `test`, then the token server must stop cleanly.
+/// Nothing where the fixture is missing.
+fn with_token_registry(expiry: i64, test: impl FnOnce(&Fx, &Py, &Registry)) {
+    let Some(fx) = fixture() else {
+        return;
+    };
+    let ts = token_server(&fx.pki, expiry);
+    let reg = token_registry(&fx.pki, &ts);
+    test(&fx, &ts, &reg);
+    drop(reg);
+    ts.stop();
+}
+
 /// A registry trusting `ts`'s tokens.
 fn token_registry(pki: &Pki, ts: &Py) -> Registry {
     Registry::start_with(&RegistryConfig {
@@ -403,6 +404,12 @@ fn fixture() -> Option<Fx> {
 }
 
 impl Fx {
+    /// `--FLAG=DIR`: the directory holding the test CA's certificate, for
+    /// skopeo.
+    fn cert_dir_flag(&self, flag: &str) -> String {
+        format!("--{flag}={}", s(&self.pki.cert_dir))
+    }
+
     fn path(&self, name: &str) -> PathBuf {
         self.tmp.path().join(name)
     }
@@ -469,6 +476,26 @@ impl Fx {
                 .env_remove("DOCKER_CONFIG"),
             LIMIT,
         )
+    }
+
+    /// skopeo copies `reg`'s `NAME:TAG` `image` (with `opts`) into a new
+    /// layout `DIR-layout`, which the Go umoci unpacks into the bundle
+    /// `DIR`; returns the bundle.
+    fn pull_and_go_unpack(&self, reg: &Registry, image: &str, opts: &[&str], dir: &str) -> PathBuf {
+        let tag = image.rsplit_once(':').map_or("latest", |(_, t)| t);
+        let layout = format!("{}:{tag}", s(&self.path(&format!("{dir}-layout"))));
+        let docker = reg.docker(image);
+        let oci = format!("oci:{layout}");
+        self.skopeo_ok(&[&["copy", "--quiet"][..], opts, &[&docker, &oci]].concat());
+        let bundle = self.path(dir);
+        run_ok("umoci", &["unpack", "--image", &layout, s(&bundle)]);
+        bundle
+    }
+
+    /// `--creds CREDS copy --to-driver TO IMG DEST`: a copy of the fixture
+    /// image with credentials.
+    fn copy_with_creds<'a>(&'a self, creds: &'a str, to: &'a str, dest: &'a str) -> [&'a str; 7] {
+        ["--creds", creds, "copy", "--to-driver", to, &self.img, dest]
     }
 
     fn skopeo_ok(&self, args: &[&str]) -> String {
@@ -596,8 +623,11 @@ fn tls_with_ca_unpacks_like_umoci_and_repack_pulls_back() {
         return;
     };
     let reg = tls_registry(&fx.pki.server);
-    let cert_dir = format!("--dest-cert-dir={}", s(&fx.pki.cert_dir));
-    fx.push(&reg, "fixture/image:t", &[&cert_dir]);
+    fx.push(
+        &reg,
+        "fixture/image:t",
+        &[&fx.cert_dir_flag("dest-cert-dir")],
+    );
 
     let ca = format!("ca={}", s(&fx.pki.ca));
     let driver = spec(&reg.url(), &[&ca, "repo=fixture/image"]);
@@ -621,15 +651,9 @@ fn tls_with_ca_unpacks_like_umoci_and_repack_pulls_back() {
     // one file changed, repacked to a new tag over HTTPS
     let r = bundle.join("rootfs");
     std::fs::write(r.join("usr/over-tls"), b"pushed over TLS\n").expect("write");
-    run_ok(
-        "touch",
-        &[
-            "-d",
-            "@1600000000",
-            s(&r.join("usr/over-tls")),
-            s(&r.join("usr")),
-            s(&r),
-        ],
+    touch_at(
+        "@1600000000",
+        &[&r.join("usr/over-tls"), &r.join("usr"), &r],
     );
     fx.ok(&[
         "--driver",
@@ -639,24 +663,13 @@ fn tls_with_ca_unpacks_like_umoci_and_repack_pulls_back() {
         "fixture/image:new",
         s(&bundle),
     ]);
-    let src_cert_dir = format!("--cert-dir={}", s(&fx.pki.cert_dir));
+    let src_cert_dir = fx.cert_dir_flag("cert-dir");
     assert_eq!(
         fx.tags(&reg, "fixture/image", &[&src_cert_dir]),
         ["new", "t"]
     );
-    let out = fx.path("skopeo-out");
-    fx.skopeo_ok(&[
-        "copy",
-        "--quiet",
-        &format!("--src-cert-dir={}", s(&fx.pki.cert_dir)),
-        &reg.docker("fixture/image:new"),
-        &format!("oci:{}:new", s(&out)),
-    ]);
-    let back = fx.path("back");
-    run_ok(
-        "umoci",
-        &["unpack", "--image", &format!("{}:new", s(&out)), s(&back)],
-    );
+    let src_cert_dir = fx.cert_dir_flag("src-cert-dir");
+    let back = fx.pull_and_go_unpack(&reg, "fixture/image:new", &[&src_cert_dir], "back");
     assert_eq!(
         std::fs::read(back.join("rootfs/usr/over-tls")).expect("the pushed file"),
         b"pushed over TLS\n"
@@ -679,7 +692,7 @@ fn tls_unknown_ca_fails_and_tls_verify_false_warns() {
     fx.push(
         &reg,
         "fixture/image:t",
-        &[&format!("--dest-cert-dir={}", s(&fx.pki.cert_dir))],
+        &[&fx.cert_dir_flag("dest-cert-dir")],
     );
 
     let bare = spec(&reg.url(), &["repo=fixture/image"]);
@@ -718,7 +731,7 @@ fn tls_unknown_ca_fails_and_tls_verify_false_warns() {
         &["--driver", &wrong_ca, "ls", "--layout", "fixture/image"],
         &["certificate"],
     );
-    let cert_dir = format!("--cert-dir={}", s(&fx.pki.cert_dir));
+    let cert_dir = fx.cert_dir_flag("cert-dir");
     assert_eq!(fx.tags(&reg, "fixture/image", &[&cert_dir]), ["t"]);
 
     // no verification: works, and says so
@@ -739,7 +752,7 @@ fn tls_certificate_for_another_name_fails() {
         return;
     };
     let reg = tls_registry(&fx.pki.other);
-    let cert_dir = format!("--cert-dir={}", s(&fx.pki.cert_dir));
+    let cert_dir = fx.cert_dir_flag("cert-dir");
     // the fixture: skopeo with the CA refuses the name too
     let out = fx.skopeo(&["list-tags", &cert_dir, &reg.docker("fixture/image")]);
     assert_fails(&out, "skopeo with the wrong name", &["certificate"]);
@@ -843,15 +856,7 @@ fn htpasswd_credentials_from_flag_spec_and_auth_files() {
     );
     // a wrong password, by flag and in the spec
     fx.fails(
-        &[
-            "--creds",
-            "alice:wrong",
-            "copy",
-            "--to-driver",
-            &to,
-            &fx.img,
-            "team/app:wrong",
-        ],
+        &fx.copy_with_creds("alice:wrong", &to, "team/app:wrong"),
         &unauthorized,
     );
     fx.fails(
@@ -871,15 +876,7 @@ fn htpasswd_credentials_from_flag_spec_and_auth_files() {
     );
 
     // --creds
-    fx.ok(&[
-        "--creds",
-        CREDS,
-        "copy",
-        "--to-driver",
-        &to,
-        &fx.img,
-        "team/app:flag",
-    ]);
+    fx.ok(&fx.copy_with_creds(CREDS, &to, "team/app:flag"));
     assert_eq!(tags("team/app"), ["flag"]);
     // creds= in the spec
     fx.unpack_like_umoci(
@@ -950,156 +947,127 @@ fn htpasswd_credentials_from_flag_spec_and_auth_files() {
 /// (skopeo reads it back), anyone pulls `public/…` but pushes nothing.
 #[test]
 fn token_push_with_creds_anonymous_pull_of_public_only() {
-    let Some(fx) = fixture() else {
-        return;
-    };
-    let ts = token_server(&fx.pki, 300);
-    let reg = token_registry(&fx.pki, &ts);
-    let sk_creds = format!("--creds={CREDS}");
-    let tags = |repo: &str| fx.tags(&reg, repo, &["--tls-verify=false", &sk_creds]);
-    let to = spec(&reg.url(), &[]);
+    with_token_registry(300, |fx, ts, reg| {
+        let sk_creds = format!("--creds={CREDS}");
+        let tags = |repo: &str| fx.tags(reg, repo, &["--tls-verify=false", &sk_creds]);
+        let to = spec(&reg.url(), &[]);
 
-    // alice pushes team/app; skopeo (with her credentials) reads it back
-    fx.ok(&[
-        "--creds",
-        CREDS,
-        "copy",
-        "--to-driver",
-        &to,
-        &fx.img,
-        "team/app:t",
-    ]);
-    assert_eq!(tags("team/app"), ["t"]);
-    let back = fx.path("skopeo-back");
-    fx.skopeo_ok(&[
-        "copy",
-        "--quiet",
-        "--src-tls-verify=false",
-        &format!("--src-creds={CREDS}"),
-        &reg.docker("team/app:t"),
-        &format!("oci:{}:t", s(&back)),
-    ]);
-    let go_back = fx.path("go-back");
-    run_ok(
-        "umoci",
-        &["unpack", "--image", &format!("{}:t", s(&back)), s(&go_back)],
-    );
-    assert_same_tree(&fx.go_rootfs(), &go_back.join("rootfs"));
-    // the token server saw alice ask for push on team/app
-    assert!(
-        ts.log().iter().any(|l| l["user"] == USER
-            && l["granted"]
-                .as_array()
-                .is_some_and(|g| g.iter().any(|a| a["name"] == "team/app"
-                    && a["actions"]
-                        .as_array()
-                        .is_some_and(|x| x.iter().any(|x| x == "push"))))),
-        "no push token for alice: {:?}",
-        ts.log()
-    );
+        // alice pushes team/app; skopeo (with her credentials) reads it back
+        fx.ok(&fx.copy_with_creds(CREDS, &to, "team/app:t"));
+        assert_eq!(tags("team/app"), ["t"]);
+        let src_creds = format!("--src-creds={CREDS}");
+        let opts = ["--src-tls-verify=false", src_creds.as_str()];
+        let go_back = fx.pull_and_go_unpack(reg, "team/app:t", &opts, "go-back");
+        assert_same_tree(&fx.go_rootfs(), &go_back.join("rootfs"));
+        // the token server saw alice ask for push on team/app
+        assert!(
+            ts.log().iter().any(|l| l["user"] == USER
+                && l["granted"]
+                    .as_array()
+                    .is_some_and(|g| g.iter().any(|a| a["name"] == "team/app"
+                        && a["actions"]
+                            .as_array()
+                            .is_some_and(|x| x.iter().any(|x| x == "push"))))),
+            "no push token for alice: {:?}",
+            ts.log()
+        );
 
-    // anonymous: private repositories are closed
-    let bundle = fx.path("bundle");
-    fx.fails(
-        &[
-            "--driver",
-            &spec(&reg.url(), &["repo=team/app"]),
-            "unpack",
-            "--image",
-            "team/app:t",
-            s(&bundle),
-        ],
-        &["401", "unauthorized", "denied"],
-    );
-    // public/app, pushed with credentials, unpacks anonymously
-    fx.push(
-        &reg,
-        "public/app:t",
-        &["--dest-tls-verify=false", &format!("--dest-creds={CREDS}")],
-    );
-    fx.unpack_like_umoci(
-        &[],
-        &spec(&reg.url(), &["repo=public/app"]),
-        "public/app:t",
-        &bundle,
-    );
-    assert!(
-        ts.log()
-            .iter()
-            .any(|l| l["user"].is_null() && l["status"] == 200),
-        "no anonymous token: {:?}",
-        ts.log()
-    );
-    // but an anonymous push is refused and tags nothing
-    fx.fails(
-        &["copy", "--to-driver", &to, &fx.img, "public/app:anon"],
-        &["401", "unauthorized", "denied"],
-    );
-    fx.fails(
-        &["copy", "--to-driver", &to, &fx.img, "team/app:anon"],
-        &["401", "unauthorized", "denied"],
-    );
-    assert_eq!(tags("public/app"), ["t"]);
-    assert_eq!(tags("team/app"), ["t"]);
-    // and a wrong password is refused by the token server
-    fx.fails(
-        &[
-            "--creds",
-            "alice:wrong",
-            "--driver",
-            &spec(&reg.url(), &["repo=team/app"]),
-            "ls",
-            "--layout",
-            "team/app",
-        ],
-        &["401", "unauthorized"],
-    );
-    drop(reg);
-    ts.stop();
+        // anonymous: private repositories are closed
+        let bundle = fx.path("bundle");
+        fx.fails(
+            &[
+                "--driver",
+                &spec(&reg.url(), &["repo=team/app"]),
+                "unpack",
+                "--image",
+                "team/app:t",
+                s(&bundle),
+            ],
+            &["401", "unauthorized", "denied"],
+        );
+        // public/app, pushed with credentials, unpacks anonymously
+        fx.push(
+            reg,
+            "public/app:t",
+            &["--dest-tls-verify=false", &format!("--dest-creds={CREDS}")],
+        );
+        fx.unpack_like_umoci(
+            &[],
+            &spec(&reg.url(), &["repo=public/app"]),
+            "public/app:t",
+            &bundle,
+        );
+        assert!(
+            ts.log()
+                .iter()
+                .any(|l| l["user"].is_null() && l["status"] == 200),
+            "no anonymous token: {:?}",
+            ts.log()
+        );
+        // but an anonymous push is refused and tags nothing
+        fx.fails(
+            &["copy", "--to-driver", &to, &fx.img, "public/app:anon"],
+            &["401", "unauthorized", "denied"],
+        );
+        fx.fails(
+            &["copy", "--to-driver", &to, &fx.img, "team/app:anon"],
+            &["401", "unauthorized", "denied"],
+        );
+        assert_eq!(tags("public/app"), ["t"]);
+        assert_eq!(tags("team/app"), ["t"]);
+        // and a wrong password is refused by the token server
+        fx.fails(
+            &[
+                "--creds",
+                "alice:wrong",
+                "--driver",
+                &spec(&reg.url(), &["repo=team/app"]),
+                "ls",
+                "--layout",
+                "team/app",
+            ],
+            &["401", "unauthorized"],
+        );
+    });
 }
 
 /// One unpack asks the token server at most twice for each set of scopes:
 /// tokens are reused, not fetched per request.
 #[test]
 fn token_is_reused_within_an_unpack() {
-    let Some(fx) = fixture() else {
-        return;
-    };
-    let ts = token_server(&fx.pki, 300);
-    let reg = token_registry(&fx.pki, &ts);
-    fx.push(
-        &reg,
-        "team/app:t",
-        &["--dest-tls-verify=false", &format!("--dest-creds={CREDS}")],
-    );
-    let before = ts.log().len();
-    let bundle = fx.path("bundle");
-    fx.unpack_like_umoci(
-        &["--creds", CREDS],
-        &spec(&reg.url(), &["repo=team/app"]),
-        "team/app:t",
-        &bundle,
-    );
-    let during: Vec<_> = ts.log().split_off(before);
-    assert!(!during.is_empty(), "the unpack asked for no token");
-    let mut per_scopes: BTreeMap<String, usize> = BTreeMap::new();
-    for l in &during {
-        assert_eq!(l["user"], USER, "{l}");
-        let mut scopes: Vec<String> = l["scopes"]
-            .as_array()
-            .expect("scopes")
-            .iter()
-            .map(|s| s.as_str().expect("scope").to_string())
-            .collect();
-        scopes.sort();
-        *per_scopes.entry(scopes.join(" ")).or_default() += 1;
-    }
-    assert!(
-        per_scopes.values().all(|&n| n <= 2),
-        "tokens not reused: {per_scopes:?}"
-    );
-    drop(reg);
-    ts.stop();
+    with_token_registry(300, |fx, ts, reg| {
+        fx.push(
+            reg,
+            "team/app:t",
+            &["--dest-tls-verify=false", &format!("--dest-creds={CREDS}")],
+        );
+        let before = ts.log().len();
+        let bundle = fx.path("bundle");
+        fx.unpack_like_umoci(
+            &["--creds", CREDS],
+            &spec(&reg.url(), &["repo=team/app"]),
+            "team/app:t",
+            &bundle,
+        );
+        let during: Vec<_> = ts.log().split_off(before);
+        assert!(!during.is_empty(), "the unpack asked for no token");
+        let mut per_scopes: BTreeMap<String, usize> = BTreeMap::new();
+        for l in &during {
+            assert_eq!(l["user"], USER, "{l}");
+            let mut scopes: Vec<String> = l["scopes"]
+                .as_array()
+                .expect("scopes")
+                .iter()
+                .map(|s| s.as_str().expect("scope").to_string())
+                .collect();
+            scopes.sort();
+            *per_scopes.entry(scopes.join(" ")).or_default() += 1;
+        }
+        assert!(
+            per_scopes.values().all(|&n| n <= 2),
+            "tokens not reused: {per_scopes:?}"
+        );
+    });
 }
 
 /// Tokens that are expired when issued: a prompt, clear failure, not a
@@ -1107,49 +1075,44 @@ fn token_is_reused_within_an_unpack() {
 /// to 60 s past its `exp`, so they are issued 300 s expired.)
 #[test]
 fn token_already_expired_fails_clearly() {
-    let Some(fx) = fixture() else {
-        return;
-    };
-    let ts = token_server(&fx.pki, -300);
-    let reg = token_registry(&fx.pki, &ts);
-    // the fixture: skopeo is refused too
-    let out = fx.skopeo(&[
-        "list-tags",
-        "--tls-verify=false",
-        &format!("--creds={CREDS}"),
-        &reg.docker("team/app"),
-    ]);
-    assert_fails(&out, "skopeo with expired tokens", &["401", "unauthorized"]);
-    let before = ts.log().len();
-    let t = Instant::now();
-    let out = output_within(
-        &mut fx.rumoci_cmd(
-            &[
-                "--creds",
-                CREDS,
-                "copy",
-                "--to-driver",
-                &spec(&reg.url(), &[]),
-                &fx.img,
-                "team/app:t",
-            ],
-            &[],
-        ),
-        Duration::from_secs(120),
-    );
-    assert_fails(&out, "copy with expired tokens", &["401", "unauthorized"]);
-    assert!(
-        t.elapsed() < Duration::from_secs(60),
-        "took {:?} to fail",
-        t.elapsed()
-    );
-    let asked = ts.log().len() - before;
-    assert!(
-        (1..=6).contains(&asked),
-        "{asked} token requests for one failing copy"
-    );
-    drop(reg);
-    ts.stop();
+    with_token_registry(-300, |fx, ts, reg| {
+        // the fixture: skopeo is refused too
+        let out = fx.skopeo(&[
+            "list-tags",
+            "--tls-verify=false",
+            &format!("--creds={CREDS}"),
+            &reg.docker("team/app"),
+        ]);
+        assert_fails(&out, "skopeo with expired tokens", &["401", "unauthorized"]);
+        let before = ts.log().len();
+        let t = Instant::now();
+        let out = output_within(
+            &mut fx.rumoci_cmd(
+                &[
+                    "--creds",
+                    CREDS,
+                    "copy",
+                    "--to-driver",
+                    &spec(&reg.url(), &[]),
+                    &fx.img,
+                    "team/app:t",
+                ],
+                &[],
+            ),
+            Duration::from_secs(120),
+        );
+        assert_fails(&out, "copy with expired tokens", &["401", "unauthorized"]);
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "took {:?} to fail",
+            t.elapsed()
+        );
+        let asked = ts.log().len() - before;
+        assert!(
+            (1..=6).contains(&asked),
+            "{asked} token requests for one failing copy"
+        );
+    });
 }
 
 // ---------------------------------------------------------- redirects ---
@@ -1166,6 +1129,19 @@ fn proxied(p: &Py) -> String {
         &format!("http://127.0.0.1:{}", p.port),
         &["repo=fixture/image"],
     )
+}
+
+/// With [`plain_registry`] behind [`proxy`] in `mode`: `test`, then the
+/// proxy must stop cleanly. Nothing where the fixture is missing.
+fn through_proxy(mode: &str, test: impl FnOnce(&Fx, &Py)) {
+    let Some(fx) = fixture() else {
+        return;
+    };
+    let reg = plain_registry(&fx);
+    let px = proxy(&reg, mode);
+    test(&fx, &px);
+    drop(reg);
+    px.stop();
 }
 
 /// Through the proxy `px`: an unpack of `fixture/image:t` and a copy of it
@@ -1203,88 +1179,68 @@ fn unpack_and_copy_fail(fx: &Fx, px: &Py, any: &[&str]) -> (String, String) {
 /// object storage: followed, and the bundle is the Go umoci's.
 #[test]
 fn redirected_blobs_unpack_like_umoci() {
-    let Some(fx) = fixture() else {
-        return;
-    };
-    let reg = plain_registry(&fx);
-    let px = proxy(&reg, "redirect");
-    let bundle = fx.path("bundle");
-    fx.unpack_like_umoci(&[], &proxied(&px), "fixture/image:t", &bundle);
-    let redirected = px
-        .log()
-        .iter()
-        .filter(|l| l["action"] == "redirect" && l["status"] == 307)
-        .count();
-    assert!(redirected >= 2, "blobs were not redirected: {:?}", px.log());
-    drop(reg);
-    px.stop();
+    through_proxy("redirect", |fx, px| {
+        let bundle = fx.path("bundle");
+        fx.unpack_like_umoci(&[], &proxied(px), "fixture/image:t", &bundle);
+        let redirected = px
+            .log()
+            .iter()
+            .filter(|l| l["action"] == "redirect" && l["status"] == 307)
+            .count();
+        assert!(redirected >= 2, "blobs were not redirected: {:?}", px.log());
+    });
 }
 
 /// A redirect answered by the redirect target rather than the registry is
 /// refused, naming the address it came from; a copy tags nothing.
 #[test]
 fn second_redirect_is_not_granted() {
-    let Some(fx) = fixture() else {
-        return;
-    };
-    let reg = plain_registry(&fx);
-    let px = proxy(&reg, "redirect-chain");
-    let hop = format!("127.0.0.1:{}", px.hop_port.expect("hop port"));
-    let (err, copy_err) = unpack_and_copy_fail(&fx, &px, &["not granted"]);
-    let last = err
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or_default();
-    assert!(last.contains(&hop), "the error should name {hop}: {err}");
-    assert!(
-        copy_err.contains(&hop),
-        "the error should name {hop}: {copy_err}"
-    );
-    drop(reg);
-    px.stop();
+    through_proxy("redirect-chain", |fx, px| {
+        let hop = format!("127.0.0.1:{}", px.hop_port.expect("hop port"));
+        let (err, copy_err) = unpack_and_copy_fail(fx, px, &["not granted"]);
+        let last = err
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or_default();
+        assert!(last.contains(&hop), "the error should name {hop}: {err}");
+        assert!(
+            copy_err.contains(&hop),
+            "the error should name {hop}: {copy_err}"
+        );
+    });
 }
 
 /// Connections closed halfway through the first read of each blob: reads
 /// resume, and the bundle is the Go umoci's.
 #[test]
 fn dropped_blob_reads_resume() {
-    let Some(fx) = fixture() else {
-        return;
-    };
-    let reg = plain_registry(&fx);
-    let px = proxy(&reg, "drop");
-    let bundle = fx.path("bundle");
-    fx.unpack_like_umoci(&[], &proxied(&px), "fixture/image:t", &bundle);
-    let log = px.log();
-    assert!(
-        log.iter()
-            .any(|l| l["action"].as_str().is_some_and(|a| a.starts_with("drop"))),
-        "nothing was dropped: {log:?}"
-    );
-    drop(reg);
-    px.stop();
+    through_proxy("drop", |fx, px| {
+        let bundle = fx.path("bundle");
+        fx.unpack_like_umoci(&[], &proxied(px), "fixture/image:t", &bundle);
+        let log = px.log();
+        assert!(
+            log.iter()
+                .any(|l| l["action"].as_str().is_some_and(|a| a.starts_with("drop"))),
+            "nothing was dropped: {log:?}"
+        );
+    });
 }
 
 /// A registry whose blob bodies do not match their digests: the unpack
 /// fails naming the digest, and a copy into a layout tags nothing.
 #[test]
 fn lying_registry_fails_on_digest_and_tags_nothing() {
-    let Some(fx) = fixture() else {
-        return;
-    };
-    let reg = plain_registry(&fx);
-    let px = proxy(&reg, "lie-digest");
-    // the fixture: skopeo notices too
-    let out = fx.skopeo(&[
-        "copy",
-        "--quiet",
-        "--src-tls-verify=false",
-        &format!("docker://127.0.0.1:{}/fixture/image:t", px.port),
-        &format!("oci:{}:t", s(&fx.path("skopeo-dest"))),
-    ]);
-    assert_fails(&out, "skopeo through a lying registry", &["digest"]);
-    unpack_and_copy_fail(&fx, &px, &["digest"]);
-    drop(reg);
-    px.stop();
+    through_proxy("lie-digest", |fx, px| {
+        // the fixture: skopeo notices too
+        let out = fx.skopeo(&[
+            "copy",
+            "--quiet",
+            "--src-tls-verify=false",
+            &format!("docker://127.0.0.1:{}/fixture/image:t", px.port),
+            &format!("oci:{}:t", s(&fx.path("skopeo-dest"))),
+        ]);
+        assert_fails(&out, "skopeo through a lying registry", &["digest"]);
+        unpack_and_copy_fail(fx, px, &["digest"]);
+    });
 }

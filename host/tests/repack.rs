@@ -148,14 +148,12 @@ fn repack_round_trips_through_the_go_umoci() {
     std::fs::write(go.join("rootfs/by-go"), b"go wrote this\n").expect("w");
     std::fs::remove_dir_all(go.join("rootfs/new/dir")).expect("rm");
     // whole seconds: Debian's umoci 0.4.7 rounds mtimes (umoci 0.6 truncates)
-    run_ok(
-        "touch",
+    touch_at(
+        "@1650000000",
         &[
-            "-d",
-            "@1650000000",
-            s(&go.join("rootfs/by-go")),
-            s(&go.join("rootfs/new")),
-            s(&go.join("rootfs")),
+            &go.join("rootfs/by-go"),
+            &go.join("rootfs/new"),
+            &go.join("rootfs"),
         ],
     );
     run_ok("umoci", &["repack", "--image", &img, s(&go)]);
@@ -219,14 +217,9 @@ fn empty_diff_adds_history_only_and_refresh_moves_the_bundle() {
     std::fs::write(b.join("rootfs/three"), b"3\n").expect("w");
     // Debian's umoci 0.4.7 rounds mtimes to the nearest second (Go's ustar
     // writer) where umoci 0.6 truncates: use whole seconds here
-    run_ok(
-        "touch",
-        &[
-            "-d",
-            "@1700000000",
-            s(&b.join("rootfs/two")),
-            s(&b.join("rootfs/three")),
-        ],
+    touch_at(
+        "@1700000000",
+        &[&b.join("rootfs/two"), &b.join("rootfs/three")],
     );
     run_ok("umoci", &["repack", "--image", &img, s(&b)]);
     let go = tmp.path().join("go");

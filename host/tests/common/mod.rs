@@ -324,6 +324,13 @@ pub fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
 
+/// `touch -d DATE PATHS…`: set the times of `paths` to `date`.
+pub fn touch_at(date: &str, paths: &[&Path]) {
+    let mut args = vec!["-d", date];
+    args.extend(paths.iter().map(|p| s(p)));
+    run_ok("touch", &args);
+}
+
 /// Write each `(path, contents)` beneath `root`, making parent directories.
 pub fn write_files(root: &Path, files: &[(&str, &[u8])]) {
     for (rel, data) in files {
@@ -460,15 +467,7 @@ pub fn go_image(tmp: &Path) -> (String, std::path::PathBuf) {
     std::fs::remove_dir_all(r.join("etc")).expect("rm");
     std::fs::write(r.join("etc"), b"now a file\n").expect("w");
     std::fs::write(r.join("usr/new"), b"new\n").expect("w");
-    run_ok(
-        "touch",
-        &[
-            "-d",
-            "2021-01-01 00:00:00",
-            s(&r.join("usr/new")),
-            s(&r.join("etc")),
-        ],
-    );
+    touch_at("2021-01-01 00:00:00", &[&r.join("usr/new"), &r.join("etc")]);
     run_ok("umoci", &["repack", "--image", &img, s(&b)]);
     go_config(
         &img,
