@@ -49,22 +49,14 @@ fn stat_text_matches_umoci_blank_image_snapshot() {
         &img,
     ]);
     let got = rumoci_ok(&["stat", "--image", &img]);
-    let want = "\
-== MANIFEST ==
-Schema Version: 2
-Media Type: application/vnd.oci.image.manifest.v1+json
-Config:
+    let want = format!(
+        "\
+{head}Config:
 \tDescriptor:
 \t\tMedia Type: application/vnd.oci.image.config.v1+json
 \t\tDigest: sha256:e5101a46118c740a7709af8eaeec19cbc50a567f4fe7741f8420af39a3779a77
 \t\tSize: 135B
-Descriptor:
-\tMedia Type: application/vnd.oci.image.manifest.v1+json
-\tDigest: sha256:98a4b5d5fe4ea076a0a9059075dad54741e055fd0fa016903a8e2b858dcbad80
-\tSize: 249B
-\tAnnotations:
-\t\torg.opencontainers.image.ref.name: latest
-
+{tagged}
 == CONFIG ==
 Created: 2025-09-05T13:05:10.12345+10:00
 Author: \"\"
@@ -81,7 +73,13 @@ Descriptor:
 
 == HISTORY ==
 LAYER CREATED CREATED BY SIZE COMMENT
-";
+",
+        head = manifest_head(None),
+        tagged = tagged_latest(
+            "sha256:98a4b5d5fe4ea076a0a9059075dad54741e055fd0fa016903a8e2b858dcbad80",
+            249
+        ),
+    );
     assert_eq!(got, want);
 }
 
@@ -203,10 +201,7 @@ fn stat_text_matches_umoci_minimal_image_snapshot() {
     let pad6 = |n: u64| format!("{:<6}", n.to_string() + "B");
     let want = format!(
         "\
-== MANIFEST ==
-Schema Version: 2
-Media Type: application/vnd.oci.image.manifest.v1+json
-Config:
+{head}Config:
 \tDescriptor:
 \t\tMedia Type: application/vnd.oci.image.config.v1+json
 \t\tDigest: {cfg}
@@ -227,13 +222,7 @@ Layers:
 Annotations:
 \tci.umo.abc: \"foobar\\tbaz\"
 \tci.umo.xyz: \"hello world\"
-Descriptor:
-\tMedia Type: application/vnd.oci.image.manifest.v1+json
-\tDigest: {md}
-\tSize: {msize}B
-\tAnnotations:
-\t\torg.opencontainers.image.ref.name: latest
-
+{tagged}
 == CONFIG ==
 Created: 2025-09-05T13:05:10.12345+10:00
 Author: \"Aleksa Sarai <cyphar@cyphar.com>\"
@@ -267,6 +256,8 @@ LAYER                                                                   CREATED 
 {d1} 1997-03-25T13:42:00Z            umoci insert --opaque {s1p} whiteout /
 <none>                                                                  2025-09-05T13:05:10.12345+10:00 umoci config          <none> dummy configuration
 ",
+        head = manifest_head(None),
+        tagged = tagged_latest(&md, msize),
         cfg_size_h = hs(cfg_size),
         s0 = size(0),
         s1 = size(1),
@@ -304,6 +295,51 @@ fn tag_manifest(layout: &Path, tag: &str, manifest: &[u8]) -> serde_json::Value 
     desc
 }
 
+/// The artifact type of umoci's pseudo-artifacts.
+const ARTIFACT_TYPE: &str = "application/vnd.umoci.testing.fake-artifact+foobar";
+
+/// `block` with every line indented by `tabs` tabs.
+fn indent(tabs: usize, block: &str) -> String {
+    block
+        .lines()
+        .map(|l| format!("{}{l}\n", "\t".repeat(tabs)))
+        .collect()
+}
+
+/// The start of `stat`'s MANIFEST section for an image manifest (with its
+/// artifact type, if any).
+fn manifest_head(artifact_type: Option<&str>) -> String {
+    let mut head = String::from(
+        "== MANIFEST ==\nSchema Version: 2\nMedia Type: application/vnd.oci.image.manifest.v1+json\n",
+    );
+    if let Some(t) = artifact_type {
+        head += &format!("Artifact Type: {t}\n");
+    }
+    head
+}
+
+/// The manifest's own descriptor, tagged `latest`, as `stat` ends its
+/// MANIFEST section.
+fn tagged_latest(digest: &str, size: impl std::fmt::Display) -> String {
+    format!(
+        "Descriptor:\n\tMedia Type: application/vnd.oci.image.manifest.v1+json\n\tDigest: {digest}\n\tSize: {size}B\n\tAnnotations:\n\t\torg.opencontainers.image.ref.name: latest\n"
+    )
+}
+
+/// [`EMPTY`] as `stat` prints it, `tabs` deep.
+fn empty_descriptor(tabs: usize) -> String {
+    indent(
+        tabs,
+        "Descriptor:
+\tMedia Type: application/vnd.oci.empty.v1+json
+\tDigest: sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a
+\tSize: 2B
+\tData: (2 bytes)
+\t\t0000: 7b7d                                     {}
+",
+    )
+}
+
 const EMPTY: &str = r#"{"mediaType":"application/vnd.oci.empty.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2,"data":"e30="}"#;
 
 /// umoci's "pseudo-artifact w/o config or layers": the empty config only
@@ -321,44 +357,18 @@ fn stat_shows_an_artifact_with_embedded_empty_config() {
     let got = rumoci_ok(&["stat", "--image", &img]);
     let want = format!(
         "\
-== MANIFEST ==
-Schema Version: 2
-Media Type: application/vnd.oci.image.manifest.v1+json
-Artifact Type: application/vnd.umoci.testing.fake-artifact+foobar
-Config:
-\tDescriptor:
-\t\tMedia Type: application/vnd.oci.empty.v1+json
-\t\tDigest: sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a
-\t\tSize: 2B
-\t\tData: (2 bytes)
-\t\t\t0000: 7b7d                                     {{}}
-Layers:
-\tDescriptor:
-\t\tMedia Type: application/vnd.oci.empty.v1+json
-\t\tDigest: sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a
-\t\tSize: 2B
-\t\tData: (2 bytes)
-\t\t\t0000: 7b7d                                     {{}}
-Annotations:
+{head}Config:
+{empty1}Layers:
+{empty1}Annotations:
 \tci.umo.test-artifact.build-id: 1234567890
 \tci.umo.test-artifact.data: foobar
-Descriptor:
-\tMedia Type: application/vnd.oci.image.manifest.v1+json
-\tDigest: {}
-\tSize: {}B
-\tAnnotations:
-\t\torg.opencontainers.image.ref.name: latest
-
+{tagged}
 == CONFIG ==
-Descriptor:
-\tMedia Type: application/vnd.oci.empty.v1+json
-\tDigest: sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a
-\tSize: 2B
-\tData: (2 bytes)
-\t\t0000: 7b7d                                     {{}}
-",
-        desc["digest"].as_str().expect("d"),
-        desc["size"]
+{empty0}",
+        head = manifest_head(Some(ARTIFACT_TYPE)),
+        empty1 = empty_descriptor(1),
+        empty0 = empty_descriptor(0),
+        tagged = tagged_latest(desc["digest"].as_str().expect("d"), &desc["size"]),
     );
     assert_eq!(got, want);
 
@@ -418,11 +428,7 @@ fn stat_shows_an_artifact_with_unknown_config_and_subject() {
     let got = rumoci_ok(&["stat", "--image", &img]);
     let want = format!(
         "\
-== MANIFEST ==
-Schema Version: 2
-Media Type: application/vnd.oci.image.manifest.v1+json
-Artifact Type: application/vnd.umoci.testing.fake-artifact+foobar
-Config:
+{head}Config:
 \tDescriptor:
 \t\tMedia Type: application/vnd.umoci.testing.fake-config+json
 \t\tDigest: {cd}
@@ -439,19 +445,13 @@ Subject:
 \t\tSize: {ss}B
 Annotations:
 \tci.umo.test-artifact.build-id: 1234567890
-Descriptor:
-\tMedia Type: application/vnd.oci.image.manifest.v1+json
-\tDigest: {md}
-\tSize: {ms}B
-\tAnnotations:
-\t\torg.opencontainers.image.ref.name: latest
-",
+{tagged}",
         cd = config["digest"].as_str().expect("d"),
         ld = layer["digest"].as_str().expect("d"),
         sd = subject["digest"].as_str().expect("d"),
         ss = subject["size"],
-        md = desc["digest"].as_str().expect("d"),
-        ms = desc["size"],
+        head = manifest_head(Some(ARTIFACT_TYPE)),
+        tagged = tagged_latest(desc["digest"].as_str().expect("d"), &desc["size"]),
     );
     assert_eq!(got, want);
     let v: serde_json::Value =
