@@ -9,8 +9,7 @@
 //!
 //! Exits non-zero if any step fails or the result is not what was built.
 
-use rumoci::bundle::repack::RepackOptions;
-use rumoci::image::{ConfigChange, Drivers, HistoryEntry, Store, extract_options};
+use rumoci::image::{ConfigChange, Drivers, ExtractOptions, HistoryEntry, RepackOptions, Store};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -23,7 +22,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // --- the build step ---
     let store = Store::open(layout)?;
     let cache = Drivers::parse(rest)?.layer_store()?; // None: extract in place
-    let opts = extract_options(vec![], vec![], true, false); // rootless
+    let opts = ExtractOptions::rootless();
     store.unpack(from, None, &bundle, opts, cache.as_deref())?;
     std::fs::write(bundle.join("rootfs/hello"), "built by rumoci\n")?;
     let lock = store.lock()?; // gc waits while we write
@@ -62,13 +61,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Err(format!("{layout}: {} problems after the build", problems.len()).into());
     }
     let check = work.path().join("check");
-    store.unpack(
-        to,
-        None,
-        &check,
-        extract_options(vec![], vec![], true, false),
-        None,
-    )?;
+    store.unpack(to, None, &check, ExtractOptions::rootless(), None)?;
     if std::fs::read_to_string(check.join("rootfs/hello"))? != "built by rumoci\n" {
         return Err("the written file is not in the new image".into());
     }

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::Command;
 
 use common::*;
-use rumoci::image::{Drivers, LayerUnpack, RepackOptions, Store, extract_options};
+use rumoci::image::{Drivers, ExtractOptions, LayerUnpack, RepackOptions, Store};
 
 const EPOCH: &str = "1700000000";
 const PLUGINS: &[&str] = &["dir-cas", "layer-cache"];
@@ -24,13 +24,7 @@ const PLUGINS: &[&str] = &["dir-cas", "layer-cache"];
 fn library_build(layout: &Path, bundle: &Path, tag: &str) -> String {
     let store = Store::open(layout).expect("open");
     let out = store
-        .unpack(
-            "base",
-            None,
-            bundle,
-            extract_options(vec![], vec![], true, false),
-            None,
-        )
+        .unpack("base", None, bundle, ExtractOptions::rootless(), None)
         .expect("unpack");
     // no layer store: every layer read and extracted
     assert!(out.layers.iter().all(|l| *l == LayerUnpack::Extracted));
@@ -148,7 +142,7 @@ fn library_behaves_like_the_cli() {
     let spec = format!("{cache},dir={}", s(&tmp.path().join("cache")));
     let drivers = Drivers::parse(&[spec.as_str()]).expect("parse");
     let layers = drivers.layer_store().expect("open").expect("a layer store");
-    let opts = || extract_options(vec![], vec![], true, false);
+    let opts = || ExtractOptions::rootless();
     let first = store
         .unpack("lib1", None, tmp.path().join("c1"), opts(), Some(&*layers))
         .expect("unpack");

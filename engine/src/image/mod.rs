@@ -179,16 +179,17 @@ impl Store {
     /// Unpack `tag` into a new runtime bundle (`rootfs/`, `config.json`,
     /// the mtree and `umoci.json`), through `layers` if given (a layer
     /// cache or the overlay store), else extracting in place. Returns the
-    /// manifest's path.
+    /// manifest's path and what was done with each layer.
     ///
     /// ```
-    /// # use rumoci_engine::image::{Store, extract_options};
+    /// # use rumoci_engine::image::{ExtractOptions, Store};
     /// # let dir = tempfile::tempdir()?;
     /// # let store = Store::create(dir.path().join("img"))?;
     /// # store.new_image(&store.lock()?, "base", None)?;
-    /// let opts = extract_options(vec![], vec![], true, false);
-    /// store.unpack("base", None, dir.path().join("bundle"), opts, None)?;
+    /// let opts = ExtractOptions::rootless();
+    /// let out = store.unpack("base", None, dir.path().join("bundle"), opts, None)?;
     /// assert!(dir.path().join("bundle/rootfs").is_dir());
+    /// assert!(out.layers.is_empty()); // a new image has none
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn unpack(
@@ -550,38 +551,29 @@ pub fn refresh_bundle(bundle: impl AsRef<Path>, outcome: &RepackOutcome) -> Resu
         .doing(|| format!("refresh {}", show::name(&bundle)))
 }
 
-/// Extraction options: id maps (`CONTAINER:HOST[:SIZE]`, parsed with
-/// [`IdMapping::parse`]); `rootless` with no maps maps 0 to the invoking
-/// user, as umoci does; `keep_dirlinks` keeps symlinks to directories.
+/// Extraction options as the command line takes them: id maps
+/// (`CONTAINER:HOST[:SIZE]`, parsed with [`IdMapping::parse`]); `rootless`
+/// with no maps maps 0 to the invoking user, as umoci does; `keep_dirlinks`
+/// keeps symlinks to directories. Builders may prefer
+/// [`ExtractOptions::rootless`] and its setters, which say what they set.
 pub fn extract_options(
-    mut uid_map: Vec<IdMapping>,
-    mut gid_map: Vec<IdMapping>,
+    uid_map: Vec<IdMapping>,
+    gid_map: Vec<IdMapping>,
     rootless: bool,
     keep_dirlinks: bool,
 ) -> ExtractOptions {
-    if rootless {
-        if uid_map.is_empty() {
-            uid_map.push(IdMapping {
-                container_id: 0,
-                host_id: rustix::process::geteuid().as_raw(),
-                size: 1,
-            });
-        }
-        if gid_map.is_empty() {
-            gid_map.push(IdMapping {
-                container_id: 0,
-                host_id: rustix::process::getegid().as_raw(),
-                size: 1,
-            });
-        }
+    let mut opts = if rootless {
+        ExtractOptions::rootless()
+    } else {
+        ExtractOptions::privileged()
+    };
+    if !uid_map.is_empty() || !rootless {
+        opts = opts.uid_map(uid_map);
     }
-    ExtractOptions {
-        uid_map,
-        gid_map,
-        rootless,
-        keep_dirlinks,
-        whiteout: Default::default(),
+    if !gid_map.is_empty() || !rootless {
+        opts = opts.gid_map(gid_map);
     }
+    opts.keep_dirlinks(keep_dirlinks)
 }
 
 // ---- times ----

@@ -58,6 +58,55 @@ pub struct ExtractOptions {
     pub whiteout: WhiteoutMode,
 }
 
+impl ExtractOptions {
+    /// Extract as root (owners, devices and xattrs as the layers say); the
+    /// same as `ExtractOptions::default()`.
+    pub fn privileged() -> ExtractOptions {
+        ExtractOptions::default()
+    }
+
+    /// Extract as an unprivileged user (umoci's `--rootless`): no chown,
+    /// owners kept in the `user.rootlesscontainers` xattr, devices as empty
+    /// files; container root is the invoking user unless id maps are set
+    /// with [`ExtractOptions::uid_map`] and [`ExtractOptions::gid_map`].
+    pub fn rootless() -> ExtractOptions {
+        let me = |host_id| {
+            vec![IdMapping {
+                container_id: 0,
+                host_id,
+                size: 1,
+            }]
+        };
+        ExtractOptions {
+            uid_map: me(rustix::process::geteuid().as_raw()),
+            gid_map: me(rustix::process::getegid().as_raw()),
+            rootless: true,
+            ..ExtractOptions::default()
+        }
+    }
+
+    /// Map container uids to host uids (`--uid-map`), replacing the maps
+    /// set so far.
+    pub fn uid_map(mut self, map: Vec<IdMapping>) -> ExtractOptions {
+        self.uid_map = map;
+        self
+    }
+
+    /// Map container gids to host gids (`--gid-map`), replacing the maps
+    /// set so far.
+    pub fn gid_map(mut self, map: Vec<IdMapping>) -> ExtractOptions {
+        self.gid_map = map;
+        self
+    }
+
+    /// A directory entry landing on a symlink to a directory keeps the
+    /// link (`--keep-dirlinks`).
+    pub fn keep_dirlinks(mut self, keep: bool) -> ExtractOptions {
+        self.keep_dirlinks = keep;
+        self
+    }
+}
+
 /// How the extractor writes whiteouts.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum WhiteoutMode {
