@@ -107,6 +107,78 @@ fn dir_cas_plugin_writes_the_same_layout_as_the_builtin_driver() {
     }
 }
 
+/// A content store learns what the host knows of a blob it creates: the
+/// media type (`host.create-media-type`, a layer's says its compression),
+/// and on `copy` the digest and size. dir-cas logs them at debug level.
+#[test]
+fn a_content_store_is_told_the_media_type_of_what_it_creates() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let src = tmp.path().join("src");
+    let dst = tmp.path().join("dst");
+    let spec = plugin("dir-cas");
+    let img = format!("{}:t", s(&src));
+    rd_ok(&["init", "--layout", s(&src)]);
+    rd_ok(&["new", "--image", &img]);
+    let tree = tmp.path().join("tree");
+    write_files(&tree, &[("etc/motd", b"hello\n")]);
+    rd_ok(&["insert", "--image", &img, s(&tree), "/"]);
+    let debug = |args: &[&str]| {
+        let out = Command::new(rumoci_bin())
+            .args(args)
+            .env("XDG_CACHE_HOME", cache_home())
+            .env("RUMOCI_LOG", "debug")
+            .output()
+            .expect("run rumoci");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    rd_ok(&["init", "--layout", s(&dst), "--driver", &spec]);
+    let dst_img = format!("{}:t", s(&dst));
+    let copy_log = debug(&[
+        "copy",
+        "--from-driver",
+        "dir",
+        "--to-driver",
+        &spec,
+        &img,
+        &dst_img,
+    ]);
+    let layer = read_blob_json(
+        &src,
+        index_entry(&src, "t")["digest"].as_str().expect("digest"),
+    )["layers"][0]
+        .clone();
+    let want = format!(
+        "create: expected {}, size {}, media type {}",
+        layer["digest"].as_str().expect("digest"),
+        layer["size"],
+        layer["mediaType"].as_str().expect("media type")
+    );
+    assert!(copy_log.contains(&want), "{want} not in:\n{copy_log}");
+    assert!(
+        copy_log.contains("media type application/vnd.oci.image.manifest.v1+json"),
+        "{copy_log}"
+    );
+    // a layer written through the store (gzip by default) says so too
+    let insert_log = debug(&[
+        "insert",
+        "--image",
+        &dst_img,
+        s(&tree),
+        "/again",
+        "--driver",
+        &spec,
+    ]);
+    assert!(
+        insert_log.contains("media type application/vnd.oci.image.layer.v1.tar+gzip"),
+        "{insert_log}"
+    );
+}
+
 /// unpack → change → repack → gc on one layout through `driver`; returns the
 /// bundle and the unpack of the repacked image.
 fn bundle_scenario(layout: &Path, work: &Path, driver: &[&str]) -> (PathBuf, PathBuf) {
@@ -362,6 +434,8 @@ fn wrong_bytes_are_refused_by_host_verification() {
         &evil,
     ]);
     assert!(e.contains("digest mismatch"), "{e}");
+    // the plugin the bad bytes came through is named
+    assert!(e.contains("read through driver evil-bytes"), "{e}");
 }
 
 /// Plugin start from the compiled cache: load (read + hash + deserialize),

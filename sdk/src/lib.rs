@@ -340,6 +340,15 @@ pub fn config() -> Vec<(String, String)> {
     host::config()
 }
 
+/// Inside [`Cas::create`]: the media type of the blob being created, when
+/// the host knows it (`application/vnd.oci.image.layer.v1.tar+gzip`, a
+/// manifest's, …), so a store that compresses or places blobs by kind can
+/// act on it; `None` when unknown or called outside `create`. A plugin
+/// that calls it needs a rumoci that provides it (see `GUIDE.md`).
+pub fn create_media_type() -> Option<String> {
+    host::create_media_type()
+}
+
 // ---------------------------------------------------------------------------
 // Driver traits
 

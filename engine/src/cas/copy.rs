@@ -143,7 +143,11 @@ fn copy_blob(
     }
     let item = Item::start(label, Some(desc.size), Unit::Bytes);
     let mut reader = item.reader(open_verified(src, desc)?);
-    let mut writer = dst.begin_blob()?;
+    let mut writer = dst.begin_blob_for(&super::BlobHint {
+        digest: Some(&desc.digest),
+        size: Some(desc.size),
+        media_type: Some(&desc.media_type),
+    })?;
     std::io::copy(&mut reader, &mut writer)
         .map_err(|e| CasError::io(format!("copy blob {}", desc.digest), e))?;
     let (_, size) = writer.commit(Some(&desc.digest))?;

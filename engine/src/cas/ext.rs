@@ -122,7 +122,20 @@ pub fn fetch_image_config(
 
 /// Store `bytes` as a blob.
 pub fn put_bytes(cas: &dyn Cas, bytes: &[u8]) -> Result<(Digest, u64), CasError> {
-    let mut w = cas.begin_blob()?;
+    put_typed_bytes(cas, None, bytes)
+}
+
+/// Store `bytes` as a blob of `media_type` (a hint to the store).
+pub fn put_typed_bytes(
+    cas: &dyn Cas,
+    media_type: Option<&str>,
+    bytes: &[u8],
+) -> Result<(Digest, u64), CasError> {
+    let mut w = cas.begin_blob_for(&super::BlobHint {
+        size: Some(bytes.len() as u64),
+        media_type,
+        ..Default::default()
+    })?;
     w.write_all(bytes)
         .map_err(|e| CasError::io("new blob", e))?;
     w.commit(None)
@@ -136,7 +149,7 @@ pub fn put_json<T: Serialize>(
 ) -> Result<Descriptor, CasError> {
     let bytes = oci::to_go_json(value)
         .map_err(|e| CasError::Invalid(format!("serialising {media_type}: {e}")))?;
-    let (digest, size) = put_bytes(cas, &bytes)?;
+    let (digest, size) = put_typed_bytes(cas, Some(media_type), &bytes)?;
     Ok(Descriptor::new(media_type, digest, size))
 }
 

@@ -215,6 +215,18 @@ pub trait BlobWriter: Write + Send {
     fn commit(self: Box<Self>, expected: Option<&Digest>) -> Result<(Digest, u64), CasError>;
 }
 
+/// What the writer of a new blob knows of it before writing
+/// ([`Cas::begin_blob_for`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BlobHint<'a> {
+    /// The digest the content should have.
+    pub digest: Option<&'a Digest>,
+    /// Its size, if known.
+    pub size: Option<u64>,
+    /// Its media type (a layer's says its compression).
+    pub media_type: Option<&'a str>,
+}
+
 /// A content-addressable store holding blobs and one `index.json`.
 ///
 /// Implementations do storage only; verification of what they return is
@@ -229,6 +241,15 @@ pub trait Cas: Send + Sync {
 
     /// Start writing a new blob.
     fn begin_blob(&self) -> Result<Box<dyn BlobWriter>, CasError>;
+
+    /// Start writing a new blob about which the caller knows something
+    /// ([`BlobHint`]: its digest, size or media type), so a store can act
+    /// on it (a compressing store skips compressed layers). Hints only:
+    /// what is written is verified all the same. The default ignores them.
+    fn begin_blob_for(&self, hint: &BlobHint<'_>) -> Result<Box<dyn BlobWriter>, CasError> {
+        let _ = hint;
+        self.begin_blob()
+    }
 
     /// Delete a blob; deleting a missing blob is not an error.
     fn delete_blob(&self, digest: &Digest) -> Result<(), CasError>;

@@ -81,7 +81,10 @@ pub fn attach(
     let lock = super::WriteLock::new(cas)?;
     let mut layers = Vec::new();
     for f in files.iter_mut() {
-        let mut w = cas.begin_blob()?;
+        let mut w = cas.begin_blob_for(&super::BlobHint {
+            media_type: Some(&f.media_type),
+            ..Default::default()
+        })?;
         std::io::copy(&mut f.content, &mut w).map_err(|e| CasError::io("artifact file", e))?;
         let (digest, size) = w.commit(None)?;
         let mut d = Descriptor::new(&f.media_type, digest, size);

@@ -140,7 +140,10 @@ impl<'a> Mutator<'a> {
     /// writer (compressed and hashed — blob digest and diff_id — in the same
     /// pass), then hand it to [`Mutator::finish_layer`].
     pub fn begin_layer(&self, compression: Compression) -> Result<LayerWriter, MutateError> {
-        let blob = self.cas.begin_blob()?;
+        let blob = self.cas.begin_blob_for(&crate::cas::BlobHint {
+            media_type: Some(compression.media_type()),
+            ..Default::default()
+        })?;
         let enc = compression
             .writer(blob)
             .map_err(|e| CasError::io("new layer", e))?;

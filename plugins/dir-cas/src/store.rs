@@ -9,7 +9,7 @@ use std::time::UNIX_EPOCH;
 use rumoci_driver_sdk::blob_file::{FileBlobReader, FileBlobWriter};
 use rumoci_driver_sdk::{
     BlobInfo, BlobPage, BlobRead, BlobWrite, Cas, Digest, Driver, DriverInfo, Error, IndexDoc,
-    IndexPrecondition, LayerStore, Result, store_dir,
+    IndexPrecondition, LayerStore, Level, Result, create_media_type, log, store_dir,
 };
 
 const TMP_PREFIX: &str = ".rumoci-tmp-";
@@ -158,7 +158,17 @@ impl Cas for DirCasDriver {
         rumoci_driver_sdk::open_file_stream(rel, offset)
     }
 
-    fn create(_expected: Option<&Digest>, _size_hint: Option<u64>) -> Result<Box<dyn BlobWrite>> {
+    fn create(expected: Option<&Digest>, size_hint: Option<u64>) -> Result<Box<dyn BlobWrite>> {
+        // what the host says of the blob: hints only, it verifies the result
+        log(
+            Level::Debug,
+            &format!(
+                "create: expected {}, size {}, media type {}",
+                expected.map_or("unknown".to_string(), |d| d.to_string()),
+                size_hint.map_or("unknown".to_string(), |n| n.to_string()),
+                create_media_type().as_deref().unwrap_or("unknown")
+            ),
+        );
         let root = root()?;
         let tmp = tmp_path(&root);
         Ok(Box::new(FileBlobWriter::create(tmp, move |d| {

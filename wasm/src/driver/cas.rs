@@ -13,7 +13,7 @@ use super::bindings::rumoci::driver::types::Error as WitError;
 use super::link::Linked;
 use super::plugin::{Plugin, PluginInfo};
 use super::{DriverError, DriverSpec};
-use crate::cas::{BlobWriter, Cas, CasError};
+use crate::cas::{BlobHint, BlobWriter, Cas, CasError};
 use crate::oci::{Algorithm, Digest, Hasher};
 
 /// Bytes pulled per `read-at` call and pushed per `write` call.
@@ -248,10 +248,21 @@ impl Cas for WasmCas {
     }
 
     fn begin_blob(&self) -> Result<Box<dyn BlobWriter>, CasError> {
+        self.begin_blob_for(&BlobHint::default())
+    }
+
+    fn begin_blob_for(&self, hint: &BlobHint<'_>) -> Result<Box<dyn BlobWriter>, CasError> {
         let mut p = lock(&self.plugin);
+        let expected = hint.digest.map(|d| d.to_string());
         let handle = p
             .call("cas.create", |s, b| {
-                b.rumoci_driver_cas().call_create(s, None, None)
+                // what `host.create-media-type` answers during this call
+                s.data_mut().create_media_type = hint.media_type.map(str::to_string);
+                let res = b
+                    .rumoci_driver_cas()
+                    .call_create(&mut *s, expected.as_ref(), hint.size);
+                s.data_mut().create_media_type = None;
+                res
             })
             .map_err(cas_err)?;
         Ok(Box::new(WasmBlobWriter {

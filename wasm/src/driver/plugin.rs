@@ -382,6 +382,7 @@ impl<W: World> Plugin<W> {
             limits,
             plugin: self.label.clone(),
             options: self.options.clone(),
+            create_media_type: None,
             store: match &self.dir {
                 Some(d) => Some(
                     rustix::fs::open(

@@ -22,6 +22,8 @@ pub struct HostState {
     pub(super) limits: StoreLimits,
     pub(super) plugin: String,
     pub(super) options: Vec<(String, String)>,
+    /// The media type of the blob the current `cas.create` call starts.
+    pub(super) create_media_type: Option<String>,
     /// The store directory (`O_PATH`), for the tree operations the host
     /// does on the plugin's behalf (`host.measure-tree`, `host.remove-tree`).
     pub(super) store: Option<std::os::fd::OwnedFd>,
@@ -117,6 +119,10 @@ impl super::bindings::rumoci::driver::host::Host for HostState {
 
     fn config(&mut self) -> Vec<(String, String)> {
         self.options.clone()
+    }
+
+    fn create_media_type(&mut self) -> Option<String> {
+        self.create_media_type.clone()
     }
 
     fn measure_tree(
