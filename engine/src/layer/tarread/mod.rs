@@ -34,7 +34,7 @@
 
 mod block;
 mod pax;
-pub mod sparse;
+pub(crate) mod sparse;
 
 use std::collections::BTreeMap;
 use std::io::{self, Read};

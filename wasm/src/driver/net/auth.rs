@@ -72,12 +72,12 @@ impl Credentials {
 
     /// The credentials the auth files hold for `origin` (their `auths`
     /// entries; credential helpers are not run).
-    pub fn lookup(origin: &Origin) -> Result<Option<Credentials>, String> {
+    pub fn lookup(origin: &Origin) -> Result<Option<Credentials>, super::InvalidInput> {
         for file in Credentials::auth_files() {
             let text = match std::fs::read(&file) {
                 Ok(t) => t,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(format!("{}: {e}", crate::show::name(&file))),
+                Err(e) => return Err(format!("{}: {e}", crate::show::name(&file)).into()),
             };
             let doc: serde_json::Value = serde_json::from_slice(&text)
                 .map_err(|e| format!("{}: not an auth file: {e}", crate::show::name(&file)))?;

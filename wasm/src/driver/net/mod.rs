@@ -117,7 +117,7 @@ impl Network {
         let tls = tls::client_config(spec.ca.as_deref(), spec.tls_verify).map_err(bad)?;
         let creds = match &spec.creds {
             Some(c) => Some(c.clone()),
-            None => auth::Credentials::lookup(&spec.origin).map_err(bad)?,
+            None => auth::Credentials::lookup(&spec.origin).map_err(|e| bad(e.0))?,
         };
         Ok(Arc::new(Network {
             origin: spec.origin.clone(),
