@@ -6,8 +6,7 @@
 //! rumoci-builder-check LAYOUT SRC-TAG DST-TAG WORK-DIR [PLUGIN.wasm[,dir=STORE]]
 //! ```
 
-use rumoci::bundle::repack::RepackOptions;
-use rumoci::image::{HistoryEntry, Store, extract_options};
+use rumoci::image::{ExtractOptions, HistoryEntry, RepackOptions, Store};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -23,7 +22,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         [] => None,
         _ => return Err("plugins need the `wasm` feature".into()),
     };
-    let opts = extract_options(vec![], vec![], true, false); // rootless
+    let opts = ExtractOptions::rootless();
     store.unpack(from, None, &bundle, opts, layers.as_deref())?;
     std::fs::write(bundle.join("rootfs/hello"), "built\n")?;
     let lock = store.lock()?;
