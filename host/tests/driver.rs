@@ -179,6 +179,41 @@ fn a_content_store_is_told_the_media_type_of_what_it_creates() {
     );
 }
 
+/// A plugin built against the contract before `host.create-media-type`
+/// was added (a real build, kept in tests/fixtures) still links, passes
+/// every check of `driver test` and serves as a store.
+#[test]
+fn a_plugin_built_before_create_media_type_still_works() {
+    let old = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures/dir-cas-before-create-media-type.wasm");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let spec = format!("{},dir={}", s(&old), s(&tmp.path().join("store")));
+    let work = tmp.path().join("work");
+    let out = rd(&["driver", "test", s(&old), "--work", s(&work)]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains(" 0 failed"), "{text}");
+    let img = format!("{}:t", s(&tmp.path().join("unused")));
+    rd_ok(&[
+        "init",
+        "--layout",
+        s(&tmp.path().join("unused")),
+        "--driver",
+        &spec,
+    ]);
+    rd_ok(&["new", "--image", &img, "--driver", &spec]);
+    assert_eq!(
+        rd_ok(&[
+            "ls",
+            "--layout",
+            s(&tmp.path().join("unused")),
+            "--driver",
+            &spec
+        ]),
+        "t\n"
+    );
+}
+
 /// unpack → change → repack → gc on one layout through `driver`; returns the
 /// bundle and the unpack of the repacked image.
 fn bundle_scenario(layout: &Path, work: &Path, driver: &[&str]) -> (PathBuf, PathBuf) {

@@ -20,7 +20,7 @@ use std::fs::{self, File};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use crate::{BlobRead, BlobWrite, Digest, Error, Result};
+use crate::{BlobInfo, BlobPage, BlobRead, BlobWrite, Digest, Error, IndexPrecondition, Result};
 
 /// A blob read from a file at offsets.
 pub struct FileBlobReader {
@@ -207,5 +207,136 @@ mod tests {
         drop(w);
         assert!(!root.join("tmp-3").exists());
         let _ = fs::remove_dir_all(&root);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Listing and the index, for stores that keep an image layout's files
+
+/// Every blob of a `blobs/<algorithm>/<hex>` tree (`blobs` is that
+/// directory), as `(digest, size)` sorted by digest: names that are not
+/// valid digests (temporaries, strays) are left out.
+pub fn blob_files(blobs: &Path) -> Result<Vec<(String, u64)>> {
+    let mut all = Vec::new();
+    let algs = fs::read_dir(blobs).map_err(|e| Error::io("blobs", e))?;
+    for alg in algs {
+        let alg = alg.map_err(|e| Error::io("blobs", e))?;
+        if !alg.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let alg_name = alg.file_name().to_string_lossy().into_owned();
+        for ent in fs::read_dir(alg.path()).map_err(|e| Error::io(&alg_name, e))? {
+            let ent = ent.map_err(|e| Error::io(&alg_name, e))?;
+            let name = format!("{alg_name}:{}", ent.file_name().to_string_lossy());
+            if Digest::parse(&name).is_err() {
+                continue;
+            }
+            let size = ent.metadata().map(|m| m.len()).unwrap_or(0);
+            all.push((name, size));
+        }
+    }
+    all.sort();
+    Ok(all)
+}
+
+/// One `list-blobs` page of `all` (sorted by digest) by the contract's
+/// cursor rules: the digests after `cursor` (exclusive), at most `limit`
+/// of them (at least one), and `next` (the last digest of the page) only
+/// when more follow.
+pub fn blob_page(all: Vec<(String, u64)>, cursor: Option<&str>, limit: u32) -> BlobPage {
+    let limit = limit.max(1) as usize;
+    let mut items: Vec<(String, u64)> = all
+        .into_iter()
+        .filter(|(d, _)| cursor.is_none_or(|c| d.as_str() > c))
+        .collect();
+    let more = items.len() > limit;
+    items.truncate(limit);
+    let next = if more {
+        items.last().map(|(d, _)| d.clone())
+    } else {
+        None
+    };
+    BlobPage {
+        items: items
+            .into_iter()
+            .map(|(digest, size)| BlobInfo {
+                digest,
+                size,
+                committed_at: None,
+                labels: Vec::new(),
+            })
+            .collect(),
+        next,
+    }
+}
+
+/// A version token of an `index.json` held as bytes: changes whenever the
+/// bytes do (a 64-bit FNV-1a hash and the length).
+pub fn index_version(bytes: &[u8]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}-{}", bytes.len())
+}
+
+/// The `write-index` rule: `Ok` when `precondition` holds for the index
+/// now stored (`current`, `None` when there is none; versions as
+/// [`index_version`] makes them), else `failed-precondition`.
+pub fn check_index_precondition(
+    precondition: &IndexPrecondition,
+    current: Option<&[u8]>,
+) -> Result<()> {
+    let ok = match (precondition, current) {
+        (IndexPrecondition::Any, _) => true,
+        (IndexPrecondition::Absent, cur) => cur.is_none(),
+        (IndexPrecondition::Bytes(old), Some(cur)) => old.as_slice() == cur,
+        (IndexPrecondition::Version(v), Some(cur)) => *v == index_version(cur),
+        (_, None) => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::FailedPrecondition(
+            "index.json was changed concurrently".into(),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod listing_tests {
+    use super::*;
+
+    fn names(p: &BlobPage) -> Vec<&str> {
+        p.items.iter().map(|i| i.digest.as_str()).collect()
+    }
+
+    #[test]
+    fn pages_follow_the_cursor_rules() {
+        let all: Vec<(String, u64)> = ["sha256:a", "sha256:b", "sha256:c"]
+            .iter()
+            .map(|d| (d.to_string(), 1))
+            .collect();
+        let p = blob_page(all.clone(), None, 2);
+        assert_eq!(names(&p), ["sha256:a", "sha256:b"]);
+        assert_eq!(p.next.as_deref(), Some("sha256:b"));
+        let p = blob_page(all.clone(), Some("sha256:b"), 2);
+        assert_eq!(names(&p), ["sha256:c"]);
+        assert_eq!(p.next, None);
+        assert_eq!(names(&blob_page(all, None, 0)), ["sha256:a"]);
+    }
+
+    #[test]
+    fn index_preconditions() {
+        let v = index_version(b"{}");
+        assert_ne!(v, index_version(b"{ }"));
+        let cur = Some(&b"{}"[..]);
+        assert!(check_index_precondition(&IndexPrecondition::Version(v), cur).is_ok());
+        assert!(check_index_precondition(&IndexPrecondition::Bytes(b"{}".to_vec()), cur).is_ok());
+        assert!(check_index_precondition(&IndexPrecondition::Absent, cur).is_err());
+        assert!(check_index_precondition(&IndexPrecondition::Absent, None).is_ok());
+        assert!(check_index_precondition(&IndexPrecondition::Any, None).is_ok());
+        assert!(check_index_precondition(&IndexPrecondition::Bytes(vec![]), None).is_err());
     }
 }

@@ -6,7 +6,9 @@ use std::io::{ErrorKind, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
-use rumoci_driver_sdk::blob_file::{FileBlobReader, FileBlobWriter};
+use rumoci_driver_sdk::blob_file::{
+    FileBlobReader, FileBlobWriter, blob_files, blob_page, check_index_precondition, index_version,
+};
 use rumoci_driver_sdk::{
     BlobInfo, BlobPage, BlobRead, BlobWrite, Cas, Digest, Driver, DriverInfo, Error, IndexDoc,
     IndexPrecondition, LayerStore, Level, Result, create_media_type, log, store_dir,
@@ -49,15 +51,6 @@ fn write_atomic(root: &Path, dest: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 /// A cheap version token: FNV-1a 64 of the document plus its length.
-fn version_of(bytes: &[u8]) -> String {
-    let mut h: u64 = 0xcbf29ce484222325;
-    for b in bytes {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x100000001b3);
-    }
-    format!("{:016x}-{}", h, bytes.len())
-}
-
 fn read_index_bytes(root: &Path) -> Result<Option<Vec<u8>>> {
     let p = root.join(INDEX_FILE);
     match File::open(&p) {
@@ -186,76 +179,23 @@ impl Cas for DirCasDriver {
     }
 
     fn list_blobs(cursor: Option<String>, limit: u32) -> Result<BlobPage> {
-        let blobs = root()?.join("blobs");
-        let mut all = Vec::new();
-        let algs = fs::read_dir(&blobs).map_err(|e| Error::io("blobs", e))?;
-        for alg in algs {
-            let alg = alg.map_err(|e| Error::io("blobs", e))?;
-            if !alg.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-                continue;
-            }
-            let alg_name = alg.file_name().to_string_lossy().into_owned();
-            for ent in fs::read_dir(alg.path()).map_err(|e| Error::io(&alg_name, e))? {
-                let ent = ent.map_err(|e| Error::io(&alg_name, e))?;
-                let name = format!("{alg_name}:{}", ent.file_name().to_string_lossy());
-                // Skip anything that is not a valid digest name.
-                if Digest::parse(&name).is_err() {
-                    continue;
-                }
-                if cursor.as_deref().is_some_and(|c| name.as_str() <= c) {
-                    continue;
-                }
-                let size = ent.metadata().map(|m| m.len()).unwrap_or(0);
-                all.push((name, size));
-            }
-        }
-        all.sort();
-        let limit = limit.max(1) as usize;
-        let more = all.len() > limit;
-        all.truncate(limit);
-        let next = if more {
-            all.last().map(|(n, _)| n.clone())
-        } else {
-            None
-        };
-        Ok(BlobPage {
-            items: all
-                .into_iter()
-                .map(|(digest, size)| BlobInfo {
-                    digest,
-                    size,
-                    committed_at: None,
-                    labels: Vec::new(),
-                })
-                .collect(),
-            next,
-        })
+        let all = blob_files(&root()?.join("blobs"))?;
+        Ok(blob_page(all, cursor.as_deref(), limit))
     }
 
     fn read_index() -> Result<IndexDoc> {
         let bytes =
             read_index_bytes(&root()?)?.ok_or_else(|| Error::NotFound(INDEX_FILE.to_string()))?;
-        let version = version_of(&bytes);
+        let version = index_version(&bytes);
         Ok(IndexDoc { bytes, version })
     }
 
     fn write_index(doc: Vec<u8>, precondition: IndexPrecondition) -> Result<String> {
         let root = root()?;
         let current = read_index_bytes(&root)?;
-        let ok = match (&precondition, &current) {
-            (IndexPrecondition::Any, _) => true,
-            (IndexPrecondition::Absent, cur) => cur.is_none(),
-            (IndexPrecondition::Bytes(old), Some(cur)) => old == cur,
-            (IndexPrecondition::Version(v), Some(cur)) => *v == version_of(cur),
-            (_, None) => false,
-        };
-        if !ok {
-            return Err(Error::FailedPrecondition(
-                "index.json was changed concurrently".into(),
-            ));
-        }
+        check_index_precondition(&precondition, current.as_deref())?;
         write_atomic(&root, &root.join(INDEX_FILE), &doc)?;
-        Ok(version_of(&doc))
+        Ok(index_version(&doc))
     }
 
     fn clean() -> Result<()> {
