@@ -88,7 +88,7 @@ impl std::fmt::Debug for NetSpec {
 /// The live network of one plugin, shared by its instances.
 pub(crate) struct Network {
     origin: Origin,
-    tls: Arc<tokio_rustls::rustls::ClientConfig>,
+    tls: tls::TlsConfig,
     auth: auth::Auth,
     /// The plugin's per-call timeout: the longest single wait.
     timeout: Duration,
@@ -108,6 +108,10 @@ impl Network {
             plugin: label.to_string(),
             reason,
         };
+        #[cfg(not(feature = "tls"))]
+        if spec.origin.https {
+            return Err(bad(format!("{}: {}", spec.origin, tls::NO_TLS)));
+        }
         if !spec.tls_verify {
             tracing::warn!(
                 "driver {label}: tls-verify=false: the certificate of {} is not checked",

@@ -11,9 +11,6 @@ use http::{HeaderMap, Method, Request, Response, Uri, header};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::{BodyExt, Empty, Full};
 use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
-use tokio_rustls::rustls::ClientConfig;
-use tokio_rustls::rustls::pki_types::ServerName;
 use wasmtime_wasi_http::io::TokioIo;
 use wasmtime_wasi_http::{Error, WasiBody};
 
@@ -32,7 +29,7 @@ fn fail(msg: String) -> Error {
 
 /// Send `body` to `uri` and wait for the response head.
 pub(super) async fn once(
-    tls: &Arc<ClientConfig>,
+    tls: &super::tls::TlsConfig,
     method: &Method,
     uri: &Uri,
     headers: HeaderMap,
@@ -54,20 +51,9 @@ pub(super) async fn once(
     .map_err(|e| fail(format!("connect {origin}: {e}")))?;
     let _ = tcp.set_nodelay(true);
     let (mut sender, conn) = if origin.https {
-        let name = ServerName::try_from(origin.host.clone())
-            .map_err(|e| fail(format!("{origin}: {e}")))?;
-        let stream = tokio::time::timeout(
-            limits.connect,
-            TlsConnector::from(tls.clone()).connect(name, tcp),
-        )
-        .await
-        .map_err(|_| {
-            fail(format!(
-                "TLS with {origin}: no answer within {:?}",
-                limits.connect
-            ))
-        })?
-        .map_err(|e| fail(tls_error(&origin, &e)))?;
+        let stream = super::tls::connect(tls, &origin, tcp, limits.connect)
+            .await
+            .map_err(fail)?;
         handshake(Box::new(stream), &origin).await?
     } else {
         handshake(Box::new(tcp), &origin).await?
@@ -108,21 +94,6 @@ pub(super) async fn once(
 
 fn origin_host(uri: &Uri) -> String {
     uri.authority().map(|a| a.to_string()).unwrap_or_default()
-}
-
-/// What a failed TLS handshake says, with the way out for certificates.
-fn tls_error(origin: &Origin, e: &std::io::Error) -> String {
-    let text = e
-        .get_ref()
-        .map(|inner| inner.to_string())
-        .unwrap_or_else(|| e.to_string());
-    if text.contains("certificate") || text.contains("Certificate") {
-        format!(
-            "TLS with {origin}: {text} (trust the registry's CA with ca=PATH, or turn checks off with tls-verify=false)"
-        )
-    } else {
-        format!("TLS with {origin}: {text}")
-    }
 }
 
 trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static {}
