@@ -259,8 +259,8 @@ fn plugin_authors_get_actionable_warnings() {
     );
 }
 
-/// The SDK's example plugins, each its own workspace with a version
-/// dependency on the SDK (patched to this checkout): `sharded-cas`, the
+/// The SDK's example plugins, each its own workspace with a path
+/// dependency on this checkout's SDK (as its quick start says): `sharded-cas`, the
 /// worked example, and `flat-store`, written by an author from the docs
 /// alone. A plain `cargo build --release` in the directory makes the
 /// component, and it passes every check.
