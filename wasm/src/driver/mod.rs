@@ -57,6 +57,10 @@ pub const CAPABILITIES: &[(&str, &str)] = &[
         "blob reads use `cas.open-stream` (the host reads the plugin's file stream itself) instead of `blob-reader.read-at` chunks",
     ),
     (
+        "net.aws-sigv4",
+        "with url=, the host signs the plugin's requests with AWS Signature V4 (credentials from creds=, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE and ~/.aws/credentials; sign=none turns it off) instead of answering registry challenges",
+    ),
+    (
         "layer-store",
         "the driver is a layer store: unpack, repack and `driver snapshots`/`driver rm` go through it",
     ),

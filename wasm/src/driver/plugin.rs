@@ -276,10 +276,9 @@ impl<W: World> Plugin<W> {
             timeout: spec.timeout,
             memory: spec.memory,
             options: spec.plugin_options(),
-            net: match &spec.net {
-                Some(n) if network => Some(super::net::Network::new(&label, n, spec.timeout)?),
-                _ => None,
-            },
+            // set up once `meta.info` says whether the plugin wants its
+            // requests signed (that call needs no network)
+            net: None,
             instance: None,
             generation: 0,
             info: PluginInfo {
@@ -298,10 +297,19 @@ impl<W: World> Plugin<W> {
             });
         }
         p.label = format!("{} ({label})", info.name);
-        // the instance that answered `meta.info` logs under the new label too
+        if let Some(n) = spec.net.as_ref().filter(|_| network) {
+            let sigv4 = info
+                .capabilities
+                .iter()
+                .any(|c| c == super::net::SIGV4_CAPABILITY);
+            p.net = Some(super::net::Network::new(&label, n, spec.timeout, sigv4)?);
+        }
+        // the instance that answered `meta.info` logs under the new label
+        // too, and reaches the network from now on
         if let Some(inst) = p.instance.as_mut() {
             inst.store.data_mut().plugin = p.label.clone();
             inst.store.data_mut().hooks.plugin = p.label.clone();
+            inst.store.data_mut().hooks.net = p.net.clone();
         }
         for c in &info.capabilities {
             if !super::CAPABILITIES.iter().any(|(known, _)| known == c) {

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::DriverError;
-use super::net::{Credentials, NetSpec, Origin};
+use super::net::{Credentials, NetSpec, Origin, Sign};
 
 /// Default deadline of one plugin call.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -36,9 +36,15 @@ pub enum DriverSource {
 /// `tls-verify=false` and `creds=USER:PASSWORD` (otherwise read from the
 /// auth files; never passed to the plugin),
 /// `repo=NAME` (passed to the plugin as `repo`; with `url=` and no `repo=`
-/// the command's layout path is passed). Keys starting with `opt.` are
-/// handed to the plugin (without the prefix) through its `config` import.
-/// Any other key is an error.
+/// the command's layout path is passed). With `url=`, for an object store
+/// (`s3.wasm`): `bucket=NAME`, `prefix=PATH`, `region=NAME` and
+/// `path-style=true|false`, passed to the plugin under those names (the
+/// host also uses `region` to sign and, with path-style addressing, keeps
+/// the plugin's requests inside `bucket`), and `sign=aws-sigv4|none`
+/// (whether the host signs requests with AWS Signature V4; by default
+/// when the plugin declares `net.aws-sigv4`). Keys starting with `opt.`
+/// are handed to the plugin (without the prefix) through its `config`
+/// import. Any other key is an error.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DriverSpec {
     /// The driver.
@@ -58,6 +64,9 @@ pub struct DriverSpec {
     pub net: Option<NetSpec>,
     /// `repo=`: passed to the plugin as option `repo`.
     pub repo: Option<String>,
+    /// `bucket=`, `prefix=`, `region=`, `path-style=` (object stores, with
+    /// `url=`), in order: passed to the plugin under those names.
+    pub store_options: Vec<(String, String)>,
 }
 
 /// Names of the built-in drivers.
@@ -75,11 +84,13 @@ impl DriverSpec {
             url: None,
             net: None,
             repo: None,
+            store_options: Vec::new(),
         }
     }
 
     /// The options the plugin's `config` import returns: the `opt.*` ones,
-    /// then `url` and `repo` when given.
+    /// then `url` and `repo` when given, then `bucket`, `prefix`,
+    /// `region`, `path-style` as given.
     pub fn plugin_options(&self) -> Vec<(String, String)> {
         let mut out = self.options.clone();
         if let Some(u) = &self.url {
@@ -88,6 +99,7 @@ impl DriverSpec {
         if let Some(r) = &self.repo {
             out.push(("repo".into(), r.clone()));
         }
+        out.extend(self.store_options.iter().cloned());
         out
     }
 
@@ -117,6 +129,7 @@ impl DriverSpec {
             ..DriverSpec::wasm("")
         };
         let (mut ca, mut tls_verify, mut creds) = (None, true, None);
+        let (mut sign, mut region, mut bucket, mut path_style) = (Sign::Auto, None, None, true);
         for kv in parts {
             let (k, v) = kv
                 .split_once('=')
@@ -149,6 +162,9 @@ impl DriverSpec {
                         ca: None,
                         tls_verify: true,
                         creds: None,
+                        sign: Sign::Auto,
+                        region: None,
+                        bucket: None,
                     });
                 }
                 "ca" if !v.is_empty() => ca = Some(PathBuf::from(v)),
@@ -163,6 +179,52 @@ impl DriverSpec {
                     creds =
                         Some(Credentials::parse(v).map_err(|why| bad(format!("creds=: {why}")))?)
                 }
+                "sign" => {
+                    sign = match v {
+                        "aws-sigv4" => Sign::AwsSigV4,
+                        "none" => Sign::None,
+                        _ => return Err(bad(format!("sign={v}: expected aws-sigv4 or none"))),
+                    }
+                }
+                "bucket" | "prefix" | "region" | "path-style" => {
+                    let ok = match k {
+                        "bucket" => {
+                            v.len() >= 3
+                                && v.len() <= 255
+                                && v.bytes().all(|b| {
+                                    b.is_ascii_lowercase()
+                                        || b.is_ascii_digit()
+                                        || b"-._".contains(&b)
+                                })
+                        }
+                        "region" => {
+                            !v.is_empty()
+                                && v.len() <= 64
+                                && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                        }
+                        "path-style" => matches!(v, "true" | "false"),
+                        _ => v.len() <= 1024 && !v.chars().any(char::is_control),
+                    };
+                    if !ok {
+                        return Err(bad(format!(
+                            "{k}={v}: {}",
+                            match k {
+                                "bucket" => "not a bucket name (3-255 of a-z 0-9 . - _)",
+                                "region" => "not a region name",
+                                "path-style" => "expected true or false",
+                                _ => "a prefix is at most 1024 characters, no control characters",
+                            }
+                        )));
+                    }
+                    match k {
+                        "bucket" => bucket = Some(v.to_string()),
+                        "region" => region = Some(v.to_string()),
+                        "path-style" => path_style = v == "true",
+                        _ => {}
+                    }
+                    spec.store_options.retain(|(old, _)| old != k);
+                    spec.store_options.push((k.to_string(), v.to_string()));
+                }
                 "repo" => {
                     if v.is_empty() {
                         return Err(bad("repo= is empty".into()));
@@ -175,7 +237,7 @@ impl DriverSpec {
                     }
                     _ => {
                         return Err(bad(format!(
-                            "unknown key {k:?} (known: dir, timeout, memory, url, ca, tls-verify, creds, repo; plugin options are opt.NAME=VALUE)"
+                            "unknown key {k:?} (known: dir, timeout, memory, url, ca, tls-verify, creds, repo, sign, bucket, prefix, region, path-style; plugin options are opt.NAME=VALUE)"
                         )));
                     }
                 },
@@ -186,9 +248,20 @@ impl DriverSpec {
                 net.ca = ca;
                 net.tls_verify = tls_verify;
                 net.creds = creds;
+                net.sign = sign;
+                net.region = region;
+                net.bucket = bucket.filter(|_| path_style);
             }
-            None if ca.is_some() || !tls_verify || creds.is_some() => {
-                return Err(bad("ca=, tls-verify= and creds= go with url=".into()));
+            None if ca.is_some()
+                || !tls_verify
+                || creds.is_some()
+                || sign != Sign::Auto
+                || !spec.store_options.is_empty() =>
+            {
+                return Err(bad(
+                    "ca=, tls-verify=, creds=, sign=, bucket=, prefix=, region= and path-style= go with url="
+                        .into(),
+                ));
             }
             None => {}
         }
@@ -285,6 +358,36 @@ mod tests {
             "p.wasm,url=ftp://x",
             "p.wasm,repo=",
             "dir,url=http://127.0.0.1:1",
+        ] {
+            let e = DriverSpec::parse(bad).unwrap_err().to_string();
+            assert!(e.contains("--driver"), "{bad}: {e}");
+        }
+        let s = DriverSpec::parse(
+            "p.wasm,url=http://127.0.0.1:8333,bucket=b-1,prefix=x/y,region=eu-west-1,sign=aws-sigv4",
+        )
+        .unwrap();
+        let net = s.net.clone().unwrap();
+        assert_eq!(net.sign, Sign::AwsSigV4);
+        assert_eq!(net.bucket.as_deref(), Some("b-1"));
+        assert_eq!(net.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(
+            s.plugin_options(),
+            [
+                ("url", "http://127.0.0.1:8333"),
+                ("bucket", "b-1"),
+                ("prefix", "x/y"),
+                ("region", "eu-west-1")
+            ]
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+        );
+        let s = DriverSpec::parse("p.wasm,url=http://b.h:1,bucket=bbb,path-style=false").unwrap();
+        assert_eq!(s.net.unwrap().bucket, None);
+        for bad in [
+            "p.wasm,bucket=b",
+            "p.wasm,url=http://h:1,bucket=B!",
+            "p.wasm,url=http://h:1,sign=v2",
+            "p.wasm,url=http://h:1,path-style=yes",
+            "p.wasm,url=http://h:1,region=a/b",
         ] {
             let e = DriverSpec::parse(bad).unwrap_err().to_string();
             assert!(e.contains("--driver"), "{bad}: {e}");

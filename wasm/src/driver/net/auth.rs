@@ -43,6 +43,11 @@ impl Credentials {
         &self.user
     }
 
+    /// The password (the secret access key, for an object store).
+    pub(crate) fn password(&self) -> &str {
+        &self.password
+    }
+
     fn basic(&self) -> Option<HeaderValue> {
         let raw = format!("{}:{}", self.user, self.password);
         let enc = base64::engine::general_purpose::STANDARD.encode(raw);

@@ -15,11 +15,18 @@
 //! - TLS is the host's: the system trust store, plus `ca=` certificates,
 //!   or no verification with `tls-verify=false`;
 //! - every wait (connect, first byte, between bytes) ends with the plugin
-//!   call's deadline.
+//!   call's deadline;
+//! - an object-store plugin (`net.aws-sigv4` in its `meta.info`, or
+//!   `sign=aws-sigv4`) has its requests signed by the host with AWS
+//!   Signature V4 ([`sigv4`]) instead: the same rule, the plugin never
+//!   sees the secret; with `bucket=` (path-style addressing) its requests
+//!   are confined to that bucket's paths, and `x-amz-copy-source` to
+//!   objects of that bucket.
 
 mod auth;
 mod origin;
 mod send;
+pub mod sigv4;
 mod tls;
 
 use std::sync::{Arc, Mutex};
@@ -32,6 +39,7 @@ use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
 pub use auth::Credentials;
 pub use origin::Origin;
+pub use sigv4::AwsCredentials;
 
 /// Why an address (`url=`, a request's URI) or credentials given to the
 /// network layer are refused: the reason, to be prefixed with the object.
@@ -70,9 +78,35 @@ pub struct NetSpec {
     pub ca: Option<std::path::PathBuf>,
     /// `tls-verify=false` turns certificate verification off.
     pub tls_verify: bool,
-    /// `creds=` (or `--creds`); otherwise looked up in the auth files.
+    /// `creds=` (or `--creds`); otherwise looked up in the auth files
+    /// (AWS's variables and credentials file when requests are signed).
     pub creds: Option<Credentials>,
+    /// `sign=`: how requests are authenticated.
+    pub sign: Sign,
+    /// `region=`: the region requests are signed for (default
+    /// `$AWS_REGION`, `$AWS_DEFAULT_REGION`, `us-east-1`).
+    pub region: Option<String>,
+    /// `bucket=` with path-style addressing: the only bucket signed
+    /// requests may reach (`/BUCKET`, `/BUCKET/…`).
+    pub bucket: Option<String>,
 }
+
+/// How the host authenticates a plugin's requests (`sign=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Sign {
+    /// As the plugin asks: AWS Signature V4 if its `meta.info` declares
+    /// `net.aws-sigv4`, else the registry's challenges.
+    #[default]
+    Auto,
+    /// `sign=aws-sigv4`: AWS Signature V4.
+    AwsSigV4,
+    /// `sign=none`: no credentials at all (registry challenges unanswered,
+    /// object-store requests unsigned).
+    None,
+}
+
+/// The capability with which a plugin asks for AWS Signature V4.
+pub const SIGV4_CAPABILITY: &str = "net.aws-sigv4";
 
 impl std::fmt::Debug for NetSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -81,6 +115,9 @@ impl std::fmt::Debug for NetSpec {
             .field("ca", &self.ca)
             .field("tls_verify", &self.tls_verify)
             .field("creds", &self.creds.as_ref().map(|_| "<redacted>"))
+            .field("sign", &self.sign)
+            .field("region", &self.region)
+            .field("bucket", &self.bucket)
             .finish()
     }
 }
@@ -90,19 +127,31 @@ pub(crate) struct Network {
     origin: Origin,
     tls: tls::TlsConfig,
     auth: auth::Auth,
+    /// Object-store signing (`None`: registry authentication, or none).
+    aws: Option<Aws>,
     /// The plugin's per-call timeout: the longest single wait.
     timeout: Duration,
     /// When the current plugin call must end.
     deadline: Mutex<Instant>,
 }
 
+/// An object store's requests: signed (when there are credentials) and
+/// confined to a bucket (path-style `bucket=`).
+struct Aws {
+    signer: Option<sigv4::Signer>,
+    bucket: Option<String>,
+    warned: std::sync::atomic::AtomicBool,
+}
+
 impl Network {
-    /// Set up the network of `spec` for plugin `label`: TLS settings and
-    /// credentials are read now, so that a bad `ca=` fails at load.
+    /// Set up the network of `spec` for plugin `label` (which declares
+    /// `net.aws-sigv4` if `wants_sigv4`): TLS settings and credentials are
+    /// read now, so that a bad `ca=` fails at load.
     pub(crate) fn new(
         label: &str,
         spec: &NetSpec,
         timeout: Duration,
+        wants_sigv4: bool,
     ) -> Result<Arc<Network>, DriverError> {
         let bad = |reason: String| DriverError::Load {
             plugin: label.to_string(),
@@ -119,14 +168,51 @@ impl Network {
             );
         }
         let tls = tls::client_config(spec.ca.as_deref(), spec.tls_verify).map_err(bad)?;
-        let creds = match &spec.creds {
-            Some(c) => Some(c.clone()),
-            None => auth::Credentials::lookup(&spec.origin).map_err(|e| bad(e.0))?,
+        let sigv4 = match spec.sign {
+            Sign::Auto => wants_sigv4,
+            Sign::AwsSigV4 => true,
+            Sign::None => false,
+        };
+        let aws = if sigv4 {
+            let creds = match &spec.creds {
+                Some(c) => Some(AwsCredentials::new(c.user(), c.password(), None)),
+                None => match AwsCredentials::lookup().map_err(|e| bad(e.0))? {
+                    Some((c, from)) => {
+                        tracing::debug!("driver {label}: AWS credentials from {from}");
+                        Some(c)
+                    }
+                    None => None,
+                },
+            };
+            let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+            let region = spec
+                .region
+                .clone()
+                .or_else(|| var("AWS_REGION"))
+                .or_else(|| var("AWS_DEFAULT_REGION"))
+                .unwrap_or_else(|| "us-east-1".into());
+            Some(Aws {
+                signer: creds.map(|creds| sigv4::Signer {
+                    creds,
+                    region,
+                    service: "s3".into(),
+                }),
+                bucket: spec.bucket.clone(),
+                warned: std::sync::atomic::AtomicBool::new(false),
+            })
+        } else {
+            None
+        };
+        let creds = match (&spec.creds, spec.sign, &aws) {
+            (_, Sign::None, _) | (_, _, Some(_)) => None,
+            (Some(c), _, None) => Some(c.clone()),
+            (None, _, None) => auth::Credentials::lookup(&spec.origin).map_err(|e| bad(e.0))?,
         };
         Ok(Arc::new(Network {
             origin: spec.origin.clone(),
             tls,
             auth: auth::Auth::new(creds),
+            aws,
             timeout,
             deadline: Mutex::new(Instant::now() + timeout),
         }))
@@ -176,6 +262,14 @@ impl Network {
         }
         let (mut parts, body) = req.into_parts();
         parts.headers.remove(header::AUTHORIZATION);
+        if let Some(aws) = &self.aws {
+            aws.confine(&parts.uri, &parts.headers)
+                .map_err(|why| refused(plugin, &parts.uri.to_string(), &why))?;
+            return self
+                .clone()
+                .fetch_signed(plugin, aws, parts, body, options)
+                .await;
+        }
         let scope = auth::Scope::of(&parts.method, &parts.uri);
         let length = parts
             .headers
@@ -254,6 +348,117 @@ impl Network {
                 continue;
             }
             return Ok(send::boxed(resp, self.clone()));
+        }
+    }
+}
+
+impl Aws {
+    /// Refuse a request outside the bucket (path-style `bucket=`), and a
+    /// server-side copy from outside it.
+    fn confine(&self, uri: &Uri, headers: &http::HeaderMap) -> Result<(), String> {
+        let Some(b) = &self.bucket else {
+            return Ok(());
+        };
+        let inside = |p: &str| {
+            let p = p.strip_prefix('/').unwrap_or(p);
+            p.strip_prefix(b.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        };
+        if !inside(uri.path()) {
+            return Err(format!("not granted (outside the bucket {b})"));
+        }
+        for v in headers.get_all("x-amz-copy-source") {
+            let src = v.to_str().unwrap_or_default();
+            let decoded = percent_encoding::percent_decode_str(src).decode_utf8_lossy();
+            if !inside(&decoded) || decoded.split('/').any(|s| s == "..") {
+                return Err(format!("not granted (a copy from outside the bucket {b})"));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Network {
+    /// Send one request of an object-store plugin: signed with AWS
+    /// Signature V4 if there are credentials; no challenges, redirects of
+    /// GET and HEAD on the origin only.
+    async fn fetch_signed(
+        self: Arc<Self>,
+        plugin: &str,
+        aws: &Aws,
+        parts: http::request::Parts,
+        body: WasiBody,
+        options: Option<RequestOptions>,
+    ) -> Result<Response<WasiBody>, Error> {
+        let length = parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        let mut body = send::Replayable::new(&parts.method, body, length, MAX_REPLAY).await?;
+        let payload = match body.bytes() {
+            Some(b) => sigv4::payload_hash(b),
+            None => sigv4::UNSIGNED_PAYLOAD.to_string(),
+        };
+        let mut uri = parts.uri.clone();
+        let mut hops = 0;
+        loop {
+            let mut headers = parts.headers.clone();
+            if let Some(s) = &aws.signer {
+                s.sign(
+                    &parts.method,
+                    &uri,
+                    &mut headers,
+                    &payload,
+                    std::time::SystemTime::now(),
+                )
+                .map_err(|why| refused(plugin, &uri.to_string(), &why.0))?;
+            }
+            let limits = self.limits(options.as_ref());
+            let Some(b) = body.take() else {
+                return Err(Error::InternalError(Some(format!(
+                    "{} {uri}: the request body cannot be sent twice",
+                    parts.method
+                ))));
+            };
+            let resp = send::once(&self.tls, &parts.method, &uri, headers, b, limits).await?;
+            let status = resp.status();
+            if status == StatusCode::FORBIDDEN
+                && aws.signer.is_none()
+                && !aws.warned.swap(true, std::sync::atomic::Ordering::Relaxed)
+            {
+                tracing::warn!(
+                    "driver {plugin}: {} refused an unsigned request: no AWS credentials (creds=, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE or ~/.aws/credentials)",
+                    self.origin
+                );
+            }
+            let redirect = status.is_redirection() && status != StatusCode::NOT_MODIFIED;
+            let location = resp.headers().get(header::LOCATION).cloned();
+            let (true, Some(location)) = (redirect, location) else {
+                return Ok(send::boxed(resp, self.clone()));
+            };
+            let next = resolve(&uri, &location)
+                .map_err(|why| refused(plugin, &format!("{location:?}"), &why))?;
+            if !matches!(parts.method, Method::GET | Method::HEAD)
+                || Origin::of(&next).ok().as_ref() != Some(&self.origin)
+            {
+                return Err(refused(
+                    plugin,
+                    &next.to_string(),
+                    "not granted (an object store's redirect is followed only for a GET or HEAD on its own origin)",
+                ));
+            }
+            aws.confine(&next, &parts.headers)
+                .map_err(|why| refused(plugin, &next.to_string(), &why))?;
+            hops += 1;
+            if hops > MAX_REDIRECTS {
+                return Err(refused(
+                    plugin,
+                    &next.to_string(),
+                    &format!("more than {MAX_REDIRECTS} redirects"),
+                ));
+            }
+            uri = next;
         }
     }
 }

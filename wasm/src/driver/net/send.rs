@@ -154,6 +154,14 @@ impl Replayable {
         }
     }
 
+    /// The whole body, when it is buffered.
+    pub(super) fn bytes(&self) -> Option<&Bytes> {
+        match self {
+            Replayable::Bytes(b) => Some(b),
+            Replayable::Once(_) => None,
+        }
+    }
+
     /// Whether [`Replayable::take`] works more than once.
     pub(super) fn can_replay(&self) -> bool {
         matches!(self, Replayable::Bytes(_))
