@@ -8,17 +8,6 @@ use std::path::Path;
 
 use common::*;
 
-/// The digest `tag` names in the built-in layout `l`.
-fn tag_digest(l: &Path, tag: &str) -> Option<String> {
-    let index: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(l.join("index.json")).ok()?).ok()?;
-    index["manifests"]
-        .as_array()?
-        .iter()
-        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag)
-        .map(|m| m["digest"].as_str().unwrap_or_default().to_string())
-}
-
 /// The blob files of layout `l`.
 fn blobs(l: &Path) -> std::collections::BTreeSet<String> {
     std::fs::read_dir(l.join("blobs/sha256"))
@@ -169,7 +158,7 @@ fn put(l: &Path, media_type: &str, doc: &[u8]) -> serde_json::Value {
 }
 
 #[test]
-fn copy_takes_every_platform_or_one_and_referrers_on_request() {
+fn copy_takes_every_platform_or_one_and_referrers_unless_told_not_to() {
     let t = tempfile::tempdir().expect("tempdir");
     let l = t.path().join("src");
     let ls = s(&l);
@@ -226,16 +215,16 @@ fn copy_takes_every_platform_or_one_and_referrers_on_request() {
     rd_ok(&["rm", "--image", &format!("{ls}:amd")]);
     rd_ok(&["rm", "--image", &format!("{ls}:arm")]);
 
-    // everything
+    // everything (the referrers left out here; they are checked below)
     let all = t.path().join("all");
-    copy(&[&format!("{ls}:multi"), s(&all)]);
+    copy(&["--no-referrers", &format!("{ls}:multi"), s(&all)]);
     assert_eq!(tag_digest(&all, "multi").as_deref(), idx["digest"].as_str());
     for d in [&amd, &arm] {
         assert!(blob_path(&all, d).is_file(), "{d} not copied");
     }
     assert!(
         !blob_path(&all, art["digest"].as_str().expect("d")).exists(),
-        "referrer copied unasked"
+        "referrer copied with --no-referrers"
     );
 
     // one platform: the tag names its manifest
@@ -283,8 +272,8 @@ fn copy_takes_every_platform_or_one_and_referrers_on_request() {
 /// `referrers attach` makes an OCI 1.1 artifact about the image (its file a
 /// layer, the empty config, `subject` the image's manifest) kept as an
 /// untagged index.json entry; `referrers list` finds it (also as the
-/// referrers API's index with `--json`); the Go umoci's gc keeps it; `copy
-/// --referrers` carries it and the copy lists it too.
+/// referrers API's index with `--json`); the Go umoci's gc keeps it; `copy`
+/// carries it (unless `--no-referrers`) and the copy lists it too.
 #[test]
 fn referrers_are_attached_listed_kept_and_copied() {
     let Some((tmp, img, src)) = go_fixture() else {
@@ -334,19 +323,24 @@ fn referrers_are_attached_listed_kept_and_copied() {
     assert!(blob_path(&src, &art).is_file() && blob_path(&src, layer).is_file());
     rd_ok(&["verify", "--layout", s(&src)]);
 
-    // carried by copy --referrers only
+    // carried by copy unless --no-referrers (--referrers still accepted)
     let plain = tmp.path().join("plain");
-    copy(&[&img, s(&plain)]);
+    copy(&["--no-referrers", &img, s(&plain)]);
     assert_eq!(
         rd_ok(&["referrers", "list", "--image", &format!("{}:t", s(&plain))]),
         ""
     );
-    let with = tmp.path().join("with");
-    copy(&["--referrers", &img, s(&with)]);
-    assert_eq!(
-        rd_ok(&["referrers", "list", "--image", &format!("{}:t", s(&with))]),
-        listed
-    );
+    for (name, flags) in [("with", &[][..]), ("asked", &["--referrers"][..])] {
+        let with = tmp.path().join(name);
+        let mut args = flags.to_vec();
+        let dst = s(&with).to_string();
+        args.extend([img.as_str(), dst.as_str()]);
+        copy(&args);
+        assert_eq!(
+            rd_ok(&["referrers", "list", "--image", &format!("{dst}:t")]),
+            listed
+        );
+    }
 
     // a subject that is not a manifest, a bad type: one line, nothing written
     let before = snapshot(&src);

@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeSet, HashSet};
 
-use super::ext::{open_verified, read_index, update_index};
+use super::ext::open_verified;
 use super::reach::reach;
 use super::refs::{PlatformSpec, resolve, set_tag, tag_root};
 use super::{Cas, CasError};
@@ -20,14 +20,25 @@ use crate::oci::{Descriptor, Digest, media};
 use crate::progress::{Item, Unit};
 
 /// What to copy besides the tag's own tree.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct CopyOptions {
     /// Copy only the manifest for this platform (the destination tag then
     /// names that manifest, not the index).
     pub platform: Option<PlatformSpec>,
-    /// Also copy the artifacts in the source's `index.json` whose `subject`
-    /// is a manifest being copied (OCI 1.1 referrers), with their entries.
+    /// Also copy the referrers of every manifest copied (SBOMs,
+    /// signatures, attestations; and theirs), in whichever form the source
+    /// keeps them ([`super::referrers::Form`]), recorded in the form the
+    /// destination can keep. On by default.
     pub referrers: bool,
+}
+
+impl Default for CopyOptions {
+    fn default() -> CopyOptions {
+        CopyOptions {
+            platform: None,
+            referrers: true,
+        }
+    }
 }
 
 /// What happened to one blob.
@@ -176,23 +187,16 @@ pub fn copy_image(
     };
     root.annotations.remove(media::ANNOTATION_REF_NAME);
     let mut order = post_order(src, &root)?;
-    let mut referrer_entries = Vec::new();
+    let mut found = Vec::new();
     if opts.referrers {
         let manifests: BTreeSet<Digest> = order
             .iter()
             .filter(|d| media::is_manifest(&d.media_type) || media::is_index(&d.media_type))
             .map(|d| d.digest.clone())
             .collect();
-        let copied: HashSet<Digest> = order.iter().map(|d| d.digest.clone()).collect();
-        for entry in read_index(src)?.manifests {
-            if copied.contains(&entry.digest) {
-                continue;
-            }
-            let subject = reach(src, &entry)?.and_then(|r| r.subject);
-            if subject.is_some_and(|s| manifests.contains(&s.digest)) {
-                order.extend(post_order(src, &entry)?);
-                referrer_entries.push(entry);
-            }
+        found = super::referrers::find(src, manifests)?;
+        for r in &found {
+            order.extend(post_order(src, &r.desc)?);
         }
     }
     // a gc of the destination must not sweep what is not tagged yet
@@ -224,21 +228,14 @@ pub fn copy_image(
         }
         each(desc, outcome);
     }
-    if !referrer_entries.is_empty() {
-        stats.referrers = referrer_entries.len();
-        update_index(&lock, &mut |index| {
-            for e in &referrer_entries {
-                if !index
-                    .manifests
-                    .iter()
-                    .any(|d| d.digest == e.digest && d.ref_name() == e.ref_name())
-                {
-                    index.manifests.push(e.clone());
-                }
-            }
-            Ok(())
-        })?;
+    for r in &found {
+        super::referrers::record(&lock, &r.subject, &r.desc, &r.form)?;
     }
+    stats.referrers = found
+        .iter()
+        .map(|r| &r.desc.digest)
+        .collect::<HashSet<_>>()
+        .len();
     set_tag(&lock, dst_tag, &root)?;
     stats.root = Some(root);
     Ok(stats)

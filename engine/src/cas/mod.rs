@@ -289,6 +289,13 @@ pub trait Cas: Send + Sync {
     fn driver_label(&self) -> Option<String> {
         None
     }
+
+    /// Whether the store keeps `index.json` entries without a tag (a
+    /// layout does; a registry keeps tags only, so referrers go there by
+    /// the referrers tag schema). The default: it does.
+    fn holds_untagged_entries(&self) -> bool {
+        true
+    }
 }
 
 impl crate::cas::CasError {

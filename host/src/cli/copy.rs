@@ -19,10 +19,16 @@ pub struct Args {
     /// destination tag then names it. Default: everything the tag reaches.
     #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
     platform: Option<String>,
-    /// Also copy the artifacts whose `subject` is a copied manifest (OCI 1.1
-    /// referrers listed in the source's index.json), with their entries.
-    #[arg(long)]
+    /// Copy the referrers too (the default; kept for scripts that ask).
+    #[arg(long, hide = true, conflicts_with = "no_referrers")]
     referrers: bool,
+    /// Leave the referrers out. By default every referrer of a copied
+    /// manifest goes along (SBOMs, signatures, attestations, and their own
+    /// referrers), found as OCI 1.1 `subject`s, by the referrers tag schema
+    /// (`sha256-<hex>`) or by cosign's tags (`sha256-<hex>.sig`, `.att`,
+    /// `.sbom`), and written in the form the destination keeps.
+    #[arg(long = "no-referrers")]
+    no_referrers: bool,
     #[command(flatten)]
     json: super::output::JsonArgs,
     /// The source `PATH[:TAG]` (a repository name with a `url=` driver).
@@ -45,9 +51,12 @@ pub fn run(a: Args, s: &Session) -> Result<()> {
     };
     let opts = CopyOptions {
         platform: a.platform.as_deref().map(PlatformSpec::parse).transpose()?,
-        referrers: a.referrers,
+        referrers: !a.no_referrers,
     };
     let from = s.open_side(a.from_driver.as_deref(), &src.layout, false)?;
+    // before the destination is opened (and maybe created): a refused
+    // image writes nothing
+    super::policy::check(s, a.from_driver.as_deref(), &from, &src.layout, &src.tag)?;
     let to = s.open_side(a.to_driver.as_deref(), &dst.layout, true)?;
     let stats =
         rumoci::image::copy(
@@ -80,7 +89,7 @@ pub fn run(a: Args, s: &Session) -> Result<()> {
         stats.copied,
         stats.bytes,
         stats.skipped,
-        if a.referrers {
+        if !a.no_referrers {
             format!(", {} referrers", stats.referrers)
         } else {
             String::new()

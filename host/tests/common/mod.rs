@@ -331,6 +331,17 @@ pub fn touch_at(date: &str, paths: &[&Path]) {
     run_ok("touch", &args);
 }
 
+/// The digest `tag` names in the built-in layout `l`.
+pub fn tag_digest(l: &Path, tag: &str) -> Option<String> {
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(l.join("index.json")).ok()?).ok()?;
+    index["manifests"]
+        .as_array()?
+        .iter()
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag)
+        .map(|m| m["digest"].as_str().unwrap_or_default().to_string())
+}
+
 /// Write each `(path, contents)` beneath `root`, making parent directories.
 pub fn write_files(root: &Path, files: &[(&str, &[u8])]) {
     for (rel, data) in files {

@@ -74,7 +74,11 @@ rumoci_driver_sdk::register_driver!(Registry);
 
 impl Driver for Registry {
     fn info() -> DriverInfo {
-        DriverInfo::new("registry", env!("CARGO_PKG_VERSION"), &["cas", "cas.init"])
+        DriverInfo::new(
+            "registry",
+            env!("CARGO_PKG_VERSION"),
+            &["cas", "cas.init", "cas.tags-only"],
+        )
     }
 }
 

@@ -195,6 +195,10 @@ impl Cas for WasmCas {
         Some(self.label())
     }
 
+    fn holds_untagged_entries(&self) -> bool {
+        !lock(&self.plugin).has("cas.tags-only")
+    }
+
     fn writer_guard(&self) -> Result<Box<dyn std::any::Any>, CasError> {
         Ok(Box::new(crate::cas::dir::WriterGuard(
             crate::cas::dir::lock(&self.dir, rustix::fs::FlockOperation::LockShared)?,

@@ -57,6 +57,10 @@ pub const CAPABILITIES: &[(&str, &str)] = &[
         "blob reads use `cas.open-stream` (the host reads the plugin's file stream itself) instead of `blob-reader.read-at` chunks",
     ),
     (
+        "cas.tags-only",
+        "the store keeps tagged index.json entries only (a registry): referrers are written there by the referrers tag schema (an index tagged sha256-<hex> of the subject)",
+    ),
+    (
         "net.aws-sigv4",
         "with url=, the host signs the plugin's requests with AWS Signature V4 (credentials from creds=, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE and ~/.aws/credentials; sign=none turns it off) instead of answering registry challenges",
     ),
