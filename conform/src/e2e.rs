@@ -33,6 +33,10 @@ fn spec_text(spec: &DriverSpec, dir: &Path, repo: Option<&str>) -> Result<String
     if let Some(r) = repo {
         s.push_str(&format!(",repo={r}"));
     }
+    // an object store's bucket=, prefix=, region=, path-style=
+    for (k, v) in &spec.store_options {
+        s.push_str(&format!(",{k}={v}"));
+    }
     for (k, v) in &spec.options {
         s.push_str(&format!(",opt.{k}={v}"));
     }
@@ -368,7 +372,15 @@ pub(super) fn cas(r: &mut Runner, spec: &DriverSpec, opts: &Options) {
         "list-blobs and delete as `rumoci gc` uses them: the same blobs are left as in the built-in layout",
         || {
             if remote {
-                return Ok(Some("gc does not run through a registry".into()));
+                // a registry cannot list blobs; an object store can
+                let cas = WasmCas::open(wasm, &lib_spec, &store).map_err(|e| e.to_string())?;
+                if let Err(e) = cas.list_blobs() {
+                    let e = format!("{e:#}");
+                    if e.contains("unsupported") {
+                        return Ok(Some(format!("gc does not run through this store: {e}")));
+                    }
+                    return Err(e);
+                }
             }
             both(&["gc", "--layout", "@L"])?;
             let cas = WasmCas::open(wasm, &lib_spec, &store).map_err(|e| e.to_string())?;

@@ -122,9 +122,13 @@ pub(crate) fn conf() -> Result<Conf> {
     let bucket = bucket.ok_or_else(|| {
         Error::InvalidArgument(format!("no bucket given for {url}: use bucket=NAME"))
     })?;
-    // prefix= if given, else the command's layout path
-    let prefix =
-        parse_prefix(prefix.or(repo).as_deref().unwrap_or("")).map_err(Error::InvalidArgument)?;
+    // prefix= and, beneath it, the command's layout path
+    let joined = [prefix, repo]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join("/");
+    let prefix = parse_prefix(&joined).map_err(Error::InvalidArgument)?;
     let c = Conf {
         url: url.trim_end_matches('/').to_string(),
         ep,

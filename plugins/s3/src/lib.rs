@@ -7,8 +7,8 @@
 //! the host lets the plugin's `wasi:http` requests reach exactly that
 //! origin and signs each with AWS Signature V4, because this driver
 //! declares `net.aws-sigv4`: the plugin never sees a key), `bucket`,
-//! `prefix` (the layout's key prefix; by default the command's layout
-//! path, `.` for the bucket's root), `path-style` (`true`, the default:
+//! `prefix` (a key prefix: the layout is at `PREFIX/LAYOUT`, LAYOUT
+//! being the command's layout path, `.` for the prefix itself), `path-style` (`true`, the default:
 //! `/BUCKET/KEY`; `false`: `url` is the bucket's own virtual host), and
 //! through `opt.`: `part-size` (8M), `gc-grace` (seconds, 600),
 //! `upload-grace` (seconds, 86400), `single-writer` (`true`: change
