@@ -41,6 +41,11 @@ pub use rumoci_core::{Error, ErrorKind, Result};
 pub use rumoci_core::{fs, limits, oci, path, progress, show};
 pub use rumoci_engine::{bundle, cas, layer, layer_store, mtree, mutate, rootfs, stat};
 
+/// Image signatures: sigstore keys, signing as skopeo does, and
+/// containers-policy.json (crate `rumoci-sign`, feature `sign`).
+#[cfg(feature = "sign")]
+pub use rumoci_sign as sign;
+
 /// Sandboxed WebAssembly storage drivers (crate `rumoci-wasm`).
 #[cfg(feature = "wasm")]
 pub use rumoci_wasm::driver;

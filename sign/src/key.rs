@@ -373,7 +373,7 @@ mod tests {
         let text = String::from_utf8(body)
             .expect("utf-8")
             .replace("32768", "1073741824");
-        let pem = pem_rfc7468::encode_string(&label, LineEnding::LF, text.as_bytes()).expect("pem");
+        let pem = pem_rfc7468::encode_string(label, LineEnding::LF, text.as_bytes()).expect("pem");
         let e = PrivateKey::from_encrypted_pem(pem.as_bytes(), b"", "k").expect_err("refused");
         assert!(e.to_string().contains("N=1073741824"), "{e}");
     }

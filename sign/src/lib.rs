@@ -57,7 +57,7 @@ pub enum SignError {
         image: String,
         /// What failed.
         #[source]
-        source: CasError,
+        source: Box<CasError>,
     },
     /// Reading or writing the signature attachment failed.
     #[error("{image}: {source}")]
@@ -66,7 +66,7 @@ pub enum SignError {
         image: String,
         /// What failed.
         #[source]
-        source: attach::AttachError,
+        source: Box<attach::AttachError>,
     },
     /// A key could not be used.
     #[error(transparent)]
@@ -76,7 +76,7 @@ pub enum SignError {
     NameOnly(String),
     /// The policy refused the image.
     #[error(transparent)]
-    Denied(#[from] policy::Denied),
+    Denied(Box<policy::Denied>),
 }
 
 impl SignError {
@@ -122,7 +122,7 @@ pub struct Signed {
 fn tag_target(cas: &dyn Cas, image: &str, tag: &str) -> Result<Descriptor, SignError> {
     let wrap = |source| SignError::Cas {
         image: image.to_string(),
-        source,
+        source: Box::new(source),
     };
     let root = tag_root(cas, tag).map_err(wrap)?;
     read_bytes(cas, &root).map_err(wrap)?;
@@ -144,7 +144,7 @@ pub fn sign_image(
     let image = format!("{}:{tag}", store.name());
     let lock = store.lock().map_err(|e| SignError::Cas {
         image: image.clone(),
-        source: CasError::Invalid(e.to_string()),
+        source: Box::new(CasError::Invalid(e.to_string())),
     })?;
     let root = tag_target(store.cas(), &image, tag)?;
     let timestamp = std::time::SystemTime::now()
@@ -162,7 +162,7 @@ pub fn sign_image(
     let attachment =
         attach::add(&lock, &root.digest, &payload, &sig).map_err(|source| SignError::Attach {
             image: image.clone(),
-            source,
+            source: Box::new(source),
         })?;
     Ok(Signed {
         manifest: root.digest,
@@ -189,10 +189,12 @@ pub fn check_image(
     {
         attach::read(cas, &root.digest).map_err(|source| SignError::Attach {
             image: shown.clone(),
-            source,
+            source: Box::new(source),
         })?
     } else {
         Vec::new()
     };
-    Ok(policy.evaluate(image, &root.digest, &sigs)?)
+    policy
+        .evaluate(image, &root.digest, &sigs)
+        .map_err(|d| SignError::Denied(Box::new(d)))
 }

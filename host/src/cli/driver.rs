@@ -26,6 +26,8 @@ fn with_creds(creds: &Option<Credentials>, d: Drivers) -> Drivers {
 pub struct Session {
     drivers: Drivers,
     creds: Option<Credentials>,
+    /// `--policy FILE`.
+    policy: Option<PathBuf>,
 }
 
 impl Session {
@@ -37,7 +39,32 @@ impl Session {
             .map(|raw| Credentials::parse(raw).map_err(|why| anyhow::anyhow!("--creds: {why}")))
             .transpose()?;
         let drivers = with_creds(&creds, Drivers::parse(specs)?);
-        Ok(Session { drivers, creds })
+        Ok(Session {
+            drivers,
+            creds,
+            policy: None,
+        })
+    }
+
+    /// The session with `--policy FILE` (see `policy.rs`).
+    pub fn with_policy(mut self, policy: Option<PathBuf>) -> Session {
+        self.policy = policy;
+        self
+    }
+
+    /// `--policy FILE`, if given.
+    pub fn policy_flag(&self) -> Option<&Path> {
+        self.policy.as_deref()
+    }
+
+    /// The content-store plugin one side uses: `spec` (as `copy`'s
+    /// `--from-driver`), else the global `--driver` choice; `None` for the
+    /// built-in driver.
+    pub fn content_spec(&self, spec: Option<&str>) -> Result<Option<DriverSpec>> {
+        match spec {
+            Some(s) => Ok(self.with_creds(Drivers::content_only(s)?).content_store()?),
+            None => Ok(self.drivers.content_store()?),
+        }
     }
 
     /// `--creds` for the registries of `d` given without `creds=`.

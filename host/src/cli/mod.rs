@@ -8,18 +8,22 @@ mod driver;
 mod driver_test;
 mod gc;
 mod generate;
+mod generate_key;
 mod init;
 mod insert;
 mod list;
 mod mount;
 mod new;
 mod output;
+mod policy;
 mod progress;
 mod raw;
 mod referrers;
 mod remove;
 mod repack;
+mod secret;
 mod settings;
+mod sign;
 mod stat;
 mod tag;
 mod unpack;
@@ -76,6 +80,12 @@ pub struct Cli {
     #[arg(long = "creds", global = true, value_name = "USER:PASSWORD")]
     creds: Option<String>,
 
+    /// The containers-policy.json that unpack, copy and verify
+    /// --signatures apply (default: $HOME/.config/containers/policy.json,
+    /// else /etc/containers/policy.json, as skopeo; with neither, none).
+    #[arg(long = "policy", global = true, value_name = "FILE")]
+    policy: Option<std::path::PathBuf>,
+
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -108,6 +118,13 @@ enum Command {
     Copy(copy::Args),
     /// Check a layout: every reachable blob, its size, digest and format.
     Verify(verify::Args),
+    /// Sign an image with a sigstore key, as skopeo
+    /// --sign-by-sigstore-private-key does (a sha256-<hex>.sig attachment).
+    Sign(sign::Args),
+    /// Write a new sigstore key pair: PREFIX.key (encrypted, as cosign
+    /// writes it) and PREFIX.pub.
+    #[command(name = "generate-key")]
+    GenerateKey(generate_key::Args),
     /// Unpack an image into a runtime bundle.
     Unpack(unpack::Args),
     /// Add the changes made in a bundle's rootfs to the image as a new layer.
@@ -163,6 +180,8 @@ impl Command {
             Command::Copy(_) => "copy",
             Command::Referrers { .. } => "referrers",
             Command::Verify(_) => "verify",
+            Command::Sign(_) => "sign",
+            Command::GenerateKey(_) => "generate-key",
             Command::Unpack(_) => "unpack",
             Command::Repack(_) => "repack",
             Command::Umount(_) => "umount",
@@ -309,7 +328,7 @@ fn run(cli: Cli, bin: &str) -> Result<(), Failed> {
         })
     ) && cli.drivers.is_empty();
     let session = match specs.and_then(|s| driver::Session::new(cli.creds.as_deref(), &s)) {
-        Ok(s) => s,
+        Ok(s) => s.with_policy(cli.policy.clone()),
         Err(e) if !listing => return Err(e.into()),
         Err(_) => driver::Session::default(),
     };
@@ -338,6 +357,8 @@ fn dispatch(sub: Command, s: &driver::Session) -> anyhow::Result<()> {
         Command::Insert(a) => insert::run(a, s),
         Command::Copy(a) => copy::run(a, s),
         Command::Verify(a) => verify::run(a, s),
+        Command::Sign(a) => sign::run(a, s),
+        Command::GenerateKey(a) => generate_key::run(a),
         Command::Unpack(a) => unpack::run(a, s),
         Command::Repack(a) => repack::run(a, s),
         Command::Umount(a) => mount::umount(a),

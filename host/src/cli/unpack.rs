@@ -19,6 +19,7 @@ pub struct Args {
 /// Unpack an image into a runtime bundle.
 pub fn run(a: Args, s: &Session) -> Result<()> {
     let (opts, store, r) = a.extract.open(s)?;
+    super::policy::check(s, None, &store, &r.layout, &r.tag)?;
     let layers = s.open_layer_store()?;
     let platform = a.extract.image.platform()?;
     let out = store.unpack(
