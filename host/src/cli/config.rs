@@ -15,6 +15,14 @@ pub struct Args {
     tag: TagArgs,
     #[command(flatten)]
     history: HistoryArgs,
+    #[command(flatten)]
+    flags: ConfigFlags,
+}
+
+/// The `--config.*`, `--created`, `--author`, `--platform.*`,
+/// `--manifest.annotation` and `--clear` flags (`config`, `import`).
+#[derive(clap::Args, Debug, Default)]
+pub struct ConfigFlags {
     /// Set the user (`user`, `uid`, `user:group`, `uid:gid`).
     #[arg(long = "config.user", allow_hyphen_values = true)]
     user: Option<String>,
@@ -67,8 +75,16 @@ pub struct Args {
     clear: Vec<String>,
 }
 
+impl ConfigFlags {
+    /// The change the flags ask for (every `KEY=VALUE` and time
+    /// validated), with `history` as its history entry.
+    pub fn change(&self, history: Option<rumoci::image::HistoryEntry>) -> Result<ConfigChange> {
+        change(self, history)
+    }
+}
+
 /// The change the flags ask for (every `KEY=VALUE` and time validated).
-fn change(a: &Args) -> Result<ConfigChange> {
+fn change(a: &ConfigFlags, history: Option<rumoci::image::HistoryEntry>) -> Result<ConfigChange> {
     let pairs = |flag: &str, v: &[String]| -> Result<Vec<(String, String)>> {
         v.iter()
             .map(|e| parse_kv(flag, e).map(|(k, v)| (k.to_string(), v.to_string())))
@@ -100,7 +116,7 @@ fn change(a: &Args) -> Result<ConfigChange> {
         os: a.os.clone(),
         architecture: a.arch.clone(),
         variant: a.variant.clone(),
-        history: a.history.entry("umoci config")?,
+        history,
     })
 }
 
@@ -109,7 +125,7 @@ fn change(a: &Args) -> Result<ConfigChange> {
 pub fn run(a: Args, s: &Session) -> Result<()> {
     let (store, r) = a.image.open(s)?;
     let dest = a.tag.destination(&r.tag)?.to_string();
-    let change = change(&a)?;
+    let change = a.flags.change(a.history.entry("umoci config")?)?;
     let lock = store.lock()?;
     store.configure(&lock, &r.tag, a.image.platform()?.as_ref(), &dest, &change)?;
     tracing::info!("updated {}:{dest}", rumoci::show::name(&r.layout));

@@ -6,8 +6,10 @@ mod config;
 mod copy;
 mod driver;
 mod driver_test;
+mod export;
 mod gc;
 mod generate;
+mod import;
 mod init;
 mod insert;
 mod list;
@@ -20,6 +22,7 @@ mod referrers;
 mod remove;
 mod repack;
 mod settings;
+mod squash;
 mod stat;
 mod tag;
 mod unpack;
@@ -110,6 +113,12 @@ enum Command {
     Verify(verify::Args),
     /// Unpack an image into a runtime bundle.
     Unpack(unpack::Args),
+    /// Merge all layers of an image, or a range of them, into one.
+    Squash(squash::Args),
+    /// Write an image's root filesystem as one tar (layers flattened).
+    Export(export::Args),
+    /// Make a single-layer image from a root filesystem tar.
+    Import(import::Args),
     /// Add the changes made in a bundle's rootfs to the image as a new layer.
     Repack(repack::Args),
     /// Unmount the rootfs overlay of a bundle unpacked through an overlay layer store.
@@ -164,6 +173,9 @@ impl Command {
             Command::Referrers { .. } => "referrers",
             Command::Verify(_) => "verify",
             Command::Unpack(_) => "unpack",
+            Command::Squash(_) => "squash",
+            Command::Export(_) => "export",
+            Command::Import(_) => "import",
             Command::Repack(_) => "repack",
             Command::Umount(_) => "umount",
             Command::Mount(_) => "mount",
@@ -339,6 +351,9 @@ fn dispatch(sub: Command, s: &driver::Session) -> anyhow::Result<()> {
         Command::Copy(a) => copy::run(a, s),
         Command::Verify(a) => verify::run(a, s),
         Command::Unpack(a) => unpack::run(a, s),
+        Command::Squash(a) => squash::run(a, s),
+        Command::Export(a) => export::run(a, s),
+        Command::Import(a) => import::run(a, s),
         Command::Repack(a) => repack::run(a, s),
         Command::Umount(a) => mount::umount(a),
         Command::Mount(a) => mount::mount(a),
