@@ -640,6 +640,16 @@ fn bad_input_fails_with_one_line_and_changes_nothing() {
     assert!(e.contains("--layers"), "{e}");
     assert_eq!(snapshot(&l), before_range);
     let _ = before;
+    // a layer writing through a symlink cannot be replayed by path
+    let p = tmp.path().join("sym.tar");
+    make_tar(&p, &[M::Dir(b"real"), M::Sym(b"link", b"real")]);
+    ru_ok(&["raw", "add-layer", "--image", &img, s(&p)]);
+    make_tar(&p, &[M::File(b"link/through", b"x\n")]);
+    ru_ok(&["raw", "add-layer", "--image", &img, s(&p)]);
+    let before_sym = snapshot(&l);
+    let e = one_line_failure(&["squash", "--image", &img]);
+    assert!(e.contains("symbolic link link"), "{e}");
+    assert_eq!(snapshot(&l), before_sym);
 
     // import: escaping names, hard links out of the root, whiteouts
     for (name, kind, link, why) in [

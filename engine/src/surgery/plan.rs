@@ -50,6 +50,8 @@ struct Node {
     inode: usize,
     /// Still the object the base layers left at this path.
     orig: bool,
+    /// A symbolic link (the extractor follows it in a parent).
+    symlink: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -197,6 +199,7 @@ impl Replay {
                 src: Src::Implicit,
                 inode: 0,
                 orig: true,
+                symlink: false,
             },
         );
         Replay {
@@ -252,6 +255,24 @@ impl Replay {
         self.tree.get(p).is_some_and(|n| n.dir)
     }
 
+    /// Refuse a path whose directory part goes through a symbolic link:
+    /// the extractor would follow it, and the replay is by path.
+    fn through_symlink(&self, pos: Pos, entry: &BStr, dir: &BStr) -> Result<(), SurgeryError> {
+        for (_, _, a) in path::components(dir) {
+            if self.tree.get(&a).is_some_and(|n| n.symlink) {
+                return Err(bad(
+                    pos,
+                    entry,
+                    format!(
+                        "goes through the symbolic link {}; layers that write through links cannot be merged",
+                        crate::show::name(&a)
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Apply one header, as the extractor would.
     pub fn apply(&mut self, pos: Pos, hdr: &Header) -> Result<(), SurgeryError> {
         if hdr.kind == Kind::Global {
@@ -259,6 +280,7 @@ impl Replay {
         }
         let p = path::clean(&hdr.path);
         let (dir, name) = path::split_parent(p.as_ref());
+        self.through_symlink(pos, p.as_ref(), dir)?;
         if let Some(target) = name.strip_prefix(b".wh.") {
             let target = target.as_bstr();
             if !self.is_dir(dir) {
@@ -331,6 +353,7 @@ impl Replay {
                             src: Src::Implicit,
                             inode: 0,
                             orig: false,
+                            symlink: false,
                         },
                     );
                 }
@@ -357,6 +380,7 @@ impl Replay {
                             src: Src::Entry(pos),
                             inode: 0,
                             orig: false,
+                            symlink: false,
                         },
                     );
                 }
@@ -366,6 +390,7 @@ impl Replay {
                 if target.is_empty() {
                     return Err(bad(pos, p.as_ref(), "hardlink to the root directory"));
                 }
+                self.through_symlink(pos, p.as_ref(), path::split_parent(target.as_ref()).0)?;
                 let node = match self.tree.get(&target) {
                     None => {
                         return Err(bad(
@@ -390,6 +415,7 @@ impl Replay {
                         src: Src::Entry(pos),
                         inode: node.inode,
                         orig: false,
+                        symlink: node.symlink,
                     },
                 );
             }
@@ -402,6 +428,7 @@ impl Replay {
                         src: Src::Entry(pos),
                         inode: self.inodes.len() - 1,
                         orig: false,
+                        symlink: hdr.kind == Kind::Symlink,
                     },
                 );
             }

@@ -114,10 +114,26 @@ enum Command {
     /// Unpack an image into a runtime bundle.
     Unpack(unpack::Args),
     /// Merge all layers of an image, or a range of them, into one.
+    ///
+    /// The new layer gives the tree the merged layers gave, file by file;
+    /// above kept base layers it keeps only the whiteouts the base needs.
+    /// The merged layers' history entries become one (`rumoci squash
+    /// (layers A:B): ` and their `created_by`s); `empty_layer` entries
+    /// stay. Streams: two passes over the layers, no tree on disk.
     Squash(squash::Args),
     /// Write an image's root filesystem as one tar (layers flattened).
+    ///
+    /// Whiteouts applied, opaque directories honoured, only the last version
+    /// of each path; extracting it (bsdtar -x) gives the tree `unpack`
+    /// gives. Streams from the layers, nothing on disk.
     Export(export::Args),
     /// Make a single-layer image from a root filesystem tar.
+    ///
+    /// Like `docker import`: the tar is read through rumoci's reader and
+    /// rewritten through its layer generator (gzip unless --compress);
+    /// absolute or escaping names, hard links out of the archive,
+    /// whiteouts and (unless root) device nodes are refused, leaving the
+    /// layout unchanged.
     Import(import::Args),
     /// Add the changes made in a bundle's rootfs to the image as a new layer.
     Repack(repack::Args),
