@@ -44,6 +44,10 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod index;
+
+pub use index::IndexError;
+
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 

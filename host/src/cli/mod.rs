@@ -10,6 +10,7 @@ mod export;
 mod gc;
 mod generate;
 mod import;
+mod index;
 mod init;
 mod insert;
 mod list;
@@ -141,6 +142,11 @@ enum Command {
     Umount(mount::Args),
     /// Mount the rootfs overlay of such a bundle again (after umount).
     Mount(mount::Args),
+    /// Create and edit multi-platform image indexes.
+    Index {
+        #[command(subcommand)]
+        cmd: index::Command,
+    },
     /// Advanced internal image tooling.
     Raw {
         #[command(subcommand)]
@@ -195,6 +201,7 @@ impl Command {
             Command::Repack(_) => "repack",
             Command::Umount(_) => "umount",
             Command::Mount(_) => "mount",
+            Command::Index { .. } => "index",
             Command::Raw { .. } => "raw",
             Command::Driver { .. } => "driver",
             Command::Completion { .. } => "completion",
@@ -373,6 +380,7 @@ fn dispatch(sub: Command, s: &driver::Session) -> anyhow::Result<()> {
         Command::Repack(a) => repack::run(a, s),
         Command::Umount(a) => mount::umount(a),
         Command::Mount(a) => mount::mount(a),
+        Command::Index { cmd } => index::run(cmd, s),
         Command::Raw { cmd } => raw::run(cmd, s),
         Command::Referrers { cmd } => referrers::run(cmd, s),
         Command::Driver { cmd } => driver::run(cmd, s),
