@@ -214,9 +214,8 @@ impl Store {
         let (old, mut index) = self.read_index_tag(tag).doing(what)?;
         self.add_entries(&mut index.manifests, sources, replace)
             .doing(what)?;
-        Ok(self
-            .write_index_tag(lock, tag, Some(&old), &index)
-            .doing(what)?)
+        self.write_index_tag(lock, tag, Some(&old), &index)
+            .doing(what)
     }
 
     /// Remove the entries of the index `tag` for `platform` (an empty
@@ -302,8 +301,7 @@ impl Store {
                 }
             }
         }
-        Ok(self
-            .write_index_tag(lock, tag, Some(&old), &index)
-            .doing(what)?)
+        self.write_index_tag(lock, tag, Some(&old), &index)
+            .doing(what)
     }
 }
