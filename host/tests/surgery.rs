@@ -804,3 +804,39 @@ fn squash_export_and_import_work_through_a_plugin_store() {
         .expect("read");
     assert!(!buf.is_empty());
 }
+
+#[test]
+fn a_corrupt_layer_fails_the_squash_and_changes_nothing() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let l = tmp.path().join("layout");
+    let img = format!("{}:t", s(&l));
+    ru_ok(&["init", "--layout", s(&l)]);
+    ru_ok(&["new", "--image", &img]);
+    for (i, body) in [&b"one\n"[..], b"two\n"].iter().enumerate() {
+        let p = tmp.path().join(format!("{i}.tar"));
+        make_tar(&p, &[M::File(format!("f{i}").as_bytes(), body)]);
+        ru_ok(&["raw", "add-layer", "--image", &img, s(&p)]);
+    }
+    let d = manifest(&l, "t")["layers"][1]["digest"]
+        .as_str()
+        .expect("digest")
+        .to_string();
+    let blob = blob_path(&l, &d);
+    let mut bytes = std::fs::read(&blob).expect("read");
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&blob, &bytes).expect("write");
+    let before = snapshot(&l);
+    for args in [
+        vec!["squash", "--image", &img],
+        vec!["squash", "--image", &img, "--from", "1"],
+    ] {
+        let e = one_line_failure(&args);
+        assert!(e.contains(&d[7..19]) || e.contains("digest"), "{e}");
+        assert_eq!(snapshot(&l), before);
+    }
+    let out = tmp.path().join("o.tar");
+    one_line_failure(&["export", "--image", &img, "-o", s(&out)]);
+    assert!(!out.exists());
+    assert_eq!(std::fs::read_dir(tmp.path()).expect("ls").count(), 3);
+}

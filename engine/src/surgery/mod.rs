@@ -180,6 +180,22 @@ fn tar_err(i: usize, manifest: &Manifest) -> impl Fn(TarError) -> SurgeryError +
     }
 }
 
+/// The error to report for a failure inside layer `i`: a bad blob (digest,
+/// size, compression, diff_id) explains any tar or replay error, so the
+/// rest of the layer is read (and checked) first.
+fn explain(
+    r: LayerReader<'_>,
+    e: SurgeryError,
+    manifest: &Manifest,
+    config: &Image,
+    i: usize,
+) -> SurgeryError {
+    match close_layer(r, manifest, config, i) {
+        Err(blob) => blob,
+        Ok(()) => e,
+    }
+}
+
 /// A sparse member's data (its segments one after the other) as the real
 /// file: zeros in the holes.
 struct SparseExpand<'s, R> {
@@ -310,9 +326,17 @@ pub fn merge_layers<W: Write>(
         );
         let mut r = open_layer(cas, manifest, config, i)?;
         let mut idx = 0u64;
-        while let Some(h) = r.next_header().map_err(tar_err(i, manifest))? {
-            replay.apply((i, idx), &h)?;
-            idx += 1;
+        loop {
+            let step = match r.next_header().map_err(tar_err(i, manifest)) {
+                Ok(Some(h)) => replay.apply((i, idx), &h).map(|()| true),
+                Ok(None) => Ok(false),
+                Err(e) => Err(e),
+            };
+            match step {
+                Ok(true) => idx += 1,
+                Ok(false) => break,
+                Err(e) => return Err(explain(r, e, manifest, config, i)),
+            }
         }
         close_layer(r, manifest, config, i)?;
     }
@@ -360,18 +384,21 @@ pub fn merge_layers<W: Write>(
         );
         let mut r = open_layer(cas, manifest, config, i)?;
         let mut idx = 0u64;
-        while let Some(h) = r.next_header().map_err(tar_err(i, manifest))? {
+        loop {
+            let h = match r.next_header().map_err(tar_err(i, manifest)) {
+                Ok(Some(h)) => h,
+                Ok(None) => break,
+                Err(e) => return Err(explain(r, e, manifest, config, i)),
+            };
             if let Some(Emit { primary, links }) = plan.emits.get(&(i, idx)) {
-                copy_member(out, primary.as_ref(), &h, &mut r).map_err(|e| match e {
-                    GenerateError::Io { source, .. }
-                        if source.kind() == io::ErrorKind::UnexpectedEof =>
-                    {
-                        tar_err(i, manifest)(TarError::Io(source))
+                let copied = copy_member(out, primary.as_ref(), &h, &mut r).and_then(|()| {
+                    for l in links {
+                        out.add_entry(l.as_ref(), &h, Some(primary.as_ref()), &mut io::empty())?;
                     }
-                    e => SurgeryError::Generate(e),
-                })?;
-                for l in links {
-                    out.add_entry(l.as_ref(), &h, Some(primary.as_ref()), &mut io::empty())?;
+                    Ok(())
+                });
+                if let Err(e) = copied {
+                    return Err(explain(r, SurgeryError::Generate(e), manifest, config, i));
                 }
                 stats.entries += 1 + links.len() as u64;
             }
@@ -498,3 +525,6 @@ impl crate::surgery::SurgeryError {
 }
 
 rumoci_core::wraps!(crate::surgery::SurgeryError);
+
+#[cfg(test)]
+mod tests;
