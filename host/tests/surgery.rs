@@ -546,6 +546,10 @@ fn export_extracts_to_the_go_umocis_unpack_and_import_takes_it_back() {
         s(&ri),
     ]);
     assert_same_tree(&ro, &ri.join("rootfs"));
+    // and the Go umoci reads the imported image as it read the original
+    let gi = tmp.path().join("gi");
+    run_ok("umoci", &["unpack", "--image", &iimg, s(&gi)]);
+    assert_same_tree(&go, &gi.join("rootfs"));
     // from standard input
     let mut child = Command::new(rumoci_bin())
         .args([
