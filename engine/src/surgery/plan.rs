@@ -243,12 +243,31 @@ impl Replay {
     }
 
     /// Remove the children of `dir` this layer has not written.
-    fn drop_lower(&mut self, dir: &BStr) {
+    ///
+    /// In the range, a child this layer wrote beneath that still holds
+    /// something of the base is refused: the extractor keeps that child
+    /// whole, base content included, while the merged layer writes its
+    /// whiteout first, which would remove that content.
+    fn drop_lower(&mut self, pos: Pos, entry: &BStr, dir: &BStr) -> Result<(), SurgeryError> {
         for c in children(&self.tree, dir) {
             if !self.upper.contains(&c) {
                 self.remove_subtree(c.as_ref());
+            } else if self.in_range
+                && subtree(&self.tree, c.as_ref())
+                    .iter()
+                    .any(|k| self.tree.get(k).is_some_and(|n| n.orig))
+            {
+                return Err(bad(
+                    pos,
+                    entry,
+                    format!(
+                        "a whiteout after this layer wrote beneath {}, which keeps content of the layers below the range; such a layer cannot be merged",
+                        crate::show::name(&c)
+                    ),
+                ));
             }
         }
+        Ok(())
     }
 
     fn is_dir(&self, p: &BStr) -> bool {
@@ -287,7 +306,7 @@ impl Replay {
                 return Ok(());
             }
             if target == ".wh..opq" {
-                self.drop_lower(dir);
+                self.drop_lower(pos, p.as_ref(), dir)?;
                 if self.in_range {
                     self.markers.push(Marker::Opaque(dir.to_owned()));
                 }
@@ -303,7 +322,7 @@ impl Replay {
             let full = path::join(dir, target);
             if self.upper.contains(&full) {
                 if self.is_dir(full.as_ref()) {
-                    self.drop_lower(full.as_ref());
+                    self.drop_lower(pos, p.as_ref(), full.as_ref())?;
                 }
             } else {
                 self.remove_subtree(full.as_ref());

@@ -143,3 +143,31 @@ fn sparse_data_is_expanded_with_zeros() {
     r.read_to_end(&mut out).expect("read");
     assert_eq!(out, b"\0\0abc\0\0\0de\0\0");
 }
+
+#[test]
+fn a_whiteout_after_writes_beneath_base_content_is_refused() {
+    let mut r = Replay::new();
+    r.start_layer();
+    for (j, h) in [dir("d"), dir("d/c"), file("d/c/old"), file("d/x")]
+        .iter()
+        .enumerate()
+    {
+        r.apply((0, j as u64), h).expect("base");
+    }
+    r.start_range(1);
+    r.start_layer();
+    r.apply((1, 0), &file("d/c/new")).expect("write beneath");
+    let e = r
+        .apply((1, 1), &file("d/.wh..wh..opq"))
+        .expect_err("refused");
+    assert!(e.to_string().contains("cannot be merged"), "{e}");
+    // the usual order (the marker first) is fine
+    let p = plan_of(
+        &[
+            vec![dir("d"), dir("d/c"), file("d/c/old")],
+            vec![file("d/.wh..wh..opq"), file("d/c/new")],
+        ],
+        1,
+    );
+    assert!(p.markers.contains(&Marker::Opaque("d".into())));
+}
