@@ -24,7 +24,13 @@ pub fn run(a: Args, s: &Session) -> Result<()> {
     let (store, r) = a.image.open(s)?;
     let platform = a.image.platform()?;
     if a.output.as_os_str() == "-" {
+        use std::io::IsTerminal;
         let stdout = std::io::stdout();
+        if stdout.is_terminal() {
+            anyhow::bail!(
+                "export: refusing to write a tar archive to a terminal (give -o FILE or redirect standard output)"
+            );
+        }
         let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
         store.export(&r.tag, platform.as_ref(), &mut out)?;
         out.flush().context("write standard output")?;
