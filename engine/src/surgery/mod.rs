@@ -196,6 +196,92 @@ fn explain(
     }
 }
 
+/// The headers of layer `i` (the whole blob read and checked).
+fn read_headers(
+    cas: &dyn Cas,
+    manifest: &Manifest,
+    config: &Image,
+    i: usize,
+) -> Result<Vec<Header>, SurgeryError> {
+    tracing::info!(
+        "reading the headers of layer {} ({})",
+        manifest.layers[i].digest,
+        i + 1
+    );
+    let mut r = open_layer(cas, manifest, config, i)?;
+    let mut out = Vec::new();
+    loop {
+        match r.next_header().map_err(tar_err(i, manifest)) {
+            Ok(Some(h)) => out.push(h),
+            Ok(None) => break,
+            Err(e) => return Err(explain(r, e, manifest, config, i)),
+        }
+    }
+    close_layer(r, manifest, config, i)?;
+    Ok(out)
+}
+
+/// The headers of layers `0..end`, read on as many threads as there are
+/// CPUs (decompression is the cost; the replay that follows is in order).
+/// The first failing layer's error, in layer order.
+fn read_all_headers(
+    cas: &dyn Cas,
+    manifest: &Manifest,
+    config: &Image,
+    end: usize,
+) -> Result<Vec<Vec<Header>>, SurgeryError> {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(end)
+        .max(1);
+    let next = AtomicUsize::new(0);
+    let failed = std::sync::atomic::AtomicBool::new(false);
+    let slots: Vec<Mutex<Option<Result<Vec<Header>, SurgeryError>>>> =
+        (0..end).map(|_| Mutex::new(None)).collect();
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= end || failed.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let r = read_headers(cas, manifest, config, i);
+                    if r.is_err() {
+                        failed.store(true, Ordering::Relaxed);
+                    }
+                    if let Ok(mut slot) = slots[i].lock() {
+                        *slot = Some(r);
+                    }
+                }
+            });
+        }
+    });
+    let results: Vec<Option<Result<Vec<Header>, SurgeryError>>> = slots
+        .into_iter()
+        .map(|m| m.into_inner().ok().flatten())
+        .collect();
+    // the first error in layer order (layers after a failure are skipped)
+    let mut out = Vec::with_capacity(end);
+    let mut missing = None;
+    for (i, r) in results.into_iter().enumerate() {
+        match r {
+            Some(Ok(h)) => out.push(h),
+            Some(Err(e)) => return Err(e),
+            None => missing = missing.or(Some(i)),
+        }
+    }
+    match missing {
+        Some(i) => Err(SurgeryError::Layer {
+            layer: i,
+            reason: "not read".into(),
+        }),
+        None => Ok(out),
+    }
+}
+
 /// A sparse member's data (its segments one after the other) as the real
 /// file: zeros in the holes.
 struct SparseExpand<'s, R> {
@@ -312,33 +398,17 @@ pub fn merge_layers<W: Write>(
             "layer range {start}:{end} is outside the image's {n} layers (0:{n})"
         )));
     }
-    // pass one: headers only
+    // pass one: headers only, the layers read in parallel, replayed in order
+    let headers = read_all_headers(cas, manifest, config, end)?;
     let mut replay = Replay::new();
-    for i in 0..end {
+    for (i, layer) in headers.into_iter().enumerate() {
         if i == start {
             replay.start_range(start);
         }
         replay.start_layer();
-        tracing::info!(
-            "reading the headers of layer {} ({}/{end})",
-            manifest.layers[i].digest,
-            i + 1
-        );
-        let mut r = open_layer(cas, manifest, config, i)?;
-        let mut idx = 0u64;
-        loop {
-            let step = match r.next_header().map_err(tar_err(i, manifest)) {
-                Ok(Some(h)) => replay.apply((i, idx), &h).map(|()| true),
-                Ok(None) => Ok(false),
-                Err(e) => Err(e),
-            };
-            match step {
-                Ok(true) => idx += 1,
-                Ok(false) => break,
-                Err(e) => return Err(explain(r, e, manifest, config, i)),
-            }
+        for (idx, h) in layer.iter().enumerate() {
+            replay.apply((i, idx as u64), h)?;
         }
-        close_layer(r, manifest, config, i)?;
     }
     let plan = replay.plan();
     let mut stats = MergeStats {
