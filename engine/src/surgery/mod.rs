@@ -11,14 +11,15 @@
 //!   refusing what does not belong in a layer (`import`).
 //!
 //! **How a merge streams.** Pass one reads the headers of every layer up
-//! to `B` (bottom up, data skipped) and replays them on a tree of paths as
+//! to `B` (data skipped; the layers decompressed in parallel) and replays
+//! them in order on a tree of paths as
 //! the extractor would apply them ([`plan`]): whiteouts and opaque
 //! directories, directories merged or replaced, parents made, hard links
 //! sharing a content object. The result says, per entry, whether it
 //! survives and under which paths. Pass two reads the layers of the range
 //! again and copies the surviving entries, header and data straight from
 //! the decompressed stream into the output. Memory grows with the number
-//! of paths, never with the bytes; both passes verify every blob (size,
+//! of entries, never with the bytes; both passes verify every blob (size,
 //! digest) and diff_id. Whiteouts come first, then the directories
 //! (parents first), then the other entries in layer order, hard links
 //! right after the content they name (a hard link whose
@@ -221,6 +222,9 @@ fn read_headers(
     Ok(out)
 }
 
+/// One layer's headers, or why not.
+type LayerHeaders = Result<Vec<Header>, SurgeryError>;
+
 /// The headers of layers `0..end`, read on as many threads as there are
 /// CPUs (decompression is the cost; the replay that follows is in order).
 /// The first failing layer's error, in layer order.
@@ -238,8 +242,7 @@ fn read_all_headers(
         .max(1);
     let next = AtomicUsize::new(0);
     let failed = std::sync::atomic::AtomicBool::new(false);
-    let slots: Vec<Mutex<Option<Result<Vec<Header>, SurgeryError>>>> =
-        (0..end).map(|_| Mutex::new(None)).collect();
+    let slots: Vec<Mutex<Option<LayerHeaders>>> = (0..end).map(|_| Mutex::new(None)).collect();
     std::thread::scope(|s| {
         for _ in 0..workers {
             s.spawn(|| {
@@ -259,7 +262,7 @@ fn read_all_headers(
             });
         }
     });
-    let results: Vec<Option<Result<Vec<Header>, SurgeryError>>> = slots
+    let results: Vec<Option<LayerHeaders>> = slots
         .into_iter()
         .map(|m| m.into_inner().ok().flatten())
         .collect();
