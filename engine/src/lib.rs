@@ -12,6 +12,8 @@
 //! * [`bundle`]: runtime bundles (unpack, repack, mount);
 //! * [`mutate`]: new layers, configs and manifests, retagged atomically;
 //! * [`stat`]: what a manifest, its config and history hold;
+//! * [`surgery`]: layers merged (squash), an image flattened into one
+//!   tar (export), a root filesystem tar taken in (import);
 //! * [`image`]: the builder-facing entry points.
 
 pub mod bundle;
@@ -23,6 +25,7 @@ pub mod mtree;
 pub mod mutate;
 pub mod rootfs;
 pub mod stat;
+pub mod surgery;
 
 // The ground floor, at the paths the modules use.
 use rumoci_core::error;

@@ -21,6 +21,8 @@
 //! * [`mutate`]: new layers, configs and manifests, retagged atomically.
 //! * [`stat`]: what a manifest, its config and history hold, in umoci's
 //!   text and JSON forms.
+//! * [`surgery`]: layers squashed into one, an image exported as one
+//!   root filesystem tar, a root filesystem tar imported as an image.
 //! * [`limits`]: the bounds every walk over outside data obeys, and
 //!   [`show`]: paths and names shortened for error messages.
 //!
@@ -39,7 +41,7 @@
 // `rumoci-core`), at the paths they always had.
 pub use rumoci_core::{Error, ErrorKind, Result};
 pub use rumoci_core::{fs, limits, oci, path, progress, show};
-pub use rumoci_engine::{bundle, cas, layer, layer_store, mtree, mutate, rootfs, stat};
+pub use rumoci_engine::{bundle, cas, layer, layer_store, mtree, mutate, rootfs, stat, surgery};
 
 /// Image signatures: sigstore keys, signing as skopeo does, and
 /// containers-policy.json (crate `rumoci-sign`, feature `sign`).

@@ -45,6 +45,8 @@ fn kill_9_at_any_moment_leaves_a_valid_layout() {
     big_source(&bundle.join("rootfs/changed"));
     // keep the bundle's source image reachable while `t` moves on
     rumoci_ok(&["tag", "--image", &img, "bundle-source"]);
+    let rootfs_tar = tmp.path().join("rootfs.tar");
+    rumoci_ok(&["export", "--image", &img, "-o", s(&rootfs_tar)]);
 
     let commands: Vec<Vec<String>> = vec![
         vec![
@@ -71,8 +73,37 @@ fn kill_9_at_any_moment_leaves_a_valid_layout() {
         ],
         // a killed unpack only leaves its own partial bundle behind
         vec!["unpack".into(), "--image".into(), img.clone()],
+        // image surgery: the new layer's blob before the tag, the export's
+        // file only once complete
+        vec![
+            "squash".into(),
+            "--image".into(),
+            img.clone(),
+            "--tag".into(),
+            "squashed".into(),
+        ],
+        vec![
+            "squash".into(),
+            "--image".into(),
+            img.clone(),
+            "--from".into(),
+            "1".into(),
+        ],
+        vec![
+            "import".into(),
+            "--image".into(),
+            format!("{}:imported", s(&l)),
+            s(&rootfs_tar).into(),
+        ],
+        vec![
+            "export".into(),
+            "--image".into(),
+            img.clone(),
+            "-o".into(),
+            s(&tmp.path().join("exported.tar")).into(),
+        ],
     ];
-    for round in 0..36u64 {
+    for round in 0..40u64 {
         let mut cmd = commands[(round % commands.len() as u64) as usize].clone();
         if cmd[0] == "unpack" {
             cmd.push(s(&tmp.path().join(format!("killed-unpack-{round}"))).into());
@@ -87,6 +118,12 @@ fn kill_9_at_any_moment_leaves_a_valid_layout() {
         std::thread::sleep(Duration::from_micros(500 + round * 1_700));
         let _ = child.kill();
         let _ = child.wait();
+        // an export's file is there complete or not at all
+        let exported = tmp.path().join("exported.tar");
+        if cmd[0] == "export" && exported.exists() {
+            run_ok("tar", &["-tf", s(&exported)]);
+            std::fs::remove_file(&exported).expect("rm");
+        }
         // the layout is valid and the tag resolves to the old or the new image
         let out = rumoci(&["verify", "--layout", s(&l)]);
         assert!(

@@ -44,6 +44,10 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod index;
+
+pub use index::IndexError;
+
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
@@ -64,7 +68,7 @@ pub use crate::mutate::history::{
     HistoryEntry, HistoryError, MtimeClamp, default_created, rfc3339_nano, source_date_epoch,
 };
 use crate::mutate::{Compression, Mutator};
-use crate::oci::{Descriptor, Image, Manifest, media};
+use crate::oci::{Descriptor, History, Image, Manifest, media};
 use crate::path::BString;
 pub use crate::rootfs::LayerUnpack;
 use crate::show;
@@ -424,6 +428,204 @@ impl Store {
                 .doing(|| format!("add layer {}", show::name(&layer)))?;
             Ok(())
         })
+    }
+
+    /// Merge layers of `tag` into one (see [`Squash`]) and point `dest`
+    /// at the result. The new layer's extraction on top of the layers
+    /// below the range gives the tree the range gave; it keeps only the
+    /// whiteouts those layers need. Streams: no tree on disk.
+    pub fn squash(
+        &self,
+        lock: &WriteLock<'_>,
+        tag: &str,
+        platform: Option<&PlatformSpec>,
+        dest: &str,
+        squash: &Squash,
+    ) -> Result<(DescriptorPath, crate::surgery::MergeStats)> {
+        use crate::layer::generate::{GenerateOptions, TarGenerator};
+        let mut stats = Default::default();
+        let path = self.mutate(lock, tag, platform, dest, &mut |m| {
+            let n = m.manifest().layers.len();
+            if n == 0 {
+                return Err(Error::invalid(format!(
+                    "{}: the image has no layers to squash",
+                    self.image(tag)
+                )));
+            }
+            let (start, end) = squash.range.resolve(n)?;
+            let compression = squash
+                .compression
+                .unwrap_or_else(|| Compression::auto(&m.manifest().layers));
+            let author = m.config().author.clone();
+            let old_history = m.config().history.clone();
+            let created_by = squash.history.as_ref().map(|h| {
+                if h.created_by.is_empty() {
+                    squash_created_by(&old_history, n, start, end)
+                } else {
+                    h.created_by.clone()
+                }
+            });
+            let entry = match (&squash.history, created_by) {
+                (Some(h), Some(cb)) => Some(
+                    HistoryEntry {
+                        created_by: cb,
+                        ..h.clone()
+                    }
+                    .to_history(&author, false)?,
+                ),
+                _ => None,
+            };
+            let manifest = m.manifest().clone();
+            let config = m.config().clone();
+            let layer = m.begin_layer(compression)?;
+            let mut tar = TarGenerator::new(
+                layer,
+                GenerateOptions {
+                    clamp_mtime: squash.clamp_mtime,
+                    ..GenerateOptions::default()
+                },
+            );
+            stats =
+                crate::surgery::merge_layers(self.cas(), &manifest, &config, start, end, &mut tar)
+                    .doing(|| format!("squash layers {start}:{end}"))?;
+            let layer = tar.finish()?;
+            let marker = entry.is_some();
+            m.finish_layer(layer, entry.clone())?;
+            // move the new layer (appended last) into the range's place
+            let desc = m.manifest_mut().layers.pop();
+            let diff = m.config_mut().rootfs.diff_ids.pop();
+            if marker {
+                m.config_mut().history.pop();
+            }
+            let (Some(desc), Some(diff)) = (desc, diff) else {
+                return Err(Error::invalid("squash: the new layer went missing"));
+            };
+            m.manifest_mut().layers.splice(start..end, [desc]);
+            m.config_mut().rootfs.diff_ids.splice(start..end, [diff]);
+            m.config_mut().history = splice_history(&old_history, n, start, end, entry);
+            Ok(())
+        })?;
+        Ok((path, stats))
+    }
+
+    /// Write the root filesystem of `tag` as one uncompressed tar into
+    /// `out`: every layer applied (whiteouts, opaque directories, the last
+    /// version of each path), nothing on disk. Extracting it gives the
+    /// tree [`Store::unpack`] gives.
+    pub fn export(
+        &self,
+        tag: &str,
+        platform: Option<&PlatformSpec>,
+        out: &mut dyn std::io::Write,
+    ) -> Result<crate::surgery::MergeStats> {
+        use crate::layer::generate::{GenerateOptions, TarGenerator};
+        let path = self.resolve(tag, platform)?;
+        let what = || format!("export {}", self.image(tag));
+        let manifest = ext::fetch_manifest(self.cas(), path.target()).doing(what)?;
+        let config = ext::fetch_image_config(self.cas(), path.target(), &manifest).doing(what)?;
+        let n = manifest.layers.len();
+        if n == 0 {
+            return Err(Error::invalid(format!(
+                "{}: the image has no layers to export",
+                self.image(tag)
+            )));
+        }
+        let mut tar = TarGenerator::new(out, GenerateOptions::default());
+        let stats = crate::surgery::merge_layers(self.cas(), &manifest, &config, 0, n, &mut tar)
+            .doing(what)?;
+        let out = tar.finish().doing(what)?;
+        out.flush()
+            .map_err(|e| Error::new(ErrorKind::of_io(&e), e))
+            .doing(what)?;
+        Ok(stats)
+    }
+
+    /// Make a new single-layer image from the root filesystem archive
+    /// `input` (like `docker import`) and tag it `tag`: the archive is read
+    /// through rumoci's tar reader and rewritten through its generator
+    /// (see [`crate::surgery::import_tar`]), compressed as repack's layers
+    /// are; the config is a new image's for `platform`, with `change`
+    /// applied. A refused archive writes nothing to the store's
+    /// `index.json` (and leaves no blob).
+    pub fn import(
+        &self,
+        lock: &WriteLock<'_>,
+        tag: &str,
+        input: &mut dyn std::io::Read,
+        import: &Import,
+    ) -> Result<DescriptorPath> {
+        use crate::layer::generate::{GenerateOptions, TarGenerator};
+        self.check_lock(lock)?;
+        refs::check_tag(tag)?;
+        let what = || format!("import into {}", self.image(tag));
+        let compression = import.compression.unwrap_or(Compression::Gzip);
+        // the layer first: a refused archive leaves nothing behind
+        let blob = self.cas().begin_blob().doing(what)?;
+        let enc = compression
+            .writer(blob)
+            .map_err(|e| Error::new(ErrorKind::of_io(&e), e))
+            .doing(what)?;
+        let sink = HashingWriter {
+            inner: enc,
+            diff: crate::oci::Algorithm::Sha256.hasher(),
+            plain: 0,
+        };
+        let mut tar = TarGenerator::new(
+            sink,
+            GenerateOptions {
+                clamp_mtime: import.clamp_mtime,
+                ..GenerateOptions::default()
+            },
+        );
+        crate::surgery::import_tar(input, &mut tar, import.rules).doing(what)?;
+        let sink = tar.finish().doing(what)?;
+        let blob = sink
+            .inner
+            .finish()
+            .map_err(|e| Error::new(ErrorKind::of_io(&e), e))
+            .doing(what)?;
+        let (digest, size) = blob.commit(None).doing(what)?;
+        let mut desc = Descriptor::new(compression.media_type(), digest, size);
+        if sink.plain != size {
+            desc.annotations.insert(
+                crate::mutate::UNCOMPRESSED_SIZE_ANNOTATION.to_string(),
+                sink.plain.to_string(),
+            );
+        }
+        let diff_id = sink.diff.finish();
+        // then a blank image with it, the change applied
+        let platform = import
+            .platform
+            .clone()
+            .unwrap_or_else(PlatformSpec::host_for_new_image);
+        let config = Image {
+            created: Some(default_created()?),
+            author: String::new(),
+            architecture: platform.architecture,
+            os: platform.os,
+            os_version: String::new(),
+            os_features: Vec::new(),
+            variant: platform.variant,
+            config: Default::default(),
+            rootfs: Default::default(),
+            history: Vec::new(),
+            extra: Default::default(),
+        };
+        let config_desc = ext::put_json(self.cas(), media::CONFIG, &config).doing(what)?;
+        let manifest = Manifest::new(config_desc);
+        let mdesc = ext::put_json(self.cas(), media::MANIFEST, &manifest).doing(what)?;
+        let mut m = Mutator::new(lock, DescriptorPath(vec![mdesc])).doing(what)?;
+        import.change.apply(&mut m)?;
+        let author = m.config().author.clone();
+        let history = import
+            .history
+            .as_ref()
+            .map(|h| h.to_history(&author, false))
+            .transpose()?;
+        m.push_layer(desc, diff_id, history);
+        let path = m.commit().doing(what)?;
+        refs::set_tag(lock, tag, path.root()).doing(what)?;
+        Ok(path)
     }
 
     /// Create a blank image (no layers) for `platform` (default: the
@@ -803,6 +1005,176 @@ impl Insert {
             ..Insert::default()
         }
     }
+}
+
+// ---- surgery ----
+
+/// Which layers [`Store::squash`] merges: `start..end` counted from 0 at
+/// the bottom, `end` exclusive (`None`: to the top).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LayerRange {
+    /// The first layer merged.
+    pub start: usize,
+    /// The layer after the last one merged (`None`: all above `start`).
+    pub end: Option<usize>,
+}
+
+impl LayerRange {
+    /// Parse `A:B`, `A:` or `:B` (the `--layers` flag).
+    pub fn parse(s: &str) -> Result<LayerRange> {
+        let bad = || {
+            Error::invalid(format!(
+                "--layers {s:?}: expected A:B, A: or :B (layer numbers from 0, B exclusive)"
+            ))
+        };
+        let (a, b) = s.split_once(':').ok_or_else(bad)?;
+        let start = if a.is_empty() {
+            0
+        } else {
+            a.parse().map_err(|_| bad())?
+        };
+        let end = if b.is_empty() {
+            None
+        } else {
+            Some(b.parse().map_err(|_| bad())?)
+        };
+        Ok(LayerRange { start, end })
+    }
+
+    /// The range in an image of `n` layers; outside it (or empty) is an
+    /// error.
+    pub fn resolve(&self, n: usize) -> Result<(usize, usize)> {
+        let end = self.end.unwrap_or(n);
+        if self.start >= end || end > n {
+            return Err(Error::invalid(format!(
+                "layer range {}:{end} is outside the image's {n} layers (ranges run from 0 to {n}, end exclusive, at least one layer)",
+                self.start
+            )));
+        }
+        Ok((self.start, end))
+    }
+}
+
+/// What [`Store::squash`] does.
+#[derive(Debug, Clone, Default)]
+pub struct Squash {
+    /// The layers merged (default: all).
+    pub range: LayerRange,
+    /// Compression of the new layer (`None`: follow the image's last
+    /// compressed layer, else gzip).
+    pub compression: Option<Compression>,
+    /// The history entry of the new layer (`None`: the merged layers'
+    /// entries go and none comes). An empty `created_by` becomes
+    /// `rumoci squash: ` and the merged entries' `created_by`s joined by
+    /// ` && `.
+    pub history: Option<HistoryEntry>,
+    /// Clamp mtimes to this ([`source_date_epoch`]).
+    pub clamp_mtime: Option<i64>,
+}
+
+/// What [`Store::import`] makes.
+#[derive(Debug, Clone, Default)]
+pub struct Import {
+    /// The platform of the new image (default: the host's).
+    pub platform: Option<PlatformSpec>,
+    /// Configuration applied to the new image (its own history entry, if
+    /// any, is an `empty_layer` one before the layer's).
+    pub change: ConfigChange,
+    /// Compression of the layer (default gzip).
+    pub compression: Option<Compression>,
+    /// The layer's history entry.
+    pub history: Option<HistoryEntry>,
+    /// What the archive may hold (device nodes only as root).
+    pub rules: crate::surgery::ImportRules,
+    /// Clamp mtimes to this ([`source_date_epoch`]).
+    pub clamp_mtime: Option<i64>,
+}
+
+/// Compresses, hashes (diff_id) and counts an uncompressed layer.
+struct HashingWriter<W: std::io::Write> {
+    inner: crate::mutate::Compressor<'static, W>,
+    diff: crate::oci::Hasher,
+    plain: u64,
+}
+
+impl<W: std::io::Write> std::io::Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.diff.update(&buf[..n]);
+        self.plain += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Index of the history entry of each layer (entries that are not
+/// `empty_layer`, in order), when the history names every layer exactly.
+fn layer_entries(history: &[History], n: usize) -> Option<Vec<usize>> {
+    let idx: Vec<usize> = history
+        .iter()
+        .enumerate()
+        .filter(|(_, h)| !h.empty_layer)
+        .map(|(i, _)| i)
+        .collect();
+    (idx.len() == n).then_some(idx)
+}
+
+/// The default `created_by` of a squash entry.
+fn squash_created_by(history: &[History], n: usize, start: usize, end: usize) -> String {
+    let merged: Vec<&str> = match layer_entries(history, n) {
+        Some(idx) => idx[start..end]
+            .iter()
+            .map(|&i| history[i].created_by.as_str())
+            .filter(|s| !s.is_empty())
+            .collect(),
+        None => Vec::new(),
+    };
+    if merged.is_empty() {
+        format!("rumoci squash (layers {start}:{end})")
+    } else {
+        format!(
+            "rumoci squash (layers {start}:{end}): {}",
+            merged.join(" && ")
+        )
+    }
+}
+
+/// The history after layers `start..end` of `n` became one: their entries
+/// go, `entry` takes the place of the last of them, `empty_layer` entries
+/// stay where they were. A history that does not name every layer exactly
+/// is kept as it is, `entry` appended.
+fn splice_history(
+    history: &[History],
+    n: usize,
+    start: usize,
+    end: usize,
+    entry: Option<History>,
+) -> Vec<History> {
+    let Some(idx) = layer_entries(history, n) else {
+        if !history.is_empty() {
+            tracing::warn!(
+                "the history does not name each layer ({} entries for {n} layers): kept as it is, the squash entry appended",
+                history.len()
+            );
+        }
+        let mut out = history.to_vec();
+        out.extend(entry);
+        return out;
+    };
+    let merged: std::collections::HashSet<usize> = idx[start..end].iter().copied().collect();
+    let last = idx[end - 1];
+    let mut out = Vec::with_capacity(history.len());
+    for (i, h) in history.iter().enumerate() {
+        if i == last {
+            out.extend(entry.clone());
+        } else if !merged.contains(&i) {
+            out.push(h.clone());
+        }
+    }
+    out
 }
 
 // ---- stores through drivers ----

@@ -134,6 +134,23 @@ fn read_xattrs(path: &Path, host: &Path) -> Result<BTreeMap<String, Vec<u8>>, Ge
     .map_err(|e| io_at(host)(e.into()))
 }
 
+/// A PAX time record's value: seconds, and the fraction without trailing
+/// zeros.
+fn pax_time(secs: i64, nanos: u32) -> String {
+    if nanos == 0 {
+        return secs.to_string();
+    }
+    let frac = format!("{nanos:09}");
+    let frac = frac.trim_end_matches('0');
+    if secs < 0 {
+        // -1.5 s is written as "-1.5": seconds then fraction, both negative
+        let (s, n) = (secs + 1, 1_000_000_000 - nanos);
+        let f = format!("{n:09}");
+        return format!("-{}.{}", s.unsigned_abs(), f.trim_end_matches('0'));
+    }
+    format!("{secs}.{frac}")
+}
+
 /// Largest value an octal ustar numeric field of `width` bytes can hold.
 fn fits_octal(v: u64, width: u32) -> bool {
     v < 8u64.pow(width - 1)
@@ -228,12 +245,26 @@ impl<W: Write> TarGenerator<W> {
     fn emit(
         &mut self,
         name: &BStr,
-        mut header: Header,
+        header: Header,
         link: Option<&[u8]>,
         xattrs: &BTreeMap<String, Vec<u8>>,
         data: &mut dyn Read,
     ) -> Result<(), GenerateError> {
-        let mut pax: Vec<(String, Vec<u8>)> = Vec::new();
+        self.emit_with(name, header, link, Vec::new(), xattrs, data)
+    }
+
+    /// [`Self::emit`] with PAX records of its own (`extra`, before the
+    /// name's and the xattrs').
+    fn emit_with(
+        &mut self,
+        name: &BStr,
+        mut header: Header,
+        link: Option<&[u8]>,
+        extra: Vec<(String, Vec<u8>)>,
+        xattrs: &BTreeMap<String, Vec<u8>>,
+        data: &mut dyn Read,
+    ) -> Result<(), GenerateError> {
+        let mut pax: Vec<(String, Vec<u8>)> = extra;
         let nb: &[u8] = name;
         {
             let h = header
@@ -433,6 +464,159 @@ impl<W: Write> TarGenerator<W> {
         h.set_mtime(0);
         h.set_size(0);
         self.emit(name, h, None, &BTreeMap::new(), &mut io::empty())
+    }
+
+    /// Copy a member read by [`crate::layer::tarread`] under the archive
+    /// name `name` (clean, relative; the root is the empty name): its type,
+    /// mode, owner, times (whole seconds in the header, a PAX `mtime` or
+    /// `atime` record for sub-second or negative ones; clamped like the
+    /// rest when a clamp is set), device numbers, link target and xattrs,
+    /// then `data` for a regular file (exactly `hdr.size` bytes: a sparse
+    /// member's real content, holes included). With `link_to`, a hard link
+    /// to that archive name is written instead (with the member's
+    /// metadata, which extractors ignore). Owners that do not fit a ustar
+    /// field go in PAX records, as Go's `archive/tar` writes them; a name
+    /// or link target that is not UTF-8 gets a PAX `hdrcharset=BINARY`
+    /// record besides its `path`/`linkpath` (POSIX's way to say so, which
+    /// bsdtar needs).
+    pub fn add_entry(
+        &mut self,
+        name: &BStr,
+        hdr: &crate::layer::tarread::Header,
+        link_to: Option<&BStr>,
+        data: &mut dyn Read,
+    ) -> Result<(), GenerateError> {
+        use crate::layer::tarread::Kind;
+        let invalid = |reason: String| GenerateError::Invalid {
+            path: name.to_owned(),
+            reason,
+        };
+        let mut extra: Vec<(String, Vec<u8>)> = Vec::new();
+        let mut h = Header::new_ustar();
+        h.set_mode((hdr.mode & 0o7777) as u32);
+        for (key, v) in [("uid", hdr.uid), ("gid", hdr.gid)] {
+            let v = u64::try_from(v).map_err(|_| invalid(format!("negative {key} {v}")))?;
+            let field = if fits_octal(v, 8) {
+                v
+            } else {
+                extra.push((key.into(), v.to_string().into_bytes()));
+                0
+            };
+            if key == "uid" {
+                h.set_uid(field);
+            } else {
+                h.set_gid(field);
+            }
+        }
+        let (mut secs, mut nanos) = hdr.mtime;
+        if let Some(max) = self.opts.clamp_mtime
+            && secs >= max
+            && (secs, nanos) != (max, 0)
+        {
+            (secs, nanos) = (max, 0);
+        }
+        if secs < 0 || nanos != 0 {
+            extra.push(("mtime".into(), pax_time(secs, nanos).into_bytes()));
+        }
+        h.set_mtime(u64::try_from(secs).unwrap_or(0));
+        if let Some((s, n)) = hdr.atime
+            && (s, n) != (secs, nanos)
+            && self.opts.clamp_mtime.is_none()
+        {
+            extra.push(("atime".into(), pax_time(s, n).into_bytes()));
+        }
+        h.set_size(0);
+        let _ = h.set_username("");
+        let _ = h.set_groupname("");
+        let root = name.is_empty();
+        // raw bytes in a name or link target: say so, as GNU tar and
+        // libarchive do (bsdtar otherwise refuses to convert the name;
+        // Go's reader ignores the record)
+        let link_bytes: &[u8] = match (link_to, hdr.kind) {
+            (Some(t), _) => t,
+            (None, Kind::Symlink) => &hdr.link,
+            _ => b"",
+        };
+        if !name.is_utf8() || !link_bytes.is_utf8() {
+            extra.push(("hdrcharset".into(), b"BINARY".to_vec()));
+        }
+        if let Some(target) = link_to {
+            h.set_entry_type(EntryType::Link);
+            return self.emit_with(
+                name,
+                h,
+                Some(target),
+                extra,
+                &BTreeMap::new(),
+                &mut io::empty(),
+            );
+        }
+        match hdr.kind {
+            Kind::Regular => {
+                h.set_entry_type(EntryType::Regular);
+                if fits_octal(hdr.size, 12) {
+                    h.set_size(hdr.size);
+                } else {
+                    extra.push(("size".into(), hdr.size.to_string().into_bytes()));
+                }
+                let mut exact = Exact {
+                    inner: data,
+                    left: hdr.size,
+                    path: name.to_string(),
+                };
+                self.emit_with(name, h, None, extra, &hdr.xattrs, &mut exact)
+            }
+            Kind::Dir => {
+                h.set_entry_type(EntryType::Directory);
+                let dname = if root {
+                    BString::from("./")
+                } else {
+                    let mut d = BString::from(name.trim_end_with(|c| c == '/'));
+                    d.push_byte(b'/');
+                    d
+                };
+                self.emit_with(
+                    dname.as_ref(),
+                    h,
+                    None,
+                    extra,
+                    &hdr.xattrs,
+                    &mut io::empty(),
+                )
+            }
+            Kind::Symlink => {
+                h.set_entry_type(EntryType::Symlink);
+                self.emit_with(
+                    name,
+                    h,
+                    Some(&hdr.link),
+                    extra,
+                    &hdr.xattrs,
+                    &mut io::empty(),
+                )
+            }
+            Kind::Char | Kind::Block | Kind::Fifo => {
+                h.set_entry_type(match hdr.kind {
+                    Kind::Char => EntryType::Char,
+                    Kind::Block => EntryType::Block,
+                    _ => EntryType::Fifo,
+                });
+                if hdr.kind != Kind::Fifo {
+                    let major = u32::try_from(hdr.devmajor)
+                        .map_err(|_| invalid(format!("device major {}", hdr.devmajor)))?;
+                    let minor = u32::try_from(hdr.devminor)
+                        .map_err(|_| invalid(format!("device minor {}", hdr.devminor)))?;
+                    h.set_device_major(major)
+                        .and_then(|_| h.set_device_minor(minor))
+                        .map_err(|e| invalid(format!("device {major}:{minor}: {e}")))?;
+                }
+                self.emit_with(name, h, None, extra, &hdr.xattrs, &mut io::empty())
+            }
+            Kind::Link | Kind::Global | Kind::Other(_) => Err(invalid(format!(
+                "cannot copy a member of type {:?}",
+                hdr.typeflag as char
+            ))),
+        }
     }
 
     /// Write the end-of-archive marker and return the writer.

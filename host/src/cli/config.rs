@@ -11,6 +11,14 @@ use super::util::{EditArgs, parse_kv};
 pub struct Args {
     #[command(flatten)]
     edit: EditArgs,
+    #[command(flatten)]
+    flags: ConfigFlags,
+}
+
+/// The `--config.*`, `--created`, `--author`, `--platform.*`,
+/// `--manifest.annotation` and `--clear` flags (`config`, `import`).
+#[derive(clap::Args, Debug, Default)]
+pub struct ConfigFlags {
     /// Set the user (`user`, `uid`, `user:group`, `uid:gid`).
     #[arg(long = "config.user", allow_hyphen_values = true)]
     user: Option<String>,
@@ -63,8 +71,16 @@ pub struct Args {
     clear: Vec<String>,
 }
 
+impl ConfigFlags {
+    /// The change the flags ask for (every `KEY=VALUE` and time
+    /// validated), with `history` as its history entry.
+    pub fn change(&self, history: Option<rumoci::image::HistoryEntry>) -> Result<ConfigChange> {
+        change(self, history)
+    }
+}
+
 /// The change the flags ask for (every `KEY=VALUE` and time validated).
-fn change(a: &Args) -> Result<ConfigChange> {
+fn change(a: &ConfigFlags, history: Option<rumoci::image::HistoryEntry>) -> Result<ConfigChange> {
     let pairs = |flag: &str, v: &[String]| -> Result<Vec<(String, String)>> {
         v.iter()
             .map(|e| parse_kv(flag, e).map(|(k, v)| (k.to_string(), v.to_string())))
@@ -96,7 +112,7 @@ fn change(a: &Args) -> Result<ConfigChange> {
         os: a.os.clone(),
         architecture: a.arch.clone(),
         variant: a.variant.clone(),
-        history: a.edit.history.entry("umoci config")?,
+        history,
     })
 }
 
@@ -104,7 +120,7 @@ fn change(a: &Args) -> Result<ConfigChange> {
 /// retag.
 pub fn run(a: Args, s: &Session) -> Result<()> {
     let (store, r, dest) = a.edit.open(s)?;
-    let change = change(&a)?;
+    let change = a.flags.change(a.edit.history.entry("umoci config")?)?;
     let lock = store.lock()?;
     let platform = a.edit.image.platform()?;
     store.configure(&lock, &r.tag, platform.as_ref(), &dest, &change)?;

@@ -6,9 +6,12 @@ mod config;
 mod copy;
 mod driver;
 mod driver_test;
+mod export;
 mod gc;
 mod generate;
 mod generate_key;
+mod import;
+mod index;
 mod init;
 mod insert;
 mod list;
@@ -24,6 +27,7 @@ mod repack;
 mod secret;
 mod settings;
 mod sign;
+mod squash;
 mod stat;
 mod tag;
 mod unpack;
@@ -127,12 +131,39 @@ enum Command {
     GenerateKey(generate_key::Args),
     /// Unpack an image into a runtime bundle.
     Unpack(unpack::Args),
+    /// Merge all layers of an image, or a range of them, into one.
+    ///
+    /// The new layer gives the tree the merged layers gave, file by file;
+    /// above kept base layers it keeps only the whiteouts the base needs.
+    /// The merged layers' history entries become one (`rumoci squash
+    /// (layers A:B): ` and their `created_by`s); `empty_layer` entries
+    /// stay. Streams: two passes over the layers, no tree on disk.
+    Squash(squash::Args),
+    /// Write an image's root filesystem as one tar (layers flattened).
+    ///
+    /// Whiteouts applied, opaque directories honoured, only the last version
+    /// of each path; extracting it (bsdtar -x) gives the tree `unpack`
+    /// gives. Streams from the layers, nothing on disk.
+    Export(export::Args),
+    /// Make a single-layer image from a root filesystem tar.
+    ///
+    /// Like `docker import`: the tar is read through rumoci's reader and
+    /// rewritten through its layer generator (gzip unless --compress);
+    /// absolute or escaping names, hard links out of the archive,
+    /// whiteouts and (unless root) device nodes are refused, leaving the
+    /// layout unchanged.
+    Import(import::Args),
     /// Add the changes made in a bundle's rootfs to the image as a new layer.
     Repack(repack::Args),
     /// Unmount the rootfs overlay of a bundle unpacked through an overlay layer store.
     Umount(mount::Args),
     /// Mount the rootfs overlay of such a bundle again (after umount).
     Mount(mount::Args),
+    /// Create and edit multi-platform image indexes.
+    Index {
+        #[command(subcommand)]
+        cmd: index::Command,
+    },
     /// Advanced internal image tooling.
     Raw {
         #[command(subcommand)]
@@ -183,9 +214,13 @@ impl Command {
             Command::Sign(_) => "sign",
             Command::GenerateKey(_) => "generate-key",
             Command::Unpack(_) => "unpack",
+            Command::Squash(_) => "squash",
+            Command::Export(_) => "export",
+            Command::Import(_) => "import",
             Command::Repack(_) => "repack",
             Command::Umount(_) => "umount",
             Command::Mount(_) => "mount",
+            Command::Index { .. } => "index",
             Command::Raw { .. } => "raw",
             Command::Driver { .. } => "driver",
             Command::Completion { .. } => "completion",
@@ -360,9 +395,13 @@ fn dispatch(sub: Command, s: &driver::Session) -> anyhow::Result<()> {
         Command::Sign(a) => sign::run(a, s),
         Command::GenerateKey(a) => generate_key::run(a),
         Command::Unpack(a) => unpack::run(a, s),
+        Command::Squash(a) => squash::run(a, s),
+        Command::Export(a) => export::run(a, s),
+        Command::Import(a) => import::run(a, s),
         Command::Repack(a) => repack::run(a, s),
         Command::Umount(a) => mount::umount(a),
         Command::Mount(a) => mount::mount(a),
+        Command::Index { cmd } => index::run(cmd, s),
         Command::Raw { cmd } => raw::run(cmd, s),
         Command::Referrers { cmd } => referrers::run(cmd, s),
         Command::Driver { cmd } => driver::run(cmd, s),

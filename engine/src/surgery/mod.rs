@@ -1,0 +1,603 @@
+//! Image surgery: layers merged, flattened out of an image, and a root
+//! filesystem tar taken in as an image — all streaming, never through a
+//! tree on disk.
+//!
+//! * [`merge_layers`]: layers `A..B` of an image as one tar whose
+//!   extraction on top of layers `..A` gives the tree all of them give
+//!   (`squash`), or with no base the whole root filesystem without a
+//!   single whiteout (`export`).
+//! * [`import_tar`]: a root filesystem tar re-read through
+//!   [`crate::layer::tarread`] and rewritten through the layer generator,
+//!   refusing what does not belong in a layer (`import`).
+//!
+//! **How a merge streams.** Pass one reads the headers of every layer up
+//! to `B` (data skipped; the layers decompressed in parallel) and replays
+//! them in order on a tree of paths as
+//! the extractor would apply them ([`plan`]): whiteouts and opaque
+//! directories, directories merged or replaced, parents made, hard links
+//! sharing a content object. The result says, per entry, whether it
+//! survives and under which paths. Pass two reads the layers of the range
+//! again and copies the surviving entries, header and data straight from
+//! the decompressed stream into the output. Memory grows with the number
+//! of entries, never with the bytes; both passes verify every blob (size,
+//! digest) and diff_id. Whiteouts come first, then the directories
+//! (parents first), then the other entries in layer order, hard links
+//! right after the content they name (a hard link whose
+//! target is overridden later gets the content under its own first path
+//! instead, so every link names an entry that exists in the output).
+
+pub mod plan;
+
+use std::collections::HashSet;
+use std::io::{self, Read, Write};
+
+use crate::cas::{Cas, CasError, ext};
+use crate::layer::compress::decompressor;
+use crate::layer::generate::{GenerateError, TarGenerator};
+use crate::layer::tarread::{self, Header, Kind, Segment, TarError};
+use crate::oci::{Digest, Hasher, Image, Manifest, media};
+use crate::path::{self, BStr, BString, ByteSlice};
+
+use plan::{Emit, Marker, Replay};
+
+/// Errors of image surgery.
+#[derive(Debug, thiserror::Error)]
+pub enum SurgeryError {
+    /// Reading the image failed.
+    #[error(transparent)]
+    Cas(#[from] CasError),
+    /// The request does not fit the image (a range outside it, no layers).
+    #[error("{0}")]
+    Invalid(String),
+    /// A layer cannot be read or replayed.
+    #[error("layer {layer}: {reason}")]
+    Layer {
+        /// Index of the layer in the manifest (from 0).
+        layer: usize,
+        /// What is wrong.
+        reason: String,
+    },
+    /// An entry of an imported archive is refused.
+    #[error("{}: {reason}", crate::show::name(path))]
+    Refused {
+        /// The entry's name as written.
+        path: BString,
+        /// Why.
+        reason: String,
+    },
+    /// The input archive cannot be read.
+    #[error("reading the archive: {0}")]
+    Tar(#[source] TarError),
+    /// Writing the output failed.
+    #[error(transparent)]
+    Generate(#[from] GenerateError),
+}
+
+/// What a merge wrote.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MergeStats {
+    /// Entries written (whiteouts included).
+    pub entries: u64,
+    /// Whiteouts written.
+    pub whiteouts: u64,
+    /// Whiteouts of the range left out (they hid nothing of the base).
+    pub dropped_whiteouts: u64,
+}
+
+/// The media type decompression is chosen by (a Docker layer as its OCI
+/// twin).
+fn layer_format(media_type: &str) -> &str {
+    media::oci_layer_type(media_type).unwrap_or(media_type)
+}
+
+/// Hashes and counts what passes through.
+struct DiffIdReader<R> {
+    inner: R,
+    hasher: Hasher,
+}
+
+impl<R: Read> Read for DiffIdReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+type LayerReader<'a> = tarread::Reader<DiffIdReader<Box<dyn Read + 'a>>>;
+
+/// Open layer `i`: verified blob, decompressed, hashed for its diff_id.
+fn open_layer<'a>(
+    cas: &'a dyn Cas,
+    manifest: &Manifest,
+    config: &Image,
+    i: usize,
+) -> Result<LayerReader<'a>, SurgeryError> {
+    let layer = &manifest.layers[i];
+    let diff_id = &config.rootfs.diff_ids[i];
+    let blob = match ext::open_verified(cas, layer) {
+        Err(CasError::NotFound(_)) if media::is_foreign_layer(&layer.media_type) => {
+            return Err(SurgeryError::Layer {
+                layer: i,
+                reason: format!(
+                    "a foreign layer ({}) that is not in the store",
+                    layer.media_type
+                ),
+            });
+        }
+        r => r?,
+    };
+    let plain = decompressor(layer_format(&layer.media_type), Box::new(blob)).map_err(|e| {
+        SurgeryError::Layer {
+            layer: i,
+            reason: format!("{}: {e}", layer.digest),
+        }
+    })?;
+    Ok(tarread::Reader::new(DiffIdReader {
+        inner: plain,
+        hasher: diff_id.algorithm().hasher(),
+    }))
+}
+
+/// Read the rest of layer `i` (trailing bytes count) and check its diff_id.
+fn close_layer(
+    r: LayerReader<'_>,
+    manifest: &Manifest,
+    config: &Image,
+    i: usize,
+) -> Result<(), SurgeryError> {
+    let mut inner = r.into_inner();
+    io::copy(&mut inner, &mut io::sink()).map_err(|e| {
+        SurgeryError::Cas(CasError::io(
+            format!("layer {}", manifest.layers[i].digest),
+            e,
+        ))
+    })?;
+    let got: Digest = inner.hasher.finish();
+    let want = &config.rootfs.diff_ids[i];
+    if &got != want {
+        return Err(SurgeryError::Layer {
+            layer: i,
+            reason: format!(
+                "{}: diff_id mismatch: config says {want}, content is {got}",
+                manifest.layers[i].digest
+            ),
+        });
+    }
+    Ok(())
+}
+
+fn tar_err(i: usize, manifest: &Manifest) -> impl Fn(TarError) -> SurgeryError + '_ {
+    move |e| match e {
+        // a blob that fails its digest or size check reads as an I/O error
+        TarError::Io(io) => SurgeryError::Cas(CasError::io(
+            format!("layer {}", manifest.layers[i].digest),
+            io,
+        )),
+        e => SurgeryError::Layer {
+            layer: i,
+            reason: e.to_string(),
+        },
+    }
+}
+
+/// The error to report for a failure inside layer `i`: a bad blob (digest,
+/// size, compression, diff_id) explains any tar or replay error, so the
+/// rest of the layer is read (and checked) first.
+fn explain(
+    r: LayerReader<'_>,
+    e: SurgeryError,
+    manifest: &Manifest,
+    config: &Image,
+    i: usize,
+) -> SurgeryError {
+    match close_layer(r, manifest, config, i) {
+        Err(blob) => blob,
+        Ok(()) => e,
+    }
+}
+
+/// The headers of layer `i` (the whole blob read and checked).
+fn read_headers(
+    cas: &dyn Cas,
+    manifest: &Manifest,
+    config: &Image,
+    i: usize,
+) -> Result<Vec<Header>, SurgeryError> {
+    tracing::info!(
+        "reading the headers of layer {} ({})",
+        manifest.layers[i].digest,
+        i + 1
+    );
+    let mut r = open_layer(cas, manifest, config, i)?;
+    let mut out = Vec::new();
+    loop {
+        match r.next_header().map_err(tar_err(i, manifest)) {
+            Ok(Some(h)) => out.push(h),
+            Ok(None) => break,
+            Err(e) => return Err(explain(r, e, manifest, config, i)),
+        }
+    }
+    close_layer(r, manifest, config, i)?;
+    Ok(out)
+}
+
+/// One layer's headers, or why not.
+type LayerHeaders = Result<Vec<Header>, SurgeryError>;
+
+/// The headers of layers `0..end`, read on as many threads as there are
+/// CPUs (decompression is the cost; the replay that follows is in order).
+/// The first failing layer's error, in layer order.
+fn read_all_headers(
+    cas: &dyn Cas,
+    manifest: &Manifest,
+    config: &Image,
+    end: usize,
+) -> Result<Vec<Vec<Header>>, SurgeryError> {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(end)
+        .max(1);
+    let next = AtomicUsize::new(0);
+    let failed = std::sync::atomic::AtomicBool::new(false);
+    let slots: Vec<Mutex<Option<LayerHeaders>>> = (0..end).map(|_| Mutex::new(None)).collect();
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= end || failed.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let r = read_headers(cas, manifest, config, i);
+                    if r.is_err() {
+                        failed.store(true, Ordering::Relaxed);
+                    }
+                    if let Ok(mut slot) = slots[i].lock() {
+                        *slot = Some(r);
+                    }
+                }
+            });
+        }
+    });
+    let results: Vec<Option<LayerHeaders>> = slots
+        .into_iter()
+        .map(|m| m.into_inner().ok().flatten())
+        .collect();
+    // the first error in layer order (layers after a failure are skipped)
+    let mut out = Vec::with_capacity(end);
+    let mut missing = None;
+    for (i, r) in results.into_iter().enumerate() {
+        match r {
+            Some(Ok(h)) => out.push(h),
+            Some(Err(e)) => return Err(e),
+            None => missing = missing.or(Some(i)),
+        }
+    }
+    match missing {
+        Some(i) => Err(SurgeryError::Layer {
+            layer: i,
+            reason: "not read".into(),
+        }),
+        None => Ok(out),
+    }
+}
+
+/// A sparse member's data (its segments one after the other) as the real
+/// file: zeros in the holes.
+struct SparseExpand<'s, R> {
+    inner: R,
+    segments: &'s [Segment],
+    next: usize,
+    pos: u64,
+    size: u64,
+}
+
+impl<R: Read> Read for SparseExpand<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while let Some(s) = self.segments.get(self.next) {
+            if self.pos < s.offset + s.len {
+                break;
+            }
+            self.next += 1;
+        }
+        if self.pos >= self.size || buf.is_empty() {
+            return Ok(0);
+        }
+        let cap = |n: u64| buf.len().min(usize::try_from(n).unwrap_or(usize::MAX));
+        match self.segments.get(self.next) {
+            Some(s) if self.pos >= s.offset => {
+                let want = cap(s.offset + s.len - self.pos);
+                let n = self.inner.read(&mut buf[..want])?;
+                if n == 0 {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "sparse member shorter than its map",
+                    ));
+                }
+                self.pos += n as u64;
+                Ok(n)
+            }
+            next => {
+                let until = next.map_or(self.size, |s| s.offset.min(self.size));
+                let n = cap(until - self.pos);
+                buf[..n].fill(0);
+                self.pos += n as u64;
+                Ok(n)
+            }
+        }
+    }
+}
+
+/// Copy the member `hdr` (data read from `r`) as `name`.
+fn copy_member<R: Read, W: Write>(
+    out: &mut TarGenerator<W>,
+    name: &BStr,
+    hdr: &Header,
+    r: &mut tarread::Reader<R>,
+) -> Result<(), GenerateError> {
+    if hdr.kind != Kind::Regular {
+        return out.add_entry(name, hdr, None, &mut io::empty());
+    }
+    match &hdr.sparse {
+        Some(segments) => {
+            let mut data = SparseExpand {
+                inner: r.data(),
+                segments,
+                next: 0,
+                pos: 0,
+                size: hdr.size,
+            };
+            out.add_entry(name, hdr, None, &mut data)
+        }
+        None => out.add_entry(name, hdr, None, &mut r.data()),
+    }
+}
+
+/// A zero-sized regular file header, the shape of a whiteout marker.
+fn marker_header() -> Header {
+    Header {
+        kind: Kind::Regular,
+        typeflag: b'0',
+        path: BString::from(""),
+        link: BString::from(""),
+        mode: 0,
+        uid: 0,
+        gid: 0,
+        mtime: (0, 0),
+        atime: None,
+        devmajor: 0,
+        devminor: 0,
+        size: 0,
+        xattrs: Default::default(),
+        sparse: None,
+        offset: 0,
+    }
+}
+
+/// Write layers `start..end` of the image as one tar into `out`: the
+/// surviving entries in layer order, whiteouts (only those hiding
+/// something layers `..start` hold) first. With `start` 0 there is no
+/// base and no whiteout: the flattened root filesystem (`export`).
+/// Does not finish `out`.
+pub fn merge_layers<W: Write>(
+    cas: &dyn Cas,
+    manifest: &Manifest,
+    config: &Image,
+    start: usize,
+    end: usize,
+    out: &mut TarGenerator<W>,
+) -> Result<MergeStats, SurgeryError> {
+    crate::rootfs::check_image(manifest, config)
+        .map_err(|e| SurgeryError::Invalid(e.to_string()))?;
+    let n = manifest.layers.len();
+    if n == 0 {
+        return Err(SurgeryError::Invalid("the image has no layers".into()));
+    }
+    if start >= end || end > n {
+        return Err(SurgeryError::Invalid(format!(
+            "layer range {start}:{end} is outside the image's {n} layers (0:{n})"
+        )));
+    }
+    // pass one: headers only, the layers read in parallel, replayed in order
+    let headers = read_all_headers(cas, manifest, config, end)?;
+    let mut replay = Replay::new();
+    for (i, layer) in headers.into_iter().enumerate() {
+        if i == start {
+            replay.start_range(start);
+        }
+        replay.start_layer();
+        for (idx, h) in layer.iter().enumerate() {
+            replay.apply((i, idx as u64), h)?;
+        }
+    }
+    let plan = replay.plan();
+    let mut stats = MergeStats {
+        dropped_whiteouts: plan.dropped_markers as u64,
+        ..MergeStats::default()
+    };
+    // whiteouts first
+    let marker = marker_header();
+    for m in &plan.markers {
+        let name = match m {
+            Marker::Whiteout(p) => {
+                let (dir, base) = path::split_parent(p.as_ref());
+                let mut wh = BString::from(".wh.");
+                wh.extend_from_slice(base);
+                path::join(dir, &wh)
+            }
+            Marker::Opaque(d) => path::join(d, b".wh..wh..opq"),
+        };
+        out.add_entry(name.as_ref(), &marker, None, &mut io::empty())?;
+        stats.whiteouts += 1;
+        stats.entries += 1;
+    }
+    // directory headers, parents first
+    let mut made = marker_header();
+    made.kind = Kind::Dir;
+    made.typeflag = b'5';
+    made.mode = 0o755;
+    for (p, h) in &plan.dirs {
+        out.add_entry(
+            p.as_ref(),
+            h.as_ref().unwrap_or(&made),
+            None,
+            &mut io::empty(),
+        )?;
+        stats.entries += 1;
+    }
+    // pass two: the surviving entries, in order
+    for i in plan.layers() {
+        tracing::info!(
+            "copying layer {} ({}/{end})",
+            manifest.layers[i].digest,
+            i + 1
+        );
+        let mut r = open_layer(cas, manifest, config, i)?;
+        let mut idx = 0u64;
+        loop {
+            let h = match r.next_header().map_err(tar_err(i, manifest)) {
+                Ok(Some(h)) => h,
+                Ok(None) => break,
+                Err(e) => return Err(explain(r, e, manifest, config, i)),
+            };
+            if let Some(Emit { primary, links }) = plan.emits.get(&(i, idx)) {
+                let copied = copy_member(out, primary.as_ref(), &h, &mut r).and_then(|()| {
+                    for l in links {
+                        out.add_entry(l.as_ref(), &h, Some(primary.as_ref()), &mut io::empty())?;
+                    }
+                    Ok(())
+                });
+                if let Err(e) = copied {
+                    return Err(explain(r, SurgeryError::Generate(e), manifest, config, i));
+                }
+                stats.entries += 1 + links.len() as u64;
+            }
+            idx += 1;
+        }
+        close_layer(r, manifest, config, i)?;
+    }
+    // hard links to base files still in place
+    for (p, target) in &plan.base_links {
+        out.add_entry(p.as_ref(), &marker, Some(target.as_ref()), &mut io::empty())?;
+        stats.entries += 1;
+    }
+    Ok(stats)
+}
+
+/// What [`import_tar`] refuses and allows.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ImportRules {
+    /// Device nodes are allowed (as root).
+    pub devices: bool,
+}
+
+/// Check one member of an imported archive; its clean name, or `None` to
+/// skip it (a PAX global header).
+fn check_import(
+    h: &Header,
+    seen: &HashSet<BString>,
+    rules: ImportRules,
+) -> Result<Option<BString>, SurgeryError> {
+    let refuse = |reason: &str| SurgeryError::Refused {
+        path: h.path.clone(),
+        reason: reason.to_string(),
+    };
+    let escapes = |p: &[u8]| p.starts_with(b"/") || p.split(|&b| b == b'/').any(|c| c == b"..");
+    match h.kind {
+        Kind::Global => return Ok(None),
+        Kind::Other(flag) => {
+            return Err(refuse(&format!("unknown typeflag {:?}", flag as char)));
+        }
+        _ => {}
+    }
+    if escapes(&h.path) {
+        return Err(refuse("path is absolute or escapes the root ('..')"));
+    }
+    let p = path::clean(&h.path);
+    if p.is_empty() && h.kind != Kind::Dir {
+        return Err(refuse("the root must be a directory"));
+    }
+    if crate::layer::generate::is_whiteout_name(&p) && !p.is_empty() {
+        return Err(refuse(
+            "a root filesystem holds no whiteouts (name starts with \".wh.\")",
+        ));
+    }
+    if matches!(h.kind, Kind::Char | Kind::Block) && !rules.devices {
+        return Err(refuse("device node: only root can import device nodes"));
+    }
+    if h.kind == Kind::Link {
+        if escapes(&h.link) {
+            return Err(refuse("hard link target is absolute or escapes the root"));
+        }
+        let t = path::clean(&h.link);
+        if !seen.contains(&t) || t == p {
+            return Err(refuse(&format!(
+                "hard link to {}, which is not an earlier file of the archive",
+                crate::show::name(&t)
+            )));
+        }
+    }
+    Ok(Some(p))
+}
+
+/// Copy the root filesystem archive `input` into `out`, member by member,
+/// through rumoci's reader and generator: names cleaned, an absolute or
+/// escaping name, a whiteout, an unknown type, a hard link to anything but
+/// an earlier file and (unless `rules.devices`) a device node refused.
+/// Returns the number of entries. Does not finish `out`.
+pub fn import_tar<W: Write>(
+    input: &mut dyn Read,
+    out: &mut TarGenerator<W>,
+    rules: ImportRules,
+) -> Result<u64, SurgeryError> {
+    let mut r = tarread::Reader::new(input);
+    let mut seen: HashSet<BString> = HashSet::new();
+    let mut n = 0;
+    while let Some(h) = r.next_header().map_err(SurgeryError::Tar)? {
+        let Some(p) = check_import(&h, &seen, rules)? else {
+            continue;
+        };
+        if h.kind == Kind::Link {
+            let t = path::clean(&h.link);
+            out.add_entry(p.as_ref(), &h, Some(t.as_bstr()), &mut io::empty())?;
+        } else {
+            copy_member(out, p.as_ref(), &h, &mut r).map_err(|e| match e {
+                GenerateError::Io { source, .. }
+                    if source.kind() == io::ErrorKind::UnexpectedEof =>
+                {
+                    SurgeryError::Tar(TarError::Io(source))
+                }
+                e => SurgeryError::Generate(e),
+            })?;
+        }
+        if h.kind != Kind::Dir {
+            seen.insert(p);
+        }
+        n += 1;
+    }
+    Ok(n)
+}
+
+impl crate::surgery::SurgeryError {
+    /// What kind of failure this is.
+    pub fn kind(&self) -> crate::error::ErrorKind {
+        use crate::error::ErrorKind;
+        use crate::surgery::SurgeryError as E;
+        match self {
+            E::Cas(c) => c.kind(),
+            E::Invalid(_) | E::Refused { .. } => ErrorKind::InvalidInput,
+            E::Layer { .. } => ErrorKind::Integrity,
+            E::Tar(TarError::Io(e)) => ErrorKind::of_io(e),
+            E::Tar(_) => ErrorKind::InvalidInput,
+            E::Generate(g) => g.kind(),
+        }
+    }
+}
+
+rumoci_core::wraps!(crate::surgery::SurgeryError);
+
+#[cfg(test)]
+mod tests;
