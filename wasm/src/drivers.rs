@@ -324,10 +324,22 @@ impl StoreOpener for Drivers {
                             .doing(|| format!("create layout {}", describe(&spec, &dir)))?,
                     )
                 } else {
-                    drivers.opened(
-                        WasmCas::open_linked(linked, &spec, &dir)
-                            .doing(|| format!("open layout {}", describe(&spec, &dir)))?,
-                    )
+                    let opened = match WasmCas::open_linked(linked, &spec, &dir) {
+                        // a remote store (an object store's prefix) that
+                        // is not there yet, where the command may create
+                        Err(crate::driver::DriverError::Plugin {
+                            error:
+                                crate::driver::bindings::rumoci::driver::types::Error::NotFound(_),
+                            ..
+                        }) if create && spec.url.is_some() => {
+                            WasmCas::create_linked(linked, &spec, &dir, &empty_index()?)
+                                .doing(|| format!("create layout {}", describe(&spec, &dir)))?
+                        }
+                        other => {
+                            other.doing(|| format!("open layout {}", describe(&spec, &dir)))?
+                        }
+                    };
+                    drivers.opened(opened)
                 }
             }
         };

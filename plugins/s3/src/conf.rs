@@ -64,7 +64,7 @@ pub(crate) fn parse_prefix(p: &str) -> std::result::Result<String, String> {
         .split('/')
         .filter(|s| !s.is_empty() && *s != ".")
         .collect();
-    if parts.iter().any(|s| *s == "..") || p.chars().any(char::is_control) || p.len() > 1024 {
+    if parts.contains(&"..") || p.chars().any(char::is_control) || p.len() > 1024 {
         return Err(format!(
             "prefix {p:?}: no `..`, control characters or more than 1024 bytes"
         ));
@@ -216,4 +216,49 @@ pub(crate) fn encode(s: &str, keep_slash: bool) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn conf(path_style: bool, prefix: &str) -> Conf {
+        Conf {
+            url: "http://127.0.0.1:8333".into(),
+            ep: parse_url("http://127.0.0.1:8333").unwrap(),
+            bucket: "bk".into(),
+            path_style,
+            prefix: prefix.into(),
+            part_size: DEFAULT_PART,
+            gc_grace: 0,
+            upload_grace: 0,
+            single_writer: false,
+        }
+    }
+
+    #[test]
+    fn prefixes_and_paths() {
+        assert_eq!(parse_prefix("./a//b/").unwrap(), "a/b");
+        assert_eq!(parse_prefix(".").unwrap(), "");
+        assert_eq!(parse_prefix("/").unwrap(), "");
+        assert!(parse_prefix("a/../b").is_err());
+        assert!(parse_prefix("a\nb").is_err());
+        let c = conf(true, "x y");
+        assert_eq!(
+            c.object_path(&c.key("index.json"), ""),
+            "/bk/x%20y/index.json"
+        );
+        assert_eq!(c.bucket_path("list-type=2"), "/bk?list-type=2");
+        assert_eq!(c.copy_source("a+b"), "/bk/a%2Bb");
+        let c = conf(false, "");
+        assert_eq!(
+            c.object_path("index.json", "uploads="),
+            "/index.json?uploads="
+        );
+        assert_eq!(c.bucket_path(""), "/");
+        assert!(parse_url("http://h:1/bucket").is_err());
+        assert!(parse_url("ftp://h").is_err());
+        assert_eq!(parse_url("https://h:1/").unwrap().authority, "h:1");
+    }
 }

@@ -82,11 +82,11 @@ pub(crate) fn conditional_writes(c: &Conf) -> Result<bool> {
     })();
     let _ = object(c, "DELETE", &key, "").send(&[], Body::Empty, true);
     let ok = result?;
-    if !ok {
+    if !ok && c.single_writer {
         log(
             Level::Warn,
             &format!(
-                "{} does not honour conditional writes (If-None-Match / If-Match on PUT)",
+                "{} does not honour conditional writes (If-None-Match / If-Match on PUT): index.json is written as by a single writer (opt.single-writer=true)",
                 c.url
             ),
         );

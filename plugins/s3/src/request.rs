@@ -150,10 +150,7 @@ pub(crate) fn xml_text(xml: &str, tag: &str) -> Option<String> {
 
 /// The texts of every `<tag>…</tag>` in `xml`, in order, entities decoded.
 pub(crate) fn xml_all(xml: &str, tag: &str) -> Vec<String> {
-    xml_elements(xml, tag)
-        .into_iter()
-        .map(|inner| unescape(inner))
-        .collect()
+    xml_elements(xml, tag).into_iter().map(unescape).collect()
 }
 
 /// The raw insides of every `<tag>…</tag>` (or `<tag attr…>…</tag>`).
@@ -297,4 +294,45 @@ pub(crate) fn server_now(r: &Response) -> u64 {
                 .map(|d| d.as_secs())
                 .unwrap_or(0)
         })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn xml_pieces() {
+        let listing = r#"<?xml version="1.0" encoding="UTF-8"?>
+<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>b</Name><IsTruncated>true</IsTruncated>
+<Contents><Key>p/blobs/sha256/ab</Key><LastModified>2026-12-06T10:06:36.000Z</LastModified><Size>7</Size></Contents>
+<Contents><Key>a&amp;b</Key><Size>0</Size></Contents><KeyCount>2</KeyCount></ListBucketResult>"#;
+        let items = xml_elements(listing, "Contents");
+        assert_eq!(items.len(), 2);
+        assert_eq!(xml_text(items[0], "Key").unwrap(), "p/blobs/sha256/ab");
+        assert_eq!(xml_text(items[1], "Key").unwrap(), "a&b");
+        // <Key> is not <KeyCount>
+        assert_eq!(xml_all(listing, "Key").len(), 2);
+        assert_eq!(xml_text(listing, "IsTruncated").unwrap(), "true");
+        assert_eq!(xml_text("<a><B/></a>", "B").unwrap(), "");
+        assert_eq!(unescape("&lt;&#65;&#x42;&bogus;&"), "<AB&bogus;&");
+        let (code, msg) = s3_error(
+            b"<Error><Code>NoSuchKey</Code><Message>The specified key does not exist.\n</Message></Error>",
+        );
+        assert_eq!(code, "NoSuchKey");
+        assert_eq!(msg, "The specified key does not exist.?");
+        assert_eq!(s3_error(b"<html>\nbad").1, "<html>");
+    }
+
+    #[test]
+    fn times() {
+        assert_eq!(parse_iso("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(parse_iso("2026-12-06T10:06:36.000Z"), Some(1_796_551_596));
+        assert_eq!(
+            parse_http_date("Sun, 06 Dec 2026 10:06:36 GMT"),
+            Some(1_796_551_596)
+        );
+        assert_eq!(parse_http_date("Feb 29 2000"), None);
+        assert_eq!(parse_iso("2026-13-01T00:00:00Z"), None);
+    }
 }
