@@ -16,11 +16,12 @@ pub struct Args {
     /// cosign.
     #[arg(long = "passphrase-file", value_name = "FILE")]
     passphrase_file: Option<PathBuf>,
-    /// Write the private key in cosign 1.x's PEM form (`ENCRYPTED COSIGN
-    /// PRIVATE KEY`) rather than cosign 2's (`ENCRYPTED SIGSTORE PRIVATE
-    /// KEY`).
-    #[arg(long = "cosign-v1")]
-    cosign_v1: bool,
+    /// Label the private key's PEM block `ENCRYPTED SIGSTORE PRIVATE KEY`,
+    /// as cosign 2 does, instead of `ENCRYPTED COSIGN PRIVATE KEY` (the
+    /// default: cosign 1 and 2 read it, and it is the only one skopeo 1.9's
+    /// containers/image reads).
+    #[arg(long = "sigstore-pem")]
+    sigstore_pem: bool,
     /// Where to write: PREFIX.key and PREFIX.pub (neither may exist).
     #[arg(value_name = "PREFIX")]
     prefix: PathBuf,
@@ -53,10 +54,10 @@ pub fn run(a: Args) -> Result<()> {
         }
     }
     let pass = super::secret::get(a.passphrase_file.as_deref(), "the new private key", true)?;
-    let label = if a.cosign_v1 {
-        key::COSIGN_PEM_LABEL
-    } else {
+    let label = if a.sigstore_pem {
         key::SIGSTORE_PEM_LABEL
+    } else {
+        key::COSIGN_PEM_LABEL
     };
     let (private, public) = key::generate(&pass, label)?;
     write_new(&key_path, &private, 0o600)?;
