@@ -11,11 +11,15 @@ set -euo pipefail
 # libarchive-tools (bsdtar), git, buildah: the corpus tests make archives
 # with the tools that make them in the wild (golang-go also ships Go's own
 # archive/tar test archives)
+# golang-github-containers-image-dev, golang-golang-x-crypto-dev: the
+# signing tests build skopeo 1.9's containers/image (Debian's source, its
+# disabled sigstore code restored) as their peer (host/tests/peers)
 packages=(umoci skopeo runc jq attr golang-go busybox-static docker-registry man-db
           libarchive-tools git buildah
           apache2-utils openssl python3 python3-venv
           golang-github-opencontainers-image-spec-dev
-          golang-github-vbatts-go-mtree-dev)
+          golang-github-vbatts-go-mtree-dev
+          golang-github-containers-image-dev golang-golang-x-crypto-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
