@@ -792,8 +792,14 @@ fn a_server_killed_mid_upload_leaves_no_half_blob_and_no_tag() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn repack");
-    // kill the server once the upload is under way
-    std::thread::sleep(Duration::from_millis(1500));
+    // kill the server once the upload is under way: its data grew by a
+    // part (the repack has more than ten to send)
+    let data = w.dir.path().join("data");
+    let start = disk_usage(&data);
+    let t0 = Instant::now();
+    while disk_usage(&data) < start + (5 << 20) && t0.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     w.kill();
     let out = repack.wait_with_output().expect("wait");
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -812,6 +818,21 @@ fn a_server_killed_mid_upload_leaves_no_half_blob_and_no_tag() {
         rd_in(t, &["--driver", &sp, "verify", "--layout", "l"]),
         "verify",
     );
+}
+
+/// Bytes of the files beneath `dir`.
+fn disk_usage(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => disk_usage(&e.path()),
+            Ok(_) => e.metadata().map(|m| m.len()).unwrap_or(0),
+            Err(_) => 0,
+        })
+        .sum()
 }
 
 /// A proxy in front of `upstream` that drops `If-Match` and

@@ -564,3 +564,49 @@ async fn small_body(resp: Response<hyper::body::Incoming>, max: usize) -> Result
         .map(|c| c.to_bytes())
         .map_err(|e| Error::InternalError(Some(format!("reading an answer: {e}"))))
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_object_store_plugin_stays_in_its_bucket() {
+        let aws = Aws {
+            signer: None,
+            bucket: Some("imgs".into()),
+            warned: std::sync::atomic::AtomicBool::new(false),
+        };
+        let none = http::HeaderMap::new();
+        let uri = |p: &str| -> Uri { format!("http://127.0.0.1:9/{p}").parse().unwrap() };
+        for ok in ["imgs", "imgs/", "imgs/a/index.json", "imgs?list-type=2"] {
+            assert!(aws.confine(&uri(ok), &none).is_ok(), "{ok}");
+        }
+        for bad in ["", "imgs2/x", "other/imgs/x", "img"] {
+            let e = aws.confine(&uri(bad), &none).unwrap_err();
+            assert!(e.contains("outside the bucket imgs"), "{bad}: {e}");
+        }
+        let mut copy = http::HeaderMap::new();
+        copy.insert(
+            "x-amz-copy-source",
+            "/imgs/a/.rumoci-uploads/x".parse().unwrap(),
+        );
+        assert!(aws.confine(&uri("imgs/a/blobs/sha256/x"), &copy).is_ok());
+        for bad in [
+            "/secret/key",
+            "other%2Fkey",
+            "/imgs/../secret/key",
+            "%2Fsecret%2Fk",
+        ] {
+            let mut h = http::HeaderMap::new();
+            h.insert("x-amz-copy-source", bad.parse().unwrap());
+            assert!(aws.confine(&uri("imgs/x"), &h).is_err(), "{bad}");
+        }
+        // virtual-hosted: the origin is the bucket
+        let vhost = Aws {
+            bucket: None,
+            ..aws
+        };
+        assert!(vhost.confine(&uri("anything"), &copy).is_ok());
+    }
+}
