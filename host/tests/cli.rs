@@ -93,6 +93,8 @@ fn man_pages_name_every_command_and_render() {
         "rumoci-config",
         "rumoci-insert",
         "rumoci-verify",
+        "rumoci-sign",
+        "rumoci-generate-key",
         "rumoci-copy",
         "rumoci-referrers",
         "rumoci-referrers-list",
