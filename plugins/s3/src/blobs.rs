@@ -394,3 +394,48 @@ fn copy_object(c: &Conf, from: &str, to: &str, size: u64) -> Result<()> {
     }
     res
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_continue_sequentially_and_seek_with_a_range() {
+        let blob: Vec<u8> = (0..=255u8).cycle().take(1000).collect();
+        let whole = {
+            let mut a = b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n".to_vec();
+            a.extend_from_slice(&blob);
+            a
+        };
+        let mut part = b"HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 5-999/1000\r\nContent-Length: 995\r\n\r\n".to_vec();
+        part.extend_from_slice(&blob[5..]);
+        // exactly two requests: the open (from 0), then the seek to 5
+        let ep = http::fake::serve(vec![whole, part]);
+        let c = Conf {
+            url: "http://127.0.0.1:5000".into(),
+            ep,
+            bucket: "bk".into(),
+            path_style: true,
+            prefix: String::new(),
+            part_size: DEFAULT_PART,
+            gc_grace: 0,
+            upload_grace: 0,
+            single_writer: false,
+        };
+        let d = Digest::parse(&format!("sha256:{}", "0".repeat(64))).unwrap();
+        let mut r = BlobReader::open(c, &d).unwrap();
+        assert_eq!(r.size(), 1000);
+        assert_eq!(r.read_at(0, 10).unwrap(), &blob[..10]);
+        assert_eq!(r.read_at(10, 500).unwrap(), &blob[10..510]);
+        assert_eq!(r.read_at(5, 3).unwrap(), &blob[5..8]);
+        assert_eq!(r.read_at(8, 2000).unwrap(), &blob[8..]);
+        assert!(r.read_at(1000, 10).unwrap().is_empty());
+        // a third request finds nobody listening, and says which object
+        let e = r.read_at(0, 1).unwrap_err();
+        assert!(
+            matches!(&e, Error::Io(m) if m.contains("connect") && m.contains("s3://bk/blobs/sha256/000")),
+            "{e:?}"
+        );
+    }
+}

@@ -3,7 +3,6 @@
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
-use std::io::Read;
 
 use super::{Body, Endpoint, HttpError, Response};
 
