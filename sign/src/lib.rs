@@ -180,8 +180,21 @@ pub fn check_image(
     tag: &str,
 ) -> Result<policy::Accepted, SignError> {
     let shown = image.to_string();
+    let (scope, reqs) = policy.requirements_for(image);
+    // nothing to read when every requirement accepts anything (the
+    // default policy of most machines): the command's own errors stay its
+    // own
+    if !reqs.is_empty()
+        && reqs
+            .iter()
+            .all(|r| *r == policy::Requirement::InsecureAcceptAnything)
+    {
+        return Ok(policy::Accepted {
+            scope,
+            rules: reqs.iter().map(ToString::to_string).collect(),
+        });
+    }
     let root = tag_target(cas, &shown, tag)?;
-    let (_, reqs) = policy.requirements_for(image);
     // signatures are read only when a requirement asks for them
     let sigs = if reqs
         .iter()
