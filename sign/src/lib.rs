@@ -211,3 +211,51 @@ pub fn check_image(
         .evaluate(image, &root.digest, &sigs)
         .map_err(|d| SignError::Denied(Box::new(d)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_signature_is_appended_and_a_repeat_is_not() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::create(dir.path().join("img")).expect("layout");
+        store
+            .new_image(&store.lock().expect("lock"), "app", None)
+            .expect("image");
+        let (a, b) = (key::PrivateKey::generate(), key::PrivateKey::generate());
+        let id = reference::DockerRef::parse("example.com/app:1").expect("ref");
+        let first = sign_image(&store, "app", &id, &a).expect("sign");
+        let second = sign_image(&store, "app", &id, &b).expect("sign");
+        assert_ne!(first.attachment.digest, second.attachment.digest);
+        let sigs = attach::read(store.cas(), &first.manifest).expect("read");
+        assert_eq!(sigs.len(), 2);
+        // the same layer again (same payload, same signature) is not added
+        let lock = store.lock().expect("lock");
+        let again = attach::add(
+            &lock,
+            &first.manifest,
+            &sigs[0].payload,
+            sigs[0].signature.as_deref().expect("signature"),
+        )
+        .expect("add");
+        drop(lock);
+        assert_eq!(again.digest, second.attachment.digest);
+        // each key verifies its own signature
+        let pubs = [a.public(), b.public()];
+        for (s, p) in sigs.iter().zip(pubs.iter()) {
+            let sig = B64
+                .decode(s.signature.as_deref().expect("sig"))
+                .expect("b64");
+            p.verify(&s.payload, &sig).expect("verifies");
+        }
+        let e = sign_image(
+            &store,
+            "app",
+            &reference::DockerRef::parse("example.com/app").expect("ref"),
+            &a,
+        )
+        .expect_err("name only");
+        assert!(e.to_string().contains("needs a tag or digest"), "{e}");
+    }
+}
