@@ -7,7 +7,7 @@
 //!   payload: the manifest digest and the Docker reference signed for);
 //! * [`attach`]: signatures kept beside an image in any content store
 //!   (the cosign convention: a manifest tagged `sha256-<hex>.sig`);
-//! * [`reference`]: Docker references as containers/image normalises them;
+//! * [`reference`](mod@reference): Docker references as containers/image normalises them;
 //! * [`policy`]: containers-policy.json, evaluated for an image.
 //!
 //! Signing happens in the calling process: keys and passphrases never
