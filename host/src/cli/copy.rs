@@ -57,9 +57,6 @@ pub fn run(a: Args, s: &Session) -> Result<()> {
     // before the destination is opened (and maybe created): a refused
     // image writes nothing
     super::policy::check(s, a.from_driver.as_deref(), &from, &src.layout, &src.tag)?;
-    // before the destination is opened (and maybe created): a refused
-    // image writes nothing
-    super::policy::check(s, a.from_driver.as_deref(), &from, &src.layout, &src.tag)?;
     let to = s.open_side(a.to_driver.as_deref(), &dst.layout, true)?;
     let stats =
         rumoci::image::copy(
