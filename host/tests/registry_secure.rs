@@ -346,6 +346,7 @@ fn token_registry(pki: &Pki, ts: &Py) -> Registry {
             issuer: ISSUER.into(),
             rootcertbundle: pki.token.0.clone(),
         },
+        s3: None,
     })
 }
 
@@ -611,6 +612,7 @@ fn tls_registry(cert: &(PathBuf, PathBuf)) -> Registry {
     Registry::start_with(&RegistryConfig {
         tls: Some(cert.clone()),
         auth: Auth::None,
+        s3: None,
     })
 }
 
@@ -794,6 +796,7 @@ fn htpasswd_registry(fx: &Fx) -> Registry {
     Registry::start_with(&RegistryConfig {
         tls: None,
         auth: Auth::Htpasswd(file),
+        s3: None,
     })
 }
 

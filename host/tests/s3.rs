@@ -18,14 +18,17 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use common::registry::free_port;
+use common::registry::{Registry, RegistryConfig, S3Storage, free_port};
 use common::*;
 
 const ACCESS_KEY: &str = "rumociak";
 const SECRET_KEY: &str = "rumoci-secret-key";
 
+/// The plugins this binary uses (built once, together).
+const PLUGINS: &[&str] = &["s3", "registry"];
+
 fn plugin() -> String {
-    plugin_wasm(&["s3"], "s3")
+    plugin_wasm(PLUGINS, "s3")
 }
 
 /// `weed`, `moto_server` or `python3` with boto3: on `PATH`, else in the
@@ -276,6 +279,7 @@ const BUCKETS: &[&str] = &[
     "creds",
     "grace",
     "conformance",
+    "registry-storage",
 ];
 
 /// One SeaweedFS for the tests of this binary (a bucket each).
@@ -930,4 +934,65 @@ fn a_server_without_conditional_writes_is_refused_unless_single_writer() {
         "tag without conditional writes",
     );
     assert!(e.contains("does not honour conditional writes"), "{e}");
+}
+
+/// Debian's docker-registry (distribution 2.8) keeping its storage in
+/// SeaweedFS through its S3 driver answers blob reads with redirects to
+/// presigned URLs of the object store: the registry plugin, whose host
+/// follows the registry's own redirects, unpacks what skopeo pushed there
+/// as the Go umoci unpacks the same image from a layout.
+#[test]
+fn the_registry_plugin_follows_a_registry_on_s3_to_its_presigned_urls() {
+    let Some(url) = weed_url() else { return };
+    let Some((tmp, img, layout)) = go_fixture() else {
+        return;
+    };
+    if !have("skopeo") || !have("docker-registry") {
+        eprintln!("SKIPPED: skopeo or docker-registry missing");
+        return;
+    }
+    let reg = Registry::start_with(&RegistryConfig {
+        s3: Some(S3Storage {
+            endpoint: url.clone(),
+            bucket: "registry-storage".into(),
+            access_key: ACCESS_KEY.into(),
+            secret_key: SECRET_KEY.into(),
+        }),
+        ..RegistryConfig::default()
+    });
+    let src = format!("oci:{}", s(&layout)) + ":t";
+    run_ok(
+        "skopeo",
+        &[
+            "copy",
+            "--dest-tls-verify=false",
+            &src,
+            &reg.docker("app/img:t"),
+        ],
+    );
+    let driver = format!("{},url={}", plugin_wasm(PLUGINS, "registry"), reg.url());
+    let data = tmp.path().join("data");
+    let bundle = tmp.path().join("bundle");
+    let out = rd_with(
+        &data,
+        &[
+            "--driver",
+            &driver,
+            "unpack",
+            "--image",
+            "app/img:t",
+            s(&bundle),
+        ],
+        &[("RUMOCI_LOG", "debug")],
+    );
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{log}\n{}", reg.log());
+    // the layers came from the object store's presigned URLs
+    assert!(
+        log.contains(&format!("redirected to {url}/registry-storage/")),
+        "no redirect to the object store in:\n{log}"
+    );
+    let go = tmp.path().join("go");
+    run_ok("umoci", &["unpack", "--image", &img, s(&go)]);
+    assert_same_tree(&go.join("rootfs"), &bundle.join("rootfs"));
 }

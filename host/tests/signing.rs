@@ -392,6 +392,21 @@ fn policy_on_a_layout_unpack_copy_and_verify() {
     );
     assert!(e.contains("wrong key"), "{e}");
     assert!(!d.join("bundle2").exists());
+    // raw unpack applies it too
+    let e = refused(
+        d,
+        &[
+            "--policy",
+            &wrong,
+            "raw",
+            "unpack",
+            "--image",
+            &img,
+            &fx.p("rootfs2"),
+        ],
+    );
+    assert!(e.contains("wrong key"), "{e}");
+    assert!(!d.join("rootfs2").exists());
     let out = run(
         d,
         &[

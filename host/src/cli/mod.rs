@@ -84,7 +84,7 @@ pub struct Cli {
     #[arg(long = "creds", global = true, value_name = "USER:PASSWORD")]
     creds: Option<String>,
 
-    /// The containers-policy.json that unpack, copy and verify
+    /// The containers-policy.json that unpack, raw unpack, copy and verify
     /// --signatures apply (default: $HOME/.config/containers/policy.json,
     /// else /etc/containers/policy.json, as skopeo; with neither, none).
     #[arg(long = "policy", global = true, value_name = "FILE")]

@@ -331,6 +331,8 @@ fn add_layer(a: AddLayerArgs, s: &Session) -> Result<()> {
 
 fn raw_unpack(a: UnpackArgs, s: &Session) -> Result<()> {
     let (opts, store, r) = a.extract.open(s)?;
+    // the same signature policy as `unpack`: nothing is written if denied
+    super::policy::check(s, None, &store, &r.layout, &r.tag)?;
     store.unpack_rootfs(
         &r.tag,
         a.extract.image.platform()?.as_ref(),

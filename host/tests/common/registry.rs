@@ -41,12 +41,26 @@ pub enum Auth {
     },
 }
 
+/// An S3 bucket a registry keeps its storage in (distribution's `s3`
+/// storage driver, which answers blob reads with redirects to presigned
+/// URLs of the object store).
+#[derive(Clone, Debug)]
+pub struct S3Storage {
+    /// `http://HOST:PORT` of the object store.
+    pub endpoint: String,
+    pub bucket: String,
+    pub access_key: String,
+    pub secret_key: String,
+}
+
 /// What a registry serves.
 #[derive(Clone, Debug, Default)]
 pub struct RegistryConfig {
     /// Serve HTTPS with this certificate and key (PEM).
     pub tls: Option<(PathBuf, PathBuf)>,
     pub auth: Auth,
+    /// Keep the storage in an object store instead of a directory.
+    pub s3: Option<S3Storage>,
 }
 
 /// A private `docker-registry` on 127.0.0.1, killed on drop.
@@ -79,6 +93,8 @@ impl Registry {
             let log = std::fs::File::create(dir.path().join("registry.log")).expect("log");
             let mut child = Command::new(REGISTRY)
                 .args(["serve", sp(&config)])
+                // distribution 2.8's S3 driver crashes when it is set
+                .env_remove("AWS_CA_BUNDLE")
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(log)
@@ -132,9 +148,15 @@ impl Drop for Registry {
 }
 
 fn config_yaml(cfg: &RegistryConfig, port: u16, root: &Path) -> String {
+    let storage = match &cfg.s3 {
+        None => format!("  filesystem:\n    rootdirectory: {}\n", sp(root)),
+        Some(b) => format!(
+            "  s3:\n    accesskey: {}\n    secretkey: {}\n    region: us-east-1\n    regionendpoint: {}\n    bucket: {}\n    secure: false\n    v4auth: true\n    rootdirectory: /registry\n  redirect:\n    disable: false\n",
+            b.access_key, b.secret_key, b.endpoint, b.bucket
+        ),
+    };
     let mut y = format!(
-        "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
-        sp(root)
+        "version: 0.1\nlog:\n  level: warn\nstorage:\n{storage}  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n"
     );
     if let Some((cert, key)) = &cfg.tls {
         y += &format!(
