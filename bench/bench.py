@@ -14,6 +14,7 @@ The floor of an unpack (sha256sum of the blobs, zcat, and GNU tar -x of
 the plain layers, each timed once) is printed beside it.
 """
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -341,6 +342,28 @@ def print_ratios(results, other, label):
         r, o = statistics.median(times["rumoci"]), statistics.median(times[other])
         print(f"{name:<{w}}{r:>9.3f}s{o:>13.3f}s{r / o:>7.2f}x"
               f"{max(rss['rumoci']) // 1024:>9} MB{max(rss[other]) // 1024:>11} MB")
+
+
+def numbered_dirs(work, prefix):
+    """A function giving a new path under `work` at each call: PREFIX1,
+    PREFIX2, …"""
+    count = itertools.count(1)
+    return lambda: os.path.join(work, f"{prefix}{next(count)}")
+
+
+def record(times, rss, tool, measured):
+    """Add one measurement of `tool`, (seconds, peak RSS) as `run` gives it."""
+    t, m = measured
+    times[tool].append(t)
+    rss[tool].append(m)
+
+
+def stop_servers(procs, work):
+    """Kill and reap the server processes `procs`; remove `work`."""
+    for p in procs:
+        p.kill()
+        p.wait()
+    shutil.rmtree(work, ignore_errors=True)
 
 
 def start_registry(work, name, tls=None):

@@ -23,7 +23,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench import (  # noqa: E402
-    REGISTRY_WASM, RUMOCI, image_bench_setup, print_ratios, run, start_registry)
+    REGISTRY_WASM, RUMOCI, image_bench_setup, numbered_dirs, print_ratios, run, start_registry)
 
 
 def main():
@@ -31,12 +31,7 @@ def main():
     results = {}
     reg = None
     try:
-        n = 0
-
-        def fresh():
-            nonlocal n
-            n += 1
-            return os.path.join(work, f"dst{n}")
+        fresh = numbered_dirs(work, "dst")
 
         scenarios = {
             "layout -> layout": (

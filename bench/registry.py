@@ -25,7 +25,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench import (  # noqa: E402
-    REGISTRY_WASM, RUMOCI, image_bench_setup, print_ratios, run, start_registry)
+    REGISTRY_WASM, RUMOCI, image_bench_setup, print_ratios, record, run, start_registry,
+    stop_servers)
 
 
 def make_pki(d):
@@ -78,24 +79,20 @@ def main():
                     d = os.path.join(work, f"run{n}")
                     os.makedirs(d)
                     if tool == "rumoci":
-                        t, m = run([RUMOCI, "--driver", f"{REGISTRY_WASM},{grant},dir={d}/spool",
-                                    "unpack", "--image", f"bench/app:{tag}", f"{d}/bundle"], env=env)
+                        record(times, rss, tool, run(
+                            [RUMOCI, "--driver", f"{REGISTRY_WASM},{grant},dir={d}/spool",
+                             "unpack", "--image", f"bench/app:{tag}", f"{d}/bundle"], env=env))
                     else:
                         t1, m1 = run(["skopeo", "copy", "-q", *skopeo_tls,
                                       f"docker://127.0.0.1:{port}/bench/app:{tag}",
                                       f"oci:{d}/L:{tag}"], env=env)
                         t2, m2 = run(["umoci", "unpack", "--image", f"{d}/L:{tag}",
                                       f"{d}/bundle"], env=env)
-                        t, m = t1 + t2, max(m1, m2)
-                    times[tool].append(t)
-                    rss[tool].append(m)
+                        record(times, rss, tool, (t1 + t2, max(m1, m2)))
                     shutil.rmtree(d, ignore_errors=True)
             results[name] = (times, rss)
     finally:
-        for p in procs:
-            p.kill()
-            p.wait()
-        shutil.rmtree(work, ignore_errors=True)
+        stop_servers(procs, work)
     print(f"image {args.image}, {args.runs} runs each, work in {args.work}")
     print_ratios(results, "go", "skopeo+umoci")
 

@@ -27,8 +27,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench import (  # noqa: E402
-    REGISTRY_WASM, RUMOCI, free_port, image_bench_setup, plugin, print_ratios, run,
-    start_registry)
+    REGISTRY_WASM, RUMOCI, free_port, image_bench_setup, plugin, print_ratios, record, run,
+    start_registry, stop_servers)
 
 KEY, SECRET = "benchkey", "bench-secret-key"
 
@@ -97,14 +97,10 @@ def main():
         times = {"rumoci": [], "rclone": []}
         rss = {"rumoci": [], "rclone": []}
         for i in range(args.runs):
-            t, m = run([RUMOCI, "copy", "--to-driver", f"{s3},prefix=c{i}",
-                        f"{only}:{tag}", f"img:{tag}"], env=env)
-            times["rumoci"].append(t)
-            rss["rumoci"].append(m)
-            t, m = run(["rclone", "copy", "--s3-no-check-bucket", only, f"W:rclone/c{i}/img"],
-                       env=renv)
-            times["rclone"].append(t)
-            rss["rclone"].append(m)
+            record(times, rss, "rumoci", run([RUMOCI, "copy", "--to-driver", f"{s3},prefix=c{i}",
+                                              f"{only}:{tag}", f"img:{tag}"], env=env))
+            record(times, rss, "rclone", run(["rclone", "copy", "--s3-no-check-bucket", only,
+                                              f"W:rclone/c{i}/img"], env=renv))
         results["copy layout -> s3"] = (times, rss)
 
         # unpack from the bucket against unpack from a local registry
@@ -124,16 +120,11 @@ def main():
                     argv = [RUMOCI, "--driver",
                             f"{REGISTRY_WASM},url=http://127.0.0.1:{port},dir={d}/spool",
                             "unpack", "--image", f"bench/app:{tag}", f"{d}/bundle"]
-                t, m = run(argv, env=env)
-                times[tool].append(t)
-                rss[tool].append(m)
+                record(times, rss, tool, run(argv, env=env))
                 shutil.rmtree(d, ignore_errors=True)
         results["unpack from s3 vs registry"] = (times, rss)
     finally:
-        for p in procs:
-            p.kill()
-            p.wait()
-        shutil.rmtree(work, ignore_errors=True)
+        stop_servers(procs, work)
     print(f"image {args.image}, {args.runs} runs each, work in {args.work}")
     for name, (times, rss) in results.items():
         other = [k for k in times if k != "rumoci"][0]

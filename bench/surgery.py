@@ -28,7 +28,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench import RUMOCI, UMOCI, print_ratios, run  # noqa: E402
+from bench import RUMOCI, UMOCI, numbered_dirs, print_ratios, run  # noqa: E402
 
 
 def layer_blobs(layout, tag):
@@ -62,12 +62,7 @@ def main():
     work = tempfile.mkdtemp(prefix="rumoci-surgery-bench-", dir=args.work)
     results = {}
     try:
-        n = 0
-
-        def fresh():
-            nonlocal n
-            n += 1
-            return os.path.join(work, f"w{n}")
+        fresh = numbered_dirs(work, "w")
 
         def rumoci_export(d):
             return [args.rumoci, "export", "--image", f"{layout}:{tag}", "-o", d + ".tar"]
