@@ -60,6 +60,12 @@
 //! collection, paging), [`store_db`] (the serde records of a `db.json`:
 //! the stored snapshot kind and the file's envelope) and [`testing`]
 //! (helpers for a store's native unit tests).
+//!
+//! For drivers that reach a network through `url=` (feature `http`):
+//! `http`, a blocking HTTP client over `wasi:http` (an endpoint parsed
+//! from `url=`, bounded response bodies, retries of server errors, a
+//! `Range:`-GET blob reader that resumes, and a fake transport for native
+//! unit tests).
 
 use std::cell::RefCell;
 use std::path::{Component, Path, PathBuf};
@@ -80,6 +86,8 @@ pub mod bindings {
 }
 
 pub mod blob_file;
+#[cfg(feature = "http")]
+pub mod http;
 pub mod snapshot_store;
 pub mod store_db;
 pub mod store_util;
