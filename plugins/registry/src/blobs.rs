@@ -6,107 +6,31 @@ use super::*;
 // ---------------------------------------------------------------------------
 // Reading
 
-/// A blob served by ranged GETs; sequential reads continue on the open
-/// response, a seek starts a new `Range:` request.
-pub(crate) struct BlobReader {
+/// A blob of the repository, read by ranged GETs ([`RangeReader`]:
+/// sequential reads continue on the open response, a seek or a failed
+/// response starts a new `Range:` request).
+pub(crate) struct BlobSource {
     pub(crate) c: Conf,
     pub(crate) digest: Digest,
-    pub(crate) size: u64,
-    /// The open response and the blob offset it is at.
-    pub(crate) stream: Option<(u64, Response)>,
 }
 
-impl BlobReader {
-    pub(crate) fn start(&mut self, offset: u64) -> Result<()> {
-        let call = call(&self.c, "GET", blob_path(&self.c, &self.digest));
-        let range = format!("bytes={offset}-");
-        let mut r = call.expect(&[("Range", &range)], Body::Empty, &[200, 206])?;
-        if r.status == 206 {
-            let ok = r
-                .header("content-range")
-                .and_then(|v| v.strip_prefix("bytes "))
-                .and_then(|v| v.split('-').next())
-                .is_some_and(|start| start == offset.to_string());
-            if !ok {
-                return Err(Error::Io(format!(
-                    "{}: Content-Range does not start at {offset}",
-                    call.what()
-                )));
-            }
-        } else if offset > 0 {
-            // The registry ignored Range: skip to the offset.
-            let skipped = std::io::copy(&mut (&mut r).take(offset), &mut std::io::sink())
-                .map_err(|e| call.transport(e.into()))?;
-            if skipped != offset {
-                return Err(Error::Io(format!(
-                    "{}: body ended before offset {offset}",
-                    call.what()
-                )));
-            }
-        }
-        self.stream = Some((offset, r));
-        Ok(())
-    }
-
-    pub(crate) fn read_from_stream(&mut self, len: u32) -> std::io::Result<Vec<u8>> {
-        let mut buf = Vec::with_capacity(len as usize);
-        if let Some((pos, r)) = &mut self.stream {
-            r.take(u64::from(len)).read_to_end(&mut buf)?;
-            *pos += buf.len() as u64;
-        }
-        Ok(buf)
+impl BlobSource {
+    fn call(&self) -> Call<'_> {
+        call(&self.c, "GET", blob_path(&self.c, &self.digest))
     }
 }
 
-impl BlobRead for BlobReader {
-    fn size(&self) -> u64 {
-        self.size
+impl RangeSource for BlobSource {
+    fn get(&self, headers: &[(&str, &str)]) -> Result<Response> {
+        self.call().expect(headers, Body::Empty, &[200, 206])
     }
 
-    fn read_at(&mut self, offset: u64, len: u32) -> Result<Vec<u8>> {
-        if offset >= self.size || len == 0 {
-            return Ok(Vec::new());
-        }
-        let len = len.min(u32::try_from(self.size - offset).unwrap_or(u32::MAX));
-        // A response that fails mid-body (a dropped connection, an idle
-        // one the registry closed) is resumed with a `Range:` request from
-        // where the reads are.
-        let mut failures = 0;
-        loop {
-            if self.stream.as_ref().map(|(p, _)| *p) != Some(offset) {
-                self.stream = None;
-                self.start(offset)?;
-            }
-            let err = match self.read_from_stream(len) {
-                Ok(b) if !b.is_empty() => return Ok(b),
-                Ok(_) => std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    format!("the body ended at offset {offset} of {}", self.size),
-                ),
-                Err(e) => e,
-            };
-            self.stream = None;
-            failures += 1;
-            if failures > RESUMES {
-                return Err(self.read_err(err));
-            }
-            log(
-                Level::Warn,
-                &format!(
-                    "{}: {err}; resuming at offset {offset}",
-                    blob_path(&self.c, &self.digest)
-                ),
-            );
-        }
+    fn what(&self) -> String {
+        self.call().what()
     }
-}
 
-/// Times a blob read is resumed after its response failed.
-const RESUMES: usize = 3;
-
-impl BlobReader {
-    pub(crate) fn read_err(&self, e: std::io::Error) -> Error {
-        call(&self.c, "GET", blob_path(&self.c, &self.digest)).transport(e.into())
+    fn name(&self) -> String {
+        blob_path(&self.c, &self.digest)
     }
 }
 

@@ -1,27 +1,13 @@
 //! Options: the registry URL, repository names and tags (the distribution
 //! reference grammar).
 
-use crate::http::Endpoint;
+use rumoci_driver_sdk::http::Endpoint;
 
-/// A parsed `url` option: plain HTTP to one host and port.
+/// A parsed `url` option: `http[s]://HOST[:PORT]`, requests sent as
+/// `rumoci-registry/VERSION`.
 pub fn parse_url(url: &str) -> Result<Endpoint, String> {
-    let (https, rest) = if let Some(r) = url.strip_prefix("http://") {
-        (false, r)
-    } else if let Some(r) = url.strip_prefix("https://") {
-        (true, r)
-    } else {
-        return Err(format!("url {url:?}: expected http[s]://HOST[:PORT]"));
-    };
-    let authority = rest.strip_suffix('/').unwrap_or(rest);
-    if authority.is_empty() || authority.contains(['/', '?', '#', '@', ' ']) {
-        return Err(format!(
-            "url {url:?}: expected http[s]://HOST[:PORT] (no path, query or user)"
-        ));
-    }
-    Ok(Endpoint {
-        https,
-        authority: authority.to_string(),
-    })
+    let ua = concat!("rumoci-registry/", env!("CARGO_PKG_VERSION"));
+    Endpoint::parse(url, "").map(|e| e.with_user_agent(ua))
 }
 
 /// Validate a repository name against the distribution grammar:
@@ -82,22 +68,11 @@ mod tests {
 
     #[test]
     fn urls() {
-        let e = parse_url("http://127.0.0.1:5000").unwrap();
-        assert_eq!((e.https, e.authority.as_str()), (false, "127.0.0.1:5000"));
+        // the SDK's Endpoint::parse has the cases; this plugin names itself
         let e = parse_url("https://registry.example.com/").unwrap();
-        assert_eq!(
-            (e.https, e.authority.as_str()),
-            (true, "registry.example.com")
-        );
-        for bad in [
-            "ftp://x",
-            "127.0.0.1:5000",
-            "http://127.0.0.1:5000/v2",
-            "http://u@127.0.0.1:1",
-            "http://",
-        ] {
-            assert!(parse_url(bad).is_err(), "{bad}");
-        }
+        assert!(e.https && e.user_agent.starts_with("rumoci-registry/"));
+        let e = parse_url("http://127.0.0.1:5000/v2").unwrap_err();
+        assert!(e.ends_with("(no path, query or user)"), "{e}");
     }
 
     #[test]

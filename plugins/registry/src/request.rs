@@ -28,25 +28,11 @@ impl Call<'_> {
         // A bodiless GET or HEAD is retried on a server error: distribution
         // answers 500 ("invalid checksum digest format") to a read of a tag
         // that another client is writing at that moment.
-        if matches!(body, Body::Empty) && matches!(self.method, "GET" | "HEAD") {
-            let mut delay = std::time::Duration::from_millis(50);
-            for _ in 0..RETRIES {
-                let r = self
-                    .c
-                    .ep
-                    .request(self.method, &self.path, headers, Body::Empty)
-                    .map_err(|e| self.transport(e))?;
-                if !matches!(r.status, 500 | 502 | 503 | 504) {
-                    return Ok(r);
-                }
-                drop(r);
-                std::thread::sleep(delay);
-                delay *= 2;
-            }
-        }
+        let retry = matches!(body, Body::Empty) && matches!(self.method, "GET" | "HEAD");
+        let retries = if retry { RETRIES } else { 0 };
         self.c
             .ep
-            .request(self.method, &self.path, headers, body)
+            .request_retrying(self.method, &self.path, headers, body, retries)
             .map_err(|e| self.transport(e))
     }
 
