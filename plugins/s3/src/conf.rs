@@ -35,25 +35,12 @@ thread_local! {
     static CONF: RefCell<Option<Conf>> = const { RefCell::new(None) };
 }
 
-/// `url` as an endpoint: `http[s]://HOST[:PORT]`, nothing more.
+/// `url` as an endpoint: `http[s]://HOST[:PORT]`, nothing more; requests
+/// are sent as `rumoci-s3/VERSION`.
 pub(crate) fn parse_url(url: &str) -> std::result::Result<Endpoint, String> {
-    let (https, rest) = if let Some(r) = url.strip_prefix("http://") {
-        (false, r)
-    } else if let Some(r) = url.strip_prefix("https://") {
-        (true, r)
-    } else {
-        return Err(format!("url {url:?}: expected http[s]://HOST[:PORT]"));
-    };
-    let authority = rest.strip_suffix('/').unwrap_or(rest);
-    if authority.is_empty() || authority.contains(['/', '?', '#', '@', ' ']) {
-        return Err(format!(
-            "url {url:?}: expected http[s]://HOST[:PORT] (no path, query or user: the bucket is bucket=, the layout prefix= or the layout path)"
-        ));
-    }
-    Ok(Endpoint {
-        https,
-        authority: authority.to_string(),
-    })
+    let hint = "the bucket is bucket=, the layout prefix= or the layout path";
+    let ua = concat!("rumoci-s3/", env!("CARGO_PKG_VERSION"));
+    Endpoint::parse(url, hint).map(|e| e.with_user_agent(ua))
 }
 
 /// A prefix as keys use it: `./a/b/` is `a/b`, `.` and `/` are the

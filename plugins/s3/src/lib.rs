@@ -32,7 +32,6 @@
 
 mod blobs;
 mod conf;
-mod http;
 mod index;
 mod request;
 
@@ -43,7 +42,9 @@ use request::*;
 
 use std::cell::RefCell;
 
-use http::{Body, Endpoint, HttpError, Response, sanitize};
+use rumoci_driver_sdk::http::{
+    Body, Endpoint, HttpError, RangeReader, RangeSource, Response, sanitize,
+};
 use rumoci_driver_sdk::{
     BlobInfo, BlobPage, BlobRead, BlobWrite, Cas, Digest, Driver, DriverInfo, Error, IndexDoc,
     IndexPrecondition, LayerStore, Level, Result, config, log, store_util::random_suffix,
@@ -159,7 +160,7 @@ impl Cas for S3 {
 
     fn open(digest: &Digest) -> Result<Box<dyn BlobRead>> {
         let c = conf()?;
-        Ok(Box::new(BlobReader::open(c, digest)?))
+        Ok(Box::new(BlobSource::open(c, digest)?))
     }
 
     fn create(expected: Option<&Digest>, size_hint: Option<u64>) -> Result<Box<dyn BlobWrite>> {

@@ -55,29 +55,10 @@ impl Call<'_> {
         body: Body<'_>,
         retry: bool,
     ) -> Result<Response> {
-        if retry {
-            let mut delay = std::time::Duration::from_millis(50);
-            for _ in 0..RETRIES {
-                let again = match &body {
-                    Body::Bytes(b) => Body::Bytes(b),
-                    _ => Body::Empty,
-                };
-                let r = self
-                    .c
-                    .ep
-                    .request(self.method, &self.target, headers, again)
-                    .map_err(|e| self.transport(e))?;
-                if !matches!(r.status, 500 | 502 | 503 | 504) {
-                    return Ok(r);
-                }
-                drop(r);
-                std::thread::sleep(delay);
-                delay *= 2;
-            }
-        }
+        let retries = if retry { RETRIES } else { 0 };
         self.c
             .ep
-            .request(self.method, &self.target, headers, body)
+            .request_retrying(self.method, &self.target, headers, body, retries)
             .map_err(|e| self.transport(e))
     }
 
