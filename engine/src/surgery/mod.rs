@@ -358,23 +358,7 @@ fn copy_member<R: Read, W: Write>(
 
 /// A zero-sized regular file header, the shape of a whiteout marker.
 fn marker_header() -> Header {
-    Header {
-        kind: Kind::Regular,
-        typeflag: b'0',
-        path: BString::from(""),
-        link: BString::from(""),
-        mode: 0,
-        uid: 0,
-        gid: 0,
-        mtime: (0, 0),
-        atime: None,
-        devmajor: 0,
-        devminor: 0,
-        size: 0,
-        xattrs: Default::default(),
-        sparse: None,
-        offset: 0,
-    }
+    Header::empty(Kind::Regular, b'0', BString::from(""), 0)
 }
 
 /// Write layers `start..end` of the image as one tar into `out`: the

@@ -24,6 +24,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
+use crate::layer::extract::add_upper;
 use crate::layer::tarread::{Header, Kind};
 use crate::path::{self, BStr, BString, ByteSlice};
 
@@ -119,22 +120,6 @@ pub struct Replay {
     dir_headers: HashMap<Pos, Header>,
     /// Per layer: paths written and their ancestors.
     upper: HashSet<BString>,
-}
-
-fn add_upper(upper: &mut HashSet<BString>, p: &BStr) {
-    let mut p = p;
-    loop {
-        if !upper.insert(p.to_owned()) {
-            break;
-        }
-        match p.rfind_byte(b'/') {
-            Some(i) => p = p[..i].as_bstr(),
-            None => {
-                upper.insert(BString::from(""));
-                break;
-            }
-        }
-    }
 }
 
 /// Keys of `map` at `p` or beneath it.

@@ -192,7 +192,9 @@ fn ts(secs: i64, nanos: u32) -> Timespec {
     }
 }
 
-fn add_upper(upper: &mut HashSet<BString>, path: &BStr) {
+/// Record `path` and its ancestors (up to the root, `""`) as written by
+/// this layer; stops at the first one already there.
+pub(crate) fn add_upper(upper: &mut HashSet<BString>, path: &BStr) {
     let mut p = path;
     loop {
         if !upper.insert(p.to_owned()) {

@@ -123,9 +123,15 @@ pub struct Header {
 impl Header {
     /// A PAX global header named `path`, found at `offset`.
     fn global(path: BString, offset: u64) -> Header {
+        Header::empty(Kind::Global, b'g', path, offset)
+    }
+
+    /// A header of `kind` (type flag `typeflag`) named `path`, found at
+    /// `offset`, with everything else zero or empty.
+    pub(crate) fn empty(kind: Kind, typeflag: u8, path: BString, offset: u64) -> Header {
         Header {
-            kind: Kind::Global,
-            typeflag: b'g',
+            kind,
+            typeflag,
             path,
             link: BString::from(""),
             mode: 0,
