@@ -243,6 +243,25 @@ impl Network {
         }
     }
 
+    /// Send `body` once (refused if it cannot be sent again), within the
+    /// time left in the call.
+    async fn send_once(
+        &self,
+        method: &Method,
+        uri: &Uri,
+        headers: http::HeaderMap,
+        body: &mut send::Replayable,
+        options: Option<&RequestOptions>,
+    ) -> Result<Response<hyper::body::Incoming>, Error> {
+        let limits = self.limits(options);
+        let Some(b) = body.take() else {
+            return Err(Error::InternalError(Some(format!(
+                "{method} {uri}: the request body cannot be sent twice"
+            ))));
+        };
+        send::once(&self.tls, method, uri, headers, b, limits).await
+    }
+
     /// Send one request of the plugin: the grant check, credentials,
     /// redirects.
     async fn fetch(
@@ -271,12 +290,7 @@ impl Network {
                 .await;
         }
         let scope = auth::Scope::of(&parts.method, &parts.uri);
-        let length = parts
-            .headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        let mut body = send::Replayable::new(&parts.method, body, length, MAX_REPLAY).await?;
+        let mut body = replayable(&parts, body).await?;
         if !body.can_replay() {
             // it streams once: have the credentials ready before it goes
             self.auth.prepare(&self).await?;
@@ -294,14 +308,9 @@ impl Network {
             } else {
                 headers.remove(header::AUTHORIZATION);
             }
-            let limits = self.limits(options.as_ref());
-            let Some(b) = body.take() else {
-                return Err(Error::InternalError(Some(format!(
-                    "{} {uri}: the request body cannot be sent twice",
-                    parts.method
-                ))));
-            };
-            let resp = send::once(&self.tls, &parts.method, &uri, headers, b, limits).await?;
+            let resp = self
+                .send_once(&parts.method, &uri, headers, &mut body, options.as_ref())
+                .await?;
             let status = resp.status();
             if status == StatusCode::UNAUTHORIZED && on_registry && !challenged && body.can_replay()
             {
@@ -331,14 +340,7 @@ impl Network {
                     };
                     return Err(refused(plugin, &next.to_string(), &why));
                 }
-                hops += 1;
-                if hops > MAX_REDIRECTS {
-                    return Err(refused(
-                        plugin,
-                        &next.to_string(),
-                        &format!("more than {MAX_REDIRECTS} redirects"),
-                    ));
-                }
+                count_redirect(&mut hops, plugin, &next)?;
                 on_registry = Origin::of(&next).is_ok_and(|o| o == self.origin);
                 tracing::debug!(
                     "driver {plugin}: {} {uri} redirected to {next}",
@@ -390,12 +392,7 @@ impl Network {
         body: WasiBody,
         options: Option<RequestOptions>,
     ) -> Result<Response<WasiBody>, Error> {
-        let length = parts
-            .headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        let mut body = send::Replayable::new(&parts.method, body, length, MAX_REPLAY).await?;
+        let mut body = replayable(&parts, body).await?;
         let payload = match body.bytes() {
             Some(b) => sigv4::payload_hash(b),
             None => sigv4::UNSIGNED_PAYLOAD.to_string(),
@@ -414,14 +411,9 @@ impl Network {
                 )
                 .map_err(|why| refused(plugin, &uri.to_string(), &why.0))?;
             }
-            let limits = self.limits(options.as_ref());
-            let Some(b) = body.take() else {
-                return Err(Error::InternalError(Some(format!(
-                    "{} {uri}: the request body cannot be sent twice",
-                    parts.method
-                ))));
-            };
-            let resp = send::once(&self.tls, &parts.method, &uri, headers, b, limits).await?;
+            let resp = self
+                .send_once(&parts.method, &uri, headers, &mut body, options.as_ref())
+                .await?;
             let status = resp.status();
             if status == StatusCode::FORBIDDEN
                 && aws.signer.is_none()
@@ -450,17 +442,37 @@ impl Network {
             }
             aws.confine(&next, &parts.headers)
                 .map_err(|why| refused(plugin, &next.to_string(), &why))?;
-            hops += 1;
-            if hops > MAX_REDIRECTS {
-                return Err(refused(
-                    plugin,
-                    &next.to_string(),
-                    &format!("more than {MAX_REDIRECTS} redirects"),
-                ));
-            }
+            count_redirect(&mut hops, plugin, &next)?;
             uri = next;
         }
     }
+}
+
+/// `body` of the request `parts` made replayable if it is small enough
+/// (its `content-length` at most [`MAX_REPLAY`]).
+async fn replayable(
+    parts: &http::request::Parts,
+    body: WasiBody,
+) -> Result<send::Replayable, Error> {
+    let length = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    send::Replayable::new(&parts.method, body, length, MAX_REPLAY).await
+}
+
+/// Count one more redirect (to `next`); refused past [`MAX_REDIRECTS`].
+fn count_redirect(hops: &mut usize, plugin: &str, next: &Uri) -> Result<(), Error> {
+    *hops += 1;
+    if *hops > MAX_REDIRECTS {
+        return Err(refused(
+            plugin,
+            &next.to_string(),
+            &format!("more than {MAX_REDIRECTS} redirects"),
+        ));
+    }
+    Ok(())
 }
 
 /// An absolute redirect target: `location` resolved against `base`.
