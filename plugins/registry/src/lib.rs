@@ -40,8 +40,7 @@ use rumoci_driver_sdk::http::{
 };
 use rumoci_driver_sdk::{
     BlobInfo, BlobRead, BlobWrite, Cas, Digest, Driver, DriverInfo, Error, IndexDoc,
-    IndexPrecondition, LayerStore, Result, config, store_dir,
-    store_util::random_suffix,
+    IndexPrecondition, LayerStore, Result, config, store_dir, store_util::random_suffix,
 };
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
@@ -312,7 +311,13 @@ mod tests {
         let part = b"HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 0-2/3\r\nContent-Length: 3\r\n\r\nabc";
         let ep = http::fake::serve(vec![part.to_vec()]);
         let digest = Digest::parse(&format!("sha256:{}", "0".repeat(64))).unwrap();
-        let mut r = RangeReader::new(BlobSource { c: served(ep), digest }, 3);
+        let mut r = RangeReader::new(
+            BlobSource {
+                c: served(ep),
+                digest,
+            },
+            3,
+        );
         assert_eq!(r.read_at(0, 10).unwrap(), b"abc");
         // the seek's request finds nobody listening, and says which blob
         let e = r.read_at(1, 1).unwrap_err();

@@ -38,11 +38,7 @@ impl Call<'_> {
 
     /// An error for an unexpected status, with the registry's error codes.
     pub(crate) fn status_error(&self, resp: &mut Response) -> Error {
-        let body = if self.method == "HEAD" {
-            Vec::new()
-        } else {
-            resp.read_body_lossy(MAX_ERROR_BODY)
-        };
+        let body = resp.error_body(self.method, MAX_ERROR_BODY);
         let (codes, detail) = registry_errors(&body);
         let mut msg = format!(
             "{} {}: HTTP {} {}",

@@ -81,11 +81,7 @@ impl Call<'_> {
 
     /// An error for an unexpected status, with S3's error code.
     pub(crate) fn status_error(&self, resp: &mut Response) -> Error {
-        let body = if self.method == "HEAD" {
-            Vec::new()
-        } else {
-            resp.read_body_lossy(MAX_ERROR_BODY)
-        };
+        let body = resp.error_body(self.method, MAX_ERROR_BODY);
         let (code, message) = s3_error(&body);
         let mut msg = format!("{}: HTTP {} {}", self.what(), resp.status, resp.reason);
         if !code.is_empty() {

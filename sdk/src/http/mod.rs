@@ -299,6 +299,17 @@ impl Response {
         let _ = self.take(max as u64).read_to_end(&mut buf);
         buf
     }
+
+    /// What an error message may quote of the answer to a `method`
+    /// request: up to `max` bytes of the body ([`Response::read_body_lossy`]),
+    /// nothing for a `HEAD` (its answer has no body to wait for).
+    pub fn error_body(&mut self, method: &str, max: usize) -> Vec<u8> {
+        if method == "HEAD" {
+            Vec::new()
+        } else {
+            self.read_body_lossy(max)
+        }
+    }
 }
 
 impl Read for Response {
@@ -357,7 +368,9 @@ mod tests {
             e.ends_with("(no path, query or user: the bucket is bucket=)"),
             "{e}"
         );
-        let e = Endpoint::parse("http://h", "").unwrap().with_user_agent("x/1");
+        let e = Endpoint::parse("http://h", "")
+            .unwrap()
+            .with_user_agent("x/1");
         assert_eq!(e.user_agent, "x/1");
     }
 

@@ -77,9 +77,7 @@ impl<S: RangeSource> RangeReader<S> {
                 .and_then(|v| v.split('-').next())
                 .is_some_and(|start| start == offset.to_string());
             if !ok {
-                return Err(self.io_error(format_args!(
-                    "Content-Range does not start at {offset}"
-                )));
+                return Err(self.io_error(format_args!("Content-Range does not start at {offset}")));
             }
         } else if offset > 0 {
             // the server ignored Range: skip to the offset
@@ -134,10 +132,7 @@ impl<S: RangeSource> BlobRead for RangeReader<S> {
             }
             log(
                 Level::Warn,
-                &format!(
-                    "{}: {err}; resuming at offset {offset}",
-                    self.source.name()
-                ),
+                &format!("{}: {err}; resuming at offset {offset}", self.source.name()),
             );
         }
     }
