@@ -18,19 +18,15 @@ const PLUGINS: &[&str] = &["registry"];
 
 /// rumoci with the test-local plugin cache and its own data directory.
 fn run(data: &Path, args: &[&str]) -> String {
-    let out = Command::new(rumoci_bin())
-        .args(args)
-        .env("XDG_CACHE_HOME", cache_home())
-        .env("XDG_DATA_HOME", data)
-        .env("SOURCE_DATE_EPOCH", "1700000000")
-        .output()
-        .expect("spawn rumoci");
-    assert!(
-        out.status.success(),
-        "rumoci {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    let cache = cache_home();
+    rumoci_env_ok(
+        args,
+        &[
+            ("XDG_CACHE_HOME", s(&cache)),
+            ("XDG_DATA_HOME", s(data)),
+            ("SOURCE_DATE_EPOCH", "1700000000"),
+        ],
+    )
 }
 
 /// The digests `referrers list` prints, sorted.

@@ -385,6 +385,33 @@ fn spec(url: &str, bucket: &str, extra: &str) -> String {
     format!("{},url={url},bucket={bucket}{extra}", plugin())
 }
 
+/// `rumoci --driver SP unpack --rootless --image IMAGE BUNDLE` in `data`.
+fn unpack_rootless(data: &Path, sp: &str, image: &str, bundle: &Path) {
+    let args = [
+        "--driver",
+        sp,
+        "unpack",
+        "--rootless",
+        "--image",
+        image,
+        s(bundle),
+    ];
+    ok(rd_in(data, &args), "unpack");
+}
+
+/// SeaweedFS's URL, a scratch directory and the spec of `bucket` there,
+/// which holds a new layout `l` (None: no SeaweedFS here).
+fn weed_layout(bucket: &str) -> Option<(String, tempfile::TempDir, String)> {
+    let url = weed_url()?;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let sp = spec(&url, bucket, "");
+    ok(
+        rd_in(tmp.path(), &["--driver", &sp, "init", "--layout", "l"]),
+        "init",
+    );
+    Some((url, tmp, sp))
+}
+
 /// Run `args` with the built-in driver on layout `local` and through the
 /// plugin (`spec`) on layout `remote`: `@L` in an argument is the layout.
 fn both(data: &Path, spec: &str, local: &Path, remote: &str, args: &[&str]) -> (String, String) {
@@ -505,21 +532,7 @@ fn every_command_through_seaweedfs_gives_the_builtin_digests_and_a_layout_go_umo
         ),
         "unpack",
     );
-    ok(
-        rd_in(
-            t,
-            &[
-                "--driver",
-                &sp,
-                "unpack",
-                "--rootless",
-                "--image",
-                "imgs/one:extra",
-                s(&ub),
-            ],
-        ),
-        "unpack",
-    );
+    unpack_rootless(t, &sp, "imgs/one:extra", &ub);
     assert_same_tree(&ua.join("rootfs"), &ub.join("rootfs"));
     // the prefix is an OCI layout: synced to a directory, it is the
     // built-in layout, and the Go umoci reads it
@@ -689,14 +702,10 @@ fn seaweedfs_passes_driver_test() {
 
 #[test]
 fn wrong_credentials_and_a_missing_bucket_fail_in_one_line() {
-    let Some(url) = weed_url() else { return };
-    let tmp = tempfile::tempdir().expect("tempdir");
+    let Some((url, tmp, sp)) = weed_layout("creds") else {
+        return;
+    };
     let t = tmp.path();
-    let sp = spec(&url, "creds", "");
-    ok(
-        rd_in(t, &["--driver", &sp, "init", "--layout", "l"]),
-        "init",
-    );
     let e = fails(
         rd_with(
             t,
@@ -734,14 +743,10 @@ fn wrong_credentials_and_a_missing_bucket_fail_in_one_line() {
 
 #[test]
 fn gc_keeps_young_unreferenced_blobs_for_the_grace_period() {
-    let Some(url) = weed_url() else { return };
-    let tmp = tempfile::tempdir().expect("tempdir");
+    let Some((url, tmp, sp)) = weed_layout("grace") else {
+        return;
+    };
     let t = tmp.path();
-    let sp = spec(&url, "grace", "");
-    ok(
-        rd_in(t, &["--driver", &sp, "init", "--layout", "l"]),
-        "init",
-    );
     ok(rd_in(t, &["--driver", &sp, "new", "--image", "l:a"]), "new");
     ok(rd_in(t, &["--driver", &sp, "rm", "--image", "l:a"]), "rm");
     let keys = || helper(&url, &["keys", "grace", "l/blobs/"]);
@@ -769,21 +774,7 @@ fn a_server_killed_mid_upload_leaves_no_half_blob_and_no_tag() {
     );
     ok(rd_in(t, &["--driver", &sp, "new", "--image", "l:a"]), "new");
     let bundle = t.join("bundle");
-    ok(
-        rd_in(
-            t,
-            &[
-                "--driver",
-                &sp,
-                "unpack",
-                "--rootless",
-                "--image",
-                "l:a",
-                s(&bundle),
-            ],
-        ),
-        "unpack",
-    );
+    unpack_rootless(t, &sp, "l:a", &bundle);
     std::fs::write(bundle.join("rootfs/big"), noise(96 << 20, 3)).expect("write");
     let before = helper(&w.url(), &["keys", "killed", "l/"]);
     let repack = Command::new(rumoci_bin())

@@ -57,6 +57,30 @@ fn refused(data: &Path, args: &[&str]) -> String {
     err
 }
 
+/// [`ok`] of `--policy POLICY ARGS…`.
+fn ok_under(data: &Path, policy: &str, args: &[&str]) -> String {
+    ok(data, &[&["--policy", policy][..], args].concat())
+}
+
+/// [`refused`] of `--policy POLICY ARGS…`.
+fn refused_under(data: &Path, policy: &str, args: &[&str]) -> String {
+    refused(data, &[&["--policy", policy][..], args].concat())
+}
+
+/// `verify --signatures` of the layout `app` through the driver `spec`
+/// under `policy`, required to succeed.
+fn verify_app(data: &Path, policy: &str, spec: &str) -> String {
+    let args = [
+        "--driver",
+        spec,
+        "verify",
+        "--layout",
+        "app",
+        "--signatures",
+    ];
+    ok_under(data, policy, &args)
+}
+
 /// The containers/image peer, built once (None, with the reason printed,
 /// when it cannot be built here).
 fn peer() -> Option<&'static Path> {
@@ -205,6 +229,42 @@ impl Fx {
         s(&dir).to_string()
     }
 
+    /// The peer's copy of `src` to `oci:DIR:TAG` (`dest`: `DIR:TAG` in
+    /// here) under `policy` and [`Fx::registries_d`], the signatures left
+    /// behind: what it said.
+    fn peer_pull(&self, peer: &Path, policy: &str, src: &str, dest: &str) -> (bool, String) {
+        let regd = s(&self.d().join("registries.d")).to_string();
+        let dest = format!("oci:{}", self.p(dest));
+        let args = [
+            "--remove-signatures",
+            "--policy",
+            policy,
+            "--registries.d",
+            &regd,
+            src,
+            &dest,
+        ];
+        peer_copy(peer, &args)
+    }
+
+    /// `sign --image IMAGE` with `k.key`, its passphrase read from `pass`,
+    /// for `identity` if given, through `then` ([`ok`] or [`refused`]).
+    fn sign<T>(
+        &self,
+        image: &str,
+        pass: &str,
+        identity: Option<&str>,
+        then: fn(&Path, &[&str]) -> T,
+    ) -> T {
+        let (key, pass) = (self.p("k.key"), self.p(pass));
+        let mut args = vec!["sign", "--image", image, "--key", &key];
+        args.extend(["--passphrase-file", &pass]);
+        if let Some(identity) = identity {
+            args.extend(["--identity", identity]);
+        }
+        then(self.d(), &args)
+    }
+
     /// `--driver`/`--from-driver` spec of the registry plugin for `reg`.
     fn spec(&self, reg: &Registry) -> String {
         format!("{},url={}", registry_wasm(), reg.url())
@@ -263,20 +323,7 @@ fn generate_key_writes_cosign_key_files_and_refuses_to_overwrite() {
     assert!(!out.status.success());
     // a wrong passphrase is named as such
     let img = format!("{}:t", fx.p("L"));
-    let e = refused(
-        fx.d(),
-        &[
-            "sign",
-            "--image",
-            &img,
-            "--key",
-            &fx.p("k.key"),
-            "--passphrase-file",
-            &fx.p("empty"),
-            "--identity",
-            "example.com/app:1",
-        ],
-    );
+    let e = fx.sign(&img, "empty", Some("example.com/app:1"), refused);
     assert!(e.contains("wrong passphrase"), "{e}");
 }
 
@@ -287,123 +334,51 @@ fn policy_on_a_layout_unpack_copy_and_verify() {
     let img = format!("{}:t", fx.p("L"));
     let layout_dir = std::fs::canonicalize(d.join("L")).expect("canonicalize");
     let scope = s(&layout_dir).to_string();
+    // `unpack --image IMG DIR` under `policy`, refused: its one line
+    let refused_unpack = |policy: &str, dir: &str| {
+        refused_under(d, policy, &["unpack", "--image", &img, &fx.p(dir)])
+    };
     // an image in a layout has no registry name: --identity is required
-    let e = refused(
-        d,
-        &[
-            "sign",
-            "--image",
-            &img,
-            "--key",
-            &fx.p("k.key"),
-            "--passphrase-file",
-            &fx.p("pass"),
-        ],
-    );
+    let e = fx.sign(&img, "pass", None, refused);
     assert!(e.contains("--identity"), "{e}");
     let exact = r#"{"type":"exactReference","dockerReference":"example.com/app:1"}"#;
     let good = fx.signed_policy("good.json", "oci", &scope, "k.pub", Some(exact));
     let wrong = fx.signed_policy("wrong.json", "oci", &scope, "other.pub", Some(exact));
     // unsigned: refused, and nothing written
-    let e = refused(
-        d,
-        &[
-            "--policy",
-            &good,
-            "unpack",
-            "--image",
-            &img,
-            &fx.p("bundle"),
-        ],
-    );
+    let e = refused_unpack(&good, "bundle");
     assert!(
         e.contains("no signature") && e.contains("sigstoreSigned"),
         "{e}"
     );
     assert!(!d.join("bundle").exists());
-    ok(
-        d,
-        &[
-            "sign",
-            "--image",
-            &img,
-            "--key",
-            &fx.p("k.key"),
-            "--passphrase-file",
-            &fx.p("pass"),
-            "--identity",
-            "example.com/app:1",
-        ],
-    );
+    fx.sign(&img, "pass", Some("example.com/app:1"), ok);
     // the right key
-    ok(
+    ok_under(
         d,
-        &[
-            "--policy",
-            &good,
-            "verify",
-            "--layout",
-            &fx.p("L"),
-            "--signatures",
-        ],
+        &good,
+        &["verify", "--layout", &fx.p("L"), "--signatures"],
     );
-    ok(
-        d,
-        &[
-            "--policy",
-            &good,
-            "unpack",
-            "--image",
-            &img,
-            &fx.p("bundle"),
-        ],
-    );
+    ok_under(d, &good, &["unpack", "--image", &img, &fx.p("bundle")]);
     assert!(d.join("bundle/rootfs/hello").is_file());
     ok(
         d,
         &["--policy", &good, "copy", &img, &format!("{}:t", fx.p("C"))],
     );
     // the wrong key: refused with one line naming image, rule and why
-    let e = refused(
-        d,
-        &[
-            "--policy",
-            &wrong,
-            "copy",
-            &img,
-            &format!("{}:t", fx.p("D")),
-        ],
-    );
+    let e = refused_under(d, &wrong, &["copy", &img, &format!("{}:t", fx.p("D"))]);
     assert!(
         e.contains(&format!("oci:{scope}:t")) && e.contains("other.pub") && e.contains("wrong key"),
         "{e}"
     );
     assert!(!d.join("D").exists(), "a refused copy creates nothing");
-    let e = refused(
-        d,
-        &[
-            "--policy",
-            &wrong,
-            "unpack",
-            "--image",
-            &img,
-            &fx.p("bundle2"),
-        ],
-    );
+    let e = refused_unpack(&wrong, "bundle2");
     assert!(e.contains("wrong key"), "{e}");
     assert!(!d.join("bundle2").exists());
     // raw unpack applies it too
-    let e = refused(
+    let e = refused_under(
         d,
-        &[
-            "--policy",
-            &wrong,
-            "raw",
-            "unpack",
-            "--image",
-            &img,
-            &fx.p("rootfs2"),
-        ],
+        &wrong,
+        &["raw", "unpack", "--image", &img, &fx.p("rootfs2")],
     );
     assert!(e.contains("wrong key"), "{e}");
     assert!(!d.join("rootfs2").exists());
@@ -428,17 +403,7 @@ fn policy_on_a_layout_unpack_copy_and_verify() {
         "k.pub",
         Some(r#"{"type":"exactRepository","dockerRepository":"example.com/other"}"#),
     );
-    let e = refused(
-        d,
-        &[
-            "--policy",
-            &other,
-            "unpack",
-            "--image",
-            &img,
-            &fx.p("bundle3"),
-        ],
-    );
+    let e = refused_unpack(&other, "bundle3");
     assert!(
         e.contains("identity mismatch: signed for example.com/app:1"),
         "{e}"
@@ -446,64 +411,24 @@ fn policy_on_a_layout_unpack_copy_and_verify() {
     // an image in a layout has no Docker reference for the default rule,
     // as in containers/image
     let default_rule = fx.signed_policy("default.json", "oci", &scope, "k.pub", None);
-    let e = refused(
-        d,
-        &[
-            "--policy",
-            &default_rule,
-            "unpack",
-            "--image",
-            &img,
-            &fx.p("bundle4"),
-        ],
-    );
+    let e = refused_unpack(&default_rule, "bundle4");
     assert!(
         e.contains("matchRepoDigestOrExact needs the image's Docker reference"),
         "{e}"
     );
     // reject, and keyless requirements are refused clearly
     let reject = fx.policy("reject.json", r#"{"default":[{"type":"reject"}]}"#);
-    let e = refused(
-        d,
-        &[
-            "--policy",
-            &reject,
-            "unpack",
-            "--image",
-            &img,
-            &fx.p("bundle5"),
-        ],
-    );
+    let e = refused_unpack(&reject, "bundle5");
     assert!(e.contains("reject"), "{e}");
     let keyless = fx.policy(
         "keyless.json",
         r#"{"default":[{"type":"sigstoreSigned","fulcio":{"caPath":"/x","oidcIssuer":"https://x","subjectEmail":"a@b"},"rekorPublicKeyPath":"/y"}]}"#,
     );
-    let e = refused(
-        d,
-        &[
-            "--policy",
-            &keyless,
-            "unpack",
-            "--image",
-            &img,
-            &fx.p("bundle6"),
-        ],
-    );
+    let e = refused_unpack(&keyless, "bundle6");
     assert!(e.contains("keyless") && e.contains("not supported"), "{e}");
     // a policy that does not parse names the file and the field
     let bad = fx.policy("bad.json", r#"{"default":[{"type":"acceptEverything"}]}"#);
-    let e = refused(
-        d,
-        &[
-            "--policy",
-            &bad,
-            "unpack",
-            "--image",
-            &img,
-            &fx.p("bundle7"),
-        ],
-    );
+    let e = refused_unpack(&bad, "bundle7");
     assert!(
         e.contains("bad.json") && e.contains("acceptEverything"),
         "{e}"
@@ -556,64 +481,23 @@ fn the_peer_accepts_what_rumoci_signs_in_a_registry() {
             &fx.p("pass"),
         ],
     );
-    let regd = fx.registries_d(&reg);
+    fx.registries_d(&reg);
     let good = fx.signed_policy("good.json", "docker", &reg.authority(), "k.pub", None);
     let wrong = fx.signed_policy("wrong.json", "docker", &reg.authority(), "other.pub", None);
     let src = reg.docker("app:t");
-    let (yes, text) = peer_copy(
-        peer,
-        &[
-            "--remove-signatures",
-            "--policy",
-            &good,
-            "--registries.d",
-            &regd,
-            &src,
-            &format!("oci:{}:t", fx.p("out1")),
-        ],
-    );
+    let (yes, text) = fx.peer_pull(peer, &good, &src, "out1:t");
     assert!(yes, "the peer refused rumoci's signature: {text}");
-    let (yes, text) = peer_copy(
-        peer,
-        &[
-            "--remove-signatures",
-            "--policy",
-            &wrong,
-            "--registries.d",
-            &regd,
-            &src,
-            &format!("oci:{}:t", fx.p("out2")),
-        ],
-    );
+    let (yes, text) = fx.peer_pull(peer, &wrong, &src, "out2:t");
     assert!(
         !yes && text.contains("cryptographic signature verification failed"),
         "{text}"
     );
     // and rumoci, through the same plugin
-    ok(
+    verify_app(d, &good, &spec);
+    let e = refused_under(
         d,
-        &[
-            "--policy",
-            &good,
-            "--driver",
-            &spec,
-            "verify",
-            "--layout",
-            "app",
-            "--signatures",
-        ],
-    );
-    let e = refused(
-        d,
-        &[
-            "--policy",
-            &wrong,
-            "copy",
-            "--from-driver",
-            &spec,
-            "app:t",
-            &fx.p("out3"),
-        ],
+        &wrong,
+        &["copy", "--from-driver", &spec, "app:t", &fx.p("out3")],
     );
     assert!(
         e.contains(&format!("docker://{}/app:t", reg.authority())) && e.contains("wrong key"),
@@ -626,33 +510,9 @@ fn the_peer_accepts_what_rumoci_signs_in_a_registry() {
         &["copy", &format!("{}:t", fx.p("L")), &format!("{l2}:t")],
     );
     let identity = format!("{}/pushed:t", reg.authority());
-    ok(
-        d,
-        &[
-            "sign",
-            "--image",
-            &format!("{l2}:t"),
-            "--key",
-            &fx.p("k.key"),
-            "--passphrase-file",
-            &fx.p("pass"),
-            "--identity",
-            &identity,
-        ],
-    );
+    fx.sign(&format!("{l2}:t"), "pass", Some(&identity), ok);
     push(&fx, &reg, &l2, "pushed");
-    let (yes, text) = peer_copy(
-        peer,
-        &[
-            "--remove-signatures",
-            "--policy",
-            &good,
-            "--registries.d",
-            &regd,
-            &reg.docker("pushed:t"),
-            &format!("oci:{}:t", fx.p("out4")),
-        ],
-    );
+    let (yes, text) = fx.peer_pull(peer, &good, &reg.docker("pushed:t"), "out4:t");
     assert!(yes, "the peer refused a signature made in a layout: {text}");
 }
 
@@ -684,36 +544,16 @@ fn rumoci_accepts_what_the_peer_signs() {
     let spec = fx.spec(&reg);
     let good = fx.signed_policy("good.json", "docker", &reg.authority(), "k.pub", None);
     let wrong = fx.signed_policy("wrong.json", "docker", &reg.authority(), "other.pub", None);
-    ok(
+    ok_under(
         d,
-        &[
-            "--policy",
-            &good,
-            "copy",
-            "--from-driver",
-            &spec,
-            "app:s",
-            &fx.p("out"),
-        ],
+        &good,
+        &["copy", "--from-driver", &spec, "app:s", &fx.p("out")],
     );
-    ok(
+    verify_app(d, &good, &spec);
+    ok_under(
         d,
+        &good,
         &[
-            "--policy",
-            &good,
-            "--driver",
-            &spec,
-            "verify",
-            "--layout",
-            "app",
-            "--signatures",
-        ],
-    );
-    ok(
-        d,
-        &[
-            "--policy",
-            &good,
             "--driver",
             &spec,
             "unpack",
@@ -723,17 +563,10 @@ fn rumoci_accepts_what_the_peer_signs() {
         ],
     );
     assert!(d.join("bundle/rootfs/hello").is_file());
-    let e = refused(
+    let e = refused_under(
         d,
-        &[
-            "--policy",
-            &wrong,
-            "copy",
-            "--from-driver",
-            &spec,
-            "app:s",
-            &fx.p("out2"),
-        ],
+        &wrong,
+        &["copy", "--from-driver", &spec, "app:s", &fx.p("out2")],
     );
     assert!(e.contains("wrong key"), "{e}");
     assert!(!d.join("out2").exists());
@@ -750,31 +583,13 @@ fn rumoci_accepts_what_the_peer_signs() {
         ],
     );
     assert!(yes);
-    let e = refused(
+    let e = refused_under(
         d,
-        &[
-            "--policy",
-            &good,
-            "copy",
-            "--from-driver",
-            &spec,
-            "app:u",
-            &fx.p("out3"),
-        ],
+        &good,
+        &["copy", "--from-driver", &spec, "app:u", &fx.p("out3")],
     );
     assert!(e.contains("identity mismatch"), "{e}");
-    let (yes, text) = peer_copy(
-        peer,
-        &[
-            "--remove-signatures",
-            "--policy",
-            &good,
-            "--registries.d",
-            &regd,
-            &reg.docker("app:u"),
-            &format!("oci:{}:u", fx.p("out4")),
-        ],
-    );
+    let (yes, text) = fx.peer_pull(peer, &good, &reg.docker("app:u"), "out4:u");
     assert!(!yes && text.contains("is not accepted"), "{text}");
 }
 
@@ -846,7 +661,7 @@ fn a_changed_signature_payload_or_manifest_is_refused_by_both() {
     let fx = Fx::new();
     let d = fx.d();
     let reg = Registry::start();
-    let regd = fx.registries_d(&reg);
+    fx.registries_d(&reg);
     let spec = fx.spec(&reg);
     let good = fx.signed_policy("good.json", "docker", &reg.authority(), "k.pub", None);
     // one layout per case, each signed for the repository it is pushed to
@@ -857,20 +672,7 @@ fn a_changed_signature_payload_or_manifest_is_refused_by_both() {
             &["copy", &format!("{}:t", fx.p("L")), &format!("{}:t", s(&l))],
         );
         let identity = format!("{}/{repo}:t", reg.authority());
-        ok(
-            d,
-            &[
-                "sign",
-                "--image",
-                &format!("{}:t", s(&l)),
-                "--key",
-                &fx.p("k.key"),
-                "--passphrase-file",
-                &fx.p("pass"),
-                "--identity",
-                &identity,
-            ],
-        );
+        fx.sign(&format!("{}:t", s(&l)), "pass", Some(&identity), ok);
         l
     };
     // the untouched control
@@ -943,17 +745,11 @@ fn a_changed_signature_payload_or_manifest_is_refused_by_both() {
         ),
         ("manifest", "does not match", "digest mismatch"),
     ] {
-        let (yes, text) = peer_copy(
+        let (yes, text) = fx.peer_pull(
             peer,
-            &[
-                "--remove-signatures",
-                "--policy",
-                &good,
-                "--registries.d",
-                &regd,
-                &reg.docker(&format!("{repo}:t")),
-                &format!("oci:{}:t", fx.p(&format!("peer-{repo}"))),
-            ],
+            &good,
+            &reg.docker(&format!("{repo}:t")),
+            &format!("peer-{repo}:t"),
         );
         let out = run(
             d,

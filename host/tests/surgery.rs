@@ -44,6 +44,11 @@ fn tools_present() -> bool {
         .all(|t| have(t))
 }
 
+/// A scratch directory; None (the test is skipped) without the tools.
+fn scratch() -> Option<tempfile::TempDir> {
+    tools_present().then(|| tempfile::tempdir().expect("tmp"))
+}
+
 /// One member of a hand-made layer.
 enum M<'a> {
     Dir(&'a [u8]),
@@ -108,6 +113,13 @@ fn make_tar(path: &Path, members: &[M<'_>]) {
     b.into_inner().expect("finish tar");
 }
 
+/// Write a tar of `members` to `path` and add it to `img` as a layer with
+/// the Go umoci.
+fn umoci_add_layer(img: &str, path: &Path, members: &[M<'_>]) {
+    make_tar(path, members);
+    run_ok("umoci", &["raw", "add-layer", "--image", img, s(path)]);
+}
+
 /// An image of 4 layers: 0 and 1 by the Go umoci (the `make_tree` tree:
 /// devices, a fifo, xattrs, hard links, long names; then deletions and a
 /// directory replaced by a file), 2 and 3 hand-made (an opaque directory,
@@ -146,42 +158,44 @@ fn build_image(tmp: &Path) -> (String, PathBuf) {
         "umoci",
         &["repack", "--refresh-bundle", "--image", &img, s(&b)],
     );
-    let l2 = tmp.join("l2.tar");
-    make_tar(
-        &l2,
-        &[
-            M::Dir(b"opq"),
-            M::File(b"opq/keep", b"keep\n"),
-            M::File(b"opq/old1", b"old\n"),
-            M::Dir(b"hl"),
-            M::File(b"hl/a", b"A1\n"),
-            M::Link(b"hl/b", b"hl/a"),
-            M::Dir(b"gone"),
-            M::File(b"gone/f", b"f\n"),
-            M::FileX(b"caf\xe9", b"latin-1\n", "user.k", b"v\xff"),
-            M::Link(b"basefile-link", b"usr/share/file"),
-            M::Sym(b"sym", b"hl/a"),
-        ],
-    );
-    run_ok("umoci", &["raw", "add-layer", "--image", &img, s(&l2)]);
-    let l3 = tmp.join("l3.tar");
-    make_tar(
-        &l3,
-        &[
-            M::Wh(b"opq/.wh..wh..opq"),
-            M::File(b"opq/new", b"new\n"),
-            M::File(b"hl/a", b"A2, longer\n"),
-            M::Wh(b".wh.gone"),
-            M::Wh(b"usr/.wh.fifo"),
-            M::Wh(b".wh.nothing"),
-            M::Link(b"newlink", b"basefile-link"),
-            M::Wh(b"usr/share/.wh.file"),
-            M::Wh(b"usr/.wh.hard"),
-            M::File(b"new\xff-name", b"x\n"),
-        ],
-    );
-    run_ok("umoci", &["raw", "add-layer", "--image", &img, s(&l3)]);
+    let l2 = [
+        M::Dir(b"opq"),
+        M::File(b"opq/keep", b"keep\n"),
+        M::File(b"opq/old1", b"old\n"),
+        M::Dir(b"hl"),
+        M::File(b"hl/a", b"A1\n"),
+        M::Link(b"hl/b", b"hl/a"),
+        M::Dir(b"gone"),
+        M::File(b"gone/f", b"f\n"),
+        M::FileX(b"caf\xe9", b"latin-1\n", "user.k", b"v\xff"),
+        M::Link(b"basefile-link", b"usr/share/file"),
+        M::Sym(b"sym", b"hl/a"),
+    ];
+    umoci_add_layer(&img, &tmp.join("l2.tar"), &l2);
+    let l3 = [
+        M::Wh(b"opq/.wh..wh..opq"),
+        M::File(b"opq/new", b"new\n"),
+        M::File(b"hl/a", b"A2, longer\n"),
+        M::Wh(b".wh.gone"),
+        M::Wh(b"usr/.wh.fifo"),
+        M::Wh(b".wh.nothing"),
+        M::Link(b"newlink", b"basefile-link"),
+        M::Wh(b"usr/share/.wh.file"),
+        M::Wh(b"usr/.wh.hard"),
+        M::File(b"new\xff-name", b"x\n"),
+    ];
+    umoci_add_layer(&img, &tmp.join("l3.tar"), &l3);
     (img, l)
+}
+
+/// A new layout `tmp/layout` holding `t`, a new image (no layers), by
+/// rumoci; returns the layout and `LAYOUT:t`.
+fn new_layout(tmp: &Path) -> (PathBuf, String) {
+    let l = tmp.join("layout");
+    let img = format!("{}:t", s(&l));
+    ru_ok(&["init", "--layout", s(&l)]);
+    ru_ok(&["new", "--image", &img]);
+    (l, img)
 }
 
 /// Unpack `img` with rumoci and the Go umoci into `dir/{r,g}-NAME`.
@@ -191,6 +205,15 @@ fn unpack_both(img: &str, dir: &Path, name: &str) -> (PathBuf, PathBuf) {
     ru_ok(&["unpack", "--image", img, s(&r)]);
     run_ok("umoci", &["unpack", "--image", img, s(&g)]);
     (r.join("rootfs"), g.join("rootfs"))
+}
+
+/// [`unpack_both`], requiring the trees to be the same as `orig`'s
+/// (rumoci's, the Go umoci's); returns rumoci's.
+fn unpack_both_same(img: &str, dir: &Path, name: &str, orig: (&Path, &Path)) -> PathBuf {
+    let (r, g) = unpack_both(img, dir, name);
+    assert_same_tree(orig.0, &r);
+    assert_same_tree(orig.1, &g);
+    r
 }
 
 /// The manifest of `tag`.
@@ -216,6 +239,11 @@ fn layer_names(layout: &Path, tag: &str, i: usize) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// `names` as a set of owned strings.
+fn strings(names: &[&str]) -> BTreeSet<String> {
+    names.iter().map(|s| s.to_string()).collect()
+}
+
 fn whiteouts(names: &[Vec<u8>]) -> BTreeSet<String> {
     names
         .iter()
@@ -230,10 +258,7 @@ fn whiteouts(names: &[Vec<u8>]) -> BTreeSet<String> {
 
 #[test]
 fn squash_all_gives_the_same_tree_to_rumoci_and_the_go_umoci() {
-    if !tools_present() {
-        return;
-    }
-    let tmp = tempfile::tempdir().expect("tmp");
+    let Some(tmp) = scratch() else { return };
     let (img, l) = build_image(tmp.path());
     ru_ok(&["squash", "--image", &img, "--tag", "flat"]);
     let flat = format!("{}:flat", s(&l));
@@ -242,9 +267,7 @@ fn squash_all_gives_the_same_tree_to_rumoci_and_the_go_umoci() {
     // no whiteout in a squash of everything
     assert!(whiteouts(&layer_names(&l, "flat", 0)).is_empty());
     let (ro, go) = unpack_both(&img, tmp.path(), "orig");
-    let (rf, gf) = unpack_both(&flat, tmp.path(), "flat");
-    assert_same_tree(&ro, &rf);
-    assert_same_tree(&go, &gf);
+    let rf = unpack_both_same(&flat, tmp.path(), "flat", (&ro, &go));
     // the overridden link target: the link keeps the old content
     assert_eq!(std::fs::read(rf.join("hl/b")).expect("b"), b"A1\n");
     assert_eq!(std::fs::read(rf.join("hl/a")).expect("a"), b"A2, longer\n");
@@ -264,10 +287,7 @@ fn squash_all_gives_the_same_tree_to_rumoci_and_the_go_umoci() {
 
 #[test]
 fn squash_a_range_keeps_exactly_the_whiteouts_the_base_needs() {
-    if !tools_present() {
-        return;
-    }
-    let tmp = tempfile::tempdir().expect("tmp");
+    let Some(tmp) = scratch() else { return };
     let (img, l) = build_image(tmp.path());
     let (ro, go) = unpack_both(&img, tmp.path(), "orig");
 
@@ -279,32 +299,22 @@ fn squash_a_range_keeps_exactly_the_whiteouts_the_base_needs() {
     assert_eq!(m["layers"][0], orig["layers"][0]);
     assert_eq!(m["layers"][1], orig["layers"][1]);
     // opq, gone and nothing hide nothing of layers 0-1
-    let want: BTreeSet<String> = ["usr/.wh.fifo", "usr/.wh.hard", "usr/share/.wh.file"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let want = strings(&["usr/.wh.fifo", "usr/.wh.hard", "usr/share/.wh.file"]);
     assert_eq!(whiteouts(&layer_names(&l, "top", 2)), want);
-    let (rt, gt) = unpack_both(&format!("{}:top", s(&l)), tmp.path(), "top");
-    assert_same_tree(&ro, &rt);
-    assert_same_tree(&go, &gt);
+    unpack_both_same(&format!("{}:top", s(&l)), tmp.path(), "top", (&ro, &go));
 
     // layer 3 alone over 0-2: its opaque directory and whiteouts hide
     // what layer 2 made, all but the whiteout of nothing
     ru_ok(&["squash", "--image", &img, "--layers", "3:4", "--tag", "one"]);
-    let want: BTreeSet<String> = [
+    let want = strings(&[
         ".wh.gone",
         "opq/.wh..wh..opq",
         "usr/.wh.fifo",
         "usr/.wh.hard",
         "usr/share/.wh.file",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    ]);
     assert_eq!(whiteouts(&layer_names(&l, "one", 3)), want);
-    let (r1, g1) = unpack_both(&format!("{}:one", s(&l)), tmp.path(), "one");
-    assert_same_tree(&ro, &r1);
-    assert_same_tree(&go, &g1);
+    unpack_both_same(&format!("{}:one", s(&l)), tmp.path(), "one", (&ro, &go));
 
     // a middle range: layers 1-2, with layer 3 kept above
     ru_ok(&["squash", "--image", &img, "--layers", "1:3", "--tag", "mid"]);
@@ -313,9 +323,7 @@ fn squash_a_range_keeps_exactly_the_whiteouts_the_base_needs() {
         3
     );
     assert_eq!(manifest(&l, "mid")["layers"][2], orig["layers"][3]);
-    let (rm, gm) = unpack_both(&format!("{}:mid", s(&l)), tmp.path(), "mid");
-    assert_same_tree(&ro, &rm);
-    assert_same_tree(&go, &gm);
+    unpack_both_same(&format!("{}:mid", s(&l)), tmp.path(), "mid", (&ro, &go));
     // diff_ids and history entries follow the layers
     let c = config(&l, "mid");
     assert_eq!(c["rootfs"]["diff_ids"].as_array().expect("d").len(), 3);
@@ -336,14 +344,8 @@ fn squash_a_range_keeps_exactly_the_whiteouts_the_base_needs() {
 
 #[test]
 fn a_base_file_linked_in_the_range_and_deleted_later_keeps_its_content() {
-    if !tools_present() {
-        return;
-    }
-    let tmp = tempfile::tempdir().expect("tmp");
-    let l = tmp.path().join("layout");
-    let img = format!("{}:t", s(&l));
-    ru_ok(&["init", "--layout", s(&l)]);
-    ru_ok(&["new", "--image", &img]);
+    let Some(tmp) = scratch() else { return };
+    let (l, img) = new_layout(tmp.path());
     let add = |name: &str, members: &[M<'_>]| {
         let p = tmp.path().join(name);
         make_tar(&p, members);
@@ -388,21 +390,13 @@ fn a_base_file_linked_in_the_range_and_deleted_later_keeps_its_content() {
         whiteouts(&layer_names(&l, "sq", 1)),
         BTreeSet::from(["d/.wh.base".to_string(), ".wh.d".to_string()])
     );
-    let (rs, gs) = unpack_both(&sq, tmp.path(), "sq");
-    assert_same_tree(&ro, &rs);
-    assert_same_tree(&go, &gs);
+    unpack_both_same(&sq, tmp.path(), "sq", (&ro, &go));
 }
 
 #[test]
 fn sparse_files_are_squashed_as_plain_files() {
-    if !tools_present() {
-        return;
-    }
-    let tmp = tempfile::tempdir().expect("tmp");
-    let l = tmp.path().join("layout");
-    let img = format!("{}:t", s(&l));
-    ru_ok(&["init", "--layout", s(&l)]);
-    ru_ok(&["new", "--image", &img]);
+    let Some(tmp) = scratch() else { return };
+    let (l, img) = new_layout(tmp.path());
     let src = tmp.path().join("src");
     std::fs::create_dir(&src).expect("mkdir");
     run_ok("truncate", &["-s", "8M", s(&src.join("sparse.img"))]);
@@ -451,28 +445,7 @@ fn assert_same_tree_but_root_time(want: &Path, got: &Path) {
         x.mtime = 0;
         y.mtime = 0;
     }
-    let mut diffs = Vec::new();
-    for (p, x) in &fa {
-        match fb.get(p) {
-            None => diffs.push(format!("missing: {}", p.display())),
-            Some(y) if x != y => diffs.push(format!(
-                "differs: {}\n  want {x:?}\n  got  {y:?}",
-                p.display()
-            )),
-            _ => {}
-        }
-    }
-    for p in fb.keys() {
-        if !fa.contains_key(p) {
-            diffs.push(format!("extra: {}", p.display()));
-        }
-    }
-    assert!(
-        diffs.is_empty(),
-        "{} differences:\n{}",
-        diffs.len(),
-        diffs.join("\n")
-    );
+    assert_same_facts(&fa, &fb);
 }
 
 fn bsdtar_x(tar: &Path, dir: &Path) {
@@ -499,10 +472,7 @@ fn bsdtar_x(tar: &Path, dir: &Path) {
 
 #[test]
 fn export_extracts_to_the_go_umocis_unpack_and_import_takes_it_back() {
-    if !tools_present() {
-        return;
-    }
-    let tmp = tempfile::tempdir().expect("tmp");
+    let Some(tmp) = scratch() else { return };
     let (img, _l) = build_image(tmp.path());
     let (ro, go) = unpack_both(&img, tmp.path(), "orig");
     let t = tmp.path().join("root.tar");
@@ -609,14 +579,8 @@ fn one_line_failure(args: &[&str]) -> String {
 
 #[test]
 fn bad_input_fails_with_one_line_and_changes_nothing() {
-    if !tools_present() {
-        return;
-    }
-    let tmp = tempfile::tempdir().expect("tmp");
-    let l = tmp.path().join("layout");
-    let img = format!("{}:t", s(&l));
-    ru_ok(&["init", "--layout", s(&l)]);
-    ru_ok(&["new", "--image", &img]);
+    let Some(tmp) = scratch() else { return };
+    let (l, img) = new_layout(tmp.path());
     let before = snapshot(&l);
     // an image without layers
     let e = one_line_failure(&["squash", "--image", &img]);
@@ -680,10 +644,7 @@ fn bad_input_fails_with_one_line_and_changes_nothing() {
 
 #[test]
 fn squash_is_deterministic_and_honours_source_date_epoch() {
-    if !tools_present() {
-        return;
-    }
-    let tmp = tempfile::tempdir().expect("tmp");
+    let Some(tmp) = scratch() else { return };
     let (img, l) = build_image(tmp.path());
     ru_ok(&["squash", "--image", &img, "--tag", "a"]);
     // on one CPU
@@ -706,24 +667,10 @@ fn squash_is_deterministic_and_honours_source_date_epoch() {
         String::from_utf8_lossy(&out.stderr)
     );
     for c in ["none", "zstd"] {
-        ru_ok(&[
-            "squash",
-            "--image",
-            &img,
-            "--compress",
-            c,
-            "--tag",
-            &format!("{c}1"),
-        ]);
-        ru_ok(&[
-            "squash",
-            "--image",
-            &img,
-            "--compress",
-            c,
-            "--tag",
-            &format!("{c}2"),
-        ]);
+        for n in 1..=2 {
+            let tag = format!("{c}{n}");
+            ru_ok(&["squash", "--image", &img, "--compress", c, "--tag", &tag]);
+        }
         assert_eq!(
             manifest(&l, &format!("{c}1"))["layers"][0],
             manifest(&l, &format!("{c}2"))["layers"][0]
@@ -761,10 +708,7 @@ const PLUGINS: &[&str] = &["dir-cas"];
 
 #[test]
 fn squash_export_and_import_work_through_a_plugin_store() {
-    if !tools_present() {
-        return;
-    }
-    let tmp = tempfile::tempdir().expect("tmp");
+    let Some(tmp) = scratch() else { return };
     let (img, l) = build_image(tmp.path());
     let copy = tmp.path().join("copy");
     run_ok("cp", &["-a", s(&l), s(&copy)]);
@@ -812,10 +756,7 @@ fn squash_export_and_import_work_through_a_plugin_store() {
 #[test]
 fn a_corrupt_layer_fails_the_squash_and_changes_nothing() {
     let tmp = tempfile::tempdir().expect("tmp");
-    let l = tmp.path().join("layout");
-    let img = format!("{}:t", s(&l));
-    ru_ok(&["init", "--layout", s(&l)]);
-    ru_ok(&["new", "--image", &img]);
+    let (l, img) = new_layout(tmp.path());
     for (i, body) in [&b"one\n"[..], b"two\n"].iter().enumerate() {
         let p = tmp.path().join(format!("{i}.tar"));
         make_tar(&p, &[M::File(format!("f{i}").as_bytes(), body)]);

@@ -293,10 +293,13 @@ pub fn tree_facts(root: &Path) -> BTreeMap<PathBuf, FileFacts> {
 
 /// Assert two trees are equal file by file; lists every difference.
 pub fn assert_same_tree(expected: &Path, actual: &Path) {
-    let a = tree_facts(expected);
-    let b = tree_facts(actual);
+    assert_same_facts(&tree_facts(expected), &tree_facts(actual));
+}
+
+/// Assert two trees' [`tree_facts`] are equal; lists every difference.
+pub fn assert_same_facts(a: &BTreeMap<PathBuf, FileFacts>, b: &BTreeMap<PathBuf, FileFacts>) {
     let mut diffs = Vec::new();
-    for (p, fa) in &a {
+    for (p, fa) in a {
         match b.get(p) {
             None => diffs.push(format!("missing: {}", p.display())),
             Some(fb) if fa != fb => diffs.push(format!(
