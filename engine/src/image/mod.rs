@@ -162,6 +162,13 @@ impl Store {
         format!("{}:{tag}", self.name)
     }
 
+    /// The manifest `manifest_desc` names and its image configuration.
+    fn manifest_and_config(&self, manifest_desc: &Descriptor) -> Result<(Manifest, Image)> {
+        let manifest = ext::fetch_manifest(self.cas(), manifest_desc)?;
+        let config = ext::fetch_image_config(self.cas(), manifest_desc, &manifest)?;
+        Ok((manifest, config))
+    }
+
     /// The tagged `index.json` entries, in order (duplicates possible).
     pub fn tags(&self) -> Result<Vec<(String, Descriptor)>> {
         let index = ext::read_index(self.cas())?;
@@ -222,8 +229,7 @@ impl Store {
     ) -> Result<DescriptorPath> {
         let rootfs = rootfs.as_ref();
         let path = self.resolve(tag, platform)?;
-        let manifest = ext::fetch_manifest(self.cas(), path.target())?;
-        let config = ext::fetch_image_config(self.cas(), path.target(), &manifest)?;
+        let (manifest, config) = self.manifest_and_config(path.target())?;
         match std::fs::create_dir_all(rootfs) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
@@ -246,8 +252,7 @@ impl Store {
     ) -> Result<Vec<u8>> {
         use crate::bundle::runtime::{RuntimeMapping, runtime_config, to_json};
         let path = self.resolve(tag, platform)?;
-        let manifest = ext::fetch_manifest(self.cas(), path.target())?;
-        let config = ext::fetch_image_config(self.cas(), path.target(), &manifest)?;
+        let (_, config) = self.manifest_and_config(path.target())?;
         let root = rootfs
             .map(|p| {
                 crate::fs::root::Root::open(p).doing(|| format!("open rootfs {}", show::name(&p)))
@@ -521,8 +526,7 @@ impl Store {
         use crate::layer::generate::{GenerateOptions, TarGenerator};
         let path = self.resolve(tag, platform)?;
         let what = || format!("export {}", self.image(tag));
-        let manifest = ext::fetch_manifest(self.cas(), path.target()).doing(what)?;
-        let config = ext::fetch_image_config(self.cas(), path.target(), &manifest).doing(what)?;
+        let (manifest, config) = self.manifest_and_config(path.target()).doing(what)?;
         let n = manifest.layers.len();
         if n == 0 {
             return Err(Error::invalid(format!(
@@ -594,23 +598,7 @@ impl Store {
         }
         let diff_id = sink.diff.finish();
         // then a blank image with it, the change applied
-        let platform = import
-            .platform
-            .clone()
-            .unwrap_or_else(PlatformSpec::host_for_new_image);
-        let config = Image {
-            created: Some(default_created()?),
-            author: String::new(),
-            architecture: platform.architecture,
-            os: platform.os,
-            os_version: String::new(),
-            os_features: Vec::new(),
-            variant: platform.variant,
-            config: Default::default(),
-            rootfs: Default::default(),
-            history: Vec::new(),
-            extra: Default::default(),
-        };
+        let config = blank_config(import.platform.clone())?;
         let config_desc = ext::put_json(self.cas(), media::CONFIG, &config).doing(what)?;
         let manifest = Manifest::new(config_desc);
         let mdesc = ext::put_json(self.cas(), media::MANIFEST, &manifest).doing(what)?;
@@ -638,20 +626,7 @@ impl Store {
         platform: Option<PlatformSpec>,
     ) -> Result<Descriptor> {
         self.check_lock(lock)?;
-        let platform = platform.unwrap_or_else(PlatformSpec::host_for_new_image);
-        let config = Image {
-            created: Some(default_created()?),
-            author: String::new(),
-            architecture: platform.architecture,
-            os: platform.os,
-            os_version: String::new(),
-            os_features: Vec::new(),
-            variant: platform.variant,
-            config: Default::default(),
-            rootfs: Default::default(),
-            history: Vec::new(),
-            extra: Default::default(),
-        };
+        let config = blank_config(platform)?;
         let config_desc = ext::put_json(self.cas(), media::CONFIG, &config)?;
         let manifest = Manifest::new(config_desc);
         let desc = ext::put_json(self.cas(), media::MANIFEST, &manifest)?;
@@ -687,8 +662,8 @@ impl Store {
     pub fn config(&self, tag: &str, platform: Option<&PlatformSpec>) -> Result<Image> {
         let path = self.resolve(tag, platform)?;
         let what = || format!("read the config of {}", self.image(tag));
-        let manifest = ext::fetch_manifest(self.cas(), path.target()).doing(what)?;
-        ext::fetch_image_config(self.cas(), path.target(), &manifest).doing(what)
+        let (_, config) = self.manifest_and_config(path.target()).doing(what)?;
+        Ok(config)
     }
 
     /// The manifest, config and history of `tag` (umoci's `stat`).
@@ -715,6 +690,26 @@ impl Store {
     pub fn verify_report(&self) -> Report {
         crate::cas::check::check_layout(self.cas(), &mut crate::rootfs::check_layer)
     }
+}
+
+/// The configuration of a new image (no layers, no history) for
+/// `platform` (default: the host's, as umoci records it), created at
+/// [`default_created`].
+fn blank_config(platform: Option<PlatformSpec>) -> Result<Image> {
+    let platform = platform.unwrap_or_else(PlatformSpec::host_for_new_image);
+    Ok(Image {
+        created: Some(default_created()?),
+        author: String::new(),
+        architecture: platform.architecture,
+        os: platform.os,
+        os_version: String::new(),
+        os_features: Vec::new(),
+        variant: platform.variant,
+        config: Default::default(),
+        rootfs: Default::default(),
+        history: Vec::new(),
+        extra: Default::default(),
+    })
 }
 
 /// Copy `src_tag` of `from` (and everything it reaches: all platforms, or
