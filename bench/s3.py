@@ -68,9 +68,37 @@ def start_weed(work):
 
 def rclone_env(url):
     """An rclone remote `W:` for the SeaweedFS at url, from the environment."""
-    return dict(os.environ, RCLONE_CONFIG_W_TYPE="s3", RCLONE_CONFIG_W_PROVIDER="SeaweedFS",
+    # rclone's S3 client cannot take a custom CA bundle: none is needed here
+    env = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}
+    return dict(env, RCLONE_CONFIG_W_TYPE="s3", RCLONE_CONFIG_W_PROVIDER="SeaweedFS",
                 RCLONE_CONFIG_W_ENDPOINT=url, RCLONE_CONFIG_W_ACCESS_KEY_ID=KEY,
                 RCLONE_CONFIG_W_SECRET_ACCESS_KEY=SECRET, RCLONE_CONFIG_W_REGION="us-east-1")
+
+
+MAKE_BUCKETS = """
+import sys, time, boto3
+url, key, secret, *buckets = sys.argv[1:]
+c = boto3.client("s3", endpoint_url=url, aws_access_key_id=key,
+                 aws_secret_access_key=secret, region_name="us-east-1")
+for b in buckets:
+    for attempt in range(100):
+        try:
+            c.create_bucket(Bucket=b)
+            break
+        except Exception:
+            if attempt == 99:
+                raise
+            time.sleep(0.3)
+"""
+
+
+def make_buckets(url, buckets):
+    """Create the buckets with boto3 (moto[server] brings it; retried: the
+    S3 gateway answers before its filer is up). In a child python, away
+    from this directory, whose copy.py would shadow the standard module."""
+    subprocess.run([sys.executable, "-c", MAKE_BUCKETS, url, KEY, SECRET, *buckets],
+                   check=True, cwd="/", env={k: v for k, v in os.environ.items()
+                                             if k != "AWS_CA_BUNDLE"})
 
 
 def main():
@@ -83,12 +111,7 @@ def main():
         weed, url = start_weed(work)
         procs.append(weed)
         renv = rclone_env(url)
-        for bucket in ("rumoci", "rclone"):
-            for _ in range(100):  # the gateway answers before the filer is up
-                if subprocess.run(["rclone", "mkdir", f"W:{bucket}"], env=renv,
-                                  stderr=subprocess.DEVNULL).returncode == 0:
-                    break
-                time.sleep(0.3)
+        make_buckets(url, ["rumoci", "rclone"])
         # a layout holding only the image, so both copy the same blobs
         only = os.path.join(work, "only")
         subprocess.run([RUMOCI, "copy", "--no-referrers", f"{layout}:{tag}", f"{only}:{tag}"],
