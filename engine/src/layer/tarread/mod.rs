@@ -17,7 +17,7 @@
 //! - header-only types (links, devices, fifos, directories) carry no data,
 //!   whatever their size field says;
 //! - sparse members in every format (old GNU `S`, PAX GNU 0.0, 0.1, 1.0)
-//!   come out as the real file with its map ([`sparse`]);
+//!   come out as the real file with its map (`sparse`);
 //! - PAX global headers (`g`) are returned as [`Kind::Global`] for the
 //!   caller to skip; their records apply to nothing;
 //! - the archive may end without its end-of-archive blocks, or inside the
