@@ -176,3 +176,134 @@ fn index_commands_refuse_what_does_not_fit() {
     ]);
     assert!(e.contains("not a single-platform image"), "{e}");
 }
+
+/// buildah with its own storage under `dir` (vfs, no system state touched)
+/// and a registries.conf letting it reach `insecure` over plain HTTP.
+fn buildah(dir: &Path, insecure: Option<&str>, args: &[&str]) -> String {
+    std::fs::create_dir_all(dir).expect("buildah dir");
+    let conf = dir.join("registries.conf");
+    let mut text = String::new();
+    if let Some(host) = insecure {
+        text = format!("[[registry]]\nlocation = \"{host}\"\ninsecure = true\n");
+    }
+    std::fs::write(&conf, text).expect("registries.conf");
+    let mut all = vec![
+        "--root".to_string(),
+        s(&dir.join("root")).to_string(),
+        "--runroot".into(),
+        s(&dir.join("run")).to_string(),
+        "--storage-driver".into(),
+        "vfs".into(),
+        "--registries-conf".into(),
+        s(&conf).to_string(),
+    ];
+    all.extend(args.iter().map(|a| a.to_string()));
+    let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+    run_ok("buildah", &refs)
+}
+
+/// An index buildah's `manifest create/add/push` wrote is edited by rumoci
+/// (and still read by skopeo and the Go umoci); an index rumoci made,
+/// pushed to a registry through the registry plugin, is read by buildah's
+/// `manifest inspect` with both platforms.
+#[test]
+fn indexes_go_both_ways_with_buildah() {
+    if !have("buildah") || !have("docker-registry") || !have("skopeo") {
+        eprintln!("SKIPPED: buildah, docker-registry or skopeo missing");
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tmp");
+    let l = tmp.path().join("layout");
+    rd_ok(&["init", "--layout", s(&l)]);
+    image(&l, "amd", "linux/amd64", tmp.path());
+    image(&l, "arm", "linux/arm64", tmp.path());
+
+    // buildah makes the index, rumoci removes a platform from it
+    let bh = tmp.path().join("buildah");
+    buildah(&bh, None, &["manifest", "create", "localhost/list"]);
+    for (tag, arch) in [("amd", "amd64"), ("arm", "arm64")] {
+        let src = format!("oci:{}:{tag}", s(&l));
+        buildah(
+            &bh,
+            None,
+            &["manifest", "add", "--arch", arch, "localhost/list", &src],
+        );
+    }
+    let l2 = tmp.path().join("from-buildah");
+    let dst = format!("oci:{}:list", s(&l2));
+    buildah(
+        &bh,
+        None,
+        &["manifest", "push", "--all", "localhost/list", &dst],
+    );
+    let before = root(&l2, "list");
+    assert_eq!(
+        before["manifests"].as_array().map(Vec::len),
+        Some(2),
+        "{before}"
+    );
+    let img2 = format!("{}:list", s(&l2));
+    rd_ok(&[
+        "index",
+        "remove",
+        "--image",
+        &img2,
+        "--platform",
+        "linux/arm64",
+    ]);
+    let after = root(&l2, "list");
+    let left: Vec<&str> = after["manifests"]
+        .as_array()
+        .expect("manifests")
+        .iter()
+        .map(|m| m["platform"]["architecture"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(left, ["amd64"], "{after}");
+    let raw = run_ok("skopeo", &["inspect", "--raw", &dst]);
+    assert!(
+        raw.contains("\"amd64\"") && !raw.contains("\"arm64\""),
+        "{raw}"
+    );
+    rd_ok(&["verify", "--layout", s(&l2)]);
+    run_ok("umoci", &["stat", "--image", &img2]);
+
+    // rumoci makes the index; buildah reads it from a registry
+    rd_ok(&[
+        "index",
+        "create",
+        "--image",
+        &format!("{}:multi", s(&l)),
+        "amd",
+        "arm",
+    ]);
+    let reg = common::registry::Registry::start();
+    let driver = format!(
+        "{},url={}",
+        plugin_wasm(&["registry"], "registry"),
+        reg.url()
+    );
+    rd_ok(&[
+        "copy",
+        "--to-driver",
+        &driver,
+        &format!("{}:multi", s(&l)),
+        "app/img:multi",
+    ]);
+    let seen = buildah(
+        &bh,
+        Some(&reg.authority()),
+        &[
+            "manifest",
+            "inspect",
+            &format!("{}/app/img:multi", reg.authority()),
+        ],
+    );
+    let v: serde_json::Value = serde_json::from_str(&seen).expect("buildah's json");
+    let archs: Vec<&str> = v["manifests"]
+        .as_array()
+        .expect("manifests")
+        .iter()
+        .map(|m| m["platform"]["architecture"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(archs, ["amd64", "arm64"], "{seen}");
+}
