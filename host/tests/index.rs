@@ -177,6 +177,16 @@ fn index_commands_refuse_what_does_not_fit() {
     assert!(e.contains("not a single-platform image"), "{e}");
 }
 
+/// The architectures of an index's entries, in order.
+fn archs(index: &serde_json::Value) -> Vec<&str> {
+    index["manifests"]
+        .as_array()
+        .expect("manifests")
+        .iter()
+        .map(|m| m["platform"]["architecture"].as_str().unwrap_or_default())
+        .collect()
+}
+
 /// buildah with its own storage under `dir` (vfs, no system state touched)
 /// and a registries.conf letting it reach `insecure` over plain HTTP.
 fn buildah(dir: &Path, insecure: Option<&str>, args: &[&str]) -> String {
@@ -252,13 +262,7 @@ fn indexes_go_both_ways_with_buildah() {
         "linux/arm64",
     ]);
     let after = root(&l2, "list");
-    let left: Vec<&str> = after["manifests"]
-        .as_array()
-        .expect("manifests")
-        .iter()
-        .map(|m| m["platform"]["architecture"].as_str().unwrap_or_default())
-        .collect();
-    assert_eq!(left, ["amd64"], "{after}");
+    assert_eq!(archs(&after), ["amd64"], "{after}");
     let raw = run_ok("skopeo", &["inspect", "--raw", &dst]);
     assert!(
         raw.contains("\"amd64\"") && !raw.contains("\"arm64\""),
@@ -299,11 +303,5 @@ fn indexes_go_both_ways_with_buildah() {
         ],
     );
     let v: serde_json::Value = serde_json::from_str(&seen).expect("buildah's json");
-    let archs: Vec<&str> = v["manifests"]
-        .as_array()
-        .expect("manifests")
-        .iter()
-        .map(|m| m["platform"]["architecture"].as_str().unwrap_or_default())
-        .collect();
-    assert_eq!(archs, ["amd64", "arm64"], "{seen}");
+    assert_eq!(archs(&v), ["amd64", "arm64"], "{seen}");
 }
