@@ -11,6 +11,7 @@
 
 use rumoci_core::oci::{Descriptor, Digest, Manifest, media};
 use rumoci_engine::cas::ext::{fetch_manifest, put_json, put_typed_bytes, read_bytes};
+use rumoci_engine::cas::referrers::{COSIGN_SUFFIXES, schema_tag};
 use rumoci_engine::cas::refs::{set_tag, tag_root};
 use rumoci_engine::cas::{Cas, CasError, WriteLock};
 
@@ -69,7 +70,7 @@ pub struct Attached {
 
 /// The tag of `manifest`'s attachment: `sha256-<hex>.sig`.
 pub fn attachment_tag(manifest: &Digest) -> String {
-    format!("{}-{}.sig", manifest.algorithm().name(), manifest.hex())
+    format!("{}.sig", schema_tag(manifest))
 }
 
 /// Whether `tag` names a cosign attachment (`ALG-HEX.sig`, `.att`, `.sbom`).
@@ -83,7 +84,7 @@ pub fn is_attachment_tag(tag: &str) -> bool {
     alg == "sha256"
         && hex.len() == 64
         && hex.bytes().all(|b| b.is_ascii_hexdigit())
-        && matches!(suffix, "sig" | "att" | "sbom")
+        && COSIGN_SUFFIXES.contains(&suffix)
 }
 
 /// The attachment manifest of `manifest`, if the store has one.
