@@ -88,10 +88,7 @@ pub fn is_attachment_tag(tag: &str) -> bool {
 }
 
 /// The attachment manifest of `manifest`, if the store has one.
-fn attachment(
-    cas: &dyn Cas,
-    manifest: &Digest,
-) -> Result<Option<(Descriptor, Manifest)>, AttachError> {
+fn attachment(cas: &dyn Cas, manifest: &Digest) -> Result<Option<Manifest>, AttachError> {
     let wrap = |source| AttachError::Cas {
         manifest: manifest.clone(),
         source,
@@ -109,14 +106,13 @@ fn attachment(
             why: format!("media type {}, not an image manifest", desc.media_type),
         });
     }
-    let m = fetch_manifest(cas, &desc).map_err(wrap)?;
-    Ok(Some((desc, m)))
+    fetch_manifest(cas, &desc).map(Some).map_err(wrap)
 }
 
 /// The signatures beside `manifest` (none when there is no attachment).
 /// Payloads are read verified; layers of other media types are skipped.
 pub fn read(cas: &dyn Cas, manifest: &Digest) -> Result<Vec<Attached>, AttachError> {
-    let Some((_, m)) = attachment(cas, manifest)? else {
+    let Some(m) = attachment(cas, manifest)? else {
         return Ok(Vec::new());
     };
     let mut out = Vec::new();
@@ -164,7 +160,7 @@ pub fn add(
     };
     let tag = attachment_tag(manifest);
     let (mut m, mut config) = match attachment(cas, manifest)? {
-        Some((_, m)) => {
+        Some(m) => {
             let bytes = read_bytes(cas, &m.config).map_err(wrap)?;
             let config: serde_json::Value =
                 serde_json::from_slice(&bytes).map_err(|e| AttachError::Invalid {
