@@ -29,13 +29,6 @@ pub struct Payload {
 impl Payload {
     /// The JSON bytes, as containers/image writes them.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut optional = serde_json::Map::new();
-        if let Some(c) = &self.creator {
-            optional.insert("creator".into(), Value::from(c.clone()));
-        }
-        if let Some(t) = self.timestamp {
-            optional.insert("timestamp".into(), Value::from(t));
-        }
         // keys in Go's order (sorted), written by hand so that the order
         // does not depend on serde_json's map features
         let s = |v: &str| Value::from(v).to_string();
