@@ -68,12 +68,8 @@ impl Call<'_> {
         body: Body<'_>,
         ok: &[u16],
     ) -> Result<Response> {
-        let mut r = self.send(headers, body)?;
-        if ok.contains(&r.status) {
-            Ok(r)
-        } else {
-            Err(self.status_error(&mut r))
-        }
+        self.send(headers, body)?
+            .expect_status(ok, |r| self.status_error(r))
     }
 }
 

@@ -71,12 +71,8 @@ impl Call<'_> {
     ) -> Result<Response> {
         let retry = matches!(self.method, "GET" | "HEAD" | "DELETE")
             || (self.method == "PUT" && !headers.iter().any(|(k, _)| k.starts_with("If-")));
-        let mut r = self.send(headers, body, retry)?;
-        if ok.contains(&r.status) {
-            Ok(r)
-        } else {
-            Err(self.status_error(&mut r))
-        }
+        self.send(headers, body, retry)?
+            .expect_status(ok, |r| self.status_error(r))
     }
 
     /// An error for an unexpected status, with S3's error code.

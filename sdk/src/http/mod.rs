@@ -300,6 +300,20 @@ impl Response {
         buf
     }
 
+    /// The response if its status is one of `ok`, else the error `err`
+    /// makes of it (reading the body for a message, say).
+    pub fn expect_status<E>(
+        mut self,
+        ok: &[u16],
+        err: impl FnOnce(&mut Response) -> E,
+    ) -> Result<Response, E> {
+        if ok.contains(&self.status) {
+            Ok(self)
+        } else {
+            Err(err(&mut self))
+        }
+    }
+
     /// What an error message may quote of the answer to a `method`
     /// request: up to `max` bytes of the body ([`Response::read_body_lossy`]),
     /// nothing for a `HEAD` (its answer has no body to wait for).
