@@ -25,22 +25,14 @@ impl BlobSource {
     pub(crate) fn open(c: Conf, d: &Digest) -> Result<RangeReader<BlobSource>> {
         let key = c.blob_key(d);
         let call = object(&c, "GET", &key, "");
-        let mut r = call.send(&[], Body::Empty, true)?;
-        match r.status {
-            200 => {}
-            404 => {
-                return Err(Error::NotFound(format!(
-                    "blob {d} not found: no {} on {}",
-                    c.show(&key),
-                    c.url
-                )));
-            }
-            _ => return Err(call.status_error(&mut r)),
-        }
-        let size = r
-            .content_length()
-            .map_err(|e| call.transport(e))?
-            .ok_or_else(|| Error::Io(format!("{}: no Content-Length", call.what())))?;
+        let r = call.found()?.ok_or_else(|| {
+            Error::NotFound(format!(
+                "blob {d} not found: no {} on {}",
+                c.show(&key),
+                c.url
+            ))
+        })?;
+        let size = call.size(&r)?;
         Ok(RangeReader::with_response(BlobSource { c, key }, size, r))
     }
 }

@@ -13,22 +13,14 @@ pub(crate) struct Head {
 /// `HEAD` of `key`; `None` if absent.
 pub(crate) fn head_object(c: &Conf, key: &str) -> Result<Option<Head>> {
     let call = object(c, "HEAD", key, "");
-    let mut r = call.send(&[], Body::Empty, true)?;
-    match r.status {
-        200 => {
-            let size = r
-                .content_length()
-                .map_err(|e| call.transport(e))?
-                .ok_or_else(|| Error::Io(format!("{}: no Content-Length", call.what())))?;
-            Ok(Some(Head {
-                size,
-                modified: r.header("last-modified").and_then(parse_http_date),
-                etag: r.header("etag").map(str::to_string),
-            }))
-        }
-        404 => Ok(None),
-        _ => Err(call.status_error(&mut r)),
-    }
+    let Some(r) = call.found()? else {
+        return Ok(None);
+    };
+    Ok(Some(Head {
+        size: call.size(&r)?,
+        modified: r.header("last-modified").and_then(parse_http_date),
+        etag: r.header("etag").map(str::to_string),
+    }))
 }
 
 pub(crate) fn head_index(c: &Conf) -> Result<Option<Head>> {
@@ -38,19 +30,15 @@ pub(crate) fn head_index(c: &Conf) -> Result<Option<Head>> {
 /// The index and its ETag; `None` if absent.
 pub(crate) fn get_index(c: &Conf) -> Result<Option<(Vec<u8>, String)>> {
     let call = object(c, "GET", &c.key("index.json"), "");
-    let mut r = call.send(&[], Body::Empty, true)?;
-    match r.status {
-        200 => {
-            let etag = r.header("etag").map(str::to_string);
-            let bytes = r.read_body(MAX_INDEX).map_err(|e| call.transport(e))?;
-            // without an ETag (no server known does that) the bytes are
-            // the version: preconditions then compare them
-            let version = etag.unwrap_or_else(|| format!("bytes:{}", bytes.len()));
-            Ok(Some((bytes, version)))
-        }
-        404 => Ok(None),
-        _ => Err(call.status_error(&mut r)),
-    }
+    let Some(mut r) = call.found()? else {
+        return Ok(None);
+    };
+    let etag = r.header("etag").map(str::to_string);
+    let bytes = r.read_body(MAX_INDEX).map_err(|e| call.transport(e))?;
+    // without an ETag (no server known does that) the bytes are
+    // the version: preconditions then compare them
+    let version = etag.unwrap_or_else(|| format!("bytes:{}", bytes.len()));
+    Ok(Some((bytes, version)))
 }
 
 thread_local! {

@@ -80,13 +80,7 @@ impl LayerStore for S3 {}
 /// Whether the bucket exists (`HEAD` of it); an error other than 404
 /// (credentials, transport) is returned as is.
 fn bucket_exists(c: &Conf) -> Result<bool> {
-    let call = bucket(c, "HEAD", "");
-    let mut r = call.send(&[], Body::Empty, true)?;
-    match r.status {
-        200 => Ok(true),
-        404 => Ok(false),
-        _ => Err(call.status_error(&mut r)),
-    }
+    Ok(bucket(c, "HEAD", "").found()?.is_some())
 }
 
 fn no_bucket(c: &Conf) -> Error {

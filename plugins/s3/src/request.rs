@@ -62,6 +62,24 @@ impl Call<'_> {
             .map_err(|e| self.transport(e))
     }
 
+    /// A bodiless idempotent request: the response on 200, `None` on 404,
+    /// else an error.
+    pub(crate) fn found(&self) -> Result<Option<Response>> {
+        let mut r = self.send(&[], Body::Empty, true)?;
+        match r.status {
+            200 => Ok(Some(r)),
+            404 => Ok(None),
+            _ => Err(self.status_error(&mut r)),
+        }
+    }
+
+    /// The `Content-Length` of `r`, required.
+    pub(crate) fn size(&self, r: &Response) -> Result<u64> {
+        r.content_length()
+            .map_err(|e| self.transport(e))?
+            .ok_or_else(|| Error::Io(format!("{}: no Content-Length", self.what())))
+    }
+
     /// [`Call::send`], then an error unless the status is one of `ok`.
     pub(crate) fn expect(
         &self,
