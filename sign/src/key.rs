@@ -132,18 +132,18 @@ pub struct PublicKey {
     key: VerifyingKey,
 }
 
+/// scrypt(passphrase, salt, 2^log_n, [`SCRYPT_R`], [`SCRYPT_P`]), 32 bytes.
 fn scrypt_key(
     passphrase: &[u8],
     salt: &[u8],
     log_n: u8,
-    r: u32,
-    p: u32,
     what: &str,
 ) -> Result<Zeroizing<[u8; 32]>, KeyError> {
-    let params = scrypt::Params::new(log_n, r, p, 32).map_err(|e| KeyError::Format {
-        what: what.to_string(),
-        why: format!("scrypt parameters: {e}"),
-    })?;
+    let params =
+        scrypt::Params::new(log_n, SCRYPT_R, SCRYPT_P, 32).map_err(|e| KeyError::Format {
+            what: what.to_string(),
+            why: format!("scrypt parameters: {e}"),
+        })?;
     let mut out = Zeroizing::new([0u8; 32]);
     scrypt::scrypt(passphrase, salt, &params, out.as_mut()).map_err(|e| KeyError::Format {
         what: what.to_string(),
@@ -180,7 +180,7 @@ impl PrivateKey {
         OsRng.fill_bytes(&mut salt);
         let mut nonce = [0u8; 24];
         OsRng.fill_bytes(&mut nonce);
-        let key = scrypt_key(passphrase, &salt, SCRYPT_LOG_N, SCRYPT_R, SCRYPT_P, what)?;
+        let key = scrypt_key(passphrase, &salt, SCRYPT_LOG_N, what)?;
         let cipher = XSalsa20Poly1305::new(key.as_ref().into());
         let sealed = cipher
             .encrypt(Nonce::from_slice(&nonce), der.as_bytes())
@@ -254,7 +254,7 @@ impl PrivateKey {
             131072 => 17,
             n => return Err(bad(format!("unsupported scrypt parameter N={n}"))),
         };
-        if doc.kdf.params.r != 8 || doc.kdf.params.p != 1 {
+        if doc.kdf.params.r != SCRYPT_R || doc.kdf.params.p != SCRYPT_P {
             return Err(bad(format!(
                 "unsupported scrypt parameters r={} p={}",
                 doc.kdf.params.r, doc.kdf.params.p
@@ -267,7 +267,7 @@ impl PrivateKey {
         if nonce.len() != 24 {
             return Err(bad(format!("nonce of {} bytes, not 24", nonce.len())));
         }
-        let key = scrypt_key(passphrase, &salt, log_n, 8, 1, what)?;
+        let key = scrypt_key(passphrase, &salt, log_n, what)?;
         let cipher = XSalsa20Poly1305::new(key.as_ref().into());
         let der = Zeroizing::new(
             cipher
