@@ -55,11 +55,6 @@ struct Node {
     symlink: bool,
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Inode {
-    src: Pos,
-}
-
 /// A whiteout the merged layer keeps.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Marker {
@@ -106,9 +101,10 @@ impl Plan {
 /// The replay.
 pub struct Replay {
     tree: BTreeMap<BString, Node>,
-    inodes: Vec<Inode>,
-    /// The tree the base layers left: path → (directory, inode).
-    base: BTreeMap<BString, (bool, usize)>,
+    /// Each content object's entry.
+    inodes: Vec<Pos>,
+    /// The tree the base layers left: path → whether a directory.
+    base: BTreeMap<BString, bool>,
     /// Number of base inodes (inodes below this index come from the base).
     base_inodes: usize,
     /// The range's whiteouts, in order.
@@ -210,7 +206,7 @@ impl Replay {
         self.base = self
             .tree
             .iter()
-            .map(|(k, n)| (k.clone(), (n.dir, n.inode)))
+            .map(|(k, n)| (k.clone(), n.dir))
             .collect();
         self.base_inodes = self.inodes.len();
         self.in_range = true;
@@ -424,7 +420,7 @@ impl Replay {
                 );
             }
             _ => {
-                self.inodes.push(Inode { src: pos });
+                self.inodes.push(pos);
                 self.tree.insert(
                     p.clone(),
                     Node {
@@ -468,7 +464,7 @@ impl Replay {
             let keep = match m {
                 Marker::Whiteout(p) => self.base.contains_key(p),
                 Marker::Opaque(d) => {
-                    self.base.get(d).is_some_and(|b| b.0)
+                    self.base.get(d) == Some(&true)
                         && !children(&self.base, d.as_ref()).is_empty()
                 }
             };
@@ -484,7 +480,7 @@ impl Replay {
             if n.dir
                 && !n.orig
                 && !p.is_empty()
-                && self.base.get(p).is_some_and(|b| b.0)
+                && self.base.get(p) == Some(&true)
                 && !Self::covered(&plan.markers, p.as_ref())
             {
                 synth.push(Marker::Whiteout(p.clone()));
@@ -507,11 +503,12 @@ impl Replay {
                         plan.dirs.push((p.clone(), self.dir_headers.remove(&pos)));
                     }
                     Src::Implicit if !n.orig => {
+                        let prefix = path::join(p, b"");
                         let has_child = self
                             .tree
-                            .range(path::join(p, b"")..)
+                            .range(prefix.clone()..)
                             .next()
-                            .is_some_and(|(k, _)| k.starts_with(path::join(p, b"").as_slice()));
+                            .is_some_and(|(k, _)| k.starts_with(prefix.as_slice()));
                         if !has_child {
                             plan.dirs.push((p.clone(), None));
                         }
@@ -535,7 +532,7 @@ impl Replay {
             // sorted already (tree order); the first carries the content
             let primary = paths.remove(0);
             plan.emits.insert(
-                self.inodes[inode].src,
+                self.inodes[inode],
                 Emit {
                     primary,
                     links: paths,
