@@ -228,8 +228,16 @@ pub fn copy_image(
         }
         each(desc, outcome);
     }
+    // each subject's referrers recorded at once (one index rewrite each)
+    let mut by_subject: std::collections::BTreeMap<&Digest, Vec<_>> = Default::default();
     for r in &found {
-        super::referrers::record(&lock, &r.subject, &r.desc, &r.form)?;
+        by_subject
+            .entry(&r.subject)
+            .or_default()
+            .push((r.desc.clone(), r.form.clone()));
+    }
+    for (subject, referrers) in by_subject {
+        super::referrers::record(&lock, subject, &referrers)?;
     }
     stats.referrers = found
         .iter()

@@ -112,6 +112,15 @@ pub fn find(
     cas: &dyn Cas,
     subjects: impl IntoIterator<Item = Digest>,
 ) -> Result<Vec<Referrer>, CasError> {
+    search(cas, subjects, true)
+}
+
+/// The referrers of `subjects`; with `recurse`, theirs too.
+fn search(
+    cas: &dyn Cas,
+    subjects: impl IntoIterator<Item = Digest>,
+    recurse: bool,
+) -> Result<Vec<Referrer>, CasError> {
     let index = read_index(cas)?;
     let mut tags: BTreeMap<&str, &Descriptor> = BTreeMap::new();
     for e in &index.manifests {
@@ -178,7 +187,9 @@ pub fn find(
             {
                 continue;
             }
-            queue.push(desc.digest.clone());
+            if recurse {
+                queue.push(desc.digest.clone());
+            }
             out.push(Referrer {
                 subject: subject.clone(),
                 desc,
@@ -196,44 +207,57 @@ pub fn find(
 /// payload's) and the manifest's annotations.
 pub fn list(cas: &dyn Cas, subject: &Digest) -> Result<Vec<Descriptor>, CasError> {
     let mut out: Vec<Descriptor> = Vec::new();
-    for r in find(cas, [subject.clone()])? {
-        if &r.subject == subject && !out.iter().any(|d| d.digest == r.desc.digest) {
+    for r in search(cas, [subject.clone()], false)? {
+        if !out.iter().any(|d| d.digest == r.desc.digest) {
             out.push(r.desc);
         }
     }
     Ok(out)
 }
 
-/// Record that `referrer` (its blobs already in `lock`'s store) refers to
-/// `subject`: as an untagged `index.json` entry where the store keeps
+/// Record that `referrers` (their blobs already in `lock`'s store) refer to
+/// `subject`, each in its form: a cosign referrer tagged as cosign tags
+/// it; the others as untagged `index.json` entries where the store keeps
 /// them, else (a registry) in the index tagged `sha256-<hex>` of the
-/// subject, which is created or extended. A cosign referrer is tagged as
-/// cosign tags it. Returns whether anything changed.
+/// subject, created or extended. `index.json` (and that index) is
+/// rewritten once for all of them. Returns how many were new.
 pub fn record(
     lock: &WriteLock<'_>,
     subject: &Digest,
-    referrer: &Descriptor,
-    form: &Form,
-) -> Result<bool, CasError> {
+    referrers: &[(Descriptor, Form)],
+) -> Result<usize, CasError> {
     let cas = lock.cas();
-    if let Form::Cosign(suffix) = form {
-        let tag = format!("{}.{suffix}", schema_tag(subject));
-        let mut d = Descriptor::new(&referrer.media_type, referrer.digest.clone(), referrer.size);
-        d.annotations.clear();
-        set_tag(lock, &tag, &d)?;
-        return Ok(true);
+    let mut added = 0;
+    // the entries as an index lists them: what each is and its artifact type
+    let mut entries = Vec::new();
+    for (referrer, form) in referrers {
+        let mut bare =
+            Descriptor::new(&referrer.media_type, referrer.digest.clone(), referrer.size);
+        if let Form::Cosign(suffix) = form {
+            set_tag(lock, &format!("{}.{suffix}", schema_tag(subject)), &bare)?;
+            added += 1;
+            continue;
+        }
+        bare.artifact_type = referrer.artifact_type.clone();
+        if !cas.holds_untagged_entries() {
+            // the referrers API lists the artifact's annotations with it
+            bare.annotations = referrer.annotations.clone();
+            bare.annotations.remove(media::ANNOTATION_REF_NAME);
+        }
+        entries.push(bare);
     }
-    // the entry as an index lists it: what it is and its artifact type
-    let mut bare = Descriptor::new(&referrer.media_type, referrer.digest.clone(), referrer.size);
-    bare.artifact_type = referrer.artifact_type.clone();
+    if entries.is_empty() {
+        return Ok(added);
+    }
     if cas.holds_untagged_entries() {
-        let entry = bare;
-        let mut added = false;
         update_index(lock, &mut |index| {
-            added = !index.manifests.iter().any(|d| d.digest == entry.digest);
-            if added {
-                index.manifests.push(entry.clone());
+            let before = index.manifests.len();
+            for e in &entries {
+                if !index.manifests.iter().any(|d| d.digest == e.digest) {
+                    index.manifests.push(e.clone());
+                }
             }
+            added += index.manifests.len() - before;
             Ok(())
         })?;
         return Ok(added);
@@ -255,17 +279,18 @@ pub fn record(
         },
         Err(e) => return Err(e),
     };
-    if index.manifests.iter().any(|d| d.digest == referrer.digest) {
-        return Ok(false);
+    let before = index.manifests.len();
+    for e in entries {
+        if !index.manifests.iter().any(|d| d.digest == e.digest) {
+            index.manifests.push(e);
+        }
     }
-    // the referrers API lists the artifact's annotations with it
-    let mut d = bare;
-    d.annotations = referrer.annotations.clone();
-    d.annotations.remove(media::ANNOTATION_REF_NAME);
-    index.manifests.push(d);
-    let desc = put_json(cas, media::INDEX, &index)?;
-    set_tag(lock, &tag, &desc)?;
-    Ok(true)
+    if index.manifests.len() > before {
+        added += index.manifests.len() - before;
+        let desc = put_json(cas, media::INDEX, &index)?;
+        set_tag(lock, &tag, &desc)?;
+    }
+    Ok(added)
 }
 
 /// One file of an artifact.
@@ -330,6 +355,6 @@ pub fn attach(
     };
     let mut desc = put_json(cas, media::MANIFEST, &manifest)?;
     desc.artifact_type = artifact_type.to_string();
-    record(&lock, &subject_digest, &desc, &Form::Entry)?;
+    record(&lock, &subject_digest, &[(desc.clone(), Form::Entry)])?;
     Ok(desc)
 }
