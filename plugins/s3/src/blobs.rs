@@ -62,6 +62,24 @@ struct Upload {
     parts: Vec<(u32, String)>,
 }
 
+impl Upload {
+    /// The query naming the upload.
+    fn query(&self) -> String {
+        format!("uploadId={}", encode(&self.id, false))
+    }
+
+    /// The next part's number and the query sending it.
+    fn next_part(&self) -> (u32, String) {
+        let number = self.parts.len() as u32 + 1;
+        (number, format!("partNumber={number}&{}", self.query()))
+    }
+
+    /// Abort it (best effort).
+    fn abort(&self, c: &Conf) {
+        let _ = object(c, "DELETE", &self.key, &self.query()).send(&[], Body::Empty, true);
+    }
+}
+
 /// A blob being written: bytes are kept until a part is full; the first
 /// full part starts a multipart upload.
 pub(crate) struct Writer {
@@ -124,8 +142,7 @@ impl Writer {
         let Some(up) = self.upload.as_mut() else {
             return Err(Error::Other("no upload".into()));
         };
-        let number = up.parts.len() as u32 + 1;
-        let q = format!("partNumber={number}&uploadId={}", encode(&up.id, false));
+        let (number, q) = up.next_part();
         let call = object(&self.c, "PUT", &up.key, &q);
         let r = call.expect(&[], Body::Bytes(&self.buf[..n]), &[200])?;
         let etag = r
@@ -139,8 +156,7 @@ impl Writer {
 
     fn abort(&mut self) {
         if let Some(up) = self.upload.take() {
-            let q = format!("uploadId={}", encode(&up.id, false));
-            let _ = object(&self.c, "DELETE", &up.key, &q).send(&[], Body::Empty, true);
+            up.abort(&self.c);
         }
         if let Some(t) = self.temporary.take() {
             let _ = object(&self.c, "DELETE", &t, "").send(&[], Body::Empty, true);
@@ -244,8 +260,7 @@ fn complete_multipart(c: &Conf, up: &Upload) -> Result<()> {
         ));
     }
     xml.push_str("</CompleteMultipartUpload>");
-    let q = format!("uploadId={}", encode(&up.id, false));
-    let call = object(c, "POST", &up.key, &q);
+    let call = object(c, "POST", &up.key, &up.query());
     let mut r = call.expect(
         &[("Content-Type", "application/xml")],
         Body::Bytes(xml.as_bytes()),
@@ -283,8 +298,7 @@ fn copy_object(c: &Conf, from: &str, to: &str, size: u64) -> Result<()> {
         let mut start = 0;
         while start < size {
             let end = (start + COPY_PART).min(size) - 1;
-            let number = up.parts.len() as u32 + 1;
-            let q = format!("partNumber={number}&uploadId={}", encode(&up.id, false));
+            let (number, q) = up.next_part();
             let call = object(c, "PUT", to, &q);
             let range = format!("bytes={start}-{end}");
             let mut r = call.expect(
@@ -305,8 +319,7 @@ fn copy_object(c: &Conf, from: &str, to: &str, size: u64) -> Result<()> {
     };
     let res = copy();
     if res.is_err() {
-        let q = format!("uploadId={}", encode(&up.id, false));
-        let _ = object(c, "DELETE", to, &q).send(&[], Body::Empty, true);
+        up.abort(c);
     }
     res
 }
