@@ -461,27 +461,22 @@ impl Store {
             let compression = squash
                 .compression
                 .unwrap_or_else(|| Compression::auto(&m.manifest().layers));
-            let author = m.config().author.clone();
             let old_history = m.config().history.clone();
-            let created_by = squash.history.as_ref().map(|h| {
-                if h.created_by.is_empty() {
-                    squash_created_by(&old_history, n, start, end)
-                } else {
-                    h.created_by.clone()
-                }
-            });
-            let entry = match (&squash.history, created_by) {
-                (Some(h), Some(cb)) => Some(
-                    HistoryEntry {
-                        created_by: cb,
+            let entry = match &squash.history {
+                Some(h) => {
+                    let created_by = if h.created_by.is_empty() {
+                        squash_created_by(&old_history, n, start, end)
+                    } else {
+                        h.created_by.clone()
+                    };
+                    let entry = HistoryEntry {
+                        created_by,
                         ..h.clone()
-                    }
-                    .to_history(&author, false)?,
-                ),
-                _ => None,
+                    };
+                    Some(entry.to_history(&m.config().author, false)?)
+                }
+                None => None,
             };
-            let manifest = m.manifest().clone();
-            let config = m.config().clone();
             let layer = m.begin_layer(compression)?;
             let mut tar = TarGenerator::new(
                 layer,
@@ -490,9 +485,15 @@ impl Store {
                     ..GenerateOptions::default()
                 },
             );
-            stats =
-                crate::surgery::merge_layers(self.cas(), &manifest, &config, start, end, &mut tar)
-                    .doing(|| format!("squash layers {start}:{end}"))?;
+            stats = crate::surgery::merge_layers(
+                self.cas(),
+                m.manifest(),
+                m.config(),
+                start,
+                end,
+                &mut tar,
+            )
+            .doing(|| format!("squash layers {start}:{end}"))?;
             let layer = tar.finish()?;
             let marker = entry.is_some();
             m.finish_layer(layer, entry.clone())?;
