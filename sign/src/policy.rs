@@ -503,56 +503,39 @@ fn identity_matches(
             "{rule} needs the image's Docker reference, and an image in an OCI layout has none (use exactReference or exactRepository; signed for {signed})"
         )),
     };
-    let repo_digest_or_exact = |intended: &DockerRef| {
-        if intended.tag.is_some() {
-            sig.to_string() == intended.to_string()
-        } else if intended.digest.is_some() {
-            sig.name() == intended.name()
+    // the three comparisons of the rules, each given the reference the
+    // signature must match
+    let exact = |i: DockerRef| {
+        if !i.is_name_only() && !sig.is_name_only() && sig.to_string() == i.to_string() {
+            Ok(())
         } else {
-            false
+            mismatch(i.to_string())
         }
     };
+    let repository = |i: DockerRef| {
+        if sig.name() == i.name() {
+            Ok(())
+        } else {
+            mismatch(format!("repository {}", i.name()))
+        }
+    };
+    let repo_digest_or_exact = |i: DockerRef| {
+        let ok = if i.tag.is_some() {
+            sig.to_string() == i.to_string()
+        } else if i.digest.is_some() {
+            sig.name() == i.name()
+        } else {
+            false
+        };
+        if ok { Ok(()) } else { mismatch(i.to_string()) }
+    };
+    let parse = |r: &str| DockerRef::parse(r).map_err(|e| e.to_string());
     match rule {
-        IdentityRule::MatchExact => {
-            let i = intended()?;
-            if !i.is_name_only() && !sig.is_name_only() && sig.to_string() == i.to_string() {
-                Ok(())
-            } else {
-                mismatch(i.to_string())
-            }
-        }
-        IdentityRule::MatchRepoDigestOrExact => {
-            let i = intended()?;
-            if repo_digest_or_exact(&i) {
-                Ok(())
-            } else {
-                mismatch(i.to_string())
-            }
-        }
-        IdentityRule::MatchRepository => {
-            let i = intended()?;
-            if sig.name() == i.name() {
-                Ok(())
-            } else {
-                mismatch(format!("repository {}", i.name()))
-            }
-        }
-        IdentityRule::ExactReference(r) => {
-            let i = DockerRef::parse(r).map_err(|e| e.to_string())?;
-            if !i.is_name_only() && !sig.is_name_only() && sig.to_string() == i.to_string() {
-                Ok(())
-            } else {
-                mismatch(i.to_string())
-            }
-        }
-        IdentityRule::ExactRepository(r) => {
-            let i = DockerRef::parse(r).map_err(|e| e.to_string())?;
-            if sig.name() == i.name() {
-                Ok(())
-            } else {
-                mismatch(format!("repository {}", i.name()))
-            }
-        }
+        IdentityRule::MatchExact => exact(intended()?),
+        IdentityRule::MatchRepoDigestOrExact => repo_digest_or_exact(intended()?),
+        IdentityRule::MatchRepository => repository(intended()?),
+        IdentityRule::ExactReference(r) => exact(parse(r)?),
+        IdentityRule::ExactRepository(r) => repository(parse(r)?),
         IdentityRule::RemapIdentity {
             prefix,
             signed_prefix,
@@ -563,11 +546,7 @@ fn identity_matches(
                 let remapped = format!("{signed_prefix}{}", &s[prefix.len()..]);
                 i = DockerRef::parse(&remapped).map_err(|e| format!("remapped identity: {e}"))?;
             }
-            if repo_digest_or_exact(&i) {
-                Ok(())
-            } else {
-                mismatch(i.to_string())
-            }
+            repo_digest_or_exact(i)
         }
     }
 }
