@@ -18,6 +18,7 @@ use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use http::{HeaderMap, HeaderValue, Method, Uri};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, percent_encode};
 use sha2::{Digest as _, Sha256};
 
 use super::InvalidInput;
@@ -282,28 +283,26 @@ fn amz_date(secs: u64) -> String {
 }
 
 /// RFC 3986 unreserved characters stay, everything else is `%XX`.
-fn encode(bytes: &[u8], keep_slash: bool, out: &mut String) {
-    for &b in bytes {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) || (keep_slash && b == b'/') {
-            out.push(b as char);
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-}
+const ENCODED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+/// [`ENCODED`] but for `/`, which a path keeps.
+const ENCODED_IN_PATH: &AsciiSet = &ENCODED.remove(b'/');
 
-fn decode(s: &str) -> Vec<u8> {
-    percent_encoding::percent_decode_str(s).collect()
+/// `s` decoded once, then encoded once with `set`.
+fn reencode(s: &str, set: &'static AsciiSet) -> String {
+    let bytes: Vec<u8> = percent_decode_str(s).collect();
+    percent_encode(&bytes, set).to_string()
 }
 
 /// The path as S3 sees it: decoded once, encoded once.
 fn canonical_path(path: &str) -> String {
-    let mut out = String::new();
     if path.is_empty() {
         return "/".into();
     }
-    encode(&decode(path), true, &mut out);
-    out
+    reencode(path, ENCODED_IN_PATH)
 }
 
 /// The query's pairs, decoded, encoded and sorted.
@@ -313,10 +312,7 @@ fn canonical_query(query: &str) -> String {
         .filter(|p| !p.is_empty())
         .map(|p| {
             let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            let (mut ek, mut ev) = (String::new(), String::new());
-            encode(&decode(k), false, &mut ek);
-            encode(&decode(v), false, &mut ev);
-            (ek, ev)
+            (reencode(k, ENCODED), reencode(v, ENCODED))
         })
         .collect();
     pairs.sort();
