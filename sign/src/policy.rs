@@ -604,16 +604,12 @@ fn requirements(v: &Value, what: &str, base: &Path) -> Result<Vec<Requirement>, 
         .collect()
 }
 
-fn fields<'a>(
-    o: &'a serde_json::Map<String, Value>,
-    allowed: &[&str],
-) -> Result<&'a serde_json::Map<String, Value>, String> {
-    for k in o.keys() {
-        if !allowed.contains(&k.as_str()) {
-            return Err(format!("unknown field {k:?}"));
-        }
+/// Refuse a field of `o` not in `allowed`.
+fn fields(o: &serde_json::Map<String, Value>, allowed: &[&str]) -> Result<(), String> {
+    match o.keys().find(|k| !allowed.contains(&k.as_str())) {
+        Some(k) => Err(format!("unknown field {k:?}")),
+        None => Ok(()),
     }
-    Ok(o)
 }
 
 fn string(o: &serde_json::Map<String, Value>, k: &str) -> Result<Option<String>, String> {
