@@ -203,11 +203,7 @@ impl Replay {
         for n in self.tree.values_mut() {
             n.orig = true;
         }
-        self.base = self
-            .tree
-            .iter()
-            .map(|(k, n)| (k.clone(), n.dir))
-            .collect();
+        self.base = self.tree.iter().map(|(k, n)| (k.clone(), n.dir)).collect();
         self.base_inodes = self.inodes.len();
         self.in_range = true;
     }
@@ -464,8 +460,7 @@ impl Replay {
             let keep = match m {
                 Marker::Whiteout(p) => self.base.contains_key(p),
                 Marker::Opaque(d) => {
-                    self.base.get(d) == Some(&true)
-                        && !children(&self.base, d.as_ref()).is_empty()
+                    self.base.get(d) == Some(&true) && !children(&self.base, d.as_ref()).is_empty()
                 }
             };
             if keep {
