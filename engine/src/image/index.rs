@@ -238,14 +238,7 @@ impl Store {
         if removed == 0 {
             return Err(Error::msg(
                 ErrorKind::NotFound,
-                format!(
-                    "{}: no image for {}/{}{}{} in the index",
-                    self.image(tag),
-                    platform.os,
-                    platform.architecture,
-                    if platform.variant.is_empty() { "" } else { "/" },
-                    platform.variant
-                ),
+                format!("{}: no image for {platform} in the index", self.image(tag)),
             ));
         }
         let desc = self
