@@ -208,7 +208,7 @@ pub fn check_image(
         Vec::new()
     };
     policy
-        .evaluate(image, &root.digest, &sigs)
+        .evaluate_in(image, scope, reqs, &root.digest, &sigs)
         .map_err(|d| SignError::Denied(Box::new(d)))
 }
 

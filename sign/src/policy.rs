@@ -375,6 +375,19 @@ impl Policy {
         signatures: &[Attached],
     ) -> Result<Accepted, Denied> {
         let (scope, reqs) = self.requirements_for(image);
+        self.evaluate_in(image, scope, reqs, digest, signatures)
+    }
+
+    /// [`Policy::evaluate`] with `image`'s scope and requirements
+    /// ([`Policy::requirements_for`]) already looked up.
+    pub(crate) fn evaluate_in(
+        &self,
+        image: &ImageIdentity,
+        scope: String,
+        reqs: &[Requirement],
+        digest: &Digest,
+        signatures: &[Attached],
+    ) -> Result<Accepted, Denied> {
         let deny = |rule: String, why: String| Denied {
             image: image.to_string(),
             policy: self.path.clone(),
