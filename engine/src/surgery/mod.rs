@@ -504,7 +504,7 @@ fn check_import(
     if p.is_empty() && h.kind != Kind::Dir {
         return Err(refuse("the root must be a directory"));
     }
-    if crate::layer::generate::is_whiteout_name(&p) && !p.is_empty() {
+    if crate::layer::generate::is_whiteout_name(&p) {
         return Err(refuse(
             "a root filesystem holds no whiteouts (name starts with \".wh.\")",
         ));
