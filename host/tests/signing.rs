@@ -596,11 +596,16 @@ fn rumoci_accepts_what_the_peer_signs() {
 /// Rewrite the blob `digest` of layout `l` with `edit`; returns the new
 /// digest and size.
 fn rewrite_blob(l: &Path, digest: &str, edit: impl FnOnce(&mut Vec<u8>)) -> (String, u64) {
-    use sha2::Digest;
     let mut bytes = std::fs::read(blob_path(l, digest)).expect("blob");
     edit(&mut bytes);
-    let hex = hex::encode(sha2::Sha256::digest(&bytes));
-    std::fs::write(l.join("blobs/sha256").join(&hex), &bytes).expect("write blob");
+    put_blob(l, &bytes)
+}
+
+/// Store `bytes` as a blob of layout `l`; returns its digest and size.
+fn put_blob(l: &Path, bytes: &[u8]) -> (String, u64) {
+    use sha2::Digest;
+    let hex = hex::encode(sha2::Sha256::digest(bytes));
+    std::fs::write(l.join("blobs/sha256").join(&hex), bytes).expect("write blob");
     (format!("sha256:{hex}"), bytes.len() as u64)
 }
 
@@ -632,16 +637,8 @@ fn attachment(l: &Path) -> (String, serde_json::Value) {
 
 /// Store `manifest` in `l` and tag it `tag`.
 fn put_manifest(l: &Path, tag: &str, manifest: &serde_json::Value) {
-    use sha2::Digest;
-    let bytes = serde_json::to_vec(manifest).expect("json");
-    let hex = hex::encode(sha2::Sha256::digest(&bytes));
-    std::fs::write(l.join("blobs/sha256").join(&hex), &bytes).expect("write");
-    let digest = format!("sha256:{hex}");
-    let size = bytes.len() as u64;
-    let exists = std::fs::read_to_string(l.join("index.json"))
-        .expect("index")
-        .contains(&format!("\"{tag}\""));
-    if exists {
+    let (digest, size) = put_blob(l, &serde_json::to_vec(manifest).expect("json"));
+    if tag_digest(l, tag).is_some() {
         retag(l, tag, &digest, size);
     } else {
         edit_index(l, |m| {
