@@ -43,11 +43,12 @@ fn write_new(path: &Path, text: &str, mode: u32) -> Result<()> {
 
 /// Generate and write the key pair.
 pub fn run(a: Args) -> Result<()> {
-    let mut key_path = a.prefix.clone().into_os_string();
-    key_path.push(".key");
-    let mut pub_path = a.prefix.clone().into_os_string();
-    pub_path.push(".pub");
-    let (key_path, pub_path) = (PathBuf::from(key_path), PathBuf::from(pub_path));
+    let with_suffix = |suffix: &str| {
+        let mut p = a.prefix.clone().into_os_string();
+        p.push(suffix);
+        PathBuf::from(p)
+    };
+    let (key_path, pub_path) = (with_suffix(".key"), with_suffix(".pub"));
     for p in [&key_path, &pub_path] {
         if std::fs::symlink_metadata(p).is_ok() {
             anyhow::bail!("generate-key: {} already exists", rumoci::show::name(p));
