@@ -478,13 +478,13 @@ pub struct ImportRules {
     pub devices: bool,
 }
 
-/// Check one member of an imported archive; its clean name, or `None` to
-/// skip it (a PAX global header).
+/// Check one member of an imported archive; its clean name (and a hard
+/// link's clean target), or `None` to skip it (a PAX global header).
 fn check_import(
     h: &Header,
     seen: &HashSet<BString>,
     rules: ImportRules,
-) -> Result<Option<BString>, SurgeryError> {
+) -> Result<Option<(BString, Option<BString>)>, SurgeryError> {
     let refuse = |reason: &str| SurgeryError::Refused {
         path: h.path.clone(),
         reason: reason.to_string(),
@@ -512,19 +512,20 @@ fn check_import(
     if matches!(h.kind, Kind::Char | Kind::Block) && !rules.devices {
         return Err(refuse("device node: only root can import device nodes"));
     }
-    if h.kind == Kind::Link {
-        if escapes(&h.link) {
-            return Err(refuse("hard link target is absolute or escapes the root"));
-        }
-        let t = path::clean(&h.link);
-        if !seen.contains(&t) || t == p {
-            return Err(refuse(&format!(
-                "hard link to {}, which is not an earlier file of the archive",
-                crate::show::name(&t)
-            )));
-        }
+    if h.kind != Kind::Link {
+        return Ok(Some((p, None)));
     }
-    Ok(Some(p))
+    if escapes(&h.link) {
+        return Err(refuse("hard link target is absolute or escapes the root"));
+    }
+    let t = path::clean(&h.link);
+    if !seen.contains(&t) || t == p {
+        return Err(refuse(&format!(
+            "hard link to {}, which is not an earlier file of the archive",
+            crate::show::name(&t)
+        )));
+    }
+    Ok(Some((p, Some(t))))
 }
 
 /// Copy the root filesystem archive `input` into `out`, member by member,
@@ -541,11 +542,10 @@ pub fn import_tar<W: Write>(
     let mut seen: HashSet<BString> = HashSet::new();
     let mut n = 0;
     while let Some(h) = r.next_header().map_err(SurgeryError::Tar)? {
-        let Some(p) = check_import(&h, &seen, rules)? else {
+        let Some((p, link)) = check_import(&h, &seen, rules)? else {
             continue;
         };
-        if h.kind == Kind::Link {
-            let t = path::clean(&h.link);
+        if let Some(t) = link {
             out.add_entry(p.as_ref(), &h, Some(t.as_bstr()), &mut io::empty())?;
         } else {
             copy_member(out, p.as_ref(), &h, &mut r).map_err(|e| match e {
