@@ -67,16 +67,29 @@ pub fn check(
     path: &Path,
     tag: &str,
 ) -> Result<Option<Accepted>> {
-    let Some(policy) = load(s)? else {
-        return Ok(None);
-    };
+    match load(s)? {
+        Some(policy) => check_with(&policy, s, spec, store, path, tag).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// [`check`] with the policy already loaded (a command checking many tags
+/// reads the file once).
+pub fn check_with(
+    policy: &Policy,
+    s: &Session,
+    spec: Option<&str>,
+    store: &Store,
+    path: &Path,
+    tag: &str,
+) -> Result<Accepted> {
     let image = identity(s, spec, path, tag)?;
-    let ok = match rumoci::sign::check_image(&policy, store.cas(), &image, tag) {
+    let ok = match rumoci::sign::check_image(policy, store.cas(), &image, tag) {
         Ok(ok) => ok,
         // a refusal names the image, the rule and why already
         Err(rumoci::sign::SignError::Denied(d)) => return Err(anyhow::Error::new(*d)),
         Err(e) => return Err(anyhow::Error::new(e).context(format!("policy check of {image}"))),
     };
     tracing::info!("{image}: accepted by policy {} ({})", policy.path, ok.scope);
-    Ok(Some(ok))
+    Ok(ok)
 }

@@ -32,11 +32,11 @@ fn check_signatures(
     store: &rumoci::image::Store,
     s: &Session,
 ) -> Result<Vec<SignatureJson>> {
-    if super::policy::load(s)?.is_none() {
+    let Some(policy) = super::policy::load(s)? else {
         anyhow::bail!(
             "verify --signatures: no policy (give --policy FILE, or create $HOME/.config/containers/policy.json or /etc/containers/policy.json)"
         );
-    }
+    };
     let mut tags: Vec<String> = store.tags()?.into_iter().map(|(t, _)| t).collect();
     tags.dedup();
     let mut seen = std::collections::BTreeSet::new();
@@ -45,13 +45,11 @@ fn check_signatures(
         if rumoci::sign::attach::is_attachment_tag(&tag) || !seen.insert(tag.clone()) {
             continue;
         }
-        let verdict = super::policy::check(s, None, store, layout, &tag);
+        let verdict = super::policy::check_with(&policy, s, None, store, layout, &tag);
         out.push(match verdict {
-            Ok(ok) => SignatureJson {
+            Ok(a) => SignatureJson {
                 accepted: true,
-                message: ok
-                    .map(|a| format!("accepted ({}: {})", a.scope, a.rules.join(", ")))
-                    .unwrap_or_default(),
+                message: format!("accepted ({}: {})", a.scope, a.rules.join(", ")),
                 tag,
             },
             Err(e) => SignatureJson {
