@@ -51,11 +51,11 @@ pub enum UnpackError {
     },
 }
 
-/// Hashes and counts what passes through.
-struct DiffIdReader<R> {
-    inner: R,
-    hasher: Hasher,
-    size: u64,
+/// Hashes and counts what passes through (a layer's diff_id).
+pub(crate) struct DiffIdReader<R> {
+    pub(crate) inner: R,
+    pub(crate) hasher: Hasher,
+    pub(crate) size: u64,
 }
 
 impl<R: Read> Read for DiffIdReader<R> {
@@ -109,7 +109,7 @@ pub fn unpack_rootfs(
 /// The media type decompression is chosen by: the OCI twin of a Docker
 /// layer type ([`media::oci_layer_type`]), else the type itself (an
 /// unknown one is refused by the decompressor, naming it).
-fn layer_format(media_type: &str) -> &str {
+pub(crate) fn layer_format(media_type: &str) -> &str {
     media::oci_layer_type(media_type).unwrap_or(media_type)
 }
 

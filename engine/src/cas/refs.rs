@@ -150,7 +150,7 @@ impl PlatformSpec {
         p
     }
 
-    fn matches(&self, p: &Platform) -> bool {
+    pub(crate) fn matches(&self, p: &Platform) -> bool {
         p.os == self.os
             && p.architecture == self.architecture
             && (self.variant.is_empty() || p.variant == self.variant)

@@ -59,11 +59,7 @@ fn show_platform(p: Option<&Platform>) -> String {
 
 /// Whether `spec` names `p` (an empty variant in `spec` matches any).
 fn matches(spec: &PlatformSpec, p: Option<&Platform>) -> bool {
-    p.is_some_and(|p| {
-        p.os == spec.os
-            && p.architecture == spec.architecture
-            && (spec.variant.is_empty() || p.variant == spec.variant)
-    })
+    p.is_some_and(|p| spec.matches(p))
 }
 
 /// The key two entries must not share.

@@ -35,8 +35,9 @@ use crate::cas::{Cas, CasError, ext};
 use crate::layer::compress::decompressor;
 use crate::layer::generate::{GenerateError, TarGenerator};
 use crate::layer::tarread::{self, Header, Kind, Segment, TarError};
-use crate::oci::{Digest, Hasher, Image, Manifest, media};
+use crate::oci::{Digest, Image, Manifest, media};
 use crate::path::{self, BStr, BString, ByteSlice};
+use crate::rootfs::{DiffIdReader, layer_format};
 
 use plan::{Emit, Marker, Replay};
 
@@ -84,26 +85,6 @@ pub struct MergeStats {
     pub dropped_whiteouts: u64,
 }
 
-/// The media type decompression is chosen by (a Docker layer as its OCI
-/// twin).
-fn layer_format(media_type: &str) -> &str {
-    media::oci_layer_type(media_type).unwrap_or(media_type)
-}
-
-/// Hashes and counts what passes through.
-struct DiffIdReader<R> {
-    inner: R,
-    hasher: Hasher,
-}
-
-impl<R: Read> Read for DiffIdReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
-}
-
 type LayerReader<'a> = tarread::Reader<DiffIdReader<Box<dyn Read + 'a>>>;
 
 /// Open layer `i`: verified blob, decompressed, hashed for its diff_id.
@@ -136,6 +117,7 @@ fn open_layer<'a>(
     Ok(tarread::Reader::new(DiffIdReader {
         inner: plain,
         hasher: diff_id.algorithm().hasher(),
+        size: 0,
     }))
 }
 
