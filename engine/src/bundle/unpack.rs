@@ -10,6 +10,7 @@ use super::runtime::{RuntimeMapping, runtime_config, to_json};
 use super::{BundleError, ROOTFS, mtree_name, statcache_name};
 use crate::cas::refs::DescriptorPath;
 use crate::cas::{Cas, ext};
+use crate::fs::atomic::AtomicFile;
 use crate::fs::root::Root;
 use crate::layer::extract::ExtractOptions;
 use crate::layer_store::{InPlace, LayerStore};
@@ -43,12 +44,14 @@ pub fn write_bundle_manifest(
     };
     let mtree_path = bundle.join(mtree_name(path));
     let cache_path = bundle.join(statcache_name(path));
-    let mut manifest = Vec::new();
-    let mut cache = Vec::new();
+    // streamed to their files (a million entries make hundreds of MB of
+    // manifest), each renamed into place whole once complete
+    let mut manifest = AtomicFile::create(&mtree_path).map_err(io(&mtree_path))?;
+    let mut cache = AtomicFile::create(&cache_path).map_err(io(&cache_path))?;
     let rehashed = mtree::write_manifest(rootfs, &header, digests, &mut manifest, Some(&mut cache))
         .map_err(|e| BundleError::Other(format!("{}: {e}", mtree_path.display())))?;
-    super::write_atomic(&mtree_path, &manifest)?;
-    super::write_atomic(&cache_path, &cache)?;
+    manifest.commit().map_err(io(&mtree_path))?;
+    cache.commit().map_err(io(&cache_path))?;
     if rehashed > 0 {
         tracing::debug!("mtree: {rehashed} files re-hashed");
     }
