@@ -9,14 +9,14 @@
 //! hashed only when everything else matches.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 
-use super::parse::{Keywords, Spec};
-use super::statcache::StatCache;
+use super::parse::{Event, Keywords, ParseError, Reader, Spec};
+use super::statcache::{StatCache, StatCacheStream};
 use super::vis::unvis;
 use super::{list_xattrs, sha256_file, type_name};
 
@@ -101,82 +101,100 @@ impl<'a> Walker<'a> {
         kw: &Keywords,
         md: &std::fs::Metadata,
     ) -> Result<Option<&'static str>, DiffError> {
-        let ty = type_name(md);
-        if let Some(t) = kw.get("type")
-            && t != ty
-        {
-            return Ok(Some("type"));
-        }
-        if num::<u32>(kw, "uid").is_some_and(|v| v != Some(md.uid())) {
-            return Ok(Some("uid"));
-        }
-        if num::<u32>(kw, "gid").is_some_and(|v| v != Some(md.gid())) {
-            return Ok(Some("gid"));
-        }
-        if let Some(m) = kw.get("mode")
-            && u32::from_str_radix(m, 8).ok() != Some(self.modes.mode(host, md))
-        {
-            return Ok(Some("mode"));
-        }
-        if ty != "dir" && num::<u64>(kw, "size").is_some_and(|v| v != Some(md.size())) {
-            return Ok(Some("size"));
-        }
-        if ty != "dir" && num::<u64>(kw, "nlink").is_some_and(|v| v != Some(md.nlink())) {
-            return Ok(Some("nlink"));
-        }
-        if let Some(t) = kw.get("tar_time") {
-            let secs = t.split('.').next().unwrap_or_default();
-            if secs.parse::<i64>().ok() != Some(md.mtime()) {
-                return Ok(Some("tar_time"));
-            }
-        }
-        if let Some(t) = kw.get("time") {
-            let (s, ns) = t.split_once('.').unwrap_or((t, "0"));
-            if s.parse::<i64>().ok() != Some(md.mtime())
-                || ns.parse::<i64>().ok() != Some(md.mtime_nsec())
-            {
-                return Ok(Some("time"));
-            }
-        }
-        if ty == "link"
-            && let Some(l) = kw.get("link")
-        {
-            let target = std::fs::read_link(host).map_err(err(host))?;
-            if unvis(l).as_deref() != Some(target.as_os_str().as_bytes()) {
-                return Ok(Some("link"));
-            }
-        }
-        if (ty == "file" || ty == "dir") && self.spec.uses("xattr") {
-            let want: BTreeMap<Vec<u8>, &str> = kw
-                .iter()
-                .filter_map(|(k, v)| {
-                    let name = k.strip_prefix("xattr.")?;
-                    Some((unvis(name).unwrap_or_else(|| name.into()), v.as_str()))
-                })
-                .collect();
-            let have =
-                crate::fs::unpriv::with_read(host, md, || list_xattrs(host)).map_err(err(host))?;
-            if have.len() != want.len()
-                || have.iter().any(|(k, v)| {
-                    want.get(k.as_bytes()).copied()
-                        != Some(base64::engine::general_purpose::STANDARD.encode(v).as_str())
-                })
-            {
-                return Ok(Some("xattr"));
-            }
-        }
-        if ty == "file"
-            && let Some(d) = kw.get("sha256digest")
-        {
-            self.stats.hashed += 1;
-            let h = sha256_file(host).map_err(err(host))?;
-            if hex::encode(h) != *d {
-                return Ok(Some("sha256digest"));
-            }
-        }
-        Ok(None)
+        let xattrs = self.spec.uses("xattr");
+        modified(self.modes, xattrs, &mut self.stats, host, kw, md)
     }
+}
 
+/// Whether the entry at `host` (metadata `md`) differs from the manifest's
+/// keywords `kw`: the first keyword found to differ, cheapest first (a
+/// file is hashed only when all else matches). `xattrs`: whether the
+/// manifest records xattrs.
+fn modified(
+    modes: &crate::fs::unpriv::Modes,
+    xattrs: bool,
+    stats: &mut DiffStats,
+    host: &Path,
+    kw: &Keywords,
+    md: &std::fs::Metadata,
+) -> Result<Option<&'static str>, DiffError> {
+    let ty = type_name(md);
+    if let Some(t) = kw.get("type")
+        && t != ty
+    {
+        return Ok(Some("type"));
+    }
+    if num::<u32>(kw, "uid").is_some_and(|v| v != Some(md.uid())) {
+        return Ok(Some("uid"));
+    }
+    if num::<u32>(kw, "gid").is_some_and(|v| v != Some(md.gid())) {
+        return Ok(Some("gid"));
+    }
+    if let Some(m) = kw.get("mode")
+        && u32::from_str_radix(m, 8).ok() != Some(modes.mode(host, md))
+    {
+        return Ok(Some("mode"));
+    }
+    if ty != "dir" && num::<u64>(kw, "size").is_some_and(|v| v != Some(md.size())) {
+        return Ok(Some("size"));
+    }
+    if ty != "dir" && num::<u64>(kw, "nlink").is_some_and(|v| v != Some(md.nlink())) {
+        return Ok(Some("nlink"));
+    }
+    if let Some(t) = kw.get("tar_time") {
+        let secs = t.split('.').next().unwrap_or_default();
+        if secs.parse::<i64>().ok() != Some(md.mtime()) {
+            return Ok(Some("tar_time"));
+        }
+    }
+    if let Some(t) = kw.get("time") {
+        let (s, ns) = t.split_once('.').unwrap_or((t, "0"));
+        if s.parse::<i64>().ok() != Some(md.mtime())
+            || ns.parse::<i64>().ok() != Some(md.mtime_nsec())
+        {
+            return Ok(Some("time"));
+        }
+    }
+    if ty == "link"
+        && let Some(l) = kw.get("link")
+    {
+        let target = std::fs::read_link(host).map_err(err(host))?;
+        if unvis(l).as_deref() != Some(target.as_os_str().as_bytes()) {
+            return Ok(Some("link"));
+        }
+    }
+    if (ty == "file" || ty == "dir") && xattrs {
+        let want: BTreeMap<Vec<u8>, &str> = kw
+            .iter()
+            .filter_map(|(k, v)| {
+                let name = k.strip_prefix("xattr.")?;
+                Some((unvis(name).unwrap_or_else(|| name.into()), v.as_str()))
+            })
+            .collect();
+        let have =
+            crate::fs::unpriv::with_read(host, md, || list_xattrs(host)).map_err(err(host))?;
+        if have.len() != want.len()
+            || have.iter().any(|(k, v)| {
+                want.get(k.as_bytes()).copied()
+                    != Some(base64::engine::general_purpose::STANDARD.encode(v).as_str())
+            })
+        {
+            return Ok(Some("xattr"));
+        }
+    }
+    if ty == "file"
+        && let Some(d) = kw.get("sha256digest")
+    {
+        stats.hashed += 1;
+        let h = sha256_file(host).map_err(err(host))?;
+        if hex::encode(h) != *d {
+            return Ok(Some("sha256digest"));
+        }
+    }
+    Ok(None)
+}
+
+impl<'a> Walker<'a> {
     /// Visit the tree at `root` in path order (a parent before its
     /// children, names sorted by bytes), iteratively: trees can be
     /// thousands of directories deep.
@@ -288,21 +306,6 @@ pub fn compare_granted(
         links,
         ..
     } = w;
-    let in_delta: HashSet<Vec<u8>> = out.iter().map(|d| d.path.clone()).collect();
-    let mut extra_links: Vec<Delta> = Vec::new();
-    for group in links.values() {
-        if group.len() > 1 && group.iter().any(|p| in_delta.contains(p)) {
-            for p in group.iter().filter(|p| !in_delta.contains(*p)) {
-                extra_links.push(Delta {
-                    path: p.clone(),
-                    kind: DeltaKind::Modified,
-                    keyword: None,
-                    was_dir_now_not: false,
-                });
-            }
-        }
-    }
-    out.extend(extra_links);
     for k in spec.entries.keys() {
         if !seen.contains(k.as_slice()) {
             out.push(Delta {
@@ -313,8 +316,430 @@ pub fn compare_granted(
             });
         }
     }
-    out.sort_by(|a, b| tree_order(&a.path, &b.path));
+    let out = finish(out, links);
     Ok((out, stats))
+}
+
+/// The hardlink groups touched by a change, whole, added to `out`; then
+/// `out` in [`tree_order`].
+fn finish(mut out: Vec<Delta>, links: HashMap<(u64, u64), Vec<Vec<u8>>>) -> Vec<Delta> {
+    let in_delta: HashSet<&[u8]> = out.iter().map(|d| d.path.as_slice()).collect();
+    let mut extra_links: Vec<Delta> = Vec::new();
+    for group in links.values() {
+        if group.len() > 1 && group.iter().any(|p| in_delta.contains(p.as_slice())) {
+            for p in group.iter().filter(|p| !in_delta.contains(p.as_slice())) {
+                extra_links.push(Delta {
+                    path: p.clone(),
+                    kind: DeltaKind::Modified,
+                    keyword: None,
+                    was_dir_now_not: false,
+                });
+            }
+        }
+    }
+    out.extend(extra_links);
+    out.sort_by(|a, b| tree_order(&a.path, &b.path));
+    out
+}
+
+/// Errors of [`compare_streaming`].
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    /// Reading the tree failed.
+    #[error(transparent)]
+    Diff(#[from] DiffError),
+    /// The manifest is malformed.
+    #[error(transparent)]
+    Parse(#[from] ParseError),
+    /// The manifest is not in the order go-mtree and rumoci write (per
+    /// directory: its entry, its other children by name, then each
+    /// subdirectory's block by name; no full paths): compare it in memory
+    /// with [`compare`] instead.
+    #[error("manifest not in walk order: {0}")]
+    Unordered(&'static str),
+}
+
+fn is_dir_kw(kw: &Keywords) -> bool {
+    kw.get("type").map(String::as_str) == Some("dir")
+}
+
+/// A directory present in both the manifest and the tree, whose manifest
+/// block is being read.
+struct Frame {
+    rel: Vec<u8>,
+    /// Tree subdirectories not yet matched with a manifest block, sorted,
+    /// the next one last.
+    dirs: Vec<Vec<u8>>,
+    /// Of the tree subdirectories, those the manifest lists as something
+    /// else (already reported as modified): their children are new.
+    retyped: Vec<Vec<u8>>,
+    /// Tree non-directories the manifest does not list as such: new, unless
+    /// a block of that name comes (a directory became something else).
+    pending: std::collections::BTreeSet<Vec<u8>>,
+    /// The manifest's non-directory names here, sorted (a block may not
+    /// reuse one).
+    files: Vec<Vec<u8>>,
+    /// The last block opened here (blocks come sorted).
+    last_block: Option<Vec<u8>>,
+}
+
+struct Streamer<'a, R: std::io::BufRead, C: std::io::BufRead> {
+    root: &'a Path,
+    modes: &'a crate::fs::unpriv::Modes,
+    xattrs: bool,
+    events: Reader<R>,
+    peeked: Option<Event>,
+    cache: Option<StatCacheStream<C>>,
+    out: Vec<Delta>,
+    stats: DiffStats,
+    links: HashMap<(u64, u64), Vec<Vec<u8>>>,
+}
+
+fn child(rel: &[u8], name: &[u8]) -> Vec<u8> {
+    let mut c = Vec::with_capacity(rel.len() + 1 + name.len());
+    c.extend_from_slice(rel);
+    if !rel.is_empty() {
+        c.push(b'/');
+    }
+    c.extend_from_slice(name);
+    c
+}
+
+/// The name of `path` if it is a child of `dir`.
+fn name_in<'p>(dir: &[u8], path: &'p [u8]) -> Option<&'p [u8]> {
+    if dir.is_empty() {
+        (!path.is_empty() && !path.contains(&b'/')).then_some(path)
+    } else {
+        let rest = path.strip_prefix(dir)?.strip_prefix(b"/")?;
+        (!rest.is_empty() && !rest.contains(&b'/')).then_some(rest)
+    }
+}
+
+impl<R: std::io::BufRead, C: std::io::BufRead> Streamer<'_, R, C> {
+    fn peek(&mut self) -> Result<Option<&Event>, ParseError> {
+        if self.peeked.is_none() {
+            self.peeked = self.events.next_event()?;
+        }
+        Ok(self.peeked.as_ref())
+    }
+
+    fn next(&mut self) -> Result<Option<Event>, ParseError> {
+        match self.peeked.take() {
+            Some(e) => Ok(Some(e)),
+            None => self.events.next_event(),
+        }
+    }
+
+    fn host(&self, rel: &[u8]) -> PathBuf {
+        if rel.is_empty() {
+            self.root.to_path_buf()
+        } else {
+            self.root.join(std::ffi::OsStr::from_bytes(rel))
+        }
+    }
+
+    /// Advance the stat cache past manifest entry `rel` (every entry, in
+    /// the manifest's order); whether it is unchanged from the record.
+    fn cached(&mut self, rel: &[u8], md: Option<&std::fs::Metadata>) -> bool {
+        self.cache.as_mut().is_some_and(|c| c.unchanged(rel, md))
+    }
+
+    fn stat(&mut self, host: &Path, rel: &[u8]) -> Result<std::fs::Metadata, DiffError> {
+        let md = std::fs::symlink_metadata(host).map_err(err(host))?;
+        self.stats.walked += 1;
+        if !md.is_dir() && md.nlink() > 1 {
+            self.links
+                .entry((md.dev(), md.ino()))
+                .or_default()
+                .push(rel.to_vec());
+        }
+        Ok(md)
+    }
+
+    /// Compare manifest entry `rel` (`kw`) with the tree's (`md`).
+    fn pair(
+        &mut self,
+        host: &Path,
+        rel: &[u8],
+        kw: &Keywords,
+        md: &std::fs::Metadata,
+    ) -> Result<(), DiffError> {
+        if self.cached(rel, Some(md)) {
+            self.stats.cache_hits += 1;
+            return Ok(());
+        }
+        if let Some(keyword) = modified(self.modes, self.xattrs, &mut self.stats, host, kw, md)? {
+            self.out.push(Delta {
+                path: rel.to_vec(),
+                kind: DeltaKind::Modified,
+                keyword: Some(keyword),
+                was_dir_now_not: is_dir_kw(kw) && !md.is_dir(),
+            });
+        }
+        Ok(())
+    }
+
+    fn delta(&mut self, rel: Vec<u8>, kind: DeltaKind) {
+        self.out.push(Delta {
+            path: rel,
+            kind,
+            keyword: None,
+            was_dir_now_not: false,
+        });
+    }
+
+    /// A tree entry the manifest does not have (and, for a directory,
+    /// everything beneath it); `with_self: false` for a directory already
+    /// reported: only its children are new.
+    fn extra_tree(&mut self, rel: Vec<u8>, with_self: bool) -> Result<(), DiffError> {
+        let mut stack = vec![(rel, with_self)];
+        while let Some((rel, with_self)) = stack.pop() {
+            let host = self.host(&rel);
+            let is_dir = if with_self {
+                let md = self.stat(&host, &rel)?;
+                self.delta(rel.clone(), DeltaKind::Extra);
+                md.is_dir()
+            } else {
+                true
+            };
+            if is_dir {
+                for e in std::fs::read_dir(&host).map_err(err(&host))? {
+                    let e = e.map_err(err(&host))?;
+                    stack.push((child(&rel, e.file_name().as_bytes()), true));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Consume the rest of the block of a directory whose entry was just
+    /// read (its children are gone with it), keeping the cache in step.
+    fn skip_block(&mut self) -> Result<(), StreamError> {
+        let mut depth = 1usize;
+        while depth > 0 {
+            match self.next()? {
+                None => break,
+                Some(Event::Up) => depth -= 1,
+                Some(Event::Entry {
+                    path,
+                    keywords,
+                    relative,
+                }) => {
+                    if !relative {
+                        return Err(StreamError::Unordered("an entry named by its full path"));
+                    }
+                    self.cached(&path, None);
+                    if is_dir_kw(&keywords) {
+                        depth += 1;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Start the directory `rel` (in both, its entry compared): list it,
+    /// and compare its non-directory entries, which the manifest gives
+    /// first.
+    fn open_dir(&mut self, rel: Vec<u8>) -> Result<Frame, StreamError> {
+        let host = self.host(&rel);
+        let mut t_files = Vec::new();
+        let mut dirs = Vec::new();
+        for e in std::fs::read_dir(&host).map_err(err(&host))? {
+            let e = e.map_err(err(&host))?;
+            let name = e.file_name().into_vec();
+            if e.file_type().map_err(err(&host))?.is_dir() {
+                dirs.push(name);
+            } else {
+                t_files.push(name);
+            }
+        }
+        t_files.sort_unstable();
+        dirs.sort_unstable();
+        let mut frame = Frame {
+            rel,
+            dirs: Vec::new(),
+            retyped: Vec::new(),
+            pending: Default::default(),
+            files: Vec::new(),
+            last_block: None,
+        };
+        let mut t_files = t_files.into_iter().peekable();
+        loop {
+            match self.peek()? {
+                Some(Event::Entry {
+                    relative: true,
+                    keywords,
+                    ..
+                }) if !is_dir_kw(keywords) => {}
+                Some(Event::Entry {
+                    relative: false, ..
+                }) => return Err(StreamError::Unordered("an entry named by its full path")),
+                _ => break,
+            }
+            let Some(Event::Entry { path, keywords, .. }) = self.next()? else {
+                break;
+            };
+            let Some(name) = name_in(&frame.rel, &path) else {
+                return Err(StreamError::Unordered("an entry outside its directory"));
+            };
+            if frame.files.last().is_some_and(|l| l.as_slice() >= name) {
+                return Err(StreamError::Unordered("entries not sorted by name"));
+            }
+            frame.files.push(name.to_vec());
+            while let Some(t) = t_files.next_if(|t| t.as_slice() < name) {
+                frame.pending.insert(t);
+            }
+            if t_files.next_if(|t| t.as_slice() == name).is_some() {
+                let h = self.host(&path);
+                let md = self.stat(&h, &path)?;
+                self.pair(&h, &path, &keywords, &md)?;
+            } else if dirs.binary_search_by(|d| d.as_slice().cmp(name)).is_ok() {
+                // a non-directory became a directory
+                let h = self.host(&path);
+                let md = self.stat(&h, &path)?;
+                self.pair(&h, &path, &keywords, &md)?;
+                frame.retyped.push(name.to_vec());
+            } else {
+                self.cached(&path, None);
+                self.delta(path, DeltaKind::Missing);
+            }
+        }
+        frame.pending.extend(t_files);
+        dirs.reverse();
+        frame.dirs = dirs;
+        Ok(frame)
+    }
+
+    /// Tree subdirectories of `frame` that sort before `name` (all with
+    /// `None`) have no manifest block: new trees.
+    fn new_dirs_before(&mut self, frame: &mut Frame, name: Option<&[u8]>) -> Result<(), DiffError> {
+        while let Some(d) = frame.dirs.pop_if(|d| name.is_none_or(|n| d.as_slice() < n)) {
+            let rel = child(&frame.rel, &d);
+            let retyped = frame.retyped.binary_search(&d).is_ok();
+            self.extra_tree(rel, !retyped)?;
+        }
+        Ok(())
+    }
+
+    /// The end of `frame`'s block: what the tree has beyond it is new.
+    fn close(&mut self, mut frame: Frame) -> Result<(), DiffError> {
+        self.new_dirs_before(&mut frame, None)?;
+        for name in std::mem::take(&mut frame.pending) {
+            self.extra_tree(child(&frame.rel, &name), true)?;
+        }
+        Ok(())
+    }
+
+    fn run(&mut self) -> Result<(), StreamError> {
+        let root_kw = match self.next()? {
+            Some(Event::Entry {
+                path,
+                keywords,
+                relative: true,
+            }) if path.is_empty() && is_dir_kw(&keywords) => keywords,
+            _ => {
+                return Err(StreamError::Unordered(
+                    "the manifest does not start at the root",
+                ));
+            }
+        };
+        self.xattrs = self.events.uses("xattr");
+        let host = self.root.to_path_buf();
+        let md = self.stat(&host, b"")?;
+        if !md.is_dir() {
+            return Err(StreamError::Unordered("the root is not a directory"));
+        }
+        self.pair(&host, b"", &root_kw, &md)?;
+        let mut stack = vec![self.open_dir(Vec::new())?];
+        while let Some(mut top) = stack.pop() {
+            let ev = self.next()?;
+            let (path, keywords) = match ev {
+                None | Some(Event::Up) => {
+                    self.close(top)?;
+                    continue;
+                }
+                Some(Event::Entry {
+                    relative: false, ..
+                }) => return Err(StreamError::Unordered("an entry named by its full path")),
+                Some(Event::Entry { keywords, .. }) if !is_dir_kw(&keywords) => {
+                    return Err(StreamError::Unordered("a file after a subdirectory"));
+                }
+                Some(Event::Entry { path, keywords, .. }) => (path, keywords),
+            };
+            let Some(name) = name_in(&top.rel, &path) else {
+                return Err(StreamError::Unordered("an entry outside its directory"));
+            };
+            if top.last_block.as_deref().is_some_and(|l| l >= name)
+                || top
+                    .files
+                    .binary_search_by(|f| f.as_slice().cmp(name))
+                    .is_ok()
+            {
+                return Err(StreamError::Unordered("entries not sorted by name"));
+            }
+            let name = name.to_vec();
+            self.new_dirs_before(&mut top, Some(&name))?;
+            let host = self.host(&path);
+            if top.dirs.pop_if(|d| *d == name).is_some() {
+                let md = self.stat(&host, &path)?;
+                self.pair(&host, &path, &keywords, &md)?;
+                top.last_block = Some(name);
+                stack.push(top);
+                if md.is_dir() {
+                    let f = self.open_dir(path)?;
+                    stack.push(f);
+                } else {
+                    self.skip_block()?;
+                }
+                continue;
+            }
+            if top.pending.remove(&name) {
+                // a directory became something else
+                let md = self.stat(&host, &path)?;
+                self.pair(&host, &path, &keywords, &md)?;
+            } else {
+                self.cached(&path, None);
+                self.delta(path, DeltaKind::Missing);
+            }
+            self.skip_block()?;
+            top.last_block = Some(name);
+            stack.push(top);
+        }
+        if self.next()?.is_some() {
+            return Err(StreamError::Unordered("entries after the root's block"));
+        }
+        Ok(())
+    }
+}
+
+/// [`compare_granted`] reading the manifest from `manifest` as it goes and
+/// the stat cache (if any) from `cache` alongside it, holding neither
+/// whole: memory grows with the depth of the tree and the width of its
+/// directories, not with its size. The manifest must be in the order
+/// go-mtree and rumoci write ([`StreamError::Unordered`] otherwise: use
+/// [`compare`]). Deltas are those of [`compare`] less the `Missing` ones
+/// beneath a missing directory or a directory that became something else
+/// ([`simplify`] drops them anyway).
+pub fn compare_streaming<R: std::io::BufRead, C: std::io::BufRead>(
+    root: &Path,
+    manifest: R,
+    cache: Option<StatCacheStream<C>>,
+    grant: &crate::fs::unpriv::TreeGrant,
+) -> Result<(Vec<Delta>, DiffStats), StreamError> {
+    let mut s = Streamer {
+        root,
+        modes: grant.modes(),
+        xattrs: true,
+        events: Reader::new(manifest),
+        peeked: None,
+        cache,
+        out: Vec::new(),
+        stats: DiffStats::default(),
+        links: HashMap::new(),
+    };
+    s.run()?;
+    Ok((finish(s.out, s.links), s.stats))
 }
 
 /// Depth-first tree order: bytes compared with `/` below every other byte,
@@ -438,6 +863,114 @@ mod tests {
             .map(|d| String::from_utf8_lossy(&d.path).into_owned())
             .collect();
         assert_eq!(got, ["a", "a-b"]);
+    }
+
+    /// The streamed comparison finds what the in-memory one finds (after
+    /// [`simplify`]), through every kind of change, with and without the
+    /// stat cache.
+    #[test]
+    fn streaming_matches_in_memory() {
+        use std::fs;
+        let dir = tempfile::tempdir().expect("tmp");
+        let root = dir.path().join("root");
+        let mk = |p: &str| fs::create_dir_all(root.join(p)).expect("mkdir");
+        let put = |p: &str, d: &str| fs::write(root.join(p), d).expect("write");
+        for d in ["a/sub", "c", "e/deep/er", "keep/k"] {
+            mk(d);
+        }
+        for (f, d) in [
+            ("a/f1", "1"),
+            ("a/f2", "2"),
+            ("a/sub/x", "x"),
+            ("b", "b"),
+            ("c/y", "y"),
+            ("d", "dd"),
+            ("e/deep/er/z", "z"),
+            ("e/f", "f"),
+            ("keep/k/same", "s"),
+            ("h1", "h"),
+        ] {
+            put(f, d);
+        }
+        fs::hard_link(root.join("h1"), root.join("h2")).expect("link");
+        std::os::unix::fs::symlink("a/f1", root.join("sym")).expect("symlink");
+        // older than the racy margin, so the cache records entries
+        std::thread::sleep(std::time::Duration::from_millis(120));
+        let header = super::super::Header {
+            user: "u".into(),
+            machine: "m".into(),
+            tree: "t".into(),
+            date: "d".into(),
+        };
+        let mut manifest = Vec::new();
+        let mut cache = Vec::new();
+        super::super::write_manifest(
+            &root,
+            &header,
+            &BTreeMap::new(),
+            &mut manifest,
+            Some(&mut cache),
+        )
+        .expect("manifest");
+        fs::remove_file(root.join("a/f1")).expect("rm");
+        put("a/f0", "0");
+        put("a/f3", "3");
+        fs::remove_file(root.join("b")).expect("rm");
+        mk("b");
+        put("b/z", "z");
+        fs::remove_dir_all(root.join("c")).expect("rm");
+        put("c", "now a file");
+        fs::remove_dir_all(root.join("e")).expect("rm");
+        mk("n/m");
+        put("n/m/q", "q");
+        put("d", "DD");
+        put("zz", "new");
+        fs::remove_file(root.join("h2")).expect("rm");
+        fs::hard_link(root.join("h1"), root.join("h3")).expect("link");
+        let grant = crate::fs::unpriv::TreeGrant::new(&root).expect("grant");
+        let spec = super::super::parse::parse(&manifest[..]).expect("parse");
+        let sc = StatCache::read(&cache[..]).expect("read").expect("valid");
+        for with_cache in [false, true] {
+            let (mem, _) =
+                compare_granted(&root, &spec, with_cache.then_some(&sc), &grant).expect("compare");
+            let stream_cache = with_cache.then(|| {
+                StatCacheStream::new(&cache[..])
+                    .expect("read")
+                    .expect("valid")
+            });
+            let (streamed, stats) =
+                compare_streaming(&root, &manifest[..], stream_cache, &grant).expect("stream");
+            let show = |v: Vec<Delta>| -> Vec<String> {
+                v.iter()
+                    .map(|d| {
+                        format!(
+                            "{} {:?} {:?} {}",
+                            String::from_utf8_lossy(&d.path),
+                            d.kind,
+                            d.keyword,
+                            d.was_dir_now_not
+                        )
+                    })
+                    .collect()
+            };
+            assert_eq!(
+                show(simplify(streamed)),
+                show(simplify(mem)),
+                "cache {with_cache}"
+            );
+            assert_eq!(stats.cache_hits > 0, with_cache);
+        }
+        // a manifest naming entries by full path is not streamed
+        let full = b". type=dir\n./a/f2 type=file\n..\n";
+        assert!(matches!(
+            compare_streaming(&root, &full[..], None::<StatCacheStream<&[u8]>>, &grant),
+            Err(StreamError::Unordered(_))
+        ));
+        let unsorted = b". type=dir\n    zz type=file\n    d type=file\n..\n";
+        assert!(matches!(
+            compare_streaming(&root, &unsorted[..], None::<StatCacheStream<&[u8]>>, &grant),
+            Err(StreamError::Unordered(_))
+        ));
     }
 
     #[test]

@@ -103,68 +103,130 @@ fn parse_keywords<'a>(
     Ok(())
 }
 
-/// Parse a manifest.
-pub fn parse(input: impl BufRead) -> Result<Spec, ParseError> {
-    let mut spec = Spec::default();
-    let mut defaults = Keywords::new();
-    // The directory relative entries are in; `None` before the root entry
-    // and after the root has been closed.
-    let mut cwd: Vec<Vec<u8>> = Vec::new();
-    let mut pending = String::new();
-    let mut start_line = 0;
-    for (i, line) in input.lines().enumerate() {
-        let line = line?;
-        let no = i + 1;
-        if pending.is_empty() {
-            start_line = no;
+/// One step of a manifest read in order by a [`Reader`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// An entry, with `/set` defaults merged into its keywords.
+    Entry {
+        /// Path relative to the root (`""` is the root itself).
+        path: Vec<u8>,
+        /// The keywords.
+        keywords: Keywords,
+        /// Named relative to the current directory (`name`, or `.` for the
+        /// root), not by a full path (`./a/b`). A relative directory opens
+        /// a block that a later [`Event::Up`] closes.
+        relative: bool,
+    },
+    /// `..`: the current directory's block is closed.
+    Up,
+}
+
+/// Reads a manifest entry by entry, holding only the current directory
+/// chain and the `/set` defaults: a manifest of a million files is never
+/// in memory whole.
+pub struct Reader<R: BufRead> {
+    lines: std::iter::Enumerate<std::io::Lines<R>>,
+    keywords: Option<Vec<String>>,
+    defaults: Keywords,
+    /// The directories relative entries are in; empty before the root
+    /// entry and after the root has been closed.
+    cwd: Vec<Vec<u8>>,
+}
+
+impl<R: BufRead> Reader<R> {
+    /// Read the manifest `input`.
+    pub fn new(input: R) -> Reader<R> {
+        Reader {
+            lines: input.lines().enumerate(),
+            keywords: None,
+            defaults: Keywords::new(),
+            cwd: Vec::new(),
         }
-        // a trailing backslash continues the entry on the next line
-        if let Some(head) = line.strip_suffix('\\') {
-            pending.push_str(head);
-            pending.push(' ');
-            continue;
+    }
+
+    /// The keyword set from the `# keywords:` header comment, once read
+    /// (it precedes the entries).
+    pub fn keywords(&self) -> Option<&[String]> {
+        self.keywords.as_deref()
+    }
+
+    /// Whether `keyword` is compared: named in the header, or no header
+    /// (see [`Spec::uses`]).
+    pub fn uses(&self, keyword: &str) -> bool {
+        self.keywords
+            .as_ref()
+            .is_none_or(|k| k.iter().any(|w| w == keyword))
+    }
+
+    /// The next entry or `..`; `None` at the end.
+    pub fn next_event(&mut self) -> Result<Option<Event>, ParseError> {
+        let mut pending = String::new();
+        let mut start_line = 0;
+        while let Some((i, line)) = self.lines.next() {
+            let line = line?;
+            let no = i + 1;
+            if pending.is_empty() {
+                start_line = no;
+            }
+            // a trailing backslash continues the entry on the next line
+            if let Some(head) = line.strip_suffix('\\') {
+                pending.push_str(head);
+                pending.push(' ');
+                continue;
+            }
+            pending.push_str(&line);
+            let full = std::mem::take(&mut pending);
+            if let Some(ev) = self.line(full.trim(), start_line)? {
+                return Ok(Some(ev));
+            }
         }
-        pending.push_str(&line);
-        let full = std::mem::take(&mut pending);
-        let text = full.trim();
+        if !pending.is_empty() {
+            return Err(syntax(start_line, "manifest ends in a line continuation"));
+        }
+        Ok(None)
+    }
+
+    /// One whole (joined) line: an event, or `None` for comments, blank
+    /// lines, `/set` and `/unset`.
+    fn line(&mut self, text: &str, start_line: usize) -> Result<Option<Event>, ParseError> {
         if let Some(c) = text.strip_prefix('#') {
             if let Some(k) = c.trim().strip_prefix("keywords:")
-                && spec.keywords.is_none()
+                && self.keywords.is_none()
             {
-                spec.keywords = Some(
+                self.keywords = Some(
                     k.split([',', ' '])
                         .filter(|w| !w.is_empty())
                         .map(str::to_string)
                         .collect(),
                 );
             }
-            continue;
+            return Ok(None);
         }
         if text.is_empty() {
-            continue;
+            return Ok(None);
         }
         let mut words = text.split_ascii_whitespace();
         let first = words.next().unwrap_or_default();
         match first {
             "/set" => {
-                parse_keywords(words, &mut defaults).map_err(|r| syntax(start_line, r))?;
-                continue;
+                parse_keywords(words, &mut self.defaults).map_err(|r| syntax(start_line, r))?;
+                return Ok(None);
             }
             "/unset" => {
                 for w in words {
                     if w == "all" {
-                        defaults.clear();
+                        self.defaults.clear();
                     } else {
-                        defaults.remove(w.split('=').next().unwrap_or(w));
+                        self.defaults.remove(w.split('=').next().unwrap_or(w));
                     }
                 }
-                continue;
+                return Ok(None);
             }
             ".." => {
-                if cwd.pop().is_none() {
+                if self.cwd.pop().is_none() {
                     return Err(syntax(start_line, "\"..\" above the root"));
                 }
-                continue;
+                return Ok(Some(Event::Up));
             }
             _ => {}
         }
@@ -173,19 +235,20 @@ pub fn parse(input: impl BufRead) -> Result<Spec, ParseError> {
         }
         let name = unvis(first)
             .ok_or_else(|| syntax(start_line, format!("bad escape in name {first:?}")))?;
-        let mut kw = defaults.clone();
+        let mut kw = self.defaults.clone();
         parse_keywords(words, &mut kw).map_err(|r| syntax(start_line, r))?;
         let is_dir = kw.get("type").map(String::as_str) == Some("dir");
-        let path = if name.contains(&b'/') {
+        let relative = !name.contains(&b'/');
+        let path = if !relative {
             // a full path: never changes the current directory
             normalise(&name, start_line)?
-        } else if name == b"." && cwd.is_empty() {
+        } else if name == b"." && self.cwd.is_empty() {
             Vec::new()
         } else {
             if name == b"." || name == b".." {
                 return Err(syntax(start_line, "\".\" or \"..\" as an entry name"));
             }
-            let Some(dir) = cwd.last() else {
+            let Some(dir) = self.cwd.last() else {
                 return Err(syntax(
                     start_line,
                     "relative entry outside of the root directory",
@@ -193,14 +256,27 @@ pub fn parse(input: impl BufRead) -> Result<Spec, ParseError> {
             };
             join(dir, &name)
         };
-        if is_dir && !name.contains(&b'/') {
-            cwd.push(path.clone());
+        if is_dir && relative {
+            self.cwd.push(path.clone());
         }
-        spec.entries.insert(path, kw);
+        Ok(Some(Event::Entry {
+            path,
+            keywords: kw,
+            relative,
+        }))
     }
-    if !pending.is_empty() {
-        return Err(syntax(start_line, "manifest ends in a line continuation"));
+}
+
+/// Parse a whole manifest into memory.
+pub fn parse(input: impl BufRead) -> Result<Spec, ParseError> {
+    let mut spec = Spec::default();
+    let mut r = Reader::new(input);
+    while let Some(ev) = r.next_event()? {
+        if let Event::Entry { path, keywords, .. } = ev {
+            spec.entries.insert(path, keywords);
+        }
     }
+    spec.keywords = r.keywords;
     Ok(spec)
 }
 

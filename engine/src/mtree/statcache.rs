@@ -31,6 +31,23 @@ struct Stamp {
     ctime: (i64, i64),
 }
 
+/// One line of a cache: `ino size mtime_s mtime_ns ctime_s ctime_ns path`.
+fn parse_line(line: &str) -> Option<(Vec<u8>, Stamp)> {
+    let mut w = line.split(' ');
+    let mut n = || w.next().and_then(|s| s.parse::<i64>().ok());
+    let (ino, size, ms, mns, cs, cns) = (n()?, n()?, n()?, n()?, n()?, n()?);
+    let path = w.next().and_then(unvis)?;
+    Some((
+        path,
+        Stamp {
+            ino: ino as u64,
+            size: size as u64,
+            mtime: (ms, mns),
+            ctime: (cs, cns),
+        },
+    ))
+}
+
 impl Stamp {
     fn of(md: &std::fs::Metadata) -> Stamp {
         Stamp {
@@ -59,26 +76,10 @@ impl StatCache {
         }
         let mut map = HashMap::new();
         for line in lines {
-            let line = line?;
-            let mut w = line.split(' ');
-            let mut n = || w.next().and_then(|s| s.parse::<i64>().ok());
-            let (Some(ino), Some(size), Some(ms), Some(mns), Some(cs), Some(cns)) =
-                (n(), n(), n(), n(), n(), n())
-            else {
+            let Some((path, stamp)) = parse_line(&line?) else {
                 return Ok(None);
             };
-            let Some(path) = w.next().and_then(unvis) else {
-                return Ok(None);
-            };
-            map.insert(
-                path,
-                Stamp {
-                    ino: ino as u64,
-                    size: size as u64,
-                    mtime: (ms, mns),
-                    ctime: (cs, cns),
-                },
-            );
+            map.insert(path, stamp);
         }
         Ok(Some(StatCache { map }))
     }
@@ -96,6 +97,70 @@ impl StatCache {
     /// Whether the cache is empty.
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
+    }
+}
+
+/// A cache read line by line, alongside the manifest it was written with
+/// (its entries are that manifest's, in the same order, less the racy
+/// ones): only the next line is held. A malformed line ends the cache
+/// (what follows is compared in full).
+pub struct StatCacheStream<R: BufRead> {
+    lines: Option<std::io::Lines<R>>,
+    next: Option<(Vec<u8>, Stamp)>,
+}
+
+impl<R: BufRead> StatCacheStream<R> {
+    /// Start reading a cache; `None` if it has no valid header.
+    pub fn new(input: R) -> io::Result<Option<StatCacheStream<R>>> {
+        let mut lines = input.lines();
+        match lines.next().transpose()? {
+            Some(l) if l == MAGIC => {}
+            _ => return Ok(None),
+        }
+        let mut s = StatCacheStream {
+            lines: Some(lines),
+            next: None,
+        };
+        s.advance();
+        Ok(Some(s))
+    }
+
+    fn advance(&mut self) {
+        self.next = None;
+        let Some(lines) = &mut self.lines else {
+            return;
+        };
+        match lines.next() {
+            Some(Ok(line)) => match parse_line(&line) {
+                Some(e) => self.next = Some(e),
+                None => {
+                    tracing::warn!("stat cache: malformed line, the rest is ignored");
+                    self.lines = None;
+                }
+            },
+            Some(Err(e)) => {
+                tracing::warn!("stat cache: {e}, the rest is ignored");
+                self.lines = None;
+            }
+            None => self.lines = None,
+        }
+    }
+
+    /// Whether the manifest entry `path`, whose tree entry has metadata
+    /// `md`, still has the recorded stamp. Must be called for every entry
+    /// of the manifest, in its order (with `md` `None` where the tree has
+    /// no such entry), so the cache keeps pace.
+    pub fn unchanged(&mut self, path: &[u8], md: Option<&std::fs::Metadata>) -> bool {
+        // the root is written as "."
+        let path = if path.is_empty() { b"." } else { path };
+        match &self.next {
+            Some((p, stamp)) if p.as_slice() == path => {
+                let hit = md.is_some_and(|md| *stamp == Stamp::of(md));
+                self.advance();
+                hit
+            }
+            _ => false,
+        }
     }
 }
 

@@ -12,24 +12,33 @@ use crate::cas::refs::DescriptorPath;
 use crate::fs::unpriv::TreeGrant;
 use crate::layer::generate::{GenerateOptions, TarGenerator};
 use crate::layer::idmap::owner_mapper;
-use crate::mtree::parse::Spec;
+use crate::mtree::parse;
 use crate::mutate::{Compression, LayerWriter, Mutator};
 use crate::path::{self, BStr, BString, ByteSlice};
 
+/// The sha256 of every regular file in the bundle's manifest `mtree` that
+/// is not in `changed`, read entry by entry.
 pub(super) fn unchanged_digests(
-    spec: &Spec,
+    bundle: &Path,
+    mtree: &Path,
     changed: &HashSet<Vec<u8>>,
-) -> BTreeMap<BString, [u8; 32]> {
-    spec.entries
-        .iter()
-        .filter(|(k, _)| !changed.contains(k.as_slice()))
-        .filter_map(|(k, kw)| {
-            let d = kw.get("sha256digest")?;
+) -> Result<BTreeMap<BString, [u8; 32]>, RepackError> {
+    let bad = |e: &dyn std::fmt::Display| bundle_err(bundle, format!("{}: {e}", mtree.display()));
+    let f = std::fs::File::open(mtree).map_err(|e| bad(&e))?;
+    let mut r = parse::Reader::new(std::io::BufReader::with_capacity(1 << 20, f));
+    let mut out = BTreeMap::new();
+    while let Some(ev) = r.next_event().map_err(|e| bad(&e))? {
+        if let parse::Event::Entry { path, keywords, .. } = ev
+            && !changed.contains(&path)
+            && let Some(d) = keywords.get("sha256digest")
+        {
             let mut b = [0u8; 32];
-            hex::decode_to_slice(d, &mut b).ok()?;
-            Some((BString::from(k.as_slice()), b))
-        })
-        .collect()
+            if hex::decode_to_slice(d, &mut b).is_ok() {
+                out.insert(BString::from(path), b);
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Open up the tree at `root` for an unprivileged owner (see
@@ -124,25 +133,24 @@ pub(super) fn add_layer(
 }
 
 /// The end of every refresh: a new mtree and stat cache for the new image
-/// from the bundle's rootfs as it is now (digests of files unchanged since
-/// `old_spec` reused), the new `umoci.json` (with `overlay`), and the old
+/// from the bundle's rootfs as it is now (digests of files the repack found
+/// unchanged reused from the old mtree), the new `umoci.json` (with `overlay`), and the old
 /// image's mtree and stat cache removed.
 pub(super) fn rewrite_bundle(
     bundle: &Path,
     outcome: &RepackOutcome,
-    old_spec: &Spec,
     overlay: Option<crate::bundle::mount::OverlayMeta>,
 ) -> Result<(), RepackError> {
     let old_path = DescriptorPath(outcome.meta.from_descriptor_path.descriptor_walk.clone());
     let new_path = &outcome.path;
     let rootfs = bundle.join(ROOTFS);
-    let written = crate::bundle::unpack::write_bundle_manifest(
-        &rootfs,
+    let digests = unchanged_digests(
         bundle,
-        new_path,
-        &unchanged_digests(old_spec, &outcome.changed),
-    )
-    .map_err(|e| bundle_err(bundle, e.to_string()))?;
+        &bundle.join(mtree_name(&old_path)),
+        &outcome.changed,
+    )?;
+    let written = crate::bundle::unpack::write_bundle_manifest(&rootfs, bundle, new_path, &digests)
+        .map_err(|e| bundle_err(bundle, e.to_string()))?;
     tracing::debug!("refresh: {written} files re-hashed");
     let mut new_meta = Meta::new(new_path, outcome.meta.map_options.clone());
     new_meta.overlay = overlay;

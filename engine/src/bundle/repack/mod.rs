@@ -19,7 +19,6 @@ use crate::cas::WriteLock;
 use crate::cas::refs::DescriptorPath;
 use crate::layer::generate::GenerateError;
 use crate::mtree::diff::{self, DiffStats};
-use crate::mtree::parse::Spec;
 use crate::mutate::history::{HistoryEntry, HistoryError, MtimeClamp};
 use crate::mutate::{Compression, MutateError};
 use crate::oci::media;
@@ -105,11 +104,10 @@ pub struct RepackOutcome {
     pub entries: usize,
     /// What the comparison did.
     pub stats: DiffStats,
-    /// The bundle's metadata and manifest as read, and every path the
-    /// comparison found changed (before masking): what [`refresh_bundle`]
-    /// needs to reuse the digests of unchanged files.
+    /// The bundle's metadata as read, and every path the comparison found
+    /// changed (before masking): what [`refresh_bundle`] needs to reuse the
+    /// digests of unchanged files from the old manifest.
     meta: Meta,
-    spec: Spec,
     changed: HashSet<Vec<u8>>,
 }
 
@@ -176,7 +174,7 @@ pub fn refresh_bundle(bundle: &Path, outcome: &RepackOutcome) -> Result<(), Repa
     if let Some(ov) = outcome.meta.overlay.clone() {
         return upper::refresh(bundle, outcome, ov);
     }
-    commit::rewrite_bundle(bundle, outcome, &outcome.spec, None)
+    commit::rewrite_bundle(bundle, outcome, None)
 }
 
 impl crate::bundle::repack::RepackError {

@@ -11,9 +11,9 @@ use crate::bundle::meta::Meta;
 use crate::bundle::{ROOTFS, mtree_name, statcache_name};
 use crate::cas::WriteLock;
 use crate::cas::refs::DescriptorPath;
-use crate::mtree::diff::{self, DeltaKind};
+use crate::mtree::diff::{self, DeltaKind, StreamError};
 use crate::mtree::parse::{self, Spec};
-use crate::mtree::statcache::StatCache;
+use crate::mtree::statcache::{StatCache, StatCacheStream};
 use crate::mutate::Mutator;
 use crate::path::BString;
 
@@ -25,17 +25,16 @@ pub(super) fn repack(
     path: DescriptorPath,
     opts: &RepackOptions,
 ) -> Result<RepackOutcome, RepackError> {
-    let spec = load_spec(bundle, &path)?;
-    let cache = load_cache(bundle, &path);
+    let mtree = open_mtree(bundle, &path)?;
     let rootfs = bundle.join(ROOTFS);
     if !std::fs::symlink_metadata(&rootfs).is_ok_and(|m| m.is_dir()) {
         return Err(bundle_err(bundle, "rootfs/ is missing or not a directory"));
     }
-    let m = Mutator::new(lock, path)?;
+    let m = Mutator::new(lock, path.clone())?;
 
     // opened up once (unprivileged) for both the comparison and the layer
     let grant = tree_grant(&rootfs)?;
-    let (deltas, stats) = diff::compare_granted(&rootfs, &spec, cache.as_ref(), &grant)?;
+    let (deltas, stats) = compare(bundle, &path, mtree, &rootfs, &grant)?;
     let changed: HashSet<Vec<u8>> = deltas.iter().map(|d| d.path.clone()).collect();
     let masks = masks(opts, &m);
     let deltas = diff::simplify(diff::mask(deltas, &masks));
@@ -74,15 +73,51 @@ pub(super) fn repack(
         entries: deltas.len(),
         stats,
         meta,
-        spec,
         changed,
     })
 }
 
-pub(super) fn load_spec(bundle: &Path, path: &DescriptorPath) -> Result<Spec, RepackError> {
+/// Compare the rootfs with the bundle's mtree: streamed (the mtree and the
+/// stat cache read alongside the walk, never held whole), or, for a
+/// manifest not in go-mtree's walk order, parsed into memory first.
+fn compare(
+    bundle: &Path,
+    path: &DescriptorPath,
+    f: std::fs::File,
+    rootfs: &Path,
+    grant: &crate::fs::unpriv::TreeGrant,
+) -> Result<(Vec<diff::Delta>, diff::DiffStats), RepackError> {
     let p = bundle.join(mtree_name(path));
-    let f =
-        std::fs::File::open(&p).map_err(|e| bundle_err(bundle, format!("{}: {e}", p.display())))?;
+    let bad = |e: &dyn std::fmt::Display| bundle_err(bundle, format!("{}: {e}", p.display()));
+    let cache = std::fs::File::open(bundle.join(statcache_name(path)))
+        .ok()
+        .and_then(|f| {
+            StatCacheStream::new(BufReader::with_capacity(1 << 20, f))
+                .ok()
+                .flatten()
+        });
+    match diff::compare_streaming(rootfs, BufReader::with_capacity(1 << 20, f), cache, grant) {
+        Ok(r) => Ok(r),
+        Err(StreamError::Diff(e)) => Err(e.into()),
+        Err(StreamError::Parse(e)) => Err(bad(&e)),
+        Err(StreamError::Unordered(why)) => {
+            tracing::debug!("{}: {why}: compared in memory", p.display());
+            let spec = load_spec(bundle, path)?;
+            let cache = load_cache(bundle, path);
+            Ok(diff::compare_granted(rootfs, &spec, cache.as_ref(), grant)?)
+        }
+    }
+}
+
+/// The bundle's mtree file for the image at `path`, opened.
+fn open_mtree(bundle: &Path, path: &DescriptorPath) -> Result<std::fs::File, RepackError> {
+    let p = bundle.join(mtree_name(path));
+    std::fs::File::open(&p).map_err(|e| bundle_err(bundle, format!("{}: {e}", p.display())))
+}
+
+fn load_spec(bundle: &Path, path: &DescriptorPath) -> Result<Spec, RepackError> {
+    let p = bundle.join(mtree_name(path));
+    let f = open_mtree(bundle, path)?;
     parse::parse(BufReader::new(f)).map_err(|e| bundle_err(bundle, format!("{}: {e}", p.display())))
 }
 

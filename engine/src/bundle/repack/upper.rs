@@ -9,7 +9,6 @@ use std::path::Path;
 use rustix::fs::FileType;
 
 use super::commit::{add_layer, masks, member, rewrite_bundle, tree_grant};
-use super::tree::load_spec;
 use super::{RepackError, RepackOptions, RepackOutcome, bundle_err, check_layer_name};
 use crate::bundle::ROOTFS;
 use crate::bundle::meta::Meta;
@@ -17,7 +16,6 @@ use crate::cas::WriteLock;
 use crate::cas::refs::DescriptorPath;
 use crate::fs::walk::{Entry, Step, walk};
 use crate::mtree::diff::DiffStats;
-use crate::mtree::parse::Spec;
 use crate::mutate::Mutator;
 use crate::path::{self, BString};
 
@@ -175,7 +173,6 @@ pub(super) fn repack(
         entries: entries.len(),
         stats,
         meta,
-        spec: Spec::default(),
         changed,
     })
 }
@@ -195,7 +192,6 @@ pub(super) fn refresh(
 ) -> Result<(), RepackError> {
     use crate::bundle::mount as bo;
     let err = |e: bo::OverlayError| bundle_err(bundle, e.to_string());
-    let old_path = DescriptorPath(outcome.meta.from_descriptor_path.descriptor_walk.clone());
     let rootfs = bundle.join(ROOTFS);
     let was_mounted = bo::is_mounted(&rootfs);
     if outcome.entries > 0 {
@@ -228,8 +224,7 @@ pub(super) fn refresh(
     if !bo::is_mounted(&rootfs) {
         bo::mount(bundle, &ov).map_err(err)?;
     }
-    let old_spec = load_spec(bundle, &old_path)?;
-    rewrite_bundle(bundle, outcome, &old_spec, Some(ov))?;
+    rewrite_bundle(bundle, outcome, Some(ov))?;
     if !was_mounted {
         bo::umount(bundle).map_err(err)?;
     }
