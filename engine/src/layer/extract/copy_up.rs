@@ -272,7 +272,7 @@ impl Extractor {
             return ov::set_opaque(&fd, prefix).map_err(opaque_err);
         }
         let full = whiteout_path(dir, target, path)?;
-        if st.upper.contains(&full) {
+        if st.in_upper(full.as_ref()) {
             // this layer wrote it: only what lower layers had beneath it goes
             if let Ok(parent) = root.open_dir(dir)
                 && let Ok(fd) = ov::open_dir_at(&parent, target.as_bytes())

@@ -153,7 +153,13 @@ pub struct Extractor {
 
 /// Per-layer bookkeeping.
 struct LayerState {
-    /// Paths this layer wrote, and all their ancestors.
+    /// The layer is applied (whiteouts carried out) onto an empty tree:
+    /// everything in the tree is then this layer's, so [`Self::upper`] is
+    /// not kept (at a million files it would be the largest thing held)
+    /// and every path counts as written by this layer.
+    fresh: bool,
+    /// Paths this layer wrote, and all their ancestors (unless
+    /// [`Self::fresh`]).
     upper: HashSet<BString>,
     /// Directories whose content changed: their times before the change.
     dir_times: BTreeMap<BString, Timestamps>,
@@ -192,6 +198,20 @@ fn ts(secs: i64, nanos: u32) -> Timespec {
     }
 }
 
+/// Whether the open directory `fd` has no entries.
+fn is_empty_dir(fd: OwnedFd) -> bool {
+    let Ok(mut d) = rustix::fs::Dir::read_from(&fd) else {
+        return false;
+    };
+    while let Some(e) = d.read() {
+        match e {
+            Ok(e) if e.file_name() == c"." || e.file_name() == c".." => {}
+            _ => return false,
+        }
+    }
+    true
+}
+
 /// Record `path` and its ancestors (up to the root, `""`) as written by
 /// this layer; stops at the first one already there.
 pub(crate) fn add_upper(upper: &mut HashSet<BString>, path: &BStr) {
@@ -211,6 +231,18 @@ pub(crate) fn add_upper(upper: &mut HashSet<BString>, path: &BStr) {
 }
 
 impl LayerState {
+    /// Record `path` and its ancestors as written by this layer.
+    fn add_upper(&mut self, path: &BStr) {
+        if !self.fresh {
+            add_upper(&mut self.upper, path);
+        }
+    }
+
+    /// Whether this layer wrote `path` (or something beneath it).
+    fn in_upper(&self, path: &BStr) -> bool {
+        self.fresh || self.upper.contains(path)
+    }
+
     /// Remember the times of the directory `path` (open as `fd`) before
     /// this layer first changes its content, to restore them at the end.
     fn remember(&mut self, path: &BStr, fd: &OwnedFd) {
@@ -406,7 +438,11 @@ impl Extractor {
     /// Apply one uncompressed layer (a tar stream) to `root`.
     pub fn apply_layer(&mut self, root: &Root, layer: impl Read) -> Result<(), ExtractError> {
         let mut archive = tarread::Reader::new(layer);
+        let fresh = matches!(self.opts.whiteout, WhiteoutMode::Apply)
+            && self.lower.is_none()
+            && root.open_dir(b"".into()).is_ok_and(is_empty_dir);
         let mut st = LayerState {
+            fresh,
             upper: HashSet::new(),
             dir_times: BTreeMap::new(),
             dir_headers: BTreeMap::new(),
@@ -540,7 +576,7 @@ impl Extractor {
                 .map_err(|e| entry_err("/", e))?;
             self.apply_meta(&fd, None, b"/".into(), &hdr, &xattrs, true)?;
             st.dir_headers.insert(BString::from(""), times);
-            add_upper(&mut st.upper, b"".into());
+            st.add_upper(b"".into());
             return Ok(());
         }
 
@@ -579,7 +615,7 @@ impl Extractor {
             // refused (or skipped) above, before anything changed
             Kind::Global | Kind::Other(_) => return Ok(()),
         }
-        add_upper(&mut st.upper, path.as_ref());
+        st.add_upper(path.as_ref());
         Ok(())
     }
 
@@ -612,7 +648,7 @@ impl Extractor {
                     && ex_type == FileType::Symlink
                     && root.open_dir(path).is_ok() =>
             {
-                add_upper(&mut st.upper, path);
+                st.add_upper(path);
                 return Ok(Way::KeptDirlink);
             }
             _ => {}
@@ -816,7 +852,7 @@ impl Extractor {
             return self.drop_lower(&parent, b".".as_bstr(), prefix.as_ref(), path, st);
         }
         let full = whiteout_path(dir, target, path)?;
-        if st.upper.contains(&full) {
+        if st.in_upper(full.as_ref()) {
             // this layer wrote (beneath) it: only remove what lower layers had
             return self.drop_lower(&parent, target, path::join(&full, b"").as_ref(), path, st);
         }
@@ -839,7 +875,7 @@ impl Extractor {
         empty_dir_at(parent, name.as_bytes(), &mut |child| {
             let mut full = prefix.to_owned();
             full.push_str(child);
-            let keep = st.upper.contains(&full);
+            let keep = st.in_upper(full.as_ref());
             if !keep {
                 removed.push(full);
             }
