@@ -11,11 +11,15 @@ set -euo pipefail
 # libarchive-tools (bsdtar), git, buildah: the corpus tests make archives
 # with the tools that make them in the wild (golang-go also ships Go's own
 # archive/tar test archives)
+# nasm, autoconf, automake, libtool, make: build ISA-L (the gzip inflater,
+# the isal-sys crate builds it from source); isal (igzip) and
+# libdeflate-tools: the benchmarks' decompression floors
 # golang-github-containers-image-dev, golang-golang-x-crypto-dev: the
 # signing tests build skopeo 1.9's containers/image (Debian's source, its
 # disabled sigstore code restored) as their peer (host/tests/peers)
 packages=(umoci skopeo runc jq attr golang-go busybox-static docker-registry man-db
           libarchive-tools git buildah
+          nasm autoconf automake libtool make isal libdeflate-tools pigz
           apache2-utils openssl python3 python3-venv
           golang-github-opencontainers-image-spec-dev
           golang-github-vbatts-go-mtree-dev

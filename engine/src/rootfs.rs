@@ -148,14 +148,10 @@ fn apply_one(
     let counted = progress.reader(blob);
     let plain = decompressor(layer_format(&layer.media_type), Box::new(counted))
         .map_err(|e| UnpackError::Invalid(format!("layer {}: {e}", layer.digest)))?;
-    let mut reader = DiffIdReader {
-        inner: plain,
-        hasher: diff_id.algorithm().hasher(),
-        size: 0,
-    };
-    pipelined_apply(ex, root, &mut reader, &layer.digest)?;
+    let mut plain = plain;
+    let hasher = diff_id.algorithm().hasher();
+    let got = pipelined_apply(ex, root, &mut plain, hasher, &layer.digest)?;
     progress.finish();
-    let got = reader.hasher.finish();
     if &got != diff_id {
         return Err(UnpackError::Invalid(format!(
             "layer {}: diff_id mismatch: config says {diff_id}, content is {got}",
@@ -842,6 +838,9 @@ struct ChannelReader {
     spent: std::sync::mpsc::Sender<Vec<u8>>,
     buf: Vec<u8>,
     pos: usize,
+    /// The diff_id, hashed here a whole chunk at a time as it arrives:
+    /// this thread's share of the work (the reading thread inflates).
+    hasher: Hasher,
 }
 
 impl Read for ChannelReader {
@@ -849,6 +848,7 @@ impl Read for ChannelReader {
         while self.pos == self.buf.len() {
             match self.rx.recv() {
                 Ok(b) => {
+                    self.hasher.update(&b);
                     let old = std::mem::replace(&mut self.buf, b);
                     if old.capacity() >= CHUNK {
                         let _ = self.spent.send(old);
@@ -865,17 +865,20 @@ impl Read for ChannelReader {
     }
 }
 
-/// Apply one layer with reading, verifying, decompressing and diff_id
-/// hashing on this thread and tar parsing, file writing and file hashing on
-/// another, so the two halves overlap on two cores. The stream is read to
-/// its very end (trailing bytes count for the diff_id, and the end is where
-/// the blob digest is checked), whatever the extractor does.
+/// Apply one layer with reading, verifying and decompressing on this
+/// thread and diff_id hashing, tar parsing, file writing and file hashing
+/// on another, so the two halves overlap on two cores (they take about the
+/// same time: inflating against the second sha256 pass and the writes).
+/// The stream is read to its very end (trailing bytes count for the
+/// diff_id, and the end is where the blob digest is checked), whatever the
+/// extractor does. Returns the diff_id `hasher` computed over all of it.
 fn pipelined_apply(
     ex: &mut Extractor,
     root: &Root,
     reader: &mut dyn Read,
+    hasher: Hasher,
     digest: &Digest,
-) -> Result<(), UnpackError> {
+) -> Result<Digest, UnpackError> {
     let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(IN_FLIGHT);
     let (spent_tx, spent_rx) = std::sync::mpsc::channel::<Vec<u8>>();
     std::thread::scope(|s| {
@@ -885,11 +888,12 @@ fn pipelined_apply(
                 spent: spent_tx,
                 buf: Vec::new(),
                 pos: 0,
+                hasher,
             };
             let res = ex.apply_layer(root, &mut r);
             // keep the reader going to the end, whatever happened
             let trailing = std::io::copy(&mut r, &mut std::io::sink()).unwrap_or(0);
-            (res, trailing)
+            (res, trailing, r.hasher.finish())
         });
         let mut read_err = None;
         loop {
@@ -922,7 +926,7 @@ fn pipelined_apply(
             }
         }
         drop(tx);
-        let (res, trailing) = worker
+        let (res, trailing, diff_id) = worker
             .join()
             .map_err(|_| UnpackError::Invalid(format!("layer {digest}: extractor panicked")))?;
         // a bad blob (digest, size, compression) explains any extraction error
@@ -936,7 +940,7 @@ fn pipelined_apply(
         if trailing > 0 {
             tracing::debug!("layer {digest}: {trailing} bytes after the end of the archive");
         }
-        Ok(())
+        Ok(diff_id)
     })
 }
 

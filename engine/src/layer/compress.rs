@@ -19,9 +19,7 @@ pub fn decompressor<'a>(
     }
     match suffix {
         "" => Ok(blob),
-        "gzip" => Ok(Box::new(flate2::read::MultiGzDecoder::new(
-            BufReader::with_capacity(1 << 20, blob),
-        ))),
+        "gzip" => Ok(gunzip(blob)),
         "zstd" => Ok(Box::new(zstd::stream::read::Decoder::new(blob).map_err(
             |e| Error::msg(ErrorKind::of_io(&e), format!("zstd: {e}")),
         )?)),
@@ -30,4 +28,17 @@ pub fn decompressor<'a>(
             format!("unsupported layer compression {other:?} in {media_type}"),
         )),
     }
+}
+
+/// The gzip decoder: ISA-L's (the `isal` feature) unless
+/// `RUMOCI_INFLATE=zlib-rs` asks for flate2's zlib-rs, the fallback.
+fn gunzip<'a>(blob: Box<dyn Read + 'a>) -> Box<dyn Read + 'a> {
+    #[cfg(feature = "isal")]
+    if std::env::var_os("RUMOCI_INFLATE").is_none_or(|v| v != "zlib-rs") {
+        return Box::new(super::inflate::GzReader::new(blob));
+    }
+    Box::new(flate2::read::MultiGzDecoder::new(BufReader::with_capacity(
+        1 << 20,
+        blob,
+    )))
 }

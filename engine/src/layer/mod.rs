@@ -5,5 +5,7 @@ pub mod copy;
 pub mod extract;
 pub mod generate;
 pub mod idmap;
+#[cfg(feature = "isal")]
+pub mod inflate;
 pub mod overlayfs;
 pub mod tarread;
