@@ -23,5 +23,10 @@ scratch=$(mktemp -d /tmp/rumoci-fuzz-corpus.XXXXXX)
 trap 'rm -rf "$scratch"' EXIT
 for t in $(cargo fuzz list); do
   mkdir -p "corpus/$t" "$scratch/$t"
-  cargo fuzz run "$t" "$scratch/$t" "corpus/$t" -- -max_total_time="$secs" -rss_limit_mb=2048 "${seed[@]}"
+  # gunzip drives ISA-L, a C library built with autotools whose static
+  # link cannot take AddressSanitizer: it runs without (panics, crashes
+  # and disagreements with zlib-rs are still caught)
+  san=()
+  [ "$t" = gunzip ] && san=(--sanitizer none)
+  cargo fuzz run "${san[@]}" "$t" "$scratch/$t" "corpus/$t" -- -max_total_time="$secs" -rss_limit_mb=2048 "${seed[@]}"
 done

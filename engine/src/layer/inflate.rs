@@ -168,7 +168,10 @@ impl<R: Read> Read for GzReader<R> {
             self.state.next_out = std::ptr::null_mut();
             let produced = want - self.state.avail_out as usize;
             self.state.avail_out = 0;
-            self.consumed += u64::from(in_before - self.state.avail_in);
+            // ISA-L can hand back bytes it had buffered in an earlier call
+            // (at a member's end): avail_in may grow.
+            self.consumed = (self.consumed + u64::from(in_before))
+                .saturating_sub(u64::from(self.state.avail_in));
             match ret {
                 0 => {}
                 isal::ISAL_INVALID_BLOCK => return Err(self.invalid("invalid deflate block")),
