@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use crate::cas::{Cas, CasError, ext};
+use crate::cas::{Cas, CasError};
 use crate::fs::root::Root;
 use crate::layer::compress::decompressor;
 use crate::layer::extract::{ExtractError, ExtractOptions, Extractor, WhiteoutMode};
@@ -18,6 +18,7 @@ use crate::layer_store::{
 };
 use crate::oci::{Digest, Hasher, Image, Manifest, media};
 use crate::path::{BStr, BString};
+use crate::readahead::ReadAhead;
 
 /// Errors of an unpack.
 #[derive(Debug, thiserror::Error)]
@@ -116,7 +117,7 @@ pub(crate) fn layer_format(media_type: &str) -> &str {
 /// Apply layer `i` of the image on top of the tree at `root`: read and
 /// verify the blob, decompress it, check its diff_id, extract it.
 fn apply_one(
-    cas: &dyn Cas,
+    ahead: &mut ReadAhead<'_, '_>,
     ex: &mut Extractor,
     root: &Root,
     manifest: &Manifest,
@@ -131,7 +132,7 @@ fn apply_one(
         i + 1,
         manifest.layers.len()
     );
-    let blob = match ext::open_verified(cas, layer) {
+    let blob = match ahead.open(i) {
         Err(CasError::NotFound(_)) if media::is_foreign_layer(&layer.media_type) => {
             return Err(UnpackError::Invalid(format!(
                 "layer {}: a foreign layer ({}) that is not in the store; rumoci does not fetch it from its urls",
@@ -512,9 +513,26 @@ pub fn unpack_chain(
 }
 
 /// [`unpack_chain`]; `mountable`: whether the caller can mount a chain of
-/// overlayfs layers (else an overlay mount is refused at once).
+/// overlayfs layers (else an overlay mount is refused at once). Layers are
+/// read ahead when `cas` reads over the network ([`ReadAhead`]).
 fn unpack_layers(
     cas: &dyn Cas,
+    store: &dyn LayerStore,
+    manifest: &Manifest,
+    config: &Image,
+    rootfs: &Path,
+    opts: ExtractOptions,
+    mountable: bool,
+) -> Result<Unpacked, UnpackError> {
+    std::thread::scope(|s| {
+        let mut ahead = ReadAhead::new(s, cas, &manifest.layers);
+        unpack_layers_from(&mut ahead, store, manifest, config, rootfs, opts, mountable)
+    })
+}
+
+/// [`unpack_layers`], the layers read through `ahead`.
+fn unpack_layers_from(
+    ahead: &mut ReadAhead<'_, '_>,
     store: &dyn LayerStore,
     manifest: &Manifest,
     config: &Image,
@@ -657,7 +675,7 @@ fn unpack_layers(
                 path: dir.display().to_string(),
                 source,
             })?;
-            apply_one(cas, ex, &root, manifest, config, i)?;
+            apply_one(ahead, ex, &root, manifest, config, i)?;
             let Some(meta) = &target.meta else {
                 return Ok((None, dir));
             };
@@ -825,46 +843,6 @@ fn inherit_root(lower_top: &Path, dir: &Path, rootless: bool) -> Result<(), Unpa
     })
 }
 
-/// Chunks handed from the reading thread to the extracting thread.
-const CHUNK: usize = 1 << 20;
-/// Chunks in flight (bounds memory to a few MiB).
-const IN_FLIGHT: usize = 4;
-
-/// Reads chunks from the channel as one stream.
-struct ChannelReader {
-    rx: std::sync::mpsc::Receiver<Vec<u8>>,
-    /// Emptied chunks go back to the reading thread for reuse (no fresh,
-    /// zero-filled allocation per chunk).
-    spent: std::sync::mpsc::Sender<Vec<u8>>,
-    buf: Vec<u8>,
-    pos: usize,
-    /// The diff_id, hashed here a whole chunk at a time as it arrives:
-    /// this thread's share of the work (the reading thread inflates).
-    hasher: Hasher,
-}
-
-impl Read for ChannelReader {
-    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
-        while self.pos == self.buf.len() {
-            match self.rx.recv() {
-                Ok(b) => {
-                    self.hasher.update(&b);
-                    let old = std::mem::replace(&mut self.buf, b);
-                    if old.capacity() >= CHUNK {
-                        let _ = self.spent.send(old);
-                    }
-                    self.pos = 0;
-                }
-                Err(_) => return Ok(0),
-            }
-        }
-        let n = out.len().min(self.buf.len() - self.pos);
-        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
-        self.pos += n;
-        Ok(n)
-    }
-}
-
 /// Apply one layer with reading, verifying and decompressing on this
 /// thread and diff_id hashing, tar parsing, file writing and file hashing
 /// on another, so the two halves overlap on two cores (they take about the
@@ -879,53 +857,15 @@ fn pipelined_apply(
     hasher: Hasher,
     digest: &Digest,
 ) -> Result<Digest, UnpackError> {
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(IN_FLIGHT);
-    let (spent_tx, spent_rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    let (pump, mut r) = crate::layer::readahead::channel_pair(Some(hasher));
     std::thread::scope(|s| {
         let worker = s.spawn(move || {
-            let mut r = ChannelReader {
-                rx,
-                spent: spent_tx,
-                buf: Vec::new(),
-                pos: 0,
-                hasher,
-            };
             let res = ex.apply_layer(root, &mut r);
             // keep the reader going to the end, whatever happened
             let trailing = std::io::copy(&mut r, &mut std::io::sink()).unwrap_or(0);
-            (res, trailing, r.hasher.finish())
+            (res, trailing, r.hasher.take().map(Hasher::finish))
         });
-        let mut read_err = None;
-        loop {
-            // a recycled chunk was full (len CHUNK): resizing costs nothing
-            let mut chunk = spent_rx.try_recv().unwrap_or_default();
-            chunk.resize(CHUNK, 0);
-            let mut filled = 0;
-            while filled < CHUNK {
-                match reader.read(&mut chunk[filled..]) {
-                    Ok(0) => break,
-                    Ok(n) => filled += n,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(e) => {
-                        read_err = Some(e);
-                        break;
-                    }
-                }
-            }
-            if filled == 0 || read_err.is_some() {
-                break;
-            }
-            chunk.truncate(filled);
-            if tx.send(chunk).is_err() {
-                // the extractor stopped early (an error): finish reading so
-                // that a corrupt blob is reported as such
-                if let Err(e) = std::io::copy(reader, &mut std::io::sink()) {
-                    read_err = Some(e);
-                }
-                break;
-            }
-        }
-        drop(tx);
+        let read_err = pump.pump(reader).err();
         let (res, trailing, diff_id) = worker
             .join()
             .map_err(|_| UnpackError::Invalid(format!("layer {digest}: extractor panicked")))?;
@@ -940,7 +880,7 @@ fn pipelined_apply(
         if trailing > 0 {
             tracing::debug!("layer {digest}: {trailing} bytes after the end of the archive");
         }
-        Ok(diff_id)
+        diff_id.ok_or_else(|| UnpackError::Invalid(format!("layer {digest}: no diff_id hasher")))
     })
 }
 

@@ -34,6 +34,7 @@ use std::io::{self, Read, Write};
 use crate::cas::{Cas, CasError, ext};
 use crate::layer::compress::decompressor;
 use crate::layer::generate::{GenerateError, TarGenerator};
+use crate::layer::readahead::{self, ChunkReader};
 use crate::layer::tarread::{self, Header, Kind, Segment, TarError};
 use crate::oci::{Digest, Image, Manifest, media};
 use crate::path::{self, BStr, BString, ByteSlice};
@@ -87,15 +88,13 @@ pub struct MergeStats {
 
 type LayerReader<'a> = tarread::Reader<DiffIdReader<Box<dyn Read + 'a>>>;
 
-/// Open layer `i`: verified blob, decompressed, hashed for its diff_id.
-fn open_layer<'a>(
+/// Open layer `i`: verified blob, decompressed.
+fn open_plain<'a>(
     cas: &'a dyn Cas,
     manifest: &Manifest,
-    config: &Image,
     i: usize,
-) -> Result<LayerReader<'a>, SurgeryError> {
+) -> Result<Box<dyn Read + 'a>, SurgeryError> {
     let layer = &manifest.layers[i];
-    let diff_id = &config.rootfs.diff_ids[i];
     let blob = match ext::open_verified(cas, layer) {
         Err(CasError::NotFound(_)) if media::is_foreign_layer(&layer.media_type) => {
             return Err(SurgeryError::Layer {
@@ -108,17 +107,72 @@ fn open_layer<'a>(
         }
         r => r?,
     };
-    let plain = decompressor(layer_format(&layer.media_type), Box::new(blob)).map_err(|e| {
-        SurgeryError::Layer {
-            layer: i,
-            reason: format!("{}: {e}", layer.digest),
-        }
-    })?;
+    decompressor(layer_format(&layer.media_type), Box::new(blob)).map_err(|e| SurgeryError::Layer {
+        layer: i,
+        reason: format!("{}: {e}", layer.digest),
+    })
+}
+
+/// Open layer `i`: verified blob, decompressed, hashed for its diff_id.
+fn open_layer<'a>(
+    cas: &'a dyn Cas,
+    manifest: &Manifest,
+    config: &Image,
+    i: usize,
+) -> Result<LayerReader<'a>, SurgeryError> {
+    let diff_id = &config.rootfs.diff_ids[i];
     Ok(tarread::Reader::new(DiffIdReader {
-        inner: plain,
+        inner: open_plain(cas, manifest, i)?,
         hasher: diff_id.algorithm().hasher(),
         size: 0,
     }))
+}
+
+/// Layer `i` inflated on a thread of `scope` into the returned reader (its
+/// digest checked as it is read; its diff_id was checked by the first
+/// pass, and the same verified bytes inflate to the same content). Join the
+/// handle after reading the stream to its end: a bad blob is its error.
+fn spawn_layer<'scope, 'env: 'scope>(
+    scope: &'scope std::thread::Scope<'scope, 'env>,
+    cas: &'env dyn Cas,
+    manifest: &'env Manifest,
+    i: usize,
+) -> (
+    ChunkReader,
+    std::thread::ScopedJoinHandle<'scope, Result<(), SurgeryError>>,
+) {
+    let (pump, reader) = readahead::channel_pair(None);
+    let handle = scope.spawn(move || {
+        let mut plain = open_plain(cas, manifest, i)?;
+        pump.pump(&mut plain).map_err(|e| {
+            SurgeryError::Cas(CasError::io(
+                format!("layer {}", manifest.layers[i].digest),
+                e,
+            ))
+        })
+    });
+    (reader, handle)
+}
+
+/// Finish a layer of the second pass: read its rest, then report the
+/// producer's error (a bad blob explains anything) or else `outcome`.
+fn finish_spawned(
+    r: tarread::Reader<ChunkReader>,
+    handle: std::thread::ScopedJoinHandle<'_, Result<(), SurgeryError>>,
+    i: usize,
+    outcome: Result<(), SurgeryError>,
+) -> Result<(), SurgeryError> {
+    let mut inner = r.into_inner();
+    let _ = io::copy(&mut inner, &mut io::sink());
+    drop(inner);
+    match handle.join() {
+        Ok(Err(blob)) => Err(blob),
+        Ok(Ok(())) => outcome,
+        Err(_) => Err(SurgeryError::Layer {
+            layer: i,
+            reason: "the reading thread panicked".into(),
+        }),
+    }
 }
 
 /// Read the rest of layer `i` (trailing bytes count) and check its diff_id.
@@ -338,6 +392,29 @@ fn copy_member<R: Read, W: Write>(
     }
 }
 
+/// Copy the entries of layer `i` (read from `r`) that the plan keeps.
+fn copy_layer<R: Read, W: Write>(
+    r: &mut tarread::Reader<R>,
+    plan: &plan::Plan,
+    i: usize,
+    manifest: &Manifest,
+    out: &mut TarGenerator<W>,
+    stats: &mut MergeStats,
+) -> Result<(), SurgeryError> {
+    let mut idx = 0u64;
+    while let Some(h) = r.next_header().map_err(tar_err(i, manifest))? {
+        if let Some(Emit { primary, links }) = plan.emits.get(&(i, idx)) {
+            copy_member(out, primary.as_ref(), &h, r)?;
+            for l in links {
+                out.add_entry(l.as_ref(), &h, Some(primary.as_ref()), &mut io::empty())?;
+            }
+            stats.entries += 1 + links.len() as u64;
+        }
+        idx += 1;
+    }
+    Ok(())
+}
+
 /// A zero-sized regular file header, the shape of a whiteout marker.
 fn marker_header() -> Header {
     Header::empty(Kind::Regular, b'0', BString::from(""), 0)
@@ -414,37 +491,27 @@ pub fn merge_layers<W: Write>(
         )?;
         stats.entries += 1;
     }
-    // pass two: the surviving entries, in order
-    for i in plan.layers() {
-        tracing::info!(
-            "copying layer {} ({}/{end})",
-            manifest.layers[i].digest,
-            i + 1
-        );
-        let mut r = open_layer(cas, manifest, config, i)?;
-        let mut idx = 0u64;
-        loop {
-            let h = match r.next_header().map_err(tar_err(i, manifest)) {
-                Ok(Some(h)) => h,
-                Ok(None) => break,
-                Err(e) => return Err(explain(r, e, manifest, config, i)),
+    // pass two: the surviving entries, in order, each layer inflated on
+    // another thread (the next one begins while this one is copied)
+    let layers: Vec<usize> = plan.layers().into_iter().collect();
+    std::thread::scope(|s| -> Result<(), SurgeryError> {
+        let mut next = layers.first().map(|&i| spawn_layer(s, cas, manifest, i));
+        for (k, &i) in layers.iter().enumerate() {
+            let Some((reader, handle)) = next.take() else {
+                break;
             };
-            if let Some(Emit { primary, links }) = plan.emits.get(&(i, idx)) {
-                let copied = copy_member(out, primary.as_ref(), &h, &mut r).and_then(|()| {
-                    for l in links {
-                        out.add_entry(l.as_ref(), &h, Some(primary.as_ref()), &mut io::empty())?;
-                    }
-                    Ok(())
-                });
-                if let Err(e) = copied {
-                    return Err(explain(r, SurgeryError::Generate(e), manifest, config, i));
-                }
-                stats.entries += 1 + links.len() as u64;
-            }
-            idx += 1;
+            next = layers.get(k + 1).map(|&j| spawn_layer(s, cas, manifest, j));
+            tracing::info!(
+                "copying layer {} ({}/{end})",
+                manifest.layers[i].digest,
+                i + 1
+            );
+            let mut r = tarread::Reader::new(reader);
+            let outcome = copy_layer(&mut r, &plan, i, manifest, out, &mut stats);
+            finish_spawned(r, handle, i, outcome)?;
         }
-        close_layer(r, manifest, config, i)?;
-    }
+        Ok(())
+    })?;
     // hard links to base files still in place
     for (p, target) in &plan.base_links {
         out.add_entry(p.as_ref(), &marker, Some(target.as_ref()), &mut io::empty())?;

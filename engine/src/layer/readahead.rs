@@ -1,0 +1,158 @@
+//! Reading a stream on one thread and consuming it on another: the
+//! producing side ([`Pump`]) reads (verifies, inflates) into 1 MiB chunks
+//! and hands them over a bounded channel to the consuming side
+//! ([`ChunkReader`], a [`Read`]), so inflating overlaps with tar parsing
+//! and writing on two cores. Emptied chunks travel back for reuse.
+
+use std::io::{self, Read};
+use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
+
+use crate::oci::Hasher;
+
+/// Bytes per chunk handed between the threads.
+pub(crate) const CHUNK: usize = 1 << 20;
+/// Chunks in flight between the threads (bounds the memory used).
+const IN_FLIGHT: usize = 4;
+
+/// The producing end: see [`Pump::pump`].
+pub(crate) struct Pump {
+    tx: SyncSender<io::Result<Vec<u8>>>,
+    spent: Receiver<Vec<u8>>,
+}
+
+/// The consuming end: the stream's bytes, in order; a read error of the
+/// producer is returned where it happened; the end of the stream when the
+/// producer is done (or gone).
+pub(crate) struct ChunkReader {
+    rx: Receiver<io::Result<Vec<u8>>>,
+    spent: Sender<Vec<u8>>,
+    buf: Vec<u8>,
+    pos: usize,
+    /// Hashes every chunk as it arrives (a digest computed on this
+    /// thread, e.g. the diff_id while the other inflates).
+    pub(crate) hasher: Option<Hasher>,
+}
+
+/// A connected producer and consumer.
+pub(crate) fn channel_pair(hasher: Option<Hasher>) -> (Pump, ChunkReader) {
+    let (tx, rx) = sync_channel(IN_FLIGHT);
+    let (spent_tx, spent_rx) = channel();
+    (
+        Pump {
+            tx,
+            spent: spent_rx,
+        },
+        ChunkReader {
+            rx,
+            spent: spent_tx,
+            buf: Vec::new(),
+            pos: 0,
+            hasher,
+        },
+    )
+}
+
+impl Pump {
+    /// Read `reader` to its very end into chunks for the consumer. If the
+    /// consumer stops early, the rest is still read (and dropped): the end
+    /// is where a blob's digest is checked, and a bad blob explains what
+    /// the consumer stopped on. A read error is passed on to the consumer
+    /// and returned.
+    pub(crate) fn pump(self, reader: &mut dyn Read) -> io::Result<()> {
+        let mut listening = true;
+        loop {
+            // a recycled chunk was full (len CHUNK): resizing costs nothing
+            let mut chunk = self.spent.try_recv().unwrap_or_default();
+            chunk.resize(CHUNK, 0);
+            let mut filled = 0;
+            while filled < CHUNK {
+                match reader.read(&mut chunk[filled..]) {
+                    Ok(0) => break,
+                    Ok(n) => filled += n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        if listening {
+                            let _ = self.tx.send(Err(io::Error::new(e.kind(), e.to_string())));
+                        }
+                        return Err(e);
+                    }
+                }
+            }
+            if filled == 0 {
+                return Ok(());
+            }
+            chunk.truncate(filled);
+            if listening && self.tx.send(Ok(chunk)).is_err() {
+                listening = false;
+            }
+        }
+    }
+}
+
+impl Read for ChunkReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.buf.len() {
+            match self.rx.recv() {
+                Ok(Ok(b)) => {
+                    if let Some(h) = &mut self.hasher {
+                        h.update(&b);
+                    }
+                    let old = std::mem::replace(&mut self.buf, b);
+                    if old.capacity() >= CHUNK {
+                        let _ = self.spent.send(old);
+                    }
+                    self.pos = 0;
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = out.len().min(self.buf.len() - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_arrive_in_order_and_errors_where_they_happened() {
+        let data: Vec<u8> = (0..3 * CHUNK + 17).map(|i| (i % 251) as u8).collect();
+        let (pump, mut r) = channel_pair(None);
+        let mut got = Vec::new();
+        std::thread::scope(|s| {
+            let d = &data;
+            let p = s.spawn(move || pump.pump(&mut &d[..]));
+            r.read_to_end(&mut got).unwrap();
+            p.join().unwrap().unwrap();
+        });
+        assert!(got == data);
+
+        struct Failing(usize);
+        impl Read for Failing {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                if self.0 == 0 {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "digest mismatch",
+                    ));
+                }
+                let n = buf.len().min(self.0);
+                buf[..n].fill(1);
+                self.0 -= n;
+                Ok(n)
+            }
+        }
+        let (pump, mut r) = channel_pair(None);
+        std::thread::scope(|s| {
+            let p = s.spawn(move || pump.pump(&mut Failing(CHUNK + 5)));
+            let mut sink = Vec::new();
+            let e = r.read_to_end(&mut sink).unwrap_err();
+            assert_eq!(e.to_string(), "digest mismatch");
+            assert!(p.join().unwrap().is_err());
+        });
+    }
+}
