@@ -308,6 +308,7 @@ impl Auth {
             .map_err(|_| Error::InternalError(Some(format!("{}: bad address", net.origin))))?;
         let resp = send::once(
             &net.tls,
+            &net.pool,
             &Method::GET,
             &uri,
             HeaderMap::new(),
@@ -425,6 +426,7 @@ impl Auth {
         }
         let resp = send::once(
             &net.tls,
+            &net.pool,
             &Method::GET,
             &uri,
             headers,

@@ -133,6 +133,8 @@ pub(crate) struct Network {
     timeout: Duration,
     /// When the current plugin call must end.
     deadline: Mutex<Instant>,
+    /// Connections kept alive between requests.
+    pool: send::Pool,
 }
 
 /// An object store's requests: signed (when there are credentials) and
@@ -215,6 +217,7 @@ impl Network {
             aws,
             timeout,
             deadline: Mutex::new(Instant::now() + timeout),
+            pool: send::Pool::default(),
         }))
     }
 
@@ -259,7 +262,7 @@ impl Network {
                 "{method} {uri}: the request body cannot be sent twice"
             ))));
         };
-        send::once(&self.tls, method, uri, headers, b, limits).await
+        send::once(&self.tls, &self.pool, method, uri, headers, b, limits).await
     }
 
     /// Send one request of the plugin: the grant check, credentials,

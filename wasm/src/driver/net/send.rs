@@ -1,8 +1,8 @@
-//! One HTTP/1.1 exchange on a fresh connection (TLS for `https`), with
-//! bounded waits.
+//! One HTTP/1.1 exchange (TLS for `https`), with bounded waits, on a kept
+//! alive connection of the [`Pool`] when one is idle, else a fresh one.
 
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -27,9 +27,57 @@ fn fail(msg: String) -> Error {
     Error::InternalError(Some(msg))
 }
 
-/// Send `body` to `uri` and wait for the response head.
+/// Most connections a [`Pool`] keeps (idle or still reading a response).
+const POOL_MAX: usize = 16;
+
+type Sender = hyper::client::conn::http1::SendRequest<WasiBody>;
+
+/// The HTTP/1.1 connections of one plugin's network, kept after their
+/// exchange for the next request to the same origin: over a link with
+/// latency each fresh connection costs a round trip (two with TLS) before
+/// the request leaves. A connection is reused only once its last response
+/// was read to the end (hyper then reports it ready); one whose response
+/// was dropped half-read is closed by hyper and pruned here.
+#[derive(Default)]
+pub(super) struct Pool {
+    conns: Mutex<Vec<(Origin, Sender)>>,
+}
+
+impl Pool {
+    /// An idle connection to `origin`, taken out of the pool.
+    fn take(&self, origin: &Origin) -> Option<Sender> {
+        let mut conns = self.conns.lock().ok()?;
+        conns.retain(|(_, s)| !s.is_closed());
+        let i = conns
+            .iter()
+            .position(|(o, s)| o == origin && s.is_ready())?;
+        Some(conns.swap_remove(i).1)
+    }
+
+    /// Keep `sender` (its response may still be streaming) for later.
+    fn put(&self, origin: Origin, sender: Sender) {
+        if let Ok(mut conns) = self.conns.lock() {
+            conns.retain(|(_, s)| !s.is_closed());
+            if conns.len() >= POOL_MAX {
+                // forget an idle one (a busy one finishes its response
+                // either way, then closes)
+                match conns.iter().position(|(_, s)| s.is_ready()) {
+                    Some(i) => drop(conns.remove(i)),
+                    None => return,
+                }
+            }
+            conns.push((origin, sender));
+        }
+    }
+}
+
+/// Send `body` to `uri` and wait for the response head: on an idle
+/// connection of `pool` if there is one (a request the connection could
+/// not take, e.g. because the server had just closed it, goes on a fresh
+/// one), else on a fresh connection, which is kept in `pool` afterwards.
 pub(super) async fn once(
     tls: &super::tls::TlsConfig,
+    pool: &Pool,
     method: &Method,
     uri: &Uri,
     headers: HeaderMap,
@@ -37,6 +85,48 @@ pub(super) async fn once(
     limits: Limits,
 ) -> Result<Response<hyper::body::Incoming>, Error> {
     let origin = Origin::of(uri).map_err(|why| fail(format!("{uri}: {why}")))?;
+    let mut req = request(method, uri, headers, body, &origin)?;
+    while let Some(mut sender) = pool.take(&origin) {
+        match tokio::time::timeout(limits.first_byte, sender.try_send_request(req)).await {
+            Err(_) => {
+                return Err(fail(format!(
+                    "{origin}: no answer within {:?}",
+                    limits.first_byte
+                )));
+            }
+            Ok(Ok(resp)) => {
+                pool.put(origin, sender);
+                return Ok(resp);
+            }
+            Ok(Err(mut e)) => match e.take_message() {
+                // not sent: try the next connection, or a fresh one
+                Some(r) => req = r,
+                None => {
+                    return Err(fail(format!("HTTP with {origin}: {}", e.into_error())));
+                }
+            },
+        }
+    }
+    let mut sender = connect(tls, &origin, limits).await?;
+    let resp = tokio::time::timeout(limits.first_byte, sender.send_request(req))
+        .await
+        .map_err(|_| {
+            fail(format!(
+                "{origin}: no answer within {:?}",
+                limits.first_byte
+            ))
+        })?
+        .map_err(|e| fail(format!("HTTP with {origin}: {e}")))?;
+    pool.put(origin, sender);
+    Ok(resp)
+}
+
+/// A fresh connection to `origin` (TLS for `https`), its task spawned.
+async fn connect(
+    tls: &super::tls::TlsConfig,
+    origin: &Origin,
+    limits: Limits,
+) -> Result<Sender, Error> {
     let tcp = tokio::time::timeout(
         limits.connect,
         TcpStream::connect((origin.host.as_str(), origin.port)),
@@ -50,19 +140,31 @@ pub(super) async fn once(
     })?
     .map_err(|e| fail(format!("connect {origin}: {e}")))?;
     let _ = tcp.set_nodelay(true);
-    let (mut sender, conn) = if origin.https {
-        let stream = super::tls::connect(tls, &origin, tcp, limits.connect)
+    let (sender, conn) = if origin.https {
+        let stream = super::tls::connect(tls, origin, tcp, limits.connect)
             .await
             .map_err(fail)?;
-        handshake(Box::new(stream), &origin).await?
+        handshake(Box::new(stream), origin).await?
     } else {
-        handshake(Box::new(tcp), &origin).await?
+        handshake(Box::new(tcp), origin).await?
     };
     tokio::spawn(async move {
         if let Err(e) = conn.await {
             tracing::debug!("HTTP connection: {e}");
         }
     });
+    Ok(sender)
+}
+
+/// The request for one hop: the path, the plugin's headers with this
+/// hop's `Host`, a `User-Agent`.
+fn request(
+    method: &Method,
+    uri: &Uri,
+    headers: HeaderMap,
+    body: WasiBody,
+    origin: &Origin,
+) -> Result<Request<WasiBody>, Error> {
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
     let mut req = Request::builder().method(method.clone()).uri(path);
     if let Some(h) = req.headers_mut() {
@@ -78,18 +180,8 @@ pub(super) async fn once(
             );
         }
     }
-    let req = req
-        .body(body)
-        .map_err(|e| fail(format!("a request to {origin}: {e}")))?;
-    tokio::time::timeout(limits.first_byte, sender.send_request(req))
-        .await
-        .map_err(|_| {
-            fail(format!(
-                "{origin}: no answer within {:?}",
-                limits.first_byte
-            ))
-        })?
-        .map_err(|e| fail(format!("HTTP with {origin}: {e}")))
+    req.body(body)
+        .map_err(|e| fail(format!("a request to {origin}: {e}")))
 }
 
 fn origin_host(uri: &Uri) -> String {
