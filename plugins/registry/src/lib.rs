@@ -146,9 +146,32 @@ impl Cas for Registry {
 
     fn open(digest: &Digest) -> Result<Box<dyn BlobRead>> {
         let c = conf()?;
-        if let Some(size) = head_blob(&c, digest)? {
+        // One GET (no HEAD first: over a link with latency each request
+        // costs a round trip): its answer tells the size, and its body is
+        // what the first reads return.
+        let got = {
+            let call = call(&c, "GET", blob_path(&c, digest));
+            let mut r = call.send(&[], Body::Empty)?;
+            match r.status {
+                200 => {
+                    check_digest_header(&call, &r, digest)?;
+                    Some((required_length(&call, &r)?, r))
+                }
+                404 => {
+                    // read the short error so that the connection is kept
+                    let _ = r.read_body(MAX_ERROR_BODY);
+                    None
+                }
+                _ => return Err(call.status_error(&mut r)),
+            }
+        };
+        if let Some((size, r)) = got {
             let digest = digest.clone();
-            return Ok(Box::new(RangeReader::new(BlobSource { c, digest }, size)));
+            return Ok(Box::new(RangeReader::with_response(
+                BlobSource { c, digest },
+                size,
+                r,
+            )));
         }
         match get_manifest(&c, &digest.to_string()) {
             Ok((bytes, _)) => Ok(Box::new(MemReader(bytes))),
