@@ -679,3 +679,69 @@ fn a_plugin_is_set_up_once_per_command() {
         assert_eq!(err.matches("rumoci: ").count(), 1, "{err}");
     }
 }
+
+/// An image of more layers than an unpack reads ahead at once (later ones
+/// deleting, replacing and adding what earlier ones wrote, one larger than
+/// the read-ahead queue) pulled through the registry plugin unpacks
+/// exactly as the local layout does: layers fetched on their own threads
+/// are still applied in order, each verified.
+#[test]
+fn a_pull_of_many_layers_unpacks_as_the_local_layout() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("data");
+    let layout = tmp.path().join("L");
+    let img = format!("{}:t", s(&layout));
+    rd_ok(&data, &["init", "--layout", s(&layout)]);
+    rd_ok(&data, &["new", "--image", &img]);
+    let src = tmp.path().join("src");
+    for i in 0..6u8 {
+        let d = src.join(format!("d{i}"));
+        std::fs::create_dir_all(d.join("sub")).expect("mkdir");
+        std::fs::write(d.join("file"), format!("layer {i}\n")).expect("w");
+        std::fs::write(d.join("sub/shared"), vec![i; 1000 + usize::from(i)]).expect("w");
+        rd_ok(&data, &["insert", "--image", &img, s(&d), "/d"]);
+        rd_ok(
+            &data,
+            &["insert", "--image", &img, s(&d), &format!("/only{i}")],
+        );
+    }
+    // a layer larger than the read-ahead queue (incompressible bytes)
+    let big = src.join("big");
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let bytes: Vec<u8> = (0..(24 << 20))
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    std::fs::write(&big, &bytes).expect("w");
+    rd_ok(&data, &["insert", "--image", &img, s(&big), "/big"]);
+    rd_ok(&data, &["insert", "--image", &img, "--whiteout", "/only2"]);
+    rd_ok(&data, &["insert", "--image", &img, "--whiteout", "/d/sub"]);
+
+    let reg = Registry::start();
+    let spec = format!("{},url={}", plugin("registry"), reg.url());
+    rd_ok(
+        &data,
+        &["copy", "--to-driver", &spec, &img, "many/layers:t"],
+    );
+    let pulled = tmp.path().join("pulled");
+    rd_unpack(&data, &["--driver", &spec], "many/layers:t", &pulled);
+    let local = tmp.path().join("local");
+    rd_unpack(&data, &[], &img, &local);
+    assert_same_tree(&local.join("rootfs"), &pulled.join("rootfs"));
+    assert_eq!(mtree_body(&local), mtree_body(&pulled));
+    assert!(!pulled.join("rootfs/only2").exists());
+    assert!(!pulled.join("rootfs/d/sub").exists());
+    assert_eq!(
+        std::fs::read(pulled.join("rootfs/d/file")).expect("read"),
+        b"layer 5\n"
+    );
+    assert_eq!(
+        std::fs::read(pulled.join("rootfs/big")).expect("read"),
+        bytes
+    );
+    assert_no_spool(&data);
+}

@@ -290,6 +290,13 @@ pub trait Cas: Send + Sync {
         None
     }
 
+    /// Whether reads come over the network (a registry, an object
+    /// store): unpack then fetches the next layers while one is extracted.
+    /// The default: no (a local store is read as it is extracted).
+    fn reads_over_network(&self) -> bool {
+        false
+    }
+
     /// Whether the store keeps `index.json` entries without a tag (a
     /// layout does; a registry keeps tags only, so referrers go there by
     /// the referrers tag schema). The default: it does.

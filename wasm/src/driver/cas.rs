@@ -22,6 +22,29 @@ const CHUNK: usize = 1 << 20;
 const PAGE: u32 = 1024;
 /// Largest `index.json` accepted from a plugin.
 const MAX_INDEX: u64 = crate::limits::MAX_DOCUMENT_SIZE;
+/// Largest blob remembered by a store that reads over the network
+/// ([`Docs`]): manifests, indexes and configs.
+const MAX_DOC: usize = 256 << 10;
+/// Most bytes [`Docs`] holds.
+const MAX_DOCS: usize = 16 << 20;
+
+/// Small blobs (manifests, indexes, configs) a store that reads over the
+/// network has read whole, by digest, checked: a command reads the same
+/// manifest more than once (to resolve a tag, then to unpack it), and
+/// over a link with latency each read is a round trip or two. Content
+/// addressed, so never stale; callers verify every read as always.
+#[derive(Debug, Default)]
+struct Docs {
+    blobs: std::collections::HashMap<String, Arc<[u8]>>,
+    bytes: usize,
+}
+
+type SharedDocs = Arc<Mutex<Docs>>;
+
+/// The documents, locked (a panic while holding them leaves a map).
+fn docs(d: &SharedDocs) -> MutexGuard<'_, Docs> {
+    d.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// A plugin instance shared between the handles made from it (a content
 /// store and its open readers and writers).
@@ -65,6 +88,8 @@ pub struct WasmCas {
     /// The store directory: rumoci locks it as it locks a layout, so that
     /// gc through a plugin excludes writers too.
     dir: std::path::PathBuf,
+    /// Small blobs read whole, when the plugin reads over the network.
+    docs: Option<SharedDocs>,
 }
 
 impl WasmCas {
@@ -121,6 +146,7 @@ impl WasmCas {
         let p = Plugin::with(linked, spec, Some(dir))?;
         require(&p, "cas")?;
         Ok(WasmCas {
+            docs: p.networked().then(SharedDocs::default),
             plugin: Arc::new(Mutex::new(p)),
             dir: dir.to_path_buf(),
         })
@@ -199,6 +225,10 @@ impl Cas for WasmCas {
         !lock(&self.plugin).has("cas.tags-only")
     }
 
+    fn reads_over_network(&self) -> bool {
+        lock(&self.plugin).networked()
+    }
+
     fn writer_guard(&self) -> Result<Box<dyn std::any::Any>, CasError> {
         Ok(Box::new(crate::cas::dir::WriterGuard(
             crate::cas::dir::lock(&self.dir, rustix::fs::FlockOperation::LockShared)?,
@@ -211,11 +241,18 @@ impl Cas for WasmCas {
     }
 
     fn open_blob(&self, digest: &Digest) -> Result<Box<dyn Read + Send>, CasError> {
+        let d = digest.to_string();
+        if let Some(bytes) = self
+            .docs
+            .as_ref()
+            .and_then(|m| docs(m).blobs.get(&d).cloned())
+        {
+            return Ok(Box::new(io::Cursor::new(bytes)));
+        }
         if let Some(r) = self.open_stream(digest)? {
             return Ok(r);
         }
         let mut p = lock(&self.plugin);
-        let d = digest.to_string();
         let handle = p
             .call("cas.open", |s, b| b.rumoci_driver_cas().call_open(s, &d))
             .map_err(|e| {
@@ -232,6 +269,11 @@ impl Cas for WasmCas {
             offset: 0,
             buf: Vec::new(),
             pos: 0,
+            keep: self.docs.clone().map(|docs| Keep {
+                docs,
+                digest: digest.clone(),
+                bytes: Vec::new(),
+            }),
         }))
     }
 
@@ -387,6 +429,38 @@ struct ChunkReader {
     offset: u64,
     buf: Vec<u8>,
     pos: usize,
+    /// The bytes so far of a blob that may be small enough to remember.
+    keep: Option<Keep>,
+}
+
+/// A small blob being read, remembered in `docs` when read whole and
+/// found to be what its digest says.
+struct Keep {
+    docs: SharedDocs,
+    digest: Digest,
+    bytes: Vec<u8>,
+}
+
+impl Keep {
+    /// `chunk` was read; false once the blob is too large to keep.
+    fn add(&mut self, chunk: &[u8]) -> bool {
+        self.bytes.extend_from_slice(chunk);
+        self.bytes.len() <= MAX_DOC
+    }
+
+    /// The blob ended here.
+    fn finish(self) {
+        let mut h = self.digest.algorithm().hasher();
+        h.update(&self.bytes);
+        if h.finish() != self.digest {
+            return;
+        }
+        let mut d = docs(&self.docs);
+        if d.bytes + self.bytes.len() <= MAX_DOCS {
+            d.bytes += self.bytes.len();
+            d.blobs.insert(self.digest.to_string(), self.bytes.into());
+        }
+    }
 }
 
 impl Read for ChunkReader {
@@ -414,7 +488,13 @@ impl Read for ChunkReader {
                 )));
             }
             if chunk.is_empty() {
+                if let Some(k) = self.keep.take() {
+                    k.finish();
+                }
                 return Ok(0);
+            }
+            if self.keep.as_mut().is_some_and(|k| !k.add(&chunk)) {
+                self.keep = None;
             }
             self.offset += chunk.len() as u64;
             self.buf = chunk;

@@ -338,6 +338,11 @@ impl<W: World> Plugin<W> {
         &self.label
     }
 
+    /// Whether the plugin was granted a network (`url=`).
+    pub fn networked(&self) -> bool {
+        self.net.is_some()
+    }
+
     /// Whether the plugin declares `capability`.
     pub fn has(&self, capability: &str) -> bool {
         self.info.capabilities.iter().any(|c| c == capability)
