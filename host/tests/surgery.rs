@@ -785,3 +785,36 @@ fn a_corrupt_layer_fails_the_squash_and_changes_nothing() {
     assert!(!out.exists());
     assert_eq!(std::fs::read_dir(tmp.path()).expect("ls").count(), 3);
 }
+
+/// A layer blob damaged on disk (its gzip trailer) fails `export` and
+/// `squash` with one line naming the layer, leaves no output archive and
+/// changes nothing in the layout — also when the damaged layer is the one
+/// being inflated ahead while an earlier one is copied.
+#[test]
+fn a_damaged_layer_fails_export_and_squash_with_one_line() {
+    let Some(tmp) = scratch() else { return };
+    let (l, img) = new_layout(tmp.path());
+    let big = vec![b'x'; 3 << 20];
+    let p = tmp.path().join("a.tar");
+    make_tar(&p, &[M::File(b"a", &big), M::File(b"b", b"b\n")]);
+    ru_ok(&["raw", "add-layer", "--image", &img, s(&p)]);
+    make_tar(&p, &[M::File(b"c", &big)]);
+    ru_ok(&["raw", "add-layer", "--image", &img, s(&p)]);
+    let layer = manifest(&l, "t")["layers"][1]["digest"]
+        .as_str()
+        .expect("digest")
+        .to_string();
+    let blob = l.join("blobs/sha256").join(&layer["sha256:".len()..]);
+    let mut bytes = std::fs::read(&blob).expect("read blob");
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x40; // the uncompressed length in the gzip trailer
+    std::fs::write(&blob, &bytes).expect("write blob");
+    let before = snapshot(&l);
+    let out = tmp.path().join("o.tar");
+    let e = one_line_failure(&["export", "--image", &img, "-o", s(&out)]);
+    assert!(e.contains(&layer), "{e}");
+    assert!(!out.exists());
+    let e = one_line_failure(&["squash", "--image", &img, "--tag", "sq"]);
+    assert!(e.contains(&layer), "{e}");
+    assert_eq!(snapshot(&l), before);
+}

@@ -36,9 +36,9 @@ use crate::layer::compress::decompressor;
 use crate::layer::generate::{GenerateError, TarGenerator};
 use crate::layer::readahead::{self, ChunkReader};
 use crate::layer::tarread::{self, Header, Kind, Segment, TarError};
-use crate::oci::{Digest, Image, Manifest, media};
+use crate::oci::{Digest, Hasher, Image, Manifest, media};
 use crate::path::{self, BStr, BString, ByteSlice};
-use crate::rootfs::{DiffIdReader, layer_format};
+use crate::rootfs::layer_format;
 
 use plan::{Emit, Marker, Replay};
 
@@ -86,8 +86,6 @@ pub struct MergeStats {
     pub dropped_whiteouts: u64,
 }
 
-type LayerReader<'a> = tarread::Reader<DiffIdReader<Box<dyn Read + 'a>>>;
-
 /// Open layer `i`: verified blob, decompressed.
 fn open_plain<'a>(
     cas: &'a dyn Cas,
@@ -113,35 +111,21 @@ fn open_plain<'a>(
     })
 }
 
-/// Open layer `i`: verified blob, decompressed, hashed for its diff_id.
-fn open_layer<'a>(
-    cas: &'a dyn Cas,
-    manifest: &Manifest,
-    config: &Image,
-    i: usize,
-) -> Result<LayerReader<'a>, SurgeryError> {
-    let diff_id = &config.rootfs.diff_ids[i];
-    Ok(tarread::Reader::new(DiffIdReader {
-        inner: open_plain(cas, manifest, i)?,
-        hasher: diff_id.algorithm().hasher(),
-        size: 0,
-    }))
-}
-
 /// Layer `i` inflated on a thread of `scope` into the returned reader (its
-/// digest checked as it is read; its diff_id was checked by the first
-/// pass, and the same verified bytes inflate to the same content). Join the
-/// handle after reading the stream to its end: a bad blob is its error.
+/// digest checked as it is read; `hasher`, if any, hashes the inflated
+/// stream on the reading side). Finish with [`finish_spawned`]: a bad
+/// blob is the thread's error.
 fn spawn_layer<'scope, 'env: 'scope>(
     scope: &'scope std::thread::Scope<'scope, 'env>,
     cas: &'env dyn Cas,
     manifest: &'env Manifest,
     i: usize,
+    hasher: Option<Hasher>,
 ) -> (
     ChunkReader,
     std::thread::ScopedJoinHandle<'scope, Result<(), SurgeryError>>,
 ) {
-    let (pump, reader) = readahead::channel_pair(None);
+    let (pump, reader) = readahead::channel_pair(hasher);
     let handle = scope.spawn(move || {
         let mut plain = open_plain(cas, manifest, i)?;
         pump.pump(&mut plain).map_err(|e| {
@@ -154,53 +138,28 @@ fn spawn_layer<'scope, 'env: 'scope>(
     (reader, handle)
 }
 
-/// Finish a layer of the second pass: read its rest, then report the
-/// producer's error (a bad blob explains anything) or else `outcome`.
-fn finish_spawned(
+/// Finish a spawned layer: read its rest (trailing bytes count), then
+/// report the reading thread's error (a bad blob explains anything), else
+/// hand back `outcome` and the hash of the whole stream (if one was asked
+/// for; a wrong diff_id explains the outcome's errors too).
+fn finish_spawned<T>(
     r: tarread::Reader<ChunkReader>,
     handle: std::thread::ScopedJoinHandle<'_, Result<(), SurgeryError>>,
     i: usize,
-    outcome: Result<(), SurgeryError>,
-) -> Result<(), SurgeryError> {
+    outcome: Result<T, SurgeryError>,
+) -> Result<(Result<T, SurgeryError>, Option<Digest>), SurgeryError> {
     let mut inner = r.into_inner();
     let _ = io::copy(&mut inner, &mut io::sink());
+    let hash = inner.hasher.take().map(Hasher::finish);
     drop(inner);
     match handle.join() {
         Ok(Err(blob)) => Err(blob),
-        Ok(Ok(())) => outcome,
+        Ok(Ok(())) => Ok((outcome, hash)),
         Err(_) => Err(SurgeryError::Layer {
             layer: i,
             reason: "the reading thread panicked".into(),
         }),
     }
-}
-
-/// Read the rest of layer `i` (trailing bytes count) and check its diff_id.
-fn close_layer(
-    r: LayerReader<'_>,
-    manifest: &Manifest,
-    config: &Image,
-    i: usize,
-) -> Result<(), SurgeryError> {
-    let mut inner = r.into_inner();
-    io::copy(&mut inner, &mut io::sink()).map_err(|e| {
-        SurgeryError::Cas(CasError::io(
-            format!("layer {}", manifest.layers[i].digest),
-            e,
-        ))
-    })?;
-    let got: Digest = inner.hasher.finish();
-    let want = &config.rootfs.diff_ids[i];
-    if &got != want {
-        return Err(SurgeryError::Layer {
-            layer: i,
-            reason: format!(
-                "{}: diff_id mismatch: config says {want}, content is {got}",
-                manifest.layers[i].digest
-            ),
-        });
-    }
-    Ok(())
 }
 
 fn tar_err(i: usize, manifest: &Manifest) -> impl Fn(TarError) -> SurgeryError + '_ {
@@ -217,23 +176,8 @@ fn tar_err(i: usize, manifest: &Manifest) -> impl Fn(TarError) -> SurgeryError +
     }
 }
 
-/// The error to report for a failure inside layer `i`: a bad blob (digest,
-/// size, compression, diff_id) explains any tar or replay error, so the
-/// rest of the layer is read (and checked) first.
-fn explain(
-    r: LayerReader<'_>,
-    e: SurgeryError,
-    manifest: &Manifest,
-    config: &Image,
-    i: usize,
-) -> SurgeryError {
-    match close_layer(r, manifest, config, i) {
-        Err(blob) => blob,
-        Ok(()) => e,
-    }
-}
-
-/// The headers of layer `i` (the whole blob read and checked).
+/// The headers of layer `i` (the whole blob read and checked: digest,
+/// inflated on another thread; diff_id, hashed here).
 fn read_headers(
     cas: &dyn Cas,
     manifest: &Manifest,
@@ -245,17 +189,31 @@ fn read_headers(
         manifest.layers[i].digest,
         i + 1
     );
-    let mut r = open_layer(cas, manifest, config, i)?;
-    let mut out = Vec::new();
-    loop {
-        match r.next_header().map_err(tar_err(i, manifest)) {
-            Ok(Some(h)) => out.push(h),
-            Ok(None) => break,
-            Err(e) => return Err(explain(r, e, manifest, config, i)),
-        }
+    let want = &config.rootfs.diff_ids[i];
+    let (headers, got) = std::thread::scope(|s| {
+        let (reader, handle) = spawn_layer(s, cas, manifest, i, Some(want.algorithm().hasher()));
+        let mut r = tarread::Reader::new(reader);
+        let mut out = Vec::new();
+        let outcome = loop {
+            match r.next_header().map_err(tar_err(i, manifest)) {
+                Ok(Some(h)) => out.push(h),
+                Ok(None) => break Ok(out),
+                Err(e) => break Err(e),
+            }
+        };
+        finish_spawned(r, handle, i, outcome)
+    })?;
+    match got {
+        Some(got) if &got == want => headers,
+        got => Err(SurgeryError::Layer {
+            layer: i,
+            reason: format!(
+                "{}: diff_id mismatch: config says {want}, content is {}",
+                manifest.layers[i].digest,
+                got.map_or_else(|| "unhashed".to_string(), |d| d.to_string())
+            ),
+        }),
     }
-    close_layer(r, manifest, config, i)?;
-    Ok(out)
 }
 
 /// One layer's headers, or why not.
@@ -495,12 +453,16 @@ pub fn merge_layers<W: Write>(
     // another thread (the next one begins while this one is copied)
     let layers: Vec<usize> = plan.layers().into_iter().collect();
     std::thread::scope(|s| -> Result<(), SurgeryError> {
-        let mut next = layers.first().map(|&i| spawn_layer(s, cas, manifest, i));
+        let mut next = layers
+            .first()
+            .map(|&i| spawn_layer(s, cas, manifest, i, None));
         for (k, &i) in layers.iter().enumerate() {
             let Some((reader, handle)) = next.take() else {
                 break;
             };
-            next = layers.get(k + 1).map(|&j| spawn_layer(s, cas, manifest, j));
+            next = layers
+                .get(k + 1)
+                .map(|&j| spawn_layer(s, cas, manifest, j, None));
             tracing::info!(
                 "copying layer {} ({}/{end})",
                 manifest.layers[i].digest,
@@ -508,7 +470,7 @@ pub fn merge_layers<W: Write>(
             );
             let mut r = tarread::Reader::new(reader);
             let outcome = copy_layer(&mut r, &plan, i, manifest, out, &mut stats);
-            finish_spawned(r, handle, i, outcome)?;
+            finish_spawned(r, handle, i, outcome)?.0?;
         }
         Ok(())
     })?;
