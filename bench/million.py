@@ -83,6 +83,9 @@ def one_tool(name, src, work, res):
         f.write("changed\n")
     res["repack one change"][name].append(cold([tool, "repack", "--image", image, bundle]))
     res["stat"][name].append(cold([tool, "stat", "--image", image]))
+    print(f"{name}: " + ", ".join(f"{n} {v[name][-1][0]:.2f}s/{v[name][-1][1] // 1024}MB"
+                                  for n, v in res.items()), flush=True)
+    # removing a million files takes minutes on a slow disk (untimed)
     remove(bundle)
     remove(layout)
 
@@ -133,10 +136,8 @@ def main():
     try:
         for i in range(args.runs):
             for t in tools:
+                print(f"run {i + 1}", end=" ", flush=True)
                 one_tool(t, src, work, res)
-                print(f"run {i + 1} {t}: " + ", ".join(
-                    f"{n} {res[n][t][-1][0]:.2f}s/{res[n][t][-1][1] // 1024}MB" for n in names),
-                    flush=True)
             if not args.no_floor:
                 floors.append(floor(src, work))
                 print(f"run {i + 1} floor: {floors[-1][0]:.2f}s/{floors[-1][1] // 1024}MB", flush=True)
