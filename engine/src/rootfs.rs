@@ -857,7 +857,7 @@ fn pipelined_apply(
     hasher: Hasher,
     digest: &Digest,
 ) -> Result<Digest, UnpackError> {
-    let (pump, mut r) = crate::layer::readahead::channel_pair(Some(hasher));
+    let (pump, mut r) = crate::layer::pipe::channel_pair(Some(hasher));
     std::thread::scope(|s| {
         let worker = s.spawn(move || {
             let res = ex.apply_layer(root, &mut r);

@@ -8,5 +8,5 @@ pub mod idmap;
 #[cfg(feature = "isal")]
 pub mod inflate;
 pub mod overlayfs;
-pub(crate) mod readahead;
+pub(crate) mod pipe;
 pub mod tarread;

@@ -34,7 +34,7 @@ use std::io::{self, Read, Write};
 use crate::cas::{Cas, CasError, ext};
 use crate::layer::compress::decompressor;
 use crate::layer::generate::{GenerateError, TarGenerator};
-use crate::layer::readahead::{self, ChunkReader};
+use crate::layer::pipe::{self, ChunkReader};
 use crate::layer::tarread::{self, Header, Kind, Segment, TarError};
 use crate::oci::{Digest, Hasher, Image, Manifest, media};
 use crate::path::{self, BStr, BString, ByteSlice};
@@ -125,7 +125,7 @@ fn spawn_layer<'scope, 'env: 'scope>(
     ChunkReader,
     std::thread::ScopedJoinHandle<'scope, Result<(), SurgeryError>>,
 ) {
-    let (pump, reader) = readahead::channel_pair(hasher);
+    let (pump, reader) = pipe::channel_pair(hasher);
     let handle = scope.spawn(move || {
         let mut plain = open_plain(cas, manifest, i)?;
         pump.pump(&mut plain).map_err(|e| {

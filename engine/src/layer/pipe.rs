@@ -1,4 +1,4 @@
-//! Reading a stream on one thread and consuming it on another: the
+//! A pipe between threads: one stream handed over in chunks. The
 //! producing side ([`Pump`]) reads (verifies, inflates) into 1 MiB chunks
 //! and hands them over a bounded channel to the consuming side
 //! ([`ChunkReader`], a [`Read`]), so inflating overlaps with tar parsing
