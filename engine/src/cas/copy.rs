@@ -171,6 +171,62 @@ fn copy_blob(
     Ok(BlobOutcome::Copied)
 }
 
+/// Copy `blobs` (numbered for their labels) on `lanes` threads; their
+/// outcomes in order, or the first error in order.
+fn copy_side_by_side(
+    src: &dyn Cas,
+    dst: &dyn Cas,
+    blobs: &[(usize, &&Descriptor)],
+    lanes: usize,
+    label: &(dyn Fn(usize, &Descriptor) -> String + Sync),
+) -> Result<Vec<BlobOutcome>, CasError> {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let slots: Vec<Mutex<Option<Result<BlobOutcome, CasError>>>> =
+        blobs.iter().map(|_| Mutex::new(None)).collect();
+    std::thread::scope(|s| {
+        for _ in 0..lanes.min(blobs.len()) {
+            s.spawn(|| {
+                loop {
+                    let k = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(&(n, desc)) = blobs.get(k) else {
+                        break;
+                    };
+                    if failed.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let r = copy_blob(src, dst, desc, &label(n, desc));
+                    if r.is_err() {
+                        failed.store(true, Ordering::Relaxed);
+                    }
+                    if let Ok(mut slot) = slots[k].lock() {
+                        *slot = Some(r);
+                    }
+                }
+            });
+        }
+    });
+    let results: Vec<_> = slots
+        .into_iter()
+        .map(|m| m.into_inner().ok().flatten())
+        .collect();
+    // the first failure in order explains the blobs left uncopied
+    let mut out = Vec::with_capacity(blobs.len());
+    let mut missing = None;
+    for (r, (_, desc)) in results.into_iter().zip(blobs) {
+        match r {
+            Some(r) => out.push(r?),
+            None => missing = missing.or(Some(&desc.digest)),
+        }
+    }
+    match missing {
+        Some(d) => Err(CasError::Invalid(format!("blob {d}: not copied"))),
+        None => Ok(out),
+    }
+}
+
 /// Copy `tag` of `src` to `dst` as `dst_tag`; `each` hears of every blob.
 pub fn copy_image(
     src: &dyn Cas,
@@ -203,22 +259,36 @@ pub fn copy_image(
     let lock = super::WriteLock::new(dst)?;
     let mut stats = CopyStats::default();
     let mut seen = HashSet::new();
-    let total = order
+    let unique: Vec<&Descriptor> = order
         .iter()
-        .map(|d| &d.digest)
-        .collect::<HashSet<_>>()
-        .len();
-    for desc in &order {
-        if !seen.insert(desc.digest.clone()) {
-            continue;
-        }
+        .filter(|d| seen.insert(d.digest.clone()))
+        .collect();
+    let total = unique.len();
+    let label = |n: usize, desc: &Descriptor| {
         let hex = desc.digest.hex();
-        let label = format!(
-            "blob {}/{total} {}",
-            seen.len(),
-            hex.get(..12).unwrap_or(hex)
-        );
-        let outcome = copy_blob(src, dst, desc, &label)?;
+        format!("blob {}/{total} {}", n + 1, hex.get(..12).unwrap_or(hex))
+    };
+    let lanes = dst.parallel_writes().max(src.parallel_writes()).max(1);
+    let outcomes = if lanes == 1 {
+        let mut out = Vec::with_capacity(total);
+        for (n, desc) in unique.iter().enumerate() {
+            out.push((*desc, copy_blob(src, dst, desc, &label(n, desc))?));
+        }
+        out
+    } else {
+        // layers, configs and other leaves side by side; then manifests
+        // and indexes in order, each after what it points to
+        let (docs, leaves): (Vec<_>, Vec<_>) = unique.iter().enumerate().partition(|(_, d)| {
+            media::is_manifest(&d.media_type) || media::is_index(&d.media_type)
+        });
+        let copied = copy_side_by_side(src, dst, &leaves, lanes, &label)?;
+        let mut out: Vec<_> = leaves.iter().map(|(_, d)| **d).zip(copied).collect();
+        for (n, desc) in docs {
+            out.push((*desc, copy_blob(src, dst, desc, &label(n, desc))?));
+        }
+        out
+    };
+    for (desc, outcome) in outcomes {
         match outcome {
             BlobOutcome::Copied => {
                 stats.copied += 1;

@@ -297,6 +297,13 @@ pub trait Cas: Send + Sync {
         false
     }
 
+    /// How many blob writers are worth running at once (each upload to an
+    /// object store or registry waits on its own round trips): `copy`
+    /// copies that many blobs side by side. The default: one.
+    fn parallel_writes(&self) -> usize {
+        1
+    }
+
     /// Whether the store keeps `index.json` entries without a tag (a
     /// layout does; a registry keeps tags only, so referrers go there by
     /// the referrers tag schema). The default: it does.

@@ -90,6 +90,56 @@ pub struct WasmCas {
     dir: std::path::PathBuf,
     /// Small blobs read whole, when the plugin reads over the network.
     docs: Option<SharedDocs>,
+    /// Instances for blob writers that run side by side, when the plugin
+    /// reaches the network (each upload waits on its own round trips).
+    writers: Option<Arc<WriterPool>>,
+}
+
+/// Blob writers running at once on instances of their own (beyond this
+/// they share one).
+pub const PARALLEL_WRITERS: usize = 4;
+
+/// Further instances of a networked plugin, one per blob writer running
+/// at once: uploads side by side, as separate rumoci processes would make
+/// them (a store must already take those). `index.json` and reads stay on
+/// the store's own instance.
+struct WriterPool {
+    linked: Linked,
+    spec: DriverSpec,
+    dir: std::path::PathBuf,
+    instances: Mutex<Vec<SharedPlugin>>,
+}
+
+impl std::fmt::Debug for WriterPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriterPool").finish_non_exhaustive()
+    }
+}
+
+impl WriterPool {
+    /// An instance no writer holds (made if fewer than
+    /// [`PARALLEL_WRITERS`] exist; else the first, shared).
+    fn instance(&self) -> Result<SharedPlugin, DriverError> {
+        let mut all = self
+            .instances
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // the pool's own reference is the only one: no writer holds it
+        if let Some(idle) = all.iter().find(|p| Arc::strong_count(p) == 1) {
+            return Ok(idle.clone());
+        }
+        if all.len() < PARALLEL_WRITERS {
+            let p = Plugin::with(&self.linked, &self.spec, Some(&self.dir))?;
+            require(&p, "cas")?;
+            let p = Arc::new(Mutex::new(p));
+            all.push(p.clone());
+            return Ok(p);
+        }
+        all.first().cloned().ok_or_else(|| DriverError::Load {
+            plugin: self.linked.label().to_string(),
+            reason: "no writer instance".into(),
+        })
+    }
 }
 
 impl WasmCas {
@@ -147,6 +197,14 @@ impl WasmCas {
         require(&p, "cas")?;
         Ok(WasmCas {
             docs: p.networked().then(SharedDocs::default),
+            writers: p.networked().then(|| {
+                Arc::new(WriterPool {
+                    linked: linked.clone(),
+                    spec: spec.clone(),
+                    dir: dir.to_path_buf(),
+                    instances: Mutex::new(Vec::new()),
+                })
+            }),
             plugin: Arc::new(Mutex::new(p)),
             dir: dir.to_path_buf(),
         })
@@ -229,6 +287,14 @@ impl Cas for WasmCas {
         lock(&self.plugin).networked()
     }
 
+    fn parallel_writes(&self) -> usize {
+        if self.writers.is_some() {
+            PARALLEL_WRITERS
+        } else {
+            1
+        }
+    }
+
     fn writer_guard(&self) -> Result<Box<dyn std::any::Any>, CasError> {
         Ok(Box::new(crate::cas::dir::WriterGuard(
             crate::cas::dir::lock(&self.dir, rustix::fs::FlockOperation::LockShared)?,
@@ -298,7 +364,11 @@ impl Cas for WasmCas {
     }
 
     fn begin_blob_for(&self, hint: &BlobHint<'_>) -> Result<Box<dyn BlobWriter>, CasError> {
-        let mut p = lock(&self.plugin);
+        let plugin = match &self.writers {
+            Some(pool) => pool.instance().map_err(cas_err)?,
+            None => self.plugin.clone(),
+        };
+        let mut p = lock(&plugin);
         let expected = hint.digest.map(|d| d.to_string());
         let handle = p
             .call("cas.create", |s, b| {
@@ -312,7 +382,7 @@ impl Cas for WasmCas {
             })
             .map_err(cas_err)?;
         Ok(Box::new(WasmBlobWriter {
-            plugin: self.plugin.clone(),
+            plugin: plugin.clone(),
             generation: p.generation(),
             handle: Some(handle),
             hasher: Some(Algorithm::Sha256.hasher()),

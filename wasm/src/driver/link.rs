@@ -14,7 +14,9 @@ use super::contract::CONTRACT_VERSION;
 use super::engine::{engine, load_component};
 use super::state::HostState;
 
-/// A plugin compiled and linked, not yet instantiated.
+/// A plugin compiled and linked, not yet instantiated (cloning is cheap:
+/// the compiled code is shared).
+#[derive(Clone)]
 pub struct Linked {
     /// The plugin file.
     path: PathBuf,
