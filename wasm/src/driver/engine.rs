@@ -82,7 +82,10 @@ pub(crate) fn load_component(
         && path.is_file()
     {
         match deserialize_cached(engine, path) {
-            Ok(c) => return Ok(c),
+            Ok(c) => {
+                tracing::debug!("driver {plugin}: loaded from the compiled cache");
+                return Ok(c);
+            }
             Err(e) => {
                 tracing::debug!(
                     "driver {plugin}: ignoring cached {}: {e:#}",
@@ -92,6 +95,7 @@ pub(crate) fn load_component(
             }
         }
     }
+    tracing::debug!("driver {plugin}: compiling");
     let component = Component::from_binary(engine, wasm).map_err(|e| DriverError::Load {
         plugin: plugin.to_string(),
         reason: not_a_component(wasm, &e),

@@ -355,6 +355,7 @@ impl<W: World> Plugin<W> {
     }
 
     fn instantiate(&self) -> Result<Instance<W>, DriverError> {
+        tracing::debug!("driver {}: instantiated", self.label);
         let mut b = WasiCtxBuilder::new();
         b.allow_blocking_current_thread(true);
         let stderr = stderr_file();
