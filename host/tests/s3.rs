@@ -155,6 +155,11 @@ struct Weed {
 
 impl Weed {
     fn start(buckets: &[&str]) -> Option<Weed> {
+        Weed::start_on(buckets, "127.0.0.1")
+    }
+
+    /// [`Weed::start`] with its servers listening on `bind`.
+    fn start_on(buckets: &[&str], bind: &str) -> Option<Weed> {
         let weed = tool("weed")?;
         python()?;
         let mut log = String::new();
@@ -174,7 +179,7 @@ impl Weed {
                 "mini".to_string(),
                 format!("-dir={}", s(&dir.path().join("data"))),
                 "-ip=127.0.0.1".into(),
-                "-ip.bind=127.0.0.1".into(),
+                format!("-ip.bind={bind}"),
                 format!("-s3.port={}", p[0]),
                 format!("-s3.port.grpc={}", p[1]),
                 format!("-master.port={}", p[2]),
@@ -621,6 +626,19 @@ fn copies_between_a_layout_and_seaweedfs_both_ways() {
 /// directory (so rumoci's per-machine index lock does not serialise
 /// them: only the server's conditional writes do).
 fn concurrent_tags(url: &str, bucket: &str, prefix: &str, n: usize) {
+    concurrent_tags_from(url, bucket, prefix, n, &|_| (Vec::new(), url.to_string()));
+}
+
+/// `n` writers tag one image at once, twice over, then every tag must be
+/// there. `writer(i)` gives the command writer `i` runs under (e.g. `ip
+/// netns exec NS`) and the endpoint it reaches the server at.
+fn concurrent_tags_from(
+    url: &str,
+    bucket: &str,
+    prefix: &str,
+    n: usize,
+    writer: &dyn Fn(usize) -> (Vec<String>, String),
+) {
     let tmp = tempfile::tempdir().expect("tempdir");
     let t = tmp.path();
     let sp = spec(url, bucket, &format!(",prefix={prefix}"));
@@ -636,7 +654,13 @@ fn concurrent_tags(url: &str, bucket: &str, prefix: &str, n: usize) {
         let children: Vec<Child> = (0..n)
             .map(|i| {
                 let data = t.join(format!("data-{i}"));
-                Command::new(rumoci_bin())
+                let (wrap, url) = writer(i);
+                let sp = spec(&url, bucket, &format!(",prefix={prefix}"));
+                let bin = rumoci_bin();
+                let mut argv: Vec<String> = wrap;
+                argv.push(bin.to_string());
+                let mut c = Command::new(&argv[0]);
+                c.args(&argv[1..])
                     .args(["--driver", &sp, "tag", "--image", "l:base"])
                     .arg(format!("p{i}-{round}"))
                     .env("XDG_CACHE_HOME", cache_home())
@@ -644,9 +668,8 @@ fn concurrent_tags(url: &str, bucket: &str, prefix: &str, n: usize) {
                     .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
                     .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
                     .stderr(Stdio::piped())
-                    .stdout(Stdio::null())
-                    .spawn()
-                    .expect("spawn")
+                    .stdout(Stdio::null());
+                c.spawn().expect("spawn")
             })
             .collect();
         for c in children {
@@ -670,6 +693,95 @@ fn concurrent_tags(url: &str, bucket: &str, prefix: &str, n: usize) {
 fn tags_from_concurrent_processes_are_all_kept_on_seaweedfs() {
     let Some(url) = weed_url() else { return };
     concurrent_tags(&url, "tags", "weed", 6);
+}
+
+/// Network namespaces, each joined to the host by a veth pair: machines
+/// of their own as far as the network goes. Removed on drop.
+struct Namespaces {
+    names: Vec<String>,
+}
+
+impl Namespaces {
+    /// `n` namespaces; namespace `i` reaches the host at the address
+    /// returned for it. `None` where they cannot be made (not root, no
+    /// `ip`).
+    fn make(n: usize) -> Option<(Namespaces, Vec<String>)> {
+        let ip = |args: &[&str]| {
+            Command::new("ip")
+                .args(args)
+                .status()
+                .is_ok_and(|st| st.success())
+        };
+        let pid = std::process::id();
+        let net = 100 + pid % 100;
+        let mut ns = Namespaces { names: Vec::new() };
+        let mut hosts = Vec::new();
+        for i in 0..n {
+            let name = format!("rumoci-{pid}-{i}");
+            let (h, inside) = (
+                format!("rm{}h{i}", pid % 100_000),
+                format!("rm{}n{i}", pid % 100_000),
+            );
+            let (host_ip, ns_ip) = (format!("10.{net}.{i}.1"), format!("10.{net}.{i}.2"));
+            if !ip(&["netns", "add", &name]) {
+                return None;
+            }
+            ns.names.push(name.clone());
+            let made = ip(&["link", "add", &h, "type", "veth", "peer", "name", &inside])
+                && ip(&["link", "set", &inside, "netns", &name])
+                && ip(&["addr", "add", &format!("{host_ip}/30"), "dev", &h])
+                && ip(&["link", "set", &h, "up"])
+                && ip(&[
+                    "-n",
+                    &name,
+                    "addr",
+                    "add",
+                    &format!("{ns_ip}/30"),
+                    "dev",
+                    &inside,
+                ])
+                && ip(&["-n", &name, "link", "set", &inside, "up"])
+                && ip(&["-n", &name, "link", "set", "lo", "up"]);
+            assert!(made, "could not join namespace {name} to the host");
+            hosts.push(host_ip);
+        }
+        Some((ns, hosts))
+    }
+}
+
+impl Drop for Namespaces {
+    fn drop(&mut self) {
+        for n in &self.names {
+            // deleting the namespace deletes its end of the veth, and so both
+            let _ = Command::new("ip").args(["netns", "del", n]).status();
+        }
+    }
+}
+
+/// Writers on separate machines, as far as the network goes: each in a
+/// network namespace of its own, reaching SeaweedFS over its own veth
+/// link. All their tags are kept.
+#[test]
+fn tags_from_writers_in_separate_network_namespaces_are_all_kept() {
+    let Some((ns, hosts)) = Namespaces::make(4) else {
+        eprintln!("skipped: network namespaces cannot be made here (needs root and iproute2)");
+        return;
+    };
+    let Some(w) = Weed::start_on(&["machines"], "0.0.0.0") else {
+        return;
+    };
+    let port = w.port;
+    concurrent_tags_from(&w.url(), "machines", "m", hosts.len(), &|i| {
+        (
+            vec![
+                "ip".into(),
+                "netns".into(),
+                "exec".into(),
+                ns.names[i].clone(),
+            ],
+            format!("http://{}:{port}", hosts[i]),
+        )
+    });
 }
 
 #[test]
