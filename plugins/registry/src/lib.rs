@@ -67,6 +67,23 @@ const MAX_PAGES: usize = 10_000;
 /// Prefix of spool files in the store directory.
 const SPOOL_PREFIX: &str = ".registry-spool-";
 
+thread_local! {
+    /// Digests the registry said are manifests (a tag's `HEAD`): opened
+    /// as manifests straight away, not first asked for as blobs (a round
+    /// trip saved).
+    static MANIFESTS: RefCell<std::collections::BTreeSet<String>> =
+        const { RefCell::new(std::collections::BTreeSet::new()) };
+}
+
+/// Remember that `digest` is a manifest of the repository.
+pub(crate) fn known_manifest(digest: &Digest) {
+    MANIFESTS.with(|m| m.borrow_mut().insert(digest.to_string()));
+}
+
+fn is_known_manifest(digest: &Digest) -> bool {
+    MANIFESTS.with(|m| m.borrow().contains(&digest.to_string()))
+}
+
 /// The driver.
 pub struct Registry;
 
@@ -130,7 +147,12 @@ impl Cas for Registry {
 
     fn stat(digest: &Digest) -> Result<Option<BlobInfo>> {
         let c = conf()?;
-        let size = match head_blob(&c, digest)? {
+        let blob = if is_known_manifest(digest) {
+            None
+        } else {
+            head_blob(&c, digest)?
+        };
+        let size = match blob {
             Some(s) => Some(s),
             None => head_manifest(&c, &digest.to_string())?
                 .filter(|h| h.digest == *digest)
@@ -149,7 +171,9 @@ impl Cas for Registry {
         // One GET (no HEAD first: over a link with latency each request
         // costs a round trip): its answer tells the size, and its body is
         // what the first reads return.
-        let got = {
+        let got = if is_known_manifest(digest) {
+            None
+        } else {
             let call = call(&c, "GET", blob_path(&c, digest));
             let mut r = call.send(&[], Body::Empty)?;
             match r.status {

@@ -81,6 +81,7 @@ pub(crate) fn current_tags(c: &Conf) -> Result<BTreeMap<String, Tagged>> {
     for tag in list_tags(c)? {
         // A tag deleted between the listing and the HEAD is just gone.
         if let Some(h) = head_manifest(c, &tag)? {
+            known_manifest(&h.digest);
             out.insert(
                 tag,
                 Tagged {
