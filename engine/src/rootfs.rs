@@ -863,10 +863,10 @@ fn pipelined_apply(
             let res = ex.apply_layer(root, &mut r);
             // keep the reader going to the end, whatever happened
             let trailing = std::io::copy(&mut r, &mut std::io::sink()).unwrap_or(0);
-            (res, trailing, r.hasher.take().map(Hasher::finish))
+            (res, trailing, r)
         });
         let read_err = pump.pump(reader).err();
-        let (res, trailing, diff_id) = worker
+        let (res, trailing, r) = worker
             .join()
             .map_err(|_| UnpackError::Invalid(format!("layer {digest}: extractor panicked")))?;
         // a bad blob (digest, size, compression) explains any extraction error
@@ -880,7 +880,9 @@ fn pipelined_apply(
         if trailing > 0 {
             tracing::debug!("layer {digest}: {trailing} bytes after the end of the archive");
         }
-        diff_id.ok_or_else(|| UnpackError::Invalid(format!("layer {digest}: no diff_id hasher")))
+        r.digest().ok_or_else(|| {
+            UnpackError::Invalid(format!("layer {digest}: the diff_id was not hashed"))
+        })
     })
 }
 

@@ -5,18 +5,32 @@
 //! and writing on two cores. Emptied chunks travel back for reuse.
 
 use std::io::{self, Read};
+use std::sync::Arc;
 use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
+use std::thread::JoinHandle;
 
-use crate::oci::Hasher;
+use crate::oci::{Digest, Hasher};
 
 /// Bytes per chunk handed between the threads.
 pub(crate) const CHUNK: usize = 1 << 20;
 /// Chunks in flight between the threads (bounds the memory used).
 const IN_FLIGHT: usize = 4;
 
+/// A chunk shared by the consumer and the hashing thread; whichever lets go
+/// last sends the buffer back for reuse.
+type Chunk = Arc<Vec<u8>>;
+
+fn recycle(chunk: Chunk, spent: &Sender<Vec<u8>>) {
+    if let Some(buf) = Arc::into_inner(chunk) {
+        let _ = spent.send(buf);
+    }
+}
+
 /// The producing end: see [`Pump::pump`].
 pub(crate) struct Pump {
-    tx: SyncSender<io::Result<Vec<u8>>>,
+    tx: SyncSender<io::Result<Chunk>>,
+    /// The hashing thread's queue, if the stream is hashed.
+    hash_tx: Option<SyncSender<Chunk>>,
     spent: Receiver<Vec<u8>>,
 }
 
@@ -24,40 +38,59 @@ pub(crate) struct Pump {
 /// producer is returned where it happened; the end of the stream when the
 /// producer is done (or gone).
 pub(crate) struct ChunkReader {
-    rx: Receiver<io::Result<Vec<u8>>>,
+    rx: Receiver<io::Result<Chunk>>,
     spent: Sender<Vec<u8>>,
-    buf: Vec<u8>,
+    buf: Chunk,
     pos: usize,
-    /// Hashes every chunk as it arrives (a digest computed on this
-    /// thread, e.g. the diff_id while the other inflates).
-    pub(crate) hasher: Option<Hasher>,
+    /// The thread hashing every chunk (e.g. for the diff_id): a third
+    /// share of the work, which the scheduler balances against inflating
+    /// and extracting.
+    hashing: Option<JoinHandle<Digest>>,
 }
 
-/// A connected producer and consumer.
+/// A connected producer and consumer; with a `hasher`, a thread hashes the
+/// whole stream (every byte the producer reads, also those the consumer
+/// leaves): [`ChunkReader::digest`].
 pub(crate) fn channel_pair(hasher: Option<Hasher>) -> (Pump, ChunkReader) {
     let (tx, rx) = sync_channel(IN_FLIGHT);
     let (spent_tx, spent_rx) = channel();
+    let (hash_tx, hashing) = match hasher {
+        Some(mut h) => {
+            let (htx, hrx) = sync_channel::<Chunk>(IN_FLIGHT);
+            let spent = spent_tx.clone();
+            let t = std::thread::spawn(move || {
+                for chunk in hrx {
+                    h.update(&chunk);
+                    recycle(chunk, &spent);
+                }
+                h.finish()
+            });
+            (Some(htx), Some(t))
+        }
+        None => (None, None),
+    };
     (
         Pump {
             tx,
+            hash_tx,
             spent: spent_rx,
         },
         ChunkReader {
             rx,
             spent: spent_tx,
-            buf: Vec::new(),
+            buf: Arc::new(Vec::new()),
             pos: 0,
-            hasher,
+            hashing,
         },
     )
 }
 
 impl Pump {
-    /// Read `reader` to its very end into chunks for the consumer. If the
-    /// consumer stops early, the rest is still read (and dropped): the end
-    /// is where a blob's digest is checked, and a bad blob explains what
-    /// the consumer stopped on. A read error is passed on to the consumer
-    /// and returned.
+    /// Read `reader` to its very end into chunks for the consumer (and
+    /// the hashing thread). If the consumer stops early, the rest is still
+    /// read (and hashed): the end is where a blob's digest is checked, and
+    /// a bad blob explains what the consumer stopped on. A read error is
+    /// passed on to the consumer and returned.
     pub(crate) fn pump(self, reader: &mut dyn Read) -> io::Result<()> {
         let mut listening = true;
         loop {
@@ -82,10 +115,25 @@ impl Pump {
                 return Ok(());
             }
             chunk.truncate(filled);
+            let chunk = Arc::new(chunk);
+            if let Some(h) = &self.hash_tx {
+                // the hashing thread only ends when this sender is dropped
+                let _ = h.send(chunk.clone());
+            }
             if listening && self.tx.send(Ok(chunk)).is_err() {
                 listening = false;
             }
         }
+    }
+}
+
+impl ChunkReader {
+    /// The hash of the whole stream, once the producer is done (`None`
+    /// without a hasher, or if the hashing thread failed).
+    pub(crate) fn digest(self) -> Option<Digest> {
+        let ChunkReader { rx, hashing, .. } = self;
+        drop(rx);
+        hashing.and_then(|t| t.join().ok())
     }
 }
 
@@ -94,13 +142,8 @@ impl Read for ChunkReader {
         while self.pos == self.buf.len() {
             match self.rx.recv() {
                 Ok(Ok(b)) => {
-                    if let Some(h) = &mut self.hasher {
-                        h.update(&b);
-                    }
                     let old = std::mem::replace(&mut self.buf, b);
-                    if old.capacity() >= CHUNK {
-                        let _ = self.spent.send(old);
-                    }
+                    recycle(old, &self.spent);
                     self.pos = 0;
                 }
                 Ok(Err(e)) => return Err(e),
@@ -130,6 +173,20 @@ mod tests {
             p.join().unwrap().unwrap();
         });
         assert!(got == data);
+
+        // hashed on a thread of its own, every byte, also those the
+        // consumer never reads
+        let (pump, mut r) = channel_pair(Some(crate::oci::Algorithm::Sha256.hasher()));
+        std::thread::scope(|s| {
+            let d = &data;
+            let p = s.spawn(move || pump.pump(&mut &d[..]));
+            let mut first = vec![0u8; 10];
+            r.read_exact(&mut first).unwrap();
+            p.join().unwrap().unwrap();
+        });
+        let mut want = crate::oci::Algorithm::Sha256.hasher();
+        want.update(&data);
+        assert_eq!(r.digest(), Some(want.finish()));
 
         struct Failing(usize);
         impl Read for Failing {

@@ -150,9 +150,10 @@ fn finish_spawned<T>(
 ) -> Result<(Result<T, SurgeryError>, Option<Digest>), SurgeryError> {
     let mut inner = r.into_inner();
     let _ = io::copy(&mut inner, &mut io::sink());
-    let hash = inner.hasher.take().map(Hasher::finish);
-    drop(inner);
-    match handle.join() {
+    // the hash is complete once the reading thread is done
+    let joined = handle.join();
+    let hash = inner.digest();
+    match joined {
         Ok(Err(blob)) => Err(blob),
         Ok(Ok(())) => Ok((outcome, hash)),
         Err(_) => Err(SurgeryError::Layer {
