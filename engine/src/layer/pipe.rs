@@ -158,6 +158,7 @@ impl Read for ChunkReader {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
