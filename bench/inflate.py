@@ -15,7 +15,6 @@ gives medians, rumoci's ratio to `igzip -dc` (the goal: at most 1.5x) and
 to the Go umoci. Peak RSS per process (wait4).
 """
 import argparse
-import json
 import os
 import shutil
 import statistics
@@ -23,21 +22,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench import RUMOCI, UMOCI, run  # noqa: E402
-
-
-def layer_blobs(layout, tag):
-    """The layer blob paths of LAYOUT:TAG (a plain manifest tag)."""
-    with open(os.path.join(layout, "index.json")) as f:
-        index = json.load(f)
-    for d in index["manifests"]:
-        if d.get("annotations", {}).get("org.opencontainers.image.ref.name") == tag:
-            break
-    else:
-        raise SystemExit(f"no tag {tag} in {layout}")
-    blob = lambda dg: os.path.join(layout, "blobs", *dg.split(":"))  # noqa: E731
-    with open(blob(d["digest"])) as f:
-        manifest = json.load(f)
-    return [blob(layer["digest"]) for layer in manifest["layers"]]
+from surgery import layer_blobs  # noqa: E402
 
 
 def floor(tool_argv, blobs):
