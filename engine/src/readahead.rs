@@ -9,8 +9,9 @@
 //! while the others sit in memory. So the link carries the layers in the
 //! order they are extracted, without a gap between them, and extraction
 //! follows the bytes as they come. Nothing is written to disk; at most
-//! `AHEAD × DEPTH` chunks are held. A local store is read as before, on
-//! the extracting thread.
+//! `AHEAD × DEPTH` chunks are held. A local store's layer is read (and its
+//! digest checked) on a thread of its own through a `layer::pipe`, one
+//! layer at a time, while the extracting side inflates it.
 
 use std::collections::BTreeMap;
 use std::io::{self, Read};
@@ -76,7 +77,7 @@ impl<'scope, 'env> ReadAhead<'scope, 'env> {
             CasError::Invalid(format!("layer {}: no such layer in the manifest", i + 1))
         })?;
         if !self.enabled {
-            return ext::open_verified(self.cas, layer);
+            return self.local(layer);
         }
         // the layers before `i` were not wanted after all (cached)
         self.pending.retain(|&j, _| j >= i);
@@ -86,8 +87,8 @@ impl<'scope, 'env> ReadAhead<'scope, 'env> {
             self.started += 1;
         }
         let Some(rx) = self.pending.remove(&i) else {
-            // opened again: read it here, as a local store is
-            return ext::open_verified(self.cas, layer);
+            // opened again: read it as a local store is
+            return self.local(layer);
         };
         match rx.recv() {
             Ok(Fetched::Opened(Ok(()))) => Ok(Box::new(Queued {
@@ -102,6 +103,17 @@ impl<'scope, 'env> ReadAhead<'scope, 'env> {
                 io::Error::other("the read-ahead thread stopped before opening the blob"),
             )),
         }
+    }
+
+    /// A blob of a local store: read and checked (size, digest) on a
+    /// thread of its own, handed over in chunks, so that hashing the
+    /// compressed bytes does not slow the inflater reading them.
+    fn local(&self, layer: &Descriptor) -> Result<Box<dyn Read + Send + 'env>, CasError> {
+        let mut blob = ext::open_verified(self.cas, layer)?;
+        let (pump, reader) = crate::layer::pipe::channel_pair(None);
+        // a read error reaches the reader, and through it the unpack
+        self.scope.spawn(move || pump.pump(&mut blob).is_ok());
+        Ok(Box::new(reader))
     }
 
     fn start(&mut self, j: usize) -> Result<(), CasError> {
