@@ -52,22 +52,6 @@ pub enum UnpackError {
     },
 }
 
-/// Hashes and counts what passes through (a layer's diff_id).
-pub(crate) struct DiffIdReader<R> {
-    pub(crate) inner: R,
-    pub(crate) hasher: Hasher,
-    pub(crate) size: u64,
-}
-
-impl<R: Read> Read for DiffIdReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.size += n as u64;
-        Ok(n)
-    }
-}
-
 /// Check that `manifest`/`config` describe an unpackable image (OCI or
 /// Docker schema 2).
 pub fn check_image(manifest: &Manifest, config: &Image) -> Result<(), UnpackError> {
@@ -895,16 +879,11 @@ pub fn check_layer(
     blob: &mut dyn Read,
 ) -> Result<(), crate::Error> {
     use crate::{Error, ErrorKind};
-    let plain = decompressor(layer_format(&desc.media_type), Box::new(blob))?;
+    let mut plain = decompressor(layer_format(&desc.media_type), Box::new(blob))?;
     let alg = diff_id.map_or(crate::oci::Algorithm::Sha256, Digest::algorithm);
-    let mut reader = DiffIdReader {
-        inner: plain,
-        hasher: alg.hasher(),
-        size: 0,
-    };
-    std::io::copy(&mut reader, &mut std::io::sink())
+    // inflated here, hashed on another thread
+    let got = crate::layer::pipe::hash_on_thread(&mut plain, alg.hasher())
         .map_err(|e| Error::msg(ErrorKind::of_io(&e), format!("layer {}: {e}", desc.digest)))?;
-    let got = reader.hasher.finish();
     match diff_id {
         Some(d) if *d != got => Err(Error::msg(
             ErrorKind::Integrity,

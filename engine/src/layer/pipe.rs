@@ -137,6 +137,19 @@ impl ChunkReader {
     }
 }
 
+/// Read `reader` to its end on this thread, hashing it on another: the
+/// digest, or the read error (as the reader gave it).
+pub(crate) fn hash_on_thread(reader: &mut dyn Read, hasher: Hasher) -> io::Result<Digest> {
+    let (pump, r) = channel_pair(Some(hasher));
+    let ChunkReader { rx, hashing, .. } = r;
+    // no consumer: every chunk goes to the hashing thread only
+    drop(rx);
+    pump.pump(reader)?;
+    hashing
+        .and_then(|t| t.join().ok())
+        .ok_or_else(|| io::Error::other("the hashing thread failed"))
+}
+
 impl Read for ChunkReader {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         while self.pos == self.buf.len() {
@@ -187,7 +200,10 @@ mod tests {
         });
         let mut want = crate::oci::Algorithm::Sha256.hasher();
         want.update(&data);
-        assert_eq!(r.digest(), Some(want.finish()));
+        let want = want.finish();
+        assert_eq!(r.digest(), Some(want.clone()));
+        let alone = hash_on_thread(&mut &data[..], crate::oci::Algorithm::Sha256.hasher());
+        assert_eq!(alone.unwrap(), want);
 
         struct Failing(usize);
         impl Read for Failing {
