@@ -285,6 +285,7 @@ const BUCKETS: &[&str] = &[
     "grace",
     "conformance",
     "registry-storage",
+    "storm",
 ];
 
 /// One SeaweedFS for the tests of this binary (a bucket each).
@@ -1098,4 +1099,132 @@ fn the_registry_plugin_follows_a_registry_on_s3_to_its_presigned_urls() {
     let go = tmp.path().join("go");
     run_ok("umoci", &["unpack", "--image", &img, s(&go)]);
     assert_same_tree(&go.join("rootfs"), &bundle.join("rootfs"));
+}
+
+/// The storm proxy (`peers/storm_proxy.py`) in front of `upstream_port`:
+/// each distinct request refused with `503 SlowDown` twice, then passed
+/// on. Killed on drop.
+struct Storm {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Storm {
+    fn start(upstream_port: u16) -> Storm {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port_file = dir.path().join("port");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/storm_proxy.py");
+        let child = Command::new("python3")
+            .arg(&script)
+            .arg(upstream_port.to_string())
+            .arg("2")
+            .arg(&port_file)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start the storm proxy");
+        let t = Instant::now();
+        let port = loop {
+            if let Some(p) = std::fs::read_to_string(&port_file)
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+            {
+                break p;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(20),
+                "storm proxy did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        Storm { child, port, dir }
+    }
+
+    /// The 503s served so far.
+    fn served(&self) -> u64 {
+        std::fs::read_to_string(self.dir.path().join("port.count"))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Storm {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Every request meets two `503 SlowDown` answers before it passes (S3's
+/// answer to a burst): init, copy both ways with a multipart layer, tag,
+/// unpack, gc and ls all ride it out on their retries and give what they
+/// give without the storm.
+#[test]
+fn a_storm_of_503_slowdown_is_ridden_out_by_retries() {
+    let Some(url) = weed_url() else { return };
+    let upstream: u16 = url
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("weed port");
+    let storm = Storm::start(upstream);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let t = tmp.path();
+    // a local image with a layer bigger than two 5 MiB parts
+    let local = t.join("local");
+    let img = format!("{}:t", s(&local));
+    ok(rd_in(t, &["init", "--layout", s(&local)]), "init");
+    ok(rd_in(t, &["new", "--image", &img]), "new");
+    let big = t.join("big");
+    std::fs::write(&big, noise(11 << 20, 7)).expect("write");
+    ok(
+        rd_in(t, &["insert", "--image", &img, s(&big), "/big"]),
+        "insert",
+    );
+    let sp = spec(
+        &format!("http://127.0.0.1:{}", storm.port),
+        "storm",
+        ",opt.part-size=5M,opt.gc-grace=0",
+    );
+    ok(
+        rd_in(t, &["copy", "--to-driver", &sp, &img, "l:t"]),
+        "copy into the storm",
+    );
+    ok(
+        rd_in(t, &["--driver", &sp, "tag", "--image", "l:t", "t2"]),
+        "tag",
+    );
+    let tags = ok(rd_in(t, &["--driver", &sp, "ls", "--layout", "l"]), "ls");
+    assert_eq!(tags.lines().collect::<Vec<_>>(), ["t", "t2"]);
+    let back = t.join("back");
+    ok(
+        rd_in(
+            t,
+            &[
+                "copy",
+                "--from-driver",
+                &sp,
+                "l:t2",
+                &format!("{}:t", s(&back)),
+            ],
+        ),
+        "copy out of the storm",
+    );
+    assert_eq!(
+        index_entry(&back, "t")["digest"],
+        index_entry(&local, "t")["digest"]
+    );
+    ok(rd_in(t, &["verify", "--layout", s(&back)]), "verify");
+    let bundle = t.join("bundle");
+    unpack_rootless(t, &sp, "l:t", &bundle);
+    assert!(
+        std::fs::read(bundle.join("rootfs/big")).expect("read big") == noise(11 << 20, 7),
+        "the unpacked file differs"
+    );
+    ok(rd_in(t, &["--driver", &sp, "rm", "--image", "l:t2"]), "rm");
+    ok(rd_in(t, &["--driver", &sp, "gc", "--layout", "l"]), "gc");
+    let tags = ok(rd_in(t, &["--driver", &sp, "ls", "--layout", "l"]), "ls");
+    assert_eq!(tags.lines().collect::<Vec<_>>(), ["t"]);
+    assert!(storm.served() >= 20, "only {} 503s served", storm.served());
 }

@@ -76,7 +76,7 @@ impl Upload {
 
     /// Abort it (best effort).
     fn abort(&self, c: &Conf) {
-        let _ = object(c, "DELETE", &self.key, &self.query()).send(&[], Body::Empty, true);
+        let _ = object(c, "DELETE", &self.key, &self.query()).send(&[], Body::Empty);
     }
 }
 
@@ -159,7 +159,7 @@ impl Writer {
             up.abort(&self.c);
         }
         if let Some(t) = self.temporary.take() {
-            let _ = object(&self.c, "DELETE", &t, "").send(&[], Body::Empty, true);
+            let _ = object(&self.c, "DELETE", &t, "").send(&[], Body::Empty);
         }
     }
 }

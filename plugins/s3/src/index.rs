@@ -56,7 +56,7 @@ pub(crate) fn conditional_writes(c: &Conf) -> Result<bool> {
     let key = c.key(&format!("{UPLOADS}/probe-{}", random_suffix()));
     let put = |headers: &[(&str, &str)]| -> Result<u16> {
         let call = object(c, "PUT", &key, "");
-        let mut r = call.send(headers, Body::Bytes(b"probe"), false)?;
+        let mut r = call.send(headers, Body::Bytes(b"probe"))?;
         match r.status {
             200 | 201 | 204 | 409 | 412 => Ok(r.status),
             _ => Err(call.status_error(&mut r)),
@@ -68,7 +68,7 @@ pub(crate) fn conditional_writes(c: &Conf) -> Result<bool> {
         let replace = put(&[("If-Match", "\"00000000000000000000000000000000\"")])?;
         Ok(matches!(create, 409 | 412) && matches!(replace, 409 | 412))
     })();
-    let _ = object(c, "DELETE", &key, "").send(&[], Body::Empty, true);
+    let _ = object(c, "DELETE", &key, "").send(&[], Body::Empty);
     let ok = result?;
     if !ok && c.single_writer {
         log(
@@ -123,7 +123,7 @@ pub(crate) fn put_index(c: &Conf, doc: &[u8], pre: IndexPrecondition) -> Result<
         headers.push((h, v.as_str()));
     }
     let call = object(c, "PUT", &key, "");
-    let mut r = call.send(&headers, Body::Bytes(doc), condition.is_none())?;
+    let mut r = call.send(&headers, Body::Bytes(doc))?;
     match r.status {
         200 | 201 | 204 => {}
         // 404: an If-Match on an index deleted meanwhile

@@ -47,25 +47,24 @@ impl Call<'_> {
         Error::Io(format!("{}: {e}", self.what()))
     }
 
-    /// Send; an idempotent request (`retry`) meeting a server error is
-    /// sent again after a pause.
-    pub(crate) fn send(
-        &self,
-        headers: &[(&str, &str)],
-        body: Body<'_>,
-        retry: bool,
-    ) -> Result<Response> {
-        let retries = if retry { RETRIES } else { 0 };
+    /// Send; a server error (500, 502, 503 — S3's
+    /// `SlowDown` — or 504) is answered by sending the request again after
+    /// a growing pause, up to [`RETRIES`] times. Every body is in memory,
+    /// so every request can be sent again: a 5xx means the server did not
+    /// apply it, and a conditional write whose first answer was lost after
+    /// all is refused by its own condition the second time (the
+    /// compare-and-swap loop then reads the index again).
+    pub(crate) fn send(&self, headers: &[(&str, &str)], body: Body<'_>) -> Result<Response> {
         self.c
             .ep
-            .request_retrying(self.method, &self.target, headers, body, retries)
+            .request_retrying(self.method, &self.target, headers, body, RETRIES)
             .map_err(|e| self.transport(e))
     }
 
     /// A bodiless idempotent request: the response on 200, `None` on 404,
     /// else an error.
     pub(crate) fn found(&self) -> Result<Option<Response>> {
-        let mut r = self.send(&[], Body::Empty, true)?;
+        let mut r = self.send(&[], Body::Empty)?;
         match r.status {
             200 => Ok(Some(r)),
             404 => Ok(None),
@@ -87,9 +86,7 @@ impl Call<'_> {
         body: Body<'_>,
         ok: &[u16],
     ) -> Result<Response> {
-        let retry = matches!(self.method, "GET" | "HEAD" | "DELETE")
-            || (self.method == "PUT" && !headers.iter().any(|(k, _)| k.starts_with("If-")));
-        self.send(headers, body, retry)?
+        self.send(headers, body)?
             .expect_status(ok, |r| self.status_error(r))
     }
 
