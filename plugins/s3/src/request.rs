@@ -3,8 +3,10 @@
 
 use super::*;
 
-/// Retries of an idempotent request that met a server error.
-pub(crate) const RETRIES: usize = 4;
+/// Retries of a request that met a server error: the pauses (50 ms,
+/// doubling) add up to 3.2 s, long enough for a burst of `SlowDown` or a
+/// server coming back.
+pub(crate) const RETRIES: usize = 6;
 /// Bytes of an error response read for the message.
 const MAX_ERROR_BODY: usize = 64 << 10;
 
