@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 
-use super::parse::{Event, Keywords, ParseError, Reader, Spec};
+use super::parse::{EntryKeywords, Event, Keywords, ParseError, Reader, Spec};
 use super::statcache::{StatCache, StatCacheStream};
 use super::vis::unvis;
 use super::{list_xattrs, sha256_file, type_name};
@@ -89,8 +89,43 @@ struct Walker<'a> {
     links: HashMap<(u64, u64), Vec<Vec<u8>>>,
 }
 
-fn num<T: std::str::FromStr>(kw: &Keywords, k: &str) -> Option<Option<T>> {
-    kw.get(k).map(|v| v.parse().ok())
+/// An entry's keywords: a parsed map (in-memory comparison) or the entry as
+/// read (streaming, looked up on demand).
+trait Lookup {
+    /// The value of keyword `k`.
+    fn value(&self, k: &str) -> Option<&str>;
+    /// The `xattr.NAME` keywords: NAME (unvis-decoded) to value.
+    fn xattrs(&self) -> BTreeMap<Vec<u8>, &str>;
+}
+
+fn xattr_pair<'v>(k: &str, v: &'v str) -> Option<(Vec<u8>, &'v str)> {
+    let name = k.strip_prefix("xattr.")?;
+    Some((unvis(name).unwrap_or_else(|| name.into()), v))
+}
+
+impl Lookup for Keywords {
+    fn value(&self, k: &str) -> Option<&str> {
+        self.get(k).map(String::as_str)
+    }
+    fn xattrs(&self) -> BTreeMap<Vec<u8>, &str> {
+        self.iter().filter_map(|(k, v)| xattr_pair(k, v)).collect()
+    }
+}
+
+impl Lookup for EntryKeywords {
+    fn value(&self, k: &str) -> Option<&str> {
+        self.get(k)
+    }
+    fn xattrs(&self) -> BTreeMap<Vec<u8>, &str> {
+        self.borrowed()
+            .into_iter()
+            .filter_map(|(k, v)| xattr_pair(k, v))
+            .collect()
+    }
+}
+
+fn num<T: std::str::FromStr>(kw: &impl Lookup, k: &str) -> Option<Option<T>> {
+    kw.value(k).map(|v| v.parse().ok())
 }
 
 impl<'a> Walker<'a> {
@@ -115,11 +150,11 @@ fn modified(
     xattrs: bool,
     stats: &mut DiffStats,
     host: &Path,
-    kw: &Keywords,
+    kw: &impl Lookup,
     md: &std::fs::Metadata,
 ) -> Result<Option<&'static str>, DiffError> {
     let ty = type_name(md);
-    if let Some(t) = kw.get("type")
+    if let Some(t) = kw.value("type")
         && t != ty
     {
         return Ok(Some("type"));
@@ -130,7 +165,7 @@ fn modified(
     if num::<u32>(kw, "gid").is_some_and(|v| v != Some(md.gid())) {
         return Ok(Some("gid"));
     }
-    if let Some(m) = kw.get("mode")
+    if let Some(m) = kw.value("mode")
         && u32::from_str_radix(m, 8).ok() != Some(modes.mode(host, md))
     {
         return Ok(Some("mode"));
@@ -141,13 +176,13 @@ fn modified(
     if ty != "dir" && num::<u64>(kw, "nlink").is_some_and(|v| v != Some(md.nlink())) {
         return Ok(Some("nlink"));
     }
-    if let Some(t) = kw.get("tar_time") {
+    if let Some(t) = kw.value("tar_time") {
         let secs = t.split('.').next().unwrap_or_default();
         if secs.parse::<i64>().ok() != Some(md.mtime()) {
             return Ok(Some("tar_time"));
         }
     }
-    if let Some(t) = kw.get("time") {
+    if let Some(t) = kw.value("time") {
         let (s, ns) = t.split_once('.').unwrap_or((t, "0"));
         if s.parse::<i64>().ok() != Some(md.mtime())
             || ns.parse::<i64>().ok() != Some(md.mtime_nsec())
@@ -156,7 +191,7 @@ fn modified(
         }
     }
     if ty == "link"
-        && let Some(l) = kw.get("link")
+        && let Some(l) = kw.value("link")
     {
         let target = std::fs::read_link(host).map_err(err(host))?;
         if unvis(l).as_deref() != Some(target.as_os_str().as_bytes()) {
@@ -164,13 +199,7 @@ fn modified(
         }
     }
     if (ty == "file" || ty == "dir") && xattrs {
-        let want: BTreeMap<Vec<u8>, &str> = kw
-            .iter()
-            .filter_map(|(k, v)| {
-                let name = k.strip_prefix("xattr.")?;
-                Some((unvis(name).unwrap_or_else(|| name.into()), v.as_str()))
-            })
-            .collect();
+        let want = kw.xattrs();
         let have =
             crate::fs::unpriv::with_read(host, md, || list_xattrs(host)).map_err(err(host))?;
         if have.len() != want.len()
@@ -183,11 +212,11 @@ fn modified(
         }
     }
     if ty == "file"
-        && let Some(d) = kw.get("sha256digest")
+        && let Some(d) = kw.value("sha256digest")
     {
         stats.hashed += 1;
         let h = sha256_file(host).map_err(err(host))?;
-        if hex::encode(h) != *d {
+        if hex::encode(h) != d {
             return Ok(Some("sha256digest"));
         }
     }
@@ -359,8 +388,8 @@ pub enum StreamError {
     Unordered(&'static str),
 }
 
-fn is_dir_kw(kw: &Keywords) -> bool {
-    kw.get("type").map(String::as_str) == Some("dir")
+fn is_dir_kw(kw: &EntryKeywords) -> bool {
+    kw.is_dir()
 }
 
 /// A directory present in both the manifest and the tree, whose manifest
@@ -461,7 +490,7 @@ impl<R: std::io::BufRead, C: std::io::BufRead> Streamer<'_, R, C> {
         &mut self,
         host: &Path,
         rel: &[u8],
-        kw: &Keywords,
+        kw: &EntryKeywords,
         md: &std::fs::Metadata,
     ) -> Result<(), DiffError> {
         if self.cached(rel, Some(md)) {

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::io::BufRead;
+use std::sync::Arc;
 
 use super::vis::unvis;
 
@@ -103,6 +104,80 @@ fn parse_keywords<'a>(
     Ok(())
 }
 
+/// The keywords of one entry as read by a [`Reader`]: its line as written
+/// and the `/set` defaults in force there, looked up only when asked. A
+/// repack that finds an entry unchanged through the stat cache never looks
+/// at its keywords, so a million entries cost no map of strings each.
+#[derive(Debug, Clone)]
+pub struct EntryKeywords {
+    defaults: Arc<Keywords>,
+    /// The (joined) line.
+    line: String,
+    /// Where in `line` the keywords (after the name) start and end.
+    words: std::ops::Range<usize>,
+    /// `type=dir`.
+    dir: bool,
+}
+
+impl EntryKeywords {
+    fn words(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.line[self.words.clone()]
+            .split_ascii_whitespace()
+            // flag keywords such as `optional` or `ignore` have no value
+            .map(|w| w.split_once('=').unwrap_or((w, "")))
+    }
+
+    /// The value of keyword `k` (the entry's own, else the default).
+    pub fn get(&self, k: &str) -> Option<&str> {
+        // the last of a repeated keyword wins, as in a map
+        let mut found = None;
+        for (key, v) in self.words() {
+            if key == k {
+                found = Some(v);
+            }
+        }
+        found.or_else(|| self.defaults.get(k).map(String::as_str))
+    }
+
+    /// Whether the entry has keyword `k`.
+    pub fn contains_key(&self, k: &str) -> bool {
+        self.get(k).is_some()
+    }
+
+    /// Whether the entry is a directory (`type=dir`).
+    pub fn is_dir(&self) -> bool {
+        self.dir
+    }
+
+    /// Every keyword with its value, sorted by keyword.
+    pub fn to_map(&self) -> Keywords {
+        let mut m = (*self.defaults).clone();
+        for (k, v) in self.words() {
+            m.insert(k.to_string(), v.to_string());
+        }
+        m
+    }
+
+    /// Every keyword with its value, by keyword, borrowed.
+    pub fn borrowed(&self) -> BTreeMap<&str, &str> {
+        let mut m: BTreeMap<&str, &str> = self
+            .defaults
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        m.extend(self.words());
+        m
+    }
+}
+
+impl PartialEq for EntryKeywords {
+    fn eq(&self, other: &Self) -> bool {
+        self.borrowed() == other.borrowed()
+    }
+}
+
+impl Eq for EntryKeywords {}
+
 /// One step of a manifest read in order by a [`Reader`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
@@ -110,8 +185,8 @@ pub enum Event {
     Entry {
         /// Path relative to the root (`""` is the root itself).
         path: Vec<u8>,
-        /// The keywords.
-        keywords: Keywords,
+        /// The keywords (parsed on demand: see [`EntryKeywords`]).
+        keywords: EntryKeywords,
         /// Named relative to the current directory (`name`, or `.` for the
         /// root), not by a full path (`./a/b`). A relative directory opens
         /// a block that a later [`Event::Up`] closes.
@@ -127,7 +202,9 @@ pub enum Event {
 pub struct Reader<R: BufRead> {
     lines: std::iter::Enumerate<std::io::Lines<R>>,
     keywords: Option<Vec<String>>,
-    defaults: Keywords,
+    /// Shared by the entries read while they are in force (copied when a
+    /// `/set` or `/unset` changes them).
+    defaults: Arc<Keywords>,
     /// The directories relative entries are in; empty before the root
     /// entry and after the root has been closed.
     cwd: Vec<Vec<u8>>,
@@ -139,7 +216,7 @@ impl<R: BufRead> Reader<R> {
         Reader {
             lines: input.lines().enumerate(),
             keywords: None,
-            defaults: Keywords::new(),
+            defaults: Arc::new(Keywords::new()),
             cwd: Vec::new(),
         }
     }
@@ -160,27 +237,33 @@ impl<R: BufRead> Reader<R> {
 
     /// The next entry or `..`; `None` at the end.
     pub fn next_event(&mut self) -> Result<Option<Event>, ParseError> {
-        let mut pending = String::new();
+        let mut pending: Option<String> = None;
         let mut start_line = 0;
         while let Some((i, line)) = self.lines.next() {
             let line = line?;
             let no = i + 1;
-            if pending.is_empty() {
+            if pending.is_none() {
                 start_line = no;
             }
             // a trailing backslash continues the entry on the next line
             if let Some(head) = line.strip_suffix('\\') {
-                pending.push_str(head);
-                pending.push(' ');
+                let p = pending.get_or_insert_with(String::new);
+                p.push_str(head);
+                p.push(' ');
                 continue;
             }
-            pending.push_str(&line);
-            let full = std::mem::take(&mut pending);
-            if let Some(ev) = self.line(full.trim(), start_line)? {
+            let full = match pending.take() {
+                Some(mut p) => {
+                    p.push_str(&line);
+                    p
+                }
+                None => line,
+            };
+            if let Some(ev) = self.line(full, start_line)? {
                 return Ok(Some(ev));
             }
         }
-        if !pending.is_empty() {
+        if pending.is_some() {
             return Err(syntax(start_line, "manifest ends in a line continuation"));
         }
         Ok(None)
@@ -188,7 +271,10 @@ impl<R: BufRead> Reader<R> {
 
     /// One whole (joined) line: an event, or `None` for comments, blank
     /// lines, `/set` and `/unset`.
-    fn line(&mut self, text: &str, start_line: usize) -> Result<Option<Event>, ParseError> {
+    fn line(&mut self, full: String, start_line: usize) -> Result<Option<Event>, ParseError> {
+        let start = full.len() - full.trim_start().len();
+        let end = start.max(full.trim_end().len());
+        let text = &full[start..end];
         if let Some(c) = text.strip_prefix('#') {
             if let Some(k) = c.trim().strip_prefix("keywords:")
                 && self.keywords.is_none()
@@ -209,15 +295,17 @@ impl<R: BufRead> Reader<R> {
         let first = words.next().unwrap_or_default();
         match first {
             "/set" => {
-                parse_keywords(words, &mut self.defaults).map_err(|r| syntax(start_line, r))?;
+                parse_keywords(words, Arc::make_mut(&mut self.defaults))
+                    .map_err(|r| syntax(start_line, r))?;
                 return Ok(None);
             }
             "/unset" => {
                 for w in words {
+                    let d = Arc::make_mut(&mut self.defaults);
                     if w == "all" {
-                        self.defaults.clear();
+                        d.clear();
                     } else {
-                        self.defaults.remove(w.split('=').next().unwrap_or(w));
+                        d.remove(w.split('=').next().unwrap_or(w));
                     }
                 }
                 return Ok(None);
@@ -235,9 +323,24 @@ impl<R: BufRead> Reader<R> {
         }
         let name = unvis(first)
             .ok_or_else(|| syntax(start_line, format!("bad escape in name {first:?}")))?;
-        let mut kw = self.defaults.clone();
-        parse_keywords(words, &mut kw).map_err(|r| syntax(start_line, r))?;
-        let is_dir = kw.get("type").map(String::as_str) == Some("dir");
+        // the text is trimmed, so its first word starts it
+        let words = start + first.len()..end;
+        // one pass over the words: none without a name, and the type (the
+        // last one given, else the default)
+        let mut ty = None;
+        for w in full[words.clone()].split_ascii_whitespace() {
+            if w.starts_with('=') {
+                return Err(syntax(start_line, format!("keyword without a name: {w:?}")));
+            }
+            if let Some(v) = w.strip_prefix("type") {
+                if v.is_empty() {
+                    ty = Some("");
+                } else if let Some(v) = v.strip_prefix('=') {
+                    ty = Some(v);
+                }
+            }
+        }
+        let is_dir = ty.or_else(|| self.defaults.get("type").map(String::as_str)) == Some("dir");
         let relative = !name.contains(&b'/');
         let path = if !relative {
             // a full path: never changes the current directory
@@ -259,6 +362,12 @@ impl<R: BufRead> Reader<R> {
         if is_dir && relative {
             self.cwd.push(path.clone());
         }
+        let kw = EntryKeywords {
+            defaults: Arc::clone(&self.defaults),
+            line: full,
+            words,
+            dir: is_dir,
+        };
         Ok(Some(Event::Entry {
             path,
             keywords: kw,
@@ -273,7 +382,7 @@ pub fn parse(input: impl BufRead) -> Result<Spec, ParseError> {
     let mut r = Reader::new(input);
     while let Some(ev) = r.next_event()? {
         if let Event::Entry { path, keywords, .. } = ev {
-            spec.entries.insert(path, keywords);
+            spec.entries.insert(path, keywords.to_map());
         }
     }
     spec.keywords = r.keywords;
