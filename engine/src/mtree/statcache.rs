@@ -31,6 +31,16 @@ struct Stamp {
     ctime: (i64, i64),
 }
 
+/// A line as `BufRead::lines` gives it: without its `\n` or `\r\n`.
+fn strip_newline(line: &str) -> &str {
+    let l = line.strip_suffix('\n').unwrap_or(line);
+    if line.len() != l.len() {
+        l.strip_suffix('\r').unwrap_or(l)
+    } else {
+        l
+    }
+}
+
 /// One line of a cache: `ino size mtime_s mtime_ns ctime_s ctime_ns path`.
 fn parse_line(line: &str) -> Option<(Vec<u8>, Stamp)> {
     let mut w = line.split(' ');
@@ -105,44 +115,83 @@ impl StatCache {
 /// ones): only the next line is held. A malformed line ends the cache
 /// (what follows is compared in full).
 pub struct StatCacheStream<R: BufRead> {
-    lines: Option<std::io::Lines<R>>,
-    next: Option<(Vec<u8>, Stamp)>,
+    /// `None` once the cache has ended (or a line was malformed).
+    input: Option<R>,
+    /// The line being read (reused: no allocation per line).
+    line: String,
+    /// The next entry, when `has_next`: its path (buffer reused) and stamp.
+    path: Vec<u8>,
+    stamp: Stamp,
+    has_next: bool,
+}
+
+/// The line `line` (no newline) into `path` and a stamp, as [`parse_line`]
+/// reads it, reusing `path`'s buffer.
+fn parse_line_into(line: &str, path: &mut Vec<u8>) -> Option<Stamp> {
+    let mut w = line.split(' ');
+    let mut n = || w.next().and_then(|s| s.parse::<i64>().ok());
+    let (ino, size, ms, mns, cs, cns) = (n()?, n()?, n()?, n()?, n()?, n()?);
+    let p = w.next()?;
+    path.clear();
+    if p.as_bytes().contains(&b'\\') {
+        path.extend_from_slice(&unvis(p)?);
+    } else {
+        path.extend_from_slice(p.as_bytes());
+    }
+    Some(Stamp {
+        ino: ino as u64,
+        size: size as u64,
+        mtime: (ms, mns),
+        ctime: (cs, cns),
+    })
 }
 
 impl<R: BufRead> StatCacheStream<R> {
     /// Start reading a cache; `None` if it has no valid header.
-    pub fn new(input: R) -> io::Result<Option<StatCacheStream<R>>> {
-        let mut lines = input.lines();
-        match lines.next().transpose()? {
-            Some(l) if l == MAGIC => {}
-            _ => return Ok(None),
+    pub fn new(mut input: R) -> io::Result<Option<StatCacheStream<R>>> {
+        let mut line = String::new();
+        input.read_line(&mut line)?;
+        if strip_newline(&line) != MAGIC {
+            return Ok(None);
         }
         let mut s = StatCacheStream {
-            lines: Some(lines),
-            next: None,
+            input: Some(input),
+            line,
+            path: Vec::new(),
+            stamp: Stamp {
+                ino: 0,
+                size: 0,
+                mtime: (0, 0),
+                ctime: (0, 0),
+            },
+            has_next: false,
         };
         s.advance();
         Ok(Some(s))
     }
 
     fn advance(&mut self) {
-        self.next = None;
-        let Some(lines) = &mut self.lines else {
+        self.has_next = false;
+        let Some(input) = &mut self.input else {
             return;
         };
-        match lines.next() {
-            Some(Ok(line)) => match parse_line(&line) {
-                Some(e) => self.next = Some(e),
+        self.line.clear();
+        match input.read_line(&mut self.line) {
+            Ok(0) => self.input = None,
+            Ok(_) => match parse_line_into(strip_newline(&self.line), &mut self.path) {
+                Some(stamp) => {
+                    self.stamp = stamp;
+                    self.has_next = true;
+                }
                 None => {
                     tracing::warn!("stat cache: malformed line, the rest is ignored");
-                    self.lines = None;
+                    self.input = None;
                 }
             },
-            Some(Err(e)) => {
+            Err(e) => {
                 tracing::warn!("stat cache: {e}, the rest is ignored");
-                self.lines = None;
+                self.input = None;
             }
-            None => self.lines = None,
         }
     }
 
@@ -153,14 +202,12 @@ impl<R: BufRead> StatCacheStream<R> {
     pub fn unchanged(&mut self, path: &[u8], md: Option<&std::fs::Metadata>) -> bool {
         // the root is written as "."
         let path = if path.is_empty() { b"." } else { path };
-        match &self.next {
-            Some((p, stamp)) if p.as_slice() == path => {
-                let hit = md.is_some_and(|md| *stamp == Stamp::of(md));
-                self.advance();
-                hit
-            }
-            _ => false,
+        if !self.has_next || self.path != path {
+            return false;
         }
+        let hit = md.is_some_and(|md| self.stamp == Stamp::of(md));
+        self.advance();
+        hit
     }
 }
 
@@ -258,5 +305,37 @@ mod tests {
                 .expect("read")
                 .is_none()
         );
+    }
+
+    #[test]
+    fn stream_reads_escaped_paths_and_stops_at_a_bad_line() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = dir.path().join("x");
+        std::fs::write(&f, b"x").expect("write");
+        let md = std::fs::symlink_metadata(&f).expect("stat");
+        let line = |p: &str| {
+            format!(
+                "{} {} {} {} {} {} {p}",
+                md.ino(),
+                md.size(),
+                md.mtime(),
+                md.mtime_nsec(),
+                md.ctime(),
+                md.ctime_nsec()
+            )
+        };
+        let data = format!(
+            "{MAGIC}\r\n{}\n{}\r\nbad\n{}\n",
+            line("."),
+            line("a\\040b"),
+            line("c")
+        );
+        let mut s = StatCacheStream::new(data.as_bytes())
+            .expect("read")
+            .expect("valid");
+        assert!(s.unchanged(b"", Some(&md)));
+        assert!(!s.unchanged(b"zzz", Some(&md)), "not the next entry");
+        assert!(s.unchanged(b"a b", Some(&md)));
+        assert!(!s.unchanged(b"c", Some(&md)), "after a malformed line");
     }
 }
