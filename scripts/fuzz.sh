@@ -27,6 +27,6 @@ for t in $(cargo fuzz list); do
   # link cannot take AddressSanitizer: it runs without (panics, crashes
   # and disagreements with zlib-rs are still caught)
   san=()
-  [ "$t" = gunzip ] && san=(--sanitizer none)
+  [ "$t" = gunzip ] && san=(--sanitizer none --features isal)
   cargo fuzz run "${san[@]}" "$t" "$scratch/$t" "corpus/$t" -- -max_total_time="$secs" -rss_limit_mb=2048 "${seed[@]}"
 done

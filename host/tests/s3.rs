@@ -575,6 +575,22 @@ fn every_command_through_seaweedfs_gives_the_builtin_digests_and_a_layout_go_umo
     }
 }
 
+/// Copy `image` out of the store `sp` into the layout `T/back` as tag `t`,
+/// which must be the same image as `want`'s tag `t`; the layout.
+fn copy_back(t: &Path, sp: &str, image: &str, want: &Path) -> PathBuf {
+    let back = t.join("back");
+    let dst = format!("{}:t", s(&back));
+    ok(
+        rd_in(t, &["copy", "--from-driver", sp, image, &dst]),
+        &format!("copy {image} out of s3"),
+    );
+    assert_eq!(
+        index_entry(&back, "t")["digest"],
+        index_entry(want, "t")["digest"]
+    );
+    back
+}
+
 #[test]
 fn copies_between_a_layout_and_seaweedfs_both_ways() {
     let Some(url) = weed_url() else { return };
@@ -589,25 +605,8 @@ fn copies_between_a_layout_and_seaweedfs_both_ways() {
         rd_in(t, &["copy", "--to-driver", &sp, &src, "mirror/img:t"]),
         "copy to s3",
     );
-    let back = t.join("back");
-    ok(
-        rd_in(
-            t,
-            &[
-                "copy",
-                "--from-driver",
-                &sp,
-                "mirror/img:t",
-                &format!("{}:t", s(&back)),
-            ],
-        ),
-        "copy from s3",
-    );
-    // the same image: its manifest, and only blobs of the source
-    assert_eq!(
-        index_entry(&back, "t")["digest"],
-        index_entry(&layout, "t")["digest"]
-    );
+    let back = copy_back(t, &sp, "mirror/img:t", &layout);
+    // only blobs of the source
     let all = blobs(&layout);
     assert!(blobs(&back).iter().all(|b| all.contains(b)));
     ok(rd_in(t, &["verify", "--layout", s(&back)]), "verify");
@@ -1197,24 +1196,7 @@ fn a_storm_of_503_slowdown_is_ridden_out_by_retries() {
     );
     let tags = ok(rd_in(t, &["--driver", &sp, "ls", "--layout", "l"]), "ls");
     assert_eq!(tags.lines().collect::<Vec<_>>(), ["t", "t2"]);
-    let back = t.join("back");
-    ok(
-        rd_in(
-            t,
-            &[
-                "copy",
-                "--from-driver",
-                &sp,
-                "l:t2",
-                &format!("{}:t", s(&back)),
-            ],
-        ),
-        "copy out of the storm",
-    );
-    assert_eq!(
-        index_entry(&back, "t")["digest"],
-        index_entry(&local, "t")["digest"]
-    );
+    let back = copy_back(t, &sp, "l:t2", &local);
     ok(rd_in(t, &["verify", "--layout", s(&back)]), "verify");
     let bundle = t.join("bundle");
     unpack_rootless(t, &sp, "l:t", &bundle);
