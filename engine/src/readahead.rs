@@ -19,22 +19,19 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::Scope;
 
 use crate::cas::{Cas, CasError, ext};
+use crate::layer::pipe::{self, ChunkReader, Pump};
 use crate::oci::Descriptor;
 
 /// Layers in flight at once: the one being extracted and those after it.
 const AHEAD: usize = 3;
-/// Bytes per chunk queued.
-const CHUNK: usize = 1 << 20;
 /// Chunks a layer may have queued before its thread waits (16 MiB): what
 /// the link delivers in a third of a second at 50 MB/s.
 const DEPTH: usize = 16;
 
-/// What a read-ahead thread sends: first whether the blob opened, then its
-/// bytes (verified as they are read: size and digest), then its end.
-enum Fetched {
-    Opened(Result<(), CasError>),
-    Data(io::Result<Vec<u8>>),
-    End,
+/// A layer being fetched: whether its blob opened, then its bytes.
+struct Pending {
+    opened: Receiver<Result<(), CasError>>,
+    reader: ChunkReader,
 }
 
 /// The layers of one image, opened in order by the extractor.
@@ -45,7 +42,7 @@ pub(crate) struct ReadAhead<'scope, 'env> {
     /// Whether layers are read ahead at all.
     enabled: bool,
     /// The queues of the layers being fetched.
-    pending: BTreeMap<usize, Receiver<Fetched>>,
+    pending: BTreeMap<usize, Pending>,
     /// The layers below this one have been started (or skipped).
     started: usize,
     /// Closed when the last layer started has been read to its end.
@@ -86,19 +83,14 @@ impl<'scope, 'env> ReadAhead<'scope, 'env> {
             self.start(self.started)?;
             self.started += 1;
         }
-        let Some(rx) = self.pending.remove(&i) else {
+        let Some(Pending { opened, reader }) = self.pending.remove(&i) else {
             // opened again: read it as a local store is
             return self.local(layer);
         };
-        match rx.recv() {
-            Ok(Fetched::Opened(Ok(()))) => Ok(Box::new(Queued {
-                rx,
-                buf: Vec::new(),
-                pos: 0,
-                ended: false,
-            })),
-            Ok(Fetched::Opened(Err(e))) => Err(e),
-            _ => Err(CasError::io(
+        match opened.recv() {
+            Ok(Ok(())) => Ok(Box::new(reader)),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(CasError::io(
                 format!("layer {}", layer.digest),
                 io::Error::other("the read-ahead thread stopped before opening the blob"),
             )),
@@ -110,7 +102,7 @@ impl<'scope, 'env> ReadAhead<'scope, 'env> {
     /// compressed bytes does not slow the inflater reading them.
     fn local(&self, layer: &Descriptor) -> Result<Box<dyn Read + Send + 'env>, CasError> {
         let mut blob = ext::open_verified(self.cas, layer)?;
-        let (pump, reader) = crate::layer::pipe::channel_pair(None);
+        let (pump, reader) = pipe::channel_pair(None);
         // a read error reaches the reader, and through it the unpack
         self.scope.spawn(move || pump.pump(&mut blob).is_ok());
         Ok(Box::new(reader))
@@ -120,102 +112,48 @@ impl<'scope, 'env> ReadAhead<'scope, 'env> {
         let Some(layer) = self.layers.get(j) else {
             return Ok(());
         };
-        let (tx, rx) = sync_channel(DEPTH);
+        let (open_tx, opened) = sync_channel(1);
+        let (pump, reader) = pipe::channel_pair_of(DEPTH, None);
         let (read_tx, read_rx) = sync_channel(0);
         let before = self.last_read.replace(read_rx);
         let cas = self.cas;
         std::thread::Builder::new()
             .name(format!("rumoci-fetch-{}", j + 1))
             .spawn_scoped(self.scope, move || {
-                fetch(cas, layer, before, &tx);
+                fetch(cas, layer, before, &open_tx, pump);
                 // the next layer may be read now
                 drop(read_tx);
             })
             .map_err(|e| CasError::io(format!("layer {}: read-ahead thread", layer.digest), e))?;
-        self.pending.insert(j, rx);
+        self.pending.insert(j, Pending { opened, reader });
         Ok(())
     }
 }
 
 /// Open `layer`, then (once `before` closes: the layer before it has been
-/// read) read it into `tx` until its end, an error, or the receiver is
-/// gone (the extractor stopped).
+/// read) read it through `pump` until its end, an error, or the reader is
+/// gone (the extractor stopped, or no longer wants the layer).
 fn fetch(
     cas: &dyn Cas,
     layer: &Descriptor,
     before: Option<Receiver<()>>,
-    tx: &SyncSender<Fetched>,
+    opened: &SyncSender<Result<(), CasError>>,
+    pump: Pump,
 ) {
     let mut blob = match ext::open_verified(cas, layer) {
         Ok(b) => b,
         Err(e) => {
-            let _ = tx.send(Fetched::Opened(Err(e)));
+            let _ = opened.send(Err(e));
             return;
         }
     };
-    if tx.send(Fetched::Opened(Ok(()))).is_err() {
+    if opened.send(Ok(())).is_err() {
         return;
     }
     if let Some(before) = before {
         // nothing is ever sent: this returns when the sender is dropped
         let _ = before.recv();
     }
-    loop {
-        let mut chunk = vec![0; CHUNK];
-        let mut filled = 0;
-        while filled < CHUNK {
-            match blob.read(&mut chunk[filled..]) {
-                Ok(0) => break,
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    let _ = tx.send(Fetched::Data(Err(e)));
-                    return;
-                }
-            }
-        }
-        if filled == 0 {
-            let _ = tx.send(Fetched::End);
-            return;
-        }
-        chunk.truncate(filled);
-        if tx.send(Fetched::Data(Ok(chunk))).is_err() {
-            return;
-        }
-    }
-}
-
-/// The extractor's side of one layer's queue.
-struct Queued {
-    rx: Receiver<Fetched>,
-    buf: Vec<u8>,
-    pos: usize,
-    ended: bool,
-}
-
-impl Read for Queued {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        while self.pos == self.buf.len() {
-            if self.ended {
-                return Ok(0);
-            }
-            match self.rx.recv() {
-                Ok(Fetched::Data(Ok(b))) => {
-                    self.buf = b;
-                    self.pos = 0;
-                }
-                Ok(Fetched::Data(Err(e))) => return Err(e),
-                Ok(Fetched::End) => self.ended = true,
-                Ok(Fetched::Opened(_)) | Err(_) => {
-                    return Err(io::Error::other(
-                        "the read-ahead thread stopped before the end of the blob",
-                    ));
-                }
-            }
-        }
-        let n = out.len().min(self.buf.len() - self.pos);
-        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
-        self.pos += n;
-        Ok(n)
-    }
+    // an error reaches the reader
+    let _ = pump.pump_while_wanted(&mut blob);
 }

@@ -36,12 +36,14 @@ pub(crate) struct Pump {
 
 /// The consuming end: the stream's bytes, in order; a read error of the
 /// producer is returned where it happened; the end of the stream when the
-/// producer is done (or gone).
+/// producer reached it (an empty chunk marks it). A producer gone before
+/// the end is an error.
 pub(crate) struct ChunkReader {
     rx: Receiver<io::Result<Chunk>>,
     spent: Sender<Vec<u8>>,
     buf: Chunk,
     pos: usize,
+    ended: bool,
     /// The thread hashing every chunk (e.g. for the diff_id): a third
     /// share of the work, which the scheduler balances against inflating
     /// and extracting.
@@ -52,11 +54,17 @@ pub(crate) struct ChunkReader {
 /// whole stream (every byte the producer reads, also those the consumer
 /// leaves): [`ChunkReader::digest`].
 pub(crate) fn channel_pair(hasher: Option<Hasher>) -> (Pump, ChunkReader) {
-    let (tx, rx) = sync_channel(IN_FLIGHT);
+    channel_pair_of(IN_FLIGHT, hasher)
+}
+
+/// [`channel_pair`] holding up to `depth` chunks in flight (a network
+/// read-ahead queues more than a local read needs).
+pub(crate) fn channel_pair_of(depth: usize, hasher: Option<Hasher>) -> (Pump, ChunkReader) {
+    let (tx, rx) = sync_channel(depth);
     let (spent_tx, spent_rx) = channel();
     let (hash_tx, hashing) = match hasher {
         Some(mut h) => {
-            let (htx, hrx) = sync_channel::<Chunk>(IN_FLIGHT);
+            let (htx, hrx) = sync_channel::<Chunk>(depth);
             let spent = spent_tx.clone();
             let t = std::thread::spawn(move || {
                 for chunk in hrx {
@@ -80,6 +88,7 @@ pub(crate) fn channel_pair(hasher: Option<Hasher>) -> (Pump, ChunkReader) {
             spent: spent_tx,
             buf: Arc::new(Vec::new()),
             pos: 0,
+            ended: false,
             hashing,
         },
     )
@@ -92,6 +101,16 @@ impl Pump {
     /// a bad blob explains what the consumer stopped on. A read error is
     /// passed on to the consumer and returned.
     pub(crate) fn pump(self, reader: &mut dyn Read) -> io::Result<()> {
+        self.run(reader, true)
+    }
+
+    /// [`Pump::pump`], but stop reading as soon as the consumer is gone
+    /// (a download nobody will read is not worth its bytes).
+    pub(crate) fn pump_while_wanted(self, reader: &mut dyn Read) -> io::Result<()> {
+        self.run(reader, false)
+    }
+
+    fn run(self, reader: &mut dyn Read, drain: bool) -> io::Result<()> {
         let mut listening = true;
         loop {
             // a recycled chunk was full (len CHUNK): resizing costs nothing
@@ -112,6 +131,9 @@ impl Pump {
                 }
             }
             if filled == 0 {
+                if listening {
+                    let _ = self.tx.send(Ok(Arc::new(Vec::new())));
+                }
                 return Ok(());
             }
             chunk.truncate(filled);
@@ -122,6 +144,9 @@ impl Pump {
             }
             if listening && self.tx.send(Ok(chunk)).is_err() {
                 listening = false;
+            }
+            if !listening && !drain {
+                return Ok(());
             }
         }
     }
@@ -153,14 +178,22 @@ pub(crate) fn hash_on_thread(reader: &mut dyn Read, hasher: Hasher) -> io::Resul
 impl Read for ChunkReader {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         while self.pos == self.buf.len() {
+            if self.ended {
+                return Ok(0);
+            }
             match self.rx.recv() {
+                Ok(Ok(b)) if b.is_empty() => self.ended = true,
                 Ok(Ok(b)) => {
                     let old = std::mem::replace(&mut self.buf, b);
                     recycle(old, &self.spent);
                     self.pos = 0;
                 }
                 Ok(Err(e)) => return Err(e),
-                Err(_) => return Ok(0),
+                Err(_) => {
+                    return Err(io::Error::other(
+                        "the reading thread stopped before the end of the stream",
+                    ));
+                }
             }
         }
         let n = out.len().min(self.buf.len() - self.pos);
