@@ -25,25 +25,13 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOOLS = {"rumoci": os.path.join(ROOT, "target", "release", "rumoci"), "umoci": "/usr/bin/umoci"}
 TAG = "million"
 
-
-def run(argv, cwd=None):
-    """Run argv; return (seconds, peak RSS KiB). Raises on failure."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    elapsed = time.perf_counter() - start
-    err = proc.stderr.read().decode(errors="replace")
-    proc.stderr.close()
-    code = os.waitstatus_to_exitcode(status)
-    if code != 0:
-        raise RuntimeError(f"{argv} failed ({code}): {err.strip()}")
-    return elapsed, usage.ru_maxrss
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench import run  # noqa: E402
 
 
 def drop_caches():
