@@ -23,6 +23,7 @@ pub mod layer;
 pub mod layer_store;
 pub mod mtree;
 pub mod mutate;
+mod parallel;
 mod readahead;
 pub mod rootfs;
 pub mod stat;

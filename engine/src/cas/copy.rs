@@ -180,51 +180,16 @@ fn copy_side_by_side(
     lanes: usize,
     label: &(dyn Fn(usize, &Descriptor) -> String + Sync),
 ) -> Result<Vec<BlobOutcome>, CasError> {
-    use std::sync::Mutex;
-    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-    let next = AtomicUsize::new(0);
-    let failed = AtomicBool::new(false);
-    let slots: Vec<Mutex<Option<Result<BlobOutcome, CasError>>>> =
-        blobs.iter().map(|_| Mutex::new(None)).collect();
-    std::thread::scope(|s| {
-        for _ in 0..lanes.min(blobs.len()) {
-            s.spawn(|| {
-                loop {
-                    let k = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(&(n, desc)) = blobs.get(k) else {
-                        break;
-                    };
-                    if failed.load(Ordering::Relaxed) {
-                        break;
-                    }
-                    let r = copy_blob(src, dst, desc, &label(n, desc));
-                    if r.is_err() {
-                        failed.store(true, Ordering::Relaxed);
-                    }
-                    if let Ok(mut slot) = slots[k].lock() {
-                        *slot = Some(r);
-                    }
-                }
-            });
-        }
-    });
-    let results: Vec<_> = slots
-        .into_iter()
-        .map(|m| m.into_inner().ok().flatten())
-        .collect();
     // the first failure in order explains the blobs left uncopied
-    let mut out = Vec::with_capacity(blobs.len());
-    let mut missing = None;
-    for (r, (_, desc)) in results.into_iter().zip(blobs) {
-        match r {
-            Some(r) => out.push(r?),
-            None => missing = missing.or(Some(&desc.digest)),
-        }
-    }
-    match missing {
-        Some(d) => Err(CasError::Invalid(format!("blob {d}: not copied"))),
-        None => Ok(out),
-    }
+    crate::parallel::in_order(
+        blobs.len(),
+        lanes,
+        |k| {
+            let (n, desc) = blobs[k];
+            copy_blob(src, dst, desc, &label(n, desc))
+        },
+        |k| CasError::Invalid(format!("blob {}: not copied", blobs[k].1.digest)),
+    )
 }
 
 /// Copy `tag` of `src` to `dst` as `dst_tag`; `each` hears of every blob.

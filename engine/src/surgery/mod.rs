@@ -217,9 +217,6 @@ fn read_headers(
     }
 }
 
-/// One layer's headers, or why not.
-type LayerHeaders = Result<Vec<Header>, SurgeryError>;
-
 /// The headers of layers `0..end`, read on as many threads as there are
 /// CPUs (decompression is the cost; the replay that follows is in order).
 /// The first failing layer's error, in layer order.
@@ -229,55 +226,17 @@ fn read_all_headers(
     config: &Image,
     end: usize,
 ) -> Result<Vec<Vec<Header>>, SurgeryError> {
-    use std::sync::Mutex;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    let workers = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(end)
-        .max(1);
-    let next = AtomicUsize::new(0);
-    let failed = std::sync::atomic::AtomicBool::new(false);
-    let slots: Vec<Mutex<Option<LayerHeaders>>> = (0..end).map(|_| Mutex::new(None)).collect();
-    std::thread::scope(|s| {
-        for _ in 0..workers {
-            s.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= end || failed.load(Ordering::Relaxed) {
-                        break;
-                    }
-                    let r = read_headers(cas, manifest, config, i);
-                    if r.is_err() {
-                        failed.store(true, Ordering::Relaxed);
-                    }
-                    if let Ok(mut slot) = slots[i].lock() {
-                        *slot = Some(r);
-                    }
-                }
-            });
-        }
-    });
-    let results: Vec<Option<LayerHeaders>> = slots
-        .into_iter()
-        .map(|m| m.into_inner().ok().flatten())
-        .collect();
-    // the first error in layer order (layers after a failure are skipped)
-    let mut out = Vec::with_capacity(end);
-    let mut missing = None;
-    for (i, r) in results.into_iter().enumerate() {
-        match r {
-            Some(Ok(h)) => out.push(h),
-            Some(Err(e)) => return Err(e),
-            None => missing = missing.or(Some(i)),
-        }
-    }
-    match missing {
-        Some(i) => Err(SurgeryError::Layer {
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // layers after a failure are skipped
+    crate::parallel::in_order(
+        end,
+        workers,
+        |i| read_headers(cas, manifest, config, i),
+        |i| SurgeryError::Layer {
             layer: i,
             reason: "not read".into(),
-        }),
-        None => Ok(out),
-    }
+        },
+    )
 }
 
 /// A sparse member's data (its segments one after the other) as the real
