@@ -27,8 +27,11 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// Whether the process may lack access to its own files (not euid 0).
+/// Asked once per file by walkers: the answer is read once per process
+/// (rumoci never changes its effective user).
 pub fn needed() -> bool {
-    !rustix::process::geteuid().is_root()
+    static NEEDED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *NEEDED.get_or_init(|| !rustix::process::geteuid().is_root())
 }
 
 /// Original modes of directories opened up by a [`TreeGrant`], by host path.

@@ -212,15 +212,16 @@ impl<W: Write> Writer<'_, W> {
             if is_dir {
                 dirs.push(name)
             } else {
-                files.push(name)
+                // stat relative to the open directory (not its full path)
+                let md = e.metadata().map_err(err(&e.path()))?;
+                files.push((name, md))
             }
         }
-        files.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        files.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
         dirs.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-        for name in files {
+        for (name, md) in files {
             let p = path.join(&name);
             let child_rel = path::join(rel, path::bytes(&name));
-            let md = std::fs::symlink_metadata(&p).map_err(err(&p))?;
             let kw = self.keywords(&p, child_rel.as_ref(), &md)?;
             writeln!(self.out, "    {} {kw}", vis(name.as_bytes())).map_err(io)?;
         }

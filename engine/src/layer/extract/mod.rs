@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
+use std::rc::Rc;
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timespec, Timestamps};
 use rustix::io::Errno;
@@ -169,6 +170,12 @@ struct LayerState {
     /// in this layer. They stay so until the layer ends (a mode this layer
     /// sets keeps `u+rwx`), so each is checked once, not once per entry.
     usable: HashSet<BString>,
+    /// The directory the last entry went in, still open: entries of a
+    /// layer come directory by directory, so the next one's parent is
+    /// usually the same. Dropped whenever anything is removed from the tree
+    /// (a whiteout, an entry replaced), since a removal can change what a
+    /// path resolves to; a different parent replaces it.
+    parent: Option<(BString, Rc<OwnedFd>)>,
 }
 
 /// What [`Extractor::clear_way`] left.
@@ -266,6 +273,20 @@ fn entry_parent(root: &Root, dir: &BStr, st: &mut LayerState) -> Result<OwnedFd,
     let parent = mkdir_all(root, dir, st)?;
     st.remember(dir, &parent);
     Ok(parent)
+}
+
+/// [`entry_parent`] through the directory kept open in
+/// [`LayerState::parent`]: the same directory as the last entry's is not
+/// resolved again.
+fn cached_parent(root: &Root, dir: &BStr, st: &mut LayerState) -> Result<Rc<OwnedFd>, Errno> {
+    if let Some((d, fd)) = &st.parent
+        && d == dir
+    {
+        return Ok(fd.clone());
+    }
+    let fd = Rc::new(entry_parent(root, dir, st)?);
+    st.parent = Some((dir.to_owned(), fd.clone()));
+    Ok(fd)
 }
 
 /// Create the regular file `name` in `parent` (it must not exist; never
@@ -447,6 +468,7 @@ impl Extractor {
             dir_times: BTreeMap::new(),
             dir_headers: BTreeMap::new(),
             usable: HashSet::new(),
+            parent: None,
         };
         self.open_restricted(root);
         let res = self.apply_entries(root, &mut archive, &mut st);
@@ -540,8 +562,10 @@ impl Extractor {
         if let Some(target) = name.strip_prefix(b".wh.") {
             let target = target.as_bstr();
             if let Some(prefix) = self.overlay_prefix() {
+                st.parent = None;
                 return self.overlay_whiteout(root, dir, target, path.as_ref(), st, prefix);
             }
+            st.parent = None;
             return self.whiteout(root, dir, target, path.as_ref(), st);
         }
         let overlay = self.overlay_prefix();
@@ -590,12 +614,32 @@ impl Extractor {
             self.copy_up_parents(root, dir, st)?;
         }
         self.open_up(root, dir, st);
-        let parent = entry_parent(root, dir, st)
-            .map_err(|e| entry_err(&path, format!("cannot create parent directory: {e}")))?;
+        let parent = if overlay.is_some() {
+            // copy-up changes the tree beneath the parents: resolved anew
+            st.parent = None;
+            entry_parent(root, dir, st).map(Rc::new)
+        } else {
+            cached_parent(root, dir, st)
+        }
+        .map_err(|e| entry_err(&path, format!("cannot create parent directory: {e}")))?;
 
-        let make_opaque = match self.clear_way(root, &parent, name, path.as_ref(), kind, st)? {
-            Way::Clear { make_opaque } => make_opaque,
-            Way::KeptDirlink => return Ok(()),
+        // a regular file is created first (the common case: nothing is
+        // there), and the way cleared only if something is
+        let made = match kind {
+            Kind::Regular => match create_file(&parent, name, Mode::from_raw_mode(0o600)) {
+                Ok(fd) => Some(fd),
+                Err(Errno::EXIST) => None,
+                Err(e) => return Err(entry_err(&path, e)),
+            },
+            _ => None,
+        };
+        let make_opaque = if made.is_some() {
+            false
+        } else {
+            match self.clear_way(root, &parent, name, path.as_ref(), kind, st)? {
+                Way::Clear { make_opaque } => make_opaque,
+                Way::KeptDirlink => return Ok(()),
+            }
         };
 
         let e = Put {
@@ -608,7 +652,7 @@ impl Extractor {
         };
         match kind {
             Kind::Dir => self.put_dir(root, &e, make_opaque, st)?,
-            Kind::Regular => self.put_file(archive, &e)?,
+            Kind::Regular => self.put_file(archive, &e, made)?,
             Kind::Symlink => self.put_symlink(&e)?,
             Kind::Link => self.put_hardlink(root, &e, st)?,
             Kind::Char | Kind::Block | Kind::Fifo => self.put_node(&e)?,
@@ -653,6 +697,7 @@ impl Extractor {
             }
             _ => {}
         }
+        st.parent = None;
         remove_all_at(parent, name.as_bytes()).map_err(|e| entry_err(path, e))?;
         if ex_type == FileType::Directory {
             self.forget(path);
@@ -689,16 +734,21 @@ impl Extractor {
         Ok(())
     }
 
-    /// A regular file: its data written and hashed as it passes (a sparse
-    /// member's at its offsets, holes left unwritten), then its metadata.
+    /// A regular file (`made`: already created, empty, by the caller): its
+    /// data written and hashed as it passes (a sparse member's at its
+    /// offsets, holes left unwritten), then its metadata.
     fn put_file<R: Read>(
         &mut self,
         archive: &mut tarread::Reader<R>,
         e: &Put<'_>,
+        made: Option<OwnedFd>,
     ) -> Result<(), ExtractError> {
         let path = e.path;
-        let fd = create_file(e.parent, e.name, Mode::from_raw_mode(0o600))
-            .map_err(|err| entry_err(path, err))?;
+        let fd = match made {
+            Some(fd) => fd,
+            None => create_file(e.parent, e.name, Mode::from_raw_mode(0o600))
+                .map_err(|err| entry_err(path, err))?,
+        };
         let mut file = File::from(fd);
         let size = e.hdr.size;
         let mut data = archive.data();
