@@ -175,11 +175,13 @@ pub(crate) fn hash_on_thread(reader: &mut dyn Read, hasher: Hasher) -> io::Resul
         .ok_or_else(|| io::Error::other("the hashing thread failed"))
 }
 
-impl Read for ChunkReader {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+impl io::BufRead for ChunkReader {
+    /// The rest of the current chunk (the next one once it is spent): the
+    /// consumer reads the producer's bytes where they are, without a copy.
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
         while self.pos == self.buf.len() {
             if self.ended {
-                return Ok(0);
+                return Ok(&[]);
             }
             match self.rx.recv() {
                 Ok(Ok(b)) if b.is_empty() => self.ended = true,
@@ -196,9 +198,21 @@ impl Read for ChunkReader {
                 }
             }
         }
-        let n = out.len().min(self.buf.len() - self.pos);
-        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
-        self.pos += n;
+        Ok(&self.buf[self.pos..])
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.pos = (self.pos + n).min(self.buf.len());
+    }
+}
+
+impl Read for ChunkReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        use io::BufRead as _;
+        let avail = self.fill_buf()?;
+        let n = out.len().min(avail.len());
+        out[..n].copy_from_slice(&avail[..n]);
+        self.consume(n);
         Ok(n)
     }
 }

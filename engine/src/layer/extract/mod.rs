@@ -6,7 +6,7 @@ mod meta;
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::{BufRead, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::rc::Rc;
 
@@ -457,7 +457,7 @@ impl Extractor {
     }
 
     /// Apply one uncompressed layer (a tar stream) to `root`.
-    pub fn apply_layer(&mut self, root: &Root, layer: impl Read) -> Result<(), ExtractError> {
+    pub fn apply_layer(&mut self, root: &Root, layer: impl BufRead) -> Result<(), ExtractError> {
         let mut archive = tarread::Reader::new(layer);
         let fresh = matches!(self.opts.whiteout, WhiteoutMode::Apply)
             && self.lower.is_none()
@@ -483,7 +483,7 @@ impl Extractor {
         res
     }
 
-    fn apply_entries<R: Read>(
+    fn apply_entries<R: BufRead>(
         &mut self,
         root: &Root,
         archive: &mut tarread::Reader<R>,
@@ -542,7 +542,7 @@ impl Extractor {
         }
     }
 
-    fn apply_entry<R: Read>(
+    fn apply_entry<R: BufRead>(
         &mut self,
         root: &Root,
         archive: &mut tarread::Reader<R>,
@@ -737,7 +737,7 @@ impl Extractor {
     /// A regular file (`made`: already created, empty, by the caller): its
     /// data written and hashed as it passes (a sparse member's at its
     /// offsets, holes left unwritten), then its metadata.
-    fn put_file<R: Read>(
+    fn put_file<R: BufRead>(
         &mut self,
         archive: &mut tarread::Reader<R>,
         e: &Put<'_>,
@@ -760,20 +760,17 @@ impl Extractor {
                 },
             )?
         } else {
-            let (copied, digest) = copy_hashed(
-                &mut data,
-                &mut file,
-                (size.min(1 << 20) as usize).max(1),
+            // hashed and written from where the stream holds the bytes
+            let mut hasher = sha2::Sha256::new();
+            // (a stream that ends early is a read error: the size is met)
+            data.each_slice(
                 |err| ExtractError::Tar(TarError::Io(err)),
-                |err| entry_err(path, err),
+                |bytes| {
+                    hasher.update(bytes);
+                    file.write_all(bytes).map_err(|err| entry_err(path, err))
+                },
             )?;
-            if copied != size {
-                return Err(entry_err(
-                    path,
-                    format!("short content: {copied} of {size} bytes (truncated layer?)"),
-                ));
-            }
-            digest
+            hasher.finalize().into()
         };
         let fd = OwnedFd::from(file);
         self.apply_meta(&fd, None, path, e.hdr, e.xattrs, false)?;

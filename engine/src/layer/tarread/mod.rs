@@ -581,6 +581,43 @@ impl<R: Read> Read for Data<'_, R> {
     }
 }
 
+impl<R: io::BufRead> Data<'_, R> {
+    /// Hand the member's data to `each`, slice by slice, where the stream
+    /// holds it (no copy into a buffer of the caller's); the bytes handed.
+    /// A read error, or a stream that ends early, goes through `read_err`;
+    /// an error of `each` stops and is returned as it is.
+    pub fn each_slice<E>(
+        &mut self,
+        read_err: impl Fn(io::Error) -> E,
+        mut each: impl FnMut(&[u8]) -> Result<(), E>,
+    ) -> Result<u64, E> {
+        let t = &mut *self.tar;
+        let mut handed = 0u64;
+        while t.left > 0 {
+            let avail = match t.r.fill_buf() {
+                Ok(b) => b,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(read_err(e)),
+            };
+            if avail.is_empty() {
+                return Err(read_err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the layer ends inside a member's data (truncated?)",
+                )));
+            }
+            let n = avail
+                .len()
+                .min(usize::try_from(t.left).unwrap_or(usize::MAX));
+            each(&avail[..n])?;
+            t.r.consume(n);
+            t.left -= n as u64;
+            t.pos += n as u64;
+            handed += n as u64;
+        }
+        Ok(handed)
+    }
+}
+
 /// Types whose size field is not followed by data (Go's reading).
 fn header_only(typeflag: u8) -> bool {
     matches!(typeflag, b'1' | b'2' | b'3' | b'4' | b'5' | b'6')

@@ -485,3 +485,51 @@ fn sparse_size_bounded() {
     let e = read(&a).expect_err("too big");
     assert!(e.to_string().contains("MAX_SPARSE_SIZE"), "{e}");
 }
+
+#[test]
+fn each_slice_hands_the_data_across_buffer_refills_and_refuses_a_short_stream() {
+    let data: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
+    let a = [
+        member(USTAR, b"a", b'0', &data),
+        member(USTAR, b"b", b'0', b"next"),
+        end(),
+    ]
+    .concat();
+    // a 700-byte buffer: the data arrives in slices that straddle refills
+    let mut r = Reader::new(io::BufReader::with_capacity(700, &a[..]));
+    r.next_header().expect("header").expect("a");
+    let mut got = Vec::new();
+    let n = r
+        .data()
+        .each_slice(
+            |e| e,
+            |s| {
+                got.extend_from_slice(s);
+                Ok(())
+            },
+        )
+        .expect("data");
+    assert_eq!(n, data.len() as u64);
+    assert_eq!(got, data);
+    // the stream is left at the next member
+    let h = r.next_header().expect("header").expect("b");
+    assert_eq!(h.path, "b");
+
+    // cut inside the data: an UnexpectedEof read error, not a short file
+    let mut r = Reader::new(io::BufReader::with_capacity(700, &a[..512 + 3000]));
+    r.next_header().expect("header").expect("a");
+    let err = r
+        .data()
+        .each_slice(|e| e, |_| Ok(()))
+        .expect_err("truncated");
+    assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+
+    // an error of the consumer stops the copy and comes back as it is
+    let mut r = Reader::new(io::BufReader::with_capacity(700, &a[..]));
+    r.next_header().expect("header").expect("a");
+    let err = r
+        .data()
+        .each_slice(|e| e, |_| Err(io::Error::other("disk full")))
+        .expect_err("consumer error");
+    assert_eq!(err.to_string(), "disk full");
+}
