@@ -475,6 +475,12 @@ impl<R: std::io::BufRead, C: std::io::BufRead> Streamer<'_, R, C> {
 
     fn stat(&mut self, host: &Path, rel: &[u8]) -> Result<std::fs::Metadata, DiffError> {
         let md = std::fs::symlink_metadata(host).map_err(err(host))?;
+        self.walked(rel, &md);
+        Ok(md)
+    }
+
+    /// Count entry `rel` as walked (its status `md`), noting its hardlinks.
+    fn walked(&mut self, rel: &[u8], md: &std::fs::Metadata) {
         self.stats.walked += 1;
         if !md.is_dir() && md.nlink() > 1 {
             self.links
@@ -482,7 +488,6 @@ impl<R: std::io::BufRead, C: std::io::BufRead> Streamer<'_, R, C> {
                 .or_default()
                 .push(rel.to_vec());
         }
-        Ok(md)
     }
 
     /// Compare manifest entry `rel` (`kw`) with the tree's (`md`).
@@ -580,10 +585,12 @@ impl<R: std::io::BufRead, C: std::io::BufRead> Streamer<'_, R, C> {
             if e.file_type().map_err(err(&host))?.is_dir() {
                 dirs.push(name);
             } else {
-                t_files.push(name);
+                // stat relative to the open directory (not its full path)
+                let md = e.metadata().map_err(err(&e.path()))?;
+                t_files.push((name, md));
             }
         }
-        t_files.sort_unstable();
+        t_files.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         dirs.sort_unstable();
         let mut frame = Frame {
             rel,
@@ -616,12 +623,12 @@ impl<R: std::io::BufRead, C: std::io::BufRead> Streamer<'_, R, C> {
                 return Err(StreamError::Unordered("entries not sorted by name"));
             }
             frame.files.push(name.to_vec());
-            while let Some(t) = t_files.next_if(|t| t.as_slice() < name) {
+            while let Some((t, _)) = t_files.next_if(|t| t.0.as_slice() < name) {
                 frame.pending.insert(t);
             }
-            if t_files.next_if(|t| t.as_slice() == name).is_some() {
+            if let Some((_, md)) = t_files.next_if(|t| t.0.as_slice() == name) {
                 let h = self.host(&path);
-                let md = self.stat(&h, &path)?;
+                self.walked(&path, &md);
                 self.pair(&h, &path, &keywords, &md)?;
             } else if dirs.binary_search_by(|d| d.as_slice().cmp(name)).is_ok() {
                 // a non-directory became a directory
@@ -634,7 +641,7 @@ impl<R: std::io::BufRead, C: std::io::BufRead> Streamer<'_, R, C> {
                 self.delta(path, DeltaKind::Missing);
             }
         }
-        frame.pending.extend(t_files);
+        frame.pending.extend(t_files.map(|(t, _)| t));
         dirs.reverse();
         frame.dirs = dirs;
         Ok(frame)
