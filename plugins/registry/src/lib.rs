@@ -41,6 +41,7 @@ use rumoci_driver_sdk::http::{
 use rumoci_driver_sdk::{
     BlobInfo, BlobRead, BlobWrite, Cas, Digest, Driver, DriverInfo, Error, IndexDoc,
     IndexPrecondition, LayerStore, Result, config, store_dir, store_util::random_suffix,
+    wanted_refs,
 };
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
@@ -82,6 +83,32 @@ pub(crate) fn known_manifest(digest: &Digest) {
 
 fn is_known_manifest(digest: &Digest) -> bool {
     MANIFESTS.with(|m| m.borrow().contains(&digest.to_string()))
+}
+
+/// Most bytes of manifests kept by [`keep_manifest`].
+const MAX_KEPT: usize = 16 << 20;
+
+thread_local! {
+    /// Manifests fetched whole to resolve a tag (`read-index` with
+    /// `wanted-refs`), by digest, checked: the host's `open` of that digest
+    /// that follows costs no request. Content addressed, never stale.
+    static KEPT: RefCell<(BTreeMap<String, Vec<u8>>, usize)> =
+        const { RefCell::new((BTreeMap::new(), 0)) };
+}
+
+/// Keep `bytes`, the manifest `digest` (its digest checked by the caller).
+pub(crate) fn keep_manifest(digest: &Digest, bytes: &[u8]) {
+    KEPT.with(|k| {
+        let (map, total) = &mut *k.borrow_mut();
+        if *total + bytes.len() <= MAX_KEPT && !map.contains_key(&digest.to_string()) {
+            *total += bytes.len();
+            map.insert(digest.to_string(), bytes.to_vec());
+        }
+    });
+}
+
+fn kept_manifest(digest: &Digest) -> Option<Vec<u8>> {
+    KEPT.with(|k| k.borrow().0.get(&digest.to_string()).cloned())
 }
 
 /// The driver.
@@ -146,6 +173,14 @@ impl Cas for Registry {
     }
 
     fn stat(digest: &Digest) -> Result<Option<BlobInfo>> {
+        if let Some(bytes) = kept_manifest(digest) {
+            return Ok(Some(BlobInfo {
+                digest: digest.to_string(),
+                size: bytes.len() as u64,
+                committed_at: None,
+                labels: vec![],
+            }));
+        }
         let c = conf()?;
         let blob = if is_known_manifest(digest) {
             None
@@ -167,6 +202,9 @@ impl Cas for Registry {
     }
 
     fn open(digest: &Digest) -> Result<Box<dyn BlobRead>> {
+        if let Some(bytes) = kept_manifest(digest) {
+            return Ok(Box::new(MemReader(bytes)));
+        }
         let c = conf()?;
         // One GET (no HEAD first: over a link with latency each request
         // costs a round trip): its answer tells the size, and its body is
@@ -240,10 +278,21 @@ impl Cas for Registry {
 
     fn read_index() -> Result<IndexDoc> {
         let c = conf()?;
-        Ok(index_doc(&current_tags(&c)?))
+        match wanted_refs() {
+            // only these tags: one GET each, no listing
+            Some(refs) => Ok(index_doc(&resolve_tags(&c, &refs)?)),
+            None => Ok(index_doc(&current_tags(&c)?)),
+        }
     }
 
     fn write_index(doc: Vec<u8>, precondition: IndexPrecondition) -> Result<String> {
+        if let Some(refs) = wanted_refs() {
+            // `other`, not `failed-precondition` (which the host retries)
+            return Err(Error::Other(format!(
+                "refusing to write the index: this command reads only the tags {} (host.wanted-refs), so the index it read is partial and writing it back would drop every other tag",
+                refs.join(", ")
+            )));
+        }
         let c = conf()?;
         write_index(&c, &doc, precondition)
     }
