@@ -151,6 +151,15 @@ impl Cas for Registry {
 
     fn check() -> Result<()> {
         let c = conf()?;
+        // A command that resolves some tags alone sends their GETs next:
+        // they find out as well whether the registry answers (and the
+        // host answers its login challenge on the first 401), so no
+        // round trip is spent on a probe first. Otherwise `GET /v2/`
+        // tells a server that is no registry (whose 404 to
+        // `tags/list` would read as "no tags") from an empty repository.
+        if wanted_refs().is_some() {
+            return Ok(());
+        }
         let call = call(&c, "GET", "/v2/".into());
         let mut r = call.send(&[], Body::Empty).map_err(|e| match e {
             Error::Io(m) => Error::Io(format!("registry {} is not reachable: {m}", c.url)),
