@@ -764,14 +764,23 @@ fn three_tags(repo: &str) -> (tempfile::TempDir, PathBuf, PathBuf, Registry, Str
     rd_ok(&data, &["insert", "--image", &img, s(&src), "/second"]);
     let reg = Registry::start();
     let spec = format!("{},url={}", plugin("registry"), reg.url());
-    rd_ok(&data, &["copy", "--to-driver", &spec, &img, &format!("{repo}:a")]);
+    rd_ok(
+        &data,
+        &["copy", "--to-driver", &spec, &img, &format!("{repo}:a")],
+    );
     let other = format!("{}:u", s(&layout));
     rd_ok(&data, &["tag", "--image", &img, "u"]);
     rd_ok(&data, &["insert", "--image", &other, s(&src), "/third"]);
     for tag in ["b", "c"] {
         rd_ok(
             &data,
-            &["copy", "--to-driver", &spec, &other, &format!("{repo}:{tag}")],
+            &[
+                "copy",
+                "--to-driver",
+                &spec,
+                &other,
+                &format!("{repo}:{tag}"),
+            ],
         );
     }
     (tmp, data, layout, reg, spec)
@@ -902,7 +911,8 @@ fn a_partial_index_is_never_written_back() {
 
     // the plugin: `write-index` refused while wanted-refs is set, even
     // with the precondition it would otherwise accept
-    let d = &drivers.specs()[0];
+    let raw = Drivers::parse(&[format!("{spec},repo=partial/idx")]).expect("parse");
+    let d = &raw.specs()[0];
     let linked = rumoci::driver::link(Path::new(&plugin("registry"))).expect("link");
     let mut p = Plugin::<CasDriver>::with(&linked, d, Some(&spool)).expect("instance");
     p.want_refs(vec!["b".to_string()]);
@@ -920,8 +930,7 @@ fn a_partial_index_is_never_written_back() {
     ] {
         let e = p
             .call("cas.write-index", |s, b| {
-                b.rumoci_driver_cas()
-                    .call_write_index(s, &read.bytes, &pre)
+                b.rumoci_driver_cas().call_write_index(s, &read.bytes, &pre)
             })
             .expect_err("write-index of a partial index");
         assert!(

@@ -307,7 +307,12 @@ impl StoreOpener for Drivers {
 impl Drivers {
     /// [`StoreOpener::open_cas`]; `refs`: those the command alone reads
     /// ([`Cas::want_refs`]), told a plugin before its `check`.
-    fn open_cas_for(&self, path: &Path, how: Open, refs: Option<&[String]>) -> Result<Box<dyn Cas>> {
+    fn open_cas_for(
+        &self,
+        path: &Path,
+        how: Open,
+        refs: Option<&[String]>,
+    ) -> Result<Box<dyn Cas>> {
         let drivers = self;
         let create = how != Open::Existing;
         let cas: Box<dyn Cas> = match drivers.roles()?.0 {

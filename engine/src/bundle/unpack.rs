@@ -15,8 +15,8 @@ use crate::fs::root::Root;
 use crate::layer::extract::ExtractOptions;
 use crate::layer_store::{InPlace, LayerStore};
 use crate::mtree;
-use crate::path::BString;
 use crate::oci::{Image, Manifest};
+use crate::path::BString;
 use crate::readahead::ReadAhead;
 use crate::rootfs::{LayerUnpack, unpack_chain_from};
 
@@ -95,7 +95,7 @@ fn unpack_bundle_from(
     manifest: &Manifest,
     config: &Image,
 ) -> Result<Vec<LayerUnpack>, BundleError> {
-    crate::rootfs::check_image(&manifest, &config)?;
+    crate::rootfs::check_image(manifest, config)?;
     if config.os != "linux" {
         return Err(BundleError::Other(format!(
             "config {}: unsupported OS {:?}: only linux images can be unpacked into bundles",
