@@ -449,6 +449,45 @@ mod tests {
         assert_eq!(bytes, doc);
     }
 
+    /// A tag resolved by its GET: the digest is the body's, and a
+    /// `Docker-Content-Digest` naming other bytes is an integrity error.
+    #[test]
+    fn a_tag_resolved_by_its_get_takes_the_bodys_digest() {
+        let doc = br#"{"schemaVersion":2,"config":{},"layers":[]}"#;
+        let want = sha256_digest(doc);
+        let answer = |digest: Option<&str>| {
+            let mut a = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\nContent-Length: {}\r\n",
+                doc.len()
+            );
+            if let Some(d) = digest {
+                a.push_str(&format!("Docker-Content-Digest: {d}\r\n"));
+            }
+            a.push_str("\r\n");
+            let mut a = a.into_bytes();
+            a.extend_from_slice(doc);
+            a
+        };
+        let other = format!("sha256:{}", "1".repeat(64));
+        let ep = http::fake::serve(vec![
+            answer(None),
+            answer(Some(&want)),
+            answer(Some(&other)),
+        ]);
+        let c = served(ep);
+        for _ in 0..2 {
+            let (bytes, digest, mt) = get_tagged_manifest(&c, "v1").unwrap();
+            assert_eq!(bytes, doc);
+            assert_eq!(digest.to_string(), want);
+            assert_eq!(mt, OCI_MANIFEST);
+        }
+        let e = get_tagged_manifest(&c, "v1").unwrap_err();
+        assert!(
+            matches!(&e, Error::Integrity(m) if m.contains("hashes to")),
+            "{e:?}"
+        );
+    }
+
     #[test]
     fn registry_error_bodies_become_variants() {
         let body = br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}"#;
