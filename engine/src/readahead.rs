@@ -67,6 +67,38 @@ impl<'scope, 'env> ReadAhead<'scope, 'env> {
         }
     }
 
+    /// Start reading the first layer now (when reading ahead at all), before
+    /// [`ReadAhead::open`] asks for it, and return once the store has
+    /// answered its request: its bytes then come while the caller fetches
+    /// what it needs first (the image config, whose request follows on
+    /// another connection). Only for a caller that will read the layer
+    /// (nothing cached): an unread layer is dropped after at most `DEPTH`
+    /// chunks.
+    pub(crate) fn start_first(&mut self) -> Result<(), CasError> {
+        if !self.enabled || self.started != 0 || self.layers.is_empty() {
+            return Ok(());
+        }
+        self.start(0)?;
+        self.started = 1;
+        let Some(first) = self.pending.get_mut(&0) else {
+            return Ok(());
+        };
+        // the store serves one call at a time: waiting here sends the
+        // layer's request before the config's
+        let answer = first.opened.recv().map_err(|_| {
+            CasError::io(
+                format!("layer {}", self.layers[0].digest),
+                io::Error::other("the read-ahead thread stopped before opening the blob"),
+            )
+        })?;
+        answer?;
+        // what `open` will receive
+        let (tx, rx) = sync_channel(1);
+        let _ = tx.send(Ok(()));
+        first.opened = rx;
+        Ok(())
+    }
+
     /// Layer `i`'s blob, verified as it is read; the layers after it are
     /// started meanwhile.
     pub(crate) fn open(&mut self, i: usize) -> Result<Box<dyn Read + Send + 'env>, CasError> {

@@ -496,6 +496,19 @@ pub fn unpack_chain(
     unpack_layers(cas, store, manifest, config, rootfs, opts, true)
 }
 
+/// [`unpack_chain`], the layers read through `ahead` (made by the caller,
+/// which may have started the first layer's read already).
+pub(crate) fn unpack_chain_from(
+    ahead: &mut ReadAhead<'_, '_>,
+    store: &dyn LayerStore,
+    manifest: &Manifest,
+    config: &Image,
+    rootfs: &Path,
+    opts: ExtractOptions,
+) -> Result<Unpacked, UnpackError> {
+    unpack_layers_from(ahead, store, manifest, config, rootfs, opts, true)
+}
+
 /// [`unpack_chain`]; `mountable`: whether the caller can mount a chain of
 /// overlayfs layers (else an overlay mount is refused at once). Layers are
 /// read ahead when `cas` reads over the network ([`ReadAhead`]).

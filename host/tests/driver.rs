@@ -180,8 +180,10 @@ fn a_content_store_is_told_the_media_type_of_what_it_creates() {
 }
 
 /// A plugin built against the contract before `host.create-media-type`
-/// was added (a real build, kept in tests/fixtures) still links, passes
-/// every check of `driver test` and serves as a store.
+/// and `host.wanted-refs` were added (a real build, kept in
+/// tests/fixtures) still links, passes every check of `driver test` and
+/// serves as a store: also for a command that tells it the one tag it
+/// reads (the old plugin reads the whole index), and a write after.
 #[test]
 fn a_plugin_built_before_create_media_type_still_works() {
     let old = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -211,6 +213,20 @@ fn a_plugin_built_before_create_media_type_still_works() {
             &spec
         ]),
         "t\n"
+    );
+    // `stat` reads one tag (wanted-refs, which the old plugin never asks)
+    let stat = rd_ok(&["stat", "--image", &img, "--driver", &spec]);
+    assert!(stat.contains("== MANIFEST =="), "{stat}");
+    rd_ok(&["tag", "--image", &img, "--driver", &spec, "u"]);
+    assert_eq!(
+        rd_ok(&[
+            "ls",
+            "--layout",
+            s(&tmp.path().join("unused")),
+            "--driver",
+            &spec
+        ]),
+        "t\nu\n"
     );
 }
 

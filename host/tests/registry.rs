@@ -745,3 +745,201 @@ fn a_pull_of_many_layers_unpacks_as_the_local_layout() {
     );
     assert_no_spool(&data);
 }
+
+/// A local layout `L` holding `L:t` (two small layers), pushed as
+/// `REPO:a`, `REPO:b` and `REPO:c` (b and c another image, made from `t`
+/// with one more layer); `(tmp, data dir, layout, registry, driver spec)`.
+fn three_tags(repo: &str) -> (tempfile::TempDir, PathBuf, PathBuf, Registry, String) {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("data");
+    let layout = tmp.path().join("L");
+    let img = format!("{}:t", s(&layout));
+    rd_ok(&data, &["init", "--layout", s(&layout)]);
+    rd_ok(&data, &["new", "--image", &img]);
+    let src = tmp.path().join("src");
+    std::fs::create_dir_all(src.join("etc")).expect("mkdir");
+    std::fs::write(src.join("etc/hello"), "hello\n").expect("w");
+    rd_ok(&data, &["insert", "--image", &img, s(&src), "/"]);
+    std::fs::write(src.join("etc/hello"), "hello again\n").expect("w");
+    rd_ok(&data, &["insert", "--image", &img, s(&src), "/second"]);
+    let reg = Registry::start();
+    let spec = format!("{},url={}", plugin("registry"), reg.url());
+    rd_ok(
+        &data,
+        &["copy", "--to-driver", &spec, &img, &format!("{repo}:a")],
+    );
+    let other = format!("{}:u", s(&layout));
+    rd_ok(&data, &["tag", "--image", &img, "u"]);
+    rd_ok(&data, &["insert", "--image", &other, s(&src), "/third"]);
+    for tag in ["b", "c"] {
+        rd_ok(
+            &data,
+            &[
+                "copy",
+                "--to-driver",
+                &spec,
+                &other,
+                &format!("{repo}:{tag}"),
+            ],
+        );
+    }
+    (tmp, data, layout, reg, spec)
+}
+
+/// The requests the registry plugin sent (`--log debug` lines `driver
+/// registry (…): METHOD PATH: STATUS`), as `METHOD PATH: STATUS`.
+fn requests(log: &str) -> Vec<String> {
+    log.lines()
+        .filter_map(|l| l.split_once("registry.wasm): ").map(|(_, r)| r))
+        .filter(|r| r.starts_with("GET /") || r.starts_with("HEAD /"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// A pull resolves its one tag with one `GET /manifests/TAG` (no tag
+/// listing, no `HEAD` per tag, the manifest not fetched a second time by
+/// its digest) and unpacks the tree the local layout gives; the other
+/// tags of the repository stay as they were.
+#[test]
+fn a_pull_resolves_its_tag_alone_and_unpacks_as_the_local_layout() {
+    let (tmp, data, layout, _reg, spec) = three_tags("pull/one");
+    let pulled = tmp.path().join("pulled");
+    let log = rd_ok_err(
+        &data,
+        &[
+            "--log",
+            "debug",
+            "--driver",
+            &spec,
+            "unpack",
+            "--image",
+            "pull/one:a",
+            s(&pulled),
+        ],
+    );
+    let reqs = requests(&log);
+    assert!(!reqs.is_empty(), "no requests logged:\n{log}");
+    assert!(!reqs.iter().any(|r| r.contains("/tags/list")), "{reqs:#?}");
+    assert!(!reqs.iter().any(|r| r.starts_with("HEAD ")), "{reqs:#?}");
+    let manifests: Vec<&String> = reqs.iter().filter(|r| r.contains("/manifests/")).collect();
+    assert_eq!(
+        manifests,
+        ["GET /v2/pull/one/manifests/a: 200"],
+        "{reqs:#?}"
+    );
+    let local = tmp.path().join("local");
+    rd_unpack(&data, &[], &format!("{}:t", s(&layout)), &local);
+    assert_same_tree(&local.join("rootfs"), &pulled.join("rootfs"));
+    assert_eq!(mtree_body(&local), mtree_body(&pulled));
+    // stat and a tag that is not there: the usual answers
+    let out = rd_ok(&data, &["--driver", &spec, "stat", "--image", "pull/one:b"]);
+    assert!(out.contains("== MANIFEST =="), "{out}");
+    let e = rd_err(
+        &data,
+        &[
+            "--driver",
+            &spec,
+            "unpack",
+            "--image",
+            "pull/one:nope",
+            s(&tmp.path().join("nope")),
+        ],
+    );
+    assert!(e.contains("nope") && e.contains("not found"), "{e}");
+    let tags = rd_ok(&data, &["--driver", &spec, "ls", "--layout", "pull/one"]);
+    assert_eq!(tags, "a\nb\nc\n");
+    assert_no_spool(&data);
+}
+
+/// An index read for some refs alone (`host.wanted-refs`) is never written
+/// back: the host refuses every index write through such a store (a tag,
+/// a removal, a copy into it), and the plugin refuses `write-index` itself
+/// when called regardless; every tag of the repository is still there.
+#[test]
+fn a_partial_index_is_never_written_back() {
+    use rumoci::driver::bindings::CasDriver;
+    use rumoci::driver::bindings::exports::rumoci::driver::cas::IndexPrecondition;
+    use rumoci::driver::bindings::rumoci::driver::types::Error as WitError;
+    use rumoci::driver::{DriverError, Plugin};
+    use rumoci::image::{Drivers, Open, Store};
+
+    let (tmp, _data, layout, _reg, spec) = three_tags("partial/idx");
+    let spool = tmp.path().join("spool");
+    std::fs::create_dir_all(&spool).expect("mkdir");
+    let spec = format!("{spec},dir={}", s(&spool));
+    let drivers = Drivers::parse(&[spec.as_str()]).expect("parse");
+    let all_tags = |store: &Store| -> Vec<String> {
+        store
+            .tags()
+            .expect("tags")
+            .into_iter()
+            .map(|(t, _)| t)
+            .collect()
+    };
+
+    // the host: the store reads tag `a` alone, and writes nothing
+    let store = Store::open_with(&drivers, "partial/idx", Open::Existing).expect("open");
+    store.want_refs(&["a".to_string()]);
+    assert_eq!(all_tags(&store), ["a"]);
+    let lock = store.lock().expect("lock");
+    let refused = |e: rumoci::Error| {
+        let m = format!("{e:#}");
+        assert!(m.contains("refusing to write index.json"), "{m}");
+        assert!(m.contains("partially"), "{m}");
+    };
+    refused(store.tag(&lock, "a", None, "d").expect_err("tag"));
+    refused(store.remove_tag(&lock, "a").expect_err("rm"));
+    drop(lock);
+    let local = Store::open(&layout).expect("layout");
+    refused(
+        rumoci::image::copy(
+            &local,
+            "t",
+            &store,
+            "e",
+            &Default::default(),
+            &mut |_, _| {},
+        )
+        .expect_err("copy into it"),
+    );
+    // refs asked for later are read too; the index stays partial
+    store.want_refs(&["b".to_string()]);
+    assert_eq!(all_tags(&store), ["a", "b"]);
+    let lock = store.lock().expect("lock");
+    refused(store.tag(&lock, "b", None, "d").expect_err("tag"));
+    drop(lock);
+
+    // the plugin: `write-index` refused while wanted-refs is set, even
+    // with the precondition it would otherwise accept
+    let raw = Drivers::parse(&[format!("{spec},repo=partial/idx")]).expect("parse");
+    let d = &raw.specs()[0];
+    let linked = rumoci::driver::link(Path::new(&plugin("registry"))).expect("link");
+    let mut p = Plugin::<CasDriver>::with(&linked, d, Some(&spool)).expect("instance");
+    p.want_refs(vec!["b".to_string()]);
+    let read = p
+        .call("cas.read-index", |s, b| {
+            b.rumoci_driver_cas().call_read_index(s)
+        })
+        .expect("read-index");
+    let doc: serde_json::Value = serde_json::from_slice(&read.bytes).expect("json");
+    assert_eq!(doc["manifests"].as_array().map(Vec::len), Some(1), "{doc}");
+    for pre in [
+        IndexPrecondition::Bytes(read.bytes.clone()),
+        IndexPrecondition::Version(read.version.clone()),
+        IndexPrecondition::Any,
+    ] {
+        let e = p
+            .call("cas.write-index", |s, b| {
+                b.rumoci_driver_cas().call_write_index(s, &read.bytes, &pre)
+            })
+            .expect_err("write-index of a partial index");
+        assert!(
+            matches!(&e, DriverError::Plugin { error: WitError::Other(m), .. } if m.contains("refusing to write the index")),
+            "{e:?}"
+        );
+    }
+
+    // nothing was lost
+    let fresh = Store::open_with(&drivers, "partial/idx", Open::Existing).expect("open");
+    assert_eq!(all_tags(&fresh), ["a", "b", "c"]);
+}

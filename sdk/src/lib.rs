@@ -357,6 +357,19 @@ pub fn create_media_type() -> Option<String> {
     host::create_media_type()
 }
 
+/// The refs (tags) of `index.json` the current command reads, when it
+/// reads only those and writes no index (`unpack`, `stat`, the source of
+/// `copy` …); `None` when the whole index is needed. A store where each
+/// index entry costs a request (a registry) may answer [`Cas::read_index`]
+/// with just those entries; such an index is partial, so
+/// [`Cas::write_index`] must then fail (the host never calls it while
+/// this is `Some`, and refuses itself). The same answer for the life of
+/// the instance. A plugin that calls it needs a rumoci that provides it
+/// (see `GUIDE.md`).
+pub fn wanted_refs() -> Option<Vec<String>> {
+    host::wanted_refs()
+}
+
 // ---------------------------------------------------------------------------
 // Driver traits
 

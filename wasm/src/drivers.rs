@@ -291,6 +291,28 @@ impl StoreOpener for Drivers {
     /// built-in directory driver, or the content-store plugin these
     /// drivers name.
     fn open_cas(&self, path: &Path, how: Open) -> Result<Box<dyn Cas>> {
+        self.open_cas_for(path, how, None)
+    }
+
+    /// The existing store `path`, a plugin's told the refs before it is
+    /// checked (a registry then need not probe its `/v2/` first).
+    fn open_cas_reading(&self, path: &Path, refs: &[String]) -> Result<Box<dyn Cas>> {
+        let cas = self.open_cas_for(path, Open::Existing, Some(refs))?;
+        // the built-in driver (a plugin's store is told already)
+        cas.want_refs(refs);
+        Ok(cas)
+    }
+}
+
+impl Drivers {
+    /// [`StoreOpener::open_cas`]; `refs`: those the command alone reads
+    /// ([`Cas::want_refs`]), told a plugin before its `check`.
+    fn open_cas_for(
+        &self,
+        path: &Path,
+        how: Open,
+        refs: Option<&[String]>,
+    ) -> Result<Box<dyn Cas>> {
         let drivers = self;
         let create = how != Open::Existing;
         let cas: Box<dyn Cas> = match drivers.roles()?.0 {
@@ -324,7 +346,7 @@ impl StoreOpener for Drivers {
                             .doing(|| format!("create layout {}", describe(&spec, &dir)))?,
                     )
                 } else {
-                    let opened = match WasmCas::open_linked(linked, &spec, &dir) {
+                    let opened = match WasmCas::open_linked_reading(linked, &spec, &dir, refs) {
                         // a remote store (an object store's prefix) that
                         // is not there yet, where the command may create
                         Err(crate::driver::DriverError::Plugin {

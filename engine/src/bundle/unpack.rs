@@ -15,8 +15,10 @@ use crate::fs::root::Root;
 use crate::layer::extract::ExtractOptions;
 use crate::layer_store::{InPlace, LayerStore};
 use crate::mtree;
+use crate::oci::{Image, Manifest};
 use crate::path::BString;
-use crate::rootfs::{LayerUnpack, unpack_chain};
+use crate::readahead::ReadAhead;
+use crate::rootfs::{LayerUnpack, unpack_chain_from};
 
 fn io(what: &Path) -> impl FnOnce(std::io::Error) -> BundleError + '_ {
     move |e| BundleError::Other(format!("{}: {e}", what.display()))
@@ -69,8 +71,31 @@ pub fn unpack_bundle(
     layers: Option<&dyn LayerStore>,
 ) -> Result<Vec<LayerUnpack>, BundleError> {
     let manifest = ext::fetch_manifest(cas, path.target())?;
-    let config = ext::fetch_image_config(cas, path.target(), &manifest)?;
-    crate::rootfs::check_image(&manifest, &config)?;
+    std::thread::scope(|s| {
+        let mut ahead = ReadAhead::new(s, cas, &manifest.layers);
+        // extracted in place, every layer is read: from a store that reads
+        // over the network the first one is requested now, so that its
+        // bytes come while the config is fetched (a round trip or two)
+        if layers.is_none() {
+            ahead.start_first()?;
+        }
+        let config = ext::fetch_image_config(cas, path.target(), &manifest)?;
+        unpack_bundle_from(&mut ahead, path, bundle, opts, layers, &manifest, &config)
+    })
+}
+
+/// [`unpack_bundle`] once the manifest and config are read, the layers read
+/// through `ahead`.
+fn unpack_bundle_from(
+    ahead: &mut ReadAhead<'_, '_>,
+    path: &DescriptorPath,
+    bundle: &Path,
+    opts: ExtractOptions,
+    layers: Option<&dyn LayerStore>,
+    manifest: &Manifest,
+    config: &Image,
+) -> Result<Vec<LayerUnpack>, BundleError> {
+    crate::rootfs::check_image(manifest, config)?;
     if config.os != "linux" {
         return Err(BundleError::Other(format!(
             "config {}: unsupported OS {:?}: only linux images can be unpacked into bundles",
@@ -101,7 +126,7 @@ pub fn unpack_bundle(
     let res = (|| -> Result<Vec<LayerUnpack>, BundleError> {
         let in_place = InPlace::new(&rootfs);
         let store = layers.unwrap_or(&in_place);
-        let unpacked = unpack_chain(cas, store, &manifest, &config, &rootfs, opts.clone())?;
+        let unpacked = unpack_chain_from(ahead, store, manifest, config, &rootfs, opts.clone())?;
         let digests = unpacked.digests;
         let mut overlay = None;
         if let Some(dirs) = unpacked.lowerdirs {
@@ -129,7 +154,7 @@ pub fn unpack_bundle(
         }
         let root = Root::open(&rootfs).map_err(io(&rootfs))?;
         let spec = runtime_config(
-            &config,
+            config,
             Some(&root),
             ROOTFS,
             &RuntimeMapping {

@@ -93,6 +93,16 @@ pub enum CasError {
     /// `index.json` changed between read and write (compare-and-swap lost).
     #[error("index.json was changed concurrently")]
     Conflict,
+    /// `index.json` was read partially ([`Cas::want_refs`]): writing it
+    /// back would drop every entry not read, so it is refused.
+    #[error(
+        "refusing to write index.json: this command read it partially (only the refs {}), and writing it back would drop every other entry",
+        refs.join(", ")
+    )]
+    PartialIndex {
+        /// The refs that were read.
+        refs: Vec<String>,
+    },
     /// A limit of [`crate::limits`] was hit.
     #[error(transparent)]
     Limit(#[from] crate::limits::LimitError),
@@ -290,6 +300,18 @@ pub trait Cas: Send + Sync {
         None
     }
 
+    /// The command reads only the refs `refs` of `index.json` (the tags
+    /// it resolves) and never writes the index: a store where each entry
+    /// costs a request (a registry) may then read just those entries.
+    /// Irrevocable (a later call adds refs): from then on the store must
+    /// refuse to write the index
+    /// ([`CasError::PartialIndex`]), since what it read may lack the other
+    /// entries. Never call it for a command that writes the index. The
+    /// default does nothing (the whole index is read as always).
+    fn want_refs(&self, refs: &[String]) {
+        let _ = refs;
+    }
+
     /// Whether reads come over the network (a registry, an object
     /// store): unpack then fetches the next layers while one is extracted.
     /// The default: no (a local store is read as it is extracted).
@@ -324,7 +346,9 @@ impl crate::cas::CasError {
             E::InvalidLayout { .. } | E::Document { .. } | E::Digest(_) | E::Limit(_) => {
                 crate::error::ErrorKind::InvalidInput
             }
-            E::Invalid(_) | E::AmbiguousTag { .. } => crate::error::ErrorKind::InvalidInput,
+            E::Invalid(_) | E::AmbiguousTag { .. } | E::PartialIndex { .. } => {
+                crate::error::ErrorKind::InvalidInput
+            }
             E::Conflict => crate::error::ErrorKind::Conflict,
             E::NotAnImage { .. } => crate::error::ErrorKind::Unsupported,
         }

@@ -137,6 +137,14 @@ impl Store {
         self.cas.as_ref()
     }
 
+    /// Declare that the command reads only the tags `refs` of this store
+    /// and never writes its index ([`Cas::want_refs`]): a registry then
+    /// resolves those tags alone instead of listing every tag. Every write
+    /// of the index fails from then on.
+    pub fn want_refs(&self, refs: &[String]) {
+        self.cas.want_refs(refs);
+    }
+
     /// The name errors use for the store (its path, shortened).
     pub fn name(&self) -> &str {
         &self.name
@@ -1193,6 +1201,16 @@ pub enum Open {
 pub trait StoreOpener {
     /// The content store for the layout (or repository) `path`.
     fn open_cas(&self, path: &Path, how: Open) -> Result<Box<dyn Cas>>;
+
+    /// The existing content store `path`, for a command that reads only
+    /// the refs `refs` of its index and never writes it ([`Cas::want_refs`],
+    /// told before the store is first used). The default opens it, then
+    /// tells it.
+    fn open_cas_reading(&self, path: &Path, refs: &[String]) -> Result<Box<dyn Cas>> {
+        let cas = self.open_cas(path, Open::Existing)?;
+        cas.want_refs(refs);
+        Ok(cas)
+    }
 }
 
 impl Store {
@@ -1205,5 +1223,17 @@ impl Store {
     ) -> Result<Store> {
         let path = path.as_ref();
         Ok(Store::from_cas(drivers.open_cas(path, how)?, path))
+    }
+
+    /// Open the existing layout (or repository) `path` for a command that
+    /// reads only the tags `refs` of it and never writes its index
+    /// ([`Store::want_refs`]; a registry then resolves those tags alone).
+    pub fn open_reading(
+        drivers: &dyn StoreOpener,
+        path: impl AsRef<Path>,
+        refs: &[String],
+    ) -> Result<Store> {
+        let path = path.as_ref();
+        Ok(Store::from_cas(drivers.open_cas_reading(path, refs)?, path))
     }
 }

@@ -54,6 +54,15 @@ pub fn run(a: Args, s: &Session) -> Result<()> {
         referrers: !a.no_referrers,
     };
     let from = s.open_side(a.from_driver.as_deref(), &src.layout, false)?;
+    // the source's index is only read (the destination is another store
+    // object, opened and written on its own); its referrers are found by
+    // tags of their own, so only without them does one tag suffice
+    if a.no_referrers
+        && let Some(refs) =
+            super::policy::tag_only(s, a.from_driver.as_deref(), &src.layout, &src.tag)?
+    {
+        from.want_refs(&refs);
+    }
     // before the destination is opened (and maybe created): a refused
     // image writes nothing
     super::policy::check(s, a.from_driver.as_deref(), &from, &src.layout, &src.tag)?;

@@ -98,6 +98,17 @@ impl Session {
         Ok(Store::open_with(&self.drivers, path, Open::Existing)?)
     }
 
+    /// Open an existing layout through the selected driver for a command
+    /// that reads only the tags `refs` of it and never writes its index
+    /// (`policy::tag_only`); `None`: the whole index, as
+    /// [`Session::open_layout`].
+    pub fn open_layout_reading(&self, path: &Path, refs: Option<&[String]>) -> Result<Store> {
+        match refs {
+            Some(refs) => Ok(Store::open_reading(&self.drivers, path, refs)?),
+            None => self.open_layout(path),
+        }
+    }
+
     /// Create a new, empty layout through the selected driver.
     pub fn create_layout(&self, path: &Path) -> Result<()> {
         Store::open_with(&self.drivers, path, Open::Create)?;

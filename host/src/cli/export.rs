@@ -21,7 +21,7 @@ pub struct Args {
 
 /// Write the flattened root filesystem as one tar.
 pub fn run(a: Args, s: &Session) -> Result<()> {
-    let (store, r) = a.image.open(s)?;
+    let (store, r) = a.image.open_reading(s)?;
     let platform = a.image.platform()?;
     if a.output.as_os_str() == "-" {
         use std::io::IsTerminal;

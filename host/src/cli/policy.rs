@@ -58,6 +58,34 @@ pub fn identity(s: &Session, spec: Option<&str>, path: &Path, tag: &str) -> Resu
     Ok(ImageIdentity::oci(&dir, tag))
 }
 
+/// The refs a command that reads the tag `tag` alone of the layout
+/// `path` (opened through `spec`, as `copy`'s `--from-driver`; `None`: the
+/// global choice), and writes no index there, needs of its index: `[tag]`
+/// (a registry then resolves that tag without listing every tag), or
+/// `None` (the whole index) when the policy checks signatures of the
+/// image, which are found by tags of their own (`sha256-….sig`). For
+/// [`Session::open_layout_reading`] and [`rumoci::image::Store::want_refs`]
+/// only: every index write through a store told so fails.
+pub fn tag_only(
+    s: &Session,
+    spec: Option<&str>,
+    path: &Path,
+    tag: &str,
+) -> Result<Option<Vec<String>>> {
+    if let Some(policy) = load(s)? {
+        let image = identity(s, spec, path, tag)?;
+        let (_, reqs) = policy.requirements_for(&image);
+        let plain = |r: &rumoci::sign::policy::Requirement| {
+            use rumoci::sign::policy::Requirement as R;
+            matches!(r, R::InsecureAcceptAnything | R::Reject)
+        };
+        if !reqs.iter().all(plain) {
+            return Ok(None);
+        }
+    }
+    Ok(Some(vec![tag.to_string()]))
+}
+
 /// Apply the policy (if any) to `PATH:TAG` in `store`: one error line
 /// naming the image, the rule and why when it is refused.
 pub fn check(

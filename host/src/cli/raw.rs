@@ -344,7 +344,7 @@ fn raw_unpack(a: UnpackArgs, s: &Session) -> Result<()> {
 
 fn runtime_config(a: RuntimeConfigArgs, s: &Session) -> Result<()> {
     let opts = a.map.options(false)?;
-    let (store, r) = a.image.open(s)?;
+    let (store, r) = a.image.open_reading(s)?;
     let platform = a.image.platform()?;
     let data = store.runtime_config(&r.tag, platform.as_ref(), a.rootfs.as_deref(), &opts)?;
     rumoci::bundle::write_atomic(&a.config, &data)?;

@@ -18,7 +18,7 @@ pub struct Args {
 
 /// Show the manifest, config and history of an image.
 pub fn run(a: Args, s: &Session) -> Result<()> {
-    let (store, r) = a.image.open(s)?;
+    let (store, r) = a.image.open_reading(s)?;
     let stat = store.stat(&r.tag, a.image.platform()?.as_ref())?;
     let out = if a.json {
         stat.to_json()?

@@ -65,6 +65,17 @@ impl ImageArgs {
         let store = s.open_layout(&r.layout)?;
         Ok((store, r))
     }
+
+    /// Open the layout the image lives in, for a command that reads this
+    /// image alone and writes no index there (`unpack`, `stat`, …): a
+    /// registry resolves the one tag instead of listing every tag
+    /// (`policy::tag_only`). Every index write through it fails.
+    pub fn open_reading(&self, s: &Session) -> Result<(Store, ImageRef)> {
+        let r = self.reference()?;
+        let refs = super::policy::tag_only(s, None, &r.layout, &r.tag)?;
+        let store = s.open_layout_reading(&r.layout, refs.as_deref())?;
+        Ok((store, r))
+    }
 }
 
 /// Go's `strconv.ParseBool`, which urfave/cli uses for `--flag=VALUE` on a
@@ -264,7 +275,8 @@ impl ExtractArgs {
         s: &Session,
     ) -> Result<(rumoci::layer::extract::ExtractOptions, Store, ImageRef)> {
         let opts = self.map.options(self.keep_dirlinks)?;
-        let (store, r) = self.image.open(s)?;
+        // every command extracting an image reads it alone
+        let (store, r) = self.image.open_reading(s)?;
         Ok((opts, store, r))
     }
 }

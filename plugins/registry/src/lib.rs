@@ -41,6 +41,7 @@ use rumoci_driver_sdk::http::{
 use rumoci_driver_sdk::{
     BlobInfo, BlobRead, BlobWrite, Cas, Digest, Driver, DriverInfo, Error, IndexDoc,
     IndexPrecondition, LayerStore, Result, config, store_dir, store_util::random_suffix,
+    wanted_refs,
 };
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
@@ -84,6 +85,32 @@ fn is_known_manifest(digest: &Digest) -> bool {
     MANIFESTS.with(|m| m.borrow().contains(&digest.to_string()))
 }
 
+/// Most bytes of manifests kept by [`keep_manifest`].
+const MAX_KEPT: usize = 16 << 20;
+
+thread_local! {
+    /// Manifests fetched whole to resolve a tag (`read-index` with
+    /// `wanted-refs`), by digest, checked: the host's `open` of that digest
+    /// that follows costs no request. Content addressed, never stale.
+    static KEPT: RefCell<(BTreeMap<String, Vec<u8>>, usize)> =
+        const { RefCell::new((BTreeMap::new(), 0)) };
+}
+
+/// Keep `bytes`, the manifest `digest` (its digest checked by the caller).
+pub(crate) fn keep_manifest(digest: &Digest, bytes: &[u8]) {
+    KEPT.with(|k| {
+        let (map, total) = &mut *k.borrow_mut();
+        if *total + bytes.len() <= MAX_KEPT && !map.contains_key(&digest.to_string()) {
+            *total += bytes.len();
+            map.insert(digest.to_string(), bytes.to_vec());
+        }
+    });
+}
+
+fn kept_manifest(digest: &Digest) -> Option<Vec<u8>> {
+    KEPT.with(|k| k.borrow().0.get(&digest.to_string()).cloned())
+}
+
 /// The driver.
 pub struct Registry;
 
@@ -124,6 +151,15 @@ impl Cas for Registry {
 
     fn check() -> Result<()> {
         let c = conf()?;
+        // A command that resolves some tags alone sends their GETs next:
+        // they find out as well whether the registry answers (and the
+        // host answers its login challenge on the first 401), so no
+        // round trip is spent on a probe first. Otherwise `GET /v2/`
+        // tells a server that is no registry (whose 404 to
+        // `tags/list` would read as "no tags") from an empty repository.
+        if wanted_refs().is_some() {
+            return Ok(());
+        }
         let call = call(&c, "GET", "/v2/".into());
         let mut r = call.send(&[], Body::Empty).map_err(|e| match e {
             Error::Io(m) => Error::Io(format!("registry {} is not reachable: {m}", c.url)),
@@ -146,6 +182,14 @@ impl Cas for Registry {
     }
 
     fn stat(digest: &Digest) -> Result<Option<BlobInfo>> {
+        if let Some(bytes) = kept_manifest(digest) {
+            return Ok(Some(BlobInfo {
+                digest: digest.to_string(),
+                size: bytes.len() as u64,
+                committed_at: None,
+                labels: vec![],
+            }));
+        }
         let c = conf()?;
         let blob = if is_known_manifest(digest) {
             None
@@ -167,6 +211,9 @@ impl Cas for Registry {
     }
 
     fn open(digest: &Digest) -> Result<Box<dyn BlobRead>> {
+        if let Some(bytes) = kept_manifest(digest) {
+            return Ok(Box::new(MemReader(bytes)));
+        }
         let c = conf()?;
         // One GET (no HEAD first: over a link with latency each request
         // costs a round trip): its answer tells the size, and its body is
@@ -240,10 +287,21 @@ impl Cas for Registry {
 
     fn read_index() -> Result<IndexDoc> {
         let c = conf()?;
-        Ok(index_doc(&current_tags(&c)?))
+        match wanted_refs() {
+            // only these tags: one GET each, no listing
+            Some(refs) => Ok(index_doc(&resolve_tags(&c, &refs)?)),
+            None => Ok(index_doc(&current_tags(&c)?)),
+        }
     }
 
     fn write_index(doc: Vec<u8>, precondition: IndexPrecondition) -> Result<String> {
+        if let Some(refs) = wanted_refs() {
+            // `other`, not `failed-precondition` (which the host retries)
+            return Err(Error::Other(format!(
+                "refusing to write the index: this command reads only the tags {} (host.wanted-refs), so the index it read is partial and writing it back would drop every other tag",
+                refs.join(", ")
+            )));
+        }
         let c = conf()?;
         write_index(&c, &doc, precondition)
     }
@@ -389,6 +447,45 @@ mod tests {
         ]);
         let (bytes, _) = get_manifest(&served(ep), "v1").unwrap();
         assert_eq!(bytes, doc);
+    }
+
+    /// A tag resolved by its GET: the digest is the body's, and a
+    /// `Docker-Content-Digest` naming other bytes is an integrity error.
+    #[test]
+    fn a_tag_resolved_by_its_get_takes_the_bodys_digest() {
+        let doc = br#"{"schemaVersion":2,"config":{},"layers":[]}"#;
+        let want = sha256_digest(doc);
+        let answer = |digest: Option<&str>| {
+            let mut a = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\nContent-Length: {}\r\n",
+                doc.len()
+            );
+            if let Some(d) = digest {
+                a.push_str(&format!("Docker-Content-Digest: {d}\r\n"));
+            }
+            a.push_str("\r\n");
+            let mut a = a.into_bytes();
+            a.extend_from_slice(doc);
+            a
+        };
+        let other = format!("sha256:{}", "1".repeat(64));
+        let ep = http::fake::serve(vec![
+            answer(None),
+            answer(Some(&want)),
+            answer(Some(&other)),
+        ]);
+        let c = served(ep);
+        for _ in 0..2 {
+            let (bytes, digest, mt) = get_tagged_manifest(&c, "v1").unwrap();
+            assert_eq!(bytes, doc);
+            assert_eq!(digest.to_string(), want);
+            assert_eq!(mt, OCI_MANIFEST);
+        }
+        let e = get_tagged_manifest(&c, "v1").unwrap_err();
+        assert!(
+            matches!(&e, Error::Integrity(m) if m.contains("hashes to")),
+            "{e:?}"
+        );
     }
 
     #[test]

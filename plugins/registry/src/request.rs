@@ -229,6 +229,38 @@ pub(crate) fn get_manifest(c: &Conf, reference: &str) -> Result<(Vec<u8>, String
     Ok((bytes, mt))
 }
 
+/// `GET /manifests/<tag>`: the bytes, their digest and media type. The
+/// digest is the body's sha256; a `Docker-Content-Digest` naming another
+/// sha256 is an integrity error (one of another algorithm is taken as
+/// the registry says: the host verifies every read of it).
+pub(crate) fn get_tagged_manifest(c: &Conf, tag: &str) -> Result<(Vec<u8>, Digest, String)> {
+    let call = call(c, "GET", manifest_path(c, tag));
+    let acc = accept();
+    let mut r = call.expect(&[("Accept", &acc)], Body::Empty, &[200])?;
+    let mt = media_type_of(&r);
+    let header = r.header("docker-content-digest").map(str::to_string);
+    let bytes = r.read_body(MAX_MANIFEST).map_err(|e| call.transport(e))?;
+    let computed = sha256_digest(&bytes);
+    let digest = match header {
+        Some(h) if !h.starts_with("sha256:") => Digest::parse(&h).map_err(|_| {
+            Error::Integrity(format!(
+                "{}: bad Docker-Content-Digest {:?}",
+                call.what(),
+                sanitize(&h, 150)
+            ))
+        })?,
+        Some(h) if h != computed => {
+            return Err(Error::Integrity(format!(
+                "{}: Docker-Content-Digest {:?}, but the body hashes to {computed}",
+                call.what(),
+                sanitize(&h, 150)
+            )));
+        }
+        _ => Digest::parse(&computed)?,
+    };
+    Ok((bytes, digest, mt))
+}
+
 pub(crate) fn sha256_digest(bytes: &[u8]) -> String {
     let h = Sha256::digest(bytes);
     let mut s = String::from("sha256:");

@@ -95,6 +95,36 @@ pub(crate) fn current_tags(c: &Conf) -> Result<BTreeMap<String, Tagged>> {
     Ok(out)
 }
 
+/// The entries of just the tags `refs` (the host's `wanted-refs`): one
+/// `GET /manifests/<tag>` each, its body kept ([`keep_manifest`]) so that
+/// opening the manifest costs no second request. A ref that is not a
+/// valid tag, or that the registry does not have, is left out (the host
+/// then says the tag is not found).
+pub(crate) fn resolve_tags(c: &Conf, refs: &[String]) -> Result<BTreeMap<String, Tagged>> {
+    let mut out = BTreeMap::new();
+    for tag in refs {
+        if !names::valid_tag(tag) || out.contains_key(tag) {
+            continue;
+        }
+        let (bytes, digest, media_type) = match get_tagged_manifest(c, tag) {
+            Ok(got) => got,
+            Err(Error::NotFound(_)) => continue,
+            Err(e) => return Err(e),
+        };
+        known_manifest(&digest);
+        keep_manifest(&digest, &bytes);
+        out.insert(
+            tag.clone(),
+            Tagged {
+                digest: digest.to_string(),
+                media_type,
+                size: bytes.len() as u64,
+            },
+        );
+    }
+    Ok(out)
+}
+
 pub(crate) fn json_str(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
 }

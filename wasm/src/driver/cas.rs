@@ -154,8 +154,25 @@ impl WasmCas {
         spec: &DriverSpec,
         dir: &Path,
     ) -> Result<WasmCas, DriverError> {
+        WasmCas::open_linked_reading(linked, spec, dir, None)
+    }
+
+    /// [`WasmCas::open_linked`]; with `refs`, the plugin is told before its
+    /// `check` that the command reads only those refs of the index
+    /// ([`Cas::want_refs`]: `host.wanted-refs` answers them).
+    pub fn open_linked_reading(
+        linked: &Linked,
+        spec: &DriverSpec,
+        dir: &Path,
+        refs: Option<&[String]>,
+    ) -> Result<WasmCas, DriverError> {
         let cas = WasmCas::load(linked, spec, dir)?;
-        lock(&cas.plugin).call("cas.check", |s, b| b.rumoci_driver_cas().call_check(s))?;
+        let mut p = lock(&cas.plugin);
+        if let Some(refs) = refs {
+            p.want_refs(refs.to_vec());
+        }
+        p.call("cas.check", |s, b| b.rumoci_driver_cas().call_check(s))?;
+        drop(p);
         Ok(cas)
     }
 
@@ -285,6 +302,10 @@ impl Cas for WasmCas {
 
     fn reads_over_network(&self) -> bool {
         lock(&self.plugin).networked()
+    }
+
+    fn want_refs(&self, refs: &[String]) {
+        lock(&self.plugin).want_refs(refs.to_vec());
     }
 
     fn parallel_writes(&self) -> usize {
@@ -462,6 +483,13 @@ impl Cas for WasmCas {
     }
 
     fn swap_index_raw(&self, old: &[u8], new: &[u8]) -> Result<(), CasError> {
+        // an index read partially is never written back (whatever the
+        // plugin does about it)
+        if let Some(refs) = lock(&self.plugin).wanted_refs() {
+            return Err(CasError::PartialIndex {
+                refs: refs.to_vec(),
+            });
+        }
         // WASI has no file locks: rumoci processes take turns here, so that
         // a plugin's read-compare-rename is a real compare-and-swap
         let _turn = index_lock(&self.dir)?;

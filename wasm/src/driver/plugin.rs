@@ -206,6 +206,8 @@ pub struct Plugin<W: World = CasDriver> {
     instance: Option<Instance<W>>,
     generation: u64,
     info: PluginInfo,
+    /// What `host.wanted-refs` answers (see [`Plugin::want_refs`]).
+    wanted_refs: Option<Vec<String>>,
 }
 
 impl<W: World> std::fmt::Debug for Plugin<W> {
@@ -281,6 +283,7 @@ impl<W: World> Plugin<W> {
             net: None,
             instance: None,
             generation: 0,
+            wanted_refs: None,
             info: PluginInfo {
                 name: label.clone(),
                 version: String::new(),
@@ -348,6 +351,36 @@ impl<W: World> Plugin<W> {
         self.info.capabilities.iter().any(|c| c == capability)
     }
 
+    /// From now on, `host.wanted-refs` answers `refs`: the command reads
+    /// only these refs of `index.json` and never writes it, so the plugin
+    /// may read a partial index (and must then refuse `write-index`).
+    /// Irrevocable: a later call adds its refs to those already set (the
+    /// index stays partial); an instance re-created after a trap answers
+    /// the same.
+    pub fn want_refs(&mut self, refs: Vec<String>) {
+        let refs = match self.wanted_refs.take() {
+            Some(mut had) => {
+                for r in refs {
+                    if !had.contains(&r) {
+                        had.push(r);
+                    }
+                }
+                had
+            }
+            None => refs,
+        };
+        if let Some(inst) = self.instance.as_mut() {
+            inst.store.data_mut().wanted_refs = Some(refs.clone());
+        }
+        self.wanted_refs = Some(refs);
+    }
+
+    /// The refs set by [`Plugin::want_refs`]: `Some` means the index this
+    /// instance reads may be partial and must never be written.
+    pub fn wanted_refs(&self) -> Option<&[String]> {
+        self.wanted_refs.as_deref()
+    }
+
     /// Incremented each time the instance is dropped after a trap; resources
     /// of an older generation are dead.
     pub fn generation(&self) -> u64 {
@@ -397,6 +430,7 @@ impl<W: World> Plugin<W> {
             plugin: self.label.clone(),
             options: self.options.clone(),
             create_media_type: None,
+            wanted_refs: self.wanted_refs.clone(),
             store: match &self.dir {
                 Some(d) => Some(
                     rustix::fs::open(

@@ -24,6 +24,9 @@ pub struct HostState {
     pub(super) options: Vec<(String, String)>,
     /// The media type of the blob the current `cas.create` call starts.
     pub(super) create_media_type: Option<String>,
+    /// What `host.wanted-refs` answers: the refs of `index.json` the
+    /// command reads, when it reads only those and writes no index.
+    pub(super) wanted_refs: Option<Vec<String>>,
     /// The store directory (`O_PATH`), for the tree operations the host
     /// does on the plugin's behalf (`host.measure-tree`, `host.remove-tree`).
     pub(super) store: Option<std::os::fd::OwnedFd>,
@@ -123,6 +126,10 @@ impl super::bindings::rumoci::driver::host::Host for HostState {
 
     fn create_media_type(&mut self) -> Option<String> {
         self.create_media_type.clone()
+    }
+
+    fn wanted_refs(&mut self) -> Option<Vec<String>> {
+        self.wanted_refs.clone()
     }
 
     fn measure_tree(

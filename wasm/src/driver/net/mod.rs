@@ -315,6 +315,12 @@ impl Network {
                 .send_once(&parts.method, &uri, headers, &mut body, options.as_ref())
                 .await?;
             let status = resp.status();
+            tracing::debug!(
+                "driver {plugin}: {} {}: {}",
+                parts.method,
+                uri.path_and_query().map_or("/", |p| p.as_str()),
+                status.as_u16()
+            );
             if status == StatusCode::UNAUTHORIZED && on_registry && !challenged && body.can_replay()
             {
                 challenged = true;
