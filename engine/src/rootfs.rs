@@ -91,6 +91,19 @@ pub fn unpack_rootfs(
     unpack_with_store(cas, &InPlace::new(rootfs), manifest, config, rootfs, opts)
 }
 
+/// [`unpack_rootfs`], the layers read through `ahead` (made by the caller,
+/// which may have started the first layer's read already).
+pub(crate) fn unpack_rootfs_from(
+    ahead: &mut ReadAhead<'_, '_>,
+    manifest: &Manifest,
+    config: &Image,
+    rootfs: &Path,
+    opts: ExtractOptions,
+) -> Result<BTreeMap<BString, [u8; 32]>, UnpackError> {
+    let store = InPlace::new(rootfs);
+    Ok(unpack_layers_from(ahead, &store, manifest, config, rootfs, opts, false)?.digests)
+}
+
 /// The media type decompression is chosen by: the OCI twin of a Docker
 /// layer type ([`media::oci_layer_type`]), else the type itself (an
 /// unknown one is refused by the decompressor, naming it).

@@ -796,10 +796,38 @@ fn requests(log: &str) -> Vec<String> {
         .collect()
 }
 
+/// The config's and the first layer's digests of `tag` in the local
+/// `layout`.
+fn config_and_first_layer(layout: &Path, tag: &str) -> (String, String) {
+    let read = |p: PathBuf| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(&p).expect("read")).expect("JSON")
+    };
+    let blob = |d: &serde_json::Value| {
+        let d = d.as_str().expect("digest");
+        layout
+            .join("blobs/sha256")
+            .join(d.trim_start_matches("sha256:"))
+    };
+    let index = read(layout.join("index.json"));
+    let desc = index["manifests"]
+        .as_array()
+        .expect("manifests")
+        .iter()
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag)
+        .expect("tag");
+    let manifest = read(blob(&desc["digest"]));
+    let digest = |v: &serde_json::Value| v.as_str().expect("digest").to_string();
+    (
+        digest(&manifest["config"]["digest"]),
+        digest(&manifest["layers"][0]["digest"]),
+    )
+}
+
 /// A pull resolves its one tag with one `GET /manifests/TAG` (no tag
 /// listing, no `HEAD` per tag, the manifest not fetched a second time by
-/// its digest) and unpacks the tree the local layout gives; the other
-/// tags of the repository stay as they were.
+/// its digest), asks for the first layer before the config, and unpacks
+/// the tree the local layout gives, as `raw unpack` does; the other tags
+/// of the repository stay as they were.
 #[test]
 fn a_pull_resolves_its_tag_alone_and_unpacks_as_the_local_layout() {
     let (tmp, data, layout, _reg, spec) = three_tags("pull/one");
@@ -817,16 +845,45 @@ fn a_pull_resolves_its_tag_alone_and_unpacks_as_the_local_layout() {
             s(&pulled),
         ],
     );
-    let reqs = requests(&log);
-    assert!(!reqs.is_empty(), "no requests logged:\n{log}");
-    assert!(!reqs.iter().any(|r| r.contains("/tags/list")), "{reqs:#?}");
-    assert!(!reqs.iter().any(|r| r.starts_with("HEAD ")), "{reqs:#?}");
-    let manifests: Vec<&String> = reqs.iter().filter(|r| r.contains("/manifests/")).collect();
-    assert_eq!(
-        manifests,
-        ["GET /v2/pull/one/manifests/a: 200"],
-        "{reqs:#?}"
+    let (config, first_layer) = config_and_first_layer(&layout, "t");
+    let one_tag_then_layer_first = |log: &str| {
+        let reqs = requests(log);
+        assert!(!reqs.is_empty(), "no requests logged:\n{log}");
+        assert!(!reqs.iter().any(|r| r.contains("/tags/list")), "{reqs:#?}");
+        assert!(!reqs.iter().any(|r| r.starts_with("HEAD ")), "{reqs:#?}");
+        let manifests: Vec<&String> = reqs.iter().filter(|r| r.contains("/manifests/")).collect();
+        assert_eq!(
+            manifests,
+            ["GET /v2/pull/one/manifests/a: 200"],
+            "{reqs:#?}"
+        );
+        // the first layer is answered before the config is asked for
+        let at = |digest: &str| {
+            reqs.iter()
+                .position(|r| r.contains(&format!("/blobs/{digest}")))
+                .unwrap_or_else(|| panic!("no GET of {digest}: {reqs:#?}"))
+        };
+        assert!(at(&first_layer) < at(&config), "{reqs:#?}");
+    };
+    one_tag_then_layer_first(&log);
+    // raw unpack (a root filesystem alone) reads the same way
+    let raw = tmp.path().join("raw");
+    let log = rd_ok_err(
+        &data,
+        &[
+            "--log",
+            "debug",
+            "--driver",
+            &spec,
+            "raw",
+            "unpack",
+            "--image",
+            "pull/one:a",
+            s(&raw),
+        ],
     );
+    one_tag_then_layer_first(&log);
+    assert_same_tree(&pulled.join("rootfs"), &raw);
     let local = tmp.path().join("local");
     rd_unpack(&data, &[], &format!("{}:t", s(&layout)), &local);
     assert_same_tree(&local.join("rootfs"), &pulled.join("rootfs"));

@@ -237,14 +237,23 @@ impl Store {
     ) -> Result<DescriptorPath> {
         let rootfs = rootfs.as_ref();
         let path = self.resolve(tag, platform)?;
-        let (manifest, config) = self.manifest_and_config(path.target())?;
-        match std::fs::create_dir_all(rootfs) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(e).doing(|| format!("create {}", show::name(&rootfs))),
-        }
-        crate::rootfs::unpack_rootfs(self.cas(), &manifest, &config, rootfs, opts)
-            .doing(|| format!("unpack {}", self.image(tag)))?;
+        let manifest = ext::fetch_manifest(self.cas(), path.target())?;
+        std::thread::scope(|s| {
+            let mut ahead = crate::readahead::ReadAhead::new(s, self.cas(), &manifest.layers);
+            // every layer is read: from a store that reads over the network
+            // the first one is requested now, its bytes coming while the
+            // config is fetched
+            ahead.start_first()?;
+            let config = ext::fetch_image_config(self.cas(), path.target(), &manifest)?;
+            match std::fs::create_dir_all(rootfs) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e).doing(|| format!("create {}", show::name(&rootfs))),
+            }
+            crate::rootfs::unpack_rootfs_from(&mut ahead, &manifest, &config, rootfs, opts)
+                .doing(|| format!("unpack {}", self.image(tag)))?;
+            Ok(())
+        })?;
         Ok(path)
     }
 
