@@ -534,6 +534,61 @@ fn registry_bad_url_or_repo_fails_in_one_line() {
     }
 }
 
+/// A plain web server (Python's `http.server`, 404 to every `/v2/` path)
+/// is no registry, and every command says so, also one that reads a
+/// single tag (which sends no probe before its tag's GET): not that the
+/// tag is missing.
+#[test]
+fn a_web_server_that_is_no_registry_is_named_so() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    let www = tmp.path().join("www");
+    std::fs::create_dir_all(&www).expect("mkdir");
+    let port = free_port();
+    let mut server = Command::new("python3")
+        .args([
+            "-m",
+            "http.server",
+            "--bind",
+            "127.0.0.1",
+            &port.to_string(),
+        ])
+        .current_dir(&www)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("python3 -m http.server");
+    let up = (0..100).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    assert!(up, "http.server did not listen on {port}");
+    let url = format!("http://127.0.0.1:{port}");
+    let spec = format!("{},url={url}", plugin("registry"));
+    let bundle = tmp.path().join("b");
+    let runs: [&[&str]; 4] = [
+        &["unpack", "--image", "demo:t", s(&bundle)],
+        &["raw", "unpack", "--image", "demo:t", s(&bundle)],
+        &["stat", "--image", "demo:t"],
+        &["ls", "--layout", "demo"],
+    ];
+    for args in runs {
+        let e = rd_err(&data, &[&["--driver", spec.as_str()], args].concat());
+        assert_eq!(e.trim().lines().count(), 1, "{args:?}: one line: {e}");
+        assert!(
+            e.contains("is it a distribution registry") && e.contains(&url),
+            "{args:?}: {e}"
+        );
+    }
+    assert!(
+        !bundle.exists(),
+        "a failed unpack left {}",
+        bundle.display()
+    );
+    let _ = server.kill();
+    let _ = server.wait();
+}
+
 /// A one-shot HTTP server on 127.0.0.1 that reads a request head and
 /// writes `answer`; returns its URL.
 fn fake_server(answer: Vec<u8>) -> (String, std::thread::JoinHandle<()>) {

@@ -111,6 +111,31 @@ fn kept_manifest(digest: &Digest) -> Option<Vec<u8>> {
     KEPT.with(|k| k.borrow().0.get(&digest.to_string()).cloned())
 }
 
+/// `GET /v2/`: whether `c.url` answers as a distribution registry; the
+/// error says it does not (a 404 to a tag would otherwise read as "no such
+/// tag").
+pub(crate) fn probe(c: &Conf) -> Result<()> {
+    let call = call(c, "GET", "/v2/".into());
+    let mut r = call.send(&[], Body::Empty).map_err(|e| match e {
+        Error::Io(m) => Error::Io(format!("registry {} is not reachable: {m}", c.url)),
+        e => e,
+    })?;
+    if r.status != 200 {
+        let e = call.status_error(&mut r);
+        return Err(Error::Other(format!(
+            "{}/v2/ does not answer 200, is it a distribution registry? {}",
+            c.url,
+            match e {
+                Error::NotFound(m) | Error::Other(m) | Error::Io(m) => m,
+                Error::InvalidArgument(m) | Error::Unsupported(m) => m,
+                Error::FailedPrecondition(m) | Error::Integrity(m) => m,
+                Error::AlreadyExists(m) => m,
+            }
+        )));
+    }
+    Ok(())
+}
+
 /// The driver.
 pub struct Registry;
 
@@ -160,25 +185,7 @@ impl Cas for Registry {
         if wanted_refs().is_some() {
             return Ok(());
         }
-        let call = call(&c, "GET", "/v2/".into());
-        let mut r = call.send(&[], Body::Empty).map_err(|e| match e {
-            Error::Io(m) => Error::Io(format!("registry {} is not reachable: {m}", c.url)),
-            e => e,
-        })?;
-        if r.status != 200 {
-            let e = call.status_error(&mut r);
-            return Err(Error::Other(format!(
-                "{}/v2/ does not answer 200, is it a distribution registry? {}",
-                c.url,
-                match e {
-                    Error::NotFound(m) | Error::Other(m) | Error::Io(m) => m,
-                    Error::InvalidArgument(m) | Error::Unsupported(m) => m,
-                    Error::FailedPrecondition(m) | Error::Integrity(m) => m,
-                    Error::AlreadyExists(m) => m,
-                }
-            )));
-        }
-        Ok(())
+        probe(&c)
     }
 
     fn stat(digest: &Digest) -> Result<Option<BlobInfo>> {

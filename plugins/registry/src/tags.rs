@@ -99,7 +99,8 @@ pub(crate) fn current_tags(c: &Conf) -> Result<BTreeMap<String, Tagged>> {
 /// `GET /manifests/<tag>` each, its body kept ([`keep_manifest`]) so that
 /// opening the manifest costs no second request. A ref that is not a
 /// valid tag, or that the registry does not have, is left out (the host
-/// then says the tag is not found).
+/// then says the tag is not found); when the server answers a tag with
+/// 404, `GET /v2/` tells whether it is a registry at all.
 pub(crate) fn resolve_tags(c: &Conf, refs: &[String]) -> Result<BTreeMap<String, Tagged>> {
     let mut out = BTreeMap::new();
     for tag in refs {
@@ -108,7 +109,12 @@ pub(crate) fn resolve_tags(c: &Conf, refs: &[String]) -> Result<BTreeMap<String,
         }
         let (bytes, digest, media_type) = match get_tagged_manifest(c, tag) {
             Ok(got) => got,
-            Err(Error::NotFound(_)) => continue,
+            Err(Error::NotFound(_)) => {
+                // no such tag, or no registry there at all (no probe was
+                // made at `check`): the probe tells which, only now
+                crate::probe(c)?;
+                continue;
+            }
             Err(e) => return Err(e),
         };
         known_manifest(&digest);
