@@ -252,13 +252,7 @@ impl<'a> Walker<'a> {
         rel: &[u8],
     ) -> Result<Option<Vec<std::ffi::OsString>>, DiffError> {
         let md = std::fs::symlink_metadata(host).map_err(err(host))?;
-        self.stats.walked += 1;
-        if !md.is_dir() && md.nlink() > 1 {
-            self.links
-                .entry((md.dev(), md.ino()))
-                .or_default()
-                .push(rel.to_vec());
-        }
+        walked(&mut self.stats, &mut self.links, rel, &md);
         match self.spec.entries.get_key_value(rel) {
             None => self.out.push(Delta {
                 path: rel.to_vec(),
@@ -351,6 +345,23 @@ pub fn compare_granted(
 
 /// The hardlink groups touched by a change, whole, added to `out`; then
 /// `out` in [`tree_order`].
+/// Count entry `rel` as walked (its status `md`), noting its path under
+/// its inode when it has other links.
+fn walked(
+    stats: &mut DiffStats,
+    links: &mut HashMap<(u64, u64), Vec<Vec<u8>>>,
+    rel: &[u8],
+    md: &std::fs::Metadata,
+) {
+    stats.walked += 1;
+    if !md.is_dir() && md.nlink() > 1 {
+        links
+            .entry((md.dev(), md.ino()))
+            .or_default()
+            .push(rel.to_vec());
+    }
+}
+
 fn finish(mut out: Vec<Delta>, links: HashMap<(u64, u64), Vec<Vec<u8>>>) -> Vec<Delta> {
     let in_delta: HashSet<&[u8]> = out.iter().map(|d| d.path.as_slice()).collect();
     let mut extra_links: Vec<Delta> = Vec::new();
@@ -475,19 +486,8 @@ impl<R: std::io::BufRead, C: std::io::BufRead> Streamer<'_, R, C> {
 
     fn stat(&mut self, host: &Path, rel: &[u8]) -> Result<std::fs::Metadata, DiffError> {
         let md = std::fs::symlink_metadata(host).map_err(err(host))?;
-        self.walked(rel, &md);
+        walked(&mut self.stats, &mut self.links, rel, &md);
         Ok(md)
-    }
-
-    /// Count entry `rel` as walked (its status `md`), noting its hardlinks.
-    fn walked(&mut self, rel: &[u8], md: &std::fs::Metadata) {
-        self.stats.walked += 1;
-        if !md.is_dir() && md.nlink() > 1 {
-            self.links
-                .entry((md.dev(), md.ino()))
-                .or_default()
-                .push(rel.to_vec());
-        }
     }
 
     /// Compare manifest entry `rel` (`kw`) with the tree's (`md`).
@@ -628,7 +628,7 @@ impl<R: std::io::BufRead, C: std::io::BufRead> Streamer<'_, R, C> {
             }
             if let Some((_, md)) = t_files.next_if(|t| t.0.as_slice() == name) {
                 let h = self.host(&path);
-                self.walked(&path, &md);
+                walked(&mut self.stats, &mut self.links, &path, &md);
                 self.pair(&h, &path, &keywords, &md)?;
             } else if dirs.binary_search_by(|d| d.as_slice().cmp(name)).is_ok() {
                 // a non-directory became a directory
