@@ -28,10 +28,26 @@ const AHEAD: usize = 3;
 /// the link delivers in a third of a second at 50 MB/s.
 const DEPTH: usize = 16;
 
-/// A layer being fetched: whether its blob opened, then its bytes.
+/// A layer being fetched: whether its blob opened (`None` once that
+/// answer was taken, and was yes), then its bytes.
 struct Pending {
-    opened: Receiver<Result<(), CasError>>,
+    opened: Option<Receiver<Result<(), CasError>>>,
     reader: ChunkReader,
+}
+
+impl Pending {
+    /// Wait until the blob of `layer` is open (its request answered).
+    fn wait_opened(&mut self, layer: &Descriptor) -> Result<(), CasError> {
+        let Some(opened) = self.opened.take() else {
+            return Ok(());
+        };
+        opened.recv().map_err(|_| {
+            CasError::io(
+                format!("layer {}", layer.digest),
+                io::Error::other("the read-ahead thread stopped before opening the blob"),
+            )
+        })?
+    }
 }
 
 /// The layers of one image, opened in order by the extractor.
@@ -80,23 +96,12 @@ impl<'scope, 'env> ReadAhead<'scope, 'env> {
         }
         self.start(0)?;
         self.started = 1;
-        let Some(first) = self.pending.get_mut(&0) else {
-            return Ok(());
-        };
-        // the store serves one call at a time: waiting here sends the
-        // layer's request before the config's
-        let answer = first.opened.recv().map_err(|_| {
-            CasError::io(
-                format!("layer {}", self.layers[0].digest),
-                io::Error::other("the read-ahead thread stopped before opening the blob"),
-            )
-        })?;
-        answer?;
-        // what `open` will receive
-        let (tx, rx) = sync_channel(1);
-        let _ = tx.send(Ok(()));
-        first.opened = rx;
-        Ok(())
+        match self.pending.get_mut(&0) {
+            // the store serves one call at a time: waiting here sends the
+            // layer's request before the config's
+            Some(first) => first.wait_opened(&self.layers[0]),
+            None => Ok(()),
+        }
     }
 
     /// Layer `i`'s blob, verified as it is read; the layers after it are
@@ -115,18 +120,12 @@ impl<'scope, 'env> ReadAhead<'scope, 'env> {
             self.start(self.started)?;
             self.started += 1;
         }
-        let Some(Pending { opened, reader }) = self.pending.remove(&i) else {
+        let Some(mut pending) = self.pending.remove(&i) else {
             // opened again: read it as a local store is
             return self.local(layer);
         };
-        match opened.recv() {
-            Ok(Ok(())) => Ok(Box::new(reader)),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(CasError::io(
-                format!("layer {}", layer.digest),
-                io::Error::other("the read-ahead thread stopped before opening the blob"),
-            )),
-        }
+        pending.wait_opened(layer)?;
+        Ok(Box::new(pending.reader))
     }
 
     /// A blob of a local store: read and checked (size, digest) on a
@@ -157,7 +156,13 @@ impl<'scope, 'env> ReadAhead<'scope, 'env> {
                 drop(read_tx);
             })
             .map_err(|e| CasError::io(format!("layer {}: read-ahead thread", layer.digest), e))?;
-        self.pending.insert(j, Pending { opened, reader });
+        self.pending.insert(
+            j,
+            Pending {
+                opened: Some(opened),
+                reader,
+            },
+        );
         Ok(())
     }
 }

@@ -91,19 +91,6 @@ pub fn unpack_rootfs(
     unpack_with_store(cas, &InPlace::new(rootfs), manifest, config, rootfs, opts)
 }
 
-/// [`unpack_rootfs`], the layers read through `ahead` (made by the caller,
-/// which may have started the first layer's read already).
-pub(crate) fn unpack_rootfs_from(
-    ahead: &mut ReadAhead<'_, '_>,
-    manifest: &Manifest,
-    config: &Image,
-    rootfs: &Path,
-    opts: ExtractOptions,
-) -> Result<BTreeMap<BString, [u8; 32]>, UnpackError> {
-    let store = InPlace::new(rootfs);
-    Ok(unpack_layers_from(ahead, &store, manifest, config, rootfs, opts, false)?.digests)
-}
-
 /// The media type decompression is chosen by: the OCI twin of a Docker
 /// layer type ([`media::oci_layer_type`]), else the type itself (an
 /// unknown one is refused by the decompressor, naming it).
@@ -509,17 +496,26 @@ pub fn unpack_chain(
     unpack_layers(cas, store, manifest, config, rootfs, opts, true)
 }
 
-/// [`unpack_chain`], the layers read through `ahead` (made by the caller,
-/// which may have started the first layer's read already).
-pub(crate) fn unpack_chain_from(
-    ahead: &mut ReadAhead<'_, '_>,
-    store: &dyn LayerStore,
+/// Fetch the config of `manifest` (manifest `desc` in `cas`), then run
+/// `unpack` with it and the image's layers read through a [`ReadAhead`].
+/// With `every_layer` (nothing will come from a layer store's cache), a
+/// store that reads over the network is asked for the first layer before
+/// the config, so that its bytes come while the config is fetched.
+pub(crate) fn config_then_layers<T, E: From<CasError>>(
+    cas: &dyn Cas,
+    desc: &crate::oci::Descriptor,
     manifest: &Manifest,
-    config: &Image,
-    rootfs: &Path,
-    opts: ExtractOptions,
-) -> Result<Unpacked, UnpackError> {
-    unpack_layers_from(ahead, store, manifest, config, rootfs, opts, true)
+    every_layer: bool,
+    unpack: impl FnOnce(&mut ReadAhead<'_, '_>, &Image) -> Result<T, E>,
+) -> Result<T, E> {
+    std::thread::scope(|s| {
+        let mut ahead = ReadAhead::new(s, cas, &manifest.layers);
+        if every_layer {
+            ahead.start_first()?;
+        }
+        let config = crate::cas::ext::fetch_image_config(cas, desc, manifest)?;
+        unpack(&mut ahead, &config)
+    })
 }
 
 /// [`unpack_chain`]; `mountable`: whether the caller can mount a chain of
@@ -541,7 +537,7 @@ fn unpack_layers(
 }
 
 /// [`unpack_layers`], the layers read through `ahead`.
-fn unpack_layers_from(
+pub(crate) fn unpack_layers_from(
     ahead: &mut ReadAhead<'_, '_>,
     store: &dyn LayerStore,
     manifest: &Manifest,

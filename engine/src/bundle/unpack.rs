@@ -18,7 +18,7 @@ use crate::mtree;
 use crate::oci::{Image, Manifest};
 use crate::path::BString;
 use crate::readahead::ReadAhead;
-use crate::rootfs::{LayerUnpack, unpack_chain_from};
+use crate::rootfs::{LayerUnpack, unpack_layers_from};
 
 fn io(what: &Path) -> impl FnOnce(std::io::Error) -> BundleError + '_ {
     move |e| BundleError::Other(format!("{}: {e}", what.display()))
@@ -71,17 +71,14 @@ pub fn unpack_bundle(
     layers: Option<&dyn LayerStore>,
 ) -> Result<Vec<LayerUnpack>, BundleError> {
     let manifest = ext::fetch_manifest(cas, path.target())?;
-    std::thread::scope(|s| {
-        let mut ahead = ReadAhead::new(s, cas, &manifest.layers);
-        // extracted in place, every layer is read: from a store that reads
-        // over the network the first one is requested now, so that its
-        // bytes come while the config is fetched (a round trip or two)
-        if layers.is_none() {
-            ahead.start_first()?;
-        }
-        let config = ext::fetch_image_config(cas, path.target(), &manifest)?;
-        unpack_bundle_from(&mut ahead, path, bundle, opts, layers, &manifest, &config)
-    })
+    // extracted in place, every layer is read
+    crate::rootfs::config_then_layers(
+        cas,
+        path.target(),
+        &manifest,
+        layers.is_none(),
+        |ahead, config| unpack_bundle_from(ahead, path, bundle, opts, layers, &manifest, config),
+    )
 }
 
 /// [`unpack_bundle`] once the manifest and config are read, the layers read
@@ -126,7 +123,8 @@ fn unpack_bundle_from(
     let res = (|| -> Result<Vec<LayerUnpack>, BundleError> {
         let in_place = InPlace::new(&rootfs);
         let store = layers.unwrap_or(&in_place);
-        let unpacked = unpack_chain_from(ahead, store, manifest, config, &rootfs, opts.clone())?;
+        let unpacked =
+            unpack_layers_from(ahead, store, manifest, config, &rootfs, opts.clone(), true)?;
         let digests = unpacked.digests;
         let mut overlay = None;
         if let Some(dirs) = unpacked.lowerdirs {

@@ -238,22 +238,26 @@ impl Store {
         let rootfs = rootfs.as_ref();
         let path = self.resolve(tag, platform)?;
         let manifest = ext::fetch_manifest(self.cas(), path.target())?;
-        std::thread::scope(|s| {
-            let mut ahead = crate::readahead::ReadAhead::new(s, self.cas(), &manifest.layers);
-            // every layer is read: from a store that reads over the network
-            // the first one is requested now, its bytes coming while the
-            // config is fetched
-            ahead.start_first()?;
-            let config = ext::fetch_image_config(self.cas(), path.target(), &manifest)?;
-            match std::fs::create_dir_all(rootfs) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(e).doing(|| format!("create {}", show::name(&rootfs))),
-            }
-            crate::rootfs::unpack_rootfs_from(&mut ahead, &manifest, &config, rootfs, opts)
+        // every layer is read (no layer store)
+        crate::rootfs::config_then_layers(
+            self.cas(),
+            path.target(),
+            &manifest,
+            true,
+            |ahead, config| {
+                match std::fs::create_dir_all(rootfs) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(e).doing(|| format!("create {}", show::name(&rootfs))),
+                }
+                let store = crate::layer_store::InPlace::new(rootfs);
+                crate::rootfs::unpack_layers_from(
+                    ahead, &store, &manifest, config, rootfs, opts, false,
+                )
                 .doing(|| format!("unpack {}", self.image(tag)))?;
-            Ok(())
-        })?;
+                Ok(())
+            },
+        )?;
         Ok(path)
     }
 
