@@ -219,14 +219,34 @@ pub(crate) fn media_type_of(r: &Response) -> String {
     if ok { mt } else { OCI_MANIFEST }.to_string()
 }
 
-/// `GET /manifests/<reference>`: the bytes and their media type.
-pub(crate) fn get_manifest(c: &Conf, reference: &str) -> Result<(Vec<u8>, String)> {
+/// A manifest as `GET /manifests/<reference>` answered it.
+struct Fetched<'a> {
+    call: Call<'a>,
+    bytes: Vec<u8>,
+    media_type: String,
+    /// The `Docker-Content-Digest` header, if any.
+    digest_header: Option<String>,
+}
+
+fn fetch_manifest<'a>(c: &'a Conf, reference: &str) -> Result<Fetched<'a>> {
     let call = call(c, "GET", manifest_path(c, reference));
     let acc = accept();
     let mut r = call.expect(&[("Accept", &acc)], Body::Empty, &[200])?;
-    let mt = media_type_of(&r);
+    let media_type = media_type_of(&r);
+    let digest_header = r.header("docker-content-digest").map(str::to_string);
     let bytes = r.read_body(MAX_MANIFEST).map_err(|e| call.transport(e))?;
-    Ok((bytes, mt))
+    Ok(Fetched {
+        call,
+        bytes,
+        media_type,
+        digest_header,
+    })
+}
+
+/// `GET /manifests/<reference>`: the bytes and their media type.
+pub(crate) fn get_manifest(c: &Conf, reference: &str) -> Result<(Vec<u8>, String)> {
+    let f = fetch_manifest(c, reference)?;
+    Ok((f.bytes, f.media_type))
 }
 
 /// `GET /manifests/<tag>`: the bytes, their digest and media type. The
@@ -234,12 +254,12 @@ pub(crate) fn get_manifest(c: &Conf, reference: &str) -> Result<(Vec<u8>, String
 /// sha256 is an integrity error (one of another algorithm is taken as
 /// the registry says: the host verifies every read of it).
 pub(crate) fn get_tagged_manifest(c: &Conf, tag: &str) -> Result<(Vec<u8>, Digest, String)> {
-    let call = call(c, "GET", manifest_path(c, tag));
-    let acc = accept();
-    let mut r = call.expect(&[("Accept", &acc)], Body::Empty, &[200])?;
-    let mt = media_type_of(&r);
-    let header = r.header("docker-content-digest").map(str::to_string);
-    let bytes = r.read_body(MAX_MANIFEST).map_err(|e| call.transport(e))?;
+    let Fetched {
+        call,
+        bytes,
+        media_type: mt,
+        digest_header: header,
+    } = fetch_manifest(c, tag)?;
     let computed = sha256_digest(&bytes);
     let digest = match header {
         Some(h) if !h.starts_with("sha256:") => Digest::parse(&h).map_err(|_| {
