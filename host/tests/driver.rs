@@ -204,30 +204,14 @@ fn a_plugin_built_before_create_media_type_still_works() {
         &spec,
     ]);
     rd_ok(&["new", "--image", &img, "--driver", &spec]);
-    assert_eq!(
-        rd_ok(&[
-            "ls",
-            "--layout",
-            s(&tmp.path().join("unused")),
-            "--driver",
-            &spec
-        ]),
-        "t\n"
-    );
+    let unused = tmp.path().join("unused");
+    let ls = || rd_ok(&["ls", "--layout", s(&unused), "--driver", &spec]);
+    assert_eq!(ls(), "t\n");
     // `stat` reads one tag (wanted-refs, which the old plugin never asks)
     let stat = rd_ok(&["stat", "--image", &img, "--driver", &spec]);
     assert!(stat.contains("== MANIFEST =="), "{stat}");
     rd_ok(&["tag", "--image", &img, "--driver", &spec, "u"]);
-    assert_eq!(
-        rd_ok(&[
-            "ls",
-            "--layout",
-            s(&tmp.path().join("unused")),
-            "--driver",
-            &spec
-        ]),
-        "t\nu\n"
-    );
+    assert_eq!(ls(), "t\nu\n");
 }
 
 /// unpack → change → repack → gc on one layout through `driver`; returns the

@@ -886,20 +886,18 @@ fn config_and_first_layer(layout: &Path, tag: &str) -> (String, String) {
 #[test]
 fn a_pull_resolves_its_tag_alone_and_unpacks_as_the_local_layout() {
     let (tmp, data, layout, _reg, spec) = three_tags("pull/one");
+    // `unpack` (or `raw unpack`) of pull/one:a into `dest`: its log
+    let pull_logged = |command: &[&str], dest: &Path| {
+        let args = [
+            &["--log", "debug", "--driver", spec.as_str()],
+            command,
+            &["--image", "pull/one:a", s(dest)],
+        ]
+        .concat();
+        rd_ok_err(&data, &args)
+    };
     let pulled = tmp.path().join("pulled");
-    let log = rd_ok_err(
-        &data,
-        &[
-            "--log",
-            "debug",
-            "--driver",
-            &spec,
-            "unpack",
-            "--image",
-            "pull/one:a",
-            s(&pulled),
-        ],
-    );
+    let log = pull_logged(&["unpack"], &pulled);
     let (config, first_layer) = config_and_first_layer(&layout, "t");
     let one_tag_then_layer_first = |log: &str| {
         let reqs = requests(log);
@@ -923,20 +921,7 @@ fn a_pull_resolves_its_tag_alone_and_unpacks_as_the_local_layout() {
     one_tag_then_layer_first(&log);
     // raw unpack (a root filesystem alone) reads the same way
     let raw = tmp.path().join("raw");
-    let log = rd_ok_err(
-        &data,
-        &[
-            "--log",
-            "debug",
-            "--driver",
-            &spec,
-            "raw",
-            "unpack",
-            "--image",
-            "pull/one:a",
-            s(&raw),
-        ],
-    );
+    let log = pull_logged(&["raw", "unpack"], &raw);
     one_tag_then_layer_first(&log);
     assert_same_tree(&pulled.join("rootfs"), &raw);
     let local = tmp.path().join("local");
